@@ -1,0 +1,222 @@
+//! The authorization request (PKCE S256, `state`, RFC 8707 `resource`) and the checks on the
+//! redirect that answers it (`state`, RFC 9207 `iss`, error responses).
+
+use oauth2::{CsrfToken, PkceCodeChallenge};
+use url::Url;
+
+use crate::client::discovery::{same_issuer, Discovery};
+use crate::client::registration::ClientRegistration;
+use crate::client::tokens::{oauth2_client, scopes};
+use crate::error::{Error, ErrorKind, Result};
+use crate::http::{ensure_secure_url, redact_url};
+use crate::metadata::AuthorizationServerMetadata;
+use crate::secret::Secret;
+
+/// An authorization request that waits for its redirect. `Debug` shows no state or verifier.
+#[derive(Clone)]
+pub struct PendingAuthorization {
+    /// The URL to send the user to.
+    pub url: Url,
+    /// The redirect URI the code will come back to.
+    pub redirect_uri: Url,
+    /// The scopes requested.
+    pub scopes: Vec<String>,
+    pub(crate) state: Secret,
+    pub(crate) verifier: Secret,
+    pub(crate) issuer: String,
+    pub(crate) iss_advertised: bool,
+}
+
+impl std::fmt::Debug for PendingAuthorization {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingAuthorization")
+            .field("url", &redact_url(&self.url))
+            .field("redirect_uri", &self.redirect_uri.as_str())
+            .field("scopes", &self.scopes)
+            .field("issuer", &self.issuer)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the redirect carried, checked.
+#[derive(Debug)]
+pub(crate) struct AuthorizationCallback {
+    pub(crate) code: Secret,
+}
+
+/// Checks that a redirect URI is https or loopback http (RFC 8252 §7.3), or a private-use scheme
+/// (`com.example.app:/cb`) for native apps.
+pub(crate) fn validate_redirect_uri(redirect_uri: &Url) -> Result<()> {
+    match redirect_uri.scheme() {
+        "https" | "http" => ensure_secure_url(redirect_uri, "redirect URI").map_err(|_| {
+            Error::new(
+                ErrorKind::Config,
+                format!(
+                    "redirect URI {} must be https or http on a loopback address",
+                    redact_url(redirect_uri)
+                ),
+            )
+        }),
+        _ => Err(Error::new(
+            ErrorKind::Config,
+            format!(
+                "redirect URI {} must be https or http on a loopback address",
+                redact_url(redirect_uri)
+            ),
+        )),
+    }
+}
+
+/// Refuses to go on without PKCE S256 (MCP authorization: clients MUST verify support).
+pub(crate) fn require_pkce(metadata: &AuthorizationServerMetadata) -> Result<()> {
+    if metadata.supports_s256() {
+        return Ok(());
+    }
+    let reason = if metadata.code_challenge_methods_supported.is_none() {
+        "does not advertise code_challenge_methods_supported"
+    } else {
+        "does not list S256 in code_challenge_methods_supported"
+    };
+    Err(Error::new(
+        ErrorKind::PkceNotSupported,
+        format!(
+            "authorization server {} {reason}; MCP requires PKCE with S256, so authorization stops here",
+            metadata.issuer
+        ),
+    ))
+}
+
+/// Builds the authorization URL.
+pub(crate) fn start(
+    discovery: &Discovery,
+    client: &ClientRegistration,
+    requested_scopes: Vec<String>,
+    redirect_uri: &Url,
+) -> Result<PendingAuthorization> {
+    validate_redirect_uri(redirect_uri)?;
+    require_pkce(&discovery.authorization_server)?;
+    let oauth = oauth2_client(discovery, client, Some(redirect_uri))?;
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let mut request = oauth
+        .authorize_url(CsrfToken::new_random)
+        .set_pkce_challenge(challenge)
+        .add_scopes(scopes(&requested_scopes));
+    if let Some(resource) = &discovery.resource {
+        request = request.add_extra_param("resource", resource.clone());
+    }
+    let (url, state) = request.url();
+    Ok(PendingAuthorization {
+        url,
+        redirect_uri: redirect_uri.clone(),
+        scopes: requested_scopes,
+        state: Secret::new(state.secret().clone()),
+        verifier: Secret::new(verifier.secret().clone()),
+        issuer: discovery.authorization_server.issuer.clone(),
+        iss_advertised: discovery
+            .authorization_server
+            .authorization_response_iss_parameter_supported,
+    })
+}
+
+impl PendingAuthorization {
+    /// Checks the parameters of the redirect: an error response, `state`, `iss`, `code`.
+    pub(crate) fn verify(
+        &self,
+        code: Option<&str>,
+        state: Option<&str>,
+        iss: Option<&str>,
+        error: Option<(&str, Option<&str>)>,
+        iss_checkable: bool,
+    ) -> Result<AuthorizationCallback> {
+        let state_matches = state.is_some_and(|s| Secret::new(s) == self.state);
+        if let Some((error, description)) = error {
+            // An error response with a wrong state may be forged; say so rather than trust it.
+            if !state_matches {
+                return Err(state_mismatch());
+            }
+            let description = description.map(|d| format!(": {d}")).unwrap_or_default();
+            return Err(Error::new(
+                ErrorKind::AuthorizationDenied,
+                format!("the authorization server answered `{error}`{description}"),
+            ));
+        }
+        if !state_matches {
+            return Err(state_mismatch());
+        }
+        match iss {
+            Some(iss) if !same_issuer(iss, &self.issuer) => {
+                return Err(Error::new(
+                    ErrorKind::IssuerMismatch,
+                    format!(
+                        "the authorization response came from issuer {iss:?}, expected {:?} (RFC 9207): possible mix-up attack",
+                        self.issuer
+                    ),
+                ))
+            }
+            None if self.iss_advertised && iss_checkable => {
+                return Err(Error::new(
+                    ErrorKind::IssuerMismatch,
+                    "the authorization server advertises RFC 9207 but its response has no iss parameter",
+                ))
+            }
+            _ => {}
+        }
+        let code = code.filter(|c| !c.is_empty()).ok_or_else(|| {
+            Error::new(ErrorKind::InvalidResponse, "the authorization response has no code")
+        })?;
+        Ok(AuthorizationCallback {
+            code: Secret::new(code),
+        })
+    }
+
+    /// Checks a whole redirect URL: it must be for our redirect URI, then as [`Self::verify`].
+    pub(crate) fn verify_redirect(&self, redirect: &Url) -> Result<AuthorizationCallback> {
+        let expected = &self.redirect_uri;
+        if redirect.origin() != expected.origin() || redirect.path() != expected.path() {
+            return Err(Error::new(
+                ErrorKind::UnexpectedRedirect,
+                format!(
+                    "the authorization server redirected to {}, not to the redirect URI {}",
+                    redact_url(redirect),
+                    redact_url(expected)
+                ),
+            ));
+        }
+        let mut code = None;
+        let mut state = None;
+        let mut iss = None;
+        let mut error = None;
+        let mut error_description = None;
+        for (name, value) in redirect.query_pairs() {
+            let slot = match name.as_ref() {
+                "code" => &mut code,
+                "state" => &mut state,
+                "iss" => &mut iss,
+                "error" => &mut error,
+                "error_description" => &mut error_description,
+                _ => continue,
+            };
+            if slot.is_some() {
+                return Err(Error::new(
+                    ErrorKind::InvalidResponse,
+                    format!("the authorization response repeats the `{name}` parameter"),
+                ));
+            }
+            *slot = Some(value.into_owned());
+        }
+        self.verify(
+            code.as_deref(),
+            state.as_deref(),
+            iss.as_deref(),
+            error.as_deref().map(|e| (e, error_description.as_deref())),
+            true,
+        )
+    }
+}
+
+fn state_mismatch() -> Error {
+    Error::new(
+        ErrorKind::StateMismatch,
+        "the state in the authorization response does not match the request: possible CSRF, not continuing",
+    )
+}

@@ -1,0 +1,397 @@
+//! Finding the authorization server for an MCP server: protected resource metadata (RFC 9728),
+//! then authorization server metadata (RFC 8414, OpenID Connect discovery) in the MCP spec's
+//! probe order, with the 2025-03-26 fallbacks for servers that publish neither.
+
+use http::header::HeaderValue;
+use tracing::Instrument;
+use url::Url;
+
+use crate::challenge::BearerChallenge;
+use crate::error::{Error, ErrorKind, Result};
+use crate::http::{ensure_secure_url, parse_json, parse_url, redact_url, HttpClient};
+use crate::metadata::{AuthorizationServerMetadata, ProtectedResourceMetadata};
+
+/// The header MCP clients send on discovery requests.
+pub const MCP_PROTOCOL_VERSION_HEADER: &str = "mcp-protocol-version";
+
+/// What discovery found for one MCP server.
+#[derive(Debug, Clone)]
+pub struct Discovery {
+    /// The RFC 8707 resource indicator to send: the protected resource metadata's `resource`,
+    /// or `None` for a 2025-03-26 server that published no such metadata.
+    pub resource: Option<String>,
+    /// The protected resource metadata, when published.
+    pub resource_metadata: Option<ProtectedResourceMetadata>,
+    /// The authorization server metadata, found or (for 2025-03-26 servers) defaulted.
+    pub authorization_server: AuthorizationServerMetadata,
+    /// Whether the endpoints are the 2025-03-26 defaults because no metadata exists.
+    pub default_endpoints: bool,
+}
+
+impl Discovery {
+    /// The issuer identifier of the authorization server.
+    pub fn issuer(&self) -> &str {
+        &self.authorization_server.issuer
+    }
+}
+
+/// The well-known URL for `suffix`, inserted between the origin and the path of `base`
+/// (RFC 8414 §3.1, RFC 9728 §3.1). `None` when `base` has no path.
+fn path_inserted(base: &Url, suffix: &str) -> Option<Url> {
+    let path = base.path().trim_end_matches('/');
+    if path.is_empty() {
+        return None;
+    }
+    let mut url = base.clone();
+    url.set_query(None);
+    url.set_fragment(None);
+    url.set_path(&format!("/.well-known/{suffix}{path}"));
+    Some(url)
+}
+
+fn at_root(base: &Url, suffix: &str) -> Url {
+    let mut url = base.clone();
+    url.set_query(None);
+    url.set_fragment(None);
+    url.set_path(&format!("/.well-known/{suffix}"));
+    url
+}
+
+/// The protected resource metadata URLs to try, in order.
+pub(crate) fn resource_metadata_candidates(
+    server_url: &Url,
+    challenge: Option<&BearerChallenge>,
+) -> Result<Vec<Url>> {
+    let mut candidates = Vec::new();
+    if let Some(advertised) = challenge.and_then(|c| c.resource_metadata.as_deref()) {
+        let url = parse_url(advertised, "resource_metadata in the WWW-Authenticate challenge")?;
+        ensure_secure_url(&url, "resource metadata URL")?;
+        candidates.push(url);
+    }
+    candidates.extend(path_inserted(server_url, "oauth-protected-resource"));
+    candidates.push(at_root(server_url, "oauth-protected-resource"));
+    candidates.dedup();
+    Ok(candidates)
+}
+
+/// The authorization server metadata URLs to try for `issuer`, in the MCP spec's order.
+pub(crate) fn authorization_server_candidates(issuer: &Url) -> Vec<Url> {
+    match path_inserted(issuer, "oauth-authorization-server") {
+        Some(oauth) => {
+            let mut oidc_appended = issuer.clone();
+            oidc_appended.set_query(None);
+            oidc_appended.set_fragment(None);
+            oidc_appended.set_path(&format!(
+                "{}/.well-known/openid-configuration",
+                issuer.path().trim_end_matches('/')
+            ));
+            vec![
+                oauth,
+                path_inserted(issuer, "openid-configuration").expect("issuer has a path"),
+                oidc_appended,
+            ]
+        }
+        None => vec![
+            at_root(issuer, "oauth-authorization-server"),
+            at_root(issuer, "openid-configuration"),
+        ],
+    }
+}
+
+/// Whether the metadata's `resource` covers `server_url`: same origin, and the server's path is
+/// the resource's path or below it.
+pub(crate) fn resource_covers(resource: &Url, server_url: &Url) -> bool {
+    if resource.origin() != server_url.origin() {
+        return false;
+    }
+    let resource_path = resource.path().trim_end_matches('/');
+    let server_path = server_url.path().trim_end_matches('/');
+    server_path == resource_path
+        || server_path
+            .strip_prefix(resource_path)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// Two issuer identifiers are the same: equal strings, or equal once parsed (which only differs
+/// for the root path's trailing slash).
+pub(crate) fn same_issuer(a: &str, b: &str) -> bool {
+    a == b || matches!((Url::parse(a), Url::parse(b)), (Ok(x), Ok(y)) if x == y)
+}
+
+struct Discoverer<'a> {
+    http: &'a HttpClient,
+    protocol_version: HeaderValue,
+}
+
+enum Probe<T> {
+    Found(T),
+    Absent,
+}
+
+impl Discoverer<'_> {
+    async fn probe<T: serde::de::DeserializeOwned>(&self, url: &Url, what: &str) -> Result<Probe<T>> {
+        let response = self
+            .http
+            .get(url, &[(MCP_PROTOCOL_VERSION_HEADER, self.protocol_version.clone())])
+            .await?;
+        let status = response.status();
+        tracing::debug!(url = %redact_url(url), %status, "discovery probe");
+        if status.is_client_error() {
+            return Ok(Probe::Absent);
+        }
+        parse_json(&response, what).map(Probe::Found)
+    }
+
+    async fn resource_metadata(
+        &self,
+        server_url: &Url,
+        challenge: Option<&BearerChallenge>,
+    ) -> Result<Option<ProtectedResourceMetadata>> {
+        for url in resource_metadata_candidates(server_url, challenge)? {
+            let Probe::Found(metadata) = self
+                .probe::<ProtectedResourceMetadata>(&url, "protected resource metadata")
+                .await?
+            else {
+                continue;
+            };
+            let resource = parse_url(&metadata.resource, "the protected resource metadata's resource")?;
+            if !resource_covers(&resource, server_url) {
+                return Err(Error::new(
+                    ErrorKind::MetadataMismatch,
+                    format!(
+                        "protected resource metadata at {} is for resource {}, not for {}",
+                        redact_url(&url),
+                        redact_url(&resource),
+                        redact_url(server_url)
+                    ),
+                ));
+            }
+            return Ok(Some(metadata));
+        }
+        Ok(None)
+    }
+
+    async fn authorization_server(&self, issuer: &str) -> Result<Option<AuthorizationServerMetadata>> {
+        let issuer_url = parse_url(issuer, "authorization server issuer")?;
+        ensure_secure_url(&issuer_url, "authorization server")?;
+        for url in authorization_server_candidates(&issuer_url) {
+            let Probe::Found(metadata) = self
+                .probe::<AuthorizationServerMetadata>(&url, "authorization server metadata")
+                .await?
+            else {
+                continue;
+            };
+            if !same_issuer(&metadata.issuer, issuer) {
+                return Err(Error::new(
+                    ErrorKind::MetadataMismatch,
+                    format!(
+                        "authorization server metadata at {} names issuer {:?}, expected {issuer:?}",
+                        redact_url(&url),
+                        metadata.issuer
+                    ),
+                ));
+            }
+            return Ok(Some(metadata));
+        }
+        Ok(None)
+    }
+}
+
+fn origin_of(url: &Url) -> Url {
+    let mut origin = url.clone();
+    origin.set_path("/");
+    origin.set_query(None);
+    origin.set_fragment(None);
+    origin
+}
+
+/// The 2025-03-26 defaults for a server without metadata: `/authorize`, `/token`, `/register`
+/// at the MCP server's origin, PKCE S256 as that spec requires of every server.
+fn default_endpoints(server_url: &Url) -> AuthorizationServerMetadata {
+    let origin = origin_of(server_url);
+    let endpoint = |path: &str| origin.join(path).map(|u| u.to_string()).ok();
+    AuthorizationServerMetadata {
+        issuer: origin.as_str().trim_end_matches('/').to_owned(),
+        authorization_endpoint: endpoint("/authorize"),
+        token_endpoint: endpoint("/token"),
+        registration_endpoint: endpoint("/register"),
+        code_challenge_methods_supported: Some(vec!["S256".into()]),
+        response_types_supported: Some(vec!["code".into()]),
+        ..Default::default()
+    }
+}
+
+/// Checks that the endpoints the flow uses are present and safe.
+fn validate_endpoints(metadata: &AuthorizationServerMetadata) -> Result<()> {
+    for (name, value) in [
+        ("authorization_endpoint", &metadata.authorization_endpoint),
+        ("token_endpoint", &metadata.token_endpoint),
+    ] {
+        let value = value.as_deref().ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidResponse,
+                format!("authorization server metadata has no {name}"),
+            )
+        })?;
+        ensure_secure_url(&parse_url(value, name)?, name)?;
+    }
+    Ok(())
+}
+
+/// Runs discovery for `server_url`, starting from the challenge of a 401 when there is one.
+///
+/// # Errors
+/// [`ErrorKind::MetadataMismatch`] when a document names another resource or issuer;
+/// [`ErrorKind::InvalidResponse`] for malformed documents; [`ErrorKind::InsecureUrl`] for http
+/// endpoints off loopback; [`ErrorKind::DiscoveryFailed`] when the resource names no usable
+/// authorization server; transport errors as they come.
+pub async fn discover(
+    http: &HttpClient,
+    server_url: &Url,
+    challenge: Option<&BearerChallenge>,
+    protocol_version: &str,
+) -> Result<Discovery> {
+    let span = tracing::info_span!("discovery", server = %redact_url(server_url));
+    discover_inner(http, server_url, challenge, protocol_version)
+        .instrument(span)
+        .await
+}
+
+async fn discover_inner(
+    http: &HttpClient,
+    server_url: &Url,
+    challenge: Option<&BearerChallenge>,
+    protocol_version: &str,
+) -> Result<Discovery> {
+    let discoverer = Discoverer {
+        http,
+        protocol_version: HeaderValue::from_str(protocol_version).map_err(|_| {
+            Error::new(ErrorKind::Config, "the MCP protocol version is not a valid header value")
+        })?,
+    };
+    let resource_metadata = discoverer.resource_metadata(server_url, challenge).await?;
+    let discovery = match resource_metadata {
+        Some(prm) => {
+            let issuer = prm.authorization_servers.first().ok_or_else(|| {
+                Error::new(
+                    ErrorKind::DiscoveryFailed,
+                    "the protected resource metadata lists no authorization server",
+                )
+            })?;
+            let metadata = discoverer.authorization_server(issuer).await?.ok_or_else(|| {
+                Error::new(
+                    ErrorKind::DiscoveryFailed,
+                    format!("no authorization server metadata found for issuer {issuer}"),
+                )
+            })?;
+            Discovery {
+                resource: Some(prm.resource.clone()),
+                resource_metadata: Some(prm),
+                authorization_server: metadata,
+                default_endpoints: false,
+            }
+        }
+        None => {
+            // 2025-03-26: the MCP server's origin is the authorization server.
+            let origin = origin_of(server_url);
+            let issuer = origin.as_str().trim_end_matches('/').to_owned();
+            match discoverer.authorization_server(&issuer).await? {
+                Some(metadata) => Discovery {
+                    resource: None,
+                    resource_metadata: None,
+                    authorization_server: metadata,
+                    default_endpoints: false,
+                },
+                None => {
+                    tracing::info!("no metadata published; using the 2025-03-26 default endpoints");
+                    Discovery {
+                        resource: None,
+                        resource_metadata: None,
+                        authorization_server: default_endpoints(server_url),
+                        default_endpoints: true,
+                    }
+                }
+            }
+        }
+    };
+    validate_endpoints(&discovery.authorization_server)?;
+    tracing::info!(issuer = %discovery.issuer(), "discovered authorization server");
+    Ok(discovery)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn urls(v: Vec<Url>) -> Vec<String> {
+        v.into_iter().map(String::from).collect()
+    }
+
+    #[test]
+    fn probe_order_for_issuers_with_and_without_path() {
+        let with_path = Url::parse("https://auth.example.com/tenant1").unwrap();
+        assert_eq!(
+            urls(authorization_server_candidates(&with_path)),
+            vec![
+                "https://auth.example.com/.well-known/oauth-authorization-server/tenant1",
+                "https://auth.example.com/.well-known/openid-configuration/tenant1",
+                "https://auth.example.com/tenant1/.well-known/openid-configuration",
+            ]
+        );
+        let root = Url::parse("https://auth.example.com").unwrap();
+        assert_eq!(
+            urls(authorization_server_candidates(&root)),
+            vec![
+                "https://auth.example.com/.well-known/oauth-authorization-server",
+                "https://auth.example.com/.well-known/openid-configuration",
+            ]
+        );
+    }
+
+    #[test]
+    fn resource_metadata_order_prefers_the_challenge() {
+        let server = Url::parse("https://mcp.example.com/public/mcp").unwrap();
+        let challenge = BearerChallenge {
+            resource_metadata: Some("https://mcp.example.com/custom/prm".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            urls(resource_metadata_candidates(&server, Some(&challenge)).unwrap()),
+            vec![
+                "https://mcp.example.com/custom/prm",
+                "https://mcp.example.com/.well-known/oauth-protected-resource/public/mcp",
+                "https://mcp.example.com/.well-known/oauth-protected-resource",
+            ]
+        );
+        let insecure = BearerChallenge {
+            resource_metadata: Some("http://evil.example/prm".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            resource_metadata_candidates(&server, Some(&insecure))
+                .unwrap_err()
+                .kind(),
+            ErrorKind::InsecureUrl
+        );
+    }
+
+    #[test]
+    fn resource_matching() {
+        let server = Url::parse("https://mcp.example.com/mcp").unwrap();
+        let ok = |r: &str| resource_covers(&Url::parse(r).unwrap(), &server);
+        assert!(ok("https://mcp.example.com/mcp"));
+        assert!(ok("https://mcp.example.com/mcp/"));
+        assert!(ok("https://mcp.example.com"));
+        assert!(!ok("https://mcp.example.com/mc"));
+        assert!(!ok("https://mcp.example.com/other"));
+        assert!(!ok("https://evil.example.com/mcp"));
+        assert!(!ok("http://mcp.example.com/mcp"));
+    }
+
+    #[test]
+    fn issuer_comparison_only_forgives_the_root_slash() {
+        assert!(same_issuer("https://a.example", "https://a.example/"));
+        assert!(!same_issuer("https://a.example/t1", "https://a.example/t1/"));
+        assert!(!same_issuer("https://a.example", "https://b.example"));
+    }
+}

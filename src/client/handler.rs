@@ -1,0 +1,252 @@
+//! The interactive step of authorization: sending the user to the authorization URL and catching
+//! the redirect.
+//!
+//! [`LoopbackHandler`] runs a one-shot callback server on 127.0.0.1 and opens the system browser
+//! (printing the URL when it cannot). [`HeadlessHandler`] GETs the authorization URL itself and
+//! reads the code from the `Location` of the redirect, for tests and machine flows where the
+//! authorization server approves without a user.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, Mutex};
+use url::Url;
+
+use crate::client::store::BoxFuture;
+use crate::error::{Error, ErrorKind, Result};
+use crate::http::{redact_url, HttpClient};
+
+/// Carries the user through the authorization URL and returns the full redirect URL the
+/// authorization server sent them to.
+pub trait AuthorizationHandler: Send + Sync + 'static {
+    /// The redirect URI to register and send in the authorization request.
+    fn redirect_uri(&self) -> Url;
+
+    /// Sends the user to `authorization_url` and waits for the redirect back.
+    fn authorize<'a>(&'a self, authorization_url: &'a Url) -> BoxFuture<'a, Result<Url>>;
+}
+
+/// Default time a user has to finish authorizing in the browser.
+pub const DEFAULT_LOOPBACK_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// A loopback callback server (RFC 8252 §7.3) that opens the system browser.
+#[derive(Debug)]
+pub struct LoopbackHandler {
+    listener: Mutex<TcpListener>,
+    redirect_uri: Url,
+    timeout: Duration,
+    open_browser: bool,
+}
+
+impl LoopbackHandler {
+    /// Binds a callback server on 127.0.0.1 with a port the system picks; the redirect URI is
+    /// `http://127.0.0.1:{port}/callback`.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Handler`] when the port cannot be bound.
+    pub async fn bind() -> Result<Self> {
+        Self::bind_to(SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    /// Binds the callback server to `addr`, which must be a loopback address.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Config`] for a non-loopback address, [`ErrorKind::Handler`] when it cannot
+    /// be bound.
+    pub async fn bind_to(addr: SocketAddr) -> Result<Self> {
+        if !addr.ip().is_loopback() {
+            return Err(Error::new(
+                ErrorKind::Config,
+                "the callback server must listen on a loopback address",
+            ));
+        }
+        let listener = TcpListener::bind(addr).await.map_err(|e| {
+            Error::new(ErrorKind::Handler, format!("cannot listen on {addr} for the OAuth callback"))
+                .with_source(e)
+        })?;
+        let local = listener.local_addr().map_err(|e| {
+            Error::new(ErrorKind::Handler, "cannot read the callback server's address").with_source(e)
+        })?;
+        let redirect_uri = Url::parse(&format!("http://{local}/callback")).map_err(|e| {
+            Error::new(ErrorKind::Handler, "cannot form the redirect URI").with_source(e)
+        })?;
+        Ok(Self {
+            listener: Mutex::new(listener),
+            redirect_uri,
+            timeout: DEFAULT_LOOPBACK_TIMEOUT,
+            open_browser: true,
+        })
+    }
+
+    /// How long to wait for the user.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Whether to open the system browser (default) or only print the URL.
+    pub fn with_browser(mut self, open_browser: bool) -> Self {
+        self.open_browser = open_browser;
+        self
+    }
+
+    async fn wait_for_callback(&self, listener: &TcpListener) -> Result<Url> {
+        let (sender, mut receiver) = mpsc::channel::<Url>(1);
+        let expected_path = self.redirect_uri.path().to_owned();
+        let base = self.redirect_uri.clone();
+        let mut connections = tokio::task::JoinSet::new();
+        loop {
+            tokio::select! {
+                Some(url) = receiver.recv() => return Ok(url),
+                accepted = listener.accept() => {
+                    let (stream, _) = accepted.map_err(|e| {
+                        Error::new(ErrorKind::Handler, "the callback server failed").with_source(e)
+                    })?;
+                    let sender = sender.clone();
+                    let expected_path = expected_path.clone();
+                    let base = base.clone();
+                    connections.spawn(async move {
+                        let service = hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
+                            let sender = sender.clone();
+                            let expected_path = expected_path.clone();
+                            let base = base.clone();
+                            async move {
+                                Ok::<_, Infallible>(callback_response(request, &expected_path, &base, &sender).await)
+                            }
+                        });
+                        let io = hyper_util::rt::TokioIo::new(stream);
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(io, service)
+                            .await;
+                    });
+                }
+            }
+        }
+    }
+}
+
+async fn callback_response(
+    request: Request<hyper::body::Incoming>,
+    expected_path: &str,
+    base: &Url,
+    sender: &mpsc::Sender<Url>,
+) -> Response<Full<Bytes>> {
+    let page = |status: StatusCode, text: &'static str| {
+        Response::builder()
+            .status(status)
+            .header("content-type", "text/html; charset=utf-8")
+            .header("cache-control", "no-store")
+            .body(Full::new(Bytes::from(format!(
+                "<!doctype html><meta charset=utf-8><title>Authorization</title><p>{text}</p>"
+            ))))
+            .unwrap_or_default()
+    };
+    if request.method() != http::Method::GET || request.uri().path() != expected_path {
+        return page(StatusCode::NOT_FOUND, "Not found.");
+    }
+    let mut url = base.clone();
+    url.set_query(request.uri().query());
+    let denied = url.query_pairs().any(|(k, _)| k == "error");
+    let _ = sender.try_send(url);
+    if denied {
+        page(StatusCode::OK, "Authorization was not granted. You can close this window.")
+    } else {
+        page(StatusCode::OK, "Authorization complete. You can close this window and return to the application.")
+    }
+}
+
+impl AuthorizationHandler for LoopbackHandler {
+    fn redirect_uri(&self) -> Url {
+        self.redirect_uri.clone()
+    }
+
+    fn authorize<'a>(&'a self, authorization_url: &'a Url) -> BoxFuture<'a, Result<Url>> {
+        Box::pin(async move {
+            let listener = self.listener.lock().await;
+            let opened = self.open_browser && webbrowser::open(authorization_url.as_str()).is_ok();
+            if !opened {
+                // The URL carries only public values (client id, PKCE challenge, state).
+                println!("Open this URL in your browser to authorize:\n\n  {authorization_url}\n");
+            }
+            tracing::info!(browser = opened, "waiting for the authorization redirect");
+            tokio::time::timeout(self.timeout, self.wait_for_callback(&listener))
+                .await
+                .map_err(|_| {
+                    Error::new(
+                        ErrorKind::Timeout,
+                        format!("no authorization redirect arrived within {:?}", self.timeout),
+                    )
+                })?
+        })
+    }
+}
+
+/// Follows the authorization URL without a browser: GETs it, expects a redirect to the redirect
+/// URI, and returns that `Location`. For authorization servers that approve without a user
+/// (tests, machine flows).
+#[derive(Debug, Clone)]
+pub struct HeadlessHandler {
+    http: HttpClient,
+    redirect_uri: Url,
+}
+
+impl HeadlessHandler {
+    /// A handler whose redirect URI is `redirect_uri`; nothing listens there.
+    pub fn new(redirect_uri: Url) -> Self {
+        Self::with_http(HttpClient::new(), redirect_uri)
+    }
+
+    /// The same, over a given HTTP client.
+    pub fn with_http(http: HttpClient, redirect_uri: Url) -> Self {
+        Self { http, redirect_uri }
+    }
+}
+
+impl AuthorizationHandler for HeadlessHandler {
+    fn redirect_uri(&self) -> Url {
+        self.redirect_uri.clone()
+    }
+
+    fn authorize<'a>(&'a self, authorization_url: &'a Url) -> BoxFuture<'a, Result<Url>> {
+        Box::pin(async move {
+            let response = self.http.get(authorization_url, &[]).await?;
+            let status = response.status();
+            if !status.is_redirection() {
+                return Err(Error::new(
+                    ErrorKind::Handler,
+                    format!(
+                        "the authorization endpoint {} answered {status} instead of redirecting; it needs a user (use the loopback handler)",
+                        redact_url(authorization_url)
+                    ),
+                ));
+            }
+            let location = response
+                .headers()
+                .get(http::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .ok_or_else(|| {
+                    Error::new(ErrorKind::InvalidResponse, "the authorization redirect has no Location")
+                })?;
+            let target = authorization_url.join(location).map_err(|e| {
+                Error::new(ErrorKind::InvalidResponse, "the authorization redirect's Location is not a URL")
+                    .with_source(e)
+            })?;
+            if target.origin() != self.redirect_uri.origin() || target.path() != self.redirect_uri.path() {
+                return Err(Error::new(
+                    ErrorKind::UnexpectedRedirect,
+                    format!(
+                        "the authorization endpoint redirected to {}, not to the redirect URI {}",
+                        redact_url(&target),
+                        redact_url(&self.redirect_uri)
+                    ),
+                ));
+            }
+            Ok(target)
+        })
+    }
+}

@@ -1,0 +1,298 @@
+//! Who the client is to the authorization server, in the MCP spec's order of preference:
+//! a pre-registered client, a Client ID Metadata Document URL, or RFC 7591 dynamic registration.
+
+use serde::{Deserialize, Serialize};
+use tracing::Instrument;
+use url::Url;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::http::{ensure_secure_url, parse_json, parse_url, HttpClient};
+use crate::metadata::{AuthorizationServerMetadata, ClientInformationResponse, ClientMetadata, OAuthErrorResponse};
+use crate::secret::Secret;
+
+/// How the client authenticates at the token endpoint (RFC 7591 §2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenEndpointAuthMethod {
+    /// A public client: `client_id` in the body, no secret.
+    #[default]
+    None,
+    /// `client_id` and `client_secret` in the form body.
+    ClientSecretPost,
+    /// HTTP Basic with the form-urlencoded id and secret.
+    ClientSecretBasic,
+}
+
+impl TokenEndpointAuthMethod {
+    /// The registered name of the method.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::ClientSecretPost => "client_secret_post",
+            Self::ClientSecretBasic => "client_secret_basic",
+        }
+    }
+
+    fn parse(value: &str) -> Option<Self> {
+        match value {
+            "none" => Some(Self::None),
+            "client_secret_post" => Some(Self::ClientSecretPost),
+            "client_secret_basic" => Some(Self::ClientSecretBasic),
+            _ => None,
+        }
+    }
+}
+
+/// How a [`ClientRegistration`] came to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RegistrationSource {
+    /// Given by the application.
+    PreRegistered,
+    /// The client id is the URL of a Client ID Metadata Document.
+    MetadataDocument,
+    /// Issued by RFC 7591 dynamic registration.
+    Dynamic,
+}
+
+/// A client identity at one authorization server. `Debug` redacts the secret.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClientRegistration {
+    /// The client identifier.
+    pub client_id: String,
+    /// The client secret, for confidential clients.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<Secret>,
+    /// How to authenticate at the token endpoint.
+    pub auth_method: TokenEndpointAuthMethod,
+    /// Redirect URIs the registration allows (empty when unknown).
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
+    /// When the secret expires, seconds since the epoch; `None` or 0 for never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret_expires_at: Option<u64>,
+    /// Where the identity came from.
+    pub source: RegistrationSource,
+}
+
+impl ClientRegistration {
+    /// A pre-registered public client.
+    pub fn public(client_id: impl Into<String>) -> Self {
+        Self {
+            client_id: client_id.into(),
+            client_secret: None,
+            auth_method: TokenEndpointAuthMethod::None,
+            redirect_uris: Vec::new(),
+            client_secret_expires_at: None,
+            source: RegistrationSource::PreRegistered,
+        }
+    }
+
+    /// A pre-registered confidential client using `auth_method` at the token endpoint.
+    pub fn confidential(
+        client_id: impl Into<String>,
+        client_secret: impl Into<Secret>,
+        auth_method: TokenEndpointAuthMethod,
+    ) -> Self {
+        Self {
+            client_secret: Some(client_secret.into()),
+            auth_method,
+            ..Self::public(client_id)
+        }
+    }
+
+    /// Whether this registration can be used with `redirect_uri`: an exact match, since not every
+    /// server follows RFC 8252 §7.3 on loopback ports. Unknown redirect URIs (pre-registered
+    /// clients, metadata documents) always match.
+    pub(crate) fn allows_redirect(&self, redirect_uri: &Url) -> bool {
+        self.redirect_uris.is_empty()
+            || self.redirect_uris.iter().any(|registered| registered == redirect_uri.as_str())
+    }
+
+    pub(crate) fn secret_expired(&self, now: u64) -> bool {
+        matches!(self.client_secret_expires_at, Some(at) if at != 0 && at <= now)
+    }
+}
+
+/// What the application says about its client identity and how to register.
+#[derive(Debug, Clone)]
+pub struct ClientSettings {
+    /// A client registered out of band; used first when present.
+    pub pre_registered: Option<ClientRegistration>,
+    /// An https URL serving this client's Client ID Metadata Document; used when the
+    /// authorization server advertises `client_id_metadata_document_supported`.
+    pub metadata_document_url: Option<Url>,
+    /// The name shown on consent pages when registering dynamically.
+    pub client_name: String,
+    /// The client's home page, sent at registration.
+    pub client_uri: Option<String>,
+    /// Whether to register dynamically when nothing else applies (default: yes).
+    pub dynamic_registration: bool,
+}
+
+impl Default for ClientSettings {
+    fn default() -> Self {
+        Self {
+            pre_registered: None,
+            metadata_document_url: None,
+            client_name: "tower-mcp-oauth client".into(),
+            client_uri: None,
+            dynamic_registration: true,
+        }
+    }
+}
+
+/// Picks the client identity for an authorization server: the pre-registered one, else the Client
+/// ID Metadata Document URL when the server supports it, else a dynamic registration.
+///
+/// # Errors
+/// [`ErrorKind::Registration`] when nothing applies or registration is refused;
+/// [`ErrorKind::InsecureUrl`] for an http registration endpoint or metadata URL off loopback.
+pub(crate) async fn obtain_client(
+    http: &HttpClient,
+    metadata: &AuthorizationServerMetadata,
+    settings: &ClientSettings,
+    redirect_uri: &Url,
+    scope: Option<&str>,
+) -> Result<ClientRegistration> {
+    if let Some(pre) = &settings.pre_registered {
+        return Ok(pre.clone());
+    }
+    if let Some(url) = &settings.metadata_document_url {
+        if metadata.client_id_metadata_document_supported {
+            if url.scheme() != "https" || url.path() == "/" {
+                return Err(Error::new(
+                    ErrorKind::Config,
+                    "a client ID metadata document URL must be https and have a path",
+                ));
+            }
+            tracing::debug!(client_id = %url, "using a client ID metadata document");
+            return Ok(ClientRegistration {
+                client_id: url.to_string(),
+                client_secret: None,
+                auth_method: TokenEndpointAuthMethod::None,
+                redirect_uris: Vec::new(),
+                client_secret_expires_at: None,
+                source: RegistrationSource::MetadataDocument,
+            });
+        }
+    }
+    let Some(endpoint) = metadata.registration_endpoint.as_deref() else {
+        return Err(Error::new(
+            ErrorKind::Registration,
+            "the authorization server offers no way to register this client: configure a \
+             pre-registered client id (or a client ID metadata document URL)",
+        ));
+    };
+    if !settings.dynamic_registration {
+        return Err(Error::new(
+            ErrorKind::Registration,
+            "dynamic client registration is disabled and no other registration method applies",
+        ));
+    }
+    let endpoint = parse_url(endpoint, "registration_endpoint")?;
+    ensure_secure_url(&endpoint, "registration endpoint")?;
+    register_dynamically(http, &endpoint, metadata, settings, redirect_uri, scope).await
+}
+
+fn preferred_auth_method(metadata: &AuthorizationServerMetadata) -> TokenEndpointAuthMethod {
+    let Some(supported) = &metadata.token_endpoint_auth_methods_supported else {
+        // RFC 8414 §2: the default is client_secret_basic, but a native client has no secret to
+        // keep; ask to be public and accept what the server answers.
+        return TokenEndpointAuthMethod::None;
+    };
+    [
+        TokenEndpointAuthMethod::None,
+        TokenEndpointAuthMethod::ClientSecretBasic,
+        TokenEndpointAuthMethod::ClientSecretPost,
+    ]
+    .into_iter()
+    .find(|m| supported.iter().any(|s| s == m.as_str()))
+    .unwrap_or(TokenEndpointAuthMethod::None)
+}
+
+async fn register_dynamically(
+    http: &HttpClient,
+    endpoint: &Url,
+    metadata: &AuthorizationServerMetadata,
+    settings: &ClientSettings,
+    redirect_uri: &Url,
+    scope: Option<&str>,
+) -> Result<ClientRegistration> {
+    let requested_method = preferred_auth_method(metadata);
+    let application_type = if crate::http::is_loopback_host(redirect_uri) || redirect_uri.scheme() != "https" {
+        "native"
+    } else {
+        "web"
+    };
+    let request = ClientMetadata {
+        redirect_uris: vec![redirect_uri.to_string()],
+        token_endpoint_auth_method: Some(requested_method.as_str().into()),
+        grant_types: vec!["authorization_code".into(), "refresh_token".into()],
+        response_types: vec!["code".into()],
+        client_name: Some(settings.client_name.clone()),
+        client_uri: settings.client_uri.clone(),
+        scope: scope.filter(|s| !s.is_empty()).map(str::to_owned),
+        application_type: Some(application_type.into()),
+        ..Default::default()
+    };
+    let response = http
+        .post_json(endpoint, &request)
+        .instrument(tracing::info_span!("register", endpoint = %endpoint))
+        .await?;
+    if response.status().is_client_error() {
+        let detail = serde_json::from_slice::<OAuthErrorResponse>(response.body())
+            .map(|e| match e.error_description {
+                Some(description) => format!(": {} ({description})", e.error),
+                None => format!(": {}", e.error),
+            })
+            .unwrap_or_default();
+        return Err(Error::new(
+            ErrorKind::Registration,
+            format!("dynamic client registration was refused ({}){detail}", response.status()),
+        ));
+    }
+    let info: ClientInformationResponse = parse_json(&response, "client registration response")?;
+    if info.client_id.is_empty() {
+        return Err(Error::new(
+            ErrorKind::Registration,
+            "the registration response has an empty client_id",
+        ));
+    }
+    let auth_method = match info.metadata.token_endpoint_auth_method.as_deref() {
+        Some(method) => TokenEndpointAuthMethod::parse(method).ok_or_else(|| {
+            Error::new(
+                ErrorKind::Registration,
+                format!("the server registered the client with an unsupported token endpoint auth method `{method}`"),
+            )
+        })?,
+        // No method in the answer: the one we asked for, or basic when a secret came back.
+        None if info.client_secret.is_some() && requested_method == TokenEndpointAuthMethod::None => {
+            TokenEndpointAuthMethod::ClientSecretBasic
+        }
+        None => requested_method,
+    };
+    if auth_method != TokenEndpointAuthMethod::None && info.client_secret.is_none() {
+        return Err(Error::new(
+            ErrorKind::Registration,
+            format!(
+                "the server registered a {} client but issued no client_secret",
+                auth_method.as_str()
+            ),
+        ));
+    }
+    let redirect_uris = if info.metadata.redirect_uris.is_empty() {
+        vec![redirect_uri.to_string()]
+    } else {
+        info.metadata.redirect_uris.clone()
+    };
+    tracing::info!(client_id = %info.client_id, auth_method = auth_method.as_str(), "registered client");
+    Ok(ClientRegistration {
+        client_id: info.client_id,
+        client_secret: info.client_secret.map(Secret::new),
+        auth_method,
+        redirect_uris,
+        client_secret_expires_at: info.client_secret_expires_at,
+        source: RegistrationSource::Dynamic,
+    })
+}

@@ -1,0 +1,388 @@
+//! Where the client keeps what it learns: the client registration, tokens with their absolute
+//! expiry, and the discovered metadata, keyed by resource and issuer.
+//!
+//! [`MemoryStore`] lives as long as the process; [`FileStore`] keeps a JSON file that survives
+//! restarts, written atomically (temporary file, `fsync`, rename) with 0600 permissions.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tower_mcp_oauth::Error> {
+//! use tower_mcp_oauth::client::{CredentialKey, CredentialStore, MemoryStore, StoredCredentials};
+//!
+//! let store = MemoryStore::new();
+//! let key = CredentialKey::new("https://mcp.example.com/mcp", "https://auth.example.com");
+//! store.save(&key, &StoredCredentials::default()).await?;
+//! assert!(store.load(&key).await?.is_some());
+//! assert_eq!(store.latest("https://mcp.example.com/mcp").await?.unwrap().0, key);
+//! # Ok(()) }
+//! ```
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::client::registration::ClientRegistration;
+use crate::client::tokens::TokenSet;
+use crate::error::{Error, ErrorKind, Result};
+use crate::metadata::{AuthorizationServerMetadata, ProtectedResourceMetadata};
+
+/// A boxed future, as the object-safe store trait returns.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What a store keys a record by: the protected resource and the authorization server.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct CredentialKey {
+    /// The resource identifier (the MCP server's canonical URL).
+    pub resource: String,
+    /// The authorization server's issuer identifier.
+    pub issuer: String,
+}
+
+impl CredentialKey {
+    /// A key for `resource` at `issuer`.
+    pub fn new(resource: impl Into<String>, issuer: impl Into<String>) -> Self {
+        Self {
+            resource: resource.into(),
+            issuer: issuer.into(),
+        }
+    }
+}
+
+/// Everything remembered for one resource at one authorization server.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct StoredCredentials {
+    /// The client registration, secret included.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<ClientRegistration>,
+    /// The tokens, with absolute expiry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<TokenSet>,
+    /// Protected resource metadata, when the server published some.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_metadata: Option<ProtectedResourceMetadata>,
+    /// Authorization server metadata.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization_server: Option<AuthorizationServerMetadata>,
+    /// When the record was last written, milliseconds since the epoch (set by the store).
+    #[serde(default)]
+    pub updated_at: u64,
+}
+
+/// A place to keep credentials. Implementations must be safe to share between tasks.
+pub trait CredentialStore: Send + Sync + 'static {
+    /// The record for `key`, if any.
+    fn load<'a>(&'a self, key: &'a CredentialKey) -> BoxFuture<'a, Result<Option<StoredCredentials>>>;
+
+    /// Replaces the record for `key`.
+    fn save<'a>(&'a self, key: &'a CredentialKey, record: &'a StoredCredentials) -> BoxFuture<'a, Result<()>>;
+
+    /// Forgets the record for `key`.
+    fn remove<'a>(&'a self, key: &'a CredentialKey) -> BoxFuture<'a, Result<()>>;
+
+    /// The most recently written record for `resource` at any issuer: what a restarted client
+    /// starts from before it has talked to the network.
+    fn latest<'a>(&'a self, resource: &'a str) -> BoxFuture<'a, Result<Option<(CredentialKey, StoredCredentials)>>>;
+}
+
+pub(crate) fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+type Records = BTreeMap<CredentialKey, StoredCredentials>;
+
+fn latest_in(records: &Records, resource: &str) -> Option<(CredentialKey, StoredCredentials)> {
+    records
+        .iter()
+        .filter(|(key, _)| key.resource == resource)
+        .max_by_key(|(_, record)| record.updated_at)
+        .map(|(key, record)| (key.clone(), record.clone()))
+}
+
+/// Stamps a record newer than every other, so `latest` has a strict order even within one
+/// millisecond.
+fn stamped(records: &Records, record: &StoredCredentials) -> StoredCredentials {
+    let newest = records.values().map(|r| r.updated_at).max().unwrap_or(0);
+    let now_millis = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let mut record = record.clone();
+    record.updated_at = now_millis.max(newest + 1);
+    record
+}
+
+/// Credentials kept in memory, lost when the process ends.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    records: Mutex<Records>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Records) -> T) -> T {
+        let mut guard = self.records.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        f(&mut guard)
+    }
+}
+
+impl CredentialStore for MemoryStore {
+    fn load<'a>(&'a self, key: &'a CredentialKey) -> BoxFuture<'a, Result<Option<StoredCredentials>>> {
+        Box::pin(async move { Ok(self.with(|r| r.get(key).cloned())) })
+    }
+
+    fn save<'a>(&'a self, key: &'a CredentialKey, record: &'a StoredCredentials) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            self.with(|r| {
+                let record = stamped(r, record);
+                r.insert(key.clone(), record)
+            });
+            Ok(())
+        })
+    }
+
+    fn remove<'a>(&'a self, key: &'a CredentialKey) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            self.with(|r| r.remove(key));
+            Ok(())
+        })
+    }
+
+    fn latest<'a>(&'a self, resource: &'a str) -> BoxFuture<'a, Result<Option<(CredentialKey, StoredCredentials)>>> {
+        Box::pin(async move { Ok(self.with(|r| latest_in(r, resource))) })
+    }
+}
+
+/// Credentials kept in one JSON file that survives restarts.
+///
+/// Every write goes to a temporary file in the same directory, created with 0600 permissions,
+/// flushed to disk and renamed over the old file, so a crash never leaves a half-written store.
+/// Writes from this process are serialized; the file holds secrets, so keep it in a private
+/// directory.
+#[derive(Debug)]
+pub struct FileStore {
+    path: PathBuf,
+    write_lock: tokio::sync::Mutex<()>,
+}
+
+#[derive(Serialize, Deserialize, Default)]
+struct FileContents {
+    version: u32,
+    records: Vec<(CredentialKey, StoredCredentials)>,
+}
+
+impl FileStore {
+    /// A store at `path`. The file is created on the first write.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            write_lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Where the store lives.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn storage_error(&self, what: &str, e: impl Into<crate::error::BoxError>) -> Error {
+        Error::new(
+            ErrorKind::Storage,
+            format!("{what} credential store {}", self.path.display()),
+        )
+        .with_source(e)
+    }
+
+    async fn read_all(&self) -> Result<Records> {
+        let bytes = match tokio::fs::read(&self.path).await {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Records::new()),
+            Err(e) => return Err(self.storage_error("cannot read", e)),
+        };
+        let contents: FileContents = serde_json::from_slice(&bytes).map_err(|e| {
+            Error::new(
+                ErrorKind::Storage,
+                format!(
+                    "credential store {} is corrupt (line {}, column {})",
+                    self.path.display(),
+                    e.line(),
+                    e.column()
+                ),
+            )
+        })?;
+        Ok(contents.records.into_iter().collect())
+    }
+
+    async fn write_all(&self, records: Records) -> Result<()> {
+        let contents = FileContents {
+            version: 1,
+            records: records.into_iter().collect(),
+        };
+        let bytes = serde_json::to_vec_pretty(&contents)
+            .map_err(|e| self.storage_error("cannot serialize", e))?;
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || write_atomically(&path, &bytes))
+            .await
+            .map_err(|e| self.storage_error("cannot write", e))?
+            .map_err(|e| self.storage_error("cannot write", e))
+    }
+
+    async fn update(&self, f: impl FnOnce(&mut Records)) -> Result<()> {
+        let _guard = self.write_lock.lock().await;
+        let mut records = self.read_all().await?;
+        f(&mut records);
+        self.write_all(records).await
+    }
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&dir)?;
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "credentials".into());
+    let suffix: u64 = rand::random();
+    let tmp = dir.join(format!(".{file_name}.{suffix:016x}.tmp"));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let result = (|| {
+        let mut file = options.open(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        // Make the rename itself durable.
+        #[cfg(unix)]
+        std::fs::File::open(&dir)?.sync_all()?;
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+impl CredentialStore for FileStore {
+    fn load<'a>(&'a self, key: &'a CredentialKey) -> BoxFuture<'a, Result<Option<StoredCredentials>>> {
+        Box::pin(async move { Ok(self.read_all().await?.remove(key)) })
+    }
+
+    fn save<'a>(&'a self, key: &'a CredentialKey, record: &'a StoredCredentials) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            self.update(|r| {
+                let record = stamped(r, record);
+                r.insert(key.clone(), record);
+            })
+            .await
+        })
+    }
+
+    fn remove<'a>(&'a self, key: &'a CredentialKey) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            self.update(|r| {
+                r.remove(key);
+            })
+            .await
+        })
+    }
+
+    fn latest<'a>(&'a self, resource: &'a str) -> BoxFuture<'a, Result<Option<(CredentialKey, StoredCredentials)>>> {
+        Box::pin(async move { Ok(latest_in(&self.read_all().await?, resource)) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::Secret;
+
+    fn record(token: &str) -> StoredCredentials {
+        StoredCredentials {
+            tokens: Some(TokenSet {
+                access_token: Secret::new(token),
+                token_type: "Bearer".into(),
+                refresh_token: Some(Secret::new("refresh-1")),
+                expires_at: Some(4_000_000_000),
+                scopes: vec!["mcp".into()],
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn file_store_survives_a_new_instance_and_is_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nested/creds.json");
+        let key = CredentialKey::new("http://127.0.0.1:1/mcp", "http://127.0.0.1:2");
+        FileStore::new(&path).save(&key, &record("access-1")).await.unwrap();
+
+        let reopened = FileStore::new(&path);
+        let loaded = reopened.load(&key).await.unwrap().unwrap();
+        let tokens = loaded.tokens.unwrap();
+        assert_eq!(tokens.access_token.expose(), "access-1");
+        assert_eq!(tokens.expires_at, Some(4_000_000_000));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        // Only the store file remains: no temporary file is left behind.
+        let names: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("creds.json")]);
+    }
+
+    #[tokio::test]
+    async fn corrupt_file_is_a_storage_error_and_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("creds.json");
+        std::fs::write(&path, b"{\"version\":1,\"records\":[[{\"resource\":").unwrap();
+        let store = FileStore::new(&path);
+        let key = CredentialKey::new("r", "i");
+        let err = store.load(&key).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Storage);
+        assert!(store.save(&key, &record("x")).await.is_err());
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            b"{\"version\":1,\"records\":[[{\"resource\":"
+        );
+    }
+
+    #[tokio::test]
+    async fn latest_picks_the_newest_issuer_and_remove_forgets() {
+        let store = MemoryStore::new();
+        let old = CredentialKey::new("res", "https://old");
+        let new = CredentialKey::new("res", "https://new");
+        let mut r = record("a");
+        r.updated_at = 1;
+        store.save(&old, &r).await.unwrap();
+        store.save(&new, &record("b")).await.unwrap();
+        assert_eq!(store.latest("res").await.unwrap().unwrap().0, new);
+        store.remove(&new).await.unwrap();
+        assert_eq!(store.latest("res").await.unwrap().unwrap().0, old);
+        assert!(store.latest("other").await.unwrap().is_none());
+    }
+}

@@ -1,0 +1,213 @@
+//! Tokens: the code exchange and the refresh grant, run through the `oauth2` crate on our own
+//! [`HttpClient`], with absolute expiry and refresh-token rotation.
+
+use oauth2::basic::{BasicClient, BasicErrorResponseType};
+use oauth2::{
+    AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, EndpointNotSet, EndpointSet,
+    PkceCodeVerifier, RedirectUrl, RefreshToken, RequestTokenError, Scope, TokenResponse, TokenUrl,
+};
+use serde::{Deserialize, Serialize};
+use tracing::Instrument;
+use url::Url;
+
+use crate::client::discovery::Discovery;
+use crate::client::registration::{ClientRegistration, TokenEndpointAuthMethod};
+use crate::client::store::now_secs;
+use crate::error::{Error, ErrorKind, Result};
+use crate::http::HttpClient;
+use crate::secret::Secret;
+
+/// Tokens from the authorization server. `Debug` redacts them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenSet {
+    /// The access token, sent as `Authorization: Bearer …`.
+    pub access_token: Secret,
+    /// The token type (`Bearer`).
+    pub token_type: String,
+    /// The refresh token, when one was issued.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<Secret>,
+    /// When the access token expires, seconds since the epoch (absolute, so a stored token stays
+    /// meaningful after a restart).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
+    /// The scopes granted (as the server said, or as requested when it said nothing).
+    #[serde(default)]
+    pub scopes: Vec<String>,
+}
+
+impl TokenSet {
+    /// Whether the access token expires within `margin_secs` from now.
+    pub fn expires_within(&self, margin_secs: u64) -> bool {
+        self.expires_at
+            .is_some_and(|at| at <= now_secs().saturating_add(margin_secs))
+    }
+}
+
+pub(crate) type ConfiguredClient =
+    BasicClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointSet>;
+
+/// An `oauth2` client for one authorization server and client registration.
+pub(crate) fn oauth2_client(
+    discovery: &Discovery,
+    client: &ClientRegistration,
+    redirect_uri: Option<&Url>,
+) -> Result<ConfiguredClient> {
+    let metadata = &discovery.authorization_server;
+    let auth_url = AuthUrl::new(metadata.authorization_endpoint.clone().unwrap_or_default())
+        .map_err(|e| {
+            Error::new(ErrorKind::InvalidResponse, "authorization_endpoint is not a valid URL")
+                .with_source(e)
+        })?;
+    let token_url = TokenUrl::new(metadata.token_endpoint.clone().unwrap_or_default()).map_err(|e| {
+        Error::new(ErrorKind::InvalidResponse, "token_endpoint is not a valid URL").with_source(e)
+    })?;
+    let mut oauth = BasicClient::new(ClientId::new(client.client_id.clone()))
+        .set_auth_uri(auth_url)
+        .set_token_uri(token_url);
+    match (client.auth_method, &client.client_secret) {
+        (TokenEndpointAuthMethod::None, _) => {
+            oauth = oauth.set_auth_type(AuthType::RequestBody);
+        }
+        (TokenEndpointAuthMethod::ClientSecretPost, Some(secret)) => {
+            oauth = oauth
+                .set_client_secret(ClientSecret::new(secret.expose().to_owned()))
+                .set_auth_type(AuthType::RequestBody);
+        }
+        (TokenEndpointAuthMethod::ClientSecretBasic, Some(secret)) => {
+            oauth = oauth
+                .set_client_secret(ClientSecret::new(secret.expose().to_owned()))
+                .set_auth_type(AuthType::BasicAuth);
+        }
+        (method, None) => {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!("client auth method {} needs a client secret", method.as_str()),
+            ))
+        }
+    }
+    if let Some(redirect_uri) = redirect_uri {
+        oauth = oauth.set_redirect_uri(RedirectUrl::from_url(redirect_uri.clone()));
+    }
+    Ok(oauth)
+}
+
+fn token_set(response: &oauth2::basic::BasicTokenResponse, requested_scopes: &[String]) -> TokenSet {
+    TokenSet {
+        access_token: Secret::new(response.access_token().secret().clone()),
+        token_type: "Bearer".into(),
+        refresh_token: response
+            .refresh_token()
+            .map(|t| Secret::new(t.secret().clone())),
+        expires_at: response
+            .expires_in()
+            .map(|d| now_secs().saturating_add(d.as_secs())),
+        scopes: match response.scopes() {
+            Some(scopes) => scopes.iter().map(|s| s.to_string()).collect(),
+            None => requested_scopes.to_vec(),
+        },
+    }
+}
+
+fn token_error<E: std::error::Error + Send + Sync + 'static>(
+    grant: &str,
+    error: RequestTokenError<E, oauth2::basic::BasicErrorResponse>,
+) -> Error {
+    match error {
+        RequestTokenError::ServerResponse(response) => {
+            let description = response
+                .error_description()
+                .map(|d| format!(" ({d})"))
+                .unwrap_or_default();
+            let (kind, advice) = match response.error() {
+                BasicErrorResponseType::InvalidGrant => (ErrorKind::InvalidGrant, "; authorize again"),
+                BasicErrorResponseType::InvalidClient => (ErrorKind::InvalidClient, "; register the client again"),
+                _ => (ErrorKind::TokenEndpoint, ""),
+            };
+            Error::new(
+                kind,
+                format!(
+                    "the token endpoint refused the {grant} grant: {}{description}{advice}",
+                    response.error().as_ref()
+                ),
+            )
+        }
+        RequestTokenError::Request(e) => Error::new(
+            ErrorKind::Http,
+            format!("the {grant} request to the token endpoint failed"),
+        )
+        .with_source(e),
+        // The parse error carries the raw body, which may hold tokens: keep only its location.
+        RequestTokenError::Parse(e, _) => Error::new(
+            ErrorKind::InvalidResponse,
+            format!(
+                "the token endpoint's answer to the {grant} grant is not a valid token response (at {})",
+                e.path()
+            ),
+        ),
+        RequestTokenError::Other(message) => Error::new(
+            ErrorKind::InvalidResponse,
+            format!("the token endpoint's answer to the {grant} grant is unusable: {message}"),
+        ),
+    }
+}
+
+/// Exchanges an authorization code (with its PKCE verifier) for tokens.
+pub(crate) async fn exchange_code(
+    http: &HttpClient,
+    discovery: &Discovery,
+    client: &ClientRegistration,
+    redirect_uri: &Url,
+    code: &Secret,
+    verifier: &Secret,
+    requested_scopes: &[String],
+) -> Result<TokenSet> {
+    let oauth = oauth2_client(discovery, client, Some(redirect_uri))?;
+    let mut request = oauth
+        .exchange_code(AuthorizationCode::new(code.expose().to_owned()))
+        .set_pkce_verifier(PkceCodeVerifier::new(verifier.expose().to_owned()));
+    if let Some(resource) = &discovery.resource {
+        request = request.add_extra_param("resource", resource.clone());
+    }
+    let response = request
+        .request_async(http)
+        .instrument(tracing::info_span!("token_exchange", client_id = %client.client_id))
+        .await
+        .map_err(|e| token_error("authorization_code", e))?;
+    tracing::info!("authorization code exchanged for tokens");
+    Ok(token_set(&response, requested_scopes))
+}
+
+/// Redeems a refresh token. When the server rotates nothing, the old refresh token is kept.
+pub(crate) async fn refresh(
+    http: &HttpClient,
+    discovery: &Discovery,
+    client: &ClientRegistration,
+    current: &TokenSet,
+) -> Result<TokenSet> {
+    let Some(refresh_token) = &current.refresh_token else {
+        return Err(Error::new(ErrorKind::InvalidGrant, "there is no refresh token; authorize again"));
+    };
+    let oauth = oauth2_client(discovery, client, None)?;
+    let refresh_token = RefreshToken::new(refresh_token.expose().to_owned());
+    let mut request = oauth.exchange_refresh_token(&refresh_token);
+    if let Some(resource) = &discovery.resource {
+        request = request.add_extra_param("resource", resource.clone());
+    }
+    let response = request
+        .request_async(http)
+        .instrument(tracing::info_span!("refresh", client_id = %client.client_id))
+        .await
+        .map_err(|e| token_error("refresh_token", e))?;
+    let mut tokens = token_set(&response, &current.scopes);
+    if tokens.refresh_token.is_none() {
+        tokens.refresh_token = current.refresh_token.clone();
+    }
+    tracing::info!(rotated = response.refresh_token().is_some(), "access token refreshed");
+    Ok(tokens)
+}
+
+/// Scope values as the `oauth2` crate wants them.
+pub(crate) fn scopes(values: &[String]) -> impl Iterator<Item = Scope> + '_ {
+    values.iter().map(|s| Scope::new(s.clone()))
+}

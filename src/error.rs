@@ -1,0 +1,125 @@
+//! One error type for the crate: an [`ErrorKind`] to match on, a message that says what went
+//! wrong, and an optional source.
+//!
+//! Messages are written by this crate and never contain a token, secret, authorization code or
+//! PKCE verifier; sources are only ever errors whose text carries no credentials.
+
+use std::borrow::Cow;
+use std::fmt;
+
+/// A boxed error, the error type of the tower services this crate wraps.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// What kind of failure an [`Error`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The HTTP exchange itself failed: connection refused, reset, TLS, protocol error.
+    Http,
+    /// An outbound call did not finish within its timeout.
+    Timeout,
+    /// A response body was larger than the configured limit.
+    BodyTooLarge,
+    /// A response was not what the protocol asks for: bad JSON, wrong content type, bad status,
+    /// missing fields.
+    InvalidResponse,
+    /// A server answered with a redirect where none is allowed (OAuth calls never follow one).
+    UnexpectedRedirect,
+    /// A URL is not https and not on a loopback host, or is otherwise unusable.
+    InsecureUrl,
+    /// Discovered metadata does not belong to what we asked about (`resource` or `issuer`
+    /// mismatch).
+    MetadataMismatch,
+    /// No protected-resource or authorization-server metadata could be found.
+    DiscoveryFailed,
+    /// The authorization server does not support PKCE with S256.
+    PkceNotSupported,
+    /// Client registration failed or no registration method is available.
+    Registration,
+    /// The `state` returned to the redirect URI is not the one we sent.
+    StateMismatch,
+    /// The `iss` returned to the redirect URI does not name the authorization server (RFC 9207).
+    IssuerMismatch,
+    /// The authorization server answered the authorization request with an error (the user
+    /// denied access, for example).
+    AuthorizationDenied,
+    /// The authorization server rejected a grant (code or refresh token): authorize again.
+    InvalidGrant,
+    /// The authorization server rejected the client credentials: register again.
+    InvalidClient,
+    /// The token endpoint answered with another OAuth error.
+    TokenEndpoint,
+    /// There is no usable access token and none can be obtained without the user.
+    NotAuthorized,
+    /// The credential store could not be read or written.
+    Storage,
+    /// The caller's configuration is unusable (a bad redirect URI, a missing step).
+    Config,
+    /// The interactive authorization step failed or timed out.
+    Handler,
+}
+
+/// The crate's error: a kind, a message and an optional source.
+pub struct Error {
+    kind: ErrorKind,
+    message: Cow<'static, str>,
+    source: Option<BoxError>,
+}
+
+impl Error {
+    /// A new error of `kind` with a message that must not contain secrets.
+    pub fn new(kind: ErrorKind, message: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// Attaches the underlying cause.
+    pub fn with_source(mut self, source: impl Into<BoxError>) -> Self {
+        self.source = Some(source.into());
+        self
+    }
+
+    /// Attaches an already boxed cause (non-generic, which keeps futures `Send`-provable).
+    pub(crate) fn with_boxed_source(mut self, source: BoxError) -> Self {
+        self.source = Some(source);
+        self
+    }
+
+    /// What kind of failure this is.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Error");
+        d.field("kind", &self.kind).field("message", &self.message);
+        if let Some(source) = &self.source {
+            d.field("source", &format_args!("{source}"));
+        }
+        d.finish()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)?;
+        if let Some(source) = &self.source {
+            write!(f, ": {source}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_deref().map(|e| e as _)
+    }
+}
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

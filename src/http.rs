@@ -1,0 +1,367 @@
+//! The HTTP plumbing every OAuth request of this crate goes through.
+//!
+//! [`HttpClient`] is a cloneable handle around any tower HTTP service (by default a hyper-util
+//! client with rustls). It bounds every exchange by a timeout, caps response bodies, and never
+//! follows a redirect: a 3xx comes back to the caller, which decides (OAuth endpoints treat one as
+//! an error, the headless authorization handler reads its `Location`).
+//!
+//! ```
+//! use std::time::Duration;
+//! use tower_mcp_oauth::http::HttpClient;
+//!
+//! let client = HttpClient::new()
+//!     .with_timeout(Duration::from_secs(10))
+//!     .with_max_body_bytes(256 * 1024);
+//! # let _ = client;
+//! ```
+
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{HeaderValue, ACCEPT, CONTENT_TYPE};
+use http::{Request, Response};
+use http_body::Body;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full};
+use serde::de::DeserializeOwned;
+use tower::util::BoxCloneSyncService;
+use tower::{Service, ServiceExt};
+use url::Url;
+
+use crate::error::{BoxError, Error, ErrorKind, Result};
+
+/// The request body every OAuth call sends.
+pub type RequestBody = Full<Bytes>;
+
+type ResponseBody = UnsyncBoxBody<Bytes, BoxError>;
+type Transport = BoxCloneSyncService<Request<RequestBody>, Response<ResponseBody>, BoxError>;
+
+/// Default time an OAuth exchange may take, body included.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default cap on a response body.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// A cloneable HTTP client for OAuth calls: timeout, body limit, no redirects.
+#[derive(Clone)]
+pub struct HttpClient {
+    transport: Transport,
+    timeout: Duration,
+    max_body_bytes: usize,
+}
+
+impl std::fmt::Debug for HttpClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpClient")
+            .field("timeout", &self.timeout)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for HttpClient {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl HttpClient {
+    /// A hyper-util client speaking HTTP/1.1 and HTTP/2, with rustls (ring) and the webpki root
+    /// certificates for https. Must be called within a Tokio runtime when used.
+    pub fn new() -> Self {
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_webpki_roots()
+            .https_or_http()
+            .enable_all_versions()
+            .build();
+        let client = hyper_util::client::legacy::Client::builder(
+            hyper_util::rt::TokioExecutor::new(),
+        )
+        .build::<_, RequestBody>(connector);
+        Self::from_service(client)
+    }
+
+    /// Wraps any tower HTTP service, so callers can stack their own layers (proxies, tracing,
+    /// test doubles) beneath the OAuth machinery.
+    pub fn from_service<S, B>(service: S) -> Self
+    where
+        S: Service<Request<RequestBody>, Response = Response<B>> + Clone + Send + Sync + 'static,
+        S::Error: Into<BoxError>,
+        S::Future: Send + 'static,
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let transport = service
+            .map_response(|response: Response<B>| {
+                response.map(|body| body.map_err(Into::into).boxed_unsync())
+            })
+            .map_err(Into::into);
+        Self {
+            transport: BoxCloneSyncService::new(transport),
+            timeout: DEFAULT_TIMEOUT,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+        }
+    }
+
+    /// Sets the time one exchange may take, from sending the request to the end of the body.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Sets the largest response body accepted.
+    pub fn with_max_body_bytes(mut self, max_body_bytes: usize) -> Self {
+        self.max_body_bytes = max_body_bytes;
+        self
+    }
+
+    /// The configured timeout.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Sends a request and reads the whole body. Redirects are returned, not followed.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Timeout`], [`ErrorKind::BodyTooLarge`] or [`ErrorKind::Http`].
+    pub async fn send(&self, request: Request<RequestBody>) -> Result<Response<Bytes>> {
+        let target = describe_target(request.uri());
+        match tokio::time::timeout(self.timeout, self.exchange(request)).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::new(
+                ErrorKind::Timeout,
+                format!("request to {target} timed out after {:?}", self.timeout),
+            )),
+        }
+    }
+
+    async fn exchange(&self, request: Request<RequestBody>) -> Result<Response<Bytes>> {
+        let target = describe_target(request.uri());
+        let response = self
+            .transport
+            .clone()
+            .oneshot(request)
+            .await
+            .map_err(|e: BoxError| {
+                Error::new(ErrorKind::Http, format!("request to {target} failed")).with_boxed_source(e)
+            })?;
+        let (parts, body) = response.into_parts();
+        let collected = collect_limited(body, self.max_body_bytes)
+            .await
+            .map_err(|e| match e {
+                CollectError::TooLarge => Error::new(
+                        ErrorKind::BodyTooLarge,
+                        format!(
+                            "response from {target} is larger than {} bytes",
+                            self.max_body_bytes
+                        ),
+                ),
+                CollectError::Body(e) => Error::new(
+                    ErrorKind::Http,
+                    format!("reading the response from {target} failed"),
+                )
+                .with_boxed_source(e),
+            })?;
+        Ok(Response::from_parts(parts, collected))
+    }
+
+    /// GETs `url` asking for JSON, with extra headers. The response is returned whatever its
+    /// status; see [`parse_json`].
+    pub(crate) async fn get(
+        &self,
+        url: &Url,
+        headers: &[(&'static str, HeaderValue)],
+    ) -> Result<Response<Bytes>> {
+        let mut builder = Request::get(url.as_str()).header(ACCEPT, "application/json");
+        for (name, value) in headers {
+            builder = builder.header(*name, value.clone());
+        }
+        let request = builder.body(RequestBody::default()).map_err(|e| {
+            Error::new(ErrorKind::Config, format!("cannot build a request to {url}")).with_source(e)
+        })?;
+        self.send(request).await
+    }
+
+    /// POSTs a JSON document to `url`.
+    pub(crate) async fn post_json(
+        &self,
+        url: &Url,
+        body: &impl serde::Serialize,
+    ) -> Result<Response<Bytes>> {
+        let body = serde_json::to_vec(body).map_err(|e| {
+            Error::new(ErrorKind::Config, "cannot serialize a JSON request").with_source(e)
+        })?;
+        let request = Request::post(url.as_str())
+            .header(CONTENT_TYPE, "application/json")
+            .header(ACCEPT, "application/json")
+            .body(RequestBody::from(body))
+            .map_err(|e| {
+                Error::new(ErrorKind::Config, format!("cannot build a request to {url}"))
+                    .with_source(e)
+            })?;
+        self.send(request).await
+    }
+}
+
+enum CollectError {
+    TooLarge,
+    Body(BoxError),
+}
+
+/// Reads a body, stopping as soon as it passes `limit` bytes.
+async fn collect_limited(body: ResponseBody, limit: usize) -> std::result::Result<Bytes, CollectError> {
+    if body.size_hint().lower() > limit as u64 {
+        return Err(CollectError::TooLarge);
+    }
+    let mut body = std::pin::pin!(body);
+    let mut collected = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(CollectError::Body)?;
+        if let Ok(data) = frame.into_data() {
+            if collected.len() + data.len() > limit {
+                return Err(CollectError::TooLarge);
+            }
+            collected.extend_from_slice(&data);
+        }
+    }
+    Ok(collected.freeze())
+}
+
+/// `scheme://authority/path` of a request target, without the query (which may hold secrets).
+fn describe_target(uri: &http::Uri) -> String {
+    format!(
+        "{}://{}{}",
+        uri.scheme_str().unwrap_or("http"),
+        uri.authority().map(|a| a.as_str()).unwrap_or(""),
+        uri.path()
+    )
+}
+
+/// Whether the response's content type is JSON (`application/json` or `*/*+json`).
+pub(crate) fn is_json(response: &Response<Bytes>) -> bool {
+    response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            let essence = v.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+            essence == "application/json" || essence.ends_with("+json")
+        })
+        .unwrap_or(false)
+}
+
+/// Parses a successful JSON response as `T`, saying what `what` is when it is not one.
+///
+/// # Errors
+/// [`ErrorKind::UnexpectedRedirect`] for a 3xx, [`ErrorKind::InvalidResponse`] for any other
+/// non-2xx status, a non-JSON content type, or JSON that does not fit `T`.
+pub(crate) fn parse_json<T: DeserializeOwned>(response: &Response<Bytes>, what: &str) -> Result<T> {
+    let status = response.status();
+    if status.is_redirection() {
+        return Err(Error::new(
+            ErrorKind::UnexpectedRedirect,
+            format!("{what}: the server answered with a redirect ({status}), which OAuth calls never follow"),
+        ));
+    }
+    if !status.is_success() {
+        return Err(Error::new(
+            ErrorKind::InvalidResponse,
+            format!("{what}: the server answered {status}"),
+        ));
+    }
+    if !is_json(response) {
+        return Err(Error::new(
+            ErrorKind::InvalidResponse,
+            format!("{what}: the response is not application/json"),
+        ));
+    }
+    serde_json::from_slice(response.body()).map_err(|e| {
+        Error::new(
+            ErrorKind::InvalidResponse,
+            format!("{what}: the response is not valid JSON of the expected shape"),
+        )
+        .with_source(JsonShapeError(e.classify(), e.line(), e.column()))
+    })
+}
+
+/// A serde_json error without its message, which can quote parts of the input (and so a secret).
+#[derive(Debug)]
+struct JsonShapeError(serde_json::error::Category, usize, usize);
+
+impl std::fmt::Display for JsonShapeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self.0 {
+            serde_json::error::Category::Io => "i/o error",
+            serde_json::error::Category::Syntax => "syntax error",
+            serde_json::error::Category::Data => "missing or mistyped field",
+            serde_json::error::Category::Eof => "unexpected end of input",
+        };
+        write!(f, "{kind} at line {} column {}", self.1, self.2)
+    }
+}
+
+impl std::error::Error for JsonShapeError {}
+
+/// Whether `host` names this machine: `localhost`, 127.0.0.0/8 or `::1`.
+pub fn is_loopback_host(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(domain)) => {
+            domain.eq_ignore_ascii_case("localhost") || domain.to_ascii_lowercase().ends_with(".localhost")
+        }
+        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        None => false,
+    }
+}
+
+/// Requires https, or http on a loopback host.
+///
+/// # Errors
+/// [`ErrorKind::InsecureUrl`] naming `what` the URL is for.
+pub fn ensure_secure_url(url: &Url, what: &str) -> Result<()> {
+    match url.scheme() {
+        "https" if url.host().is_some() => Ok(()),
+        "http" if is_loopback_host(url) => Ok(()),
+        _ => Err(Error::new(
+            ErrorKind::InsecureUrl,
+            format!("{what} {} must use https (plain http is allowed only on loopback hosts)", redact_url(url)),
+        )),
+    }
+}
+
+/// A URL with its query and fragment removed, safe to put in a message.
+pub(crate) fn redact_url(url: &Url) -> String {
+    let mut clean = url.clone();
+    clean.set_query(None);
+    clean.set_fragment(None);
+    let _ = clean.set_password(None);
+    clean.to_string()
+}
+
+/// Parses a URL from a string given by a server, saying what it is for when it does not parse.
+pub(crate) fn parse_url(value: &str, what: &str) -> Result<Url> {
+    Url::parse(value).map_err(|e| {
+        Error::new(ErrorKind::InvalidResponse, format!("{what} is not a valid URL")).with_source(e)
+    })
+}
+
+#[cfg(feature = "client")]
+impl<'c> oauth2::AsyncHttpClient<'c> for HttpClient {
+    type Error = Error;
+    type Future = Pin<Box<dyn Future<Output = Result<oauth2::HttpResponse>> + Send + 'c>>;
+
+    fn call(&'c self, request: oauth2::HttpRequest) -> Self::Future {
+        Box::pin(async move {
+            let response = self.send(request.map(RequestBody::from)).await?;
+            if response.status().is_redirection() {
+                return Err(Error::new(
+                    ErrorKind::UnexpectedRedirect,
+                    "the token endpoint answered with a redirect, which OAuth calls never follow",
+                ));
+            }
+            Ok(response.map(|body| body.to_vec()))
+        })
+    }
+}

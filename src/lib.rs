@@ -1,0 +1,24 @@
+//! MCP authorization (OAuth 2.1) as tower layers.
+//!
+//! - [`client`]: discovery (RFC 9728, RFC 8414, OpenID Connect), registration (pre-registered,
+//!   Client ID Metadata Documents, RFC 7591), the PKCE authorization-code flow, tokens with
+//!   refresh, and credential stores. [`client::OAuthState`] is the step-by-step API.
+//! - [`challenge`]: `WWW-Authenticate` parsing and rendering, shared by both sides.
+//! - [`http`]: the bounded, redirect-free HTTP plumbing every OAuth request goes through.
+//! - [`metadata`]: the wire types of every document the protocols exchange.
+//!
+//! Security rules every piece keeps: PKCE S256 always, `state` always, `iss` checked, tokens only
+//! in the `Authorization` header and only to the resource's origin, no redirects followed on
+//! OAuth calls, https except on loopback, bounded bodies, timeouts on every call, and secrets
+//! redacted from every message and `Debug` output.
+
+pub mod challenge;
+#[cfg(feature = "client")]
+pub mod client;
+pub mod error;
+pub mod http;
+pub mod metadata;
+pub mod secret;
+
+pub use error::{Error, ErrorKind, Result};
+pub use secret::Secret;
