@@ -171,7 +171,14 @@ impl Discoverer<'_> {
         Ok(None)
     }
 
-    async fn authorization_server(&self, issuer: &str) -> Result<Option<AuthorizationServerMetadata>> {
+    /// Finds the metadata for `issuer`. `exact_issuer` is false only for the 2025-03-26
+    /// fallback, where the issuer is not known beforehand: the document must then name an issuer
+    /// on the MCP server's own origin.
+    async fn authorization_server(
+        &self,
+        issuer: &str,
+        exact_issuer: bool,
+    ) -> Result<Option<AuthorizationServerMetadata>> {
         let issuer_url = parse_url(issuer, "authorization server issuer")?;
         ensure_secure_url(&issuer_url, "authorization server")?;
         for url in authorization_server_candidates(&issuer_url) {
@@ -181,7 +188,12 @@ impl Discoverer<'_> {
             else {
                 continue;
             };
-            if !same_issuer(&metadata.issuer, issuer) {
+            let acceptable = if exact_issuer {
+                same_issuer(&metadata.issuer, issuer)
+            } else {
+                Url::parse(&metadata.issuer).is_ok_and(|named| named.origin() == issuer_url.origin())
+            };
+            if !acceptable {
                 return Err(Error::new(
                     ErrorKind::MetadataMismatch,
                     format!(
@@ -278,7 +290,7 @@ async fn discover_inner(
                     "the protected resource metadata lists no authorization server",
                 )
             })?;
-            let metadata = discoverer.authorization_server(issuer).await?.ok_or_else(|| {
+            let metadata = discoverer.authorization_server(issuer, true).await?.ok_or_else(|| {
                 Error::new(
                     ErrorKind::DiscoveryFailed,
                     format!("no authorization server metadata found for issuer {issuer}"),
@@ -295,7 +307,7 @@ async fn discover_inner(
             // 2025-03-26: the MCP server's origin is the authorization server.
             let origin = origin_of(server_url);
             let issuer = origin.as_str().trim_end_matches('/').to_owned();
-            match discoverer.authorization_server(&issuer).await? {
+            match discoverer.authorization_server(&issuer, false).await? {
                 Some(metadata) => Discovery {
                     resource: None,
                     resource_metadata: None,

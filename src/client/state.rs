@@ -20,6 +20,9 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::http::{redact_url, HttpClient, RequestBody};
 use crate::secret::Secret;
 
+/// How many authorizations (after a 401, or stepping up after a 403) one request may cause.
+const MAX_AUTHORIZATIONS: usize = 3;
+
 /// The MCP protocol version sent on discovery requests unless configured otherwise.
 pub const DEFAULT_PROTOCOL_VERSION: &str = "2025-11-25";
 
@@ -349,7 +352,11 @@ impl Session {
     }
 
     /// Discovery, registration, the interactive step and the code exchange, in one go.
-    async fn authorize_interactively(&self, challenge: Option<&BearerChallenge>) -> Result<TokenSet> {
+    async fn authorize_interactively(
+        &self,
+        challenge: Option<&BearerChallenge>,
+        scopes: Option<Vec<String>>,
+    ) -> Result<TokenSet> {
         let handler = self.config.handler.clone().ok_or_else(|| {
             Error::new(
                 ErrorKind::NotAuthorized,
@@ -357,10 +364,9 @@ impl Session {
             )
         })?;
         let discovery = self.discover(challenge).await?;
-        let scopes = match &self.config.scopes {
-            Some(scopes) => scopes.clone(),
-            None => select_scopes(challenge, &discovery),
-        };
+        let scopes = scopes
+            .or_else(|| self.config.scopes.clone())
+            .unwrap_or_else(|| select_scopes(challenge, &discovery));
         let redirect_uri = handler.redirect_uri();
         // A rejected client is registered again once.
         for attempt in 0..2 {
@@ -401,7 +407,7 @@ impl Session {
             }
         }
         self.set_tokens(None);
-        self.authorize_interactively(challenge).await.map(|_| ())
+        self.authorize_interactively(challenge, None).await.map(|_| ())
     }
 
     /// A token good for at least the refresh margin, refreshing first when needed. `None` when
@@ -433,6 +439,32 @@ impl Session {
         Ok(())
     }
 
+    /// Steps up after a 403 `insufficient_scope` to a request made with token `generation`:
+    /// authorizes again for the scopes already granted plus the ones the challenge names.
+    /// Returns `false`, without authorizing, when the challenge asks for nothing the token
+    /// lacks: asking again for the same scopes cannot help.
+    pub(crate) async fn step_up(&self, generation: Option<u64>, challenge: &BearerChallenge) -> Result<bool> {
+        let _flight = self.flight.lock().await;
+        let current = self.tokens();
+        if current.as_ref().map(|(_, g)| *g) != generation {
+            return Ok(true);
+        }
+        let mut scopes = current.map(|(t, _)| t.scopes).unwrap_or_default();
+        let granted = scopes.len();
+        for scope in challenge.scopes() {
+            if !scopes.iter().any(|s| s == scope) {
+                scopes.push(scope.to_owned());
+            }
+        }
+        if scopes.len() == granted {
+            tracing::info!("insufficient scope, but every scope asked for is already granted; not stepping up");
+            return Ok(false);
+        }
+        tracing::info!(scopes = %scopes.join(" "), "insufficient scope; stepping up");
+        self.authorize_interactively(Some(challenge), Some(scopes)).await?;
+        Ok(true)
+    }
+
     /// Recovers after a 401 to a request made with token `generation`: unless another request
     /// already did, refresh, else rediscover and authorize.
     pub(crate) async fn recover(&self, generation: Option<u64>, challenge: Option<&BearerChallenge>) -> Result<()> {
@@ -442,7 +474,7 @@ impl Session {
             return Ok(());
         }
         if generation.is_none() {
-            self.authorize_interactively(challenge).await.map(|_| ())
+            self.authorize_interactively(challenge, None).await.map(|_| ())
         } else {
             // The server said the token is bad: rediscover (it may have moved), then refresh.
             self.discover(challenge).await?;
@@ -581,7 +613,7 @@ impl OAuthState {
     /// As the individual steps; [`ErrorKind::NotAuthorized`] without a handler.
     pub async fn authorize(&self) -> Result<TokenSet> {
         let _flight = self.session.flight.lock().await;
-        self.session.authorize_interactively(None).await
+        self.session.authorize_interactively(None, None).await
     }
 
     /// Refreshes the access token now.
@@ -644,17 +676,38 @@ impl AuthorizedHttpClient {
     /// Transport errors, and errors of the authorization flow.
     pub async fn send(&self, request: Request<RequestBody>) -> Result<Response<Bytes>> {
         let for_resource = request_origin(&request).is_some_and(|o| o == self.session.server_url.origin());
-        let token = if for_resource { self.session.usable_token().await? } else { None };
-        let replay = clone_request(&request);
-        let response = self.send_with(request, token.as_ref().map(|(t, _)| t)).await?;
-        if !for_resource || response.status() != StatusCode::UNAUTHORIZED {
-            return Ok(response);
+        if !for_resource {
+            return self.send_with(request, None).await;
         }
-        let challenge = BearerChallenge::from_headers(response.headers());
-        tracing::info!(error = ?challenge.as_ref().and_then(|c| c.error.as_deref()), "401 from the MCP server; authorizing");
-        self.session.recover(token.map(|(_, g)| g), challenge.as_ref()).await?;
-        let token = self.session.tokens().map(|(t, _)| t.access_token);
-        self.send_with(replay, token.as_ref()).await
+        let mut token = self.session.usable_token().await?;
+        let mut recovered = false;
+        let mut authorizations = 0;
+        loop {
+            let response = self
+                .send_with(clone_request(&request), token.as_ref().map(|(t, _)| t))
+                .await?;
+            let challenge = BearerChallenge::from_headers(response.headers());
+            let generation = token.as_ref().map(|(_, g)| *g);
+            match (response.status(), &challenge) {
+                (StatusCode::UNAUTHORIZED, _) if !recovered && authorizations < MAX_AUTHORIZATIONS => {
+                    recovered = true;
+                    authorizations += 1;
+                    tracing::info!(error = ?challenge.as_ref().and_then(|c| c.error.as_deref()), "401 from the MCP server; authorizing");
+                    self.session.recover(generation, challenge.as_ref()).await?;
+                }
+                (StatusCode::FORBIDDEN, Some(challenge))
+                    if authorizations < MAX_AUTHORIZATIONS
+                        && challenge.error.as_deref() == Some("insufficient_scope") =>
+                {
+                    authorizations += 1;
+                    if !self.session.step_up(generation, challenge).await? {
+                        return Ok(response);
+                    }
+                }
+                _ => return Ok(response),
+            }
+            token = self.session.tokens().map(|(t, g)| (t.access_token, g));
+        }
     }
 
     async fn send_with(&self, mut request: Request<RequestBody>, token: Option<&Secret>) -> Result<Response<Bytes>> {

