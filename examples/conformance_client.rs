@@ -121,10 +121,15 @@ fn config_from_context(context: Option<&str>) -> anyhow::Result<OAuthConfig> {
         .with_client_metadata_url(Url::parse(CLIENT_METADATA_URL)?)
         .with_handler(HeadlessHandler::new(Url::parse(REDIRECT_URI)?));
     if let Some(context) = context {
-        let context: Value = serde_json::from_str(context).context("MCP_CONFORMANCE_CONTEXT is not JSON")?;
+        let context: Value =
+            serde_json::from_str(context).context("MCP_CONFORMANCE_CONTEXT is not JSON")?;
         if let Some(client_id) = context.get("client_id").and_then(Value::as_str) {
             let client = match context.get("client_secret").and_then(Value::as_str) {
-                Some(secret) => ClientRegistration::confidential(client_id, secret, TokenEndpointAuthMethod::ClientSecretBasic),
+                Some(secret) => ClientRegistration::confidential(
+                    client_id,
+                    secret,
+                    TokenEndpointAuthMethod::ClientSecretBasic,
+                ),
                 None => ClientRegistration::public(client_id),
             };
             config = config.with_client(client);
@@ -134,7 +139,9 @@ fn config_from_context(context: Option<&str>) -> anyhow::Result<OAuthConfig> {
 }
 
 async fn run() -> anyhow::Result<()> {
-    let server_url = std::env::args().last().context("usage: conformance_client <server-url>")?;
+    let server_url = std::env::args()
+        .next_back()
+        .context("usage: conformance_client <server-url>")?;
     let scenario = std::env::var("MCP_CONFORMANCE_SCENARIO").unwrap_or_default();
     tracing::info!(%scenario, %server_url, "starting");
     let config = config_from_context(std::env::var("MCP_CONFORMANCE_CONTEXT").ok().as_deref())?;

@@ -362,7 +362,8 @@ mod tests {
 
     #[test]
     fn commas_inside_quotes_do_not_split() {
-        let c = parse_challenges(r#"Bearer error_description="a, b, Basic c=d", scope="x""#).unwrap();
+        let c =
+            parse_challenges(r#"Bearer error_description="a, b, Basic c=d", scope="x""#).unwrap();
         assert_eq!(c.len(), 1);
         assert_eq!(c[0].param("error_description"), Some("a, b, Basic c=d"));
         assert_eq!(c[0].param("scope"), Some("x"));
@@ -370,8 +371,9 @@ mod tests {
 
     #[test]
     fn case_insensitive_scheme_and_names() {
-        let c = parse_challenges(r#"bEaReR ERROR="invalid_token", Resource_Metadata="https://x/y""#)
-            .unwrap();
+        let c =
+            parse_challenges(r#"bEaReR ERROR="invalid_token", Resource_Metadata="https://x/y""#)
+                .unwrap();
         let b = BearerChallenge::from_challenge(&c[0]).unwrap();
         assert_eq!(b.error.as_deref(), Some("invalid_token"));
         assert_eq!(b.resource_metadata.as_deref(), Some("https://x/y"));

@@ -76,10 +76,9 @@ impl HttpClient {
             .https_or_http()
             .enable_all_versions()
             .build();
-        let client = hyper_util::client::legacy::Client::builder(
-            hyper_util::rt::TokioExecutor::new(),
-        )
-        .build::<_, RequestBody>(connector);
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build::<_, RequestBody>(connector);
         Self::from_service(client)
     }
 
@@ -145,18 +144,19 @@ impl HttpClient {
             .oneshot(request)
             .await
             .map_err(|e: BoxError| {
-                Error::new(ErrorKind::Http, format!("request to {target} failed")).with_boxed_source(e)
+                Error::new(ErrorKind::Http, format!("request to {target} failed"))
+                    .with_boxed_source(e)
             })?;
         let (parts, body) = response.into_parts();
         let collected = collect_limited(body, self.max_body_bytes)
             .await
             .map_err(|e| match e {
                 CollectError::TooLarge => Error::new(
-                        ErrorKind::BodyTooLarge,
-                        format!(
-                            "response from {target} is larger than {} bytes",
-                            self.max_body_bytes
-                        ),
+                    ErrorKind::BodyTooLarge,
+                    format!(
+                        "response from {target} is larger than {} bytes",
+                        self.max_body_bytes
+                    ),
                 ),
                 CollectError::Body(e) => Error::new(
                     ErrorKind::Http,
@@ -179,7 +179,11 @@ impl HttpClient {
             builder = builder.header(*name, value.clone());
         }
         let request = builder.body(RequestBody::default()).map_err(|e| {
-            Error::new(ErrorKind::Config, format!("cannot build a request to {url}")).with_source(e)
+            Error::new(
+                ErrorKind::Config,
+                format!("cannot build a request to {url}"),
+            )
+            .with_source(e)
         })?;
         self.send(request).await
     }
@@ -198,8 +202,11 @@ impl HttpClient {
             .header(ACCEPT, "application/json")
             .body(RequestBody::from(body))
             .map_err(|e| {
-                Error::new(ErrorKind::Config, format!("cannot build a request to {url}"))
-                    .with_source(e)
+                Error::new(
+                    ErrorKind::Config,
+                    format!("cannot build a request to {url}"),
+                )
+                .with_source(e)
             })?;
         self.send(request).await
     }
@@ -211,7 +218,10 @@ enum CollectError {
 }
 
 /// Reads a body, stopping as soon as it passes `limit` bytes.
-async fn collect_limited(body: ResponseBody, limit: usize) -> std::result::Result<Bytes, CollectError> {
+async fn collect_limited(
+    body: ResponseBody,
+    limit: usize,
+) -> std::result::Result<Bytes, CollectError> {
     if body.size_hint().lower() > limit as u64 {
         return Err(CollectError::TooLarge);
     }
@@ -246,7 +256,12 @@ pub(crate) fn is_json(response: &Response<Bytes>) -> bool {
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(|v| {
-            let essence = v.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+            let essence = v
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
             essence == "application/json" || essence.ends_with("+json")
         })
         .unwrap_or(false)
@@ -308,7 +323,8 @@ impl std::error::Error for JsonShapeError {}
 pub fn is_loopback_host(url: &Url) -> bool {
     match url.host() {
         Some(url::Host::Domain(domain)) => {
-            domain.eq_ignore_ascii_case("localhost") || domain.to_ascii_lowercase().ends_with(".localhost")
+            domain.eq_ignore_ascii_case("localhost")
+                || domain.to_ascii_lowercase().ends_with(".localhost")
         }
         Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
         Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
@@ -326,7 +342,10 @@ pub fn ensure_secure_url(url: &Url, what: &str) -> Result<()> {
         "http" if is_loopback_host(url) => Ok(()),
         _ => Err(Error::new(
             ErrorKind::InsecureUrl,
-            format!("{what} {} must use https (plain http is allowed only on loopback hosts)", redact_url(url)),
+            format!(
+                "{what} {} must use https (plain http is allowed only on loopback hosts)",
+                redact_url(url)
+            ),
         )),
     }
 }
@@ -343,7 +362,11 @@ pub(crate) fn redact_url(url: &Url) -> String {
 /// Parses a URL from a string given by a server, saying what it is for when it does not parse.
 pub(crate) fn parse_url(value: &str, what: &str) -> Result<Url> {
     Url::parse(value).map_err(|e| {
-        Error::new(ErrorKind::InvalidResponse, format!("{what} is not a valid URL")).with_source(e)
+        Error::new(
+            ErrorKind::InvalidResponse,
+            format!("{what} is not a valid URL"),
+        )
+        .with_source(e)
     })
 }
 

@@ -22,3 +22,8 @@ pub mod secret;
 
 pub use error::{Error, ErrorKind, Result};
 pub use secret::Secret;
+
+/// The README's examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

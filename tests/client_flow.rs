@@ -31,11 +31,17 @@ async fn start(behaviour: Behaviour) -> DemoServer {
 }
 
 async fn client_for(server: &DemoServer, config: OAuthConfig) -> AuthorizedHttpClient {
-    let state = OAuthState::new(server.mcp_url(), Some(config)).await.unwrap();
+    let state = OAuthState::new(server.mcp_url(), Some(config))
+        .await
+        .unwrap();
     state.to_authorized_http_client().await.unwrap()
 }
 
-async fn echo(client: &AuthorizedHttpClient, server: &DemoServer, text: &str) -> tower_mcp_oauth::Result<http::Response<Bytes>> {
+async fn echo(
+    client: &AuthorizedHttpClient,
+    server: &DemoServer,
+    text: &str,
+) -> tower_mcp_oauth::Result<http::Response<Bytes>> {
     let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "echo", "arguments": {"text": text}}});
     let request = http::Request::post(server.mcp_url())
         .header("content-type", "application/json")
@@ -47,7 +53,10 @@ async fn echo(client: &AuthorizedHttpClient, server: &DemoServer, text: &str) ->
 fn echoed(response: &http::Response<Bytes>) -> String {
     assert_eq!(response.status(), 200, "{:?}", response);
     let value: Value = serde_json::from_slice(response.body()).unwrap();
-    value["result"]["content"][0]["text"].as_str().unwrap().to_owned()
+    value["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 #[tokio::test]
@@ -67,7 +76,10 @@ async fn a_401_runs_discovery_registration_authorization_and_replays() {
     let registration = &counters.registration_bodies[0];
     assert_eq!(registration["application_type"], "native");
     assert_eq!(registration["token_endpoint_auth_method"], "none");
-    assert_eq!(registration["grant_types"], json!(["authorization_code", "refresh_token"]));
+    assert_eq!(
+        registration["grant_types"],
+        json!(["authorization_code", "refresh_token"])
+    );
     assert_eq!(registration["redirect_uris"], json!([REDIRECT]));
 
     let authorize = &counters.authorize_params[0];
@@ -78,7 +90,10 @@ async fn a_401_runs_discovery_registration_authorization_and_replays() {
     assert_eq!(counters.token_resources, vec![Some(server.mcp_url())]);
 
     // A second call reuses the token.
-    assert_eq!(echoed(&echo(&client, &server, "again").await.unwrap()), "again");
+    assert_eq!(
+        echoed(&echo(&client, &server, "again").await.unwrap()),
+        "again"
+    );
     assert_eq!(server.counters().authorizations, 1);
 }
 
@@ -108,8 +123,15 @@ async fn the_seed_api_works_as_written() {
     assert!(!format!("{credentials:?}").contains(credentials.access_token.expose()));
 
     let client = oauth_state.to_authorized_http_client().await.unwrap();
-    assert_eq!(echoed(&echo(&client, &server, "seed").await.unwrap()), "seed");
-    assert_eq!(server.counters().mcp_requests, 1, "no 401: the token was attached");
+    assert_eq!(
+        echoed(&echo(&client, &server, "seed").await.unwrap()),
+        "seed"
+    );
+    assert_eq!(
+        server.counters().mcp_requests,
+        1,
+        "no 401: the token was attached"
+    );
 }
 
 async fn started_state(server: &DemoServer) -> (OAuthState, Url) {
@@ -122,7 +144,11 @@ async fn started_state(server: &DemoServer) -> (OAuthState, Url) {
 
 fn with_param(url: &Url, name: &str, value: Option<&str>) -> String {
     let mut out = url.clone();
-    let pairs: Vec<(String, String)> = url.query_pairs().into_owned().filter(|(k, _)| k != name).collect();
+    let pairs: Vec<(String, String)> = url
+        .query_pairs()
+        .into_owned()
+        .filter(|(k, _)| k != name)
+        .collect();
     {
         let mut q = out.query_pairs_mut();
         q.clear();
@@ -141,19 +167,32 @@ async fn handle_redirect_checks_state_iss_and_errors() {
     let server = start(Behaviour::default()).await;
 
     let (mut state, redirect) = started_state(&server).await;
-    let err = state.handle_redirect(&with_param(&redirect, "state", Some("forged"))).await.unwrap_err();
+    let err = state
+        .handle_redirect(&with_param(&redirect, "state", Some("forged")))
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::StateMismatch);
 
-    let err = state.handle_redirect(&with_param(&redirect, "iss", Some("https://evil.example"))).await.unwrap_err();
+    let err = state
+        .handle_redirect(&with_param(&redirect, "iss", Some("https://evil.example")))
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::IssuerMismatch);
 
     // The server advertises RFC 9207, so a missing iss is refused.
-    let err = state.handle_redirect(&with_param(&redirect, "iss", None)).await.unwrap_err();
+    let err = state
+        .handle_redirect(&with_param(&redirect, "iss", None))
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::IssuerMismatch);
 
     let denied = format!(
         "{REDIRECT}?error=access_denied&error_description=nope&state={}",
-        redirect.query_pairs().find(|(k, _)| k == "state").unwrap().1
+        redirect
+            .query_pairs()
+            .find(|(k, _)| k == "state")
+            .unwrap()
+            .1
     );
     let err = state.handle_redirect(&denied).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::AuthorizationDenied);
@@ -169,7 +208,12 @@ async fn handle_redirect_checks_state_iss_and_errors() {
 
     // handle_callback checks state too.
     let (mut state, redirect) = started_state(&server).await;
-    let code = redirect.query_pairs().find(|(k, _)| k == "code").unwrap().1.into_owned();
+    let code = redirect
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .into_owned();
     let err = state.handle_callback(&code, "forged").await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::StateMismatch);
     assert!(!err.to_string().contains(&code), "no code in messages");
@@ -189,7 +233,11 @@ async fn iss_is_optional_when_not_advertised_but_checked_when_present() {
     server.set(|b| b.redirect_iss = Some(Some("http://127.0.0.1:1".into())));
     let (mut state, redirect) = started_state(&server).await;
     assert_eq!(
-        state.handle_redirect(redirect.as_str()).await.unwrap_err().kind(),
+        state
+            .handle_redirect(redirect.as_str())
+            .await
+            .unwrap_err()
+            .kind(),
         ErrorKind::IssuerMismatch
     );
 }
@@ -203,37 +251,76 @@ async fn start_error(behaviour: Behaviour) -> (tower_mcp_oauth::Error, DemoServe
 
 #[tokio::test]
 async fn pkce_support_is_required() {
-    let (err, server) = start_error(Behaviour { code_challenge_methods: None, ..Default::default() }).await;
+    let (err, server) = start_error(Behaviour {
+        code_challenge_methods: None,
+        ..Default::default()
+    })
+    .await;
     assert_eq!(err.kind(), ErrorKind::PkceNotSupported);
-    assert_eq!(server.counters().registrations, 0, "stops before registering");
-    let (err, _) = start_error(Behaviour { code_challenge_methods: Some(vec!["plain"]), ..Default::default() }).await;
+    assert_eq!(
+        server.counters().registrations,
+        0,
+        "stops before registering"
+    );
+    let (err, _) = start_error(Behaviour {
+        code_challenge_methods: Some(vec!["plain"]),
+        ..Default::default()
+    })
+    .await;
     assert_eq!(err.kind(), ErrorKind::PkceNotSupported);
 }
 
 #[tokio::test]
 async fn hostile_metadata_is_refused_with_a_typed_error() {
-    let (err, server) = start_error(Behaviour { prm_resource: Some("https://evil.example.com/mcp".into()), ..Default::default() }).await;
+    let (err, server) = start_error(Behaviour {
+        prm_resource: Some("https://evil.example.com/mcp".into()),
+        ..Default::default()
+    })
+    .await;
     assert_eq!(err.kind(), ErrorKind::MetadataMismatch);
     assert_eq!(server.counters().authorizations, 0);
 
-    let (err, _) = start_error(Behaviour { metadata_issuer: Some("https://evil.example.com".into()), ..Default::default() }).await;
+    let (err, _) = start_error(Behaviour {
+        metadata_issuer: Some("https://evil.example.com".into()),
+        ..Default::default()
+    })
+    .await;
     assert_eq!(err.kind(), ErrorKind::MetadataMismatch);
 
-    let (err, _) = start_error(Behaviour { metadata_content_type: "text/html", ..Default::default() }).await;
+    let (err, _) = start_error(Behaviour {
+        metadata_content_type: "text/html",
+        ..Default::default()
+    })
+    .await;
     assert_eq!(err.kind(), ErrorKind::InvalidResponse);
 
-    let (err, _) = start_error(Behaviour { metadata_padding: 2 * 1024 * 1024, ..Default::default() }).await;
+    let (err, _) = start_error(Behaviour {
+        metadata_padding: 2 * 1024 * 1024,
+        ..Default::default()
+    })
+    .await;
     assert_eq!(err.kind(), ErrorKind::BodyTooLarge);
 
-    let (err, _) = start_error(Behaviour { redirect_to: Some("https://elsewhere.example/metadata".into()), ..Default::default() }).await;
+    let (err, _) = start_error(Behaviour {
+        redirect_to: Some("https://elsewhere.example/metadata".into()),
+        ..Default::default()
+    })
+    .await;
     assert_eq!(err.kind(), ErrorKind::UnexpectedRedirect);
 
-    let (err, _) = start_error(Behaviour { token_endpoint: Some("http://auth.example.com/token".into()), ..Default::default() }).await;
+    let (err, _) = start_error(Behaviour {
+        token_endpoint: Some("http://auth.example.com/token".into()),
+        ..Default::default()
+    })
+    .await;
     assert_eq!(err.kind(), ErrorKind::InsecureUrl);
 
-
     // A JSON content type with parameters is fine.
-    let server = start(Behaviour { metadata_content_type: "application/json; charset=utf-8", ..Default::default() }).await;
+    let server = start(Behaviour {
+        metadata_content_type: "application/json; charset=utf-8",
+        ..Default::default()
+    })
+    .await;
     let mut state = OAuthState::new(server.mcp_url(), None).await.unwrap();
     state.start_authorization(&[], REDIRECT).await.unwrap();
 }
@@ -243,23 +330,44 @@ async fn bad_json_is_an_invalid_response() {
     let server = start(Behaviour::default()).await;
     // Token endpoint answering garbage: point the token endpoint at the MCP route, which
     // answers 415 to a form body.
-    server.set(|b| b.token_endpoint = Some(format!("{}/.well-known/oauth-protected-resource/mcp", server.base)));
+    server.set(|b| {
+        b.token_endpoint = Some(format!(
+            "{}/.well-known/oauth-protected-resource/mcp",
+            server.base
+        ))
+    });
     let client = client_for(&server, config()).await;
     let err = echo(&client, &server, "x").await.unwrap_err();
-    assert!(matches!(err.kind(), ErrorKind::InvalidResponse | ErrorKind::TokenEndpoint), "{err:?}");
+    assert!(
+        matches!(
+            err.kind(),
+            ErrorKind::InvalidResponse | ErrorKind::TokenEndpoint
+        ),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
 async fn redirect_uris_must_be_https_or_loopback() {
     let server = start(Behaviour::default()).await;
     let mut state = OAuthState::new(server.mcp_url(), None).await.unwrap();
-    for bad in ["http://example.com/callback", "ftp://127.0.0.1/cb", "not a url"] {
+    for bad in [
+        "http://example.com/callback",
+        "ftp://127.0.0.1/cb",
+        "not a url",
+    ] {
         let err = state.start_authorization(&[], bad).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Config, "{bad}");
     }
-    assert!(state.start_authorization(&[], "https://app.example.com/cb").await.is_ok());
+    assert!(state
+        .start_authorization(&[], "https://app.example.com/cb")
+        .await
+        .is_ok());
     assert_eq!(
-        OAuthState::new("http://mcp.example.com/mcp", None).await.unwrap_err().kind(),
+        OAuthState::new("http://mcp.example.com/mcp", None)
+            .await
+            .unwrap_err()
+            .kind(),
         ErrorKind::InsecureUrl
     );
 }
@@ -269,7 +377,9 @@ async fn expired_tokens_refresh_with_rotation() {
     // Tokens live an hour; a two-hour margin makes every token due for refresh before use.
     let server = start(Behaviour::default()).await;
     let config = config().with_refresh_margin(Duration::from_secs(7200));
-    let state = OAuthState::new(server.mcp_url(), Some(config)).await.unwrap();
+    let state = OAuthState::new(server.mcp_url(), Some(config))
+        .await
+        .unwrap();
     let client = state.to_authorized_http_client().await.unwrap();
     echoed(&echo(&client, &server, "1").await.unwrap());
     let first = state.credentials().await.unwrap();
@@ -280,13 +390,23 @@ async fn expired_tokens_refresh_with_rotation() {
     assert_eq!(counters.refreshes, 1);
     assert_eq!(counters.authorizations, 1);
     assert_ne!(first.refresh_token, second.refresh_token, "rotated");
-    assert_eq!(counters.token_resources.last().unwrap(), &Some(server.mcp_url()), "resource on refresh");
+    assert_eq!(
+        counters.token_resources.last().unwrap(),
+        &Some(server.mcp_url()),
+        "resource on refresh"
+    );
 }
 
 #[tokio::test]
 async fn without_rotation_the_old_refresh_token_is_kept() {
-    let server = start(Behaviour { rotate_refresh_tokens: false, ..Default::default() }).await;
-    let state = OAuthState::new(server.mcp_url(), Some(config())).await.unwrap();
+    let server = start(Behaviour {
+        rotate_refresh_tokens: false,
+        ..Default::default()
+    })
+    .await;
+    let state = OAuthState::new(server.mcp_url(), Some(config()))
+        .await
+        .unwrap();
     state.authorize().await.unwrap();
     let original = state.credentials().await.unwrap().refresh_token.unwrap();
     let refreshed = state.refresh().await.unwrap();
@@ -329,10 +449,18 @@ async fn registration_picks_the_auth_method_the_server_supports() {
         ("client_secret_basic", "client_secret_basic"),
         ("none", "none"),
     ] {
-        let server = start(Behaviour { token_auth_methods: vec![method], ..Default::default() }).await;
+        let server = start(Behaviour {
+            token_auth_methods: vec![method],
+            ..Default::default()
+        })
+        .await;
         let client = client_for(&server, config()).await;
         echoed(&echo(&client, &server, method).await.unwrap());
-        assert_eq!(server.counters().token_client_auth, vec![expected], "{method}");
+        assert_eq!(
+            server.counters().token_client_auth,
+            vec![expected],
+            "{method}"
+        );
     }
 }
 
@@ -345,7 +473,11 @@ async fn a_pre_registered_client_is_used_first() {
         ..Default::default()
     })
     .await;
-    let config = config().with_client(ClientRegistration::confidential("app", "app-secret", TokenEndpointAuthMethod::ClientSecretBasic));
+    let config = config().with_client(ClientRegistration::confidential(
+        "app",
+        "app-secret",
+        TokenEndpointAuthMethod::ClientSecretBasic,
+    ));
     let client = client_for(&server, config).await;
     echoed(&echo(&client, &server, "pre").await.unwrap());
     let counters = server.counters();
@@ -354,7 +486,11 @@ async fn a_pre_registered_client_is_used_first() {
     assert_eq!(counters.token_client_auth, vec!["client_secret_basic"]);
 
     // Without any way to register, the error says what to configure.
-    let server = start(Behaviour { registration: false, ..Default::default() }).await;
+    let server = start(Behaviour {
+        registration: false,
+        ..Default::default()
+    })
+    .await;
     let client = client_for(&server, config_without_client()).await;
     let err = echo(&client, &server, "x").await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Registration);
@@ -366,7 +502,11 @@ fn config_without_client() -> OAuthConfig {
 
 #[tokio::test]
 async fn a_client_id_metadata_document_is_used_when_supported() {
-    let server = start(Behaviour { cimd_supported: true, ..Default::default() }).await;
+    let server = start(Behaviour {
+        cimd_supported: true,
+        ..Default::default()
+    })
+    .await;
     let cimd = "https://app.example.com/oauth/client.json";
     let config = config().with_client_metadata_url(Url::parse(cimd).unwrap());
     let client = client_for(&server, config.clone()).await;
@@ -384,7 +524,12 @@ async fn a_client_id_metadata_document_is_used_when_supported() {
 
 #[tokio::test]
 async fn servers_of_2025_03_26_without_metadata_use_default_endpoints() {
-    let server = start(Behaviour { publish_prm: false, publish_as_metadata: false, ..Default::default() }).await;
+    let server = start(Behaviour {
+        publish_prm: false,
+        publish_as_metadata: false,
+        ..Default::default()
+    })
+    .await;
     let client = client_for(&server, config()).await;
     echoed(&echo(&client, &server, "legacy").await.unwrap());
     let counters = server.counters();
@@ -407,9 +552,12 @@ async fn the_file_store_survives_a_restart() {
     assert!(stored.contains("access_token"));
 
     // A new process: no handler, so it could not authorize again; it must use what was stored.
-    let state = OAuthState::new(server.mcp_url(), Some(OAuthConfig::new().with_store(FileStore::new(&path))))
-        .await
-        .unwrap();
+    let state = OAuthState::new(
+        server.mcp_url(),
+        Some(OAuthConfig::new().with_store(FileStore::new(&path))),
+    )
+    .await
+    .unwrap();
     assert!(state.credentials().await.is_some());
     let second = state.to_authorized_http_client().await.unwrap();
     echoed(&echo(&second, &server, "after").await.unwrap());
@@ -422,12 +570,19 @@ async fn the_file_store_survives_a_restart() {
 async fn without_a_handler_a_401_is_a_not_authorized_error() {
     let server = start(Behaviour::default()).await;
     let client = client_for(&server, OAuthConfig::new()).await;
-    assert_eq!(echo(&client, &server, "x").await.unwrap_err().kind(), ErrorKind::NotAuthorized);
+    assert_eq!(
+        echo(&client, &server, "x").await.unwrap_err().kind(),
+        ErrorKind::NotAuthorized
+    );
 }
 
 #[tokio::test]
 async fn step_up_asks_for_granted_and_challenged_scopes() {
-    let server = start(Behaviour { scopes_supported: vec!["mcp", "files:write"], ..Default::default() }).await;
+    let server = start(Behaviour {
+        scopes_supported: vec!["mcp", "files:write"],
+        ..Default::default()
+    })
+    .await;
     let client = client_for(&server, config()).await;
     echoed(&echo(&client, &server, "1").await.unwrap());
     server.set(|b| b.required_scope = Some("files:write"));
@@ -439,14 +594,25 @@ async fn step_up_asks_for_granted_and_challenged_scopes() {
 
 #[tokio::test]
 async fn the_headless_handler_refuses_a_redirect_elsewhere() {
-    let server = start(Behaviour { authorize_location: Some("https://evil.example/steal".into()), ..Default::default() }).await;
+    let server = start(Behaviour {
+        authorize_location: Some("https://evil.example/steal".into()),
+        ..Default::default()
+    })
+    .await;
     let client = client_for(&server, config()).await;
-    assert_eq!(echo(&client, &server, "x").await.unwrap_err().kind(), ErrorKind::UnexpectedRedirect);
+    assert_eq!(
+        echo(&client, &server, "x").await.unwrap_err().kind(),
+        ErrorKind::UnexpectedRedirect
+    );
 }
 
 #[tokio::test]
 async fn the_loopback_handler_catches_the_redirect() {
-    let handler = LoopbackHandler::bind().await.unwrap().with_browser(false).with_timeout(Duration::from_secs(10));
+    let handler = LoopbackHandler::bind()
+        .await
+        .unwrap()
+        .with_browser(false)
+        .with_timeout(Duration::from_secs(10));
     let redirect_uri = handler.redirect_uri();
     assert_eq!(redirect_uri.host_str(), Some("127.0.0.1"));
     let auth_url = Url::parse("http://127.0.0.1:9/authorize?client_id=x").unwrap();
@@ -455,11 +621,25 @@ async fn the_loopback_handler_catches_the_redirect() {
     let http = HttpClient::new();
     let mut stray = redirect_uri.clone();
     stray.set_path("/favicon.ico");
-    let response = http.send(http::Request::get(stray.as_str()).body(Default::default()).unwrap()).await.unwrap();
+    let response = http
+        .send(
+            http::Request::get(stray.as_str())
+                .body(Default::default())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
     assert_eq!(response.status(), 404);
 
     let callback = format!("{redirect_uri}?code=abc&state=xyz");
-    let response = http.send(http::Request::get(callback.as_str()).body(Default::default()).unwrap()).await.unwrap();
+    let response = http
+        .send(
+            http::Request::get(callback.as_str())
+                .body(Default::default())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     assert!(String::from_utf8_lossy(response.body()).contains("Authorization complete"));
     let received = waiting.await.unwrap().unwrap();
@@ -468,7 +648,14 @@ async fn the_loopback_handler_catches_the_redirect() {
 
 #[tokio::test]
 async fn the_loopback_handler_times_out() {
-    let handler = LoopbackHandler::bind().await.unwrap().with_browser(false).with_timeout(Duration::from_millis(100));
+    let handler = LoopbackHandler::bind()
+        .await
+        .unwrap()
+        .with_browser(false)
+        .with_timeout(Duration::from_millis(100));
     let url = Url::parse("http://127.0.0.1:9/authorize").unwrap();
-    assert_eq!(handler.authorize(&url).await.unwrap_err().kind(), ErrorKind::Timeout);
+    assert_eq!(
+        handler.authorize(&url).await.unwrap_err().kind(),
+        ErrorKind::Timeout
+    );
 }

@@ -87,6 +87,7 @@ pub struct Counters {
     pub authorize_params: Vec<HashMap<String, String>>,
     pub registration_bodies: Vec<Value>,
     pub token_client_auth: Vec<String>,
+    pub token_forms: Vec<HashMap<String, String>>,
 }
 
 struct Client {
@@ -127,7 +128,10 @@ pub struct DemoServer {
 }
 
 fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 impl DemoServer {
@@ -299,7 +303,11 @@ async fn register(State(s): State<DemoServer>, Json(body): Json<Value>) -> Respo
     let secret = (method != "none").then(|| format!("secret-{:016x}", rand::random::<u64>()));
     let redirect_uris: Vec<String> = body["redirect_uris"]
         .as_array()
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default();
     inner.clients.insert(
         client_id.clone(),
@@ -321,7 +329,10 @@ async fn register(State(s): State<DemoServer>, Json(body): Json<Value>) -> Respo
     (StatusCode::CREATED, Json(response)).into_response()
 }
 
-async fn authorize(State(s): State<DemoServer>, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn authorize(
+    State(s): State<DemoServer>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     let b = s.behaviour();
     let mut inner = s.inner.lock().unwrap();
     inner.counters.authorizations += 1;
@@ -329,9 +340,10 @@ async fn authorize(State(s): State<DemoServer>, Query(q): Query<HashMap<String, 
     let client_id = q.get("client_id").cloned().unwrap_or_default();
     let redirect_uri = q.get("redirect_uri").cloned().unwrap_or_default();
     let known = client_id.starts_with("https://")
-        || inner.clients.get(&client_id).is_some_and(|c| {
-            c.redirect_uris.is_empty() || c.redirect_uris.contains(&redirect_uri)
-        });
+        || inner
+            .clients
+            .get(&client_id)
+            .is_some_and(|c| c.redirect_uris.is_empty() || c.redirect_uris.contains(&redirect_uri));
     if !known || q.get("code_challenge_method").map(String::as_str) != Some("S256") {
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
     }
@@ -366,12 +378,20 @@ async fn authorize(State(s): State<DemoServer>, Query(q): Query<HashMap<String, 
             Some(None) => {}
         }
     }
-    let location = b.authorize_location.clone().unwrap_or_else(|| location.to_string());
+    let location = b
+        .authorize_location
+        .clone()
+        .unwrap_or_else(|| location.to_string());
     (StatusCode::FOUND, [(header::LOCATION, location)]).into_response()
 }
 
 /// Client authentication at the token endpoint: returns the client id, or the error response.
-fn authenticate(inner: &mut Inner, headers: &HeaderMap, form: &HashMap<String, String>) -> Result<String, Response> {
+#[allow(clippy::result_large_err)]
+fn authenticate(
+    inner: &mut Inner,
+    headers: &HeaderMap,
+    form: &HashMap<String, String>,
+) -> Result<String, Response> {
     let invalid_client = || {
         (
             StatusCode::UNAUTHORIZED,
@@ -404,7 +424,11 @@ fn authenticate(inner: &mut Inner, headers: &HeaderMap, form: &HashMap<String, S
             "client_secret_post",
         )
     } else {
-        (form.get("client_id").cloned().unwrap_or_default(), None, "none")
+        (
+            form.get("client_id").cloned().unwrap_or_default(),
+            None,
+            "none",
+        )
     };
     inner.counters.token_client_auth.push(method.into());
     if client_id.starts_with("https://") && method == "none" {
@@ -417,18 +441,29 @@ fn authenticate(inner: &mut Inner, headers: &HeaderMap, form: &HashMap<String, S
     Ok(client_id)
 }
 
-async fn token(State(s): State<DemoServer>, headers: HeaderMap, Form(form): Form<HashMap<String, String>>) -> Response {
+async fn token(
+    State(s): State<DemoServer>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
     let b = s.behaviour();
     let mut inner = s.inner.lock().unwrap();
+    inner.counters.token_forms.push(form.clone());
     let client_id = match authenticate(&mut inner, &headers, &form) {
         Ok(id) => id,
         Err(response) => return response,
     };
-    inner.counters.token_resources.push(form.get("resource").cloned());
+    inner
+        .counters
+        .token_resources
+        .push(form.get("resource").cloned());
     match form.get("grant_type").map(String::as_str) {
         Some("authorization_code") => {
             inner.counters.code_exchanges += 1;
-            let Some(pending) = inner.codes.remove(form.get("code").map(String::as_str).unwrap_or("")) else {
+            let Some(pending) = inner
+                .codes
+                .remove(form.get("code").map(String::as_str).unwrap_or(""))
+            else {
                 return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
             };
             let verifier = form.get("code_verifier").cloned().unwrap_or_default();
@@ -467,7 +502,11 @@ async fn token(State(s): State<DemoServer>, headers: HeaderMap, Form(form): Form
     }
 }
 
-async fn mcp(State(s): State<DemoServer>, headers: HeaderMap, Json(message): Json<Value>) -> Response {
+async fn mcp(
+    State(s): State<DemoServer>,
+    headers: HeaderMap,
+    Json(message): Json<Value>,
+) -> Response {
     let b = s.behaviour();
     let metadata_url = format!("{}/.well-known/oauth-protected-resource/mcp", s.base);
     let mut inner = s.inner.lock().unwrap();
@@ -476,20 +515,32 @@ async fn mcp(State(s): State<DemoServer>, headers: HeaderMap, Json(message): Jso
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    let grant = token.and_then(|t| inner.access_tokens.get(t)).filter(|g| g.expires_at > now());
+    let grant = token
+        .and_then(|t| inner.access_tokens.get(t))
+        .filter(|g| g.expires_at > now());
     let Some(grant) = grant else {
         let challenge = match token {
             None => format!("Bearer resource_metadata=\"{metadata_url}\""),
-            Some(_) => format!("Bearer error=\"invalid_token\", resource_metadata=\"{metadata_url}\""),
+            Some(_) => {
+                format!("Bearer error=\"invalid_token\", resource_metadata=\"{metadata_url}\"")
+            }
         };
-        return (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, challenge)]).into_response();
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, challenge)],
+        )
+            .into_response();
     };
     if let Some(required) = b.required_scope {
         if !grant.scope.split(' ').any(|s| s == required) {
             let challenge = format!(
                 "Bearer error=\"insufficient_scope\", scope=\"{required}\", resource_metadata=\"{metadata_url}\""
             );
-            return (StatusCode::FORBIDDEN, [(header::WWW_AUTHENTICATE, challenge)]).into_response();
+            return (
+                StatusCode::FORBIDDEN,
+                [(header::WWW_AUTHENTICATE, challenge)],
+            )
+                .into_response();
         }
     }
     let id = message.get("id").cloned();
@@ -499,7 +550,9 @@ async fn mcp(State(s): State<DemoServer>, headers: HeaderMap, Json(message): Jso
             "capabilities": {"tools": {}},
             "serverInfo": {"name": "demo", "version": "1"},
         }),
-        Some("tools/list") => json!({"tools": [{"name": "echo", "inputSchema": {"type": "object"}}]}),
+        Some("tools/list") => {
+            json!({"tools": [{"name": "echo", "inputSchema": {"type": "object"}}]})
+        }
         Some("tools/call") => json!({
             "content": [{"type": "text", "text": message["params"]["arguments"]["text"].as_str().unwrap_or("")}],
         }),

@@ -162,7 +162,10 @@ impl PendingAuthorization {
             _ => {}
         }
         let code = code.filter(|c| !c.is_empty()).ok_or_else(|| {
-            Error::new(ErrorKind::InvalidResponse, "the authorization response has no code")
+            Error::new(
+                ErrorKind::InvalidResponse,
+                "the authorization response has no code",
+            )
         })?;
         Ok(AuthorizationCallback {
             code: Secret::new(code),

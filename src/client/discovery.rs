@@ -64,7 +64,10 @@ pub(crate) fn resource_metadata_candidates(
 ) -> Result<Vec<Url>> {
     let mut candidates = Vec::new();
     if let Some(advertised) = challenge.and_then(|c| c.resource_metadata.as_deref()) {
-        let url = parse_url(advertised, "resource_metadata in the WWW-Authenticate challenge")?;
+        let url = parse_url(
+            advertised,
+            "resource_metadata in the WWW-Authenticate challenge",
+        )?;
         ensure_secure_url(&url, "resource metadata URL")?;
         candidates.push(url);
     }
@@ -129,10 +132,17 @@ enum Probe<T> {
 }
 
 impl Discoverer<'_> {
-    async fn probe<T: serde::de::DeserializeOwned>(&self, url: &Url, what: &str) -> Result<Probe<T>> {
+    async fn probe<T: serde::de::DeserializeOwned>(
+        &self,
+        url: &Url,
+        what: &str,
+    ) -> Result<Probe<T>> {
         let response = self
             .http
-            .get(url, &[(MCP_PROTOCOL_VERSION_HEADER, self.protocol_version.clone())])
+            .get(
+                url,
+                &[(MCP_PROTOCOL_VERSION_HEADER, self.protocol_version.clone())],
+            )
             .await?;
         let status = response.status();
         tracing::debug!(url = %redact_url(url), %status, "discovery probe");
@@ -154,7 +164,10 @@ impl Discoverer<'_> {
             else {
                 continue;
             };
-            let resource = parse_url(&metadata.resource, "the protected resource metadata's resource")?;
+            let resource = parse_url(
+                &metadata.resource,
+                "the protected resource metadata's resource",
+            )?;
             if !resource_covers(&resource, server_url) {
                 return Err(Error::new(
                     ErrorKind::MetadataMismatch,
@@ -191,7 +204,8 @@ impl Discoverer<'_> {
             let acceptable = if exact_issuer {
                 same_issuer(&metadata.issuer, issuer)
             } else {
-                Url::parse(&metadata.issuer).is_ok_and(|named| named.origin() == issuer_url.origin())
+                Url::parse(&metadata.issuer)
+                    .is_ok_and(|named| named.origin() == issuer_url.origin())
             };
             if !acceptable {
                 return Err(Error::new(
@@ -278,7 +292,10 @@ async fn discover_inner(
     let discoverer = Discoverer {
         http,
         protocol_version: HeaderValue::from_str(protocol_version).map_err(|_| {
-            Error::new(ErrorKind::Config, "the MCP protocol version is not a valid header value")
+            Error::new(
+                ErrorKind::Config,
+                "the MCP protocol version is not a valid header value",
+            )
         })?,
     };
     let resource_metadata = discoverer.resource_metadata(server_url, challenge).await?;
@@ -290,12 +307,15 @@ async fn discover_inner(
                     "the protected resource metadata lists no authorization server",
                 )
             })?;
-            let metadata = discoverer.authorization_server(issuer, true).await?.ok_or_else(|| {
-                Error::new(
-                    ErrorKind::DiscoveryFailed,
-                    format!("no authorization server metadata found for issuer {issuer}"),
-                )
-            })?;
+            let metadata = discoverer
+                .authorization_server(issuer, true)
+                .await?
+                .ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::DiscoveryFailed,
+                        format!("no authorization server metadata found for issuer {issuer}"),
+                    )
+                })?;
             Discovery {
                 resource: Some(prm.resource.clone()),
                 resource_metadata: Some(prm),
@@ -403,7 +423,10 @@ mod tests {
     #[test]
     fn issuer_comparison_only_forgives_the_root_slash() {
         assert!(same_issuer("https://a.example", "https://a.example/"));
-        assert!(!same_issuer("https://a.example/t1", "https://a.example/t1/"));
+        assert!(!same_issuer(
+            "https://a.example/t1",
+            "https://a.example/t1/"
+        ));
         assert!(!same_issuer("https://a.example", "https://b.example"));
     }
 }

@@ -66,11 +66,18 @@ impl LoopbackHandler {
             ));
         }
         let listener = TcpListener::bind(addr).await.map_err(|e| {
-            Error::new(ErrorKind::Handler, format!("cannot listen on {addr} for the OAuth callback"))
-                .with_source(e)
+            Error::new(
+                ErrorKind::Handler,
+                format!("cannot listen on {addr} for the OAuth callback"),
+            )
+            .with_source(e)
         })?;
         let local = listener.local_addr().map_err(|e| {
-            Error::new(ErrorKind::Handler, "cannot read the callback server's address").with_source(e)
+            Error::new(
+                ErrorKind::Handler,
+                "cannot read the callback server's address",
+            )
+            .with_source(e)
         })?;
         let redirect_uri = Url::parse(&format!("http://{local}/callback")).map_err(|e| {
             Error::new(ErrorKind::Handler, "cannot form the redirect URI").with_source(e)
@@ -154,9 +161,15 @@ async fn callback_response(
     let denied = url.query_pairs().any(|(k, _)| k == "error");
     let _ = sender.try_send(url);
     if denied {
-        page(StatusCode::OK, "Authorization was not granted. You can close this window.")
+        page(
+            StatusCode::OK,
+            "Authorization was not granted. You can close this window.",
+        )
     } else {
-        page(StatusCode::OK, "Authorization complete. You can close this window and return to the application.")
+        page(
+            StatusCode::OK,
+            "Authorization complete. You can close this window and return to the application.",
+        )
     }
 }
 
@@ -179,7 +192,10 @@ impl AuthorizationHandler for LoopbackHandler {
                 .map_err(|_| {
                     Error::new(
                         ErrorKind::Timeout,
-                        format!("no authorization redirect arrived within {:?}", self.timeout),
+                        format!(
+                            "no authorization redirect arrived within {:?}",
+                            self.timeout
+                        ),
                     )
                 })?
         })
@@ -230,13 +246,21 @@ impl AuthorizationHandler for HeadlessHandler {
                 .get(http::header::LOCATION)
                 .and_then(|v| v.to_str().ok())
                 .ok_or_else(|| {
-                    Error::new(ErrorKind::InvalidResponse, "the authorization redirect has no Location")
+                    Error::new(
+                        ErrorKind::InvalidResponse,
+                        "the authorization redirect has no Location",
+                    )
                 })?;
             let target = authorization_url.join(location).map_err(|e| {
-                Error::new(ErrorKind::InvalidResponse, "the authorization redirect's Location is not a URL")
-                    .with_source(e)
+                Error::new(
+                    ErrorKind::InvalidResponse,
+                    "the authorization redirect's Location is not a URL",
+                )
+                .with_source(e)
             })?;
-            if target.origin() != self.redirect_uri.origin() || target.path() != self.redirect_uri.path() {
+            if target.origin() != self.redirect_uri.origin()
+                || target.path() != self.redirect_uri.path()
+            {
                 return Err(Error::new(
                     ErrorKind::UnexpectedRedirect,
                     format!(

@@ -14,7 +14,9 @@ pub mod tokens;
 pub use authorization::PendingAuthorization;
 pub use discovery::Discovery;
 pub use handler::{AuthorizationHandler, HeadlessHandler, LoopbackHandler};
-pub use registration::{ClientRegistration, ClientSettings, RegistrationSource, TokenEndpointAuthMethod};
+pub use registration::{
+    ClientRegistration, ClientSettings, RegistrationSource, TokenEndpointAuthMethod,
+};
 pub use state::{AuthorizedHttpClient, OAuthConfig, OAuthState, DEFAULT_PROTOCOL_VERSION};
 pub use store::{CredentialKey, CredentialStore, FileStore, MemoryStore, StoredCredentials};
 pub use tokens::TokenSet;

@@ -7,7 +7,9 @@ use url::Url;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::http::{ensure_secure_url, parse_json, parse_url, HttpClient};
-use crate::metadata::{AuthorizationServerMetadata, ClientInformationResponse, ClientMetadata, OAuthErrorResponse};
+use crate::metadata::{
+    AuthorizationServerMetadata, ClientInformationResponse, ClientMetadata, OAuthErrorResponse,
+};
 use crate::secret::Secret;
 
 /// How the client authenticates at the token endpoint (RFC 7591 §2).
@@ -106,7 +108,10 @@ impl ClientRegistration {
     /// clients, metadata documents) always match.
     pub(crate) fn allows_redirect(&self, redirect_uri: &Url) -> bool {
         self.redirect_uris.is_empty()
-            || self.redirect_uris.iter().any(|registered| registered == redirect_uri.as_str())
+            || self
+                .redirect_uris
+                .iter()
+                .any(|registered| registered == redirect_uri.as_str())
     }
 
     pub(crate) fn secret_expired(&self, now: u64) -> bool {
@@ -220,11 +225,12 @@ async fn register_dynamically(
     scope: Option<&str>,
 ) -> Result<ClientRegistration> {
     let requested_method = preferred_auth_method(metadata);
-    let application_type = if crate::http::is_loopback_host(redirect_uri) || redirect_uri.scheme() != "https" {
-        "native"
-    } else {
-        "web"
-    };
+    let application_type =
+        if crate::http::is_loopback_host(redirect_uri) || redirect_uri.scheme() != "https" {
+            "native"
+        } else {
+            "web"
+        };
     let request = ClientMetadata {
         redirect_uris: vec![redirect_uri.to_string()],
         token_endpoint_auth_method: Some(requested_method.as_str().into()),
@@ -249,7 +255,10 @@ async fn register_dynamically(
             .unwrap_or_default();
         return Err(Error::new(
             ErrorKind::Registration,
-            format!("dynamic client registration was refused ({}){detail}", response.status()),
+            format!(
+                "dynamic client registration was refused ({}){detail}",
+                response.status()
+            ),
         ));
     }
     let info: ClientInformationResponse = parse_json(&response, "client registration response")?;

@@ -13,8 +13,12 @@ use crate::challenge::BearerChallenge;
 use crate::client::authorization::{self, PendingAuthorization};
 use crate::client::discovery::{discover, Discovery};
 use crate::client::handler::AuthorizationHandler;
-use crate::client::registration::{obtain_client, ClientRegistration, ClientSettings, RegistrationSource};
-use crate::client::store::{now_secs, CredentialKey, CredentialStore, MemoryStore, StoredCredentials};
+use crate::client::registration::{
+    obtain_client, ClientRegistration, ClientSettings, RegistrationSource,
+};
+use crate::client::store::{
+    now_secs, CredentialKey, CredentialStore, MemoryStore, StoredCredentials,
+};
 use crate::client::tokens::{self, TokenSet};
 use crate::error::{Error, ErrorKind, Result};
 use crate::http::{redact_url, HttpClient, RequestBody};
@@ -163,7 +167,10 @@ pub(crate) struct Session {
 
 /// Scopes for an automatic authorization: the challenge's, else everything the resource lists,
 /// else none; `offline_access` added when the authorization server offers it.
-pub(crate) fn select_scopes(challenge: Option<&BearerChallenge>, discovery: &Discovery) -> Vec<String> {
+pub(crate) fn select_scopes(
+    challenge: Option<&BearerChallenge>,
+    discovery: &Discovery,
+) -> Vec<String> {
     let mut scopes: Vec<String> = match challenge.and_then(|c| c.scope.as_deref()) {
         Some(scope) => scope.split_ascii_whitespace().map(str::to_owned).collect(),
         None => discovery
@@ -172,7 +179,9 @@ pub(crate) fn select_scopes(challenge: Option<&BearerChallenge>, discovery: &Dis
             .and_then(|m| m.scopes_supported.clone())
             .unwrap_or_default(),
     };
-    if discovery.authorization_server.supports_scope("offline_access")
+    if discovery
+        .authorization_server
+        .supports_scope("offline_access")
         && !scopes.iter().any(|s| s == "offline_access")
     {
         scopes.push("offline_access".into());
@@ -207,7 +216,10 @@ impl Session {
         self.with(|s| {
             if let Some(metadata) = record.authorization_server.clone() {
                 s.discovery = Some(Discovery {
-                    resource: record.resource_metadata.as_ref().map(|m| m.resource.clone()),
+                    resource: record
+                        .resource_metadata
+                        .as_ref()
+                        .map(|m| m.resource.clone()),
                     resource_metadata: record.resource_metadata.clone(),
                     authorization_server: metadata,
                     default_endpoints: false,
@@ -222,20 +234,21 @@ impl Session {
     }
 
     async fn persist(&self) -> Result<()> {
-        let (key, record) = self.with(|s| {
-            let discovery = s.discovery.as_ref()?;
-            Some((
-                CredentialKey::new(self.resource_key(), discovery.issuer()),
-                StoredCredentials {
-                    client: s.client.clone(),
-                    tokens: s.tokens.clone(),
-                    resource_metadata: discovery.resource_metadata.clone(),
-                    authorization_server: Some(discovery.authorization_server.clone()),
-                    updated_at: 0,
-                },
-            ))
-        })
-        .ok_or_else(|| Error::new(ErrorKind::Config, "nothing to store before discovery"))?;
+        let (key, record) = self
+            .with(|s| {
+                let discovery = s.discovery.as_ref()?;
+                Some((
+                    CredentialKey::new(self.resource_key(), discovery.issuer()),
+                    StoredCredentials {
+                        client: s.client.clone(),
+                        tokens: s.tokens.clone(),
+                        resource_metadata: discovery.resource_metadata.clone(),
+                        authorization_server: Some(discovery.authorization_server.clone()),
+                        updated_at: 0,
+                    },
+                ))
+            })
+            .ok_or_else(|| Error::new(ErrorKind::Config, "nothing to store before discovery"))?;
         self.config.store.save(&key, &record).await
     }
 
@@ -280,17 +293,25 @@ impl Session {
     }
 
     /// The client for the discovered server, registering when there is none usable.
-    async fn client_for(&self, discovery: &Discovery, redirect_uri: &Url, scopes: &[String]) -> Result<ClientRegistration> {
+    async fn client_for(
+        &self,
+        discovery: &Discovery,
+        redirect_uri: &Url,
+        scopes: &[String],
+    ) -> Result<ClientRegistration> {
         if let Some(pre) = &self.config.client.pre_registered {
             return Ok(pre.clone());
         }
         let existing = self.with(|s| s.client.clone());
         if let Some(client) = existing {
             let stale = client.secret_expired(now_secs())
-                || (client.source == RegistrationSource::Dynamic && !client.allows_redirect(redirect_uri));
+                || (client.source == RegistrationSource::Dynamic
+                    && !client.allows_redirect(redirect_uri));
             let switched_to_cimd = client.source == RegistrationSource::Dynamic
                 && self.config.client.metadata_document_url.is_some()
-                && discovery.authorization_server.client_id_metadata_document_supported;
+                && discovery
+                    .authorization_server
+                    .client_id_metadata_document_supported;
             if !stale && !switched_to_cimd {
                 return Ok(client);
             }
@@ -312,7 +333,12 @@ impl Session {
         self.with(|s| s.client = None);
     }
 
-    async fn begin(&self, discovery: &Discovery, scopes: Vec<String>, redirect_uri: &Url) -> Result<PendingAuthorization> {
+    async fn begin(
+        &self,
+        discovery: &Discovery,
+        scopes: Vec<String>,
+        redirect_uri: &Url,
+    ) -> Result<PendingAuthorization> {
         authorization::validate_redirect_uri(redirect_uri)?;
         authorization::require_pkce(&discovery.authorization_server)?;
         let client = self.client_for(discovery, redirect_uri, &scopes).await?;
@@ -323,11 +349,17 @@ impl Session {
 
     async fn finish(&self, pending: &PendingAuthorization, code: &Secret) -> Result<TokenSet> {
         let (discovery, client) = self.with(|s| (s.discovery.clone(), s.client.clone()));
-        let discovery = discovery.ok_or_else(|| Error::new(ErrorKind::Config, "authorization was not started"))?;
+        let discovery = discovery
+            .ok_or_else(|| Error::new(ErrorKind::Config, "authorization was not started"))?;
         let client = match (&self.config.client.pre_registered, client) {
             (Some(pre), _) => pre.clone(),
             (None, Some(client)) => client,
-            (None, None) => return Err(Error::new(ErrorKind::Config, "authorization was not started")),
+            (None, None) => {
+                return Err(Error::new(
+                    ErrorKind::Config,
+                    "authorization was not started",
+                ))
+            }
         };
         let tokens = tokens::exchange_code(
             &self.config.http,
@@ -370,12 +402,20 @@ impl Session {
         let redirect_uri = handler.redirect_uri();
         // A rejected client is registered again once.
         for attempt in 0..2 {
-            let pending = self.begin(&discovery, scopes.clone(), &redirect_uri).await?;
+            let pending = self
+                .begin(&discovery, scopes.clone(), &redirect_uri)
+                .await?;
             let redirect = handler.authorize(&pending.url).await?;
             let callback = pending.verify_redirect(&redirect)?;
             match self.finish(&pending, &callback.code).await {
-                Err(e) if e.kind() == ErrorKind::InvalidClient && attempt == 0 && self.config.client.pre_registered.is_none() => {
-                    tracing::warn!("the authorization server rejected the client; registering again");
+                Err(e)
+                    if e.kind() == ErrorKind::InvalidClient
+                        && attempt == 0
+                        && self.config.client.pre_registered.is_none() =>
+                {
+                    tracing::warn!(
+                        "the authorization server rejected the client; registering again"
+                    );
                 }
                 result => return result,
             }
@@ -385,7 +425,8 @@ impl Session {
 
     /// Refreshes the tokens, or authorizes again when the refresh grant is gone.
     async fn refresh_or_authorize(&self, challenge: Option<&BearerChallenge>) -> Result<()> {
-        let (discovery, client, current) = self.with(|s| (s.discovery.clone(), s.client.clone(), s.tokens.clone()));
+        let (discovery, client, current) =
+            self.with(|s| (s.discovery.clone(), s.client.clone(), s.tokens.clone()));
         let client = self.config.client.pre_registered.clone().or(client);
         if let (Some(discovery), Some(client), Some(current)) = (discovery, client, current) {
             if current.refresh_token.is_some() {
@@ -407,7 +448,9 @@ impl Session {
             }
         }
         self.set_tokens(None);
-        self.authorize_interactively(challenge, None).await.map(|_| ())
+        self.authorize_interactively(challenge, None)
+            .await
+            .map(|_| ())
     }
 
     /// A token good for at least the refresh margin, refreshing first when needed. `None` when
@@ -443,7 +486,11 @@ impl Session {
     /// authorizes again for the scopes already granted plus the ones the challenge names.
     /// Returns `false`, without authorizing, when the challenge asks for nothing the token
     /// lacks: asking again for the same scopes cannot help.
-    pub(crate) async fn step_up(&self, generation: Option<u64>, challenge: &BearerChallenge) -> Result<bool> {
+    pub(crate) async fn step_up(
+        &self,
+        generation: Option<u64>,
+        challenge: &BearerChallenge,
+    ) -> Result<bool> {
         let _flight = self.flight.lock().await;
         let current = self.tokens();
         if current.as_ref().map(|(_, g)| *g) != generation {
@@ -457,24 +504,33 @@ impl Session {
             }
         }
         if scopes.len() == granted {
-            tracing::info!("insufficient scope, but every scope asked for is already granted; not stepping up");
+            tracing::info!(
+                "insufficient scope, but every scope asked for is already granted; not stepping up"
+            );
             return Ok(false);
         }
         tracing::info!(scopes = %scopes.join(" "), "insufficient scope; stepping up");
-        self.authorize_interactively(Some(challenge), Some(scopes)).await?;
+        self.authorize_interactively(Some(challenge), Some(scopes))
+            .await?;
         Ok(true)
     }
 
     /// Recovers after a 401 to a request made with token `generation`: unless another request
     /// already did, refresh, else rediscover and authorize.
-    pub(crate) async fn recover(&self, generation: Option<u64>, challenge: Option<&BearerChallenge>) -> Result<()> {
+    pub(crate) async fn recover(
+        &self,
+        generation: Option<u64>,
+        challenge: Option<&BearerChallenge>,
+    ) -> Result<()> {
         let _flight = self.flight.lock().await;
         let current = self.tokens().map(|(_, g)| g);
         if current.is_some() && current != generation {
             return Ok(());
         }
         if generation.is_none() {
-            self.authorize_interactively(challenge, None).await.map(|_| ())
+            self.authorize_interactively(challenge, None)
+                .await
+                .map(|_| ())
         } else {
             // The server said the token is bad: rediscover (it may have moved), then refresh.
             self.discover(challenge).await?;
@@ -556,7 +612,9 @@ impl OAuthState {
         } else {
             scopes.iter().map(|s| (*s).to_owned()).collect()
         };
-        self.session.begin(&discovery, scopes, &redirect_uri).await?;
+        self.session
+            .begin(&discovery, scopes, &redirect_uri)
+            .await?;
         Ok(())
     }
 
@@ -570,7 +628,10 @@ impl OAuthState {
 
     fn pending(&self) -> Result<PendingAuthorization> {
         self.session.with(|s| s.pending.clone()).ok_or_else(|| {
-            Error::new(ErrorKind::Config, "no authorization in progress: call start_authorization first")
+            Error::new(
+                ErrorKind::Config,
+                "no authorization in progress: call start_authorization first",
+            )
         })
     }
 
@@ -595,10 +656,29 @@ impl OAuthState {
     pub async fn handle_redirect(&mut self, redirect_url: &str) -> Result<TokenSet> {
         let pending = self.pending()?;
         let redirect = Url::parse(redirect_url).map_err(|e| {
-            Error::new(ErrorKind::InvalidResponse, "the redirect URL is not a valid URL").with_source(e)
+            Error::new(
+                ErrorKind::InvalidResponse,
+                "the redirect URL is not a valid URL",
+            )
+            .with_source(e)
         })?;
         let callback = pending.verify_redirect(&redirect)?;
         self.session.finish(&pending, &callback.code).await
+    }
+
+    /// What discovery found, once it has run (or was restored from the store).
+    pub async fn discovery(&self) -> Option<Discovery> {
+        self.session.with(|s| s.discovery.clone())
+    }
+
+    /// The client identity in use, once there is one.
+    pub async fn client_registration(&self) -> Option<ClientRegistration> {
+        self.session
+            .config
+            .client
+            .pre_registered
+            .clone()
+            .or_else(|| self.session.with(|s| s.client.clone()))
     }
 
     /// The current tokens, if any.
@@ -623,9 +703,14 @@ impl OAuthState {
     pub async fn refresh(&self) -> Result<TokenSet> {
         let _flight = self.session.flight.lock().await;
         self.session.ensure_discovery().await?;
-        let (discovery, client, current) = self.session.with(|s| (s.discovery.clone(), s.client.clone(), s.tokens.clone()));
+        let (discovery, client, current) = self
+            .session
+            .with(|s| (s.discovery.clone(), s.client.clone(), s.tokens.clone()));
         let (Some(discovery), Some(current)) = (discovery, current) else {
-            return Err(Error::new(ErrorKind::NotAuthorized, "there are no tokens to refresh"));
+            return Err(Error::new(
+                ErrorKind::NotAuthorized,
+                "there are no tokens to refresh",
+            ));
         };
         let client = self
             .session
@@ -634,8 +719,11 @@ impl OAuthState {
             .pre_registered
             .clone()
             .or(client)
-            .ok_or_else(|| Error::new(ErrorKind::NotAuthorized, "there is no client registration"))?;
-        let tokens = tokens::refresh(&self.session.config.http, &discovery, &client, &current).await?;
+            .ok_or_else(|| {
+                Error::new(ErrorKind::NotAuthorized, "there is no client registration")
+            })?;
+        let tokens =
+            tokens::refresh(&self.session.config.http, &discovery, &client, &current).await?;
         self.session.set_tokens(Some(tokens.clone()));
         self.session.persist().await?;
         Ok(tokens)
@@ -675,7 +763,8 @@ impl AuthorizedHttpClient {
     /// # Errors
     /// Transport errors, and errors of the authorization flow.
     pub async fn send(&self, request: Request<RequestBody>) -> Result<Response<Bytes>> {
-        let for_resource = request_origin(&request).is_some_and(|o| o == self.session.server_url.origin());
+        let for_resource =
+            request_origin(&request).is_some_and(|o| o == self.session.server_url.origin());
         if !for_resource {
             return self.send_with(request, None).await;
         }
@@ -689,7 +778,9 @@ impl AuthorizedHttpClient {
             let challenge = BearerChallenge::from_headers(response.headers());
             let generation = token.as_ref().map(|(_, g)| *g);
             match (response.status(), &challenge) {
-                (StatusCode::UNAUTHORIZED, _) if !recovered && authorizations < MAX_AUTHORIZATIONS => {
+                (StatusCode::UNAUTHORIZED, _)
+                    if !recovered && authorizations < MAX_AUTHORIZATIONS =>
+                {
                     recovered = true;
                     authorizations += 1;
                     tracing::info!(error = ?challenge.as_ref().and_then(|c| c.error.as_deref()), "401 from the MCP server; authorizing");
@@ -710,11 +801,19 @@ impl AuthorizedHttpClient {
         }
     }
 
-    async fn send_with(&self, mut request: Request<RequestBody>, token: Option<&Secret>) -> Result<Response<Bytes>> {
+    async fn send_with(
+        &self,
+        mut request: Request<RequestBody>,
+        token: Option<&Secret>,
+    ) -> Result<Response<Bytes>> {
         if let Some(token) = token {
-            let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose())).map_err(|_| {
-                Error::new(ErrorKind::InvalidResponse, "the access token is not a valid header value")
-            })?;
+            let mut value =
+                HeaderValue::from_str(&format!("Bearer {}", token.expose())).map_err(|_| {
+                    Error::new(
+                        ErrorKind::InvalidResponse,
+                        "the access token is not a valid header value",
+                    )
+                })?;
             value.set_sensitive(true);
             request.headers_mut().insert(AUTHORIZATION, value);
         }
@@ -723,7 +822,9 @@ impl AuthorizedHttpClient {
 }
 
 fn request_origin(request: &Request<RequestBody>) -> Option<url::Origin> {
-    Url::parse(&request.uri().to_string()).ok().map(|u| u.origin())
+    Url::parse(&request.uri().to_string())
+        .ok()
+        .map(|u| u.origin())
 }
 
 fn clone_request(request: &Request<RequestBody>) -> Request<RequestBody> {
@@ -785,7 +886,11 @@ mod tests {
 
     #[test]
     fn confidential_debug_hides_the_secret() {
-        let c = ClientRegistration::confidential("id", "s3cret-value", TokenEndpointAuthMethod::ClientSecretBasic);
+        let c = ClientRegistration::confidential(
+            "id",
+            "s3cret-value",
+            TokenEndpointAuthMethod::ClientSecretBasic,
+        );
         assert!(!format!("{c:?}").contains("s3cret-value"));
     }
 }

@@ -75,17 +75,27 @@ pub struct StoredCredentials {
 /// A place to keep credentials. Implementations must be safe to share between tasks.
 pub trait CredentialStore: Send + Sync + 'static {
     /// The record for `key`, if any.
-    fn load<'a>(&'a self, key: &'a CredentialKey) -> BoxFuture<'a, Result<Option<StoredCredentials>>>;
+    fn load<'a>(
+        &'a self,
+        key: &'a CredentialKey,
+    ) -> BoxFuture<'a, Result<Option<StoredCredentials>>>;
 
     /// Replaces the record for `key`.
-    fn save<'a>(&'a self, key: &'a CredentialKey, record: &'a StoredCredentials) -> BoxFuture<'a, Result<()>>;
+    fn save<'a>(
+        &'a self,
+        key: &'a CredentialKey,
+        record: &'a StoredCredentials,
+    ) -> BoxFuture<'a, Result<()>>;
 
     /// Forgets the record for `key`.
     fn remove<'a>(&'a self, key: &'a CredentialKey) -> BoxFuture<'a, Result<()>>;
 
     /// The most recently written record for `resource` at any issuer: what a restarted client
     /// starts from before it has talked to the network.
-    fn latest<'a>(&'a self, resource: &'a str) -> BoxFuture<'a, Result<Option<(CredentialKey, StoredCredentials)>>>;
+    fn latest<'a>(
+        &'a self,
+        resource: &'a str,
+    ) -> BoxFuture<'a, Result<Option<(CredentialKey, StoredCredentials)>>>;
 }
 
 pub(crate) fn now_secs() -> u64 {
@@ -131,17 +141,27 @@ impl MemoryStore {
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut Records) -> T) -> T {
-        let mut guard = self.records.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut guard = self
+            .records
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         f(&mut guard)
     }
 }
 
 impl CredentialStore for MemoryStore {
-    fn load<'a>(&'a self, key: &'a CredentialKey) -> BoxFuture<'a, Result<Option<StoredCredentials>>> {
+    fn load<'a>(
+        &'a self,
+        key: &'a CredentialKey,
+    ) -> BoxFuture<'a, Result<Option<StoredCredentials>>> {
         Box::pin(async move { Ok(self.with(|r| r.get(key).cloned())) })
     }
 
-    fn save<'a>(&'a self, key: &'a CredentialKey, record: &'a StoredCredentials) -> BoxFuture<'a, Result<()>> {
+    fn save<'a>(
+        &'a self,
+        key: &'a CredentialKey,
+        record: &'a StoredCredentials,
+    ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             self.with(|r| {
                 let record = stamped(r, record);
@@ -158,7 +178,10 @@ impl CredentialStore for MemoryStore {
         })
     }
 
-    fn latest<'a>(&'a self, resource: &'a str) -> BoxFuture<'a, Result<Option<(CredentialKey, StoredCredentials)>>> {
+    fn latest<'a>(
+        &'a self,
+        resource: &'a str,
+    ) -> BoxFuture<'a, Result<Option<(CredentialKey, StoredCredentials)>>> {
         Box::pin(async move { Ok(self.with(|r| latest_in(r, resource))) })
     }
 }
@@ -283,11 +306,18 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 impl CredentialStore for FileStore {
-    fn load<'a>(&'a self, key: &'a CredentialKey) -> BoxFuture<'a, Result<Option<StoredCredentials>>> {
+    fn load<'a>(
+        &'a self,
+        key: &'a CredentialKey,
+    ) -> BoxFuture<'a, Result<Option<StoredCredentials>>> {
         Box::pin(async move { Ok(self.read_all().await?.remove(key)) })
     }
 
-    fn save<'a>(&'a self, key: &'a CredentialKey, record: &'a StoredCredentials) -> BoxFuture<'a, Result<()>> {
+    fn save<'a>(
+        &'a self,
+        key: &'a CredentialKey,
+        record: &'a StoredCredentials,
+    ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             self.update(|r| {
                 let record = stamped(r, record);
@@ -306,7 +336,10 @@ impl CredentialStore for FileStore {
         })
     }
 
-    fn latest<'a>(&'a self, resource: &'a str) -> BoxFuture<'a, Result<Option<(CredentialKey, StoredCredentials)>>> {
+    fn latest<'a>(
+        &'a self,
+        resource: &'a str,
+    ) -> BoxFuture<'a, Result<Option<(CredentialKey, StoredCredentials)>>> {
         Box::pin(async move { Ok(latest_in(&self.read_all().await?, resource)) })
     }
 }
@@ -334,7 +367,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("nested/creds.json");
         let key = CredentialKey::new("http://127.0.0.1:1/mcp", "http://127.0.0.1:2");
-        FileStore::new(&path).save(&key, &record("access-1")).await.unwrap();
+        FileStore::new(&path)
+            .save(&key, &record("access-1"))
+            .await
+            .unwrap();
 
         let reopened = FileStore::new(&path);
         let loaded = reopened.load(&key).await.unwrap().unwrap();

@@ -56,12 +56,20 @@ pub(crate) fn oauth2_client(
     let metadata = &discovery.authorization_server;
     let auth_url = AuthUrl::new(metadata.authorization_endpoint.clone().unwrap_or_default())
         .map_err(|e| {
-            Error::new(ErrorKind::InvalidResponse, "authorization_endpoint is not a valid URL")
-                .with_source(e)
+            Error::new(
+                ErrorKind::InvalidResponse,
+                "authorization_endpoint is not a valid URL",
+            )
+            .with_source(e)
         })?;
-    let token_url = TokenUrl::new(metadata.token_endpoint.clone().unwrap_or_default()).map_err(|e| {
-        Error::new(ErrorKind::InvalidResponse, "token_endpoint is not a valid URL").with_source(e)
-    })?;
+    let token_url =
+        TokenUrl::new(metadata.token_endpoint.clone().unwrap_or_default()).map_err(|e| {
+            Error::new(
+                ErrorKind::InvalidResponse,
+                "token_endpoint is not a valid URL",
+            )
+            .with_source(e)
+        })?;
     let mut oauth = BasicClient::new(ClientId::new(client.client_id.clone()))
         .set_auth_uri(auth_url)
         .set_token_uri(token_url);
@@ -82,7 +90,10 @@ pub(crate) fn oauth2_client(
         (method, None) => {
             return Err(Error::new(
                 ErrorKind::Config,
-                format!("client auth method {} needs a client secret", method.as_str()),
+                format!(
+                    "client auth method {} needs a client secret",
+                    method.as_str()
+                ),
             ))
         }
     }
@@ -92,7 +103,10 @@ pub(crate) fn oauth2_client(
     Ok(oauth)
 }
 
-fn token_set(response: &oauth2::basic::BasicTokenResponse, requested_scopes: &[String]) -> TokenSet {
+fn token_set(
+    response: &oauth2::basic::BasicTokenResponse,
+    requested_scopes: &[String],
+) -> TokenSet {
     TokenSet {
         access_token: Secret::new(response.access_token().secret().clone()),
         token_type: "Bearer".into(),
@@ -186,7 +200,10 @@ pub(crate) async fn refresh(
     current: &TokenSet,
 ) -> Result<TokenSet> {
     let Some(refresh_token) = &current.refresh_token else {
-        return Err(Error::new(ErrorKind::InvalidGrant, "there is no refresh token; authorize again"));
+        return Err(Error::new(
+            ErrorKind::InvalidGrant,
+            "there is no refresh token; authorize again",
+        ));
     };
     let oauth = oauth2_client(discovery, client, None)?;
     let refresh_token = RefreshToken::new(refresh_token.expose().to_owned());
@@ -203,7 +220,10 @@ pub(crate) async fn refresh(
     if tokens.refresh_token.is_none() {
         tokens.refresh_token = current.refresh_token.clone();
     }
-    tracing::info!(rotated = response.refresh_token().is_some(), "access token refreshed");
+    tracing::info!(
+        rotated = response.refresh_token().is_some(),
+        "access token refreshed"
+    );
     Ok(tokens)
 }
 
