@@ -15,9 +15,7 @@
 //! # let _ = client;
 //! ```
 
-use std::future::Future;
 use std::net::IpAddr;
-use std::pin::Pin;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -368,23 +366,4 @@ pub(crate) fn parse_url(value: &str, what: &str) -> Result<Url> {
         )
         .with_source(e)
     })
-}
-
-#[cfg(feature = "client")]
-impl<'c> oauth2::AsyncHttpClient<'c> for HttpClient {
-    type Error = Error;
-    type Future = Pin<Box<dyn Future<Output = Result<oauth2::HttpResponse>> + Send + 'c>>;
-
-    fn call(&'c self, request: oauth2::HttpRequest) -> Self::Future {
-        Box::pin(async move {
-            let response = self.send(request.map(RequestBody::from)).await?;
-            if response.status().is_redirection() {
-                return Err(Error::new(
-                    ErrorKind::UnexpectedRedirect,
-                    "the token endpoint answered with a redirect, which OAuth calls never follow",
-                ));
-            }
-            Ok(response.map(|body| body.to_vec()))
-        })
-    }
 }

@@ -1,6 +1,9 @@
 //! Tokens: the code exchange and the refresh grant, run through the `oauth2` crate on our own
 //! [`HttpClient`], with absolute expiry and refresh-token rotation.
 
+use std::future::Future;
+use std::pin::Pin;
+
 use oauth2::basic::{BasicClient, BasicErrorResponseType};
 use oauth2::{
     AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, EndpointNotSet, EndpointSet,
@@ -225,6 +228,28 @@ pub(crate) async fn refresh(
         "access token refreshed"
     );
     Ok(tokens)
+}
+
+/// The `oauth2` crate's requests run on our [`HttpClient`]: same timeout, body limit, and no
+/// redirects.
+impl<'c> oauth2::AsyncHttpClient<'c> for HttpClient {
+    type Error = Error;
+    type Future = Pin<Box<dyn Future<Output = Result<oauth2::HttpResponse>> + Send + 'c>>;
+
+    fn call(&'c self, request: oauth2::HttpRequest) -> Self::Future {
+        Box::pin(async move {
+            let response = self
+                .send(request.map(crate::http::RequestBody::from))
+                .await?;
+            if response.status().is_redirection() {
+                return Err(Error::new(
+                    ErrorKind::UnexpectedRedirect,
+                    "the token endpoint answered with a redirect, which OAuth calls never follow",
+                ));
+            }
+            Ok(response.map(|body| body.to_vec()))
+        })
+    }
 }
 
 /// Scope values as the `oauth2` crate wants them.
