@@ -328,8 +328,8 @@ async fn hostile_metadata_is_refused_with_a_typed_error() {
 #[tokio::test]
 async fn bad_json_is_an_invalid_response() {
     let server = start(Behaviour::default()).await;
-    // Token endpoint answering garbage: point the token endpoint at the MCP route, which
-    // answers 415 to a form body.
+    // A token endpoint that answers garbage: the metadata route, which refuses a POST with an
+    // empty 405.
     server.set(|b| {
         b.token_endpoint = Some(format!(
             "{}/.well-known/oauth-protected-resource/mcp",
@@ -338,13 +338,33 @@ async fn bad_json_is_an_invalid_response() {
     });
     let client = client_for(&server, config()).await;
     let err = echo(&client, &server, "x").await.unwrap_err();
-    assert!(
-        matches!(
-            err.kind(),
-            ErrorKind::InvalidResponse | ErrorKind::TokenEndpoint
-        ),
-        "{err:?}"
-    );
+    assert_eq!(err.kind(), ErrorKind::InvalidResponse, "{err:?}");
+
+    for body in ["{not json", "[1, 2]", "{\"issuer\": 42}", ""] {
+        let (err, _) = start_error(Behaviour {
+            metadata_body: Some(body),
+            ..Default::default()
+        })
+        .await;
+        assert_eq!(err.kind(), ErrorKind::InvalidResponse, "{body}");
+    }
+}
+
+#[tokio::test]
+async fn a_hanging_token_endpoint_times_out() {
+    let server = start(Behaviour {
+        token_delay: Duration::from_secs(30),
+        ..Default::default()
+    })
+    .await;
+    let http = HttpClient::new().with_timeout(Duration::from_millis(300));
+    let handler = HeadlessHandler::with_http(http.clone(), Url::parse(REDIRECT).unwrap());
+    let config = OAuthConfig::new().with_http(http).with_handler(handler);
+    let client = client_for(&server, config).await;
+    let started = std::time::Instant::now();
+    let err = echo(&client, &server, "x").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout);
+    assert!(started.elapsed() < Duration::from_secs(10));
 }
 
 #[tokio::test]

@@ -44,6 +44,8 @@ pub struct Behaviour {
     pub publish_as_metadata: bool,
     pub token_endpoint: Option<String>,
     pub authorize_location: Option<String>,
+    pub metadata_body: Option<&'static str>,
+    pub token_delay: Duration,
 }
 
 impl Default for Behaviour {
@@ -70,6 +72,8 @@ impl Default for Behaviour {
             publish_as_metadata: true,
             token_endpoint: None,
             authorize_location: None,
+            metadata_body: None,
+            token_delay: Duration::ZERO,
         }
     }
 }
@@ -279,11 +283,11 @@ async fn as_metadata(State(s): State<DemoServer>) -> Response {
     if b.metadata_padding > 0 {
         doc["padding"] = json!("x".repeat(b.metadata_padding));
     }
-    (
-        [(header::CONTENT_TYPE, b.metadata_content_type)],
-        doc.to_string(),
-    )
-        .into_response()
+    let body = b
+        .metadata_body
+        .map(String::from)
+        .unwrap_or_else(|| doc.to_string());
+    ([(header::CONTENT_TYPE, b.metadata_content_type)], body).into_response()
 }
 
 fn oauth_error(status: StatusCode, error: &str) -> Response {
@@ -447,6 +451,7 @@ async fn token(
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
     let b = s.behaviour();
+    tokio::time::sleep(b.token_delay).await;
     let mut inner = s.inner.lock().unwrap();
     inner.counters.token_forms.push(form.clone());
     let client_id = match authenticate(&mut inner, &headers, &form) {

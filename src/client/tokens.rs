@@ -126,9 +126,9 @@ fn token_set(
     }
 }
 
-fn token_error<E: std::error::Error + Send + Sync + 'static>(
+fn token_error(
     grant: &str,
-    error: RequestTokenError<E, oauth2::basic::BasicErrorResponse>,
+    error: RequestTokenError<Error, oauth2::basic::BasicErrorResponse>,
 ) -> Error {
     match error {
         RequestTokenError::ServerResponse(response) => {
@@ -149,8 +149,9 @@ fn token_error<E: std::error::Error + Send + Sync + 'static>(
                 ),
             )
         }
+        // Keep the transport's kind: a timeout stays a timeout.
         RequestTokenError::Request(e) => Error::new(
-            ErrorKind::Http,
+            e.kind(),
             format!("the {grant} request to the token endpoint failed"),
         )
         .with_source(e),
