@@ -4,8 +4,10 @@
 //! ```
 //! use tower_mcp_oauth::challenge::{parse_challenges, BearerChallenge};
 //!
-//! let header = r#"Basic realm="x, y", Bearer error="insufficient_scope", scope="files:read files:write",
-//!     resource_metadata="https://mcp.example.com/.well-known/oauth-protected-resource""#;
+//! let header = concat!(
+//!     r#"Basic realm="x, y", Bearer error="insufficient_scope", scope="files:read files:write", "#,
+//!     r#"resource_metadata="https://mcp.example.com/.well-known/oauth-protected-resource""#,
+//! );
 //! let challenges = parse_challenges(header).unwrap();
 //! assert_eq!(challenges.len(), 2);
 //! let bearer = BearerChallenge::from_challenge(&challenges[1]).unwrap();
