@@ -282,8 +282,8 @@ impl BearerChallenge {
         headers
             .get_all(WWW_AUTHENTICATE)
             .iter()
-            .filter_map(|value| value.to_str().ok())
-            .filter_map(|value| parse_challenges(value).ok())
+            // Quoted strings may carry obs-text (RFC 9110 §5.6.4): parse the bytes, not ASCII only.
+            .filter_map(|value| parse_challenges(&String::from_utf8_lossy(value.as_bytes())).ok())
             .flatten()
             .find_map(|challenge| Self::from_challenge(&challenge))
     }
@@ -417,6 +417,10 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.append(WWW_AUTHENTICATE, "Basic realm=\"x\"".parse().unwrap());
         headers.append(WWW_AUTHENTICATE, "\"broken".parse().unwrap());
+        headers.append(
+            WWW_AUTHENTICATE,
+            http::HeaderValue::from_bytes(b"Newauth realm=\"caf\xc3\xa9\"").unwrap(),
+        );
         headers.append(
             WWW_AUTHENTICATE,
             r#"Bearer resource_metadata="http://127.0.0.1/prm", scope="mcp""#

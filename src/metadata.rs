@@ -164,8 +164,13 @@ impl std::fmt::Debug for ClientInformationResponse {
                 "client_secret",
                 &self.client_secret.as_ref().map(|_| "[redacted]"),
             )
-            .field("metadata", &self.metadata)
-            .finish()
+            .field("redirect_uris", &self.metadata.redirect_uris)
+            .field(
+                "token_endpoint_auth_method",
+                &self.metadata.token_endpoint_auth_method,
+            )
+            // `extra` may hold a registration_access_token (RFC 7592): never printed.
+            .finish_non_exhaustive()
     }
 }
 

@@ -187,7 +187,8 @@ async fn handle_redirect_checks_state_iss_and_errors() {
     assert_eq!(err.kind(), ErrorKind::IssuerMismatch);
 
     let denied = format!(
-        "{REDIRECT}?error=access_denied&error_description=nope&state={}",
+        "{REDIRECT}?error=access_denied&error_description=nope&iss={}&state={}",
+        server.base,
         redirect
             .query_pairs()
             .find(|(k, _)| k == "state")
@@ -394,16 +395,27 @@ async fn redirect_uris_must_be_https_or_loopback() {
 
 #[tokio::test]
 async fn expired_tokens_refresh_with_rotation() {
-    // Tokens live an hour; a two-hour margin makes every token due for refresh before use.
-    let server = start(Behaviour::default()).await;
-    let config = config().with_refresh_margin(Duration::from_secs(7200));
-    let state = OAuthState::new(server.mcp_url(), Some(config))
+    // Tokens live 2 s: with the default 60 s margin, bounded by half the lifetime, a token is
+    // due for refresh after 1 s.
+    let server = start(Behaviour {
+        access_token_lifetime: Duration::from_secs(2),
+        ..Default::default()
+    })
+    .await;
+    let state = OAuthState::new(server.mcp_url(), Some(config()))
         .await
         .unwrap();
     let client = state.to_authorized_http_client().await.unwrap();
     echoed(&echo(&client, &server, "1").await.unwrap());
+    echoed(&echo(&client, &server, "fresh").await.unwrap());
+    assert_eq!(
+        server.counters().refreshes,
+        0,
+        "a fresh short-lived token is used as is"
+    );
     let first = state.credentials().await.unwrap();
 
+    tokio::time::sleep(Duration::from_millis(1200)).await;
     echoed(&echo(&client, &server, "2").await.unwrap());
     let second = state.credentials().await.unwrap();
     let counters = server.counters();
@@ -635,7 +647,7 @@ async fn the_loopback_handler_catches_the_redirect() {
         .with_timeout(Duration::from_secs(10));
     let redirect_uri = handler.redirect_uri();
     assert_eq!(redirect_uri.host_str(), Some("127.0.0.1"));
-    let auth_url = Url::parse("http://127.0.0.1:9/authorize?client_id=x").unwrap();
+    let auth_url = Url::parse("http://127.0.0.1:9/authorize?client_id=x&state=xyz").unwrap();
     let waiting = tokio::spawn(async move { handler.authorize(&auth_url).await });
 
     let http = HttpClient::new();
@@ -650,6 +662,18 @@ async fn the_loopback_handler_catches_the_redirect() {
         .await
         .unwrap();
     assert_eq!(response.status(), 404);
+
+    // A stray callback with another state is turned away and does not end the wait.
+    let forged = format!("{redirect_uri}?code=evil&state=other");
+    let response = http
+        .send(
+            http::Request::get(forged.as_str())
+                .body(Default::default())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
 
     let callback = format!("{redirect_uri}?code=abc&state=xyz");
     let response = http

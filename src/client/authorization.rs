@@ -4,7 +4,7 @@
 use oauth2::{CsrfToken, PkceCodeChallenge};
 use url::Url;
 
-use crate::client::discovery::{same_issuer, Discovery};
+use crate::client::discovery::Discovery;
 use crate::client::registration::ClientRegistration;
 use crate::client::tokens::{oauth2_client, scopes};
 use crate::error::{Error, ErrorKind, Result};
@@ -25,6 +25,10 @@ pub struct PendingAuthorization {
     pub(crate) verifier: Secret,
     pub(crate) issuer: String,
     pub(crate) iss_advertised: bool,
+    /// The server and client the code is bound to: the code goes to this token endpoint only,
+    /// whatever discovery finds meanwhile (no mix-up, RFC 9207 §1).
+    pub(crate) discovery: Discovery,
+    pub(crate) client: ClientRegistration,
 }
 
 impl std::fmt::Debug for PendingAuthorization {
@@ -44,8 +48,7 @@ pub(crate) struct AuthorizationCallback {
     pub(crate) code: Secret,
 }
 
-/// Checks that a redirect URI is https or loopback http (RFC 8252 §7.3), or a private-use scheme
-/// (`com.example.app:/cb`) for native apps.
+/// Checks that a redirect URI is https, or http on a loopback address (RFC 8252 §7.3).
 pub(crate) fn validate_redirect_uri(redirect_uri: &Url) -> Result<()> {
     match redirect_uri.scheme() {
         "https" | "http" => ensure_secure_url(redirect_uri, "redirect URI").map_err(|_| {
@@ -115,6 +118,8 @@ pub(crate) fn start(
         iss_advertised: discovery
             .authorization_server
             .authorization_response_iss_parameter_supported,
+        discovery: discovery.clone(),
+        client: client.clone(),
     })
 }
 
@@ -128,23 +133,13 @@ impl PendingAuthorization {
         error: Option<(&str, Option<&str>)>,
         iss_checkable: bool,
     ) -> Result<AuthorizationCallback> {
-        let state_matches = state.is_some_and(|s| Secret::new(s) == self.state);
-        if let Some((error, description)) = error {
-            // An error response with a wrong state may be forged; say so rather than trust it.
-            if !state_matches {
-                return Err(state_mismatch());
-            }
-            let description = description.map(|d| format!(": {d}")).unwrap_or_default();
-            return Err(Error::new(
-                ErrorKind::AuthorizationDenied,
-                format!("the authorization server answered `{error}`{description}"),
-            ));
-        }
-        if !state_matches {
+        // An error response with a wrong state may be forged: state first, for errors too.
+        if !state.is_some_and(|s| Secret::new(s) == self.state) {
             return Err(state_mismatch());
         }
+        // RFC 9207 §2.4: simple string comparison, on error responses too.
         match iss {
-            Some(iss) if !same_issuer(iss, &self.issuer) => {
+            Some(iss) if iss != self.issuer => {
                 return Err(Error::new(
                     ErrorKind::IssuerMismatch,
                     format!(
@@ -160,6 +155,13 @@ impl PendingAuthorization {
                 ))
             }
             _ => {}
+        }
+        if let Some((error, description)) = error {
+            let description = description.map(|d| format!(": {d}")).unwrap_or_default();
+            return Err(Error::new(
+                ErrorKind::AuthorizationDenied,
+                format!("the authorization server answered `{error}`{description}"),
+            ));
         }
         let code = code.filter(|c| !c.is_empty()).ok_or_else(|| {
             Error::new(

@@ -128,7 +128,11 @@ struct Discoverer<'a> {
 
 enum Probe<T> {
     Found(T),
+    /// 4xx: nothing here, try the next candidate.
     Absent,
+    /// A redirect, a 5xx or a non-JSON page (an SPA catch-all, say): try the next candidate, and
+    /// report this if none works.
+    Unusable(Error),
 }
 
 impl Discoverer<'_> {
@@ -149,6 +153,19 @@ impl Discoverer<'_> {
         if status.is_client_error() {
             return Ok(Probe::Absent);
         }
+        if !status.is_success() || !crate::http::is_json(&response) {
+            return Ok(Probe::Unusable(
+                parse_json::<serde_json::Value>(&response, what)
+                    .err()
+                    .unwrap_or_else(|| {
+                        Error::new(
+                            ErrorKind::InvalidResponse,
+                            format!("{what}: unusable response"),
+                        )
+                    }),
+            ));
+        }
+        // A JSON document that does not parse is broken, not absent.
         parse_json(&response, what).map(Probe::Found)
     }
 
@@ -157,12 +174,18 @@ impl Discoverer<'_> {
         server_url: &Url,
         challenge: Option<&BearerChallenge>,
     ) -> Result<Option<ProtectedResourceMetadata>> {
+        let mut unusable = None;
         for url in resource_metadata_candidates(server_url, challenge)? {
-            let Probe::Found(metadata) = self
+            let metadata = match self
                 .probe::<ProtectedResourceMetadata>(&url, "protected resource metadata")
                 .await?
-            else {
-                continue;
+            {
+                Probe::Found(metadata) => metadata,
+                Probe::Absent => continue,
+                Probe::Unusable(error) => {
+                    unusable.get_or_insert(error);
+                    continue;
+                }
             };
             let resource = parse_url(
                 &metadata.resource,
@@ -181,7 +204,7 @@ impl Discoverer<'_> {
             }
             return Ok(Some(metadata));
         }
-        Ok(None)
+        unusable.map_or(Ok(None), Err)
     }
 
     /// Finds the metadata for `issuer`. `exact_issuer` is false only for the 2025-03-26
@@ -194,12 +217,18 @@ impl Discoverer<'_> {
     ) -> Result<Option<AuthorizationServerMetadata>> {
         let issuer_url = parse_url(issuer, "authorization server issuer")?;
         ensure_secure_url(&issuer_url, "authorization server")?;
+        let mut unusable = None;
         for url in authorization_server_candidates(&issuer_url) {
-            let Probe::Found(metadata) = self
+            let metadata = match self
                 .probe::<AuthorizationServerMetadata>(&url, "authorization server metadata")
                 .await?
-            else {
-                continue;
+            {
+                Probe::Found(metadata) => metadata,
+                Probe::Absent => continue,
+                Probe::Unusable(error) => {
+                    unusable.get_or_insert(error);
+                    continue;
+                }
             };
             let acceptable = if exact_issuer {
                 same_issuer(&metadata.issuer, issuer)
@@ -219,7 +248,7 @@ impl Discoverer<'_> {
             }
             return Ok(Some(metadata));
         }
-        Ok(None)
+        unusable.map_or(Ok(None), Err)
     }
 }
 

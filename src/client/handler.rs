@@ -102,7 +102,11 @@ impl LoopbackHandler {
         self
     }
 
-    async fn wait_for_callback(&self, listener: &TcpListener) -> Result<Url> {
+    async fn wait_for_callback(
+        &self,
+        listener: &TcpListener,
+        expected_state: Option<String>,
+    ) -> Result<Url> {
         let (sender, mut receiver) = mpsc::channel::<Url>(1);
         let expected_path = self.redirect_uri.path().to_owned();
         let base = self.redirect_uri.clone();
@@ -116,14 +120,15 @@ impl LoopbackHandler {
                     })?;
                     let sender = sender.clone();
                     let expected_path = expected_path.clone();
+                    let expected_state = expected_state.clone();
                     let base = base.clone();
                     connections.spawn(async move {
                         let service = hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
                             let sender = sender.clone();
-                            let expected_path = expected_path.clone();
+                            let expected = Expected { path: expected_path.clone(), state: expected_state.clone() };
                             let base = base.clone();
                             async move {
-                                Ok::<_, Infallible>(callback_response(request, &expected_path, &base, &sender).await)
+                                Ok::<_, Infallible>(callback_response(request, &expected, &base, &sender).await)
                             }
                         });
                         let io = hyper_util::rt::TokioIo::new(stream);
@@ -137,9 +142,14 @@ impl LoopbackHandler {
     }
 }
 
+struct Expected {
+    path: String,
+    state: Option<String>,
+}
+
 async fn callback_response(
     request: Request<hyper::body::Incoming>,
-    expected_path: &str,
+    expected: &Expected,
     base: &Url,
     sender: &mpsc::Sender<Url>,
 ) -> Response<Full<Bytes>> {
@@ -153,11 +163,25 @@ async fn callback_response(
             ))))
             .unwrap_or_default()
     };
-    if request.method() != http::Method::GET || request.uri().path() != expected_path {
+    if request.method() != http::Method::GET || request.uri().path() != expected.path {
         return page(StatusCode::NOT_FOUND, "Not found.");
     }
     let mut url = base.clone();
     url.set_query(request.uri().query());
+    // Another page or process hitting the callback must not end the wait.
+    if let Some(state) = &expected.state {
+        let matches = url.query_pairs().any(|(k, v)| {
+            k == "state"
+                && crate::secret::Secret::new(v.into_owned())
+                    == crate::secret::Secret::new(state.as_str())
+        });
+        if !matches {
+            return page(
+                StatusCode::BAD_REQUEST,
+                "This response does not belong to the sign-in in progress.",
+            );
+        }
+    }
     let denied = url.query_pairs().any(|(k, _)| k == "error");
     let _ = sender.try_send(url);
     if denied {
@@ -187,17 +211,24 @@ impl AuthorizationHandler for LoopbackHandler {
                 println!("Open this URL in your browser to authorize:\n\n  {authorization_url}\n");
             }
             tracing::info!(browser = opened, "waiting for the authorization redirect");
-            tokio::time::timeout(self.timeout, self.wait_for_callback(&listener))
-                .await
-                .map_err(|_| {
-                    Error::new(
-                        ErrorKind::Timeout,
-                        format!(
-                            "no authorization redirect arrived within {:?}",
-                            self.timeout
-                        ),
-                    )
-                })?
+            let expected_state = authorization_url
+                .query_pairs()
+                .find(|(k, _)| k == "state")
+                .map(|(_, v)| v.into_owned());
+            tokio::time::timeout(
+                self.timeout,
+                self.wait_for_callback(&listener, expected_state),
+            )
+            .await
+            .map_err(|_| {
+                Error::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "no authorization redirect arrived within {:?}",
+                        self.timeout
+                    ),
+                )
+            })?
         })
     }
 }

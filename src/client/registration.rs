@@ -6,7 +6,7 @@ use tracing::Instrument;
 use url::Url;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::http::{ensure_secure_url, parse_json, parse_url, HttpClient};
+use crate::http::{ensure_secure_url, parse_json, parse_url, redact_url, HttpClient};
 use crate::metadata::{
     AuthorizationServerMetadata, ClientInformationResponse, ClientMetadata, OAuthErrorResponse,
 };
@@ -158,7 +158,6 @@ pub(crate) async fn obtain_client(
     metadata: &AuthorizationServerMetadata,
     settings: &ClientSettings,
     redirect_uri: &Url,
-    scope: Option<&str>,
 ) -> Result<ClientRegistration> {
     if let Some(pre) = &settings.pre_registered {
         return Ok(pre.clone());
@@ -197,7 +196,7 @@ pub(crate) async fn obtain_client(
     }
     let endpoint = parse_url(endpoint, "registration_endpoint")?;
     ensure_secure_url(&endpoint, "registration endpoint")?;
-    register_dynamically(http, &endpoint, metadata, settings, redirect_uri, scope).await
+    register_dynamically(http, &endpoint, metadata, settings, redirect_uri).await
 }
 
 fn preferred_auth_method(metadata: &AuthorizationServerMetadata) -> TokenEndpointAuthMethod {
@@ -222,7 +221,6 @@ async fn register_dynamically(
     metadata: &AuthorizationServerMetadata,
     settings: &ClientSettings,
     redirect_uri: &Url,
-    scope: Option<&str>,
 ) -> Result<ClientRegistration> {
     let requested_method = preferred_auth_method(metadata);
     let application_type =
@@ -238,13 +236,12 @@ async fn register_dynamically(
         response_types: vec!["code".into()],
         client_name: Some(settings.client_name.clone()),
         client_uri: settings.client_uri.clone(),
-        scope: scope.filter(|s| !s.is_empty()).map(str::to_owned),
         application_type: Some(application_type.into()),
         ..Default::default()
     };
     let response = http
         .post_json(endpoint, &request)
-        .instrument(tracing::info_span!("register", endpoint = %endpoint))
+        .instrument(tracing::info_span!("register", endpoint = %redact_url(endpoint)))
         .await?;
     if response.status().is_client_error() {
         let detail = serde_json::from_slice::<OAuthErrorResponse>(response.body())

@@ -297,7 +297,6 @@ impl Session {
         &self,
         discovery: &Discovery,
         redirect_uri: &Url,
-        scopes: &[String],
     ) -> Result<ClientRegistration> {
         if let Some(pre) = &self.config.client.pre_registered {
             return Ok(pre.clone());
@@ -316,13 +315,11 @@ impl Session {
                 return Ok(client);
             }
         }
-        let scope = scopes.join(" ");
         let client = obtain_client(
             &self.config.http,
             &discovery.authorization_server,
             &self.config.client,
             redirect_uri,
-            Some(&scope),
         )
         .await?;
         self.with(|s| s.client = Some(client.clone()));
@@ -341,30 +338,18 @@ impl Session {
     ) -> Result<PendingAuthorization> {
         authorization::validate_redirect_uri(redirect_uri)?;
         authorization::require_pkce(&discovery.authorization_server)?;
-        let client = self.client_for(discovery, redirect_uri, &scopes).await?;
+        let client = self.client_for(discovery, redirect_uri).await?;
         let pending = authorization::start(discovery, &client, scopes, redirect_uri)?;
         self.with(|s| s.pending = Some(pending.clone()));
         Ok(pending)
     }
 
     async fn finish(&self, pending: &PendingAuthorization, code: &Secret) -> Result<TokenSet> {
-        let (discovery, client) = self.with(|s| (s.discovery.clone(), s.client.clone()));
-        let discovery = discovery
-            .ok_or_else(|| Error::new(ErrorKind::Config, "authorization was not started"))?;
-        let client = match (&self.config.client.pre_registered, client) {
-            (Some(pre), _) => pre.clone(),
-            (None, Some(client)) => client,
-            (None, None) => {
-                return Err(Error::new(
-                    ErrorKind::Config,
-                    "authorization was not started",
-                ))
-            }
-        };
+        let (discovery, client) = (&pending.discovery, &pending.client);
         let tokens = tokens::exchange_code(
             &self.config.http,
-            &discovery,
-            &client,
+            discovery,
+            client,
             &pending.redirect_uri,
             code,
             &pending.verifier,
@@ -377,7 +362,12 @@ impl Session {
             }
         }
         let tokens = tokens?;
-        self.with(|s| s.pending = None);
+        self.with(|s| {
+            s.pending = None;
+            // The tokens belong to the server the authorization was started with.
+            s.discovery = Some(discovery.clone());
+            s.client = Some(client.clone());
+        });
         self.set_tokens(Some(tokens.clone()));
         self.persist().await?;
         Ok(tokens)

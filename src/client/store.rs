@@ -124,7 +124,7 @@ fn stamped(records: &Records, record: &StoredCredentials) -> StoredCredentials {
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0);
     let mut record = record.clone();
-    record.updated_at = now_millis.max(newest + 1);
+    record.updated_at = now_millis.max(newest.saturating_add(1));
     record
 }
 
@@ -357,6 +357,7 @@ mod tests {
                 refresh_token: Some(Secret::new("refresh-1")),
                 expires_at: Some(4_000_000_000),
                 scopes: vec!["mcp".into()],
+                issued_at: None,
             }),
             ..Default::default()
         }

@@ -37,13 +37,24 @@ pub struct TokenSet {
     /// The scopes granted (as the server said, or as requested when it said nothing).
     #[serde(default)]
     pub scopes: Vec<String>,
+    /// When the tokens were issued, seconds since the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issued_at: Option<u64>,
 }
 
 impl TokenSet {
-    /// Whether the access token expires within `margin_secs` from now.
+    /// Whether the access token is due for refresh: it expires within `margin_secs`, or within
+    /// half its lifetime when that is shorter (so short-lived tokens are not refreshed on every
+    /// use).
     pub fn expires_within(&self, margin_secs: u64) -> bool {
-        self.expires_at
-            .is_some_and(|at| at <= now_secs().saturating_add(margin_secs))
+        let Some(expires_at) = self.expires_at else {
+            return false;
+        };
+        let margin = match self.issued_at {
+            Some(issued_at) => margin_secs.min(expires_at.saturating_sub(issued_at) / 2),
+            None => margin_secs,
+        };
+        expires_at <= now_secs().saturating_add(margin)
     }
 }
 
@@ -109,8 +120,19 @@ pub(crate) fn oauth2_client(
 fn token_set(
     response: &oauth2::basic::BasicTokenResponse,
     requested_scopes: &[String],
-) -> TokenSet {
-    TokenSet {
+) -> Result<TokenSet> {
+    // OAuth 2.1 §7.1: never use a token of a type we do not understand.
+    if *response.token_type() != oauth2::basic::BasicTokenType::Bearer {
+        return Err(Error::new(
+            ErrorKind::InvalidResponse,
+            format!(
+                "the token endpoint issued a {:?} token; only Bearer tokens are supported",
+                response.token_type().as_ref()
+            ),
+        ));
+    }
+    let issued_at = now_secs();
+    Ok(TokenSet {
         access_token: Secret::new(response.access_token().secret().clone()),
         token_type: "Bearer".into(),
         refresh_token: response
@@ -118,12 +140,13 @@ fn token_set(
             .map(|t| Secret::new(t.secret().clone())),
         expires_at: response
             .expires_in()
-            .map(|d| now_secs().saturating_add(d.as_secs())),
+            .map(|d| issued_at.saturating_add(d.as_secs())),
         scopes: match response.scopes() {
             Some(scopes) => scopes.iter().map(|s| s.to_string()).collect(),
             None => requested_scopes.to_vec(),
         },
-    }
+        issued_at: Some(issued_at),
+    })
 }
 
 fn token_error(
@@ -193,7 +216,7 @@ pub(crate) async fn exchange_code(
         .await
         .map_err(|e| token_error("authorization_code", e))?;
     tracing::info!("authorization code exchanged for tokens");
-    Ok(token_set(&response, requested_scopes))
+    token_set(&response, requested_scopes)
 }
 
 /// Redeems a refresh token. When the server rotates nothing, the old refresh token is kept.
@@ -220,7 +243,7 @@ pub(crate) async fn refresh(
         .instrument(tracing::info_span!("refresh", client_id = %client.client_id))
         .await
         .map_err(|e| token_error("refresh_token", e))?;
-    let mut tokens = token_set(&response, &current.scopes);
+    let mut tokens = token_set(&response, &current.scopes)?;
     if tokens.refresh_token.is_none() {
         tokens.refresh_token = current.refresh_token.clone();
     }
