@@ -6,6 +6,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
 
 /// A boxed error, the error type of the tower services this crate wraps.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -57,13 +58,17 @@ pub enum ErrorKind {
     Config,
     /// The interactive authorization step failed or timed out.
     Handler,
+    /// Refresh or sign-in was attempted too often in a short time: stopped to break a loop.
+    TooManyAttempts,
 }
 
-/// The crate's error: a kind, a message and an optional source.
+/// The crate's error: a kind, a message and an optional source. Cheap to clone, so one failed
+/// refresh can be reported to every request that waited for it.
+#[derive(Clone)]
 pub struct Error {
     kind: ErrorKind,
     message: Cow<'static, str>,
-    source: Option<BoxError>,
+    source: Option<Arc<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
 impl Error {
@@ -78,14 +83,23 @@ impl Error {
 
     /// Attaches the underlying cause.
     pub fn with_source(mut self, source: impl Into<BoxError>) -> Self {
-        self.source = Some(source.into());
+        self.source = Some(Arc::from(source.into()));
         self
     }
 
     /// Attaches an already boxed cause (non-generic, which keeps futures `Send`-provable).
     pub(crate) fn with_boxed_source(mut self, source: BoxError) -> Self {
-        self.source = Some(source);
+        self.source = Some(Arc::from(source));
         self
+    }
+
+    /// The crate error inside a boxed error from a tower stack, if that is what it is; any other
+    /// error becomes an [`ErrorKind::Http`] error with it as the source.
+    pub fn from_boxed(error: BoxError) -> Self {
+        match error.downcast::<Self>() {
+            Ok(error) => *error,
+            Err(other) => Self::new(ErrorKind::Http, "the HTTP service failed").with_boxed_source(other),
+        }
     }
 
     /// What kind of failure this is.

@@ -15,7 +15,9 @@
 //! # let _ = client;
 //! ```
 
+use std::future::Future;
 use std::net::IpAddr;
+use std::pin::Pin;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -235,6 +237,23 @@ async fn collect_limited(
         }
     }
     Ok(collected.freeze())
+}
+
+/// The client as a tower service, so layers (such as `OAuthLayer`) stack on it.
+impl Service<Request<RequestBody>> for HttpClient {
+    type Response = Response<Bytes>;
+    type Error = Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Bytes>>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<()>> {
+        // Each call drives its own clone of the transport to readiness.
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<RequestBody>) -> Self::Future {
+        let client = self.clone();
+        Box::pin(async move { client.send(request).await })
+    }
 }
 
 /// `scheme://authority/path` of a request target, without the query (which may hold secrets).

@@ -1,9 +1,12 @@
 //! The client side of MCP authorization: discovery, registration, the PKCE authorization-code
 //! flow, tokens and their storage.
 //!
-//! [`OAuthState`] is the step-by-step API; [`AuthorizedHttpClient`] runs the whole flow on a 401.
+//! [`OAuthState`] is the step-by-step API; [`OAuthLayer`] makes any tower HTTP service an
+//! authorized MCP client, and [`AuthorizedHttpClient`] is that layer over the crate's own client.
 
 mod authorization;
+mod layer;
+mod session;
 pub mod discovery;
 pub mod handler;
 pub mod registration;
@@ -17,6 +20,7 @@ pub use handler::{AuthorizationHandler, HeadlessHandler, LoopbackHandler};
 pub use registration::{
     ClientRegistration, ClientSettings, RegistrationSource, TokenEndpointAuthMethod,
 };
-pub use state::{AuthorizedHttpClient, OAuthConfig, OAuthState, DEFAULT_PROTOCOL_VERSION};
-pub use store::{CredentialKey, CredentialStore, FileStore, MemoryStore, StoredCredentials};
+pub use layer::{AuthorizedHttpClient, OAuth, OAuthLayer, ResponseFuture};
+pub use state::{OAuthConfig, OAuthState, DEFAULT_PROTOCOL_VERSION};
+pub use store::{CredentialKey, CredentialStore, FileStore, MemoryStore, StoreLease, StoredCredentials};
 pub use tokens::TokenSet;

@@ -96,6 +96,34 @@ pub trait CredentialStore: Send + Sync + 'static {
         &'a self,
         resource: &'a str,
     ) -> BoxFuture<'a, Result<Option<(CredentialKey, StoredCredentials)>>>;
+
+    /// Holds other processes off `key` while this one refreshes, so no two redeem the same
+    /// rotating refresh token; the refresher re-reads the record once it holds the lease. Stores
+    /// that only one process uses need no lease and return `None` (the default).
+    fn lease<'a>(&'a self, key: &'a CredentialKey) -> BoxFuture<'a, Result<Option<StoreLease>>> {
+        let _ = key;
+        Box::pin(async { Ok(None) })
+    }
+}
+
+/// A hold on a store entry, released when dropped.
+pub struct StoreLease {
+    _guard: Box<dyn Send + Sync>,
+}
+
+impl StoreLease {
+    /// A lease that lasts as long as `guard` lives.
+    pub fn new(guard: impl Send + Sync + 'static) -> Self {
+        Self {
+            _guard: Box::new(guard),
+        }
+    }
+}
+
+impl std::fmt::Debug for StoreLease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StoreLease")
+    }
 }
 
 pub(crate) fn now_secs() -> u64 {
@@ -186,16 +214,53 @@ impl CredentialStore for MemoryStore {
     }
 }
 
-/// Credentials kept in one JSON file that survives restarts.
+/// Credentials kept in one JSON file that survives restarts and can be shared by processes.
 ///
 /// Every write goes to a temporary file in the same directory, created with 0600 permissions,
 /// flushed to disk and renamed over the old file, so a crash never leaves a half-written store.
-/// Writes from this process are serialized; the file holds secrets, so keep it in a private
-/// directory.
+/// Processes sharing the file coordinate through advisory locks on two files beside it:
+/// `{path}.write-lock` around each read-modify-write, and `{path}.lease` held by the process that
+/// is refreshing. The file holds secrets: keep it in a private directory.
 #[derive(Debug)]
 pub struct FileStore {
     path: PathBuf,
     write_lock: tokio::sync::Mutex<()>,
+    lease_timeout: std::time::Duration,
+}
+
+/// How long to wait for a lock another process holds before giving up.
+const DEFAULT_LEASE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Takes an exclusive advisory lock on `path` (created 0600), polling so no thread blocks, and
+/// giving up after `timeout`.
+async fn lock_file(path: PathBuf, timeout: std::time::Duration) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let file = options.open(&path)?;
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "another process holds the lock",
+                ))
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(e),
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize, Default)]
@@ -210,7 +275,20 @@ impl FileStore {
         Self {
             path: path.into(),
             write_lock: tokio::sync::Mutex::new(()),
+            lease_timeout: DEFAULT_LEASE_TIMEOUT,
         }
+    }
+
+    /// How long to wait for another process's lock (default 30 s).
+    pub fn with_lease_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.lease_timeout = timeout;
+        self
+    }
+
+    fn sibling(&self, suffix: &str) -> PathBuf {
+        let mut name = self.path.as_os_str().to_owned();
+        name.push(suffix);
+        PathBuf::from(name)
     }
 
     /// Where the store lives.
@@ -262,6 +340,9 @@ impl FileStore {
 
     async fn update(&self, f: impl FnOnce(&mut Records)) -> Result<()> {
         let _guard = self.write_lock.lock().await;
+        let _file_guard = lock_file(self.sibling(".write-lock"), self.lease_timeout)
+            .await
+            .map_err(|e| self.storage_error("cannot lock", e))?;
         let mut records = self.read_all().await?;
         f(&mut records);
         self.write_all(records).await
@@ -342,6 +423,17 @@ impl CredentialStore for FileStore {
     ) -> BoxFuture<'a, Result<Option<(CredentialKey, StoredCredentials)>>> {
         Box::pin(async move { Ok(latest_in(&self.read_all().await?, resource)) })
     }
+
+    fn lease<'a>(&'a self, key: &'a CredentialKey) -> BoxFuture<'a, Result<Option<StoreLease>>> {
+        // One lease for the whole file: refreshes are rare, and keys would need names on disk.
+        let _ = key;
+        Box::pin(async move {
+            let file = lock_file(self.sibling(".lease"), self.lease_timeout)
+                .await
+                .map_err(|e| self.storage_error("cannot take the refresh lease on", e))?;
+            Ok(Some(StoreLease::new(file)))
+        })
+    }
 }
 
 #[cfg(test)]
@@ -389,7 +481,9 @@ mod tests {
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
-        assert_eq!(names, vec![std::ffi::OsString::from("creds.json")]);
+        let mut names: Vec<_> = names.into_iter().map(|n| n.into_string().unwrap()).collect();
+        names.sort();
+        assert_eq!(names, vec!["creds.json", "creds.json.write-lock"]);
     }
 
     #[tokio::test]

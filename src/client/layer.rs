@@ -1,0 +1,338 @@
+//! [`OAuthLayer`]: tower middleware that makes any HTTP service an authorized MCP client.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! use std::time::Duration;
+//! use http_body_util::Full;
+//! use bytes::Bytes;
+//! use tower::{ServiceBuilder, ServiceExt};
+//! use tower_mcp_oauth::client::{LoopbackHandler, OAuthConfig, OAuthLayer, OAuthState};
+//!
+//! let config = OAuthConfig::new().with_handler(LoopbackHandler::bind().await?);
+//! let state = OAuthState::new("https://mcp.example.com/mcp", Some(config)).await?;
+//! let hyper_client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+//!     .build_http::<Full<Bytes>>();
+//! let client = ServiceBuilder::new()
+//!     .timeout(Duration::from_secs(30))
+//!     .layer(OAuthLayer::new(state))
+//!     .service(hyper_client);
+//! let request = http::Request::post("https://mcp.example.com/mcp")
+//!     .header("content-type", "application/json")
+//!     .body(Full::new(Bytes::from_static(br#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#)))?;
+//! let response = client.oneshot(request).await?;
+//! # let _ = response;
+//! # Ok(()) }
+//! ```
+//!
+//! What it does for each request to the MCP server's origin (requests elsewhere pass untouched,
+//! without a token):
+//! - attaches `Authorization: Bearer …`, marked sensitive, refreshing first when the token is due;
+//! - on a 401, refreshes (or rediscovers and authorizes through the configured
+//!   [`AuthorizationHandler`](super::AuthorizationHandler)) and replays the request once;
+//! - on a 403 `insufficient_scope`, authorizes for the granted plus the challenged scopes and
+//!   replays, at most three authorizations per request in all;
+//! - a 401 or 403 it cannot handle goes back as it came, with the parsed
+//!   [`BearerChallenge`] in its extensions. A failure of the authorization machinery is a
+//!   [`crate::Error`] inside the [`BoxError`].
+//!
+//! Replaying needs a second copy of the request: empty bodies and `Full<Bytes>` bodies are
+//! replayed; any other body is sent once and its 401 returned (as tower-http's `follow_redirect`
+//! does). Every clone of the layer and of the service shares one token state, and concurrent
+//! requests that need a refresh cause exactly one.
+
+use std::any::Any;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::AUTHORIZATION;
+use http::{Request, Response, StatusCode};
+use http_body::Body;
+use http_body_util::Full;
+use tower::{Layer, Service, ServiceExt};
+
+use crate::challenge::BearerChallenge;
+use crate::client::session::{Session, TokenSnapshot};
+use crate::client::state::OAuthState;
+use crate::error::{BoxError, Error, Result};
+use crate::http::{redact_url, HttpClient, RequestBody};
+
+/// How many authorizations (after a 401, or stepping up after a 403) one request may cause.
+const MAX_AUTHORIZATIONS: usize = 3;
+
+/// Layer that applies [`OAuth`] to a service.
+#[derive(Clone)]
+pub struct OAuthLayer {
+    session: Arc<Session>,
+}
+
+impl OAuthLayer {
+    /// A layer authorizing requests to the MCP server of `state`. Every service it builds shares
+    /// that state's tokens.
+    pub fn new(state: OAuthState) -> Self {
+        Self {
+            session: state.session,
+        }
+    }
+}
+
+impl std::fmt::Debug for OAuthLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OAuthLayer")
+            .field("server_url", &redact_url(&self.session.server_url))
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> Layer<S> for OAuthLayer {
+    type Service = OAuth<S>;
+
+    fn layer(&self, inner: S) -> OAuth<S> {
+        OAuth {
+            inner,
+            session: self.session.clone(),
+        }
+    }
+}
+
+/// Middleware that authorizes requests to an MCP server: see the [module docs](self).
+#[derive(Clone)]
+pub struct OAuth<S> {
+    inner: S,
+    session: Arc<Session>,
+}
+
+impl<S> std::fmt::Debug for OAuth<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OAuth")
+            .field("server_url", &redact_url(&self.session.server_url))
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> OAuth<S> {
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+}
+
+/// The future of [`OAuth`]: boxed, since it may wait on a refresh or an authorization between
+/// two calls of the inner service (one allocation per request, measured in `benches/`).
+pub type ResponseFuture<ResBody> =
+    Pin<Box<dyn Future<Output = std::result::Result<Response<ResBody>, BoxError>> + Send>>;
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for OAuth<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+    ReqBody: Body + Default + Send + 'static,
+    ResBody: Send + 'static,
+{
+    type Response = Response<ResBody>;
+    type Error = BoxError;
+    type Future = ResponseFuture<ResBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<std::result::Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        // The ready service goes into the future; a fresh clone stays for the next poll_ready.
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        Box::pin(authorize_and_send(self.session.clone(), inner, request))
+    }
+}
+
+fn attach<B>(request: &mut Request<B>, token: Option<&TokenSnapshot>) {
+    match token {
+        Some(token) => {
+            request.headers_mut().insert(AUTHORIZATION, token.header.clone());
+        }
+        None => {
+            request.headers_mut().remove(AUTHORIZATION);
+        }
+    }
+}
+
+async fn authorize_and_send<S, ReqBody, ResBody>(
+    session: Arc<Session>,
+    mut inner: S,
+    mut request: Request<ReqBody>,
+) -> std::result::Result<Response<ResBody>, BoxError>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    S::Error: Into<BoxError>,
+    ReqBody: Body + Default + 'static,
+{
+    if !session.is_for_resource(request.uri()) {
+        // Never a token to another origin.
+        request.headers_mut().remove(AUTHORIZATION);
+        return inner.call(request).await.map_err(Into::into);
+    }
+    let mut token = session.usable_token().await?;
+    let replay = Replay::capture(&request);
+    attach(&mut request, token.as_deref());
+    let mut response = inner.call(request).await.map_err(Into::into)?;
+    let mut recovered = false;
+    let mut authorizations = 0;
+    loop {
+        let status = response.status();
+        if status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN {
+            return Ok(response);
+        }
+        let challenge = BearerChallenge::from_headers(response.headers());
+        let generation = token.as_ref().map(|t| t.generation);
+        // The copy is made before any await, so request bodies need not be Sync.
+        let Some(mut next) = replay
+            .as_ref()
+            .filter(|_| authorizations < MAX_AUTHORIZATIONS)
+            .map(Replay::build)
+        else {
+            return Ok(with_challenge(response, challenge));
+        };
+        if status == StatusCode::UNAUTHORIZED {
+            if recovered {
+                return Ok(with_challenge(response, challenge));
+            }
+            recovered = true;
+            tracing::info!(
+                error = challenge.as_ref().and_then(|c| c.error.as_deref()).unwrap_or("none"),
+                "401 from the MCP server; authorizing"
+            );
+            session.recover(generation, challenge).await?;
+        } else {
+            let Some(scope_challenge) = challenge
+                .as_ref()
+                .filter(|c| c.error.as_deref() == Some("insufficient_scope"))
+            else {
+                return Ok(with_challenge(response, challenge));
+            };
+            if !session.step_up(generation, scope_challenge).await? {
+                return Ok(with_challenge(response, challenge));
+            }
+        }
+        authorizations += 1;
+        drop(response);
+        token = session.snapshot();
+        attach(&mut next, token.as_deref());
+        response = inner
+            .ready()
+            .await
+            .map_err(Into::into)?
+            .call(next)
+            .await
+            .map_err(Into::into)?;
+    }
+}
+
+fn with_challenge<B>(mut response: Response<B>, challenge: Option<BearerChallenge>) -> Response<B> {
+    if let Some(challenge) = challenge {
+        response.extensions_mut().insert(challenge);
+    }
+    response
+}
+
+/// A copy of a request kept for one replay.
+struct Replay<B> {
+    parts: http::request::Parts,
+    body: ReplayBody<B>,
+}
+
+enum ReplayBody<B> {
+    Empty,
+    Clone(B),
+}
+
+impl<B: Body + Default + 'static> Replay<B> {
+    /// `None` for a body that cannot be copied: the request is then sent once.
+    fn capture(request: &Request<B>) -> Option<Self> {
+        let body = if request.body().size_hint().exact() == Some(0) {
+            ReplayBody::Empty
+        } else {
+            ReplayBody::Clone(clone_known_body(request.body())?)
+        };
+        let mut parts = Request::new(()).into_parts().0;
+        parts.method = request.method().clone();
+        parts.uri = request.uri().clone();
+        parts.version = request.version();
+        parts.headers = request.headers().clone();
+        parts.extensions = request.extensions().clone();
+        Some(Self { parts, body })
+    }
+
+    fn build(&self) -> Request<B> {
+        let body = match &self.body {
+            ReplayBody::Empty => B::default(),
+            ReplayBody::Clone(body) => clone_known_body(body).unwrap_or_default(),
+        };
+        let mut request = Request::new(body);
+        *request.method_mut() = self.parts.method.clone();
+        *request.uri_mut() = self.parts.uri.clone();
+        *request.version_mut() = self.parts.version;
+        *request.headers_mut() = self.parts.headers.clone();
+        *request.extensions_mut() = self.parts.extensions.clone();
+        request
+    }
+}
+
+/// Clones the body types known to be cheap and complete copies: `Full<Bytes>` and `String`.
+fn clone_known_body<B: 'static>(body: &B) -> Option<B> {
+    let any = body as &dyn Any;
+    let copy: Box<dyn Any> = if let Some(full) = any.downcast_ref::<Full<Bytes>>() {
+        Box::new(full.clone())
+    } else if let Some(text) = any.downcast_ref::<String>() {
+        Box::new(text.clone())
+    } else {
+        return None;
+    };
+    copy.downcast::<B>().ok().map(|b| *b)
+}
+
+/// The seed's authorized HTTP client: [`OAuth`] over the crate's [`HttpClient`] (timeout, body
+/// limit, no redirects), with whole bodies in and out.
+#[derive(Clone)]
+pub struct AuthorizedHttpClient {
+    service: OAuth<HttpClient>,
+}
+
+impl std::fmt::Debug for AuthorizedHttpClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthorizedHttpClient")
+            .field("server_url", &redact_url(&self.service.session.server_url))
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuthorizedHttpClient {
+    pub(crate) fn new(session: Arc<Session>) -> Self {
+        let http = session.config.http.clone();
+        Self {
+            service: OAuth {
+                inner: http,
+                session,
+            },
+        }
+    }
+
+    /// Sends `request` through the layer and reads the whole response.
+    ///
+    /// # Errors
+    /// Transport errors, and errors of the authorization flow, as [`crate::Error`].
+    pub async fn send(&self, request: Request<RequestBody>) -> Result<Response<Bytes>> {
+        self.service
+            .clone()
+            .oneshot(request)
+            .await
+            .map_err(Error::from_boxed)
+    }
+
+    /// The tower service, to stack further layers on.
+    pub fn into_service(self) -> OAuth<HttpClient> {
+        self.service
+    }
+}

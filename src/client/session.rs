@@ -1,0 +1,633 @@
+//! The engine behind [`OAuthState`](super::OAuthState) and [`OAuth`](super::OAuth): one
+//! [`Session`] per MCP server, shared by every clone.
+//!
+//! Reads are cheap: the current `Authorization` header value sits in a snapshot behind a
+//! read-write lock. Refresh and authorization are single-flight: the first request that needs one
+//! spawns it as a task and publishes a shared future; every other request joins that future. No
+//! lock is held while anything waits on the network, and a caller that gives up (a timeout above
+//! us) does not cancel the refresh under way, so a rotated refresh token is never lost.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use futures_util::future::{BoxFuture, FutureExt, Shared};
+use http::header::HeaderValue;
+use url::Url;
+
+use crate::challenge::BearerChallenge;
+use crate::client::authorization::{self, PendingAuthorization};
+use crate::client::discovery::{discover, Discovery};
+use crate::client::registration::{obtain_client, ClientRegistration, RegistrationSource};
+use crate::client::state::OAuthConfig;
+use crate::client::store::{now_secs, CredentialKey, StoredCredentials};
+use crate::client::tokens::{self, TokenSet};
+use crate::error::{Error, ErrorKind, Result};
+use crate::secret::Secret;
+
+/// At most this many refreshes or authorizations may start within [`BRAKE_WINDOW`]; more means
+/// something is looping (a server that rejects every new token, say) and we stop.
+const BRAKE_LIMIT: usize = 6;
+const BRAKE_WINDOW: Duration = Duration::from_secs(10);
+
+#[derive(Default)]
+pub(crate) struct SessionState {
+    pub(crate) discovery: Option<Discovery>,
+    pub(crate) client: Option<ClientRegistration>,
+    pub(crate) tokens: Option<TokenSet>,
+    /// Bumped whenever the tokens change, so a waiter can tell that someone else recovered.
+    generation: u64,
+    pub(crate) pending: Option<PendingAuthorization>,
+}
+
+/// What a request needs to attach the current token: built once per token, not per request.
+#[derive(Debug)]
+pub(crate) struct TokenSnapshot {
+    /// `Bearer …`, marked sensitive.
+    pub(crate) header: HeaderValue,
+    pub(crate) generation: u64,
+    refresh_due_at: Option<u64>,
+    expires_at: Option<u64>,
+    refreshable: bool,
+}
+
+impl TokenSnapshot {
+    fn build(tokens: &TokenSet, generation: u64, margin_secs: u64) -> Option<Self> {
+        let mut header = HeaderValue::from_str(&format!("Bearer {}", tokens.access_token.expose())).ok()?;
+        header.set_sensitive(true);
+        let margin = match (tokens.expires_at, tokens.issued_at) {
+            (Some(expires_at), Some(issued_at)) => margin_secs.min(expires_at.saturating_sub(issued_at) / 2),
+            _ => margin_secs,
+        };
+        Some(Self {
+            header,
+            generation,
+            refresh_due_at: tokens.expires_at.map(|at| at.saturating_sub(margin)),
+            expires_at: tokens.expires_at,
+            refreshable: tokens.refresh_token.is_some(),
+        })
+    }
+
+    fn due(&self, now: u64) -> bool {
+        self.refresh_due_at.is_some_and(|at| at <= now)
+    }
+
+    fn expired(&self, now: u64) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
+    }
+}
+
+/// What a flight does.
+pub(crate) enum FlightOp {
+    /// The token is due: refresh, authorizing again if the refresh grant is gone.
+    Refresh,
+    /// An explicit refresh: the refresh grant only.
+    RefreshOnly,
+    /// A 401: with a token, rediscover and refresh; without one, authorize.
+    Recover {
+        had_token: bool,
+        challenge: Option<BearerChallenge>,
+    },
+    /// A 403 `insufficient_scope`: authorize for more scopes.
+    StepUp {
+        challenge: BearerChallenge,
+        scopes: Vec<String>,
+    },
+    /// Authorize now.
+    Authorize,
+}
+
+type Flight = Shared<BoxFuture<'static, Result<()>>>;
+
+/// Shared state for one MCP server: discovery, registration, tokens.
+pub(crate) struct Session {
+    pub(crate) server_url: Url,
+    origin: (String, String, u16),
+    pub(crate) config: OAuthConfig,
+    state: Mutex<SessionState>,
+    snapshot: RwLock<Option<Arc<TokenSnapshot>>>,
+    flight: Mutex<Option<Flight>>,
+    recent_flights: Mutex<VecDeque<Instant>>,
+}
+
+/// Scopes for an automatic authorization: the challenge's, else everything the resource lists,
+/// else none; `offline_access` added when the authorization server offers it.
+pub(crate) fn select_scopes(
+    challenge: Option<&BearerChallenge>,
+    discovery: &Discovery,
+) -> Vec<String> {
+    let mut scopes: Vec<String> = match challenge.and_then(|c| c.scope.as_deref()) {
+        Some(scope) => scope.split_ascii_whitespace().map(str::to_owned).collect(),
+        None => discovery
+            .resource_metadata
+            .as_ref()
+            .and_then(|m| m.scopes_supported.clone())
+            .unwrap_or_default(),
+    };
+    if discovery
+        .authorization_server
+        .supports_scope("offline_access")
+        && !scopes.iter().any(|s| s == "offline_access")
+    {
+        scopes.push("offline_access".into());
+    }
+    scopes
+}
+
+impl Session {
+    pub(crate) fn new(server_url: Url, config: OAuthConfig) -> Self {
+        let origin = (
+            server_url.scheme().to_owned(),
+            server_url.host_str().unwrap_or_default().to_ascii_lowercase(),
+            server_url.port_or_known_default().unwrap_or(0),
+        );
+        Self {
+            server_url,
+            origin,
+            config,
+            state: Mutex::new(SessionState::default()),
+            snapshot: RwLock::new(None),
+            flight: Mutex::new(None),
+            recent_flights: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    pub(crate) fn with<T>(&self, f: impl FnOnce(&mut SessionState) -> T) -> T {
+        let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut guard)
+    }
+
+    /// Whether `uri` is on the MCP server's origin: the only place a token may go.
+    pub(crate) fn is_for_resource(&self, uri: &http::Uri) -> bool {
+        let (scheme, host, port) = &self.origin;
+        let Some(uri_scheme) = uri.scheme_str() else {
+            return false;
+        };
+        let default_port = match uri_scheme {
+            "https" => 443,
+            "http" => 80,
+            _ => return false,
+        };
+        uri_scheme == scheme
+            && uri.host().is_some_and(|h| h.eq_ignore_ascii_case(host))
+            && uri.port_u16().unwrap_or(default_port) == *port
+    }
+
+    /// The store's resource key: the MCP server URL as configured.
+    pub(crate) fn resource_key(&self) -> &str {
+        self.server_url.as_str()
+    }
+
+    pub(crate) async fn restore(&self) -> Result<()> {
+        let Some((_, record)) = self.config.store.latest(self.resource_key()).await? else {
+            return Ok(());
+        };
+        self.with(|s| {
+            if let Some(metadata) = record.authorization_server.clone() {
+                s.discovery = Some(Discovery {
+                    resource: record.resource_metadata.as_ref().map(|m| m.resource.clone()),
+                    resource_metadata: record.resource_metadata.clone(),
+                    authorization_server: metadata,
+                    default_endpoints: false,
+                });
+            }
+            s.client = record.client.clone();
+            self.replace_tokens(s, record.tokens.clone());
+        });
+        tracing::debug!("restored stored credentials");
+        Ok(())
+    }
+
+    async fn persist(&self) -> Result<()> {
+        let (key, record) = self
+            .with(|s| {
+                let discovery = s.discovery.as_ref()?;
+                Some((
+                    CredentialKey::new(self.resource_key(), discovery.issuer()),
+                    StoredCredentials {
+                        client: s.client.clone(),
+                        tokens: s.tokens.clone(),
+                        resource_metadata: discovery.resource_metadata.clone(),
+                        authorization_server: Some(discovery.authorization_server.clone()),
+                        updated_at: 0,
+                    },
+                ))
+            })
+            .ok_or_else(|| Error::new(ErrorKind::Config, "nothing to store before discovery"))?;
+        self.config.store.save(&key, &record).await
+    }
+
+    /// Persists, logging instead of failing: the tokens are good even when the disk is not.
+    async fn persist_logged(&self) {
+        if let Err(error) = self.persist().await {
+            tracing::warn!(%error, "could not store the new credentials");
+        }
+    }
+
+    pub(crate) fn tokens(&self) -> Option<TokenSet> {
+        self.with(|s| s.tokens.clone())
+    }
+
+    fn current_generation(&self) -> Option<u64> {
+        self.with(|s| s.tokens.is_some().then_some(s.generation))
+    }
+
+    /// Replaces the tokens under the state lock and republishes the snapshot.
+    fn replace_tokens(&self, s: &mut SessionState, tokens: Option<TokenSet>) {
+        s.generation += 1;
+        let snapshot = tokens
+            .as_ref()
+            .and_then(|t| TokenSnapshot::build(t, s.generation, self.config.refresh_margin.as_secs()))
+            .map(Arc::new);
+        s.tokens = tokens;
+        *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = snapshot;
+    }
+
+    pub(crate) fn set_tokens(&self, tokens: Option<TokenSet>) {
+        self.with(|s| self.replace_tokens(s, tokens));
+    }
+
+    /// The current token for attaching, without any I/O.
+    pub(crate) fn snapshot(&self) -> Option<Arc<TokenSnapshot>> {
+        self.snapshot.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    async fn discover(&self, challenge: Option<&BearerChallenge>) -> Result<Discovery> {
+        let discovery = discover(
+            &self.config.http,
+            &self.server_url,
+            challenge,
+            &self.config.protocol_version,
+        )
+        .await?;
+        // A new issuer means the old client and tokens belong to someone else.
+        let stored_client = self
+            .config
+            .store
+            .load(&CredentialKey::new(self.resource_key(), discovery.issuer()))
+            .await?;
+        self.with(|s| {
+            let same_issuer = s
+                .discovery
+                .as_ref()
+                .is_some_and(|d| d.issuer() == discovery.issuer());
+            if !same_issuer {
+                s.client = stored_client.as_ref().and_then(|r| r.client.clone());
+                self.replace_tokens(s, stored_client.and_then(|r| r.tokens));
+            }
+            s.discovery = Some(discovery.clone());
+        });
+        Ok(discovery)
+    }
+
+    /// The client for the discovered server, registering when there is none usable.
+    async fn client_for(
+        &self,
+        discovery: &Discovery,
+        redirect_uri: &Url,
+    ) -> Result<ClientRegistration> {
+        if let Some(pre) = &self.config.client.pre_registered {
+            return Ok(pre.clone());
+        }
+        let existing = self.with(|s| s.client.clone());
+        if let Some(client) = existing {
+            let stale = client.secret_expired(now_secs())
+                || (client.source == RegistrationSource::Dynamic
+                    && !client.allows_redirect(redirect_uri));
+            let switched_to_cimd = client.source == RegistrationSource::Dynamic
+                && self.config.client.metadata_document_url.is_some()
+                && discovery
+                    .authorization_server
+                    .client_id_metadata_document_supported;
+            if !stale && !switched_to_cimd {
+                return Ok(client);
+            }
+        }
+        let client = obtain_client(
+            &self.config.http,
+            &discovery.authorization_server,
+            &self.config.client,
+            redirect_uri,
+        )
+        .await?;
+        self.with(|s| s.client = Some(client.clone()));
+        Ok(client)
+    }
+
+    fn forget_client(&self) {
+        self.with(|s| s.client = None);
+    }
+
+    async fn begin(
+        &self,
+        discovery: &Discovery,
+        scopes: Vec<String>,
+        redirect_uri: &Url,
+    ) -> Result<PendingAuthorization> {
+        authorization::validate_redirect_uri(redirect_uri)?;
+        authorization::require_pkce(&discovery.authorization_server)?;
+        let client = self.client_for(discovery, redirect_uri).await?;
+        let pending = authorization::start(discovery, &client, scopes, redirect_uri)?;
+        self.with(|s| s.pending = Some(pending.clone()));
+        Ok(pending)
+    }
+
+    async fn finish(&self, pending: &PendingAuthorization, code: &Secret) -> Result<TokenSet> {
+        let (discovery, client) = (&pending.discovery, &pending.client);
+        let tokens = tokens::exchange_code(
+            &self.config.http,
+            discovery,
+            client,
+            &pending.redirect_uri,
+            code,
+            &pending.verifier,
+            &pending.scopes,
+        )
+        .await;
+        if let Err(e) = &tokens {
+            if e.kind() == ErrorKind::InvalidClient {
+                self.forget_client();
+            }
+        }
+        let tokens = tokens?;
+        self.with(|s| {
+            s.pending = None;
+            // The tokens belong to the server the authorization was started with.
+            s.discovery = Some(discovery.clone());
+            s.client = Some(client.clone());
+        });
+        self.set_tokens(Some(tokens.clone()));
+        self.persist_logged().await;
+        Ok(tokens)
+    }
+
+    /// Discovery, registration, the interactive step and the code exchange, in one go.
+    async fn authorize_interactively(
+        &self,
+        challenge: Option<&BearerChallenge>,
+        scopes: Option<Vec<String>>,
+    ) -> Result<TokenSet> {
+        let handler = self.config.handler.clone().ok_or_else(|| {
+            Error::new(
+                ErrorKind::NotAuthorized,
+                "the server needs authorization and no authorization handler is configured",
+            )
+        })?;
+        let discovery = self.discover(challenge).await?;
+        let scopes = scopes
+            .or_else(|| self.config.scopes.clone())
+            .unwrap_or_else(|| select_scopes(challenge, &discovery));
+        let redirect_uri = handler.redirect_uri();
+        // A rejected client is registered again once.
+        for attempt in 0..2 {
+            let pending = self
+                .begin(&discovery, scopes.clone(), &redirect_uri)
+                .await?;
+            let redirect = handler.authorize(&pending.url).await?;
+            let callback = pending.verify_redirect(&redirect)?;
+            match self.finish(&pending, &callback.code).await {
+                Err(e)
+                    if e.kind() == ErrorKind::InvalidClient
+                        && attempt == 0
+                        && self.config.client.pre_registered.is_none() =>
+                {
+                    tracing::warn!(
+                        "the authorization server rejected the client; registering again"
+                    );
+                }
+                result => return result,
+            }
+        }
+        unreachable!("the loop returns on its second attempt")
+    }
+
+    /// Tokens another process stored for `key` that are newer than `current` and still good.
+    async fn newer_stored_tokens(&self, key: &CredentialKey, current: &TokenSet) -> Result<Option<TokenSet>> {
+        let stored = self.config.store.load(key).await?.and_then(|record| record.tokens);
+        Ok(stored.filter(|stored| {
+            stored.access_token != current.access_token
+                && !stored.expires_within(self.config.refresh_margin.as_secs())
+        }))
+    }
+
+    /// Refreshes under the store's lease, adopting what another process stored meanwhile.
+    /// `Ok(false)` when the refresh grant is gone (or there is none) and authorization is needed.
+    async fn refresh_tokens(&self) -> Result<bool> {
+        let (discovery, client, current) =
+            self.with(|s| (s.discovery.clone(), s.client.clone(), s.tokens.clone()));
+        let client = self.config.client.pre_registered.clone().or(client);
+        let (Some(discovery), Some(client), Some(current)) = (discovery, client, current) else {
+            return Ok(false);
+        };
+        if current.refresh_token.is_none() {
+            return Ok(false);
+        }
+        let key = CredentialKey::new(self.resource_key(), discovery.issuer());
+        // Other processes sharing the store wait here, so no two redeem the same refresh token.
+        let _lease = self.config.store.lease(&key).await?;
+        if let Some(newer) = self.newer_stored_tokens(&key, &current).await? {
+            tracing::info!("another process already refreshed; using its tokens");
+            self.set_tokens(Some(newer));
+            return Ok(true);
+        }
+        match tokens::refresh(&self.config.http, &discovery, &client, &current).await {
+            Ok(tokens) => {
+                self.set_tokens(Some(tokens));
+                self.persist_logged().await;
+                Ok(true)
+            }
+            Err(e) if e.kind() == ErrorKind::InvalidGrant => {
+                tracing::info!("refresh token rejected; authorization needed");
+                Ok(false)
+            }
+            Err(e) if e.kind() == ErrorKind::InvalidClient => {
+                tracing::info!("client rejected at refresh; registering again");
+                self.forget_client();
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Refreshes the tokens, or authorizes again when the refresh grant is gone.
+    async fn refresh_or_authorize(&self, challenge: Option<&BearerChallenge>) -> Result<()> {
+        if self.refresh_tokens().await? {
+            return Ok(());
+        }
+        self.set_tokens(None);
+        self.authorize_interactively(challenge, None).await.map(|_| ())
+    }
+
+    async fn ensure_discovery(&self) -> Result<()> {
+        if self.with(|s| s.discovery.is_none()) {
+            self.discover(None).await?;
+        }
+        Ok(())
+    }
+
+    async fn execute(&self, op: FlightOp) -> Result<()> {
+        match op {
+            FlightOp::Refresh => {
+                self.ensure_discovery().await?;
+                self.refresh_or_authorize(None).await
+            }
+            FlightOp::RefreshOnly => {
+                self.ensure_discovery().await?;
+                if self.refresh_tokens().await? {
+                    Ok(())
+                } else {
+                    Err(Error::new(
+                        ErrorKind::InvalidGrant,
+                        "the refresh token was refused or there is none; authorize again",
+                    ))
+                }
+            }
+            FlightOp::Recover { had_token: false, challenge } => {
+                self.authorize_interactively(challenge.as_ref(), None).await.map(|_| ())
+            }
+            FlightOp::Recover { had_token: true, challenge } => {
+                // The server said the token is bad: rediscover (it may have moved), then refresh.
+                self.discover(challenge.as_ref()).await?;
+                self.refresh_or_authorize(challenge.as_ref()).await
+            }
+            FlightOp::StepUp { challenge, scopes } => self
+                .authorize_interactively(Some(&challenge), Some(scopes))
+                .await
+                .map(|_| ()),
+            FlightOp::Authorize => self.authorize_interactively(None, None).await.map(|_| ()),
+        }
+    }
+
+    fn brake(&self) -> Result<()> {
+        let now = Instant::now();
+        let mut recent = self.recent_flights.lock().unwrap_or_else(|p| p.into_inner());
+        while recent.front().is_some_and(|t| now.duration_since(*t) > BRAKE_WINDOW) {
+            recent.pop_front();
+        }
+        if recent.len() >= BRAKE_LIMIT {
+            return Err(Error::new(
+                ErrorKind::TooManyAttempts,
+                format!(
+                    "{BRAKE_LIMIT} refreshes or authorizations within {BRAKE_WINDOW:?}: the server keeps rejecting new tokens; stopping instead of looping"
+                ),
+            ));
+        }
+        recent.push_back(now);
+        Ok(())
+    }
+
+    /// Runs `op` once for everyone who saw token generation `observed`: the first caller starts
+    /// it, later callers join it, and callers that come after the tokens changed return at once.
+    pub(crate) async fn run_flight(self: &Arc<Self>, observed: Option<u64>, op: FlightOp) -> Result<()> {
+        let flight = {
+            let mut slot = self.flight.lock().unwrap_or_else(|p| p.into_inner());
+            match slot.as_ref() {
+                Some(flight) => flight.clone(),
+                None => {
+                    if self.current_generation() != observed {
+                        return Ok(());
+                    }
+                    self.brake()?;
+                    let session = self.clone();
+                    let task = tokio::spawn(async move {
+                        let result = session.execute(op).await;
+                        *session.flight.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                        result
+                    });
+                    let flight = async move {
+                        task.await.unwrap_or_else(|_| {
+                            Err(Error::new(ErrorKind::Handler, "the authorization task failed"))
+                        })
+                    }
+                    .boxed()
+                    .shared();
+                    *slot = Some(flight.clone());
+                    flight
+                }
+            }
+        };
+        flight.await
+    }
+
+    /// The token to attach, refreshing first when it is due. `None` when there is no token yet
+    /// (the request then goes out bare and its 401 starts the flow).
+    pub(crate) async fn usable_token(self: &Arc<Self>) -> Result<Option<Arc<TokenSnapshot>>> {
+        let Some(snapshot) = self.snapshot() else {
+            return Ok(None);
+        };
+        let now = now_secs();
+        if !snapshot.due(now) || !snapshot.refreshable {
+            return Ok(Some(snapshot));
+        }
+        match self.run_flight(Some(snapshot.generation), FlightOp::Refresh).await {
+            Ok(()) => Ok(self.snapshot()),
+            // A token that has not expired yet is still worth sending.
+            Err(error) if !snapshot.expired(now_secs()) => {
+                tracing::warn!(%error, "early refresh failed; using the current token until it expires");
+                Ok(Some(snapshot))
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Recovers after a 401 to a request made with token `generation`.
+    pub(crate) async fn recover(
+        self: &Arc<Self>,
+        generation: Option<u64>,
+        challenge: Option<BearerChallenge>,
+    ) -> Result<()> {
+        let op = FlightOp::Recover {
+            had_token: generation.is_some(),
+            challenge,
+        };
+        self.run_flight(generation, op).await
+    }
+
+    /// Steps up after a 403 `insufficient_scope` to a request made with token `generation`:
+    /// authorizes again for the scopes already granted plus the ones the challenge names.
+    /// Returns `false`, without authorizing, when the challenge asks for nothing the token
+    /// lacks: asking again for the same scopes cannot help.
+    pub(crate) async fn step_up(
+        self: &Arc<Self>,
+        generation: Option<u64>,
+        challenge: &BearerChallenge,
+    ) -> Result<bool> {
+        let mut scopes = self.tokens().map(|t| t.scopes).unwrap_or_default();
+        let granted = scopes.len();
+        for scope in challenge.scopes() {
+            if !scopes.iter().any(|s| s == scope) {
+                scopes.push(scope.to_owned());
+            }
+        }
+        if scopes.len() == granted {
+            tracing::info!("insufficient scope, but every scope asked for is already granted; not stepping up");
+            return Ok(false);
+        }
+        tracing::info!(scopes = %scopes.join(" "), "insufficient scope; stepping up");
+        let op = FlightOp::StepUp {
+            challenge: challenge.clone(),
+            scopes,
+        };
+        self.run_flight(generation, op).await?;
+        Ok(true)
+    }
+
+    /// Runs `op` now, whatever the tokens are.
+    pub(crate) async fn run_now(self: &Arc<Self>, op: FlightOp) -> Result<()> {
+        self.run_flight(self.current_generation(), op).await
+    }
+
+    pub(crate) async fn begin_manual(
+        &self,
+        scopes: Option<Vec<String>>,
+        redirect_uri: &Url,
+    ) -> Result<PendingAuthorization> {
+        let discovery = self.discover(None).await?;
+        let scopes = scopes.unwrap_or_else(|| select_scopes(None, &discovery));
+        self.begin(&discovery, scopes, redirect_uri).await
+    }
+
+    pub(crate) async fn finish_manual(&self, pending: &PendingAuthorization, code: &Secret) -> Result<TokenSet> {
+        self.finish(pending, code).await
+    }
+}
