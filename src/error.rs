@@ -98,7 +98,9 @@ impl Error {
     pub fn from_boxed(error: BoxError) -> Self {
         match error.downcast::<Self>() {
             Ok(error) => *error,
-            Err(other) => Self::new(ErrorKind::Http, "the HTTP service failed").with_boxed_source(other),
+            Err(other) => {
+                Self::new(ErrorKind::Http, "the HTTP service failed").with_boxed_source(other)
+            }
         }
     }
 

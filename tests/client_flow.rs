@@ -599,13 +599,20 @@ async fn the_file_store_survives_a_restart() {
 }
 
 #[tokio::test]
-async fn without_a_handler_a_401_is_a_not_authorized_error() {
+async fn without_a_handler_a_401_comes_back_with_its_challenge() {
     let server = start(Behaviour::default()).await;
     let client = client_for(&server, OAuthConfig::new()).await;
-    assert_eq!(
-        echo(&client, &server, "x").await.unwrap_err().kind(),
-        ErrorKind::NotAuthorized
-    );
+    let response = echo(&client, &server, "x").await.unwrap();
+    assert_eq!(response.status(), 401);
+    let challenge = response
+        .extensions()
+        .get::<tower_mcp_oauth::challenge::BearerChallenge>()
+        .expect("the parsed challenge rides along");
+    assert!(challenge
+        .resource_metadata
+        .as_deref()
+        .unwrap()
+        .ends_with("/.well-known/oauth-protected-resource/mcp"));
 }
 
 #[tokio::test]

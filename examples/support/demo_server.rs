@@ -46,6 +46,10 @@ pub struct Behaviour {
     pub authorize_location: Option<String>,
     pub metadata_body: Option<&'static str>,
     pub token_delay: Duration,
+    /// The token endpoint answers this status with a non-JSON body.
+    pub token_failure: Option<u16>,
+    /// The MCP endpoint rejects every token, valid or not.
+    pub reject_all_tokens: bool,
 }
 
 impl Default for Behaviour {
@@ -74,6 +78,8 @@ impl Default for Behaviour {
             authorize_location: None,
             metadata_body: None,
             token_delay: Duration::ZERO,
+            token_failure: None,
+            reject_all_tokens: false,
         }
     }
 }
@@ -168,6 +174,7 @@ impl DemoServer {
             .route("/authorize", get(authorize))
             .route("/token", post(token))
             .route("/mcp", post(mcp))
+            .route("/whoami", get(whoami).post(whoami))
             .with_state(server.clone());
         tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
@@ -454,6 +461,18 @@ async fn token(
     tokio::time::sleep(b.token_delay).await;
     let mut inner = s.inner.lock().unwrap();
     inner.counters.token_forms.push(form.clone());
+    if let Some(status) = b.token_failure {
+        if form.get("grant_type").map(String::as_str) == Some("refresh_token") {
+            inner.counters.refreshes += 1;
+        }
+        let status = StatusCode::from_u16(status).unwrap();
+        return (
+            status,
+            [(header::CONTENT_TYPE, "text/html")],
+            "<h1>oops</h1>",
+        )
+            .into_response();
+    }
     let client_id = match authenticate(&mut inner, &headers, &form) {
         Ok(id) => id,
         Err(response) => return response,
@@ -507,6 +526,15 @@ async fn token(
     }
 }
 
+/// Echoes the `Authorization` header it received, or `none`.
+async fn whoami(headers: HeaderMap) -> String {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("none")
+        .to_owned()
+}
+
 async fn mcp(
     State(s): State<DemoServer>,
     headers: HeaderMap,
@@ -522,7 +550,7 @@ async fn mcp(
         .and_then(|v| v.strip_prefix("Bearer "));
     let grant = token
         .and_then(|t| inner.access_tokens.get(t))
-        .filter(|g| g.expires_at > now());
+        .filter(|g| g.expires_at > now() && !b.reject_all_tokens);
     let Some(grant) = grant else {
         let challenge = match token {
             None => format!("Bearer resource_metadata=\"{metadata_url}\""),

@@ -31,13 +31,14 @@
 //!   [`AuthorizationHandler`](super::AuthorizationHandler)) and replays the request once;
 //! - on a 403 `insufficient_scope`, authorizes for the granted plus the challenged scopes and
 //!   replays, at most three authorizations per request in all;
-//! - a 401 or 403 it cannot handle goes back as it came, with the parsed
-//!   [`BearerChallenge`] in its extensions. A failure of the authorization machinery is a
-//!   [`crate::Error`] inside the [`BoxError`].
+//! - a 401 or 403 it cannot handle (no handler to ask the user, nothing new to ask for, the
+//!   attempts spent) goes back as it came, with the parsed [`BearerChallenge`] in its
+//!   extensions. A failure of the authorization machinery is a [`crate::Error`] inside the
+//!   [`BoxError`].
 //!
-//! Replaying needs a second copy of the request: empty bodies and `Full<Bytes>` bodies are
-//! replayed; any other body is sent once and its 401 returned (as tower-http's `follow_redirect`
-//! does). Every clone of the layer and of the service shares one token state, and concurrent
+//! Replaying needs a second copy of the request: empty bodies, `Full<Bytes>` and `String` bodies
+//! are replayed; for any other body the session is still repaired, but the 401 goes back to the
+//! caller, whose retry then succeeds (tower-http's `follow_redirect` makes the same choice). Every clone of the layer and of the service shares one token state, and concurrent
 //! requests that need a refresh cause exactly one.
 
 use std::any::Any;
@@ -56,7 +57,7 @@ use tower::{Layer, Service, ServiceExt};
 use crate::challenge::BearerChallenge;
 use crate::client::session::{Session, TokenSnapshot};
 use crate::client::state::OAuthState;
-use crate::error::{BoxError, Error, Result};
+use crate::error::{BoxError, Error, ErrorKind, Result};
 use crate::http::{redact_url, HttpClient, RequestBody};
 
 /// How many authorizations (after a 401, or stepping up after a 403) one request may cause.
@@ -151,7 +152,9 @@ where
 fn attach<B>(request: &mut Request<B>, token: Option<&TokenSnapshot>) {
     match token {
         Some(token) => {
-            request.headers_mut().insert(AUTHORIZATION, token.header.clone());
+            request
+                .headers_mut()
+                .insert(AUTHORIZATION, token.header.clone());
         }
         None => {
             request.headers_mut().remove(AUTHORIZATION);
@@ -187,24 +190,27 @@ where
         }
         let challenge = BearerChallenge::from_headers(response.headers());
         let generation = token.as_ref().map(|t| t.generation);
-        // The copy is made before any await, so request bodies need not be Sync.
-        let Some(mut next) = replay
-            .as_ref()
-            .filter(|_| authorizations < MAX_AUTHORIZATIONS)
-            .map(Replay::build)
-        else {
+        if authorizations >= MAX_AUTHORIZATIONS {
             return Ok(with_challenge(response, challenge));
-        };
-        if status == StatusCode::UNAUTHORIZED {
+        }
+        // The copy is made before any await, so request bodies need not be Sync.
+        let next = replay.as_ref().map(Replay::build);
+        let outcome = if status == StatusCode::UNAUTHORIZED {
             if recovered {
                 return Ok(with_challenge(response, challenge));
             }
             recovered = true;
             tracing::info!(
-                error = challenge.as_ref().and_then(|c| c.error.as_deref()).unwrap_or("none"),
+                error = challenge
+                    .as_ref()
+                    .and_then(|c| c.error.as_deref())
+                    .unwrap_or("none"),
                 "401 from the MCP server; authorizing"
             );
-            session.recover(generation, challenge).await?;
+            session
+                .recover(generation, challenge.clone())
+                .await
+                .map(|()| true)
         } else {
             let Some(scope_challenge) = challenge
                 .as_ref()
@@ -212,10 +218,23 @@ where
             else {
                 return Ok(with_challenge(response, challenge));
             };
-            if !session.step_up(generation, scope_challenge).await? {
+            session.step_up(generation, scope_challenge).await
+        };
+        match outcome {
+            Ok(true) => {}
+            Ok(false) => return Ok(with_challenge(response, challenge)),
+            // No way to ask the user: the response is the caller's to handle.
+            Err(error) if error.kind() == ErrorKind::NotAuthorized => {
+                tracing::info!(%error, "cannot authorize; returning the response");
                 return Ok(with_challenge(response, challenge));
             }
+            Err(error) => return Err(error.into()),
         }
+        // A body that cannot be copied is not replayed; the session is repaired, so the
+        // caller's own retry will go through.
+        let Some(mut next) = next else {
+            return Ok(with_challenge(response, challenge));
+        };
         authorizations += 1;
         drop(response);
         token = session.snapshot();

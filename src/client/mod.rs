@@ -5,11 +5,11 @@
 //! authorized MCP client, and [`AuthorizedHttpClient`] is that layer over the crate's own client.
 
 mod authorization;
-mod layer;
-mod session;
 pub mod discovery;
 pub mod handler;
+mod layer;
 pub mod registration;
+mod session;
 mod state;
 pub mod store;
 pub mod tokens;
@@ -17,10 +17,12 @@ pub mod tokens;
 pub use authorization::PendingAuthorization;
 pub use discovery::Discovery;
 pub use handler::{AuthorizationHandler, HeadlessHandler, LoopbackHandler};
+pub use layer::{AuthorizedHttpClient, OAuth, OAuthLayer, ResponseFuture};
 pub use registration::{
     ClientRegistration, ClientSettings, RegistrationSource, TokenEndpointAuthMethod,
 };
-pub use layer::{AuthorizedHttpClient, OAuth, OAuthLayer, ResponseFuture};
 pub use state::{OAuthConfig, OAuthState, DEFAULT_PROTOCOL_VERSION};
-pub use store::{CredentialKey, CredentialStore, FileStore, MemoryStore, StoreLease, StoredCredentials};
+pub use store::{
+    CredentialKey, CredentialStore, FileStore, MemoryStore, StoreLease, StoredCredentials,
+};
 pub use tokens::TokenSet;

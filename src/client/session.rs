@@ -53,10 +53,13 @@ pub(crate) struct TokenSnapshot {
 
 impl TokenSnapshot {
     fn build(tokens: &TokenSet, generation: u64, margin_secs: u64) -> Option<Self> {
-        let mut header = HeaderValue::from_str(&format!("Bearer {}", tokens.access_token.expose())).ok()?;
+        let mut header =
+            HeaderValue::from_str(&format!("Bearer {}", tokens.access_token.expose())).ok()?;
         header.set_sensitive(true);
         let margin = match (tokens.expires_at, tokens.issued_at) {
-            (Some(expires_at), Some(issued_at)) => margin_secs.min(expires_at.saturating_sub(issued_at) / 2),
+            (Some(expires_at), Some(issued_at)) => {
+                margin_secs.min(expires_at.saturating_sub(issued_at) / 2)
+            }
             _ => margin_secs,
         };
         Some(Self {
@@ -138,7 +141,10 @@ impl Session {
     pub(crate) fn new(server_url: Url, config: OAuthConfig) -> Self {
         let origin = (
             server_url.scheme().to_owned(),
-            server_url.host_str().unwrap_or_default().to_ascii_lowercase(),
+            server_url
+                .host_str()
+                .unwrap_or_default()
+                .to_ascii_lowercase(),
             server_url.port_or_known_default().unwrap_or(0),
         );
         Self {
@@ -185,7 +191,10 @@ impl Session {
         self.with(|s| {
             if let Some(metadata) = record.authorization_server.clone() {
                 s.discovery = Some(Discovery {
-                    resource: record.resource_metadata.as_ref().map(|m| m.resource.clone()),
+                    resource: record
+                        .resource_metadata
+                        .as_ref()
+                        .map(|m| m.resource.clone()),
                     resource_metadata: record.resource_metadata.clone(),
                     authorization_server: metadata,
                     default_endpoints: false,
@@ -237,7 +246,9 @@ impl Session {
         s.generation += 1;
         let snapshot = tokens
             .as_ref()
-            .and_then(|t| TokenSnapshot::build(t, s.generation, self.config.refresh_margin.as_secs()))
+            .and_then(|t| {
+                TokenSnapshot::build(t, s.generation, self.config.refresh_margin.as_secs())
+            })
             .map(Arc::new);
         s.tokens = tokens;
         *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = snapshot;
@@ -249,7 +260,10 @@ impl Session {
 
     /// The current token for attaching, without any I/O.
     pub(crate) fn snapshot(&self) -> Option<Arc<TokenSnapshot>> {
-        self.snapshot.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.snapshot
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     async fn discover(&self, challenge: Option<&BearerChallenge>) -> Result<Discovery> {
@@ -402,8 +416,17 @@ impl Session {
     }
 
     /// Tokens another process stored for `key` that are newer than `current` and still good.
-    async fn newer_stored_tokens(&self, key: &CredentialKey, current: &TokenSet) -> Result<Option<TokenSet>> {
-        let stored = self.config.store.load(key).await?.and_then(|record| record.tokens);
+    async fn newer_stored_tokens(
+        &self,
+        key: &CredentialKey,
+        current: &TokenSet,
+    ) -> Result<Option<TokenSet>> {
+        let stored = self
+            .config
+            .store
+            .load(key)
+            .await?
+            .and_then(|record| record.tokens);
         Ok(stored.filter(|stored| {
             stored.access_token != current.access_token
                 && !stored.expires_within(self.config.refresh_margin.as_secs())
@@ -455,7 +478,9 @@ impl Session {
             return Ok(());
         }
         self.set_tokens(None);
-        self.authorize_interactively(challenge, None).await.map(|_| ())
+        self.authorize_interactively(challenge, None)
+            .await
+            .map(|_| ())
     }
 
     async fn ensure_discovery(&self) -> Result<()> {
@@ -482,10 +507,17 @@ impl Session {
                     ))
                 }
             }
-            FlightOp::Recover { had_token: false, challenge } => {
-                self.authorize_interactively(challenge.as_ref(), None).await.map(|_| ())
-            }
-            FlightOp::Recover { had_token: true, challenge } => {
+            FlightOp::Recover {
+                had_token: false,
+                challenge,
+            } => self
+                .authorize_interactively(challenge.as_ref(), None)
+                .await
+                .map(|_| ()),
+            FlightOp::Recover {
+                had_token: true,
+                challenge,
+            } => {
                 // The server said the token is bad: rediscover (it may have moved), then refresh.
                 self.discover(challenge.as_ref()).await?;
                 self.refresh_or_authorize(challenge.as_ref()).await
@@ -500,8 +532,14 @@ impl Session {
 
     fn brake(&self) -> Result<()> {
         let now = Instant::now();
-        let mut recent = self.recent_flights.lock().unwrap_or_else(|p| p.into_inner());
-        while recent.front().is_some_and(|t| now.duration_since(*t) > BRAKE_WINDOW) {
+        let mut recent = self
+            .recent_flights
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        while recent
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > BRAKE_WINDOW)
+        {
             recent.pop_front();
         }
         if recent.len() >= BRAKE_LIMIT {
@@ -518,7 +556,11 @@ impl Session {
 
     /// Runs `op` once for everyone who saw token generation `observed`: the first caller starts
     /// it, later callers join it, and callers that come after the tokens changed return at once.
-    pub(crate) async fn run_flight(self: &Arc<Self>, observed: Option<u64>, op: FlightOp) -> Result<()> {
+    pub(crate) async fn run_flight(
+        self: &Arc<Self>,
+        observed: Option<u64>,
+        op: FlightOp,
+    ) -> Result<()> {
         let flight = {
             let mut slot = self.flight.lock().unwrap_or_else(|p| p.into_inner());
             match slot.as_ref() {
@@ -536,7 +578,10 @@ impl Session {
                     });
                     let flight = async move {
                         task.await.unwrap_or_else(|_| {
-                            Err(Error::new(ErrorKind::Handler, "the authorization task failed"))
+                            Err(Error::new(
+                                ErrorKind::Handler,
+                                "the authorization task failed",
+                            ))
                         })
                     }
                     .boxed()
@@ -559,7 +604,10 @@ impl Session {
         if !snapshot.due(now) || !snapshot.refreshable {
             return Ok(Some(snapshot));
         }
-        match self.run_flight(Some(snapshot.generation), FlightOp::Refresh).await {
+        match self
+            .run_flight(Some(snapshot.generation), FlightOp::Refresh)
+            .await
+        {
             Ok(()) => Ok(self.snapshot()),
             // A token that has not expired yet is still worth sending.
             Err(error) if !snapshot.expired(now_secs()) => {
@@ -600,7 +648,9 @@ impl Session {
             }
         }
         if scopes.len() == granted {
-            tracing::info!("insufficient scope, but every scope asked for is already granted; not stepping up");
+            tracing::info!(
+                "insufficient scope, but every scope asked for is already granted; not stepping up"
+            );
             return Ok(false);
         }
         tracing::info!(scopes = %scopes.join(" "), "insufficient scope; stepping up");
@@ -627,7 +677,11 @@ impl Session {
         self.begin(&discovery, scopes, redirect_uri).await
     }
 
-    pub(crate) async fn finish_manual(&self, pending: &PendingAuthorization, code: &Secret) -> Result<TokenSet> {
+    pub(crate) async fn finish_manual(
+        &self,
+        pending: &PendingAuthorization,
+        code: &Secret,
+    ) -> Result<TokenSet> {
         self.finish(pending, code).await
     }
 }

@@ -481,7 +481,10 @@ mod tests {
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
-        let mut names: Vec<_> = names.into_iter().map(|n| n.into_string().unwrap()).collect();
+        let mut names: Vec<_> = names
+            .into_iter()
+            .map(|n| n.into_string().unwrap())
+            .collect();
         names.sort();
         assert_eq!(names, vec!["creds.json", "creds.json.write-lock"]);
     }
