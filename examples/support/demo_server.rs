@@ -175,6 +175,7 @@ impl DemoServer {
             .route("/token", post(token))
             .route("/mcp", post(mcp))
             .route("/whoami", get(whoami).post(whoami))
+            .route("/ping", get(|| async { "pong" }))
             .with_state(server.clone());
         tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
