@@ -113,7 +113,7 @@ fn attach(c: &mut Criterion) {
     group.bench_function("service_bare", |b| {
         b.to_async(&rt).iter(|| {
             let request = Request::post(url.as_str()).body(Full::default()).unwrap();
-            answer.clone().oneshot(request)
+            answer.oneshot(request)
         })
     });
     group.bench_function("service_with_oauth_layer", |b| {
