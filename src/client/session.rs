@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::{BoxFuture, FutureExt, Shared};
 use http::header::HeaderValue;
+use tracing::Instrument;
 use url::Url;
 
 use crate::challenge::BearerChallenge;
@@ -98,6 +99,19 @@ pub(crate) enum FlightOp {
     },
     /// Authorize now.
     Authorize,
+}
+
+impl FlightOp {
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Refresh => "refresh",
+            Self::RefreshOnly => "refresh_only",
+            Self::Recover { had_token: true, .. } => "recover_rejected_token",
+            Self::Recover { had_token: false, .. } => "authorize_after_401",
+            Self::StepUp { .. } => "step_up",
+            Self::Authorize => "authorize",
+        }
+    }
 }
 
 type Flight = Shared<BoxFuture<'static, Result<()>>>;
@@ -491,6 +505,11 @@ impl Session {
     }
 
     async fn execute(&self, op: FlightOp) -> Result<()> {
+        let span = tracing::info_span!("oauth_flight", op = op.name());
+        self.execute_op(op).instrument(span).await
+    }
+
+    async fn execute_op(&self, op: FlightOp) -> Result<()> {
         match op {
             FlightOp::Refresh => {
                 self.ensure_discovery().await?;
