@@ -106,8 +106,12 @@ impl FlightOp {
         match self {
             Self::Refresh => "refresh",
             Self::RefreshOnly => "refresh_only",
-            Self::Recover { had_token: true, .. } => "recover_rejected_token",
-            Self::Recover { had_token: false, .. } => "authorize_after_401",
+            Self::Recover {
+                had_token: true, ..
+            } => "recover_rejected_token",
+            Self::Recover {
+                had_token: false, ..
+            } => "authorize_after_401",
             Self::StepUp { .. } => "step_up",
             Self::Authorize => "authorize",
         }
