@@ -178,14 +178,8 @@ impl HttpClient {
         for (name, value) in headers {
             builder = builder.header(*name, value.clone());
         }
-        let request = builder.body(RequestBody::default()).map_err(|e| {
-            Error::new(
-                ErrorKind::Config,
-                format!("cannot build a request to {url}"),
-            )
-            .with_source(e)
-        })?;
-        self.send(request).await
+        self.send(finish_request(builder, RequestBody::default(), url)?)
+            .await
     }
 
     /// POSTs a JSON document to `url`.
@@ -197,19 +191,26 @@ impl HttpClient {
         let body = serde_json::to_vec(body).map_err(|e| {
             Error::new(ErrorKind::Config, "cannot serialize a JSON request").with_source(e)
         })?;
-        let request = Request::post(url.as_str())
+        let builder = Request::post(url.as_str())
             .header(CONTENT_TYPE, "application/json")
-            .header(ACCEPT, "application/json")
-            .body(RequestBody::from(body))
-            .map_err(|e| {
-                Error::new(
-                    ErrorKind::Config,
-                    format!("cannot build a request to {url}"),
-                )
-                .with_source(e)
-            })?;
-        self.send(request).await
+            .header(ACCEPT, "application/json");
+        self.send(finish_request(builder, RequestBody::from(body), url)?)
+            .await
     }
+}
+
+fn finish_request(
+    builder: http::request::Builder,
+    body: RequestBody,
+    url: &Url,
+) -> Result<Request<RequestBody>> {
+    builder.body(body).map_err(|e| {
+        Error::new(
+            ErrorKind::Config,
+            format!("cannot build a request to {}", redact_url(url)),
+        )
+        .with_source(e)
+    })
 }
 
 enum CollectError {

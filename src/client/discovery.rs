@@ -169,42 +169,60 @@ impl Discoverer<'_> {
         parse_json(&response, what).map(Probe::Found)
     }
 
+    /// The first candidate that answers with a document, checked by `check`. Absent (4xx) and
+    /// unusable candidates are skipped; when none answers, the first unusable answer is the
+    /// error, else `None`.
+    async fn first_found<T: serde::de::DeserializeOwned>(
+        &self,
+        candidates: Vec<Url>,
+        what: &str,
+        check: impl Fn(&Url, &T) -> Result<()>,
+    ) -> Result<Option<T>> {
+        let mut unusable = None;
+        for url in candidates {
+            match self.probe::<T>(&url, what).await? {
+                Probe::Found(document) => {
+                    check(&url, &document)?;
+                    return Ok(Some(document));
+                }
+                Probe::Absent => {}
+                Probe::Unusable(error) => {
+                    unusable.get_or_insert(error);
+                }
+            }
+        }
+        unusable.map_or(Ok(None), Err)
+    }
+
     async fn resource_metadata(
         &self,
         server_url: &Url,
         challenge: Option<&BearerChallenge>,
     ) -> Result<Option<ProtectedResourceMetadata>> {
-        let mut unusable = None;
-        for url in resource_metadata_candidates(server_url, challenge)? {
-            let metadata = match self
-                .probe::<ProtectedResourceMetadata>(&url, "protected resource metadata")
-                .await?
-            {
-                Probe::Found(metadata) => metadata,
-                Probe::Absent => continue,
-                Probe::Unusable(error) => {
-                    unusable.get_or_insert(error);
-                    continue;
+        let candidates = resource_metadata_candidates(server_url, challenge)?;
+        self.first_found(
+            candidates,
+            "protected resource metadata",
+            |url, metadata: &ProtectedResourceMetadata| {
+                let resource = parse_url(
+                    &metadata.resource,
+                    "the protected resource metadata's resource",
+                )?;
+                if resource_covers(&resource, server_url) {
+                    return Ok(());
                 }
-            };
-            let resource = parse_url(
-                &metadata.resource,
-                "the protected resource metadata's resource",
-            )?;
-            if !resource_covers(&resource, server_url) {
-                return Err(Error::new(
+                Err(Error::new(
                     ErrorKind::MetadataMismatch,
                     format!(
                         "protected resource metadata at {} is for resource {}, not for {}",
-                        redact_url(&url),
+                        redact_url(url),
                         redact_url(&resource),
                         redact_url(server_url)
                     ),
-                ));
-            }
-            return Ok(Some(metadata));
-        }
-        unusable.map_or(Ok(None), Err)
+                ))
+            },
+        )
+        .await
     }
 
     /// Finds the metadata for `issuer`. `exact_issuer` is false only for the 2025-03-26
@@ -217,38 +235,31 @@ impl Discoverer<'_> {
     ) -> Result<Option<AuthorizationServerMetadata>> {
         let issuer_url = parse_url(issuer, "authorization server issuer")?;
         ensure_secure_url(&issuer_url, "authorization server")?;
-        let mut unusable = None;
-        for url in authorization_server_candidates(&issuer_url) {
-            let metadata = match self
-                .probe::<AuthorizationServerMetadata>(&url, "authorization server metadata")
-                .await?
-            {
-                Probe::Found(metadata) => metadata,
-                Probe::Absent => continue,
-                Probe::Unusable(error) => {
-                    unusable.get_or_insert(error);
-                    continue;
+        let candidates = authorization_server_candidates(&issuer_url);
+        self.first_found(
+            candidates,
+            "authorization server metadata",
+            |url, metadata: &AuthorizationServerMetadata| {
+                let acceptable = if exact_issuer {
+                    same_issuer(&metadata.issuer, issuer)
+                } else {
+                    Url::parse(&metadata.issuer)
+                        .is_ok_and(|named| named.origin() == issuer_url.origin())
+                };
+                if !acceptable {
+                    return Err(Error::new(
+                        ErrorKind::MetadataMismatch,
+                        format!(
+                    "authorization server metadata at {} names issuer {:?}, expected {issuer:?}",
+                    redact_url(url),
+                    metadata.issuer
+                ),
+                    ));
                 }
-            };
-            let acceptable = if exact_issuer {
-                same_issuer(&metadata.issuer, issuer)
-            } else {
-                Url::parse(&metadata.issuer)
-                    .is_ok_and(|named| named.origin() == issuer_url.origin())
-            };
-            if !acceptable {
-                return Err(Error::new(
-                    ErrorKind::MetadataMismatch,
-                    format!(
-                        "authorization server metadata at {} names issuer {:?}, expected {issuer:?}",
-                        redact_url(&url),
-                        metadata.issuer
-                    ),
-                ));
-            }
-            return Ok(Some(metadata));
-        }
-        unusable.map_or(Ok(None), Err)
+                Ok(())
+            },
+        )
+        .await
     }
 }
 
