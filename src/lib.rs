@@ -3,6 +3,9 @@
 //! - [`client`]: discovery (RFC 9728, RFC 8414, OpenID Connect), registration (pre-registered,
 //!   Client ID Metadata Documents, RFC 7591), the PKCE authorization-code flow, tokens with
 //!   refresh, and credential stores. [`client::OAuthState`] is the step-by-step API.
+//! - [`server`]: [`server::RequireBearerLayer`] protects any tower service with bearer tokens
+//!   (JWT/JWKS, introspection, or a static list), per-method MCP scopes, and the RFC 9728
+//!   metadata endpoint.
 //! - [`challenge`]: `WWW-Authenticate` parsing and rendering, shared by both sides.
 //! - [`http`]: the bounded, redirect-free HTTP plumbing every OAuth request goes through.
 //! - [`metadata`]: the wire types of every document the protocols exchange.
@@ -16,11 +19,13 @@ pub mod challenge;
 #[cfg(feature = "client")]
 pub mod client;
 pub mod error;
-// Until the server side lands, only the client uses the JSON helpers.
-#[cfg_attr(not(feature = "client"), allow(dead_code))]
+// Without either side, nothing uses the JSON helpers.
+#[cfg_attr(not(any(feature = "client", feature = "server")), allow(dead_code))]
 pub mod http;
 pub mod metadata;
 pub mod secret;
+#[cfg(feature = "server")]
+pub mod server;
 
 pub use error::{Error, ErrorKind, Result};
 pub use secret::Secret;

@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use url::Url;
 
 /// OAuth 2.0 Protected Resource Metadata (RFC 9728 §2).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -185,4 +186,51 @@ pub struct OAuthErrorResponse {
     /// A page about the error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_uri: Option<String>,
+}
+
+/// The well-known URL for `suffix`, inserted between the origin and the path of `base`
+/// (RFC 8414 §3.1, RFC 9728 §3.1). `None` when `base` has no path.
+pub fn path_inserted(base: &Url, suffix: &str) -> Option<Url> {
+    let path = base.path().trim_end_matches('/');
+    if path.is_empty() {
+        return None;
+    }
+    let mut url = base.clone();
+    url.set_query(None);
+    url.set_fragment(None);
+    url.set_path(&format!("/.well-known/{suffix}{path}"));
+    Some(url)
+}
+
+/// The well-known URL for `suffix` at the root of `base`'s origin.
+pub fn at_root(base: &Url, suffix: &str) -> Url {
+    let mut url = base.clone();
+    url.set_query(None);
+    url.set_fragment(None);
+    url.set_path(&format!("/.well-known/{suffix}"));
+    url
+}
+
+/// The authorization server metadata URLs to try for `issuer`, in the MCP spec's order.
+pub fn authorization_server_candidates(issuer: &Url) -> Vec<Url> {
+    match path_inserted(issuer, "oauth-authorization-server") {
+        Some(oauth) => {
+            let mut oidc_appended = issuer.clone();
+            oidc_appended.set_query(None);
+            oidc_appended.set_fragment(None);
+            oidc_appended.set_path(&format!(
+                "{}/.well-known/openid-configuration",
+                issuer.path().trim_end_matches('/')
+            ));
+            vec![
+                oauth,
+                path_inserted(issuer, "openid-configuration").expect("issuer has a path"),
+                oidc_appended,
+            ]
+        }
+        None => vec![
+            at_root(issuer, "oauth-authorization-server"),
+            at_root(issuer, "openid-configuration"),
+        ],
+    }
 }

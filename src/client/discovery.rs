@@ -9,7 +9,10 @@ use url::Url;
 use crate::challenge::BearerChallenge;
 use crate::error::{Error, ErrorKind, Result};
 use crate::http::{ensure_secure_url, parse_json, parse_url, redact_url, HttpClient};
-use crate::metadata::{AuthorizationServerMetadata, ProtectedResourceMetadata};
+use crate::metadata::{
+    at_root, authorization_server_candidates, path_inserted, AuthorizationServerMetadata,
+    ProtectedResourceMetadata,
+};
 
 /// The header MCP clients send on discovery requests.
 pub const MCP_PROTOCOL_VERSION_HEADER: &str = "mcp-protocol-version";
@@ -35,28 +38,6 @@ impl Discovery {
     }
 }
 
-/// The well-known URL for `suffix`, inserted between the origin and the path of `base`
-/// (RFC 8414 §3.1, RFC 9728 §3.1). `None` when `base` has no path.
-fn path_inserted(base: &Url, suffix: &str) -> Option<Url> {
-    let path = base.path().trim_end_matches('/');
-    if path.is_empty() {
-        return None;
-    }
-    let mut url = base.clone();
-    url.set_query(None);
-    url.set_fragment(None);
-    url.set_path(&format!("/.well-known/{suffix}{path}"));
-    Some(url)
-}
-
-fn at_root(base: &Url, suffix: &str) -> Url {
-    let mut url = base.clone();
-    url.set_query(None);
-    url.set_fragment(None);
-    url.set_path(&format!("/.well-known/{suffix}"));
-    url
-}
-
 /// The protected resource metadata URLs to try, in order.
 pub(crate) fn resource_metadata_candidates(
     server_url: &Url,
@@ -75,30 +56,6 @@ pub(crate) fn resource_metadata_candidates(
     candidates.push(at_root(server_url, "oauth-protected-resource"));
     candidates.dedup();
     Ok(candidates)
-}
-
-/// The authorization server metadata URLs to try for `issuer`, in the MCP spec's order.
-pub(crate) fn authorization_server_candidates(issuer: &Url) -> Vec<Url> {
-    match path_inserted(issuer, "oauth-authorization-server") {
-        Some(oauth) => {
-            let mut oidc_appended = issuer.clone();
-            oidc_appended.set_query(None);
-            oidc_appended.set_fragment(None);
-            oidc_appended.set_path(&format!(
-                "{}/.well-known/openid-configuration",
-                issuer.path().trim_end_matches('/')
-            ));
-            vec![
-                oauth,
-                path_inserted(issuer, "openid-configuration").expect("issuer has a path"),
-                oidc_appended,
-            ]
-        }
-        None => vec![
-            at_root(issuer, "oauth-authorization-server"),
-            at_root(issuer, "openid-configuration"),
-        ],
-    }
 }
 
 /// Whether the metadata's `resource` covers `server_url`: same origin, and the server's path is

@@ -1,0 +1,532 @@
+//! [`RequireBearerLayer`]: protects any tower HTTP service with bearer tokens (RFC 6750), answering
+//! every failure with the proper status and challenge (RFC 6750 §3, RFC 9728 §5.1) and handing
+//! [`AuthInfo`] to the service through the request extensions.
+//!
+//! | what came in | answer |
+//! |---|---|
+//! | no credentials, or another scheme | 401, `Bearer resource_metadata=…` (and `scope` when configured), no error code |
+//! | a malformed `Authorization` header | 400, `error="invalid_request"` |
+//! | a bad, expired or wrong-audience token | 401, `error="invalid_token"` |
+//! | a token without a required scope | 403, `error="insufficient_scope"`, `scope` lists every required scope |
+//! | the verifier cannot decide | 503, never a pass |
+//!
+//! Tokens are read from the `Authorization` header only, never from a query string or a form body.
+//!
+//! ```
+//! use tower::ServiceBuilder;
+//! use tower_mcp_oauth::server::{AuthInfo, McpScopes, RequireBearerLayer, StaticVerifier};
+//!
+//! let verifier = StaticVerifier::new().with_token("dev-token", AuthInfo {
+//!     scopes: vec!["mcp".into()],
+//!     audience: vec!["https://mcp.example.com/mcp".into()],
+//!     ..Default::default()
+//! });
+//! let layer = RequireBearerLayer::new(verifier)
+//!     .resource("https://mcp.example.com/mcp")
+//!     .resource_metadata("https://mcp.example.com/.well-known/oauth-protected-resource/mcp")
+//!     .required_scopes(["mcp"])
+//!     .mcp_scopes(McpScopes::new().tool("delete_file", ["files:write"]));
+//! let service = ServiceBuilder::new().layer(layer).service_fn(|_request: http::Request<http_body_util::Full<bytes::Bytes>>| async {
+//!     Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::<bytes::Bytes>::default()))
+//! });
+//! # let _ = service;
+//! ```
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::header::{HeaderMap, HeaderValue, AUTHORIZATION, WWW_AUTHENTICATE};
+use http::{Method, Request, Response, StatusCode};
+use http_body::Body;
+use http_body_util::BodyExt;
+use tower::{Layer, Service};
+
+use crate::challenge::BearerChallenge;
+use crate::server::mcp::{calls_in, McpScopes};
+use crate::server::verify::{digest, now_secs, AuthInfo, TokenCache, TokenVerifier, VerifyError};
+
+/// The longest `Authorization` header accepted; longer is a malformed request.
+pub const MAX_AUTHORIZATION_BYTES: usize = 16 * 1024;
+
+/// Why a request was turned away; found in the response extensions, for logging.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Rejection {
+    /// No `Authorization` header.
+    MissingCredentials,
+    /// An `Authorization` header with another scheme than Bearer.
+    UnsupportedScheme,
+    /// The header or request is malformed.
+    InvalidRequest(&'static str),
+    /// The token was refused by the verifier or by the layer's own checks.
+    InvalidToken(String),
+    /// The token lacks scopes; every scope the request needs is listed.
+    InsufficientScope(Vec<String>),
+    /// The verifier could not decide.
+    Unavailable(String),
+    /// The body was too large to decide its scopes.
+    BodyTooLarge,
+}
+
+struct Config<V> {
+    verifier: Arc<V>,
+    resource: Option<String>,
+    resource_metadata: Option<String>,
+    realm: Option<String>,
+    required_scopes: Vec<String>,
+    mcp: Option<McpScopes>,
+    cache: Option<Arc<TokenCache>>,
+}
+
+/// Layer that applies [`RequireBearer`]: see the [module docs](self).
+pub struct RequireBearerLayer<V> {
+    verifier: Arc<V>,
+    resource: Option<String>,
+    resource_metadata: Option<String>,
+    realm: Option<String>,
+    required_scopes: Vec<String>,
+    mcp: Option<McpScopes>,
+    cache: Option<Arc<TokenCache>>,
+}
+
+impl<V> Clone for RequireBearerLayer<V> {
+    fn clone(&self) -> Self {
+        Self {
+            verifier: self.verifier.clone(),
+            resource: self.resource.clone(),
+            resource_metadata: self.resource_metadata.clone(),
+            realm: self.realm.clone(),
+            required_scopes: self.required_scopes.clone(),
+            mcp: self.mcp.clone(),
+            cache: self.cache.clone(),
+        }
+    }
+}
+
+impl<V> std::fmt::Debug for RequireBearerLayer<V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequireBearerLayer")
+            .field("resource", &self.resource)
+            .field("resource_metadata", &self.resource_metadata)
+            .field("required_scopes", &self.required_scopes)
+            .field("mcp", &self.mcp)
+            .field("cache", &self.cache.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Verified tokens are remembered this long at most (and never past their expiry).
+pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(300);
+const DEFAULT_CACHE_CAPACITY: usize = 10_000;
+
+impl<V: TokenVerifier> RequireBearerLayer<V> {
+    /// Protects with `verifier`, caching verified tokens (see [`Self::cache`]).
+    pub fn new(verifier: V) -> Self {
+        Self {
+            verifier: Arc::new(verifier),
+            resource: None,
+            resource_metadata: None,
+            realm: None,
+            required_scopes: Vec::new(),
+            mcp: None,
+            cache: Some(Arc::new(TokenCache::new(
+                DEFAULT_CACHE_TTL,
+                DEFAULT_CACHE_CAPACITY,
+            ))),
+        }
+    }
+
+    /// The canonical URL of the protected resource. Tokens must name it in `aud` (RFC 8707);
+    /// the verifier's own audience check comes first, this one makes sure of it.
+    pub fn resource(mut self, resource: impl Into<String>) -> Self {
+        self.resource = Some(resource.into());
+        self
+    }
+
+    /// The protected resource metadata URL sent in every challenge (RFC 9728 §5.1).
+    pub fn resource_metadata(mut self, url: impl Into<String>) -> Self {
+        self.resource_metadata = Some(url.into());
+        self
+    }
+
+    /// The `realm` of the challenges.
+    pub fn realm(mut self, realm: impl Into<String>) -> Self {
+        self.realm = Some(realm.into());
+        self
+    }
+
+    /// Scopes every request needs. For route-level scopes, put a layer on each route.
+    pub fn required_scopes<I, S>(mut self, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.required_scopes = scopes.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Scopes per MCP method and tool, decided from the JSON-RPC body.
+    pub fn mcp_scopes(mut self, scopes: McpScopes) -> Self {
+        self.mcp = Some(scopes);
+        self
+    }
+
+    /// Remembers verified tokens (by SHA-256) for at most `ttl`, and never past their expiry,
+    /// keeping at most `capacity` of them.
+    pub fn cache(mut self, ttl: Duration, capacity: usize) -> Self {
+        self.cache = Some(Arc::new(TokenCache::new(ttl, capacity.max(1))));
+        self
+    }
+
+    /// Verifies every request anew.
+    pub fn without_cache(mut self) -> Self {
+        self.cache = None;
+        self
+    }
+}
+
+impl<S, V> Layer<S> for RequireBearerLayer<V> {
+    type Service = RequireBearer<S, V>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequireBearer {
+            inner,
+            config: Arc::new(Config {
+                verifier: self.verifier.clone(),
+                resource: self.resource.clone(),
+                resource_metadata: self.resource_metadata.clone(),
+                realm: self.realm.clone(),
+                required_scopes: self.required_scopes.clone(),
+                mcp: self.mcp.clone(),
+                cache: self.cache.clone(),
+            }),
+        }
+    }
+}
+
+/// Middleware that requires a valid bearer token: see the [module docs](self).
+pub struct RequireBearer<S, V> {
+    inner: S,
+    config: Arc<Config<V>>,
+}
+
+impl<S: Clone, V> Clone for RequireBearer<S, V> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            config: self.config.clone(),
+        }
+    }
+}
+
+impl<S, V> std::fmt::Debug for RequireBearer<S, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequireBearer")
+            .field("resource", &self.config.resource)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The future of [`RequireBearer`]: boxed, as it may wait on the verifier and the body first.
+pub type ResponseFuture<ResBody, E> =
+    Pin<Box<dyn Future<Output = Result<Response<ResBody>, E>> + Send>>;
+
+impl<S, V, ReqBody, ResBody> Service<Request<ReqBody>> for RequireBearer<S, V>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    V: TokenVerifier,
+    ReqBody: Body<Data = Bytes> + From<Bytes> + Send + 'static,
+    ResBody: Default + Send + 'static,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = ResponseFuture<ResBody, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        Box::pin(protect(self.config.clone(), inner, request))
+    }
+}
+
+async fn protect<S, V, ReqBody, ResBody>(
+    config: Arc<Config<V>>,
+    mut inner: S,
+    request: Request<ReqBody>,
+) -> Result<Response<ResBody>, S::Error>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    V: TokenVerifier,
+    ReqBody: Body<Data = Bytes> + From<Bytes>,
+    ResBody: Default,
+{
+    match authorize(&config, request).await {
+        Ok(request) => inner.call(request).await,
+        Err(rejection) => Ok(config.reject(rejection)),
+    }
+}
+
+/// The bearer token of the request, or why there is none.
+fn bearer_token(headers: &HeaderMap) -> Result<&str, Rejection> {
+    let mut values = headers.get_all(AUTHORIZATION).iter();
+    let value = values.next().ok_or(Rejection::MissingCredentials)?;
+    if values.next().is_some() {
+        return Err(Rejection::InvalidRequest("several Authorization headers"));
+    }
+    if value.len() > MAX_AUTHORIZATION_BYTES {
+        return Err(Rejection::InvalidRequest(
+            "the Authorization header is too large",
+        ));
+    }
+    let value = value
+        .to_str()
+        .map_err(|_| Rejection::InvalidRequest("the Authorization header is not ASCII"))?;
+    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(Rejection::UnsupportedScheme);
+    }
+    let token = rest.trim_start_matches(' ');
+    if token.is_empty() {
+        return Err(Rejection::InvalidRequest("the bearer token is empty"));
+    }
+    // RFC 6750 §2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
+    let body = token.trim_end_matches('=');
+    let well_formed = !body.is_empty()
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b));
+    if !well_formed {
+        return Err(Rejection::InvalidRequest(
+            "the bearer token is not a b64token",
+        ));
+    }
+    Ok(token)
+}
+
+fn same_resource(a: &str, b: &str) -> bool {
+    a.trim_end_matches('/') == b.trim_end_matches('/')
+}
+
+async fn authorize<V, ReqBody>(
+    config: &Config<V>,
+    request: Request<ReqBody>,
+) -> Result<Request<ReqBody>, Rejection>
+where
+    V: TokenVerifier,
+    ReqBody: Body<Data = Bytes> + From<Bytes>,
+{
+    let info = {
+        let token = bearer_token(request.headers())?;
+        config.verify(token).await?
+    };
+    if info.expires_at.is_some_and(|at| at <= now_secs()) {
+        return Err(Rejection::InvalidToken("the token has expired".into()));
+    }
+    if let Some(resource) = &config.resource {
+        if !info.audience.iter().any(|aud| same_resource(aud, resource)) {
+            return Err(Rejection::InvalidToken(
+                "the token is not for this resource (audience)".into(),
+            ));
+        }
+    }
+    let mut required: BTreeSet<String> = config.required_scopes.iter().cloned().collect();
+    let request = match &config.mcp {
+        Some(policy) if request.method() == Method::POST => {
+            let (parts, body) = request.into_parts();
+            let bytes = read_body(body, policy.max_body_bytes).await?;
+            if let Some(calls) = calls_in(&bytes) {
+                check_mcp_headers(&parts.headers, &calls)?;
+                policy.required_for(&calls, &mut required);
+            }
+            Request::from_parts(parts, ReqBody::from(bytes))
+        }
+        _ => request,
+    };
+    let missing = required.iter().any(|scope| !info.has_scope(scope));
+    if missing {
+        return Err(Rejection::InsufficientScope(required.into_iter().collect()));
+    }
+    let mut request = request;
+    request.extensions_mut().insert((*info).clone());
+    Ok(request)
+}
+
+/// The 2026-07-28 routing headers must say what the body says.
+fn check_mcp_headers(
+    headers: &HeaderMap,
+    calls: &[crate::server::mcp::McpCall],
+) -> Result<(), Rejection> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(method) = header("mcp-method") {
+        if calls.iter().any(|c| c.method != method) {
+            return Err(Rejection::InvalidRequest(
+                "Mcp-Method does not match the body",
+            ));
+        }
+    }
+    if let Some(name) = header("mcp-name") {
+        if calls.iter().any(|c| c.name.as_deref() != Some(name)) {
+            return Err(Rejection::InvalidRequest(
+                "Mcp-Name does not match the body",
+            ));
+        }
+    }
+    Ok(())
+}
+
+async fn read_body<B: Body<Data = Bytes>>(body: B, limit: usize) -> Result<Bytes, Rejection> {
+    if body.size_hint().lower() > limit as u64 {
+        return Err(Rejection::BodyTooLarge);
+    }
+    let mut body = std::pin::pin!(body);
+    let mut collected = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|_| Rejection::InvalidRequest("the request body could not be read"))?;
+        if let Ok(data) = frame.into_data() {
+            if collected.len() + data.len() > limit {
+                return Err(Rejection::BodyTooLarge);
+            }
+            collected.extend_from_slice(&data);
+        }
+    }
+    Ok(collected.freeze())
+}
+
+impl<V: TokenVerifier> Config<V> {
+    async fn verify(&self, token: &str) -> Result<Arc<AuthInfo>, Rejection> {
+        let key = self.cache.as_ref().map(|_| digest(token));
+        if let (Some(cache), Some(key)) = (&self.cache, &key) {
+            if let Some(info) = cache.get(key) {
+                return Ok(info);
+            }
+        }
+        let info = match self.verifier.verify(token).await {
+            Ok(info) => Arc::new(info),
+            Err(VerifyError::Invalid(reason)) => return Err(Rejection::InvalidToken(reason)),
+            Err(VerifyError::Unavailable(reason)) => return Err(Rejection::Unavailable(reason)),
+        };
+        if let (Some(cache), Some(key)) = (&self.cache, key) {
+            cache.insert(key, info.clone());
+        }
+        Ok(info)
+    }
+}
+
+impl<V> Config<V> {
+    fn challenge(&self) -> BearerChallenge {
+        BearerChallenge {
+            realm: self.realm.clone(),
+            resource_metadata: self.resource_metadata.clone(),
+            ..Default::default()
+        }
+    }
+
+    fn reject<B: Default>(&self, rejection: Rejection) -> Response<B> {
+        let mut challenge = self.challenge();
+        let status = match &rejection {
+            Rejection::MissingCredentials | Rejection::UnsupportedScheme => {
+                if !self.required_scopes.is_empty() {
+                    challenge.scope = Some(self.required_scopes.join(" "));
+                }
+                StatusCode::UNAUTHORIZED
+            }
+            Rejection::InvalidRequest(reason) => {
+                challenge.error = Some("invalid_request".into());
+                challenge.error_description = Some((*reason).into());
+                StatusCode::BAD_REQUEST
+            }
+            Rejection::InvalidToken(reason) => {
+                challenge.error = Some("invalid_token".into());
+                challenge.error_description = Some(reason.clone());
+                StatusCode::UNAUTHORIZED
+            }
+            Rejection::InsufficientScope(required) => {
+                challenge.error = Some("insufficient_scope".into());
+                challenge.scope = Some(required.join(" "));
+                challenge.error_description = Some("the token lacks a required scope".into());
+                StatusCode::FORBIDDEN
+            }
+            Rejection::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Rejection::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        };
+        tracing::debug!(?rejection, %status, "bearer token rejected");
+        let mut response = Response::new(B::default());
+        *response.status_mut() = status;
+        if matches!(
+            status,
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::BAD_REQUEST
+        ) {
+            if let Ok(value) = HeaderValue::from_str(&challenge.to_string()) {
+                response.headers_mut().insert(WWW_AUTHENTICATE, value);
+            }
+        }
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(http::header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        response.extensions_mut().insert(rejection);
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(values: &[&str]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for v in values {
+            map.append(AUTHORIZATION, HeaderValue::from_str(v).unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn header_parsing() {
+        assert_eq!(
+            bearer_token(&headers(&["Bearer abc.def-_~+/=="])),
+            Ok("abc.def-_~+/==")
+        );
+        assert_eq!(bearer_token(&headers(&["bearer  abc"])), Ok("abc"));
+        assert_eq!(
+            bearer_token(&headers(&[])),
+            Err(Rejection::MissingCredentials)
+        );
+        assert_eq!(
+            bearer_token(&headers(&["Basic dXNlcjpw"])),
+            Err(Rejection::UnsupportedScheme)
+        );
+        for bad in [
+            "Bearer",
+            "Bearer ",
+            "Bearer a b",
+            "Bearer ===",
+            "Bearer a,b",
+        ] {
+            assert!(
+                matches!(
+                    bearer_token(&headers(&[bad])),
+                    Err(Rejection::InvalidRequest(_))
+                ),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            bearer_token(&headers(&["Bearer a", "Bearer b"])),
+            Err(Rejection::InvalidRequest(_))
+        ));
+    }
+}

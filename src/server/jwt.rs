@@ -1,0 +1,384 @@
+//! [`JwtVerifier`]: JWT access tokens checked against the authorization server's JWKS.
+//!
+//! - Keys come from the configured JWKS URL, or from `jwks_uri` in the authorization server's
+//!   metadata (RFC 8414 / OpenID Connect discovery). They are cached, and fetched again when a
+//!   token names an unknown `kid`, at most once per [`DEFAULT_MIN_REFETCH_INTERVAL`].
+//! - Only asymmetric algorithms are accepted (RS*, PS*, ES256, ES384, EdDSA): never `none`, never
+//!   an HMAC algorithm, so a token "signed" with the public key as an HMAC secret goes nowhere.
+//!   The key's type and declared `alg` must match the token's.
+//! - `iss` must be the issuer, `aud` must name the resource (RFC 8707), `exp` is required, and
+//!   `exp` and `nbf` are checked with a small leeway. Optionally `typ` must be `at+jwt`
+//!   (RFC 9068).
+//! - A JWKS that cannot be fetched makes the verifier unavailable (503), never permissive.
+
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use jsonwebtoken::jwk::{Jwk, JwkSet, PublicKeyUse};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde_json::{Map, Value};
+use url::Url;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::http::{ensure_secure_url, parse_json, parse_url, HttpClient};
+use crate::metadata::{authorization_server_candidates, AuthorizationServerMetadata};
+use crate::server::verify::{AuthInfo, BoxFuture, TokenVerifier, VerifyError};
+
+/// Unknown `kid`s trigger at most one JWKS fetch per this interval.
+pub const DEFAULT_MIN_REFETCH_INTERVAL: Duration = Duration::from_secs(30);
+/// Default clock skew allowed on `exp` and `nbf`.
+pub const DEFAULT_LEEWAY_SECS: u64 = 30;
+
+const ASYMMETRIC: [Algorithm; 9] = [
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
+
+struct Keys {
+    set: JwkSet,
+    fetched_at: Option<Instant>,
+}
+
+struct Inner {
+    issuer: String,
+    audiences: Vec<String>,
+    jwks_url: Url,
+    http: HttpClient,
+    algorithms: Vec<Algorithm>,
+    leeway: u64,
+    require_at_jwt: bool,
+    min_refetch_interval: Duration,
+    keys: RwLock<Arc<Keys>>,
+    refetch: tokio::sync::Mutex<()>,
+}
+
+/// Verifies JWT access tokens: see the [module docs](self). Cheap to clone.
+#[derive(Clone)]
+pub struct JwtVerifier {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for JwtVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtVerifier")
+            .field("issuer", &self.inner.issuer)
+            .field("audiences", &self.inner.audiences)
+            .field("jwks_url", &self.inner.jwks_url.as_str())
+            .field("algorithms", &self.inner.algorithms)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`JwtVerifier`].
+#[derive(Debug, Clone)]
+pub struct JwtVerifierBuilder {
+    issuer: String,
+    audience: String,
+    jwks_url: Option<String>,
+    http: HttpClient,
+    algorithms: Vec<Algorithm>,
+    leeway: u64,
+    require_at_jwt: bool,
+    min_refetch_interval: Duration,
+}
+
+impl JwtVerifier {
+    /// Tokens from `issuer` for the resource `audience` (the MCP server's canonical URL).
+    pub fn builder(issuer: impl Into<String>, audience: impl Into<String>) -> JwtVerifierBuilder {
+        JwtVerifierBuilder {
+            issuer: issuer.into(),
+            audience: audience.into(),
+            jwks_url: None,
+            http: HttpClient::new(),
+            algorithms: ASYMMETRIC.to_vec(),
+            leeway: DEFAULT_LEEWAY_SECS,
+            require_at_jwt: false,
+            min_refetch_interval: DEFAULT_MIN_REFETCH_INTERVAL,
+        }
+    }
+}
+
+impl JwtVerifierBuilder {
+    /// Where the keys are, when not discovered.
+    pub fn jwks_url(mut self, url: impl Into<String>) -> Self {
+        self.jwks_url = Some(url.into());
+        self
+    }
+
+    /// The HTTP client for discovery and JWKS fetches.
+    pub fn http(mut self, http: HttpClient) -> Self {
+        self.http = http;
+        self
+    }
+
+    /// Restricts the accepted algorithms; HMAC algorithms are dropped whatever is asked.
+    pub fn algorithms(mut self, algorithms: impl IntoIterator<Item = Algorithm>) -> Self {
+        self.algorithms = algorithms
+            .into_iter()
+            .filter(|a| ASYMMETRIC.contains(a))
+            .collect();
+        self
+    }
+
+    /// Clock skew allowed on `exp` and `nbf`, in seconds.
+    pub fn leeway(mut self, seconds: u64) -> Self {
+        self.leeway = seconds;
+        self
+    }
+
+    /// Requires the header `typ` to be `at+jwt` (RFC 9068 access tokens).
+    pub fn require_at_jwt_typ(mut self, required: bool) -> Self {
+        self.require_at_jwt = required;
+        self
+    }
+
+    /// The least time between two JWKS fetches caused by unknown key ids.
+    pub fn min_refetch_interval(mut self, interval: Duration) -> Self {
+        self.min_refetch_interval = interval;
+        self
+    }
+
+    /// Builds with the configured JWKS URL; keys are fetched on first use.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Config`] without a JWKS URL or algorithms; [`ErrorKind::InsecureUrl`] for an
+    /// http URL off loopback.
+    pub fn build(self) -> Result<JwtVerifier> {
+        let url = self.jwks_url.clone().ok_or_else(|| {
+            Error::new(ErrorKind::Config, "no JWKS URL: set one, or use discover()")
+        })?;
+        let url = parse_url(&url, "JWKS URL")?;
+        self.finish(url)
+    }
+
+    /// Finds `jwks_uri` in the issuer's authorization server metadata (RFC 8414 probe order,
+    /// then OpenID Connect discovery), unless a JWKS URL was set.
+    ///
+    /// # Errors
+    /// Discovery errors: unreachable or malformed metadata, an issuer mismatch, no `jwks_uri`.
+    pub async fn discover(self) -> Result<JwtVerifier> {
+        if self.jwks_url.is_some() {
+            return self.build();
+        }
+        let issuer = parse_url(&self.issuer, "issuer")?;
+        ensure_secure_url(&issuer, "issuer")?;
+        for candidate in authorization_server_candidates(&issuer) {
+            let response = self.http.get(&candidate, &[]).await?;
+            if response.status().is_client_error() {
+                continue;
+            }
+            let metadata: AuthorizationServerMetadata =
+                parse_json(&response, "authorization server metadata")?;
+            if metadata.issuer != self.issuer {
+                return Err(Error::new(
+                    ErrorKind::MetadataMismatch,
+                    format!(
+                        "the metadata at {candidate} names issuer {:?}, expected {:?}",
+                        metadata.issuer, self.issuer
+                    ),
+                ));
+            }
+            let jwks = metadata.jwks_uri.ok_or_else(|| {
+                Error::new(
+                    ErrorKind::DiscoveryFailed,
+                    "the authorization server metadata has no jwks_uri",
+                )
+            })?;
+            let url = parse_url(&jwks, "jwks_uri")?;
+            return self.finish(url);
+        }
+        Err(Error::new(
+            ErrorKind::DiscoveryFailed,
+            format!(
+                "no authorization server metadata found for issuer {}",
+                self.issuer
+            ),
+        ))
+    }
+
+    fn finish(self, jwks_url: Url) -> Result<JwtVerifier> {
+        ensure_secure_url(&jwks_url, "JWKS URL")?;
+        if self.algorithms.is_empty() {
+            return Err(Error::new(
+                ErrorKind::Config,
+                "no asymmetric algorithm allowed",
+            ));
+        }
+        let trimmed = self.audience.trim_end_matches('/').to_owned();
+        let audiences = vec![trimmed.clone(), format!("{trimmed}/")];
+        Ok(JwtVerifier {
+            inner: Arc::new(Inner {
+                issuer: self.issuer,
+                audiences,
+                jwks_url,
+                http: self.http,
+                algorithms: self.algorithms,
+                leeway: self.leeway,
+                require_at_jwt: self.require_at_jwt,
+                min_refetch_interval: self.min_refetch_interval,
+                keys: RwLock::new(Arc::new(Keys {
+                    set: JwkSet { keys: Vec::new() },
+                    fetched_at: None,
+                })),
+                refetch: tokio::sync::Mutex::new(()),
+            }),
+        })
+    }
+}
+
+fn family_matches(jwk: &Jwk, alg: Algorithm) -> bool {
+    use jsonwebtoken::jwk::AlgorithmParameters as P;
+    use jsonwebtoken::AlgorithmFamily as F;
+    matches!(
+        (&jwk.algorithm, alg.family()),
+        (P::RSA(_), F::Rsa) | (P::EllipticCurve(_), F::Ec) | (P::OctetKeyPair(_), F::Ed)
+    )
+}
+
+fn usable(jwk: &Jwk, alg: Algorithm) -> bool {
+    let declared_ok = jwk.common.key_algorithm.is_none_or(|declared| {
+        declared
+            .to_string()
+            .parse::<Algorithm>()
+            .is_ok_and(|a| a == alg)
+    });
+    let use_ok = !matches!(
+        jwk.common.public_key_use,
+        Some(PublicKeyUse::Encryption) | Some(PublicKeyUse::Other(_))
+    );
+    declared_ok && use_ok && family_matches(jwk, alg)
+}
+
+fn pick<'k>(keys: &'k JwkSet, kid: Option<&str>, alg: Algorithm) -> Option<&'k Jwk> {
+    match kid {
+        Some(kid) => keys.find(kid).filter(|k| usable(k, alg)),
+        None => {
+            let mut candidates = keys.keys.iter().filter(|k| usable(k, alg));
+            let only = candidates.next()?;
+            // Without a kid, only an unambiguous key will do.
+            candidates.next().is_none().then_some(only)
+        }
+    }
+}
+
+impl Inner {
+    fn current(&self) -> Arc<Keys> {
+        self.keys.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Fetches the JWKS, unless another request did since `observed` (then its keys are used)
+    /// or the last fetch is more recent than the refetch interval. Returns whether the set may
+    /// have changed.
+    async fn refresh_keys(
+        &self,
+        observed: Option<Instant>,
+    ) -> std::result::Result<bool, VerifyError> {
+        let _one_at_a_time = self.refetch.lock().await;
+        let fetched_at = self.current().fetched_at;
+        if fetched_at != observed {
+            return Ok(true);
+        }
+        if fetched_at.is_some_and(|at| at.elapsed() < self.min_refetch_interval) {
+            return Ok(false);
+        }
+        let fetched = async {
+            let response = self.http.get(&self.jwks_url, &[]).await?;
+            parse_json::<JwkSet>(&response, "JWKS")
+        }
+        .await;
+        match fetched {
+            Ok(set) => {
+                tracing::debug!(keys = set.keys.len(), "fetched JWKS");
+                *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(Keys {
+                    set,
+                    fetched_at: Some(Instant::now()),
+                });
+                Ok(true)
+            }
+            Err(error) if self.current().set.keys.is_empty() => Err(VerifyError::unavailable(
+                format!("cannot fetch the JWKS: {error}"),
+            )),
+            Err(error) => {
+                // Keep the keys we have; try again after the interval.
+                tracing::warn!(%error, "JWKS refresh failed; keeping the cached keys");
+                let mut keys = self.keys.write().unwrap_or_else(|p| p.into_inner());
+                *keys = Arc::new(Keys {
+                    set: keys.set.clone(),
+                    fetched_at: Some(Instant::now()),
+                });
+                Ok(false)
+            }
+        }
+    }
+
+    async fn key_for(
+        &self,
+        kid: Option<&str>,
+        alg: Algorithm,
+    ) -> std::result::Result<DecodingKey, VerifyError> {
+        let mut keys = self.current();
+        if pick(&keys.set, kid, alg).is_none() && self.refresh_keys(keys.fetched_at).await? {
+            keys = self.current();
+        }
+        let jwk = pick(&keys.set, kid, alg).ok_or_else(|| {
+            VerifyError::invalid("no key of the issuer matches the token's kid and alg")
+        })?;
+        DecodingKey::from_jwk(jwk).map_err(|_| VerifyError::invalid("the issuer's key is unusable"))
+    }
+
+    async fn verify(&self, token: &str) -> std::result::Result<AuthInfo, VerifyError> {
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|_| VerifyError::invalid("the token is not a well-formed JWT"))?;
+        if !self.algorithms.contains(&header.alg) {
+            return Err(VerifyError::invalid(format!(
+                "algorithm {:?} is not accepted",
+                header.alg
+            )));
+        }
+        if self.require_at_jwt {
+            let typ = header.typ.as_deref().unwrap_or("").to_ascii_lowercase();
+            if typ != "at+jwt" && typ != "application/at+jwt" {
+                return Err(VerifyError::invalid("the token's typ is not at+jwt"));
+            }
+        }
+        let key = self.key_for(header.kid.as_deref(), header.alg).await?;
+        let mut validation = Validation::new(header.alg);
+        validation.set_issuer(&[&self.issuer]);
+        validation.set_audience(&self.audiences);
+        validation.leeway = self.leeway;
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+        let data =
+            jsonwebtoken::decode::<Map<String, Value>>(token, &key, &validation).map_err(|e| {
+                use jsonwebtoken::errors::ErrorKind as K;
+                VerifyError::invalid(match e.kind() {
+                    K::ExpiredSignature => "the token has expired".to_owned(),
+                    K::ImmatureSignature => "the token is not valid yet (nbf)".to_owned(),
+                    K::InvalidIssuer => "the token is from another issuer".to_owned(),
+                    K::InvalidAudience => "the token is not for this resource (aud)".to_owned(),
+                    K::InvalidSignature => "the signature does not verify".to_owned(),
+                    K::MissingRequiredClaim(claim) => format!("the token has no {claim} claim"),
+                    K::InvalidAlgorithm => "the key does not fit the token's algorithm".to_owned(),
+                    _ => "the token is invalid".to_owned(),
+                })
+            })?;
+        Ok(AuthInfo::from_claims(data.claims))
+    }
+}
+
+impl TokenVerifier for JwtVerifier {
+    fn verify<'a>(
+        &'a self,
+        token: &'a str,
+    ) -> BoxFuture<'a, std::result::Result<AuthInfo, VerifyError>> {
+        Box::pin(self.inner.verify(token))
+    }
+}

@@ -1,0 +1,150 @@
+//! Scopes per MCP method and per tool: `tools/call` of `delete_file` can need `files:write`
+//! while `tools/list` needs nothing more than the route's scopes.
+//!
+//! The method and tool come from the JSON-RPC body, read within a size limit and handed on
+//! intact. The 2026-07-28 `Mcp-Method` / `Mcp-Name` headers, when present, must agree with the
+//! body: a header that says `tools/list` over a body that calls `delete_file` is refused, so a
+//! client cannot talk its way past a scope.
+
+use std::collections::BTreeSet;
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+/// The default cap on a JSON-RPC body read to decide scopes.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+
+/// Scopes required per MCP method, and per tool for `tools/call`.
+///
+/// ```
+/// use tower_mcp_oauth::server::McpScopes;
+///
+/// let scopes = McpScopes::new()
+///     .method("tools/list", ["files:read"])
+///     .tool("delete_file", ["files:write"]);
+/// # let _ = scopes;
+/// ```
+#[derive(Debug, Clone)]
+pub struct McpScopes {
+    methods: HashMap<String, Vec<String>>,
+    tools: HashMap<String, Vec<String>>,
+    pub(crate) max_body_bytes: usize,
+}
+
+impl Default for McpScopes {
+    fn default() -> Self {
+        Self {
+            methods: HashMap::new(),
+            tools: HashMap::new(),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+        }
+    }
+}
+
+/// One JSON-RPC call found in a body: its method and, for tools, prompts and resources, the
+/// name it targets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct McpCall {
+    pub(crate) method: String,
+    pub(crate) name: Option<String>,
+}
+
+impl McpScopes {
+    /// No per-method scopes yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Requires `scopes` for every call of `method` (`tools/list`, `resources/read`, …).
+    pub fn method<I, S>(mut self, method: &str, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.methods
+            .entry(method.to_owned())
+            .or_default()
+            .extend(scopes.into_iter().map(Into::into));
+        self
+    }
+
+    /// Requires `scopes` for `tools/call` of the tool `name`.
+    pub fn tool<I, S>(mut self, name: &str, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.tools
+            .entry(name.to_owned())
+            .or_default()
+            .extend(scopes.into_iter().map(Into::into));
+        self
+    }
+
+    /// The largest body read to decide (default 4 MiB); a larger one is refused with 413.
+    pub fn max_body_bytes(mut self, max: usize) -> Self {
+        self.max_body_bytes = max;
+        self
+    }
+
+    pub(crate) fn required_for(&self, calls: &[McpCall], into: &mut BTreeSet<String>) {
+        for call in calls {
+            if let Some(scopes) = self.methods.get(&call.method) {
+                into.extend(scopes.iter().cloned());
+            }
+            if call.method == "tools/call" {
+                if let Some(scopes) = call.name.as_ref().and_then(|n| self.tools.get(n)) {
+                    into.extend(scopes.iter().cloned());
+                }
+            }
+        }
+    }
+}
+
+fn call_of(message: &Value) -> Option<McpCall> {
+    let method = message.get("method")?.as_str()?.to_owned();
+    let params = message.get("params");
+    let name = params
+        .and_then(|p| p.get("name").or_else(|| p.get("uri")))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    Some(McpCall { method, name })
+}
+
+/// The calls in a JSON-RPC body: one message or a batch. `None` when the body is not JSON-RPC.
+pub(crate) fn calls_in(body: &[u8]) -> Option<Vec<McpCall>> {
+    let value: Value = serde_json::from_slice(body).ok()?;
+    match &value {
+        Value::Array(batch) => Some(batch.iter().filter_map(call_of).collect()),
+        Value::Object(_) => Some(call_of(&value).into_iter().collect()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_per_method_and_tool_over_batches() {
+        let policy = McpScopes::new()
+            .method("tools/call", ["mcp"])
+            .tool("delete_file", ["files:write"]);
+        let body =
+            br#"[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete_file"}},
+                       {"jsonrpc":"2.0","id":2,"method":"tools/list"}]"#;
+        let calls = calls_in(body).unwrap();
+        assert_eq!(calls.len(), 2);
+        let mut required = BTreeSet::new();
+        policy.required_for(&calls, &mut required);
+        assert_eq!(
+            required.into_iter().collect::<Vec<_>>(),
+            vec!["files:write", "mcp"]
+        );
+        assert!(calls_in(b"not json").is_none());
+        assert_eq!(
+            calls_in(br#"{"jsonrpc":"2.0","id":1,"result":{}}"#).unwrap(),
+            vec![]
+        );
+    }
+}

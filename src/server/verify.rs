@@ -1,0 +1,254 @@
+//! What a verifier answers: [`AuthInfo`] for a good token, [`VerifyError`] otherwise; the
+//! [`TokenVerifier`] trait; a [`StaticVerifier`] for development; and the cache of verified
+//! tokens that lets a repeated token skip the cryptography.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+/// A boxed future, as the object-safe verifier trait returns.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Who a verified token speaks for. Handlers find it in the request extensions.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AuthInfo {
+    /// `sub`: the user (or client, for client-credentials tokens).
+    pub subject: Option<String>,
+    /// `client_id` (or `azp`): the client the token was issued to.
+    pub client_id: Option<String>,
+    /// Granted scopes.
+    pub scopes: Vec<String>,
+    /// `aud`: the resources the token is for (RFC 8707).
+    pub audience: Vec<String>,
+    /// `iss`: who issued it.
+    pub issuer: Option<String>,
+    /// `exp`, seconds since the epoch.
+    pub expires_at: Option<u64>,
+    /// Every claim as the issuer sent it (never the token itself).
+    pub claims: Map<String, Value>,
+}
+
+impl AuthInfo {
+    /// Whether `scope` was granted.
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|s| s == scope)
+    }
+
+    /// Fills the typed fields from a claims object (JWT claims, or an RFC 7662 response).
+    pub fn from_claims(claims: Map<String, Value>) -> Self {
+        let string = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_owned);
+        let scopes = match claims.get("scope").or_else(|| claims.get("scp")) {
+            Some(Value::String(s)) => s.split_ascii_whitespace().map(str::to_owned).collect(),
+            Some(Value::Array(items)) => items
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect(),
+            _ => Vec::new(),
+        };
+        let audience = match claims.get("aud") {
+            Some(Value::String(s)) => vec![s.clone()],
+            Some(Value::Array(items)) => items
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect(),
+            _ => Vec::new(),
+        };
+        Self {
+            subject: string("sub"),
+            client_id: string("client_id").or_else(|| string("azp")),
+            scopes,
+            audience,
+            issuer: string("iss"),
+            expires_at: claims.get("exp").and_then(Value::as_u64),
+            claims,
+        }
+    }
+}
+
+/// Why a token was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum VerifyError {
+    /// The token is malformed, forged, expired, for another resource or revoked: 401
+    /// `invalid_token`. The reason is for logs and `error_description`; it never holds the token.
+    Invalid(String),
+    /// The verifier could not decide (JWKS or introspection endpoint down): 503. Never treated
+    /// as success.
+    Unavailable(String),
+}
+
+impl VerifyError {
+    /// An invalid token, for `reason`.
+    pub fn invalid(reason: impl Into<String>) -> Self {
+        Self::Invalid(reason.into())
+    }
+
+    /// The verifier cannot decide now, because of `reason`.
+    pub fn unavailable(reason: impl Into<String>) -> Self {
+        Self::Unavailable(reason.into())
+    }
+}
+
+impl std::fmt::Display for VerifyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Invalid(reason) => write!(f, "invalid token: {reason}"),
+            Self::Unavailable(reason) => write!(f, "token verification unavailable: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for VerifyError {}
+
+/// Checks a bearer token. Implementations must never accept a token they could not check.
+pub trait TokenVerifier: Send + Sync + 'static {
+    /// Verifies `token` and says who it speaks for.
+    fn verify<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<AuthInfo, VerifyError>>;
+}
+
+impl<V: TokenVerifier + ?Sized> TokenVerifier for Arc<V> {
+    fn verify<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<AuthInfo, VerifyError>> {
+        (**self).verify(token)
+    }
+}
+
+pub(crate) fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Tokens known in advance, for development and tests. Tokens are compared by their SHA-256, so
+/// the verifier holds no token in memory.
+#[derive(Debug, Default, Clone)]
+pub struct StaticVerifier {
+    tokens: HashMap<[u8; 32], AuthInfo>,
+}
+
+impl StaticVerifier {
+    /// A verifier that knows no token.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Accepts `token` as `info`.
+    pub fn with_token(mut self, token: &str, info: AuthInfo) -> Self {
+        self.tokens.insert(digest(token), info);
+        self
+    }
+}
+
+impl TokenVerifier for StaticVerifier {
+    fn verify<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<AuthInfo, VerifyError>> {
+        let result = match self.tokens.get(&digest(token)) {
+            Some(info) if info.expires_at.is_some_and(|at| at <= now_secs()) => {
+                Err(VerifyError::invalid("the token has expired"))
+            }
+            Some(info) => Ok(info.clone()),
+            None => Err(VerifyError::invalid("unknown token")),
+        };
+        Box::pin(std::future::ready(result))
+    }
+}
+
+pub(crate) fn digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// Verified tokens, by SHA-256, each kept until the earlier of its expiry and the cache's TTL.
+#[derive(Debug)]
+pub(crate) struct TokenCache {
+    entries: RwLock<HashMap<[u8; 32], (Arc<AuthInfo>, Instant)>>,
+    ttl: Duration,
+    capacity: usize,
+}
+
+impl TokenCache {
+    pub(crate) fn new(ttl: Duration, capacity: usize) -> Self {
+        Self {
+            entries: RwLock::new(HashMap::new()),
+            ttl,
+            capacity,
+        }
+    }
+
+    pub(crate) fn get(&self, key: &[u8; 32]) -> Option<Arc<AuthInfo>> {
+        let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
+        let (info, until) = entries.get(key)?;
+        (Instant::now() < *until).then(|| info.clone())
+    }
+
+    pub(crate) fn insert(&self, key: [u8; 32], info: Arc<AuthInfo>) {
+        let mut ttl = self.ttl;
+        if let Some(expires_at) = info.expires_at {
+            ttl = ttl.min(Duration::from_secs(expires_at.saturating_sub(now_secs())));
+        }
+        if ttl.is_zero() {
+            return;
+        }
+        let now = Instant::now();
+        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        if entries.len() >= self.capacity {
+            entries.retain(|_, (_, until)| *until > now);
+            if entries.len() >= self.capacity {
+                // Still full of live entries: start over rather than grow without bound.
+                entries.clear();
+            }
+        }
+        entries.insert(key, (info, now + ttl));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn claims_fill_the_typed_fields() {
+        let claims = json!({"sub": "u1", "azp": "c1", "scp": ["a", "b"], "aud": "https://r", "iss": "https://i", "exp": 10});
+        let info = AuthInfo::from_claims(claims.as_object().unwrap().clone());
+        assert_eq!(info.subject.as_deref(), Some("u1"));
+        assert_eq!(info.client_id.as_deref(), Some("c1"));
+        assert_eq!(info.scopes, vec!["a", "b"]);
+        assert_eq!(info.audience, vec!["https://r"]);
+        assert_eq!(info.expires_at, Some(10));
+        let info = AuthInfo::from_claims(
+            json!({"scope": "x y", "aud": ["p", "q"]})
+                .as_object()
+                .unwrap()
+                .clone(),
+        );
+        assert!(info.has_scope("y"));
+        assert_eq!(info.audience, vec!["p", "q"]);
+    }
+
+    #[test]
+    fn the_cache_honours_expiry_and_capacity() {
+        let cache = TokenCache::new(Duration::from_secs(60), 2);
+        let expired = Arc::new(AuthInfo {
+            expires_at: Some(1),
+            ..Default::default()
+        });
+        cache.insert([1; 32], expired);
+        assert!(
+            cache.get(&[1; 32]).is_none(),
+            "never caches an expired token"
+        );
+        let live = Arc::new(AuthInfo {
+            expires_at: Some(now_secs() + 100),
+            ..Default::default()
+        });
+        for i in 2..10 {
+            cache.insert([i; 32], live.clone());
+        }
+        assert!(cache.get(&[9; 32]).is_some());
+        assert!(cache.entries.read().unwrap().len() <= 2);
+    }
+}
