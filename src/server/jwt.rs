@@ -44,7 +44,13 @@ const ASYMMETRIC: [Algorithm; 9] = [
 struct Keys {
     set: JwkSet,
     fetched_at: Option<Instant>,
+    /// The last fetch caused by an unknown key id, which the refetch interval limits.
+    refetched_at: Option<Instant>,
+    /// The last failed fetch: retried after [`FAILED_FETCH_BACKOFF`], not on every request.
+    failed_at: Option<Instant>,
 }
+
+const FAILED_FETCH_BACKOFF: Duration = Duration::from_secs(2);
 
 struct Inner {
     issuer: String,
@@ -226,6 +232,8 @@ impl JwtVerifierBuilder {
                 keys: RwLock::new(Arc::new(Keys {
                     set: JwkSet { keys: Vec::new() },
                     fetched_at: None,
+                    refetched_at: None,
+                    failed_at: None,
                 })),
                 refetch: tokio::sync::Mutex::new(()),
             }),
@@ -285,9 +293,18 @@ impl Inner {
         if fetched_at != observed {
             return Ok(true);
         }
-        if fetched_at.is_some_and(|at| at.elapsed() < self.min_refetch_interval) {
+        let Keys {
+            refetched_at,
+            failed_at,
+            ..
+        } = *self.current();
+        if refetched_at.is_some_and(|at| at.elapsed() < self.min_refetch_interval)
+            || failed_at.is_some_and(|at| at.elapsed() < FAILED_FETCH_BACKOFF)
+        {
             return Ok(false);
         }
+        // The first load is not a refetch; every later fetch is.
+        let refetch = fetched_at.is_some();
         let fetched = async {
             let response = self.http.get(&self.jwks_url, &[]).await?;
             parse_json::<JwkSet>(&response, "JWKS")
@@ -296,23 +313,30 @@ impl Inner {
         match fetched {
             Ok(set) => {
                 tracing::debug!(keys = set.keys.len(), "fetched JWKS");
+                let now = Instant::now();
                 *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(Keys {
                     set,
-                    fetched_at: Some(Instant::now()),
+                    fetched_at: Some(now),
+                    refetched_at: if refetch { Some(now) } else { refetched_at },
+                    failed_at: None,
                 });
                 Ok(true)
             }
-            Err(error) if self.current().set.keys.is_empty() => Err(VerifyError::unavailable(
-                format!("cannot fetch the JWKS: {error}"),
-            )),
             Err(error) => {
-                // Keep the keys we have; try again after the interval.
-                tracing::warn!(%error, "JWKS refresh failed; keeping the cached keys");
+                // Keep whatever keys we have, and do not ask again for a while.
+                tracing::warn!(%error, "JWKS fetch failed");
                 let mut keys = self.keys.write().unwrap_or_else(|p| p.into_inner());
                 *keys = Arc::new(Keys {
                     set: keys.set.clone(),
-                    fetched_at: Some(Instant::now()),
+                    fetched_at: keys.fetched_at,
+                    refetched_at: keys.refetched_at,
+                    failed_at: Some(Instant::now()),
                 });
+                if keys.set.keys.is_empty() {
+                    return Err(VerifyError::unavailable(format!(
+                        "cannot fetch the JWKS: {error}"
+                    )));
+                }
                 Ok(false)
             }
         }
@@ -326,6 +350,11 @@ impl Inner {
         let mut keys = self.current();
         if pick(&keys.set, kid, alg).is_none() && self.refresh_keys(keys.fetched_at).await? {
             keys = self.current();
+        }
+        if keys.set.keys.is_empty() {
+            return Err(VerifyError::unavailable(
+                "the issuer's keys could not be fetched yet",
+            ));
         }
         let jwk = pick(&keys.set, kid, alg).ok_or_else(|| {
             VerifyError::invalid("no key of the issuer matches the token's kid and alg")

@@ -161,10 +161,13 @@ pub(crate) fn digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
+/// A token's SHA-256: what caches and the static verifier keep instead of the token.
+pub(crate) type TokenDigest = [u8; 32];
+
 /// Verified tokens, by SHA-256, each kept until the earlier of its expiry and the cache's TTL.
 #[derive(Debug)]
 pub(crate) struct TokenCache {
-    entries: RwLock<HashMap<[u8; 32], (Arc<AuthInfo>, Instant)>>,
+    entries: RwLock<HashMap<TokenDigest, (Arc<AuthInfo>, Instant)>>,
     ttl: Duration,
     capacity: usize,
 }

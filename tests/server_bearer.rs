@@ -1,0 +1,666 @@
+//! `RequireBearerLayer` in front of an axum app on loopback, with every kind of bad token, and
+//! the JWKS, introspection and metadata endpoints as real servers.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::extract::State;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine;
+use bytes::Bytes;
+use http::{HeaderMap, Request, StatusCode};
+use jsonwebtoken::jwk::{Jwk, JwkSet};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{json, Value};
+use tower_mcp_oauth::http::HttpClient;
+use tower_mcp_oauth::metadata::ProtectedResourceMetadata;
+use tower_mcp_oauth::server::{
+    AuthInfo, IntrospectionVerifier, JwtVerifier, McpScopes, RequireBearerLayer,
+    ResourceMetadataService, StaticVerifier, TokenVerifier, VerifyError,
+};
+
+const RSA_PRIVATE: &[u8] = include_bytes!("fixtures/rsa_private.pem");
+const RSA_PUBLIC: &[u8] = include_bytes!("fixtures/rsa_public.pem");
+const EC_PRIVATE: &[u8] = include_bytes!("fixtures/ec_private.pem");
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+async fn serve(app: Router) -> String {
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    base
+}
+
+/// An authorization server that publishes metadata and a JWKS (RSA `rsa-1`, EC `ec-1`).
+struct Issuer {
+    base: String,
+    jwks_fetches: Arc<AtomicUsize>,
+    jwks_down: Arc<Mutex<bool>>,
+}
+
+fn public_jwk(pem: &[u8], alg: Algorithm, kid: &str) -> Jwk {
+    let key = match alg {
+        Algorithm::ES256 => EncodingKey::from_ec_pem(pem).unwrap(),
+        _ => EncodingKey::from_rsa_pem(pem).unwrap(),
+    };
+    let mut jwk = Jwk::from_encoding_key(&key, alg).unwrap();
+    jwk.common.key_id = Some(kid.into());
+    jwk
+}
+
+impl Issuer {
+    async fn start() -> Self {
+        let fetches = Arc::new(AtomicUsize::new(0));
+        let down = Arc::new(Mutex::new(false));
+        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let jwks = JwkSet {
+            keys: vec![
+                public_jwk(RSA_PRIVATE, Algorithm::RS256, "rsa-1"),
+                public_jwk(EC_PRIVATE, Algorithm::ES256, "ec-1"),
+            ],
+        };
+        let metadata = json!({
+            "issuer": base,
+            "authorization_endpoint": format!("{base}/authorize"),
+            "token_endpoint": format!("{base}/token"),
+            "jwks_uri": format!("{base}/jwks"),
+            "code_challenge_methods_supported": ["S256"],
+        });
+        let state = (fetches.clone(), down.clone());
+        let app =
+            Router::new()
+                .route(
+                    "/.well-known/oauth-authorization-server",
+                    get(move || async move { Json(metadata) }),
+                )
+                .route(
+                    "/jwks",
+                    get(
+                        move |State((fetches, down)): State<(
+                            Arc<AtomicUsize>,
+                            Arc<Mutex<bool>>,
+                        )>| async move {
+                            fetches.fetch_add(1, Ordering::SeqCst);
+                            if *down.lock().unwrap() {
+                                return Err(StatusCode::INTERNAL_SERVER_ERROR);
+                            }
+                            Ok(Json(serde_json::to_value(&jwks).unwrap()))
+                        },
+                    ),
+                )
+                .with_state(state);
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self {
+            base,
+            jwks_fetches: fetches,
+            jwks_down: down,
+        }
+    }
+
+    fn claims(&self, resource: &str) -> Value {
+        json!({
+            "iss": self.base,
+            "aud": resource,
+            "sub": "user-1",
+            "client_id": "client-1",
+            "scope": "mcp",
+            "exp": now() + 600,
+        })
+    }
+}
+
+fn sign(claims: &Value, alg: Algorithm, kid: Option<&str>) -> String {
+    let mut header = Header::new(alg);
+    header.kid = kid.map(str::to_owned);
+    let key = match alg {
+        Algorithm::ES256 => EncodingKey::from_ec_pem(EC_PRIVATE).unwrap(),
+        Algorithm::HS256 => EncodingKey::from_secret(RSA_PUBLIC),
+        _ => EncodingKey::from_rsa_pem(RSA_PRIVATE).unwrap(),
+    };
+    jsonwebtoken::encode(&header, claims, &key).unwrap()
+}
+
+fn b64(value: &Value) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(value.to_string())
+}
+
+/// The protected MCP-ish app: `/mcp` answers with the caller's AuthInfo.
+async fn protected_app<V: TokenVerifier>(verifier: V, resource: &str) -> String {
+    let layer = RequireBearerLayer::new(verifier)
+        .resource(resource)
+        .resource_metadata(format!("{resource}/.well-known/oauth-protected-resource"))
+        .required_scopes(["mcp"])
+        .mcp_scopes(McpScopes::new().tool("delete_file", ["files:write"]));
+    let app = Router::new()
+        .route(
+            "/mcp",
+            post(|info: AuthInfo, body: Bytes| async move {
+                Json(
+                    json!({"subject": info.subject, "scopes": info.scopes, "body_len": body.len()}),
+                )
+            }),
+        )
+        .layer(layer);
+    serve(app).await
+}
+
+struct Answer {
+    status: StatusCode,
+    challenge: String,
+    body: String,
+}
+
+async fn call(
+    url: &str,
+    authorization: Option<&str>,
+    body: &str,
+    extra: &[(&str, &str)],
+) -> Answer {
+    let mut request = Request::post(url).header("content-type", "application/json");
+    if let Some(value) = authorization {
+        request = request.header("authorization", value);
+    }
+    for (name, value) in extra {
+        request = request.header(*name, *value);
+    }
+    let response = HttpClient::new()
+        .send(request.body(body.to_owned().into()).unwrap())
+        .await
+        .unwrap();
+    Answer {
+        status: response.status(),
+        challenge: response
+            .headers()
+            .get("www-authenticate")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default(),
+        body: String::from_utf8_lossy(response.body()).into_owned(),
+    }
+}
+
+const LIST: &str = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+
+struct Setup {
+    issuer: Issuer,
+    resource: String,
+    mcp: String,
+}
+
+async fn setup() -> Setup {
+    let issuer = Issuer::start().await;
+    // The resource identifier is fixed before the app's port is known, as in a real deployment.
+    let resource = "https://mcp.example.test/mcp".to_owned();
+    let verifier = JwtVerifier::builder(&issuer.base, &resource)
+        .discover()
+        .await
+        .unwrap();
+    let base = protected_app(verifier, &resource).await;
+    Setup {
+        issuer,
+        resource,
+        mcp: format!("{base}/mcp"),
+    }
+}
+
+fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+#[tokio::test]
+async fn valid_rs256_and_es256_tokens_reach_the_handler_with_auth_info() {
+    let s = setup().await;
+    for (alg, kid) in [(Algorithm::RS256, "rsa-1"), (Algorithm::ES256, "ec-1")] {
+        let token = sign(&s.issuer.claims(&s.resource), alg, Some(kid));
+        let answer = call(&s.mcp, Some(&bearer(&token)), LIST, &[]).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::OK,
+            "{alg:?}: {}",
+            answer.challenge
+        );
+        let body: Value = serde_json::from_str(&answer.body).unwrap();
+        assert_eq!(body["subject"], "user-1");
+        assert_eq!(
+            body["body_len"],
+            LIST.len(),
+            "the body reaches the handler intact"
+        );
+    }
+}
+
+#[tokio::test]
+async fn no_credentials_or_another_scheme_get_a_bare_challenge() {
+    let s = setup().await;
+    let expected = format!(
+        r#"Bearer scope="mcp", resource_metadata="{}/.well-known/oauth-protected-resource""#,
+        s.resource
+    );
+    for authorization in [None, Some("Basic dXNlcjpwYXNz")] {
+        let answer = call(&s.mcp, authorization, LIST, &[]).await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(answer.challenge, expected);
+    }
+    // A token in the query string is not a credential.
+    let token = sign(
+        &s.issuer.claims(&s.resource),
+        Algorithm::RS256,
+        Some("rsa-1"),
+    );
+    let answer = call(&format!("{}?access_token={token}", s.mcp), None, LIST, &[]).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    assert!(!answer.challenge.contains("error="));
+}
+
+#[tokio::test]
+async fn malformed_headers_are_invalid_requests() {
+    let s = setup().await;
+    let huge = format!("Bearer {}", "a".repeat(20 * 1024));
+    for authorization in ["Bearer", "Bearer ", "Bearer a b", huge.as_str()] {
+        let answer = call(&s.mcp, Some(authorization), LIST, &[]).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::BAD_REQUEST,
+            "{:.20}",
+            authorization
+        );
+        assert!(
+            answer
+                .challenge
+                .starts_with(r#"Bearer error="invalid_request""#),
+            "{}",
+            answer.challenge
+        );
+    }
+}
+
+async fn assert_invalid_token(s: &Setup, token: &str, reason: &str) {
+    let answer = call(&s.mcp, Some(&bearer(token)), LIST, &[]).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{reason}");
+    assert!(
+        answer
+            .challenge
+            .starts_with(r#"Bearer error="invalid_token""#),
+        "{reason}: {}",
+        answer.challenge
+    );
+    assert!(answer.challenge.contains("resource_metadata="), "{reason}");
+    assert!(
+        answer.challenge.contains(reason),
+        "{reason}: {}",
+        answer.challenge
+    );
+}
+
+#[tokio::test]
+async fn every_bad_token_is_refused_with_invalid_token() {
+    let s = setup().await;
+    let claims = s.issuer.claims(&s.resource);
+    let good = sign(&claims, Algorithm::RS256, Some("rsa-1"));
+
+    assert_invalid_token(&s, "not-a-jwt", "well-formed JWT").await;
+
+    // A payload swapped under a valid signature.
+    let mut forged_claims = claims.clone();
+    forged_claims["scope"] = json!("mcp files:write admin");
+    let parts: Vec<&str> = good.split('.').collect();
+    let forged = format!("{}.{}.{}", parts[0], b64(&forged_claims), parts[2]);
+    assert_invalid_token(&s, &forged, "signature").await;
+
+    let none = format!(
+        "{}.{}.",
+        b64(&json!({"alg": "none", "typ": "JWT"})),
+        b64(&claims)
+    );
+    assert_invalid_token(&s, &none, "well-formed JWT").await;
+
+    // The classic key-confusion attack: HS256 with the RSA public key as the secret.
+    let confused = sign(&claims, Algorithm::HS256, Some("rsa-1"));
+    assert_invalid_token(&s, &confused, "not accepted").await;
+
+    let mut expired = claims.clone();
+    expired["exp"] = json!(now() - 3600);
+    assert_invalid_token(
+        &s,
+        &sign(&expired, Algorithm::RS256, Some("rsa-1")),
+        "expired",
+    )
+    .await;
+
+    let mut no_exp = claims.clone();
+    no_exp.as_object_mut().unwrap().remove("exp");
+    assert_invalid_token(
+        &s,
+        &sign(&no_exp, Algorithm::RS256, Some("rsa-1")),
+        "no exp",
+    )
+    .await;
+
+    let mut early = claims.clone();
+    early["nbf"] = json!(now() + 3600);
+    assert_invalid_token(
+        &s,
+        &sign(&early, Algorithm::RS256, Some("rsa-1")),
+        "not valid yet",
+    )
+    .await;
+
+    let mut other_issuer = claims.clone();
+    other_issuer["iss"] = json!("https://evil.example");
+    assert_invalid_token(
+        &s,
+        &sign(&other_issuer, Algorithm::RS256, Some("rsa-1")),
+        "another issuer",
+    )
+    .await;
+
+    let mut other_audience = claims.clone();
+    other_audience["aud"] = json!("https://other.example/mcp");
+    assert_invalid_token(
+        &s,
+        &sign(&other_audience, Algorithm::RS256, Some("rsa-1")),
+        "not for this resource",
+    )
+    .await;
+
+    // The EC key named for an RSA token.
+    assert_invalid_token(&s, &sign(&claims, Algorithm::RS256, Some("ec-1")), "no key").await;
+}
+
+#[tokio::test]
+async fn unknown_kids_refetch_the_jwks_at_a_limited_rate() {
+    let s = setup().await;
+    let claims = s.issuer.claims(&s.resource);
+    let good = sign(&claims, Algorithm::RS256, Some("rsa-1"));
+    assert_eq!(
+        call(&s.mcp, Some(&bearer(&good)), LIST, &[]).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(s.issuer.jwks_fetches.load(Ordering::SeqCst), 1);
+
+    for kid in ["rotated-1", "rotated-2", "rotated-3"] {
+        assert_invalid_token(&s, &sign(&claims, Algorithm::RS256, Some(kid)), "no key").await;
+    }
+    // The first unknown kid may fetch again; the next ones, within the interval, may not.
+    assert_eq!(s.issuer.jwks_fetches.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn scopes_route_and_tool_level_answer_403_with_every_required_scope() {
+    let s = setup().await;
+    let mut claims = s.issuer.claims(&s.resource);
+    claims["scope"] = json!("other");
+    let answer = call(
+        &s.mcp,
+        Some(&bearer(&sign(&claims, Algorithm::RS256, Some("rsa-1")))),
+        LIST,
+        &[],
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN);
+    assert!(answer.challenge.starts_with(r#"Bearer error="insufficient_scope", error_description="the token lacks a required scope", scope="mcp""#), "{}", answer.challenge);
+
+    let token = sign(
+        &s.issuer.claims(&s.resource),
+        Algorithm::RS256,
+        Some("rsa-1"),
+    );
+    let delete = r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"delete_file","arguments":{}}}"#;
+    let answer = call(&s.mcp, Some(&bearer(&token)), delete, &[]).await;
+    assert_eq!(
+        answer.status,
+        StatusCode::FORBIDDEN,
+        "an HTTP 403, not a JSON-RPC error in a 200"
+    );
+    assert!(
+        answer.challenge.contains(r#"scope="files:write mcp""#),
+        "{}",
+        answer.challenge
+    );
+
+    let echo =
+        r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"echo","arguments":{}}}"#;
+    assert_eq!(
+        call(&s.mcp, Some(&bearer(&token)), echo, &[]).await.status,
+        StatusCode::OK
+    );
+
+    // Headers that disagree with the body are refused, so they cannot dodge a tool's scope.
+    let answer = call(
+        &s.mcp,
+        Some(&bearer(&token)),
+        delete,
+        &[("mcp-method", "tools/list")],
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    let answer = call(
+        &s.mcp,
+        Some(&bearer(&token)),
+        delete,
+        &[("mcp-method", "tools/call"), ("mcp-name", "echo")],
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+
+    let mut writer = s.issuer.claims(&s.resource);
+    writer["scope"] = json!("mcp files:write");
+    let writer = sign(&writer, Algorithm::ES256, Some("ec-1"));
+    let answer = call(
+        &s.mcp,
+        Some(&bearer(&writer)),
+        delete,
+        &[("mcp-method", "tools/call"), ("mcp-name", "delete_file")],
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn an_unreachable_jwks_is_503_never_a_pass() {
+    let issuer = Issuer::start().await;
+    *issuer.jwks_down.lock().unwrap() = true;
+    let resource = "https://mcp.example.test/mcp";
+    let verifier = JwtVerifier::builder(&issuer.base, resource)
+        .discover()
+        .await
+        .unwrap();
+    let mcp = format!("{}/mcp", protected_app(verifier, resource).await);
+    let token = sign(&issuer.claims(resource), Algorithm::RS256, Some("rsa-1"));
+    for _ in 0..5 {
+        let answer = call(&mcp, Some(&bearer(&token)), LIST, &[]).await;
+        assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+    }
+    assert_eq!(
+        issuer.jwks_fetches.load(Ordering::SeqCst),
+        1,
+        "a failed fetch is not retried on every request"
+    );
+    // Back up: after a short backoff the keys load and the token passes.
+    *issuer.jwks_down.lock().unwrap() = false;
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    assert_eq!(
+        call(&mcp, Some(&bearer(&token)), LIST, &[]).await.status,
+        StatusCode::OK
+    );
+}
+
+/// An RFC 7662 endpoint that knows one token and checks Basic client authentication.
+async fn introspection_endpoint(resource: &'static str) -> String {
+    let app = Router::new().route(
+        "/introspect",
+        post(move |headers: HeaderMap, body: String| async move {
+            let expected = format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode("rs-client:rs-secret")
+            );
+            if headers.get("authorization").map(|v| v.to_str().unwrap()) != Some(expected.as_str()) {
+                return (StatusCode::UNAUTHORIZED, Json(json!({"error": "invalid_client"})));
+            }
+            let form: Vec<(String, String)> = url::form_urlencoded::parse(body.as_bytes()).into_owned().collect();
+            let token = form.iter().find(|(k, _)| k == "token").map(|(_, v)| v.as_str());
+            let answer = match token {
+                Some("opaque-good") => json!({"active": true, "sub": "user-2", "scope": "mcp", "aud": resource, "exp": now() + 600}),
+                Some("opaque-elsewhere") => json!({"active": true, "sub": "user-2", "scope": "mcp", "aud": "https://other.example", "exp": now() + 600}),
+                _ => json!({"active": false}),
+            };
+            (StatusCode::OK, Json(answer))
+        }),
+    );
+    format!("{}/introspect", serve(app).await)
+}
+
+#[tokio::test]
+async fn introspection_checks_activity_audience_and_fails_closed() {
+    const RESOURCE: &str = "https://mcp.example.test/mcp";
+    let endpoint = introspection_endpoint(RESOURCE).await;
+    let verifier = IntrospectionVerifier::new(&endpoint, "rs-client", "rs-secret")
+        .unwrap()
+        .audience(RESOURCE);
+    let mcp = format!("{}/mcp", protected_app(verifier, RESOURCE).await);
+    assert_eq!(
+        call(&mcp, Some("Bearer opaque-good"), LIST, &[])
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let answer = call(&mcp, Some("Bearer opaque-revoked"), LIST, &[]).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    assert!(answer.challenge.contains("not active"));
+    let answer = call(&mcp, Some("Bearer opaque-elsewhere"), LIST, &[]).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+
+    // Wrong client credentials at the endpoint: the verifier cannot decide.
+    let wrong = IntrospectionVerifier::new(&endpoint, "rs-client", "nope")
+        .unwrap()
+        .audience(RESOURCE);
+    let mcp = format!("{}/mcp", protected_app(wrong, RESOURCE).await);
+    assert_eq!(
+        call(&mcp, Some("Bearer opaque-good"), LIST, &[])
+            .await
+            .status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+
+    // The endpoint is down: nothing listens on its port any more.
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dead = format!("http://{}/introspect", closed.local_addr().unwrap());
+    drop(closed);
+    let down = IntrospectionVerifier::new(&dead, "rs-client", "rs-secret")
+        .unwrap()
+        .audience(RESOURCE);
+    let mcp = format!("{}/mcp", protected_app(down, RESOURCE).await);
+    let answer = call(&mcp, Some("Bearer opaque-good"), LIST, &[]).await;
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+}
+
+/// Counts how often the wrapped verifier is asked.
+struct Counting<V>(V, Arc<AtomicUsize>);
+
+impl<V: TokenVerifier> TokenVerifier for Counting<V> {
+    fn verify<'a>(
+        &'a self,
+        token: &'a str,
+    ) -> tower_mcp_oauth::server::verify::BoxFuture<'a, Result<AuthInfo, VerifyError>> {
+        self.1.fetch_add(1, Ordering::SeqCst);
+        self.0.verify(token)
+    }
+}
+
+#[tokio::test]
+async fn a_repeated_token_is_verified_once() {
+    const RESOURCE: &str = "https://mcp.example.test/mcp";
+    let calls = Arc::new(AtomicUsize::new(0));
+    let verifier = StaticVerifier::new().with_token(
+        "dev-token",
+        AuthInfo {
+            subject: Some("dev".into()),
+            scopes: vec!["mcp".into()],
+            audience: vec![RESOURCE.into()],
+            expires_at: Some(now() + 600),
+            ..Default::default()
+        },
+    );
+    let mcp = format!(
+        "{}/mcp",
+        protected_app(Counting(verifier, calls.clone()), RESOURCE).await
+    );
+    for _ in 0..5 {
+        assert_eq!(
+            call(&mcp, Some("Bearer dev-token"), LIST, &[]).await.status,
+            StatusCode::OK
+        );
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        call(&mcp, Some("Bearer wrong-token"), LIST, &[])
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn the_metadata_endpoint_serves_json_with_cors() {
+    let service = ResourceMetadataService::new(ProtectedResourceMetadata {
+        resource: "http://127.0.0.1:1/mcp".into(),
+        authorization_servers: vec!["http://127.0.0.1:2".into()],
+        scopes_supported: Some(vec!["mcp".into()]),
+        bearer_methods_supported: Some(vec!["header".into()]),
+        resource_name: Some("test".into()),
+        jwks_uri: None,
+        extra: Default::default(),
+    })
+    .unwrap();
+    let mut app = Router::new();
+    for path in service.paths() {
+        app = app.route_service(path, service.clone());
+    }
+    let base = serve(app).await;
+    let http = HttpClient::new();
+    for path in [
+        "/.well-known/oauth-protected-resource/mcp",
+        "/.well-known/oauth-protected-resource",
+    ] {
+        let response = http
+            .send(
+                Request::get(format!("{base}{path}"))
+                    .body(Default::default())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()["access-control-allow-origin"], "*");
+        let doc: Value = serde_json::from_slice(response.body()).unwrap();
+        assert_eq!(doc["resource"], "http://127.0.0.1:1/mcp");
+    }
+    let preflight = http
+        .send(
+            Request::options(format!("{base}/.well-known/oauth-protected-resource/mcp"))
+                .header("origin", "http://app.example")
+                .header("access-control-request-headers", "mcp-protocol-version")
+                .body(Default::default())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(preflight.status(), StatusCode::NO_CONTENT);
+    assert!(preflight.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .contains("MCP-Protocol-Version"));
+}
