@@ -26,6 +26,8 @@ pub mod metadata;
 pub mod secret;
 #[cfg(feature = "server")]
 pub mod server;
+#[cfg(feature = "rmcp")]
+pub mod transport;
 
 pub use error::{Error, ErrorKind, Result};
 pub use secret::Secret;

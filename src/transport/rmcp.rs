@@ -1,0 +1,331 @@
+//! rmcp integration (feature `rmcp`): [`TowerHttpClient`] implements rmcp's
+//! `StreamableHttpClient` on any tower HTTP service, so rmcp's own Streamable HTTP transport runs
+//! on a stack of your choosing, `OAuthLayer` included.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! use bytes::Bytes;
+//! use http_body_util::Full;
+//! use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+//! use rmcp::transport::StreamableHttpClientTransport;
+//! use rmcp::ServiceExt;
+//! use tower::ServiceBuilder;
+//! use tower_mcp_oauth::client::{OAuthLayer, OAuthState};
+//! use tower_mcp_oauth::transport::rmcp::TowerHttpClient;
+//!
+//! let state = OAuthState::new("https://mcp.example.com/mcp", None).await?;
+//! let hyper_client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+//!     .build_http::<Full<Bytes>>();
+//! let stack = ServiceBuilder::new().layer(OAuthLayer::new(state)).service(hyper_client);
+//! let transport = StreamableHttpClientTransport::with_client(
+//!     TowerHttpClient::new(stack),
+//!     StreamableHttpClientTransportConfig::with_uri("https://mcp.example.com/mcp"),
+//! );
+//! let client = rmcp::model::ClientConfig::default().serve(transport).await?;
+//! let tools = client.list_tools(Default::default()).await?;
+//! # let _ = tools;
+//! # Ok(()) }
+//! ```
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::stream::{BoxStream, StreamExt};
+use http::header::{
+    HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE,
+};
+use http::{Method, Request, Response, StatusCode};
+use http_body::Body;
+use http_body_util::{BodyExt, Full};
+use rmcp::model::{ClientJsonRpcMessage, ServerJsonRpcMessage};
+use rmcp::transport::streamable_http_client::{
+    AuthRequiredError, HttpStatusError, InsufficientScopeError, StreamableHttpClient,
+    StreamableHttpError, StreamableHttpPostResponse,
+};
+use sse_stream::{Error as SseError, Sse, SseStream};
+use tower::{Service, ServiceExt};
+
+use crate::challenge::BearerChallenge;
+use crate::error::{BoxError, Error, ErrorKind};
+
+/// The largest JSON (non-streamed) response read into memory.
+pub const MAX_JSON_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+
+const SESSION_ID: &str = "mcp-session-id";
+const LAST_EVENT_ID: &str = "last-event-id";
+const ACCEPT_BOTH: &str = "application/json, text/event-stream";
+
+/// rmcp's `StreamableHttpClient` over a tower service: see the [module docs](self).
+#[derive(Debug, Clone)]
+pub struct TowerHttpClient<S> {
+    service: S,
+}
+
+impl<S> TowerHttpClient<S> {
+    /// Sends rmcp's requests through `service`.
+    pub fn new(service: S) -> Self {
+        Self { service }
+    }
+}
+
+type Failure = StreamableHttpError<Error>;
+
+fn transport_error(e: impl Into<BoxError>) -> Failure {
+    StreamableHttpError::Client(Error::from_boxed(e.into()))
+}
+
+fn header_text(
+    response: &Response<impl Sized>,
+    name: impl http::header::AsHeaderName,
+) -> Option<String> {
+    response
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+fn content_type_is(response: &Response<impl Sized>, mime: &str) -> bool {
+    header_text(response, CONTENT_TYPE)
+        .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with(mime))
+}
+
+/// Turns a response body into one rmcp's SSE parser takes (its errors must be `std::error::Error`).
+fn typed_body<B>(body: B) -> impl Body<Data = Bytes, Error = Error> + Send + 'static
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    body.map_err(|e| {
+        Error::new(ErrorKind::Http, "the response body failed").with_boxed_source(e.into())
+    })
+}
+
+async fn collect_capped(
+    body: impl Body<Data = Bytes, Error = Error>,
+    limit: usize,
+) -> Result<Bytes, Failure> {
+    let mut body = std::pin::pin!(body);
+    let mut collected = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(StreamableHttpError::Client)?;
+        if let Ok(data) = frame.into_data() {
+            if collected.len() + data.len() > limit {
+                return Err(StreamableHttpError::ResponseBodyTooLarge { max_size: limit });
+            }
+            collected.extend_from_slice(&data);
+        }
+    }
+    Ok(collected.freeze())
+}
+
+/// A 401 or 403 that reached the transport: the layer below could not handle it.
+fn auth_failure<B>(response: &Response<B>) -> Option<Failure> {
+    let header = header_text(response, WWW_AUTHENTICATE).unwrap_or_default();
+    match response.status() {
+        StatusCode::UNAUTHORIZED => Some(StreamableHttpError::AuthRequired(
+            AuthRequiredError::new(header),
+        )),
+        StatusCode::FORBIDDEN => {
+            let challenge = BearerChallenge::from_headers(response.headers());
+            let insufficient = challenge
+                .as_ref()
+                .is_some_and(|c| c.error.as_deref() == Some("insufficient_scope"));
+            insufficient.then(|| {
+                StreamableHttpError::InsufficientScope(InsufficientScopeError::new(
+                    header,
+                    challenge.and_then(|c| c.scope),
+                ))
+            })
+        }
+        _ => None,
+    }
+}
+
+fn status_failure<B>(response: &Response<B>) -> Failure {
+    StreamableHttpError::HttpStatus(HttpStatusError::new(
+        response.status().as_u16(),
+        header_text(response, RETRY_AFTER),
+    ))
+}
+
+impl<S, B> TowerHttpClient<S>
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<B>> + Clone + Send + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+{
+    fn request(
+        method: Method,
+        uri: &str,
+        session_id: Option<&str>,
+        auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+        body: Full<Bytes>,
+    ) -> Result<Request<Full<Bytes>>, Failure> {
+        let mut request = Request::builder().method(method).uri(uri);
+        if let Some(id) = session_id {
+            request = request.header(SESSION_ID, id);
+        }
+        if let Some(token) = auth_header {
+            let mut value =
+                HeaderValue::from_str(&format!("Bearer {token}")).map_err(transport_error)?;
+            value.set_sensitive(true);
+            request = request.header(AUTHORIZATION, value);
+        }
+        for (name, value) in custom_headers {
+            request = request.header(name, value);
+        }
+        request.body(body).map_err(transport_error)
+    }
+
+    async fn send(&self, request: Request<Full<Bytes>>) -> Result<Response<B>, Failure> {
+        self.service
+            .clone()
+            .oneshot(request)
+            .await
+            .map_err(transport_error)
+    }
+}
+
+impl<S, B> StreamableHttpClient for TowerHttpClient<S>
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<B>> + Clone + Send + Sync + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Error = Error;
+
+    async fn post_message(
+        &self,
+        uri: Arc<str>,
+        message: ClientJsonRpcMessage,
+        session_id: Option<Arc<str>>,
+        auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+    ) -> Result<StreamableHttpPostResponse, Failure> {
+        let body = Full::new(Bytes::from(serde_json::to_vec(&message)?));
+        let mut request = Self::request(
+            Method::POST,
+            &uri,
+            session_id.as_deref(),
+            auth_header,
+            custom_headers,
+            body,
+        )?;
+        request
+            .headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        request
+            .headers_mut()
+            .insert(ACCEPT, HeaderValue::from_static(ACCEPT_BOTH));
+        let response = self.send(request).await?;
+        let status = response.status();
+        if status == StatusCode::ACCEPTED || status == StatusCode::NO_CONTENT {
+            return Ok(StreamableHttpPostResponse::Accepted);
+        }
+        if let Some(failure) = auth_failure(&response) {
+            return Err(failure);
+        }
+        if status == StatusCode::NOT_FOUND && session_id.is_some() {
+            return Err(StreamableHttpError::SessionExpired);
+        }
+        if !status.is_success() {
+            return Err(status_failure(&response));
+        }
+        let new_session = header_text(&response, SESSION_ID);
+        if content_type_is(&response, "text/event-stream") {
+            let events: BoxStream<'static, Result<Sse, SseError>> =
+                SseStream::new(typed_body(response.into_body())).boxed();
+            return Ok(StreamableHttpPostResponse::Sse(events, new_session));
+        }
+        if content_type_is(&response, "application/json") {
+            let bytes =
+                collect_capped(typed_body(response.into_body()), MAX_JSON_RESPONSE_BYTES).await?;
+            let message: ServerJsonRpcMessage = serde_json::from_slice(&bytes)?;
+            return Ok(StreamableHttpPostResponse::Json(message, new_session));
+        }
+        Err(StreamableHttpError::UnexpectedContentType(header_text(
+            &response,
+            CONTENT_TYPE,
+        )))
+    }
+
+    async fn delete_session(
+        &self,
+        uri: Arc<str>,
+        session_id: Arc<str>,
+        auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+    ) -> Result<(), Failure> {
+        let request = Self::request(
+            Method::DELETE,
+            &uri,
+            Some(&session_id),
+            auth_header,
+            custom_headers,
+            Full::default(),
+        )?;
+        let response = self.send(request).await?;
+        match response.status() {
+            status if status.is_success() => Ok(()),
+            // The server keeps no sessions to end, or this one is already gone.
+            StatusCode::METHOD_NOT_ALLOWED | StatusCode::NOT_FOUND => Ok(()),
+            _ => match auth_failure(&response) {
+                Some(failure) => Err(failure),
+                None => Err(status_failure(&response)),
+            },
+        }
+    }
+
+    async fn get_stream(
+        &self,
+        uri: Arc<str>,
+        session_id: Option<Arc<str>>,
+        last_event_id: Option<String>,
+        auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+    ) -> Result<BoxStream<'static, Result<Sse, SseError>>, Failure> {
+        let mut request = Self::request(
+            Method::GET,
+            &uri,
+            session_id.as_deref(),
+            auth_header,
+            custom_headers,
+            Full::default(),
+        )?;
+        request
+            .headers_mut()
+            .insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
+        if let Some(id) = last_event_id {
+            request.headers_mut().insert(
+                LAST_EVENT_ID,
+                HeaderValue::from_str(&id).map_err(transport_error)?,
+            );
+        }
+        let response = self.send(request).await?;
+        let status = response.status();
+        if status == StatusCode::METHOD_NOT_ALLOWED {
+            return Err(StreamableHttpError::ServerDoesNotSupportSse);
+        }
+        if let Some(failure) = auth_failure(&response) {
+            return Err(failure);
+        }
+        if status == StatusCode::NOT_FOUND && session_id.is_some() {
+            return Err(StreamableHttpError::SessionExpired);
+        }
+        if !status.is_success() {
+            return Err(status_failure(&response));
+        }
+        if !content_type_is(&response, "text/event-stream") {
+            return Err(StreamableHttpError::UnexpectedContentType(header_text(
+                &response,
+                CONTENT_TYPE,
+            )));
+        }
+        Ok(SseStream::new(typed_body(response.into_body())).boxed())
+    }
+}
