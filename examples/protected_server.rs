@@ -1,0 +1,135 @@
+//! Protect an MCP server with the identity provider you already run (Keycloak, Auth0, Entra, …).
+//!
+//! An rmcp MCP server at `/mcp` (Streamable HTTP; tools `echo` and `whoami`) behind
+//! `RequireBearer`, trusting an external authorization server, and serving its RFC 9728
+//! protected-resource metadata.
+//!
+//! ```text
+//! # JWT access tokens, keys found through the issuer's metadata:
+//! cargo run --example protected_server --features rmcp,axum -- --issuer https://auth.example.com/realms/mcp
+//! # Opaque tokens, checked by RFC 7662 introspection:
+//! cargo run --example protected_server --features rmcp,axum -- \
+//!     --introspection-url https://auth.example.com/introspect --client-id rs --client-secret s3cret \
+//!     --issuer https://auth.example.com
+//! ```
+//!
+//! Flags: `--port N` (default 8000; 0 picks one), `--resource URL` (default
+//! `http://127.0.0.1:{port}/mcp`), `--scope S` (repeatable; required of every token).
+
+#[path = "support/mcp_tools.rs"]
+mod mcp_tools;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
+use tower::ServiceBuilder;
+use tower_mcp_oauth::metadata::ProtectedResourceMetadata;
+use tower_mcp_oauth::server::{
+    IntrospectionVerifier, JwtVerifier, RequireBearerLayer, ResourceMetadataService, TokenVerifier,
+};
+
+#[derive(Debug, Default)]
+struct Args {
+    issuer: Option<String>,
+    introspection_url: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    port: u16,
+    resource: Option<String>,
+    scopes: Vec<String>,
+}
+
+fn parse_args() -> anyhow::Result<Args> {
+    let mut args = Args {
+        port: 8000,
+        ..Default::default()
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--issuer" => args.issuer = Some(value()?),
+            "--introspection-url" => args.introspection_url = Some(value()?),
+            "--client-id" => args.client_id = Some(value()?),
+            "--client-secret" => args.client_secret = Some(value()?),
+            "--port" => args.port = value()?.parse().context("--port takes a number")?,
+            "--resource" => args.resource = Some(value()?),
+            "--scope" => args.scopes.push(value()?),
+            "--help" | "-h" => {
+                println!("see the header of examples/protected_server.rs for the flags");
+                std::process::exit(0);
+            }
+            other => bail!("unknown flag {other}"),
+        }
+    }
+    Ok(args)
+}
+
+/// Serves the MCP server and its metadata behind `verifier`; returns when the server stops.
+async fn serve<V: TokenVerifier>(
+    listener: tokio::net::TcpListener,
+    verifier: V,
+    resource: String,
+    issuer: Option<String>,
+    scopes: Vec<String>,
+) -> anyhow::Result<()> {
+    let metadata = ResourceMetadataService::new(ProtectedResourceMetadata {
+        resource: resource.clone(),
+        authorization_servers: issuer.into_iter().collect(),
+        scopes_supported: (!scopes.is_empty()).then(|| scopes.clone()),
+        bearer_methods_supported: Some(vec!["header".into()]),
+        resource_name: Some("tower-mcp-oauth protected server".into()),
+        jwks_uri: None,
+        extra: Default::default(),
+    })?;
+    let bearer = RequireBearerLayer::new(verifier)
+        .resource(resource.clone())
+        .resource_metadata(metadata.url())
+        .required_scopes(scopes);
+    let mcp = StreamableHttpService::new(
+        || Ok(mcp_tools::Tools::new()),
+        Arc::new(LocalSessionManager::default()),
+        StreamableHttpServerConfig::default(),
+    );
+    let mut app = axum::Router::new().nest_service("/mcp", ServiceBuilder::new().layer(bearer).service(mcp));
+    for path in metadata.paths() {
+        app = app.route_service(path, metadata.clone());
+    }
+    println!("MCP server:                  {resource}");
+    println!("protected resource metadata: {}", metadata.url());
+    axum::serve(listener, app).await?;
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let args = parse_args()?;
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], args.port))).await?;
+    let port = listener.local_addr()?.port();
+    let resource = args.resource.unwrap_or_else(|| format!("http://127.0.0.1:{port}/mcp"));
+    match (args.introspection_url, args.issuer) {
+        (Some(endpoint), issuer) => {
+            let (Some(id), Some(secret)) = (args.client_id, args.client_secret) else {
+                bail!("--introspection-url needs --client-id and --client-secret");
+            };
+            let verifier = IntrospectionVerifier::new(&endpoint, id, secret)?.audience(resource.clone());
+            serve(listener, verifier, resource, issuer, args.scopes).await
+        }
+        (None, Some(issuer)) => {
+            let verifier = JwtVerifier::builder(&issuer, &resource)
+                .discover()
+                .await
+                .context("cannot find the issuer's keys")?;
+            serve(listener, verifier, resource, Some(issuer), args.scopes).await
+        }
+        (None, None) => bail!("give --issuer URL (JWT) or --introspection-url URL (opaque tokens)"),
+    }
+}
