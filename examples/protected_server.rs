@@ -94,7 +94,8 @@ async fn serve<V: TokenVerifier>(
         Arc::new(LocalSessionManager::default()),
         StreamableHttpServerConfig::default(),
     );
-    let mut app = axum::Router::new().nest_service("/mcp", ServiceBuilder::new().layer(bearer).service(mcp));
+    let mut app =
+        axum::Router::new().nest_service("/mcp", ServiceBuilder::new().layer(bearer).service(mcp));
     for path in metadata.paths() {
         app = app.route_service(path, metadata.clone());
     }
@@ -112,15 +113,19 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = parse_args()?;
-    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], args.port))).await?;
+    let listener =
+        tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], args.port))).await?;
     let port = listener.local_addr()?.port();
-    let resource = args.resource.unwrap_or_else(|| format!("http://127.0.0.1:{port}/mcp"));
+    let resource = args
+        .resource
+        .unwrap_or_else(|| format!("http://127.0.0.1:{port}/mcp"));
     match (args.introspection_url, args.issuer) {
         (Some(endpoint), issuer) => {
             let (Some(id), Some(secret)) = (args.client_id, args.client_secret) else {
                 bail!("--introspection-url needs --client-id and --client-secret");
             };
-            let verifier = IntrospectionVerifier::new(&endpoint, id, secret)?.audience(resource.clone());
+            let verifier =
+                IntrospectionVerifier::new(&endpoint, id, secret)?.audience(resource.clone());
             serve(listener, verifier, resource, issuer, args.scopes).await
         }
         (None, Some(issuer)) => {

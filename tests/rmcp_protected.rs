@@ -19,11 +19,11 @@ use rmcp::transport::{
 };
 use rmcp::ServiceExt;
 use serde_json::Value;
-use tower_mcp_oauth::server::{AuthInfo, McpScopes, RequireBearerLayer, StaticVerifier};
+use tower_mcp_oauth::server::{AuthData, McpScopes, RequireBearerLayer, StaticVerifier};
 use tower_mcp_oauth::transport::rmcp::TowerHttpClient;
 
-fn info(subject: &str, scopes: &[&str], resource: &str) -> AuthInfo {
-    AuthInfo {
+fn info(subject: &str, scopes: &[&str], resource: &str) -> AuthData {
+    AuthData {
         subject: Some(subject.into()),
         client_id: Some("test-client".into()),
         scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),

@@ -1,37 +1,27 @@
 //! `RequireBearerLayer` in front of an axum app on loopback, with every kind of bad token, and
 //! the JWKS, introspection and metadata endpoints as real servers.
 
+#[path = "../examples/support/jwt_issuer.rs"]
+mod jwt_issuer;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
 
-use axum::extract::State;
-use axum::routing::{get, post};
+use axum::routing::post;
 use axum::{Json, Router};
 use base64::Engine;
 use bytes::Bytes;
 use http::{HeaderMap, Request, StatusCode};
-use jsonwebtoken::jwk::{Jwk, JwkSet};
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use jsonwebtoken::Algorithm;
+use jwt_issuer::{now, sign, Issuer};
 use serde_json::{json, Value};
 use tower_mcp_oauth::http::HttpClient;
 use tower_mcp_oauth::metadata::ProtectedResourceMetadata;
 use tower_mcp_oauth::server::{
-    AuthInfo, IntrospectionVerifier, JwtVerifier, McpScopes, RequireBearerLayer,
+    AuthData, AuthInfo, IntrospectionVerifier, JwtVerifier, McpScopes, RequireBearerLayer,
     ResourceMetadataService, StaticVerifier, TokenVerifier, VerifyError,
 };
-
-const RSA_PRIVATE: &[u8] = include_bytes!("fixtures/rsa_private.pem");
-const RSA_PUBLIC: &[u8] = include_bytes!("fixtures/rsa_public.pem");
-const EC_PRIVATE: &[u8] = include_bytes!("fixtures/ec_private.pem");
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
 
 async fn serve(app: Router) -> String {
     let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
@@ -40,98 +30,6 @@ async fn serve(app: Router) -> String {
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     base
-}
-
-/// An authorization server that publishes metadata and a JWKS (RSA `rsa-1`, EC `ec-1`).
-struct Issuer {
-    base: String,
-    jwks_fetches: Arc<AtomicUsize>,
-    jwks_down: Arc<Mutex<bool>>,
-}
-
-fn public_jwk(pem: &[u8], alg: Algorithm, kid: &str) -> Jwk {
-    let key = match alg {
-        Algorithm::ES256 => EncodingKey::from_ec_pem(pem).unwrap(),
-        _ => EncodingKey::from_rsa_pem(pem).unwrap(),
-    };
-    let mut jwk = Jwk::from_encoding_key(&key, alg).unwrap();
-    jwk.common.key_id = Some(kid.into());
-    jwk
-}
-
-impl Issuer {
-    async fn start() -> Self {
-        let fetches = Arc::new(AtomicUsize::new(0));
-        let down = Arc::new(Mutex::new(false));
-        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-            .await
-            .unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let jwks = JwkSet {
-            keys: vec![
-                public_jwk(RSA_PRIVATE, Algorithm::RS256, "rsa-1"),
-                public_jwk(EC_PRIVATE, Algorithm::ES256, "ec-1"),
-            ],
-        };
-        let metadata = json!({
-            "issuer": base,
-            "authorization_endpoint": format!("{base}/authorize"),
-            "token_endpoint": format!("{base}/token"),
-            "jwks_uri": format!("{base}/jwks"),
-            "code_challenge_methods_supported": ["S256"],
-        });
-        let state = (fetches.clone(), down.clone());
-        let app =
-            Router::new()
-                .route(
-                    "/.well-known/oauth-authorization-server",
-                    get(move || async move { Json(metadata) }),
-                )
-                .route(
-                    "/jwks",
-                    get(
-                        move |State((fetches, down)): State<(
-                            Arc<AtomicUsize>,
-                            Arc<Mutex<bool>>,
-                        )>| async move {
-                            fetches.fetch_add(1, Ordering::SeqCst);
-                            if *down.lock().unwrap() {
-                                return Err(StatusCode::INTERNAL_SERVER_ERROR);
-                            }
-                            Ok(Json(serde_json::to_value(&jwks).unwrap()))
-                        },
-                    ),
-                )
-                .with_state(state);
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Self {
-            base,
-            jwks_fetches: fetches,
-            jwks_down: down,
-        }
-    }
-
-    fn claims(&self, resource: &str) -> Value {
-        json!({
-            "iss": self.base,
-            "aud": resource,
-            "sub": "user-1",
-            "client_id": "client-1",
-            "scope": "mcp",
-            "exp": now() + 600,
-        })
-    }
-}
-
-fn sign(claims: &Value, alg: Algorithm, kid: Option<&str>) -> String {
-    let mut header = Header::new(alg);
-    header.kid = kid.map(str::to_owned);
-    let key = match alg {
-        Algorithm::ES256 => EncodingKey::from_ec_pem(EC_PRIVATE).unwrap(),
-        Algorithm::HS256 => EncodingKey::from_secret(RSA_PUBLIC),
-        _ => EncodingKey::from_rsa_pem(RSA_PRIVATE).unwrap(),
-    };
-    jsonwebtoken::encode(&header, claims, &key).unwrap()
 }
 
 fn b64(value: &Value) -> String {
@@ -586,7 +484,7 @@ async fn a_repeated_token_is_verified_once() {
     let calls = Arc::new(AtomicUsize::new(0));
     let verifier = StaticVerifier::new().with_token(
         "dev-token",
-        AuthInfo {
+        AuthData {
             subject: Some("dev".into()),
             scopes: vec!["mcp".into()],
             audience: vec![RESOURCE.into()],

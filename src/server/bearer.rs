@@ -14,9 +14,9 @@
 //!
 //! ```
 //! use tower::ServiceBuilder;
-//! use tower_mcp_oauth::server::{AuthInfo, McpScopes, RequireBearerLayer, StaticVerifier};
+//! use tower_mcp_oauth::server::{AuthData, McpScopes, RequireBearerLayer, StaticVerifier};
 //!
-//! let verifier = StaticVerifier::new().with_token("dev-token", AuthInfo {
+//! let verifier = StaticVerifier::new().with_token("dev-token", AuthData {
 //!     scopes: vec!["mcp".into()],
 //!     audience: vec!["https://mcp.example.com/mcp".into()],
 //!     ..Default::default()
@@ -48,7 +48,7 @@ use tower::{Layer, Service};
 
 use crate::challenge::BearerChallenge;
 use crate::server::mcp::{calls_in, McpScopes};
-use crate::server::verify::{digest, now_secs, AuthInfo, TokenCache, TokenVerifier, VerifyError};
+use crate::server::verify::{now_secs, AuthInfo, TokenCache, TokenVerifier, VerifyError};
 
 /// The longest `Authorization` header accepted; longer is a malformed request.
 pub const MAX_AUTHORIZATION_BYTES: usize = 16 * 1024;
@@ -326,10 +326,7 @@ where
     V: TokenVerifier,
     ReqBody: Body<Data = Bytes> + From<Bytes>,
 {
-    let info = {
-        let token = bearer_token(request.headers())?;
-        config.verify(token).await?
-    };
+    let info = config.authenticate(request.headers()).await?;
     if info.expires_at.is_some_and(|at| at <= now_secs()) {
         return Err(Rejection::InvalidToken("the token has expired".into()));
     }
@@ -340,25 +337,34 @@ where
             ));
         }
     }
-    let mut required: BTreeSet<String> = config.required_scopes.iter().cloned().collect();
+    // The route's scopes, plus what the MCP calls in the body need. Only the MCP case builds a
+    // set: the common path allocates nothing.
+    let mut tool_scopes = BTreeSet::new();
     let request = match &config.mcp {
         Some(policy) if request.method() == Method::POST => {
             let (parts, body) = request.into_parts();
             let bytes = read_body(body, policy.max_body_bytes).await?;
             if let Some(calls) = calls_in(&bytes) {
                 check_mcp_headers(&parts.headers, &calls)?;
-                policy.required_for(&calls, &mut required);
+                policy.required_for(&calls, &mut tool_scopes);
             }
             Request::from_parts(parts, ReqBody::from(bytes))
         }
         _ => request,
     };
-    let missing = required.iter().any(|scope| !info.has_scope(scope));
+    let missing = config
+        .required_scopes
+        .iter()
+        .chain(tool_scopes.iter())
+        .any(|scope| !info.has_scope(scope));
     if missing {
-        return Err(Rejection::InsufficientScope(required.into_iter().collect()));
+        tool_scopes.extend(config.required_scopes.iter().cloned());
+        return Err(Rejection::InsufficientScope(
+            tool_scopes.into_iter().collect(),
+        ));
     }
     let mut request = request;
-    request.extensions_mut().insert((*info).clone());
+    request.extensions_mut().insert(info);
     Ok(request)
 }
 
@@ -404,21 +410,39 @@ async fn read_body<B: Body<Data = Bytes>>(body: B, limit: usize) -> Result<Bytes
     Ok(collected.freeze())
 }
 
+/// The bearer value of a request with one well-shaped `Authorization: Bearer …` header, unchecked
+/// beyond that: enough to look a token up in the cache, which only holds validated tokens.
+fn cached_candidate(headers: &HeaderMap) -> Option<&str> {
+    let mut values = headers.get_all(AUTHORIZATION).iter();
+    let value = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    let value = value.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(token)
+}
+
 impl<V: TokenVerifier> Config<V> {
-    async fn verify(&self, token: &str) -> Result<Arc<AuthInfo>, Rejection> {
-        let key = self.cache.as_ref().map(|_| digest(token));
-        if let (Some(cache), Some(key)) = (&self.cache, &key) {
-            if let Some(info) = cache.get(key) {
+    async fn authenticate(&self, headers: &HeaderMap) -> Result<AuthInfo, Rejection> {
+        // A cache hit is a token seen and validated before: skip parsing it again.
+        if let Some(cache) = &self.cache {
+            if let Some(info) = cached_candidate(headers).and_then(|token| cache.get(token)) {
                 return Ok(info);
             }
         }
+        let token = bearer_token(headers)?;
+        self.verify(token).await
+    }
+
+    async fn verify(&self, token: &str) -> Result<AuthInfo, Rejection> {
         let info = match self.verifier.verify(token).await {
-            Ok(info) => Arc::new(info),
+            Ok(info) => info,
             Err(VerifyError::Invalid(reason)) => return Err(Rejection::InvalidToken(reason)),
             Err(VerifyError::Unavailable(reason)) => return Err(Rejection::Unavailable(reason)),
         };
-        if let (Some(cache), Some(key)) = (&self.cache, key) {
-            cache.insert(key, info.clone());
+        if let Some(cache) = &self.cache {
+            cache.insert(token, info.clone());
         }
         Ok(info)
     }

@@ -16,7 +16,7 @@ use url::Url;
 use crate::error::{Error, ErrorKind, Result};
 use crate::http::{ensure_secure_url, is_json, parse_url, HttpClient, RequestBody};
 use crate::secret::Secret;
-use crate::server::verify::{now_secs, AuthInfo, BoxFuture, TokenVerifier, VerifyError};
+use crate::server::verify::{now_secs, AuthData, AuthInfo, BoxFuture, TokenVerifier, VerifyError};
 
 /// How the verifier authenticates to the introspection endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,7 +151,7 @@ impl IntrospectionVerifier {
         if claims.get("active") != Some(&Value::Bool(true)) {
             return Err(VerifyError::invalid("the token is not active"));
         }
-        let info = AuthInfo::from_claims(claims);
+        let info = AuthData::from_claims(claims);
         if info.expires_at.is_some_and(|at| at <= now_secs()) {
             return Err(VerifyError::invalid("the token has expired"));
         }

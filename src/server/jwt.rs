@@ -22,7 +22,7 @@ use url::Url;
 use crate::error::{Error, ErrorKind, Result};
 use crate::http::{ensure_secure_url, parse_json, parse_url, HttpClient};
 use crate::metadata::{authorization_server_candidates, AuthorizationServerMetadata};
-use crate::server::verify::{AuthInfo, BoxFuture, TokenVerifier, VerifyError};
+use crate::server::verify::{AuthData, AuthInfo, BoxFuture, TokenVerifier, VerifyError};
 
 /// Unknown `kid`s trigger at most one JWKS fetch per this interval.
 pub const DEFAULT_MIN_REFETCH_INTERVAL: Duration = Duration::from_secs(30);
@@ -399,7 +399,7 @@ impl Inner {
                     _ => "the token is invalid".to_owned(),
                 })
             })?;
-        Ok(AuthInfo::from_claims(data.claims))
+        Ok(AuthData::from_claims(data.claims))
     }
 }
 

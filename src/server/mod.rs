@@ -18,4 +18,4 @@ pub use introspection::{IntrospectionAuth, IntrospectionVerifier};
 pub use jwt::{JwtVerifier, JwtVerifierBuilder};
 pub use mcp::McpScopes;
 pub use resource_metadata::ResourceMetadataService;
-pub use verify::{AuthInfo, StaticVerifier, TokenVerifier, VerifyError};
+pub use verify::{AuthData, AuthInfo, StaticVerifier, TokenVerifier, VerifyError};

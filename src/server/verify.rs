@@ -15,8 +15,29 @@ use sha2::{Digest, Sha256};
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Who a verified token speaks for. Handlers find it in the request extensions.
+///
+/// A shared handle: cloning it (once per request) copies a pointer, not the claims. Read the
+/// fields through it (`info.subject`, `info.scopes`); build one from [`AuthData`].
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct AuthInfo {
+pub struct AuthInfo(Arc<AuthData>);
+
+impl std::ops::Deref for AuthInfo {
+    type Target = AuthData;
+
+    fn deref(&self) -> &AuthData {
+        &self.0
+    }
+}
+
+impl From<AuthData> for AuthInfo {
+    fn from(data: AuthData) -> Self {
+        Self(Arc::new(data))
+    }
+}
+
+/// The fields of an [`AuthInfo`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AuthData {
     /// `sub`: the user (or client, for client-credentials tokens).
     pub subject: Option<String>,
     /// `client_id` (or `azp`): the client the token was issued to.
@@ -29,18 +50,19 @@ pub struct AuthInfo {
     pub issuer: Option<String>,
     /// `exp`, seconds since the epoch.
     pub expires_at: Option<u64>,
-    /// Every claim as the issuer sent it (never the token itself).
-    pub claims: Map<String, Value>,
+    /// Every claim as the issuer sent it (never the token itself); shared, so handing
+    /// `AuthInfo` to each request costs no copy of it.
+    pub claims: Arc<Map<String, Value>>,
 }
 
-impl AuthInfo {
+impl AuthData {
     /// Whether `scope` was granted.
     pub fn has_scope(&self, scope: &str) -> bool {
         self.scopes.iter().any(|s| s == scope)
     }
 
     /// Fills the typed fields from a claims object (JWT claims, or an RFC 7662 response).
-    pub fn from_claims(claims: Map<String, Value>) -> Self {
+    pub fn from_claims(claims: Map<String, Value>) -> AuthInfo {
         let string = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_owned);
         let scopes = match claims.get("scope").or_else(|| claims.get("scp")) {
             Some(Value::String(s)) => s.split_ascii_whitespace().map(str::to_owned).collect(),
@@ -58,15 +80,15 @@ impl AuthInfo {
                 .collect(),
             _ => Vec::new(),
         };
-        Self {
+        AuthInfo::from(Self {
             subject: string("sub"),
             client_id: string("client_id").or_else(|| string("azp")),
             scopes,
             audience,
             issuer: string("iss"),
             expires_at: claims.get("exp").and_then(Value::as_u64),
-            claims,
-        }
+            claims: Arc::new(claims),
+        })
     }
 }
 
@@ -138,8 +160,8 @@ impl StaticVerifier {
     }
 
     /// Accepts `token` as `info`.
-    pub fn with_token(mut self, token: &str, info: AuthInfo) -> Self {
-        self.tokens.insert(digest(token), info);
+    pub fn with_token(mut self, token: &str, info: impl Into<AuthInfo>) -> Self {
+        self.tokens.insert(digest(token), info.into());
         self
     }
 }
@@ -157,37 +179,45 @@ impl TokenVerifier for StaticVerifier {
     }
 }
 
-pub(crate) fn digest(token: &str) -> [u8; 32] {
+fn digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
-/// A token's SHA-256: what caches and the static verifier keep instead of the token.
-pub(crate) type TokenDigest = [u8; 32];
-
-/// Verified tokens, by SHA-256, each kept until the earlier of its expiry and the cache's TTL.
-#[derive(Debug)]
+/// Verified tokens, each kept until the earlier of its expiry and the cache's TTL. Keyed by the
+/// token itself: a lookup hashes it once (foldhash, randomly seeded per process) and compares it
+/// in full, so no collision can pass one token for another. `Debug` shows only the size.
 pub(crate) struct TokenCache {
-    entries: RwLock<HashMap<TokenDigest, (Arc<AuthInfo>, Instant)>>,
+    entries: RwLock<HashMap<Box<str>, (AuthInfo, Instant), foldhash::fast::RandomState>>,
     ttl: Duration,
     capacity: usize,
+}
+
+impl std::fmt::Debug for TokenCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let len = self.entries.read().map(|e| e.len()).unwrap_or(0);
+        f.debug_struct("TokenCache")
+            .field("entries", &len)
+            .field("ttl", &self.ttl)
+            .finish()
+    }
 }
 
 impl TokenCache {
     pub(crate) fn new(ttl: Duration, capacity: usize) -> Self {
         Self {
-            entries: RwLock::new(HashMap::new()),
+            entries: RwLock::new(HashMap::default()),
             ttl,
             capacity,
         }
     }
 
-    pub(crate) fn get(&self, key: &[u8; 32]) -> Option<Arc<AuthInfo>> {
+    pub(crate) fn get(&self, token: &str) -> Option<AuthInfo> {
         let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
-        let (info, until) = entries.get(key)?;
+        let (info, until) = entries.get(token)?;
         (Instant::now() < *until).then(|| info.clone())
     }
 
-    pub(crate) fn insert(&self, key: [u8; 32], info: Arc<AuthInfo>) {
+    pub(crate) fn insert(&self, token: &str, info: AuthInfo) {
         let mut ttl = self.ttl;
         if let Some(expires_at) = info.expires_at {
             ttl = ttl.min(Duration::from_secs(expires_at.saturating_sub(now_secs())));
@@ -204,7 +234,7 @@ impl TokenCache {
                 entries.clear();
             }
         }
-        entries.insert(key, (info, now + ttl));
+        entries.insert(token.into(), (info, now + ttl));
     }
 }
 
@@ -216,13 +246,13 @@ mod tests {
     #[test]
     fn claims_fill_the_typed_fields() {
         let claims = json!({"sub": "u1", "azp": "c1", "scp": ["a", "b"], "aud": "https://r", "iss": "https://i", "exp": 10});
-        let info = AuthInfo::from_claims(claims.as_object().unwrap().clone());
+        let info = AuthData::from_claims(claims.as_object().unwrap().clone());
         assert_eq!(info.subject.as_deref(), Some("u1"));
         assert_eq!(info.client_id.as_deref(), Some("c1"));
         assert_eq!(info.scopes, vec!["a", "b"]);
         assert_eq!(info.audience, vec!["https://r"]);
         assert_eq!(info.expires_at, Some(10));
-        let info = AuthInfo::from_claims(
+        let info = AuthData::from_claims(
             json!({"scope": "x y", "aud": ["p", "q"]})
                 .as_object()
                 .unwrap()
@@ -235,23 +265,21 @@ mod tests {
     #[test]
     fn the_cache_honours_expiry_and_capacity() {
         let cache = TokenCache::new(Duration::from_secs(60), 2);
-        let expired = Arc::new(AuthInfo {
+        let expired = AuthInfo::from(AuthData {
             expires_at: Some(1),
             ..Default::default()
         });
-        cache.insert([1; 32], expired);
-        assert!(
-            cache.get(&[1; 32]).is_none(),
-            "never caches an expired token"
-        );
-        let live = Arc::new(AuthInfo {
+        cache.insert("t1", expired);
+        assert!(cache.get("t1").is_none(), "never caches an expired token");
+        let live = AuthInfo::from(AuthData {
             expires_at: Some(now_secs() + 100),
             ..Default::default()
         });
         for i in 2..10 {
-            cache.insert([i; 32], live.clone());
+            cache.insert(&format!("t{i}"), live.clone());
         }
-        assert!(cache.get(&[9; 32]).is_some());
+        assert!(cache.get("t9").is_some());
         assert!(cache.entries.read().unwrap().len() <= 2);
+        assert!(!format!("{cache:?}").contains("t9"), "Debug shows no token");
     }
 }

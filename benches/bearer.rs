@@ -1,0 +1,84 @@
+//! `RequireBearer` costs, each beside its baseline in the same run:
+//!
+//! - `verify_uncached`: one full JWT verification (ES256 and RS256) with the keys in memory;
+//! - `layer`: one call through `RequireBearer` with a cached token to a service that answers at
+//!   once, against the same service without the layer.
+//!
+//! The loopback throughput comparison under load is `benches/bearer_load.rs` (wrk).
+
+#[path = "../examples/support/jwt_issuer.rs"]
+mod jwt_issuer;
+
+use std::convert::Infallible;
+
+use bytes::Bytes;
+use criterion::{criterion_group, criterion_main, Criterion};
+use http::{Request, Response};
+use http_body_util::Full;
+use jsonwebtoken::Algorithm;
+use tower::{ServiceBuilder, ServiceExt};
+use tower_mcp_oauth::server::{JwtVerifier, RequireBearerLayer, TokenVerifier};
+
+const RESOURCE: &str = "https://mcp.example.test/mcp";
+
+fn benches(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (issuer, verifier) = rt.block_on(async {
+        let issuer = jwt_issuer::Issuer::start().await;
+        let verifier = JwtVerifier::builder(&issuer.base, RESOURCE)
+            .discover()
+            .await
+            .unwrap();
+        (issuer, verifier)
+    });
+    let claims = issuer.claims(RESOURCE);
+    let es256 = jwt_issuer::sign(&claims, Algorithm::ES256, Some("ec-1"));
+    let rs256 = jwt_issuer::sign(&claims, Algorithm::RS256, Some("rsa-1"));
+    // Loads the JWKS, so the measured calls are pure verification.
+    rt.block_on(async {
+        verifier.verify(&es256).await.unwrap();
+        verifier.verify(&rs256).await.unwrap();
+    });
+
+    let mut group = c.benchmark_group("verify_uncached");
+    group.bench_function("es256", |b| {
+        b.to_async(&rt).iter(|| verifier.verify(&es256))
+    });
+    group.bench_function("rs256", |b| {
+        b.to_async(&rt).iter(|| verifier.verify(&rs256))
+    });
+    group.finish();
+
+    let answer = tower::service_fn(|_request: Request<Full<Bytes>>| async {
+        Ok::<_, Infallible>(Response::new(Full::<Bytes>::default()))
+    });
+    let protected = ServiceBuilder::new()
+        .layer(
+            RequireBearerLayer::new(verifier.clone())
+                .resource(RESOURCE)
+                .required_scopes(["mcp"]),
+        )
+        .service(answer);
+    let authorization = format!("Bearer {es256}");
+    let request = || {
+        Request::get("http://127.0.0.1/mcp")
+            .header("authorization", authorization.as_str())
+            .body(Full::default())
+            .unwrap()
+    };
+    let mut group = c.benchmark_group("layer");
+    group.bench_function("service_bare", |b| {
+        b.to_async(&rt).iter(|| answer.oneshot(request()))
+    });
+    group.bench_function("service_with_require_bearer_cached", |b| {
+        b.to_async(&rt)
+            .iter(|| protected.clone().oneshot(request()))
+    });
+    group.finish();
+}
+
+criterion_group!(bearer, benches);
+criterion_main!(bearer);
