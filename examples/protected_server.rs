@@ -124,8 +124,7 @@ async fn main() -> anyhow::Result<()> {
             let (Some(id), Some(secret)) = (args.client_id, args.client_secret) else {
                 bail!("--introspection-url needs --client-id and --client-secret");
             };
-            let verifier =
-                IntrospectionVerifier::new(&endpoint, id, secret)?.audience(resource.clone());
+            let verifier = IntrospectionVerifier::new(&endpoint, id, secret, resource.clone())?;
             serve(listener, verifier, resource, issuer, args.scopes).await
         }
         (None, Some(issuer)) => {

@@ -395,10 +395,10 @@ async fn redirect_uris_must_be_https_or_loopback() {
 
 #[tokio::test]
 async fn expired_tokens_refresh_with_rotation() {
-    // Tokens live 2 s: with the default 60 s margin, bounded by half the lifetime, a token is
-    // due for refresh after 1 s.
+    // Tokens live 4 s: with the default 60 s margin, bounded by half the lifetime, a token is
+    // due for refresh after 2 s. Expiry counts whole seconds, so the waits keep a margin.
     let server = start(Behaviour {
-        access_token_lifetime: Duration::from_secs(2),
+        access_token_lifetime: Duration::from_secs(4),
         ..Default::default()
     })
     .await;
@@ -415,7 +415,7 @@ async fn expired_tokens_refresh_with_rotation() {
     );
     let first = state.credentials().await.unwrap();
 
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    tokio::time::sleep(Duration::from_millis(2200)).await;
     echoed(&echo(&client, &server, "2").await.unwrap());
     let second = state.credentials().await.unwrap();
     let counters = server.counters();

@@ -125,14 +125,14 @@ async fn the_token_goes_only_to_the_resource_origin_and_is_marked_sensitive() {
 #[tokio::test]
 async fn a_thousand_concurrent_requests_with_an_expired_token_refresh_once() {
     let server = DemoServer::start(Behaviour {
-        access_token_lifetime: Duration::from_secs(2),
+        access_token_lifetime: Duration::from_secs(4),
         ..Default::default()
     })
     .await;
     let state = state(&server, config()).await;
     state.authorize().await.unwrap();
     // Past half the lifetime: due for refresh.
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    tokio::time::sleep(Duration::from_millis(2200)).await;
 
     let service = ServiceBuilder::new()
         .layer(OAuthLayer::new(state))
@@ -276,7 +276,7 @@ async fn stacks_with_timeout_retry_limit_and_buffer_in_either_order() {
 #[tokio::test]
 async fn a_failing_token_endpoint_is_a_clear_error_and_a_valid_token_is_still_used() {
     let server = DemoServer::start(Behaviour {
-        access_token_lifetime: Duration::from_secs(2),
+        access_token_lifetime: Duration::from_secs(4),
         ..Default::default()
     })
     .await;
@@ -288,7 +288,7 @@ async fn a_failing_token_endpoint_is_a_clear_error_and_a_valid_token_is_still_us
     server.set(|b| b.token_failure = Some(500));
 
     // Due but not expired: the refresh fails, the current token still goes out.
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    tokio::time::sleep(Duration::from_millis(2200)).await;
     assert_eq!(
         service
             .clone()
@@ -300,7 +300,7 @@ async fn a_failing_token_endpoint_is_a_clear_error_and_a_valid_token_is_still_us
     );
 
     // Expired: the request fails with a typed error, quickly.
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    tokio::time::sleep(Duration::from_millis(2000)).await;
     let started = std::time::Instant::now();
     let error = crate_error(
         service
@@ -349,7 +349,7 @@ async fn processes_sharing_a_file_store_refresh_once() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("credentials.json");
     let server = DemoServer::start(Behaviour {
-        access_token_lifetime: Duration::from_secs(2),
+        access_token_lifetime: Duration::from_secs(4),
         ..Default::default()
     })
     .await;
@@ -358,7 +358,7 @@ async fn processes_sharing_a_file_store_refresh_once() {
     a.authorize().await.unwrap();
     let b = state(&server, config().with_store(FileStore::new(&path))).await;
     assert!(b.credentials().await.is_some(), "B starts from A's tokens");
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    tokio::time::sleep(Duration::from_millis(2200)).await;
 
     let service_a = ServiceBuilder::new()
         .layer(OAuthLayer::new(a))

@@ -413,6 +413,9 @@ async fn introspection_endpoint(resource: &'static str) -> String {
             let answer = match token {
                 Some("opaque-good") => json!({"active": true, "sub": "user-2", "scope": "mcp", "aud": resource, "exp": now() + 600}),
                 Some("opaque-elsewhere") => json!({"active": true, "sub": "user-2", "scope": "mcp", "aud": "https://other.example", "exp": now() + 600}),
+                Some("opaque-early") => json!({"active": true, "scope": "mcp", "aud": resource, "nbf": now() + 3600, "exp": now() + 7200}),
+                Some("opaque-float-expired") => json!({"active": true, "scope": "mcp", "aud": resource, "exp": (now() - 60) as f64 + 0.5}),
+                Some("opaque-bad-exp") => json!({"active": true, "scope": "mcp", "aud": resource, "exp": "tomorrow"}),
                 _ => json!({"active": false}),
             };
             (StatusCode::OK, Json(answer))
@@ -425,9 +428,8 @@ async fn introspection_endpoint(resource: &'static str) -> String {
 async fn introspection_checks_activity_audience_and_fails_closed() {
     const RESOURCE: &str = "https://mcp.example.test/mcp";
     let endpoint = introspection_endpoint(RESOURCE).await;
-    let verifier = IntrospectionVerifier::new(&endpoint, "rs-client", "rs-secret")
-        .unwrap()
-        .audience(RESOURCE);
+    let verifier =
+        IntrospectionVerifier::new(&endpoint, "rs-client", "rs-secret", RESOURCE).unwrap();
     let mcp = format!("{}/mcp", protected_app(verifier, RESOURCE).await);
     assert_eq!(
         call(&mcp, Some("Bearer opaque-good"), LIST, &[])
@@ -440,11 +442,22 @@ async fn introspection_checks_activity_audience_and_fails_closed() {
     assert!(answer.challenge.contains("not active"));
     let answer = call(&mcp, Some("Bearer opaque-elsewhere"), LIST, &[]).await;
     assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    for (token, reason) in [
+        ("opaque-early", "not valid yet"),
+        ("opaque-float-expired", "expired"),
+        ("opaque-bad-exp", "not a date"),
+    ] {
+        let answer = call(&mcp, Some(&format!("Bearer {token}")), LIST, &[]).await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{token}");
+        assert!(
+            answer.challenge.contains(reason),
+            "{token}: {}",
+            answer.challenge
+        );
+    }
 
     // Wrong client credentials at the endpoint: the verifier cannot decide.
-    let wrong = IntrospectionVerifier::new(&endpoint, "rs-client", "nope")
-        .unwrap()
-        .audience(RESOURCE);
+    let wrong = IntrospectionVerifier::new(&endpoint, "rs-client", "nope", RESOURCE).unwrap();
     let mcp = format!("{}/mcp", protected_app(wrong, RESOURCE).await);
     assert_eq!(
         call(&mcp, Some("Bearer opaque-good"), LIST, &[])
@@ -457,9 +470,7 @@ async fn introspection_checks_activity_audience_and_fails_closed() {
     let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let dead = format!("http://{}/introspect", closed.local_addr().unwrap());
     drop(closed);
-    let down = IntrospectionVerifier::new(&dead, "rs-client", "rs-secret")
-        .unwrap()
-        .audience(RESOURCE);
+    let down = IntrospectionVerifier::new(&dead, "rs-client", "rs-secret", RESOURCE).unwrap();
     let mcp = format!("{}/mcp", protected_app(down, RESOURCE).await);
     let answer = call(&mcp, Some("Bearer opaque-good"), LIST, &[]).await;
     assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
@@ -561,4 +572,110 @@ async fn the_metadata_endpoint_serves_json_with_cors() {
         .to_str()
         .unwrap()
         .contains("MCP-Protocol-Version"));
+}
+
+#[tokio::test]
+async fn bodies_the_layer_cannot_judge_are_refused_not_passed() {
+    let s = setup().await;
+    let token = bearer(&sign(
+        &s.issuer.claims(&s.resource),
+        Algorithm::RS256,
+        Some("rsa-1"),
+    ));
+    for body in [
+        "not json",
+        "[]",
+        "42",
+        r#"{"jsonrpc":"2.0","id":1}"#,
+        r#"{"method":{"x":1}}"#,
+    ] {
+        let answer = call(&s.mcp, Some(&token), body, &[]).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(answer.challenge.contains("invalid_request"), "{body}");
+    }
+    // A JSON-RPC response (a client answering a server request) carries no call: allowed.
+    let reply = r#"{"jsonrpc":"2.0","id":9,"result":{}}"#;
+    assert_eq!(
+        call(&s.mcp, Some(&token), reply, &[]).await.status,
+        StatusCode::OK
+    );
+    // A compressed body would be judged on bytes nobody decoded.
+    let answer = call(&s.mcp, Some(&token), LIST, &[("content-encoding", "gzip")]).await;
+    assert_eq!(answer.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+}
+
+#[tokio::test]
+async fn routing_headers_must_be_single_and_may_be_base64() {
+    let s = setup().await;
+    let mut writer = s.issuer.claims(&s.resource);
+    writer["scope"] = json!("mcp files:write");
+    let token = bearer(&sign(&writer, Algorithm::RS256, Some("rsa-1")));
+    let delete =
+        r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"delete_file"}}"#;
+    let encoded = format!(
+        "=?base64?{}?=",
+        base64::engine::general_purpose::STANDARD.encode("delete_file")
+    );
+    let answer = call(
+        &s.mcp,
+        Some(&token),
+        delete,
+        &[("mcp-method", "tools/call"), ("mcp-name", &encoded)],
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK);
+    let answer = call(
+        &s.mcp,
+        Some(&token),
+        delete,
+        &[("mcp-method", "tools/call"), ("mcp-method", "tools/list")],
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn critical_header_parameters_are_refused() {
+    let s = setup().await;
+    let claims = s.issuer.claims(&s.resource);
+    let mut header = jsonwebtoken::Header::new(Algorithm::RS256);
+    header.kid = Some("rsa-1".into());
+    let mut header_json = serde_json::to_value(&header).unwrap();
+    header_json["crit"] = json!(["exp-ext"]);
+    header_json["exp-ext"] = json!(true);
+    let signing_input = format!("{}.{}", b64(&header_json), b64(&claims));
+    let key = jsonwebtoken::EncodingKey::from_rsa_pem(jwt_issuer::RSA_PRIVATE).unwrap();
+    let signature =
+        jsonwebtoken::crypto::sign(signing_input.as_bytes(), &key, Algorithm::RS256).unwrap();
+    let token = format!("{signing_input}.{signature}");
+    assert_invalid_token(&s, &token, "crit").await;
+}
+
+/// A verifier whose reasons hold characters a header cannot carry.
+struct Chatty;
+
+impl TokenVerifier for Chatty {
+    fn verify<'a>(
+        &'a self,
+        _token: &'a str,
+    ) -> tower_mcp_oauth::server::verify::BoxFuture<'a, Result<AuthInfo, VerifyError>> {
+        Box::pin(async { Err(VerifyError::invalid("nope: \"quoted\" \\ and ünïcode\n")) })
+    }
+}
+
+#[tokio::test]
+async fn a_challenge_always_goes_out_even_with_an_odd_reason() {
+    let mcp = format!(
+        "{}/mcp",
+        protected_app(Chatty, "https://mcp.example.test/mcp").await
+    );
+    let answer = call(&mcp, Some("Bearer whatever"), LIST, &[]).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    assert!(
+        answer
+            .challenge
+            .starts_with(r#"Bearer error="invalid_token", error_description="nope:  quoted"#),
+        "{}",
+        answer.challenge
+    );
 }

@@ -47,7 +47,7 @@ use http_body_util::BodyExt;
 use tower::{Layer, Service};
 
 use crate::challenge::BearerChallenge;
-use crate::server::mcp::{calls_in, McpScopes};
+use crate::server::mcp::{calls_in, McpCall, McpScopes};
 use crate::server::verify::{now_secs, AuthInfo, TokenCache, TokenVerifier, VerifyError};
 
 /// The longest `Authorization` header accepted; longer is a malformed request.
@@ -71,6 +71,8 @@ pub enum Rejection {
     Unavailable(String),
     /// The body was too large to decide its scopes.
     BodyTooLarge,
+    /// The body is compressed, so its scopes cannot be decided.
+    UnsupportedEncoding,
 }
 
 struct Config<V> {
@@ -342,12 +344,19 @@ where
     let mut tool_scopes = BTreeSet::new();
     let request = match &config.mcp {
         Some(policy) if request.method() == Method::POST => {
+            // A compressed body would be judged on bytes the service never sees decoded.
+            let encoded = request
+                .headers()
+                .get(http::header::CONTENT_ENCODING)
+                .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
+            if encoded {
+                return Err(Rejection::UnsupportedEncoding);
+            }
             let (parts, body) = request.into_parts();
             let bytes = read_body(body, policy.max_body_bytes).await?;
-            if let Some(calls) = calls_in(&bytes) {
-                check_mcp_headers(&parts.headers, &calls)?;
-                policy.required_for(&calls, &mut tool_scopes);
-            }
+            let calls = calls_in(&bytes).map_err(Rejection::InvalidRequest)?;
+            check_mcp_headers(&parts.headers, &calls)?;
+            policy.required_for(&calls, &mut tool_scopes);
             Request::from_parts(parts, ReqBody::from(bytes))
         }
         _ => request,
@@ -369,20 +378,57 @@ where
 }
 
 /// The 2026-07-28 routing headers must say what the body says.
-fn check_mcp_headers(
-    headers: &HeaderMap,
-    calls: &[crate::server::mcp::McpCall],
-) -> Result<(), Rejection> {
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    if let Some(method) = header("mcp-method") {
+/// One header's value: absent, or exactly one visible-ASCII value.
+fn single_header<'h>(
+    headers: &'h HeaderMap,
+    name: &'static str,
+) -> Result<Option<&'h str>, Rejection> {
+    let mut values = headers.get_all(name).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(Rejection::InvalidRequest("a routing header is repeated"));
+    }
+    value
+        .to_str()
+        .map(Some)
+        .map_err(|_| Rejection::InvalidRequest("a routing header is not visible ASCII"))
+}
+
+/// `Mcp-Name` carries names that are not plain ASCII as `=?base64?…?=`.
+fn decode_name(value: &str) -> Result<String, Rejection> {
+    match value
+        .strip_prefix("=?base64?")
+        .and_then(|v| v.strip_suffix("?="))
+    {
+        Some(encoded) => {
+            base64::Engine::decode(&base64::engine::general_purpose::STANDARD, encoded)
+                .ok()
+                .and_then(|bytes| String::from_utf8(bytes).ok())
+                .ok_or(Rejection::InvalidRequest(
+                    "Mcp-Name is not valid base64 UTF-8",
+                ))
+        }
+        None => Ok(value.to_owned()),
+    }
+}
+
+/// The 2026-07-28 routing headers must say what the body says.
+fn check_mcp_headers(headers: &HeaderMap, calls: &[McpCall]) -> Result<(), Rejection> {
+    if let Some(method) = single_header(headers, "mcp-method")? {
         if calls.iter().any(|c| c.method != method) {
             return Err(Rejection::InvalidRequest(
                 "Mcp-Method does not match the body",
             ));
         }
     }
-    if let Some(name) = header("mcp-name") {
-        if calls.iter().any(|c| c.name.as_deref() != Some(name)) {
+    if let Some(name) = single_header(headers, "mcp-name")? {
+        let name = decode_name(name)?;
+        if calls
+            .iter()
+            .any(|c| c.name.as_ref().is_some_and(|n| *n != name))
+        {
             return Err(Rejection::InvalidRequest(
                 "Mcp-Name does not match the body",
             ));
@@ -458,8 +504,14 @@ impl<V> Config<V> {
     }
 
     fn reject<B: Default>(&self, rejection: Rejection) -> Response<B> {
+        let mut response = self.rejection_response(&rejection);
+        response.extensions_mut().insert(rejection);
+        response
+    }
+
+    fn rejection_response<B: Default>(&self, rejection: &Rejection) -> Response<B> {
         let mut challenge = self.challenge();
-        let status = match &rejection {
+        let status = match rejection {
             Rejection::MissingCredentials | Rejection::UnsupportedScheme => {
                 if !self.required_scopes.is_empty() {
                     challenge.scope = Some(self.required_scopes.join(" "));
@@ -468,12 +520,12 @@ impl<V> Config<V> {
             }
             Rejection::InvalidRequest(reason) => {
                 challenge.error = Some("invalid_request".into());
-                challenge.error_description = Some((*reason).into());
+                challenge.error_description = Some(error_description(reason));
                 StatusCode::BAD_REQUEST
             }
             Rejection::InvalidToken(reason) => {
                 challenge.error = Some("invalid_token".into());
-                challenge.error_description = Some(reason.clone());
+                challenge.error_description = Some(error_description(reason));
                 StatusCode::UNAUTHORIZED
             }
             Rejection::InsufficientScope(required) => {
@@ -484,6 +536,7 @@ impl<V> Config<V> {
             }
             Rejection::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Rejection::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Rejection::UnsupportedEncoding => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         };
         tracing::debug!(?rejection, %status, "bearer token rejected");
         let mut response = Response::new(B::default());
@@ -492,7 +545,13 @@ impl<V> Config<V> {
             status,
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::BAD_REQUEST
         ) {
-            if let Ok(value) = HeaderValue::from_str(&challenge.to_string()) {
+            // The description is already limited to RFC 6750's characters; should the rest ever
+            // not fit a header, the challenge still goes out without it.
+            let value = HeaderValue::from_str(&challenge.to_string()).or_else(|_| {
+                challenge.error_description = None;
+                HeaderValue::from_str(&challenge.to_string())
+            });
+            if let Ok(value) = value {
                 response.headers_mut().insert(WWW_AUTHENTICATE, value);
             }
         }
@@ -501,9 +560,20 @@ impl<V> Config<V> {
                 .headers_mut()
                 .insert(http::header::RETRY_AFTER, HeaderValue::from_static("5"));
         }
-        response.extensions_mut().insert(rejection);
         response
     }
+}
+
+/// RFC 6750 §3: `error_description` is limited to `%x20-21 / %x23-5B / %x5D-7E`; anything else
+/// (a verifier's reason may hold quotes, backslashes or non-ASCII) becomes a space.
+fn error_description(reason: &str) -> String {
+    reason
+        .chars()
+        .map(|c| match c {
+            '\x20'..='\x7e' if c != '"' && c != '\\' => c,
+            _ => ' ',
+        })
+        .collect()
 }
 
 #[cfg(test)]

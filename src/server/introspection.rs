@@ -1,8 +1,7 @@
 //! [`IntrospectionVerifier`]: opaque tokens checked at the authorization server's RFC 7662
 //! introspection endpoint, with client authentication.
 //!
-//! The token must be `active`, unexpired, and (when an audience is configured) name the
-//! resource in `aud`. An endpoint that is down, slow, or answers anything but a well-formed 200
+//! The token must be `active`, unexpired, valid already (`nbf`), and name the resource in `aud`. An endpoint that is down, slow, or answers anything but a well-formed 200
 //! makes the verifier unavailable (503), never permissive. Pair it with the layer's cache
 //! ([`RequireBearerLayer::cache`](super::RequireBearerLayer::cache)) to bound how long a revoked
 //! token stays usable; cached entries never outlive the token's `exp`.
@@ -16,7 +15,12 @@ use url::Url;
 use crate::error::{Error, ErrorKind, Result};
 use crate::http::{ensure_secure_url, is_json, parse_url, HttpClient, RequestBody};
 use crate::secret::Secret;
-use crate::server::verify::{now_secs, AuthData, AuthInfo, BoxFuture, TokenVerifier, VerifyError};
+use crate::server::verify::{
+    now_secs, numeric_date, AuthData, AuthInfo, BoxFuture, TokenVerifier, VerifyError,
+};
+
+/// Clock skew allowed on `nbf`.
+const NBF_LEEWAY_SECS: u64 = 30;
 
 /// How the verifier authenticates to the introspection endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,7 +38,7 @@ pub struct IntrospectionVerifier {
     client_id: String,
     client_secret: Secret,
     auth: IntrospectionAuth,
-    audience: Option<String>,
+    audience: String,
     http: HttpClient,
 }
 
@@ -50,7 +54,9 @@ impl std::fmt::Debug for IntrospectionVerifier {
 }
 
 impl IntrospectionVerifier {
-    /// Introspects at `endpoint` as the client `client_id` / `client_secret` (HTTP Basic).
+    /// Introspects at `endpoint` as the client `client_id` / `client_secret` (HTTP Basic), and
+    /// accepts only tokens whose `aud` names `resource` (RFC 8707): a token issued for another
+    /// resource must not pass here.
     ///
     /// # Errors
     /// [`ErrorKind::InvalidResponse`] for a malformed URL, [`ErrorKind::InsecureUrl`] for http
@@ -59,6 +65,7 @@ impl IntrospectionVerifier {
         endpoint: &str,
         client_id: impl Into<String>,
         client_secret: impl Into<Secret>,
+        resource: impl Into<String>,
     ) -> Result<Self> {
         let endpoint = parse_url(endpoint, "introspection endpoint")?;
         ensure_secure_url(&endpoint, "introspection endpoint")?;
@@ -67,15 +74,9 @@ impl IntrospectionVerifier {
             client_id: client_id.into(),
             client_secret: client_secret.into(),
             auth: IntrospectionAuth::ClientSecretBasic,
-            audience: None,
-            http: HttpClient::new(),
+            audience: resource.into(),
+            http: HttpClient::new().with_timeout(std::time::Duration::from_secs(5)),
         })
-    }
-
-    /// Requires `aud` to name `resource` (RFC 8707). Tokens without `aud` are then refused.
-    pub fn audience(mut self, resource: impl Into<String>) -> Self {
-        self.audience = Some(resource.into());
-        self
     }
 
     /// How to authenticate (default: HTTP Basic).
@@ -151,21 +152,29 @@ impl IntrospectionVerifier {
         if claims.get("active") != Some(&Value::Bool(true)) {
             return Err(VerifyError::invalid("the token is not active"));
         }
+        let malformed_date =
+            |name: &str| claims.get(name).is_some_and(|v| numeric_date(v).is_none());
+        if malformed_date("exp") || malformed_date("nbf") {
+            return Err(VerifyError::invalid("the token's exp or nbf is not a date"));
+        }
+        let not_before = claims.get("nbf").and_then(numeric_date);
         let info = AuthData::from_claims(claims);
-        if info.expires_at.is_some_and(|at| at <= now_secs()) {
+        let now = now_secs();
+        if info.expires_at.is_some_and(|at| at <= now) {
             return Err(VerifyError::invalid("the token has expired"));
         }
-        if let Some(resource) = &self.audience {
-            let resource = resource.trim_end_matches('/');
-            if !info
-                .audience
-                .iter()
-                .any(|a| a.trim_end_matches('/') == resource)
-            {
-                return Err(VerifyError::invalid(
-                    "the token is not for this resource (aud)",
-                ));
-            }
+        if not_before.is_some_and(|at| at > now + NBF_LEEWAY_SECS) {
+            return Err(VerifyError::invalid("the token is not valid yet (nbf)"));
+        }
+        let resource = self.audience.trim_end_matches('/');
+        if !info
+            .audience
+            .iter()
+            .any(|a| a.trim_end_matches('/') == resource)
+        {
+            return Err(VerifyError::invalid(
+                "the token is not for this resource (aud)",
+            ));
         }
         Ok(info)
     }

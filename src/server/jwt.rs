@@ -28,6 +28,10 @@ use crate::server::verify::{AuthData, AuthInfo, BoxFuture, TokenVerifier, Verify
 pub const DEFAULT_MIN_REFETCH_INTERVAL: Duration = Duration::from_secs(30);
 /// Default clock skew allowed on `exp` and `nbf`.
 pub const DEFAULT_LEEWAY_SECS: u64 = 30;
+/// Keys older than this are fetched again, so a key the issuer withdrew stops being trusted.
+pub const DEFAULT_MAX_KEY_AGE: Duration = Duration::from_secs(3600);
+/// JWKS and discovery calls give up after this long (a request waits for them).
+pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 
 const ASYMMETRIC: [Algorithm; 9] = [
     Algorithm::RS256,
@@ -61,6 +65,7 @@ struct Inner {
     leeway: u64,
     require_at_jwt: bool,
     min_refetch_interval: Duration,
+    max_key_age: Duration,
     keys: RwLock<Arc<Keys>>,
     refetch: tokio::sync::Mutex<()>,
 }
@@ -93,6 +98,7 @@ pub struct JwtVerifierBuilder {
     leeway: u64,
     require_at_jwt: bool,
     min_refetch_interval: Duration,
+    max_key_age: Duration,
 }
 
 impl JwtVerifier {
@@ -102,11 +108,12 @@ impl JwtVerifier {
             issuer: issuer.into(),
             audience: audience.into(),
             jwks_url: None,
-            http: HttpClient::new(),
+            http: HttpClient::new().with_timeout(DEFAULT_FETCH_TIMEOUT),
             algorithms: ASYMMETRIC.to_vec(),
             leeway: DEFAULT_LEEWAY_SECS,
             require_at_jwt: false,
             min_refetch_interval: DEFAULT_MIN_REFETCH_INTERVAL,
+            max_key_age: DEFAULT_MAX_KEY_AGE,
         }
     }
 }
@@ -148,6 +155,12 @@ impl JwtVerifierBuilder {
     /// The least time between two JWKS fetches caused by unknown key ids.
     pub fn min_refetch_interval(mut self, interval: Duration) -> Self {
         self.min_refetch_interval = interval;
+        self
+    }
+
+    /// How long fetched keys are trusted before the JWKS is fetched again (default one hour).
+    pub fn max_key_age(mut self, age: Duration) -> Self {
+        self.max_key_age = age;
         self
     }
 
@@ -229,6 +242,7 @@ impl JwtVerifierBuilder {
                 leeway: self.leeway,
                 require_at_jwt: self.require_at_jwt,
                 min_refetch_interval: self.min_refetch_interval,
+                max_key_age: self.max_key_age,
                 keys: RwLock::new(Arc::new(Keys {
                     set: JwkSet { keys: Vec::new() },
                     fetched_at: None,
@@ -348,7 +362,12 @@ impl Inner {
         alg: Algorithm,
     ) -> std::result::Result<DecodingKey, VerifyError> {
         let mut keys = self.current();
-        if pick(&keys.set, kid, alg).is_none() && self.refresh_keys(keys.fetched_at).await? {
+        let stale = keys
+            .fetched_at
+            .is_some_and(|at| at.elapsed() > self.max_key_age);
+        if (stale || pick(&keys.set, kid, alg).is_none())
+            && self.refresh_keys(keys.fetched_at).await?
+        {
             keys = self.current();
         }
         if keys.set.keys.is_empty() {
@@ -377,6 +396,12 @@ impl Inner {
                 return Err(VerifyError::invalid("the token's typ is not at+jwt"));
             }
         }
+        if has_critical_parameters(token) {
+            // RFC 7515 §4.1.11: extensions we do not understand must not be ignored.
+            return Err(VerifyError::invalid(
+                "the token has critical header parameters (crit)",
+            ));
+        }
         let key = self.key_for(header.kid.as_deref(), header.alg).await?;
         let mut validation = Validation::new(header.alg);
         validation.set_issuer(&[&self.issuer]);
@@ -401,6 +426,19 @@ impl Inner {
             })?;
         Ok(AuthData::from_claims(data.claims))
     }
+}
+
+/// Whether the JOSE header names `crit` extensions (none of which this verifier implements).
+fn has_critical_parameters(token: &str) -> bool {
+    use base64::Engine;
+    let Some(encoded) = token.split('.').next() else {
+        return true;
+    };
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(encoded)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<Map<String, Value>>(&bytes).ok())
+        .is_none_or(|header| header.contains_key("crit"))
 }
 
 impl TokenVerifier for JwtVerifier {

@@ -101,24 +101,48 @@ impl McpScopes {
     }
 }
 
-fn call_of(message: &Value) -> Option<McpCall> {
-    let method = message.get("method")?.as_str()?.to_owned();
-    let params = message.get("params");
-    let name = params
-        .and_then(|p| p.get("name").or_else(|| p.get("uri")))
-        .and_then(Value::as_str)
-        .map(str::to_owned);
-    Some(McpCall { method, name })
+/// What a call targets, for the methods that target something: the tool or prompt name, the
+/// resource URI, or the task id (as rmcp puts them in `Mcp-Name`).
+fn target_of(method: &str, params: Option<&Value>) -> Option<String> {
+    let field = match method {
+        "tools/call" | "prompts/get" => "name",
+        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => "uri",
+        "tasks/get" | "tasks/update" | "tasks/cancel" | "tasks/result" => "taskId",
+        _ => return None,
+    };
+    params?.get(field)?.as_str().map(str::to_owned)
 }
 
-/// The calls in a JSON-RPC body: one message or a batch. `None` when the body is not JSON-RPC.
-pub(crate) fn calls_in(body: &[u8]) -> Option<Vec<McpCall>> {
-    let value: Value = serde_json::from_slice(body).ok()?;
-    match &value {
-        Value::Array(batch) => Some(batch.iter().filter_map(call_of).collect()),
-        Value::Object(_) => Some(call_of(&value).into_iter().collect()),
-        _ => None,
+/// One JSON-RPC message: a request or notification gives a call, a response none.
+fn call_of(message: &Value) -> Result<Option<McpCall>, &'static str> {
+    let Value::Object(object) = message else {
+        return Err("a JSON-RPC message must be an object");
+    };
+    match object.get("method") {
+        Some(Value::String(method)) => Ok(Some(McpCall {
+            method: method.clone(),
+            name: target_of(method, object.get("params")),
+        })),
+        Some(_) => Err("a JSON-RPC method must be a string"),
+        None if object.contains_key("result") || object.contains_key("error") => Ok(None),
+        None => Err("the body is not a JSON-RPC message"),
     }
+}
+
+/// The calls in a JSON-RPC body: one message or a non-empty batch. Anything else is refused:
+/// what the layer cannot read, it cannot judge, and it never lets that through.
+pub(crate) fn calls_in(body: &[u8]) -> Result<Vec<McpCall>, &'static str> {
+    let value: Value = serde_json::from_slice(body).map_err(|_| "the body is not JSON")?;
+    let messages = match &value {
+        Value::Array(batch) if batch.is_empty() => return Err("an empty JSON-RPC batch"),
+        Value::Array(batch) => batch.iter().collect(),
+        _ => vec![&value],
+    };
+    let mut calls = Vec::with_capacity(messages.len());
+    for message in messages {
+        calls.extend(call_of(message)?);
+    }
+    Ok(calls)
 }
 
 #[cfg(test)]
@@ -141,10 +165,22 @@ mod tests {
             required.into_iter().collect::<Vec<_>>(),
             vec!["files:write", "mcp"]
         );
-        assert!(calls_in(b"not json").is_none());
         assert_eq!(
             calls_in(br#"{"jsonrpc":"2.0","id":1,"result":{}}"#).unwrap(),
             vec![]
         );
+        for bad in [
+            &b"not json"[..],
+            b"[]",
+            b"42",
+            br#"{"jsonrpc":"2.0"}"#,
+            br#"{"method":7}"#,
+            br#"[{"method":"a"},3]"#,
+        ] {
+            assert!(calls_in(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+        let read =
+            calls_in(br#"{"method":"resources/read","params":{"uri":"file:///x"}}"#).unwrap();
+        assert_eq!(read[0].name.as_deref(), Some("file:///x"));
     }
 }

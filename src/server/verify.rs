@@ -86,7 +86,7 @@ impl AuthData {
             scopes,
             audience,
             issuer: string("iss"),
-            expires_at: claims.get("exp").and_then(Value::as_u64),
+            expires_at: claims.get("exp").and_then(numeric_date),
             claims: Arc::new(claims),
         })
     }
@@ -137,6 +137,16 @@ impl<V: TokenVerifier + ?Sized> TokenVerifier for Arc<V> {
     fn verify<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<AuthInfo, VerifyError>> {
         (**self).verify(token)
     }
+}
+
+/// A JWT / RFC 7662 NumericDate: seconds since the epoch, possibly fractional.
+pub(crate) fn numeric_date(value: &Value) -> Option<u64> {
+    value.as_u64().or_else(|| {
+        value
+            .as_f64()
+            .filter(|f| f.is_finite() && *f >= 0.0)
+            .map(|f| f as u64)
+    })
 }
 
 pub(crate) fn now_secs() -> u64 {

@@ -55,6 +55,14 @@ pub const MAX_JSON_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 const SESSION_ID: &str = "mcp-session-id";
 const LAST_EVENT_ID: &str = "last-event-id";
 const ACCEPT_BOTH: &str = "application/json, text/event-stream";
+/// Headers the transport sets itself; a custom header must not duplicate them.
+const RESERVED: [&str; 5] = [
+    "authorization",
+    "mcp-session-id",
+    "last-event-id",
+    "accept",
+    "content-type",
+];
 
 /// rmcp's `StreamableHttpClient` over a tower service: see the [module docs](self).
 #[derive(Debug, Clone)]
@@ -174,10 +182,16 @@ where
             value.set_sensitive(true);
             request = request.header(AUTHORIZATION, value);
         }
+        let mut request = request.body(body).map_err(transport_error)?;
         for (name, value) in custom_headers {
-            request = request.header(name, value);
+            if RESERVED.contains(&name.as_str()) {
+                return Err(StreamableHttpError::ReservedHeaderConflict(
+                    name.to_string(),
+                ));
+            }
+            request.headers_mut().insert(name, value);
         }
-        request.body(body).map_err(transport_error)
+        Ok(request)
     }
 
     async fn send(&self, request: Request<Full<Bytes>>) -> Result<Response<B>, Failure> {
@@ -233,10 +247,23 @@ where
         if status == StatusCode::NOT_FOUND && session_id.is_some() {
             return Err(StreamableHttpError::SessionExpired);
         }
+        let new_session = header_text(&response, SESSION_ID);
         if !status.is_success() {
+            // A JSON-RPC error in the body says more than the status does.
+            if content_type_is(&response, "application/json") {
+                let failure = status_failure(&response);
+                let bytes =
+                    collect_capped(typed_body(response.into_body()), MAX_JSON_RESPONSE_BYTES)
+                        .await?;
+                return match serde_json::from_slice::<ServerJsonRpcMessage>(&bytes) {
+                    Ok(message @ ServerJsonRpcMessage::Error(_)) => {
+                        Ok(StreamableHttpPostResponse::Json(message, new_session))
+                    }
+                    _ => Err(failure),
+                };
+            }
             return Err(status_failure(&response));
         }
-        let new_session = header_text(&response, SESSION_ID);
         if content_type_is(&response, "text/event-stream") {
             let events: BoxStream<'static, Result<Sse, SseError>> =
                 SseStream::new(typed_body(response.into_body())).boxed();
@@ -248,10 +275,14 @@ where
             let message: ServerJsonRpcMessage = serde_json::from_slice(&bytes)?;
             return Ok(StreamableHttpPostResponse::Json(message, new_session));
         }
-        Err(StreamableHttpError::UnexpectedContentType(header_text(
-            &response,
-            CONTENT_TYPE,
-        )))
+        // An empty 200 answers a notification as 202 would.
+        let content_type = header_text(&response, CONTENT_TYPE);
+        let bytes =
+            collect_capped(typed_body(response.into_body()), MAX_JSON_RESPONSE_BYTES).await?;
+        if bytes.is_empty() {
+            return Ok(StreamableHttpPostResponse::Accepted);
+        }
+        Err(StreamableHttpError::UnexpectedContentType(content_type))
     }
 
     async fn delete_session(
