@@ -1,8 +1,10 @@
 //! Throughput under load, side by side in one run: the same loopback axum server with and
 //! without `RequireBearer` + `JwtVerifier` (cached), measured by wrk (`apt-get install wrk`).
 //!
-//! `cargo bench --bench bearer_load` (`BEARER_LOAD_SECONDS`, default 8, per run;
-//! `BEARER_LOAD_ROUNDS`, default 3, alternating runs of each side).
+//! `taskset -c 0 cargo bench --bench bearer_load` (`BEARER_LOAD_SECONDS`, default 8, per run;
+//! `BEARER_LOAD_ROUNDS`, default 3, alternating runs of each side). With `taskset` present, wrk
+//! runs pinned to CPU 1, so on a 2-core machine the server and the load generator do not trade
+//! places between runs.
 
 #[path = "../examples/support/jwt_issuer.rs"]
 mod jwt_issuer;
@@ -35,7 +37,15 @@ fn app() -> Router {
 
 /// Runs wrk and returns its requests per second.
 fn wrk(url: &str, token: &str, seconds: u64) -> f64 {
-    let output = Command::new("wrk")
+    let pinned = Command::new("taskset").arg("--version").output().is_ok();
+    let mut command = if pinned {
+        let mut taskset = Command::new("taskset");
+        taskset.args(["-c", "1", "wrk"]);
+        taskset
+    } else {
+        Command::new("wrk")
+    };
+    let output = command
         .args(["-t1", "-c32", &format!("-d{seconds}s"), "--latency"])
         .args(["-H", &format!("Authorization: Bearer {token}"), url])
         .output()
@@ -93,6 +103,11 @@ fn main() {
         with.push(wrk(&protected, &token, seconds));
     }
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let median = |v: &[f64]| {
+        let mut sorted = v.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        sorted[sorted.len() / 2]
+    };
     let (a, b) = (mean(&without), mean(&with));
     println!("bearer_load: {seconds}s x{rounds} rounds, wrk -t1 -c32, GET /mcp on 127.0.0.1");
     println!("  without RequireBearer:                 {a:>10.0} req/s  {without:?}");

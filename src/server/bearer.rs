@@ -234,9 +234,39 @@ impl<S, V> std::fmt::Debug for RequireBearer<S, V> {
     }
 }
 
-/// The future of [`RequireBearer`]: boxed, as it may wait on the verifier and the body first.
-pub type ResponseFuture<ResBody, E> =
-    Pin<Box<dyn Future<Output = Result<Response<ResBody>, E>> + Send>>;
+type SlowFuture<ResBody, E> = Pin<Box<dyn Future<Output = Result<Response<ResBody>, E>> + Send>>;
+
+pin_project_lite::pin_project! {
+    /// The future of [`RequireBearer`]. A token found in the cache, with no body to read, goes
+    /// straight to the inner service's future; everything else (verification, reading the
+    /// body, a rejection) runs boxed.
+    pub struct ResponseFuture<F, ResBody, E> {
+        #[pin]
+        kind: Kind<F, ResBody, E>,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = KindProj]
+    enum Kind<F, ResBody, E> {
+        Direct { #[pin] inner: F },
+        Verifying { future: SlowFuture<ResBody, E> },
+    }
+}
+
+impl<F, ResBody, E> Future for ResponseFuture<F, ResBody, E>
+where
+    F: Future<Output = Result<Response<ResBody>, E>>,
+{
+    type Output = Result<Response<ResBody>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            KindProj::Direct { inner } => inner.poll(cx),
+            KindProj::Verifying { future } => future.as_mut().poll(cx),
+        }
+    }
+}
 
 impl<S, V, ReqBody, ResBody> Service<Request<ReqBody>> for RequireBearer<S, V>
 where
@@ -249,16 +279,27 @@ where
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
-    type Future = ResponseFuture<ResBody, S::Error>;
+    type Future = ResponseFuture<S::Future, ResBody, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        if self.config.admit_cached(&mut request) {
+            return ResponseFuture {
+                kind: Kind::Direct {
+                    inner: self.inner.call(request),
+                },
+            };
+        }
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
-        Box::pin(protect(self.config.clone(), inner, request))
+        ResponseFuture {
+            kind: Kind::Verifying {
+                future: Box::pin(protect(self.config.clone(), inner, request)),
+            },
+        }
     }
 }
 
@@ -329,16 +370,7 @@ where
     ReqBody: Body<Data = Bytes> + From<Bytes>,
 {
     let info = config.authenticate(request.headers()).await?;
-    if info.expires_at.is_some_and(|at| at <= now_secs()) {
-        return Err(Rejection::InvalidToken("the token has expired".into()));
-    }
-    if let Some(resource) = &config.resource {
-        if !info.audience.iter().any(|aud| same_resource(aud, resource)) {
-            return Err(Rejection::InvalidToken(
-                "the token is not for this resource (audience)".into(),
-            ));
-        }
-    }
+    config.checks(&info)?;
     // The route's scopes, plus what the MCP calls in the body need. Only the MCP case builds a
     // set: the common path allocates nothing.
     let mut tool_scopes = BTreeSet::new();
@@ -470,6 +502,42 @@ fn cached_candidate(headers: &HeaderMap) -> Option<&str> {
 }
 
 impl<V: TokenVerifier> Config<V> {
+    /// The fast path: a cached token that passes every check, on a request with no body to
+    /// inspect, is admitted without any await. Anything else returns `false` and takes the full
+    /// path, which decides again (and answers any rejection).
+    fn admit_cached<B>(&self, request: &mut Request<B>) -> bool {
+        if self.mcp.is_some() && request.method() == Method::POST {
+            return false;
+        }
+        let Some(cache) = &self.cache else {
+            return false;
+        };
+        let Some(info) = cached_candidate(request.headers()).and_then(|token| cache.get(token))
+        else {
+            return false;
+        };
+        if self.checks(&info).is_err() || self.required_scopes.iter().any(|s| !info.has_scope(s)) {
+            return false;
+        }
+        request.extensions_mut().insert(info);
+        true
+    }
+
+    /// Expiry and audience, checked on every request whoever verified the token.
+    fn checks(&self, info: &AuthInfo) -> Result<(), Rejection> {
+        if info.expires_at.is_some_and(|at| at <= now_secs()) {
+            return Err(Rejection::InvalidToken("the token has expired".into()));
+        }
+        if let Some(resource) = &self.resource {
+            if !info.audience.iter().any(|aud| same_resource(aud, resource)) {
+                return Err(Rejection::InvalidToken(
+                    "the token is not for this resource (audience)".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     async fn authenticate(&self, headers: &HeaderMap) -> Result<AuthInfo, Rejection> {
         // A cache hit is a token seen and validated before: skip parsing it again.
         if let Some(cache) = &self.cache {
