@@ -117,4 +117,12 @@ fn main() {
         100.0 * b / a,
         100.0 * median(&with) / median(&without)
     );
+    // Each protected run against the unprotected run just before it: drift of the machine
+    // between rounds cancels out.
+    let paired: Vec<f64> = with.iter().zip(&without).map(|(w, o)| w / o).collect();
+    println!(
+        "  paired ratio: median {:.1}% over {} rounds",
+        100.0 * median(&paired),
+        paired.len()
+    );
 }
