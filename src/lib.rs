@@ -26,7 +26,7 @@ pub mod metadata;
 pub mod secret;
 #[cfg(feature = "server")]
 pub mod server;
-#[cfg(feature = "rmcp")]
+#[cfg(feature = "transport")]
 pub mod transport;
 
 pub use error::{Error, ErrorKind, Result};

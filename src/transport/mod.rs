@@ -1,4 +1,5 @@
-//! MCP transports on tower stacks. For now, the rmcp integration: rmcp's own Streamable HTTP
-//! client transport over any tower HTTP service.
+//! MCP client transports on tower stacks, and the rmcp integration.
 
+#[cfg(feature = "rmcp")]
 pub mod rmcp;
+pub mod sse;

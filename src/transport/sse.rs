@@ -1,0 +1,350 @@
+//! A streaming `text/event-stream` decoder (WHATWG HTML, "Server-sent events", §9.2.6).
+//!
+//! It follows every rule of the format: CR, LF and CRLF line ends (a CRLF split across chunks
+//! included), multi-line `data`, `event`, `id` (ignored when it holds NUL), `retry` (digits
+//! only), comments, unknown fields, and a leading BOM. An event larger than the configured
+//! maximum is an error, so a hostile server cannot make the decoder buffer without bound.
+//!
+//! ```
+//! use tower_mcp_oauth::transport::sse::SseDecoder;
+//!
+//! let mut decoder = SseDecoder::new(1024);
+//! let mut events = Vec::new();
+//! decoder.feed(b"id: 7\r\ndata: {\"jsonrpc\":", &mut events).unwrap();
+//! decoder.feed(b"\"2.0\"}\r\n\r\n", &mut events).unwrap();
+//! assert_eq!(events[0].data, r#"{"jsonrpc":"2.0"}"#);
+//! assert_eq!(events[0].id.as_deref(), Some("7"));
+//! ```
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::Stream;
+use http_body::Body;
+
+use crate::error::{BoxError, Error, ErrorKind};
+
+/// One dispatched event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SseEvent {
+    /// The event type; `message` when the stream named none.
+    pub event: String,
+    /// The data lines, joined by `\n`.
+    pub data: String,
+    /// The last event ID at dispatch (it carries over from earlier events, as the spec says).
+    pub id: Option<String>,
+    /// The reconnection time, when this event's block set one.
+    pub retry: Option<Duration>,
+}
+
+/// The decoder's state between chunks.
+#[derive(Debug)]
+pub struct SseDecoder {
+    max_event_bytes: usize,
+    line: Vec<u8>,
+    after_cr: bool,
+    started: bool,
+    data: Vec<u8>,
+    has_data: bool,
+    event: Option<String>,
+    last_id: Option<String>,
+    retry: Option<Duration>,
+    block_retry: Option<Duration>,
+}
+
+fn too_large(max: usize) -> Error {
+    Error::new(
+        ErrorKind::BodyTooLarge,
+        format!("a server-sent event is larger than {max} bytes"),
+    )
+}
+
+impl SseDecoder {
+    /// A decoder refusing events (and lines) larger than `max_event_bytes`.
+    pub fn new(max_event_bytes: usize) -> Self {
+        Self {
+            max_event_bytes,
+            line: Vec::new(),
+            after_cr: false,
+            started: false,
+            data: Vec::new(),
+            has_data: false,
+            event: None,
+            last_id: None,
+            retry: None,
+            block_retry: None,
+        }
+    }
+
+    /// The last event ID seen, for `Last-Event-ID` when reconnecting.
+    pub fn last_event_id(&self) -> Option<&str> {
+        self.last_id.as_deref()
+    }
+
+    /// The reconnection time the server asked for, if any.
+    pub fn retry(&self) -> Option<Duration> {
+        self.retry
+    }
+
+    /// Decodes `chunk`, appending every completed event to `out`.
+    ///
+    /// # Errors
+    /// [`ErrorKind::BodyTooLarge`] when an event or a line passes the maximum.
+    pub fn feed(&mut self, mut chunk: &[u8], out: &mut Vec<SseEvent>) -> Result<(), Error> {
+        if self.after_cr {
+            self.after_cr = false;
+            if let Some(rest) = chunk.strip_prefix(b"\n") {
+                chunk = rest;
+            }
+        }
+        while let Some(end) = memchr::memchr2(b'\n', b'\r', chunk) {
+            if self.line.is_empty() {
+                self.process_line(&chunk[..end], out)?;
+            } else {
+                let mut line = std::mem::take(&mut self.line);
+                line.extend_from_slice(&chunk[..end]);
+                let result = self.process_line(&line, out);
+                line.clear();
+                self.line = line;
+                result?;
+            }
+            if chunk[end] == b'\r' {
+                match chunk.get(end + 1) {
+                    Some(b'\n') => chunk = &chunk[end + 2..],
+                    Some(_) => chunk = &chunk[end + 1..],
+                    None => {
+                        self.after_cr = true;
+                        chunk = &[];
+                    }
+                }
+            } else {
+                chunk = &chunk[end + 1..];
+            }
+        }
+        if self.line.len() + chunk.len() > self.max_event_bytes {
+            return Err(too_large(self.max_event_bytes));
+        }
+        self.line.extend_from_slice(chunk);
+        Ok(())
+    }
+
+    fn process_line(&mut self, mut line: &[u8], out: &mut Vec<SseEvent>) -> Result<(), Error> {
+        if !self.started {
+            self.started = true;
+            line = line.strip_prefix("\u{feff}".as_bytes()).unwrap_or(line);
+        }
+        if line.is_empty() {
+            self.dispatch(out);
+            return Ok(());
+        }
+        if line[0] == b':' {
+            return Ok(());
+        }
+        let (field, value) = match memchr::memchr(b':', line) {
+            Some(colon) => {
+                let value = &line[colon + 1..];
+                (&line[..colon], value.strip_prefix(b" ").unwrap_or(value))
+            }
+            None => (line, &b""[..]),
+        };
+        match field {
+            b"data" => {
+                if self.data.len() + value.len() + 1 > self.max_event_bytes {
+                    return Err(too_large(self.max_event_bytes));
+                }
+                self.data.extend_from_slice(value);
+                self.data.push(b'\n');
+                self.has_data = true;
+            }
+            b"event" => self.event = Some(String::from_utf8_lossy(value).into_owned()),
+            b"id" if !value.contains(&0) => {
+                self.last_id = Some(String::from_utf8_lossy(value).into_owned());
+            }
+            b"retry" if !value.is_empty() && value.iter().all(u8::is_ascii_digit) => {
+                if let Ok(millis) = std::str::from_utf8(value).unwrap_or("").parse::<u64>() {
+                    self.retry = Some(Duration::from_millis(millis));
+                    self.block_retry = self.retry;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn dispatch(&mut self, out: &mut Vec<SseEvent>) {
+        let event = self.event.take();
+        let retry = self.block_retry.take();
+        if !self.has_data {
+            // No data: nothing is dispatched (a retry-only block still changed the delay).
+            self.data.clear();
+            return;
+        }
+        self.has_data = false;
+        self.data.pop(); // the last "\n"
+        let data = match String::from_utf8(std::mem::take(&mut self.data)) {
+            Ok(text) => text,
+            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        };
+        out.push(SseEvent {
+            event: event.filter(|e| !e.is_empty()).unwrap_or_else(|| "message".into()),
+            data,
+            id: self.last_id.clone(),
+            retry,
+        });
+    }
+}
+
+/// A body decoded as a stream of [`SseEvent`]s.
+pub struct SseStream<B> {
+    body: B,
+    decoder: SseDecoder,
+    ready: VecDeque<SseEvent>,
+    scratch: Vec<SseEvent>,
+    done: bool,
+}
+
+impl<B> SseStream<B> {
+    /// Decodes `body`, refusing events over `max_event_bytes`.
+    pub fn new(body: B, max_event_bytes: usize) -> Self {
+        Self {
+            body,
+            decoder: SseDecoder::new(max_event_bytes),
+            ready: VecDeque::new(),
+            scratch: Vec::new(),
+            done: false,
+        }
+    }
+
+    /// The decoder's state: last event ID and retry delay, for reconnecting.
+    pub fn decoder(&self) -> &SseDecoder {
+        &self.decoder
+    }
+}
+
+impl<B> Stream for SseStream<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Item = Result<SseEvent, Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        loop {
+            if let Some(event) = this.ready.pop_front() {
+                return Poll::Ready(Some(Ok(event)));
+            }
+            if this.done {
+                return Poll::Ready(None);
+            }
+            match Pin::new(&mut this.body).poll_frame(cx) {
+                Poll::Pending => return Poll::Pending,
+                // End of stream: a half-received event is dropped, as the spec says.
+                Poll::Ready(None) => this.done = true,
+                Poll::Ready(Some(Err(e))) => {
+                    this.done = true;
+                    return Poll::Ready(Some(Err(Error::new(ErrorKind::Http, "the event stream failed")
+                        .with_boxed_source(e.into()))));
+                }
+                Poll::Ready(Some(Ok(frame))) => {
+                    let Ok(data) = frame.into_data() else { continue };
+                    if let Err(e) = this.decoder.feed(&data, &mut this.scratch) {
+                        this.done = true;
+                        return Poll::Ready(Some(Err(e)));
+                    }
+                    this.ready.extend(this.scratch.drain(..));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_all(chunks: &[&[u8]]) -> Vec<SseEvent> {
+        let mut decoder = SseDecoder::new(1 << 20);
+        let mut events = Vec::new();
+        for chunk in chunks {
+            decoder.feed(chunk, &mut events).unwrap();
+        }
+        events
+    }
+
+    fn datas(events: &[SseEvent]) -> Vec<&str> {
+        events.iter().map(|e| e.data.as_str()).collect()
+    }
+
+    #[test]
+    fn line_endings_cr_lf_crlf_and_split_crlf() {
+        let events = decode_all(&[b"data: a\r\rdata: b\n\ndata: c\r\n\r\ndata: d\r", b"\n\r", b"\n"]);
+        assert_eq!(datas(&events), vec!["a", "b", "c", "d"]);
+    }
+
+    #[test]
+    fn multi_line_data_event_id_retry_and_comments() {
+        let events = decode_all(&[b": comment\nevent: update\ndata: one\ndata:two\ndata\nid: 42\nretry: 1500\n\n"]);
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].event, "update");
+        assert_eq!(events[0].data, "one\ntwo\n");
+        assert_eq!(events[0].id.as_deref(), Some("42"));
+        assert_eq!(events[0].retry, Some(Duration::from_millis(1500)));
+        // The id carries over; the event type does not.
+        let events = decode_all(&[b"id: 1\ndata: x\n\ndata: y\n\n"]);
+        assert_eq!(events[1].id.as_deref(), Some("1"));
+        assert_eq!(events[1].event, "message");
+    }
+
+    #[test]
+    fn odd_fields_are_ignored_as_the_spec_says() {
+        let events = decode_all(&[b"retry: 12a\nid: a\0b\nunknown: x\ndata: v\n\n"]);
+        assert_eq!(events[0].retry, None);
+        assert_eq!(events[0].id, None);
+        // A block without data dispatches nothing; a field with no colon has an empty value.
+        let events = decode_all(&[b"event: x\n\ndata\n\n"]);
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].data, "");
+        assert_eq!(events[0].event, "message");
+    }
+
+    #[test]
+    fn a_leading_bom_is_skipped_even_when_split() {
+        let events = decode_all(&[b"\xEF\xBB", b"\xBFdata: hi\n\n"]);
+        assert_eq!(datas(&events), vec!["hi"]);
+        let events = decode_all(&[b"data: \xEF\xBB\xBFkept\n\n"]);
+        assert_eq!(events[0].data, "\u{feff}kept");
+    }
+
+    #[test]
+    fn an_unfinished_event_at_the_end_is_dropped() {
+        assert!(decode_all(&[b"data: never dispatched\n"]).is_empty());
+    }
+
+    #[test]
+    fn every_split_point_gives_the_same_events() {
+        let input = b"\xEF\xBB\xBFevent: e\r\ndata: 1\rdata: 2\n\n: c\r\nid: 9\ndata: 3\r\n\r\n";
+        let whole = decode_all(&[input]);
+        for split in 0..input.len() {
+            assert_eq!(decode_all(&[&input[..split], &input[split..]]), whole, "split at {split}");
+        }
+    }
+
+    #[test]
+    fn oversized_events_and_lines_are_errors() {
+        let mut decoder = SseDecoder::new(16);
+        let mut events = Vec::new();
+        assert_eq!(
+            decoder.feed(b"data: 0123456789abcdef\n", &mut events).unwrap_err().kind(),
+            ErrorKind::BodyTooLarge
+        );
+        let mut decoder = SseDecoder::new(16);
+        assert!(decoder.feed(&[b'x'; 17], &mut events).is_err(), "a line without end");
+        let mut decoder = SseDecoder::new(16);
+        decoder.feed(b"data: 01234567\n", &mut events).unwrap();
+        assert!(decoder.feed(b"data: 01234567\n", &mut events).is_err(), "lines add up");
+    }
+}
