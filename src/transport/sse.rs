@@ -189,7 +189,9 @@ impl SseDecoder {
             Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
         };
         out.push(SseEvent {
-            event: event.filter(|e| !e.is_empty()).unwrap_or_else(|| "message".into()),
+            event: event
+                .filter(|e| !e.is_empty())
+                .unwrap_or_else(|| "message".into()),
             data,
             id: self.last_id.clone(),
             retry,
@@ -246,11 +248,16 @@ where
                 Poll::Ready(None) => this.done = true,
                 Poll::Ready(Some(Err(e))) => {
                     this.done = true;
-                    return Poll::Ready(Some(Err(Error::new(ErrorKind::Http, "the event stream failed")
-                        .with_boxed_source(e.into()))));
+                    return Poll::Ready(Some(Err(Error::new(
+                        ErrorKind::Http,
+                        "the event stream failed",
+                    )
+                    .with_boxed_source(e.into()))));
                 }
                 Poll::Ready(Some(Ok(frame))) => {
-                    let Ok(data) = frame.into_data() else { continue };
+                    let Ok(data) = frame.into_data() else {
+                        continue;
+                    };
                     if let Err(e) = this.decoder.feed(&data, &mut this.scratch) {
                         this.done = true;
                         return Poll::Ready(Some(Err(e)));
@@ -281,13 +288,19 @@ mod tests {
 
     #[test]
     fn line_endings_cr_lf_crlf_and_split_crlf() {
-        let events = decode_all(&[b"data: a\r\rdata: b\n\ndata: c\r\n\r\ndata: d\r", b"\n\r", b"\n"]);
+        let events = decode_all(&[
+            b"data: a\r\rdata: b\n\ndata: c\r\n\r\ndata: d\r",
+            b"\n\r",
+            b"\n",
+        ]);
         assert_eq!(datas(&events), vec!["a", "b", "c", "d"]);
     }
 
     #[test]
     fn multi_line_data_event_id_retry_and_comments() {
-        let events = decode_all(&[b": comment\nevent: update\ndata: one\ndata:two\ndata\nid: 42\nretry: 1500\n\n"]);
+        let events = decode_all(&[
+            b": comment\nevent: update\ndata: one\ndata:two\ndata\nid: 42\nretry: 1500\n\n",
+        ]);
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].event, "update");
         assert_eq!(events[0].data, "one\ntwo\n");
@@ -329,7 +342,11 @@ mod tests {
         let input = b"\xEF\xBB\xBFevent: e\r\ndata: 1\rdata: 2\n\n: c\r\nid: 9\ndata: 3\r\n\r\n";
         let whole = decode_all(&[input]);
         for split in 0..input.len() {
-            assert_eq!(decode_all(&[&input[..split], &input[split..]]), whole, "split at {split}");
+            assert_eq!(
+                decode_all(&[&input[..split], &input[split..]]),
+                whole,
+                "split at {split}"
+            );
         }
     }
 
@@ -338,13 +355,22 @@ mod tests {
         let mut decoder = SseDecoder::new(16);
         let mut events = Vec::new();
         assert_eq!(
-            decoder.feed(b"data: 0123456789abcdef\n", &mut events).unwrap_err().kind(),
+            decoder
+                .feed(b"data: 0123456789abcdef\n", &mut events)
+                .unwrap_err()
+                .kind(),
             ErrorKind::BodyTooLarge
         );
         let mut decoder = SseDecoder::new(16);
-        assert!(decoder.feed(&[b'x'; 17], &mut events).is_err(), "a line without end");
+        assert!(
+            decoder.feed(&[b'x'; 17], &mut events).is_err(),
+            "a line without end"
+        );
         let mut decoder = SseDecoder::new(16);
         decoder.feed(b"data: 01234567\n", &mut events).unwrap();
-        assert!(decoder.feed(b"data: 01234567\n", &mut events).is_err(), "lines add up");
+        assert!(
+            decoder.feed(b"data: 01234567\n", &mut events).is_err(),
+            "lines add up"
+        );
     }
 }
