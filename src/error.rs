@@ -60,6 +60,8 @@ pub enum ErrorKind {
     Handler,
     /// Refresh or sign-in was attempted too often in a short time: stopped to break a loop.
     TooManyAttempts,
+    /// The MCP server no longer knows the session: initialize again.
+    SessionExpired,
 }
 
 /// The crate's error: a kind, a message and an optional source. Cheap to clone, so one failed

@@ -117,6 +117,8 @@ struct PendingCode {
 struct Grant {
     scope: String,
     expires_at: u64,
+    client_id: String,
+    resource: Option<String>,
 }
 
 #[derive(Default)]
@@ -124,7 +126,7 @@ struct Inner {
     clients: HashMap<String, Client>,
     codes: HashMap<String, PendingCode>,
     access_tokens: HashMap<String, Grant>,
-    refresh_tokens: HashMap<String, (String, String)>,
+    refresh_tokens: HashMap<String, (String, String, Option<String>)>,
     counters: Counters,
     next: u64,
 }
@@ -176,6 +178,7 @@ impl DemoServer {
             .route("/mcp", post(mcp))
             .route("/whoami", get(whoami).post(whoami))
             .route("/ping", get(|| async { "pong" }))
+            .route("/introspect", post(introspect))
             .with_state(server.clone());
         tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
@@ -214,7 +217,13 @@ impl DemoServer {
         self.inner.lock().unwrap().clients.clear();
     }
 
-    fn issue(&self, inner: &mut Inner, client_id: &str, scope: &str) -> Value {
+    fn issue(
+        &self,
+        inner: &mut Inner,
+        client_id: &str,
+        scope: &str,
+        resource: Option<String>,
+    ) -> Value {
         inner.next += 1;
         let n = inner.next;
         let access = format!("at-{n}-{:016x}", rand::random::<u64>());
@@ -225,11 +234,13 @@ impl DemoServer {
             Grant {
                 scope: scope.into(),
                 expires_at: now() + lifetime,
+                client_id: client_id.into(),
+                resource: resource.clone(),
             },
         );
         inner
             .refresh_tokens
-            .insert(refresh.clone(), (client_id.into(), scope.into()));
+            .insert(refresh.clone(), (client_id.into(), scope.into(), resource));
         json!({
             "access_token": access,
             "token_type": "Bearer",
@@ -501,19 +512,25 @@ async fn token(
             {
                 return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
             }
-            let body = s.issue(&mut inner, &client_id, &pending.scope);
+            let body = s.issue(
+                &mut inner,
+                &client_id,
+                &pending.scope,
+                pending.resource.clone(),
+            );
             Json(body).into_response()
         }
         Some("refresh_token") => {
             inner.counters.refreshes += 1;
             let presented = form.get("refresh_token").cloned().unwrap_or_default();
-            let Some((owner, scope)) = inner.refresh_tokens.get(&presented).cloned() else {
+            let Some((owner, scope, resource)) = inner.refresh_tokens.get(&presented).cloned()
+            else {
                 return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
             };
             if owner != client_id {
                 return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
             }
-            let mut body = s.issue(&mut inner, &client_id, &scope);
+            let mut body = s.issue(&mut inner, &client_id, &scope, resource);
             if b.rotate_refresh_tokens {
                 inner.refresh_tokens.remove(&presented);
             } else {
@@ -525,6 +542,31 @@ async fn token(
         }
         _ => oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type"),
     }
+}
+
+/// RFC 7662 for the tokens this server issued (client authentication is not checked here).
+async fn introspect(
+    State(s): State<DemoServer>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let inner = s.inner.lock().unwrap();
+    let grant = form
+        .get("token")
+        .and_then(|t| inner.access_tokens.get(t))
+        .filter(|g| g.expires_at > now());
+    let answer = match grant {
+        Some(grant) => json!({
+            "active": true,
+            "scope": grant.scope,
+            "client_id": grant.client_id,
+            "sub": "demo-user",
+            "aud": grant.resource,
+            "exp": grant.expires_at,
+            "iss": s.base,
+        }),
+        None => json!({"active": false}),
+    };
+    Json(answer).into_response()
 }
 
 /// Echoes the `Authorization` header it received, or `none`.

@@ -3,3 +3,4 @@
 #[cfg(feature = "rmcp")]
 pub mod rmcp;
 pub mod sse;
+pub mod streamable_http;

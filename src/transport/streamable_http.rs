@@ -1,0 +1,507 @@
+//! The MCP Streamable HTTP client transport (2025-03-26, 2025-06-18, 2025-11-25) on any tower
+//! HTTP service, so `OAuthLayer`, timeouts and retries stack beneath it.
+//!
+//! - Every JSON-RPC message is POSTed with `Accept: application/json, text/event-stream`; a JSON
+//!   answer, an SSE stream of messages, or 202 for notifications and responses are all handled.
+//! - `Mcp-Session-Id` is captured from the server and sent back; `MCP-Protocol-Version` is sent
+//!   once `initialize` has negotiated it.
+//! - After `notifications/initialized`, a GET opens the server's listening stream (a 405 means
+//!   the server has none).
+//! - A stream that drops is resumed with a GET carrying `Last-Event-ID`, after the server's
+//!   `retry` delay.
+//! - A 404 for a known session surfaces as [`ErrorKind::SessionExpired`]: initialize again.
+//! - Closing sends DELETE for the session.
+//!
+//! Incoming messages arrive, in order, from [`StreamableHttpTransport::receive`]; with the `rmcp`
+//! feature the transport is an rmcp client transport.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http::header::{HeaderValue, ACCEPT, CONTENT_TYPE};
+use http::{Method, Request, Response, StatusCode};
+use http_body::Body;
+use http_body_util::{BodyExt, Full};
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tower::{Service, ServiceExt};
+
+use crate::error::{BoxError, Error, ErrorKind, Result};
+
+use crate::transport::sse::SseStream;
+
+const SESSION_ID: &str = "mcp-session-id";
+const PROTOCOL_VERSION: &str = "mcp-protocol-version";
+const LAST_EVENT_ID: &str = "last-event-id";
+
+/// Settings of a Streamable HTTP transport.
+#[derive(Debug, Clone)]
+pub struct StreamableHttpConfig {
+    /// The MCP endpoint.
+    pub url: String,
+    /// The largest SSE event accepted.
+    pub max_event_bytes: usize,
+    /// The largest JSON response accepted.
+    pub max_json_bytes: usize,
+    /// How often a dropped stream is resumed before giving up.
+    pub max_resumptions: usize,
+    /// The delay before resuming when the server gave no `retry`.
+    pub default_retry: Duration,
+    /// Whether to open the GET listening stream after initialization.
+    pub listen: bool,
+}
+
+impl StreamableHttpConfig {
+    /// Defaults for the endpoint `url`: 16 MiB events and responses, 5 resumptions, 1 s retry,
+    /// and a listening stream.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            max_event_bytes: 16 * 1024 * 1024,
+            max_json_bytes: 16 * 1024 * 1024,
+            max_resumptions: 5,
+            default_retry: Duration::from_secs(1),
+            listen: true,
+        }
+    }
+}
+
+type Incoming = Result<Value>;
+
+struct Shared<S> {
+    service: S,
+    config: StreamableHttpConfig,
+    session: Mutex<Option<HeaderValue>>,
+    protocol: Mutex<Option<HeaderValue>>,
+    incoming: mpsc::UnboundedSender<Incoming>,
+    closed: AtomicBool,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+/// A Streamable HTTP client transport over the tower service `S`: see the [module docs](self).
+pub struct StreamableHttpTransport<S> {
+    shared: Arc<Shared<S>>,
+    receiver: mpsc::UnboundedReceiver<Incoming>,
+}
+
+impl<S> std::fmt::Debug for StreamableHttpTransport<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamableHttpTransport")
+            .field("url", &self.shared.config.url)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn is_media(response: &Response<impl Sized>, mime: &str) -> bool {
+    response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case(mime))
+}
+
+fn http_error(e: impl Into<BoxError>) -> Error {
+    Error::from_boxed(e.into())
+}
+
+/// What a response to a POST was.
+enum Answer {
+    Accepted,
+    Messages,
+}
+
+impl<S, B> StreamableHttpTransport<S>
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<B>> + Clone + Send + Sync + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError>,
+{
+    /// A transport to `config.url` over `service`. Nothing is sent until the first message.
+    pub fn new(service: S, config: StreamableHttpConfig) -> Self {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        Self {
+            shared: Arc::new(Shared {
+                service,
+                config,
+                session: Mutex::new(None),
+                protocol: Mutex::new(None),
+                incoming: sender,
+                closed: AtomicBool::new(false),
+                tasks: Mutex::new(Vec::new()),
+            }),
+            receiver,
+        }
+    }
+
+    /// The session the server assigned, if any.
+    pub fn session_id(&self) -> Option<String> {
+        lock(&self.shared.session)
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    }
+
+    /// Sends one JSON-RPC message. Its answer (and anything else the server sends) comes from
+    /// [`Self::receive`].
+    ///
+    /// # Errors
+    /// Transport errors; [`ErrorKind::SessionExpired`] when the server forgot the session;
+    /// [`ErrorKind::InvalidResponse`] for an unexpected status or content type.
+    pub fn send(
+        &self,
+        message: Value,
+    ) -> impl std::future::Future<Output = Result<()>> + Send + 'static {
+        let shared = self.shared.clone();
+        async move { Shared::post(&shared, message).await }
+    }
+
+    /// The next message from the server, or an error the background streams met; `None` once
+    /// the transport is closed.
+    pub async fn receive(&mut self) -> Option<Result<Value>> {
+        self.receiver.recv().await
+    }
+
+    /// Ends the session (DELETE) and stops the background streams.
+    ///
+    /// # Errors
+    /// Transport errors from the DELETE.
+    pub async fn close(&mut self) -> Result<()> {
+        self.shared.closed.store(true, Ordering::SeqCst);
+        for task in lock(&self.shared.tasks).drain(..) {
+            task.abort();
+        }
+        let session = lock(&self.shared.session).take();
+        let Some(session) = session else {
+            return Ok(());
+        };
+        let request = self
+            .shared
+            .request(Method::DELETE, Full::default(), Some(session))?;
+        let response = self.shared.call(request).await?;
+        // 405: the server does not let clients end sessions; that is fine.
+        if response.status().is_success() || response.status() == StatusCode::METHOD_NOT_ALLOWED {
+            Ok(())
+        } else {
+            Err(Error::new(
+                ErrorKind::InvalidResponse,
+                format!(
+                    "closing the session: the server answered {}",
+                    response.status()
+                ),
+            ))
+        }
+    }
+}
+
+impl<S, B> Shared<S>
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<B>> + Clone + Send + Sync + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError>,
+{
+    fn request(
+        &self,
+        method: Method,
+        body: Full<Bytes>,
+        session: Option<HeaderValue>,
+    ) -> Result<Request<Full<Bytes>>> {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(&self.config.url)
+            .body(body)
+            .map_err(|e| {
+                Error::new(ErrorKind::Config, "the MCP endpoint is not a valid URI").with_source(e)
+            })?;
+        let headers = request.headers_mut();
+        if let Some(session) = session.or_else(|| lock(&self.session).clone()) {
+            headers.insert(SESSION_ID, session);
+        }
+        if let Some(version) = lock(&self.protocol).clone() {
+            headers.insert(PROTOCOL_VERSION, version);
+        }
+        Ok(request)
+    }
+
+    async fn call(&self, request: Request<Full<Bytes>>) -> Result<Response<B>> {
+        self.service
+            .clone()
+            .oneshot(request)
+            .await
+            .map_err(http_error)
+    }
+
+    fn remember_session(&self, response: &Response<B>) {
+        if let Some(session) = response.headers().get(SESSION_ID) {
+            *lock(&self.session) = Some(session.clone());
+        }
+    }
+
+    fn deliver(&self, message: Value) {
+        // The answer to `initialize` names the protocol version every later request carries.
+        if let Some(version) = message
+            .pointer("/result/protocolVersion")
+            .and_then(Value::as_str)
+        {
+            if message.pointer("/result/serverInfo").is_some() {
+                if let Ok(value) = HeaderValue::from_str(version) {
+                    *lock(&self.protocol) = Some(value);
+                }
+            }
+        }
+        let _ = self.incoming.send(Ok(message));
+    }
+
+    fn spawn(self: &Arc<Self>, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        let handle = tokio::spawn(task);
+        let mut tasks = lock(&self.tasks);
+        tasks.retain(|t| !t.is_finished());
+        tasks.push(handle);
+    }
+
+    async fn post(self: &Arc<Self>, message: Value) -> Result<()> {
+        let is_initialized_notice =
+            message.get("method").and_then(Value::as_str) == Some("notifications/initialized");
+        let is_initialize = message.get("method").and_then(Value::as_str) == Some("initialize");
+        let body = serde_json::to_vec(&message).map_err(|e| {
+            Error::new(ErrorKind::Config, "cannot serialize a JSON-RPC message").with_source(e)
+        })?;
+        let mut request = self.request(Method::POST, Full::new(Bytes::from(body)), None)?;
+        request
+            .headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        request.headers_mut().insert(
+            ACCEPT,
+            HeaderValue::from_static("application/json, text/event-stream"),
+        );
+        if is_initialize {
+            // A new initialize starts a new session.
+            request.headers_mut().remove(SESSION_ID);
+            request.headers_mut().remove(PROTOCOL_VERSION);
+        }
+        let had_session = request.headers().contains_key(SESSION_ID);
+        let response = self.call(request).await?;
+        match self.answer(response, had_session).await? {
+            Answer::Accepted | Answer::Messages => {}
+        }
+        if is_initialized_notice && self.config.listen {
+            let shared = self.clone();
+            self.spawn(async move { shared.listen(None).await });
+        }
+        Ok(())
+    }
+
+    async fn answer(self: &Arc<Self>, response: Response<B>, had_session: bool) -> Result<Answer> {
+        let status = response.status();
+        if status == StatusCode::NOT_FOUND && had_session {
+            *lock(&self.session) = None;
+            return Err(Error::new(
+                ErrorKind::SessionExpired,
+                "the server no longer knows this session: initialize again",
+            ));
+        }
+        if status == StatusCode::ACCEPTED || status == StatusCode::NO_CONTENT {
+            return Ok(Answer::Accepted);
+        }
+        if !status.is_success() {
+            return Err(Error::new(
+                ErrorKind::InvalidResponse,
+                format!("the MCP server at {} answered {status}", self.config.url),
+            )
+            .with_source(StatusError(status)));
+        }
+        self.remember_session(&response);
+        if is_media(&response, "text/event-stream") {
+            let shared = self.clone();
+            let body = response.into_body();
+            self.spawn(async move { shared.read_stream(body).await });
+            return Ok(Answer::Messages);
+        }
+        if is_media(&response, "application/json") {
+            let bytes = collect(response.into_body(), self.config.max_json_bytes).await?;
+            let value: Value = serde_json::from_slice(&bytes).map_err(|_| {
+                Error::new(
+                    ErrorKind::InvalidResponse,
+                    "the MCP server sent malformed JSON",
+                )
+            })?;
+            match value {
+                Value::Array(batch) => batch.into_iter().for_each(|m| self.deliver(m)),
+                message => self.deliver(message),
+            }
+            return Ok(Answer::Messages);
+        }
+        let bytes = collect(response.into_body(), self.config.max_json_bytes).await?;
+        if bytes.is_empty() {
+            return Ok(Answer::Accepted);
+        }
+        Err(Error::new(
+            ErrorKind::InvalidResponse,
+            "the MCP server answered with neither JSON nor an event stream",
+        ))
+    }
+
+    /// Reads a stream to its end; if it drops, resumes it with GET and `Last-Event-ID`.
+    async fn read_stream(self: Arc<Self>, body: B) {
+        let mut events = SseStream::new(body, self.config.max_event_bytes);
+        let mut resumptions = 0;
+        loop {
+            let mut failed = false;
+            while let Some(event) = events.next().await {
+                match event {
+                    Ok(event) if event.event == "message" && !event.data.is_empty() => {
+                        match serde_json::from_str::<Value>(&event.data) {
+                            Ok(message) => self.deliver(message),
+                            Err(_) => tracing::warn!("ignoring an SSE event that is not JSON"),
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(error) => {
+                        tracing::debug!(%error, "event stream interrupted");
+                        failed = true;
+                        break;
+                    }
+                }
+            }
+            let decoder = events.decoder();
+            let last_id = decoder.last_event_id().map(str::to_owned);
+            let retry = decoder.retry().unwrap_or(self.config.default_retry);
+            // A stream that ended cleanly is done; one that broke is resumed if it had ids.
+            if self.closed.load(Ordering::SeqCst) || !failed || last_id.is_none() {
+                return;
+            }
+            resumptions += 1;
+            if resumptions > self.config.max_resumptions {
+                let _ = self.incoming.send(Err(Error::new(
+                    ErrorKind::Http,
+                    "the event stream kept dropping; giving up resuming it",
+                )));
+                return;
+            }
+            tokio::time::sleep(retry).await;
+            match self.open_get(last_id.as_deref()).await {
+                Ok(Some(body)) => events = SseStream::new(body, self.config.max_event_bytes),
+                Ok(None) => return,
+                Err(error) => {
+                    let _ = self.incoming.send(Err(error));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// GETs the event stream; `None` when the server has none (405).
+    async fn open_get(&self, last_event_id: Option<&str>) -> Result<Option<B>> {
+        let mut request = self.request(Method::GET, Full::default(), None)?;
+        request
+            .headers_mut()
+            .insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
+        if let Some(id) = last_event_id.and_then(|id| HeaderValue::from_str(id).ok()) {
+            request.headers_mut().insert(LAST_EVENT_ID, id);
+        }
+        let had_session = request.headers().contains_key(SESSION_ID);
+        let response = self.call(request).await?;
+        let status = response.status();
+        if status == StatusCode::METHOD_NOT_ALLOWED {
+            return Ok(None);
+        }
+        if status == StatusCode::NOT_FOUND && had_session {
+            *lock(&self.session) = None;
+            return Err(Error::new(
+                ErrorKind::SessionExpired,
+                "the server no longer knows this session: initialize again",
+            ));
+        }
+        if !status.is_success() || !is_media(&response, "text/event-stream") {
+            return Err(Error::new(
+                ErrorKind::InvalidResponse,
+                format!("the listening stream answered {status}"),
+            ));
+        }
+        Ok(Some(response.into_body()))
+    }
+
+    /// The server's listening stream, reopened (with `Last-Event-ID`) whenever it drops.
+    async fn listen(self: Arc<Self>, mut last_event_id: Option<String>) {
+        let mut failures = 0;
+        while !self.closed.load(Ordering::SeqCst) {
+            let body = match self.open_get(last_event_id.as_deref()).await {
+                Ok(Some(body)) => body,
+                Ok(None) => return,
+                Err(error) => {
+                    failures += 1;
+                    if failures > self.config.max_resumptions {
+                        let _ = self.incoming.send(Err(error));
+                        return;
+                    }
+                    tokio::time::sleep(self.config.default_retry).await;
+                    continue;
+                }
+            };
+            failures = 0;
+            let mut events = SseStream::new(body, self.config.max_event_bytes);
+            while let Some(Ok(event)) = events.next().await {
+                if event.event == "message" && !event.data.is_empty() {
+                    if let Ok(message) = serde_json::from_str::<Value>(&event.data) {
+                        self.deliver(message);
+                    }
+                }
+            }
+            last_event_id = events
+                .decoder()
+                .last_event_id()
+                .map(str::to_owned)
+                .or(last_event_id);
+            let retry = events
+                .decoder()
+                .retry()
+                .unwrap_or(self.config.default_retry);
+            tokio::time::sleep(retry).await;
+        }
+    }
+}
+
+/// An HTTP status, as the source of an error, so callers can tell 404 from 405.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatusError(pub StatusCode);
+
+impl std::fmt::Display for StatusError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HTTP {}", self.0)
+    }
+}
+
+impl std::error::Error for StatusError {}
+
+async fn collect<B>(body: B, limit: usize) -> Result<Bytes>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    let mut body = std::pin::pin!(body);
+    let mut collected = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(http_error)?;
+        if let Ok(data) = frame.into_data() {
+            if collected.len() + data.len() > limit {
+                return Err(Error::new(
+                    ErrorKind::BodyTooLarge,
+                    format!("an MCP response is larger than {limit} bytes"),
+                ));
+            }
+            collected.extend_from_slice(&data);
+        }
+    }
+    Ok(collected.freeze())
+}

@@ -1,0 +1,306 @@
+//! Our Streamable HTTP transport, with `OAuthLayer` beneath it, against a real rmcp server behind
+//! `RequireBearer` (tokens issued by the demo authorization server and checked by introspection).
+
+#[path = "../examples/support/demo_server.rs"]
+mod demo_server;
+#[path = "../examples/support/mcp_tools.rs"]
+mod mcp_tools;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::response::IntoResponse;
+use bytes::Bytes;
+use demo_server::DemoServer;
+use http_body_util::Full;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use rmcp::model::{CallToolRequestParams, ClientConfig, ContentBlock};
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
+use rmcp::ServiceExt;
+use serde_json::{json, Value};
+use tower::ServiceBuilder;
+use tower_mcp_oauth::client::{HeadlessHandler, OAuthConfig, OAuthLayer, OAuthState};
+use tower_mcp_oauth::metadata::ProtectedResourceMetadata;
+use tower_mcp_oauth::server::{IntrospectionVerifier, RequireBearerLayer, ResourceMetadataService};
+use tower_mcp_oauth::transport::streamable_http::{StreamableHttpConfig, StreamableHttpTransport};
+use url::Url;
+
+struct Setup {
+    auth: DemoServer,
+    mcp_url: String,
+    expire_sessions: Arc<AtomicBool>,
+}
+
+/// The demo authorization server, and an rmcp server trusting it through introspection.
+async fn setup() -> Setup {
+    let auth = DemoServer::start(Default::default()).await;
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let mcp_url = format!("{base}/mcp");
+    let metadata = ResourceMetadataService::new(ProtectedResourceMetadata {
+        resource: mcp_url.clone(),
+        authorization_servers: vec![auth.base.clone()],
+        scopes_supported: Some(vec!["mcp".into()]),
+        bearer_methods_supported: None,
+        resource_name: None,
+        jwks_uri: None,
+        extra: Default::default(),
+    })
+    .unwrap();
+    let verifier = IntrospectionVerifier::new(
+        &format!("{}/introspect", auth.base),
+        "rs",
+        "rs-secret",
+        &mcp_url,
+    )
+    .unwrap();
+    // No cache: a revoked token must fail on the next request.
+    let bearer = RequireBearerLayer::new(verifier)
+        .resource(mcp_url.clone())
+        .resource_metadata(metadata.url())
+        .without_cache();
+    let mcp = StreamableHttpService::new(
+        || Ok(mcp_tools::Tools::new()),
+        Arc::new(LocalSessionManager::default()),
+        StreamableHttpServerConfig::default(),
+    );
+    let expire_sessions = Arc::new(AtomicBool::new(false));
+    let expire = expire_sessions.clone();
+    // Answers 404 to any request in a session while `expire_sessions` is set.
+    let forget = axum::middleware::from_fn(
+        move |request: axum::extract::Request, next: axum::middleware::Next| {
+            let expire = expire.clone();
+            async move {
+                if expire.load(Ordering::SeqCst) && request.headers().contains_key("mcp-session-id")
+                {
+                    return http::StatusCode::NOT_FOUND.into_response();
+                }
+                next.run(request).await
+            }
+        },
+    );
+    let mut app =
+        axum::Router::new().nest_service("/mcp", ServiceBuilder::new().layer(bearer).service(mcp));
+    for path in metadata.paths() {
+        app = app.route_service(path, metadata.clone());
+    }
+    let app = app.layer(forget);
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    Setup {
+        auth,
+        mcp_url,
+        expire_sessions,
+    }
+}
+
+type Stack = tower_mcp_oauth::client::OAuth<
+    Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+>;
+
+async fn oauth_stack(setup: &Setup) -> Stack {
+    let handler = HeadlessHandler::new(Url::parse("http://127.0.0.1:7/callback").unwrap());
+    let state = OAuthState::new(
+        &setup.mcp_url,
+        Some(OAuthConfig::new().with_handler(handler)),
+    )
+    .await
+    .unwrap();
+    ServiceBuilder::new()
+        .layer(OAuthLayer::new(state))
+        .service(Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>())
+}
+
+fn text(content: &[ContentBlock]) -> String {
+    content
+        .iter()
+        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+        .collect()
+}
+
+fn echo_args(text: &str) -> serde_json::Map<String, Value> {
+    let mut args = serde_json::Map::new();
+    args.insert("text".into(), Value::from(text));
+    args
+}
+
+#[tokio::test]
+async fn rmcp_client_over_our_transport_and_oauth_layer() {
+    let setup = setup().await;
+    let stack = oauth_stack(&setup).await;
+    let transport =
+        StreamableHttpTransport::new(stack.clone(), StreamableHttpConfig::new(&setup.mcp_url));
+    let client = ClientConfig::default().serve(transport).await.unwrap();
+
+    let tools = client.list_tools(Default::default()).await.unwrap();
+    assert_eq!(tools.tools.len(), 2);
+    let echoed = client
+        .call_tool(CallToolRequestParams::new("echo").with_arguments(echo_args("hi")))
+        .await
+        .unwrap();
+    assert_eq!(text(&echoed.content), "hi");
+    let who = client
+        .call_tool(CallToolRequestParams::new("whoami"))
+        .await
+        .unwrap();
+    let who: Value = serde_json::from_str(&text(&who.content)).unwrap();
+    assert_eq!(who["subject"], "demo-user");
+    assert_eq!(who["audience"], json!([setup.mcp_url]));
+
+    // One MiB each way.
+    let big = "x".repeat(1024 * 1024);
+    let echoed = client
+        .call_tool(CallToolRequestParams::new("echo").with_arguments(echo_args(&big)))
+        .await
+        .unwrap();
+    assert_eq!(text(&echoed.content).len(), big.len());
+
+    // The token is revoked mid-session: the layer refreshes and the session goes on.
+    setup.auth.revoke_access_tokens();
+    let echoed = client
+        .call_tool(CallToolRequestParams::new("echo").with_arguments(echo_args("after revocation")))
+        .await
+        .unwrap();
+    assert_eq!(text(&echoed.content), "after revocation");
+    let counters = setup.auth.counters();
+    assert_eq!(counters.authorizations, 1);
+    assert_eq!(counters.refreshes, 1);
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_expired_session_surfaces_and_a_new_one_works() {
+    let setup = setup().await;
+    let stack = oauth_stack(&setup).await;
+    let client = ClientConfig::default()
+        .serve(StreamableHttpTransport::new(
+            stack.clone(),
+            StreamableHttpConfig::new(&setup.mcp_url),
+        ))
+        .await
+        .unwrap();
+    client.list_tools(Default::default()).await.unwrap();
+    setup.expire_sessions.store(true, Ordering::SeqCst);
+    assert!(
+        client.list_tools(Default::default()).await.is_err(),
+        "a 404 for the session is an error"
+    );
+
+    // Initialize again: a new session (requests without a session id are not refused).
+    setup.expire_sessions.store(false, Ordering::SeqCst);
+    let client = ClientConfig::default()
+        .serve(StreamableHttpTransport::new(
+            stack,
+            StreamableHttpConfig::new(&setup.mcp_url),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        client
+            .list_tools(Default::default())
+            .await
+            .unwrap()
+            .tools
+            .len(),
+        2
+    );
+}
+
+#[tokio::test]
+async fn the_transport_reports_session_expiry_with_its_own_kind() {
+    let setup = setup().await;
+    let stack = oauth_stack(&setup).await;
+    let mut transport =
+        StreamableHttpTransport::new(stack, StreamableHttpConfig::new(&setup.mcp_url));
+    let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
+    transport.send(initialize).await.unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(5), transport.receive())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(answer["result"]["protocolVersion"].is_string());
+    assert!(transport.session_id().is_some());
+    setup.expire_sessions.store(true, Ordering::SeqCst);
+    let error = transport
+        .send(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), tower_mcp_oauth::ErrorKind::SessionExpired);
+    assert!(transport.session_id().is_none());
+}
+
+/// A server whose POST stream drops after the first event; GET with `Last-Event-ID: 1` sends
+/// the rest. Records the Last-Event-ID it was asked to resume from.
+async fn dropping_server() -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
+    use axum::routing::post;
+    let resumed_from = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = resumed_from.clone();
+    let app = axum::Router::new().route(
+        "/mcp",
+        post(|| async {
+            let first = Ok::<_, std::io::Error>(Bytes::from_static(
+                b"retry: 50\nid: 1\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{}}\n\n",
+            ));
+            // The first event goes out; a moment later the connection breaks.
+            let stream = futures_util::stream::unfold(Some(first), |next| async move {
+                match next {
+                    Some(first) => Some((first, None)),
+                    None => {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        Some((Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "dropped")), None))
+                    }
+                }
+            });
+            let body = axum::body::Body::from_stream(stream);
+            ([("content-type", "text/event-stream")], body)
+        })
+        .get(move |headers: http::HeaderMap| {
+            let seen = seen.clone();
+            async move {
+                let last = headers.get("last-event-id").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+                seen.lock().unwrap().push(last);
+                let body = "id: 2\ndata: {\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{\"ok\":true}}\n\n";
+                ([("content-type", "text/event-stream")], body)
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .unwrap();
+    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, resumed_from)
+}
+
+#[tokio::test]
+async fn a_dropped_stream_is_resumed_with_last_event_id() {
+    let (url, resumed_from) = dropping_server().await;
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let mut config = StreamableHttpConfig::new(&url);
+    config.listen = false;
+    let mut transport = StreamableHttpTransport::new(client, config);
+    transport
+        .send(json!({"jsonrpc": "2.0", "id": 7, "method": "tools/list"}))
+        .await
+        .unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(5), transport.receive())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(first["method"], "notifications/progress");
+    let second = tokio::time::timeout(Duration::from_secs(5), transport.receive())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(second["id"], 7, "the answer arrived on the resumed stream");
+    assert_eq!(*resumed_from.lock().unwrap(), vec!["1".to_owned()]);
+}
