@@ -10,6 +10,8 @@ pub mod introspection;
 pub mod jwt;
 pub mod mcp;
 pub mod resource_metadata;
+#[cfg(feature = "rmcp-server")]
+pub mod rmcp_sse;
 pub mod verify;
 
 pub use bearer::{Rejection, RequireBearer, RequireBearerLayer};

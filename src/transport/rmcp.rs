@@ -361,51 +361,56 @@ where
     }
 }
 
-/// Our Streamable HTTP transport as an rmcp client transport:
+/// Makes one of our transports an rmcp client transport, so
 /// `ClientConfig::default().serve(transport)` works as with rmcp's own.
-impl<S, B> rmcp::transport::Transport<rmcp::RoleClient>
-    for crate::transport::streamable_http::StreamableHttpTransport<S>
-where
-    S: Service<Request<Full<Bytes>>, Response = Response<B>> + Clone + Send + Sync + 'static,
-    S::Error: Into<BoxError>,
-    S::Future: Send + 'static,
-    B: Body<Data = Bytes> + Send + Unpin + 'static,
-    B::Error: Into<BoxError>,
-{
-    type Error = Error;
+macro_rules! rmcp_client_transport {
+    ($transport:ident) => {
+        impl<S, B> rmcp::transport::Transport<rmcp::RoleClient> for crate::transport::$transport<S>
+        where
+            S: Service<Request<Full<Bytes>>, Response = Response<B>> + Clone + Send + Sync + 'static,
+            S::Error: Into<BoxError>,
+            S::Future: Send + 'static,
+            B: Body<Data = Bytes> + Send + Unpin + 'static,
+            B::Error: Into<BoxError>,
+        {
+            type Error = Error;
 
-    fn send(
-        &mut self,
-        item: ClientJsonRpcMessage,
-    ) -> impl std::future::Future<Output = Result<(), Error>> + Send + 'static {
-        let sending = serde_json::to_value(&item)
-            .map(|message| {
-                crate::transport::streamable_http::StreamableHttpTransport::send(self, message)
-            })
-            .map_err(|e| {
-                Error::new(ErrorKind::Config, "cannot serialize a JSON-RPC message").with_source(e)
-            });
-        async move { sending?.await }
-    }
+            fn send(
+                &mut self,
+                item: ClientJsonRpcMessage,
+            ) -> impl std::future::Future<Output = Result<(), Error>> + Send + 'static {
+                let sending = serde_json::to_value(&item)
+                    .map(|message| crate::transport::$transport::send(self, message))
+                    .map_err(|e| {
+                        Error::new(ErrorKind::Config, "cannot serialize a JSON-RPC message").with_source(e)
+                    });
+                async move { sending?.await }
+            }
 
-    async fn receive(&mut self) -> Option<ServerJsonRpcMessage> {
-        loop {
-            match crate::transport::streamable_http::StreamableHttpTransport::receive(self).await? {
-                Ok(message) => match serde_json::from_value(message) {
-                    Ok(message) => return Some(message),
-                    Err(error) => tracing::warn!(%error, "ignoring a message that is not MCP"),
-                },
-                // The session is gone: this connection is over.
-                Err(error) if error.kind() == ErrorKind::SessionExpired => {
-                    tracing::warn!(%error, "MCP session expired");
-                    return None;
+            async fn receive(&mut self) -> Option<ServerJsonRpcMessage> {
+                loop {
+                    match crate::transport::$transport::receive(self).await? {
+                        Ok(message) => match serde_json::from_value(message) {
+                            Ok(message) => return Some(message),
+                            Err(error) => tracing::warn!(%error, "ignoring a message that is not MCP"),
+                        },
+                        // The session is gone: this connection is over.
+                        Err(error) if error.kind() == ErrorKind::SessionExpired => {
+                            tracing::warn!(%error, "MCP session expired");
+                            return None;
+                        }
+                        Err(error) => tracing::warn!(%error, "MCP stream error"),
+                    }
                 }
-                Err(error) => tracing::warn!(%error, "MCP stream error"),
+            }
+
+            fn close(&mut self) -> impl std::future::Future<Output = Result<(), Error>> + Send {
+                crate::transport::$transport::close(self)
             }
         }
-    }
-
-    fn close(&mut self) -> impl std::future::Future<Output = Result<(), Error>> + Send {
-        crate::transport::streamable_http::StreamableHttpTransport::close(self)
-    }
+    };
 }
+
+rmcp_client_transport!(StreamableHttpTransport);
+rmcp_client_transport!(LegacySseTransport);
+rmcp_client_transport!(AutoTransport);

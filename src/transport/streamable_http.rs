@@ -69,9 +69,9 @@ impl StreamableHttpConfig {
     }
 }
 
-type Incoming = Result<Value>;
+pub(crate) type Incoming = Result<Value>;
 
-struct Shared<S> {
+pub(crate) struct Shared<S> {
     service: S,
     config: StreamableHttpConfig,
     session: Mutex<Option<HeaderValue>>,
@@ -130,15 +130,7 @@ where
     pub fn new(service: S, config: StreamableHttpConfig) -> Self {
         let (sender, receiver) = mpsc::unbounded_channel();
         Self {
-            shared: Arc::new(Shared {
-                service,
-                config,
-                session: Mutex::new(None),
-                protocol: Mutex::new(None),
-                incoming: sender,
-                closed: AtomicBool::new(false),
-                tasks: Mutex::new(Vec::new()),
-            }),
+            shared: Shared::new(service, config, sender),
             receiver,
         }
     }
@@ -176,18 +168,46 @@ where
     /// # Errors
     /// Transport errors from the DELETE.
     pub async fn close(&mut self) -> Result<()> {
-        self.shared.closed.store(true, Ordering::SeqCst);
-        for task in lock(&self.shared.tasks).drain(..) {
+        self.shared.close().await
+    }
+}
+
+impl<S, B> Shared<S>
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<B>> + Clone + Send + Sync + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError>,
+{
+    pub(crate) fn new(
+        service: S,
+        config: StreamableHttpConfig,
+        incoming: mpsc::UnboundedSender<Incoming>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            service,
+            config,
+            session: Mutex::new(None),
+            protocol: Mutex::new(None),
+            incoming,
+            closed: AtomicBool::new(false),
+            tasks: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Stops the background streams and ends the session (DELETE).
+    pub(crate) async fn close(&self) -> Result<()> {
+        self.closed.store(true, Ordering::SeqCst);
+        for task in lock(&self.tasks).drain(..) {
             task.abort();
         }
-        let session = lock(&self.shared.session).take();
+        let session = lock(&self.session).take();
         let Some(session) = session else {
             return Ok(());
         };
-        let request = self
-            .shared
-            .request(Method::DELETE, Full::default(), Some(session))?;
-        let response = self.shared.call(request).await?;
+        let request = self.request(Method::DELETE, Full::default(), Some(session))?;
+        let response = self.call(request).await?;
         // 405: the server does not let clients end sessions; that is fine.
         if response.status().is_success() || response.status() == StatusCode::METHOD_NOT_ALLOWED {
             Ok(())
@@ -201,16 +221,7 @@ where
             ))
         }
     }
-}
 
-impl<S, B> Shared<S>
-where
-    S: Service<Request<Full<Bytes>>, Response = Response<B>> + Clone + Send + Sync + 'static,
-    S::Error: Into<BoxError>,
-    S::Future: Send + 'static,
-    B: Body<Data = Bytes> + Send + Unpin + 'static,
-    B::Error: Into<BoxError>,
-{
     fn request(
         &self,
         method: Method,
@@ -270,7 +281,7 @@ where
         tasks.push(handle);
     }
 
-    async fn post(self: &Arc<Self>, message: Value) -> Result<()> {
+    pub(crate) async fn post(self: &Arc<Self>, message: Value) -> Result<()> {
         let is_initialized_notice =
             message.get("method").and_then(Value::as_str) == Some("notifications/initialized");
         let is_initialize = message.get("method").and_then(Value::as_str) == Some("initialize");

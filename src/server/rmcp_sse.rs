@@ -1,0 +1,283 @@
+//! A legacy HTTP+SSE (2024-11-05) server for rmcp servers (feature `rmcp-server`): rmcp serves
+//! Streamable HTTP only, so this lets one process serve old clients too, behind
+//! [`RequireBearerLayer`](super::RequireBearerLayer) like any tower service.
+//!
+//! GET on the stream path opens a session: the first event is `endpoint`, naming
+//! `{message_path}?sessionId=…`; the server's messages follow as `message` events. POSTs to the
+//! message path carry the client's messages (answered 202), with the HTTP request parts attached
+//! so tool handlers can read `AuthInfo` as over Streamable HTTP.
+//!
+//! ```no_run
+//! # fn example<H: rmcp::ServerHandler + Clone>(handler: H) {
+//! use tower_mcp_oauth::server::rmcp_sse::LegacySseServer;
+//!
+//! let sse = LegacySseServer::new(move || handler.clone(), "/sse", "/message");
+//! let app = axum::Router::new()
+//!     .route_service("/sse", sse.clone())
+//!     .route_service("/message", sse);
+//! # let _ = app;
+//! # }
+//! ```
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use http::{Method, Request, Response, StatusCode};
+use http_body::{Body, Frame};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use rmcp::model::{ClientJsonRpcMessage, GetExtensions, ServerJsonRpcMessage};
+use rmcp::{RoleServer, ServerHandler, ServiceExt};
+use tokio::sync::mpsc;
+use tower::Service;
+
+use crate::error::{Error, ErrorKind};
+
+/// The largest POSTed message.
+pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+
+type Sessions = Arc<Mutex<HashMap<String, mpsc::Sender<ClientJsonRpcMessage>>>>;
+
+/// The response body: an event stream, or a short fixed answer.
+pub type SseBody = UnsyncBoxBody<Bytes, Infallible>;
+
+/// The legacy HTTP+SSE server: see the [module docs](self).
+pub struct LegacySseServer<F> {
+    factory: Arc<F>,
+    sessions: Sessions,
+    stream_path: Arc<str>,
+    message_path: Arc<str>,
+}
+
+impl<F> Clone for LegacySseServer<F> {
+    fn clone(&self) -> Self {
+        Self {
+            factory: self.factory.clone(),
+            sessions: self.sessions.clone(),
+            stream_path: self.stream_path.clone(),
+            message_path: self.message_path.clone(),
+        }
+    }
+}
+
+impl<F> std::fmt::Debug for LegacySseServer<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LegacySseServer")
+            .field("stream_path", &self.stream_path)
+            .field("message_path", &self.message_path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One session's end of the channels, as rmcp's server transport.
+struct SessionTransport {
+    to_client: mpsc::Sender<ServerJsonRpcMessage>,
+    from_client: mpsc::Receiver<ClientJsonRpcMessage>,
+}
+
+impl rmcp::transport::Transport<RoleServer> for SessionTransport {
+    type Error = Error;
+
+    fn send(
+        &mut self,
+        item: ServerJsonRpcMessage,
+    ) -> impl Future<Output = Result<(), Error>> + Send + 'static {
+        let to_client = self.to_client.clone();
+        async move {
+            to_client
+                .send(item)
+                .await
+                .map_err(|_| Error::new(ErrorKind::Http, "the SSE client has gone"))
+        }
+    }
+
+    async fn receive(&mut self) -> Option<ClientJsonRpcMessage> {
+        self.from_client.recv().await
+    }
+
+    async fn close(&mut self) -> Result<(), Error> {
+        self.from_client.close();
+        Ok(())
+    }
+}
+
+fn plain(status: StatusCode, text: &'static str) -> Response<SseBody> {
+    let mut response = Response::new(
+        Full::new(Bytes::from_static(text.as_bytes()))
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
+    *response.status_mut() = status;
+    response
+}
+
+fn event(name: &str, data: &str) -> Bytes {
+    let mut out = BytesMut::with_capacity(data.len() + name.len() + 16);
+    out.extend_from_slice(b"event: ");
+    out.extend_from_slice(name.as_bytes());
+    // JSON from serde has no raw newlines; each line still gets its own data field.
+    for line in data.split('\n') {
+        out.extend_from_slice(b"\ndata: ");
+        out.extend_from_slice(line.as_bytes());
+    }
+    out.extend_from_slice(b"\n\n");
+    out.freeze()
+}
+
+impl<F, H> LegacySseServer<F>
+where
+    F: Fn() -> H + Send + Sync + 'static,
+    H: ServerHandler,
+{
+    /// Serves a fresh handler from `factory` per session: the stream at `stream_path`, messages
+    /// at `message_path`.
+    pub fn new(factory: F, stream_path: &str, message_path: &str) -> Self {
+        Self {
+            factory: Arc::new(factory),
+            sessions: Arc::new(Mutex::new(HashMap::new())),
+            stream_path: stream_path.into(),
+            message_path: message_path.into(),
+        }
+    }
+
+    fn open_session(&self) -> Response<SseBody> {
+        let id = format!("{:032x}", rand::random::<u128>());
+        let (to_server, from_client) = mpsc::channel(64);
+        let (to_client, for_client) = mpsc::channel::<ServerJsonRpcMessage>(64);
+        self.sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.clone(), to_server);
+        let handler = (self.factory)();
+        let sessions = self.sessions.clone();
+        let session_id = id.clone();
+        tokio::spawn(async move {
+            let transport = SessionTransport {
+                to_client,
+                from_client,
+            };
+            match handler.serve(transport).await {
+                Ok(running) => {
+                    let _ = running.waiting().await;
+                }
+                Err(error) => {
+                    tracing::debug!(%error, "legacy SSE session ended before initialization")
+                }
+            }
+            sessions
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&session_id);
+        });
+        let endpoint = event("endpoint", &format!("{}?sessionId={id}", self.message_path));
+        let first = futures_util::stream::once(std::future::ready(Ok::<_, Infallible>(
+            Frame::data(endpoint),
+        )));
+        let messages = futures_util::stream::unfold(for_client, |mut for_client| async move {
+            let message = for_client.recv().await?;
+            let json = serde_json::to_string(&message).ok()?;
+            Some((Ok(Frame::data(event("message", &json))), for_client))
+        });
+        let stream = futures_util::StreamExt::chain(first, messages);
+        let mut response = Response::new(StreamBody::new(Box::pin(stream)).boxed_unsync());
+        response.headers_mut().insert(
+            CONTENT_TYPE,
+            http::HeaderValue::from_static("text/event-stream"),
+        );
+        response
+            .headers_mut()
+            .insert(CACHE_CONTROL, http::HeaderValue::from_static("no-cache"));
+        response
+    }
+}
+
+async fn deliver<B>(sessions: Sessions, request: Request<B>) -> Response<SseBody>
+where
+    B: Body<Data = Bytes>,
+{
+    let session = request
+        .uri()
+        .query()
+        .and_then(|q| url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "sessionId"))
+        .map(|(_, v)| v.into_owned());
+    let Some(to_server) = session.and_then(|id| {
+        sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .cloned()
+    }) else {
+        return plain(StatusCode::NOT_FOUND, "unknown session");
+    };
+    let (parts, body) = request.into_parts();
+    let mut body = std::pin::pin!(body);
+    let mut bytes = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else {
+            return plain(StatusCode::BAD_REQUEST, "unreadable body");
+        };
+        if let Ok(data) = frame.into_data() {
+            if bytes.len() + data.len() > MAX_MESSAGE_BYTES {
+                return plain(StatusCode::PAYLOAD_TOO_LARGE, "message too large");
+            }
+            bytes.extend_from_slice(&data);
+        }
+    }
+    let Ok(mut message) = serde_json::from_slice::<ClientJsonRpcMessage>(&bytes) else {
+        return plain(StatusCode::BAD_REQUEST, "not a JSON-RPC message");
+    };
+    // As over Streamable HTTP: handlers find the HTTP request (and AuthInfo) in the extensions.
+    match &mut message {
+        ClientJsonRpcMessage::Request(request) => {
+            request.request.extensions_mut().insert(parts);
+        }
+        ClientJsonRpcMessage::Notification(notification) => {
+            notification.notification.extensions_mut().insert(parts);
+        }
+        _ => {}
+    }
+    match to_server.send(message).await {
+        Ok(()) => plain(StatusCode::ACCEPTED, ""),
+        Err(_) => plain(StatusCode::NOT_FOUND, "session closed"),
+    }
+}
+
+impl<F, H, B> Service<Request<B>> for LegacySseServer<F>
+where
+    F: Fn() -> H + Send + Sync + 'static,
+    H: ServerHandler,
+    B: Body<Data = Bytes> + Send + 'static,
+{
+    type Response = Response<SseBody>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<SseBody>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let path = request.uri().path();
+        if path == &*self.stream_path && request.method() == Method::GET {
+            let response = self.open_session();
+            return Box::pin(async move { Ok(response) });
+        }
+        if path == &*self.message_path && request.method() == Method::POST {
+            let sessions = self.sessions.clone();
+            return Box::pin(async move { Ok(deliver(sessions, request).await) });
+        }
+        let known = path == &*self.stream_path || path == &*self.message_path;
+        let response = if known {
+            plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+        } else {
+            plain(StatusCode::NOT_FOUND, "not found")
+        };
+        Box::pin(async move { Ok(response) })
+    }
+}

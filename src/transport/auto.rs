@@ -1,0 +1,165 @@
+//! Backwards compatibility: try Streamable HTTP first (the first message, `initialize`, is
+//! POSTed), and fall back to the legacy HTTP+SSE transport when that POST is answered 400, 404
+//! or 405 — never on 401 or 403, which belong to the `OAuthLayer` beneath.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body::Body;
+use http_body_util::Full;
+use serde_json::Value;
+use tokio::sync::{mpsc, Mutex};
+use tower::Service;
+
+use crate::error::{BoxError, Error, Result};
+use crate::transport::legacy_sse::{LegacyShared, LegacySseConfig, RetryConfig};
+use crate::transport::streamable_http::{Incoming, Shared, StatusError, StreamableHttpConfig};
+
+enum Chosen<S> {
+    Streamable(Arc<Shared<S>>),
+    Legacy(Arc<LegacyShared<S>>),
+}
+
+impl<S> Clone for Chosen<S> {
+    fn clone(&self) -> Self {
+        match self {
+            Self::Streamable(t) => Self::Streamable(t.clone()),
+            Self::Legacy(t) => Self::Legacy(t.clone()),
+        }
+    }
+}
+
+struct AutoShared<S> {
+    service: S,
+    url: String,
+    retry: RetryConfig,
+    sender: mpsc::UnboundedSender<Incoming>,
+    chosen: Mutex<Option<Chosen<S>>>,
+}
+
+/// A transport that picks Streamable HTTP or legacy HTTP+SSE on its first message.
+pub struct AutoTransport<S> {
+    shared: Arc<AutoShared<S>>,
+    receiver: mpsc::UnboundedReceiver<Incoming>,
+}
+
+impl<S> std::fmt::Debug for AutoTransport<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AutoTransport")
+            .field("url", &self.shared.url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether a failed first POST means "this server speaks the older protocol".
+fn falls_back(error: &Error) -> bool {
+    let status = std::error::Error::source(error).and_then(|s| s.downcast_ref::<StatusError>());
+    matches!(
+        status,
+        Some(StatusError(
+            StatusCode::BAD_REQUEST | StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED
+        ))
+    )
+}
+
+impl<S, B> AutoTransport<S>
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<B>> + Clone + Send + Sync + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError>,
+{
+    /// A transport for the MCP endpoint `url`; `retry` governs the legacy stream's reconnection.
+    pub fn new(service: S, url: impl Into<String>, retry: RetryConfig) -> Self {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        Self {
+            shared: Arc::new(AutoShared {
+                service,
+                url: url.into(),
+                retry,
+                sender,
+                chosen: Mutex::new(None),
+            }),
+            receiver,
+        }
+    }
+
+    /// Which transport the server got: `streamable-http`, `sse`, or `None` before the first
+    /// message.
+    pub async fn protocol(&self) -> Option<&'static str> {
+        self.shared.chosen.lock().await.as_ref().map(|c| match c {
+            Chosen::Streamable(_) => "streamable-http",
+            Chosen::Legacy(_) => "sse",
+        })
+    }
+
+    /// Sends one message; the first decides the transport.
+    ///
+    /// # Errors
+    /// As the chosen transport's.
+    pub fn send(
+        &self,
+        message: Value,
+    ) -> impl std::future::Future<Output = Result<()>> + Send + 'static {
+        let shared = self.shared.clone();
+        async move {
+            let mut chosen = shared.chosen.lock().await;
+            if let Some(transport) = chosen.clone() {
+                drop(chosen);
+                return match transport {
+                    Chosen::Streamable(t) => t.post(message).await,
+                    Chosen::Legacy(t) => t.post(message).await,
+                };
+            }
+            let streamable = Shared::new(
+                shared.service.clone(),
+                StreamableHttpConfig::new(shared.url.clone()),
+                shared.sender.clone(),
+            );
+            match streamable.post(message.clone()).await {
+                Ok(()) => {
+                    *chosen = Some(Chosen::Streamable(streamable));
+                    Ok(())
+                }
+                Err(error) if falls_back(&error) => {
+                    tracing::info!(%error, "Streamable HTTP refused; falling back to HTTP+SSE");
+                    let mut config = LegacySseConfig::new(shared.url.clone());
+                    config.retry = shared.retry;
+                    let legacy = LegacyShared::connect(
+                        shared.service.clone(),
+                        config,
+                        shared.sender.clone(),
+                    )
+                    .await?;
+                    legacy.post(message).await?;
+                    *chosen = Some(Chosen::Legacy(legacy));
+                    Ok(())
+                }
+                Err(error) => Err(error),
+            }
+        }
+    }
+
+    /// The next message from the server.
+    pub async fn receive(&mut self) -> Option<Result<Value>> {
+        self.receiver.recv().await
+    }
+
+    /// Closes whichever transport was chosen.
+    ///
+    /// # Errors
+    /// As the chosen transport's close.
+    pub async fn close(&mut self) -> Result<()> {
+        let chosen = self.shared.chosen.lock().await.clone();
+        match chosen {
+            Some(Chosen::Streamable(t)) => t.close().await,
+            Some(Chosen::Legacy(t)) => {
+                t.shutdown();
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,365 @@
+//! The legacy MCP HTTP+SSE client transport (protocol 2024-11-05) on any tower HTTP service.
+//!
+//! A GET opens the event stream; its first `endpoint` event names the URL (same origin only) to
+//! POST messages to; answers arrive as `message` events. When the stream drops, it is opened
+//! again per the [`RetryConfig`] (attempts, exponential backoff), and the new `endpoint` is used.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http::header::{HeaderValue, ACCEPT, CONTENT_TYPE};
+use http::{Method, Request, Response};
+use http_body::Body;
+use http_body_util::Full;
+use serde_json::Value;
+use tokio::sync::{mpsc, watch};
+use tower::{Service, ServiceExt};
+use url::Url;
+
+use crate::error::{BoxError, Error, ErrorKind, Result};
+use crate::http::redact_url;
+use crate::transport::sse::SseStream;
+use crate::transport::streamable_http::Incoming;
+
+/// How a dropped event stream is reopened: the seed's `retry_config`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryConfig {
+    /// Attempts in a row before giving up.
+    pub max_attempts: usize,
+    /// The first delay; each further attempt doubles it.
+    pub initial_backoff: Duration,
+    /// The longest delay.
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: 5,
+            initial_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(10),
+        }
+    }
+}
+
+impl RetryConfig {
+    fn delay(&self, attempt: usize) -> Duration {
+        let factor = 1u32 << attempt.min(16) as u32;
+        self.initial_backoff
+            .saturating_mul(factor)
+            .min(self.max_backoff)
+    }
+}
+
+/// Settings of a legacy HTTP+SSE transport.
+#[derive(Debug, Clone)]
+pub struct LegacySseConfig {
+    /// The SSE endpoint (often `…/sse`).
+    pub url: String,
+    /// The largest SSE event accepted.
+    pub max_event_bytes: usize,
+    /// Reconnection when the stream drops.
+    pub retry: RetryConfig,
+    /// How long to wait for the `endpoint` event.
+    pub endpoint_timeout: Duration,
+}
+
+impl LegacySseConfig {
+    /// Defaults for the SSE endpoint `url`.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            max_event_bytes: 16 * 1024 * 1024,
+            retry: RetryConfig::default(),
+            endpoint_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+pub(crate) struct LegacyShared<S> {
+    service: S,
+    config: LegacySseConfig,
+    sse_url: Url,
+    endpoint: watch::Sender<Option<String>>,
+    incoming: mpsc::UnboundedSender<Incoming>,
+    closed: AtomicBool,
+    reader: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+/// A legacy HTTP+SSE client transport: see the [module docs](self).
+pub struct LegacySseTransport<S> {
+    shared: Arc<LegacyShared<S>>,
+    receiver: mpsc::UnboundedReceiver<Incoming>,
+}
+
+impl<S> std::fmt::Debug for LegacySseTransport<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LegacySseTransport")
+            .field("url", &self.shared.config.url)
+            .finish_non_exhaustive()
+    }
+}
+
+fn http_error(e: impl Into<BoxError>) -> Error {
+    Error::from_boxed(e.into())
+}
+
+impl<S, B> LegacySseTransport<S>
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<B>> + Clone + Send + Sync + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError>,
+{
+    /// Opens the event stream and waits for the `endpoint` event.
+    ///
+    /// # Errors
+    /// Transport errors; [`ErrorKind::InvalidResponse`] when the stream is not SSE or names no
+    /// endpoint; [`ErrorKind::UnexpectedRedirect`] for an endpoint on another origin.
+    pub async fn connect(service: S, config: LegacySseConfig) -> Result<Self> {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let shared = LegacyShared::connect(service, config, sender).await?;
+        Ok(Self { shared, receiver })
+    }
+
+    /// Sends one JSON-RPC message to the endpoint the server named.
+    ///
+    /// # Errors
+    /// Transport errors, or a status that is not 2xx.
+    pub fn send(
+        &self,
+        message: Value,
+    ) -> impl std::future::Future<Output = Result<()>> + Send + 'static {
+        let shared = self.shared.clone();
+        async move { shared.post(message).await }
+    }
+
+    /// The next message from the server; `None` once the stream is gone for good.
+    pub async fn receive(&mut self) -> Option<Result<Value>> {
+        self.receiver.recv().await
+    }
+
+    /// Stops reading the stream.
+    ///
+    /// # Errors
+    /// None today.
+    pub async fn close(&mut self) -> Result<()> {
+        self.shared.shutdown();
+        Ok(())
+    }
+}
+
+impl<S, B> LegacyShared<S>
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<B>> + Clone + Send + Sync + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError>,
+{
+    pub(crate) async fn connect(
+        service: S,
+        config: LegacySseConfig,
+        incoming: mpsc::UnboundedSender<Incoming>,
+    ) -> Result<Arc<Self>> {
+        let sse_url = Url::parse(&config.url).map_err(|e| {
+            Error::new(ErrorKind::Config, "the SSE endpoint is not a valid URL").with_source(e)
+        })?;
+        let (endpoint, mut endpoint_seen) = watch::channel(None);
+        let shared = Arc::new(Self {
+            service,
+            config,
+            sse_url,
+            endpoint,
+            incoming,
+            closed: AtomicBool::new(false),
+            reader: Mutex::new(None),
+        });
+        let body = shared.open().await?;
+        let reader = tokio::spawn(shared.clone().read(body));
+        *shared.reader.lock().unwrap_or_else(|p| p.into_inner()) = Some(reader);
+        let named = tokio::time::timeout(
+            shared.config.endpoint_timeout,
+            endpoint_seen.wait_for(Option::is_some),
+        )
+        .await;
+        match named {
+            Ok(Ok(_)) => Ok(shared),
+            _ => {
+                shared.shutdown();
+                Err(Error::new(
+                    ErrorKind::InvalidResponse,
+                    "the SSE stream named no endpoint to POST messages to",
+                ))
+            }
+        }
+    }
+
+    pub(crate) fn shutdown(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        if let Some(reader) = self.reader.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            reader.abort();
+        }
+    }
+
+    async fn open(&self) -> Result<B> {
+        let request = Request::builder()
+            .method(Method::GET)
+            .uri(self.config.url.as_str())
+            .header(ACCEPT, "text/event-stream")
+            .body(Full::default())
+            .map_err(|e| {
+                Error::new(ErrorKind::Config, "the SSE endpoint is not a valid URI").with_source(e)
+            })?;
+        let response = self
+            .service
+            .clone()
+            .oneshot(request)
+            .await
+            .map_err(http_error)?;
+        let status = response.status();
+        let is_sse = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("text/event-stream"));
+        if !status.is_success() || !is_sse {
+            return Err(Error::new(
+                ErrorKind::InvalidResponse,
+                format!(
+                    "the SSE endpoint {} answered {status}",
+                    redact_url(&self.sse_url)
+                ),
+            )
+            .with_source(crate::transport::streamable_http::StatusError(status)));
+        }
+        Ok(response.into_body())
+    }
+
+    /// The endpoint named by an `endpoint` event, resolved and held to the stream's origin.
+    fn accept_endpoint(&self, data: &str) -> Result<String> {
+        let url = self.sse_url.join(data.trim()).map_err(|e| {
+            Error::new(
+                ErrorKind::InvalidResponse,
+                "the endpoint event is not a URL",
+            )
+            .with_source(e)
+        })?;
+        if url.origin() != self.sse_url.origin() {
+            return Err(Error::new(
+                ErrorKind::UnexpectedRedirect,
+                format!(
+                    "the SSE stream named an endpoint on another origin ({}); refused",
+                    redact_url(&url)
+                ),
+            ));
+        }
+        Ok(url.to_string())
+    }
+
+    async fn read(self: Arc<Self>, mut body: B) {
+        let mut attempt = 0;
+        loop {
+            let mut events = SseStream::new(body, self.config.max_event_bytes);
+            while let Some(event) = events.next().await {
+                let Ok(event) = event else { break };
+                attempt = 0;
+                match event.event.as_str() {
+                    "endpoint" => match self.accept_endpoint(&event.data) {
+                        Ok(endpoint) => {
+                            self.endpoint.send_replace(Some(endpoint));
+                        }
+                        Err(error) => {
+                            let _ = self.incoming.send(Err(error));
+                            return;
+                        }
+                    },
+                    "message" => match serde_json::from_str::<Value>(&event.data) {
+                        Ok(message) => {
+                            let _ = self.incoming.send(Ok(message));
+                        }
+                        Err(_) => tracing::warn!("ignoring an SSE message that is not JSON"),
+                    },
+                    _ => {}
+                }
+            }
+            // The stream is gone: the old endpoint belongs to a dead session.
+            self.endpoint.send_replace(None);
+            loop {
+                if self.closed.load(Ordering::SeqCst) {
+                    return;
+                }
+                if attempt >= self.config.retry.max_attempts {
+                    let _ = self.incoming.send(Err(Error::new(
+                        ErrorKind::Http,
+                        "the SSE stream dropped and could not be reopened",
+                    )));
+                    return;
+                }
+                tokio::time::sleep(self.config.retry.delay(attempt)).await;
+                attempt += 1;
+                match self.open().await {
+                    Ok(reopened) => {
+                        tracing::info!(attempt, "SSE stream reopened");
+                        body = reopened;
+                        break;
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, attempt, "reopening the SSE stream failed")
+                    }
+                }
+            }
+        }
+    }
+
+    pub(crate) async fn post(&self, message: Value) -> Result<()> {
+        // After a reconnection, wait (briefly) for the new endpoint.
+        let mut endpoint = self.endpoint.subscribe();
+        let endpoint = tokio::time::timeout(
+            self.config.endpoint_timeout,
+            endpoint.wait_for(Option::is_some),
+        )
+        .await
+        .ok()
+        .and_then(|r| r.ok().and_then(|e| e.clone()))
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::Http,
+                "the SSE session has no endpoint (stream down)",
+            )
+        })?;
+        let body = serde_json::to_vec(&message).map_err(|e| {
+            Error::new(ErrorKind::Config, "cannot serialize a JSON-RPC message").with_source(e)
+        })?;
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri(endpoint.as_str())
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| {
+                Error::new(ErrorKind::Config, "the endpoint is not a valid URI").with_source(e)
+            })?;
+        let response = self
+            .service
+            .clone()
+            .oneshot(request)
+            .await
+            .map_err(http_error)?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(Error::new(
+                ErrorKind::InvalidResponse,
+                format!("the message endpoint answered {}", response.status()),
+            )
+            .with_source(crate::transport::streamable_http::StatusError(
+                response.status(),
+            )))
+        }
+    }
+}

@@ -1,0 +1,315 @@
+//! The legacy HTTP+SSE transport and the automatic choice, with `OAuthLayer` beneath, against
+//! rmcp servers behind `RequireBearer`: over Streamable HTTP and over our legacy SSE adapter.
+
+#[path = "../examples/support/demo_server.rs"]
+mod demo_server;
+#[path = "../examples/support/mcp_tools.rs"]
+mod mcp_tools;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use demo_server::DemoServer;
+use http_body_util::Full;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use rmcp::model::{CallToolRequestParams, ClientConfig, ContentBlock};
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
+use rmcp::ServiceExt;
+use serde_json::Value;
+use tower::ServiceBuilder;
+use tower_mcp_oauth::client::{HeadlessHandler, OAuthConfig, OAuthLayer, OAuthState};
+use tower_mcp_oauth::metadata::ProtectedResourceMetadata;
+use tower_mcp_oauth::server::rmcp_sse::LegacySseServer;
+use tower_mcp_oauth::server::{IntrospectionVerifier, RequireBearerLayer, ResourceMetadataService};
+use tower_mcp_oauth::transport::{AutoTransport, LegacySseConfig, LegacySseTransport, RetryConfig};
+use url::Url;
+
+struct Setup {
+    auth: DemoServer,
+    base: String,
+}
+
+/// One process: Streamable HTTP at /mcp, legacy SSE at /sse + /message, both behind
+/// RequireBearer; tokens from the demo authorization server, checked by introspection.
+async fn setup() -> Setup {
+    let auth = DemoServer::start(Default::default()).await;
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    // One resource identifier for the whole server: the origin.
+    let resource = base.clone();
+    let metadata = ResourceMetadataService::new(ProtectedResourceMetadata {
+        resource: resource.clone(),
+        authorization_servers: vec![auth.base.clone()],
+        scopes_supported: Some(vec!["mcp".into()]),
+        bearer_methods_supported: None,
+        resource_name: None,
+        jwks_uri: None,
+        extra: Default::default(),
+    })
+    .unwrap();
+    let verifier =
+        IntrospectionVerifier::new(&format!("{}/introspect", auth.base), "rs", "s", &resource)
+            .unwrap();
+    let bearer = RequireBearerLayer::new(verifier)
+        .resource(resource)
+        .resource_metadata(metadata.url())
+        .without_cache();
+    let streamable = StreamableHttpService::new(
+        || Ok(mcp_tools::Tools::new()),
+        Arc::new(LocalSessionManager::default()),
+        StreamableHttpServerConfig::default(),
+    );
+    let legacy = LegacySseServer::new(mcp_tools::Tools::new, "/sse", "/message");
+    let mut app = axum::Router::new()
+        .nest_service(
+            "/mcp",
+            ServiceBuilder::new()
+                .layer(bearer.clone())
+                .service(streamable),
+        )
+        .route_service(
+            "/sse",
+            ServiceBuilder::new()
+                .layer(bearer.clone())
+                .service(legacy.clone()),
+        )
+        .route_service(
+            "/message",
+            ServiceBuilder::new().layer(bearer).service(legacy),
+        );
+    for path in metadata.paths() {
+        app = app.route_service(path, metadata.clone());
+    }
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    Setup { auth, base }
+}
+
+type Stack = tower_mcp_oauth::client::OAuth<
+    Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+>;
+
+async fn oauth_stack(url: &str) -> Stack {
+    let handler = HeadlessHandler::new(Url::parse("http://127.0.0.1:7/callback").unwrap());
+    let state = OAuthState::new(url, Some(OAuthConfig::new().with_handler(handler)))
+        .await
+        .unwrap();
+    ServiceBuilder::new()
+        .layer(OAuthLayer::new(state))
+        .service(Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>())
+}
+
+fn text(content: &[ContentBlock]) -> String {
+    content
+        .iter()
+        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+        .collect()
+}
+
+fn echo(text: &str) -> CallToolRequestParams {
+    let mut args = serde_json::Map::new();
+    args.insert("text".into(), Value::from(text));
+    CallToolRequestParams::new("echo").with_arguments(args)
+}
+
+#[tokio::test]
+async fn rmcp_client_over_legacy_sse_with_oauth() {
+    let setup = setup().await;
+    let url = format!("{}/sse", setup.base);
+    let stack = oauth_stack(&url).await;
+    // The GET is the first request: its 401 makes the layer authorize.
+    let transport = LegacySseTransport::connect(stack, LegacySseConfig::new(&url))
+        .await
+        .unwrap();
+    let client = ClientConfig::default().serve(transport).await.unwrap();
+
+    assert_eq!(
+        client
+            .list_tools(Default::default())
+            .await
+            .unwrap()
+            .tools
+            .len(),
+        2
+    );
+    assert_eq!(
+        text(&client.call_tool(echo("over sse")).await.unwrap().content),
+        "over sse"
+    );
+    let who = client
+        .call_tool(CallToolRequestParams::new("whoami"))
+        .await
+        .unwrap();
+    let who: Value = serde_json::from_str(&text(&who.content)).unwrap();
+    assert_eq!(
+        who["subject"], "demo-user",
+        "AuthInfo reaches tools over the legacy transport too"
+    );
+
+    let big = "y".repeat(1024 * 1024);
+    assert_eq!(
+        text(&client.call_tool(echo(&big)).await.unwrap().content).len(),
+        big.len()
+    );
+
+    setup.auth.revoke_access_tokens();
+    assert_eq!(
+        text(
+            &client
+                .call_tool(echo("after revocation"))
+                .await
+                .unwrap()
+                .content
+        ),
+        "after revocation"
+    );
+    assert_eq!(setup.auth.counters().refreshes, 1);
+}
+
+#[tokio::test]
+async fn auto_picks_streamable_http_or_falls_back_to_sse() {
+    let setup = setup().await;
+    for (path, expected) in [("/mcp", "streamable-http"), ("/sse", "sse")] {
+        let url = format!("{}{path}", setup.base);
+        let transport = AutoTransport::new(oauth_stack(&url).await, &url, RetryConfig::default());
+        let client = ClientConfig::default().serve(transport).await.unwrap();
+        assert_eq!(
+            text(&client.call_tool(echo(path)).await.unwrap().content),
+            path
+        );
+        client.cancel().await.unwrap();
+        let transport = AutoTransport::new(oauth_stack(&url).await, &url, RetryConfig::default());
+        transport.send(serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2024-11-05", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}))
+            .await
+            .unwrap();
+        assert_eq!(transport.protocol().await, Some(expected), "{path}");
+    }
+}
+
+/// A legacy server whose first stream breaks after the endpoint event; the second stays up
+/// and says hello. Records the session of every POST.
+async fn flaky_sse_server() -> (String, Arc<Mutex<Vec<String>>>) {
+    use axum::routing::{get, post};
+    let connections = Arc::new(Mutex::new(0u32));
+    let posts = Arc::new(Mutex::new(Vec::new()));
+    let seen = posts.clone();
+    let app = axum::Router::new()
+        .route(
+            "/sse",
+            get(move || {
+                let connections = connections.clone();
+                async move {
+                    let n = {
+                        let mut c = connections.lock().unwrap();
+                        *c += 1;
+                        *c
+                    };
+                    let endpoint = Ok::<_, std::io::Error>(Bytes::from(format!("event: endpoint\ndata: /message?s={n}\n\n")));
+                    let stream: std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send>> = if n == 1 {
+                        Box::pin(futures_util::stream::unfold(Some(endpoint), |next| async move {
+                            match next {
+                                Some(first) => Some((first, None)),
+                                None => {
+                                    tokio::time::sleep(Duration::from_millis(100)).await;
+                                    Some((Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "dropped")), None))
+                                }
+                            }
+                        }))
+                    } else {
+                        let hello = Ok(Bytes::from_static(b"event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/hello\"}\n\n"));
+                        Box::pin(futures_util::StreamExt::chain(
+                            futures_util::stream::iter(vec![endpoint, hello]),
+                            futures_util::stream::pending(),
+                        ))
+                    };
+                    ([("content-type", "text/event-stream")], axum::body::Body::from_stream(stream))
+                }
+            }),
+        )
+        .route(
+            "/message",
+            post(move |query: axum::extract::RawQuery| {
+                let seen = seen.clone();
+                async move {
+                    seen.lock().unwrap().push(query.0.unwrap_or_default());
+                    http::StatusCode::ACCEPTED
+                }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .unwrap();
+    let url = format!("http://{}/sse", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, posts)
+}
+
+#[tokio::test]
+async fn a_dropped_sse_stream_is_reopened_and_the_new_endpoint_used() {
+    let (url, posts) = flaky_sse_server().await;
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let mut config = LegacySseConfig::new(&url);
+    config.retry = RetryConfig {
+        max_attempts: 3,
+        initial_backoff: Duration::from_millis(50),
+        max_backoff: Duration::from_millis(200),
+    };
+    let mut transport = LegacySseTransport::connect(client, config).await.unwrap();
+    let hello = tokio::time::timeout(Duration::from_secs(5), transport.receive())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        hello["method"], "notifications/hello",
+        "a message from the reopened stream"
+    );
+    transport
+        .send(serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+        .await
+        .unwrap();
+    assert_eq!(
+        *posts.lock().unwrap(),
+        vec!["s=2".to_owned()],
+        "posted to the new session's endpoint"
+    );
+}
+
+#[tokio::test]
+async fn an_endpoint_on_another_origin_is_refused() {
+    use axum::routing::get;
+    let app = axum::Router::new().route(
+        "/sse",
+        get(|| async {
+            let body = "event: endpoint\ndata: http://evil.example/steal\n\n";
+            let stream = futures_util::StreamExt::chain(
+                futures_util::stream::iter(vec![Ok::<_, std::io::Error>(Bytes::from_static(
+                    body.as_bytes(),
+                ))]),
+                futures_util::stream::pending(),
+            );
+            (
+                [("content-type", "text/event-stream")],
+                axum::body::Body::from_stream(stream),
+            )
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .unwrap();
+    let url = format!("http://{}/sse", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let mut config = LegacySseConfig::new(&url);
+    config.endpoint_timeout = Duration::from_millis(500);
+    let error = LegacySseTransport::connect(client, config)
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), tower_mcp_oauth::ErrorKind::InvalidResponse);
+}
