@@ -16,8 +16,8 @@ use serde_json::Value;
 use tower::ServiceBuilder;
 use tower_mcp_oauth::client::{FileStore, LoopbackHandler, OAuthConfig, OAuthLayer, OAuthState};
 use tower_mcp_oauth::transport::{
-    create_authorized_transport, LegacySseConfig, LegacySseTransport, RetryConfig, StreamableHttpConfig,
-    StreamableHttpTransport,
+    create_authorized_transport, LegacySseConfig, LegacySseTransport, RetryConfig,
+    StreamableHttpConfig, StreamableHttpTransport,
 };
 
 #[derive(Default)]
@@ -59,10 +59,15 @@ fn parse_args() -> anyhow::Result<Args> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
         .init();
     let args = parse_args()?;
-    let url = args.url.clone().context("usage: oauth_client [flags] SERVER_URL")?;
+    let url = args
+        .url
+        .clone()
+        .context("usage: oauth_client [flags] SERVER_URL")?;
 
     let mut config = OAuthConfig::new()
         .with_client_name("tower-mcp-oauth example client")
@@ -74,23 +79,22 @@ async fn main() -> anyhow::Result<()> {
 
     let client = match args.transport.as_str() {
         "auto" => {
-            let transport = create_authorized_transport(url.clone(), oauth_state, Some(RetryConfig::default())).await?;
+            let transport =
+                create_authorized_transport(url.clone(), oauth_state, Some(RetryConfig::default()))
+                    .await?;
             ClientConfig::default().serve(transport).await?
         }
         "streamable" | "sse" => {
-            let hyper = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(
-                hyper_rustls::HttpsConnectorBuilder::new()
-                    .with_webpki_roots()
-                    .https_or_http()
-                    .enable_all_versions()
-                    .build(),
-            );
-            let stack = ServiceBuilder::new().layer(OAuthLayer::new(oauth_state)).service(hyper);
+            let stack = ServiceBuilder::new()
+                .layer(OAuthLayer::new(oauth_state))
+                .service(tower_mcp_oauth::http::hyper_client());
             if args.transport == "sse" {
-                let transport = LegacySseTransport::connect(stack, LegacySseConfig::new(&url)).await?;
+                let transport =
+                    LegacySseTransport::connect(stack, LegacySseConfig::new(&url)).await?;
                 ClientConfig::default().serve(transport).await?
             } else {
-                let transport = StreamableHttpTransport::new(stack, StreamableHttpConfig::new(&url));
+                let transport =
+                    StreamableHttpTransport::new(stack, StreamableHttpConfig::new(&url));
                 ClientConfig::default().serve(transport).await?
             }
         }
@@ -100,9 +104,17 @@ async fn main() -> anyhow::Result<()> {
     let tools = client.list_tools(Default::default()).await?;
     println!("tools:");
     for tool in &tools.tools {
-        println!("  {} — {}", tool.name, tool.description.as_deref().unwrap_or(""));
+        println!(
+            "  {} — {}",
+            tool.name,
+            tool.description.as_deref().unwrap_or("")
+        );
     }
-    let name = match args.tool.clone().or_else(|| tools.tools.first().map(|t| t.name.to_string())) {
+    let name = match args
+        .tool
+        .clone()
+        .or_else(|| tools.tools.first().map(|t| t.name.to_string()))
+    {
         Some(name) => name,
         None => {
             println!("the server has no tools");
@@ -114,7 +126,10 @@ async fn main() -> anyhow::Result<()> {
         call = call.with_arguments(args.arguments.clone());
     }
     let result = client.call_tool(call).await?;
-    println!("{name} -> {}", serde_json::to_string_pretty(&result.content)?);
+    println!(
+        "{name} -> {}",
+        serde_json::to_string_pretty(&result.content)?
+    );
     client.cancel().await?;
     Ok(())
 }

@@ -101,6 +101,11 @@ async fn serve<V: TokenVerifier>(
     }
     println!("MCP server:                  {resource}");
     println!("protected resource metadata: {}", metadata.url());
+    // TCP_NODELAY: SSE answers are written in pieces; with Nagle, each later piece would wait
+    // for the client's delayed ACK.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, app).await?;
     Ok(())
 }

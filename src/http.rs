@@ -71,15 +71,7 @@ impl HttpClient {
     /// A hyper-util client speaking HTTP/1.1 and HTTP/2, with rustls (ring) and the webpki root
     /// certificates for https. Must be called within a Tokio runtime when used.
     pub fn new() -> Self {
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_webpki_roots()
-            .https_or_http()
-            .enable_all_versions()
-            .build();
-        let client =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .build::<_, RequestBody>(connector);
-        Self::from_service(client)
+        Self::from_service(hyper_client())
     }
 
     /// Wraps any tower HTTP service, so callers can stack their own layers (proxies, tracing,
@@ -255,6 +247,28 @@ impl Service<Request<RequestBody>> for HttpClient {
         let client = self.clone();
         Box::pin(async move { client.send(request).await })
     }
+}
+
+/// A streaming hyper-util client (bodies are not buffered): HTTP/1.1 and HTTP/2, rustls on ring
+/// with the webpki roots for https, and `TCP_NODELAY`, without which small request writes wait
+/// out the peer's delayed ACK (~40 ms a round trip on Linux).
+pub type HyperClient = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    RequestBody,
+>;
+
+/// Builds a [`HyperClient`]. Must be used within a Tokio runtime.
+pub fn hyper_client() -> HyperClient {
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.set_nodelay(true);
+    http.enforce_http(false);
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_webpki_roots()
+        .https_or_http()
+        .enable_all_versions()
+        .wrap_connector(http);
+    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build(connector)
 }
 
 /// `scheme://authority/path` of a request target, without the query (which may hold secrets).

@@ -12,7 +12,7 @@
 //! use tower_mcp_oauth::server::rmcp_sse::LegacySseServer;
 //!
 //! let sse = LegacySseServer::new(move || handler.clone(), "/sse", "/message");
-//! let app = axum::Router::new()
+//! let app: axum::Router = axum::Router::new()
 //!     .route_service("/sse", sse.clone())
 //!     .route_service("/message", sse);
 //! # let _ = app;

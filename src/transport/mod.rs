@@ -11,24 +11,15 @@ pub mod rmcp;
 pub mod sse;
 pub mod streamable_http;
 
-use bytes::Bytes;
-use http_body_util::Full;
-
 use crate::client::{OAuth, OAuthLayer, OAuthState};
 use crate::error::Result;
+pub use crate::http::{hyper_client, HyperClient};
 pub use auto::AutoTransport;
 pub use legacy_sse::{LegacySseConfig, LegacySseTransport, RetryConfig};
 pub use streamable_http::{StreamableHttpConfig, StreamableHttpTransport};
 
-/// The streaming HTTP client under [`create_authorized_transport`]: hyper-util with rustls
-/// (ring, webpki roots) for https.
-pub type HyperClient = hyper_util::client::legacy::Client<
-    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
-    Full<Bytes>,
->;
-
 /// The seed's one-liner: an [`AutoTransport`] to `url` over `OAuthLayer` (with `oauth_state`)
-/// over a streaming hyper client, reconnecting a legacy SSE stream per `retry_config`.
+/// over a streaming [`hyper_client`], reconnecting a legacy SSE stream per `retry_config`.
 ///
 /// ```no_run
 /// # async fn example() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
@@ -53,14 +44,7 @@ pub async fn create_authorized_transport(
     oauth_state: OAuthState,
     retry_config: Option<RetryConfig>,
 ) -> Result<AutoTransport<OAuth<HyperClient>>> {
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_webpki_roots()
-        .https_or_http()
-        .enable_all_versions()
-        .build();
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build::<_, Full<Bytes>>(connector);
-    let stack = tower::Layer::layer(&OAuthLayer::new(oauth_state), client);
+    let stack = tower::Layer::layer(&OAuthLayer::new(oauth_state), hyper_client());
     Ok(AutoTransport::new(
         stack,
         url,
