@@ -41,16 +41,18 @@ use http_body_util::{BodyExt, Full};
 use rmcp::model::{ClientJsonRpcMessage, ServerJsonRpcMessage};
 use rmcp::transport::streamable_http_client::{
     AuthRequiredError, HttpStatusError, InsufficientScopeError, StreamableHttpClient,
-    StreamableHttpError, StreamableHttpPostResponse,
+    StreamableHttpError, StreamableHttpPostResponse, StreamableHttpResponseLimits,
 };
-use sse_stream::{Error as SseError, Sse, SseStream};
+use sse_stream::{Error as SseError, Sse};
 use tower::{Service, ServiceExt};
 
 use crate::challenge::BearerChallenge;
 use crate::error::{BoxError, Error, ErrorKind};
 
-/// The largest JSON (non-streamed) response read into memory.
-pub const MAX_JSON_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+/// The largest JSON (non-streamed) response read into memory, unless rmcp passes its own limit.
+pub const MAX_JSON_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
+/// The largest SSE event, unless rmcp passes its own limit.
+pub const DEFAULT_MAX_EVENT_BYTES: usize = 16 * 1024 * 1024;
 
 const SESSION_ID: &str = "mcp-session-id";
 const LAST_EVENT_ID: &str = "last-event-id";
@@ -110,6 +112,26 @@ where
     })
 }
 
+/// Our bounded decoder under rmcp's event type: an event over `max_event` bytes ends the stream
+/// with an error instead of growing a buffer without limit.
+fn bounded_events<B>(body: B, max_event: usize) -> BoxStream<'static, Result<Sse, SseError>>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    crate::transport::sse::SseStream::new(Box::pin(typed_body(body)), max_event)
+        .map(|event| match event {
+            Ok(event) => Ok(Sse {
+                event: Some(event.event),
+                data: Some(event.data),
+                id: event.id,
+                retry: event.retry.map(|r| r.as_millis() as u64),
+            }),
+            Err(error) => Err(SseError::Body(Box::new(error))),
+        })
+        .boxed()
+}
+
 async fn collect_capped(
     body: impl Body<Data = Bytes, Error = Error>,
     limit: usize,
@@ -163,6 +185,8 @@ where
     S: Service<Request<Full<Bytes>>, Response = Response<B>> + Clone + Send + 'static,
     S::Error: Into<BoxError>,
     S::Future: Send + 'static,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
 {
     fn request(
         method: Method,
@@ -201,25 +225,17 @@ where
             .await
             .map_err(transport_error)
     }
-}
 
-impl<S, B> StreamableHttpClient for TowerHttpClient<S>
-where
-    S: Service<Request<Full<Bytes>>, Response = Response<B>> + Clone + Send + Sync + 'static,
-    S::Error: Into<BoxError>,
-    S::Future: Send + 'static,
-    B: Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-{
-    type Error = Error;
-
-    async fn post_message(
+    #[allow(clippy::too_many_arguments)]
+    async fn post_limited(
         &self,
         uri: Arc<str>,
         message: ClientJsonRpcMessage,
         session_id: Option<Arc<str>>,
         auth_header: Option<String>,
         custom_headers: HashMap<HeaderName, HeaderValue>,
+        max_event: usize,
+        max_json: usize,
     ) -> Result<StreamableHttpPostResponse, Failure> {
         let body = Full::new(Bytes::from(serde_json::to_vec(&message)?));
         let mut request = Self::request(
@@ -252,9 +268,7 @@ where
             // A JSON-RPC error in the body says more than the status does.
             if content_type_is(&response, "application/json") {
                 let failure = status_failure(&response);
-                let bytes =
-                    collect_capped(typed_body(response.into_body()), MAX_JSON_RESPONSE_BYTES)
-                        .await?;
+                let bytes = collect_capped(typed_body(response.into_body()), max_json).await?;
                 return match serde_json::from_slice::<ServerJsonRpcMessage>(&bytes) {
                     Ok(message @ ServerJsonRpcMessage::Error(_)) => {
                         Ok(StreamableHttpPostResponse::Json(message, new_session))
@@ -266,59 +280,31 @@ where
         }
         if content_type_is(&response, "text/event-stream") {
             let events: BoxStream<'static, Result<Sse, SseError>> =
-                SseStream::new(typed_body(response.into_body())).boxed();
+                bounded_events(response.into_body(), max_event);
             return Ok(StreamableHttpPostResponse::Sse(events, new_session));
         }
         if content_type_is(&response, "application/json") {
-            let bytes =
-                collect_capped(typed_body(response.into_body()), MAX_JSON_RESPONSE_BYTES).await?;
+            let bytes = collect_capped(typed_body(response.into_body()), max_json).await?;
             let message: ServerJsonRpcMessage = serde_json::from_slice(&bytes)?;
             return Ok(StreamableHttpPostResponse::Json(message, new_session));
         }
         // An empty 200 answers a notification as 202 would.
         let content_type = header_text(&response, CONTENT_TYPE);
-        let bytes =
-            collect_capped(typed_body(response.into_body()), MAX_JSON_RESPONSE_BYTES).await?;
+        let bytes = collect_capped(typed_body(response.into_body()), max_json).await?;
         if bytes.is_empty() {
             return Ok(StreamableHttpPostResponse::Accepted);
         }
         Err(StreamableHttpError::UnexpectedContentType(content_type))
     }
 
-    async fn delete_session(
-        &self,
-        uri: Arc<str>,
-        session_id: Arc<str>,
-        auth_header: Option<String>,
-        custom_headers: HashMap<HeaderName, HeaderValue>,
-    ) -> Result<(), Failure> {
-        let request = Self::request(
-            Method::DELETE,
-            &uri,
-            Some(&session_id),
-            auth_header,
-            custom_headers,
-            Full::default(),
-        )?;
-        let response = self.send(request).await?;
-        match response.status() {
-            status if status.is_success() => Ok(()),
-            // The server keeps no sessions to end, or this one is already gone.
-            StatusCode::METHOD_NOT_ALLOWED | StatusCode::NOT_FOUND => Ok(()),
-            _ => match auth_failure(&response) {
-                Some(failure) => Err(failure),
-                None => Err(status_failure(&response)),
-            },
-        }
-    }
-
-    async fn get_stream(
+    async fn get_limited(
         &self,
         uri: Arc<str>,
         session_id: Option<Arc<str>>,
         last_event_id: Option<String>,
         auth_header: Option<String>,
         custom_headers: HashMap<HeaderName, HeaderValue>,
+        max_event: usize,
     ) -> Result<BoxStream<'static, Result<Sse, SseError>>, Failure> {
         let mut request = Self::request(
             Method::GET,
@@ -357,7 +343,146 @@ where
                 CONTENT_TYPE,
             )));
         }
-        Ok(SseStream::new(typed_body(response.into_body())).boxed())
+        Ok(bounded_events(response.into_body(), max_event))
+    }
+}
+
+impl<S, B> StreamableHttpClient for TowerHttpClient<S>
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<B>> + Clone + Send + Sync + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Error = Error;
+
+    async fn post_message(
+        &self,
+        uri: Arc<str>,
+        message: ClientJsonRpcMessage,
+        session_id: Option<Arc<str>>,
+        auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+    ) -> Result<StreamableHttpPostResponse, Failure> {
+        self.post_limited(
+            uri,
+            message,
+            session_id,
+            auth_header,
+            custom_headers,
+            DEFAULT_MAX_EVENT_BYTES,
+            MAX_JSON_RESPONSE_BYTES,
+        )
+        .await
+    }
+
+    async fn post_message_with_max_sse_event_size(
+        &self,
+        uri: Arc<str>,
+        message: ClientJsonRpcMessage,
+        session_id: Option<Arc<str>>,
+        auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+        max_sse_event_size: usize,
+    ) -> Result<StreamableHttpPostResponse, Failure> {
+        self.post_limited(
+            uri,
+            message,
+            session_id,
+            auth_header,
+            custom_headers,
+            max_sse_event_size,
+            MAX_JSON_RESPONSE_BYTES,
+        )
+        .await
+    }
+
+    async fn post_message_with_response_limits(
+        &self,
+        uri: Arc<str>,
+        message: ClientJsonRpcMessage,
+        session_id: Option<Arc<str>>,
+        auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+        limits: StreamableHttpResponseLimits,
+    ) -> Result<StreamableHttpPostResponse, Failure> {
+        self.post_limited(
+            uri,
+            message,
+            session_id,
+            auth_header,
+            custom_headers,
+            limits.max_sse_event_size,
+            limits.max_json_response_size,
+        )
+        .await
+    }
+
+    async fn delete_session(
+        &self,
+        uri: Arc<str>,
+        session_id: Arc<str>,
+        auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+    ) -> Result<(), Failure> {
+        let request = Self::request(
+            Method::DELETE,
+            &uri,
+            Some(&session_id),
+            auth_header,
+            custom_headers,
+            Full::default(),
+        )?;
+        let response = self.send(request).await?;
+        match response.status() {
+            status if status.is_success() => Ok(()),
+            // The server keeps no sessions to end, or this one is already gone.
+            StatusCode::METHOD_NOT_ALLOWED | StatusCode::NOT_FOUND => Ok(()),
+            _ => match auth_failure(&response) {
+                Some(failure) => Err(failure),
+                None => Err(status_failure(&response)),
+            },
+        }
+    }
+
+    async fn get_stream(
+        &self,
+        uri: Arc<str>,
+        session_id: Option<Arc<str>>,
+        last_event_id: Option<String>,
+        auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+    ) -> Result<BoxStream<'static, Result<Sse, SseError>>, Failure> {
+        self.get_limited(
+            uri,
+            session_id,
+            last_event_id,
+            auth_header,
+            custom_headers,
+            DEFAULT_MAX_EVENT_BYTES,
+        )
+        .await
+    }
+
+    async fn get_stream_with_max_sse_event_size(
+        &self,
+        uri: Arc<str>,
+        session_id: Option<Arc<str>>,
+        last_event_id: Option<String>,
+        auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+        max_sse_event_size: usize,
+    ) -> Result<BoxStream<'static, Result<Sse, SseError>>, Failure> {
+        self.get_limited(
+            uri,
+            session_id,
+            last_event_id,
+            auth_header,
+            custom_headers,
+            max_sse_event_size,
+        )
+        .await
     }
 }
 
@@ -414,3 +539,23 @@ macro_rules! rmcp_client_transport {
 rmcp_client_transport!(StreamableHttpTransport);
 rmcp_client_transport!(LegacySseTransport);
 rmcp_client_transport!(AutoTransport);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn events_over_the_limit_end_the_stream_with_an_error() {
+        let body = Full::new(Bytes::from(format!(
+            "data: {}\n\ndata: small\n\n",
+            "x".repeat(100)
+        )));
+        let mut events = bounded_events(body, 64);
+        assert!(events.next().await.unwrap().is_err());
+        let body = Full::new(Bytes::from_static(b"id: 3\nretry: 25\ndata: fits\n\n"));
+        let event = bounded_events(body, 64).next().await.unwrap().unwrap();
+        assert_eq!(event.data.as_deref(), Some("fits"));
+        assert_eq!(event.id.as_deref(), Some("3"));
+        assert_eq!(event.retry, Some(25));
+    }
+}
