@@ -313,3 +313,81 @@ async fn an_endpoint_on_another_origin_is_refused() {
         .unwrap_err();
     assert_eq!(error.kind(), tower_mcp_oauth::ErrorKind::InvalidResponse);
 }
+
+/// Reads the event stream until the `endpoint` event and returns its data.
+async fn endpoint_of(body: &mut hyper::body::Incoming) -> String {
+    use http_body_util::BodyExt;
+    let mut text = String::new();
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame.unwrap().into_data() {
+            text.push_str(&String::from_utf8_lossy(&data));
+        }
+        if let Some(rest) = text.split("event: endpoint\ndata: ").nth(1) {
+            if let Some(line) = rest.split('\n').next().filter(|_| rest.contains('\n')) {
+                return line.to_owned();
+            }
+        }
+    }
+    panic!("no endpoint event in {text:?}");
+}
+
+#[tokio::test]
+async fn legacy_sessions_belong_to_their_opener_and_end_with_the_stream() {
+    use tower_mcp_oauth::server::{AuthData, StaticVerifier};
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let user = |name: &str| AuthData {
+        subject: Some(name.into()),
+        scopes: vec!["mcp".into()],
+        audience: vec![base.clone()],
+        ..Default::default()
+    };
+    let verifier = StaticVerifier::new()
+        .with_token("alice", user("alice"))
+        .with_token("bob", user("bob"));
+    let bearer = RequireBearerLayer::new(verifier).resource(base.clone());
+    let legacy = LegacySseServer::new(mcp_tools::Tools::new, "/sse", "/message");
+    let app = axum::Router::new()
+        .route_service(
+            "/sse",
+            ServiceBuilder::new()
+                .layer(bearer.clone())
+                .service(legacy.clone()),
+        )
+        .route_service(
+            "/message",
+            ServiceBuilder::new().layer(bearer).service(legacy),
+        );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let open = http::Request::get(format!("{base}/sse"))
+        .header("authorization", "Bearer alice")
+        .body(Full::default())
+        .unwrap();
+    let mut stream = client.request(open).await.unwrap().into_body();
+    let endpoint = format!("{base}{}", endpoint_of(&mut stream).await);
+    let post = |token: &'static str| {
+        let body = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+        http::Request::post(endpoint.as_str())
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from_static(body.as_bytes())))
+            .unwrap()
+    };
+    assert_eq!(
+        client.request(post("bob")).await.unwrap().status(),
+        403,
+        "not bob's session"
+    );
+    assert_eq!(client.request(post("alice")).await.unwrap().status(), 202);
+    drop(stream);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        client.request(post("alice")).await.unwrap().status(),
+        404,
+        "the session ended with its stream"
+    );
+}

@@ -304,3 +304,46 @@ async fn a_dropped_stream_is_resumed_with_last_event_id() {
     assert_eq!(second["id"], 7, "the answer arrived on the resumed stream");
     assert_eq!(*resumed_from.lock().unwrap(), vec!["1".to_owned()]);
 }
+
+#[tokio::test]
+async fn a_stream_that_ends_without_the_answer_gets_a_local_error_not_a_hang() {
+    use axum::routing::post;
+    let app = axum::Router::new().route(
+        "/mcp",
+        post(|| async {
+            let body = "data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{}}\n\n";
+            ([("content-type", "text/event-stream")], body)
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .unwrap();
+    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let mut config = StreamableHttpConfig::new(&url);
+    config.listen = false;
+    let mut transport = StreamableHttpTransport::new(
+        Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>(),
+        config,
+    );
+    transport
+        .send(json!({"jsonrpc": "2.0", "id": 9, "method": "tools/list"}))
+        .await
+        .unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(5), transport.receive())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(first["method"], "notifications/progress");
+    let answer = tokio::time::timeout(Duration::from_secs(5), transport.receive())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(answer["id"], 9);
+    assert!(answer["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("before answering"));
+}

@@ -42,7 +42,31 @@ use crate::error::{Error, ErrorKind};
 /// The largest POSTed message.
 pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 
-type Sessions = Arc<Mutex<HashMap<String, mpsc::Sender<ClientJsonRpcMessage>>>>;
+/// A session: where its messages go, and who opened it (only they may post into it).
+struct Session {
+    to_server: mpsc::Sender<ClientJsonRpcMessage>,
+    subject: Option<String>,
+}
+
+type Sessions = Arc<Mutex<HashMap<String, Session>>>;
+
+/// Ends a session when its event stream goes away (the client disconnected): the map entry and
+/// the server task do not outlive it.
+struct SessionGuard {
+    sessions: Sessions,
+    id: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        self.sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.id);
+        self.task.abort();
+    }
+}
 
 /// The response body: an event stream, or a short fixed answer.
 pub type SseBody = UnsyncBoxBody<Bytes, Infallible>;
@@ -146,18 +170,18 @@ where
         }
     }
 
-    fn open_session(&self) -> Response<SseBody> {
+    fn open_session(&self, subject: Option<String>) -> Response<SseBody> {
         let id = format!("{:032x}", rand::random::<u128>());
         let (to_server, from_client) = mpsc::channel(64);
         let (to_client, for_client) = mpsc::channel::<ServerJsonRpcMessage>(64);
         self.sessions
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(id.clone(), to_server);
+            .insert(id.clone(), Session { to_server, subject });
         let handler = (self.factory)();
         let sessions = self.sessions.clone();
         let session_id = id.clone();
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             let transport = SessionTransport {
                 to_client,
                 from_client,
@@ -179,11 +203,22 @@ where
         let first = futures_util::stream::once(std::future::ready(Ok::<_, Infallible>(
             Frame::data(endpoint),
         )));
-        let messages = futures_util::stream::unfold(for_client, |mut for_client| async move {
-            let message = for_client.recv().await?;
-            let json = serde_json::to_string(&message).ok()?;
-            Some((Ok(Frame::data(event("message", &json))), for_client))
-        });
+        let guard = SessionGuard {
+            sessions: self.sessions.clone(),
+            id: id.clone(),
+            task,
+        };
+        let messages = futures_util::stream::unfold(
+            (for_client, guard),
+            |(mut for_client, guard)| async move {
+                let message = for_client.recv().await?;
+                let json = serde_json::to_string(&message).ok()?;
+                Some((
+                    Ok(Frame::data(event("message", &json))),
+                    (for_client, guard),
+                ))
+            },
+        );
         let stream = futures_util::StreamExt::chain(first, messages);
         let mut response = Response::new(StreamBody::new(Box::pin(stream)).boxed_unsync());
         response.headers_mut().insert(
@@ -206,15 +241,23 @@ where
         .query()
         .and_then(|q| url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "sessionId"))
         .map(|(_, v)| v.into_owned());
-    let Some(to_server) = session.and_then(|id| {
+    let subject = request
+        .extensions()
+        .get::<crate::server::AuthInfo>()
+        .and_then(|info| info.subject.clone());
+    let found = session.and_then(|id| {
+        let sessions = sessions.lock().unwrap_or_else(|p| p.into_inner());
         sessions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
             .get(&id)
-            .cloned()
-    }) else {
+            .map(|s| (s.to_server.clone(), s.subject.clone()))
+    });
+    let Some((to_server, owner)) = found else {
         return plain(StatusCode::NOT_FOUND, "unknown session");
     };
+    // A session id seen in a log must not let someone else speak in it.
+    if owner.is_some() && owner != subject {
+        return plain(StatusCode::FORBIDDEN, "the session belongs to someone else");
+    }
     let (parts, body) = request.into_parts();
     let mut body = std::pin::pin!(body);
     let mut bytes = BytesMut::new();
@@ -265,7 +308,11 @@ where
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let path = request.uri().path();
         if path == &*self.stream_path && request.method() == Method::GET {
-            let response = self.open_session();
+            let subject = request
+                .extensions()
+                .get::<crate::server::AuthInfo>()
+                .and_then(|info| info.subject.clone());
+            let response = self.open_session(subject);
             return Box::pin(async move { Ok(response) });
         }
         if path == &*self.message_path && request.method() == Method::POST {

@@ -52,6 +52,19 @@ impl<S> std::fmt::Debug for AutoTransport<S> {
     }
 }
 
+impl<S> Drop for AutoTransport<S> {
+    fn drop(&mut self) {
+        // The chosen transport's background streams stop with it.
+        if let Ok(chosen) = self.shared.chosen.try_lock() {
+            match chosen.as_ref() {
+                Some(Chosen::Streamable(t)) => t.abort_tasks(),
+                Some(Chosen::Legacy(t)) => t.abort_reader(),
+                None => {}
+            }
+        }
+    }
+}
+
 /// Whether a failed first POST means "this server speaks the older protocol".
 fn falls_back(error: &Error) -> bool {
     let status = std::error::Error::source(error).and_then(|s| s.downcast_ref::<StatusError>());
@@ -127,12 +140,14 @@ where
                     tracing::info!(%error, "Streamable HTTP refused; falling back to HTTP+SSE");
                     let mut config = LegacySseConfig::new(shared.url.clone());
                     config.retry = shared.retry;
+                    // If the server speaks neither, the first refusal says more than the second.
                     let legacy = LegacyShared::connect(
                         shared.service.clone(),
                         config,
                         shared.sender.clone(),
                     )
-                    .await?;
+                    .await
+                    .map_err(|_| error)?;
                     legacy.post(message).await?;
                     *chosen = Some(Chosen::Legacy(legacy));
                     Ok(())
@@ -156,7 +171,7 @@ where
         match chosen {
             Some(Chosen::Streamable(t)) => t.close().await,
             Some(Chosen::Legacy(t)) => {
-                t.shutdown();
+                t.abort_reader();
                 Ok(())
             }
             None => Ok(()),

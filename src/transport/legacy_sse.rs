@@ -140,6 +140,9 @@ where
 
     /// The next message from the server; `None` once the stream is gone for good.
     pub async fn receive(&mut self) -> Option<Result<Value>> {
+        if self.shared.closed.load(Ordering::SeqCst) {
+            return None;
+        }
         self.receiver.recv().await
     }
 
@@ -148,8 +151,24 @@ where
     /// # Errors
     /// None today.
     pub async fn close(&mut self) -> Result<()> {
-        self.shared.shutdown();
+        self.shared.abort_reader();
         Ok(())
+    }
+}
+
+impl<S> LegacyShared<S> {
+    /// Stops reading the stream; needs no bounds, so `Drop` can call it.
+    pub(crate) fn abort_reader(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        if let Some(reader) = self.reader.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            reader.abort();
+        }
+    }
+}
+
+impl<S> Drop for LegacySseTransport<S> {
+    fn drop(&mut self) {
+        self.shared.abort_reader();
     }
 }
 
@@ -190,19 +209,12 @@ where
         match named {
             Ok(Ok(_)) => Ok(shared),
             _ => {
-                shared.shutdown();
+                shared.abort_reader();
                 Err(Error::new(
                     ErrorKind::InvalidResponse,
                     "the SSE stream named no endpoint to POST messages to",
                 ))
             }
-        }
-    }
-
-    pub(crate) fn shutdown(&self) {
-        self.closed.store(true, Ordering::SeqCst);
-        if let Some(reader) = self.reader.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            reader.abort();
         }
     }
 

@@ -519,12 +519,12 @@ macro_rules! rmcp_client_transport {
                             Ok(message) => return Some(message),
                             Err(error) => tracing::warn!(%error, "ignoring a message that is not MCP"),
                         },
-                        // The session is gone: this connection is over.
-                        Err(error) if error.kind() == ErrorKind::SessionExpired => {
-                            tracing::warn!(%error, "MCP session expired");
+                        // Our transports only report errors that end them (session expired,
+                        // a stream that cannot be resumed): the connection is over.
+                        Err(error) => {
+                            tracing::warn!(%error, "MCP transport ended");
                             return None;
                         }
-                        Err(error) => tracing::warn!(%error, "MCP stream error"),
                     }
                 }
             }

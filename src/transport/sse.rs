@@ -50,6 +50,8 @@ pub struct SseDecoder {
     data: Vec<u8>,
     has_data: bool,
     event: Option<String>,
+    /// The id field's value, committed to `last_id` when the block is dispatched.
+    id_buffer: Option<String>,
     last_id: Option<String>,
     retry: Option<Duration>,
     block_retry: Option<Duration>,
@@ -73,13 +75,15 @@ impl SseDecoder {
             data: Vec::new(),
             has_data: false,
             event: None,
+            id_buffer: None,
             last_id: None,
             retry: None,
             block_retry: None,
         }
     }
 
-    /// The last event ID seen, for `Last-Event-ID` when reconnecting.
+    /// The last event ID of a dispatched block, for `Last-Event-ID` when reconnecting (an id
+    /// inside an event cut short by a dropped connection does not count).
     pub fn last_event_id(&self) -> Option<&str> {
         self.last_id.as_deref()
     }
@@ -94,7 +98,7 @@ impl SseDecoder {
     /// # Errors
     /// [`ErrorKind::BodyTooLarge`] when an event or a line passes the maximum.
     pub fn feed(&mut self, mut chunk: &[u8], out: &mut Vec<SseEvent>) -> Result<(), Error> {
-        if self.after_cr {
+        if self.after_cr && !chunk.is_empty() {
             self.after_cr = false;
             if let Some(rest) = chunk.strip_prefix(b"\n") {
                 chunk = rest;
@@ -161,7 +165,7 @@ impl SseDecoder {
             }
             b"event" => self.event = Some(String::from_utf8_lossy(value).into_owned()),
             b"id" if !value.contains(&0) => {
-                self.last_id = Some(String::from_utf8_lossy(value).into_owned());
+                self.id_buffer = Some(String::from_utf8_lossy(value).into_owned());
             }
             b"retry" if !value.is_empty() && value.iter().all(u8::is_ascii_digit) => {
                 if let Ok(millis) = std::str::from_utf8(value).unwrap_or("").parse::<u64>() {
@@ -175,6 +179,10 @@ impl SseDecoder {
     }
 
     fn dispatch(&mut self, out: &mut Vec<SseEvent>) {
+        // The id is committed at the blank line, data or not (WHATWG dispatch step 1).
+        if self.id_buffer.is_some() {
+            self.last_id = self.id_buffer.clone();
+        }
         let event = self.event.take();
         let retry = self.block_retry.take();
         if !self.has_data {
@@ -335,6 +343,22 @@ mod tests {
     #[test]
     fn an_unfinished_event_at_the_end_is_dropped() {
         assert!(decode_all(&[b"data: never dispatched\n"]).is_empty());
+        // Its id does not count for resuming either.
+        let mut decoder = SseDecoder::new(1024);
+        let mut events = Vec::new();
+        decoder
+            .feed(b"id: 1\ndata: a\n\nid: 2\ndata: cut", &mut events)
+            .unwrap();
+        assert_eq!(decoder.last_event_id(), Some("1"));
+        // An id-only block still moves the last event id.
+        decoder.feed(b"\n\nid: 3\n\n", &mut events).unwrap();
+        assert_eq!(decoder.last_event_id(), Some("3"));
+    }
+
+    #[test]
+    fn an_empty_chunk_after_cr_does_not_split_a_crlf() {
+        let events = decode_all(&[b"data: a\r", b"", b"\ndata: b\n\n"]);
+        assert_eq!(datas(&events), vec!["a\nb"]);
     }
 
     #[test]

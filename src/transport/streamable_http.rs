@@ -79,6 +79,8 @@ pub(crate) struct Shared<S> {
     incoming: mpsc::UnboundedSender<Incoming>,
     closed: AtomicBool,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// The id of the `initialize` request in flight, whose answer sets the protocol version.
+    initialize_id: Mutex<Option<Value>>,
 }
 
 /// A Streamable HTTP client transport over the tower service `S`: see the [module docs](self).
@@ -160,6 +162,9 @@ where
     /// The next message from the server, or an error the background streams met; `None` once
     /// the transport is closed.
     pub async fn receive(&mut self) -> Option<Result<Value>> {
+        if self.shared.closed.load(Ordering::SeqCst) {
+            return None;
+        }
         self.receiver.recv().await
     }
 
@@ -193,23 +198,25 @@ where
             incoming,
             closed: AtomicBool::new(false),
             tasks: Mutex::new(Vec::new()),
+            initialize_id: Mutex::new(None),
         })
     }
 
     /// Stops the background streams and ends the session (DELETE).
     pub(crate) async fn close(&self) -> Result<()> {
-        self.closed.store(true, Ordering::SeqCst);
-        for task in lock(&self.tasks).drain(..) {
-            task.abort();
-        }
+        self.abort_tasks();
         let session = lock(&self.session).take();
         let Some(session) = session else {
             return Ok(());
         };
         let request = self.request(Method::DELETE, Full::default(), Some(session))?;
         let response = self.call(request).await?;
-        // 405: the server does not let clients end sessions; that is fine.
-        if response.status().is_success() || response.status() == StatusCode::METHOD_NOT_ALLOWED {
+        // 405: the server does not let clients end sessions; 404: it is already gone. Both fine.
+        let status = response.status();
+        if status.is_success()
+            || status == StatusCode::METHOD_NOT_ALLOWED
+            || status == StatusCode::NOT_FOUND
+        {
             Ok(())
         } else {
             Err(Error::new(
@@ -261,11 +268,12 @@ where
 
     fn deliver(&self, message: Value) {
         // The answer to `initialize` names the protocol version every later request carries.
-        if let Some(version) = message
-            .pointer("/result/protocolVersion")
-            .and_then(Value::as_str)
-        {
-            if message.pointer("/result/serverInfo").is_some() {
+        let initialize = lock(&self.initialize_id).clone();
+        if initialize.is_some() && message.get("id") == initialize.as_ref() {
+            if let Some(version) = message
+                .pointer("/result/protocolVersion")
+                .and_then(Value::as_str)
+            {
                 if let Ok(value) = HeaderValue::from_str(version) {
                     *lock(&self.protocol) = Some(value);
                 }
@@ -296,14 +304,23 @@ where
             ACCEPT,
             HeaderValue::from_static("application/json, text/event-stream"),
         );
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(Error::new(ErrorKind::Config, "the transport is closed"));
+        }
         if is_initialize {
+            *lock(&self.initialize_id) = message.get("id").cloned();
             // A new initialize starts a new session.
             request.headers_mut().remove(SESSION_ID);
             request.headers_mut().remove(PROTOCOL_VERSION);
         }
         let had_session = request.headers().contains_key(SESSION_ID);
         let response = self.call(request).await?;
-        match self.answer(response, had_session).await? {
+        let awaiting = message
+            .get("method")
+            .and(message.get("id"))
+            .filter(|id| !id.is_null())
+            .cloned();
+        match self.answer(response, had_session, awaiting).await? {
             Answer::Accepted | Answer::Messages => {}
         }
         if is_initialized_notice && self.config.listen {
@@ -313,7 +330,12 @@ where
         Ok(())
     }
 
-    async fn answer(self: &Arc<Self>, response: Response<B>, had_session: bool) -> Result<Answer> {
+    async fn answer(
+        self: &Arc<Self>,
+        response: Response<B>,
+        had_session: bool,
+        awaiting: Option<Value>,
+    ) -> Result<Answer> {
         let status = response.status();
         if status == StatusCode::NOT_FOUND && had_session {
             *lock(&self.session) = None;
@@ -328,7 +350,10 @@ where
         if !status.is_success() {
             return Err(Error::new(
                 ErrorKind::InvalidResponse,
-                format!("the MCP server at {} answered {status}", self.config.url),
+                format!(
+                    "the MCP server at {} answered {status}",
+                    without_query(&self.config.url)
+                ),
             )
             .with_source(StatusError(status)));
         }
@@ -336,7 +361,7 @@ where
         if is_media(&response, "text/event-stream") {
             let shared = self.clone();
             let body = response.into_body();
-            self.spawn(async move { shared.read_stream(body).await });
+            self.spawn(async move { shared.read_stream(body, awaiting).await });
             return Ok(Answer::Messages);
         }
         if is_media(&response, "application/json") {
@@ -363,53 +388,74 @@ where
         ))
     }
 
-    /// Reads a stream to its end; if it drops, resumes it with GET and `Last-Event-ID`.
-    async fn read_stream(self: Arc<Self>, body: B) {
+    /// Reads a POST's event stream until the answer to `awaiting` (the request's id) has come.
+    /// A stream that breaks or ends before that is resumed with GET and `Last-Event-ID`; if it
+    /// cannot be, the caller gets a JSON-RPC error for the request instead of waiting forever.
+    async fn read_stream(self: Arc<Self>, body: B, awaiting: Option<Value>) {
         let mut events = SseStream::new(body, self.config.max_event_bytes);
+        let mut last_id: Option<String> = None;
         let mut resumptions = 0;
         loop {
-            let mut failed = false;
+            let mut answered = false;
             while let Some(event) = events.next().await {
-                match event {
-                    Ok(event) if event.event == "message" && !event.data.is_empty() => {
-                        match serde_json::from_str::<Value>(&event.data) {
-                            Ok(message) => self.deliver(message),
-                            Err(_) => tracing::warn!("ignoring an SSE event that is not JSON"),
-                        }
+                let Ok(event) = event else { break };
+                resumptions = 0;
+                if event.event != "message" || event.data.is_empty() {
+                    continue;
+                }
+                match serde_json::from_str::<Value>(&event.data) {
+                    Ok(message) => {
+                        answered |= awaiting.is_some()
+                            && message.get("id") == awaiting.as_ref()
+                            && message.get("method").is_none();
+                        self.deliver(message);
                     }
-                    Ok(_) => {}
-                    Err(error) => {
-                        tracing::debug!(%error, "event stream interrupted");
-                        failed = true;
-                        break;
-                    }
+                    Err(_) => tracing::warn!("ignoring an SSE event that is not JSON"),
                 }
             }
             let decoder = events.decoder();
-            let last_id = decoder.last_event_id().map(str::to_owned);
-            let retry = decoder.retry().unwrap_or(self.config.default_retry);
-            // A stream that ended cleanly is done; one that broke is resumed if it had ids.
-            if self.closed.load(Ordering::SeqCst) || !failed || last_id.is_none() {
+            last_id = decoder.last_event_id().map(str::to_owned).or(last_id);
+            let retry = clamp_retry(decoder.retry().unwrap_or(self.config.default_retry));
+            let Some(id) = awaiting.as_ref().filter(|_| !answered) else {
+                return;
+            };
+            if self.closed.load(Ordering::SeqCst) {
                 return;
             }
             resumptions += 1;
-            if resumptions > self.config.max_resumptions {
-                let _ = self.incoming.send(Err(Error::new(
-                    ErrorKind::Http,
-                    "the event stream kept dropping; giving up resuming it",
-                )));
+            let reason = match (&last_id, resumptions > self.config.max_resumptions) {
+                (None, _) => Some("the server closed the stream before answering"),
+                (Some(_), true) => Some("the event stream kept dropping before the answer came"),
+                (Some(_), false) => None,
+            };
+            if let Some(reason) = reason {
+                self.fail_request(id, reason);
                 return;
             }
             tokio::time::sleep(retry).await;
             match self.open_get(last_id.as_deref()).await {
                 Ok(Some(body)) => events = SseStream::new(body, self.config.max_event_bytes),
-                Ok(None) => return,
+                Ok(None) => {
+                    self.fail_request(id, "the stream broke and the server cannot resume it");
+                    return;
+                }
                 Err(error) => {
+                    self.fail_request(id, "the stream broke and resuming it failed");
                     let _ = self.incoming.send(Err(error));
                     return;
                 }
             }
         }
+    }
+
+    /// Answers a request the server will not answer, so its caller is not left waiting.
+    fn fail_request(&self, id: &Value, reason: &str) {
+        tracing::warn!(%reason, "answering a request locally");
+        let _ = self.incoming.send(Ok(serde_json::json!({
+            "jsonrpc": "2.0",
+            "id": id,
+            "error": {"code": -32000, "message": reason},
+        })));
     }
 
     /// GETs the event stream; `None` when the server has none (405).
@@ -446,23 +492,37 @@ where
     /// The server's listening stream, reopened (with `Last-Event-ID`) whenever it drops.
     async fn listen(self: Arc<Self>, mut last_event_id: Option<String>) {
         let mut failures = 0;
-        while !self.closed.load(Ordering::SeqCst) {
+        while !self.closed.load(Ordering::SeqCst) && !self.incoming.is_closed() {
             let body = match self.open_get(last_event_id.as_deref()).await {
                 Ok(Some(body)) => body,
                 Ok(None) => return,
+                Err(error) if error.kind() == ErrorKind::SessionExpired => {
+                    let _ = self.incoming.send(Err(error));
+                    return;
+                }
                 Err(error) => {
                     failures += 1;
                     if failures > self.config.max_resumptions {
                         let _ = self.incoming.send(Err(error));
                         return;
                     }
-                    tokio::time::sleep(self.config.default_retry).await;
+                    tokio::time::sleep(clamp_retry(self.config.default_retry * failures as u32))
+                        .await;
                     continue;
                 }
             };
-            failures = 0;
             let mut events = SseStream::new(body, self.config.max_event_bytes);
-            while let Some(Ok(event)) = events.next().await {
+            while let Some(event) = events.next().await {
+                let event = match event {
+                    Ok(event) => event,
+                    // An event the decoder refuses would come back on every reconnection.
+                    Err(error) if error.kind() == ErrorKind::BodyTooLarge => {
+                        let _ = self.incoming.send(Err(error));
+                        return;
+                    }
+                    Err(_) => break,
+                };
+                failures = 0;
                 if event.event == "message" && !event.data.is_empty() {
                     if let Ok(message) = serde_json::from_str::<Value>(&event.data) {
                         self.deliver(message);
@@ -474,12 +534,46 @@ where
                 .last_event_id()
                 .map(str::to_owned)
                 .or(last_event_id);
+            failures += 1;
+            if failures > self.config.max_resumptions {
+                let _ = self.incoming.send(Err(Error::new(
+                    ErrorKind::Http,
+                    "the listening stream kept closing without events; giving up",
+                )));
+                return;
+            }
             let retry = events
                 .decoder()
                 .retry()
                 .unwrap_or(self.config.default_retry);
-            tokio::time::sleep(retry).await;
+            tokio::time::sleep(clamp_retry(retry)).await;
         }
+    }
+}
+
+/// The server's `retry`, held between 100 ms (no busy loop) and a minute (no hostile stall).
+/// A URL for messages: no query string, which may carry a key.
+fn without_query(url: &str) -> &str {
+    url.split(['?', '#']).next().unwrap_or(url)
+}
+
+fn clamp_retry(retry: Duration) -> Duration {
+    retry.clamp(Duration::from_millis(100), Duration::from_secs(60))
+}
+
+impl<S> Shared<S> {
+    /// Stops the background streams; needs no bounds, so `Drop` can call it.
+    pub(crate) fn abort_tasks(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        for task in lock(&self.tasks).drain(..) {
+            task.abort();
+        }
+    }
+}
+
+impl<S> Drop for StreamableHttpTransport<S> {
+    fn drop(&mut self) {
+        self.shared.abort_tasks();
     }
 }
 
