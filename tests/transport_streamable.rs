@@ -33,6 +33,10 @@ struct Setup {
     auth: DemoServer,
     mcp_url: String,
     expire_sessions: Arc<AtomicBool>,
+    /// When set, the next POST's event stream is cut after its first frame.
+    cut_next_stream: Arc<AtomicBool>,
+    /// GETs that carried `Last-Event-ID`.
+    resumptions: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// The demo authorization server, and an rmcp server trusting it through introspection.
@@ -85,17 +89,61 @@ async fn setup() -> Setup {
             }
         },
     );
+    let cut_next_stream = Arc::new(AtomicBool::new(false));
+    let resumptions = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (cut, resumed) = (cut_next_stream.clone(), resumptions.clone());
+    // Drops a connection mid-stream, as a flaky network would, and counts resumptions.
+    let flaky = axum::middleware::from_fn(
+        move |request: axum::extract::Request, next: axum::middleware::Next| {
+            let (cut, resumed) = (cut.clone(), resumed.clone());
+            async move {
+                if request.method() == http::Method::GET
+                    && request.headers().contains_key("last-event-id")
+                {
+                    resumed.fetch_add(1, Ordering::SeqCst);
+                }
+                let is_post = request.method() == http::Method::POST;
+                let response = next.run(request).await;
+                if !(is_post && cut.swap(false, Ordering::SeqCst)) {
+                    return response;
+                }
+                let (parts, body) = response.into_parts();
+                let mut frames = body.into_data_stream();
+                let first = futures_util::StreamExt::next(&mut frames).await;
+                // The first frame goes out; a moment later the connection breaks.
+                let first = first.map(|f| f.map_err(std::io::Error::other));
+                let broken =
+                    futures_util::stream::unfold((first, false), |(first, cut)| async move {
+                        if cut {
+                            return None;
+                        }
+                        match first {
+                            Some(frame) => Some((frame, (None, false))),
+                            None => {
+                                tokio::time::sleep(Duration::from_millis(50)).await;
+                                let error =
+                                    std::io::Error::new(std::io::ErrorKind::ConnectionReset, "cut");
+                                Some((Err(error), (None, true)))
+                            }
+                        }
+                    });
+                http::Response::from_parts(parts, axum::body::Body::from_stream(broken))
+            }
+        },
+    );
     let mut app =
         axum::Router::new().nest_service("/mcp", ServiceBuilder::new().layer(bearer).service(mcp));
     for path in metadata.paths() {
         app = app.route_service(path, metadata.clone());
     }
-    let app = app.layer(forget);
+    let app = app.layer(forget).layer(flaky);
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     Setup {
         auth,
         mcp_url,
         expire_sessions,
+        cut_next_stream,
+        resumptions,
     }
 }
 
@@ -346,4 +394,41 @@ async fn a_stream_that_ends_without_the_answer_gets_a_local_error_not_a_hang() {
         .as_str()
         .unwrap()
         .contains("before answering"));
+}
+
+#[tokio::test]
+async fn an_answer_cut_mid_stream_is_resumed_or_reported_never_hung() {
+    let setup = setup().await;
+    let stack = oauth_stack(&setup).await;
+    let mut config = StreamableHttpConfig::new(&setup.mcp_url);
+    config.max_resumptions = 1;
+    let client = ClientConfig::default()
+        .serve(StreamableHttpTransport::new(stack, config))
+        .await
+        .unwrap();
+    setup.cut_next_stream.store(true, Ordering::SeqCst);
+    let call =
+        client.call_tool(CallToolRequestParams::new("echo").with_arguments(echo_args("cut")));
+    let outcome = tokio::time::timeout(Duration::from_secs(20), call)
+        .await
+        .expect("no hang");
+    assert_eq!(
+        setup.resumptions.load(Ordering::SeqCst),
+        1,
+        "the transport asked to resume after the last event id it had"
+    );
+    match outcome {
+        Ok(result) => assert_eq!(text(&result.content), "cut"),
+        Err(error) => assert!(format!("{error:?}").contains("dropping"), "{error:?}"),
+    }
+    // The session is still usable afterwards.
+    assert_eq!(
+        client
+            .list_tools(Default::default())
+            .await
+            .unwrap()
+            .tools
+            .len(),
+        2
+    );
 }
