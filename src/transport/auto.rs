@@ -14,7 +14,9 @@ use tower::Service;
 
 use crate::error::{BoxError, Error, Result};
 use crate::transport::legacy_sse::{LegacyShared, LegacySseConfig, RetryConfig};
-use crate::transport::streamable_http::{Incoming, Shared, StatusError, StreamableHttpConfig};
+use crate::transport::streamable_http::{
+    Incoming, Shared, StatusError, StreamableHttpConfig, INCOMING_CAPACITY,
+};
 
 enum Chosen<S> {
     Streamable(Arc<Shared<S>>),
@@ -34,14 +36,14 @@ struct AutoShared<S> {
     service: S,
     url: String,
     retry: RetryConfig,
-    sender: mpsc::UnboundedSender<Incoming>,
+    sender: mpsc::Sender<Incoming>,
     chosen: Mutex<Option<Chosen<S>>>,
 }
 
 /// A transport that picks Streamable HTTP or legacy HTTP+SSE on its first message.
 pub struct AutoTransport<S> {
     shared: Arc<AutoShared<S>>,
-    receiver: mpsc::UnboundedReceiver<Incoming>,
+    receiver: mpsc::Receiver<Incoming>,
 }
 
 impl<S> std::fmt::Debug for AutoTransport<S> {
@@ -86,7 +88,7 @@ where
 {
     /// A transport for the MCP endpoint `url`; `retry` governs the legacy stream's reconnection.
     pub fn new(service: S, url: impl Into<String>, retry: RetryConfig) -> Self {
-        let (sender, receiver) = mpsc::unbounded_channel();
+        let (sender, receiver) = mpsc::channel(INCOMING_CAPACITY);
         Self {
             shared: Arc::new(AutoShared {
                 service,

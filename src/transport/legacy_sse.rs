@@ -22,7 +22,7 @@ use url::Url;
 use crate::error::{BoxError, Error, ErrorKind, Result};
 use crate::http::redact_url;
 use crate::transport::sse::SseStream;
-use crate::transport::streamable_http::Incoming;
+use crate::transport::streamable_http::{Incoming, INCOMING_CAPACITY};
 
 /// How a dropped event stream is reopened: the seed's `retry_config`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,7 +84,7 @@ pub(crate) struct LegacyShared<S> {
     config: LegacySseConfig,
     sse_url: Url,
     endpoint: watch::Sender<Option<String>>,
-    incoming: mpsc::UnboundedSender<Incoming>,
+    incoming: mpsc::Sender<Incoming>,
     closed: AtomicBool,
     reader: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -92,7 +92,7 @@ pub(crate) struct LegacyShared<S> {
 /// A legacy HTTP+SSE client transport: see the [module docs](self).
 pub struct LegacySseTransport<S> {
     shared: Arc<LegacyShared<S>>,
-    receiver: mpsc::UnboundedReceiver<Incoming>,
+    receiver: mpsc::Receiver<Incoming>,
 }
 
 impl<S> std::fmt::Debug for LegacySseTransport<S> {
@@ -121,7 +121,7 @@ where
     /// Transport errors; [`ErrorKind::InvalidResponse`] when the stream is not SSE or names no
     /// endpoint; [`ErrorKind::UnexpectedRedirect`] for an endpoint on another origin.
     pub async fn connect(service: S, config: LegacySseConfig) -> Result<Self> {
-        let (sender, receiver) = mpsc::unbounded_channel();
+        let (sender, receiver) = mpsc::channel(INCOMING_CAPACITY);
         let shared = LegacyShared::connect(service, config, sender).await?;
         Ok(Self { shared, receiver })
     }
@@ -183,7 +183,7 @@ where
     pub(crate) async fn connect(
         service: S,
         config: LegacySseConfig,
-        incoming: mpsc::UnboundedSender<Incoming>,
+        incoming: mpsc::Sender<Incoming>,
     ) -> Result<Arc<Self>> {
         let sse_url = Url::parse(&config.url).map_err(|e| {
             Error::new(ErrorKind::Config, "the SSE endpoint is not a valid URL").with_source(e)
@@ -287,13 +287,13 @@ where
                             self.endpoint.send_replace(Some(endpoint));
                         }
                         Err(error) => {
-                            let _ = self.incoming.send(Err(error));
+                            let _ = self.incoming.send(Err(error)).await;
                             return;
                         }
                     },
                     "message" => match serde_json::from_str::<Value>(&event.data) {
                         Ok(message) => {
-                            let _ = self.incoming.send(Ok(message));
+                            let _ = self.incoming.send(Ok(message)).await;
                         }
                         Err(_) => tracing::warn!("ignoring an SSE message that is not JSON"),
                     },
@@ -307,10 +307,13 @@ where
                     return;
                 }
                 if attempt >= self.config.retry.max_attempts {
-                    let _ = self.incoming.send(Err(Error::new(
-                        ErrorKind::Http,
-                        "the SSE stream dropped and could not be reopened",
-                    )));
+                    let _ = self
+                        .incoming
+                        .send(Err(Error::new(
+                            ErrorKind::Http,
+                            "the SSE stream dropped and could not be reopened",
+                        )))
+                        .await;
                     return;
                 }
                 tokio::time::sleep(self.config.retry.delay(attempt)).await;

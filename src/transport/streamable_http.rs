@@ -71,12 +71,16 @@ impl StreamableHttpConfig {
 
 pub(crate) type Incoming = Result<Value>;
 
+/// Messages waiting for the application. When it falls this far behind, reading from the
+/// server pauses (and TCP pushes back), instead of buffering without bound.
+pub(crate) const INCOMING_CAPACITY: usize = 1024;
+
 pub(crate) struct Shared<S> {
     service: S,
     config: StreamableHttpConfig,
     session: Mutex<Option<HeaderValue>>,
     protocol: Mutex<Option<HeaderValue>>,
-    incoming: mpsc::UnboundedSender<Incoming>,
+    incoming: mpsc::Sender<Incoming>,
     closed: AtomicBool,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// The id of the `initialize` request in flight, whose answer sets the protocol version.
@@ -86,7 +90,7 @@ pub(crate) struct Shared<S> {
 /// A Streamable HTTP client transport over the tower service `S`: see the [module docs](self).
 pub struct StreamableHttpTransport<S> {
     shared: Arc<Shared<S>>,
-    receiver: mpsc::UnboundedReceiver<Incoming>,
+    receiver: mpsc::Receiver<Incoming>,
 }
 
 impl<S> std::fmt::Debug for StreamableHttpTransport<S> {
@@ -130,7 +134,7 @@ where
 {
     /// A transport to `config.url` over `service`. Nothing is sent until the first message.
     pub fn new(service: S, config: StreamableHttpConfig) -> Self {
-        let (sender, receiver) = mpsc::unbounded_channel();
+        let (sender, receiver) = mpsc::channel(INCOMING_CAPACITY);
         Self {
             shared: Shared::new(service, config, sender),
             receiver,
@@ -188,7 +192,7 @@ where
     pub(crate) fn new(
         service: S,
         config: StreamableHttpConfig,
-        incoming: mpsc::UnboundedSender<Incoming>,
+        incoming: mpsc::Sender<Incoming>,
     ) -> Arc<Self> {
         Arc::new(Self {
             service,
@@ -266,7 +270,7 @@ where
         }
     }
 
-    fn deliver(&self, message: Value) {
+    async fn deliver(&self, message: Value) {
         // The answer to `initialize` names the protocol version every later request carries.
         let initialize = lock(&self.initialize_id).clone();
         if initialize.is_some() && message.get("id") == initialize.as_ref() {
@@ -279,7 +283,7 @@ where
                 }
             }
         }
-        let _ = self.incoming.send(Ok(message));
+        let _ = self.incoming.send(Ok(message)).await;
     }
 
     fn spawn(self: &Arc<Self>, task: impl std::future::Future<Output = ()> + Send + 'static) {
@@ -373,8 +377,12 @@ where
                 )
             })?;
             match value {
-                Value::Array(batch) => batch.into_iter().for_each(|m| self.deliver(m)),
-                message => self.deliver(message),
+                Value::Array(batch) => {
+                    for message in batch {
+                        self.deliver(message).await;
+                    }
+                }
+                message => self.deliver(message).await,
             }
             return Ok(Answer::Messages);
         }
@@ -408,7 +416,7 @@ where
                         answered |= awaiting.is_some()
                             && message.get("id") == awaiting.as_ref()
                             && message.get("method").is_none();
-                        self.deliver(message);
+                        self.deliver(message).await;
                     }
                     Err(_) => tracing::warn!("ignoring an SSE event that is not JSON"),
                 }
@@ -429,19 +437,21 @@ where
                 (Some(_), false) => None,
             };
             if let Some(reason) = reason {
-                self.fail_request(id, reason);
+                self.fail_request(id, reason).await;
                 return;
             }
             tokio::time::sleep(retry).await;
             match self.open_get(last_id.as_deref()).await {
                 Ok(Some(body)) => events = SseStream::new(body, self.config.max_event_bytes),
                 Ok(None) => {
-                    self.fail_request(id, "the stream broke and the server cannot resume it");
+                    self.fail_request(id, "the stream broke and the server cannot resume it")
+                        .await;
                     return;
                 }
                 Err(error) => {
-                    self.fail_request(id, "the stream broke and resuming it failed");
-                    let _ = self.incoming.send(Err(error));
+                    self.fail_request(id, "the stream broke and resuming it failed")
+                        .await;
+                    let _ = self.incoming.send(Err(error)).await;
                     return;
                 }
             }
@@ -449,13 +459,16 @@ where
     }
 
     /// Answers a request the server will not answer, so its caller is not left waiting.
-    fn fail_request(&self, id: &Value, reason: &str) {
+    async fn fail_request(&self, id: &Value, reason: &str) {
         tracing::warn!(%reason, "answering a request locally");
-        let _ = self.incoming.send(Ok(serde_json::json!({
-            "jsonrpc": "2.0",
-            "id": id,
-            "error": {"code": -32000, "message": reason},
-        })));
+        let _ = self
+            .incoming
+            .send(Ok(serde_json::json!({
+                "jsonrpc": "2.0",
+                "id": id,
+                "error": {"code": -32000, "message": reason},
+            })))
+            .await;
     }
 
     /// GETs the event stream; `None` when the server has none (405).
@@ -497,13 +510,13 @@ where
                 Ok(Some(body)) => body,
                 Ok(None) => return,
                 Err(error) if error.kind() == ErrorKind::SessionExpired => {
-                    let _ = self.incoming.send(Err(error));
+                    let _ = self.incoming.send(Err(error)).await;
                     return;
                 }
                 Err(error) => {
                     failures += 1;
                     if failures > self.config.max_resumptions {
-                        let _ = self.incoming.send(Err(error));
+                        let _ = self.incoming.send(Err(error)).await;
                         return;
                     }
                     tokio::time::sleep(clamp_retry(self.config.default_retry * failures as u32))
@@ -517,7 +530,7 @@ where
                     Ok(event) => event,
                     // An event the decoder refuses would come back on every reconnection.
                     Err(error) if error.kind() == ErrorKind::BodyTooLarge => {
-                        let _ = self.incoming.send(Err(error));
+                        let _ = self.incoming.send(Err(error)).await;
                         return;
                     }
                     Err(_) => break,
@@ -525,7 +538,7 @@ where
                 failures = 0;
                 if event.event == "message" && !event.data.is_empty() {
                     if let Ok(message) = serde_json::from_str::<Value>(&event.data) {
-                        self.deliver(message);
+                        self.deliver(message).await;
                     }
                 }
             }
@@ -536,10 +549,13 @@ where
                 .or(last_event_id);
             failures += 1;
             if failures > self.config.max_resumptions {
-                let _ = self.incoming.send(Err(Error::new(
-                    ErrorKind::Http,
-                    "the listening stream kept closing without events; giving up",
-                )));
+                let _ = self
+                    .incoming
+                    .send(Err(Error::new(
+                        ErrorKind::Http,
+                        "the listening stream kept closing without events; giving up",
+                    )))
+                    .await;
                 return;
             }
             let retry = events
