@@ -106,6 +106,12 @@ impl Error {
         }
     }
 
+    /// An error from a tower service beneath us, kept as is when it is already ours.
+    #[cfg_attr(not(feature = "transport"), allow(dead_code))]
+    pub(crate) fn from_service(error: impl Into<BoxError>) -> Self {
+        Self::from_boxed(error.into())
+    }
+
     /// What kind of failure this is.
     pub fn kind(&self) -> ErrorKind {
         self.kind

@@ -281,22 +281,22 @@ fn describe_target(uri: &http::Uri) -> String {
     )
 }
 
+/// The media type of a response (`type/subtype`, lowercased, without parameters).
+pub(crate) fn media_type<B>(response: &Response<B>) -> Option<String> {
+    let value = response.headers().get(CONTENT_TYPE)?.to_str().ok()?;
+    Some(value.split(';').next()?.trim().to_ascii_lowercase())
+}
+
+/// Whether the response's media type is exactly `mime`.
+#[cfg_attr(not(feature = "transport"), allow(dead_code))]
+pub(crate) fn has_media_type<B>(response: &Response<B>, mime: &str) -> bool {
+    media_type(response).is_some_and(|essence| essence.eq_ignore_ascii_case(mime))
+}
+
 /// Whether the response's content type is JSON (`application/json` or `*/*+json`).
 pub(crate) fn is_json(response: &Response<Bytes>) -> bool {
-    response
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| {
-            let essence = v
-                .split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase();
-            essence == "application/json" || essence.ends_with("+json")
-        })
-        .unwrap_or(false)
+    media_type(response)
+        .is_some_and(|essence| essence == "application/json" || essence.ends_with("+json"))
 }
 
 /// Parses a successful JSON response as `T`, saying what `what` is when it is not one.

@@ -20,7 +20,7 @@ use tower::{Service, ServiceExt};
 use url::Url;
 
 use crate::error::{BoxError, Error, ErrorKind, Result};
-use crate::http::redact_url;
+use crate::http::{has_media_type, redact_url};
 use crate::transport::sse::SseStream;
 use crate::transport::streamable_http::{Incoming, INCOMING_CAPACITY};
 
@@ -101,10 +101,6 @@ impl<S> std::fmt::Debug for LegacySseTransport<S> {
             .field("url", &self.shared.config.url)
             .finish_non_exhaustive()
     }
-}
-
-fn http_error(e: impl Into<BoxError>) -> Error {
-    Error::from_boxed(e.into())
 }
 
 impl<S, B> LegacySseTransport<S>
@@ -232,14 +228,9 @@ where
             .clone()
             .oneshot(request)
             .await
-            .map_err(http_error)?;
+            .map_err(Error::from_service)?;
         let status = response.status();
-        let is_sse = response
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .is_some_and(|v| v.trim().eq_ignore_ascii_case("text/event-stream"));
+        let is_sse = has_media_type(&response, "text/event-stream");
         if !status.is_success() || !is_sse {
             return Err(Error::new(
                 ErrorKind::InvalidResponse,
@@ -364,7 +355,7 @@ where
             .clone()
             .oneshot(request)
             .await
-            .map_err(http_error)?;
+            .map_err(Error::from_service)?;
         if response.status().is_success() {
             Ok(())
         } else {

@@ -48,6 +48,7 @@ use tower::{Service, ServiceExt};
 
 use crate::challenge::BearerChallenge;
 use crate::error::{BoxError, Error, ErrorKind};
+use crate::http::has_media_type;
 
 /// The largest JSON (non-streamed) response read into memory, unless rmcp passes its own limit.
 pub const MAX_JSON_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
@@ -82,7 +83,7 @@ impl<S> TowerHttpClient<S> {
 type Failure = StreamableHttpError<Error>;
 
 fn transport_error(e: impl Into<BoxError>) -> Failure {
-    StreamableHttpError::Client(Error::from_boxed(e.into()))
+    StreamableHttpError::Client(Error::from_service(e))
 }
 
 fn header_text(
@@ -94,11 +95,6 @@ fn header_text(
         .get(name)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
-}
-
-fn content_type_is(response: &Response<impl Sized>, mime: &str) -> bool {
-    header_text(response, CONTENT_TYPE)
-        .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with(mime))
 }
 
 /// Turns a response body into one rmcp's SSE parser takes (its errors must be `std::error::Error`).
@@ -266,7 +262,7 @@ where
         let new_session = header_text(&response, SESSION_ID);
         if !status.is_success() {
             // A JSON-RPC error in the body says more than the status does.
-            if content_type_is(&response, "application/json") {
+            if has_media_type(&response, "application/json") {
                 let failure = status_failure(&response);
                 let bytes = collect_capped(typed_body(response.into_body()), max_json).await?;
                 return match serde_json::from_slice::<ServerJsonRpcMessage>(&bytes) {
@@ -278,12 +274,12 @@ where
             }
             return Err(status_failure(&response));
         }
-        if content_type_is(&response, "text/event-stream") {
+        if has_media_type(&response, "text/event-stream") {
             let events: BoxStream<'static, Result<Sse, SseError>> =
                 bounded_events(response.into_body(), max_event);
             return Ok(StreamableHttpPostResponse::Sse(events, new_session));
         }
-        if content_type_is(&response, "application/json") {
+        if has_media_type(&response, "application/json") {
             let bytes = collect_capped(typed_body(response.into_body()), max_json).await?;
             let message: ServerJsonRpcMessage = serde_json::from_slice(&bytes)?;
             return Ok(StreamableHttpPostResponse::Json(message, new_session));
@@ -337,7 +333,7 @@ where
         if !status.is_success() {
             return Err(status_failure(&response));
         }
-        if !content_type_is(&response, "text/event-stream") {
+        if !has_media_type(&response, "text/event-stream") {
             return Err(StreamableHttpError::UnexpectedContentType(header_text(
                 &response,
                 CONTENT_TYPE,

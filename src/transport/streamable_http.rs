@@ -30,6 +30,7 @@ use tokio::sync::mpsc;
 use tower::{Service, ServiceExt};
 
 use crate::error::{BoxError, Error, ErrorKind, Result};
+use crate::http::has_media_type;
 
 use crate::transport::sse::SseStream;
 
@@ -103,19 +104,6 @@ impl<S> std::fmt::Debug for StreamableHttpTransport<S> {
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn is_media(response: &Response<impl Sized>, mime: &str) -> bool {
-    response
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case(mime))
-}
-
-fn http_error(e: impl Into<BoxError>) -> Error {
-    Error::from_boxed(e.into())
 }
 
 /// What a response to a POST was.
@@ -261,7 +249,7 @@ where
             .clone()
             .oneshot(request)
             .await
-            .map_err(http_error)
+            .map_err(Error::from_service)
     }
 
     fn remember_session(&self, response: &Response<B>) {
@@ -362,13 +350,13 @@ where
             .with_source(StatusError(status)));
         }
         self.remember_session(&response);
-        if is_media(&response, "text/event-stream") {
+        if has_media_type(&response, "text/event-stream") {
             let shared = self.clone();
             let body = response.into_body();
             self.spawn(async move { shared.read_stream(body, awaiting).await });
             return Ok(Answer::Messages);
         }
-        if is_media(&response, "application/json") {
+        if has_media_type(&response, "application/json") {
             let bytes = collect(response.into_body(), self.config.max_json_bytes).await?;
             let value: Value = serde_json::from_slice(&bytes).map_err(|_| {
                 Error::new(
@@ -493,7 +481,7 @@ where
                 "the server no longer knows this session: initialize again",
             ));
         }
-        if !status.is_success() || !is_media(&response, "text/event-stream") {
+        if !status.is_success() || !has_media_type(&response, "text/event-stream") {
             return Err(Error::new(
                 ErrorKind::InvalidResponse,
                 format!("the listening stream answered {status}"),
@@ -613,7 +601,7 @@ where
     let mut body = std::pin::pin!(body);
     let mut collected = bytes::BytesMut::new();
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(http_error)?;
+        let frame = frame.map_err(Error::from_service)?;
         if let Ok(data) = frame.into_data() {
             if collected.len() + data.len() > limit {
                 return Err(Error::new(
