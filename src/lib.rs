@@ -2,10 +2,14 @@
 //!
 //! - [`client`]: discovery (RFC 9728, RFC 8414, OpenID Connect), registration (pre-registered,
 //!   Client ID Metadata Documents, RFC 7591), the PKCE authorization-code flow, tokens with
-//!   refresh, and credential stores. [`client::OAuthState`] is the step-by-step API.
+//!   refresh, and credential stores. [`client::OAuthState`] is the step-by-step API and
+//!   [`client::OAuthLayer`] the tower middleware.
 //! - [`server`]: [`server::RequireBearerLayer`] protects any tower service with bearer tokens
 //!   (JWT/JWKS, introspection, or a static list), per-method MCP scopes, and the RFC 9728
 //!   metadata endpoint.
+//! - [`transport`]: MCP client transports (Streamable HTTP, legacy HTTP+SSE, automatic choice)
+//!   over any tower HTTP service, so `OAuthLayer`, timeouts and retries stack beneath them; with
+//!   the `rmcp` feature they are rmcp client transports.
 //! - [`challenge`]: `WWW-Authenticate` parsing and rendering, shared by both sides.
 //! - [`http`]: the bounded, redirect-free HTTP plumbing every OAuth request goes through.
 //! - [`metadata`]: the wire types of every document the protocols exchange.

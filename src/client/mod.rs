@@ -7,7 +7,7 @@
 mod authorization;
 pub mod discovery;
 pub mod handler;
-mod layer;
+pub mod layer;
 pub mod registration;
 mod session;
 mod state;
