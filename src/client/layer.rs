@@ -55,7 +55,7 @@ use http_body_util::Full;
 use tower::{Layer, Service, ServiceExt};
 
 use crate::challenge::BearerChallenge;
-use crate::client::session::{Session, TokenSnapshot};
+use crate::client::session::{Attach, Session};
 use crate::client::state::OAuthState;
 use crate::error::{BoxError, Error, ErrorKind, Result};
 use crate::http::{redact_url, HttpClient, RequestBody};
@@ -149,7 +149,7 @@ where
     }
 }
 
-fn attach<B>(request: &mut Request<B>, token: Option<&TokenSnapshot>) {
+fn attach<B>(request: &mut Request<B>, token: Option<&Attach>) {
     match token {
         Some(token) => {
             request
@@ -179,7 +179,7 @@ where
     }
     let mut token = session.usable_token().await?;
     let replay = Replay::capture(&request);
-    attach(&mut request, token.as_deref());
+    attach(&mut request, token.as_ref());
     let mut response = inner.call(request).await.map_err(Into::into)?;
     let mut recovered = false;
     let mut authorizations = 0;
@@ -237,8 +237,8 @@ where
         };
         authorizations += 1;
         drop(response);
-        token = session.snapshot();
-        attach(&mut next, token.as_deref());
+        token = session.current_attach();
+        attach(&mut next, token.as_ref());
         response = inner
             .ready()
             .await

@@ -81,6 +81,41 @@ impl TokenSnapshot {
     }
 }
 
+/// What a request attaches: the `Authorization` value and the token generation it belongs to.
+#[derive(Clone)]
+pub(crate) struct Attach {
+    pub(crate) header: HeaderValue,
+    pub(crate) generation: u64,
+}
+
+impl Attach {
+    fn from_snapshot(snapshot: &TokenSnapshot) -> Self {
+        Self {
+            header: snapshot.header.clone(),
+            generation: snapshot.generation,
+        }
+    }
+}
+
+/// A thread's own copy of a session's current header. Requests on many cores would otherwise
+/// all bump the same reference counts (the lock, the snapshot, the header bytes) and fight over
+/// one cache line; with a copy per thread, the hot path only reads shared memory.
+struct LocalToken {
+    session: u64,
+    generation: u64,
+    header: HeaderValue,
+    refresh_due_at: Option<u64>,
+}
+
+thread_local! {
+    static LOCAL_TOKENS: std::cell::RefCell<Vec<LocalToken>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Sessions get process-unique ids (not addresses, which a later session could reuse).
+static NEXT_SESSION_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+/// How many sessions a thread keeps copies for.
+const LOCAL_TOKEN_SLOTS: usize = 8;
+
 /// What a flight does.
 pub(crate) enum FlightOp {
     /// The token is due: refresh, authorizing again if the refresh grant is gone.
@@ -122,6 +157,10 @@ type Flight = Shared<BoxFuture<'static, Result<()>>>;
 
 /// Shared state for one MCP server: discovery, registration, tokens.
 pub(crate) struct Session {
+    id: u64,
+    /// The generation of the published snapshot, 0 when there is none: read (never written) on
+    /// the hot path.
+    published: std::sync::atomic::AtomicU64,
     pub(crate) server_url: Url,
     origin: (String, String, u16),
     pub(crate) config: OAuthConfig,
@@ -166,6 +205,8 @@ impl Session {
             server_url.port_or_known_default().unwrap_or(0),
         );
         Self {
+            id: NEXT_SESSION_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            published: std::sync::atomic::AtomicU64::new(0),
             server_url,
             origin,
             config,
@@ -269,7 +310,59 @@ impl Session {
             })
             .map(Arc::new);
         s.tokens = tokens;
+        let published = snapshot.as_ref().map_or(0, |snapshot| snapshot.generation);
         *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = snapshot;
+        self.published
+            .store(published, std::sync::atomic::Ordering::Release);
+    }
+
+    /// The header to attach, from this thread's copy when it is current and not due for
+    /// refresh; `None` sends the caller down the full path.
+    fn fast_attach(&self) -> Option<Attach> {
+        let published = self.published.load(std::sync::atomic::Ordering::Acquire);
+        if published == 0 {
+            return None;
+        }
+        LOCAL_TOKENS.with(|cell| {
+            let mut local = cell.borrow_mut();
+            let fresh = local
+                .iter()
+                .position(|t| t.session == self.id && t.generation == published);
+            let index = match fresh {
+                Some(index) => index,
+                None => {
+                    let snapshot = self.snapshot().filter(|s| s.generation == published)?;
+                    // A copy of the bytes: its reference count belongs to this thread alone.
+                    let mut header = HeaderValue::from_bytes(snapshot.header.as_bytes()).ok()?;
+                    header.set_sensitive(true);
+                    local.retain(|t| t.session != self.id);
+                    if local.len() >= LOCAL_TOKEN_SLOTS {
+                        local.remove(0);
+                    }
+                    local.push(LocalToken {
+                        session: self.id,
+                        generation: published,
+                        header,
+                        refresh_due_at: snapshot.refresh_due_at,
+                    });
+                    local.len() - 1
+                }
+            };
+            let token = &local[index];
+            if token.refresh_due_at.is_some_and(|at| at <= now_secs()) {
+                return None;
+            }
+            Some(Attach {
+                header: token.header.clone(),
+                generation: published,
+            })
+        })
+    }
+
+    /// The current token to attach, if any.
+    pub(crate) fn current_attach(&self) -> Option<Attach> {
+        self.fast_attach()
+            .or_else(|| self.snapshot().map(|s| Attach::from_snapshot(&s)))
     }
 
     pub(crate) fn set_tokens(&self, tokens: Option<TokenSet>) {
@@ -619,23 +712,26 @@ impl Session {
 
     /// The token to attach, refreshing first when it is due. `None` when there is no token yet
     /// (the request then goes out bare and its 401 starts the flow).
-    pub(crate) async fn usable_token(self: &Arc<Self>) -> Result<Option<Arc<TokenSnapshot>>> {
+    pub(crate) async fn usable_token(self: &Arc<Self>) -> Result<Option<Attach>> {
+        if let Some(attach) = self.fast_attach() {
+            return Ok(Some(attach));
+        }
         let Some(snapshot) = self.snapshot() else {
             return Ok(None);
         };
         let now = now_secs();
         if !snapshot.due(now) || !snapshot.refreshable {
-            return Ok(Some(snapshot));
+            return Ok(Some(Attach::from_snapshot(&snapshot)));
         }
         match self
             .run_flight(Some(snapshot.generation), FlightOp::Refresh)
             .await
         {
-            Ok(()) => Ok(self.snapshot()),
+            Ok(()) => Ok(self.current_attach()),
             // A token that has not expired yet is still worth sending.
             Err(error) if !snapshot.expired(now_secs()) => {
                 tracing::warn!(%error, "early refresh failed; using the current token until it expires");
-                Ok(Some(snapshot))
+                Ok(Some(Attach::from_snapshot(&snapshot)))
             }
             Err(error) => Err(error),
         }
