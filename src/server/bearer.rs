@@ -85,18 +85,8 @@ struct Config<V> {
     cache: Option<Arc<TokenCache>>,
 }
 
-/// Layer that applies [`RequireBearer`]: see the [module docs](self).
-pub struct RequireBearerLayer<V> {
-    verifier: Arc<V>,
-    resource: Option<String>,
-    resource_metadata: Option<String>,
-    realm: Option<String>,
-    required_scopes: Vec<String>,
-    mcp: Option<McpScopes>,
-    cache: Option<Arc<TokenCache>>,
-}
-
-impl<V> Clone for RequireBearerLayer<V> {
+// By hand: deriving would ask `V: Clone`, and the verifier is shared through its `Arc`.
+impl<V> Clone for Config<V> {
     fn clone(&self) -> Self {
         Self {
             verifier: self.verifier.clone(),
@@ -110,14 +100,27 @@ impl<V> Clone for RequireBearerLayer<V> {
     }
 }
 
+/// Layer that applies [`RequireBearer`]: see the [module docs](self).
+pub struct RequireBearerLayer<V> {
+    config: Config<V>,
+}
+
+impl<V> Clone for RequireBearerLayer<V> {
+    fn clone(&self) -> Self {
+        Self {
+            config: self.config.clone(),
+        }
+    }
+}
+
 impl<V> std::fmt::Debug for RequireBearerLayer<V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RequireBearerLayer")
-            .field("resource", &self.resource)
-            .field("resource_metadata", &self.resource_metadata)
-            .field("required_scopes", &self.required_scopes)
-            .field("mcp", &self.mcp)
-            .field("cache", &self.cache.is_some())
+            .field("resource", &self.config.resource)
+            .field("resource_metadata", &self.config.resource_metadata)
+            .field("required_scopes", &self.config.required_scopes)
+            .field("mcp", &self.config.mcp)
+            .field("cache", &self.config.cache.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -130,35 +133,37 @@ impl<V: TokenVerifier> RequireBearerLayer<V> {
     /// Protects with `verifier`, caching verified tokens (see [`Self::cache`]).
     pub fn new(verifier: V) -> Self {
         Self {
-            verifier: Arc::new(verifier),
-            resource: None,
-            resource_metadata: None,
-            realm: None,
-            required_scopes: Vec::new(),
-            mcp: None,
-            cache: Some(Arc::new(TokenCache::new(
-                DEFAULT_CACHE_TTL,
-                DEFAULT_CACHE_CAPACITY,
-            ))),
+            config: Config {
+                verifier: Arc::new(verifier),
+                resource: None,
+                resource_metadata: None,
+                realm: None,
+                required_scopes: Vec::new(),
+                mcp: None,
+                cache: Some(Arc::new(TokenCache::new(
+                    DEFAULT_CACHE_TTL,
+                    DEFAULT_CACHE_CAPACITY,
+                ))),
+            },
         }
     }
 
     /// The canonical URL of the protected resource. Tokens must name it in `aud` (RFC 8707);
     /// the verifier's own audience check comes first, this one makes sure of it.
     pub fn resource(mut self, resource: impl Into<String>) -> Self {
-        self.resource = Some(resource.into());
+        self.config.resource = Some(resource.into());
         self
     }
 
     /// The protected resource metadata URL sent in every challenge (RFC 9728 §5.1).
     pub fn resource_metadata(mut self, url: impl Into<String>) -> Self {
-        self.resource_metadata = Some(url.into());
+        self.config.resource_metadata = Some(url.into());
         self
     }
 
     /// The `realm` of the challenges.
     pub fn realm(mut self, realm: impl Into<String>) -> Self {
-        self.realm = Some(realm.into());
+        self.config.realm = Some(realm.into());
         self
     }
 
@@ -168,26 +173,26 @@ impl<V: TokenVerifier> RequireBearerLayer<V> {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.required_scopes = scopes.into_iter().map(Into::into).collect();
+        self.config.required_scopes = scopes.into_iter().map(Into::into).collect();
         self
     }
 
     /// Scopes per MCP method and tool, decided from the JSON-RPC body.
     pub fn mcp_scopes(mut self, scopes: McpScopes) -> Self {
-        self.mcp = Some(scopes);
+        self.config.mcp = Some(scopes);
         self
     }
 
     /// Remembers verified tokens (by SHA-256) for at most `ttl`, and never past their expiry,
     /// keeping at most `capacity` of them.
     pub fn cache(mut self, ttl: Duration, capacity: usize) -> Self {
-        self.cache = Some(Arc::new(TokenCache::new(ttl, capacity.max(1))));
+        self.config.cache = Some(Arc::new(TokenCache::new(ttl, capacity.max(1))));
         self
     }
 
     /// Verifies every request anew.
     pub fn without_cache(mut self) -> Self {
-        self.cache = None;
+        self.config.cache = None;
         self
     }
 }
@@ -198,15 +203,7 @@ impl<S, V> Layer<S> for RequireBearerLayer<V> {
     fn layer(&self, inner: S) -> Self::Service {
         RequireBearer {
             inner,
-            config: Arc::new(Config {
-                verifier: self.verifier.clone(),
-                resource: self.resource.clone(),
-                resource_metadata: self.resource_metadata.clone(),
-                realm: self.realm.clone(),
-                required_scopes: self.required_scopes.clone(),
-                mcp: self.mcp.clone(),
-                cache: self.cache.clone(),
-            }),
+            config: Arc::new(self.config.clone()),
         }
     }
 }
