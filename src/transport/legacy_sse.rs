@@ -214,6 +214,14 @@ where
         }
     }
 
+    async fn call(&self, request: Request<Full<Bytes>>) -> Result<Response<B>> {
+        self.service
+            .clone()
+            .oneshot(request)
+            .await
+            .map_err(Error::from_service)
+    }
+
     async fn open(&self) -> Result<B> {
         let request = Request::builder()
             .method(Method::GET)
@@ -223,12 +231,7 @@ where
             .map_err(|e| {
                 Error::new(ErrorKind::Config, "the SSE endpoint is not a valid URI").with_source(e)
             })?;
-        let response = self
-            .service
-            .clone()
-            .oneshot(request)
-            .await
-            .map_err(Error::from_service)?;
+        let response = self.call(request).await?;
         let status = response.status();
         let is_sse = has_media_type(&response, "text/event-stream");
         if !status.is_success() || !is_sse {
@@ -350,12 +353,7 @@ where
             .map_err(|e| {
                 Error::new(ErrorKind::Config, "the endpoint is not a valid URI").with_source(e)
             })?;
-        let response = self
-            .service
-            .clone()
-            .oneshot(request)
-            .await
-            .map_err(Error::from_service)?;
+        let response = self.call(request).await?;
         if response.status().is_success() {
             Ok(())
         } else {
