@@ -164,6 +164,26 @@ async fn oauth_stack(setup: &Setup) -> Stack {
         .service(Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>())
 }
 
+/// The next message from the server, failing the test after 5 s or on an error.
+async fn next_message<S, B>(transport: &mut StreamableHttpTransport<S>) -> Value
+where
+    S: tower::Service<http::Request<Full<Bytes>>, Response = http::Response<B>>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Error: Into<tower::BoxError>,
+    S::Future: Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<tower::BoxError>,
+{
+    tokio::time::timeout(Duration::from_secs(5), transport.receive())
+        .await
+        .expect("a message within 5 s")
+        .expect("the transport is open")
+        .expect("a message, not an error")
+}
+
 fn text(content: &[ContentBlock]) -> String {
     content
         .iter()
@@ -268,11 +288,7 @@ async fn the_transport_reports_session_expiry_with_its_own_kind() {
     let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
         "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
     transport.send(initialize).await.unwrap();
-    let answer = tokio::time::timeout(Duration::from_secs(5), transport.receive())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let answer = next_message(&mut transport).await;
     assert!(answer["result"]["protocolVersion"].is_string());
     assert!(transport.session_id().is_some());
     setup.expire_sessions.store(true, Ordering::SeqCst);
@@ -338,17 +354,9 @@ async fn a_dropped_stream_is_resumed_with_last_event_id() {
         .send(json!({"jsonrpc": "2.0", "id": 7, "method": "tools/list"}))
         .await
         .unwrap();
-    let first = tokio::time::timeout(Duration::from_secs(5), transport.receive())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let first = next_message(&mut transport).await;
     assert_eq!(first["method"], "notifications/progress");
-    let second = tokio::time::timeout(Duration::from_secs(5), transport.receive())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let second = next_message(&mut transport).await;
     assert_eq!(second["id"], 7, "the answer arrived on the resumed stream");
     assert_eq!(*resumed_from.lock().unwrap(), vec!["1".to_owned()]);
 }
@@ -378,17 +386,9 @@ async fn a_stream_that_ends_without_the_answer_gets_a_local_error_not_a_hang() {
         .send(json!({"jsonrpc": "2.0", "id": 9, "method": "tools/list"}))
         .await
         .unwrap();
-    let first = tokio::time::timeout(Duration::from_secs(5), transport.receive())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let first = next_message(&mut transport).await;
     assert_eq!(first["method"], "notifications/progress");
-    let answer = tokio::time::timeout(Duration::from_secs(5), transport.receive())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let answer = next_message(&mut transport).await;
     assert_eq!(answer["id"], 9);
     assert!(answer["error"]["message"]
         .as_str()
