@@ -120,10 +120,75 @@ impl<S> OAuth<S> {
     }
 }
 
-/// The future of [`OAuth`]: boxed, since it may wait on a refresh or an authorization between
-/// two calls of the inner service (one allocation per request, measured in `benches/`).
-pub type ResponseFuture<ResBody> =
+type BoxedResponse<ResBody> =
     Pin<Box<dyn Future<Output = std::result::Result<Response<ResBody>, BoxError>> + Send>>;
+
+pin_project_lite::pin_project! {
+    /// The future of [`OAuth`]. With a current token, the inner service is called at once and
+    /// its future polled in place; only a refresh before sending, or a 401/403 to recover from,
+    /// moves the work into a boxed future.
+    pub struct ResponseFuture<F, S, B, ResBody> {
+        #[pin]
+        state: State<F, S, B, ResBody>,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = StateProj]
+    enum State<F, S, B, ResBody> {
+        Sent {
+            #[pin]
+            future: F,
+            // `None` for a request to another origin: its answer is never the layer's business.
+            recovery: Option<Recovery<S, B>>,
+        },
+        Boxed { future: BoxedResponse<ResBody> },
+    }
+}
+
+/// What a request sent with a token needs to recover from a 401 or 403 and replay.
+struct Recovery<S, B> {
+    session: Arc<Session>,
+    inner: S,
+    replay: Option<Replay<B>>,
+    token: Option<Attach>,
+}
+
+impl<F, S, B, ResBody, E> Future for ResponseFuture<F, S, B, ResBody>
+where
+    F: Future<Output = std::result::Result<Response<ResBody>, E>>,
+    E: Into<BoxError>,
+    S: Service<Request<B>, Response = Response<ResBody>> + Send + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+    B: Body + Default + Send + 'static,
+    ResBody: Send + 'static,
+{
+    type Output = std::result::Result<Response<ResBody>, BoxError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        loop {
+            let boxed = match self.as_mut().project().state.project() {
+                StateProj::Boxed { future } => return future.as_mut().poll(cx),
+                StateProj::Sent { future, recovery } => {
+                    let response = std::task::ready!(future.poll(cx)).map_err(Into::into)?;
+                    let status = response.status();
+                    if status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN {
+                        return Poll::Ready(Ok(response));
+                    }
+                    let Some(recovery) = recovery.take() else {
+                        return Poll::Ready(Ok(response));
+                    };
+                    Box::pin(recover_and_replay(recovery, response))
+                }
+            };
+            self.as_mut()
+                .project()
+                .state
+                .set(State::Boxed { future: boxed });
+        }
+    }
+}
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for OAuth<S>
 where
@@ -135,17 +200,47 @@ where
 {
     type Response = Response<ResBody>;
     type Error = BoxError;
-    type Future = ResponseFuture<ResBody>;
+    type Future = ResponseFuture<S::Future, S, ReqBody, ResBody>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<std::result::Result<(), BoxError>> {
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        if !self.session.is_for_resource(request.uri()) {
+            // Never a token to another origin.
+            request.headers_mut().remove(AUTHORIZATION);
+            return ResponseFuture::sent(self.inner.call(request), None);
+        }
+        if let Some(token) = self.session.fast_attach() {
+            // The common case: a current token, no I/O before sending.
+            let replay = Replay::capture(&request);
+            attach(&mut request, Some(&token));
+            let future = self.inner.call(request);
+            let recovery = Recovery {
+                session: self.session.clone(),
+                inner: self.inner.clone(),
+                replay,
+                token: Some(token),
+            };
+            return ResponseFuture::sent(future, Some(recovery));
+        }
         // The ready service goes into the future; a fresh clone stays for the next poll_ready.
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
-        Box::pin(authorize_and_send(self.session.clone(), inner, request))
+        ResponseFuture {
+            state: State::Boxed {
+                future: Box::pin(authorize_and_send(self.session.clone(), inner, request)),
+            },
+        }
+    }
+}
+
+impl<F, S, B, ResBody> ResponseFuture<F, S, B, ResBody> {
+    fn sent(future: F, recovery: Option<Recovery<S, B>>) -> Self {
+        Self {
+            state: State::Sent { future, recovery },
+        }
     }
 }
 
@@ -162,25 +257,47 @@ fn attach<B>(request: &mut Request<B>, token: Option<&Attach>) {
     }
 }
 
+/// The slow start: the token is missing or due, so a refresh may come before sending.
 async fn authorize_and_send<S, ReqBody, ResBody>(
     session: Arc<Session>,
     mut inner: S,
     mut request: Request<ReqBody>,
 ) -> std::result::Result<Response<ResBody>, BoxError>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     S::Error: Into<BoxError>,
     ReqBody: Body + Default + 'static,
 {
-    if !session.is_for_resource(request.uri()) {
-        // Never a token to another origin.
-        request.headers_mut().remove(AUTHORIZATION);
-        return inner.call(request).await.map_err(Into::into);
-    }
-    let mut token = session.usable_token().await?;
+    let token = session.usable_token().await?;
     let replay = Replay::capture(&request);
     attach(&mut request, token.as_ref());
-    let mut response = inner.call(request).await.map_err(Into::into)?;
+    let response = inner.call(request).await.map_err(Into::into)?;
+    let recovery = Recovery {
+        session,
+        inner,
+        replay,
+        token,
+    };
+    recover_and_replay(recovery, response).await
+}
+
+/// Handles a 401 or 403 to a request for the MCP server: recovers, replays, and repeats while
+/// the answers call for it and the attempts last.
+async fn recover_and_replay<S, ReqBody, ResBody>(
+    recovery: Recovery<S, ReqBody>,
+    mut response: Response<ResBody>,
+) -> std::result::Result<Response<ResBody>, BoxError>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    S::Error: Into<BoxError>,
+    ReqBody: Body + Default + 'static,
+{
+    let Recovery {
+        session,
+        mut inner,
+        replay,
+        mut token,
+    } = recovery;
     let mut recovered = false;
     let mut authorizations = 0;
     loop {

@@ -318,7 +318,7 @@ impl Session {
 
     /// The header to attach, from this thread's copy when it is current and not due for
     /// refresh; `None` sends the caller down the full path.
-    fn fast_attach(&self) -> Option<Attach> {
+    pub(crate) fn fast_attach(&self) -> Option<Attach> {
         let published = self.published.load(std::sync::atomic::Ordering::Acquire);
         if published == 0 {
             return None;
