@@ -4,67 +4,72 @@
 //! cargo run --example quickstart
 //! ```
 //!
-//! Starts a demo MCP server with its authorization server on 127.0.0.1, then a client discovers
-//! it, registers, authorizes (the demo server approves without a user), gets a token, calls a
-//! tool, refreshes the token and calls the tool again, printing each step.
+//! Starts the `mcp_oauth_server` example in-process on 127.0.0.1 (embedded authorization server,
+//! approving without a user), then a client discovers it, registers, authorizes, gets a token,
+//! calls tools over Streamable HTTP, refreshes the token, calls again, and calls over legacy
+//! HTTP+SSE too, printing each step.
 
-#[path = "support/demo_server.rs"]
-mod demo_server;
+#[path = "support/oauth_server_app.rs"]
+mod oauth_server_app;
 
 use anyhow::Context;
-use serde_json::{json, Value};
-use tower_mcp_oauth::client::{
-    AuthorizationHandler, AuthorizedHttpClient, HeadlessHandler, OAuthState,
+use rmcp::model::{CallToolRequestParams, CallToolResult, ClientConfig};
+use rmcp::service::RunningService;
+use rmcp::{RoleClient, ServiceExt};
+use serde_json::json;
+use tower::ServiceBuilder;
+use tower_mcp_oauth::client::{AuthorizationHandler, HeadlessHandler, OAuthLayer, OAuthState};
+use tower_mcp_oauth::transport::{
+    LegacySseConfig, LegacySseTransport, StreamableHttpConfig, StreamableHttpTransport,
 };
 use url::Url;
 
 const REDIRECT_URI: &str = "http://127.0.0.1:8976/callback";
 
-async fn call_echo(
-    client: &AuthorizedHttpClient,
-    mcp_url: &str,
-    text: &str,
+async fn call(
+    client: &RunningService<RoleClient, ClientConfig>,
+    tool: &str,
+    arguments: serde_json::Value,
 ) -> anyhow::Result<String> {
-    let message = json!({
-        "jsonrpc": "2.0", "id": 1, "method": "tools/call",
-        "params": {"name": "echo", "arguments": {"text": text}},
-    });
-    let request = http::Request::post(mcp_url)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .body(serde_json::to_vec(&message)?.into())?;
-    let response = client.send(request).await?;
-    anyhow::ensure!(
-        response.status().is_success(),
-        "tools/call answered {}",
-        response.status()
-    );
-    let reply: Value = serde_json::from_slice(response.body())?;
-    Ok(reply["result"]["content"][0]["text"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned())
+    let mut request = CallToolRequestParams::new(tool.to_owned());
+    if let serde_json::Value::Object(arguments) = arguments {
+        request = request.with_arguments(arguments);
+    }
+    let result: CallToolResult = client.call_tool(request).await?;
+    let text = result
+        .content
+        .iter()
+        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+        .collect::<Vec<_>>()
+        .join(" ");
+    anyhow::ensure!(result.is_error != Some(true), "{tool} failed: {text}");
+    Ok(text)
 }
 
-fn expiry(tokens: &tower_mcp_oauth::client::TokenSet) -> String {
-    match tokens.expires_at {
-        Some(at) => format!("expires at unix time {at}"),
-        None => "no expiry given".into(),
-    }
+fn short(token: &str) -> String {
+    format!("{}… ({} bytes)", &token[..token.len().min(12)], token.len())
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let server = demo_server::DemoServer::start(Default::default()).await;
-    let mcp_url = server.mcp_url();
+    let server = oauth_server_app::start(oauth_server_app::Options {
+        port: 0,
+        auto_approve: true,
+        ..Default::default()
+    })
+    .await?;
     println!(
-        "1. demo MCP server and authorization server listening at {}",
+        "1. MCP server with its embedded authorization server at {}",
         server.base
     );
+    println!(
+        "   Streamable HTTP {} and HTTP+SSE {}",
+        server.mcp_url, server.sse_url
+    );
 
-    let mut oauth_state = OAuthState::new(&mcp_url, None).await?;
+    let mut oauth_state = OAuthState::new(&server.mcp_url, None).await?;
     oauth_state
-        .start_authorization(&["mcp", "offline_access"], REDIRECT_URI)
+        .start_authorization(&["mcp:tools", "offline_access"], REDIRECT_URI)
         .await?;
     let discovery = oauth_state.discovery().await.context("discovery ran")?;
     println!(
@@ -72,63 +77,77 @@ async fn main() -> anyhow::Result<()> {
         discovery.resource.as_deref().unwrap_or("(none)"),
         discovery.issuer()
     );
-    let client = oauth_state
+    let registration = oauth_state
         .client_registration()
         .await
         .context("registered")?;
     println!(
         "3. registered dynamically: client_id {} ({})",
-        client.client_id,
-        client.auth_method.as_str()
+        registration.client_id,
+        registration.auth_method.as_str()
     );
 
     let auth_url = oauth_state.get_authorization_url().await?;
     println!("4. authorization URL (PKCE S256, state, resource):\n   {auth_url}");
-
-    // A real application opens a browser (LoopbackHandler); the demo server approves at once,
-    // so following its redirect is enough here.
+    // A real application opens a browser (LoopbackHandler) on the consent page; this server
+    // approves at once (--auto-approve), so following its redirect is enough.
     let browser = HeadlessHandler::new(Url::parse(REDIRECT_URI)?);
     let redirect = browser.authorize(&Url::parse(&auth_url)?).await?;
     println!(
-        "5. the authorization server redirected back to {}{}",
+        "5. approved; redirected back to {}{} with code, state and iss",
         redirect.origin().ascii_serialization(),
         redirect.path()
     );
-
     let tokens = oauth_state.handle_redirect(redirect.as_str()).await?;
     println!(
-        "6. state and iss checked, code exchanged: access token {:?}, scopes [{}], {}",
-        tokens.access_token,
+        "6. state and iss checked, code exchanged: access token {} (an ES256 JWT), scopes [{}], expires at unix time {}",
+        short(tokens.access_token.expose()),
         tokens.scopes.join(" "),
-        expiry(&tokens)
+        tokens.expires_at.unwrap_or_default()
     );
 
-    let http = oauth_state.to_authorized_http_client().await?;
-    let answer = call_echo(&http, &mcp_url, "hello from an authorized client").await?;
-    println!("7. tools/call echo -> {answer:?}");
+    let stack = ServiceBuilder::new()
+        .layer(OAuthLayer::new(oauth_state.clone()))
+        .service(tower_mcp_oauth::http::hyper_client());
+    let transport =
+        StreamableHttpTransport::new(stack.clone(), StreamableHttpConfig::new(&server.mcp_url));
+    let client = ClientConfig::default().serve(transport).await?;
+    let tools = client.list_tools(Default::default()).await?;
+    let names: Vec<&str> = tools.tools.iter().map(|t| t.name.as_ref()).collect();
+    println!(
+        "7. connected over Streamable HTTP; tools: {}",
+        names.join(", ")
+    );
+    let echoed = call(
+        &client,
+        "echo",
+        json!({"text": "hello from an authorized client"}),
+    )
+    .await?;
+    println!("   echo -> {echoed}");
+    let whoami = call(&client, "whoami", json!({})).await?;
+    println!("   whoami -> {whoami}");
 
     let refreshed = oauth_state.refresh().await?;
     println!(
-        "8. refreshed: new access token, refresh token {}, {}",
+        "8. refreshed: new access token {}, refresh token {}",
+        short(refreshed.access_token.expose()),
         if refreshed.refresh_token != tokens.refresh_token {
             "rotated"
         } else {
             "kept"
-        },
-        expiry(&refreshed)
+        }
     );
+    let sum = call(&client, "add", json!({"a": 2, "b": 40})).await?;
+    println!("9. with the refreshed token: add(2, 40) -> {sum}");
+    client.cancel().await?;
 
-    let answer = call_echo(&http, &mcp_url, "hello again, with the refreshed token").await?;
-    println!("9. tools/call echo -> {answer:?}");
-
-    let counters = server.counters();
-    println!(
-        "done: {} registration, {} authorization, {} code exchange, {} refresh, {} MCP requests",
-        counters.registrations,
-        counters.authorizations,
-        counters.code_exchanges,
-        counters.refreshes,
-        counters.mcp_requests
-    );
+    let transport =
+        LegacySseTransport::connect(stack, LegacySseConfig::new(&server.sse_url)).await?;
+    let client = ClientConfig::default().serve(transport).await?;
+    let echoed = call(&client, "echo", json!({"text": "hello over HTTP+SSE"})).await?;
+    println!("10. same token over legacy HTTP+SSE: echo -> {echoed}");
+    client.cancel().await?;
+    println!("done");
     Ok(())
 }

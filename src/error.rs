@@ -116,6 +116,11 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         self.kind
     }
+
+    /// What went wrong, without the kind or the source.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
 }
 
 impl fmt::Debug for Error {

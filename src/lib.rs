@@ -10,6 +10,8 @@
 //! - [`transport`]: MCP client transports (Streamable HTTP, legacy HTTP+SSE, automatic choice)
 //!   over any tower HTTP service, so `OAuthLayer`, timeouts and retries stack beneath them; with
 //!   the `rmcp` feature they are rmcp client transports.
+//! - `authorization_server` (feature `authorization-server`): an embedded OAuth 2.1
+//!   authorization server as an axum router, so an MCP server can be self-contained.
 //! - [`challenge`]: `WWW-Authenticate` parsing and rendering, shared by both sides.
 //! - [`http`]: the bounded, redirect-free HTTP plumbing every OAuth request goes through.
 //! - [`metadata`]: the wire types of every document the protocols exchange.
@@ -19,6 +21,8 @@
 //! OAuth calls, https except on loopback, bounded bodies, timeouts on every call, and secrets
 //! redacted from every message and `Debug` output.
 
+#[cfg(feature = "authorization-server")]
+pub mod authorization_server;
 pub mod challenge;
 #[cfg(feature = "client")]
 pub mod client;

@@ -1,4 +1,4 @@
-//! The MCP server the examples and tests protect: tools `echo` and `whoami`, the latter answering
+//! The MCP server the examples and tests protect: tools `echo`, `add` and `whoami`, the last answering
 //! with the caller's `AuthInfo` as `RequireBearer` put it in the request.
 #![allow(dead_code, unreachable_pub)]
 
@@ -15,6 +15,14 @@ use tower_mcp_oauth::server::AuthInfo;
 pub struct EchoArgs {
     /// The text to send back.
     pub text: String,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+pub struct AddArgs {
+    /// The first addend.
+    pub a: f64,
+    /// The second addend.
+    pub b: f64,
 }
 
 #[derive(Clone)]
@@ -42,6 +50,16 @@ impl Tools {
         Parameters(EchoArgs { text }): Parameters<EchoArgs>,
     ) -> Result<CallToolResult, ErrorData> {
         Ok(CallToolResult::success(vec![ContentBlock::text(text)]))
+    }
+
+    #[tool(description = "Add two numbers")]
+    async fn add(
+        &self,
+        Parameters(AddArgs { a, b }): Parameters<AddArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        Ok(CallToolResult::success(vec![ContentBlock::text(
+            (a + b).to_string(),
+        )]))
     }
 
     #[tool(description = "Who the access token speaks for")]

@@ -1,0 +1,178 @@
+//! The self-contained MCP server of `examples/mcp_oauth_server.rs`, also started in-process by
+//! the quickstart and the tests: the embedded authorization server and an rmcp MCP server
+//! (tools `echo`, `add`, `whoami`) behind `RequireBearer`, on Streamable HTTP (`/mcp`) and
+//! legacy HTTP+SSE (`/sse` and `/message`), with its protected-resource metadata.
+#![allow(dead_code, unreachable_pub)]
+
+#[path = "mcp_tools.rs"]
+mod mcp_tools;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
+use tower::ServiceBuilder;
+use tower_mcp_oauth::authorization_server::{
+    AuthorizationServer, AuthorizationServerConfig, AutoApprove, ConsentPage, TokenFormat,
+};
+use tower_mcp_oauth::metadata::{ClientMetadata, ProtectedResourceMetadata};
+use tower_mcp_oauth::server::rmcp_sse::LegacySseServer;
+use tower_mcp_oauth::server::{
+    IntrospectionVerifier, JwtVerifier, RequireBearerLayer, ResourceMetadataService, TokenVerifier,
+};
+
+/// The scopes the server knows; `mcp:tools` is required on every MCP route.
+pub const SCOPES: [&str; 2] = ["mcp:tools", "offline_access"];
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub host: IpAddr,
+    /// 0 picks a free port.
+    pub port: u16,
+    /// Defaults to `http://{host}:{port}`.
+    pub issuer: Option<String>,
+    /// Approve without showing the consent page (development and tests).
+    pub auto_approve: bool,
+    /// Opaque access tokens checked by introspection, instead of JWTs checked from the JWKS.
+    pub opaque_tokens: bool,
+    pub access_token_ttl: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            port: 8000,
+            issuer: None,
+            auto_approve: false,
+            opaque_tokens: false,
+            access_token_ttl: Duration::from_secs(3600),
+        }
+    }
+}
+
+pub struct Running {
+    /// `http://host:port`: the issuer and the resource identifier.
+    pub base: String,
+    pub mcp_url: String,
+    pub sse_url: String,
+    pub authorization_server: AuthorizationServer,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+async fn protected_app<V: TokenVerifier + Clone>(
+    verifier: V,
+    resource: &str,
+    authorization_server: &AuthorizationServer,
+) -> anyhow::Result<axum::Router> {
+    let metadata = ResourceMetadataService::new(ProtectedResourceMetadata {
+        resource: resource.to_owned(),
+        authorization_servers: vec![authorization_server.issuer().to_owned()],
+        scopes_supported: Some(SCOPES.iter().map(|s| (*s).to_owned()).collect()),
+        bearer_methods_supported: Some(vec!["header".into()]),
+        resource_name: Some("tower-mcp-oauth example server".into()),
+        jwks_uri: None,
+        extra: Default::default(),
+    })?;
+    let bearer = RequireBearerLayer::new(verifier)
+        .resource(resource)
+        .resource_metadata(metadata.url())
+        .required_scopes(["mcp:tools"]);
+    let streamable = StreamableHttpService::new(
+        || Ok(mcp_tools::Tools::new()),
+        Arc::new(LocalSessionManager::default()),
+        StreamableHttpServerConfig::default(),
+    );
+    let legacy = LegacySseServer::new(mcp_tools::Tools::new, "/sse", "/message");
+    let mut app = authorization_server
+        .router()
+        .nest_service(
+            "/mcp",
+            ServiceBuilder::new()
+                .layer(bearer.clone())
+                .service(streamable),
+        )
+        .route_service(
+            "/sse",
+            ServiceBuilder::new()
+                .layer(bearer.clone())
+                .service(legacy.clone()),
+        )
+        .route_service(
+            "/message",
+            ServiceBuilder::new().layer(bearer).service(legacy),
+        );
+    for path in metadata.paths() {
+        app = app.route_service(path, metadata.clone());
+    }
+    Ok(app)
+}
+
+/// Binds, builds and serves; returns once the server is listening.
+pub async fn start(options: Options) -> anyhow::Result<Running> {
+    let listener = tokio::net::TcpListener::bind(SocketAddr::new(options.host, options.port))
+        .await
+        .with_context(|| format!("cannot listen on {}:{}", options.host, options.port))?;
+    let address = listener.local_addr()?;
+    let base = format!("http://{address}");
+    let issuer = options.issuer.clone().unwrap_or_else(|| base.clone());
+    // One resource for both transports: the server's origin.
+    let resource = base.clone();
+    let mut config = AuthorizationServerConfig::new(&issuer)?
+        .resource(&resource)
+        .scopes(SCOPES)
+        .default_scopes(["mcp:tools"])
+        .access_token_ttl(options.access_token_ttl);
+    config = if options.auto_approve {
+        config.approval_policy(AutoApprove::new("demo-user"))
+    } else {
+        config.approval_policy(ConsentPage::new("demo-user"))
+    };
+    if options.opaque_tokens {
+        config = config.token_format(TokenFormat::Opaque);
+    }
+    let authorization_server = AuthorizationServer::new(config)?;
+    let issuer = authorization_server.issuer().to_owned();
+    let app = if options.opaque_tokens {
+        // The resource server introspects as a confidential client of its own.
+        let (client_id, secret) = authorization_server
+            .register_confidential_client(ClientMetadata {
+                client_name: Some("resource server".into()),
+                grant_types: vec!["client_credentials".into()],
+                ..Default::default()
+            })
+            .await?;
+        let verifier = IntrospectionVerifier::new(
+            &format!("{issuer}/introspect"),
+            client_id,
+            secret,
+            &resource,
+        )?;
+        protected_app(verifier, &resource, &authorization_server).await?
+    } else {
+        let verifier = JwtVerifier::builder(&issuer, &resource)
+            .jwks_url(format!("{issuer}/jwks"))
+            .build()?;
+        protected_app(verifier, &resource, &authorization_server).await?
+    };
+    // TCP_NODELAY: SSE answers are written in pieces; with Nagle, each later piece would wait
+    // for the client's delayed ACK.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    let task = tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, app).await {
+            eprintln!("server stopped: {error}");
+        }
+    });
+    Ok(Running {
+        mcp_url: format!("{base}/mcp"),
+        sse_url: format!("{base}/sse"),
+        base,
+        authorization_server,
+        task,
+    })
+}

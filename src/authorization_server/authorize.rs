@@ -1,0 +1,705 @@
+//! The authorization endpoint: request validation, the approval policy, the consent page, and
+//! the redirect back with `code`, `state` and `iss` (RFC 9207).
+//!
+//! Until the client and its redirect URI are known good, errors are shown as a page and never
+//! redirected (RFC 6749 §4.1.2.1); after that they go back to the client with `state`.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{RawQuery, State};
+use axum::response::Response;
+use http::header::{
+    CACHE_CONTROL, CONTENT_TYPE, COOKIE, LOCATION, REFERRER_POLICY, SET_COOKIE, X_FRAME_OPTIONS,
+};
+use http::{HeaderMap, HeaderValue, StatusCode};
+use subtle::ConstantTimeEq;
+use url::Url;
+
+use super::client_auth::load_client;
+use super::register::redirect_matches;
+use super::store::{CodeGrant, RegisteredClient};
+use super::{form_params, hash, now_secs, random_token, split_scopes, AuthorizationServer, Params};
+
+/// How long a consent page stays valid.
+const CONSENT_TTL: Duration = Duration::from_secs(600);
+/// Most consent pages open at once.
+const MAX_PENDING: usize = 10_000;
+const CONSENT_COOKIE_PREFIX: &str = "mcp_consent_";
+
+/// An authorization request as the approval policy sees it: already validated.
+#[derive(Debug, Clone)]
+pub struct ConsentRequest {
+    /// The client identifier.
+    pub client_id: String,
+    /// The client's name, if it gave one.
+    pub client_name: Option<String>,
+    /// Where the answer goes.
+    pub redirect_uri: String,
+    /// The scopes asked for.
+    pub scopes: Vec<String>,
+    /// The resource the token is for.
+    pub resource: String,
+}
+
+/// What an [`ApprovalPolicy`] decides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthorizationDecision {
+    /// Issue a code at once, for the user `subject`.
+    Approve {
+        /// The user the tokens are for.
+        subject: String,
+    },
+    /// Show the consent page; if the user approves, the tokens are for `subject`.
+    AskUser {
+        /// The user the tokens are for.
+        subject: String,
+    },
+    /// Refuse (`access_denied`).
+    Deny,
+}
+
+/// Decides authorization requests. The application's own policy can authenticate the user from
+/// the request headers (a session cookie, say) before approving or asking.
+pub trait ApprovalPolicy: Send + Sync + 'static {
+    /// The decision for a validated request.
+    fn decide(&self, request: &ConsentRequest, headers: &HeaderMap) -> AuthorizationDecision;
+}
+
+/// Approves every valid request without asking: for development and tests only.
+#[derive(Debug, Clone)]
+pub struct AutoApprove {
+    subject: String,
+}
+
+impl AutoApprove {
+    /// Approves as the user `subject`.
+    pub fn new(subject: impl Into<String>) -> Self {
+        Self {
+            subject: subject.into(),
+        }
+    }
+}
+
+impl ApprovalPolicy for AutoApprove {
+    fn decide(&self, _: &ConsentRequest, _: &HeaderMap) -> AuthorizationDecision {
+        AuthorizationDecision::Approve {
+            subject: self.subject.clone(),
+        }
+    }
+}
+
+/// Shows the consent page for every request; the user who approves is `subject`.
+#[derive(Debug, Clone)]
+pub struct ConsentPage {
+    subject: String,
+}
+
+impl ConsentPage {
+    /// Asks, for the user `subject`.
+    pub fn new(subject: impl Into<String>) -> Self {
+        Self {
+            subject: subject.into(),
+        }
+    }
+}
+
+impl ApprovalPolicy for ConsentPage {
+    fn decide(&self, _: &ConsentRequest, _: &HeaderMap) -> AuthorizationDecision {
+        AuthorizationDecision::AskUser {
+            subject: self.subject.clone(),
+        }
+    }
+}
+
+/// A validated request waiting for the user.
+struct Pending {
+    request: Validated,
+    subject: String,
+    csrf: String,
+    expires: Instant,
+}
+
+/// Consent pages shown and not yet answered, by request id.
+#[derive(Default)]
+pub(super) struct PendingConsents {
+    pending: Mutex<HashMap<String, Pending>>,
+}
+
+impl PendingConsents {
+    fn insert(&self, id: String, pending: Pending) {
+        let mut map = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= MAX_PENDING {
+            let now = Instant::now();
+            map.retain(|_, p| p.expires > now);
+            if map.len() >= MAX_PENDING {
+                // Under a flood, the oldest pages go first.
+                if let Some(oldest) = map
+                    .iter()
+                    .min_by_key(|(_, p)| p.expires)
+                    .map(|(id, _)| id.clone())
+                {
+                    map.remove(&oldest);
+                }
+            }
+        }
+        map.insert(id, pending);
+    }
+
+    fn take(&self, id: &str) -> Option<Pending> {
+        let mut map = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        map.remove(id).filter(|p| p.expires > Instant::now())
+    }
+}
+
+#[derive(Clone)]
+struct Validated {
+    client: RegisteredClient,
+    redirect_uri: String,
+    state: Option<String>,
+    scopes: Vec<String>,
+    resource: String,
+    code_challenge: String,
+}
+
+impl Validated {
+    fn consent_request(&self) -> ConsentRequest {
+        ConsentRequest {
+            client_id: self.client.client_id.clone(),
+            client_name: self.client.metadata.client_name.clone(),
+            redirect_uri: self.redirect_uri.clone(),
+            scopes: self.scopes.clone(),
+            resource: self.resource.clone(),
+        }
+    }
+}
+
+/// An error that must not be redirected: shown to the user.
+struct PageError(&'static str);
+
+/// An error that goes back to the client.
+struct RedirectError {
+    code: &'static str,
+    description: String,
+}
+
+fn redirect_error(code: &'static str, description: impl Into<String>) -> RedirectError {
+    RedirectError {
+        code,
+        description: description.into(),
+    }
+}
+
+pub(super) async fn handle_get(
+    State(server): State<AuthorizationServer>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let Ok(params) = Params::parse(query.unwrap_or_default().as_bytes()) else {
+        return error_page(StatusCode::BAD_REQUEST, "The request repeats a parameter.");
+    };
+    let (client, redirect_uri) = match client_and_redirect(&server, &params).await {
+        Ok(found) => found,
+        Err(PageError(message)) => return error_page(StatusCode::BAD_REQUEST, message),
+    };
+    let state = params.get("state").map(str::to_owned);
+    let request = match validate(
+        &server,
+        &params,
+        client,
+        redirect_uri.clone(),
+        state.clone(),
+    ) {
+        Ok(request) => request,
+        Err(error) => {
+            tracing::info!(code = error.code, description = %error.description, "authorization request refused");
+            return redirect_with_error(
+                &server,
+                &redirect_uri,
+                state.as_deref(),
+                error.code,
+                &error.description,
+                StatusCode::FOUND,
+            );
+        }
+    };
+    let policy = server.inner.config.approval.clone();
+    match policy.decide(&request.consent_request(), &headers) {
+        AuthorizationDecision::Approve { subject } => {
+            approve(&server, request, subject, StatusCode::FOUND).await
+        }
+        AuthorizationDecision::Deny => deny(&server, &request, StatusCode::FOUND),
+        AuthorizationDecision::AskUser { subject } => consent_page(&server, request, subject),
+    }
+}
+
+pub(super) async fn handle_post(
+    State(server): State<AuthorizationServer>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Ok(params) = form_params(&headers, &body) else {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            "The consent form was not understood.",
+        );
+    };
+    if !same_origin(&server, &headers) {
+        return error_page(
+            StatusCode::FORBIDDEN,
+            "The consent form came from another site.",
+        );
+    }
+    let Some(id) = params.get("request") else {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            "The consent form was not understood.",
+        );
+    };
+    let Some(pending) = server.inner.consent.take(id) else {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            "This consent page has expired or was already answered. Start again from the application.",
+        );
+    };
+    let form_csrf = params.get("csrf").unwrap_or("");
+    let cookie_csrf = cookie(&headers, &format!("{CONSENT_COOKIE_PREFIX}{id}")).unwrap_or_default();
+    let csrf_ok = bool::from(form_csrf.as_bytes().ct_eq(pending.csrf.as_bytes()))
+        && bool::from(cookie_csrf.as_bytes().ct_eq(pending.csrf.as_bytes()));
+    if !csrf_ok {
+        return error_page(
+            StatusCode::FORBIDDEN,
+            "The consent form could not be verified.",
+        );
+    }
+    let mut response = match params.get("decision") {
+        Some("approve") => {
+            approve(
+                &server,
+                pending.request,
+                pending.subject,
+                StatusCode::SEE_OTHER,
+            )
+            .await
+        }
+        _ => deny(&server, &pending.request, StatusCode::SEE_OTHER),
+    };
+    // The cookie has served its purpose.
+    if let Ok(expired) = HeaderValue::from_str(&format!(
+        "{CONSENT_COOKIE_PREFIX}{id}=; Path={}; Max-Age=0; HttpOnly; SameSite=Strict",
+        authorize_path(&server)
+    )) {
+        response.headers_mut().append(SET_COOKIE, expired);
+    }
+    response
+}
+
+/// The client and the redirect URI, or a page: nothing is redirected before both are known.
+async fn client_and_redirect(
+    server: &AuthorizationServer,
+    params: &Params,
+) -> Result<(RegisteredClient, String), PageError> {
+    let client_id = params
+        .get("client_id")
+        .ok_or(PageError("The request names no client."))?;
+    let client = load_client(server, client_id)
+        .await
+        .map_err(|_| PageError("The server could not look up the client. Try again later."))?
+        .ok_or(PageError("The client is unknown to this server."))?;
+    let registered = &client.metadata.redirect_uris;
+    let redirect_uri = match params.get("redirect_uri") {
+        Some(requested) => {
+            if !registered.iter().any(|r| redirect_matches(r, requested)) {
+                return Err(PageError(
+                    "The redirect URI is not registered for this client.",
+                ));
+            }
+            requested.to_owned()
+        }
+        None if registered.len() == 1 => registered[0].clone(),
+        None => return Err(PageError("The request names no redirect URI.")),
+    };
+    Ok((client, redirect_uri))
+}
+
+fn validate(
+    server: &AuthorizationServer,
+    params: &Params,
+    client: RegisteredClient,
+    redirect_uri: String,
+    state: Option<String>,
+) -> Result<Validated, RedirectError> {
+    let config = &server.inner.config;
+    match params.get("response_type") {
+        Some("code") => {}
+        Some(_) => {
+            return Err(redirect_error(
+                "unsupported_response_type",
+                "only response_type=code is supported",
+            ))
+        }
+        None => {
+            return Err(redirect_error(
+                "invalid_request",
+                "response_type is missing",
+            ))
+        }
+    }
+    if !client.allows_grant("authorization_code") {
+        return Err(redirect_error(
+            "unauthorized_client",
+            "the client did not register the authorization_code grant",
+        ));
+    }
+    let code_challenge = params.get("code_challenge").ok_or_else(|| {
+        redirect_error(
+            "invalid_request",
+            "PKCE is required: code_challenge is missing",
+        )
+    })?;
+    if params.get("code_challenge_method") != Some("S256") {
+        return Err(redirect_error(
+            "invalid_request",
+            "code_challenge_method must be S256",
+        ));
+    }
+    let well_formed = code_challenge.len() == 43
+        && code_challenge
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !well_formed {
+        return Err(redirect_error(
+            "invalid_request",
+            "code_challenge is not a base64url SHA-256",
+        ));
+    }
+    let requested = split_scopes(params.get("scope"));
+    let scopes = if requested.is_empty() {
+        config.default_scopes.clone().unwrap_or_default()
+    } else {
+        requested
+    };
+    check_scopes(server, &client, &scopes).map_err(|d| redirect_error("invalid_scope", d))?;
+    let resource = resolve_resource(server, params.get("resource"))
+        .map_err(|d| redirect_error("invalid_target", d))?;
+    Ok(Validated {
+        client,
+        redirect_uri,
+        state,
+        scopes,
+        resource,
+        code_challenge: code_challenge.to_owned(),
+    })
+}
+
+/// Every scope must be known to the server and allowed to the client.
+pub(super) fn check_scopes(
+    server: &AuthorizationServer,
+    client: &RegisteredClient,
+    scopes: &[String],
+) -> Result<(), String> {
+    let known = &server.inner.config.scopes;
+    let allowed = split_scopes(client.metadata.scope.as_deref());
+    for scope in scopes {
+        if !known.is_empty() && !known.contains(scope) {
+            return Err(format!("the scope {scope} is unknown"));
+        }
+        if client.metadata.scope.is_some() && !allowed.contains(scope) {
+            return Err(format!("the client did not register the scope {scope}"));
+        }
+    }
+    Ok(())
+}
+
+/// The configured resource `requested` names (RFC 8707), or the first one when none is named.
+pub(super) fn resolve_resource(
+    server: &AuthorizationServer,
+    requested: Option<&str>,
+) -> Result<String, String> {
+    let resources = &server.inner.config.resources;
+    let Some(requested) = requested else {
+        return Ok(resources[0].clone());
+    };
+    let url = Url::parse(requested).map_err(|_| "resource is not an absolute URI".to_owned())?;
+    if url.fragment().is_some() {
+        return Err("resource must not have a fragment".into());
+    }
+    let normalize = |s: &str| s.trim_end_matches('/').to_owned();
+    resources
+        .iter()
+        .find(|r| normalize(r) == normalize(requested))
+        .cloned()
+        .ok_or_else(|| "tokens for this resource are not issued here".to_owned())
+}
+
+async fn approve(
+    server: &AuthorizationServer,
+    request: Validated,
+    subject: String,
+    status: StatusCode,
+) -> Response {
+    let code = random_token();
+    let grant = CodeGrant {
+        client_id: request.client.client_id.clone(),
+        subject,
+        scopes: request.scopes.clone(),
+        resource: request.resource.clone(),
+        redirect_uri: request.redirect_uri.clone(),
+        code_challenge: request.code_challenge.clone(),
+        expires_at: now_secs() + server.inner.config.code_ttl.as_secs(),
+        family_id: random_token(),
+    };
+    if let Err(error) = server
+        .inner
+        .config
+        .store
+        .save_code(hash(&code), grant)
+        .await
+    {
+        tracing::error!(%error, "could not save an authorization code");
+        return redirect_with_error(
+            server,
+            &request.redirect_uri,
+            request.state.as_deref(),
+            "server_error",
+            "the server could not complete the request",
+            status,
+        );
+    }
+    tracing::info!(client_id = %request.client.client_id, scopes = %request.scopes.join(" "), "authorization approved");
+    let mut url = match Url::parse(&request.redirect_uri) {
+        Ok(url) => url,
+        Err(_) => return error_page(StatusCode::BAD_REQUEST, "The redirect URI is invalid."),
+    };
+    {
+        let mut query = url.query_pairs_mut();
+        query.append_pair("code", &code);
+        if let Some(state) = &request.state {
+            query.append_pair("state", state);
+        }
+        query.append_pair("iss", server.issuer());
+    }
+    redirect(url.as_str(), status)
+}
+
+fn deny(server: &AuthorizationServer, request: &Validated, status: StatusCode) -> Response {
+    tracing::info!(client_id = %request.client.client_id, "authorization denied");
+    redirect_with_error(
+        server,
+        &request.redirect_uri,
+        request.state.as_deref(),
+        "access_denied",
+        "the user denied the request",
+        status,
+    )
+}
+
+fn redirect_with_error(
+    server: &AuthorizationServer,
+    redirect_uri: &str,
+    state: Option<&str>,
+    code: &str,
+    description: &str,
+    status: StatusCode,
+) -> Response {
+    let Ok(mut url) = Url::parse(redirect_uri) else {
+        return error_page(StatusCode::BAD_REQUEST, "The redirect URI is invalid.");
+    };
+    {
+        let mut query = url.query_pairs_mut();
+        query.append_pair("error", code);
+        query.append_pair("error_description", description);
+        if let Some(state) = state {
+            query.append_pair("state", state);
+        }
+        query.append_pair("iss", server.issuer());
+    }
+    redirect(url.as_str(), status)
+}
+
+fn redirect(location: &str, status: StatusCode) -> Response {
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = status;
+    if let Ok(value) = HeaderValue::from_str(location) {
+        response.headers_mut().insert(LOCATION, value);
+    }
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+fn authorize_path(server: &AuthorizationServer) -> String {
+    format!(
+        "{}/authorize",
+        server.inner.config.issuer.path().trim_end_matches('/')
+    )
+}
+
+fn consent_page(server: &AuthorizationServer, request: Validated, subject: String) -> Response {
+    let id = random_token();
+    let csrf = random_token();
+    let client_name = request
+        .client
+        .metadata
+        .client_name
+        .clone()
+        .unwrap_or_else(|| request.client.client_id.clone());
+    let redirect = Url::parse(&request.redirect_uri).ok();
+    let redirect_host = redirect
+        .as_ref()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .unwrap_or_default();
+    let redirect_origin = redirect
+        .as_ref()
+        .map(|u| u.origin().ascii_serialization())
+        .unwrap_or_default();
+    let scopes = if request.scopes.is_empty() {
+        "<li><em>no particular scope</em></li>".to_owned()
+    } else {
+        request
+            .scopes
+            .iter()
+            .map(|s| format!("<li><code>{}</code></li>", escape(s)))
+            .collect()
+    };
+    let html = format!(
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Authorize {name}</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>body{{font-family:system-ui,sans-serif;max-width:32rem;margin:3rem auto;padding:0 1rem}}button{{font-size:1rem;padding:.5rem 1.25rem;margin-right:.5rem}}</style>
+</head><body>
+<h1>Authorize <span id="client-name">{name}</span>?</h1>
+<p>It will be able to act as <strong>{subject}</strong> on <code id="resource">{resource}</code> with these scopes:</p>
+<ul id="scopes">{scopes}</ul>
+<p>You will be sent back to <strong id="redirect-host">{host}</strong>.</p>
+<form method="post" action="{action}">
+<input type="hidden" name="request" value="{id}">
+<input type="hidden" name="csrf" value="{csrf}">
+<button type="submit" name="decision" value="approve" id="approve">Approve</button>
+<button type="submit" name="decision" value="deny" id="deny">Deny</button>
+</form>
+</body></html>"#,
+        name = escape(&client_name),
+        subject = escape(&subject),
+        resource = escape(&request.resource),
+        scopes = scopes,
+        host = escape(&redirect_host),
+        action = escape(&authorize_path(server)),
+        id = escape(&id),
+        csrf = escape(&csrf),
+    );
+    let secure = if server.inner.config.issuer.scheme() == "https" {
+        "; Secure"
+    } else {
+        ""
+    };
+    let cookie = format!(
+        "{CONSENT_COOKIE_PREFIX}{id}={csrf}; Path={}; Max-Age={}; HttpOnly; SameSite=Strict{secure}",
+        authorize_path(server),
+        CONSENT_TTL.as_secs()
+    );
+    server.inner.consent.insert(
+        id,
+        Pending {
+            request,
+            subject,
+            csrf,
+            expires: Instant::now() + CONSENT_TTL,
+        },
+    );
+    let mut response = html_response(StatusCode::OK, html);
+    // The form posts here, and the answer redirects to the client: both must be allowed.
+    let csp = format!(
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self' {redirect_origin}; frame-ancestors 'none'; base-uri 'none'"
+    );
+    if let Ok(value) = HeaderValue::from_str(&csp) {
+        response
+            .headers_mut()
+            .insert("content-security-policy", value);
+    }
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(SET_COOKIE, value);
+    }
+    response
+}
+
+fn error_page(status: StatusCode, message: &str) -> Response {
+    let html = format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Authorization error</title></head>\
+         <body><h1>Authorization error</h1><p id=\"error\">{}</p></body></html>",
+        escape(message)
+    );
+    let mut response = html_response(status, html);
+    response.headers_mut().insert(
+        "content-security-policy",
+        HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+    );
+    response
+}
+
+fn html_response(status: StatusCode, html: String) -> Response {
+    let mut response = Response::new(Body::from(html));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    response
+}
+
+/// A form post must come from the server's own pages: when the browser names an origin, it
+/// must be the issuer's.
+fn same_origin(server: &AuthorizationServer, headers: &HeaderMap) -> bool {
+    match headers.get(http::header::ORIGIN).map(HeaderValue::to_str) {
+        None => true,
+        Some(Ok(origin)) => origin == server.inner.config.issuer.origin().ascii_serialization(),
+        Some(Err(_)) => false,
+    }
+}
+
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| v.to_owned())
+}
+
+/// HTML text and attribute escaping.
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_markup() {
+        assert_eq!(
+            escape(r#"<script>"x" & 'y'</script>"#),
+            "&lt;script&gt;&quot;x&quot; &amp; &#39;y&#39;&lt;/script&gt;"
+        );
+    }
+}

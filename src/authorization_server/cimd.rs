@@ -1,0 +1,317 @@
+//! Client ID Metadata Documents: a `client_id` that is an https URL names a JSON document the
+//! server fetches. The fetch is an SSRF risk, so addresses are checked where the connection is
+//! made (a resolver that refuses private, loopback and link-local addresses, so a DNS answer
+//! cannot swap in an internal address after the check), bodies are capped, calls time out and
+//! answers are cached.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use http::header::ACCEPT;
+use http::{Request, StatusCode};
+use hyper_util::client::legacy::connect::dns::Name;
+use hyper_util::client::legacy::connect::HttpConnector;
+use url::Url;
+
+use super::register::check_redirect_uri;
+use super::store::{ClientAuthMethod, RegisteredClient};
+use crate::error::{Error, ErrorKind, Result};
+use crate::http::{HttpClient, RequestBody};
+use crate::metadata::ClientMetadata;
+
+/// Largest document accepted.
+const MAX_DOCUMENT_BYTES: usize = 16 * 1024;
+/// Most documents cached at once.
+const MAX_CACHED: usize = 1024;
+
+#[derive(Debug, Clone)]
+pub(super) struct CimdConfig {
+    pub(super) allow_private: bool,
+    pub(super) cache_ttl: Duration,
+    pub(super) timeout: Duration,
+}
+
+impl Default for CimdConfig {
+    fn default() -> Self {
+        Self {
+            allow_private: false,
+            cache_ttl: Duration::from_secs(300),
+            timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+pub(super) struct CimdFetcher {
+    config: CimdConfig,
+    http: HttpClient,
+    cache: Mutex<HashMap<String, (RegisteredClient, Instant)>>,
+}
+
+impl CimdFetcher {
+    pub(super) fn new(config: CimdConfig) -> Self {
+        let mut connector = HttpConnector::new_with_resolver(GuardedResolver {
+            allow_private: config.allow_private,
+        });
+        connector.enforce_http(false);
+        connector.set_connect_timeout(Some(config.timeout));
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_webpki_roots()
+            .https_or_http()
+            .enable_all_versions()
+            .wrap_connector(connector);
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build::<_, RequestBody>(connector);
+        let http = HttpClient::from_service(client)
+            .with_timeout(config.timeout)
+            .with_max_body_bytes(MAX_DOCUMENT_BYTES);
+        Self {
+            config,
+            http,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether `client_id` is meant as a metadata document URL rather than a registered id.
+    pub(super) fn is_metadata_url(&self, client_id: &str) -> bool {
+        client_id.starts_with("https://")
+            || (self.config.allow_private && client_id.starts_with("http://"))
+    }
+
+    /// The client `url` describes, from the cache or fetched.
+    pub(super) async fn fetch(&self, url: &str) -> Result<RegisteredClient> {
+        if let Some(client) = self.cached(url) {
+            return Ok(client);
+        }
+        let parsed = self.check_url(url)?;
+        let request = Request::get(parsed.as_str())
+            .header(ACCEPT, "application/json")
+            .body(RequestBody::default())
+            .map_err(|_| invalid("the client metadata URL is not a valid request target"))?;
+        let response = self.http.send(request).await?;
+        if response.status() != StatusCode::OK {
+            return Err(invalid(format!(
+                "the client metadata document answered {}",
+                response.status()
+            )));
+        }
+        let metadata: ClientMetadata = serde_json::from_slice(response.body())
+            .map_err(|_| invalid("the client metadata document is not client metadata JSON"))?;
+        let client = client_from_document(url, metadata)?;
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= MAX_CACHED {
+            let now = Instant::now();
+            cache.retain(|_, (_, at)| *at > now);
+            if cache.len() >= MAX_CACHED {
+                cache.clear();
+            }
+        }
+        cache.insert(
+            url.to_owned(),
+            (client.clone(), Instant::now() + self.config.cache_ttl),
+        );
+        Ok(client)
+    }
+
+    fn cached(&self, url: &str) -> Option<RegisteredClient> {
+        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache
+            .get(url)
+            .filter(|(_, until)| *until > Instant::now())
+            .map(|(client, _)| client.clone())
+    }
+
+    fn check_url(&self, url: &str) -> Result<Url> {
+        let parsed = Url::parse(url).map_err(|_| invalid("the client_id is not a URL"))?;
+        let scheme_ok = match parsed.scheme() {
+            "https" => true,
+            "http" => self.config.allow_private && crate::http::is_loopback_host(&parsed),
+            _ => false,
+        };
+        if !scheme_ok {
+            return Err(invalid("a client metadata URL must be https"));
+        }
+        if parsed.fragment().is_some()
+            || !parsed.username().is_empty()
+            || parsed.password().is_some()
+            || parsed.path() == "/"
+            || parsed.path().split('/').any(|s| s == "." || s == "..")
+        {
+            return Err(invalid(
+                "a client metadata URL needs a path, and no fragment, credentials or dot segments",
+            ));
+        }
+        // IP literals skip the resolver, so they are checked here.
+        let literal = match parsed.host() {
+            Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
+            Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
+            _ => None,
+        };
+        if let Some(ip) = literal {
+            if !self.config.allow_private && !is_public(ip) {
+                return Err(Error::new(
+                    ErrorKind::InsecureUrl,
+                    "the client metadata URL points at a private, loopback or link-local address",
+                ));
+            }
+        }
+        Ok(parsed)
+    }
+}
+
+fn invalid(message: impl Into<std::borrow::Cow<'static, str>>) -> Error {
+    Error::new(ErrorKind::Registration, message)
+}
+
+/// Checks a fetched document: it must name itself, list its redirect URIs, and be a public
+/// client (a document cannot hold a secret).
+fn client_from_document(url: &str, mut metadata: ClientMetadata) -> Result<RegisteredClient> {
+    if metadata.client_id.as_deref() != Some(url) {
+        return Err(invalid(
+            "the client metadata document's client_id differs from its URL",
+        ));
+    }
+    match metadata.token_endpoint_auth_method.as_deref() {
+        None | Some("none") => {}
+        Some(_) => {
+            return Err(invalid(
+                "a client metadata document client must use token_endpoint_auth_method none",
+            ))
+        }
+    }
+    if metadata.redirect_uris.is_empty() {
+        return Err(invalid(
+            "the client metadata document lists no redirect_uris",
+        ));
+    }
+    for uri in &metadata.redirect_uris {
+        check_redirect_uri(uri)?;
+    }
+    metadata.token_endpoint_auth_method = Some("none".into());
+    if metadata.grant_types.is_empty() {
+        metadata.grant_types = vec!["authorization_code".into()];
+    }
+    metadata
+        .grant_types
+        .retain(|g| g == "authorization_code" || g == "refresh_token");
+    Ok(RegisteredClient {
+        client_id: url.to_owned(),
+        secret_hash: None,
+        auth_method: ClientAuthMethod::None,
+        metadata,
+        issued_at: super::now_secs(),
+    })
+}
+
+/// Whether an address is globally routable: not loopback, private, link-local, shared, or
+/// otherwise special.
+pub(super) fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_documentation()
+                || v4.is_multicast()
+                || a == 0
+                || a >= 240
+                || (a == 100 && (64..128).contains(&b))
+                || (a == 198 && (b == 18 || b == 19))
+                || (a == 192 && b == 0 && v4.octets()[2] == 0))
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+                || first == 0x2001 && v6.segments()[1] == 0x0db8
+                || (first == 0x0064 && v6.segments()[1] == 0xff9b))
+        }
+    }
+}
+
+/// Resolves names and refuses any answer with a non-public address.
+#[derive(Clone)]
+struct GuardedResolver {
+    allow_private: bool,
+}
+
+impl tower::Service<Name> for GuardedResolver {
+    type Response = std::vec::IntoIter<SocketAddr>;
+    type Error = std::io::Error;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = std::io::Result<Self::Response>> + Send>,
+    >;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, name: Name) -> Self::Future {
+        let allow_private = self.allow_private;
+        Box::pin(async move {
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((name.as_str(), 0)).await?.collect();
+            if !allow_private && addrs.iter().any(|a| !is_public(a.ip())) {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::PermissionDenied,
+                    "the host resolves to a private, loopback or link-local address",
+                ));
+            }
+            Ok(addrs.into_iter())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_addresses_are_not_public() {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "100.64.0.1",
+            "::1",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:10.0.0.1",
+            "::",
+        ] {
+            assert!(!is_public(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["93.184.216.34", "2606:4700::1111", "8.8.8.8"] {
+            assert!(is_public(ip.parse().unwrap()), "{ip}");
+        }
+    }
+
+    #[test]
+    fn documents_must_name_themselves_and_be_public_clients() {
+        let url = "https://app.example/client.json";
+        let doc = |client_id: &str, method: Option<&str>| ClientMetadata {
+            client_id: Some(client_id.into()),
+            redirect_uris: vec!["http://127.0.0.1/cb".into()],
+            token_endpoint_auth_method: method.map(Into::into),
+            ..Default::default()
+        };
+        assert!(client_from_document(url, doc(url, None)).is_ok());
+        assert!(client_from_document(url, doc("https://evil.example/c.json", None)).is_err());
+        assert!(client_from_document(url, doc(url, Some("client_secret_basic"))).is_err());
+    }
+}

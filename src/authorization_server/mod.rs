@@ -1,0 +1,562 @@
+//! An embedded OAuth 2.1 authorization server, so an MCP server can be self-contained.
+//!
+//! [`AuthorizationServer::router`] is an axum [`Router`] serving:
+//!
+//! | path | what |
+//! |---|---|
+//! | `/.well-known/oauth-authorization-server`, `/.well-known/openid-configuration` | RFC 8414 metadata (OpenID Connect discovery path too) |
+//! | `/register` | RFC 7591 dynamic registration |
+//! | `/authorize` | the authorization endpoint: a consent page, or the decision of an [`ApprovalPolicy`] |
+//! | `/token` | `authorization_code` (PKCE S256), `refresh_token` (rotation, reuse detection), `client_credentials` |
+//! | `/revoke` | RFC 7009 revocation |
+//! | `/introspect` | RFC 7662 introspection, for confidential clients (resource servers) |
+//! | `/jwks` | the public signing key (ES256) |
+//!
+//! Paths sit under the issuer's path, and the well-known documents are served at both the
+//! path-inserted and the appended locations.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! use tower_mcp_oauth::authorization_server::{AuthorizationServer, AuthorizationServerConfig};
+//!
+//! let config = AuthorizationServerConfig::new("http://127.0.0.1:8080")?
+//!     .resource("http://127.0.0.1:8080/mcp")
+//!     .scopes(["mcp:tools", "mcp:admin"]);
+//! let server = AuthorizationServer::new(config)?;
+//! let app = server.router(); // merge with the MCP routes and serve
+//! # let _ = app; Ok(()) }
+//! ```
+//!
+//! Access tokens are bound to one RFC 8707 resource (`aud`). As JWTs ([`TokenFormat::Jwt`], the
+//! default) they are signed with ES256 and checked statelessly by the `server` module's
+//! `JwtVerifier` from `/jwks`; a JWT stays valid until it expires, so keep lifetimes short. As
+//! opaque tokens ([`TokenFormat::Opaque`]) they are checked by introspection and revocation is
+//! immediate. The store keeps hashes of codes and tokens, never the values.
+
+mod authorize;
+mod cimd;
+mod client_auth;
+mod keys;
+mod register;
+mod revoke;
+mod store;
+mod token;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use base64::Engine;
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, PRAGMA};
+use http::{HeaderValue, StatusCode};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use url::Url;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::metadata::AuthorizationServerMetadata;
+
+pub use authorize::{
+    ApprovalPolicy, AuthorizationDecision, AutoApprove, ConsentPage, ConsentRequest,
+};
+pub use keys::SigningKey;
+pub use store::{
+    AccessRecord, AuthorizationStore, BoxFuture, ClientAuthMethod, CodeGrant, CodeRedemption,
+    MemoryAuthorizationStore, RefreshRotation, RegisteredClient, TokenFamily, TokenHash,
+};
+
+/// Largest request body any endpoint reads.
+const MAX_REQUEST_BYTES: usize = 64 * 1024;
+
+/// How access tokens are issued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TokenFormat {
+    /// Signed JWTs (ES256, RFC 9068 `at+jwt`), verifiable from the JWKS without a call back.
+    #[default]
+    Jwt,
+    /// Random strings, checked by introspection; revocation takes effect at once.
+    Opaque,
+}
+
+/// What the authorization server issues and accepts.
+#[derive(Clone)]
+pub struct AuthorizationServerConfig {
+    issuer: Url,
+    resources: Vec<String>,
+    scopes: Vec<String>,
+    default_scopes: Option<Vec<String>>,
+    access_token_ttl: Duration,
+    refresh_token_ttl: Duration,
+    code_ttl: Duration,
+    token_format: TokenFormat,
+    approval: Arc<dyn ApprovalPolicy>,
+    store: Arc<dyn AuthorizationStore>,
+    signing_key: Option<SigningKey>,
+    cimd: cimd::CimdConfig,
+}
+
+impl std::fmt::Debug for AuthorizationServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthorizationServerConfig")
+            .field("issuer", &self.issuer.as_str())
+            .field("resources", &self.resources)
+            .field("scopes", &self.scopes)
+            .field("access_token_ttl", &self.access_token_ttl)
+            .field("token_format", &self.token_format)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuthorizationServerConfig {
+    /// A server whose issuer identifier is `issuer`: https, or http on loopback; no query or
+    /// fragment. Defaults: JWT access tokens for 1 hour, refresh tokens for 30 days, codes for
+    /// 60 s, the consent page as the approval policy (user `user`), an in-memory store, a new
+    /// ES256 key.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Config`] for an issuer that is not such a URL.
+    pub fn new(issuer: &str) -> Result<Self> {
+        let issuer = Url::parse(issuer.trim_end_matches('/'))
+            .map_err(|_| Error::new(ErrorKind::Config, "the issuer is not a URL"))?;
+        if issuer.query().is_some() || issuer.fragment().is_some() {
+            return Err(Error::new(
+                ErrorKind::Config,
+                "the issuer must not have a query or fragment (RFC 8414 §2)",
+            ));
+        }
+        crate::http::ensure_secure_url(&issuer, "issuer")
+            .map_err(|e| Error::new(ErrorKind::Config, e.to_string()))?;
+        Ok(Self {
+            issuer,
+            resources: Vec::new(),
+            scopes: Vec::new(),
+            default_scopes: None,
+            access_token_ttl: Duration::from_secs(3600),
+            refresh_token_ttl: Duration::from_secs(30 * 24 * 3600),
+            code_ttl: Duration::from_secs(60),
+            token_format: TokenFormat::Jwt,
+            approval: Arc::new(ConsentPage::new("user")),
+            store: Arc::new(MemoryAuthorizationStore::new()),
+            signing_key: None,
+            cimd: cimd::CimdConfig::default(),
+        })
+    }
+
+    /// Adds a resource (RFC 8707) tokens may be issued for: the MCP server's URL. A request
+    /// without `resource` gets the first one.
+    pub fn resource(mut self, resource: impl Into<String>) -> Self {
+        self.resources.push(resource.into());
+        self
+    }
+
+    /// The scopes clients may ask for (`scopes_supported`).
+    pub fn scopes<I, T>(mut self, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        self.scopes = scopes.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The scopes granted when a client asks for none (default: none).
+    pub fn default_scopes<I, T>(mut self, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        self.default_scopes = Some(scopes.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Access token lifetime.
+    pub fn access_token_ttl(mut self, ttl: Duration) -> Self {
+        self.access_token_ttl = ttl;
+        self
+    }
+
+    /// Refresh token family lifetime, from the first authorization.
+    pub fn refresh_token_ttl(mut self, ttl: Duration) -> Self {
+        self.refresh_token_ttl = ttl;
+        self
+    }
+
+    /// Authorization code lifetime, at most 60 s (OAuth 2.1 recommends short codes).
+    pub fn code_ttl(mut self, ttl: Duration) -> Self {
+        self.code_ttl = ttl.min(Duration::from_secs(60));
+        self
+    }
+
+    /// JWT or opaque access tokens.
+    pub fn token_format(mut self, format: TokenFormat) -> Self {
+        self.token_format = format;
+        self
+    }
+
+    /// Who approves authorization requests: [`ConsentPage`] (default) or [`AutoApprove`] for
+    /// development and tests, or the application's own policy.
+    pub fn approval_policy(mut self, policy: impl ApprovalPolicy) -> Self {
+        self.approval = Arc::new(policy);
+        self
+    }
+
+    /// Where clients, codes and token families are kept (default: in memory).
+    pub fn store(mut self, store: impl AuthorizationStore) -> Self {
+        self.store = Arc::new(store);
+        self
+    }
+
+    /// The ES256 key access tokens are signed with (default: a new one per process).
+    pub fn signing_key(mut self, key: SigningKey) -> Self {
+        self.signing_key = Some(key);
+        self
+    }
+
+    /// For development only: let Client ID Metadata Document URLs resolve to loopback, private
+    /// and link-local addresses, and use http on loopback. Off by default: a CIMD URL is fetched
+    /// by the server, so without this guard a client could make it call internal services.
+    pub fn allow_private_client_metadata_hosts(mut self, allow: bool) -> Self {
+        self.cimd.allow_private = allow;
+        self
+    }
+
+    /// How long a fetched Client ID Metadata Document is reused (default 5 minutes).
+    pub fn client_metadata_cache_ttl(mut self, ttl: Duration) -> Self {
+        self.cimd.cache_ttl = ttl;
+        self
+    }
+
+    /// The time a Client ID Metadata Document fetch may take (default 5 s).
+    pub fn client_metadata_timeout(mut self, timeout: Duration) -> Self {
+        self.cimd.timeout = timeout;
+        self
+    }
+}
+
+/// The embedded authorization server: see the [module docs](self).
+#[derive(Clone)]
+pub struct AuthorizationServer {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for AuthorizationServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthorizationServer")
+            .field("issuer", &self.inner.config.issuer.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    config: AuthorizationServerConfig,
+    issuer: String,
+    key: SigningKey,
+    cimd: cimd::CimdFetcher,
+    consent: authorize::PendingConsents,
+}
+
+impl AuthorizationServer {
+    /// Builds the server.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Config`] when no resource is configured, or a key cannot be made.
+    pub fn new(config: AuthorizationServerConfig) -> Result<Self> {
+        if config.resources.is_empty() {
+            return Err(Error::new(
+                ErrorKind::Config,
+                "the authorization server needs at least one resource (the MCP server's URL)",
+            ));
+        }
+        let key = match &config.signing_key {
+            Some(key) => key.clone(),
+            None => SigningKey::generate()?,
+        };
+        let issuer = config.issuer.as_str().trim_end_matches('/').to_owned();
+        let cimd = cimd::CimdFetcher::new(config.cimd.clone());
+        Ok(Self {
+            inner: Arc::new(Inner {
+                issuer,
+                key,
+                cimd,
+                consent: authorize::PendingConsents::default(),
+                config,
+            }),
+        })
+    }
+
+    /// The issuer identifier.
+    pub fn issuer(&self) -> &str {
+        &self.inner.issuer
+    }
+
+    /// The RFC 8414 metadata this server publishes.
+    pub fn metadata(&self) -> AuthorizationServerMetadata {
+        let endpoint = |path: &str| Some(format!("{}{path}", self.inner.issuer));
+        let strings = |items: &[&str]| Some(items.iter().map(|s| (*s).to_owned()).collect());
+        AuthorizationServerMetadata {
+            issuer: self.inner.issuer.clone(),
+            authorization_endpoint: endpoint("/authorize"),
+            token_endpoint: endpoint("/token"),
+            registration_endpoint: endpoint("/register"),
+            jwks_uri: endpoint("/jwks"),
+            scopes_supported: Some(self.inner.config.scopes.clone()),
+            response_types_supported: strings(&["code"]),
+            grant_types_supported: strings(&[
+                "authorization_code",
+                "refresh_token",
+                "client_credentials",
+            ]),
+            token_endpoint_auth_methods_supported: strings(&[
+                "none",
+                "client_secret_post",
+                "client_secret_basic",
+            ]),
+            code_challenge_methods_supported: strings(&["S256"]),
+            revocation_endpoint: endpoint("/revoke"),
+            introspection_endpoint: endpoint("/introspect"),
+            authorization_response_iss_parameter_supported: true,
+            client_id_metadata_document_supported: true,
+            extra: serde_json::Map::new(),
+        }
+    }
+
+    /// The JWKS document (the public signing key).
+    pub fn jwks(&self) -> serde_json::Value {
+        self.inner.key.jwks()
+    }
+
+    /// Registers a public client ahead of time (`token_endpoint_auth_method` none) and returns
+    /// its `client_id`.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Registration`] for invalid metadata; the store's errors.
+    pub async fn register_client(
+        &self,
+        metadata: crate::metadata::ClientMetadata,
+    ) -> Result<String> {
+        let client = register::new_client(metadata, None)?;
+        let id = client.client_id.clone();
+        self.inner.config.store.save_client(client).await?;
+        Ok(id)
+    }
+
+    /// Registers a confidential client ahead of time (`client_secret_basic` unless the metadata
+    /// asks for `client_secret_post`), for example the resource server that calls
+    /// `/introspect`. Returns its `client_id` and its new secret, which is not kept.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Registration`] for invalid metadata; the store's errors.
+    pub async fn register_confidential_client(
+        &self,
+        metadata: crate::metadata::ClientMetadata,
+    ) -> Result<(String, crate::Secret)> {
+        let secret = random_token();
+        let client = register::new_client(metadata, Some(hash(&secret)))?;
+        let id = client.client_id.clone();
+        self.inner.config.store.save_client(client).await?;
+        Ok((id, crate::Secret::new(secret)))
+    }
+
+    /// The axum router serving every endpoint (see the [module docs](self)). Merge it with the
+    /// MCP routes; it has its own request size limit.
+    pub fn router(&self) -> Router {
+        let base = self.inner.config.issuer.path().trim_end_matches('/');
+        let at = |path: &str| format!("{base}{path}");
+        let mut router = Router::new();
+        for well_known in [
+            "/.well-known/oauth-authorization-server",
+            "/.well-known/openid-configuration",
+        ] {
+            router = router.route(&format!("{well_known}{base}"), get(serve_metadata));
+            if !base.is_empty() {
+                router = router.route(&at(well_known), get(serve_metadata));
+            }
+        }
+        router
+            .route(&at("/register"), post(register::handle))
+            .route(
+                &at("/authorize"),
+                get(authorize::handle_get).post(authorize::handle_post),
+            )
+            .route(&at("/token"), post(token::handle))
+            .route(&at("/revoke"), post(revoke::handle_revoke))
+            .route(&at("/introspect"), post(revoke::handle_introspect))
+            .route(&at("/jwks"), get(serve_jwks))
+            .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
+            .with_state(self.clone())
+    }
+}
+
+async fn serve_metadata(State(server): State<AuthorizationServer>) -> Response {
+    json_response(StatusCode::OK, &server.metadata())
+}
+
+async fn serve_jwks(State(server): State<AuthorizationServer>) -> Response {
+    json_response(StatusCode::OK, &server.jwks())
+}
+
+/// An OAuth error answer (RFC 6749 §5.2): JSON, never cached.
+#[derive(Debug)]
+pub(crate) struct OAuthError {
+    status: StatusCode,
+    code: &'static str,
+    description: String,
+}
+
+impl OAuthError {
+    pub(crate) fn new(code: &'static str, description: impl Into<String>) -> Self {
+        let status = match code {
+            "invalid_client" => StatusCode::UNAUTHORIZED,
+            "server_error" => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        Self {
+            status,
+            code,
+            description: description.into(),
+        }
+    }
+
+    pub(crate) fn invalid_request(description: impl Into<String>) -> Self {
+        Self::new("invalid_request", description)
+    }
+
+    pub(crate) fn invalid_grant(description: impl Into<String>) -> Self {
+        Self::new("invalid_grant", description)
+    }
+
+    pub(crate) fn invalid_client(description: impl Into<String>) -> Self {
+        Self::new("invalid_client", description)
+    }
+
+    /// A storage failure: logged, and answered without its details.
+    pub(crate) fn server(error: &Error) -> Self {
+        tracing::error!(%error, "authorization server storage failed");
+        Self::new("server_error", "the server could not complete the request")
+    }
+}
+
+impl From<Error> for OAuthError {
+    fn from(error: Error) -> Self {
+        Self::server(&error)
+    }
+}
+
+impl IntoResponse for OAuthError {
+    fn into_response(self) -> Response {
+        let body = crate::metadata::OAuthErrorResponse {
+            error: self.code.to_owned(),
+            error_description: Some(self.description),
+            error_uri: None,
+        };
+        let mut response = json_response(self.status, &body);
+        if self.status == StatusCode::UNAUTHORIZED {
+            // RFC 6749 §5.2: a 401 names the scheme the client should authenticate with.
+            response.headers_mut().insert(
+                http::header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"oauth\""),
+            );
+        }
+        response
+    }
+}
+
+/// A JSON response that no cache keeps (RFC 6749 §5.1).
+pub(crate) fn json_response<T: serde::Serialize>(status: StatusCode, body: &T) -> Response {
+    let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
+    let mut response = Response::new(Body::from(bytes));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(PRAGMA, HeaderValue::from_static("no-cache"));
+    response
+}
+
+/// Form or query parameters, each at most once (RFC 6749 §3.1: repeated parameters are an
+/// error).
+#[derive(Debug, Default)]
+pub(crate) struct Params(Vec<(String, String)>);
+
+impl Params {
+    pub(crate) fn parse(input: &[u8]) -> std::result::Result<Self, OAuthError> {
+        let mut params: Vec<(String, String)> = Vec::new();
+        for (name, value) in url::form_urlencoded::parse(input) {
+            if params.iter().any(|(n, _)| *n == name) {
+                return Err(OAuthError::invalid_request(format!(
+                    "the parameter {name} is repeated"
+                )));
+            }
+            params.push((name.into_owned(), value.into_owned()));
+        }
+        Ok(Self(params))
+    }
+
+    /// The value of `name`; an empty value counts as absent (RFC 6749 §3.1).
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(n, v)| n == name && !v.is_empty())
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub(crate) fn require(&self, name: &str) -> std::result::Result<&str, OAuthError> {
+        self.get(name)
+            .ok_or_else(|| OAuthError::invalid_request(format!("the parameter {name} is missing")))
+    }
+}
+
+/// Reads a form body, checking its media type.
+pub(crate) fn form_params(
+    headers: &http::HeaderMap,
+    body: &[u8],
+) -> std::result::Result<Params, OAuthError> {
+    let form = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| {
+            v.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
+    if !form {
+        return Err(OAuthError::invalid_request(
+            "the body must be application/x-www-form-urlencoded",
+        ));
+    }
+    Params::parse(body)
+}
+
+/// A random, URL-safe credential of 256 bits.
+pub(crate) fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// The SHA-256 of a credential: what the store keeps instead of the credential.
+pub(crate) fn hash(value: &str) -> TokenHash {
+    TokenHash(Sha256::digest(value.as_bytes()).into())
+}
+
+pub(crate) fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Space-separated scopes, deduplicated, in order.
+pub(crate) fn split_scopes(scope: Option<&str>) -> Vec<String> {
+    let mut scopes: Vec<String> = Vec::new();
+    for scope in scope.unwrap_or("").split(' ').filter(|s| !s.is_empty()) {
+        if !scopes.iter().any(|s| s == scope) {
+            scopes.push(scope.to_owned());
+        }
+    }
+    scopes
+}

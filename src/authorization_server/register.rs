@@ -1,0 +1,225 @@
+//! RFC 7591 dynamic client registration.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, StatusCode};
+use url::Url;
+
+use super::store::{ClientAuthMethod, RegisteredClient};
+use super::{hash, json_response, now_secs, random_token, AuthorizationServer, OAuthError};
+use crate::error::{Error, ErrorKind, Result};
+use crate::metadata::ClientMetadata;
+
+const GRANT_TYPES: [&str; 3] = ["authorization_code", "refresh_token", "client_credentials"];
+
+pub(super) async fn handle(
+    State(server): State<AuthorizationServer>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let json = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if !json {
+        return registration_error(
+            "invalid_client_metadata",
+            "the body must be application/json",
+        );
+    }
+    let Ok(mut metadata) = serde_json::from_slice::<ClientMetadata>(&body) else {
+        return registration_error("invalid_client_metadata", "the body is not client metadata");
+    };
+    // A registered client never carries a metadata-document id.
+    metadata.client_id = None;
+    let confidential = metadata
+        .token_endpoint_auth_method
+        .as_deref()
+        .unwrap_or("client_secret_basic")
+        != "none";
+    let secret = confidential.then(random_token);
+    let client = match new_client(metadata, secret.as_deref().map(hash)) {
+        Ok(client) => client,
+        Err(error) => {
+            let code = if error.message().contains("redirect") {
+                "invalid_redirect_uri"
+            } else {
+                "invalid_client_metadata"
+            };
+            return registration_error(code, error.message());
+        }
+    };
+    if let Err(error) = server.inner.config.store.save_client(client.clone()).await {
+        return OAuthError::server(&error).into_response();
+    }
+    tracing::info!(client_id = %client.client_id, method = client.auth_method.as_str(), "client registered");
+    let mut body = serde_json::to_value(&client.metadata).unwrap_or_default();
+    if let Some(map) = body.as_object_mut() {
+        map.insert("client_id".into(), client.client_id.clone().into());
+        map.insert("client_id_issued_at".into(), client.issued_at.into());
+        if let Some(secret) = secret {
+            map.insert("client_secret".into(), secret.into());
+            map.insert("client_secret_expires_at".into(), 0.into());
+        }
+    }
+    json_response(StatusCode::CREATED, &body)
+}
+
+fn registration_error(code: &'static str, description: &str) -> Response {
+    OAuthError::new(code, description).into_response()
+}
+
+/// Validates metadata and fills in RFC 7591's defaults.
+pub(super) fn new_client(
+    mut metadata: ClientMetadata,
+    secret_hash: Option<super::TokenHash>,
+) -> Result<RegisteredClient> {
+    let invalid = |message: &str| Error::new(ErrorKind::Registration, message.to_owned());
+    let auth_method = match (metadata.token_endpoint_auth_method.as_deref(), &secret_hash) {
+        (None, None) | (Some("none"), None) => ClientAuthMethod::None,
+        (None, Some(_)) | (Some("client_secret_basic"), Some(_)) => {
+            ClientAuthMethod::ClientSecretBasic
+        }
+        (Some("client_secret_post"), Some(_)) => ClientAuthMethod::ClientSecretPost,
+        (Some("none"), Some(_)) => return Err(invalid("a public client has no secret")),
+        (Some("client_secret_basic" | "client_secret_post"), None) => {
+            return Err(invalid("a confidential client needs a secret"))
+        }
+        (Some(_), _) => return Err(invalid(
+            "token_endpoint_auth_method must be none, client_secret_post or client_secret_basic",
+        )),
+    };
+    metadata.token_endpoint_auth_method = Some(auth_method.as_str().to_owned());
+    if metadata.grant_types.is_empty() {
+        metadata.grant_types = vec!["authorization_code".into()];
+    }
+    if let Some(unknown) = metadata
+        .grant_types
+        .iter()
+        .find(|g| !GRANT_TYPES.contains(&g.as_str()))
+    {
+        return Err(invalid(&format!(
+            "the grant type {unknown} is not supported"
+        )));
+    }
+    let uses_code = metadata
+        .grant_types
+        .iter()
+        .any(|g| g == "authorization_code");
+    if metadata
+        .grant_types
+        .iter()
+        .any(|g| g == "client_credentials")
+        && auth_method == ClientAuthMethod::None
+    {
+        return Err(invalid("client_credentials needs a confidential client"));
+    }
+    if metadata.response_types.is_empty() && uses_code {
+        metadata.response_types = vec!["code".into()];
+    }
+    if metadata.response_types.iter().any(|r| r != "code") {
+        return Err(invalid("only the response type code is supported"));
+    }
+    if uses_code && metadata.redirect_uris.is_empty() {
+        return Err(invalid(
+            "redirect_uris are required for the authorization code grant",
+        ));
+    }
+    for uri in &metadata.redirect_uris {
+        check_redirect_uri(uri).map_err(|e| invalid(e.message()))?;
+    }
+    Ok(RegisteredClient {
+        client_id: random_token(),
+        secret_hash,
+        auth_method,
+        metadata,
+        issued_at: now_secs(),
+    })
+}
+
+/// A redirect URI must be absolute, without a fragment, and https or http on loopback.
+pub(super) fn check_redirect_uri(uri: &str) -> Result<Url> {
+    let invalid = |message: &str| Error::new(ErrorKind::Registration, message.to_owned());
+    let url = Url::parse(uri).map_err(|_| invalid("a redirect URI is not an absolute URL"))?;
+    if url.fragment().is_some() {
+        return Err(invalid("a redirect URI must not have a fragment"));
+    }
+    match url.scheme() {
+        "https" => Ok(url),
+        "http" if is_loopback_redirect(&url) => Ok(url),
+        _ => Err(invalid("a redirect URI must be https, or http on loopback")),
+    }
+}
+
+pub(super) fn is_loopback_redirect(url: &Url) -> bool {
+    url.scheme() == "http"
+        && match url.host() {
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+            None => false,
+        }
+}
+
+/// Whether `requested` matches the registered `registered`: exactly, or for loopback redirect
+/// URIs with any port (RFC 8252 §7.3).
+pub(super) fn redirect_matches(registered: &str, requested: &str) -> bool {
+    if registered == requested {
+        return true;
+    }
+    let (Ok(registered), Ok(requested)) = (Url::parse(registered), Url::parse(requested)) else {
+        return false;
+    };
+    is_loopback_redirect(&registered)
+        && is_loopback_redirect(&requested)
+        && registered.host() == requested.host()
+        && registered.path() == requested.path()
+        && registered.query() == requested.query()
+        && requested.fragment().is_none()
+        && requested.username().is_empty()
+        && requested.password().is_none()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_redirects_match_on_any_port_only() {
+        assert!(redirect_matches(
+            "http://127.0.0.1/cb",
+            "http://127.0.0.1:5555/cb"
+        ));
+        assert!(redirect_matches(
+            "http://127.0.0.1:80/cb",
+            "http://127.0.0.1:5555/cb"
+        ));
+        assert!(!redirect_matches(
+            "http://127.0.0.1/cb",
+            "http://127.0.0.1:5555/other"
+        ));
+        assert!(!redirect_matches(
+            "http://127.0.0.1/cb",
+            "http://localhost:5555/cb"
+        ));
+        assert!(!redirect_matches(
+            "https://app.example/cb",
+            "https://app.example:8443/cb"
+        ));
+        assert!(!redirect_matches(
+            "https://app.example/cb",
+            "https://app.example/cb?x=1"
+        ));
+    }
+
+    #[test]
+    fn redirect_uris_must_be_https_or_loopback() {
+        assert!(check_redirect_uri("https://app.example/cb").is_ok());
+        assert!(check_redirect_uri("http://[::1]:9/cb").is_ok());
+        assert!(check_redirect_uri("http://app.example/cb").is_err());
+        assert!(check_redirect_uri("https://app.example/cb#x").is_err());
+        assert!(check_redirect_uri("/cb").is_err());
+    }
+}

@@ -1,0 +1,352 @@
+//! The token endpoint: `authorization_code` with PKCE, `refresh_token` with rotation and reuse
+//! detection, and `client_credentials`. Errors follow RFC 6749 §5.2.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use http::{HeaderMap, StatusCode};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::authorize::{check_scopes, resolve_resource};
+use super::client_auth::authenticate;
+use super::store::{
+    AccessRecord, ClientAuthMethod, CodeRedemption, RefreshRotation, RegisteredClient, TokenFamily,
+};
+use super::{
+    form_params, hash, json_response, now_secs, random_token, split_scopes, AuthorizationServer,
+    OAuthError, Params, TokenFormat,
+};
+
+#[derive(Serialize)]
+struct TokenResponse {
+    access_token: String,
+    token_type: &'static str,
+    expires_in: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<String>,
+    scope: String,
+}
+
+#[derive(Serialize)]
+struct AccessClaims<'a> {
+    iss: &'a str,
+    sub: &'a str,
+    aud: &'a str,
+    client_id: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    scope: &'a str,
+    iat: u64,
+    exp: u64,
+    jti: String,
+}
+
+/// What an access token is issued for.
+struct Issue<'a> {
+    client_id: &'a str,
+    subject: &'a str,
+    scopes: &'a [String],
+    resource: &'a str,
+    family_id: Option<&'a str>,
+}
+
+pub(super) async fn handle(
+    State(server): State<AuthorizationServer>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match token(&server, &headers, &body).await {
+        Ok(response) => json_response(StatusCode::OK, &response),
+        Err(error) => {
+            tracing::info!(code = error.code, description = %error.description, "token request refused");
+            error.into_response()
+        }
+    }
+}
+
+async fn token(
+    server: &AuthorizationServer,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<TokenResponse, OAuthError> {
+    let params = form_params(headers, body)?;
+    let grant_type = params.require("grant_type")?.to_owned();
+    let client = authenticate(server, headers, &params).await?;
+    match grant_type.as_str() {
+        "authorization_code" => authorization_code(server, &client, &params).await,
+        "refresh_token" => refresh(server, &client, &params).await,
+        "client_credentials" => client_credentials(server, &client, &params).await,
+        _ => Err(OAuthError::new(
+            "unsupported_grant_type",
+            "the grant type is not supported",
+        )),
+    }
+}
+
+fn require_grant(client: &RegisteredClient, grant_type: &str) -> Result<(), OAuthError> {
+    if client.allows_grant(grant_type) {
+        Ok(())
+    } else {
+        Err(OAuthError::new(
+            "unauthorized_client",
+            format!("the client did not register the {grant_type} grant"),
+        ))
+    }
+}
+
+async fn authorization_code(
+    server: &AuthorizationServer,
+    client: &RegisteredClient,
+    params: &Params,
+) -> Result<TokenResponse, OAuthError> {
+    require_grant(client, "authorization_code")?;
+    let code = params.require("code")?;
+    let verifier = params.require("code_verifier")?;
+    let store = &server.inner.config.store;
+    let grant = match store.redeem_code(hash(code)).await? {
+        CodeRedemption::Redeemed(grant) => grant,
+        CodeRedemption::Reused { family_id } => {
+            // RFC 6749 §4.1.2: a code used twice revokes what the first use issued.
+            tracing::warn!("an authorization code was used twice; revoking its tokens");
+            store.revoke_family(&family_id).await?;
+            return Err(OAuthError::invalid_grant("the code was already used"));
+        }
+        CodeRedemption::Unknown => {
+            return Err(OAuthError::invalid_grant("the code is invalid"));
+        }
+    };
+    // The code is spent from here on, whatever the outcome: a wrong verifier cannot be retried.
+    if grant.client_id != client.client_id {
+        return Err(OAuthError::invalid_grant(
+            "the code was issued to another client",
+        ));
+    }
+    if grant.expires_at <= now_secs() {
+        return Err(OAuthError::invalid_grant("the code has expired"));
+    }
+    if params
+        .get("redirect_uri")
+        .is_some_and(|uri| uri != grant.redirect_uri)
+    {
+        return Err(OAuthError::invalid_grant(
+            "redirect_uri differs from the authorization request",
+        ));
+    }
+    if !pkce_matches(verifier, &grant.code_challenge) {
+        return Err(OAuthError::invalid_grant(
+            "the code_verifier does not match",
+        ));
+    }
+    if let Some(resource) = params.get("resource") {
+        let resolved = resolve_resource(server, Some(resource))
+            .map_err(|d| OAuthError::new("invalid_target", d))?;
+        if resolved != grant.resource {
+            return Err(OAuthError::new(
+                "invalid_target",
+                "resource differs from the authorization request",
+            ));
+        }
+    }
+    let refresh_token = if client.allows_grant("refresh_token") {
+        let refresh_token = random_token();
+        let family = TokenFamily {
+            id: grant.family_id.clone(),
+            client_id: client.client_id.clone(),
+            subject: grant.subject.clone(),
+            scopes: grant.scopes.clone(),
+            resource: grant.resource.clone(),
+            expires_at: now_secs() + server.inner.config.refresh_token_ttl.as_secs(),
+            revoked: false,
+        };
+        store.save_family(family, hash(&refresh_token)).await?;
+        Some(refresh_token)
+    } else {
+        None
+    };
+    let issue = Issue {
+        client_id: &client.client_id,
+        subject: &grant.subject,
+        scopes: &grant.scopes,
+        resource: &grant.resource,
+        family_id: Some(&grant.family_id),
+    };
+    let mut response = issue_access(server, &issue).await?;
+    response.refresh_token = refresh_token;
+    tracing::info!(client_id = %client.client_id, "tokens issued for an authorization code");
+    Ok(response)
+}
+
+async fn refresh(
+    server: &AuthorizationServer,
+    client: &RegisteredClient,
+    params: &Params,
+) -> Result<TokenResponse, OAuthError> {
+    require_grant(client, "refresh_token")?;
+    let presented = hash(params.require("refresh_token")?);
+    let store = &server.inner.config.store;
+    // Another client's token is refused before it can be rotated (or its family revoked).
+    let owner = store.family_of_refresh(presented).await?;
+    if owner.is_none_or(|(family, _)| family.client_id != client.client_id) {
+        return Err(OAuthError::invalid_grant("the refresh token is invalid"));
+    }
+    let next = random_token();
+    let family = match store
+        .rotate_refresh(presented, hash(&next), now_secs())
+        .await?
+    {
+        RefreshRotation::Rotated(family) => family,
+        RefreshRotation::Reused(family) => {
+            tracing::warn!(client_id = %family.client_id, "a spent refresh token was presented; its grant is revoked");
+            return Err(OAuthError::invalid_grant(
+                "the refresh token was already used; the grant is revoked",
+            ));
+        }
+        RefreshRotation::Invalid => {
+            return Err(OAuthError::invalid_grant(
+                "the refresh token is invalid, expired or revoked",
+            ));
+        }
+    };
+    let requested = split_scopes(params.get("scope"));
+    let scopes = if requested.is_empty() {
+        family.scopes.clone()
+    } else if let Some(extra) = requested.iter().find(|s| !family.scopes.contains(s)) {
+        return Err(OAuthError::new(
+            "invalid_scope",
+            format!("the scope {extra} was not granted"),
+        ));
+    } else {
+        requested
+    };
+    if let Some(resource) = params.get("resource") {
+        let resolved = resolve_resource(server, Some(resource))
+            .map_err(|d| OAuthError::new("invalid_target", d))?;
+        if resolved != family.resource {
+            return Err(OAuthError::new(
+                "invalid_target",
+                "resource differs from the grant's",
+            ));
+        }
+    }
+    let issue = Issue {
+        client_id: &client.client_id,
+        subject: &family.subject,
+        scopes: &scopes,
+        resource: &family.resource,
+        family_id: Some(&family.id),
+    };
+    let mut response = issue_access(server, &issue).await?;
+    response.refresh_token = Some(next);
+    tracing::info!(client_id = %client.client_id, "tokens refreshed");
+    Ok(response)
+}
+
+async fn client_credentials(
+    server: &AuthorizationServer,
+    client: &RegisteredClient,
+    params: &Params,
+) -> Result<TokenResponse, OAuthError> {
+    if client.auth_method == ClientAuthMethod::None {
+        return Err(OAuthError::new(
+            "unauthorized_client",
+            "client_credentials needs a confidential client",
+        ));
+    }
+    require_grant(client, "client_credentials")?;
+    let requested = split_scopes(params.get("scope"));
+    let scopes = if requested.is_empty() {
+        server
+            .inner
+            .config
+            .default_scopes
+            .clone()
+            .unwrap_or_default()
+    } else {
+        requested
+    };
+    check_scopes(server, client, &scopes).map_err(|d| OAuthError::new("invalid_scope", d))?;
+    let resource = resolve_resource(server, params.get("resource"))
+        .map_err(|d| OAuthError::new("invalid_target", d))?;
+    let issue = Issue {
+        client_id: &client.client_id,
+        subject: &client.client_id,
+        scopes: &scopes,
+        resource: &resource,
+        family_id: None,
+    };
+    issue_access(server, &issue).await
+}
+
+async fn issue_access(
+    server: &AuthorizationServer,
+    issue: &Issue<'_>,
+) -> Result<TokenResponse, OAuthError> {
+    let config = &server.inner.config;
+    let now = now_secs();
+    let ttl = config.access_token_ttl.as_secs().max(1);
+    let scope = issue.scopes.join(" ");
+    let access_token = match config.token_format {
+        TokenFormat::Jwt => server.inner.key.sign(&AccessClaims {
+            iss: server.issuer(),
+            sub: issue.subject,
+            aud: issue.resource,
+            client_id: issue.client_id,
+            scope: &scope,
+            iat: now,
+            exp: now + ttl,
+            jti: random_token(),
+        })?,
+        TokenFormat::Opaque => random_token(),
+    };
+    // Kept for introspection and revocation, in either format.
+    let record = AccessRecord {
+        client_id: issue.client_id.to_owned(),
+        subject: issue.subject.to_owned(),
+        scopes: issue.scopes.to_vec(),
+        resource: issue.resource.to_owned(),
+        issued_at: now,
+        expires_at: now + ttl,
+        family_id: issue.family_id.map(str::to_owned),
+    };
+    config
+        .store
+        .save_access(hash(&access_token), record)
+        .await?;
+    Ok(TokenResponse {
+        access_token,
+        token_type: "Bearer",
+        expires_in: ttl,
+        refresh_token: None,
+        scope,
+    })
+}
+
+/// RFC 7636 §4.6: `BASE64URL(SHA256(verifier)) == challenge`, with a well-formed verifier.
+fn pkce_matches(verifier: &str, challenge: &str) -> bool {
+    let well_formed = (43..=128).contains(&verifier.len())
+        && verifier
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'));
+    let computed =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(verifier));
+    well_formed && bool::from(computed.as_bytes().ct_eq(challenge.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pkce_s256_matches_rfc_7636_appendix_b() {
+        let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+        let challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+        assert!(pkce_matches(verifier, challenge));
+        assert!(!pkce_matches(
+            "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXj",
+            challenge
+        ));
+        assert!(!pkce_matches("short", challenge));
+    }
+}
