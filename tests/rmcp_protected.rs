@@ -92,7 +92,7 @@ async fn an_rmcp_client_lists_and_calls_tools_and_whoami_sees_auth_info() {
     let tools = client.list_tools(Default::default()).await.unwrap();
     let mut names: Vec<_> = tools.tools.iter().map(|t| t.name.to_string()).collect();
     names.sort();
-    assert_eq!(names, vec!["echo", "whoami"]);
+    assert_eq!(names, vec!["add", "echo", "whoami"]);
 
     let mut args = serde_json::Map::new();
     args.insert("text".into(), Value::from("hello over rmcp"));

@@ -206,7 +206,7 @@ async fn rmcp_client_over_our_transport_and_oauth_layer() {
     let client = ClientConfig::default().serve(transport).await.unwrap();
 
     let tools = client.list_tools(Default::default()).await.unwrap();
-    assert_eq!(tools.tools.len(), 2);
+    assert_eq!(tools.tools.len(), 3);
     let echoed = client
         .call_tool(CallToolRequestParams::new("echo").with_arguments(echo_args("hi")))
         .await
@@ -275,7 +275,7 @@ async fn an_expired_session_surfaces_and_a_new_one_works() {
             .unwrap()
             .tools
             .len(),
-        2
+        3
     );
 }
 
@@ -429,6 +429,6 @@ async fn an_answer_cut_mid_stream_is_resumed_or_reported_never_hung() {
             .unwrap()
             .tools
             .len(),
-        2
+        3
     );
 }

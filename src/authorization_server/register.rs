@@ -40,16 +40,9 @@ pub(super) async fn handle(
         .unwrap_or("client_secret_basic")
         != "none";
     let secret = confidential.then(random_token);
-    let client = match new_client(metadata, secret.as_deref().map(hash)) {
+    let client = match validate(metadata, secret.as_deref().map(hash)) {
         Ok(client) => client,
-        Err(error) => {
-            let code = if error.message().contains("redirect") {
-                "invalid_redirect_uri"
-            } else {
-                "invalid_client_metadata"
-            };
-            return registration_error(code, error.message());
-        }
+        Err(invalid) => return registration_error(invalid.code, &invalid.message),
     };
     if let Err(error) = server.inner.config.store.save_client(client.clone()).await {
         return OAuthError::server(&error).into_response();
@@ -71,12 +64,28 @@ fn registration_error(code: &'static str, description: &str) -> Response {
     OAuthError::new(code, description).into_response()
 }
 
+/// Metadata refused, with its RFC 7591 §3.2.2 error code.
+pub(super) struct InvalidMetadata {
+    code: &'static str,
+    message: String,
+}
+
 /// Validates metadata and fills in RFC 7591's defaults.
 pub(super) fn new_client(
-    mut metadata: ClientMetadata,
+    metadata: ClientMetadata,
     secret_hash: Option<super::TokenHash>,
 ) -> Result<RegisteredClient> {
-    let invalid = |message: &str| Error::new(ErrorKind::Registration, message.to_owned());
+    validate(metadata, secret_hash).map_err(|e| Error::new(ErrorKind::Registration, e.message))
+}
+
+fn validate(
+    mut metadata: ClientMetadata,
+    secret_hash: Option<super::TokenHash>,
+) -> std::result::Result<RegisteredClient, InvalidMetadata> {
+    let invalid = |message: &str| InvalidMetadata {
+        code: "invalid_client_metadata",
+        message: message.to_owned(),
+    };
     let auth_method = match (metadata.token_endpoint_auth_method.as_deref(), &secret_hash) {
         (None, None) | (Some("none"), None) => ClientAuthMethod::None,
         (None, Some(_)) | (Some("client_secret_basic"), Some(_)) => {
@@ -128,7 +137,10 @@ pub(super) fn new_client(
         ));
     }
     for uri in &metadata.redirect_uris {
-        check_redirect_uri(uri).map_err(|e| invalid(e.message()))?;
+        check_redirect_uri(uri).map_err(|e| InvalidMetadata {
+            code: "invalid_redirect_uri",
+            message: e.message().to_owned(),
+        })?;
     }
     Ok(RegisteredClient {
         client_id: random_token(),

@@ -1,0 +1,1012 @@
+//! The embedded authorization server over real HTTP on 127.0.0.1: every endpoint's happy path
+//! and error cases, PKCE, code and refresh-token reuse, client authentication, CIMD with its
+//! SSRF guard, the consent form's CSRF protection, and tokens checked by the crate's verifiers.
+#![cfg(all(feature = "authorization-server", feature = "jwt"))]
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use bytes::Bytes;
+use http::{HeaderMap, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use tower_mcp_oauth::authorization_server::{
+    AuthorizationServer, AuthorizationServerConfig, AutoApprove, ConsentPage, TokenFormat,
+};
+use tower_mcp_oauth::metadata::ClientMetadata;
+use tower_mcp_oauth::server::{IntrospectionVerifier, JwtVerifier, TokenVerifier};
+use url::Url;
+
+const REDIRECT: &str = "http://127.0.0.1:9/callback";
+
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+
+    fn error(&self) -> String {
+        self.json()["error"].as_str().unwrap_or_default().to_owned()
+    }
+
+    fn location(&self) -> Option<Url> {
+        self.headers
+            .get("location")
+            .map(|l| Url::parse(l.to_str().unwrap()).unwrap())
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+fn query(url: &Url, name: &str) -> Option<String> {
+    url.query_pairs()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+async fn send(request: Request<Full<Bytes>>) -> Answer {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let response = client.request(request).await.unwrap();
+    let (parts, body) = response.into_parts();
+    Answer {
+        status: parts.status,
+        headers: parts.headers,
+        body: body.collect().await.unwrap().to_bytes(),
+    }
+}
+
+async fn get(url: &str) -> Answer {
+    send(Request::get(url).body(Full::default()).unwrap()).await
+}
+
+struct Server {
+    base: String,
+    resource: String,
+    server: AuthorizationServer,
+}
+
+impl Server {
+    async fn start(
+        configure: impl FnOnce(AuthorizationServerConfig) -> AuthorizationServerConfig,
+    ) -> Self {
+        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let resource = format!("{base}/mcp");
+        let config = AuthorizationServerConfig::new(&base)
+            .unwrap()
+            .resource(&resource)
+            .scopes(["mcp:tools", "mcp:admin"])
+            .approval_policy(AutoApprove::new("alice"));
+        let server = AuthorizationServer::new(configure(config)).unwrap();
+        let app = server.router();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self {
+            base,
+            resource,
+            server,
+        }
+    }
+
+    async fn post_form(
+        &self,
+        path: &str,
+        pairs: &[(&str, &str)],
+        basic: Option<(&str, &str)>,
+    ) -> Answer {
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(pairs)
+            .finish();
+        let mut request = Request::post(format!("{}{path}", self.base))
+            .header("content-type", "application/x-www-form-urlencoded");
+        if let Some((id, secret)) = basic {
+            let encoded =
+                base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"));
+            request = request.header("authorization", format!("Basic {encoded}"));
+        }
+        send(request.body(Full::from(body)).unwrap()).await
+    }
+
+    async fn register(&self, metadata: Value) -> Answer {
+        send(
+            Request::post(format!("{}/register", self.base))
+                .header("content-type", "application/json")
+                .body(Full::from(metadata.to_string()))
+                .unwrap(),
+        )
+        .await
+    }
+
+    async fn public_client(&self) -> String {
+        let answer = self
+            .register(json!({
+                "redirect_uris": [REDIRECT],
+                "token_endpoint_auth_method": "none",
+                "grant_types": ["authorization_code", "refresh_token"],
+                "client_name": "test client",
+            }))
+            .await;
+        assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text());
+        answer.json()["client_id"].as_str().unwrap().to_owned()
+    }
+
+    async fn confidential_client(&self, method: &str) -> (String, String) {
+        let answer = self
+            .register(json!({
+                "redirect_uris": [REDIRECT],
+                "token_endpoint_auth_method": method,
+                "grant_types": ["authorization_code", "refresh_token", "client_credentials"],
+            }))
+            .await;
+        assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text());
+        let json = answer.json();
+        (
+            json["client_id"].as_str().unwrap().to_owned(),
+            json["client_secret"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    fn authorize_url(&self, client_id: &str, challenge: &str, extra: &[(&str, &str)]) -> String {
+        let mut url = Url::parse(&format!("{}/authorize", self.base)).unwrap();
+        url.query_pairs_mut()
+            .append_pair("response_type", "code")
+            .append_pair("client_id", client_id)
+            .append_pair("redirect_uri", REDIRECT)
+            .append_pair("state", "st4te")
+            .append_pair("code_challenge", challenge)
+            .append_pair("code_challenge_method", "S256")
+            .append_pair("resource", &self.resource);
+        for (name, value) in extra {
+            url.query_pairs_mut().append_pair(name, value);
+        }
+        url.to_string()
+    }
+
+    /// Authorizes `client_id` and returns the code and its verifier.
+    async fn code(&self, client_id: &str, scope: &str) -> (String, String) {
+        let (verifier, challenge) = pkce();
+        let answer = get(&self.authorize_url(client_id, &challenge, &[("scope", scope)])).await;
+        assert_eq!(answer.status, StatusCode::FOUND, "{}", answer.text());
+        let location = answer.location().unwrap();
+        assert_eq!(query(&location, "state").as_deref(), Some("st4te"));
+        assert_eq!(query(&location, "iss").as_deref(), Some(self.base.as_str()));
+        (query(&location, "code").expect("a code"), verifier)
+    }
+
+    async fn exchange(&self, client_id: &str, code: &str, verifier: &str) -> Answer {
+        self.post_form(
+            "/token",
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("code_verifier", verifier),
+                ("redirect_uri", REDIRECT),
+                ("client_id", client_id),
+                ("resource", &self.resource),
+            ],
+            None,
+        )
+        .await
+    }
+
+    async fn tokens(&self, client_id: &str) -> Value {
+        let (code, verifier) = self.code(client_id, "mcp:tools").await;
+        let answer = self.exchange(client_id, &code, &verifier).await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+        assert_eq!(answer.headers["cache-control"], "no-store");
+        answer.json()
+    }
+
+    async fn refresh(&self, client_id: &str, refresh_token: &str) -> Answer {
+        self.post_form(
+            "/token",
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", refresh_token),
+                ("client_id", client_id),
+            ],
+            None,
+        )
+        .await
+    }
+
+    async fn introspector(&self) -> IntrospectionVerifier {
+        let (id, secret) = self
+            .server
+            .register_confidential_client(ClientMetadata {
+                grant_types: vec!["client_credentials".into()],
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        IntrospectionVerifier::new(
+            &format!("{}/introspect", self.base),
+            id,
+            secret,
+            &self.resource,
+        )
+        .unwrap()
+    }
+}
+
+fn pkce() -> (String, String) {
+    let verifier = format!("{}{}", "v".repeat(20), rand_suffix());
+    let challenge =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(&verifier));
+    (verifier, challenge)
+}
+
+fn rand_suffix() -> String {
+    use std::sync::atomic::AtomicU64;
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{:032}",
+        N.fetch_add(1, Ordering::Relaxed) + std::process::id() as u64 * 1_000_000
+    )
+}
+
+#[tokio::test]
+async fn metadata_is_served_at_both_discovery_paths() {
+    let s = Server::start(|c| c).await;
+    for path in [
+        "/.well-known/oauth-authorization-server",
+        "/.well-known/openid-configuration",
+    ] {
+        let answer = get(&format!("{}{path}", s.base)).await;
+        assert_eq!(answer.status, StatusCode::OK);
+        let metadata = answer.json();
+        assert_eq!(metadata["issuer"], s.base.as_str());
+        assert_eq!(
+            metadata["code_challenge_methods_supported"],
+            json!(["S256"])
+        );
+        assert_eq!(
+            metadata["authorization_response_iss_parameter_supported"],
+            true
+        );
+        assert_eq!(metadata["client_id_metadata_document_supported"], true);
+        assert_eq!(metadata["token_endpoint"], format!("{}/token", s.base));
+    }
+    let jwks = get(&format!("{}/jwks", s.base)).await.json();
+    assert_eq!(jwks["keys"][0]["kty"], "EC");
+    assert_eq!(jwks["keys"][0]["alg"], "ES256");
+    assert!(jwks["keys"][0].get("d").is_none(), "no private part");
+}
+
+#[tokio::test]
+async fn an_issuer_with_a_path_serves_under_it() {
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    let issuer = format!("{origin}/tenant");
+    let server = AuthorizationServer::new(
+        AuthorizationServerConfig::new(&issuer)
+            .unwrap()
+            .resource(format!("{origin}/mcp")),
+    )
+    .unwrap();
+    let app = server.router();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    for path in [
+        "/.well-known/oauth-authorization-server/tenant",
+        "/.well-known/openid-configuration/tenant",
+        "/tenant/.well-known/openid-configuration",
+    ] {
+        let answer = get(&format!("{origin}{path}")).await;
+        assert_eq!(answer.status, StatusCode::OK, "{path}");
+        assert_eq!(answer.json()["issuer"], issuer.as_str());
+        assert_eq!(answer.json()["token_endpoint"], format!("{issuer}/token"));
+    }
+}
+
+#[tokio::test]
+async fn registration_checks_redirect_uris_and_methods() {
+    let s = Server::start(|c| c).await;
+    let answer = s.register(json!({"redirect_uris": ["http://app.example/cb"], "token_endpoint_auth_method": "none"})).await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    assert_eq!(answer.error(), "invalid_redirect_uri");
+    let answer = s
+        .register(
+            json!({"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "private_key_jwt"}),
+        )
+        .await;
+    assert_eq!(answer.error(), "invalid_client_metadata");
+    let answer = s
+        .register(json!({"token_endpoint_auth_method": "none"}))
+        .await;
+    assert_eq!(answer.error(), "invalid_client_metadata", "no redirect URI");
+    let answer = send(
+        Request::post(format!("{}/register", s.base))
+            .header("content-type", "text/plain")
+            .body(Full::from("{}"))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    // Default method: client_secret_basic, with a secret.
+    let answer = s
+        .register(json!({"redirect_uris": ["https://app.example/cb"]}))
+        .await;
+    assert_eq!(answer.status, StatusCode::CREATED);
+    assert_eq!(
+        answer.json()["token_endpoint_auth_method"],
+        "client_secret_basic"
+    );
+    assert!(answer.json()["client_secret"]
+        .as_str()
+        .is_some_and(|s| s.len() >= 43));
+    assert_eq!(answer.json()["grant_types"], json!(["authorization_code"]));
+}
+
+#[tokio::test]
+async fn authorization_code_flow_gives_a_jwt_the_verifier_accepts() {
+    let s = Server::start(|c| c).await;
+    let client = s.public_client().await;
+    let tokens = s.tokens(&client).await;
+    assert_eq!(tokens["token_type"], "Bearer");
+    assert_eq!(tokens["scope"], "mcp:tools");
+    assert!(tokens["refresh_token"].is_string());
+    let verifier = JwtVerifier::builder(&s.base, &s.resource)
+        .jwks_url(format!("{}/jwks", s.base))
+        .require_at_jwt_typ(true)
+        .build()
+        .unwrap();
+    let info = verifier
+        .verify(tokens["access_token"].as_str().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(info.subject.as_deref(), Some("alice"));
+    assert_eq!(info.client_id.as_deref(), Some(client.as_str()));
+    assert_eq!(info.scopes, vec!["mcp:tools".to_owned()]);
+    // Bound to its resource: another audience refuses it.
+    let elsewhere = JwtVerifier::builder(&s.base, "http://127.0.0.1:1/other")
+        .jwks_url(format!("{}/jwks", s.base))
+        .build()
+        .unwrap();
+    assert!(elsewhere
+        .verify(tokens["access_token"].as_str().unwrap())
+        .await
+        .is_err());
+}
+
+#[tokio::test]
+async fn loopback_redirect_uris_match_on_any_port() {
+    let s = Server::start(|c| c).await;
+    let client = s.public_client().await;
+    let (_, challenge) = pkce();
+    let url = s
+        .authorize_url(&client, &challenge, &[])
+        .replace("127.0.0.1%3A9%2F", "127.0.0.1%3A4321%2F");
+    assert!(url.contains("4321"));
+    let answer = get(&url).await;
+    assert_eq!(answer.status, StatusCode::FOUND);
+    assert_eq!(answer.location().unwrap().port(), Some(4321));
+}
+
+#[tokio::test]
+async fn authorization_errors_before_the_redirect_is_trusted_are_pages() {
+    let s = Server::start(|c| c).await;
+    let client = s.public_client().await;
+    let (_, challenge) = pkce();
+    let unknown = get(&s.authorize_url("nobody", &challenge, &[])).await;
+    assert_eq!(unknown.status, StatusCode::BAD_REQUEST);
+    assert!(unknown.location().is_none());
+    assert!(unknown.text().contains("unknown"));
+    let mismatch = get(&s
+        .authorize_url(&client, &challenge, &[])
+        .replace("callback", "elsewhere"))
+    .await;
+    assert_eq!(mismatch.status, StatusCode::BAD_REQUEST);
+    assert!(
+        mismatch.location().is_none(),
+        "never redirected to an unregistered URI"
+    );
+}
+
+#[tokio::test]
+async fn authorization_errors_go_back_with_state_and_iss() {
+    let s = Server::start(|c| c).await;
+    let client = s.public_client().await;
+    let (_, challenge) = pkce();
+    let cases: Vec<(String, &str)> = vec![
+        (
+            s.authorize_url(&client, &challenge, &[])
+                .replace("code_challenge_method=S256", "code_challenge_method=plain"),
+            "invalid_request",
+        ),
+        (
+            s.authorize_url(&client, &challenge, &[])
+                .replace(&format!("code_challenge={challenge}&"), ""),
+            "invalid_request",
+        ),
+        (
+            s.authorize_url(&client, &challenge, &[("scope", "mcp:tools root")]),
+            "invalid_scope",
+        ),
+        (
+            s.authorize_url(&client, &challenge, &[])
+                .replace("response_type=code", "response_type=token"),
+            "unsupported_response_type",
+        ),
+        (
+            s.authorize_url(&client, &challenge, &[])
+                .replace("%2Fmcp", "%2Fother"),
+            "invalid_target",
+        ),
+    ];
+    for (url, expected) in cases {
+        let answer = get(&url).await;
+        assert_eq!(answer.status, StatusCode::FOUND, "{url}");
+        let location = answer.location().unwrap();
+        assert!(location.as_str().starts_with(REDIRECT));
+        assert_eq!(
+            query(&location, "error").as_deref(),
+            Some(expected),
+            "{url}"
+        );
+        assert_eq!(query(&location, "state").as_deref(), Some("st4te"));
+        assert_eq!(query(&location, "iss").as_deref(), Some(s.base.as_str()));
+        assert!(query(&location, "code").is_none());
+    }
+    // A repeated parameter is not guessed at.
+    let repeated = get(&format!(
+        "{}&state=again",
+        s.authorize_url(&client, &challenge, &[])
+    ))
+    .await;
+    assert_eq!(repeated.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn wrong_verifier_reused_code_and_mismatches_are_invalid_grant() {
+    let s = Server::start(|c| c).await;
+    let client = s.public_client().await;
+
+    let (code, _) = s.code(&client, "mcp:tools").await;
+    let (other_verifier, _) = pkce();
+    let answer = s.exchange(&client, &code, &other_verifier).await;
+    assert_eq!(answer.error(), "invalid_grant");
+    assert!(answer.json()["error_description"]
+        .as_str()
+        .unwrap()
+        .contains("code_verifier"));
+
+    let (code, verifier) = s.code(&client, "mcp:tools").await;
+    let answer = s
+        .post_form(
+            "/token",
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("code_verifier", &verifier),
+                ("redirect_uri", "http://127.0.0.1:9/other"),
+                ("client_id", &client),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(answer.error(), "invalid_grant", "redirect_uri mismatch");
+
+    let (code, verifier) = s.code(&client, "mcp:tools").await;
+    let answer = s
+        .post_form(
+            "/token",
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("code_verifier", &verifier),
+                ("client_id", &client),
+                ("resource", "http://127.0.0.1:1/other"),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(answer.error(), "invalid_target", "wrong resource");
+
+    // Reuse: the second redemption fails, and what the first one issued is revoked.
+    let (code, verifier) = s.code(&client, "mcp:tools").await;
+    let first = s.exchange(&client, &code, &verifier).await;
+    assert_eq!(first.status, StatusCode::OK);
+    let second = s.exchange(&client, &code, &verifier).await;
+    assert_eq!(second.error(), "invalid_grant");
+    let refresh = s
+        .refresh(&client, first.json()["refresh_token"].as_str().unwrap())
+        .await;
+    assert_eq!(
+        refresh.error(),
+        "invalid_grant",
+        "the family of a reused code is revoked"
+    );
+    let introspector = s.introspector().await;
+    assert!(introspector
+        .verify(first.json()["access_token"].as_str().unwrap())
+        .await
+        .is_err());
+
+    let unknown = s.exchange(&client, "no-such-code", &verifier).await;
+    assert_eq!(unknown.error(), "invalid_grant");
+}
+
+#[tokio::test]
+async fn codes_expire() {
+    let s = Server::start(|c| c.code_ttl(Duration::from_secs(1))).await;
+    let client = s.public_client().await;
+    let (code, verifier) = s.code(&client, "mcp:tools").await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let answer = s.exchange(&client, &code, &verifier).await;
+    assert_eq!(answer.error(), "invalid_grant");
+    assert!(answer.json()["error_description"]
+        .as_str()
+        .unwrap()
+        .contains("expired"));
+}
+
+#[tokio::test]
+async fn refresh_rotates_and_reuse_revokes_the_family() {
+    let s = Server::start(|c| c.token_format(TokenFormat::Opaque)).await;
+    let client = s.public_client().await;
+    let tokens = s.tokens(&client).await;
+    let first_refresh = tokens["refresh_token"].as_str().unwrap();
+    let rotated = s.refresh(&client, first_refresh).await;
+    assert_eq!(rotated.status, StatusCode::OK, "{}", rotated.text());
+    let second_refresh = rotated.json()["refresh_token"].as_str().unwrap().to_owned();
+    assert_ne!(second_refresh, first_refresh);
+    let access = rotated.json()["access_token"].as_str().unwrap().to_owned();
+    let introspector = s.introspector().await;
+    let info = introspector.verify(&access).await.unwrap();
+    assert_eq!(info.subject.as_deref(), Some("alice"));
+    assert_eq!(info.audience, vec![s.resource.clone()]);
+
+    // Narrowing is allowed, widening is not.
+    let wider = s
+        .post_form(
+            "/token",
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", &second_refresh),
+                ("client_id", &client),
+                ("scope", "mcp:admin"),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(wider.error(), "invalid_scope");
+
+    // The spent token again: refused, and the whole family goes.
+    let reused = s.refresh(&client, first_refresh).await;
+    assert_eq!(reused.error(), "invalid_grant");
+    let after = s.refresh(&client, &second_refresh).await;
+    assert_eq!(
+        after.error(),
+        "invalid_grant",
+        "the current token died with its family"
+    );
+    assert!(
+        introspector.verify(&access).await.is_err(),
+        "and so did its access token"
+    );
+}
+
+#[tokio::test]
+async fn another_clients_refresh_token_is_refused_without_harm() {
+    let s = Server::start(|c| c).await;
+    let owner = s.public_client().await;
+    let thief = s.public_client().await;
+    let tokens = s.tokens(&owner).await;
+    let refresh_token = tokens["refresh_token"].as_str().unwrap();
+    assert_eq!(
+        s.refresh(&thief, refresh_token).await.error(),
+        "invalid_grant"
+    );
+    assert_eq!(
+        s.refresh(&owner, refresh_token).await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn client_authentication_methods_and_failures() {
+    let s = Server::start(|c| c).await;
+    // Basic, with and without client_id in the body.
+    let (id, secret) = s.confidential_client("client_secret_basic").await;
+    for with_id in [false, true] {
+        let (code, verifier) = s.code(&id, "mcp:tools").await;
+        let mut pairs = vec![
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("code_verifier", verifier.as_str()),
+        ];
+        if with_id {
+            pairs.push(("client_id", id.as_str()));
+        }
+        let answer = s.post_form("/token", &pairs, Some((&id, &secret))).await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    }
+    // A wrong secret, an unknown client, a method other than the registered one.
+    let (code, verifier) = s.code(&id, "mcp:tools").await;
+    let pairs = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("code_verifier", verifier.as_str()),
+    ];
+    for basic in [(id.as_str(), "wrong"), ("nobody", secret.as_str())] {
+        let answer = s.post_form("/token", &pairs, Some(basic)).await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(answer.error(), "invalid_client");
+        assert!(answer.headers.contains_key("www-authenticate"));
+        assert!(!answer.text().contains(&secret));
+    }
+    let post = s
+        .post_form(
+            "/token",
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("code_verifier", &verifier),
+                ("client_id", &id),
+                ("client_secret", &secret),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(
+        post.error(),
+        "invalid_client",
+        "registered for basic, not post"
+    );
+    let public = s
+        .post_form(
+            "/token",
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("code_verifier", &verifier),
+                ("client_id", &id),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(
+        public.error(),
+        "invalid_client",
+        "a confidential client must authenticate"
+    );
+
+    // client_secret_post.
+    let (post_id, post_secret) = s.confidential_client("client_secret_post").await;
+    let (code, verifier) = s.code(&post_id, "mcp:tools").await;
+    let answer = s
+        .post_form(
+            "/token",
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("code_verifier", &verifier),
+                ("client_id", &post_id),
+                ("client_secret", &post_secret),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+
+    let unsupported = s
+        .post_form(
+            "/token",
+            &[
+                ("grant_type", "password"),
+                ("client_id", &post_id),
+                ("client_secret", &post_secret),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(unsupported.error(), "unsupported_grant_type");
+    let not_form = send(
+        Request::post(format!("{}/token", s.base))
+            .header("content-type", "application/json")
+            .body(Full::from("{}"))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(not_form.error(), "invalid_request");
+}
+
+#[tokio::test]
+async fn client_credentials_is_for_confidential_clients() {
+    let s = Server::start(|c| c).await;
+    let (id, secret) = s.confidential_client("client_secret_basic").await;
+    let answer = s
+        .post_form(
+            "/token",
+            &[("grant_type", "client_credentials"), ("scope", "mcp:admin")],
+            Some((&id, &secret)),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    assert!(answer.json().get("refresh_token").is_none());
+    assert_eq!(answer.json()["scope"], "mcp:admin");
+    let public = s.public_client().await;
+    let answer = s
+        .post_form(
+            "/token",
+            &[("grant_type", "client_credentials"), ("client_id", &public)],
+            None,
+        )
+        .await;
+    assert_eq!(answer.error(), "unauthorized_client");
+}
+
+#[tokio::test]
+async fn revocation_and_introspection() {
+    let s = Server::start(|c| c.token_format(TokenFormat::Opaque)).await;
+    let client = s.public_client().await;
+    let introspector = s.introspector().await;
+    let tokens = s.tokens(&client).await;
+    let access = tokens["access_token"].as_str().unwrap();
+    assert!(introspector.verify(access).await.is_ok());
+
+    // Public clients cannot introspect.
+    let answer = s
+        .post_form(
+            "/introspect",
+            &[("token", access), ("client_id", &client)],
+            None,
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+
+    // Unknown tokens revoke with 200; another client's tokens are left alone.
+    let other = s.public_client().await;
+    assert_eq!(
+        s.post_form(
+            "/revoke",
+            &[("token", "nothing"), ("client_id", &client)],
+            None
+        )
+        .await
+        .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        s.post_form("/revoke", &[("token", access), ("client_id", &other)], None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert!(introspector.verify(access).await.is_ok());
+
+    assert_eq!(
+        s.post_form(
+            "/revoke",
+            &[("token", access), ("client_id", &client)],
+            None
+        )
+        .await
+        .status,
+        StatusCode::OK
+    );
+    assert!(
+        introspector.verify(access).await.is_err(),
+        "revoked at once"
+    );
+
+    let refresh_token = tokens["refresh_token"].as_str().unwrap();
+    assert_eq!(
+        s.post_form(
+            "/revoke",
+            &[
+                ("token", refresh_token),
+                ("token_type_hint", "refresh_token"),
+                ("client_id", &client)
+            ],
+            None
+        )
+        .await
+        .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        s.refresh(&client, refresh_token).await.error(),
+        "invalid_grant"
+    );
+}
+
+/// A loopback server for client metadata documents, counting the connections it accepts.
+async fn document_server(
+    document: impl Fn(&str) -> Value + Send + Sync + 'static,
+) -> (String, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = connections.clone();
+    let url = format!("{base}/client.json");
+    let body = document(&url).to_string();
+    let app = axum::Router::new().route(
+        "/client.json",
+        axum::routing::get(move || {
+            let body = body.clone();
+            async move { ([("content-type", "application/json")], body) }
+        }),
+    );
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            counted.fetch_add(1, Ordering::SeqCst);
+            let app = app.clone();
+            tokio::spawn(async move {
+                let service = hyper_util::service::TowerToHyperService::new(app);
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (url, connections)
+}
+
+#[tokio::test]
+async fn client_metadata_documents_in_development_mode() {
+    let s = Server::start(|c| c.allow_private_client_metadata_hosts(true)).await;
+    let (url, fetches) = document_server(|url| {
+        json!({"client_id": url, "client_name": "CIMD client", "redirect_uris": [REDIRECT],
+               "grant_types": ["authorization_code", "refresh_token"], "token_endpoint_auth_method": "none"})
+    })
+    .await;
+    let tokens = s.tokens(&url).await;
+    assert!(tokens["refresh_token"].is_string());
+    assert_eq!(
+        fetches.load(Ordering::SeqCst),
+        1,
+        "fetched once, then cached"
+    );
+}
+
+#[tokio::test]
+async fn a_client_metadata_document_must_name_itself() {
+    let s = Server::start(|c| c.allow_private_client_metadata_hosts(true)).await;
+    let (url, _) = document_server(
+        |_| json!({"client_id": "https://evil.example/client.json", "redirect_uris": [REDIRECT]}),
+    )
+    .await;
+    let (_, challenge) = pkce();
+    let answer = get(&s.authorize_url(&url, &challenge, &[])).await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    assert!(answer.location().is_none());
+}
+
+#[tokio::test]
+async fn client_metadata_urls_at_private_addresses_are_never_fetched() {
+    let s = Server::start(|c| c).await;
+    let (url, connections) =
+        document_server(|url| json!({"client_id": url, "redirect_uris": [REDIRECT]})).await;
+    let port = Url::parse(&url).unwrap().port().unwrap();
+    let (_, challenge) = pkce();
+    for target in [
+        format!("https://127.0.0.1:{port}/client.json"),
+        format!("https://localhost:{port}/client.json"),
+        "https://10.0.0.1/client.json".to_owned(),
+        "https://169.254.169.254/latest/meta-data".to_owned(),
+        // http is refused outright without the development switch.
+        url.clone(),
+    ] {
+        let answer = get(&s.authorize_url(&target, &challenge, &[])).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{target}");
+        assert!(answer.location().is_none());
+    }
+    assert_eq!(
+        connections.load(Ordering::SeqCst),
+        0,
+        "no connection reached the private address"
+    );
+}
+
+#[tokio::test]
+async fn the_consent_form_needs_its_cookie_and_token() {
+    let s = Server::start(|c| c.approval_policy(ConsentPage::new("bob"))).await;
+    let client = s.public_client().await;
+    let (verifier, challenge) = pkce();
+    let page = get(&s.authorize_url(&client, &challenge, &[("scope", "mcp:tools")])).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let html = page.text();
+    assert!(
+        html.contains("test client") && html.contains("mcp:tools") && html.contains("127.0.0.1")
+    );
+    assert_eq!(page.headers["x-frame-options"], "DENY");
+    let cookie = page.headers["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let field = |name: &str| {
+        let start = html.find(&format!("name=\"{name}\" value=\"")).unwrap() + name.len() + 15;
+        html[start..start + html[start..].find('"').unwrap()].to_owned()
+    };
+    let (request, csrf) = (field("request"), field("csrf"));
+    let post = |cookie: Option<String>, csrf: String, origin: Option<&str>| {
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("request", &request)
+            .append_pair("csrf", &csrf)
+            .append_pair("decision", "approve")
+            .finish();
+        let mut builder = Request::post(format!("{}/authorize", s.base))
+            .header("content-type", "application/x-www-form-urlencoded");
+        if let Some(cookie) = cookie {
+            builder = builder.header("cookie", cookie);
+        }
+        if let Some(origin) = origin {
+            builder = builder.header("origin", origin);
+        }
+        builder.body(Full::from(body)).unwrap()
+    };
+    // Another site's form: refused before the request is spent.
+    let cross = send(post(
+        Some(cookie.clone()),
+        csrf.clone(),
+        Some("http://evil.example"),
+    ))
+    .await;
+    assert_eq!(cross.status, StatusCode::FORBIDDEN);
+    // Without the cookie: refused, and the pending request is spent.
+    let without = send(post(None, csrf.clone(), None)).await;
+    assert_eq!(without.status, StatusCode::FORBIDDEN);
+    let replay = send(post(Some(cookie.clone()), csrf.clone(), None)).await;
+    assert_eq!(
+        replay.status,
+        StatusCode::BAD_REQUEST,
+        "a consent request is answered once"
+    );
+
+    // A fresh page, answered properly.
+    let page = get(&s.authorize_url(&client, &challenge, &[("scope", "mcp:tools")])).await;
+    let html = page.text();
+    let cookie = page.headers["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let start = html.find("name=\"request\" value=\"").unwrap() + 22;
+    let request = html[start..start + html[start..].find('"').unwrap()].to_owned();
+    let start = html.find("name=\"csrf\" value=\"").unwrap() + 19;
+    let csrf = html[start..start + html[start..].find('"').unwrap()].to_owned();
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("request", &request)
+        .append_pair("csrf", &csrf)
+        .append_pair("decision", "approve")
+        .finish();
+    let approved = send(
+        Request::post(format!("{}/authorize", s.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("cookie", cookie)
+            .header("origin", s.base.as_str())
+            .body(Full::from(body))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(approved.status, StatusCode::SEE_OTHER);
+    let location = approved.location().unwrap();
+    let code = query(&location, "code").unwrap();
+    let tokens = s.exchange(&client, &code, &verifier).await;
+    assert_eq!(tokens.status, StatusCode::OK);
+}

@@ -1,0 +1,147 @@
+//! The client flow of the crate against the `mcp_oauth_server` example (the embedded
+//! authorization server and an rmcp server behind `RequireBearer`): discovery, registration,
+//! authorization, both transports, and refresh, with JWT and with opaque access tokens.
+#![cfg(all(
+    feature = "authorization-server",
+    feature = "rmcp",
+    feature = "rmcp-server",
+    feature = "jwt"
+))]
+
+#[path = "../examples/support/oauth_server_app.rs"]
+mod oauth_server_app;
+
+use std::time::Duration;
+
+use rmcp::model::{CallToolRequestParams, ClientConfig, ContentBlock};
+use rmcp::ServiceExt;
+use serde_json::{json, Value};
+use tower::ServiceBuilder;
+use tower_mcp_oauth::client::{HeadlessHandler, OAuthConfig, OAuthLayer, OAuthState};
+use tower_mcp_oauth::transport::{
+    LegacySseConfig, LegacySseTransport, StreamableHttpConfig, StreamableHttpTransport,
+};
+use url::Url;
+
+async fn server(opaque_tokens: bool, access_token_ttl: Duration) -> oauth_server_app::Running {
+    oauth_server_app::start(oauth_server_app::Options {
+        port: 0,
+        auto_approve: true,
+        opaque_tokens,
+        access_token_ttl,
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+}
+
+async fn state(url: &str) -> OAuthState {
+    let handler = HeadlessHandler::new(Url::parse("http://127.0.0.1:7/callback").unwrap());
+    OAuthState::new(url, Some(OAuthConfig::new().with_handler(handler)))
+        .await
+        .unwrap()
+}
+
+fn call(tool: &str, arguments: Value) -> CallToolRequestParams {
+    let Value::Object(arguments) = arguments else {
+        unreachable!()
+    };
+    CallToolRequestParams::new(tool.to_owned()).with_arguments(arguments)
+}
+
+fn text(content: &[ContentBlock]) -> String {
+    content
+        .iter()
+        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+        .collect()
+}
+
+/// Connects over both transports with one OAuth state, calls tools, refreshes, calls again.
+async fn both_transports_with_refresh(opaque_tokens: bool) {
+    let running = server(opaque_tokens, Duration::from_secs(3600)).await;
+    let state = state(&running.mcp_url).await;
+    let stack = ServiceBuilder::new()
+        .layer(OAuthLayer::new(state.clone()))
+        .service(tower_mcp_oauth::http::hyper_client());
+
+    // The first request's 401 starts discovery, registration and authorization.
+    let transport =
+        StreamableHttpTransport::new(stack.clone(), StreamableHttpConfig::new(&running.mcp_url));
+    let client = ClientConfig::default().serve(transport).await.unwrap();
+    let tools = client.list_tools(Default::default()).await.unwrap();
+    let mut names: Vec<String> = tools.tools.iter().map(|t| t.name.to_string()).collect();
+    names.sort();
+    assert_eq!(names, ["add", "echo", "whoami"]);
+    let sum = client
+        .call_tool(call("add", json!({"a": 2, "b": 40})))
+        .await
+        .unwrap();
+    assert_eq!(text(&sum.content), "42");
+    let whoami = client.call_tool(call("whoami", json!({}))).await.unwrap();
+    let whoami: Value = serde_json::from_str(&text(&whoami.content)).unwrap();
+    let first = state.credentials().await.unwrap();
+    assert_eq!(whoami["subject"], "demo-user");
+    assert_eq!(whoami["audience"], json!([running.base.clone()]));
+    assert_eq!(whoami["issuer"], running.base.as_str());
+
+    let refreshed = state.refresh().await.unwrap();
+    assert_ne!(refreshed.access_token.expose(), first.access_token.expose());
+    assert_ne!(
+        refreshed
+            .refresh_token
+            .as_ref()
+            .map(|t| t.expose().to_owned()),
+        first.refresh_token.as_ref().map(|t| t.expose().to_owned()),
+        "the refresh token rotates"
+    );
+    let echo = client
+        .call_tool(call("echo", json!({"text": "after refresh"})))
+        .await
+        .unwrap();
+    assert_eq!(text(&echo.content), "after refresh");
+    client.cancel().await.unwrap();
+
+    // The same token over legacy HTTP+SSE.
+    let transport = LegacySseTransport::connect(stack, LegacySseConfig::new(&running.sse_url))
+        .await
+        .unwrap();
+    let client = ClientConfig::default().serve(transport).await.unwrap();
+    let echo = client
+        .call_tool(call("echo", json!({"text": "over sse"})))
+        .await
+        .unwrap();
+    assert_eq!(text(&echo.content), "over sse");
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn jwt_tokens_over_both_transports_with_refresh() {
+    both_transports_with_refresh(false).await;
+}
+
+#[tokio::test]
+async fn opaque_tokens_over_both_transports_with_refresh() {
+    both_transports_with_refresh(true).await;
+}
+
+#[tokio::test]
+async fn the_layer_refreshes_short_lived_tokens_before_they_expire() {
+    let running = server(false, Duration::from_secs(2)).await;
+    let state = state(&running.mcp_url).await;
+    let stack = ServiceBuilder::new()
+        .layer(OAuthLayer::new(state.clone()))
+        .service(tower_mcp_oauth::http::hyper_client());
+    let transport =
+        StreamableHttpTransport::new(stack, StreamableHttpConfig::new(&running.mcp_url));
+    let client = ClientConfig::default().serve(transport).await.unwrap();
+    let first = state.credentials().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let echo = client
+        .call_tool(call("echo", json!({"text": "still here"})))
+        .await
+        .unwrap();
+    assert_eq!(text(&echo.content), "still here");
+    let now = state.credentials().await.unwrap();
+    assert_ne!(now.access_token.expose(), first.access_token.expose());
+    client.cancel().await.unwrap();
+}
