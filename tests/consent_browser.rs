@@ -1,0 +1,317 @@
+//! The consent page in a real browser: Debian's headless Chromium, driven through ChromeDriver's
+//! WebDriver HTTP API, approves one authorization request and denies another.
+//!
+//! Needs `chromium` and `chromium-driver` (`.ci/run` installs them). Without them the test says
+//! so and passes, unless `REQUIRE_BROWSER_TESTS=1` (set by `.ci/run`) makes their absence a
+//! failure.
+#![cfg(feature = "authorization-server")]
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine;
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use tower_mcp_oauth::authorization_server::{
+    AuthorizationServer, AuthorizationServerConfig, ConsentPage,
+};
+use url::Url;
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
+
+async fn request(
+    client: &HttpClient,
+    method: &str,
+    url: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut builder = Request::builder().method(method).uri(url);
+    let body = match body {
+        Some(body) => {
+            builder = builder.header("content-type", "application/json");
+            Full::from(body.to_string())
+        }
+        None => Full::default(),
+    };
+    let response = client.request(builder.body(body).unwrap()).await.unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+/// A ChromeDriver process on loopback with one headless Chromium session.
+struct Browser {
+    _driver: tokio::process::Child,
+    _profile: tempfile::TempDir,
+    session: String,
+    http: HttpClient,
+}
+
+impl Browser {
+    async fn start() -> Self {
+        let port = {
+            let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            probe.local_addr().unwrap().port()
+        };
+        let driver = tokio::process::Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("chromedriver starts");
+        let http = Client::builder(TokioExecutor::new()).build_http();
+        let base = format!("http://127.0.0.1:{port}");
+        let mut ready = false;
+        for _ in 0..100 {
+            let probe = http
+                .request(
+                    Request::get(format!("{base}/status"))
+                        .body(Full::default())
+                        .unwrap(),
+                )
+                .await;
+            if probe.is_ok_and(|r| r.status().is_success()) {
+                ready = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(ready, "chromedriver did not come up");
+        let profile = tempfile::tempdir().unwrap();
+        let capabilities = json!({"capabilities": {"alwaysMatch": {"goog:chromeOptions": {
+            "binary": CHROMIUM,
+            "args": [
+                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-quic", "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync",
+                format!("--user-data-dir={}", profile.path().display()),
+            ],
+        }}}});
+        let (status, answer) = request(
+            &http,
+            "POST",
+            &format!("{base}/session"),
+            Some(capabilities),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "new session: {answer}");
+        let session = answer["value"]["sessionId"].as_str().unwrap().to_owned();
+        Self {
+            _driver: driver,
+            _profile: profile,
+            session: format!("{base}/session/{session}"),
+            http,
+        }
+    }
+
+    async fn command(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let (status, answer) =
+            request(&self.http, method, &format!("{}{path}", self.session), body).await;
+        assert_eq!(status, StatusCode::OK, "{method} {path}: {answer}");
+        answer["value"].clone()
+    }
+
+    async fn open(&self, url: &str) {
+        self.command("POST", "/url", Some(json!({"url": url})))
+            .await;
+    }
+
+    async fn text(&self, css: &str) -> String {
+        let element = self.find(css).await;
+        self.command("GET", &format!("/element/{element}/text"), None)
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    async fn find(&self, css: &str) -> String {
+        let found = self
+            .command(
+                "POST",
+                "/element",
+                Some(json!({"using": "css selector", "value": css})),
+            )
+            .await;
+        found[ELEMENT_KEY].as_str().unwrap().to_owned()
+    }
+
+    async fn click(&self, css: &str) {
+        let element = self.find(css).await;
+        self.command(
+            "POST",
+            &format!("/element/{element}/click"),
+            Some(json!({})),
+        )
+        .await;
+    }
+
+    async fn close(self) {
+        self.command("DELETE", "", None).await;
+    }
+}
+
+/// The client's redirect endpoint: records the query of each callback.
+async fn callback_server() -> (String, Arc<Mutex<Vec<String>>>) {
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .unwrap();
+    let url = format!("http://{}/callback", listener.local_addr().unwrap());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = seen.clone();
+    let app = axum::Router::new().route(
+        "/callback",
+        axum::routing::get(
+            move |axum::extract::RawQuery(query): axum::extract::RawQuery| {
+                record.lock().unwrap().push(query.unwrap_or_default());
+                async { "You may close this window." }
+            },
+        ),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, seen)
+}
+
+fn browser_available() -> bool {
+    let present = Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists();
+    if !present {
+        assert!(
+            std::env::var("REQUIRE_BROWSER_TESTS").as_deref() != Ok("1"),
+            "REQUIRE_BROWSER_TESTS=1 but {CHROMIUM} or {CHROMEDRIVER} is missing \
+             (apt-get install chromium chromium-driver)"
+        );
+        eprintln!("skipping the browser test: install chromium and chromium-driver to run it");
+    }
+    present
+}
+
+fn param(query: &str, name: &str) -> Option<String> {
+    url::form_urlencoded::parse(query.as_bytes())
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+#[tokio::test]
+async fn a_user_approves_and_denies_on_the_consent_page_in_chromium() {
+    if !browser_available() {
+        return;
+    }
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let resource = format!("{base}/mcp");
+    let server = AuthorizationServer::new(
+        AuthorizationServerConfig::new(&base)
+            .unwrap()
+            .resource(&resource)
+            .scopes(["mcp:tools"])
+            .approval_policy(ConsentPage::new("carol")),
+    )
+    .unwrap();
+    let app = server.router();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let (redirect_uri, callbacks) = callback_server().await;
+    let client_id = server
+        .register_client(tower_mcp_oauth::metadata::ClientMetadata {
+            client_name: Some("Browser <Test> Client".into()),
+            redirect_uris: vec![redirect_uri.clone()],
+            grant_types: vec!["authorization_code".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let verifier = "a-very-long-code-verifier-for-the-browser-test-0123456789";
+    let challenge =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(verifier));
+    let authorize_url = |state: &str| {
+        let mut url = Url::parse(&format!("{base}/authorize")).unwrap();
+        url.query_pairs_mut()
+            .append_pair("response_type", "code")
+            .append_pair("client_id", &client_id)
+            .append_pair("redirect_uri", &redirect_uri)
+            .append_pair("state", state)
+            .append_pair("scope", "mcp:tools")
+            .append_pair("code_challenge", &challenge)
+            .append_pair("code_challenge_method", "S256")
+            .append_pair("resource", &resource);
+        url.to_string()
+    };
+    let wait_for_callback = |count: usize| {
+        let callbacks = callbacks.clone();
+        async move {
+            for _ in 0..100 {
+                if let Some(query) = callbacks.lock().unwrap().get(count - 1).cloned() {
+                    return query;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            panic!("the browser never reached the redirect URI");
+        }
+    };
+
+    let browser = Browser::start().await;
+
+    // Approve.
+    browser.open(&authorize_url("approve-state")).await;
+    assert_eq!(
+        browser.text("#client-name").await,
+        "Browser <Test> Client",
+        "escaped, shown as text"
+    );
+    assert_eq!(browser.text("#scopes").await, "mcp:tools");
+    assert_eq!(browser.text("#redirect-host").await, "127.0.0.1");
+    browser.click("#approve").await;
+    let query = wait_for_callback(1).await;
+    assert_eq!(param(&query, "state").as_deref(), Some("approve-state"));
+    assert_eq!(param(&query, "iss").as_deref(), Some(base.as_str()));
+    let code = param(&query, "code").expect("a code after approval");
+    let form = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("grant_type", "authorization_code")
+        .append_pair("code", &code)
+        .append_pair("code_verifier", verifier)
+        .append_pair("redirect_uri", &redirect_uri)
+        .append_pair("client_id", &client_id)
+        .finish();
+    let http: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+    let token = http
+        .request(
+            Request::post(format!("{base}/token"))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(Full::from(form))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        token.status(),
+        StatusCode::OK,
+        "the code from the browser redeems"
+    );
+
+    // Deny.
+    browser.open(&authorize_url("deny-state")).await;
+    browser.click("#deny").await;
+    let query = wait_for_callback(2).await;
+    assert_eq!(param(&query, "error").as_deref(), Some("access_denied"));
+    assert_eq!(param(&query, "state").as_deref(), Some("deny-state"));
+    assert!(param(&query, "code").is_none());
+
+    browser.close().await;
+}
