@@ -511,6 +511,26 @@ async fn wrong_verifier_reused_code_and_mismatches_are_invalid_grant() {
                 ("code", &code),
                 ("code_verifier", &verifier),
                 ("client_id", &client),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(
+        answer.error(),
+        "invalid_grant",
+        "redirect_uri named at /authorize, omitted here"
+    );
+
+    let (code, verifier) = s.code(&client, "mcp:tools").await;
+    let answer = s
+        .post_form(
+            "/token",
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("code_verifier", &verifier),
+                ("redirect_uri", REDIRECT),
+                ("client_id", &client),
                 ("resource", "http://127.0.0.1:1/other"),
             ],
             None,
@@ -630,6 +650,7 @@ async fn client_authentication_methods_and_failures() {
             ("grant_type", "authorization_code"),
             ("code", code.as_str()),
             ("code_verifier", verifier.as_str()),
+            ("redirect_uri", REDIRECT),
         ];
         if with_id {
             pairs.push(("client_id", id.as_str()));
@@ -643,6 +664,7 @@ async fn client_authentication_methods_and_failures() {
         ("grant_type", "authorization_code"),
         ("code", code.as_str()),
         ("code_verifier", verifier.as_str()),
+        ("redirect_uri", REDIRECT),
     ];
     for basic in [(id.as_str(), "wrong"), ("nobody", secret.as_str())] {
         let answer = s.post_form("/token", &pairs, Some(basic)).await;
@@ -658,6 +680,7 @@ async fn client_authentication_methods_and_failures() {
                 ("grant_type", "authorization_code"),
                 ("code", &code),
                 ("code_verifier", &verifier),
+                ("redirect_uri", REDIRECT),
                 ("client_id", &id),
                 ("client_secret", &secret),
             ],
@@ -676,6 +699,7 @@ async fn client_authentication_methods_and_failures() {
                 ("grant_type", "authorization_code"),
                 ("code", &code),
                 ("code_verifier", &verifier),
+                ("redirect_uri", REDIRECT),
                 ("client_id", &id),
             ],
             None,
@@ -697,6 +721,7 @@ async fn client_authentication_methods_and_failures() {
                 ("grant_type", "authorization_code"),
                 ("code", &code),
                 ("code_verifier", &verifier),
+                ("redirect_uri", REDIRECT),
                 ("client_id", &post_id),
                 ("client_secret", &post_secret),
             ],

@@ -96,3 +96,145 @@ async fn logs_errors_and_debug_output_carry_no_secrets() {
         );
     }
 }
+
+#[cfg(all(
+    feature = "authorization-server",
+    feature = "rmcp",
+    feature = "rmcp-server",
+    feature = "jwt"
+))]
+#[path = "../examples/support/oauth_server_app.rs"]
+mod oauth_server_app;
+
+/// The embedded authorization server: a whole flow, a refresh, a refused reuse and a bad client
+/// secret leave no code, token or secret in its logs or answers' error text.
+#[cfg(all(
+    feature = "authorization-server",
+    feature = "rmcp",
+    feature = "rmcp-server",
+    feature = "jwt"
+))]
+#[tokio::test]
+async fn the_authorization_server_logs_no_secrets() {
+    use tower_mcp_oauth::client::AuthorizationHandler;
+
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_env_filter("tower_mcp_oauth=trace")
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let running = oauth_server_app::start(oauth_server_app::Options {
+        port: 0,
+        auto_approve: true,
+        opaque_tokens: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let redirect_uri = "http://127.0.0.1:7/callback";
+    let mut state = OAuthState::new(&running.mcp_url, None).await.unwrap();
+    state
+        .start_authorization(&["mcp:tools", "offline_access"], redirect_uri)
+        .await
+        .unwrap();
+    let url = Url::parse(&state.get_authorization_url().await.unwrap()).unwrap();
+    let redirect = HeadlessHandler::new(Url::parse(redirect_uri).unwrap())
+        .authorize(&url)
+        .await
+        .unwrap();
+    let code = redirect
+        .query_pairs()
+        .find(|(n, _)| n == "code")
+        .unwrap()
+        .1
+        .into_owned();
+    let first = state.handle_redirect(redirect.as_str()).await.unwrap();
+    let second = state.refresh().await.unwrap();
+
+    // Replays and a wrong secret, answered with errors.
+    let post = |form: Vec<(&str, String)>, basic: Option<String>| {
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
+            .finish();
+        let mut request = http::Request::post(format!("{}/token", running.base))
+            .header("content-type", "application/x-www-form-urlencoded");
+        if let Some(basic) = basic {
+            request = request.header("authorization", basic);
+        }
+        let request = request
+            .body(tower_mcp_oauth::http::RequestBody::from(body))
+            .unwrap();
+        async move {
+            let response = tower_mcp_oauth::http::HttpClient::new()
+                .send(request)
+                .await
+                .unwrap();
+            String::from_utf8_lossy(response.body()).into_owned()
+        }
+    };
+    let registration = state.client_registration().await.unwrap();
+    let old_refresh = first.refresh_token.as_ref().unwrap().expose().to_owned();
+    let mut answers = String::new();
+    answers += &post(
+        vec![
+            ("grant_type", "refresh_token".into()),
+            ("refresh_token", old_refresh.clone()),
+            ("client_id", registration.client_id.clone()),
+        ],
+        None,
+    )
+    .await;
+    answers += &post(
+        vec![
+            ("grant_type", "authorization_code".into()),
+            ("code", code.clone()),
+            ("code_verifier", "x".repeat(43)),
+            ("client_id", registration.client_id.clone()),
+        ],
+        None,
+    )
+    .await;
+    answers += &post(
+        vec![("grant_type", "client_credentials".into())],
+        Some(format!(
+            "Basic {}",
+            base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD,
+                format!("{}:wrong-secret-value", registration.client_id)
+            )
+        )),
+    )
+    .await;
+    assert!(answers.contains("invalid_grant") && answers.contains("invalid_client"));
+
+    let mut secrets = vec![
+        code,
+        old_refresh,
+        first.access_token.expose().to_owned(),
+        second.access_token.expose().to_owned(),
+        "wrong-secret-value".to_owned(),
+    ];
+    if let Some(refresh) = &second.refresh_token {
+        secrets.push(refresh.expose().to_owned());
+    }
+    if let Some(secret) = &registration.client_secret {
+        secrets.push(secret.expose().to_owned());
+    }
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.contains("refresh token was presented"),
+        "the reuse was logged"
+    );
+    let debug_dump = format!("{:?} {answers}", running.authorization_server);
+    for secret in &secrets {
+        assert!(!logs.contains(secret.as_str()), "a secret reached the logs");
+        assert!(
+            !debug_dump.contains(secret.as_str()),
+            "a secret reached Debug or an answer"
+        );
+    }
+}

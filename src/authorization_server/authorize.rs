@@ -158,6 +158,7 @@ impl PendingConsents {
 struct Validated {
     client: RegisteredClient,
     redirect_uri: String,
+    redirect_uri_in_request: bool,
     state: Option<String>,
     scopes: Vec<String>,
     resource: String,
@@ -387,6 +388,7 @@ fn validate(
     Ok(Validated {
         client,
         redirect_uri,
+        redirect_uri_in_request: params.get("redirect_uri").is_some(),
         state,
         scopes,
         resource,
@@ -447,6 +449,7 @@ async fn approve(
         scopes: request.scopes.clone(),
         resource: request.resource.clone(),
         redirect_uri: request.redirect_uri.clone(),
+        redirect_uri_in_request: request.redirect_uri_in_request,
         code_challenge: request.code_challenge.clone(),
         expires_at: now_secs() + server.inner.config.code_ttl.as_secs(),
         family_id: random_token(),

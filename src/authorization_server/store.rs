@@ -81,8 +81,10 @@ pub struct CodeGrant {
     pub scopes: Vec<String>,
     /// The resource (RFC 8707) the tokens are for.
     pub resource: String,
-    /// The redirect URI of the authorization request.
+    /// The redirect URI the code goes to.
     pub redirect_uri: String,
+    /// Whether the authorization request named it: the token request must then repeat it.
+    pub redirect_uri_in_request: bool,
     /// The PKCE S256 challenge.
     pub code_challenge: String,
     /// When the code expires.

@@ -126,13 +126,19 @@ async fn authorization_code(
     if grant.expires_at <= now_secs() {
         return Err(OAuthError::invalid_grant("the code has expired"));
     }
-    if params
-        .get("redirect_uri")
-        .is_some_and(|uri| uri != grant.redirect_uri)
-    {
-        return Err(OAuthError::invalid_grant(
-            "redirect_uri differs from the authorization request",
-        ));
+    // OAuth 2.1 §4.1.3: named in the authorization request, it must be repeated identically.
+    match params.get("redirect_uri") {
+        Some(uri) if uri != grant.redirect_uri => {
+            return Err(OAuthError::invalid_grant(
+                "redirect_uri differs from the authorization request",
+            ))
+        }
+        None if grant.redirect_uri_in_request => {
+            return Err(OAuthError::invalid_grant(
+                "redirect_uri is missing; the authorization request named one",
+            ))
+        }
+        _ => {}
     }
     if !pkce_matches(verifier, &grant.code_challenge) {
         return Err(OAuthError::invalid_grant(
