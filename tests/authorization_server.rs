@@ -149,7 +149,7 @@ impl Server {
             .register(json!({
                 "redirect_uris": [REDIRECT],
                 "token_endpoint_auth_method": method,
-                "grant_types": ["authorization_code", "refresh_token", "client_credentials"],
+                "grant_types": ["authorization_code", "refresh_token"],
             }))
             .await;
         assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text());
@@ -224,7 +224,8 @@ impl Server {
         .await
     }
 
-    async fn introspector(&self) -> IntrospectionVerifier {
+    /// A confidential client registered by the operator, as a resource server would be.
+    async fn operator_client(&self) -> (String, String) {
         let (id, secret) = self
             .server
             .register_confidential_client(ClientMetadata {
@@ -233,6 +234,11 @@ impl Server {
             })
             .await
             .unwrap();
+        (id, secret.expose().to_owned())
+    }
+
+    async fn introspector(&self) -> IntrospectionVerifier {
+        let (id, secret) = self.operator_client().await;
         IntrospectionVerifier::new(
             &format!("{}/introspect", self.base),
             id,
@@ -753,9 +759,24 @@ async fn client_authentication_methods_and_failures() {
 }
 
 #[tokio::test]
-async fn client_credentials_is_for_confidential_clients() {
+async fn client_credentials_is_for_confidential_clients_the_operator_registered() {
     let s = Server::start(|c| c).await;
-    let (id, secret) = s.confidential_client("client_secret_basic").await;
+    // Open registration cannot ask for tokens without a user.
+    let answer = s
+        .register(json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "client_secret_basic"}))
+        .await;
+    assert_eq!(answer.error(), "invalid_client_metadata");
+    let (dcr_id, dcr_secret) = s.confidential_client("client_secret_basic").await;
+    let answer = s
+        .post_form(
+            "/token",
+            &[("grant_type", "client_credentials")],
+            Some((&dcr_id, &dcr_secret)),
+        )
+        .await;
+    assert_eq!(answer.error(), "unauthorized_client");
+
+    let (id, secret) = s.operator_client().await;
     let answer = s
         .post_form(
             "/token",
@@ -796,24 +817,43 @@ async fn revocation_and_introspection() {
         .await;
     assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
 
-    // Unknown tokens revoke with 200; another client's tokens are left alone.
+    // A self-registered confidential client cannot either.
+    let (dcr_id, dcr_secret) = s.confidential_client("client_secret_basic").await;
+    let answer = s
+        .post_form(
+            "/introspect",
+            &[("token", access)],
+            Some((&dcr_id, &dcr_secret)),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+
+    // The hint orders the lookups but does not limit them.
+    let (rs_id, rs_secret) = s.operator_client().await;
+    let answer = s
+        .post_form(
+            "/introspect",
+            &[("token", access), ("token_type_hint", "refresh_token")],
+            Some((&rs_id, &rs_secret)),
+        )
+        .await;
+    assert_eq!(answer.json()["active"], true);
+    assert_eq!(answer.json()["aud"], s.resource.as_str());
+
+    // Unknown tokens revoke with 200; another client's tokens are refused (RFC 7009 §2.1).
     let other = s.public_client().await;
-    assert_eq!(
-        s.post_form(
+    let unknown = s
+        .post_form(
             "/revoke",
             &[("token", "nothing"), ("client_id", &client)],
-            None
+            None,
         )
-        .await
-        .status,
-        StatusCode::OK
-    );
-    assert_eq!(
-        s.post_form("/revoke", &[("token", access), ("client_id", &other)], None)
-            .await
-            .status,
-        StatusCode::OK
-    );
+        .await;
+    assert_eq!(unknown.status, StatusCode::OK);
+    let foreign = s
+        .post_form("/revoke", &[("token", access), ("client_id", &other)], None)
+        .await;
+    assert_eq!(foreign.error(), "unauthorized_client");
     assert!(introspector.verify(access).await.is_ok());
 
     assert_eq!(
@@ -1034,4 +1074,78 @@ async fn the_consent_form_needs_its_cookie_and_token() {
     let code = query(&location, "code").unwrap();
     let tokens = s.exchange(&client, &code, &verifier).await;
     assert_eq!(tokens.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn opaque_tokens_of_clients_without_refresh_tokens_introspect_as_active() {
+    let s = Server::start(|c| c.token_format(TokenFormat::Opaque)).await;
+    let answer = s
+        .register(json!({"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none"}))
+        .await;
+    let client = answer.json()["client_id"].as_str().unwrap().to_owned();
+    let tokens = s.tokens(&client).await;
+    assert!(
+        tokens.get("refresh_token").is_none(),
+        "the client did not register refresh_token"
+    );
+    let introspector = s.introspector().await;
+    assert!(introspector
+        .verify(tokens["access_token"].as_str().unwrap())
+        .await
+        .is_ok());
+}
+
+#[tokio::test]
+async fn an_issuer_off_loopback_needs_an_approval_policy() {
+    let config = AuthorizationServerConfig::new("https://auth.example.com")
+        .unwrap()
+        .resource("https://mcp.example.com/mcp");
+    let error = AuthorizationServer::new(config.clone()).unwrap_err();
+    assert_eq!(error.kind(), tower_mcp_oauth::ErrorKind::Config);
+    assert!(AuthorizationServer::new(config.approval_policy(ConsentPage::new("x"))).is_ok());
+    assert!(
+        AuthorizationServerConfig::new("http://auth.example.com").is_err(),
+        "http off loopback"
+    );
+}
+
+#[tokio::test]
+async fn browser_clients_get_cors_on_token_endpoints_but_not_on_authorize() {
+    let s = Server::start(|c| c).await;
+    let preflight = send(
+        Request::options(format!("{}/token", s.base))
+            .header("origin", "http://inspector.example")
+            .header("access-control-request-method", "POST")
+            .body(Full::default())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(preflight.status, StatusCode::NO_CONTENT);
+    assert_eq!(preflight.headers["access-control-allow-origin"], "*");
+    let metadata = get(&format!(
+        "{}/.well-known/oauth-authorization-server",
+        s.base
+    ))
+    .await;
+    assert_eq!(metadata.headers["access-control-allow-origin"], "*");
+    let (_, challenge) = pkce();
+    let client = s.public_client().await;
+    let authorize = get(&s.authorize_url(&client, &challenge, &[])).await;
+    assert!(!authorize
+        .headers
+        .contains_key("access-control-allow-origin"));
+}
+
+#[tokio::test]
+async fn oversized_requests_are_refused() {
+    let s = Server::start(|c| c).await;
+    let client = s.public_client().await;
+    let (_, challenge) = pkce();
+    let long_state = "s".repeat(10_000);
+    let answer = get(&s.authorize_url(&client, &challenge, &[("state", &long_state)])).await;
+    assert_eq!(answer.status, StatusCode::URI_TOO_LONG);
+    let answer = s
+        .register(json!({"redirect_uris": [REDIRECT], "client_name": "n".repeat(20_000)}))
+        .await;
+    assert_eq!(answer.error(), "invalid_client_metadata");
 }

@@ -26,7 +26,11 @@ use super::{form_params, hash, now_secs, random_token, split_scopes, Authorizati
 /// How long a consent page stays valid.
 const CONSENT_TTL: Duration = Duration::from_secs(600);
 /// Most consent pages open at once.
-const MAX_PENDING: usize = 10_000;
+const MAX_PENDING: usize = 2_000;
+/// Longest authorization request query read.
+const MAX_QUERY_BYTES: usize = 8 * 1024;
+/// Longest client name shown.
+const MAX_CLIENT_NAME_CHARS: usize = 100;
 const CONSENT_COOKIE_PREFIX: &str = "mcp_consent_";
 
 /// An authorization request as the approval policy sees it: already validated.
@@ -156,7 +160,8 @@ impl PendingConsents {
 
 #[derive(Clone)]
 struct Validated {
-    client: RegisteredClient,
+    client_id: String,
+    client_name: Option<String>,
     redirect_uri: String,
     redirect_uri_in_request: bool,
     state: Option<String>,
@@ -168,8 +173,8 @@ struct Validated {
 impl Validated {
     fn consent_request(&self) -> ConsentRequest {
         ConsentRequest {
-            client_id: self.client.client_id.clone(),
-            client_name: self.client.metadata.client_name.clone(),
+            client_id: self.client_id.clone(),
+            client_name: self.client_name.clone(),
             redirect_uri: self.redirect_uri.clone(),
             scopes: self.scopes.clone(),
             resource: self.resource.clone(),
@@ -198,7 +203,11 @@ pub(super) async fn handle_get(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let Ok(params) = Params::parse(query.unwrap_or_default().as_bytes()) else {
+    let query = query.unwrap_or_default();
+    if query.len() > MAX_QUERY_BYTES {
+        return error_page(StatusCode::URI_TOO_LONG, "The request is too long.");
+    }
+    let Ok(params) = Params::parse(query.as_bytes()) else {
         return error_page(StatusCode::BAD_REQUEST, "The request repeats a parameter.");
     };
     let (client, redirect_uri) = match client_and_redirect(&server, &params).await {
@@ -226,8 +235,11 @@ pub(super) async fn handle_get(
             );
         }
     };
-    let policy = server.inner.config.approval.clone();
-    match policy.decide(&request.consent_request(), &headers) {
+    match server
+        .inner
+        .approval
+        .decide(&request.consent_request(), &headers)
+    {
         AuthorizationDecision::Approve { subject } => {
             approve(&server, request, subject, StatusCode::FOUND).await
         }
@@ -386,7 +398,12 @@ fn validate(
     let resource = resolve_resource(server, params.get("resource"))
         .map_err(|d| redirect_error("invalid_target", d))?;
     Ok(Validated {
-        client,
+        client_id: client.client_id,
+        // Bounded: it waits in memory while the consent page is open.
+        client_name: client
+            .metadata
+            .client_name
+            .map(|name| name.chars().take(MAX_CLIENT_NAME_CHARS).collect()),
         redirect_uri,
         redirect_uri_in_request: params.get("redirect_uri").is_some(),
         state,
@@ -444,7 +461,7 @@ async fn approve(
 ) -> Response {
     let code = random_token();
     let grant = CodeGrant {
-        client_id: request.client.client_id.clone(),
+        client_id: request.client_id.clone(),
         subject,
         scopes: request.scopes.clone(),
         resource: request.resource.clone(),
@@ -471,7 +488,7 @@ async fn approve(
             status,
         );
     }
-    tracing::info!(client_id = %request.client.client_id, scopes = %request.scopes.join(" "), "authorization approved");
+    tracing::info!(client_id = %request.client_id, scopes = %request.scopes.join(" "), "authorization approved");
     let mut url = match Url::parse(&request.redirect_uri) {
         Ok(url) => url,
         Err(_) => return error_page(StatusCode::BAD_REQUEST, "The redirect URI is invalid."),
@@ -488,7 +505,7 @@ async fn approve(
 }
 
 fn deny(server: &AuthorizationServer, request: &Validated, status: StatusCode) -> Response {
-    tracing::info!(client_id = %request.client.client_id, "authorization denied");
+    tracing::info!(client_id = %request.client_id, "authorization denied");
     redirect_with_error(
         server,
         &request.redirect_uri,
@@ -545,11 +562,9 @@ fn consent_page(server: &AuthorizationServer, request: Validated, subject: Strin
     let id = random_token();
     let csrf = random_token();
     let client_name = request
-        .client
-        .metadata
         .client_name
         .clone()
-        .unwrap_or_else(|| request.client.client_id.clone());
+        .unwrap_or_else(|| request.client_id.clone());
     let redirect = Url::parse(&request.redirect_uri).ok();
     let redirect_host = redirect
         .as_ref()

@@ -26,6 +26,10 @@ use crate::metadata::ClientMetadata;
 const MAX_DOCUMENT_BYTES: usize = 16 * 1024;
 /// Most documents cached at once.
 const MAX_CACHED: usize = 1024;
+/// How long a failed fetch is remembered, so a flood of one bad URL costs one fetch.
+const FAILURE_TTL: Duration = Duration::from_secs(30);
+/// Most fetches in flight at once.
+const MAX_CONCURRENT_FETCHES: usize = 8;
 
 #[derive(Debug, Clone)]
 pub(super) struct CimdConfig {
@@ -47,7 +51,15 @@ impl Default for CimdConfig {
 pub(super) struct CimdFetcher {
     config: CimdConfig,
     http: HttpClient,
-    cache: Mutex<HashMap<String, (RegisteredClient, Instant)>>,
+    /// By URL: the client, or the reason it was refused, until the instant.
+    cache: Mutex<HashMap<String, (Cached, Instant)>>,
+    in_flight: tokio::sync::Semaphore,
+}
+
+#[derive(Clone)]
+enum Cached {
+    Client(Box<RegisteredClient>),
+    Refused(Error),
 }
 
 impl CimdFetcher {
@@ -72,6 +84,7 @@ impl CimdFetcher {
             config,
             http,
             cache: Mutex::new(HashMap::new()),
+            in_flight: tokio::sync::Semaphore::new(MAX_CONCURRENT_FETCHES),
         }
     }
 
@@ -83,9 +96,31 @@ impl CimdFetcher {
 
     /// The client `url` describes, from the cache or fetched.
     pub(super) async fn fetch(&self, url: &str) -> Result<RegisteredClient> {
-        if let Some(client) = self.cached(url) {
-            return Ok(client);
+        if let Some(cached) = self.cached(url) {
+            return match cached {
+                Cached::Client(client) => Ok(*client),
+                Cached::Refused(error) => Err(error),
+            };
         }
+        let Ok(_permit) = self.in_flight.try_acquire() else {
+            return Err(Error::new(
+                ErrorKind::Http,
+                "too many client metadata documents are being fetched; try again",
+            ));
+        };
+        let outcome = self.fetch_uncached(url).await;
+        let (entry, ttl) = match &outcome {
+            Ok(client) => (
+                Cached::Client(Box::new(client.clone())),
+                self.config.cache_ttl,
+            ),
+            Err(error) => (Cached::Refused(error.clone()), FAILURE_TTL),
+        };
+        self.remember(url, entry, ttl);
+        outcome
+    }
+
+    async fn fetch_uncached(&self, url: &str) -> Result<RegisteredClient> {
         let parsed = self.check_url(url)?;
         let request = Request::get(parsed.as_str())
             .header(ACCEPT, "application/json")
@@ -100,28 +135,34 @@ impl CimdFetcher {
         }
         let metadata: ClientMetadata = serde_json::from_slice(response.body())
             .map_err(|_| invalid("the client metadata document is not client metadata JSON"))?;
-        let client = client_from_document(url, metadata)?;
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if cache.len() >= MAX_CACHED {
-            let now = Instant::now();
-            cache.retain(|_, (_, at)| *at > now);
-            if cache.len() >= MAX_CACHED {
-                cache.clear();
-            }
-        }
-        cache.insert(
-            url.to_owned(),
-            (client.clone(), Instant::now() + self.config.cache_ttl),
-        );
-        Ok(client)
+        client_from_document(url, metadata)
     }
 
-    fn cached(&self, url: &str) -> Option<RegisteredClient> {
+    fn remember(&self, url: &str, entry: Cached, ttl: Duration) {
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        if cache.len() >= MAX_CACHED {
+            cache.retain(|_, (_, until)| *until > now);
+        }
+        if cache.len() >= MAX_CACHED {
+            // Still full: the entry closest to expiring makes room.
+            if let Some(oldest) = cache
+                .iter()
+                .min_by_key(|(_, (_, until))| *until)
+                .map(|(url, _)| url.clone())
+            {
+                cache.remove(&oldest);
+            }
+        }
+        cache.insert(url.to_owned(), (entry, now + ttl));
+    }
+
+    fn cached(&self, url: &str) -> Option<Cached> {
         let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         cache
             .get(url)
             .filter(|(_, until)| *until > Instant::now())
-            .map(|(client, _)| client.clone())
+            .map(|(entry, _)| entry.clone())
     }
 
     fn check_url(&self, url: &str) -> Result<Url> {
@@ -203,6 +244,7 @@ fn client_from_document(url: &str, mut metadata: ClientMetadata) -> Result<Regis
         auth_method: ClientAuthMethod::None,
         metadata,
         issued_at: super::now_secs(),
+        pre_registered: false,
     })
 }
 
@@ -229,14 +271,29 @@ pub(super) fn is_public(ip: IpAddr) -> bool {
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return is_public(IpAddr::V4(v4));
             }
-            let first = v6.segments()[0];
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
-                || first == 0x2001 && v6.segments()[1] == 0x0db8
-                || (first == 0x0064 && v6.segments()[1] == 0xff9b))
+            let segments = v6.segments();
+            // Only global unicast (2000::/3); everything else (IPv4-compatible and -translated
+            // forms, NAT64, unique-local, link- and site-local, multicast) is refused.
+            if segments[0] & 0xe000 != 0x2000 {
+                return false;
+            }
+            match segments[0] {
+                // 6to4 carries an IPv4 address: it must be public itself.
+                0x2002 => {
+                    let [a, b] = segments[1].to_be_bytes();
+                    let [c, d] = segments[2].to_be_bytes();
+                    is_public(IpAddr::V4(std::net::Ipv4Addr::new(a, b, c, d)))
+                }
+                // Teredo, benchmarking, ORCHID and documentation prefixes.
+                0x2001 => {
+                    !(segments[1] == 0
+                        || segments[1] == 0x0002
+                        || (segments[1] & 0xfff0) == 0x0010
+                        || (segments[1] & 0xfff0) == 0x0020
+                        || segments[1] == 0x0db8)
+                }
+                _ => true,
+            }
         }
     }
 }
@@ -296,7 +353,12 @@ mod tests {
         ] {
             assert!(!is_public(ip.parse().unwrap()), "{ip}");
         }
-        for ip in ["93.184.216.34", "2606:4700::1111", "8.8.8.8"] {
+        for ip in [
+            "93.184.216.34",
+            "2606:4700::1111",
+            "8.8.8.8",
+            "2002:5db8:d822::1",
+        ] {
             assert!(is_public(ip.parse().unwrap()), "{ip}");
         }
     }

@@ -47,13 +47,17 @@ pub(super) async fn authenticate(
     let client = load_client(server, &client_id)
         .await?
         .ok_or_else(|| OAuthError::invalid_client("client authentication failed"))?;
-    if client.auth_method != method {
-        return Err(OAuthError::invalid_client("client authentication failed"));
-    }
-    if let (Some(expected), Some(secret)) = (&client.secret_hash, &secret) {
-        if !bool::from(hash(secret).0.ct_eq(&expected.0)) {
-            return Err(OAuthError::invalid_client("client authentication failed"));
+    // Every combination but these two fails, including a stored client whose method and
+    // secret disagree.
+    let authenticated = match (client.auth_method, &client.secret_hash, &secret) {
+        (ClientAuthMethod::None, None, None) => method == ClientAuthMethod::None,
+        (registered, Some(expected), Some(secret)) if registered == method => {
+            bool::from(hash(secret).0.ct_eq(&expected.0))
         }
+        _ => false,
+    };
+    if !authenticated {
+        return Err(OAuthError::invalid_client("client authentication failed"));
     }
     Ok(client)
 }

@@ -93,7 +93,7 @@ pub struct AuthorizationServerConfig {
     refresh_token_ttl: Duration,
     code_ttl: Duration,
     token_format: TokenFormat,
-    approval: Arc<dyn ApprovalPolicy>,
+    approval: Option<Arc<dyn ApprovalPolicy>>,
     store: Arc<dyn AuthorizationStore>,
     signing_key: Option<SigningKey>,
     cimd: cimd::CimdConfig,
@@ -114,8 +114,9 @@ impl std::fmt::Debug for AuthorizationServerConfig {
 impl AuthorizationServerConfig {
     /// A server whose issuer identifier is `issuer`: https, or http on loopback; no query or
     /// fragment. Defaults: JWT access tokens for 1 hour, refresh tokens for 30 days, codes for
-    /// 60 s, the consent page as the approval policy (user `user`), an in-memory store, a new
-    /// ES256 key.
+    /// 60 s, an in-memory store, a new ES256 key. On a loopback issuer the approval policy
+    /// defaults to the consent page for the user `user`; elsewhere it must be set, since the
+    /// server cannot know who the user is.
     ///
     /// # Errors
     /// [`ErrorKind::Config`] for an issuer that is not such a URL.
@@ -139,7 +140,7 @@ impl AuthorizationServerConfig {
             refresh_token_ttl: Duration::from_secs(30 * 24 * 3600),
             code_ttl: Duration::from_secs(60),
             token_format: TokenFormat::Jwt,
-            approval: Arc::new(ConsentPage::new("user")),
+            approval: None,
             store: Arc::new(MemoryAuthorizationStore::new()),
             signing_key: None,
             cimd: cimd::CimdConfig::default(),
@@ -200,7 +201,7 @@ impl AuthorizationServerConfig {
     /// Who approves authorization requests: [`ConsentPage`] (default) or [`AutoApprove`] for
     /// development and tests, or the application's own policy.
     pub fn approval_policy(mut self, policy: impl ApprovalPolicy) -> Self {
-        self.approval = Arc::new(policy);
+        self.approval = Some(Arc::new(policy));
         self
     }
 
@@ -253,6 +254,7 @@ impl std::fmt::Debug for AuthorizationServer {
 
 struct Inner {
     config: AuthorizationServerConfig,
+    approval: Arc<dyn ApprovalPolicy>,
     issuer: String,
     key: SigningKey,
     cimd: cimd::CimdFetcher,
@@ -263,7 +265,8 @@ impl AuthorizationServer {
     /// Builds the server.
     ///
     /// # Errors
-    /// [`ErrorKind::Config`] when no resource is configured, or a key cannot be made.
+    /// [`ErrorKind::Config`] when no resource is configured, when an issuer off loopback has
+    /// no approval policy, or when a key cannot be made.
     pub fn new(config: AuthorizationServerConfig) -> Result<Self> {
         if config.resources.is_empty() {
             return Err(Error::new(
@@ -271,6 +274,18 @@ impl AuthorizationServer {
                 "the authorization server needs at least one resource (the MCP server's URL)",
             ));
         }
+        let approval =
+            match &config.approval {
+                Some(policy) => policy.clone(),
+                None if crate::http::is_loopback_host(&config.issuer) => {
+                    Arc::new(ConsentPage::new("user")) as Arc<dyn ApprovalPolicy>
+                }
+                None => return Err(Error::new(
+                    ErrorKind::Config,
+                    "set an approval policy that knows the user (approval_policy); the default \
+                     consent page, which lets anyone who reaches it approve, is for loopback only",
+                )),
+            };
         let key = match &config.signing_key {
             Some(key) => key.clone(),
             None => SigningKey::generate()?,
@@ -283,6 +298,7 @@ impl AuthorizationServer {
                 key,
                 cimd,
                 consent: authorize::PendingConsents::default(),
+                approval,
                 config,
             }),
         })
@@ -338,7 +354,7 @@ impl AuthorizationServer {
         &self,
         metadata: crate::metadata::ClientMetadata,
     ) -> Result<String> {
-        let client = register::new_client(metadata, None)?;
+        let client = register::operator_client(metadata, None)?;
         let id = client.client_id.clone();
         self.inner.config.store.save_client(client).await?;
         Ok(id)
@@ -355,7 +371,7 @@ impl AuthorizationServer {
         metadata: crate::metadata::ClientMetadata,
     ) -> Result<(String, crate::Secret)> {
         let secret = random_token();
-        let client = register::new_client(metadata, Some(hash(&secret)))?;
+        let client = register::operator_client(metadata, Some(hash(&secret)))?;
         let id = client.client_id.clone();
         self.inner.config.store.save_client(client).await?;
         Ok((id, crate::Secret::new(secret)))
@@ -366,29 +382,72 @@ impl AuthorizationServer {
     pub fn router(&self) -> Router {
         let base = self.inner.config.issuer.path().trim_end_matches('/');
         let at = |path: &str| format!("{base}{path}");
-        let mut router = Router::new();
+        // What a browser-based client calls (metadata, registration, tokens) allows any origin,
+        // without credentials; the consent page and introspection do not.
+        let mut public = Router::new();
         for well_known in [
             "/.well-known/oauth-authorization-server",
             "/.well-known/openid-configuration",
         ] {
-            router = router.route(&format!("{well_known}{base}"), get(serve_metadata));
+            public = public.route(
+                &format!("{well_known}{base}"),
+                get(serve_metadata).options(preflight),
+            );
             if !base.is_empty() {
-                router = router.route(&at(well_known), get(serve_metadata));
+                public = public.route(&at(well_known), get(serve_metadata).options(preflight));
             }
         }
-        router
-            .route(&at("/register"), post(register::handle))
+        let public = public
+            .route(&at("/register"), post(register::handle).options(preflight))
+            .route(&at("/token"), post(token::handle).options(preflight))
+            .route(
+                &at("/revoke"),
+                post(revoke::handle_revoke).options(preflight),
+            )
+            .route(&at("/jwks"), get(serve_jwks).options(preflight))
+            .layer(tower::util::MapResponseLayer::new(allow_any_origin));
+        Router::new()
             .route(
                 &at("/authorize"),
                 get(authorize::handle_get).post(authorize::handle_post),
             )
-            .route(&at("/token"), post(token::handle))
-            .route(&at("/revoke"), post(revoke::handle_revoke))
             .route(&at("/introspect"), post(revoke::handle_introspect))
-            .route(&at("/jwks"), get(serve_jwks))
+            .merge(public)
             .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
             .with_state(self.clone())
     }
+}
+
+fn allow_any_origin(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    headers.insert(
+        http::header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("WWW-Authenticate"),
+    );
+    response
+}
+
+async fn preflight() -> Response {
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, POST, OPTIONS"),
+    );
+    headers.insert(
+        http::header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("Authorization, Content-Type, MCP-Protocol-Version"),
+    );
+    headers.insert(
+        http::header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("86400"),
+    );
+    response
 }
 
 async fn serve_metadata(State(server): State<AuthorizationServer>) -> Response {
@@ -485,8 +544,9 @@ pub(crate) struct Params(Vec<(String, String)>);
 impl Params {
     pub(crate) fn parse(input: &[u8]) -> std::result::Result<Self, OAuthError> {
         let mut params: Vec<(String, String)> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         for (name, value) in url::form_urlencoded::parse(input) {
-            if params.iter().any(|(n, _)| *n == name) {
+            if !seen.insert(name.clone()) {
                 return Err(OAuthError::invalid_request(format!(
                     "the parameter {name} is repeated"
                 )));

@@ -11,6 +11,10 @@ use super::{hash, json_response, now_secs, random_token, AuthorizationServer, OA
 use crate::error::{Error, ErrorKind, Result};
 use crate::metadata::ClientMetadata;
 
+/// Largest registration request: clients are kept, so their metadata is bounded.
+const MAX_REGISTRATION_BYTES: usize = 16 * 1024;
+const MAX_REDIRECT_URIS: usize = 16;
+
 const GRANT_TYPES: [&str; 3] = ["authorization_code", "refresh_token", "client_credentials"];
 
 pub(super) async fn handle(
@@ -29,6 +33,12 @@ pub(super) async fn handle(
             "the body must be application/json",
         );
     }
+    if body.len() > MAX_REGISTRATION_BYTES {
+        return registration_error(
+            "invalid_client_metadata",
+            "the client metadata is too large",
+        );
+    }
     let Ok(mut metadata) = serde_json::from_slice::<ClientMetadata>(&body) else {
         return registration_error("invalid_client_metadata", "the body is not client metadata");
     };
@@ -40,7 +50,7 @@ pub(super) async fn handle(
         .unwrap_or("client_secret_basic")
         != "none";
     let secret = confidential.then(random_token);
-    let client = match validate(metadata, secret.as_deref().map(hash)) {
+    let client = match validate(metadata, secret.as_deref().map(hash), false) {
         Ok(client) => client,
         Err(invalid) => return registration_error(invalid.code, &invalid.message),
     };
@@ -70,17 +80,20 @@ pub(super) struct InvalidMetadata {
     message: String,
 }
 
-/// Validates metadata and fills in RFC 7591's defaults.
-pub(super) fn new_client(
+/// A client the operator registers (see [`RegisteredClient::pre_registered`]).
+pub(super) fn operator_client(
     metadata: ClientMetadata,
     secret_hash: Option<super::TokenHash>,
 ) -> Result<RegisteredClient> {
-    validate(metadata, secret_hash).map_err(|e| Error::new(ErrorKind::Registration, e.message))
+    validate(metadata, secret_hash, true)
+        .map_err(|e| Error::new(ErrorKind::Registration, e.message))
 }
 
+/// Validates metadata and fills in RFC 7591's defaults.
 fn validate(
     mut metadata: ClientMetadata,
     secret_hash: Option<super::TokenHash>,
+    pre_registered: bool,
 ) -> std::result::Result<RegisteredClient, InvalidMetadata> {
     let invalid = |message: &str| InvalidMetadata {
         code: "invalid_client_metadata",
@@ -121,15 +134,25 @@ fn validate(
         .grant_types
         .iter()
         .any(|g| g == "client_credentials")
-        && auth_method == ClientAuthMethod::None
     {
-        return Err(invalid("client_credentials needs a confidential client"));
+        // Tokens without a user: only for clients the operator vouches for.
+        if !pre_registered {
+            return Err(invalid(
+                "client_credentials is only for clients registered by the operator",
+            ));
+        }
+        if auth_method == ClientAuthMethod::None {
+            return Err(invalid("client_credentials needs a confidential client"));
+        }
     }
     if metadata.response_types.is_empty() && uses_code {
         metadata.response_types = vec!["code".into()];
     }
     if metadata.response_types.iter().any(|r| r != "code") {
         return Err(invalid("only the response type code is supported"));
+    }
+    if metadata.redirect_uris.len() > MAX_REDIRECT_URIS {
+        return Err(invalid("too many redirect_uris"));
     }
     if uses_code && metadata.redirect_uris.is_empty() {
         return Err(invalid(
@@ -148,6 +171,7 @@ fn validate(
         auth_method,
         metadata,
         issued_at: now_secs(),
+        pre_registered,
     })
 }
 

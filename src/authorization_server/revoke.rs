@@ -7,7 +7,7 @@ use http::{HeaderMap, StatusCode};
 use serde_json::json;
 
 use super::client_auth::authenticate;
-use super::store::ClientAuthMethod;
+use super::store::{ClientAuthMethod, TokenHash};
 use super::{form_params, hash, json_response, now_secs, AuthorizationServer, OAuthError};
 
 pub(super) async fn handle_revoke(
@@ -38,19 +38,27 @@ async fn revoke(
     let client = authenticate(server, headers, &params).await?;
     let token = hash(params.require("token")?);
     let store = &server.inner.config.store;
-    // A client may revoke only its own tokens; others' are silently left alone.
+    // RFC 7009 §2.1: a client may revoke only its own tokens; another's is refused.
+    let not_yours = || {
+        OAuthError::new(
+            "unauthorized_client",
+            "the token was not issued to this client",
+        )
+    };
     if let Some((family, _)) = store.family_of_refresh(token).await? {
-        if family.client_id == client.client_id {
-            store.revoke_family(&family.id).await?;
-            tracing::info!(client_id = %client.client_id, "refresh token revoked with its grant");
+        if family.client_id != client.client_id {
+            return Err(not_yours());
         }
+        store.revoke_family(&family.id).await?;
+        tracing::info!(client_id = %client.client_id, "refresh token revoked with its grant");
         return Ok(());
     }
     if let Some(record) = store.access(token).await? {
-        if record.client_id == client.client_id {
-            store.revoke_access(token).await?;
-            tracing::info!(client_id = %client.client_id, "access token revoked");
+        if record.client_id != client.client_id {
+            return Err(not_yours());
         }
+        store.revoke_access(token).await?;
+        tracing::info!(client_id = %client.client_id, "access token revoked");
     }
     Ok(())
 }
@@ -73,52 +81,81 @@ async fn introspect(
 ) -> Result<serde_json::Value, OAuthError> {
     let params = form_params(headers, body)?;
     let caller = authenticate(server, headers, &params).await?;
-    // RFC 7662 §2.1: only authorized callers learn about tokens.
-    if caller.auth_method == ClientAuthMethod::None {
+    // RFC 7662 §2.1: only authorized callers learn about tokens: confidential clients the
+    // operator registered, never a client that registered itself.
+    if caller.auth_method == ClientAuthMethod::None || !caller.pre_registered {
         return Err(OAuthError::invalid_client(
-            "introspection needs a confidential client",
+            "introspection is for confidential clients registered by the operator",
         ));
     }
     let token = hash(params.require("token")?);
-    let store = &server.inner.config.store;
     let now = now_secs();
-    let inactive = json!({ "active": false });
-    if params.get("token_type_hint") != Some("refresh_token") {
-        if let Some(record) = store.access(token).await? {
-            if record.expires_at <= now {
-                return Ok(inactive);
-            }
-            if let Some(family_id) = &record.family_id {
-                let family = store.family(family_id).await?;
-                if family.is_none_or(|f| f.revoked) {
-                    return Ok(inactive);
-                }
-            }
-            return Ok(json!({
-                "active": true,
-                "token_type": "Bearer",
-                "scope": record.scopes.join(" "),
-                "client_id": record.client_id,
-                "sub": record.subject,
-                "aud": record.resource,
-                "iss": server.issuer(),
-                "iat": record.issued_at,
-                "exp": record.expires_at,
-            }));
+    // The hint only orders the lookups (RFC 7662 §2.1): both kinds are always tried.
+    let answer = if params.get("token_type_hint") == Some("refresh_token") {
+        match introspect_refresh(server, token, now).await? {
+            Some(answer) => Some(answer),
+            None => introspect_access(server, token, now).await?,
         }
+    } else {
+        match introspect_access(server, token, now).await? {
+            Some(answer) => Some(answer),
+            None => introspect_refresh(server, token, now).await?,
+        }
+    };
+    Ok(answer.unwrap_or_else(|| json!({ "active": false })))
+}
+
+/// The answer for an access token, or `None` when `token` is not one.
+async fn introspect_access(
+    server: &AuthorizationServer,
+    token: TokenHash,
+    now: u64,
+) -> Result<Option<serde_json::Value>, OAuthError> {
+    let store = &server.inner.config.store;
+    let Some(record) = store.access(token).await? else {
+        return Ok(None);
+    };
+    let family_revoked = match &record.family_id {
+        Some(family_id) => store.family(family_id).await?.is_none_or(|f| f.revoked),
+        None => false,
+    };
+    if record.expires_at <= now || family_revoked {
+        return Ok(Some(json!({ "active": false })));
     }
-    match store.family_of_refresh(token).await? {
-        // Only the current token of a family is active; a spent one is not.
-        Some((family, true)) if !family.revoked && family.expires_at > now => Ok(json!({
-            "active": true,
-            "token_type": "refresh_token",
-            "scope": family.scopes.join(" "),
-            "client_id": family.client_id,
-            "sub": family.subject,
-            "aud": family.resource,
-            "iss": server.issuer(),
-            "exp": family.expires_at,
-        })),
-        _ => Ok(inactive),
+    Ok(Some(json!({
+        "active": true,
+        "token_type": "Bearer",
+        "scope": record.scopes.join(" "),
+        "client_id": record.client_id,
+        "sub": record.subject,
+        "aud": record.resource,
+        "iss": server.issuer(),
+        "iat": record.issued_at,
+        "exp": record.expires_at,
+    })))
+}
+
+/// The answer for a refresh token, or `None` when `token` is not one.
+async fn introspect_refresh(
+    server: &AuthorizationServer,
+    token: TokenHash,
+    now: u64,
+) -> Result<Option<serde_json::Value>, OAuthError> {
+    let Some((family, current)) = server.inner.config.store.family_of_refresh(token).await? else {
+        return Ok(None);
+    };
+    // Only the current token of a live family is active; a spent one is not.
+    if !current || family.revoked || family.expires_at <= now {
+        return Ok(Some(json!({ "active": false })));
     }
+    Ok(Some(json!({
+        "active": true,
+        "token_type": "refresh_token",
+        "scope": family.scopes.join(" "),
+        "client_id": family.client_id,
+        "sub": family.subject,
+        "aud": family.resource,
+        "iss": server.issuer(),
+        "exp": family.expires_at,
+    })))
 }

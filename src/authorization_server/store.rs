@@ -61,6 +61,9 @@ pub struct RegisteredClient {
     pub metadata: ClientMetadata,
     /// When it was registered (seconds since the epoch).
     pub issued_at: u64,
+    /// Registered by the operator (not through `/register` or a metadata document): only such
+    /// clients may use `client_credentials` and introspect.
+    pub pre_registered: bool,
 }
 
 impl RegisteredClient {
@@ -196,10 +199,21 @@ pub trait AuthorizationStore: Send + Sync + 'static {
 }
 
 /// An in-memory [`AuthorizationStore`]: for one process, lost at exit. Expired codes, families
-/// and access records are dropped as new ones are saved.
-#[derive(Debug, Default)]
+/// and access records are dropped as new ones are saved. Registration is open to anyone, so
+/// the number of clients is capped (10,000 by default); past it, registration fails.
+#[derive(Debug)]
 pub struct MemoryAuthorizationStore {
     state: Mutex<MemoryState>,
+    max_clients: usize,
+}
+
+impl Default for MemoryAuthorizationStore {
+    fn default() -> Self {
+        Self {
+            state: Mutex::default(),
+            max_clients: 10_000,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -232,6 +246,12 @@ impl MemoryAuthorizationStore {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The most clients kept.
+    pub fn with_client_limit(mut self, max_clients: usize) -> Self {
+        self.max_clients = max_clients;
+        self
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut MemoryState) -> T) -> T {
@@ -271,8 +291,21 @@ fn ready<T: Send + 'static>(value: T) -> BoxFuture<'static, T> {
 
 impl AuthorizationStore for MemoryAuthorizationStore {
     fn save_client(&self, client: RegisteredClient) -> BoxFuture<'_, Result<()>> {
-        self.with(|s| s.clients.insert(client.client_id.clone(), client));
-        ready(Ok(()))
+        let saved = self.with(|s| {
+            if s.clients.len() >= self.max_clients && !s.clients.contains_key(&client.client_id) {
+                return false;
+            }
+            s.clients.insert(client.client_id.clone(), client);
+            true
+        });
+        ready(if saved {
+            Ok(())
+        } else {
+            Err(crate::Error::new(
+                crate::ErrorKind::Storage,
+                "the client limit of the memory store is reached",
+            ))
+        })
     }
 
     fn client<'a>(&'a self, client_id: &'a str) -> BoxFuture<'a, Result<Option<RegisteredClient>>> {

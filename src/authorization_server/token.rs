@@ -176,7 +176,8 @@ async fn authorization_code(
         subject: &grant.subject,
         scopes: &grant.scopes,
         resource: &grant.resource,
-        family_id: Some(&grant.family_id),
+        // Without a refresh token there is no family to belong to (or to be revoked with).
+        family_id: refresh_token.is_some().then_some(grant.family_id.as_str()),
     };
     let mut response = issue_access(server, &issue).await?;
     response.refresh_token = refresh_token;
@@ -254,10 +255,10 @@ async fn client_credentials(
     client: &RegisteredClient,
     params: &Params,
 ) -> Result<TokenResponse, OAuthError> {
-    if client.auth_method == ClientAuthMethod::None {
+    if client.auth_method == ClientAuthMethod::None || !client.pre_registered {
         return Err(OAuthError::new(
             "unauthorized_client",
-            "client_credentials needs a confidential client",
+            "client_credentials is for confidential clients registered by the operator",
         ));
     }
     require_grant(client, "client_credentials")?;
