@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs the official MCP conformance suite (client side) against examples/conformance_client.rs.
+# Runs the official MCP conformance suite (client side) against examples/conformance_client.rs,
+# then the official TypeScript SDK client against examples/mcp_oauth_server.rs.
 #
 #   conformance/run.sh [suite ...]      default suites: auth backcompat draft
 #
@@ -53,4 +54,29 @@ for suite in "${suites[@]}"; do
 done
 # Warnings count as failures here: the suite must pass clean.
 echo "conformance: $passed passed, $failed failed"
+
+# Interop, the other way round: the official TypeScript SDK client (pinned with the suite)
+# against examples/mcp_oauth_server.rs and its embedded authorization server.
+(cd "$root" && cargo build --quiet --example mcp_oauth_server)
+server_log="$out/mcp_oauth_server.log"
+"$root/target/debug/examples/mcp_oauth_server" --port 0 --auto-approve >"$server_log" 2>&1 &
+server_pid=$!
+trap 'kill "$server_pid" 2>/dev/null || true' EXIT
+mcp_url=""
+for _ in $(seq 1 100); do
+  mcp_url=$(sed -n 's/^MCP server (Streamable HTTP): *//p' "$server_log")
+  [ -n "$mcp_url" ] && break
+  sleep 0.1
+done
+sse_url=$(sed -n 's/^MCP server (HTTP+SSE): *//p' "$server_log")
+if [ -z "$mcp_url" ] || [ -z "$sse_url" ]; then
+  echo "interop FAILED: mcp_oauth_server did not start; see $server_log"
+  exit 1
+fi
+if "$node22" "$here/interop/ts_sdk_client.mjs" "$mcp_url" "$sse_url"; then
+  echo "interop with the TypeScript SDK client: ok"
+else
+  echo "interop with the TypeScript SDK client FAILED; server log in $server_log"
+  status=1
+fi
 exit $status
