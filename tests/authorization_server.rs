@@ -1149,3 +1149,121 @@ async fn oversized_requests_are_refused() {
         .await;
     assert_eq!(answer.error(), "invalid_client_metadata");
 }
+
+/// A policy of the application's own: the user comes from a header set by its login layer.
+struct HeaderUser;
+
+impl tower_mcp_oauth::authorization_server::ApprovalPolicy for HeaderUser {
+    fn decide<'a>(
+        &'a self,
+        request: &'a tower_mcp_oauth::authorization_server::ConsentRequest,
+        headers: &'a HeaderMap,
+    ) -> tower_mcp_oauth::authorization_server::BoxFuture<
+        'a,
+        tower_mcp_oauth::authorization_server::AuthorizationDecision,
+    > {
+        use tower_mcp_oauth::authorization_server::AuthorizationDecision;
+        let user = headers
+            .get("x-user")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let admin_asked = request.scopes.iter().any(|s| s == "mcp:admin");
+        Box::pin(async move {
+            match user {
+                Some(user) if !admin_asked => AuthorizationDecision::Approve { subject: user },
+                _ => AuthorizationDecision::Deny,
+            }
+        })
+    }
+}
+
+#[tokio::test]
+async fn an_application_policy_decides_from_the_request() {
+    let s = Server::start(|c| c.approval_policy(HeaderUser)).await;
+    let client = s.public_client().await;
+    let (verifier, challenge) = pkce();
+    let url = s.authorize_url(&client, &challenge, &[("scope", "mcp:tools")]);
+    let anonymous = get(&url).await;
+    assert_eq!(
+        query(&anonymous.location().unwrap(), "error").as_deref(),
+        Some("access_denied")
+    );
+    let admin = send(
+        Request::get(s.authorize_url(&client, &challenge, &[("scope", "mcp:admin")]))
+            .header("x-user", "dave")
+            .body(Full::default())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        query(&admin.location().unwrap(), "error").as_deref(),
+        Some("access_denied")
+    );
+    let dave = send(
+        Request::get(&url)
+            .header("x-user", "dave")
+            .body(Full::default())
+            .unwrap(),
+    )
+    .await;
+    let code = query(&dave.location().unwrap(), "code").unwrap();
+    let tokens = s.exchange(&client, &code, &verifier).await.json();
+    let (id, secret) = s.operator_client().await;
+    let introspection = s
+        .post_form(
+            "/introspect",
+            &[("token", tokens["access_token"].as_str().unwrap())],
+            Some((&id, &secret)),
+        )
+        .await;
+    assert_eq!(introspection.json()["sub"], "dave");
+}
+
+#[tokio::test]
+async fn client_metadata_documents_must_list_the_redirect_uri() {
+    let s = Server::start(|c| c.allow_private_client_metadata_hosts(true)).await;
+    let (url, _) = document_server(
+        |url| json!({"client_id": url, "redirect_uris": ["http://127.0.0.1:9/elsewhere"]}),
+    )
+    .await;
+    let (_, challenge) = pkce();
+    let answer = get(&s.authorize_url(&url, &challenge, &[])).await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    assert!(answer.location().is_none());
+}
+
+#[tokio::test]
+async fn client_metadata_fetches_are_bounded_in_size_and_time() {
+    let s = Server::start(|c| {
+        c.allow_private_client_metadata_hosts(true)
+            .client_metadata_timeout(Duration::from_millis(500))
+    })
+    .await;
+    let (_, challenge) = pkce();
+    // Too large.
+    let (large, _) = document_server(|url| {
+        json!({"client_id": url, "redirect_uris": [REDIRECT], "client_name": "x".repeat(20_000)})
+    })
+    .await;
+    let answer = get(&s.authorize_url(&large, &challenge, &[])).await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    // Never answers: the authorization request still gets its answer.
+    let silent = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .unwrap();
+    let silent_url = format!("http://{}/client.json", silent.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        loop {
+            let (stream, _) = silent.accept().await.unwrap();
+            held.push(stream);
+        }
+    });
+    let answer = tokio::time::timeout(
+        Duration::from_secs(10),
+        get(&s.authorize_url(&silent_url, &challenge, &[])),
+    )
+    .await
+    .expect("no hang on a silent metadata host");
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+}

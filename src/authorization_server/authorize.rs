@@ -20,7 +20,7 @@ use url::Url;
 
 use super::client_auth::load_client;
 use super::register::redirect_matches;
-use super::store::{CodeGrant, RegisteredClient};
+use super::store::{BoxFuture, CodeGrant, RegisteredClient};
 use super::{form_params, hash, now_secs, random_token, split_scopes, AuthorizationServer, Params};
 
 /// How long a consent page stays valid.
@@ -66,10 +66,15 @@ pub enum AuthorizationDecision {
 }
 
 /// Decides authorization requests. The application's own policy can authenticate the user from
-/// the request headers (a session cookie, say) before approving or asking.
+/// the request headers (a session cookie, say, looked up in its own store) before approving or
+/// asking; it answers with a future so that lookup may do I/O.
 pub trait ApprovalPolicy: Send + Sync + 'static {
     /// The decision for a validated request.
-    fn decide(&self, request: &ConsentRequest, headers: &HeaderMap) -> AuthorizationDecision;
+    fn decide<'a>(
+        &'a self,
+        request: &'a ConsentRequest,
+        headers: &'a HeaderMap,
+    ) -> BoxFuture<'a, AuthorizationDecision>;
 }
 
 /// Approves every valid request without asking: for development and tests only.
@@ -88,10 +93,14 @@ impl AutoApprove {
 }
 
 impl ApprovalPolicy for AutoApprove {
-    fn decide(&self, _: &ConsentRequest, _: &HeaderMap) -> AuthorizationDecision {
-        AuthorizationDecision::Approve {
+    fn decide<'a>(
+        &'a self,
+        _: &'a ConsentRequest,
+        _: &'a HeaderMap,
+    ) -> BoxFuture<'a, AuthorizationDecision> {
+        Box::pin(std::future::ready(AuthorizationDecision::Approve {
             subject: self.subject.clone(),
-        }
+        }))
     }
 }
 
@@ -111,10 +120,14 @@ impl ConsentPage {
 }
 
 impl ApprovalPolicy for ConsentPage {
-    fn decide(&self, _: &ConsentRequest, _: &HeaderMap) -> AuthorizationDecision {
-        AuthorizationDecision::AskUser {
+    fn decide<'a>(
+        &'a self,
+        _: &'a ConsentRequest,
+        _: &'a HeaderMap,
+    ) -> BoxFuture<'a, AuthorizationDecision> {
+        Box::pin(std::future::ready(AuthorizationDecision::AskUser {
             subject: self.subject.clone(),
-        }
+        }))
     }
 }
 
@@ -235,11 +248,13 @@ pub(super) async fn handle_get(
             );
         }
     };
-    match server
+    let consent_request = request.consent_request();
+    let decision = server
         .inner
         .approval
-        .decide(&request.consent_request(), &headers)
-    {
+        .decide(&consent_request, &headers)
+        .await;
+    match decision {
         AuthorizationDecision::Approve { subject } => {
             approve(&server, request, subject, StatusCode::FOUND).await
         }
