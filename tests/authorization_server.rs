@@ -1267,3 +1267,78 @@ async fn client_metadata_fetches_are_bounded_in_size_and_time() {
     .expect("no hang on a silent metadata host");
     assert_eq!(answer.status, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn malformed_requests_get_client_errors_not_server_errors() {
+    let s = Server::start(|c| c).await;
+    let client = s.public_client().await;
+    let token_bodies: [&[u8]; 7] = [
+        b"",
+        b"grant_type",
+        b"grant_type=authorization_code&code=%FF%FE&code_verifier=%00",
+        b"grant_type=refresh_token&refresh_token=&client_id=",
+        b"grant_type=authorization_code&grant_type=refresh_token",
+        b"\xff\xfe\xfd=\x00",
+        b"client_id=%E2%82&grant_type=client_credentials",
+    ];
+    for body in token_bodies {
+        for path in ["/token", "/revoke", "/introspect"] {
+            let answer = send(
+                Request::post(format!("{}{path}", s.base))
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(Full::from(body.to_vec()))
+                    .unwrap(),
+            )
+            .await;
+            assert!(
+                answer.status.is_client_error(),
+                "{path} {body:?}: {}",
+                answer.status
+            );
+            assert!(!answer.error().is_empty(), "{path}: an OAuth error body");
+        }
+    }
+    for basic in [
+        "Basic",
+        "Basic !!!",
+        "Basic Og==",
+        "Bearer x",
+        "Basic w4M6w4M=",
+    ] {
+        let answer = send(
+            Request::post(format!("{}/token", s.base))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .header("authorization", basic)
+                .body(Full::from("grant_type=client_credentials"))
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{basic}");
+    }
+    for body in [
+        "",
+        "null",
+        "[]",
+        "{\"redirect_uris\": 5}",
+        "{\"redirect_uris\": [\"\\u0000\"]}",
+    ] {
+        let answer = s
+            .register(serde_json::from_str(body).unwrap_or(Value::Null))
+            .await;
+        assert!(answer.status.is_client_error(), "{body}");
+    }
+    let (_, challenge) = pkce();
+    for query in [
+        "".to_owned(),
+        "client_id=%FF".to_owned(),
+        format!("client_id={client}&redirect_uri=%00"),
+        format!("client_id={client}&redirect_uri=javascript:alert(1)"),
+        format!("client_id={client}&redirect_uri={REDIRECT}&response_type=code&code_challenge={challenge}&code_challenge_method=S256&resource=%20"),
+    ] {
+        let answer = get(&format!("{}/authorize?{query}", s.base)).await;
+        assert!(!answer.status.is_server_error(), "{query}: {}", answer.status);
+        if let Some(location) = answer.location() {
+            assert!(location.as_str().starts_with(REDIRECT), "only to the registered URI");
+        }
+    }
+}
