@@ -528,6 +528,43 @@ async fn a_pre_registered_client_is_used_first() {
     assert_eq!(err.kind(), ErrorKind::Registration);
 }
 
+#[tokio::test]
+async fn a_pre_registered_client_bound_to_an_issuer_goes_nowhere_else() {
+    let behaviour = || Behaviour {
+        registration: false,
+        token_auth_methods: vec!["client_secret_basic"],
+        pre_registered: Some(("app", "app-secret")),
+        ..Default::default()
+    };
+    let server = start(behaviour()).await;
+    let bound = |issuer: &str| {
+        config().with_client(
+            ClientRegistration::confidential(
+                "app",
+                "app-secret",
+                TokenEndpointAuthMethod::ClientSecretBasic,
+            )
+            .for_issuer(issuer),
+        )
+    };
+    // Bound elsewhere: refused before the authorization or token endpoint sees the client.
+    let client = client_for(&server, bound("https://login.example.com")).await;
+    let err = echo(&client, &server, "x").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::IssuerMismatch);
+    let counters = server.counters();
+    assert!(counters.authorize_params.is_empty());
+    assert!(counters.token_forms.is_empty());
+
+    // Bound to this server's issuer: used as before.
+    let server = start(behaviour()).await;
+    let client = client_for(&server, bound(&server.base)).await;
+    echoed(&echo(&client, &server, "bound").await.unwrap());
+    assert_eq!(
+        server.counters().token_client_auth,
+        vec!["client_secret_basic"]
+    );
+}
+
 fn config_without_client() -> OAuthConfig {
     config()
 }

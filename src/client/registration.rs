@@ -75,6 +75,10 @@ pub struct ClientRegistration {
     pub client_secret_expires_at: Option<u64>,
     /// Where the identity came from.
     pub source: RegistrationSource,
+    /// The issuer this identity belongs to. When set, it is used with no other authorization
+    /// server, so a secret never goes to one that an MCP server's metadata merely names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
 }
 
 impl ClientRegistration {
@@ -87,10 +91,13 @@ impl ClientRegistration {
             redirect_uris: Vec::new(),
             client_secret_expires_at: None,
             source: RegistrationSource::PreRegistered,
+            issuer: None,
         }
     }
 
-    /// A pre-registered confidential client using `auth_method` at the token endpoint.
+    /// A pre-registered confidential client using `auth_method` at the token endpoint. Bind it
+    /// with [`for_issuer`](Self::for_issuer): otherwise its secret goes to whichever
+    /// authorization server the MCP server's metadata names.
     pub fn confidential(
         client_id: impl Into<String>,
         client_secret: impl Into<Secret>,
@@ -112,6 +119,26 @@ impl ClientRegistration {
                 .redirect_uris
                 .iter()
                 .any(|registered| registered == redirect_uri.as_str())
+    }
+
+    /// Binds the identity to the authorization server `issuer` (its metadata's `issuer`).
+    pub fn for_issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.issuer = Some(issuer.into());
+        self
+    }
+
+    /// Refuses an authorization server other than the one this identity is bound to.
+    pub(crate) fn check_issuer(&self, issuer: &str) -> Result<()> {
+        match &self.issuer {
+            Some(bound) if bound != issuer => Err(Error::new(
+                ErrorKind::IssuerMismatch,
+                format!(
+                    "the configured client belongs to the authorization server {bound}, but the \
+                     MCP server names {issuer}; its credentials are not sent there"
+                ),
+            )),
+            _ => Ok(()),
+        }
     }
 
     pub(crate) fn secret_expired(&self, now: u64) -> bool {
@@ -160,6 +187,7 @@ pub(crate) async fn obtain_client(
     redirect_uri: &Url,
 ) -> Result<ClientRegistration> {
     if let Some(pre) = &settings.pre_registered {
+        pre.check_issuer(&metadata.issuer)?;
         return Ok(pre.clone());
     }
     if let Some(url) = &settings.metadata_document_url {
@@ -178,6 +206,7 @@ pub(crate) async fn obtain_client(
                 redirect_uris: Vec::new(),
                 client_secret_expires_at: None,
                 source: RegistrationSource::MetadataDocument,
+                issuer: Some(metadata.issuer.clone()),
             });
         }
     }
@@ -300,5 +329,6 @@ async fn register_dynamically(
         redirect_uris,
         client_secret_expires_at: info.client_secret_expires_at,
         source: RegistrationSource::Dynamic,
+        issuer: Some(metadata.issuer.clone()),
     })
 }
