@@ -1342,3 +1342,41 @@ async fn malformed_requests_get_client_errors_not_server_errors() {
         }
     }
 }
+
+#[tokio::test]
+async fn tokens_signed_before_a_key_rotation_stay_valid_until_they_expire() {
+    use tower_mcp_oauth::authorization_server::SigningKey;
+    let old = SigningKey::generate().unwrap();
+    let before = Server::start(|c| c.signing_key(old.clone())).await;
+    let client = before.public_client().await;
+    let token = before.tokens(&client).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The same issuer would run the rotated server; a second one on its own port stands in.
+    let rotated = Server::start(|c| {
+        c.signing_key(SigningKey::generate().unwrap())
+            .retired_signing_key(old.clone())
+    })
+    .await;
+    let jwks = get(&format!("{}/jwks", rotated.base)).await.json();
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 2);
+    assert_eq!(jwks["keys"][1]["kid"], old.kid());
+    let verifier = JwtVerifier::builder(&before.base, &before.resource)
+        .jwks_url(format!("{}/jwks", rotated.base))
+        .build()
+        .unwrap();
+    assert!(
+        verifier.verify(&token).await.is_ok(),
+        "the retired key still verifies"
+    );
+    let unrotated = Server::start(|c| c.signing_key(SigningKey::generate().unwrap())).await;
+    let verifier = JwtVerifier::builder(&before.base, &before.resource)
+        .jwks_url(format!("{}/jwks", unrotated.base))
+        .build()
+        .unwrap();
+    assert!(
+        verifier.verify(&token).await.is_err(),
+        "without it, the token fails"
+    );
+}

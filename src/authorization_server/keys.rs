@@ -87,6 +87,11 @@ impl SigningKey {
         serde_json::json!({ "keys": [self.jwk] })
     }
 
+    /// The public JWK (`kid`, `use: sig`, `alg: ES256`).
+    pub fn public_jwk(&self) -> &Jwk {
+        &self.jwk
+    }
+
     /// Signs `claims` as an RFC 9068 access token (`typ: at+jwt`).
     pub(crate) fn sign<T: Serialize>(&self, claims: &T) -> Result<String> {
         let mut header = Header::new(Algorithm::ES256);
@@ -110,4 +115,47 @@ fn thumbprint(jwk: &Jwk) -> Result<String> {
         ec.x, ec.y
     );
     Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(canonical)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_signed_token_verifies_with_the_published_key() {
+        let key = SigningKey::generate().unwrap();
+        let token = key
+            .sign(&serde_json::json!({"sub": "alice", "exp": 4_000_000_000u64}))
+            .unwrap();
+        let header = jsonwebtoken::decode_header(&token).unwrap();
+        assert_eq!(header.alg, Algorithm::ES256);
+        assert_eq!(header.typ.as_deref(), Some("at+jwt"));
+        assert_eq!(header.kid.as_deref(), Some(key.kid()));
+        let jwks: jsonwebtoken::jwk::JwkSet = serde_json::from_value(key.jwks()).unwrap();
+        let decoding = jsonwebtoken::DecodingKey::from_jwk(&jwks.keys[0]).unwrap();
+        let mut validation = jsonwebtoken::Validation::new(Algorithm::ES256);
+        validation.validate_aud = false;
+        let claims =
+            jsonwebtoken::decode::<serde_json::Value>(&token, &decoding, &validation).unwrap();
+        assert_eq!(claims.claims["sub"], "alice");
+        assert!(
+            !key.jwks().to_string().contains("\"d\""),
+            "no private part published"
+        );
+    }
+
+    #[test]
+    fn a_key_loaded_twice_keeps_its_id_and_bad_keys_are_refused() {
+        let pem = include_str!("../../tests/fixtures/ec_private.pem");
+        let first = SigningKey::from_pkcs8_pem(pem).unwrap();
+        let second = SigningKey::from_pkcs8_pem(pem).unwrap();
+        assert_eq!(first.kid(), second.kid());
+        assert_ne!(first.kid(), SigningKey::generate().unwrap().kid());
+        let error = SigningKey::from_pkcs8_pem(
+            "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+        )
+        .unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Config);
+        assert!(!format!("{first:?}").contains("BEGIN"));
+    }
 }

@@ -96,6 +96,7 @@ pub struct AuthorizationServerConfig {
     approval: Option<Arc<dyn ApprovalPolicy>>,
     store: Arc<dyn AuthorizationStore>,
     signing_key: Option<SigningKey>,
+    retired_keys: Vec<SigningKey>,
     cimd: cimd::CimdConfig,
 }
 
@@ -143,6 +144,7 @@ impl AuthorizationServerConfig {
             approval: None,
             store: Arc::new(MemoryAuthorizationStore::new()),
             signing_key: None,
+            retired_keys: Vec::new(),
             cimd: cimd::CimdConfig::default(),
         })
     }
@@ -214,6 +216,14 @@ impl AuthorizationServerConfig {
     /// The ES256 key access tokens are signed with (default: a new one per process).
     pub fn signing_key(mut self, key: SigningKey) -> Self {
         self.signing_key = Some(key);
+        self
+    }
+
+    /// A key tokens are no longer signed with, kept in the JWKS so the tokens it signed stay
+    /// valid until they expire: rotate by making the new key the signing key and the old one
+    /// retired, then drop it after the access token lifetime.
+    pub fn retired_signing_key(mut self, key: SigningKey) -> Self {
+        self.retired_keys.push(key);
         self
     }
 
@@ -340,9 +350,13 @@ impl AuthorizationServer {
         }
     }
 
-    /// The JWKS document (the public signing key).
+    /// The JWKS document: the public signing key, then any retired ones.
     pub fn jwks(&self) -> serde_json::Value {
-        self.inner.key.jwks()
+        let keys: Vec<&jsonwebtoken::jwk::Jwk> = std::iter::once(&self.inner.key)
+            .chain(&self.inner.config.retired_keys)
+            .map(SigningKey::public_jwk)
+            .collect();
+        serde_json::json!({ "keys": keys })
     }
 
     /// Registers a public client ahead of time (`token_endpoint_auth_method` none) and returns
