@@ -1380,3 +1380,33 @@ async fn tokens_signed_before_a_key_rotation_stay_valid_until_they_expire() {
         "without it, the token fails"
     );
 }
+
+#[tokio::test]
+async fn private_use_redirect_schemes_are_opt_in() {
+    let native = json!({"redirect_uris": ["com.example.app:/oauth/callback"], "token_endpoint_auth_method": "none"});
+    let strict = Server::start(|c| c).await;
+    assert_eq!(
+        strict.register(native.clone()).await.error(),
+        "invalid_redirect_uri"
+    );
+    let s = Server::start(|c| c.allow_private_use_redirect_schemes(true)).await;
+    let answer = s.register(native).await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text());
+    let client = answer.json()["client_id"].as_str().unwrap().to_owned();
+    let (_, challenge) = pkce();
+    let url = s.authorize_url(&client, &challenge, &[]).replace(
+        &url::form_urlencoded::byte_serialize(REDIRECT.as_bytes()).collect::<String>(),
+        "com.example.app%3A%2Foauth%2Fcallback",
+    );
+    let answer = get(&url).await;
+    assert_eq!(answer.status, StatusCode::FOUND, "{}", answer.text());
+    let location = answer.location().unwrap();
+    assert_eq!(location.scheme(), "com.example.app");
+    assert!(query(&location, "code").is_some());
+    let dangerous = s
+        .register(
+            json!({"redirect_uris": ["javascript:alert(1)"], "token_endpoint_auth_method": "none"}),
+        )
+        .await;
+    assert_eq!(dangerous.error(), "invalid_redirect_uri");
+}

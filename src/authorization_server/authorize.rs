@@ -585,9 +585,13 @@ fn consent_page(server: &AuthorizationServer, request: Validated, subject: Strin
         .as_ref()
         .and_then(|u| u.host_str().map(str::to_owned))
         .unwrap_or_default();
+    // CSP names a web origin, or for a private-use scheme the scheme itself.
     let redirect_origin = redirect
         .as_ref()
-        .map(|u| u.origin().ascii_serialization())
+        .map(|u| match u.scheme() {
+            "http" | "https" => u.origin().ascii_serialization(),
+            scheme => format!("{scheme}:"),
+        })
         .unwrap_or_default();
     let scopes = if request.scopes.is_empty() {
         "<li><em>no particular scope</em></li>".to_owned()

@@ -16,7 +16,7 @@ use hyper_util::client::legacy::connect::dns::Name;
 use hyper_util::client::legacy::connect::HttpConnector;
 use url::Url;
 
-use super::register::check_redirect_uri;
+use super::register::{check_redirect_uri, RedirectRules};
 use super::store::{ClientAuthMethod, RegisteredClient};
 use crate::error::{Error, ErrorKind, Result};
 use crate::http::{HttpClient, RequestBody};
@@ -36,6 +36,7 @@ pub(super) struct CimdConfig {
     pub(super) allow_private: bool,
     pub(super) cache_ttl: Duration,
     pub(super) timeout: Duration,
+    pub(super) redirect_rules: RedirectRules,
 }
 
 impl Default for CimdConfig {
@@ -44,6 +45,7 @@ impl Default for CimdConfig {
             allow_private: false,
             cache_ttl: Duration::from_secs(300),
             timeout: Duration::from_secs(5),
+            redirect_rules: RedirectRules::default(),
         }
     }
 }
@@ -135,7 +137,7 @@ impl CimdFetcher {
         }
         let metadata: ClientMetadata = serde_json::from_slice(response.body())
             .map_err(|_| invalid("the client metadata document is not client metadata JSON"))?;
-        client_from_document(url, metadata)
+        client_from_document(url, metadata, self.config.redirect_rules)
     }
 
     fn remember(&self, url: &str, entry: Cached, ttl: Duration) {
@@ -209,7 +211,11 @@ fn invalid(message: impl Into<std::borrow::Cow<'static, str>>) -> Error {
 
 /// Checks a fetched document: it must name itself, list its redirect URIs, and be a public
 /// client (a document cannot hold a secret).
-fn client_from_document(url: &str, mut metadata: ClientMetadata) -> Result<RegisteredClient> {
+fn client_from_document(
+    url: &str,
+    mut metadata: ClientMetadata,
+    rules: RedirectRules,
+) -> Result<RegisteredClient> {
     if metadata.client_id.as_deref() != Some(url) {
         return Err(invalid(
             "the client metadata document's client_id differs from its URL",
@@ -229,7 +235,7 @@ fn client_from_document(url: &str, mut metadata: ClientMetadata) -> Result<Regis
         ));
     }
     for uri in &metadata.redirect_uris {
-        check_redirect_uri(uri)?;
+        check_redirect_uri(uri, rules)?;
     }
     metadata.token_endpoint_auth_method = Some("none".into());
     if metadata.grant_types.is_empty() {
@@ -372,8 +378,18 @@ mod tests {
             token_endpoint_auth_method: method.map(Into::into),
             ..Default::default()
         };
-        assert!(client_from_document(url, doc(url, None)).is_ok());
-        assert!(client_from_document(url, doc("https://evil.example/c.json", None)).is_err());
-        assert!(client_from_document(url, doc(url, Some("client_secret_basic"))).is_err());
+        assert!(client_from_document(url, doc(url, None), RedirectRules::default()).is_ok());
+        assert!(client_from_document(
+            url,
+            doc("https://evil.example/c.json", None),
+            RedirectRules::default()
+        )
+        .is_err());
+        assert!(client_from_document(
+            url,
+            doc(url, Some("client_secret_basic")),
+            RedirectRules::default()
+        )
+        .is_err());
     }
 }

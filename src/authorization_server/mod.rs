@@ -98,6 +98,7 @@ pub struct AuthorizationServerConfig {
     signing_key: Option<SigningKey>,
     retired_keys: Vec<SigningKey>,
     cimd: cimd::CimdConfig,
+    redirect_rules: register::RedirectRules,
 }
 
 impl std::fmt::Debug for AuthorizationServerConfig {
@@ -146,6 +147,7 @@ impl AuthorizationServerConfig {
             signing_key: None,
             retired_keys: Vec::new(),
             cimd: cimd::CimdConfig::default(),
+            redirect_rules: register::RedirectRules::default(),
         })
     }
 
@@ -224,6 +226,14 @@ impl AuthorizationServerConfig {
     /// retired, then drop it after the access token lifetime.
     pub fn retired_signing_key(mut self, key: SigningKey) -> Self {
         self.retired_keys.push(key);
+        self
+    }
+
+    /// Also accept reverse-domain private-use redirect URI schemes (`com.example.app:/callback`,
+    /// RFC 8252 §7.1) for native apps. Off by default: https and loopback http only.
+    pub fn allow_private_use_redirect_schemes(mut self, allow: bool) -> Self {
+        self.redirect_rules.private_use_schemes = allow;
+        self.cimd.redirect_rules.private_use_schemes = allow;
         self
     }
 
@@ -368,7 +378,7 @@ impl AuthorizationServer {
         &self,
         metadata: crate::metadata::ClientMetadata,
     ) -> Result<String> {
-        let client = register::operator_client(metadata, None)?;
+        let client = register::operator_client(metadata, None, self.inner.config.redirect_rules)?;
         let id = client.client_id.clone();
         self.inner.config.store.save_client(client).await?;
         Ok(id)
@@ -385,7 +395,11 @@ impl AuthorizationServer {
         metadata: crate::metadata::ClientMetadata,
     ) -> Result<(String, crate::Secret)> {
         let secret = random_token();
-        let client = register::operator_client(metadata, Some(hash(&secret)))?;
+        let client = register::operator_client(
+            metadata,
+            Some(hash(&secret)),
+            self.inner.config.redirect_rules,
+        )?;
         let id = client.client_id.clone();
         self.inner.config.store.save_client(client).await?;
         Ok((id, crate::Secret::new(secret)))

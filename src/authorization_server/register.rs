@@ -50,7 +50,8 @@ pub(super) async fn handle(
         .unwrap_or("client_secret_basic")
         != "none";
     let secret = confidential.then(random_token);
-    let client = match validate(metadata, secret.as_deref().map(hash), false) {
+    let rules = server.inner.config.redirect_rules;
+    let client = match validate(metadata, secret.as_deref().map(hash), false, rules) {
         Ok(client) => client,
         Err(invalid) => return registration_error(invalid.code, &invalid.message),
     };
@@ -84,8 +85,9 @@ pub(super) struct InvalidMetadata {
 pub(super) fn operator_client(
     metadata: ClientMetadata,
     secret_hash: Option<super::TokenHash>,
+    rules: RedirectRules,
 ) -> Result<RegisteredClient> {
-    validate(metadata, secret_hash, true)
+    validate(metadata, secret_hash, true, rules)
         .map_err(|e| Error::new(ErrorKind::Registration, e.message))
 }
 
@@ -94,6 +96,7 @@ fn validate(
     mut metadata: ClientMetadata,
     secret_hash: Option<super::TokenHash>,
     pre_registered: bool,
+    rules: RedirectRules,
 ) -> std::result::Result<RegisteredClient, InvalidMetadata> {
     let invalid = |message: &str| InvalidMetadata {
         code: "invalid_client_metadata",
@@ -160,7 +163,7 @@ fn validate(
         ));
     }
     for uri in &metadata.redirect_uris {
-        check_redirect_uri(uri).map_err(|e| InvalidMetadata {
+        check_redirect_uri(uri, rules).map_err(|e| InvalidMetadata {
             code: "invalid_redirect_uri",
             message: e.message().to_owned(),
         })?;
@@ -175,8 +178,19 @@ fn validate(
     })
 }
 
-/// A redirect URI must be absolute, without a fragment, and https or http on loopback.
-pub(super) fn check_redirect_uri(uri: &str) -> Result<Url> {
+/// Which redirect URIs clients may register.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct RedirectRules {
+    /// Also reverse-domain private-use schemes (`com.example.app:/cb`, RFC 8252 §7.1).
+    pub(super) private_use_schemes: bool,
+}
+
+/// Schemes a browser would run or read locally rather than hand to an application.
+const DANGEROUS_SCHEMES: [&str; 6] = ["javascript", "data", "file", "vbscript", "about", "blob"];
+
+/// A redirect URI must be absolute, without a fragment, and https or http on loopback; with
+/// `rules.private_use_schemes`, a reverse-domain private-use scheme too.
+pub(super) fn check_redirect_uri(uri: &str, rules: RedirectRules) -> Result<Url> {
     let invalid = |message: &str| Error::new(ErrorKind::Registration, message.to_owned());
     let url = Url::parse(uri).map_err(|_| invalid("a redirect URI is not an absolute URL"))?;
     if url.fragment().is_some() {
@@ -185,6 +199,16 @@ pub(super) fn check_redirect_uri(uri: &str) -> Result<Url> {
     match url.scheme() {
         "https" => Ok(url),
         "http" if is_loopback_redirect(&url) => Ok(url),
+        scheme
+            if rules.private_use_schemes
+                && scheme.contains('.')
+                && !DANGEROUS_SCHEMES.contains(&scheme) =>
+        {
+            Ok(url)
+        }
+        _ if rules.private_use_schemes => Err(invalid(
+            "a redirect URI must be https, http on loopback, or a reverse-domain private-use scheme",
+        )),
         _ => Err(invalid("a redirect URI must be https, or http on loopback")),
     }
 }
@@ -252,10 +276,22 @@ mod tests {
 
     #[test]
     fn redirect_uris_must_be_https_or_loopback() {
-        assert!(check_redirect_uri("https://app.example/cb").is_ok());
-        assert!(check_redirect_uri("http://[::1]:9/cb").is_ok());
-        assert!(check_redirect_uri("http://app.example/cb").is_err());
-        assert!(check_redirect_uri("https://app.example/cb#x").is_err());
-        assert!(check_redirect_uri("/cb").is_err());
+        let strict = RedirectRules::default();
+        assert!(check_redirect_uri("https://app.example/cb", strict).is_ok());
+        assert!(check_redirect_uri("http://[::1]:9/cb", strict).is_ok());
+        assert!(check_redirect_uri("http://app.example/cb", strict).is_err());
+        assert!(check_redirect_uri("https://app.example/cb#x", strict).is_err());
+        assert!(check_redirect_uri("/cb", strict).is_err());
+        assert!(check_redirect_uri("com.example.app:/cb", strict).is_err());
+        let native = RedirectRules {
+            private_use_schemes: true,
+        };
+        assert!(check_redirect_uri("com.example.app:/cb", native).is_ok());
+        assert!(
+            check_redirect_uri("cursor://anysphere/cb", native).is_err(),
+            "not reverse-domain"
+        );
+        assert!(check_redirect_uri("javascript:alert(1)", native).is_err());
+        assert!(check_redirect_uri("http://app.example/cb", native).is_err());
     }
 }
