@@ -160,7 +160,11 @@ pub struct AccessRecord {
     pub family_id: Option<String>,
 }
 
-/// Storage behind the authorization server. See the [module docs](self) for atomicity.
+/// Storage behind the authorization server.
+///
+/// [`redeem_code`](Self::redeem_code) and [`rotate_refresh`](Self::rotate_refresh) must be
+/// atomic: of two concurrent calls with one code or one refresh token, only one may succeed.
+/// Codes and tokens arrive as SHA-256 hashes; the store never sees the credentials.
 pub trait AuthorizationStore: Send + Sync + 'static {
     /// Saves (or replaces) a client.
     fn save_client(&self, client: RegisteredClient) -> BoxFuture<'_, Result<()>>;
