@@ -391,3 +391,76 @@ async fn legacy_sessions_belong_to_their_opener_and_end_with_the_stream() {
         "the session ended with its stream"
     );
 }
+
+/// A loopback TCP proxy whose open connections can all be cut at once.
+struct CuttingProxy {
+    url: String,
+    connections: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+impl CuttingProxy {
+    async fn start(target: SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let connections = Arc::new(Mutex::new(Vec::new()));
+        let tracked = connections.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut inbound, _) = listener.accept().await.unwrap();
+                let task = tokio::spawn(async move {
+                    let mut outbound = tokio::net::TcpStream::connect(target).await.unwrap();
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                });
+                tracked.lock().unwrap().push(task.abort_handle());
+            }
+        });
+        Self { url, connections }
+    }
+
+    fn cut(&self) {
+        for connection in self.connections.lock().unwrap().drain(..) {
+            connection.abort();
+        }
+    }
+}
+
+#[tokio::test]
+async fn after_a_reconnection_the_new_session_is_initialized_again() {
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .unwrap();
+    let server = listener.local_addr().unwrap();
+    let legacy = LegacySseServer::new(mcp_tools::Tools::new, "/sse", "/message");
+    let app = axum::Router::new()
+        .route_service("/sse", legacy.clone())
+        .route_service("/message", legacy);
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let proxy = CuttingProxy::start(server).await;
+
+    let mut config = LegacySseConfig::new(format!("{}/sse", proxy.url));
+    config.retry = RetryConfig {
+        max_attempts: 5,
+        initial_backoff: Duration::from_millis(50),
+        max_backoff: Duration::from_millis(200),
+    };
+    let http = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let transport = LegacySseTransport::connect(http, config).await.unwrap();
+    let client = ClientConfig::default().serve(transport).await.unwrap();
+    assert_eq!(
+        text(&client.call_tool(echo("before")).await.unwrap().content),
+        "before"
+    );
+
+    // The stream (and every pooled connection) drops; the server's session ends with it. The
+    // transport reopens the stream (backoff 50 ms) before the next call.
+    proxy.cut();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let after = tokio::time::timeout(Duration::from_secs(10), client.call_tool(echo("after")))
+        .await
+        .expect("the call completes")
+        .expect("the new session was initialized and answers");
+    assert_eq!(text(&after.content), "after");
+    client.cancel().await.unwrap();
+}

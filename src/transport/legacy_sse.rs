@@ -3,6 +3,11 @@
 //! A GET opens the event stream; its first `endpoint` event names the URL (same origin only) to
 //! POST messages to; answers arrive as `message` events. When the stream drops, it is opened
 //! again per the [`RetryConfig`] (attempts, exponential backoff), and the new `endpoint` is used.
+//!
+//! A new stream is a new session on the server, which knows nothing of the client. So after a
+//! reconnection the transport repeats the client's `initialize` request (under an id of its own,
+//! its answer kept from the caller) and `notifications/initialized`, and only then lets the
+//! caller's messages through.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -79,6 +84,9 @@ impl LegacySseConfig {
     }
 }
 
+/// The id of the `initialize` request repeated after a reconnection.
+const REINITIALIZE_ID: &str = "tower-mcp-oauth/reinitialize";
+
 pub(crate) struct LegacyShared<S> {
     service: S,
     config: LegacySseConfig,
@@ -87,6 +95,24 @@ pub(crate) struct LegacyShared<S> {
     incoming: mpsc::Sender<Incoming>,
     closed: AtomicBool,
     reader: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The caller's `initialize` request once the handshake completed
+    /// (`notifications/initialized` sent), to repeat on a new session.
+    handshake: Mutex<Handshake>,
+}
+
+#[derive(Default)]
+struct Handshake {
+    initialize: Option<Value>,
+    initialized: bool,
+}
+
+impl Handshake {
+    /// The request to repeat on a new session, if the caller completed the handshake.
+    fn replay(&self) -> Option<Value> {
+        let mut request = self.initialize.clone().filter(|_| self.initialized)?;
+        request["id"] = Value::from(REINITIALIZE_ID);
+        Some(request)
+    }
 }
 
 /// A legacy HTTP+SSE client transport: see the [module docs](self).
@@ -193,6 +219,7 @@ where
             incoming,
             closed: AtomicBool::new(false),
             reader: Mutex::new(None),
+            handshake: Mutex::default(),
         });
         let body = shared.open().await?;
         let reader = tokio::spawn(shared.clone().read(body));
@@ -270,6 +297,9 @@ where
 
     async fn read(self: Arc<Self>, mut body: B) {
         let mut attempt = 0;
+        let mut reconnected = false;
+        // The new session's endpoint, held back until it is initialized again.
+        let mut reinitializing: Option<String> = None;
         loop {
             let mut events = SseStream::new(body, self.config.max_event_bytes);
             while let Some(event) = events.next().await {
@@ -278,7 +308,24 @@ where
                 match event.event.as_str() {
                     "endpoint" => match self.accept_endpoint(&event.data) {
                         Ok(endpoint) => {
-                            self.endpoint.send_replace(Some(endpoint));
+                            let replay = self.handshake_replay();
+                            match replay.filter(|_| reconnected) {
+                                Some(initialize) => {
+                                    tracing::info!("initializing the new SSE session");
+                                    reinitializing = Some(endpoint.clone());
+                                    let shared = self.clone();
+                                    tokio::spawn(async move {
+                                        if let Err(error) =
+                                            shared.post_to(&endpoint, &initialize).await
+                                        {
+                                            let _ = shared.incoming.send(Err(error)).await;
+                                        }
+                                    });
+                                }
+                                None => {
+                                    self.endpoint.send_replace(Some(endpoint));
+                                }
+                            }
                         }
                         Err(error) => {
                             let _ = self.incoming.send(Err(error)).await;
@@ -286,6 +333,11 @@ where
                         }
                     },
                     "message" => match serde_json::from_str::<Value>(&event.data) {
+                        Ok(message) if message["id"] == REINITIALIZE_ID => {
+                            if let Some(endpoint) = reinitializing.take() {
+                                self.clone().finish_reinitialize(endpoint, &message).await;
+                            }
+                        }
                         Ok(message) => {
                             let _ = self.incoming.send(Ok(message)).await;
                         }
@@ -294,6 +346,8 @@ where
                     _ => {}
                 }
             }
+            reconnected = true;
+            reinitializing = None;
             // The stream is gone: the old endpoint belongs to a dead session.
             self.endpoint.send_replace(None);
             loop {
@@ -326,7 +380,58 @@ where
         }
     }
 
+    fn handshake_replay(&self) -> Option<Value> {
+        self.handshake
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .replay()
+    }
+
+    /// Remembers the caller's handshake, to repeat it on a new session.
+    fn note_handshake(&self, message: &Value) {
+        let method = message["method"].as_str();
+        if method != Some("initialize") && method != Some("notifications/initialized") {
+            return;
+        }
+        let mut handshake = self.handshake.lock().unwrap_or_else(|p| p.into_inner());
+        if method == Some("initialize") {
+            handshake.initialize = Some(message.clone());
+            handshake.initialized = false;
+        } else {
+            handshake.initialized = true;
+        }
+    }
+
+    /// The answer to the repeated `initialize`: on success, `notifications/initialized`, then
+    /// the endpoint opens to the caller's messages.
+    async fn finish_reinitialize(self: Arc<Self>, endpoint: String, answer: &Value) {
+        if answer.get("error").is_some() {
+            let _ = self
+                .incoming
+                .send(Err(Error::new(
+                    ErrorKind::InvalidResponse,
+                    "the server refused to initialize the new SSE session",
+                )))
+                .await;
+            return;
+        }
+        let initialized =
+            serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+        tokio::spawn(async move {
+            match self.post_to(&endpoint, &initialized).await {
+                Ok(()) => {
+                    tracing::info!("the new SSE session is initialized");
+                    self.endpoint.send_replace(Some(endpoint));
+                }
+                Err(error) => {
+                    let _ = self.incoming.send(Err(error)).await;
+                }
+            }
+        });
+    }
+
     pub(crate) async fn post(&self, message: Value) -> Result<()> {
+        self.note_handshake(&message);
         // After a reconnection, wait (briefly) for the new endpoint.
         let mut endpoint = self.endpoint.subscribe();
         let endpoint = tokio::time::timeout(
@@ -342,12 +447,16 @@ where
                 "the SSE session has no endpoint (stream down)",
             )
         })?;
-        let body = serde_json::to_vec(&message).map_err(|e| {
+        self.post_to(&endpoint, &message).await
+    }
+
+    async fn post_to(&self, endpoint: &str, message: &Value) -> Result<()> {
+        let body = serde_json::to_vec(message).map_err(|e| {
             Error::new(ErrorKind::Config, "cannot serialize a JSON-RPC message").with_source(e)
         })?;
         let request = Request::builder()
             .method(Method::POST)
-            .uri(endpoint.as_str())
+            .uri(endpoint)
             .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| {
