@@ -73,7 +73,7 @@ if [ -z "$mcp_url" ] || [ -z "$sse_url" ]; then
   echo "interop FAILED: mcp_oauth_server did not start; see $server_log"
   exit 1
 fi
-if "$node22" "$here/interop/ts_sdk_client.mjs" "$mcp_url" "$sse_url"; then
+if timeout 120 "$node22" "$here/interop/ts_sdk_client.mjs" "$mcp_url" "$sse_url"; then
   echo "interop with the TypeScript SDK client: ok"
 else
   echo "interop with the TypeScript SDK client FAILED; server log in $server_log"

@@ -11,8 +11,9 @@
 //!
 //! Flags (or environment variables): `--host IP` (`MCP_HOST`, default 127.0.0.1), `--port N`
 //! (`MCP_PORT`, default 8000; 0 picks one), `--issuer URL` (`MCP_ISSUER`, default
-//! `http://{host}:{port}`), `--auto-approve` (skip the consent page), `--opaque-tokens`
-//! (introspection instead of JWTs).
+//! `http://{host}:{port}`; the public URL when behind a proxy), `--auto-approve` (skip the
+//! consent page), `--opaque-tokens` (introspection instead of JWTs). The consent page approves
+//! as a demo user for anyone who reaches it, so it is only served on a loopback issuer.
 
 #[path = "support/oauth_server_app.rs"]
 mod oauth_server_app;
@@ -86,6 +87,6 @@ async fn main() -> anyhow::Result<()> {
         "try: cargo run --example oauth_client -- {}",
         running.mcp_url
     );
-    running.task.await?;
+    running.task.await??;
     Ok(())
 }

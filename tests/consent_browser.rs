@@ -56,43 +56,54 @@ async fn request(
 
 /// A ChromeDriver process on loopback with one headless Chromium session.
 struct Browser {
-    _driver: tokio::process::Child,
+    driver: tokio::process::Child,
     _profile: tempfile::TempDir,
     session: String,
     http: HttpClient,
 }
 
 impl Browser {
-    async fn start() -> Self {
-        let port = {
-            let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            probe.local_addr().unwrap().port()
-        };
-        let driver = tokio::process::Command::new(CHROMEDRIVER)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("chromedriver starts");
-        let http = Client::builder(TokioExecutor::new()).build_http();
-        let base = format!("http://127.0.0.1:{port}");
-        let mut ready = false;
-        for _ in 0..100 {
-            let probe = http
-                .request(
-                    Request::get(format!("{base}/status"))
-                        .body(Full::default())
-                        .unwrap(),
-                )
-                .await;
-            if probe.is_ok_and(|r| r.status().is_success()) {
-                ready = true;
-                break;
+    /// ChromeDriver on a free loopback port, in a process group of its own so that dropping the
+    /// browser (even after a failed assertion) takes Chromium down with it.
+    async fn start_driver(http: &HttpClient) -> (tokio::process::Child, String) {
+        for _ in 0..3 {
+            let port = {
+                let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                probe.local_addr().unwrap().port()
+            };
+            let mut driver = tokio::process::Command::new(CHROMEDRIVER)
+                .arg(format!("--port={port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .process_group(0)
+                .kill_on_drop(true)
+                .spawn()
+                .expect("chromedriver starts");
+            let base = format!("http://127.0.0.1:{port}");
+            for _ in 0..100 {
+                if driver.try_wait().unwrap().is_some() {
+                    break; // the port was taken meanwhile: try another
+                }
+                let probe = http
+                    .request(
+                        Request::get(format!("{base}/status"))
+                            .body(Full::default())
+                            .unwrap(),
+                    )
+                    .await;
+                if probe.is_ok_and(|r| r.status().is_success()) {
+                    return (driver, base);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            kill_group(&driver);
         }
-        assert!(ready, "chromedriver did not come up");
+        panic!("chromedriver did not come up");
+    }
+
+    async fn start() -> Self {
+        let http = Client::builder(TokioExecutor::new()).build_http();
+        let (driver, base) = Self::start_driver(&http).await;
         let profile = tempfile::tempdir().unwrap();
         let capabilities = json!({"capabilities": {"alwaysMatch": {"goog:chromeOptions": {
             "binary": CHROMIUM,
@@ -113,7 +124,7 @@ impl Browser {
         assert_eq!(status, StatusCode::OK, "new session: {answer}");
         let session = answer["value"]["sessionId"].as_str().unwrap().to_owned();
         Self {
-            _driver: driver,
+            driver,
             _profile: profile,
             session: format!("{base}/session/{session}"),
             http,
@@ -164,6 +175,22 @@ impl Browser {
 
     async fn close(self) {
         self.command("DELETE", "", None).await;
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        kill_group(&self.driver);
+    }
+}
+
+/// Kills ChromeDriver's process group: the driver and the Chromium it started.
+fn kill_group(driver: &tokio::process::Child) {
+    if let Some(pid) = driver.id() {
+        let _ = std::process::Command::new("kill")
+            .args(["-s", "KILL", "--", &format!("-{pid}")])
+            .stderr(Stdio::null())
+            .status();
     }
 }
 

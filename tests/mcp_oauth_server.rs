@@ -126,7 +126,9 @@ async fn opaque_tokens_over_both_transports_with_refresh() {
 
 #[tokio::test]
 async fn the_layer_refreshes_short_lived_tokens_before_they_expire() {
-    let running = server(false, Duration::from_secs(2)).await;
+    // 10 s tokens are due for refresh after 5 s (the margin is at most half the lifetime); the
+    // call at 6 s finds the token due but not expired, so only an early refresh changes it.
+    let running = server(false, Duration::from_secs(10)).await;
     let state = state(&running.mcp_url).await;
     let stack = ServiceBuilder::new()
         .layer(OAuthLayer::new(state.clone()))
@@ -135,7 +137,11 @@ async fn the_layer_refreshes_short_lived_tokens_before_they_expire() {
         StreamableHttpTransport::new(stack, StreamableHttpConfig::new(&running.mcp_url));
     let client = ClientConfig::default().serve(transport).await.unwrap();
     let first = state.credentials().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert!(
+        first.expires_at.unwrap() > now_secs(),
+        "still valid when the call goes out"
+    );
     let echo = client
         .call_tool(call("echo", json!({"text": "still here"})))
         .await
@@ -144,4 +150,11 @@ async fn the_layer_refreshes_short_lived_tokens_before_they_expire() {
     let now = state.credentials().await.unwrap();
     assert_ne!(now.access_token.expose(), first.access_token.expose());
     client.cancel().await.unwrap();
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }

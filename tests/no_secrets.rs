@@ -153,6 +153,22 @@ async fn the_authorization_server_logs_no_secrets() {
         .1
         .into_owned();
     let first = state.handle_redirect(redirect.as_str()).await.unwrap();
+    // One authorized call, so the resource server introspects with its own secret.
+    let client = state.to_authorized_http_client().await.unwrap();
+    let ping = http::Request::post(&running.mcp_url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(
+            serde_json::to_vec(
+                &json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+                "protocolVersion": "2025-06-18", "capabilities": {},
+                "clientInfo": {"name": "t", "version": "1"}}}),
+            )
+            .unwrap()
+            .into(),
+        )
+        .unwrap();
+    assert_eq!(client.send(ping).await.unwrap().status(), 200);
     let second = state.refresh().await.unwrap();
 
     // Replays and a wrong secret, answered with errors.
@@ -198,13 +214,15 @@ async fn the_authorization_server_logs_no_secrets() {
         None,
     )
     .await;
+    // A wrong secret for the one confidential client in play: the resource server's.
+    let (rs_id, rs_secret) = running.introspection_client.clone().unwrap();
     answers += &post(
         vec![("grant_type", "client_credentials".into())],
         Some(format!(
             "Basic {}",
             base64::Engine::encode(
                 &base64::engine::general_purpose::STANDARD,
-                format!("{}:wrong-secret-value", registration.client_id)
+                format!("{rs_id}:wrong-secret-value")
             )
         )),
     )
@@ -224,6 +242,7 @@ async fn the_authorization_server_logs_no_secrets() {
     if let Some(secret) = &registration.client_secret {
         secrets.push(secret.expose().to_owned());
     }
+    secrets.push(rs_secret.expose().to_owned());
     let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     assert!(
         logs.contains("refresh token was presented"),

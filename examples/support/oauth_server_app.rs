@@ -32,7 +32,9 @@ pub struct Options {
     pub host: IpAddr,
     /// 0 picks a free port.
     pub port: u16,
-    /// Defaults to `http://{host}:{port}`.
+    /// The public URL, the issuer and the resource: defaults to `http://{host}:{port}`. Off
+    /// loopback the consent page is refused unless `auto_approve` is chosen, since it lets
+    /// anyone who reaches it approve as the demo user.
     pub issuer: Option<String>,
     /// Approve without showing the consent page (development and tests).
     pub auto_approve: bool,
@@ -55,12 +57,14 @@ impl Default for Options {
 }
 
 pub struct Running {
-    /// `http://host:port`: the issuer and the resource identifier.
+    /// The public URL: the issuer and the resource identifier.
     pub base: String,
     pub mcp_url: String,
     pub sse_url: String,
     pub authorization_server: AuthorizationServer,
-    pub task: tokio::task::JoinHandle<()>,
+    /// The resource server's client id and secret for `/introspect`, with opaque tokens.
+    pub introspection_client: Option<(String, tower_mcp_oauth::Secret)>,
+    pub task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 async fn protected_app<V: TokenVerifier + Clone>(
@@ -117,9 +121,15 @@ pub async fn start(options: Options) -> anyhow::Result<Running> {
         .await
         .with_context(|| format!("cannot listen on {}:{}", options.host, options.port))?;
     let address = listener.local_addr()?;
-    let base = format!("http://{address}");
-    let issuer = options.issuer.clone().unwrap_or_else(|| base.clone());
-    // One resource for both transports: the server's origin.
+    let issuer = options
+        .issuer
+        .clone()
+        .unwrap_or_else(|| format!("http://{address}"));
+    // One resource for both transports: the server's public origin.
+    let base = url::Url::parse(&issuer)
+        .context("the issuer is not a URL")?
+        .origin()
+        .ascii_serialization();
     let resource = base.clone();
     let mut config = AuthorizationServerConfig::new(&issuer)?
         .resource(&resource)
@@ -128,14 +138,20 @@ pub async fn start(options: Options) -> anyhow::Result<Running> {
         .access_token_ttl(options.access_token_ttl);
     config = if options.auto_approve {
         config.approval_policy(AutoApprove::new("demo-user"))
-    } else {
+    } else if tower_mcp_oauth::http::is_loopback_host(&url::Url::parse(&issuer)?) {
         config.approval_policy(ConsentPage::new("demo-user"))
+    } else {
+        anyhow::bail!(
+            "the example's consent page lets anyone who reaches it approve: off loopback, put \
+             your own ApprovalPolicy in (or pass --auto-approve knowingly)"
+        );
     };
     if options.opaque_tokens {
         config = config.token_format(TokenFormat::Opaque);
     }
     let authorization_server = AuthorizationServer::new(config)?;
     let issuer = authorization_server.issuer().to_owned();
+    let mut introspection_client = None;
     let app = if options.opaque_tokens {
         // The resource server introspects as a confidential client of its own.
         let (client_id, secret) = authorization_server
@@ -145,6 +161,7 @@ pub async fn start(options: Options) -> anyhow::Result<Running> {
                 ..Default::default()
             })
             .await?;
+        introspection_client = Some((client_id.clone(), secret.clone()));
         let verifier = IntrospectionVerifier::new(
             &format!("{issuer}/introspect"),
             client_id,
@@ -163,16 +180,13 @@ pub async fn start(options: Options) -> anyhow::Result<Running> {
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    let task = tokio::spawn(async move {
-        if let Err(error) = axum::serve(listener, app).await {
-            eprintln!("server stopped: {error}");
-        }
-    });
+    let task = tokio::spawn(async move { axum::serve(listener, app).await });
     Ok(Running {
         mcp_url: format!("{base}/mcp"),
         sse_url: format!("{base}/sse"),
         base,
         authorization_server,
+        introspection_client,
         task,
     })
 }

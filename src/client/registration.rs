@@ -130,13 +130,15 @@ impl ClientRegistration {
     /// Refuses an authorization server other than the one this identity is bound to.
     pub(crate) fn check_issuer(&self, issuer: &str) -> Result<()> {
         match &self.issuer {
-            Some(bound) if bound != issuer => Err(Error::new(
-                ErrorKind::IssuerMismatch,
-                format!(
+            Some(bound) if !crate::client::discovery::same_issuer(bound, issuer) => {
+                Err(Error::new(
+                    ErrorKind::IssuerMismatch,
+                    format!(
                     "the configured client belongs to the authorization server {bound}, but the \
                      MCP server names {issuer}; its credentials are not sent there"
                 ),
-            )),
+                ))
+            }
             _ => Ok(()),
         }
     }
@@ -331,4 +333,21 @@ async fn register_dynamically(
         source: RegistrationSource::Dynamic,
         issuer: Some(metadata.issuer.clone()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bound_client_matches_its_issuer_as_discovery_does() {
+        let client = ClientRegistration::public("app").for_issuer("https://auth.example.com");
+        assert!(client.check_issuer("https://auth.example.com").is_ok());
+        assert!(client.check_issuer("https://auth.example.com/").is_ok());
+        let err = client.check_issuer("https://evil.example.com").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::IssuerMismatch);
+        assert!(ClientRegistration::public("app")
+            .check_issuer("https://any.example")
+            .is_ok());
+    }
 }

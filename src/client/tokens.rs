@@ -67,6 +67,9 @@ pub(crate) fn oauth2_client(
     client: &ClientRegistration,
     redirect_uri: Option<&Url>,
 ) -> Result<ConfiguredClient> {
+    // Every authorization URL and token request is built here: the one place to make sure a
+    // client identity only ever goes to its own authorization server.
+    client.check_issuer(discovery.issuer())?;
     let metadata = &discovery.authorization_server;
     let auth_url = AuthUrl::new(metadata.authorization_endpoint.clone().unwrap_or_default())
         .map_err(|e| {
