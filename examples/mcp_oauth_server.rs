@@ -12,8 +12,9 @@
 //! Flags (or environment variables): `--host IP` (`MCP_HOST`, default 127.0.0.1), `--port N`
 //! (`MCP_PORT`, default 8000; 0 picks one), `--issuer URL` (`MCP_ISSUER`, default
 //! `http://{host}:{port}`; the public URL when behind a proxy), `--auto-approve` (skip the
-//! consent page), `--opaque-tokens` (introspection instead of JWTs). The consent page approves
-//! as a demo user for anyone who reaches it, so it is only served on a loopback issuer.
+//! consent page), `--opaque-tokens` (introspection instead of JWTs), `--tls-cert PEM` with
+//! `--tls-key PEM` (serve https; `--tls-ca PEM` also trusts a private CA). The consent page
+//! approves as a demo user for anyone who reaches it, so it is only served on a loopback issuer.
 
 #[path = "support/oauth_server_app.rs"]
 mod oauth_server_app;
@@ -30,6 +31,7 @@ fn parse_args() -> anyhow::Result<Options> {
         options.port = port.parse().context("MCP_PORT must be a port number")?;
     }
     options.issuer = std::env::var("MCP_ISSUER").ok();
+    let (mut tls_cert, mut tls_key, mut tls_ca) = (None, None, None);
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let mut value = || args.next().with_context(|| format!("{flag} needs a value"));
@@ -38,6 +40,9 @@ fn parse_args() -> anyhow::Result<Options> {
             "--port" => options.port = value()?.parse().context("--port takes a number")?,
             "--issuer" => options.issuer = Some(value()?),
             "--auto-approve" => options.auto_approve = true,
+            "--tls-cert" => tls_cert = Some(std::fs::read(value()?).context("--tls-cert")?),
+            "--tls-key" => tls_key = Some(std::fs::read(value()?).context("--tls-key")?),
+            "--tls-ca" => tls_ca = Some(std::fs::read(value()?).context("--tls-ca")?),
             "--opaque-tokens" => options.opaque_tokens = true,
             "--help" | "-h" => {
                 println!("see the header of examples/mcp_oauth_server.rs for the flags");
@@ -46,6 +51,15 @@ fn parse_args() -> anyhow::Result<Options> {
             other => bail!("unknown flag {other}"),
         }
     }
+    options.tls = match (tls_cert, tls_key, tls_ca) {
+        (Some(cert_chain_pem), Some(key_pem), extra_roots_pem) => Some(oauth_server_app::Tls {
+            cert_chain_pem,
+            key_pem,
+            extra_roots_pem,
+        }),
+        (None, None, None) => None,
+        _ => bail!("https needs both --tls-cert and --tls-key"),
+    };
     Ok(options)
 }
 

@@ -74,6 +74,15 @@ impl HttpClient {
         Self::from_service(hyper_client())
     }
 
+    /// Like [`new`](Self::new), also trusting the PEM certificates in `roots_pem` (a private or
+    /// test CA).
+    ///
+    /// # Errors
+    /// [`ErrorKind::Config`] when `roots_pem` holds no valid certificate.
+    pub fn with_roots(roots_pem: &[u8]) -> Result<Self> {
+        Ok(Self::from_service(hyper_client_with_roots(roots_pem)?))
+    }
+
     /// Wraps any tower HTTP service, so callers can stack their own layers (proxies, tracing,
     /// test doubles) beneath the OAuth machinery.
     pub fn from_service<S, B>(service: S) -> Self
@@ -259,16 +268,68 @@ pub type HyperClient = hyper_util::client::legacy::Client<
 
 /// Builds a [`HyperClient`]. Must be used within a Tokio runtime.
 pub fn hyper_client() -> HyperClient {
+    hyper_client_over(tls_config(&[]))
+}
+
+/// A [`HyperClient`] that trusts the PEM certificates in `roots_pem` as well as the webpki
+/// roots: for a private CA, or a test one.
+///
+/// # Errors
+/// [`ErrorKind::Config`] when `roots_pem` holds no valid certificate.
+pub fn hyper_client_with_roots(roots_pem: &[u8]) -> Result<HyperClient> {
+    Ok(hyper_client_over(tls_config(&parse_certificates(
+        roots_pem,
+    )?)))
+}
+
+fn hyper_client_over(tls: rustls::ClientConfig) -> HyperClient {
     let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
     http.set_nodelay(true);
     http.enforce_http(false);
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_webpki_roots()
+        .with_tls_config(tls)
         .https_or_http()
         .enable_all_versions()
         .wrap_connector(http);
     hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build(connector)
+}
+
+/// TLS on ring, trusting the webpki roots and `extra_roots`.
+pub(crate) fn tls_config(
+    extra_roots: &[rustls::pki_types::CertificateDer<'static>],
+) -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    // Certificates were parsed already; one that rustls cannot use is skipped, as with any store.
+    roots.add_parsable_certificates(extra_roots.iter().cloned());
+    rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("ring supports the default TLS versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth()
+}
+
+/// The certificates of a PEM document.
+///
+/// # Errors
+/// [`ErrorKind::Config`] when it holds none, or a malformed one.
+pub(crate) fn parse_certificates(
+    pem: &[u8],
+) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>> {
+    use rustls::pki_types::pem::PemObject;
+    let certificates = rustls::pki_types::CertificateDer::pem_slice_iter(pem)
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|_| Error::new(ErrorKind::Config, "the root certificates are not valid PEM"))?;
+    if certificates.is_empty() {
+        return Err(Error::new(
+            ErrorKind::Config,
+            "no certificate in the root certificates PEM",
+        ));
+    }
+    Ok(certificates)
 }
 
 /// `scheme://authority/path` of a request target, without the query (which may hold secrets).

@@ -41,6 +41,20 @@ pub struct Options {
     /// Opaque access tokens checked by introspection, instead of JWTs checked from the JWKS.
     pub opaque_tokens: bool,
     pub access_token_ttl: Duration,
+    /// Serve https with this certificate instead of http.
+    pub tls: Option<Tls>,
+    /// For development: fetch Client ID Metadata Documents from loopback and private hosts.
+    pub allow_private_client_metadata_hosts: bool,
+}
+
+/// A certificate to serve https with.
+#[derive(Debug, Clone)]
+pub struct Tls {
+    pub cert_chain_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
+    /// A private CA to trust (for the server's own JWKS and introspection calls, and for client
+    /// metadata documents), beside the webpki roots.
+    pub extra_roots_pem: Option<Vec<u8>>,
 }
 
 impl Default for Options {
@@ -52,6 +66,8 @@ impl Default for Options {
             auto_approve: false,
             opaque_tokens: false,
             access_token_ttl: Duration::from_secs(3600),
+            tls: None,
+            allow_private_client_metadata_hosts: false,
         }
     }
 }
@@ -121,10 +137,21 @@ pub async fn start(options: Options) -> anyhow::Result<Running> {
         .await
         .with_context(|| format!("cannot listen on {}:{}", options.host, options.port))?;
     let address = listener.local_addr()?;
+    let scheme = if options.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let issuer = options
         .issuer
         .clone()
-        .unwrap_or_else(|| format!("http://{address}"));
+        .unwrap_or_else(|| format!("{scheme}://{address}"));
+    let extra_roots = options.tls.as_ref().and_then(|t| t.extra_roots_pem.clone());
+    // The server's own calls (JWKS, introspection) trust what its clients trust.
+    let http = match &extra_roots {
+        Some(pem) => tower_mcp_oauth::http::HttpClient::with_roots(pem)?,
+        None => tower_mcp_oauth::http::HttpClient::new(),
+    };
     // One resource for both transports: the server's public origin.
     let base = url::Url::parse(&issuer)
         .context("the issuer is not a URL")?
@@ -149,6 +176,12 @@ pub async fn start(options: Options) -> anyhow::Result<Running> {
     if options.opaque_tokens {
         config = config.token_format(TokenFormat::Opaque);
     }
+    if options.allow_private_client_metadata_hosts {
+        config = config.allow_private_client_metadata_hosts(true);
+    }
+    if let Some(pem) = &extra_roots {
+        config = config.client_metadata_root_certificates(pem)?;
+    }
     let authorization_server = AuthorizationServer::new(config)?;
     let issuer = authorization_server.issuer().to_owned();
     let mut introspection_client = None;
@@ -167,20 +200,27 @@ pub async fn start(options: Options) -> anyhow::Result<Running> {
             client_id,
             secret,
             &resource,
-        )?;
+        )?
+        .http(http.clone());
         protected_app(verifier, &resource, &authorization_server).await?
     } else {
         let verifier = JwtVerifier::builder(&issuer, &resource)
             .jwks_url(format!("{issuer}/jwks"))
+            .http(http)
             .build()?;
         protected_app(verifier, &resource, &authorization_server).await?
     };
-    // TCP_NODELAY: SSE answers are written in pieces; with Nagle, each later piece would wait
-    // for the client's delayed ACK.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let task = tokio::spawn(async move { axum::serve(listener, app).await });
+    let task = match &options.tls {
+        Some(tls) => tokio::spawn(serve_tls(listener, app, tls_acceptor(tls)?)),
+        None => {
+            // TCP_NODELAY: SSE answers are written in pieces; with Nagle, each later piece would
+            // wait for the client's delayed ACK.
+            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
+            tokio::spawn(async move { axum::serve(listener, app).await })
+        }
+    };
     Ok(Running {
         mcp_url: format!("{base}/mcp"),
         sse_url: format!("{base}/sse"),
@@ -189,4 +229,43 @@ pub async fn start(options: Options) -> anyhow::Result<Running> {
         introspection_client,
         task,
     })
+}
+
+pub fn tls_acceptor(tls: &Tls) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = CertificateDer::pem_slice_iter(&tls.cert_chain_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .context("the certificate chain is not PEM")?;
+    let key = PrivateKeyDer::from_pem_slice(&tls.key_pem).context("the key is not PEM")?;
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_no_client_auth()
+    .with_single_cert(chain, key)?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Serves `app` over TLS (HTTP/1.1) until the listener fails.
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    acceptor: tokio_rustls::TlsAcceptor,
+) -> std::io::Result<()> {
+    loop {
+        let (tcp, _) = listener.accept().await?;
+        let _ = tcp.set_nodelay(true);
+        let (acceptor, app) = (acceptor.clone(), app.clone());
+        tokio::spawn(async move {
+            let Ok(stream) = acceptor.accept(tcp).await else {
+                return;
+            };
+            let service = hyper_util::service::TowerToHyperService::new(app);
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .with_upgrades()
+                .await;
+        });
+    }
 }

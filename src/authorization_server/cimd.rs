@@ -37,6 +37,8 @@ pub(super) struct CimdConfig {
     pub(super) cache_ttl: Duration,
     pub(super) timeout: Duration,
     pub(super) redirect_rules: RedirectRules,
+    /// Trusted for fetches on top of the webpki roots.
+    pub(super) extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
 }
 
 impl Default for CimdConfig {
@@ -46,6 +48,7 @@ impl Default for CimdConfig {
             cache_ttl: Duration::from_secs(300),
             timeout: Duration::from_secs(5),
             redirect_rules: RedirectRules::default(),
+            extra_roots: Vec::new(),
         }
     }
 }
@@ -72,7 +75,7 @@ impl CimdFetcher {
         connector.enforce_http(false);
         connector.set_connect_timeout(Some(config.timeout));
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_webpki_roots()
+            .with_tls_config(crate::http::tls_config(&config.extra_roots))
             .https_or_http()
             .enable_all_versions()
             .wrap_connector(connector);

@@ -245,6 +245,18 @@ impl AuthorizationServerConfig {
         self
     }
 
+    /// Also trusts the PEM certificates in `roots_pem` when fetching Client ID Metadata
+    /// Documents (a private CA).
+    ///
+    /// # Errors
+    /// [`ErrorKind::Config`] when `roots_pem` holds no valid certificate.
+    pub fn client_metadata_root_certificates(mut self, roots_pem: &[u8]) -> Result<Self> {
+        self.cimd
+            .extra_roots
+            .extend(crate::http::parse_certificates(roots_pem)?);
+        Ok(self)
+    }
+
     /// How long a fetched Client ID Metadata Document is reused (default 5 minutes).
     pub fn client_metadata_cache_ttl(mut self, ttl: Duration) -> Self {
         self.cimd.cache_ttl = ttl;
