@@ -218,9 +218,10 @@ impl CredentialStore for MemoryStore {
 ///
 /// Every write goes to a temporary file in the same directory, created with 0600 permissions,
 /// flushed to disk and renamed over the old file, so a crash never leaves a half-written store.
-/// Processes sharing the file coordinate through advisory locks on two files beside it:
-/// `{path}.write-lock` around each read-modify-write, and `{path}.lease` held by the process that
-/// is refreshing. The file holds secrets: keep it in a private directory.
+/// Processes sharing the file coordinate through advisory locks on files beside it:
+/// `{path}.write-lock` around each read-modify-write, and `{path}.lease.{digest}` per resource
+/// and issuer, held by the process that is refreshing that key's tokens. The file holds secrets:
+/// keep it in a private directory.
 #[derive(Debug)]
 pub struct FileStore {
     path: PathBuf,
@@ -261,6 +262,17 @@ async fn lock_file(path: PathBuf, timeout: std::time::Duration) -> std::io::Resu
             Err(std::fs::TryLockError::Error(e)) => return Err(e),
         }
     }
+}
+
+/// A name for a key's lease file: FNV-1a over the resource and issuer. Stable across builds and
+/// processes (unlike std's hasher); a collision only makes two keys share a lease.
+fn key_digest(key: &CredentialKey) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in key.resource.bytes().chain([0]).chain(key.issuer.bytes()) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
 }
 
 #[derive(Serialize, Deserialize, Default)]
@@ -425,10 +437,10 @@ impl CredentialStore for FileStore {
     }
 
     fn lease<'a>(&'a self, key: &'a CredentialKey) -> BoxFuture<'a, Result<Option<StoreLease>>> {
-        // One lease for the whole file: refreshes are rare, and keys would need names on disk.
-        let _ = key;
+        // One lease per key, so refreshes for different servers do not wait on each other.
+        let lease = self.sibling(&format!(".lease.{:016x}", key_digest(key)));
         Box::pin(async move {
-            let file = lock_file(self.sibling(".lease"), self.lease_timeout)
+            let file = lock_file(lease, self.lease_timeout)
                 .await
                 .map_err(|e| self.storage_error("cannot take the refresh lease on", e))?;
             Ok(Some(StoreLease::new(file)))
@@ -487,6 +499,28 @@ mod tests {
             .collect();
         names.sort();
         assert_eq!(names, vec!["creds.json", "creds.json.write-lock"]);
+    }
+
+    #[tokio::test]
+    async fn leases_are_per_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("creds.json");
+        let short = std::time::Duration::from_millis(100);
+        let (one, two) = (
+            FileStore::new(&path).with_lease_timeout(short),
+            FileStore::new(&path).with_lease_timeout(short),
+        );
+        let a = CredentialKey::new("http://127.0.0.1:1/mcp", "http://127.0.0.1:2");
+        let b = CredentialKey::new("http://127.0.0.1:3/mcp", "http://127.0.0.1:2");
+        let held = one.lease(&a).await.unwrap().unwrap();
+        // Another "process" waits for the same key, not for another one.
+        assert!(two.lease(&b).await.unwrap().is_some());
+        let err = two.lease(&a).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Storage);
+        drop(held);
+        assert!(two.lease(&a).await.unwrap().is_some());
+        assert_eq!(key_digest(&a), key_digest(&a.clone()));
+        assert_ne!(key_digest(&a), key_digest(&b));
     }
 
     #[tokio::test]
