@@ -342,3 +342,121 @@ async fn a_user_approves_and_denies_on_the_consent_page_in_chromium() {
 
     browser.close().await;
 }
+
+#[cfg(all(feature = "rmcp", feature = "rmcp-server", feature = "jwt"))]
+#[path = "../examples/support/oauth_server_app.rs"]
+mod oauth_server_app;
+
+/// A user at the browser: the crate's `LoopbackHandler` waits for the redirect while Chromium
+/// opens the authorization URL and clicks `decision` on the consent page.
+#[cfg(all(feature = "rmcp", feature = "rmcp-server", feature = "jwt"))]
+struct ChromiumUser {
+    loopback: tower_mcp_oauth::client::LoopbackHandler,
+    browser: Arc<Browser>,
+    decision: &'static str,
+}
+
+#[cfg(all(feature = "rmcp", feature = "rmcp-server", feature = "jwt"))]
+impl tower_mcp_oauth::client::AuthorizationHandler for ChromiumUser {
+    fn redirect_uri(&self) -> Url {
+        self.loopback.redirect_uri()
+    }
+
+    fn authorize<'a>(
+        &'a self,
+        authorization_url: &'a Url,
+    ) -> tower_mcp_oauth::client::BoxFuture<'a, tower_mcp_oauth::Result<Url>> {
+        Box::pin(async move {
+            let (browser, url, decision) = (
+                self.browser.clone(),
+                authorization_url.to_string(),
+                self.decision,
+            );
+            let user = tokio::spawn(async move {
+                browser.open(&url).await;
+                browser.click(&format!("#{decision}")).await;
+            });
+            let redirect = self.loopback.authorize(authorization_url).await;
+            user.await.expect("the browser session");
+            redirect
+        })
+    }
+}
+
+#[cfg(all(feature = "rmcp", feature = "rmcp-server", feature = "jwt"))]
+#[tokio::test]
+async fn the_crate_client_signs_in_through_the_consent_page_in_chromium() {
+    use rmcp::ServiceExt;
+    use tower_mcp_oauth::client::{LoopbackHandler, OAuthConfig, OAuthLayer, OAuthState};
+    use tower_mcp_oauth::transport::{StreamableHttpConfig, StreamableHttpTransport};
+
+    if !browser_available() {
+        return;
+    }
+    // The example server as a user runs it: consent page, no auto-approve.
+    let running = oauth_server_app::start(oauth_server_app::Options {
+        port: 0,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let browser = Arc::new(Browser::start().await);
+    let user = |decision| {
+        let browser = browser.clone();
+        async move {
+            ChromiumUser {
+                loopback: LoopbackHandler::bind().await.unwrap().with_browser(false),
+                browser,
+                decision,
+            }
+        }
+    };
+
+    // Approve: the client's first request gets its 401, the user approves, the call goes on.
+    let state = OAuthState::new(
+        &running.mcp_url,
+        Some(OAuthConfig::new().with_handler(user("approve").await)),
+    )
+    .await
+    .unwrap();
+    let stack = tower::ServiceBuilder::new()
+        .layer(OAuthLayer::new(state.clone()))
+        .service(tower_mcp_oauth::http::hyper_client());
+    let transport =
+        StreamableHttpTransport::new(stack, StreamableHttpConfig::new(&running.mcp_url));
+    let client = rmcp::model::ClientConfig::default()
+        .serve(transport)
+        .await
+        .unwrap();
+    let Value::Object(arguments) = json!({}) else {
+        unreachable!()
+    };
+    let whoami = client
+        .call_tool(rmcp::model::CallToolRequestParams::new("whoami").with_arguments(arguments))
+        .await
+        .unwrap();
+    let text: String = whoami
+        .content
+        .iter()
+        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+        .collect();
+    assert_eq!(
+        serde_json::from_str::<Value>(&text).unwrap()["subject"],
+        "demo-user"
+    );
+    client.cancel().await.unwrap();
+
+    // Deny: the flow ends with a typed error, and no token.
+    let state = OAuthState::new(
+        &running.mcp_url,
+        Some(OAuthConfig::new().with_handler(user("deny").await)),
+    )
+    .await
+    .unwrap();
+    let error = state.authorize().await.unwrap_err();
+    assert_eq!(
+        error.kind(),
+        tower_mcp_oauth::ErrorKind::AuthorizationDenied
+    );
+    assert!(state.credentials().await.is_none());
+}

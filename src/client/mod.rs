@@ -23,6 +23,7 @@ pub use registration::{
 };
 pub use state::{OAuthConfig, OAuthState, DEFAULT_PROTOCOL_VERSION};
 pub use store::{
-    CredentialKey, CredentialStore, FileStore, MemoryStore, StoreLease, StoredCredentials,
+    BoxFuture, CredentialKey, CredentialStore, FileStore, MemoryStore, StoreLease,
+    StoredCredentials,
 };
 pub use tokens::TokenSet;
