@@ -1410,3 +1410,76 @@ async fn private_use_redirect_schemes_are_opt_in() {
         .await;
     assert_eq!(dangerous.error(), "invalid_redirect_uri");
 }
+
+#[tokio::test]
+async fn the_local_verifier_checks_tokens_in_process_and_sees_revocations_at_once() {
+    use tower::ServiceExt;
+    use tower_mcp_oauth::server::{AuthInfo, RequireBearerLayer};
+
+    let s = Server::start(|c| c).await;
+    let client = s.public_client().await;
+    let tokens = s.tokens(&client).await;
+    let jwt = tokens["access_token"].as_str().unwrap().to_owned();
+
+    let verifier = s.server.local_verifier(&s.resource);
+    let info = verifier.verify(&jwt).await.unwrap();
+    assert_eq!(info.subject.as_deref(), Some("alice"));
+    assert_eq!(info.scopes, vec!["mcp:tools".to_owned()]);
+    assert!(s
+        .server
+        .local_verifier("http://127.0.0.1:1/other")
+        .verify(&jwt)
+        .await
+        .is_err());
+    assert!(verifier.verify("not-a-token").await.is_err());
+
+    // Behind RequireBearer, as an MCP route would be.
+    let protected = tower::ServiceBuilder::new()
+        .layer(
+            RequireBearerLayer::new(verifier.clone())
+                .resource(&s.resource)
+                .without_cache(),
+        )
+        .service(tower::service_fn(
+            |request: Request<Full<Bytes>>| async move {
+                let subject = request
+                    .extensions()
+                    .get::<AuthInfo>()
+                    .and_then(|i| i.subject.clone());
+                Ok::<_, std::convert::Infallible>(http::Response::new(Full::<Bytes>::from(
+                    subject.unwrap_or_default(),
+                )))
+            },
+        ));
+    let call = |token: String| {
+        let protected = protected.clone();
+        async move {
+            let request = Request::get("http://127.0.0.1/mcp")
+                .header("authorization", format!("Bearer {token}"))
+                .body(Full::default())
+                .unwrap();
+            protected.oneshot(request).await.unwrap()
+        }
+    };
+    let response = call(jwt.clone()).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.into_body().collect().await.unwrap().to_bytes(),
+        "alice"
+    );
+
+    // A JWT revoked through its refresh token: JwtVerifier would accept it until `exp`; the
+    // local verifier refuses it at once.
+    let revoked = s
+        .post_form(
+            "/revoke",
+            &[
+                ("token", tokens["refresh_token"].as_str().unwrap()),
+                ("client_id", &client),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(revoked.status, StatusCode::OK);
+    assert_eq!(call(jwt).await.status(), StatusCode::UNAUTHORIZED);
+}

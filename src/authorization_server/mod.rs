@@ -31,12 +31,16 @@
 //! default) they are signed with ES256 and checked statelessly by the `server` module's
 //! `JwtVerifier` from `/jwks`; a JWT stays valid until it expires, so keep lifetimes short. As
 //! opaque tokens ([`TokenFormat::Opaque`]) they are checked by introspection and revocation is
-//! immediate. The store keeps hashes of codes and tokens, never the values.
+//! immediate. An MCP server in the same process can skip both: `local_verifier` (feature
+//! `server`) asks the store directly, so revocation is immediate for either format. The store
+//! keeps hashes of codes and tokens, never the values.
 
 mod authorize;
 mod cimd;
 mod client_auth;
 mod keys;
+#[cfg(feature = "server")]
+mod local;
 mod register;
 mod revoke;
 mod store;
@@ -64,6 +68,8 @@ pub use authorize::{
     ApprovalPolicy, AuthorizationDecision, AutoApprove, ConsentPage, ConsentRequest,
 };
 pub use keys::SigningKey;
+#[cfg(feature = "server")]
+pub use local::LocalVerifier;
 pub use store::{
     AccessRecord, AuthorizationStore, BoxFuture, ClientAuthMethod, CodeGrant, CodeRedemption,
     MemoryAuthorizationStore, RefreshRotation, RegisteredClient, TokenFamily, TokenHash,

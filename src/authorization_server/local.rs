@@ -1,0 +1,83 @@
+//! [`LocalVerifier`]: the server's own access tokens checked in process, for an MCP server that
+//! embeds its authorization server. No JWKS fetch or introspection call, and revocation (of a
+//! JWT too) takes effect at once, since the store is asked every time.
+
+use serde_json::{Map, Value};
+
+use super::{hash, now_secs, AuthorizationServer};
+use crate::server::{AuthData, AuthInfo, TokenVerifier, VerifyError};
+
+/// Verifies access tokens against the authorization server's store: see the
+/// [module docs](self). Made by [`AuthorizationServer::local_verifier`].
+#[derive(Clone)]
+pub struct LocalVerifier {
+    server: AuthorizationServer,
+    audience: String,
+}
+
+impl std::fmt::Debug for LocalVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalVerifier")
+            .field("issuer", &self.server.issuer())
+            .field("audience", &self.audience)
+            .finish()
+    }
+}
+
+impl AuthorizationServer {
+    /// A verifier for this server's access tokens (JWT or opaque) issued for `resource`,
+    /// checked in process against the store.
+    pub fn local_verifier(&self, resource: impl Into<String>) -> LocalVerifier {
+        LocalVerifier {
+            server: self.clone(),
+            audience: resource.into(),
+        }
+    }
+}
+
+impl TokenVerifier for LocalVerifier {
+    fn verify<'a>(
+        &'a self,
+        token: &'a str,
+    ) -> super::store::BoxFuture<'a, Result<AuthInfo, VerifyError>> {
+        Box::pin(async move {
+            let store = &self.server.inner.config.store;
+            let unavailable = |e: crate::Error| VerifyError::unavailable(e.to_string());
+            let record = store
+                .access(hash(token))
+                .await
+                .map_err(unavailable)?
+                .ok_or_else(|| VerifyError::invalid("unknown or revoked token"))?;
+            if record.expires_at <= now_secs() {
+                return Err(VerifyError::invalid("the token has expired"));
+            }
+            if let Some(family_id) = &record.family_id {
+                let family = store.family(family_id).await.map_err(unavailable)?;
+                if family.is_none_or(|f| f.revoked) {
+                    return Err(VerifyError::invalid("the token's grant was revoked"));
+                }
+            }
+            if record.resource != self.audience {
+                return Err(VerifyError::invalid("the token is for another resource"));
+            }
+            let issuer = self.server.issuer().to_owned();
+            let mut claims = Map::new();
+            claims.insert("iss".into(), Value::from(issuer.clone()));
+            claims.insert("sub".into(), Value::from(record.subject.clone()));
+            claims.insert("aud".into(), Value::from(record.resource.clone()));
+            claims.insert("client_id".into(), Value::from(record.client_id.clone()));
+            claims.insert("scope".into(), Value::from(record.scopes.join(" ")));
+            claims.insert("iat".into(), Value::from(record.issued_at));
+            claims.insert("exp".into(), Value::from(record.expires_at));
+            Ok(AuthInfo::from(AuthData {
+                subject: Some(record.subject),
+                client_id: Some(record.client_id),
+                scopes: record.scopes,
+                audience: vec![record.resource],
+                issuer: Some(issuer),
+                expires_at: Some(record.expires_at),
+                claims: std::sync::Arc::new(claims),
+            }))
+        })
+    }
+}
