@@ -7,8 +7,9 @@ use serde_json::{Map, Value};
 use super::{hash, now_secs, AuthorizationServer};
 use crate::server::{AuthData, AuthInfo, TokenVerifier, VerifyError};
 
-/// Verifies access tokens against the authorization server's store: see the
-/// [module docs](self). Made by [`AuthorizationServer::local_verifier`].
+/// Verifies the authorization server's own access tokens (JWT or opaque) against its store, in
+/// process: no JWKS fetch, no introspection call, and a revocation takes effect at once, JWTs
+/// included. Made by [`AuthorizationServer::local_verifier`].
 #[derive(Clone)]
 pub struct LocalVerifier {
     server: AuthorizationServer,
