@@ -68,6 +68,32 @@ pub enum AuthorizationDecision {
 /// Decides authorization requests. The application's own policy can authenticate the user from
 /// the request headers (a session cookie, say, looked up in its own store) before approving or
 /// asking; it answers with a future so that lookup may do I/O.
+///
+/// ```
+/// use http::HeaderMap;
+/// use tower_mcp_oauth::authorization_server::{
+///     ApprovalPolicy, AuthorizationDecision, BoxFuture, ConsentRequest,
+/// };
+///
+/// /// Asks the user signed in by the application's login layer; refuses everyone else.
+/// struct SignedInUser;
+///
+/// impl ApprovalPolicy for SignedInUser {
+///     fn decide<'a>(
+///         &'a self,
+///         _request: &'a ConsentRequest,
+///         headers: &'a HeaderMap,
+///     ) -> BoxFuture<'a, AuthorizationDecision> {
+///         Box::pin(async move {
+///             // A real policy looks the session cookie up in its session store.
+///             match headers.get("x-authenticated-user").and_then(|v| v.to_str().ok()) {
+///                 Some(user) => AuthorizationDecision::AskUser { subject: user.to_owned() },
+///                 None => AuthorizationDecision::Deny,
+///             }
+///         })
+///     }
+/// }
+/// ```
 pub trait ApprovalPolicy: Send + Sync + 'static {
     /// The decision for a validated request.
     fn decide<'a>(
