@@ -344,14 +344,24 @@ fn describe_target(uri: &http::Uri) -> String {
 
 /// The media type of a response (`type/subtype`, lowercased, without parameters).
 pub(crate) fn media_type<B>(response: &Response<B>) -> Option<String> {
-    let value = response.headers().get(CONTENT_TYPE)?.to_str().ok()?;
+    media_type_in(response.headers())
+}
+
+/// The media type a message's headers declare (`type/subtype`, lowercased, no parameters).
+pub(crate) fn media_type_in(headers: &http::HeaderMap) -> Option<String> {
+    let value = headers.get(CONTENT_TYPE)?.to_str().ok()?;
     Some(value.split(';').next()?.trim().to_ascii_lowercase())
 }
 
 /// Whether the response's media type is exactly `mime`.
 #[cfg_attr(not(feature = "transport"), allow(dead_code))]
 pub(crate) fn has_media_type<B>(response: &Response<B>, mime: &str) -> bool {
-    media_type(response).is_some_and(|essence| essence.eq_ignore_ascii_case(mime))
+    has_media_type_in(response.headers(), mime)
+}
+
+/// Whether `headers` declare exactly the media type `mime`.
+pub(crate) fn has_media_type_in(headers: &http::HeaderMap, mime: &str) -> bool {
+    media_type_in(headers).is_some_and(|essence| essence.eq_ignore_ascii_case(mime))
 }
 
 /// Whether the response's content type is JSON (`application/json` or `*/*+json`).

@@ -621,15 +621,7 @@ pub(crate) fn form_params(
     headers: &http::HeaderMap,
     body: &[u8],
 ) -> std::result::Result<Params, OAuthError> {
-    let form = headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| {
-            v.trim()
-                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-        });
-    if !form {
+    if !crate::http::has_media_type_in(headers, "application/x-www-form-urlencoded") {
         return Err(OAuthError::invalid_request(
             "the body must be application/x-www-form-urlencoded",
         ));
