@@ -26,6 +26,12 @@ pub mod authorization_server;
 pub mod challenge;
 #[cfg(feature = "client")]
 pub mod client;
+#[cfg(any(
+    feature = "client",
+    feature = "server",
+    feature = "authorization-server"
+))]
+mod clock;
 pub mod error;
 // Only the client uses every helper; server-only builds use some.
 #[cfg_attr(not(feature = "client"), allow(dead_code))]

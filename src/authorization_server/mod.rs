@@ -641,12 +641,7 @@ pub(crate) fn hash(value: &str) -> TokenHash {
     TokenHash(Sha256::digest(value.as_bytes()).into())
 }
 
-pub(crate) fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
+pub(crate) use crate::clock::now_secs;
 
 /// Space-separated scopes, deduplicated, in order.
 pub(crate) fn split_scopes(scope: Option<&str>) -> Vec<String> {

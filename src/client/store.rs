@@ -126,12 +126,7 @@ impl std::fmt::Debug for StoreLease {
     }
 }
 
-pub(crate) fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
+pub(crate) use crate::clock::now_secs;
 
 type Records = BTreeMap<CredentialKey, StoredCredentials>;
 
