@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value};
 
-use super::{hash, now_secs, AuthorizationServer};
+use super::{hash, now_secs, AccessStatus, AuthorizationServer};
 use crate::server::{AuthData, AuthInfo, TokenVerifier, VerifyError};
 
 /// Verifies the authorization server's own access tokens (JWT or opaque) against its store, in
@@ -42,22 +42,21 @@ impl TokenVerifier for LocalVerifier {
         token: &'a str,
     ) -> super::store::BoxFuture<'a, Result<AuthInfo, VerifyError>> {
         Box::pin(async move {
-            let store = &self.server.inner.config.store;
-            let unavailable = |e: crate::Error| VerifyError::unavailable(e.to_string());
-            let record = store
-                .access(hash(token))
+            let status = self
+                .server
+                .access_status(hash(token), now_secs())
                 .await
-                .map_err(unavailable)?
-                .ok_or_else(|| VerifyError::invalid("unknown or revoked token"))?;
-            if record.expires_at <= now_secs() {
-                return Err(VerifyError::invalid("the token has expired"));
-            }
-            if let Some(family_id) = &record.family_id {
-                let family = store.family(family_id).await.map_err(unavailable)?;
-                if family.is_none_or(|f| f.revoked) {
-                    return Err(VerifyError::invalid("the token's grant was revoked"));
+                .map_err(|e| VerifyError::unavailable(e.to_string()))?;
+            let record = match status {
+                AccessStatus::Active(record) => record,
+                AccessStatus::Unknown => {
+                    return Err(VerifyError::invalid("unknown or revoked token"))
                 }
-            }
+                AccessStatus::Expired => return Err(VerifyError::invalid("the token has expired")),
+                AccessStatus::Revoked => {
+                    return Err(VerifyError::invalid("the token's grant was revoked"))
+                }
+            };
             if record.resource != self.audience {
                 return Err(VerifyError::invalid("the token is for another resource"));
             }

@@ -496,6 +496,33 @@ async fn preflight() -> Response {
     response
 }
 
+/// Where an access token stands, for introspection and in-process verification alike.
+pub(crate) enum AccessStatus {
+    Active(AccessRecord),
+    Unknown,
+    Expired,
+    /// Its grant (token family) was revoked.
+    Revoked,
+}
+
+impl AuthorizationServer {
+    pub(crate) async fn access_status(&self, token: TokenHash, now: u64) -> Result<AccessStatus> {
+        let store = &self.inner.config.store;
+        let Some(record) = store.access(token).await? else {
+            return Ok(AccessStatus::Unknown);
+        };
+        if record.expires_at <= now {
+            return Ok(AccessStatus::Expired);
+        }
+        if let Some(family_id) = &record.family_id {
+            if store.family(family_id).await?.is_none_or(|f| f.revoked) {
+                return Ok(AccessStatus::Revoked);
+            }
+        }
+        Ok(AccessStatus::Active(record))
+    }
+}
+
 async fn serve_metadata(State(server): State<AuthorizationServer>) -> Response {
     json_response(StatusCode::OK, &server.metadata())
 }

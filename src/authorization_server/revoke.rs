@@ -8,7 +8,9 @@ use serde_json::json;
 
 use super::client_auth::authenticate;
 use super::store::{ClientAuthMethod, TokenHash};
-use super::{form_params, hash, json_response, now_secs, AuthorizationServer, OAuthError};
+use super::{
+    form_params, hash, json_response, now_secs, AccessStatus, AuthorizationServer, OAuthError,
+};
 
 pub(super) async fn handle_revoke(
     State(server): State<AuthorizationServer>,
@@ -111,17 +113,13 @@ async fn introspect_access(
     token: TokenHash,
     now: u64,
 ) -> Result<Option<serde_json::Value>, OAuthError> {
-    let store = &server.inner.config.store;
-    let Some(record) = store.access(token).await? else {
-        return Ok(None);
+    let record = match server.access_status(token, now).await? {
+        AccessStatus::Active(record) => record,
+        AccessStatus::Unknown => return Ok(None),
+        AccessStatus::Expired | AccessStatus::Revoked => {
+            return Ok(Some(json!({ "active": false })))
+        }
     };
-    let family_revoked = match &record.family_id {
-        Some(family_id) => store.family(family_id).await?.is_none_or(|f| f.revoked),
-        None => false,
-    };
-    if record.expires_at <= now || family_revoked {
-        return Ok(Some(json!({ "active": false })));
-    }
     Ok(Some(json!({
         "active": true,
         "token_type": "Bearer",
