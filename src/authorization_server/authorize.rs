@@ -530,19 +530,13 @@ async fn approve(
         );
     }
     tracing::info!(client_id = %request.client_id, scopes = %request.scopes.join(" "), "authorization approved");
-    let mut url = match Url::parse(&request.redirect_uri) {
-        Ok(url) => url,
-        Err(_) => return error_page(StatusCode::BAD_REQUEST, "The redirect URI is invalid."),
-    };
-    {
-        let mut query = url.query_pairs_mut();
-        query.append_pair("code", &code);
-        if let Some(state) = &request.state {
-            query.append_pair("state", state);
-        }
-        query.append_pair("iss", server.issuer());
-    }
-    redirect(url.as_str(), status)
+    redirect_to_client(
+        server,
+        &request.redirect_uri,
+        &[("code", &code)],
+        request.state.as_deref(),
+        status,
+    )
 }
 
 fn deny(server: &AuthorizationServer, request: &Validated, status: StatusCode) -> Response {
@@ -565,13 +559,29 @@ fn redirect_with_error(
     description: &str,
     status: StatusCode,
 ) -> Response {
+    redirect_to_client(
+        server,
+        redirect_uri,
+        &[("error", code), ("error_description", description)],
+        state,
+        status,
+    )
+}
+
+/// The authorization response: `pairs`, then `state` and `iss` (RFC 9207), on the redirect URI.
+fn redirect_to_client(
+    server: &AuthorizationServer,
+    redirect_uri: &str,
+    pairs: &[(&str, &str)],
+    state: Option<&str>,
+    status: StatusCode,
+) -> Response {
     let Ok(mut url) = Url::parse(redirect_uri) else {
         return error_page(StatusCode::BAD_REQUEST, "The redirect URI is invalid.");
     };
     {
         let mut query = url.query_pairs_mut();
-        query.append_pair("error", code);
-        query.append_pair("error_description", description);
+        query.extend_pairs(pairs);
         if let Some(state) = state {
             query.append_pair("state", state);
         }

@@ -96,6 +96,26 @@ fn require_grant(client: &RegisteredClient, grant_type: &str) -> Result<(), OAut
     }
 }
 
+/// A token request may name a resource (RFC 8707), but only the one the grant is for.
+fn require_granted_resource(
+    server: &AuthorizationServer,
+    params: &Params,
+    granted: &str,
+) -> Result<(), OAuthError> {
+    let Some(resource) = params.get("resource") else {
+        return Ok(());
+    };
+    let resolved = resolve_resource(server, Some(resource))
+        .map_err(|d| OAuthError::new("invalid_target", d))?;
+    if resolved != granted {
+        return Err(OAuthError::new(
+            "invalid_target",
+            "resource differs from the one granted",
+        ));
+    }
+    Ok(())
+}
+
 async fn authorization_code(
     server: &AuthorizationServer,
     client: &RegisteredClient,
@@ -145,16 +165,7 @@ async fn authorization_code(
             "the code_verifier does not match",
         ));
     }
-    if let Some(resource) = params.get("resource") {
-        let resolved = resolve_resource(server, Some(resource))
-            .map_err(|d| OAuthError::new("invalid_target", d))?;
-        if resolved != grant.resource {
-            return Err(OAuthError::new(
-                "invalid_target",
-                "resource differs from the authorization request",
-            ));
-        }
-    }
+    require_granted_resource(server, params, &grant.resource)?;
     let refresh_token = if client.allows_grant("refresh_token") {
         let refresh_token = random_token();
         let family = TokenFamily {
@@ -227,16 +238,7 @@ async fn refresh(
     } else {
         requested
     };
-    if let Some(resource) = params.get("resource") {
-        let resolved = resolve_resource(server, Some(resource))
-            .map_err(|d| OAuthError::new("invalid_target", d))?;
-        if resolved != family.resource {
-            return Err(OAuthError::new(
-                "invalid_target",
-                "resource differs from the grant's",
-            ));
-        }
-    }
+    require_granted_resource(server, params, &family.resource)?;
     let issue = Issue {
         client_id: &client.client_id,
         subject: &family.subject,
