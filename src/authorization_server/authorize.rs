@@ -21,7 +21,9 @@ use url::Url;
 use super::client_auth::load_client;
 use super::register::redirect_matches;
 use super::store::{BoxFuture, CodeGrant, RegisteredClient};
-use super::{form_params, hash, now_secs, random_token, split_scopes, AuthorizationServer, Params};
+use super::{
+    form_params, hash, make_room, now_secs, random_token, split_scopes, AuthorizationServer, Params,
+};
 
 /// How long a consent page stays valid.
 const CONSENT_TTL: Duration = Duration::from_secs(600);
@@ -174,20 +176,7 @@ pub(super) struct PendingConsents {
 impl PendingConsents {
     fn insert(&self, id: String, pending: Pending) {
         let mut map = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= MAX_PENDING {
-            let now = Instant::now();
-            map.retain(|_, p| p.expires > now);
-            if map.len() >= MAX_PENDING {
-                // Under a flood, the oldest pages go first.
-                if let Some(oldest) = map
-                    .iter()
-                    .min_by_key(|(_, p)| p.expires)
-                    .map(|(id, _)| id.clone())
-                {
-                    map.remove(&oldest);
-                }
-            }
-        }
+        make_room(&mut map, MAX_PENDING, |p| p.expires);
         map.insert(id, pending);
     }
 

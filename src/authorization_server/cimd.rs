@@ -145,21 +145,8 @@ impl CimdFetcher {
 
     fn remember(&self, url: &str, entry: Cached, ttl: Duration) {
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        if cache.len() >= MAX_CACHED {
-            cache.retain(|_, (_, until)| *until > now);
-        }
-        if cache.len() >= MAX_CACHED {
-            // Still full: the entry closest to expiring makes room.
-            if let Some(oldest) = cache
-                .iter()
-                .min_by_key(|(_, (_, until))| *until)
-                .map(|(url, _)| url.clone())
-            {
-                cache.remove(&oldest);
-            }
-        }
-        cache.insert(url.to_owned(), (entry, now + ttl));
+        super::make_room(&mut cache, MAX_CACHED, |(_, until)| *until);
+        cache.insert(url.to_owned(), (entry, Instant::now() + ttl));
     }
 
     fn cached(&self, url: &str) -> Option<Cached> {

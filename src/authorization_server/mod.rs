@@ -656,6 +656,29 @@ pub(crate) fn form_params(
     Params::parse(body)
 }
 
+/// Makes room for one more entry in `map`, capped at `max`: expired entries go first, then,
+/// under a flood, the one closest to expiring.
+pub(crate) fn make_room<K: Clone + Eq + std::hash::Hash, V>(
+    map: &mut std::collections::HashMap<K, V>,
+    max: usize,
+    expiry: impl Fn(&V) -> std::time::Instant,
+) {
+    if map.len() < max {
+        return;
+    }
+    let now = std::time::Instant::now();
+    map.retain(|_, value| expiry(value) > now);
+    if map.len() >= max {
+        if let Some(oldest) = map
+            .iter()
+            .min_by_key(|(_, value)| expiry(value))
+            .map(|(key, _)| key.clone())
+        {
+            map.remove(&oldest);
+        }
+    }
+}
+
 /// A random, URL-safe credential of 256 bits.
 pub(crate) fn random_token() -> String {
     let mut bytes = [0u8; 32];
@@ -679,4 +702,26 @@ pub(crate) fn split_scopes(scope: Option<&str>) -> Vec<String> {
         }
     }
     scopes
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn make_room_drops_expired_entries_then_the_closest_to_expiring() {
+        let now = Instant::now();
+        let mut map: HashMap<&str, Instant> = HashMap::new();
+        map.insert("expired", now - Duration::from_secs(1));
+        map.insert("soon", now + Duration::from_secs(10));
+        map.insert("later", now + Duration::from_secs(20));
+        super::make_room(&mut map, 3, |at| *at);
+        assert_eq!(map.len(), 2);
+        assert!(!map.contains_key("expired"));
+        super::make_room(&mut map, 2, |at| *at);
+        assert_eq!(map.keys().copied().collect::<Vec<_>>(), ["later"]);
+        super::make_room(&mut map, 5, |at| *at);
+        assert_eq!(map.len(), 1, "room already: nothing dropped");
+    }
 }
