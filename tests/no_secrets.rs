@@ -24,8 +24,8 @@ impl Write for Captured {
     }
 }
 
-#[tokio::test]
-async fn logs_errors_and_debug_output_carry_no_secrets() {
+/// Every TRACE line of this crate, for this thread, until the guard drops.
+fn capture_trace_logs() -> (Captured, tracing::subscriber::DefaultGuard) {
     let captured = Captured::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()
@@ -33,7 +33,12 @@ async fn logs_errors_and_debug_output_carry_no_secrets() {
         .with_env_filter("tower_mcp_oauth=trace")
         .with_writer(move || writer.clone())
         .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    (captured, tracing::subscriber::set_default(subscriber))
+}
+
+#[tokio::test]
+async fn logs_errors_and_debug_output_carry_no_secrets() {
+    let (captured, _guard) = capture_trace_logs();
 
     // A confidential client, so there is a client secret to leak too.
     let server = DemoServer::start(Behaviour {
@@ -118,14 +123,7 @@ mod oauth_server_app;
 async fn the_authorization_server_logs_no_secrets() {
     use tower_mcp_oauth::client::AuthorizationHandler;
 
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_env_filter("tower_mcp_oauth=trace")
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _guard) = capture_trace_logs();
 
     let running = oauth_server_app::start(oauth_server_app::Options {
         port: 0,
