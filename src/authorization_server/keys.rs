@@ -82,11 +82,6 @@ impl SigningKey {
         &self.kid
     }
 
-    /// `{"keys": [the public JWK]}`.
-    pub fn jwks(&self) -> serde_json::Value {
-        serde_json::json!({ "keys": [self.jwk] })
-    }
-
     /// The public JWK (`kid`, `use: sig`, `alg: ES256`).
     pub fn public_jwk(&self) -> &Jwk {
         &self.jwk
@@ -131,15 +126,16 @@ mod tests {
         assert_eq!(header.alg, Algorithm::ES256);
         assert_eq!(header.typ.as_deref(), Some("at+jwt"));
         assert_eq!(header.kid.as_deref(), Some(key.kid()));
-        let jwks: jsonwebtoken::jwk::JwkSet = serde_json::from_value(key.jwks()).unwrap();
-        let decoding = jsonwebtoken::DecodingKey::from_jwk(&jwks.keys[0]).unwrap();
+        let decoding = jsonwebtoken::DecodingKey::from_jwk(key.public_jwk()).unwrap();
         let mut validation = jsonwebtoken::Validation::new(Algorithm::ES256);
         validation.validate_aud = false;
         let claims =
             jsonwebtoken::decode::<serde_json::Value>(&token, &decoding, &validation).unwrap();
         assert_eq!(claims.claims["sub"], "alice");
         assert!(
-            !key.jwks().to_string().contains("\"d\""),
+            !serde_json::to_string(key.public_jwk())
+                .unwrap()
+                .contains("\"d\""),
             "no private part published"
         );
     }
