@@ -189,7 +189,6 @@ pub(crate) async fn obtain_client(
     redirect_uri: &Url,
 ) -> Result<ClientRegistration> {
     if let Some(pre) = &settings.pre_registered {
-        pre.check_issuer(&metadata.issuer)?;
         return Ok(pre.clone());
     }
     if let Some(url) = &settings.metadata_document_url {

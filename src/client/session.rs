@@ -412,7 +412,6 @@ impl Session {
         redirect_uri: &Url,
     ) -> Result<ClientRegistration> {
         if let Some(pre) = &self.config.client.pre_registered {
-            pre.check_issuer(discovery.issuer())?;
             return Ok(pre.clone());
         }
         let existing = self.with(|s| s.client.clone());
@@ -554,7 +553,6 @@ impl Session {
         let (Some(discovery), Some(client), Some(current)) = (discovery, client, current) else {
             return Ok(false);
         };
-        client.check_issuer(discovery.issuer())?;
         if current.refresh_token.is_none() {
             return Ok(false);
         }
