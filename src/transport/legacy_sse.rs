@@ -389,16 +389,16 @@ where
 
     /// Remembers the caller's handshake, to repeat it on a new session.
     fn note_handshake(&self, message: &Value) {
-        let method = message["method"].as_str();
-        if method != Some("initialize") && method != Some("notifications/initialized") {
-            return;
-        }
-        let mut handshake = self.handshake.lock().unwrap_or_else(|p| p.into_inner());
-        if method == Some("initialize") {
-            handshake.initialize = Some(message.clone());
-            handshake.initialized = false;
-        } else {
-            handshake.initialized = true;
+        let handshake = || self.handshake.lock().unwrap_or_else(|p| p.into_inner());
+        match message["method"].as_str() {
+            Some("initialize") => {
+                *handshake() = Handshake {
+                    initialize: Some(message.clone()),
+                    initialized: false,
+                }
+            }
+            Some("notifications/initialized") => handshake().initialized = true,
+            _ => {}
         }
     }
 
