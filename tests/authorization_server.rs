@@ -612,11 +612,29 @@ async fn refresh_rotates_and_reuse_revokes_the_family() {
         )
         .await;
     assert_eq!(wider.error(), "invalid_scope");
+    let elsewhere = s
+        .post_form(
+            "/token",
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", &second_refresh),
+                ("client_id", &client),
+                ("resource", "http://127.0.0.1:9/other"),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(elsewhere.error(), "invalid_target");
+    // Refused requests spent nothing: the plain retry rotates the same token.
+    let retried = s.refresh(&client, &second_refresh).await;
+    assert_eq!(retried.status, StatusCode::OK, "{}", retried.text());
+    let third_refresh = retried.json()["refresh_token"].as_str().unwrap().to_owned();
+    assert!(introspector.verify(&access).await.is_ok());
 
-    // The spent token again: refused, and the whole family goes.
+    // A spent token again: refused, and the whole family goes.
     let reused = s.refresh(&client, first_refresh).await;
     assert_eq!(reused.error(), "invalid_grant");
-    let after = s.refresh(&client, &second_refresh).await;
+    let after = s.refresh(&client, &third_refresh).await;
     assert_eq!(
         after.error(),
         "invalid_grant",
@@ -1482,4 +1500,171 @@ async fn the_local_verifier_checks_tokens_in_process_and_sees_revocations_at_onc
         .await;
     assert_eq!(revoked.status, StatusCode::OK);
     assert_eq!(call(jwt).await.status(), StatusCode::UNAUTHORIZED);
+}
+
+/// The consent page's cookie, request id and CSRF token.
+fn consent_form(page: &Answer) -> (String, String, String) {
+    let html = page.text();
+    let cookie = page.headers["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let field = |name: &str| {
+        let marker = format!("name=\"{name}\" value=\"");
+        let start = html.find(&marker).unwrap() + marker.len();
+        html[start..start + html[start..].find('"').unwrap()].to_owned()
+    };
+    (cookie, field("request"), field("csrf"))
+}
+
+#[tokio::test]
+async fn a_flood_of_consent_pages_does_not_push_out_another_clients_user() {
+    let s = Server::start(|c| c.approval_policy(ConsentPage::new("bob"))).await;
+    let user_client = s.public_client().await;
+    let flooder = s.public_client().await;
+    let (verifier, challenge) = pkce();
+    let page = get(&s.authorize_url(&user_client, &challenge, &[("scope", "mcp:tools")])).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let (cookie, request, csrf) = consent_form(&page);
+
+    let flood = Arc::new(tokio::sync::Semaphore::new(16));
+    let mut tasks = Vec::new();
+    for _ in 0..2_000 {
+        let url = s.authorize_url(&flooder, &challenge, &[("scope", "mcp:tools")]);
+        let flood = flood.clone();
+        tasks.push(tokio::spawn(async move {
+            let _permit = flood.acquire().await.unwrap();
+            get(&url).await.status
+        }));
+    }
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), StatusCode::OK);
+    }
+
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("request", &request)
+        .append_pair("csrf", &csrf)
+        .append_pair("decision", "approve")
+        .finish();
+    let approved = send(
+        Request::post(format!("{}/authorize", s.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("cookie", cookie)
+            .header("origin", s.base.as_str())
+            .body(Full::from(body))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        approved.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        approved.text()
+    );
+    let code = query(&approved.location().unwrap(), "code").unwrap();
+    assert_eq!(
+        s.exchange(&user_client, &code, &verifier).await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn without_configured_scopes_no_scope_is_granted() {
+    let s = Server::start(|c| c.scopes(Vec::<String>::new())).await;
+    let client = s.public_client().await;
+    let (_, challenge) = pkce();
+    let answer = get(&s.authorize_url(&client, &challenge, &[("scope", "admin:everything")])).await;
+    let location = answer.location().expect("an error redirect");
+    assert_eq!(query(&location, "error").as_deref(), Some("invalid_scope"));
+    // Asking for no scope still works.
+    let answer = get(&s.authorize_url(&client, &challenge, &[])).await;
+    assert!(query(&answer.location().unwrap(), "code").is_some());
+}
+
+/// A store whose `save_family` takes a while, as a database's would: the window in which a
+/// second redemption of the code arrives.
+struct SlowFamilyStore(tower_mcp_oauth::authorization_server::MemoryAuthorizationStore);
+
+mod slow_store {
+    use super::SlowFamilyStore;
+    use tower_mcp_oauth::authorization_server::*;
+    use tower_mcp_oauth::Result;
+
+    impl AuthorizationStore for SlowFamilyStore {
+        fn save_client(&self, client: RegisteredClient) -> BoxFuture<'_, Result<()>> {
+            self.0.save_client(client)
+        }
+        fn client<'a>(
+            &'a self,
+            client_id: &'a str,
+        ) -> BoxFuture<'a, Result<Option<RegisteredClient>>> {
+            self.0.client(client_id)
+        }
+        fn save_code(&self, code: TokenHash, grant: CodeGrant) -> BoxFuture<'_, Result<()>> {
+            self.0.save_code(code, grant)
+        }
+        fn redeem_code(&self, code: TokenHash) -> BoxFuture<'_, Result<CodeRedemption>> {
+            self.0.redeem_code(code)
+        }
+        fn save_family(
+            &self,
+            family: TokenFamily,
+            refresh: TokenHash,
+        ) -> BoxFuture<'_, Result<FamilyStart>> {
+            Box::pin(async move {
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                self.0.save_family(family, refresh).await
+            })
+        }
+        fn rotate_refresh(
+            &self,
+            old: TokenHash,
+            new: TokenHash,
+            now: u64,
+        ) -> BoxFuture<'_, Result<RefreshRotation>> {
+            self.0.rotate_refresh(old, new, now)
+        }
+        fn family_of_refresh(
+            &self,
+            refresh: TokenHash,
+        ) -> BoxFuture<'_, Result<Option<(TokenFamily, bool)>>> {
+            self.0.family_of_refresh(refresh)
+        }
+        fn family<'a>(&'a self, family_id: &'a str) -> BoxFuture<'a, Result<Option<TokenFamily>>> {
+            self.0.family(family_id)
+        }
+        fn revoke_family<'a>(&'a self, family_id: &'a str) -> BoxFuture<'a, Result<()>> {
+            self.0.revoke_family(family_id)
+        }
+        fn save_access(&self, token: TokenHash, record: AccessRecord) -> BoxFuture<'_, Result<()>> {
+            self.0.save_access(token, record)
+        }
+        fn access(&self, token: TokenHash) -> BoxFuture<'_, Result<Option<AccessRecord>>> {
+            self.0.access(token)
+        }
+        fn revoke_access(&self, token: TokenHash) -> BoxFuture<'_, Result<()>> {
+            self.0.revoke_access(token)
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_code_reused_while_its_first_redemption_is_in_flight_gives_nothing() {
+    let s = Server::start(|c| {
+        c.store(SlowFamilyStore(Default::default()))
+            .token_format(TokenFormat::Opaque)
+    })
+    .await;
+    let client = s.public_client().await;
+    let (code, verifier) = s.code(&client, "mcp:tools").await;
+    let (first, second) = tokio::join!(s.exchange(&client, &code, &verifier), async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        s.exchange(&client, &code, &verifier).await
+    });
+    assert_eq!(second.error(), "invalid_grant");
+    assert_eq!(first.error(), "invalid_grant", "{}", first.text());
+    assert!(first.json()["access_token"].is_null());
 }

@@ -21,14 +21,14 @@ use url::Url;
 use super::client_auth::load_client;
 use super::register::redirect_matches;
 use super::store::{BoxFuture, CodeGrant, RegisteredClient};
-use super::{
-    form_params, hash, make_room, now_secs, random_token, split_scopes, AuthorizationServer, Params,
-};
+use super::{form_params, hash, now_secs, random_token, split_scopes, AuthorizationServer, Params};
 
 /// How long a consent page stays valid.
 const CONSENT_TTL: Duration = Duration::from_secs(600);
 /// Most consent pages open at once.
 const MAX_PENDING: usize = 2_000;
+/// Consent pages one client may have waiting: a user rarely has more than a few tabs open.
+const MAX_PENDING_PER_CLIENT: usize = 16;
 /// Longest authorization request query read.
 const MAX_QUERY_BYTES: usize = 8 * 1024;
 /// Longest client name shown.
@@ -174,15 +174,50 @@ pub(super) struct PendingConsents {
 }
 
 impl PendingConsents {
+    /// Keeps a consent request. One client's requests push out only its own: its oldest past
+    /// its share, then, when the server is full, the oldest of the client holding the most.
     fn insert(&self, id: String, pending: Pending) {
         let mut map = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        make_room(&mut map, MAX_PENDING, |p| p.expires);
+        let now = Instant::now();
+        if map.len() >= MAX_PENDING {
+            map.retain(|_, p| p.expires > now);
+        }
+        let client_id = pending.request.client_id.as_str();
+        if map
+            .values()
+            .filter(|p| p.request.client_id == client_id)
+            .count()
+            >= MAX_PENDING_PER_CLIENT
+        {
+            remove_oldest_of(&mut map, client_id);
+        }
+        if map.len() >= MAX_PENDING {
+            let mut counts: HashMap<&str, usize> = HashMap::new();
+            for p in map.values() {
+                *counts.entry(p.request.client_id.as_str()).or_default() += 1;
+            }
+            if let Some((largest, _)) = counts.into_iter().max_by_key(|(_, count)| *count) {
+                let largest = largest.to_owned();
+                remove_oldest_of(&mut map, &largest);
+            }
+        }
         map.insert(id, pending);
     }
 
     fn take(&self, id: &str) -> Option<Pending> {
         let mut map = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         map.remove(id).filter(|p| p.expires > Instant::now())
+    }
+}
+
+fn remove_oldest_of(map: &mut HashMap<String, Pending>, client_id: &str) {
+    let oldest = map
+        .iter()
+        .filter(|(_, p)| p.request.client_id == client_id)
+        .min_by_key(|(_, p)| p.expires)
+        .map(|(id, _)| id.clone());
+    if let Some(id) = oldest {
+        map.remove(&id);
     }
 }
 
@@ -443,7 +478,7 @@ fn validate(
     })
 }
 
-/// Every scope must be known to the server and allowed to the client.
+/// Every scope must be known to the server (configured with `scopes`) and allowed to the client.
 pub(super) fn check_scopes(
     server: &AuthorizationServer,
     client: &RegisteredClient,
@@ -452,7 +487,7 @@ pub(super) fn check_scopes(
     let known = &server.inner.config.scopes;
     let allowed = split_scopes(client.metadata.scope.as_deref());
     for scope in scopes {
-        if !known.is_empty() && !known.contains(scope) {
+        if !known.contains(scope) {
             return Err(format!("the scope {scope} is unknown"));
         }
         if client.metadata.scope.is_some() && !allowed.contains(scope) {

@@ -72,7 +72,8 @@ pub use keys::SigningKey;
 pub use local::LocalVerifier;
 pub use store::{
     AccessRecord, AuthorizationStore, BoxFuture, ClientAuthMethod, CodeGrant, CodeRedemption,
-    MemoryAuthorizationStore, RefreshRotation, RegisteredClient, TokenFamily, TokenHash,
+    FamilyStart, MemoryAuthorizationStore, MemoryStoreLimits, RefreshRotation, RegisteredClient,
+    TokenFamily, TokenHash,
 };
 
 /// Largest request body any endpoint reads.
@@ -164,7 +165,8 @@ impl AuthorizationServerConfig {
         self
     }
 
-    /// The scopes clients may ask for (`scopes_supported`).
+    /// The scopes clients may ask for (`scopes_supported`). Without any, a request naming a
+    /// scope is refused with `invalid_scope`: the server never grants a scope it was not told of.
     pub fn scopes<I, T>(mut self, scopes: I) -> Self
     where
         I: IntoIterator<Item = T>,

@@ -5,7 +5,7 @@
 //! [`AuthorizationStore::rotate_refresh`]) must be atomic: two concurrent redemptions of one code
 //! or one refresh token must not both succeed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Mutex;
@@ -141,6 +141,16 @@ pub enum RefreshRotation {
     Invalid,
 }
 
+/// The outcome of saving a new token family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FamilyStart {
+    /// The family is saved and live.
+    Started,
+    /// The family was revoked before it was saved (its code was reused while the first
+    /// redemption was in flight): nothing may be issued in it.
+    Revoked,
+}
+
 /// An issued access token, for introspection and revocation.
 #[derive(Debug, Clone)]
 pub struct AccessRecord {
@@ -162,9 +172,16 @@ pub struct AccessRecord {
 
 /// Storage behind the authorization server.
 ///
-/// [`redeem_code`](Self::redeem_code) and [`rotate_refresh`](Self::rotate_refresh) must be
-/// atomic: of two concurrent calls with one code or one refresh token, only one may succeed.
-/// Codes and tokens arrive as SHA-256 hashes; the store never sees the credentials.
+/// Codes and tokens arrive as SHA-256 hashes; the store never sees the credentials. A store
+/// shared by several processes must give these guarantees through its database (transactions,
+/// row locks, conditional updates), not through a lock in one process:
+///
+/// - [`redeem_code`](Self::redeem_code) and [`rotate_refresh`](Self::rotate_refresh) are atomic:
+///   of two concurrent calls with one code or one refresh token, only one succeeds.
+/// - A revocation sticks whatever the order: [`revoke_family`](Self::revoke_family) may arrive
+///   before [`save_family`](Self::save_family) for the same id (a code reused while its first
+///   redemption is still issuing tokens). The store records the revocation against the family id,
+///   and the later `save_family` answers [`FamilyStart::Revoked`].
 pub trait AuthorizationStore: Send + Sync + 'static {
     /// Saves (or replaces) a client.
     fn save_client(&self, client: RegisteredClient) -> BoxFuture<'_, Result<()>>;
@@ -174,8 +191,13 @@ pub trait AuthorizationStore: Send + Sync + 'static {
     fn save_code(&self, code: TokenHash, grant: CodeGrant) -> BoxFuture<'_, Result<()>>;
     /// Spends a code, atomically: only the first call gets [`CodeRedemption::Redeemed`].
     fn redeem_code(&self, code: TokenHash) -> BoxFuture<'_, Result<CodeRedemption>>;
-    /// Starts a token family with its first refresh token.
-    fn save_family(&self, family: TokenFamily, refresh: TokenHash) -> BoxFuture<'_, Result<()>>;
+    /// Starts a token family with its first refresh token, unless the family id was revoked
+    /// already ([`FamilyStart::Revoked`]; the family must then stay revoked).
+    fn save_family(
+        &self,
+        family: TokenFamily,
+        refresh: TokenHash,
+    ) -> BoxFuture<'_, Result<FamilyStart>>;
     /// Replaces the current refresh token `old` of its family by `new`, atomically. Presenting a
     /// spent token revokes the family.
     fn rotate_refresh(
@@ -192,7 +214,8 @@ pub trait AuthorizationStore: Send + Sync + 'static {
     ) -> BoxFuture<'_, Result<Option<(TokenFamily, bool)>>>;
     /// Loads a family.
     fn family<'a>(&'a self, family_id: &'a str) -> BoxFuture<'a, Result<Option<TokenFamily>>>;
-    /// Revokes a family: its refresh tokens and the access tokens issued in it.
+    /// Revokes a family: its refresh tokens and the access tokens issued in it. A family id
+    /// that is not saved yet is revoked all the same (see the trait's docs).
     fn revoke_family<'a>(&'a self, family_id: &'a str) -> BoxFuture<'a, Result<()>>;
     /// Records an issued access token.
     fn save_access(&self, token: TokenHash, record: AccessRecord) -> BoxFuture<'_, Result<()>>;
@@ -202,22 +225,50 @@ pub trait AuthorizationStore: Send + Sync + 'static {
     fn revoke_access(&self, token: TokenHash) -> BoxFuture<'_, Result<()>>;
 }
 
-/// An in-memory [`AuthorizationStore`]: for one process, lost at exit. Expired codes, families
-/// and access records are dropped as new ones are saved. Registration is open to anyone, so
-/// the number of clients is capped (10,000 by default); past it, registration fails.
-#[derive(Debug)]
-pub struct MemoryAuthorizationStore {
-    state: Mutex<MemoryState>,
-    max_clients: usize,
+/// How much the [`MemoryAuthorizationStore`] keeps, so that no client (registration is open to
+/// anyone) can grow it without bound or push another client's grants out.
+#[derive(Debug, Clone, Copy)]
+pub struct MemoryStoreLimits {
+    /// Registered clients; past it, registration fails (default 10,000).
+    pub max_clients: usize,
+    /// Live token families of one client; past it, its oldest family is dropped (default 1,000).
+    pub max_families_per_client: usize,
+    /// Live token families in all; past it, the oldest family of the client holding the most
+    /// is dropped (default 100,000).
+    pub max_families: usize,
+    /// Spent refresh tokens remembered per family for reuse detection (default 16). An older
+    /// spent token is then refused as unknown, without revoking the family.
+    pub spent_refresh_per_family: usize,
+    /// Access tokens kept live per family: a refresh past it retires the oldest (default 4).
+    pub access_per_family: usize,
+    /// Access tokens issued outside a family (`client_credentials`, or no refresh token) kept
+    /// live per client (default 100).
+    pub loose_access_per_client: usize,
+    /// Authorization codes kept per client, spent ones included (default 100).
+    pub codes_per_client: usize,
 }
 
-impl Default for MemoryAuthorizationStore {
+impl Default for MemoryStoreLimits {
     fn default() -> Self {
         Self {
-            state: Mutex::default(),
             max_clients: 10_000,
+            max_families_per_client: 1_000,
+            max_families: 100_000,
+            spent_refresh_per_family: 16,
+            access_per_family: 4,
+            loose_access_per_client: 100,
+            codes_per_client: 100,
         }
     }
+}
+
+/// An in-memory [`AuthorizationStore`]: for one process, lost at exit. Expired codes, families
+/// and access records are dropped as new ones are saved, and everything it holds is capped per
+/// family, per client and in all ([`MemoryStoreLimits`]).
+#[derive(Debug, Default)]
+pub struct MemoryAuthorizationStore {
+    state: Mutex<MemoryState>,
+    limits: MemoryStoreLimits,
 }
 
 #[derive(Debug, Default)]
@@ -227,6 +278,10 @@ struct MemoryState {
     families: HashMap<String, StoredFamily>,
     refresh: HashMap<TokenHash, String>,
     access: HashMap<TokenHash, AccessRecord>,
+    /// What each client holds, oldest first, for the per-client caps.
+    holdings: HashMap<String, Holdings>,
+    /// Family ids revoked before they were saved, with when to forget them.
+    revoked_unsaved: HashMap<String, u64>,
     saves_since_sweep: usize,
 }
 
@@ -240,27 +295,54 @@ struct StoredCode {
 struct StoredFamily {
     family: TokenFamily,
     current: TokenHash,
+    /// Spent refresh tokens, oldest first.
+    spent: VecDeque<TokenHash>,
+    /// Live access tokens issued in the family, oldest first.
+    access: VecDeque<TokenHash>,
+}
+
+/// One client's entries, oldest first. An entry may be gone already (expired, revoked); the
+/// sweep drops such ones.
+#[derive(Debug, Default)]
+struct Holdings {
+    codes: VecDeque<TokenHash>,
+    families: VecDeque<String>,
+    loose_access: VecDeque<TokenHash>,
+}
+
+impl Holdings {
+    fn is_empty(&self) -> bool {
+        self.codes.is_empty() && self.families.is_empty() && self.loose_access.is_empty()
+    }
 }
 
 /// Spent codes are remembered this long after expiring, to detect a late reuse.
 const SPENT_CODE_MEMORY_SECS: u64 = 600;
+/// How long a revocation of a family not saved yet is kept: longer than any redemption takes.
+const UNSAVED_REVOCATION_SECS: u64 = 3_600;
 const SWEEP_EVERY: usize = 256;
 
 impl MemoryAuthorizationStore {
-    /// An empty store.
+    /// An empty store with the default [`MemoryStoreLimits`].
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// The most clients kept.
-    pub fn with_client_limit(mut self, max_clients: usize) -> Self {
-        self.max_clients = max_clients;
+    /// Sets what the store keeps at most.
+    pub fn with_limits(mut self, limits: MemoryStoreLimits) -> Self {
+        self.limits = limits;
         self
     }
 
-    fn with<T>(&self, f: impl FnOnce(&mut MemoryState) -> T) -> T {
+    /// The most clients kept.
+    pub fn with_client_limit(mut self, max_clients: usize) -> Self {
+        self.limits.max_clients = max_clients;
+        self
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut MemoryState, &MemoryStoreLimits) -> T) -> T {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        f(&mut state)
+        f(&mut state, &self.limits)
     }
 }
 
@@ -275,18 +357,88 @@ impl MemoryState {
         self.codes
             .retain(|_, c| c.grant.expires_at + SPENT_CODE_MEMORY_SECS > now);
         self.access.retain(|_, a| a.expires_at > now);
-        let expired: Vec<String> = self
-            .families
-            .iter()
-            .filter(|(_, f)| f.family.expires_at <= now)
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in &expired {
-            self.families.remove(id);
-        }
-        let families = &self.families;
+        self.families.retain(|_, f| f.family.expires_at > now);
+        self.revoked_unsaved.retain(|_, forget_at| *forget_at > now);
+        let (codes, families, access) = (&self.codes, &self.families, &self.access);
         self.refresh.retain(|_, id| families.contains_key(id));
+        self.holdings.retain(|_, held| {
+            held.codes.retain(|code| codes.contains_key(code));
+            held.families.retain(|id| families.contains_key(id));
+            held.loose_access.retain(|token| access.contains_key(token));
+            !held.is_empty()
+        });
+        for stored in self.families.values_mut() {
+            stored.access.retain(|token| access.contains_key(token));
+        }
     }
+
+    fn holdings(&mut self, client_id: &str) -> &mut Holdings {
+        self.holdings.entry(client_id.to_owned()).or_default()
+    }
+
+    /// Drops a family with every token it holds.
+    fn drop_family(&mut self, family_id: &str) {
+        if let Some(stored) = self.families.remove(family_id) {
+            self.refresh.remove(&stored.current);
+            for spent in &stored.spent {
+                self.refresh.remove(spent);
+            }
+            for token in &stored.access {
+                self.access.remove(token);
+            }
+        }
+    }
+
+    /// Makes room for one more family of `client_id`: its own oldest past its cap, then the
+    /// oldest of the client holding the most when the store is full.
+    fn make_room_for_family(&mut self, client_id: &str, limits: &MemoryStoreLimits) {
+        while self.holdings(client_id).families.len() >= limits.max_families_per_client.max(1) {
+            match self.holdings(client_id).families.pop_front() {
+                Some(oldest) => self.drop_family(&oldest),
+                None => break,
+            }
+        }
+        while self.families.len() >= limits.max_families.max(1) {
+            let Some(largest) = self
+                .holdings
+                .iter()
+                .max_by_key(|(_, held)| held.families.len())
+                .map(|(id, _)| id.clone())
+            else {
+                break;
+            };
+            match self.holdings(&largest).families.pop_front() {
+                Some(oldest) => self.drop_family(&oldest),
+                None => break,
+            }
+        }
+    }
+
+    fn revoke_family(&mut self, family_id: &str, now: u64) {
+        match self.families.get_mut(family_id) {
+            Some(stored) => {
+                stored.family.revoked = true;
+                for token in std::mem::take(&mut stored.access) {
+                    self.access.remove(&token);
+                }
+            }
+            None => {
+                self.revoked_unsaved
+                    .insert(family_id.to_owned(), now + UNSAVED_REVOCATION_SECS);
+            }
+        }
+    }
+}
+
+/// Pushes `entry` onto `queue`, first dropping (with `remove`) the oldest entries past `max`.
+fn push_capped<T>(queue: &mut VecDeque<T>, entry: T, max: usize, mut remove: impl FnMut(T)) {
+    while queue.len() >= max.max(1) {
+        match queue.pop_front() {
+            Some(oldest) => remove(oldest),
+            None => break,
+        }
+    }
+    queue.push_back(entry);
 }
 
 fn ready<T: Send + 'static>(value: T) -> BoxFuture<'static, T> {
@@ -295,8 +447,8 @@ fn ready<T: Send + 'static>(value: T) -> BoxFuture<'static, T> {
 
 impl AuthorizationStore for MemoryAuthorizationStore {
     fn save_client(&self, client: RegisteredClient) -> BoxFuture<'_, Result<()>> {
-        let saved = self.with(|s| {
-            if s.clients.len() >= self.max_clients && !s.clients.contains_key(&client.client_id) {
+        let saved = self.with(|s, limits| {
+            if s.clients.len() >= limits.max_clients && !s.clients.contains_key(&client.client_id) {
                 return false;
             }
             s.clients.insert(client.client_id.clone(), client);
@@ -313,13 +465,20 @@ impl AuthorizationStore for MemoryAuthorizationStore {
     }
 
     fn client<'a>(&'a self, client_id: &'a str) -> BoxFuture<'a, Result<Option<RegisteredClient>>> {
-        ready(Ok(self.with(|s| s.clients.get(client_id).cloned())))
+        ready(Ok(self.with(|s, _| s.clients.get(client_id).cloned())))
     }
 
     fn save_code(&self, code: TokenHash, grant: CodeGrant) -> BoxFuture<'_, Result<()>> {
-        self.with(|s| {
+        self.with(|s, limits| {
             s.sweep_now_and_then();
-            s.codes.insert(
+            let MemoryState {
+                codes, holdings, ..
+            } = s;
+            let held = holdings.entry(grant.client_id.clone()).or_default();
+            push_capped(&mut held.codes, code, limits.codes_per_client, |oldest| {
+                codes.remove(&oldest);
+            });
+            codes.insert(
                 code,
                 StoredCode {
                     grant,
@@ -331,7 +490,7 @@ impl AuthorizationStore for MemoryAuthorizationStore {
     }
 
     fn redeem_code(&self, code: TokenHash) -> BoxFuture<'_, Result<CodeRedemption>> {
-        let outcome = self.with(|s| match s.codes.get_mut(&code) {
+        let outcome = self.with(|s, _| match s.codes.get_mut(&code) {
             None => CodeRedemption::Unknown,
             Some(stored) if stored.redeemed => CodeRedemption::Reused {
                 family_id: stored.grant.family_id.clone(),
@@ -344,19 +503,33 @@ impl AuthorizationStore for MemoryAuthorizationStore {
         ready(Ok(outcome))
     }
 
-    fn save_family(&self, family: TokenFamily, refresh: TokenHash) -> BoxFuture<'_, Result<()>> {
-        self.with(|s| {
+    fn save_family(
+        &self,
+        family: TokenFamily,
+        refresh: TokenHash,
+    ) -> BoxFuture<'_, Result<FamilyStart>> {
+        let start = self.with(|s, limits| {
             s.sweep_now_and_then();
+            if s.revoked_unsaved.contains_key(&family.id) {
+                return FamilyStart::Revoked;
+            }
+            s.make_room_for_family(&family.client_id, limits);
+            s.holdings(&family.client_id)
+                .families
+                .push_back(family.id.clone());
             s.refresh.insert(refresh, family.id.clone());
             s.families.insert(
                 family.id.clone(),
                 StoredFamily {
                     family,
                     current: refresh,
+                    spent: VecDeque::new(),
+                    access: VecDeque::new(),
                 },
             );
+            FamilyStart::Started
         });
-        ready(Ok(()))
+        ready(Ok(start))
     }
 
     fn rotate_refresh(
@@ -365,7 +538,7 @@ impl AuthorizationStore for MemoryAuthorizationStore {
         new: TokenHash,
         now: u64,
     ) -> BoxFuture<'_, Result<RefreshRotation>> {
-        let outcome = self.with(|s| {
+        let outcome = self.with(|s, limits| {
             let Some(family_id) = s.refresh.get(&old).cloned() else {
                 return RefreshRotation::Invalid;
             };
@@ -376,14 +549,25 @@ impl AuthorizationStore for MemoryAuthorizationStore {
                 return RefreshRotation::Invalid;
             }
             if stored.current != old {
-                stored.family.revoked = true;
                 let family = stored.family.clone();
-                s.access
-                    .retain(|_, a| a.family_id.as_deref() != Some(family_id.as_str()));
-                return RefreshRotation::Reused(family);
+                s.revoke_family(&family_id, now);
+                return RefreshRotation::Reused(TokenFamily {
+                    revoked: true,
+                    ..family
+                });
             }
             stored.current = new;
             let family = stored.family.clone();
+            let mut forgotten = Vec::new();
+            push_capped(
+                &mut stored.spent,
+                old,
+                limits.spent_refresh_per_family,
+                |oldest| forgotten.push(oldest),
+            );
+            for oldest in forgotten {
+                s.refresh.remove(&oldest);
+            }
             s.refresh.insert(new, family_id);
             RefreshRotation::Rotated(family)
         });
@@ -394,7 +578,7 @@ impl AuthorizationStore for MemoryAuthorizationStore {
         &self,
         refresh: TokenHash,
     ) -> BoxFuture<'_, Result<Option<(TokenFamily, bool)>>> {
-        let family = self.with(|s| {
+        let family = self.with(|s, _| {
             let id = s.refresh.get(&refresh)?;
             s.families
                 .get(id)
@@ -404,36 +588,217 @@ impl AuthorizationStore for MemoryAuthorizationStore {
     }
 
     fn family<'a>(&'a self, family_id: &'a str) -> BoxFuture<'a, Result<Option<TokenFamily>>> {
-        ready(Ok(self.with(|s| {
+        ready(Ok(self.with(|s, _| {
             s.families.get(family_id).map(|f| f.family.clone())
         })))
     }
 
     fn revoke_family<'a>(&'a self, family_id: &'a str) -> BoxFuture<'a, Result<()>> {
-        self.with(|s| {
-            if let Some(stored) = s.families.get_mut(family_id) {
-                stored.family.revoked = true;
-            }
-            s.access
-                .retain(|_, a| a.family_id.as_deref() != Some(family_id));
-        });
+        self.with(|s, _| s.revoke_family(family_id, super::now_secs()));
         ready(Ok(()))
     }
 
     fn save_access(&self, token: TokenHash, record: AccessRecord) -> BoxFuture<'_, Result<()>> {
-        self.with(|s| {
+        self.with(|s, limits| {
             s.sweep_now_and_then();
-            s.access.insert(token, record);
+            let MemoryState {
+                families,
+                access,
+                holdings,
+                ..
+            } = s;
+            let family = record
+                .family_id
+                .as_deref()
+                .and_then(|id| families.get_mut(id));
+            let queue = match family {
+                Some(stored) if stored.family.revoked => return,
+                Some(stored) => (&mut stored.access, limits.access_per_family),
+                None => (
+                    &mut holdings
+                        .entry(record.client_id.clone())
+                        .or_default()
+                        .loose_access,
+                    limits.loose_access_per_client,
+                ),
+            };
+            push_capped(queue.0, token, queue.1, |oldest| {
+                access.remove(&oldest);
+            });
+            access.insert(token, record);
         });
         ready(Ok(()))
     }
 
     fn access(&self, token: TokenHash) -> BoxFuture<'_, Result<Option<AccessRecord>>> {
-        ready(Ok(self.with(|s| s.access.get(&token).cloned())))
+        ready(Ok(self.with(|s, _| s.access.get(&token).cloned())))
     }
 
     fn revoke_access(&self, token: TokenHash) -> BoxFuture<'_, Result<()>> {
-        self.with(|s| s.access.remove(&token));
+        self.with(|s, _| s.access.remove(&token));
         ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hash_of(n: u64) -> TokenHash {
+        let mut bytes = [0u8; 32];
+        bytes[..8].copy_from_slice(&n.to_le_bytes());
+        TokenHash(bytes)
+    }
+
+    fn family(id: &str, client_id: &str) -> TokenFamily {
+        TokenFamily {
+            id: id.into(),
+            client_id: client_id.into(),
+            subject: "alice".into(),
+            scopes: vec![],
+            resource: "http://127.0.0.1/mcp".into(),
+            expires_at: u64::MAX / 2,
+            revoked: false,
+        }
+    }
+
+    fn access_in(family_id: Option<&str>, client_id: &str) -> AccessRecord {
+        AccessRecord {
+            client_id: client_id.into(),
+            subject: "alice".into(),
+            scopes: vec![],
+            resource: "http://127.0.0.1/mcp".into(),
+            issued_at: 0,
+            expires_at: u64::MAX / 2,
+            family_id: family_id.map(str::to_owned),
+        }
+    }
+
+    fn sizes(store: &MemoryAuthorizationStore) -> (usize, usize, usize) {
+        store.with(|s, _| (s.families.len(), s.refresh.len(), s.access.len()))
+    }
+
+    #[tokio::test]
+    async fn a_revocation_before_the_family_is_saved_sticks() {
+        let store = MemoryAuthorizationStore::new();
+        store.revoke_family("f").await.unwrap();
+        let start = store
+            .save_family(family("f", "c"), hash_of(1))
+            .await
+            .unwrap();
+        assert_eq!(start, FamilyStart::Revoked);
+        assert!(store.family_of_refresh(hash_of(1)).await.unwrap().is_none());
+        assert!(matches!(
+            store
+                .rotate_refresh(hash_of(1), hash_of(2), 0)
+                .await
+                .unwrap(),
+            RefreshRotation::Invalid
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_family_refreshing_forever_holds_a_bounded_history() {
+        let store = MemoryAuthorizationStore::new();
+        let limits = MemoryStoreLimits::default();
+        store
+            .save_family(family("f", "c"), hash_of(0))
+            .await
+            .unwrap();
+        for n in 0..1_000 {
+            let rotation = store.rotate_refresh(hash_of(n), hash_of(n + 1), 1).await;
+            assert!(matches!(rotation.unwrap(), RefreshRotation::Rotated(_)));
+            store
+                .save_access(hash_of(1_000_000 + n), access_in(Some("f"), "c"))
+                .await
+                .unwrap();
+        }
+        let (families, refresh, access) = sizes(&store);
+        assert_eq!(families, 1);
+        assert_eq!(refresh, limits.spent_refresh_per_family + 1);
+        assert_eq!(access, limits.access_per_family);
+        // A recently spent token is still reuse; one forgotten long ago is just unknown.
+        assert!(matches!(
+            store
+                .rotate_refresh(hash_of(0), hash_of(5_000), 1)
+                .await
+                .unwrap(),
+            RefreshRotation::Invalid
+        ));
+        assert!(matches!(
+            store
+                .rotate_refresh(hash_of(999), hash_of(5_001), 1)
+                .await
+                .unwrap(),
+            RefreshRotation::Reused(_)
+        ));
+        assert_eq!(
+            sizes(&store).2,
+            0,
+            "reuse revokes the family's access tokens"
+        );
+    }
+
+    #[tokio::test]
+    async fn one_client_flooding_families_pushes_out_only_its_own() {
+        let store = MemoryAuthorizationStore::new().with_limits(MemoryStoreLimits {
+            max_families_per_client: 10,
+            max_families: 25,
+            ..MemoryStoreLimits::default()
+        });
+        store
+            .save_family(family("victim", "v"), hash_of(0))
+            .await
+            .unwrap();
+        for n in 1..200 {
+            let id = format!("a{n}");
+            store
+                .save_family(family(&id, "a"), hash_of(n))
+                .await
+                .unwrap();
+        }
+        assert_eq!(sizes(&store).0, 11);
+        assert!(store.family("victim").await.unwrap().is_some());
+        // Many flooding clients together: the store stays at its cap and evicts the biggest.
+        for n in 0..100 {
+            let id = format!("b{n}");
+            store
+                .save_family(family(&id, &format!("b{}", n % 5)), hash_of(1_000 + n))
+                .await
+                .unwrap();
+        }
+        assert!(sizes(&store).0 <= 25);
+        assert!(store.family("victim").await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn codes_and_loose_access_tokens_are_capped_per_client() {
+        let store = MemoryAuthorizationStore::new();
+        let limits = MemoryStoreLimits::default();
+        for n in 0..1_000 {
+            let grant = CodeGrant {
+                client_id: "c".into(),
+                subject: "alice".into(),
+                scopes: vec![],
+                resource: String::new(),
+                redirect_uri: String::new(),
+                redirect_uri_in_request: false,
+                code_challenge: String::new(),
+                expires_at: u64::MAX / 2,
+                family_id: format!("f{n}"),
+            };
+            store.save_code(hash_of(n), grant).await.unwrap();
+            store
+                .save_access(hash_of(10_000 + n), access_in(None, "c"))
+                .await
+                .unwrap();
+        }
+        let (codes, access) = store.with(|s, _| (s.codes.len(), s.access.len()));
+        assert_eq!(codes, limits.codes_per_client);
+        assert_eq!(access, limits.loose_access_per_client);
+        assert!(matches!(
+            store.redeem_code(hash_of(999)).await.unwrap(),
+            CodeRedemption::Redeemed(_)
+        ));
     }
 }

@@ -13,7 +13,8 @@ use subtle::ConstantTimeEq;
 use super::authorize::{check_scopes, resolve_resource};
 use super::client_auth::authenticate;
 use super::store::{
-    AccessRecord, ClientAuthMethod, CodeRedemption, RefreshRotation, RegisteredClient, TokenFamily,
+    AccessRecord, ClientAuthMethod, CodeRedemption, FamilyStart, RefreshRotation, RegisteredClient,
+    TokenFamily,
 };
 use super::{
     form_params, hash, json_response, now_secs, random_token, split_scopes, AuthorizationServer,
@@ -177,7 +178,10 @@ async fn authorization_code(
             expires_at: now_secs() + server.inner.config.refresh_token_ttl.as_secs(),
             revoked: false,
         };
-        store.save_family(family, hash(&refresh_token)).await?;
+        if store.save_family(family, hash(&refresh_token)).await? == FamilyStart::Revoked {
+            // A second redemption of the code revoked the family while this one was in flight.
+            return Err(OAuthError::invalid_grant("the code was already used"));
+        }
         Some(refresh_token)
     } else {
         None
@@ -204,11 +208,25 @@ async fn refresh(
     require_grant(client, "refresh_token")?;
     let presented = hash(params.require("refresh_token")?);
     let store = &server.inner.config.store;
-    // Another client's token is refused before it can be rotated (or its family revoked).
-    let owner = store.family_of_refresh(presented).await?;
-    if owner.is_none_or(|(family, _)| family.client_id != client.client_id) {
-        return Err(OAuthError::invalid_grant("the refresh token is invalid"));
-    }
+    // Everything is checked before the token is rotated: a refused request must leave it
+    // current, or the client's plain retry would look like reuse and revoke the grant.
+    let owner = match store.family_of_refresh(presented).await? {
+        Some((family, _)) if family.client_id == client.client_id => family,
+        // Another client's token is refused before it can be rotated (or its family revoked).
+        _ => return Err(OAuthError::invalid_grant("the refresh token is invalid")),
+    };
+    let requested = split_scopes(params.get("scope"));
+    let scopes = if requested.is_empty() {
+        owner.scopes.clone()
+    } else if let Some(extra) = requested.iter().find(|s| !owner.scopes.contains(s)) {
+        return Err(OAuthError::new(
+            "invalid_scope",
+            format!("the scope {extra} was not granted"),
+        ));
+    } else {
+        requested
+    };
+    require_granted_resource(server, params, &owner.resource)?;
     let next = random_token();
     let family = match store
         .rotate_refresh(presented, hash(&next), now_secs())
@@ -227,18 +245,6 @@ async fn refresh(
             ));
         }
     };
-    let requested = split_scopes(params.get("scope"));
-    let scopes = if requested.is_empty() {
-        family.scopes.clone()
-    } else if let Some(extra) = requested.iter().find(|s| !family.scopes.contains(s)) {
-        return Err(OAuthError::new(
-            "invalid_scope",
-            format!("the scope {extra} was not granted"),
-        ));
-    } else {
-        requested
-    };
-    require_granted_resource(server, params, &family.resource)?;
     let issue = Issue {
         client_id: &client.client_id,
         subject: &family.subject,
