@@ -120,7 +120,7 @@ where
             Ok(event) => Ok(Sse {
                 event: Some(event.event),
                 data: Some(event.data),
-                id: event.id,
+                id: event.id.map(|id| id.to_string()),
                 retry: event.retry.map(|r| r.as_millis() as u64),
             }),
             Err(error) => Err(SseError::Body(Box::new(error))),

@@ -1,9 +1,11 @@
 //! A streaming `text/event-stream` decoder (WHATWG HTML, "Server-sent events", §9.2.6).
 //!
 //! It follows every rule of the format: CR, LF and CRLF line ends (a CRLF split across chunks
-//! included), multi-line `data`, `event`, `id` (ignored when it holds NUL), `retry` (digits
-//! only), comments, unknown fields, and a leading BOM. An event larger than the configured
-//! maximum is an error, so a hostile server cannot make the decoder buffer without bound.
+//! included), multi-line `data`, `event`, `id` (ignored when it holds NUL or is longer than
+//! [`MAX_EVENT_ID_BYTES`]), `retry` (digits only), comments, unknown fields, and a leading BOM.
+//! An event larger than the configured maximum is an error, and the last event ID is shared by
+//! the events that carry it, not copied, so a hostile server cannot make the decoder hold more
+//! than a small multiple of what it sent.
 //!
 //! ```
 //! use tower_mcp_oauth::transport::sse::SseDecoder;
@@ -18,6 +20,7 @@
 
 use std::collections::VecDeque;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -34,8 +37,9 @@ pub struct SseEvent {
     pub event: String,
     /// The data lines, joined by `\n`.
     pub data: String,
-    /// The last event ID at dispatch (it carries over from earlier events, as the spec says).
-    pub id: Option<String>,
+    /// The last event ID at dispatch (it carries over from earlier events, as the spec says),
+    /// shared with the other events that carry it.
+    pub id: Option<Arc<str>>,
     /// The reconnection time, when this event's block set one.
     pub retry: Option<Duration>,
 }
@@ -51,11 +55,15 @@ pub struct SseDecoder {
     has_data: bool,
     event: Option<String>,
     /// The id field's value, committed to `last_id` when the block is dispatched.
-    id_buffer: Option<String>,
-    last_id: Option<String>,
+    id_buffer: Option<Arc<str>>,
+    last_id: Option<Arc<str>>,
     retry: Option<Duration>,
     block_retry: Option<Duration>,
 }
+
+/// The longest event ID kept; a longer `id` field is ignored, as one holding NUL is. Event IDs
+/// are cursors (a counter, a UUID), and each is sent back in `Last-Event-ID`.
+pub const MAX_EVENT_ID_BYTES: usize = 1024;
 
 fn too_large(max: usize) -> Error {
     Error::new(
@@ -86,6 +94,16 @@ impl SseDecoder {
     /// inside an event cut short by a dropped connection does not count).
     pub fn last_event_id(&self) -> Option<&str> {
         self.last_id.as_deref()
+    }
+
+    /// Bytes held between chunks: the unfinished line, the block being built and the ids.
+    #[cfg(test)]
+    fn buffered_bytes(&self) -> usize {
+        self.line.len()
+            + self.data.len()
+            + self.event.as_ref().map_or(0, String::len)
+            + self.id_buffer.as_ref().map_or(0, |id| id.len())
+            + self.last_id.as_ref().map_or(0, |id| id.len())
     }
 
     /// The reconnection time the server asked for, if any.
@@ -164,8 +182,8 @@ impl SseDecoder {
                 self.has_data = true;
             }
             b"event" => self.event = Some(String::from_utf8_lossy(value).into_owned()),
-            b"id" if !value.contains(&0) => {
-                self.id_buffer = Some(String::from_utf8_lossy(value).into_owned());
+            b"id" if value.len() <= MAX_EVENT_ID_BYTES && !value.contains(&0) => {
+                self.id_buffer = Some(String::from_utf8_lossy(value).into());
             }
             b"retry" if !value.is_empty() && value.iter().all(u8::is_ascii_digit) => {
                 if let Ok(millis) = std::str::from_utf8(value).unwrap_or("").parse::<u64>() {
@@ -280,6 +298,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn decode_all(chunks: &[&[u8]]) -> Vec<SseEvent> {
         let mut decoder = SseDecoder::new(1 << 20);
@@ -371,6 +390,93 @@ mod tests {
                 whole,
                 "split at {split}"
             );
+        }
+    }
+
+    #[test]
+    fn an_id_is_capped_and_shared_not_copied_into_every_event() {
+        let mut decoder = SseDecoder::new(16 << 20);
+        let mut events = Vec::new();
+        let huge = format!("id: {}\n\n", "i".repeat(1 << 20));
+        decoder.feed(huge.as_bytes(), &mut events).unwrap();
+        assert_eq!(decoder.last_event_id(), None, "an oversized id is ignored");
+
+        let id = "i".repeat(MAX_EVENT_ID_BYTES);
+        decoder
+            .feed(format!("id: {id}\n\n").as_bytes(), &mut events)
+            .unwrap();
+        decoder
+            .feed("data\n\n".repeat(1_000).as_bytes(), &mut events)
+            .unwrap();
+        assert_eq!(events.len(), 1_000);
+        let first = events[0].id.clone().unwrap();
+        assert_eq!(&*first, id);
+        assert!(events
+            .iter()
+            .all(|e| Arc::ptr_eq(e.id.as_ref().unwrap(), &first)));
+    }
+
+    /// Text made mostly of the format's own pieces, so that the properties reach every rule.
+    fn sse_text() -> impl Strategy<Value = Vec<u8>> {
+        let piece = prop_oneof![
+            Just(b"data: ".to_vec()),
+            Just(b"data".to_vec()),
+            Just(b"id: ".to_vec()),
+            Just(b"event: ".to_vec()),
+            Just(b"retry: ".to_vec()),
+            Just(b": ".to_vec()),
+            Just(b"\n".to_vec()),
+            Just(b"\r".to_vec()),
+            Just(b"\r\n".to_vec()),
+            Just(b"\xEF\xBB\xBF".to_vec()),
+            Just(b"\0".to_vec()),
+            proptest::collection::vec(any::<u8>(), 0..8),
+            "[a-z0-9 ]{0,12}".prop_map(String::into_bytes),
+        ];
+        proptest::collection::vec(piece, 0..64).prop_map(|pieces| pieces.concat())
+    }
+
+    proptest! {
+        #[test]
+        fn any_split_gives_the_same_events(
+            input in sse_text(),
+            cuts in proptest::collection::vec(any::<proptest::sample::Index>(), 0..6),
+        ) {
+            let whole = decode_all(&[&input]);
+            let mut points: Vec<usize> = cuts.iter().map(|c| c.index(input.len() + 1)).collect();
+            points.sort_unstable();
+            let mut chunks = Vec::new();
+            let mut start = 0;
+            for point in points {
+                chunks.push(&input[start..point]);
+                start = point;
+            }
+            chunks.push(&input[start..]);
+            prop_assert_eq!(decode_all(&chunks), whole);
+        }
+
+        #[test]
+        fn memory_held_stays_within_the_limits(
+            chunks in proptest::collection::vec(sse_text(), 0..16),
+            max in 1usize..256,
+        ) {
+            let mut decoder = SseDecoder::new(max);
+            let mut events = Vec::new();
+            for chunk in &chunks {
+                match decoder.feed(chunk, &mut events) {
+                    Ok(()) => {}
+                    Err(error) => {
+                        prop_assert_eq!(error.kind(), ErrorKind::BodyTooLarge);
+                        break;
+                    }
+                }
+                prop_assert!(decoder.buffered_bytes() <= 3 * max + 2 * MAX_EVENT_ID_BYTES);
+            }
+            for event in &events {
+                // Invalid UTF-8 becomes U+FFFD: three bytes for one at most.
+                prop_assert!(event.data.len() <= 3 * max);
+                prop_assert!(event.id.as_ref().map_or(0, |id| id.len()) <= MAX_EVENT_ID_BYTES);
+            }
         }
     }
 
