@@ -636,6 +636,43 @@ async fn the_file_store_survives_a_restart() {
 }
 
 #[tokio::test]
+async fn an_access_token_that_cannot_be_attached_is_refused() {
+    let server = start(Behaviour {
+        access_token_suffix: "\u{1}",
+        ..Default::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("credentials.json");
+    let client = client_for(&server, config().with_store(FileStore::new(&path))).await;
+    let error = echo(&client, &server, "x").await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::InvalidResponse, "{error}");
+    let stored = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(!stored.contains("access_token"), "nothing stored: {stored}");
+}
+
+#[tokio::test]
+async fn a_stored_token_that_cannot_be_attached_does_not_wedge_the_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("credentials.json");
+    let server = start(Behaviour::default()).await;
+    let first = client_for(&server, config().with_store(FileStore::new(&path))).await;
+    echoed(&echo(&first, &server, "before").await.unwrap());
+    drop(first);
+    // The stored access token gets a control character, as a corrupted or hostile file would.
+    let stored = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, stored.replace("\"at-", "\"\\u0001at-")).unwrap();
+
+    let second = client_for(&server, config().with_store(FileStore::new(&path))).await;
+    let response = tokio::time::timeout(Duration::from_secs(10), echo(&second, &server, "after"))
+        .await
+        .expect("no hang")
+        .unwrap();
+    assert_eq!(echoed(&response), "after");
+    assert_eq!(server.counters().authorizations, 2, "it authorized again");
+}
+
+#[tokio::test]
 async fn without_a_handler_a_401_comes_back_with_its_challenge() {
     let server = start(Behaviour::default()).await;
     let client = client_for(&server, OAuthConfig::new()).await;

@@ -50,6 +50,8 @@ pub struct Behaviour {
     pub token_failure: Option<u16>,
     /// The MCP endpoint rejects every token, valid or not.
     pub reject_all_tokens: bool,
+    /// Appended to every access token issued (a control character makes it unattachable).
+    pub access_token_suffix: &'static str,
 }
 
 impl Default for Behaviour {
@@ -80,6 +82,7 @@ impl Default for Behaviour {
             token_delay: Duration::ZERO,
             token_failure: None,
             reject_all_tokens: false,
+            access_token_suffix: "",
         }
     }
 }
@@ -226,7 +229,11 @@ impl DemoServer {
     ) -> Value {
         inner.next += 1;
         let n = inner.next;
-        let access = format!("at-{n}-{:016x}", rand::random::<u64>());
+        let access = format!(
+            "at-{n}-{:016x}{}",
+            rand::random::<u64>(),
+            self.behaviour().access_token_suffix
+        );
         let refresh = format!("rt-{n}-{:016x}", rand::random::<u64>());
         let lifetime = self.behaviour().access_token_lifetime.as_secs();
         inner.access_tokens.insert(

@@ -296,8 +296,12 @@ impl Session {
         self.with(|s| s.tokens.clone())
     }
 
+    /// The generation of the token requests attach, `None` when none is attached. Taken from
+    /// what is published, not from what is stored: a stored token that cannot be attached must
+    /// not make a 401 look already recovered.
     fn current_generation(&self) -> Option<u64> {
-        self.with(|s| s.tokens.is_some().then_some(s.generation))
+        let published = self.published.load(std::sync::atomic::Ordering::Acquire);
+        (published != 0).then_some(published)
     }
 
     /// Replaces the tokens under the state lock and republishes the snapshot.

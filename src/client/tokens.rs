@@ -134,6 +134,13 @@ fn token_set(
             ),
         ));
     }
+    let access_token = response.access_token().secret();
+    if !is_attachable(access_token) {
+        return Err(Error::new(
+            ErrorKind::InvalidResponse,
+            "the token endpoint issued an access token that cannot be sent in an Authorization header (empty, or with spaces or control characters)",
+        ));
+    }
     let issued_at = now_secs();
     Ok(TokenSet {
         access_token: Secret::new(response.access_token().secret().clone()),
@@ -150,6 +157,12 @@ fn token_set(
         },
         issued_at: Some(issued_at),
     })
+}
+
+/// Whether `token` can go in `Authorization: Bearer <token>`: one run of visible ASCII
+/// (RFC 6750's `b64token` and the opaque tokens servers issue in practice).
+pub(crate) fn is_attachable(token: &str) -> bool {
+    !token.is_empty() && token.bytes().all(|b| b.is_ascii_graphic())
 }
 
 fn token_error(
