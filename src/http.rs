@@ -33,6 +33,10 @@ use url::Url;
 
 use crate::error::{BoxError, Error, ErrorKind, Result};
 
+mod hyper_client;
+
+pub use hyper_client::{hyper_client, hyper_client_with_roots, HyperClient, POOL_IDLE_TIMEOUT};
+
 /// The request body every OAuth call sends.
 pub type RequestBody = Full<Bytes>;
 
@@ -68,7 +72,7 @@ impl Default for HttpClient {
 }
 
 impl HttpClient {
-    /// A hyper-util client speaking HTTP/1.1 and HTTP/2, with rustls (ring) and the webpki root
+    /// A [`HyperClient`] speaking HTTP/1.1 and HTTP/2, with rustls (ring) and the webpki root
     /// certificates for https. Must be called within a Tokio runtime when used.
     pub fn new() -> Self {
         Self::from_service(hyper_client())
@@ -256,43 +260,6 @@ impl Service<Request<RequestBody>> for HttpClient {
         let client = self.clone();
         Box::pin(async move { client.send(request).await })
     }
-}
-
-/// A streaming hyper-util client (bodies are not buffered): HTTP/1.1 and HTTP/2, rustls on ring
-/// with the webpki roots for https, and `TCP_NODELAY`, without which small request writes wait
-/// out the peer's delayed ACK (~40 ms a round trip on Linux).
-pub type HyperClient = hyper_util::client::legacy::Client<
-    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
-    RequestBody,
->;
-
-/// Builds a [`HyperClient`]. Must be used within a Tokio runtime.
-pub fn hyper_client() -> HyperClient {
-    hyper_client_over(tls_config(&[]))
-}
-
-/// A [`HyperClient`] that trusts the PEM certificates in `roots_pem` as well as the webpki
-/// roots: for a private CA, or a test one.
-///
-/// # Errors
-/// [`ErrorKind::Config`] when `roots_pem` holds no valid certificate.
-pub fn hyper_client_with_roots(roots_pem: &[u8]) -> Result<HyperClient> {
-    Ok(hyper_client_over(tls_config(&parse_certificates(
-        roots_pem,
-    )?)))
-}
-
-fn hyper_client_over(tls: rustls::ClientConfig) -> HyperClient {
-    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
-    http.set_nodelay(true);
-    http.enforce_http(false);
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_all_versions()
-        .wrap_connector(http);
-    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build(connector)
 }
 
 /// TLS on ring, trusting the webpki roots and `extra_roots`.

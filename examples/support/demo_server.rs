@@ -5,6 +5,9 @@
 //! It is a test peer, not the crate's embedded authorization server.
 #![allow(dead_code, unreachable_pub)]
 
+#[path = "idle_close.rs"]
+mod idle_close;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -52,6 +55,8 @@ pub struct Behaviour {
     pub reject_all_tokens: bool,
     /// Appended to every access token issued (a control character makes it unattachable).
     pub access_token_suffix: &'static str,
+    /// Closes kept-alive connections idle this long, as Node.js and uvicorn do (read at start).
+    pub idle_timeout: Option<Duration>,
 }
 
 impl Default for Behaviour {
@@ -83,6 +88,7 @@ impl Default for Behaviour {
             token_failure: None,
             reject_all_tokens: false,
             access_token_suffix: "",
+            idle_timeout: None,
         }
     }
 }
@@ -183,8 +189,12 @@ impl DemoServer {
             .route("/ping", get(|| async { "pong" }))
             .route("/introspect", post(introspect))
             .with_state(server.clone());
+        let idle_timeout = server.behaviour().idle_timeout;
         tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
+            match idle_timeout {
+                Some(idle) => idle_close::serve_closing_idle(listener, app, idle).await,
+                None => axum::serve(listener, app).await.unwrap(),
+            }
         });
         server
     }

@@ -1,0 +1,278 @@
+//! The crate's streaming hyper client, made safe against servers that close idle connections.
+//!
+//! A server closes a kept-alive connection after some idle time (Node.js after 5 s plus a second
+//! of grace, uvicorn and Apache after 5 s). A request sent on that connection at the moment it
+//! closes is lost: the bytes reach a socket that is going away, and the client gets "connection
+//! closed before message completed" or a reset. hyper-util resends only requests it had not
+//! started writing; this one it had. So the client here does two things:
+//!
+//! - it drops connections idle for [`POOL_IDLE_TIMEOUT`] (4 s, as Node's own fetch does), below
+//!   the common servers' timeouts, so the race is rare to begin with;
+//! - when a request fails on a reused connection before any byte of an answer came back, it
+//!   sends the request again (the pool then opens a new connection), a few times at most. A
+//!   server that closed a connection without answering almost always did so because it was
+//!   idle; the rare server that died mid-request on a reused connection may see the request
+//!   twice, the price every HTTP client that retries pays (RFC 9110 §9.2.2).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::{Request, Response, Uri};
+use hyper::body::Incoming;
+use hyper::rt::{Read, ReadBufCursor, Write};
+use hyper_util::client::legacy::connect::{
+    capture_connection, Connected, Connection, HttpConnector,
+};
+use tower::Service;
+
+use super::RequestBody;
+use crate::error::{BoxError, Result};
+
+/// Connections idle longer than this are not reused: below the 5 s idle timeout of Node.js,
+/// uvicorn and Apache, so a request never races the server closing the connection.
+pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
+
+/// How many times one request is sent at most: each retry follows a reused connection that the
+/// server had closed, and an idle pool can hold a few of those.
+const MAX_ATTEMPTS: usize = 4;
+
+type Inner = hyper_util::client::legacy::Client<
+    CountUses<hyper_rustls::HttpsConnector<HttpConnector>>,
+    RequestBody,
+>;
+
+/// A streaming hyper-util client (bodies are not buffered): HTTP/1.1 and HTTP/2, rustls on ring
+/// with the webpki roots for https, `TCP_NODELAY` (without which small request writes wait out
+/// the peer's delayed ACK, ~40 ms a round trip on Linux), and the idle-connection handling the
+/// [module docs](self) describe. Cheap to clone: clones share one connection pool.
+#[derive(Clone, Debug)]
+pub struct HyperClient {
+    inner: Inner,
+}
+
+impl HyperClient {
+    pub(crate) fn over(tls: rustls::ClientConfig) -> Self {
+        let mut http = HttpConnector::new();
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_all_versions()
+            .wrap_connector(http);
+        let inner =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .pool_timer(hyper_util::rt::TokioTimer::new())
+                .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+                .build(CountUses(connector));
+        Self { inner }
+    }
+
+    /// Sends `request`; the response body streams.
+    ///
+    /// # Errors
+    /// hyper-util's error when no answer came (after the retries the module docs describe).
+    pub async fn request(
+        &self,
+        request: Request<RequestBody>,
+    ) -> std::result::Result<Response<Incoming>, hyper_util::client::legacy::Error> {
+        send_with_retries(self.inner.clone(), request).await
+    }
+}
+
+impl Service<Request<RequestBody>> for HyperClient {
+    type Response = Response<Incoming>;
+    type Error = hyper_util::client::legacy::Error;
+    type Future =
+        Pin<Box<dyn Future<Output = std::result::Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<std::result::Result<(), Self::Error>> {
+        // hyper-util's client is always ready: connections are checked out per request.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<RequestBody>) -> Self::Future {
+        Box::pin(send_with_retries(self.inner.clone(), request))
+    }
+}
+
+async fn send_with_retries(
+    client: Inner,
+    mut request: Request<RequestBody>,
+) -> std::result::Result<Response<Incoming>, hyper_util::client::legacy::Error> {
+    let mut attempt = 1;
+    loop {
+        let replay = (attempt < MAX_ATTEMPTS).then(|| copy_of(&request));
+        let captured = capture_connection(&mut request);
+        let result = client.request(request).await;
+        let reused = captured
+            .connection_metadata()
+            .as_ref()
+            .is_some_and(was_used_before);
+        match (result, replay) {
+            (Err(error), Some(replay)) if reused && closed_before_answering(&error) => {
+                tracing::debug!(
+                    attempt,
+                    "the server closed a kept-alive connection before answering; sending again"
+                );
+                request = replay;
+                attempt += 1;
+            }
+            (result, _) => return result,
+        }
+    }
+}
+
+fn copy_of(request: &Request<RequestBody>) -> Request<RequestBody> {
+    let mut copy = Request::new(request.body().clone());
+    *copy.method_mut() = request.method().clone();
+    *copy.uri_mut() = request.uri().clone();
+    *copy.version_mut() = request.version();
+    *copy.headers_mut() = request.headers().clone();
+    *copy.extensions_mut() = request.extensions().clone();
+    copy
+}
+
+/// Counts this use of the connection; whether it had served a request before.
+fn was_used_before(connected: &Connected) -> bool {
+    let mut extensions = http::Extensions::new();
+    connected.get_extras(&mut extensions);
+    extensions
+        .get::<Uses>()
+        .is_some_and(|uses| uses.0.fetch_add(1, Ordering::Relaxed) > 0)
+}
+
+/// Whether the request failed with the connection closing before a response head arrived.
+fn closed_before_answering(error: &hyper_util::client::legacy::Error) -> bool {
+    if error.is_connect() {
+        return false;
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = source {
+        if let Some(hyper_error) = current.downcast_ref::<hyper::Error>() {
+            if hyper_error.is_incomplete_message() {
+                return true;
+            }
+        }
+        if let Some(io) = current.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::UnexpectedEof
+            );
+        }
+        source = current.source();
+    }
+    false
+}
+
+/// The number of requests a connection has carried, shared by every request on it.
+#[derive(Clone, Default)]
+struct Uses(Arc<AtomicU64>);
+
+/// A connector whose connections count their uses, so a failure can tell a reused connection
+/// (which the server may have closed while idle) from a new one.
+#[derive(Clone, Debug)]
+struct CountUses<C>(C);
+
+impl<C> Service<Uri> for CountUses<C>
+where
+    C: Service<Uri>,
+    C::Response: Send + 'static,
+    C::Future: Send + 'static,
+    C::Error: Into<BoxError>,
+{
+    type Response = Counted<C::Response>;
+    type Error = BoxError;
+    type Future =
+        Pin<Box<dyn Future<Output = std::result::Result<Self::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<std::result::Result<(), BoxError>> {
+        self.0.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let connecting = self.0.call(uri);
+        Box::pin(async move {
+            let io = connecting.await.map_err(Into::into)?;
+            Ok(Counted {
+                io,
+                uses: Uses::default(),
+            })
+        })
+    }
+}
+
+/// A connection with its use count.
+struct Counted<T> {
+    io: T,
+    uses: Uses,
+}
+
+impl<T: Connection> Connection for Counted<T> {
+    fn connected(&self) -> Connected {
+        self.io.connected().extra(self.uses.clone())
+    }
+}
+
+impl<T: Read + Unpin> Read for Counted<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<T: Write + Unpin> Write for Counted<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+}
+
+/// Builds a [`HyperClient`] trusting the webpki roots. Must be used within a Tokio runtime.
+pub fn hyper_client() -> HyperClient {
+    HyperClient::over(super::tls_config(&[]))
+}
+
+/// A [`HyperClient`] that trusts the PEM certificates in `roots_pem` as well as the webpki
+/// roots: for a private CA, or a test one.
+///
+/// # Errors
+/// [`ErrorKind::Config`](crate::ErrorKind::Config) when `roots_pem` holds no valid certificate.
+pub fn hyper_client_with_roots(roots_pem: &[u8]) -> Result<HyperClient> {
+    Ok(HyperClient::over(super::tls_config(
+        &super::parse_certificates(roots_pem)?,
+    )))
+}
