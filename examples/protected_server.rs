@@ -133,10 +133,9 @@ async fn main() -> anyhow::Result<()> {
             serve(listener, verifier, resource, issuer, args.scopes).await
         }
         (None, Some(issuer)) => {
-            let verifier = JwtVerifier::builder(&issuer, &resource)
-                .discover()
-                .await
-                .context("cannot find the issuer's keys")?;
+            // Lazily: the server starts even when the identity provider is down, answers 503
+            // with Retry-After meanwhile, and recovers by itself once it is up.
+            let verifier = JwtVerifier::builder(&issuer, &resource).discover_lazily()?;
             serve(listener, verifier, resource, Some(issuer), args.scopes).await
         }
         (None, None) => bail!("give --issuer URL (JWT) or --introspection-url URL (opaque tokens)"),

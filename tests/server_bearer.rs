@@ -679,3 +679,100 @@ async fn a_challenge_always_goes_out_even_with_an_odd_reason() {
         answer.challenge
     );
 }
+
+#[tokio::test]
+async fn a_resource_server_started_before_its_issuer_recovers_by_itself() {
+    let reserved = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .unwrap();
+    let address = reserved.local_addr().unwrap();
+    drop(reserved);
+    let issuer_base = format!("http://{address}");
+    let resource = "https://mcp.example.test/mcp";
+    let verifier = JwtVerifier::builder(&issuer_base, resource)
+        .discover_lazily()
+        .unwrap();
+    let mcp = format!("{}/mcp", protected_app(verifier, resource).await);
+    let claims = json!({"iss": issuer_base, "aud": resource, "sub": "alice", "scope": "mcp", "exp": now() + 600});
+    let token = sign(&claims, Algorithm::RS256, Some("rsa-1"));
+
+    let response = HttpClient::new()
+        .send(
+            Request::post(&mcp)
+                .header("authorization", bearer(&token))
+                .header("content-type", "application/json")
+                .body(LIST.to_owned().into())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(response.headers().contains_key("retry-after"));
+
+    let listener = tokio::net::TcpListener::bind(address).await.unwrap();
+    let issuer = Issuer::start_on(listener).await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let answer = call(&mcp, Some(&bearer(&token)), LIST, &[]).await;
+        if answer.status == StatusCode::OK {
+            break;
+        }
+        assert_eq!(
+            answer.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{}",
+            answer.body
+        );
+        assert!(tokio::time::Instant::now() < deadline, "never recovered");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(issuer.jwks_fetches.load(Ordering::SeqCst), 1);
+}
+
+/// The `protected_server` example, run as a user would, with its identity provider down.
+#[tokio::test]
+async fn the_protected_server_example_starts_while_its_issuer_is_down() {
+    let exe = std::env::current_exe().unwrap();
+    let example = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|dir| dir.join("examples").join("protected_server"))
+        .filter(|path| path.exists());
+    let Some(example) = example else {
+        eprintln!(
+            "skipped: the protected_server example is not built (run cargo test without --test)"
+        );
+        return;
+    };
+    let reserved = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_issuer = format!("http://{}", reserved.local_addr().unwrap());
+    drop(reserved);
+    let mut child = tokio::process::Command::new(example)
+        .args(["--issuer", &dead_issuer, "--port", "0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mcp = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(url) = line.strip_prefix("MCP server:") {
+                return Some(url.trim().to_owned());
+            }
+        }
+        None
+    })
+    .await
+    .expect("the example printed its address")
+    .expect("the example is running");
+    let token = sign(
+        &json!({"iss": dead_issuer, "sub": "a", "exp": now() + 60}),
+        Algorithm::RS256,
+        Some("rsa-1"),
+    );
+    let answer = call(&mcp, Some(&bearer(&token)), LIST, &[]).await;
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(child.try_wait().unwrap().is_none(), "still running");
+}

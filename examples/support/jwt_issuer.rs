@@ -45,11 +45,16 @@ fn public_jwk(pem: &[u8], alg: Algorithm, kid: &str) -> Jwk {
 
 impl Issuer {
     pub async fn start() -> Self {
-        let fetches = Arc::new(AtomicUsize::new(0));
-        let down = Arc::new(Mutex::new(false));
         let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
             .await
             .unwrap();
+        Self::start_on(listener).await
+    }
+
+    /// Serves on `listener`: for an issuer that comes up at a known address later.
+    pub async fn start_on(listener: tokio::net::TcpListener) -> Self {
+        let fetches = Arc::new(AtomicUsize::new(0));
+        let down = Arc::new(Mutex::new(false));
         let base = format!("http://{}", listener.local_addr().unwrap());
         let jwks = JwkSet {
             keys: vec![

@@ -59,7 +59,8 @@ const FAILED_FETCH_BACKOFF: Duration = Duration::from_secs(2);
 struct Inner {
     issuer: String,
     audiences: Vec<String>,
-    jwks_url: Url,
+    /// Known at build, or found through the issuer's metadata on first use.
+    jwks_url: std::sync::OnceLock<Url>,
     http: HttpClient,
     algorithms: Vec<Algorithm>,
     leeway: u64,
@@ -81,7 +82,7 @@ impl std::fmt::Debug for JwtVerifier {
         f.debug_struct("JwtVerifier")
             .field("issuer", &self.inner.issuer)
             .field("audiences", &self.inner.audiences)
-            .field("jwks_url", &self.inner.jwks_url.as_str())
+            .field("jwks_url", &self.inner.jwks_url.get().map(Url::as_str))
             .field("algorithms", &self.inner.algorithms)
             .finish_non_exhaustive()
     }
@@ -174,7 +175,7 @@ impl JwtVerifierBuilder {
             Error::new(ErrorKind::Config, "no JWKS URL: set one, or use discover()")
         })?;
         let url = parse_url(&url, "JWKS URL")?;
-        self.finish(url)
+        self.finish(Some(url))
     }
 
     /// Finds `jwks_uri` in the issuer's authorization server metadata (RFC 8414 probe order,
@@ -186,44 +187,30 @@ impl JwtVerifierBuilder {
         if self.jwks_url.is_some() {
             return self.build();
         }
-        let issuer = parse_url(&self.issuer, "issuer")?;
-        ensure_secure_url(&issuer, "issuer")?;
-        for candidate in authorization_server_candidates(&issuer) {
-            let response = self.http.get(&candidate, &[]).await?;
-            if response.status().is_client_error() {
-                continue;
-            }
-            let metadata: AuthorizationServerMetadata =
-                parse_json(&response, "authorization server metadata")?;
-            if metadata.issuer != self.issuer {
-                return Err(Error::new(
-                    ErrorKind::MetadataMismatch,
-                    format!(
-                        "the metadata at {candidate} names issuer {:?}, expected {:?}",
-                        metadata.issuer, self.issuer
-                    ),
-                ));
-            }
-            let jwks = metadata.jwks_uri.ok_or_else(|| {
-                Error::new(
-                    ErrorKind::DiscoveryFailed,
-                    "the authorization server metadata has no jwks_uri",
-                )
-            })?;
-            let url = parse_url(&jwks, "jwks_uri")?;
-            return self.finish(url);
-        }
-        Err(Error::new(
-            ErrorKind::DiscoveryFailed,
-            format!(
-                "no authorization server metadata found for issuer {}",
-                self.issuer
-            ),
-        ))
+        let url = find_jwks_url(&self.http, &self.issuer).await?;
+        self.finish(Some(url))
     }
 
-    fn finish(self, jwks_url: Url) -> Result<JwtVerifier> {
-        ensure_secure_url(&jwks_url, "JWKS URL")?;
+    /// Like [`discover`](Self::discover), but returns at once: the issuer's metadata and keys
+    /// are fetched on first use. Until they can be, tokens get 503 with `Retry-After` (never a
+    /// pass), and the verifier keeps trying, at most every few seconds, so a resource server
+    /// can start before its identity provider and recover by itself when it comes up.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Config`] without algorithms; [`ErrorKind::InsecureUrl`] for an http issuer
+    /// or JWKS URL off loopback.
+    pub fn discover_lazily(self) -> Result<JwtVerifier> {
+        if self.jwks_url.is_some() {
+            return self.build();
+        }
+        ensure_secure_url(&parse_url(&self.issuer, "issuer")?, "issuer")?;
+        self.finish(None)
+    }
+
+    fn finish(self, jwks_url: Option<Url>) -> Result<JwtVerifier> {
+        if let Some(url) = &jwks_url {
+            ensure_secure_url(url, "JWKS URL")?;
+        }
         if self.algorithms.is_empty() {
             return Err(Error::new(
                 ErrorKind::Config,
@@ -236,7 +223,7 @@ impl JwtVerifierBuilder {
             inner: Arc::new(Inner {
                 issuer: self.issuer,
                 audiences,
-                jwks_url,
+                jwks_url: jwks_url.map(std::sync::OnceLock::from).unwrap_or_default(),
                 http: self.http,
                 algorithms: self.algorithms,
                 leeway: self.leeway,
@@ -253,6 +240,42 @@ impl JwtVerifierBuilder {
             }),
         })
     }
+}
+
+/// Finds `jwks_uri` in the issuer's metadata (RFC 8414 probe order, then OpenID Connect).
+async fn find_jwks_url(http: &HttpClient, issuer: &str) -> Result<Url> {
+    let issuer_url = parse_url(issuer, "issuer")?;
+    ensure_secure_url(&issuer_url, "issuer")?;
+    for candidate in authorization_server_candidates(&issuer_url) {
+        let response = http.get(&candidate, &[]).await?;
+        if response.status().is_client_error() {
+            continue;
+        }
+        let metadata: AuthorizationServerMetadata =
+            parse_json(&response, "authorization server metadata")?;
+        if metadata.issuer != issuer {
+            return Err(Error::new(
+                ErrorKind::MetadataMismatch,
+                format!(
+                    "the metadata at {candidate} names issuer {:?}, expected {issuer:?}",
+                    metadata.issuer
+                ),
+            ));
+        }
+        let jwks = metadata.jwks_uri.ok_or_else(|| {
+            Error::new(
+                ErrorKind::DiscoveryFailed,
+                "the authorization server metadata has no jwks_uri",
+            )
+        })?;
+        let url = parse_url(&jwks, "jwks_uri")?;
+        ensure_secure_url(&url, "JWKS URL")?;
+        return Ok(url);
+    }
+    Err(Error::new(
+        ErrorKind::DiscoveryFailed,
+        format!("no authorization server metadata found for issuer {issuer}"),
+    ))
 }
 
 fn family_matches(jwk: &Jwk, alg: Algorithm) -> bool {
@@ -320,7 +343,14 @@ impl Inner {
         // The first load is not a refetch; every later fetch is.
         let refetch = fetched_at.is_some();
         let fetched = async {
-            let response = self.http.get(&self.jwks_url, &[]).await?;
+            let jwks_url = match self.jwks_url.get() {
+                Some(url) => url,
+                None => {
+                    let url = find_jwks_url(&self.http, &self.issuer).await?;
+                    self.jwks_url.get_or_init(|| url)
+                }
+            };
+            let response = self.http.get(jwks_url, &[]).await?;
             parse_json::<JwkSet>(&response, "JWKS")
         }
         .await;
