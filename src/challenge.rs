@@ -446,4 +446,57 @@ mod tests {
         assert_eq!(BearerChallenge::from_challenge(&parsed[0]).unwrap(), b);
         assert_eq!(BearerChallenge::default().to_string(), "Bearer");
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Parameter values as servers send them: printable text with quotes and backslashes.
+        fn value() -> impl Strategy<Value = Option<String>> {
+            proptest::option::of("[ -~]{0,40}")
+        }
+
+        proptest! {
+            #[test]
+            fn a_rendered_challenge_parses_back_to_itself(
+                realm in value(), error in value(), error_description in value(),
+                error_uri in value(), scope in value(), resource_metadata in value(),
+            ) {
+                let challenge = BearerChallenge {
+                    realm, error, error_description, error_uri, scope, resource_metadata,
+                };
+                let rendered = challenge.to_string();
+                let parsed = parse_challenges(&rendered).unwrap();
+                prop_assert_eq!(parsed.len(), 1);
+                prop_assert_eq!(BearerChallenge::from_challenge(&parsed[0]), Some(challenge));
+            }
+
+            #[test]
+            fn any_header_value_parses_or_fails_without_panicking(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+                let text = String::from_utf8_lossy(&bytes);
+                if let Ok(challenges) = parse_challenges(&text) {
+                    for challenge in &challenges {
+                        prop_assert!(!challenge.scheme.is_empty());
+                    }
+                }
+                if let Ok(value) = http::HeaderValue::from_bytes(&bytes) {
+                    let mut headers = HeaderMap::new();
+                    headers.append(WWW_AUTHENTICATE, value);
+                    let _ = BearerChallenge::from_headers(&headers);
+                }
+            }
+
+            #[test]
+            fn challenge_shaped_input_never_panics(
+                pieces in proptest::collection::vec(prop_oneof![
+                    Just("Bearer".to_owned()), Just("Basic".to_owned()), Just(" ".to_owned()),
+                    Just(",".to_owned()), Just("=".to_owned()), Just("\"".to_owned()),
+                    Just("\\".to_owned()), Just("realm".to_owned()), Just("error".to_owned()),
+                    Just("abc==".to_owned()), "[ -~]{0,6}",
+                ], 0..24)
+            ) {
+                let _ = parse_challenges(&pieces.concat());
+            }
+        }
+    }
 }

@@ -392,10 +392,9 @@ impl std::error::Error for JsonShapeError {}
 /// Whether `host` names this machine: `localhost`, 127.0.0.0/8 or `::1`.
 pub fn is_loopback_host(url: &Url) -> bool {
     match url.host() {
-        Some(url::Host::Domain(domain)) => {
-            domain.eq_ignore_ascii_case("localhost")
-                || domain.to_ascii_lowercase().ends_with(".localhost")
-        }
+        // Only `localhost` itself: a `*.localhost` name is loopback by convention, not by
+        // every resolver, and a proxy or a hosts file can send it elsewhere.
+        Some(url::Host::Domain(domain)) => domain.eq_ignore_ascii_case("localhost"),
         Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
         Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
         None => false,
@@ -438,4 +437,82 @@ pub(crate) fn parse_url(value: &str, what: &str) -> Result<Url> {
         )
         .with_source(e)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn url(text: &str) -> Url {
+        Url::parse(text).unwrap()
+    }
+
+    #[test]
+    fn only_localhost_and_loopback_addresses_may_use_http() {
+        for ok in [
+            "https://auth.example.com/",
+            "http://localhost:8080/x",
+            "http://LOCALHOST/",
+            "http://127.0.0.1/",
+            "http://127.255.0.9:1/",
+            "http://[::1]:9/",
+        ] {
+            assert!(ensure_secure_url(&url(ok), "url").is_ok(), "{ok}");
+        }
+        for refused in [
+            "http://auth.example.com/",
+            "http://evil.localhost/",
+            "http://localhost.evil.com/",
+            "http://128.0.0.1/",
+            "http://[::2]/",
+            "ftp://127.0.0.1/",
+            "file:///etc/passwd",
+        ] {
+            let error = ensure_secure_url(&url(refused), "url").unwrap_err();
+            assert_eq!(error.kind(), ErrorKind::InsecureUrl, "{refused}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn the_url_rule_holds_for_any_host(
+            scheme in prop_oneof![Just("http"), Just("https"), Just("ws"), Just("ftp")],
+            host in prop_oneof![
+                Just("localhost".to_owned()),
+                "[a-z]{1,8}\\.localhost",
+                "[a-z]{1,8}\\.[a-z]{2,4}",
+                (any::<u8>(), any::<u8>(), any::<u8>(), any::<u8>())
+                    .prop_map(|(a, b, c, d)| format!("{a}.{b}.{c}.{d}")),
+                any::<u128>().prop_map(|v| format!("[{}]", std::net::Ipv6Addr::from(v))),
+            ],
+            port in proptest::option::of(any::<u16>()),
+            query in "[a-z=&]{0,12}",
+        ) {
+            let port = port.map(|p| format!(":{p}")).unwrap_or_default();
+            let Ok(parsed) = Url::parse(&format!("{scheme}://{host}{port}/p?{query}")) else {
+                return Ok(());
+            };
+            let loopback = match parsed.host() {
+                Some(url::Host::Domain(d)) => d == "localhost",
+                Some(url::Host::Ipv4(ip)) => ip.octets()[0] == 127,
+                Some(url::Host::Ipv6(ip)) => ip == std::net::Ipv6Addr::LOCALHOST,
+                None => false,
+            };
+            let allowed = scheme == "https" || (scheme == "http" && loopback);
+            prop_assert_eq!(ensure_secure_url(&parsed, "url").is_ok(), allowed);
+            if let Err(error) = ensure_secure_url(&parsed, "url") {
+                let leaked = !query.is_empty() && error.to_string().contains(&format!("?{query}"));
+                prop_assert!(!leaked);
+            }
+        }
+
+        #[test]
+        fn a_redacted_url_keeps_no_query_fragment_or_password(
+            secret in "[a-z0-9]{6,16}",
+        ) {
+            let parsed = url(&format!("https://user:{secret}@h.example/p?code={secret}#{secret}"));
+            prop_assert!(!redact_url(&parsed).contains(&secret));
+        }
+    }
 }

@@ -344,9 +344,18 @@ async fn legacy_sessions_belong_to_their_opener_and_end_with_the_stream() {
         audience: vec![base.clone()],
         ..Default::default()
     };
+    // Machine tokens without `sub`: each is bound to its own client all the same.
+    let machine = |client: &str| AuthData {
+        client_id: Some(client.into()),
+        scopes: vec!["mcp".into()],
+        audience: vec![base.clone()],
+        ..Default::default()
+    };
     let verifier = StaticVerifier::new()
         .with_token("alice", user("alice"))
-        .with_token("bob", user("bob"));
+        .with_token("bob", user("bob"))
+        .with_token("service-a", machine("a"))
+        .with_token("service-b", machine("b"));
     let bearer = RequireBearerLayer::new(verifier).resource(base.clone());
     let legacy = LegacySseServer::new(mcp_tools::Tools::new, "/sse", "/message");
     let app = axum::Router::new()
@@ -383,6 +392,42 @@ async fn legacy_sessions_belong_to_their_opener_and_end_with_the_stream() {
         "not bob's session"
     );
     assert_eq!(client.request(post("alice")).await.unwrap().status(), 202);
+    assert_eq!(
+        client.request(post("service-a")).await.unwrap().status(),
+        403
+    );
+
+    let open = http::Request::get(format!("{base}/sse"))
+        .header("authorization", "Bearer service-a")
+        .body(Full::default())
+        .unwrap();
+    let mut machine_stream = client.request(open).await.unwrap().into_body();
+    let machine_endpoint = format!("{base}{}", endpoint_of(&mut machine_stream).await);
+    let post_machine = |token: &'static str| {
+        let body = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+        http::Request::post(machine_endpoint.as_str())
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from_static(body.as_bytes())))
+            .unwrap()
+    };
+    assert_eq!(
+        client
+            .request(post_machine("service-b"))
+            .await
+            .unwrap()
+            .status(),
+        403,
+        "another client's token without sub"
+    );
+    assert_eq!(
+        client
+            .request(post_machine("service-a"))
+            .await
+            .unwrap()
+            .status(),
+        202
+    );
     drop(stream);
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(

@@ -132,7 +132,8 @@ fn call_of(message: &Value) -> Result<Option<McpCall>, &'static str> {
 /// The calls in a JSON-RPC body: one message or a non-empty batch. Anything else is refused:
 /// what the layer cannot read, it cannot judge, and it never lets that through.
 pub(crate) fn calls_in(body: &[u8]) -> Result<Vec<McpCall>, &'static str> {
-    let value: Value = serde_json::from_slice(body).map_err(|_| "the body is not JSON")?;
+    let UniqueKeys(value) =
+        serde_json::from_slice(body).map_err(|_| "the body is not JSON, or repeats a key")?;
     let messages = match &value {
         Value::Array(batch) if batch.is_empty() => return Err("an empty JSON-RPC batch"),
         Value::Array(batch) => batch.iter().collect(),
@@ -143,6 +144,76 @@ pub(crate) fn calls_in(body: &[u8]) -> Result<Vec<McpCall>, &'static str> {
         calls.extend(call_of(message)?);
     }
     Ok(calls)
+}
+
+/// A JSON value in which no object repeats a key. Parsers disagree on which of two equal keys
+/// wins (serde_json keeps the last, others the first), so a body with `"method"` twice could
+/// be judged as one call here and run as another behind the layer: such bodies are refused.
+struct UniqueKeys(Value);
+
+impl<'de> serde::Deserialize<'de> for UniqueKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer
+            .deserialize_any(UniqueKeysVisitor)
+            .map(UniqueKeys)
+    }
+}
+
+struct UniqueKeysVisitor;
+
+impl<'de> serde::de::Visitor<'de> for UniqueKeysVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value without repeated keys")
+    }
+
+    fn visit_bool<E>(self, value: bool) -> Result<Value, E> {
+        Ok(Value::Bool(value))
+    }
+
+    fn visit_i64<E>(self, value: i64) -> Result<Value, E> {
+        Ok(Value::from(value))
+    }
+
+    fn visit_u64<E>(self, value: u64) -> Result<Value, E> {
+        Ok(Value::from(value))
+    }
+
+    fn visit_f64<E>(self, value: f64) -> Result<Value, E> {
+        Ok(Value::from(value))
+    }
+
+    fn visit_str<E>(self, value: &str) -> Result<Value, E> {
+        Ok(Value::String(value.to_owned()))
+    }
+
+    fn visit_string<E>(self, value: String) -> Result<Value, E> {
+        Ok(Value::String(value))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(UniqueKeys(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let UniqueKeys(value) = map.next_value()?;
+            if object.insert(key, value).is_some() {
+                return Err(serde::de::Error::custom("a key is repeated"));
+            }
+        }
+        Ok(Value::Object(object))
+    }
 }
 
 #[cfg(test)]
@@ -182,5 +253,56 @@ mod tests {
         let read =
             calls_in(br#"{"method":"resources/read","params":{"uri":"file:///x"}}"#).unwrap();
         assert_eq!(read[0].name.as_deref(), Some("file:///x"));
+    }
+
+    #[test]
+    fn bodies_repeating_a_key_are_refused_at_any_depth() {
+        for body in [
+            &br#"{"jsonrpc":"2.0","id":1,"method":"tools/list","method":"tools/call","params":{"name":"delete_file"}}"#[..],
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read","name":"delete_file"}}"#,
+            br#"[{"method":"a"},{"method":"b","params":{"arguments":{"x":1,"x":2}}}]"#,
+        ] {
+            assert!(calls_in(body).is_err(), "{}", String::from_utf8_lossy(body));
+        }
+        // The same keys in different objects are fine.
+        let calls =
+            calls_in(br#"{"method":"tools/call","params":{"name":"a","arguments":{"name":"b"}}}"#)
+                .unwrap();
+        assert_eq!(calls[0].name.as_deref(), Some("a"));
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn any_body_is_judged_or_refused_without_panicking(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+                let _ = calls_in(&bytes);
+            }
+
+            #[test]
+            fn the_method_and_target_are_read_from_any_message(
+                method in prop_oneof![Just("tools/call"), Just("prompts/get"), Just("tools/list"), Just("x/y")],
+                name in "[ -~]{0,24}",
+                id in any::<i64>(),
+                duplicate_at_top in any::<bool>(),
+            ) {
+                let message = serde_json::json!({
+                    "jsonrpc": "2.0", "id": id, "method": method, "params": {"name": name},
+                });
+                let text = message.to_string();
+                let calls = calls_in(text.as_bytes()).unwrap();
+                let expected_name = matches!(method, "tools/call" | "prompts/get").then(|| name.clone());
+                prop_assert_eq!(calls, vec![McpCall { method: method.to_owned(), name: expected_name }]);
+                // The same message with one key repeated is refused, whichever copy would win.
+                let repeated = if duplicate_at_top {
+                    text.replacen("{", r#"{"method":"tools/list","#, 1)
+                } else {
+                    text.replacen(r#""params":{"#, r#""params":{"name":"other","#, 1)
+                };
+                prop_assert!(calls_in(repeated.as_bytes()).is_err());
+            }
+        }
     }
 }

@@ -45,7 +45,28 @@ pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 /// A session: where its messages go, and who opened it (only they may post into it).
 struct Session {
     to_server: mpsc::Sender<ClientJsonRpcMessage>,
+    owner: Option<Owner>,
+}
+
+/// Who a token speaks for: its issuer, client and subject, each as the token says (a token
+/// without `sub` is still bound to its client, and another client's token without `sub` is
+/// someone else). `None` when the server runs without authentication.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Owner {
+    issuer: Option<String>,
+    client_id: Option<String>,
     subject: Option<String>,
+}
+
+impl Owner {
+    fn of<B>(request: &Request<B>) -> Option<Self> {
+        let info = request.extensions().get::<crate::server::AuthInfo>()?;
+        Some(Self {
+            issuer: info.issuer.clone(),
+            client_id: info.client_id.clone(),
+            subject: info.subject.clone(),
+        })
+    }
 }
 
 type Sessions = Arc<Mutex<HashMap<String, Session>>>;
@@ -170,14 +191,14 @@ where
         }
     }
 
-    fn open_session(&self, subject: Option<String>) -> Response<SseBody> {
+    fn open_session(&self, owner: Option<Owner>) -> Response<SseBody> {
         let id = format!("{:032x}", rand::random::<u128>());
         let (to_server, from_client) = mpsc::channel(64);
         let (to_client, for_client) = mpsc::channel::<ServerJsonRpcMessage>(64);
         self.sessions
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(id.clone(), Session { to_server, subject });
+            .insert(id.clone(), Session { to_server, owner });
         let handler = (self.factory)();
         let sessions = self.sessions.clone();
         let session_id = id.clone();
@@ -241,21 +262,17 @@ where
         .query()
         .and_then(|q| url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "sessionId"))
         .map(|(_, v)| v.into_owned());
-    let subject = request
-        .extensions()
-        .get::<crate::server::AuthInfo>()
-        .and_then(|info| info.subject.clone());
     let found = session.and_then(|id| {
         let sessions = sessions.lock().unwrap_or_else(|p| p.into_inner());
         sessions
             .get(&id)
-            .map(|s| (s.to_server.clone(), s.subject.clone()))
+            .map(|s| (s.to_server.clone(), s.owner.clone()))
     });
     let Some((to_server, owner)) = found else {
         return plain(StatusCode::NOT_FOUND, "unknown session");
     };
     // A session id seen in a log must not let someone else speak in it.
-    if owner.is_some() && owner != subject {
+    if owner != Owner::of(&request) {
         return plain(StatusCode::FORBIDDEN, "the session belongs to someone else");
     }
     let (parts, body) = request.into_parts();
@@ -308,11 +325,7 @@ where
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let path = request.uri().path();
         if path == &*self.stream_path && request.method() == Method::GET {
-            let subject = request
-                .extensions()
-                .get::<crate::server::AuthInfo>()
-                .and_then(|info| info.subject.clone());
-            let response = self.open_session(subject);
+            let response = self.open_session(Owner::of(&request));
             return Box::pin(async move { Ok(response) });
         }
         if path == &*self.message_path && request.method() == Method::POST {
