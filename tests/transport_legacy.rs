@@ -391,11 +391,11 @@ async fn legacy_sessions_belong_to_their_opener_and_end_with_the_stream() {
         403,
         "not bob's session"
     );
-    assert_eq!(client.request(post("alice")).await.unwrap().status(), 202);
     assert_eq!(
         client.request(post("service-a")).await.unwrap().status(),
         403
     );
+    assert_eq!(client.request(post("alice")).await.unwrap().status(), 202);
 
     let open = http::Request::get(format!("{base}/sse"))
         .header("authorization", "Bearer service-a")
