@@ -426,4 +426,87 @@ mod tests {
         ));
         assert!(!same_issuer("https://a.example", "https://b.example"));
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+        use serde_json::{json, Value};
+
+        /// A JSON value of any shape, a few levels deep.
+        fn any_json() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::from),
+                any::<i64>().prop_map(Value::from),
+                any::<f64>().prop_map(Value::from),
+                "[ -~]{0,16}".prop_map(Value::from),
+                Just(json!("https://auth.example.com/token")),
+                Just(json!("http://auth.example.com/token")),
+                Just(json!("http://127.0.0.1:9/token")),
+            ];
+            leaf.prop_recursive(3, 24, 4, |inner| {
+                prop_oneof![
+                    proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                    proptest::collection::btree_map("[a-z_]{1,8}", inner, 0..4)
+                        .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        fn json_response(body: &Value) -> http::Response<bytes::Bytes> {
+            http::Response::builder()
+                .header("content-type", "application/json")
+                .body(bytes::Bytes::from(body.to_string()))
+                .unwrap()
+        }
+
+        proptest! {
+            #[test]
+            fn any_metadata_document_is_used_or_refused_with_a_typed_error(
+                fields in proptest::collection::btree_map(
+                    prop_oneof![
+                        Just("issuer".to_owned()), Just("authorization_endpoint".to_owned()),
+                        Just("token_endpoint".to_owned()), Just("scopes_supported".to_owned()),
+                        Just("code_challenge_methods_supported".to_owned()),
+                        Just("authorization_response_iss_parameter_supported".to_owned()),
+                        "[a-z_]{1,10}",
+                    ],
+                    any_json(),
+                    0..8,
+                ),
+            ) {
+                let document = Value::Object(fields.into_iter().collect());
+                let parsed = crate::http::parse_json::<AuthorizationServerMetadata>(
+                    &json_response(&document),
+                    "authorization server metadata",
+                );
+                match parsed {
+                    Err(error) => prop_assert_eq!(error.kind(), ErrorKind::InvalidResponse),
+                    Ok(metadata) => match validate_endpoints(&metadata) {
+                        Ok(()) => {
+                            for endpoint in [&metadata.authorization_endpoint, &metadata.token_endpoint] {
+                                let url = Url::parse(endpoint.as_deref().unwrap()).unwrap();
+                                prop_assert!(ensure_secure_url(&url, "endpoint").is_ok());
+                            }
+                        }
+                        Err(error) => prop_assert!(matches!(
+                            error.kind(),
+                            ErrorKind::InvalidResponse | ErrorKind::InsecureUrl
+                        )),
+                    },
+                }
+            }
+
+            #[test]
+            fn any_protected_resource_metadata_parses_or_is_refused(document in any_json()) {
+                let parsed = crate::http::parse_json::<ProtectedResourceMetadata>(
+                    &json_response(&document),
+                    "protected resource metadata",
+                );
+                if let Err(error) = parsed {
+                    prop_assert_eq!(error.kind(), ErrorKind::InvalidResponse);
+                }
+            }
+        }
+    }
 }

@@ -808,3 +808,45 @@ impl Session {
         self.finish(pending, code).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn host() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("mcp.example.com".to_owned()),
+            Just("MCP.example.com".to_owned()),
+            Just("evil.example.com".to_owned()),
+            Just("mcp.example.com.evil.net".to_owned()),
+            Just("127.0.0.1".to_owned()),
+            Just("[::1]".to_owned()),
+        ]
+    }
+
+    proptest! {
+        /// Tokens go only to the resource's origin: same scheme, host (any case) and port,
+        /// default ports included.
+        #[test]
+        fn a_request_is_for_the_resource_exactly_when_its_origin_matches(
+            server in (prop_oneof![Just("https"), Just("http")], host(), proptest::option::of(prop_oneof![Just(443u16), Just(80), Just(8443)])),
+            request in (prop_oneof![Just("https"), Just("http"), Just("ws")], host(), proptest::option::of(prop_oneof![Just(443u16), Just(80), Just(8443)])),
+            path in "/[a-z]{0,6}",
+        ) {
+            let url = |(scheme, host, port): &(&str, String, Option<u16>)| match port {
+                Some(port) => format!("{scheme}://{host}:{port}"),
+                None => format!("{scheme}://{host}"),
+            };
+            let session = Session::new(Url::parse(&format!("{}/mcp", url(&server))).unwrap(), OAuthConfig::new());
+            let uri: http::Uri = format!("{}{path}", url(&request)).parse().unwrap();
+            let effective_port = |(scheme, _, port): &(&str, String, Option<u16>)| {
+                port.unwrap_or(if *scheme == "https" { 443 } else { 80 })
+            };
+            let same_origin = server.0 == request.0
+                && server.1.eq_ignore_ascii_case(&request.1)
+                && effective_port(&server) == effective_port(&request);
+            prop_assert_eq!(session.is_for_resource(&uri), same_origin);
+        }
+    }
+}

@@ -296,3 +296,60 @@ impl<'c> oauth2::AsyncHttpClient<'c> for HttpClient {
 pub(crate) fn scopes(values: &[String]) -> impl Iterator<Item = Scope> + '_ {
     values.iter().map(|s| Scope::new(s.clone()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::{json, Value};
+
+    proptest! {
+        #[test]
+        fn any_token_response_gives_usable_tokens_or_a_typed_error(
+            access_token in prop_oneof![
+                "[A-Za-z0-9._~+/=-]{1,40}",
+                any::<String>(),
+                Just(String::new()),
+                Just("two words".to_owned()),
+                Just("tab\tinside".to_owned()),
+            ],
+            token_type in prop_oneof![
+                Just(json!("Bearer")), Just(json!("bearer")), Just(json!("DPoP")),
+                Just(json!("mac")), Just(json!(3)),
+            ],
+            expires_in in proptest::option::of(prop_oneof![
+                any::<u64>().prop_map(Value::from),
+                any::<i64>().prop_map(Value::from),
+                Just(json!("3600")),
+                Just(json!(1.5)),
+            ]),
+            scope in proptest::option::of(prop_oneof![
+                "[a-z: ]{0,20}".prop_map(Value::from),
+                Just(json!(["a", "b"])),
+            ]),
+        ) {
+            let mut body = json!({"access_token": access_token, "token_type": token_type});
+            if let Some(expires_in) = expires_in {
+                body["expires_in"] = expires_in;
+            }
+            if let Some(scope) = scope {
+                body["scope"] = scope;
+            }
+            let Ok(response) = serde_json::from_value::<oauth2::basic::BasicTokenResponse>(body) else {
+                // The oauth2 crate refuses it: that is a typed RequestTokenError::Parse upstream.
+                return Ok(());
+            };
+            match token_set(&response, &["mcp".to_owned()]) {
+                Ok(tokens) => {
+                    prop_assert!(is_attachable(tokens.access_token.expose()));
+                    let header = format!("Bearer {}", tokens.access_token.expose());
+                    prop_assert!(http::HeaderValue::from_str(&header).is_ok());
+                    prop_assert!(tokens.expires_at.is_none_or(|at| at >= tokens.issued_at.unwrap()));
+                    let debug = format!("{tokens:?}");
+                    prop_assert!(access_token.len() < 12 || !debug.contains(&access_token));
+                }
+                Err(error) => prop_assert_eq!(error.kind(), ErrorKind::InvalidResponse),
+            }
+        }
+    }
+}

@@ -479,3 +479,131 @@ impl TokenVerifier for JwtVerifier {
         Box::pin(self.inner.verify(token))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonwebtoken::{EncodingKey, Header};
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    const EC_PRIVATE: &[u8] = include_bytes!("../../tests/fixtures/ec_private.pem");
+    const ISSUER: &str = "https://issuer.example";
+    const AUDIENCE: &str = "https://mcp.example/mcp";
+
+    /// A verifier holding the fixture's EC key as if just fetched: no request ever leaves.
+    fn verifier() -> JwtVerifier {
+        let verifier = JwtVerifier::builder(ISSUER, AUDIENCE)
+            .jwks_url("http://127.0.0.1:9/jwks")
+            .build()
+            .unwrap();
+        let key = EncodingKey::from_ec_pem(EC_PRIVATE).unwrap();
+        let mut jwk = Jwk::from_encoding_key(&key, Algorithm::ES256).unwrap();
+        jwk.common.key_id = Some("ec-1".into());
+        let now = Instant::now();
+        *verifier.inner.keys.write().unwrap() = Arc::new(Keys {
+            set: JwkSet { keys: vec![jwk] },
+            fetched_at: Some(now),
+            refetched_at: Some(now),
+            failed_at: None,
+        });
+        verifier
+    }
+
+    fn verify(verifier: &JwtVerifier, token: &str) -> std::result::Result<AuthInfo, VerifyError> {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(verifier.inner.verify(token))
+    }
+
+    fn now() -> i64 {
+        crate::clock::now_secs() as i64
+    }
+
+    /// A claim that is right, wrong, of the wrong type, or missing.
+    fn claim(right: Value, wrong: Value) -> impl Strategy<Value = Option<Value>> {
+        prop_oneof![
+            Just(Some(right)),
+            Just(Some(wrong)),
+            Just(Some(json!(42))),
+            Just(Some(json!(null))),
+            Just(Some(json!(["x", {"y": 1}]))),
+            Just(None),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn signed_tokens_pass_exactly_when_iss_aud_and_exp_are_right(
+            iss in claim(json!(ISSUER), json!("https://other.example")),
+            aud in claim(json!([AUDIENCE, "https://x.example"]), json!("https://mcp.example/other")),
+            exp in claim(json!(now() + 600), json!(now() - 600)),
+            sub in proptest::option::of(prop_oneof![any::<String>().prop_map(Value::from), Just(json!(7))]),
+            scope in proptest::option::of(prop_oneof![
+                "[a-z: ]{0,20}".prop_map(Value::from), Just(json!(["a", 1])), Just(json!({}))
+            ]),
+            kid in prop_oneof![Just(Some("ec-1".to_owned())), Just(Some("other".to_owned())), Just(None)],
+            tamper in any::<bool>(),
+        ) {
+            let mut claims = Map::new();
+            for (name, value) in [("iss", &iss), ("aud", &aud), ("exp", &exp), ("sub", &sub), ("scope", &scope)] {
+                if let Some(value) = value {
+                    claims.insert(name.into(), value.clone());
+                }
+            }
+            let mut header = Header::new(Algorithm::ES256);
+            header.kid = kid.clone();
+            let key = EncodingKey::from_ec_pem(EC_PRIVATE).unwrap();
+            let mut token = jsonwebtoken::encode(&header, &claims, &key).unwrap();
+            if tamper {
+                // Another signature of the right length: valid base64url, wrong bytes.
+                let cut = token.rfind('.').unwrap() + 1;
+                let flipped = if token.as_bytes()[cut] == b'A' { "B" } else { "A" };
+                token.replace_range(cut..cut + 1, flipped);
+            }
+            let expected = iss == Some(json!(ISSUER))
+                && aud == Some(json!([AUDIENCE, "https://x.example"]))
+                && exp.as_ref().and_then(Value::as_i64).is_some_and(|at| at > now())
+                && kid.as_deref() != Some("other")
+                && !tamper;
+            let result = verify(&verifier(), &token);
+            prop_assert_eq!(result.is_ok(), expected, "{:?}", result.as_ref().err());
+            match result {
+                Ok(info) => prop_assert_eq!(info.subject.clone(), sub.as_ref().and_then(|s| s.as_str().map(str::to_owned))),
+                Err(error) => prop_assert!(matches!(error, VerifyError::Invalid(_)), "{error}"),
+            }
+        }
+
+        #[test]
+        fn any_string_is_refused_as_invalid_without_panicking(token in any::<String>()) {
+            let result = verify(&verifier(), &token);
+            prop_assert!(matches!(result, Err(VerifyError::Invalid(_))));
+        }
+
+        #[test]
+        fn any_header_over_any_claims_is_refused_or_checked(
+            header in proptest::collection::btree_map("[a-z]{1,4}", any::<String>().prop_map(Value::from), 0..5),
+            alg in prop_oneof![
+                Just("ES256".to_owned()), Just("HS256".to_owned()), Just("none".to_owned()),
+                Just("RS256".to_owned()), "[A-Z0-9]{0,6}",
+            ],
+            claims in proptest::collection::vec(any::<u8>(), 0..64),
+            signature in proptest::collection::vec(any::<u8>(), 0..80),
+        ) {
+            use base64::Engine;
+            let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+            let mut header: Map<String, Value> = header.into_iter().collect();
+            header.insert("alg".into(), alg.into());
+            let token = format!(
+                "{}.{}.{}",
+                b64(Value::Object(header).to_string().as_bytes()),
+                b64(&claims),
+                b64(&signature)
+            );
+            let result = verify(&verifier(), &token);
+            prop_assert!(matches!(result, Err(VerifyError::Invalid(_))));
+        }
+    }
+}
