@@ -57,6 +57,22 @@ pub struct Behaviour {
     pub access_token_suffix: &'static str,
     /// Closes kept-alive connections idle this long, as Node.js and uvicorn do (read at start).
     pub idle_timeout: Option<Duration>,
+    /// How the MCP endpoint answers a valid token (hostile servers for the tests).
+    pub mcp_answer: McpAnswer,
+}
+
+/// How the MCP endpoint answers a request with a valid token.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum McpAnswer {
+    /// As an MCP server would.
+    #[default]
+    Normal,
+    /// 403 `insufficient_scope` for `mcp`, whatever the token holds.
+    ForbidEverything,
+    /// An event stream of keep-alive comments that never carries the answer.
+    StreamForever,
+    /// A 200 with a 16 MiB header.
+    HugeHeader,
 }
 
 impl Default for Behaviour {
@@ -89,6 +105,7 @@ impl Default for Behaviour {
             reject_all_tokens: false,
             access_token_suffix: "",
             idle_timeout: None,
+            mcp_answer: McpAnswer::Normal,
         }
     }
 }
@@ -624,6 +641,37 @@ async fn mcp(
         )
             .into_response();
     };
+    match b.mcp_answer {
+        McpAnswer::Normal => {}
+        McpAnswer::ForbidEverything => {
+            let challenge = format!(
+                "Bearer error=\"insufficient_scope\", scope=\"mcp\", resource_metadata=\"{metadata_url}\""
+            );
+            return (
+                StatusCode::FORBIDDEN,
+                [(header::WWW_AUTHENTICATE, challenge)],
+            )
+                .into_response();
+        }
+        McpAnswer::StreamForever => {
+            let comments = futures_util::stream::unfold((), |()| async {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                Some((Ok::<_, std::convert::Infallible>(": still here\n\n"), ()))
+            });
+            return (
+                [(header::CONTENT_TYPE, "text/event-stream")],
+                axum::body::Body::from_stream(comments),
+            )
+                .into_response();
+        }
+        McpAnswer::HugeHeader => {
+            return (
+                [("x-padding", "p".repeat(16 << 20))],
+                Json(json!({"jsonrpc": "2.0", "id": message.get("id"), "result": {}})),
+            )
+                .into_response();
+        }
+    }
     if let Some(required) = b.required_scope {
         if !grant.scope.split(' ').any(|s| s == required) {
             let challenge = format!(
