@@ -1,0 +1,371 @@
+//! Floods at the embedded authorization server and at `RequireBearer`: registrations, consent
+//! pages, refreshes, code guesses, oversized and malformed tokens. Every answer is a proper
+//! 4xx/5xx, a client that behaves is not pushed out, and memory stays bounded.
+//!
+//! The default run floods a little and checks the answers. The soak test floods a lot and
+//! prints the process's resident memory after each round (it must stop growing):
+//! `cargo test --release --all-features --test floods -- --ignored --nocapture`.
+#![cfg(all(feature = "authorization-server", feature = "jwt"))]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use base64::Engine;
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use tower_mcp_oauth::authorization_server::{
+    AuthorizationServer, AuthorizationServerConfig, ConsentPage, TokenFormat,
+};
+use tower_mcp_oauth::server::RequireBearerLayer;
+use url::Url;
+
+const REDIRECT: &str = "http://127.0.0.1:9/callback";
+
+type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
+
+struct Consent {
+    client_id: String,
+    verifier: String,
+    cookie: String,
+    request: String,
+    csrf: String,
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+struct Target {
+    base: String,
+    resource: String,
+    http: HttpClient,
+    /// Requests in flight at once.
+    parallel: Arc<tokio::sync::Semaphore>,
+}
+
+impl Target {
+    async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let resource = format!("{base}/mcp");
+        let config = AuthorizationServerConfig::new(&base)
+            .unwrap()
+            .resource(&resource)
+            .scopes(["mcp"])
+            .token_format(TokenFormat::Opaque)
+            // Consent pages for the flooding client; the honest one is approved below.
+            .approval_policy(ConsentPage::new("alice"));
+        let server = AuthorizationServer::new(config).unwrap();
+        let verifier = server.local_verifier(resource.clone());
+        let protected = axum::Router::new()
+            .route("/mcp", axum::routing::post(|| async { "ok" }))
+            .layer(RequireBearerLayer::new(verifier).resource(resource.clone()));
+        let app = server.router().merge(protected);
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self {
+            base,
+            resource,
+            http: Client::builder(TokioExecutor::new()).build_http(),
+            parallel: Arc::new(tokio::sync::Semaphore::new(32)),
+        }
+    }
+
+    async fn send(&self, request: Request<Full<Bytes>>) -> (StatusCode, Bytes, http::HeaderMap) {
+        let _permit = self.parallel.acquire().await.unwrap();
+        let response = self.http.request(request).await.unwrap();
+        let (parts, body) = response.into_parts();
+        (
+            parts.status,
+            body.collect().await.unwrap().to_bytes(),
+            parts.headers,
+        )
+    }
+
+    async fn register(&self) -> (StatusCode, Value) {
+        let body = json!({
+            "redirect_uris": [REDIRECT],
+            "token_endpoint_auth_method": "none",
+            "grant_types": ["authorization_code", "refresh_token"],
+        });
+        let (status, body, _) = self
+            .send(
+                Request::post(format!("{}/register", self.base))
+                    .header("content-type", "application/json")
+                    .body(Full::from(body.to_string()))
+                    .unwrap(),
+            )
+            .await;
+        (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+    }
+
+    async fn form(&self, path: &str, pairs: &[(&str, &str)]) -> (StatusCode, Value) {
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(pairs)
+            .finish();
+        let (status, body, _) = self
+            .send(
+                Request::post(format!("{}{path}", self.base))
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(Full::from(body))
+                    .unwrap(),
+            )
+            .await;
+        (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+    }
+
+    fn authorize_url(&self, client_id: &str, challenge: &str) -> String {
+        let mut url = Url::parse(&format!("{}/authorize", self.base)).unwrap();
+        url.query_pairs_mut()
+            .append_pair("response_type", "code")
+            .append_pair("client_id", client_id)
+            .append_pair("redirect_uri", REDIRECT)
+            .append_pair("state", "s")
+            .append_pair("code_challenge", challenge)
+            .append_pair("code_challenge_method", "S256")
+            .append_pair("scope", "mcp")
+            .append_pair("resource", &self.resource);
+        url.to_string()
+    }
+
+    async fn consent_page(&self, client_id: &str, challenge: &str) -> StatusCode {
+        let request = Request::get(self.authorize_url(client_id, challenge))
+            .body(Full::default())
+            .unwrap();
+        self.send(request).await.0
+    }
+
+    /// Opens a consent page: what its form needs to be answered.
+    async fn open_consent(&self, client_id: &str) -> Consent {
+        let verifier = format!("{:0>50}", rand_suffix());
+        let challenge =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(&verifier));
+        let (status, body, headers) = self
+            .send(
+                Request::get(self.authorize_url(client_id, &challenge))
+                    .body(Full::default())
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        let html = String::from_utf8_lossy(&body).into_owned();
+        let field = |name: &str| {
+            let marker = format!("name=\"{name}\" value=\"");
+            let start = html.find(&marker).unwrap() + marker.len();
+            html[start..start + html[start..].find('"').unwrap()].to_owned()
+        };
+        let cookie = headers["set-cookie"].to_str().unwrap();
+        Consent {
+            client_id: client_id.to_owned(),
+            verifier,
+            cookie: cookie.split(';').next().unwrap().to_owned(),
+            request: field("request"),
+            csrf: field("csrf"),
+        }
+    }
+
+    /// Approves an open consent page and redeems the code: the tokens.
+    async fn approve(&self, consent: Consent) -> Value {
+        let form = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("request", &consent.request)
+            .append_pair("csrf", &consent.csrf)
+            .append_pair("decision", "approve")
+            .finish();
+        let (status, _, headers) = self
+            .send(
+                Request::post(format!("{}/authorize", self.base))
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .header("cookie", consent.cookie)
+                    .header("origin", self.base.as_str())
+                    .body(Full::from(form))
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "the consent page was kept");
+        let location = Url::parse(headers["location"].to_str().unwrap()).unwrap();
+        let code = location
+            .query_pairs()
+            .find(|(k, _)| k == "code")
+            .unwrap()
+            .1
+            .into_owned();
+        let (status, tokens) = self
+            .form(
+                "/token",
+                &[
+                    ("grant_type", "authorization_code"),
+                    ("code", &code),
+                    ("code_verifier", &consent.verifier),
+                    ("redirect_uri", REDIRECT),
+                    ("client_id", &consent.client_id),
+                ],
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{tokens}");
+        tokens
+    }
+
+    async fn sign_in(&self, client_id: &str) -> Value {
+        let consent = self.open_consent(client_id).await;
+        self.approve(consent).await
+    }
+
+    async fn call_mcp(&self, authorization: &str) -> StatusCode {
+        let request = Request::post(&self.resource)
+            .header("authorization", authorization)
+            .header("content-type", "application/json")
+            .body(Full::from(
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
+            ))
+            .unwrap();
+        self.send(request).await.0
+    }
+}
+
+/// The process's resident memory, in KiB (Linux).
+fn resident_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// One round of every flood, `n` requests each. Checks every answer.
+async fn flood(target: &Target, flooder: &str, refresh_token: &mut String, n: usize) {
+    let mut tasks = tokio::task::JoinSet::new();
+    let target = Arc::new(Target {
+        base: target.base.clone(),
+        resource: target.resource.clone(),
+        http: target.http.clone(),
+        parallel: target.parallel.clone(),
+    });
+    for i in 0..n {
+        let target = target.clone();
+        let flooder = flooder.to_owned();
+        tasks.spawn(async move {
+            // Registrations: created until the store is full, then refused with a 5xx.
+            let (status, _) = target.register().await;
+            assert!(
+                status == StatusCode::CREATED || status.is_server_error(),
+                "{status}"
+            );
+            // Consent pages.
+            assert_eq!(
+                target.consent_page(&flooder, &format!("{i:043}")).await,
+                StatusCode::OK
+            );
+            // Code guesses.
+            let (status, body) = target
+                .form(
+                    "/token",
+                    &[
+                        ("grant_type", "authorization_code"),
+                        ("code", &format!("guess-{i}")),
+                        ("code_verifier", &"v".repeat(50)),
+                        ("client_id", &flooder),
+                    ],
+                )
+                .await;
+            assert_eq!(status, StatusCode::BAD_REQUEST);
+            assert_eq!(body["error"], "invalid_grant");
+            // Malformed and oversized tokens.
+            let status = target.call_mcp("Bearer not.a.jwt").await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED);
+            let huge = format!("Bearer {}", "A".repeat(64 * 1024));
+            let status = target.call_mcp(&huge).await;
+            assert!(status.is_client_error(), "{status}");
+        });
+    }
+    while let Some(result) = tasks.join_next().await {
+        result.unwrap();
+    }
+    // Refreshes, one after another (each rotates the token).
+    for _ in 0..n {
+        let (status, tokens) = target
+            .form(
+                "/token",
+                &[
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", refresh_token),
+                    ("client_id", flooder),
+                ],
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{tokens}");
+        *refresh_token = tokens["refresh_token"].as_str().unwrap().to_owned();
+    }
+}
+
+async fn run(rounds: usize, per_round: usize) -> Vec<Option<u64>> {
+    let target = Target::start().await;
+    let (_, honest) = target.register().await;
+    let honest = honest["client_id"].as_str().unwrap().to_owned();
+    let (_, flooder) = target.register().await;
+    let flooder = flooder["client_id"].as_str().unwrap().to_owned();
+    let honest_tokens = target.sign_in(&honest).await;
+    let mut flooder_refresh = target.sign_in(&flooder).await["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The honest user opens a consent page before the flood and answers it after.
+    let pending = target.open_consent(&honest).await;
+
+    let mut resident = vec![resident_kib()];
+    for _ in 0..rounds {
+        flood(&target, &flooder, &mut flooder_refresh, per_round).await;
+        resident.push(resident_kib());
+    }
+
+    // The honest client is unaffected: its token works, its refresh token rotates, and a new
+    // sign-in through the consent page still succeeds.
+    let access = honest_tokens["access_token"].as_str().unwrap();
+    assert_eq!(
+        target.call_mcp(&format!("Bearer {access}")).await,
+        StatusCode::OK
+    );
+    let (status, _) = target
+        .form(
+            "/token",
+            &[
+                ("grant_type", "refresh_token"),
+                (
+                    "refresh_token",
+                    honest_tokens["refresh_token"].as_str().unwrap(),
+                ),
+                ("client_id", &honest),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    target.approve(pending).await;
+    resident
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn floods_get_proper_answers_and_leave_other_clients_alone() {
+    run(1, 300).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "soak: a few minutes; run with --release --ignored --nocapture"]
+async fn memory_stays_bounded_under_floods() {
+    let per_round = 10_000;
+    let resident = run(5, per_round).await;
+    for (round, kib) in resident.iter().enumerate() {
+        println!("after round {round} ({per_round} requests of each kind each): RSS {kib:?} KiB");
+    }
+    if let (Some(Some(second)), Some(Some(last))) = (resident.get(2), resident.last()) {
+        // Once the caps are reached, more floods must not grow the process.
+        assert!(
+            *last < second + second / 5,
+            "RSS grew from {second} KiB to {last} KiB"
+        );
+    }
+}
