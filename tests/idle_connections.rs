@@ -4,8 +4,8 @@
 
 #[path = "../examples/support/demo_server.rs"]
 mod demo_server;
-#[path = "../examples/support/idle_close.rs"]
-mod idle_close;
+
+use demo_server::idle_close;
 
 use std::time::Duration;
 

@@ -6,7 +6,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 #[path = "idle_close.rs"]
-mod idle_close;
+pub mod idle_close;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
