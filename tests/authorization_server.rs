@@ -224,6 +224,24 @@ impl Server {
         .await
     }
 
+    /// Answers a consent page (its cookie, request id and CSRF token) with "approve".
+    async fn approve(&self, (cookie, request, csrf): (String, String, String)) -> Answer {
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("request", &request)
+            .append_pair("csrf", &csrf)
+            .append_pair("decision", "approve")
+            .finish();
+        send(
+            Request::post(format!("{}/authorize", self.base))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .header("cookie", cookie)
+                .header("origin", self.base.as_str())
+                .body(Full::from(body))
+                .unwrap(),
+        )
+        .await
+    }
+
     /// A confidential client registered by the operator, as a resource server would be.
     async fn operator_client(&self) -> (String, String) {
         let (id, secret) = self
@@ -1061,32 +1079,7 @@ async fn the_consent_form_needs_its_cookie_and_token() {
 
     // A fresh page, answered properly.
     let page = get(&s.authorize_url(&client, &challenge, &[("scope", "mcp:tools")])).await;
-    let html = page.text();
-    let cookie = page.headers["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
-    let start = html.find("name=\"request\" value=\"").unwrap() + 22;
-    let request = html[start..start + html[start..].find('"').unwrap()].to_owned();
-    let start = html.find("name=\"csrf\" value=\"").unwrap() + 19;
-    let csrf = html[start..start + html[start..].find('"').unwrap()].to_owned();
-    let body = url::form_urlencoded::Serializer::new(String::new())
-        .append_pair("request", &request)
-        .append_pair("csrf", &csrf)
-        .append_pair("decision", "approve")
-        .finish();
-    let approved = send(
-        Request::post(format!("{}/authorize", s.base))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .header("cookie", cookie)
-            .header("origin", s.base.as_str())
-            .body(Full::from(body))
-            .unwrap(),
-    )
-    .await;
+    let approved = s.approve(consent_form(&page)).await;
     assert_eq!(approved.status, StatusCode::SEE_OTHER);
     let location = approved.location().unwrap();
     let code = query(&location, "code").unwrap();
@@ -1544,20 +1537,7 @@ async fn a_flood_of_consent_pages_does_not_push_out_another_clients_user() {
         assert_eq!(task.await.unwrap(), StatusCode::OK);
     }
 
-    let body = url::form_urlencoded::Serializer::new(String::new())
-        .append_pair("request", &request)
-        .append_pair("csrf", &csrf)
-        .append_pair("decision", "approve")
-        .finish();
-    let approved = send(
-        Request::post(format!("{}/authorize", s.base))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .header("cookie", cookie)
-            .header("origin", s.base.as_str())
-            .body(Full::from(body))
-            .unwrap(),
-    )
-    .await;
+    let approved = s.approve((cookie, request, csrf)).await;
     assert_eq!(
         approved.status,
         StatusCode::SEE_OTHER,

@@ -258,17 +258,7 @@ async fn a_broken_token_endpoint_during_a_refresh_changes_nothing_stored() {
         assert_eq!(peers.stored(), before, "{mode:?}: the store is untouched");
         assert_eq!(state.credentials().await, Some(tokens), "{mode:?}");
         // The current access token still works.
-        let client = state.to_authorized_http_client().await.unwrap();
-        let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"});
-        let response = client
-            .send(
-                http::Request::post(peers.server.mcp_url())
-                    .header("content-type", "application/json")
-                    .body(serde_json::to_vec(&call).unwrap().into())
-                    .unwrap(),
-            )
-            .await
-            .unwrap();
+        let response = call_mcp(&peers, &state).await.unwrap();
         assert_eq!(response.status(), 200, "{mode:?}");
     }
 }

@@ -378,14 +378,15 @@ async fn legacy_sessions_belong_to_their_opener_and_end_with_the_stream() {
         .unwrap();
     let mut stream = client.request(open).await.unwrap().into_body();
     let endpoint = format!("{base}{}", endpoint_of(&mut stream).await);
-    let post = |token: &'static str| {
+    let post_to = |endpoint: &str, token: &str| {
         let body = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
-        http::Request::post(endpoint.as_str())
+        http::Request::post(endpoint)
             .header("authorization", format!("Bearer {token}"))
             .header("content-type", "application/json")
             .body(Full::new(Bytes::from_static(body.as_bytes())))
             .unwrap()
     };
+    let post = |token: &str| post_to(&endpoint, token);
     assert_eq!(
         client.request(post("bob")).await.unwrap().status(),
         403,
@@ -403,14 +404,7 @@ async fn legacy_sessions_belong_to_their_opener_and_end_with_the_stream() {
         .unwrap();
     let mut machine_stream = client.request(open).await.unwrap().into_body();
     let machine_endpoint = format!("{base}{}", endpoint_of(&mut machine_stream).await);
-    let post_machine = |token: &'static str| {
-        let body = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
-        http::Request::post(machine_endpoint.as_str())
-            .header("authorization", format!("Bearer {token}"))
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from_static(body.as_bytes())))
-            .unwrap()
-    };
+    let post_machine = |token: &str| post_to(&machine_endpoint, token);
     assert_eq!(
         client
             .request(post_machine("service-b"))
