@@ -374,7 +374,10 @@ async fn run(rounds: usize, per_round: usize) -> Vec<(Attack, usize, Option<u64>
             "/token",
             &[
                 ("grant_type", "refresh_token"),
-                ("refresh_token", honest_tokens["refresh_token"].as_str().unwrap()),
+                (
+                    "refresh_token",
+                    honest_tokens["refresh_token"].as_str().unwrap(),
+                ),
                 ("client_id", &honest),
             ],
         )
