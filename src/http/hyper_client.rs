@@ -1,18 +1,5 @@
-//! The crate's streaming hyper client, made safe against servers that close idle connections.
-//!
-//! A server closes a kept-alive connection after some idle time (Node.js after 5 s plus a second
-//! of grace, uvicorn and Apache after 5 s). A request sent on that connection at the moment it
-//! closes is lost: the bytes reach a socket that is going away, and the client gets "connection
-//! closed before message completed" or a reset. hyper-util resends only requests it had not
-//! started writing; this one it had. So the client here does two things:
-//!
-//! - it drops connections idle for [`POOL_IDLE_TIMEOUT`] (4 s, as Node's own fetch does), below
-//!   the common servers' timeouts, so the race is rare to begin with;
-//! - when a request fails on a reused connection before any byte of an answer came back, it
-//!   sends the request again (the pool then opens a new connection), a few times at most. A
-//!   server that closed a connection without answering almost always did so because it was
-//!   idle; the rare server that died mid-request on a reused connection may see the request
-//!   twice, the price every HTTP client that retries pays (RFC 9110 §9.2.2).
+//! The crate's streaming hyper client, made safe against servers that close idle connections
+//! (see [`HyperClient`]).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -46,9 +33,23 @@ type Inner = hyper_util::client::legacy::Client<
 >;
 
 /// A streaming hyper-util client (bodies are not buffered): HTTP/1.1 and HTTP/2, rustls on ring
-/// with the webpki roots for https, `TCP_NODELAY` (without which small request writes wait out
-/// the peer's delayed ACK, ~40 ms a round trip on Linux), and the idle-connection handling the
-/// [module docs](self) describe. Cheap to clone: clones share one connection pool.
+/// with the webpki roots for https, and `TCP_NODELAY` (without which small request writes wait
+/// out the peer's delayed ACK, ~40 ms a round trip on Linux). Cheap to clone: clones share one
+/// connection pool.
+///
+/// A server closes a kept-alive connection after some idle time (Node.js after 5 s plus a
+/// second of grace, uvicorn and Apache after 5 s). A request sent on that connection at the
+/// moment it closes is lost: the bytes reach a socket that is going away, and the client gets
+/// "connection closed before message completed" or a reset. hyper-util resends only requests it
+/// had not started writing; this one it had. So this client does two things:
+///
+/// - it drops connections idle for [`POOL_IDLE_TIMEOUT`] (4 s, as Node's own fetch does), below
+///   the common servers' timeouts, so the race is rare to begin with;
+/// - when a request fails on a reused connection before any byte of an answer came back, it
+///   sends the request again (the pool then hands out another connection or opens one), a few
+///   times at most. A server that closed a connection without answering almost always did so
+///   because it was idle; the rare server that died mid-request on a reused connection may see
+///   the request twice, the price every HTTP client that retries pays (RFC 9110 §9.2.2).
 #[derive(Clone, Debug)]
 pub struct HyperClient {
     inner: Inner,
