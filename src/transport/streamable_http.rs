@@ -53,11 +53,13 @@ pub struct StreamableHttpConfig {
     pub default_retry: Duration,
     /// Whether to open the GET listening stream after initialization.
     pub listen: bool,
+    /// How long `close` waits for the server to answer its DELETE.
+    pub close_timeout: Duration,
 }
 
 impl StreamableHttpConfig {
     /// Defaults for the endpoint `url`: 16 MiB events and responses, 5 resumptions, 1 s retry,
-    /// and a listening stream.
+    /// a listening stream, and 5 s for the server to answer the closing DELETE.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
@@ -66,6 +68,7 @@ impl StreamableHttpConfig {
             max_resumptions: 5,
             default_retry: Duration::from_secs(1),
             listen: true,
+            close_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -202,7 +205,15 @@ where
             return Ok(());
         };
         let request = self.request(Method::DELETE, Full::default(), Some(session))?;
-        let response = self.call(request).await?;
+        let limit = self.config.close_timeout;
+        let response = tokio::time::timeout(limit, self.call(request))
+            .await
+            .map_err(|_| {
+                Error::new(
+                    ErrorKind::Timeout,
+                    format!("closing the session: no answer to DELETE within {limit:?}"),
+                )
+            })??;
         // 405: the server does not let clients end sessions; 404: it is already gone. Both fine.
         let status = response.status();
         if status.is_success()
@@ -312,8 +323,16 @@ where
             .and(message.get("id"))
             .filter(|id| !id.is_null())
             .cloned();
-        match self.answer(response, had_session, awaiting).await? {
-            Answer::Accepted | Answer::Messages => {}
+        match self.answer(response, had_session, awaiting.clone()).await? {
+            Answer::Messages => {}
+            Answer::Accepted => {
+                // A request must be answered with JSON or a stream; a 202 or an empty 200
+                // means no answer will ever come, so its caller gets one now.
+                if let Some(id) = &awaiting {
+                    self.fail_request(id, "the server accepted the request without answering it")
+                        .await;
+                }
+            }
         }
         if is_initialized_notice && self.config.listen {
             let shared = self.clone();
@@ -485,45 +504,50 @@ where
             return Err(Error::new(
                 ErrorKind::InvalidResponse,
                 format!("the listening stream answered {status}"),
-            ));
+            )
+            .with_source(StatusError(status)));
         }
         Ok(Some(response.into_body()))
     }
 
-    /// The server's listening stream, reopened (with `Last-Event-ID`) whenever it drops.
+    /// The server's listening stream, reopened (with `Last-Event-ID`) whenever it drops. It is
+    /// optional: a server without one (404 or 405) is left alone, and a stream that keeps
+    /// failing or closing is retried with a growing delay, never ending the session, whose
+    /// requests and answers go over POST.
     async fn listen(self: Arc<Self>, mut last_event_id: Option<String>) {
-        let mut failures = 0;
+        let mut failures: u32 = 0;
         while !self.closed.load(Ordering::SeqCst) && !self.incoming.is_closed() {
+            let opened_at = tokio::time::Instant::now();
             let body = match self.open_get(last_event_id.as_deref()).await {
                 Ok(Some(body)) => body,
-                Ok(None) => return,
-                Err(error) if error.kind() == ErrorKind::SessionExpired => {
-                    let _ = self.incoming.send(Err(error)).await;
+                Ok(None) => {
+                    tracing::info!("the MCP server offers no listening stream; not listening");
+                    return;
+                }
+                Err(error) if no_listening_stream(&error) => {
+                    tracing::info!(%error, "the MCP server offers no listening stream; not listening");
                     return;
                 }
                 Err(error) => {
-                    failures += 1;
-                    if failures > self.config.max_resumptions {
-                        let _ = self.incoming.send(Err(error)).await;
-                        return;
-                    }
-                    tokio::time::sleep(clamp_retry(self.config.default_retry * failures as u32))
-                        .await;
+                    failures = failures.saturating_add(1);
+                    tracing::debug!(%error, failures, "the listening stream could not be opened");
+                    tokio::time::sleep(self.listen_backoff(failures)).await;
                     continue;
                 }
             };
             let mut events = SseStream::new(body, self.config.max_event_bytes);
+            let mut delivered = false;
             while let Some(event) = events.next().await {
                 let event = match event {
                     Ok(event) => event,
                     // An event the decoder refuses would come back on every reconnection.
                     Err(error) if error.kind() == ErrorKind::BodyTooLarge => {
-                        let _ = self.incoming.send(Err(error)).await;
+                        tracing::warn!(%error, "stopped listening: the server sent an oversized event");
                         return;
                     }
                     Err(_) => break,
                 };
-                failures = 0;
+                delivered = true;
                 if event.event == "message" && !event.data.is_empty() {
                     if let Ok(message) = serde_json::from_str::<Value>(&event.data) {
                         self.deliver(message).await;
@@ -535,24 +559,44 @@ where
                 .last_event_id()
                 .map(str::to_owned)
                 .or(last_event_id);
-            failures += 1;
-            if failures > self.config.max_resumptions {
-                let _ = self
-                    .incoming
-                    .send(Err(Error::new(
-                        ErrorKind::Http,
-                        "the listening stream kept closing without events; giving up",
-                    )))
-                    .await;
-                return;
+            // A stream that carried events, or stayed open a good while, was healthy.
+            if delivered || opened_at.elapsed() >= LISTEN_BACKOFF_MAX {
+                failures = 0;
             }
+            failures = failures.saturating_add(1);
             let retry = events
                 .decoder()
                 .retry()
-                .unwrap_or(self.config.default_retry);
-            tokio::time::sleep(clamp_retry(retry)).await;
+                .map(clamp_retry)
+                .unwrap_or_default()
+                .max(self.listen_backoff(failures));
+            tokio::time::sleep(retry).await;
         }
     }
+
+    /// `default_retry`, doubled at each failure in a row, up to [`LISTEN_BACKOFF_MAX`].
+    fn listen_backoff(&self, failures: u32) -> Duration {
+        let doublings = failures.saturating_sub(1).min(16);
+        (self.config.default_retry * 2u32.pow(doublings))
+            .clamp(Duration::from_millis(100), LISTEN_BACKOFF_MAX)
+    }
+}
+
+/// The longest wait between two attempts at the listening stream.
+const LISTEN_BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// Whether a GET's failure says the server has no listening stream (a stateless server's 404, a
+/// 405), as opposed to one that failed this time.
+fn no_listening_stream(error: &Error) -> bool {
+    error.kind() == ErrorKind::SessionExpired
+        || std::error::Error::source(error)
+            .and_then(|source| source.downcast_ref::<StatusError>())
+            .is_some_and(|status| {
+                matches!(
+                    status.0,
+                    StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED
+                )
+            })
 }
 
 /// The server's `retry`, held between 100 ms (no busy loop) and a minute (no hostile stall).
