@@ -210,3 +210,135 @@ async fn close_is_bounded_when_the_delete_is_never_answered_and_receive_ends() {
     );
     assert!(transport.receive().await.is_none());
 }
+
+/// A POST stream that sends events 1 and 2 and drops; the resuming GET replays from the start
+/// (1, 2) and then sends the answer (3), as a server with a coarse replay buffer does.
+async fn replaying_server() -> String {
+    let progress = |n: u32| {
+        format!("id: {n}\ndata: {{\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{{\"n\":{n}}}}}\n\n")
+    };
+    let first = format!("retry: 50\n{}{}", progress(1), progress(2));
+    let replay = format!(
+        "{}{}id: 3\ndata: {{\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{{}}}}\n\n",
+        progress(1),
+        progress(2)
+    );
+    let app = axum::Router::new().route(
+        "/mcp",
+        axum::routing::post(move || {
+            let first = first.clone();
+            async move {
+                // The events go out; a moment later the connection breaks.
+                let stream = futures_util::stream::unfold(Some(first), |next| async move {
+                    match next {
+                        Some(first) => Some((Ok(Bytes::from(first)), None)),
+                        None => {
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            let cut =
+                                std::io::Error::new(std::io::ErrorKind::ConnectionReset, "cut");
+                            Some((Err(cut), None))
+                        }
+                    }
+                });
+                (
+                    [("content-type", "text/event-stream")],
+                    axum::body::Body::from_stream(stream),
+                )
+            }
+        })
+        .get(move || {
+            let replay = replay.clone();
+            async move { ([("content-type", "text/event-stream")], replay) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .unwrap();
+    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+#[tokio::test]
+async fn events_replayed_on_resumption_are_delivered_once() {
+    let url = replaying_server().await;
+    let mut transport = transport(&url);
+    transport
+        .send(json!({"jsonrpc": "2.0", "id": 7, "method": "tools/list"}))
+        .await
+        .unwrap();
+    let mut received = Vec::new();
+    loop {
+        let message = next(&mut transport).await;
+        let done = message["id"] == 7;
+        received.push(message);
+        if done {
+            break;
+        }
+    }
+    let progress: Vec<&Value> = received.iter().map(|m| &m["params"]["n"]).collect();
+    assert_eq!(progress, vec![&json!(1), &json!(2), &Value::Null]);
+}
+
+/// Answers `initialize` with the session in `next_session` (none when empty), and every other
+/// request with `Mcp-Session-Id: intruder`.
+async fn session_server(next_session: Arc<Mutex<&'static str>>) -> String {
+    let app = axum::Router::new().route(
+        "/mcp",
+        axum::routing::post(move |headers: HeaderMap, body: Bytes| {
+            let next_session = next_session.clone();
+            async move {
+                let _ = headers;
+                let message: Value = serde_json::from_slice(&body).unwrap();
+                let Some(id) = message.get("id") else {
+                    return StatusCode::ACCEPTED.into_response();
+                };
+                let session = if message["method"] == "initialize" {
+                    *next_session.lock().unwrap()
+                } else {
+                    "intruder"
+                };
+                let mut response =
+                    axum::Json(json!({"jsonrpc": "2.0", "id": id, "result": {}})).into_response();
+                if !session.is_empty() {
+                    response
+                        .headers_mut()
+                        .insert("mcp-session-id", session.parse().unwrap());
+                }
+                response
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .unwrap();
+    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+#[tokio::test]
+async fn the_session_comes_only_from_the_answer_to_initialize() {
+    let next_session = Arc::new(Mutex::new("first"));
+    let url = session_server(next_session.clone()).await;
+    let mut transport = transport(&url);
+    let initialize = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {}});
+    transport.send(initialize.clone()).await.unwrap();
+    next(&mut transport).await;
+    assert_eq!(transport.session_id().as_deref(), Some("first"));
+    transport
+        .send(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}))
+        .await
+        .unwrap();
+    next(&mut transport).await;
+    assert_eq!(
+        transport.session_id().as_deref(),
+        Some("first"),
+        "a later answer does not move the session"
+    );
+    // A new initialize answered without a session leaves the old one behind.
+    *next_session.lock().unwrap() = "";
+    transport.send(initialize).await.unwrap();
+    next(&mut transport).await;
+    assert_eq!(transport.session_id(), None);
+}

@@ -1,7 +1,8 @@
 //! A streaming `text/event-stream` decoder (WHATWG HTML, "Server-sent events", §9.2.6).
 //!
 //! It follows every rule of the format: CR, LF and CRLF line ends (a CRLF split across chunks
-//! included), multi-line `data`, `event`, `id` (ignored when it holds NUL or is longer than
+//! included), multi-line `data`, `event`, `id` (ignored when it holds NUL or another control
+//! character, which could not be sent back in `Last-Event-ID`, or is longer than
 //! [`MAX_EVENT_ID_BYTES`]), `retry` (digits only), comments, unknown fields, and a leading BOM.
 //! An event larger than the configured maximum is an error, and the last event ID is shared by
 //! the events that carry it, not copied, so a hostile server cannot make the decoder hold more
@@ -182,7 +183,12 @@ impl SseDecoder {
                 self.has_data = true;
             }
             b"event" => self.event = Some(String::from_utf8_lossy(value).into_owned()),
-            b"id" if value.len() <= MAX_EVENT_ID_BYTES && !value.contains(&0) => {
+            // An id that cannot go back in a `Last-Event-ID` header (a control character) is
+            // ignored like one holding NUL, so every reader resumes from the same id.
+            b"id"
+                if value.len() <= MAX_EVENT_ID_BYTES
+                    && !value.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f) =>
+            {
                 self.id_buffer = Some(String::from_utf8_lossy(value).into());
             }
             b"retry" if !value.is_empty() && value.iter().all(u8::is_ascii_digit) => {
@@ -391,6 +397,18 @@ mod tests {
                 "split at {split}"
             );
         }
+    }
+
+    #[test]
+    fn an_id_that_cannot_be_sent_back_in_a_header_is_ignored() {
+        let events =
+            decode_all(&[b"id: 1\ndata: a\n\nid: 2\x01\ndata: b\n\nid: 3\x7f\ndata: c\n\n"]);
+        let ids: Vec<Option<&str>> = events.iter().map(|e| e.id.as_deref()).collect();
+        assert_eq!(ids, vec![Some("1"), Some("1"), Some("1")]);
+        assert_eq!(
+            decode_all(&[b"id: a\tb\ndata: x\n\n"])[0].id.as_deref(),
+            Some("a\tb")
+        );
     }
 
     #[test]

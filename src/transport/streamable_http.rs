@@ -263,10 +263,11 @@ where
             .map_err(Error::from_service)
     }
 
+    /// Takes the session the answer to `initialize` names, or none: a later answer cannot
+    /// move the client into another session, and a new `initialize` answered without one
+    /// leaves the old one behind.
     fn remember_session(&self, response: &Response<B>) {
-        if let Some(session) = response.headers().get(SESSION_ID) {
-            *lock(&self.session) = Some(session.clone());
-        }
+        *lock(&self.session) = response.headers().get(SESSION_ID).cloned();
     }
 
     async fn deliver(&self, message: Value) {
@@ -323,6 +324,9 @@ where
             .and(message.get("id"))
             .filter(|id| !id.is_null())
             .cloned();
+        if is_initialize && response.status().is_success() {
+            self.remember_session(&response);
+        }
         match self.answer(response, had_session, awaiting.clone()).await? {
             Answer::Messages => {}
             Answer::Accepted => {
@@ -368,7 +372,6 @@ where
             )
             .with_source(StatusError(status)));
         }
-        self.remember_session(&response);
         if has_media_type(&response, "text/event-stream") {
             let shared = self.clone();
             let body = response.into_body();
@@ -410,11 +413,30 @@ where
         let mut events = SseStream::new(body, self.config.max_event_bytes);
         let mut last_id: Option<String> = None;
         let mut resumptions = 0;
+        // Event ids delivered from this request's stream, so a server replaying from an earlier
+        // point on resumption does not deliver a message twice.
+        let mut delivered_ids = std::collections::HashSet::new();
         loop {
             let mut answered = false;
+            let mut previous_id = None;
             while let Some(event) = events.next().await {
                 let Ok(event) = event else { break };
                 resumptions = 0;
+                // An event that set an id of its own (not one carried over from the event
+                // before it) and was delivered already is a replay.
+                let own_id = event
+                    .id
+                    .clone()
+                    .filter(|id| Some(id) != previous_id.as_ref());
+                previous_id = event.id.clone();
+                if let Some(id) = own_id {
+                    if delivered_ids.contains(&id) {
+                        continue;
+                    }
+                    if delivered_ids.len() < MAX_REMEMBERED_EVENT_IDS {
+                        delivered_ids.insert(id);
+                    }
+                }
                 if event.event != "message" || event.data.is_empty() {
                     continue;
                 }
@@ -581,6 +603,9 @@ where
             .clamp(Duration::from_millis(100), LISTEN_BACKOFF_MAX)
     }
 }
+
+/// Event ids remembered per request stream to drop replays.
+const MAX_REMEMBERED_EVENT_IDS: usize = 4096;
 
 /// The longest wait between two attempts at the listening stream.
 const LISTEN_BACKOFF_MAX: Duration = Duration::from_secs(30);
