@@ -342,3 +342,24 @@ async fn the_session_comes_only_from_the_answer_to_initialize() {
     next(&mut transport).await;
     assert_eq!(transport.session_id(), None);
 }
+
+#[tokio::test]
+async fn an_auto_transport_ends_receive_after_close() {
+    use tower_mcp_oauth::transport::{legacy_sse::RetryConfig, AutoTransport};
+    let url = serve(script(Get::NotFound, PostAnswer::Json, Delete::Answer)).await;
+    let mut transport = AutoTransport::new(
+        Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>(),
+        url,
+        RetryConfig::default(),
+    );
+    transport
+        .send(json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {}}))
+        .await
+        .unwrap();
+    assert!(transport.receive().await.unwrap().is_ok());
+    transport.close().await.unwrap();
+    let after = tokio::time::timeout(Duration::from_secs(2), transport.receive())
+        .await
+        .expect("receive ends");
+    assert!(after.is_none());
+}

@@ -2,6 +2,7 @@
 //! POSTed), and fall back to the legacy HTTP+SSE transport when that POST is answered 400, 404
 //! or 405 — never on 401 or 403, which belong to the `OAuthLayer` beneath.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -38,6 +39,50 @@ struct AutoShared<S> {
     retry: RetryConfig,
     sender: mpsc::Sender<Incoming>,
     chosen: Mutex<Option<Chosen<S>>>,
+    /// Set by `close` and `Drop`, which may run while `send` holds `chosen` for the fallback:
+    /// the transport `send` then picks is stopped at once instead of outliving this one.
+    closed: AtomicBool,
+}
+
+impl<S> Chosen<S> {
+    fn stop(&self) {
+        match self {
+            Self::Streamable(t) => t.abort_tasks(),
+            Self::Legacy(t) => t.abort_reader(),
+        }
+    }
+}
+
+/// Stops a transport picked by a `send` whose future is dropped before it is kept.
+struct StopUnlessKept<S>(Option<Chosen<S>>);
+
+impl<S> StopUnlessKept<S> {
+    fn keep(mut self) -> Chosen<S> {
+        self.0.take().expect("kept once")
+    }
+}
+
+impl<S> Drop for StopUnlessKept<S> {
+    fn drop(&mut self) {
+        if let Some(chosen) = &self.0 {
+            chosen.stop();
+        }
+    }
+}
+
+impl<S> AutoShared<S> {
+    /// Keeps the transport `send` picked, unless the `AutoTransport` was closed or dropped
+    /// meanwhile: then it is stopped (the guard's drop) and the send fails.
+    fn keep(&self, chosen: &mut Option<Chosen<S>>, picked: StopUnlessKept<S>) -> Result<()> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(Error::new(
+                crate::error::ErrorKind::Config,
+                "the transport is closed",
+            ));
+        }
+        *chosen = Some(picked.keep());
+        Ok(())
+    }
 }
 
 /// A transport that picks Streamable HTTP or legacy HTTP+SSE on its first message.
@@ -56,12 +101,12 @@ impl<S> std::fmt::Debug for AutoTransport<S> {
 
 impl<S> Drop for AutoTransport<S> {
     fn drop(&mut self) {
-        // The chosen transport's background streams stop with it.
+        // The chosen transport's background streams stop with it. When a `send` holds the
+        // lock (a fallback in progress), it sees `closed` and stops what it picks.
+        self.shared.closed.store(true, Ordering::SeqCst);
         if let Ok(chosen) = self.shared.chosen.try_lock() {
-            match chosen.as_ref() {
-                Some(Chosen::Streamable(t)) => t.abort_tasks(),
-                Some(Chosen::Legacy(t)) => t.abort_reader(),
-                None => {}
+            if let Some(chosen) = chosen.as_ref() {
+                chosen.stop();
             }
         }
     }
@@ -96,6 +141,7 @@ where
                 retry,
                 sender,
                 chosen: Mutex::new(None),
+                closed: AtomicBool::new(false),
             }),
             receiver,
         }
@@ -133,11 +179,9 @@ where
                 StreamableHttpConfig::new(shared.url.clone()),
                 shared.sender.clone(),
             );
+            let guard = StopUnlessKept(Some(Chosen::Streamable(streamable.clone())));
             match streamable.post(message.clone()).await {
-                Ok(()) => {
-                    *chosen = Some(Chosen::Streamable(streamable));
-                    Ok(())
-                }
+                Ok(()) => shared.keep(&mut chosen, guard),
                 Err(error) if falls_back(&error) => {
                     tracing::info!(%error, "Streamable HTTP refused; falling back to HTTP+SSE");
                     let mut config = LegacySseConfig::new(shared.url.clone());
@@ -150,18 +194,26 @@ where
                     )
                     .await
                     .map_err(|_| error)?;
+                    let guard = StopUnlessKept(Some(Chosen::Legacy(legacy.clone())));
                     legacy.post(message).await?;
-                    *chosen = Some(Chosen::Legacy(legacy));
-                    Ok(())
+                    shared.keep(&mut chosen, guard)
                 }
                 Err(error) => Err(error),
             }
         }
     }
 
-    /// The next message from the server.
+    /// The next message from the server; `None` once the transport is closed, or once the
+    /// legacy stream is gone for good and what it delivered has been received.
     pub async fn receive(&mut self) -> Option<Result<Value>> {
-        self.receiver.recv().await
+        if self.shared.closed.load(Ordering::SeqCst) {
+            return None;
+        }
+        let chosen = self.shared.chosen.lock().await.clone();
+        match chosen {
+            Some(Chosen::Legacy(legacy)) => legacy.receive_from(&mut self.receiver).await,
+            _ => self.receiver.recv().await,
+        }
     }
 
     /// Closes whichever transport was chosen.
@@ -169,6 +221,7 @@ where
     /// # Errors
     /// As the chosen transport's close.
     pub async fn close(&mut self) -> Result<()> {
+        self.shared.closed.store(true, Ordering::SeqCst);
         let chosen = self.shared.chosen.lock().await.clone();
         match chosen {
             Some(Chosen::Streamable(t)) => t.close().await,

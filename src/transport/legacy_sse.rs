@@ -94,7 +94,12 @@ pub(crate) struct LegacyShared<S> {
     endpoint: watch::Sender<Option<String>>,
     incoming: mpsc::Sender<Incoming>,
     closed: AtomicBool,
+    /// The stream dropped for good: what is queued is delivered, then `receive` ends.
+    gave_up: AtomicBool,
     reader: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Requests sent and not answered yet: answered locally if the stream drops, since a new
+    /// session never answers the old one's requests.
+    pending: Mutex<Vec<Value>>,
     /// The caller's `initialize` request once the handshake completed
     /// (`notifications/initialized` sent), to repeat on a new session.
     handshake: Mutex<Handshake>,
@@ -160,12 +165,10 @@ where
         async move { shared.post(message).await }
     }
 
-    /// The next message from the server; `None` once the stream is gone for good.
+    /// The next message from the server; `None` once the transport is closed, or once the
+    /// stream is gone for good and what it delivered has been received.
     pub async fn receive(&mut self) -> Option<Result<Value>> {
-        if self.shared.closed.load(Ordering::SeqCst) {
-            return None;
-        }
-        self.receiver.recv().await
+        self.shared.receive_from(&mut self.receiver).await
     }
 
     /// Stops reading the stream.
@@ -179,6 +182,20 @@ where
 }
 
 impl<S> LegacyShared<S> {
+    /// The next message on `receiver`, as [`LegacySseTransport::receive`] describes.
+    pub(crate) async fn receive_from(
+        &self,
+        receiver: &mut mpsc::Receiver<Incoming>,
+    ) -> Option<Incoming> {
+        if self.closed.load(Ordering::SeqCst) {
+            return None;
+        }
+        if self.gave_up.load(Ordering::SeqCst) {
+            return receiver.try_recv().ok();
+        }
+        receiver.recv().await
+    }
+
     /// Stops reading the stream; needs no bounds, so `Drop` can call it.
     pub(crate) fn abort_reader(&self) {
         self.closed.store(true, Ordering::SeqCst);
@@ -218,12 +235,22 @@ where
             endpoint,
             incoming,
             closed: AtomicBool::new(false),
+            gave_up: AtomicBool::new(false),
             reader: Mutex::new(None),
+            pending: Mutex::default(),
             handshake: Mutex::default(),
         });
         let body = shared.open().await?;
         let reader = tokio::spawn(shared.clone().read(body));
-        *shared.reader.lock().unwrap_or_else(|p| p.into_inner()) = Some(reader);
+        {
+            let mut slot = shared.reader.lock().unwrap_or_else(|p| p.into_inner());
+            // Closed while connecting: the reader must not outlive the transport.
+            if shared.closed.load(Ordering::SeqCst) {
+                reader.abort();
+            } else {
+                *slot = Some(reader);
+            }
+        }
         let named = tokio::time::timeout(
             shared.config.endpoint_timeout,
             endpoint_seen.wait_for(Option::is_some),
@@ -304,7 +331,6 @@ where
             let mut events = SseStream::new(body, self.config.max_event_bytes);
             while let Some(event) = events.next().await {
                 let Ok(event) = event else { break };
-                attempt = 0;
                 match event.event.as_str() {
                     "endpoint" => match self.accept_endpoint(&event.data) {
                         Ok(endpoint) => {
@@ -339,6 +365,15 @@ where
                             }
                         }
                         Ok(message) => {
+                            // Real traffic: the stream works. An `endpoint` alone does not
+                            // count, or a server that names one and hangs up would be
+                            // reconnected to forever.
+                            attempt = 0;
+                            if message.get("method").is_none() {
+                                if let Some(id) = message.get("id") {
+                                    self.lock_pending().retain(|pending| pending != id);
+                                }
+                            }
                             let _ = self.incoming.send(Ok(message)).await;
                         }
                         Err(_) => tracing::warn!("ignoring an SSE message that is not JSON"),
@@ -348,8 +383,20 @@ where
             }
             reconnected = true;
             reinitializing = None;
-            // The stream is gone: the old endpoint belongs to a dead session.
+            // The stream is gone: the old endpoint belongs to a dead session, and so do the
+            // requests waiting for answers.
             self.endpoint.send_replace(None);
+            let orphans = std::mem::take(&mut *self.lock_pending());
+            for id in orphans {
+                let _ = self
+                    .incoming
+                    .send(Ok(serde_json::json!({
+                        "jsonrpc": "2.0",
+                        "id": id,
+                        "error": {"code": -32000, "message": "the SSE stream dropped before the answer came"},
+                    })))
+                    .await;
+            }
             loop {
                 if self.closed.load(Ordering::SeqCst) {
                     return;
@@ -362,6 +409,7 @@ where
                             "the SSE stream dropped and could not be reopened",
                         )))
                         .await;
+                    self.gave_up.store(true, Ordering::SeqCst);
                     return;
                 }
                 tokio::time::sleep(self.config.retry.delay(attempt)).await;
@@ -430,8 +478,17 @@ where
         });
     }
 
+    fn lock_pending(&self) -> std::sync::MutexGuard<'_, Vec<Value>> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     pub(crate) async fn post(&self, message: Value) -> Result<()> {
         self.note_handshake(&message);
+        let request_id = message
+            .get("method")
+            .and(message.get("id"))
+            .filter(|id| !id.is_null())
+            .cloned();
         // After a reconnection, wait (briefly) for the new endpoint.
         let mut endpoint = self.endpoint.subscribe();
         let endpoint = tokio::time::timeout(
@@ -447,7 +504,15 @@ where
                 "the SSE session has no endpoint (stream down)",
             )
         })?;
-        self.post_to(&endpoint, &message).await
+        if let Some(id) = &request_id {
+            self.lock_pending().push(id.clone());
+        }
+        let sent = self.post_to(&endpoint, &message).await;
+        if let (Err(_), Some(id)) = (&sent, &request_id) {
+            // The caller has the error; no answer is awaited.
+            self.lock_pending().retain(|pending| pending != id);
+        }
+        sent
     }
 
     async fn post_to(&self, endpoint: &str, message: &Value) -> Result<()> {

@@ -289,6 +289,12 @@ where
     fn spawn(self: &Arc<Self>, task: impl std::future::Future<Output = ()> + Send + 'static) {
         let handle = tokio::spawn(task);
         let mut tasks = lock(&self.tasks);
+        // Checked under the lock `abort_tasks` takes: a stream opened while the transport was
+        // being closed or dropped does not outlive it.
+        if self.closed.load(Ordering::SeqCst) {
+            handle.abort();
+            return;
+        }
         tasks.retain(|t| !t.is_finished());
         tasks.push(handle);
     }
@@ -637,8 +643,9 @@ fn clamp_retry(retry: Duration) -> Duration {
 impl<S> Shared<S> {
     /// Stops the background streams; needs no bounds, so `Drop` can call it.
     pub(crate) fn abort_tasks(&self) {
+        let mut tasks = lock(&self.tasks);
         self.closed.store(true, Ordering::SeqCst);
-        for task in lock(&self.tasks).drain(..) {
+        for task in tasks.drain(..) {
             task.abort();
         }
     }
