@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::StreamExt as _;
 use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -215,4 +216,96 @@ async fn a_closed_legacy_transport_leaves_no_task_or_connection_and_receive_ends
     })
     .await;
     eventually("every task ended", || alive_tasks() <= before).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_never_answers_replies_cannot_make_the_client_open_connections_without_bound()
+{
+    // The listening stream asks 300 pings; the POSTed replies are never answered.
+    let router = axum::Router::new().route(
+        "/mcp",
+        axum::routing::post(|body: Bytes| async move {
+            use axum::response::IntoResponse;
+            let message: Value = serde_json::from_slice(&body).unwrap();
+            if message.get("result").is_some() {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+            }
+            match message.get("id") {
+                Some(id) if message.get("method").is_some() => {
+                    axum::Json(json!({"jsonrpc": "2.0", "id": id, "result": {}})).into_response()
+                }
+                _ => http::StatusCode::ACCEPTED.into_response(),
+            }
+        })
+        .get(|| async {
+            let pings = futures_util::stream::iter(0..300).map(|n| {
+                format!("data: {{\"jsonrpc\":\"2.0\",\"id\":\"p{n}\",\"method\":\"ping\"}}\n\n")
+            });
+            let forever = futures_util::stream::pending::<String>();
+            use futures_util::StreamExt;
+            event_stream(sse_body(pings.chain(forever)))
+        }),
+    );
+    let (base, open) = serve_counting(router).await;
+    let mut transport =
+        StreamableHttpTransport::new(client(), StreamableHttpConfig::new(format!("{base}/mcp")));
+    transport
+        .send(json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {}}))
+        .await
+        .unwrap();
+    transport
+        .send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+        .await
+        .unwrap();
+    let mut replies = Vec::new();
+    while replies.len() < 300 {
+        let message = tokio::time::timeout(Duration::from_secs(5), transport.receive())
+            .await
+            .expect("the pings arrive")
+            .unwrap()
+            .unwrap();
+        if message["method"] == "ping" {
+            // As rmcp does: each reply is sent on its own.
+            replies.push(tokio::spawn(
+                transport.send(json!({"jsonrpc": "2.0", "id": message["id"], "result": {}})),
+            ));
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let connections = open.load(Ordering::SeqCst);
+    // 16 replies in flight, the listening stream, and an idle pooled connection or two.
+    assert!(connections <= 16 + 3, "{connections} connections open");
+    drop(transport);
+    for reply in replies {
+        reply.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_stream_left_open_after_its_answer_is_let_go() {
+    let router = axum::Router::new().route(
+        "/mcp",
+        axum::routing::post(|| async {
+            let answer = futures_util::stream::iter([
+                "data: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n\n".to_owned(),
+            ]);
+            event_stream(sse_body(answer.chain(futures_util::stream::pending())))
+        }),
+    );
+    let (base, open) = serve_counting(router).await;
+    let mut config = StreamableHttpConfig::new(format!("{base}/mcp"));
+    config.listen = false;
+    let mut transport = StreamableHttpTransport::new(client(), config);
+    for _ in 0..20 {
+        transport
+            .send(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}))
+            .await
+            .unwrap();
+        let answer = transport.receive().await.unwrap().unwrap();
+        assert_eq!(answer["id"], 1);
+    }
+    eventually("the answered streams are closed", || {
+        open.load(Ordering::SeqCst) == 0
+    })
+    .await;
 }

@@ -55,11 +55,16 @@ pub struct StreamableHttpConfig {
     pub listen: bool,
     /// How long `close` waits for the server to answer its DELETE.
     pub close_timeout: Duration,
+    /// Messages POSTed at once, at most (and so connections for them): further sends wait. A
+    /// server that never answers some of them cannot make the client open connections and
+    /// tasks without bound.
+    pub max_concurrent_sends: usize,
 }
 
 impl StreamableHttpConfig {
     /// Defaults for the endpoint `url`: 16 MiB events and responses, 5 resumptions, 1 s retry,
-    /// a listening stream, and 5 s for the server to answer the closing DELETE.
+    /// a listening stream, 5 s for the server to answer the closing DELETE, and 16 sends at
+    /// once.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
@@ -69,6 +74,7 @@ impl StreamableHttpConfig {
             default_retry: Duration::from_secs(1),
             listen: true,
             close_timeout: Duration::from_secs(5),
+            max_concurrent_sends: 16,
         }
     }
 }
@@ -87,6 +93,8 @@ pub(crate) struct Shared<S> {
     incoming: mpsc::Sender<Incoming>,
     closed: AtomicBool,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Permits for POSTs in flight (`max_concurrent_sends`).
+    sends: tokio::sync::Semaphore,
     /// The id of the `initialize` request in flight, whose answer sets the protocol version.
     initialize_id: Mutex<Option<Value>>,
 }
@@ -187,6 +195,7 @@ where
     ) -> Arc<Self> {
         Arc::new(Self {
             service,
+            sends: tokio::sync::Semaphore::new(config.max_concurrent_sends.max(1)),
             config,
             session: Mutex::new(None),
             protocol: Mutex::new(None),
@@ -324,6 +333,11 @@ where
             request.headers_mut().remove(PROTOCOL_VERSION);
         }
         let had_session = request.headers().contains_key(SESSION_ID);
+        let _permit = self
+            .sends
+            .acquire()
+            .await
+            .map_err(|_| Error::new(ErrorKind::Config, "the transport is closed"))?;
         let response = self.call(request).await?;
         let awaiting = message
             .get("method")
@@ -379,6 +393,12 @@ where
             .with_source(StatusError(status)));
         }
         if has_media_type(&response, "text/event-stream") {
+            if awaiting.is_none() {
+                // A notification or response is answered with 202; a stream for one has nothing
+                // to wait for, and reading it could pin a connection for ever.
+                tracing::debug!("ignoring an event stream that answers a notification or response");
+                return Ok(Answer::Accepted);
+            }
             let shared = self.clone();
             let body = response.into_body();
             self.spawn(async move { shared.read_stream(body, awaiting).await });
@@ -454,6 +474,11 @@ where
                         self.deliver(message).await;
                     }
                     Err(_) => tracing::warn!("ignoring an SSE event that is not JSON"),
+                }
+                if answered {
+                    // The answer is the stream's last word: a server that keeps it open must
+                    // not pin a connection and a task per request.
+                    return;
                 }
             }
             let decoder = events.decoder();
