@@ -7,6 +7,12 @@
 //! message path carry the client's messages (answered 202), with the HTTP request parts attached
 //! so tool handlers can read `AuthInfo` as over Streamable HTTP.
 //!
+//! Bounds, so no client can grow the server without limit: requests for another `Host` (or from
+//! a page of another `Origin`) are refused, as rmcp's Streamable HTTP service does against DNS
+//! rebinding (loopback names by default: [`LegacySseServer::with_allowed_hosts`]); sessions are
+//! capped in all and per token owner; and a session whose client stops reading its stream is
+//! ended once [`OUTBOUND_QUEUE`] messages wait for it.
+//!
 //! ```no_run
 //! # fn example<H: rmcp::ServerHandler + Clone>(handler: H) {
 //! use tower_mcp_oauth::server::rmcp_sse::LegacySseServer;
@@ -41,6 +47,9 @@ use crate::error::{Error, ErrorKind};
 
 /// The largest POSTed message.
 pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+
+/// Messages that may wait for a client to read its stream; past it, the session ends.
+pub const OUTBOUND_QUEUE: usize = 64;
 
 /// A session: where its messages go, and who opened it (only they may post into it).
 struct Session {
@@ -98,6 +107,10 @@ pub struct LegacySseServer<F> {
     sessions: Sessions,
     stream_path: Arc<str>,
     message_path: Arc<str>,
+    /// Host names (any port) requests may name; empty: any.
+    allowed_hosts: Arc<[String]>,
+    max_sessions: usize,
+    max_sessions_per_owner: usize,
 }
 
 impl<F> Clone for LegacySseServer<F> {
@@ -107,6 +120,9 @@ impl<F> Clone for LegacySseServer<F> {
             sessions: self.sessions.clone(),
             stream_path: self.stream_path.clone(),
             message_path: self.message_path.clone(),
+            allowed_hosts: self.allowed_hosts.clone(),
+            max_sessions: self.max_sessions,
+            max_sessions_per_owner: self.max_sessions_per_owner,
         }
     }
 }
@@ -133,13 +149,23 @@ impl rmcp::transport::Transport<RoleServer> for SessionTransport {
         &mut self,
         item: ServerJsonRpcMessage,
     ) -> impl Future<Output = Result<(), Error>> + Send + 'static {
-        let to_client = self.to_client.clone();
-        async move {
-            to_client
-                .send(item)
-                .await
-                .map_err(|_| Error::new(ErrorKind::Http, "the SSE client has gone"))
-        }
+        let sent = match self.to_client.try_send(item) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                // The client stopped reading its stream: end the session instead of holding
+                // its answers (and the tasks producing them) without bound.
+                tracing::warn!("ending a legacy SSE session whose client does not read its stream");
+                self.from_client.close();
+                Err(Error::new(
+                    ErrorKind::Http,
+                    "the SSE client does not read its stream",
+                ))
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                Err(Error::new(ErrorKind::Http, "the SSE client has gone"))
+            }
+        };
+        std::future::ready(sent)
     }
 
     async fn receive(&mut self) -> Option<ClientJsonRpcMessage> {
@@ -188,17 +214,97 @@ where
             sessions: Arc::new(Mutex::new(HashMap::new())),
             stream_path: stream_path.into(),
             message_path: message_path.into(),
+            allowed_hosts: ["localhost", "127.0.0.1", "::1"].map(String::from).into(),
+            max_sessions: 1_000,
+            max_sessions_per_owner: 16,
         }
+    }
+
+    /// The host names (without port) requests may name in `Host`, and browser pages in
+    /// `Origin`; the default is the loopback names, `localhost`, `127.0.0.1` and `::1`. Give
+    /// the server's public names when it serves beyond loopback.
+    pub fn with_allowed_hosts<I, T>(mut self, hosts: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        self.allowed_hosts = hosts
+            .into_iter()
+            .map(|host| host.into().to_ascii_lowercase())
+            .collect();
+        self
+    }
+
+    /// Accepts any `Host` and `Origin` (behind a proxy that checks them itself).
+    pub fn allow_any_host(mut self) -> Self {
+        self.allowed_hosts = Arc::from([]);
+        self
+    }
+
+    /// The most sessions open at once (default 1,000); past it, 503.
+    pub fn max_sessions(mut self, max: usize) -> Self {
+        self.max_sessions = max;
+        self
+    }
+
+    /// The most sessions one token owner (issuer, client and subject) may hold (default 16);
+    /// past it, 429. Without authentication in front, only the total applies.
+    pub fn max_sessions_per_owner(mut self, max: usize) -> Self {
+        self.max_sessions_per_owner = max;
+        self
+    }
+
+    /// Whether the request names an allowed host, and comes from no page or one of an
+    /// allowed host.
+    fn host_allowed<B>(&self, request: &Request<B>) -> bool {
+        if self.allowed_hosts.is_empty() {
+            return true;
+        }
+        let allowed = |host: &str| {
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            self.allowed_hosts
+                .iter()
+                .any(|allowed| allowed.eq_ignore_ascii_case(host))
+        };
+        let named = request
+            .headers()
+            .get(http::header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<http::uri::Authority>().ok())
+            .map(|authority| authority.host().to_owned())
+            .or_else(|| request.uri().host().map(str::to_owned));
+        let origin_ok = match request.headers().get(http::header::ORIGIN) {
+            None => true,
+            Some(origin) => origin
+                .to_str()
+                .ok()
+                .and_then(|o| o.parse::<http::Uri>().ok())
+                .and_then(|uri| uri.host().map(allowed))
+                .unwrap_or(false),
+        };
+        named.as_deref().is_some_and(allowed) && origin_ok
     }
 
     fn open_session(&self, owner: Option<Owner>) -> Response<SseBody> {
         let id = format!("{:032x}", rand::random::<u128>());
         let (to_server, from_client) = mpsc::channel(64);
-        let (to_client, for_client) = mpsc::channel::<ServerJsonRpcMessage>(64);
-        self.sessions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id.clone(), Session { to_server, owner });
+        let (to_client, for_client) = mpsc::channel::<ServerJsonRpcMessage>(OUTBOUND_QUEUE);
+        {
+            let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+            if sessions.len() >= self.max_sessions {
+                return plain(StatusCode::SERVICE_UNAVAILABLE, "too many sessions");
+            }
+            if owner.is_some()
+                && sessions.values().filter(|s| s.owner == owner).count()
+                    >= self.max_sessions_per_owner
+            {
+                return plain(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too many sessions for this token",
+                );
+            }
+            sessions.insert(id.clone(), Session { to_server, owner });
+        }
         let handler = (self.factory)();
         let sessions = self.sessions.clone();
         let session_id = id.clone();
@@ -323,6 +429,10 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
+        if !self.host_allowed(&request) {
+            let refused = plain(StatusCode::FORBIDDEN, "this host or origin is not allowed");
+            return Box::pin(async move { Ok(refused) });
+        }
         let path = request.uri().path();
         if path == &*self.stream_path && request.method() == Method::GET {
             let response = self.open_session(Owner::of(&request));
