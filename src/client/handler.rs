@@ -31,15 +31,29 @@ pub trait AuthorizationHandler: Send + Sync + 'static {
     fn authorize<'a>(&'a self, authorization_url: &'a Url) -> BoxFuture<'a, Result<Url>>;
 }
 
+/// The pause before accepting again after an accept error.
+const ACCEPT_RETRY_DELAY: Duration = Duration::from_millis(50);
+
 /// Default time a user has to finish authorizing in the browser.
 pub const DEFAULT_LOOPBACK_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// How long one connection to the callback server may take, headers to answer.
+pub const DEFAULT_CALLBACK_CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A loopback callback server (RFC 8252 §7.3) that opens the system browser.
+///
+/// The port is held from `bind` until the first sign-in ends, then released; a later sign-in
+/// (a step-up, a new authorization) binds the same port again, so the registered redirect URI
+/// stays valid. It keeps accepting through transient errors (too many open files), and a
+/// connection that sends nothing useful is dropped after
+/// [`DEFAULT_CALLBACK_CONNECTION_TIMEOUT`].
 #[derive(Debug)]
 pub struct LoopbackHandler {
-    listener: Mutex<TcpListener>,
+    listener: Mutex<Option<TcpListener>>,
+    address: SocketAddr,
     redirect_uri: Url,
     timeout: Duration,
+    connection_timeout: Duration,
     open_browser: bool,
 }
 
@@ -83,11 +97,19 @@ impl LoopbackHandler {
             Error::new(ErrorKind::Handler, "cannot form the redirect URI").with_source(e)
         })?;
         Ok(Self {
-            listener: Mutex::new(listener),
+            listener: Mutex::new(Some(listener)),
+            address: local,
             redirect_uri,
             timeout: DEFAULT_LOOPBACK_TIMEOUT,
+            connection_timeout: DEFAULT_CALLBACK_CONNECTION_TIMEOUT,
             open_browser: true,
         })
+    }
+
+    /// How long one connection to the callback server may take (default 10 s).
+    pub fn with_connection_timeout(mut self, timeout: Duration) -> Self {
+        self.connection_timeout = timeout;
+        self
     }
 
     /// How long to wait for the user.
@@ -111,13 +133,21 @@ impl LoopbackHandler {
         let expected_path = self.redirect_uri.path().to_owned();
         let base = self.redirect_uri.clone();
         let mut connections = tokio::task::JoinSet::new();
+        let connection_timeout = self.connection_timeout;
         loop {
             tokio::select! {
                 Some(url) = receiver.recv() => return Ok(url),
                 accepted = listener.accept() => {
-                    let (stream, _) = accepted.map_err(|e| {
-                        Error::new(ErrorKind::Handler, "the callback server failed").with_source(e)
-                    })?;
+                    let stream = match accepted {
+                        Ok((stream, _)) => stream,
+                        Err(error) => {
+                            // Too many open files, a connection reset before it was accepted:
+                            // the next accept may well work, and the user is still coming.
+                            tracing::warn!(%error, "the callback server could not accept a connection; retrying");
+                            tokio::time::sleep(ACCEPT_RETRY_DELAY).await;
+                            continue;
+                        }
+                    };
                     let sender = sender.clone();
                     let expected_path = expected_path.clone();
                     let expected_state = expected_state.clone();
@@ -132,9 +162,12 @@ impl LoopbackHandler {
                             }
                         });
                         let io = hyper_util::rt::TokioIo::new(stream);
-                        let _ = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(io, service)
-                            .await;
+                        let serving = hyper::server::conn::http1::Builder::new()
+                            .timer(hyper_util::rt::TokioTimer::new())
+                            .header_read_timeout(connection_timeout)
+                            .keep_alive(false)
+                            .serve_connection(io, service);
+                        let _ = tokio::time::timeout(connection_timeout, serving).await;
                     });
                 }
             }
@@ -204,7 +237,20 @@ impl AuthorizationHandler for LoopbackHandler {
 
     fn authorize<'a>(&'a self, authorization_url: &'a Url) -> BoxFuture<'a, Result<Url>> {
         Box::pin(async move {
-            let listener = self.listener.lock().await;
+            let mut held = self.listener.lock().await;
+            let listener = match held.take() {
+                Some(listener) => listener,
+                None => TcpListener::bind(self.address).await.map_err(|e| {
+                    Error::new(
+                        ErrorKind::Handler,
+                        format!(
+                            "cannot listen on {} for the OAuth callback again (the redirect URI registered uses this port)",
+                            self.address
+                        ),
+                    )
+                    .with_source(e)
+                })?,
+            };
             let opened = self.open_browser && webbrowser::open(authorization_url.as_str()).is_ok();
             if !opened {
                 // The URL carries only public values (client id, PKCE challenge, state).
@@ -215,6 +261,8 @@ impl AuthorizationHandler for LoopbackHandler {
                 .query_pairs()
                 .find(|(k, _)| k == "state")
                 .map(|(_, v)| v.into_owned());
+            // The listener is dropped when this returns, whatever the outcome: the port is
+            // released until the next sign-in.
             tokio::time::timeout(
                 self.timeout,
                 self.wait_for_callback(&listener, expected_state),
