@@ -497,6 +497,59 @@ async fn registration_picks_the_auth_method_the_server_supports() {
 }
 
 #[tokio::test]
+async fn a_registration_with_other_redirect_uris_fails_clearly_before_any_authorization() {
+    let server = start(Behaviour {
+        registered_redirect_uris: Some(vec!["http://127.0.0.1:9/elsewhere".into()]),
+        ..Default::default()
+    })
+    .await;
+    let client = client_for(&server, config()).await;
+    let error = echo(&client, &server, "x").await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Registration, "{error}");
+    assert!(error.to_string().contains("redirect"));
+    assert_eq!(server.counters().authorizations, 0);
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+#[tokio::test]
+async fn an_expired_client_secret_is_never_sent_the_client_registers_again() {
+    let already_expired = start(Behaviour {
+        token_auth_methods: vec!["client_secret_basic"],
+        client_secret_expires_at: Some(now() - 10),
+        ..Default::default()
+    })
+    .await;
+    let client = client_for(&already_expired, config()).await;
+    let error = echo(&client, &already_expired, "x").await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Registration, "{error}");
+
+    // A secret that expires while its tokens are in use: the refresh is not attempted with
+    // it; the client registers again and authorizes.
+    let server = start(Behaviour {
+        token_auth_methods: vec!["client_secret_basic"],
+        client_secret_expires_at: Some(now() + 2),
+        access_token_lifetime: Duration::from_secs(2),
+        ..Default::default()
+    })
+    .await;
+    let client = client_for(&server, config()).await;
+    echoed(&echo(&client, &server, "before").await.unwrap());
+    server.set(|b| b.client_secret_expires_at = Some(now() + 3600));
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    echoed(&echo(&client, &server, "after").await.unwrap());
+    let counters = server.counters();
+    assert_eq!(counters.registrations, 2);
+    assert_eq!(counters.refreshes, 0, "no refresh with the expired secret");
+    assert_eq!(counters.authorizations, 2);
+}
+
+#[tokio::test]
 async fn a_pre_registered_client_is_used_first() {
     let server = start(Behaviour {
         registration: false,

@@ -59,6 +59,10 @@ pub struct Behaviour {
     pub idle_timeout: Option<Duration>,
     /// How the MCP endpoint answers a valid token (hostile servers for the tests).
     pub mcp_answer: McpAnswer,
+    /// Registers clients with these redirect URIs, whatever they asked for.
+    pub registered_redirect_uris: Option<Vec<String>>,
+    /// The `client_secret_expires_at` of registrations with a secret.
+    pub client_secret_expires_at: Option<u64>,
 }
 
 /// How the MCP endpoint answers a request with a valid token.
@@ -106,6 +110,8 @@ impl Default for Behaviour {
             access_token_suffix: "",
             idle_timeout: None,
             mcp_answer: McpAnswer::Normal,
+            registered_redirect_uris: None,
+            client_secret_expires_at: None,
         }
     }
 }
@@ -348,6 +354,7 @@ fn oauth_error(status: StatusCode, error: &str) -> Response {
 }
 
 async fn register(State(s): State<DemoServer>, Json(body): Json<Value>) -> Response {
+    let b = s.behaviour();
     let mut inner = s.inner.lock().unwrap();
     inner.counters.registrations += 1;
     inner.counters.registration_bodies.push(body.clone());
@@ -366,6 +373,7 @@ async fn register(State(s): State<DemoServer>, Json(body): Json<Value>) -> Respo
                 .collect()
         })
         .unwrap_or_default();
+    let redirect_uris = b.registered_redirect_uris.unwrap_or(redirect_uris);
     inner.clients.insert(
         client_id.clone(),
         Client {
@@ -382,6 +390,9 @@ async fn register(State(s): State<DemoServer>, Json(body): Json<Value>) -> Respo
     });
     if let Some(secret) = secret {
         response["client_secret"] = json!(secret);
+        if let Some(at) = b.client_secret_expires_at {
+            response["client_secret_expires_at"] = json!(at);
+        }
     }
     (StatusCode::CREATED, Json(response)).into_response()
 }

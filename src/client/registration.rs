@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 use url::Url;
 
+use crate::clock::now_secs;
 use crate::error::{Error, ErrorKind, Result};
 use crate::http::{ensure_secure_url, parse_json, parse_url, redact_url, HttpClient};
 use crate::metadata::{
@@ -322,8 +323,7 @@ async fn register_dynamically(
     } else {
         info.metadata.redirect_uris.clone()
     };
-    tracing::info!(client_id = %info.client_id, auth_method = auth_method.as_str(), "registered client");
-    Ok(ClientRegistration {
+    let registration = ClientRegistration {
         client_id: info.client_id,
         client_secret: info.client_secret.map(Secret::new),
         auth_method,
@@ -331,7 +331,26 @@ async fn register_dynamically(
         client_secret_expires_at: info.client_secret_expires_at,
         source: RegistrationSource::Dynamic,
         issuer: Some(metadata.issuer.clone()),
-    })
+    };
+    // Kept, such a registration would be refused at the next sign-in and replaced by another,
+    // on every sign-in: say what is wrong once instead.
+    if !registration.allows_redirect(redirect_uri) {
+        return Err(Error::new(
+            ErrorKind::Registration,
+            format!(
+                "the server registered other redirect URIs than the one asked for ({});                  register the client out of band with the redirect URI the server allows",
+                redact_url(redirect_uri)
+            ),
+        ));
+    }
+    if registration.secret_expired(now_secs()) {
+        return Err(Error::new(
+            ErrorKind::Registration,
+            "the server issued a client secret that has already expired",
+        ));
+    }
+    tracing::info!(client_id = %registration.client_id, auth_method = auth_method.as_str(), "registered client");
+    Ok(registration)
 }
 
 #[cfg(test)]

@@ -560,6 +560,12 @@ impl Session {
         if current.refresh_token.is_none() {
             return Ok(false);
         }
+        if client.secret_expired(now_secs()) {
+            // The server said when the secret stops working: register again before sending it.
+            tracing::info!("the client secret has expired; registering again");
+            self.forget_client();
+            return Ok(false);
+        }
         let key = CredentialKey::new(self.resource_key(), discovery.issuer());
         // Other processes sharing the store wait here, so no two redeem the same refresh token.
         let _lease = self.config.store.lease(&key).await?;
