@@ -16,12 +16,24 @@ fn callback(handler: &LoopbackHandler) -> std::net::TcpStream {
     std::net::TcpStream::connect(handler.redirect_uri().socket_addrs(|| None).unwrap()[0]).unwrap()
 }
 
-fn send_callback(mut stream: std::net::TcpStream, handler: &LoopbackHandler) {
-    let request = format!(
+fn callback_request(handler: &LoopbackHandler) -> String {
+    format!(
         "GET {}?code=c0de&state=st4te HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
         handler.redirect_uri().path()
-    );
-    stream.write_all(request.as_bytes()).unwrap();
+    )
+}
+
+/// Sends the redirect as a browser would, reading the page it gets back.
+async fn send_callback(handler: &LoopbackHandler) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = handler.redirect_uri().socket_addrs(|| None).unwrap()[0];
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream
+        .write_all(callback_request(handler).as_bytes())
+        .await
+        .unwrap();
+    let mut page = Vec::new();
+    let _ = stream.read_to_end(&mut page).await;
 }
 
 /// The soft limit on open files, when it is low enough to reach in a test.
@@ -41,7 +53,7 @@ async fn the_callback_server_keeps_accepting_through_errors_times_out_idle_conne
             .unwrap()
             .with_browser(false)
             .with_timeout(Duration::from_secs(20))
-            .with_connection_timeout(Duration::from_millis(300)),
+            .with_connection_timeout(Duration::from_secs(1)),
     );
     let address = handler.redirect_uri().socket_addrs(|| None).unwrap()[0];
     let waiting = {
@@ -71,25 +83,30 @@ async fn the_callback_server_keeps_accepting_through_errors_times_out_idle_conne
 
     match reachable_file_limit() {
         Some(limit) => {
-            // Use up every descriptor but one, connect with that one: the server's accept then
-            // fails (EMFILE). Then free them and answer on the connection it accepts later.
+            // The client's socket exists first; then every descriptor is used up, so the
+            // connection it makes cannot be accepted (EMFILE) until they are freed.
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
             let mut files = Vec::with_capacity(limit);
             while let Ok(file) = std::fs::File::open("/dev/null") {
                 files.push(file);
             }
-            files.pop();
-            let stream = callback(&handler);
+            let mut stream = socket.connect(address).await.unwrap();
+            tokio::io::AsyncWriteExt::write_all(&mut stream, callback_request(&handler).as_bytes())
+                .await
+                .unwrap();
             tokio::time::sleep(Duration::from_millis(200)).await;
-            assert!(
-                !waiting.is_finished(),
-                "an accept error does not end the sign-in"
-            );
+            let still_waiting = !waiting.is_finished();
             drop(files);
-            send_callback(stream, &handler);
+            assert!(still_waiting, "an accept error does not end the sign-in");
+            // Kept open until the server has answered.
+            tokio::spawn(async move {
+                let mut answer = Vec::new();
+                let _ = tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut answer).await;
+            });
         }
         None => {
             eprintln!("skipped the accept-error part: the open-files limit is too high to reach");
-            send_callback(callback(&handler), &handler);
+            send_callback(&handler).await;
         }
     }
     let redirect = tokio::time::timeout(Duration::from_secs(10), waiting)
@@ -106,7 +123,7 @@ async fn the_callback_server_keeps_accepting_through_errors_times_out_idle_conne
         tokio::spawn(async move { handler.authorize(&authorization_url()).await })
     };
     tokio::time::sleep(Duration::from_millis(100)).await;
-    send_callback(callback(&handler), &handler);
+    send_callback(&handler).await;
     let redirect = tokio::time::timeout(Duration::from_secs(10), again)
         .await
         .unwrap()

@@ -166,6 +166,8 @@ impl LoopbackHandler {
                             .timer(hyper_util::rt::TokioTimer::new())
                             .header_read_timeout(connection_timeout)
                             .keep_alive(false)
+                            // A client may shut its side once the request is written.
+                            .half_close(true)
                             .serve_connection(io, service);
                         let _ = tokio::time::timeout(connection_timeout, serving).await;
                     });
