@@ -145,34 +145,32 @@ async fn initialize(transport: &mut Transport) {
         .unwrap();
 }
 
-#[tokio::test]
-async fn a_server_without_a_listening_stream_keeps_the_session() {
-    let script = script(Get::NotFound, PostAnswer::Json, Delete::Answer);
+/// Initializes against a server whose GET answers as `get`, waits `wait`, then checks that a
+/// request is still answered (no error from the listening stream came first). Returns the GETs
+/// the server saw.
+async fn gets_while_the_session_lives(get: Get, wait: Duration) -> usize {
+    let script = script(get, PostAnswer::Json, Delete::Answer);
     let url = serve(script.clone()).await;
     let mut transport = transport(&url);
     initialize(&mut transport).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    transport
-        .send(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}))
-        .await
-        .unwrap();
-    assert_eq!(next(&mut transport).await["id"], 1);
-    assert_eq!(script.gets.load(Ordering::SeqCst), 1, "one 404 is enough");
-}
-
-#[tokio::test]
-async fn a_listening_stream_cut_again_and_again_backs_off_and_keeps_the_session() {
-    let script = script(Get::CutAtOnce, PostAnswer::Json, Delete::Answer);
-    let url = serve(script.clone()).await;
-    let mut transport = transport(&url);
-    initialize(&mut transport).await;
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    tokio::time::sleep(wait).await;
     transport
         .send(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}))
         .await
         .unwrap();
     assert_eq!(next(&mut transport).await["id"], 1, "no error came first");
-    let gets = script.gets.load(Ordering::SeqCst);
+    script.gets.load(Ordering::SeqCst)
+}
+
+#[tokio::test]
+async fn a_server_without_a_listening_stream_keeps_the_session() {
+    let gets = gets_while_the_session_lives(Get::NotFound, Duration::from_millis(1500)).await;
+    assert_eq!(gets, 1, "one 404 is enough");
+}
+
+#[tokio::test]
+async fn a_listening_stream_cut_again_and_again_backs_off_and_keeps_the_session() {
+    let gets = gets_while_the_session_lives(Get::CutAtOnce, Duration::from_millis(2500)).await;
     // 50, 100, 200, 400, 800 ms…: a handful in 2.5 s, not one every 50 ms.
     assert!((3..=8).contains(&gets), "{gets} GETs");
 }
