@@ -63,11 +63,16 @@ async fn post(State(script): State<Script>, body: Bytes) -> Response {
             } else {
                 json!({"echo": method})
             };
-            (
-                [("mcp-session-id", "session-1")],
-                axum::Json(json!({"jsonrpc": "2.0", "id": id, "result": result})),
-            )
-                .into_response()
+            let mut response =
+                axum::Json(json!({"jsonrpc": "2.0", "id": id, "result": result})).into_response();
+            // The server without a listening stream is a stateless one: no session.
+            if script.get != Get::NotFound {
+                response.headers_mut().insert(
+                    "mcp-session-id",
+                    http::HeaderValue::from_static("session-1"),
+                );
+            }
+            response
         }
     }
 }
@@ -195,7 +200,7 @@ async fn a_request_answered_with_202_or_an_empty_200_gets_a_local_error() {
 
 #[tokio::test]
 async fn close_is_bounded_when_the_delete_is_never_answered_and_receive_ends() {
-    let script = script(Get::NotFound, PostAnswer::Json, Delete::Never);
+    let script = script(Get::CutAtOnce, PostAnswer::Json, Delete::Never);
     let url = serve(script).await;
     let mut transport = transport(&url);
     initialize(&mut transport).await;

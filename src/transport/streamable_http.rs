@@ -577,6 +577,11 @@ where
                     tracing::info!("the MCP server offers no listening stream; not listening");
                     return;
                 }
+                // A 404 for a session the server forgot: the caller must initialize again.
+                Err(error) if error.kind() == ErrorKind::SessionExpired => {
+                    let _ = self.incoming.send(Err(error)).await;
+                    return;
+                }
                 Err(error) if no_listening_stream(&error) => {
                     tracing::info!(%error, "the MCP server offers no listening stream; not listening");
                     return;
@@ -630,7 +635,9 @@ where
     /// `default_retry`, doubled at each failure in a row, up to [`LISTEN_BACKOFF_MAX`].
     fn listen_backoff(&self, failures: u32) -> Duration {
         let doublings = failures.saturating_sub(1).min(16);
-        (self.config.default_retry * 2u32.pow(doublings))
+        self.config
+            .default_retry
+            .saturating_mul(2u32.pow(doublings))
             .clamp(Duration::from_millis(100), LISTEN_BACKOFF_MAX)
     }
 }
@@ -641,18 +648,17 @@ const MAX_REMEMBERED_EVENT_IDS: usize = 4096;
 /// The longest wait between two attempts at the listening stream.
 const LISTEN_BACKOFF_MAX: Duration = Duration::from_secs(30);
 
-/// Whether a GET's failure says the server has no listening stream (a stateless server's 404, a
-/// 405), as opposed to one that failed this time.
+/// Whether a GET's failure says the server has no listening stream (a 404 without a session, as
+/// stateless servers answer, or a 405), as opposed to one that failed this time.
 fn no_listening_stream(error: &Error) -> bool {
-    error.kind() == ErrorKind::SessionExpired
-        || std::error::Error::source(error)
-            .and_then(|source| source.downcast_ref::<StatusError>())
-            .is_some_and(|status| {
-                matches!(
-                    status.0,
-                    StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED
-                )
-            })
+    std::error::Error::source(error)
+        .and_then(|source| source.downcast_ref::<StatusError>())
+        .is_some_and(|status| {
+            matches!(
+                status.0,
+                StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED
+            )
+        })
 }
 
 /// The server's `retry`, held between 100 ms (no busy loop) and a minute (no hostile stall).
