@@ -33,6 +33,11 @@ pub mod client;
 ))]
 mod clock;
 pub mod error;
+
+/// A boxed, sendable future: what the crate's object-safe traits return (credential and
+/// authorization stores, token verifiers, authorization handlers). One type, re-exported where
+/// those traits live.
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 // Only the client uses every helper; server-only builds use some.
 #[cfg_attr(not(feature = "client"), allow(dead_code))]
 pub mod http;
@@ -40,6 +45,12 @@ pub mod metadata;
 pub mod secret;
 #[cfg(feature = "server")]
 pub mod server;
+#[cfg(any(
+    feature = "client",
+    feature = "server",
+    feature = "authorization-server"
+))]
+mod sync;
 #[cfg(feature = "transport")]
 pub mod transport;
 

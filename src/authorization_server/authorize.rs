@@ -22,6 +22,7 @@ use super::client_auth::load_client;
 use super::register::redirect_matches;
 use super::store::{BoxFuture, CodeGrant, RegisteredClient};
 use super::{form_params, hash, now_secs, random_token, split_scopes, AuthorizationServer, Params};
+use crate::sync::LockExt;
 
 /// How long a consent page stays valid.
 const CONSENT_TTL: Duration = Duration::from_secs(600);
@@ -177,7 +178,7 @@ impl PendingConsents {
     /// Keeps a consent request. One client's requests push out only its own: its oldest past
     /// its share, then, when the server is full, the oldest of the client holding the most.
     fn insert(&self, id: String, pending: Pending) {
-        let mut map = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = self.pending.locked();
         let now = Instant::now();
         if map.len() >= MAX_PENDING {
             map.retain(|_, p| p.expires > now);
@@ -205,7 +206,7 @@ impl PendingConsents {
     }
 
     fn take(&self, id: &str) -> Option<Pending> {
-        let mut map = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = self.pending.locked();
         map.remove(id).filter(|p| p.expires > Instant::now())
     }
 }

@@ -21,6 +21,7 @@ use super::store::{ClientAuthMethod, RegisteredClient};
 use crate::error::{Error, ErrorKind, Result};
 use crate::http::{HttpClient, RequestBody};
 use crate::metadata::ClientMetadata;
+use crate::sync::LockExt;
 
 /// Largest document accepted.
 const MAX_DOCUMENT_BYTES: usize = 16 * 1024;
@@ -144,13 +145,13 @@ impl CimdFetcher {
     }
 
     fn remember(&self, url: &str, entry: Cached, ttl: Duration) {
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cache = self.cache.locked();
         super::make_room(&mut cache, MAX_CACHED, |(_, until)| *until);
         cache.insert(url.to_owned(), (entry, Instant::now() + ttl));
     }
 
     fn cached(&self, url: &str) -> Option<Cached> {
-        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        let cache = self.cache.locked();
         cache
             .get(url)
             .filter(|(_, until)| *until > Instant::now())

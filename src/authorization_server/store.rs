@@ -6,15 +6,13 @@
 //! or one refresh token must not both succeed.
 
 use std::collections::{HashMap, VecDeque};
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Mutex;
 
 use crate::error::Result;
 use crate::metadata::ClientMetadata;
+use crate::sync::LockExt;
 
-/// A boxed future, as the object-safe store trait returns.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub use crate::BoxFuture;
 
 /// The SHA-256 of a code or token.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -341,7 +339,7 @@ impl MemoryAuthorizationStore {
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut MemoryState, &MemoryStoreLimits) -> T) -> T {
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut state = self.state.locked();
         f(&mut state, &self.limits)
     }
 }

@@ -25,6 +25,7 @@ use crate::client::store::{now_secs, CredentialKey, StoredCredentials};
 use crate::client::tokens::{self, TokenSet};
 use crate::error::{Error, ErrorKind, Result};
 use crate::secret::Secret;
+use crate::sync::{LockExt, RwLockExt};
 
 /// At most this many refreshes or authorizations may start within [`BRAKE_WINDOW`]; more means
 /// something is looping (a server that rejects every new token, say) and we stop.
@@ -218,7 +219,7 @@ impl Session {
     }
 
     pub(crate) fn with<T>(&self, f: impl FnOnce(&mut SessionState) -> T) -> T {
-        let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = self.state.locked();
         f(&mut guard)
     }
 
@@ -315,7 +316,7 @@ impl Session {
             .map(Arc::new);
         s.tokens = tokens;
         let published = snapshot.as_ref().map_or(0, |snapshot| snapshot.generation);
-        *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = snapshot;
+        *self.snapshot.write_locked() = snapshot;
         self.published
             .store(published, std::sync::atomic::Ordering::Release);
     }
@@ -375,10 +376,7 @@ impl Session {
 
     /// The current token for attaching, without any I/O.
     pub(crate) fn snapshot(&self) -> Option<Arc<TokenSnapshot>> {
-        self.snapshot
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.snapshot.read_locked().clone()
     }
 
     async fn discover(&self, challenge: Option<&BearerChallenge>) -> Result<Discovery> {
@@ -658,10 +656,7 @@ impl Session {
 
     fn brake(&self) -> Result<()> {
         let now = Instant::now();
-        let mut recent = self
-            .recent_flights
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut recent = self.recent_flights.locked();
         while recent
             .front()
             .is_some_and(|t| now.duration_since(*t) > BRAKE_WINDOW)
@@ -688,7 +683,7 @@ impl Session {
         op: FlightOp,
     ) -> Result<()> {
         let flight = {
-            let mut slot = self.flight.lock().unwrap_or_else(|p| p.into_inner());
+            let mut slot = self.flight.locked();
             match slot.as_ref() {
                 Some(flight) => flight.clone(),
                 None => {
@@ -699,7 +694,7 @@ impl Session {
                     let session = self.clone();
                     let task = tokio::spawn(async move {
                         let result = session.execute(op).await;
-                        *session.flight.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                        *session.flight.locked() = None;
                         result
                     });
                     let flight = async move {

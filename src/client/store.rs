@@ -17,9 +17,7 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -29,9 +27,9 @@ use crate::client::registration::ClientRegistration;
 use crate::client::tokens::TokenSet;
 use crate::error::{Error, ErrorKind, Result};
 use crate::metadata::{AuthorizationServerMetadata, ProtectedResourceMetadata};
+use crate::sync::LockExt;
 
-/// A boxed future, as the object-safe store trait returns.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub use crate::BoxFuture;
 
 /// What a store keys a record by: the protected resource and the authorization server.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -164,10 +162,7 @@ impl MemoryStore {
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut Records) -> T) -> T {
-        let mut guard = self
-            .records
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut guard = self.records.locked();
         f(&mut guard)
     }
 }

@@ -23,6 +23,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::http::{ensure_secure_url, parse_json, parse_url, HttpClient};
 use crate::metadata::{authorization_server_candidates, AuthorizationServerMetadata};
 use crate::server::verify::{AuthData, AuthInfo, BoxFuture, TokenVerifier, VerifyError};
+use crate::sync::RwLockExt;
 
 /// Unknown `kid`s trigger at most one JWKS fetch per this interval.
 pub const DEFAULT_MIN_REFETCH_INTERVAL: Duration = Duration::from_secs(30);
@@ -315,7 +316,7 @@ fn pick<'k>(keys: &'k JwkSet, kid: Option<&str>, alg: Algorithm) -> Option<&'k J
 
 impl Inner {
     fn current(&self) -> Arc<Keys> {
-        self.keys.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.keys.read_locked().clone()
     }
 
     /// Fetches the JWKS, unless another request did since `observed` (then its keys are used)
@@ -358,7 +359,7 @@ impl Inner {
             Ok(set) => {
                 tracing::debug!(keys = set.keys.len(), "fetched JWKS");
                 let now = Instant::now();
-                *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(Keys {
+                *self.keys.write_locked() = Arc::new(Keys {
                     set,
                     fetched_at: Some(now),
                     refetched_at: if refetch { Some(now) } else { refetched_at },
@@ -369,7 +370,7 @@ impl Inner {
             Err(error) => {
                 // Keep whatever keys we have, and do not ask again for a while.
                 tracing::warn!(%error, "JWKS fetch failed");
-                let mut keys = self.keys.write().unwrap_or_else(|p| p.into_inner());
+                let mut keys = self.keys.write_locked();
                 *keys = Arc::new(Keys {
                     set: keys.set.clone(),
                     fetched_at: keys.fetched_at,

@@ -44,6 +44,7 @@ use tokio::sync::mpsc;
 use tower::Service;
 
 use crate::error::{Error, ErrorKind};
+use crate::sync::LockExt;
 
 /// The largest POSTed message.
 pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
@@ -90,10 +91,7 @@ struct SessionGuard {
 
 impl Drop for SessionGuard {
     fn drop(&mut self) {
-        self.sessions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&self.id);
+        self.sessions.locked().remove(&self.id);
         self.task.abort();
     }
 }
@@ -290,7 +288,7 @@ where
         let (to_server, from_client) = mpsc::channel(64);
         let (to_client, for_client) = mpsc::channel::<ServerJsonRpcMessage>(OUTBOUND_QUEUE);
         {
-            let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+            let mut sessions = self.sessions.locked();
             if sessions.len() >= self.max_sessions {
                 return plain(StatusCode::SERVICE_UNAVAILABLE, "too many sessions");
             }
@@ -321,10 +319,7 @@ where
                     tracing::debug!(%error, "legacy SSE session ended before initialization")
                 }
             }
-            sessions
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&session_id);
+            sessions.locked().remove(&session_id);
         });
         let endpoint = event("endpoint", &format!("{}?sessionId={id}", self.message_path));
         let first = futures_util::stream::once(std::future::ready(Ok::<_, Infallible>(
@@ -369,7 +364,7 @@ where
         .and_then(|q| url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "sessionId"))
         .map(|(_, v)| v.into_owned());
     let found = session.and_then(|id| {
-        let sessions = sessions.lock().unwrap_or_else(|p| p.into_inner());
+        let sessions = sessions.locked();
         sessions
             .get(&id)
             .map(|s| (s.to_server.clone(), s.owner.clone()))

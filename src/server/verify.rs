@@ -3,16 +3,14 @@
 //! tokens that lets a repeated token skip the cryptography.
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use crate::sync::RwLockExt;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-/// A boxed future, as the object-safe verifier trait returns.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub use crate::BoxFuture;
 
 /// Who a verified token speaks for. Handlers find it in the request extensions.
 ///
@@ -217,7 +215,7 @@ impl TokenCache {
     }
 
     pub(crate) fn get(&self, token: &str) -> Option<AuthInfo> {
-        let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
+        let entries = self.entries.read_locked();
         let (info, until) = entries.get(token)?;
         (Instant::now() < *until).then(|| info.clone())
     }
@@ -231,7 +229,7 @@ impl TokenCache {
             return;
         }
         let now = Instant::now();
-        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        let mut entries = self.entries.write_locked();
         if entries.len() >= self.capacity {
             entries.retain(|_, (_, until)| *until > now);
             if entries.len() >= self.capacity {

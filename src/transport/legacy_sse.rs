@@ -26,6 +26,7 @@ use url::Url;
 
 use crate::error::{BoxError, Error, ErrorKind, Result};
 use crate::http::{has_media_type, redact_url};
+use crate::sync::LockExt;
 use crate::transport::sse::SseStream;
 use crate::transport::streamable_http::{Incoming, INCOMING_CAPACITY};
 
@@ -77,7 +78,7 @@ impl LegacySseConfig {
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
-            max_event_bytes: 16 * 1024 * 1024,
+            max_event_bytes: crate::transport::DEFAULT_MAX_MESSAGE_BYTES,
             retry: RetryConfig::default(),
             endpoint_timeout: Duration::from_secs(30),
         }
@@ -199,7 +200,7 @@ impl<S> LegacyShared<S> {
     /// Stops reading the stream; needs no bounds, so `Drop` can call it.
     pub(crate) fn abort_reader(&self) {
         self.closed.store(true, Ordering::SeqCst);
-        if let Some(reader) = self.reader.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        if let Some(reader) = self.reader.locked().take() {
             reader.abort();
         }
     }
@@ -243,7 +244,7 @@ where
         let body = shared.open().await?;
         let reader = tokio::spawn(shared.clone().read(body));
         {
-            let mut slot = shared.reader.lock().unwrap_or_else(|p| p.into_inner());
+            let mut slot = shared.reader.locked();
             // Closed while connecting: the reader must not outlive the transport.
             if shared.closed.load(Ordering::SeqCst) {
                 reader.abort();
@@ -371,7 +372,7 @@ where
                             attempt = 0;
                             if message.get("method").is_none() {
                                 if let Some(id) = message.get("id") {
-                                    self.lock_pending().retain(|pending| pending != id);
+                                    self.pending.locked().retain(|pending| pending != id);
                                 }
                             }
                             let _ = self.incoming.send(Ok(message)).await;
@@ -386,7 +387,7 @@ where
             // The stream is gone: the old endpoint belongs to a dead session, and so do the
             // requests waiting for answers.
             self.endpoint.send_replace(None);
-            let orphans = std::mem::take(&mut *self.lock_pending());
+            let orphans = std::mem::take(&mut *self.pending.locked());
             for id in orphans {
                 let _ = self
                     .incoming
@@ -429,15 +430,12 @@ where
     }
 
     fn handshake_replay(&self) -> Option<Value> {
-        self.handshake
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .replay()
+        self.handshake.locked().replay()
     }
 
     /// Remembers the caller's handshake, to repeat it on a new session.
     fn note_handshake(&self, message: &Value) {
-        let handshake = || self.handshake.lock().unwrap_or_else(|p| p.into_inner());
+        let handshake = || self.handshake.locked();
         match message["method"].as_str() {
             Some("initialize") => {
                 *handshake() = Handshake {
@@ -478,10 +476,6 @@ where
         });
     }
 
-    fn lock_pending(&self) -> std::sync::MutexGuard<'_, Vec<Value>> {
-        self.pending.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     pub(crate) async fn post(&self, message: Value) -> Result<()> {
         self.note_handshake(&message);
         let request_id = message
@@ -505,12 +499,12 @@ where
             )
         })?;
         if let Some(id) = &request_id {
-            self.lock_pending().push(id.clone());
+            self.pending.locked().push(id.clone());
         }
         let sent = self.post_to(&endpoint, &message).await;
         if let (Err(_), Some(id)) = (&sent, &request_id) {
             // The caller has the error; no answer is awaited.
-            self.lock_pending().retain(|pending| pending != id);
+            self.pending.locked().retain(|pending| pending != id);
         }
         sent
     }

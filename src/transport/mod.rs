@@ -18,6 +18,14 @@ pub use auto::AutoTransport;
 pub use legacy_sse::{LegacySseConfig, LegacySseTransport, RetryConfig};
 pub use streamable_http::{StreamableHttpConfig, StreamableHttpTransport};
 
+/// The largest MCP message a transport accepts by default: one SSE event, or one JSON answer.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+
+/// The Streamable HTTP session header.
+pub(crate) const SESSION_ID: &str = "mcp-session-id";
+/// The header that resumes an event stream after the last event seen.
+pub(crate) const LAST_EVENT_ID: &str = "last-event-id";
+
 /// The seed's one-liner: an [`AutoTransport`] to `url` over `OAuthLayer` (with `oauth_state`)
 /// over a streaming [`hyper_client`], reconnecting a legacy SSE stream per `retry_config`.
 ///

@@ -49,20 +49,18 @@ use tower::{Service, ServiceExt};
 use crate::challenge::BearerChallenge;
 use crate::error::{BoxError, Error, ErrorKind};
 use crate::http::has_media_type;
+use crate::transport::{LAST_EVENT_ID, SESSION_ID};
 
 /// The largest JSON (non-streamed) response read into memory, unless rmcp passes its own limit.
-pub const MAX_JSON_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
+pub const MAX_JSON_RESPONSE_BYTES: usize = crate::transport::DEFAULT_MAX_MESSAGE_BYTES;
 /// The largest SSE event, unless rmcp passes its own limit.
-pub const DEFAULT_MAX_EVENT_BYTES: usize = 16 * 1024 * 1024;
-
-const SESSION_ID: &str = "mcp-session-id";
-const LAST_EVENT_ID: &str = "last-event-id";
+pub const DEFAULT_MAX_EVENT_BYTES: usize = crate::transport::DEFAULT_MAX_MESSAGE_BYTES;
 const ACCEPT_BOTH: &str = "application/json, text/event-stream";
 /// Headers the transport sets itself; a custom header must not duplicate them.
 const RESERVED: [&str; 5] = [
     "authorization",
-    "mcp-session-id",
-    "last-event-id",
+    SESSION_ID,
+    LAST_EVENT_ID,
     "accept",
     "content-type",
 ];

@@ -32,11 +32,11 @@ use tower::{Service, ServiceExt};
 use crate::error::{BoxError, Error, ErrorKind, Result};
 use crate::http::has_media_type;
 
+use crate::sync::LockExt;
 use crate::transport::sse::SseStream;
+use crate::transport::{DEFAULT_MAX_MESSAGE_BYTES, LAST_EVENT_ID, SESSION_ID};
 
-const SESSION_ID: &str = "mcp-session-id";
 const PROTOCOL_VERSION: &str = "mcp-protocol-version";
-const LAST_EVENT_ID: &str = "last-event-id";
 
 /// Settings of a Streamable HTTP transport.
 #[derive(Debug, Clone)]
@@ -68,8 +68,8 @@ impl StreamableHttpConfig {
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
-            max_event_bytes: 16 * 1024 * 1024,
-            max_json_bytes: 16 * 1024 * 1024,
+            max_event_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            max_json_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             max_resumptions: 5,
             default_retry: Duration::from_secs(1),
             listen: true,
@@ -113,10 +113,6 @@ impl<S> std::fmt::Debug for StreamableHttpTransport<S> {
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 /// What a response to a POST was.
 enum Answer {
     Accepted,
@@ -142,7 +138,9 @@ where
 
     /// The session the server assigned, if any.
     pub fn session_id(&self) -> Option<String> {
-        lock(&self.shared.session)
+        self.shared
+            .session
+            .locked()
             .as_ref()
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
@@ -209,7 +207,7 @@ where
     /// Stops the background streams and ends the session (DELETE).
     pub(crate) async fn close(&self) -> Result<()> {
         self.abort_tasks();
-        let session = lock(&self.session).take();
+        let session = self.session.locked().take();
         let Some(session) = session else {
             return Ok(());
         };
@@ -255,10 +253,10 @@ where
                 Error::new(ErrorKind::Config, "the MCP endpoint is not a valid URI").with_source(e)
             })?;
         let headers = request.headers_mut();
-        if let Some(session) = session.or_else(|| lock(&self.session).clone()) {
+        if let Some(session) = session.or_else(|| self.session.locked().clone()) {
             headers.insert(SESSION_ID, session);
         }
-        if let Some(version) = lock(&self.protocol).clone() {
+        if let Some(version) = self.protocol.locked().clone() {
             headers.insert(PROTOCOL_VERSION, version);
         }
         Ok(request)
@@ -276,19 +274,19 @@ where
     /// move the client into another session, and a new `initialize` answered without one
     /// leaves the old one behind.
     fn remember_session(&self, response: &Response<B>) {
-        *lock(&self.session) = response.headers().get(SESSION_ID).cloned();
+        *self.session.locked() = response.headers().get(SESSION_ID).cloned();
     }
 
     async fn deliver(&self, message: Value) {
         // The answer to `initialize` names the protocol version every later request carries.
-        let initialize = lock(&self.initialize_id).clone();
+        let initialize = self.initialize_id.locked().clone();
         if initialize.is_some() && message.get("id") == initialize.as_ref() {
             if let Some(version) = message
                 .pointer("/result/protocolVersion")
                 .and_then(Value::as_str)
             {
                 if let Ok(value) = HeaderValue::from_str(version) {
-                    *lock(&self.protocol) = Some(value);
+                    *self.protocol.locked() = Some(value);
                 }
             }
         }
@@ -297,7 +295,7 @@ where
 
     fn spawn(self: &Arc<Self>, task: impl std::future::Future<Output = ()> + Send + 'static) {
         let handle = tokio::spawn(task);
-        let mut tasks = lock(&self.tasks);
+        let mut tasks = self.tasks.locked();
         // Checked under the lock `abort_tasks` takes: a stream opened while the transport was
         // being closed or dropped does not outlive it.
         if self.closed.load(Ordering::SeqCst) {
@@ -327,7 +325,7 @@ where
             return Err(Error::new(ErrorKind::Config, "the transport is closed"));
         }
         if is_initialize {
-            *lock(&self.initialize_id) = message.get("id").cloned();
+            *self.initialize_id.locked() = message.get("id").cloned();
             // A new initialize starts a new session.
             request.headers_mut().remove(SESSION_ID);
             request.headers_mut().remove(PROTOCOL_VERSION);
@@ -373,7 +371,7 @@ where
     ) -> Result<Answer> {
         let status = response.status();
         if status == StatusCode::NOT_FOUND && had_session {
-            *lock(&self.session) = None;
+            *self.session.locked() = None;
             return Err(Error::new(
                 ErrorKind::SessionExpired,
                 "the server no longer knows this session: initialize again",
@@ -547,7 +545,7 @@ where
             return Ok(None);
         }
         if status == StatusCode::NOT_FOUND && had_session {
-            *lock(&self.session) = None;
+            *self.session.locked() = None;
             return Err(Error::new(
                 ErrorKind::SessionExpired,
                 "the server no longer knows this session: initialize again",
@@ -674,7 +672,7 @@ fn clamp_retry(retry: Duration) -> Duration {
 impl<S> Shared<S> {
     /// Stops the background streams; needs no bounds, so `Drop` can call it.
     pub(crate) fn abort_tasks(&self) {
-        let mut tasks = lock(&self.tasks);
+        let mut tasks = self.tasks.locked();
         self.closed.store(true, Ordering::SeqCst);
         for task in tasks.drain(..) {
             task.abort();
