@@ -212,16 +212,23 @@ impl Server {
     }
 
     async fn refresh(&self, client_id: &str, refresh_token: &str) -> Answer {
-        self.post_form(
-            "/token",
-            &[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", refresh_token),
-                ("client_id", client_id),
-            ],
-            None,
-        )
-        .await
+        self.refresh_with(client_id, refresh_token, &[]).await
+    }
+
+    /// A refresh request with `extra` parameters (`scope`, `resource`).
+    async fn refresh_with(
+        &self,
+        client_id: &str,
+        refresh_token: &str,
+        extra: &[(&str, &str)],
+    ) -> Answer {
+        let mut pairs = vec![
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token),
+            ("client_id", client_id),
+        ];
+        pairs.extend_from_slice(extra);
+        self.post_form("/token", &pairs, None).await
     }
 
     /// Answers a consent page (its cookie, request id and CSRF token) with "approve".
@@ -618,28 +625,14 @@ async fn refresh_rotates_and_reuse_revokes_the_family() {
 
     // Narrowing is allowed, widening is not.
     let wider = s
-        .post_form(
-            "/token",
-            &[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", &second_refresh),
-                ("client_id", &client),
-                ("scope", "mcp:admin"),
-            ],
-            None,
-        )
+        .refresh_with(&client, &second_refresh, &[("scope", "mcp:admin")])
         .await;
     assert_eq!(wider.error(), "invalid_scope");
     let elsewhere = s
-        .post_form(
-            "/token",
-            &[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", &second_refresh),
-                ("client_id", &client),
-                ("resource", "http://127.0.0.1:9/other"),
-            ],
-            None,
+        .refresh_with(
+            &client,
+            &second_refresh,
+            &[("resource", "http://127.0.0.1:9/other")],
         )
         .await;
     assert_eq!(elsewhere.error(), "invalid_target");

@@ -661,15 +661,22 @@ async fn servers_of_2025_03_26_without_metadata_use_default_endpoints() {
     assert_eq!(counters.token_resources, vec![None]);
 }
 
-#[tokio::test]
-async fn the_file_store_survives_a_restart() {
+/// Signs in and calls once through a client keeping its credentials in a fresh `FileStore`;
+/// the store's path (valid while the directory lives).
+async fn signed_in_with_a_file_store(
+    server: &DemoServer,
+) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("credentials.json");
-    let server = start(Behaviour::default()).await;
+    let client = client_for(server, config().with_store(FileStore::new(&path))).await;
+    echoed(&echo(&client, server, "before").await.unwrap());
+    (dir, path)
+}
 
-    let first = client_for(&server, config().with_store(FileStore::new(&path))).await;
-    echoed(&echo(&first, &server, "before").await.unwrap());
-    drop(first);
+#[tokio::test]
+async fn the_file_store_survives_a_restart() {
+    let server = start(Behaviour::default()).await;
+    let (_dir, path) = signed_in_with_a_file_store(&server).await;
     let stored = std::fs::read_to_string(&path).unwrap();
     assert!(stored.contains("access_token"));
 
@@ -706,12 +713,8 @@ async fn an_access_token_that_cannot_be_attached_is_refused() {
 
 #[tokio::test]
 async fn a_stored_token_that_cannot_be_attached_does_not_wedge_the_session() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("credentials.json");
     let server = start(Behaviour::default()).await;
-    let first = client_for(&server, config().with_store(FileStore::new(&path))).await;
-    echoed(&echo(&first, &server, "before").await.unwrap());
-    drop(first);
+    let (_dir, path) = signed_in_with_a_file_store(&server).await;
     // The stored access token gets a control character, as a corrupted or hostile file would.
     let stored = std::fs::read_to_string(&path).unwrap();
     std::fs::write(&path, stored.replace("\"at-", "\"\\u0001at-")).unwrap();

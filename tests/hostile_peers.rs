@@ -162,6 +162,14 @@ impl Peers {
         }
     }
 
+    /// Peers with an honest token endpoint, and a client signed in to them.
+    async fn signed_in() -> (Self, OAuthState) {
+        let peers = Self::start(TokenEndpoint::Honest).await;
+        let state = peers.state().await;
+        state.authorize().await.unwrap();
+        (peers, state)
+    }
+
     fn set(&self, mode: TokenEndpoint) {
         *self.proxy.mode.lock().unwrap() = mode;
     }
@@ -240,9 +248,7 @@ async fn a_broken_token_endpoint_during_the_code_exchange_gives_a_typed_error_an
 #[tokio::test]
 async fn a_broken_token_endpoint_during_a_refresh_changes_nothing_stored() {
     for mode in BROKEN {
-        let peers = Peers::start(TokenEndpoint::Honest).await;
-        let state = peers.state().await;
-        state.authorize().await.unwrap();
+        let (peers, state) = Peers::signed_in().await;
         let before = peers.stored();
         let tokens = state.credentials().await.unwrap();
         peers.set(mode);
@@ -280,9 +286,7 @@ async fn call_mcp(
 
 #[tokio::test]
 async fn an_mcp_server_that_refuses_every_token_is_not_fed_tokens_forever() {
-    let peers = Peers::start(TokenEndpoint::Honest).await;
-    let state = peers.state().await;
-    state.authorize().await.unwrap();
+    let (peers, state) = Peers::signed_in().await;
     peers.server.set(|b| b.reject_all_tokens = true);
     for _ in 0..5 {
         let _ = call_mcp(&peers, &state).await;
@@ -298,9 +302,7 @@ async fn an_mcp_server_that_refuses_every_token_is_not_fed_tokens_forever() {
 
 #[tokio::test]
 async fn an_mcp_server_that_forbids_everything_gets_one_step_up_per_request_at_most() {
-    let peers = Peers::start(TokenEndpoint::Honest).await;
-    let state = peers.state().await;
-    state.authorize().await.unwrap();
+    let (peers, state) = Peers::signed_in().await;
     peers
         .server
         .set(|b| b.mcp_answer = McpAnswer::ForbidEverything);
@@ -312,9 +314,7 @@ async fn an_mcp_server_that_forbids_everything_gets_one_step_up_per_request_at_m
 
 #[tokio::test]
 async fn an_mcp_answer_that_streams_forever_times_out() {
-    let peers = Peers::start(TokenEndpoint::Honest).await;
-    let state = peers.state().await;
-    state.authorize().await.unwrap();
+    let (peers, state) = Peers::signed_in().await;
     peers
         .server
         .set(|b| b.mcp_answer = McpAnswer::StreamForever);
@@ -326,9 +326,7 @@ async fn an_mcp_answer_that_streams_forever_times_out() {
 
 #[tokio::test]
 async fn a_16_mib_header_is_an_http_error_not_a_16_mib_buffer() {
-    let peers = Peers::start(TokenEndpoint::Honest).await;
-    let state = peers.state().await;
-    state.authorize().await.unwrap();
+    let (peers, state) = Peers::signed_in().await;
     peers.server.set(|b| b.mcp_answer = McpAnswer::HugeHeader);
     let error = call_mcp(&peers, &state).await.unwrap_err();
     assert_eq!(error.kind(), ErrorKind::Http, "{error}");

@@ -10,7 +10,7 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use http::{HeaderMap, StatusCode};
+use http::StatusCode;
 use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -94,16 +94,21 @@ async fn delete(State(script): State<Script>) -> Response {
     StatusCode::OK.into_response()
 }
 
-async fn serve(script: Script) -> String {
-    let app = axum::Router::new()
-        .route("/mcp", axum::routing::post(post).get(get).delete(delete))
-        .with_state(script);
+/// Serves `app` on 127.0.0.1 with a free port; its MCP endpoint's URL.
+async fn serve_app(app: axum::Router) -> String {
     let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
         .await
         .unwrap();
     let url = format!("http://{}/mcp", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     url
+}
+
+async fn serve(script: Script) -> String {
+    let app = axum::Router::new()
+        .route("/mcp", axum::routing::post(post).get(get).delete(delete))
+        .with_state(script);
+    serve_app(app).await
 }
 
 fn script(get: Get, post: PostAnswer, delete: Delete) -> Script {
@@ -254,12 +259,7 @@ async fn replaying_server() -> String {
             async move { ([("content-type", "text/event-stream")], replay) }
         }),
     );
-    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .unwrap();
-    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    url
+    serve_app(app).await
 }
 
 #[tokio::test]
@@ -288,10 +288,9 @@ async fn events_replayed_on_resumption_are_delivered_once() {
 async fn session_server(next_session: Arc<Mutex<&'static str>>) -> String {
     let app = axum::Router::new().route(
         "/mcp",
-        axum::routing::post(move |headers: HeaderMap, body: Bytes| {
+        axum::routing::post(move |body: Bytes| {
             let next_session = next_session.clone();
             async move {
-                let _ = headers;
                 let message: Value = serde_json::from_slice(&body).unwrap();
                 let Some(id) = message.get("id") else {
                     return StatusCode::ACCEPTED.into_response();
@@ -312,12 +311,7 @@ async fn session_server(next_session: Arc<Mutex<&'static str>>) -> String {
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .unwrap();
-    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    url
+    serve_app(app).await
 }
 
 #[tokio::test]

@@ -623,6 +623,18 @@ async fn whoami(headers: HeaderMap) -> String {
         .to_owned()
 }
 
+/// A 403 asking for `scope`.
+fn insufficient_scope(scope: &str, metadata_url: &str) -> Response {
+    let challenge = format!(
+        "Bearer error=\"insufficient_scope\", scope=\"{scope}\", resource_metadata=\"{metadata_url}\""
+    );
+    (
+        StatusCode::FORBIDDEN,
+        [(header::WWW_AUTHENTICATE, challenge)],
+    )
+        .into_response()
+}
+
 async fn mcp(
     State(s): State<DemoServer>,
     headers: HeaderMap,
@@ -654,16 +666,7 @@ async fn mcp(
     };
     match b.mcp_answer {
         McpAnswer::Normal => {}
-        McpAnswer::ForbidEverything => {
-            let challenge = format!(
-                "Bearer error=\"insufficient_scope\", scope=\"mcp\", resource_metadata=\"{metadata_url}\""
-            );
-            return (
-                StatusCode::FORBIDDEN,
-                [(header::WWW_AUTHENTICATE, challenge)],
-            )
-                .into_response();
-        }
+        McpAnswer::ForbidEverything => return insufficient_scope("mcp", &metadata_url),
         McpAnswer::StreamForever => {
             let comments = futures_util::stream::unfold((), |()| async {
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -685,14 +688,7 @@ async fn mcp(
     }
     if let Some(required) = b.required_scope {
         if !grant.scope.split(' ').any(|s| s == required) {
-            let challenge = format!(
-                "Bearer error=\"insufficient_scope\", scope=\"{required}\", resource_metadata=\"{metadata_url}\""
-            );
-            return (
-                StatusCode::FORBIDDEN,
-                [(header::WWW_AUTHENTICATE, challenge)],
-            )
-                .into_response();
+            return insufficient_scope(required, &metadata_url);
         }
     }
     let id = message.get("id").cloned();
