@@ -63,7 +63,7 @@ fn main() {
             .unwrap();
         state.authorize().await.unwrap();
         // The same header the layer sends, for a third side: the header's own cost on the wire.
-        let bearer = format!("Bearer {}", state.credentials().await.unwrap().access_token.expose());
+        let bearer = format!("Bearer {}", state.credentials().unwrap().access_token.expose());
         let url = format!("{}/ping", server.base);
         let bare = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
         let layered = ServiceBuilder::new().layer(OAuthLayer::new(state)).service(bare.clone());

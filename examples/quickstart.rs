@@ -71,16 +71,13 @@ async fn main() -> anyhow::Result<()> {
     oauth_state
         .start_authorization(&["mcp:tools", "offline_access"], REDIRECT_URI)
         .await?;
-    let discovery = oauth_state.discovery().await.context("discovery ran")?;
+    let discovery = oauth_state.discovery().context("discovery ran")?;
     println!(
         "2. discovered: resource {} protected by issuer {}",
         discovery.resource.as_deref().unwrap_or("(none)"),
         discovery.issuer()
     );
-    let registration = oauth_state
-        .client_registration()
-        .await
-        .context("registered")?;
+    let registration = oauth_state.client_registration().context("registered")?;
     println!(
         "3. registered dynamically: client_id {} ({})",
         registration.client_id,

@@ -413,11 +413,11 @@ async fn expired_tokens_refresh_with_rotation() {
         0,
         "a fresh short-lived token is used as is"
     );
-    let first = state.credentials().await.unwrap();
+    let first = state.credentials().unwrap();
 
     tokio::time::sleep(Duration::from_millis(2200)).await;
     echoed(&echo(&client, &server, "2").await.unwrap());
-    let second = state.credentials().await.unwrap();
+    let second = state.credentials().unwrap();
     let counters = server.counters();
     assert_eq!(counters.refreshes, 1);
     assert_eq!(counters.authorizations, 1);
@@ -440,7 +440,7 @@ async fn without_rotation_the_old_refresh_token_is_kept() {
         .await
         .unwrap();
     state.authorize().await.unwrap();
-    let original = state.credentials().await.unwrap().refresh_token.unwrap();
+    let original = state.credentials().unwrap().refresh_token.unwrap();
     let refreshed = state.refresh().await.unwrap();
     assert_eq!(refreshed.refresh_token.as_ref(), Some(&original));
     state.refresh().await.unwrap();
@@ -687,7 +687,7 @@ async fn the_file_store_survives_a_restart() {
     )
     .await
     .unwrap();
-    assert!(state.credentials().await.is_some());
+    assert!(state.credentials().is_some());
     let second = state.to_authorized_http_client().await.unwrap();
     echoed(&echo(&second, &server, "after").await.unwrap());
     let counters = server.counters();

@@ -458,5 +458,5 @@ async fn the_crate_client_signs_in_through_the_consent_page_in_chromium() {
         error.kind(),
         tower_mcp_oauth::ErrorKind::AuthorizationDenied
     );
-    assert!(state.credentials().await.is_none());
+    assert!(state.credentials().is_none());
 }

@@ -235,7 +235,7 @@ async fn a_broken_token_endpoint_during_the_code_exchange_gives_a_typed_error_an
             error.kind()
         );
         assert!(started.elapsed() < CALL_TIMEOUT * 3, "{mode:?}");
-        assert!(state.credentials().await.is_none(), "{mode:?}");
+        assert!(state.credentials().is_none(), "{mode:?}");
         assert!(!peers.stored().contains("access_token"), "{mode:?}");
         assert_eq!(
             *peers.proxy.requests.lock().unwrap(),
@@ -250,7 +250,7 @@ async fn a_broken_token_endpoint_during_a_refresh_changes_nothing_stored() {
     for mode in BROKEN {
         let (peers, state) = Peers::signed_in().await;
         let before = peers.stored();
-        let tokens = state.credentials().await.unwrap();
+        let tokens = state.credentials().unwrap();
         peers.set(mode);
         let error = tokio::time::timeout(CASE_BOUND, state.refresh())
             .await
@@ -262,7 +262,7 @@ async fn a_broken_token_endpoint_during_a_refresh_changes_nothing_stored() {
             error.kind()
         );
         assert_eq!(peers.stored(), before, "{mode:?}: the store is untouched");
-        assert_eq!(state.credentials().await, Some(tokens), "{mode:?}");
+        assert_eq!(state.credentials(), Some(tokens), "{mode:?}");
         // The current access token still works.
         let response = call_mcp(&peers, &state).await.unwrap();
         assert_eq!(response.status(), 200, "{mode:?}");

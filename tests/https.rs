@@ -88,10 +88,10 @@ async fn the_whole_flow_over_https_with_a_private_ca() {
         .await
         .unwrap();
     assert_eq!(add_over_https(&running.mcp_url, state.clone()).await, "42");
-    let discovery = state.discovery().await.unwrap();
+    let discovery = state.discovery().unwrap();
     assert!(discovery.issuer().starts_with("https://"));
     assert_eq!(
-        state.client_registration().await.unwrap().source,
+        state.client_registration().unwrap().source,
         RegistrationSource::Dynamic
     );
     state.refresh().await.unwrap();
@@ -158,7 +158,7 @@ async fn a_client_metadata_document_is_fetched_over_tls() {
         .await
         .unwrap();
     assert_eq!(add_over_https(&running.mcp_url, state.clone()).await, "42");
-    let registration = state.client_registration().await.unwrap();
+    let registration = state.client_registration().unwrap();
     assert_eq!(registration.source, RegistrationSource::MetadataDocument);
     assert_eq!(registration.client_id, document_url);
 }

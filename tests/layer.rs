@@ -16,7 +16,9 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::json;
 use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
 use tower_mcp_oauth::challenge::BearerChallenge;
-use tower_mcp_oauth::client::{FileStore, HeadlessHandler, OAuthConfig, OAuthLayer, OAuthState};
+use tower_mcp_oauth::client::{
+    FileStore, HeadlessHandler, NoReplay, OAuthConfig, OAuthLayer, OAuthState,
+};
 use tower_mcp_oauth::{Error, ErrorKind};
 use url::Url;
 
@@ -183,10 +185,11 @@ async fn a_thousand_concurrent_401s_for_the_same_token_refresh_once() {
 async fn a_body_that_cannot_be_copied_is_not_replayed_but_the_retry_succeeds() {
     let server = DemoServer::start(Behaviour::default()).await;
     let state = state(&server, config()).await;
+    // A boxed body is not `Clone`: the default policy would not compile, `NoReplay` says so.
     let client: Client<_, BoxBody<Bytes, std::convert::Infallible>> =
         Client::builder(TokioExecutor::new()).build_http();
     let service = ServiceBuilder::new()
-        .layer(OAuthLayer::new(state))
+        .layer(OAuthLayer::new(state).replay_policy(NoReplay))
         .service(client);
     let request = || {
         let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}).to_string();
@@ -357,7 +360,7 @@ async fn processes_sharing_a_file_store_refresh_once() {
     let a = state(&server, config().with_store(FileStore::new(&path))).await;
     a.authorize().await.unwrap();
     let b = state(&server, config().with_store(FileStore::new(&path))).await;
-    assert!(b.credentials().await.is_some(), "B starts from A's tokens");
+    assert!(b.credentials().is_some(), "B starts from A's tokens");
     tokio::time::sleep(Duration::from_millis(2200)).await;
 
     let service_a = ServiceBuilder::new()

@@ -79,7 +79,7 @@ async fn both_transports_with_refresh(opaque_tokens: bool) {
     assert_eq!(text(&sum.content), "42");
     let whoami = client.call_tool(call("whoami", json!({}))).await.unwrap();
     let whoami: Value = serde_json::from_str(&text(&whoami.content)).unwrap();
-    let first = state.credentials().await.unwrap();
+    let first = state.credentials().unwrap();
     assert_eq!(whoami["subject"], "demo-user");
     assert_eq!(whoami["audience"], json!([running.base.clone()]));
     assert_eq!(whoami["issuer"], running.base.as_str());
@@ -136,7 +136,7 @@ async fn the_layer_refreshes_short_lived_tokens_before_they_expire() {
     let transport =
         StreamableHttpTransport::new(stack, StreamableHttpConfig::new(&running.mcp_url));
     let client = ClientConfig::default().serve(transport).await.unwrap();
-    let first = state.credentials().await.unwrap();
+    let first = state.credentials().unwrap();
     tokio::time::sleep(Duration::from_secs(6)).await;
     assert!(
         first.expires_at.unwrap() > now_secs(),
@@ -147,7 +147,7 @@ async fn the_layer_refreshes_short_lived_tokens_before_they_expire() {
         .await
         .unwrap();
     assert_eq!(text(&echo.content), "still here");
-    let now = state.credentials().await.unwrap();
+    let now = state.credentials().unwrap();
     assert_ne!(now.access_token.expose(), first.access_token.expose());
     client.cancel().await.unwrap();
 }

@@ -75,9 +75,9 @@ async fn logs_errors_and_debug_output_carry_no_secrets() {
             }
         }
     }
-    let tokens = state.credentials().await.unwrap();
+    let tokens = state.credentials().unwrap();
     secrets.push(tokens.access_token.expose().to_owned());
-    let registration = state.client_registration().await.unwrap();
+    let registration = state.client_registration().unwrap();
     secrets.push(
         registration
             .client_secret
@@ -190,7 +190,7 @@ async fn the_authorization_server_logs_no_secrets() {
             String::from_utf8_lossy(response.body()).into_owned()
         }
     };
-    let registration = state.client_registration().await.unwrap();
+    let registration = state.client_registration().unwrap();
     let old_refresh = first.refresh_token.as_ref().unwrap().expose().to_owned();
     let mut answers = String::new();
     answers += &post(

@@ -17,9 +17,9 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, Mutex};
 use url::Url;
 
-use crate::client::store::BoxFuture;
 use crate::error::{Error, ErrorKind, Result};
 use crate::http::{redact_url, HttpClient};
+use crate::BoxFuture;
 
 /// Carries the user through the authorization URL and returns the full redirect URL the
 /// authorization server sent them to.

@@ -36,37 +36,36 @@
 //!   extensions. A failure of the authorization machinery is a [`crate::Error`] inside the
 //!   [`BoxError`].
 //!
-//! Replaying needs a second copy of the request: empty bodies, `Full<Bytes>` and `String` bodies
-//! are replayed; for any other body the session is still repaired, but the 401 goes back to the
-//! caller, whose retry then succeeds (tower-http's `follow_redirect` makes the same choice). Every clone of the layer and of the service shares one token state, and concurrent
-//! requests that need a refresh cause exactly one.
+//! Replaying needs a second copy of the request: the [`ReplayPolicy`] decides which bodies can be
+//! copied (by default, any body type that is `Clone`; see [`replay`](super::replay)). Every clone
+//! of the layer and of the service shares one token state, and concurrent requests that need a
+//! refresh cause exactly one.
 
-use std::any::Any;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
 use http::header::AUTHORIZATION;
 use http::{Request, Response, StatusCode};
 use http_body::Body;
-use http_body_util::Full;
 use tower::{Layer, Service, ServiceExt};
 
 use crate::challenge::BearerChallenge;
+use crate::client::replay::{CloneBodies, Replay, ReplayPolicy};
 use crate::client::session::{Attach, Session};
 use crate::client::state::OAuthState;
-use crate::error::{BoxError, Error, ErrorKind, Result};
-use crate::http::{redact_url, HttpClient, RequestBody};
+use crate::error::{BoxError, ErrorKind};
+use crate::http::redact_url;
 
 /// How many authorizations (after a 401, or stepping up after a 403) one request may cause.
 const MAX_AUTHORIZATIONS: usize = 3;
 
 /// Layer that applies [`OAuth`] to a service.
 #[derive(Clone)]
-pub struct OAuthLayer {
+pub struct OAuthLayer<P = CloneBodies> {
     session: Arc<Session>,
+    replay: P,
 }
 
 impl OAuthLayer {
@@ -75,11 +74,23 @@ impl OAuthLayer {
     pub fn new(state: OAuthState) -> Self {
         Self {
             session: state.session,
+            replay: CloneBodies,
         }
     }
 }
 
-impl std::fmt::Debug for OAuthLayer {
+impl<P> OAuthLayer<P> {
+    /// Which request bodies may be copied to replay a request after a 401 or 403 (default:
+    /// [`CloneBodies`]).
+    pub fn replay_policy<Q>(self, policy: Q) -> OAuthLayer<Q> {
+        OAuthLayer {
+            session: self.session,
+            replay: policy,
+        }
+    }
+}
+
+impl<P> std::fmt::Debug for OAuthLayer<P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OAuthLayer")
             .field("server_url", &redact_url(&self.session.server_url))
@@ -87,25 +98,27 @@ impl std::fmt::Debug for OAuthLayer {
     }
 }
 
-impl<S> Layer<S> for OAuthLayer {
-    type Service = OAuth<S>;
+impl<S, P: Clone> Layer<S> for OAuthLayer<P> {
+    type Service = OAuth<S, P>;
 
-    fn layer(&self, inner: S) -> OAuth<S> {
+    fn layer(&self, inner: S) -> OAuth<S, P> {
         OAuth {
             inner,
             session: self.session.clone(),
+            replay: self.replay.clone(),
         }
     }
 }
 
 /// Middleware that authorizes requests to an MCP server: see the [module docs](self).
 #[derive(Clone)]
-pub struct OAuth<S> {
+pub struct OAuth<S, P = CloneBodies> {
     inner: S,
     session: Arc<Session>,
+    replay: P,
 }
 
-impl<S> std::fmt::Debug for OAuth<S> {
+impl<S, P> std::fmt::Debug for OAuth<S, P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OAuth")
             .field("server_url", &redact_url(&self.session.server_url))
@@ -114,9 +127,31 @@ impl<S> std::fmt::Debug for OAuth<S> {
 }
 
 impl<S> OAuth<S> {
+    /// Authorizes requests that `inner` sends to the MCP server of `state`.
+    pub fn new(inner: S, state: OAuthState) -> Self {
+        OAuthLayer::new(state).layer(inner)
+    }
+
+    /// A layer for `state`: the same as [`OAuthLayer::new`].
+    pub fn layer(state: OAuthState) -> OAuthLayer {
+        OAuthLayer::new(state)
+    }
+}
+
+impl<S, P> OAuth<S, P> {
     /// The wrapped service.
     pub fn get_ref(&self) -> &S {
         &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The wrapped service, unwrapped.
+    pub fn into_inner(self) -> S {
+        self.inner
     }
 }
 
@@ -127,35 +162,36 @@ pin_project_lite::pin_project! {
     /// The future of [`OAuth`]. With a current token, the inner service is called at once and
     /// its future polled in place; only a refresh before sending, or a 401/403 to recover from,
     /// moves the work into a boxed future.
-    pub struct ResponseFuture<F, S, B, ResBody> {
+    pub struct ResponseFuture<F, S, B, ResBody, P = CloneBodies> {
         #[pin]
-        state: State<F, S, B, ResBody>,
+        state: State<F, S, B, ResBody, P>,
     }
 }
 
 pin_project_lite::pin_project! {
     #[project = StateProj]
-    enum State<F, S, B, ResBody> {
+    enum State<F, S, B, ResBody, P> {
         Sent {
             #[pin]
             future: F,
             // `None` for a request to another origin: its answer is never the layer's business.
-            recovery: Option<Recovery<S, B>>,
+            recovery: Option<Recovery<S, B, P>>,
         },
         Boxed { future: BoxedResponse<ResBody> },
     }
 }
 
 /// What a request sent with a token needs to recover from a 401 or 403 and replay.
-struct Recovery<S, B> {
+struct Recovery<S, B, P> {
     session: Arc<Session>,
     inner: S,
-    replay: Option<Replay<B>>,
+    replay: Option<Replay<B, P>>,
     token: Option<Attach>,
 }
 
-impl<F, S, B, ResBody, E> Future for ResponseFuture<F, S, B, ResBody>
+impl<F, S, B, ResBody, E, P> Future for ResponseFuture<F, S, B, ResBody, P>
 where
+    P: ReplayPolicy<B> + Send + 'static,
     F: Future<Output = std::result::Result<Response<ResBody>, E>>,
     E: Into<BoxError>,
     S: Service<Request<B>, Response = Response<ResBody>> + Send + 'static,
@@ -190,8 +226,9 @@ where
     }
 }
 
-impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for OAuth<S>
+impl<S, P, ReqBody, ResBody> Service<Request<ReqBody>> for OAuth<S, P>
 where
+    P: ReplayPolicy<ReqBody> + Send + 'static,
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
     S::Error: Into<BoxError>,
     S::Future: Send + 'static,
@@ -200,7 +237,7 @@ where
 {
     type Response = Response<ResBody>;
     type Error = BoxError;
-    type Future = ResponseFuture<S::Future, S, ReqBody, ResBody>;
+    type Future = ResponseFuture<S::Future, S, ReqBody, ResBody, P>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<std::result::Result<(), BoxError>> {
         self.inner.poll_ready(cx).map_err(Into::into)
@@ -214,7 +251,7 @@ where
         }
         if let Some(token) = self.session.fast_attach() {
             // The common case: a current token, no I/O before sending.
-            let replay = Replay::capture(&request);
+            let replay = Replay::capture(&request, &self.replay);
             attach(&mut request, Some(&token));
             let future = self.inner.call(request);
             let recovery = Recovery {
@@ -230,14 +267,19 @@ where
         let inner = std::mem::replace(&mut self.inner, clone);
         ResponseFuture {
             state: State::Boxed {
-                future: Box::pin(authorize_and_send(self.session.clone(), inner, request)),
+                future: Box::pin(authorize_and_send(
+                    self.session.clone(),
+                    inner,
+                    self.replay.clone(),
+                    request,
+                )),
             },
         }
     }
 }
 
-impl<F, S, B, ResBody> ResponseFuture<F, S, B, ResBody> {
-    fn sent(future: F, recovery: Option<Recovery<S, B>>) -> Self {
+impl<F, S, B, ResBody, P> ResponseFuture<F, S, B, ResBody, P> {
+    fn sent(future: F, recovery: Option<Recovery<S, B, P>>) -> Self {
         Self {
             state: State::Sent { future, recovery },
         }
@@ -258,18 +300,20 @@ fn attach<B>(request: &mut Request<B>, token: Option<&Attach>) {
 }
 
 /// The slow start: the token is missing or due, so a refresh may come before sending.
-async fn authorize_and_send<S, ReqBody, ResBody>(
+async fn authorize_and_send<S, P, ReqBody, ResBody>(
     session: Arc<Session>,
     mut inner: S,
+    policy: P,
     mut request: Request<ReqBody>,
 ) -> std::result::Result<Response<ResBody>, BoxError>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     S::Error: Into<BoxError>,
-    ReqBody: Body + Default + 'static,
+    ReqBody: Body + Default,
+    P: ReplayPolicy<ReqBody>,
 {
     let token = session.usable_token().await?;
-    let replay = Replay::capture(&request);
+    let replay = Replay::capture(&request, &policy);
     attach(&mut request, token.as_ref());
     let response = inner.call(request).await.map_err(Into::into)?;
     let recovery = Recovery {
@@ -283,14 +327,15 @@ where
 
 /// Handles a 401 or 403 to a request for the MCP server: recovers, replays, and repeats while
 /// the answers call for it and the attempts last.
-async fn recover_and_replay<S, ReqBody, ResBody>(
-    recovery: Recovery<S, ReqBody>,
+async fn recover_and_replay<S, P, ReqBody, ResBody>(
+    recovery: Recovery<S, ReqBody, P>,
     mut response: Response<ResBody>,
 ) -> std::result::Result<Response<ResBody>, BoxError>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     S::Error: Into<BoxError>,
-    ReqBody: Body + Default + 'static,
+    ReqBody: Body + Default,
+    P: ReplayPolicy<ReqBody>,
 {
     let Recovery {
         session,
@@ -311,7 +356,7 @@ where
             return Ok(with_challenge(response, challenge));
         }
         // The copy is made before any await, so request bodies need not be Sync.
-        let next = replay.as_ref().map(Replay::build);
+        let next = replay.as_ref().and_then(Replay::build);
         let outcome = if status == StatusCode::UNAUTHORIZED {
             if recovered {
                 return Ok(with_challenge(response, challenge));
@@ -373,102 +418,151 @@ fn with_challenge<B>(mut response: Response<B>, challenge: Option<BearerChalleng
     response
 }
 
-/// A copy of a request kept for one replay.
-struct Replay<B> {
-    parts: http::request::Parts,
-    body: ReplayBody<B>,
-}
-
-enum ReplayBody<B> {
-    Empty,
-    Clone(B),
-}
-
-impl<B: Body + Default + 'static> Replay<B> {
-    /// `None` for a body that cannot be copied: the request is then sent once.
-    fn capture(request: &Request<B>) -> Option<Self> {
-        let body = if request.body().size_hint().exact() == Some(0) {
-            ReplayBody::Empty
-        } else {
-            ReplayBody::Clone(clone_known_body(request.body())?)
-        };
-        let mut parts = Request::new(()).into_parts().0;
-        parts.method = request.method().clone();
-        parts.uri = request.uri().clone();
-        parts.version = request.version();
-        parts.headers = request.headers().clone();
-        parts.extensions = request.extensions().clone();
-        Some(Self { parts, body })
-    }
-
-    fn build(&self) -> Request<B> {
-        let body = match &self.body {
-            ReplayBody::Empty => B::default(),
-            ReplayBody::Clone(body) => clone_known_body(body).unwrap_or_default(),
-        };
-        let mut request = Request::new(body);
-        *request.method_mut() = self.parts.method.clone();
-        *request.uri_mut() = self.parts.uri.clone();
-        *request.version_mut() = self.parts.version;
-        *request.headers_mut() = self.parts.headers.clone();
-        *request.extensions_mut() = self.parts.extensions.clone();
-        request
-    }
-}
-
-/// Clones the body types known to be cheap and complete copies: `Full<Bytes>` and `String`.
-fn clone_known_body<B: 'static>(body: &B) -> Option<B> {
-    let any = body as &dyn Any;
-    let copy: Box<dyn Any> = if let Some(full) = any.downcast_ref::<Full<Bytes>>() {
-        Box::new(full.clone())
-    } else if let Some(text) = any.downcast_ref::<String>() {
-        Box::new(text.clone())
-    } else {
-        return None;
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::{
+        CredentialKey, CredentialStore, MemoryStore, OAuthConfig, StoredCredentials, TokenSet,
     };
-    copy.downcast::<B>().ok().map(|b| *b)
-}
+    use crate::metadata::AuthorizationServerMetadata;
+    use crate::Secret;
+    use bytes::Bytes;
+    use http_body_util::Full;
+    use std::convert::Infallible;
+    use std::sync::Mutex;
 
-/// The seed's authorized HTTP client: [`OAuth`] over the crate's [`HttpClient`] (timeout, body
-/// limit, no redirects), with whole bodies in and out.
-#[derive(Clone)]
-pub struct AuthorizedHttpClient {
-    service: OAuth<HttpClient>,
-}
+    const MCP: &str = "https://mcp.example.com/mcp";
 
-impl std::fmt::Debug for AuthorizedHttpClient {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AuthorizedHttpClient")
-            .field("server_url", &redact_url(&self.service.session.server_url))
-            .finish_non_exhaustive()
-    }
-}
-
-impl AuthorizedHttpClient {
-    pub(crate) fn new(session: Arc<Session>) -> Self {
-        let http = session.config.http.clone();
-        Self {
-            service: OAuth {
-                inner: http,
-                session,
-            },
-        }
-    }
-
-    /// Sends `request` through the layer and reads the whole response.
-    ///
-    /// # Errors
-    /// Transport errors, and errors of the authorization flow, as [`crate::Error`].
-    pub async fn send(&self, request: Request<RequestBody>) -> Result<Response<Bytes>> {
-        self.service
-            .clone()
-            .oneshot(request)
+    /// A state holding a current token, restored from a memory store: no network at all.
+    async fn signed_in() -> OAuthState {
+        let store = MemoryStore::new();
+        let record = StoredCredentials {
+            client: None,
+            tokens: Some(TokenSet {
+                access_token: Secret::new("at-1"),
+                token_type: "Bearer".into(),
+                refresh_token: None,
+                expires_at: None,
+                scopes: vec!["mcp".into()],
+                issued_at: None,
+            }),
+            resource_metadata: None,
+            authorization_server: Some(AuthorizationServerMetadata {
+                issuer: "https://auth.example.com".into(),
+                ..Default::default()
+            }),
+            updated_at: 0,
+        };
+        store
+            .save(
+                &CredentialKey::new(MCP, "https://auth.example.com"),
+                &record,
+            )
             .await
-            .map_err(Error::from_boxed)
+            .unwrap();
+        OAuthState::new(MCP, Some(OAuthConfig::new().with_store(store)))
+            .await
+            .unwrap()
     }
 
-    /// The tower service, to stack further layers on.
-    pub fn into_service(self) -> OAuth<HttpClient> {
-        self.service
+    /// An inner service that records the `Authorization` header it saw and answers `status`
+    /// with `www-authenticate` when given.
+    fn answering(
+        status: StatusCode,
+        challenge: Option<&'static str>,
+        seen: Arc<Mutex<Vec<Option<String>>>>,
+    ) -> impl Service<
+        Request<Full<Bytes>>,
+        Response = Response<Full<Bytes>>,
+        Error = Infallible,
+        Future = impl Send,
+    > + Clone
+           + Send
+           + 'static {
+        tower::service_fn(move |request: Request<Full<Bytes>>| {
+            let header = request
+                .headers()
+                .get(AUTHORIZATION)
+                .map(|v| v.to_str().unwrap().to_owned());
+            seen.lock().unwrap().push(header);
+            let mut response = Response::builder().status(status);
+            if let Some(challenge) = challenge {
+                response = response.header(http::header::WWW_AUTHENTICATE, challenge);
+            }
+            std::future::ready(Ok::<_, Infallible>(
+                response.body(Full::new(Bytes::new())).unwrap(),
+            ))
+        })
+    }
+
+    fn get(uri: &str) -> Request<Full<Bytes>> {
+        Request::get(uri)
+            .header(AUTHORIZATION, "Bearer caller-supplied")
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_token_goes_to_the_resource_origin_and_nowhere_else() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let inner = answering(StatusCode::OK, None, seen.clone());
+        let service = OAuth::new(inner, signed_in().await);
+        for uri in [
+            MCP,
+            "https://MCP.example.com:443/other",
+            "https://evil.example.com/mcp",
+            "http://mcp.example.com/mcp",
+        ] {
+            let response = service.clone().oneshot(get(uri)).await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+        }
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec![
+                Some("Bearer at-1".to_owned()),
+                Some("Bearer at-1".to_owned()),
+                None,
+                None
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_403_without_insufficient_scope_goes_back_with_its_challenge() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let inner = answering(
+            StatusCode::FORBIDDEN,
+            Some(r#"Bearer error="invalid_token", error_description="no""#),
+            seen.clone(),
+        );
+        let response = OAuth::new(inner, signed_in().await)
+            .oneshot(get(MCP))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        let challenge = response.extensions().get::<BearerChallenge>().unwrap();
+        assert_eq!(challenge.error.as_deref(), Some("invalid_token"));
+        assert_eq!(seen.lock().unwrap().len(), 1, "not replayed");
+    }
+
+    #[tokio::test]
+    async fn an_answer_from_another_origin_is_never_the_layers_business() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let inner = answering(StatusCode::UNAUTHORIZED, Some("Bearer"), seen.clone());
+        let response = OAuth::new(inner, signed_in().await)
+            .oneshot(get("https://elsewhere.example.com/"))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert!(response.extensions().get::<BearerChallenge>().is_none());
+        assert_eq!(*seen.lock().unwrap(), vec![None]);
+    }
+
+    #[tokio::test]
+    async fn the_tower_accessors_reach_the_inner_service() {
+        let mut service = OAuth::<u32>::layer(signed_in().await).layer(7u32);
+        assert_eq!(*service.get_ref(), 7);
+        *service.get_mut() = 8;
+        assert_eq!(service.into_inner(), 8);
     }
 }

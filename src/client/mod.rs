@@ -3,27 +3,41 @@
 //!
 //! [`OAuthState`] is the step-by-step API; [`OAuthLayer`] makes any tower HTTP service an
 //! authorized MCP client, and [`AuthorizedHttpClient`] is that layer over the crate's own client.
+//!
+//! Read top-down: [`config`](OAuthConfig) and [`state`](OAuthState) are what users build;
+//! `layer` and `replay` are the middleware; `session` is the engine both share (token cache,
+//! single flight, recovery); `discovery`, `registration`, `authorization` and `tokens` are the
+//! protocol steps; `store` and `handler` are the places users plug their own parts in.
 
 mod authorization;
-pub mod discovery;
-pub mod handler;
-pub mod layer;
-pub mod registration;
+mod authorized;
+mod config;
+mod discovery;
+mod handler;
+mod layer;
+mod registration;
+mod replay;
 mod session;
 mod state;
-pub mod store;
-pub mod tokens;
+mod store;
+mod tokens;
 
+pub use crate::BoxFuture;
 pub use authorization::PendingAuthorization;
-pub use discovery::Discovery;
-pub use handler::{AuthorizationHandler, HeadlessHandler, LoopbackHandler};
-pub use layer::{AuthorizedHttpClient, OAuth, OAuthLayer, ResponseFuture};
+pub use authorized::AuthorizedHttpClient;
+pub use config::{OAuthConfig, DEFAULT_PROTOCOL_VERSION};
+pub use discovery::{discover, Discovery, MCP_PROTOCOL_VERSION_HEADER};
+pub use handler::{
+    AuthorizationHandler, HeadlessHandler, LoopbackHandler, DEFAULT_CALLBACK_CONNECTION_TIMEOUT,
+    DEFAULT_LOOPBACK_TIMEOUT,
+};
+pub use layer::{OAuth, OAuthLayer, ResponseFuture};
 pub use registration::{
     ClientRegistration, ClientSettings, RegistrationSource, TokenEndpointAuthMethod,
 };
-pub use state::{OAuthConfig, OAuthState, DEFAULT_PROTOCOL_VERSION};
+pub use replay::{replay_fn, CloneBodies, NoReplay, ReplayFn, ReplayPolicy};
+pub use state::OAuthState;
 pub use store::{
-    BoxFuture, CredentialKey, CredentialStore, FileStore, MemoryStore, StoreLease,
-    StoredCredentials,
+    CredentialKey, CredentialStore, FileStore, MemoryStore, StoreLease, StoredCredentials,
 };
 pub use tokens::TokenSet;

@@ -358,6 +358,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn confidential_debug_hides_the_secret() {
+        let c = ClientRegistration::confidential(
+            "id",
+            "s3cret-value",
+            TokenEndpointAuthMethod::ClientSecretBasic,
+        );
+        assert!(!format!("{c:?}").contains("s3cret-value"));
+    }
+
+    #[test]
     fn a_bound_client_matches_its_issuer_as_discovery_does() {
         let client = ClientRegistration::public("app").for_issuer("https://auth.example.com");
         assert!(client.check_issuer("https://auth.example.com").is_ok());

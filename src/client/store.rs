@@ -29,7 +29,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::metadata::{AuthorizationServerMetadata, ProtectedResourceMetadata};
 use crate::sync::LockExt;
 
-pub use crate::BoxFuture;
+use crate::BoxFuture;
 
 /// What a store keys a record by: the protected resource and the authorization server.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -123,8 +123,6 @@ impl std::fmt::Debug for StoreLease {
         f.write_str("StoreLease")
     }
 }
-
-pub(crate) use crate::clock::now_secs;
 
 type Records = BTreeMap<CredentialKey, StoredCredentials>;
 

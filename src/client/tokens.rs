@@ -15,7 +15,7 @@ use url::Url;
 
 use crate::client::discovery::Discovery;
 use crate::client::registration::{ClientRegistration, TokenEndpointAuthMethod};
-use crate::client::store::now_secs;
+use crate::clock::now_secs;
 use crate::error::{Error, ErrorKind, Result};
 use crate::http::HttpClient;
 use crate::secret::Secret;

@@ -1,0 +1,131 @@
+//! [`OAuthConfig`]: how an [`OAuthState`](super::OAuthState) talks to servers, remembers
+//! credentials and asks the user.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use url::Url;
+
+use crate::client::handler::AuthorizationHandler;
+use crate::client::registration::{ClientRegistration, ClientSettings};
+use crate::client::store::{CredentialStore, MemoryStore};
+use crate::http::HttpClient;
+
+/// The MCP protocol version sent on discovery requests unless configured otherwise.
+pub const DEFAULT_PROTOCOL_VERSION: &str = "2025-11-25";
+
+/// How an [`OAuthState`] talks to servers, remembers credentials and asks the user.
+#[derive(Clone)]
+pub struct OAuthConfig {
+    pub(crate) http: HttpClient,
+    pub(crate) store: Arc<dyn CredentialStore>,
+    pub(crate) client: ClientSettings,
+    pub(crate) handler: Option<Arc<dyn AuthorizationHandler>>,
+    pub(crate) protocol_version: String,
+    pub(crate) scopes: Option<Vec<String>>,
+    pub(crate) refresh_margin: Duration,
+}
+
+impl std::fmt::Debug for OAuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OAuthConfig")
+            .field("http", &self.http)
+            .field("client", &self.client)
+            .field("has_handler", &self.handler.is_some())
+            .field("protocol_version", &self.protocol_version)
+            .field("scopes", &self.scopes)
+            .field("refresh_margin", &self.refresh_margin)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for OAuthConfig {
+    fn default() -> Self {
+        Self {
+            http: HttpClient::new(),
+            store: Arc::new(MemoryStore::new()),
+            client: ClientSettings::default(),
+            handler: None,
+            protocol_version: DEFAULT_PROTOCOL_VERSION.into(),
+            scopes: None,
+            refresh_margin: Duration::from_secs(60),
+        }
+    }
+}
+
+impl OAuthConfig {
+    /// The defaults: hyper client, memory store, dynamic registration, no interactive handler.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Uses `http` for every OAuth and MCP request.
+    pub fn with_http(mut self, http: HttpClient) -> Self {
+        self.http = http;
+        self
+    }
+
+    /// Keeps credentials in `store`.
+    pub fn with_store(mut self, store: impl CredentialStore) -> Self {
+        self.store = Arc::new(store);
+        self
+    }
+
+    /// Keeps credentials in a shared `store`.
+    pub fn with_shared_store(mut self, store: Arc<dyn CredentialStore>) -> Self {
+        self.store = store;
+        self
+    }
+
+    /// Uses a client registered out of band.
+    pub fn with_client(mut self, client: ClientRegistration) -> Self {
+        self.client.pre_registered = Some(client);
+        self
+    }
+
+    /// Uses the Client ID Metadata Document at `url` where the server supports it.
+    pub fn with_client_metadata_url(mut self, url: Url) -> Self {
+        self.client.metadata_document_url = Some(url);
+        self
+    }
+
+    /// The client name sent at dynamic registration.
+    pub fn with_client_name(mut self, name: impl Into<String>) -> Self {
+        self.client.client_name = name.into();
+        self
+    }
+
+    /// Whether dynamic registration may be used (default: yes).
+    pub fn with_dynamic_registration(mut self, enabled: bool) -> Self {
+        self.client.dynamic_registration = enabled;
+        self
+    }
+
+    /// The interactive step used when a 401 needs a new authorization.
+    pub fn with_handler(mut self, handler: impl AuthorizationHandler) -> Self {
+        self.handler = Some(Arc::new(handler));
+        self
+    }
+
+    /// The `MCP-Protocol-Version` sent on discovery requests.
+    pub fn with_protocol_version(mut self, version: impl Into<String>) -> Self {
+        self.protocol_version = version.into();
+        self
+    }
+
+    /// Scopes to ask for instead of the ones the server suggests.
+    pub fn with_scopes<I, S>(mut self, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.scopes = Some(scopes.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// How long before expiry a token is refreshed (default 60 s).
+    pub fn with_refresh_margin(mut self, margin: Duration) -> Self {
+        self.refresh_margin = margin;
+        self
+    }
+}

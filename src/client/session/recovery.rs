@@ -1,0 +1,384 @@
+//! What a flight does: discovery and issuer switching, client choice and registration, refresh
+//! under the store's lease, and the interactive flow.
+
+use tracing::Instrument;
+use url::Url;
+
+use super::flight::FlightOp;
+use super::Session;
+use crate::challenge::BearerChallenge;
+use crate::client::authorization::{self, PendingAuthorization};
+use crate::client::discovery::{discover, Discovery};
+use crate::client::registration::{obtain_client, ClientRegistration, RegistrationSource};
+use crate::client::store::CredentialKey;
+use crate::client::tokens::{self, TokenSet};
+use crate::clock::now_secs;
+use crate::error::{Error, ErrorKind, Result};
+use crate::secret::Secret;
+
+/// Scopes for an automatic authorization: the challenge's, else everything the resource lists,
+/// else none; `offline_access` added when the authorization server offers it.
+pub(crate) fn select_scopes(
+    challenge: Option<&BearerChallenge>,
+    discovery: &Discovery,
+) -> Vec<String> {
+    let mut scopes: Vec<String> = match challenge.and_then(|c| c.scope.as_deref()) {
+        Some(scope) => scope.split_ascii_whitespace().map(str::to_owned).collect(),
+        None => discovery
+            .resource_metadata
+            .as_ref()
+            .and_then(|m| m.scopes_supported.clone())
+            .unwrap_or_default(),
+    };
+    if discovery
+        .authorization_server
+        .supports_scope("offline_access")
+        && !scopes.iter().any(|s| s == "offline_access")
+    {
+        scopes.push("offline_access".into());
+    }
+    scopes
+}
+
+impl Session {
+    async fn discover(&self, challenge: Option<&BearerChallenge>) -> Result<Discovery> {
+        let discovery = discover(
+            &self.config.http,
+            &self.server_url,
+            challenge,
+            &self.config.protocol_version,
+        )
+        .await?;
+        // A new issuer means the old client and tokens belong to someone else.
+        let stored_client = self
+            .config
+            .store
+            .load(&CredentialKey::new(self.resource_key(), discovery.issuer()))
+            .await?;
+        self.with(|s| {
+            let same_issuer = s
+                .discovery
+                .as_ref()
+                .is_some_and(|d| d.issuer() == discovery.issuer());
+            if !same_issuer {
+                s.client = stored_client.as_ref().and_then(|r| r.client.clone());
+                self.replace_tokens(s, stored_client.and_then(|r| r.tokens));
+            }
+            s.discovery = Some(discovery.clone());
+        });
+        Ok(discovery)
+    }
+
+    /// The client for the discovered server, registering when there is none usable.
+    async fn client_for(
+        &self,
+        discovery: &Discovery,
+        redirect_uri: &Url,
+    ) -> Result<ClientRegistration> {
+        if let Some(pre) = &self.config.client.pre_registered {
+            return Ok(pre.clone());
+        }
+        let existing = self.with(|s| s.client.clone());
+        if let Some(client) = existing {
+            let stale = client.secret_expired(now_secs())
+                || (client.source == RegistrationSource::Dynamic
+                    && !client.allows_redirect(redirect_uri));
+            let switched_to_cimd = client.source == RegistrationSource::Dynamic
+                && self.config.client.metadata_document_url.is_some()
+                && discovery
+                    .authorization_server
+                    .client_id_metadata_document_supported;
+            if !stale && !switched_to_cimd {
+                return Ok(client);
+            }
+        }
+        let client = obtain_client(
+            &self.config.http,
+            &discovery.authorization_server,
+            &self.config.client,
+            redirect_uri,
+        )
+        .await?;
+        self.with(|s| s.client = Some(client.clone()));
+        Ok(client)
+    }
+
+    fn forget_client(&self) {
+        self.with(|s| s.client = None);
+    }
+
+    async fn begin(
+        &self,
+        discovery: &Discovery,
+        scopes: Vec<String>,
+        redirect_uri: &Url,
+    ) -> Result<PendingAuthorization> {
+        authorization::validate_redirect_uri(redirect_uri)?;
+        authorization::require_pkce(&discovery.authorization_server)?;
+        let client = self.client_for(discovery, redirect_uri).await?;
+        let pending = authorization::start(discovery, &client, scopes, redirect_uri)?;
+        self.with(|s| s.pending = Some(pending.clone()));
+        Ok(pending)
+    }
+
+    async fn finish(&self, pending: &PendingAuthorization, code: &Secret) -> Result<TokenSet> {
+        let (discovery, client) = (&pending.discovery, &pending.client);
+        let tokens = tokens::exchange_code(
+            &self.config.http,
+            discovery,
+            client,
+            &pending.redirect_uri,
+            code,
+            &pending.verifier,
+            &pending.scopes,
+        )
+        .await;
+        if let Err(e) = &tokens {
+            if e.kind() == ErrorKind::InvalidClient {
+                self.forget_client();
+            }
+        }
+        let tokens = tokens?;
+        self.with(|s| {
+            s.pending = None;
+            // The tokens belong to the server the authorization was started with.
+            s.discovery = Some(discovery.clone());
+            s.client = Some(client.clone());
+        });
+        self.set_tokens(Some(tokens.clone()));
+        self.persist_logged().await;
+        Ok(tokens)
+    }
+
+    /// Discovery, registration, the interactive step and the code exchange, in one go.
+    async fn authorize_interactively(
+        &self,
+        challenge: Option<&BearerChallenge>,
+        scopes: Option<Vec<String>>,
+    ) -> Result<TokenSet> {
+        let handler = self.config.handler.clone().ok_or_else(|| {
+            Error::new(
+                ErrorKind::NotAuthorized,
+                "the server needs authorization and no authorization handler is configured",
+            )
+        })?;
+        let discovery = self.discover(challenge).await?;
+        let scopes = scopes
+            .or_else(|| self.config.scopes.clone())
+            .unwrap_or_else(|| select_scopes(challenge, &discovery));
+        let redirect_uri = handler.redirect_uri();
+        // A rejected client is registered again once.
+        for attempt in 0..2 {
+            let pending = self
+                .begin(&discovery, scopes.clone(), &redirect_uri)
+                .await?;
+            let redirect = handler.authorize(&pending.url).await?;
+            let callback = pending.verify_redirect(&redirect)?;
+            match self.finish(&pending, &callback.code).await {
+                Err(e)
+                    if e.kind() == ErrorKind::InvalidClient
+                        && attempt == 0
+                        && self.config.client.pre_registered.is_none() =>
+                {
+                    tracing::warn!(
+                        "the authorization server rejected the client; registering again"
+                    );
+                }
+                result => return result,
+            }
+        }
+        unreachable!("the loop returns on its second attempt")
+    }
+
+    /// Tokens another process stored for `key` that are newer than `current` and still good.
+    async fn newer_stored_tokens(
+        &self,
+        key: &CredentialKey,
+        current: &TokenSet,
+    ) -> Result<Option<TokenSet>> {
+        let stored = self
+            .config
+            .store
+            .load(key)
+            .await?
+            .and_then(|record| record.tokens);
+        Ok(stored.filter(|stored| {
+            stored.access_token != current.access_token
+                && !stored.expires_within(self.config.refresh_margin.as_secs())
+        }))
+    }
+
+    /// Refreshes under the store's lease, adopting what another process stored meanwhile.
+    /// `Ok(false)` when the refresh grant is gone (or there is none) and authorization is needed.
+    async fn refresh_tokens(&self) -> Result<bool> {
+        let (discovery, client, current) =
+            self.with(|s| (s.discovery.clone(), s.client.clone(), s.tokens.clone()));
+        let client = self.config.client.pre_registered.clone().or(client);
+        let (Some(discovery), Some(client), Some(current)) = (discovery, client, current) else {
+            return Ok(false);
+        };
+        if current.refresh_token.is_none() {
+            return Ok(false);
+        }
+        if client.secret_expired(now_secs()) {
+            // The server said when the secret stops working: register again before sending it.
+            tracing::info!("the client secret has expired; registering again");
+            self.forget_client();
+            return Ok(false);
+        }
+        let key = CredentialKey::new(self.resource_key(), discovery.issuer());
+        // Other processes sharing the store wait here, so no two redeem the same refresh token.
+        let _lease = self.config.store.lease(&key).await?;
+        if let Some(newer) = self.newer_stored_tokens(&key, &current).await? {
+            tracing::info!("another process already refreshed; using its tokens");
+            self.set_tokens(Some(newer));
+            return Ok(true);
+        }
+        match tokens::refresh(&self.config.http, &discovery, &client, &current).await {
+            Ok(tokens) => {
+                self.set_tokens(Some(tokens));
+                self.persist_logged().await;
+                Ok(true)
+            }
+            Err(e) if e.kind() == ErrorKind::InvalidGrant => {
+                tracing::info!("refresh token rejected; authorization needed");
+                Ok(false)
+            }
+            Err(e) if e.kind() == ErrorKind::InvalidClient => {
+                tracing::info!("client rejected at refresh; registering again");
+                self.forget_client();
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Refreshes the tokens, or authorizes again when the refresh grant is gone.
+    async fn refresh_or_authorize(&self, challenge: Option<&BearerChallenge>) -> Result<()> {
+        if self.refresh_tokens().await? {
+            return Ok(());
+        }
+        self.set_tokens(None);
+        self.authorize_interactively(challenge, None)
+            .await
+            .map(|_| ())
+    }
+
+    async fn ensure_discovery(&self) -> Result<()> {
+        if self.with(|s| s.discovery.is_none()) {
+            self.discover(None).await?;
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn begin_manual(
+        &self,
+        scopes: Option<Vec<String>>,
+        redirect_uri: &Url,
+    ) -> Result<PendingAuthorization> {
+        let discovery = self.discover(None).await?;
+        let scopes = scopes.unwrap_or_else(|| select_scopes(None, &discovery));
+        self.begin(&discovery, scopes, redirect_uri).await
+    }
+
+    pub(crate) async fn finish_manual(
+        &self,
+        pending: &PendingAuthorization,
+        code: &Secret,
+    ) -> Result<TokenSet> {
+        self.finish(pending, code).await
+    }
+
+    pub(super) async fn execute(&self, op: FlightOp) -> Result<()> {
+        let span = tracing::info_span!("oauth_flight", op = op.name());
+        self.execute_op(op).instrument(span).await
+    }
+
+    async fn execute_op(&self, op: FlightOp) -> Result<()> {
+        match op {
+            FlightOp::Refresh => {
+                self.ensure_discovery().await?;
+                self.refresh_or_authorize(None).await
+            }
+            FlightOp::RefreshOnly => {
+                self.ensure_discovery().await?;
+                if self.refresh_tokens().await? {
+                    Ok(())
+                } else {
+                    Err(Error::new(
+                        ErrorKind::InvalidGrant,
+                        "the refresh token was refused or there is none; authorize again",
+                    ))
+                }
+            }
+            FlightOp::Recover {
+                had_token: false,
+                challenge,
+            } => self
+                .authorize_interactively(challenge.as_ref(), None)
+                .await
+                .map(|_| ()),
+            FlightOp::Recover {
+                had_token: true,
+                challenge,
+            } => {
+                // The server said the token is bad: rediscover (it may have moved), then refresh.
+                self.discover(challenge.as_ref()).await?;
+                self.refresh_or_authorize(challenge.as_ref()).await
+            }
+            FlightOp::StepUp { challenge, scopes } => self
+                .authorize_interactively(Some(&challenge), Some(scopes))
+                .await
+                .map(|_| ()),
+            FlightOp::Authorize => self.authorize_interactively(None, None).await.map(|_| ()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metadata::{AuthorizationServerMetadata, ProtectedResourceMetadata};
+
+    fn discovery(prm_scopes: Option<Vec<&str>>, as_scopes: Option<Vec<&str>>) -> Discovery {
+        let strings = |v: Vec<&str>| v.into_iter().map(String::from).collect::<Vec<_>>();
+        Discovery {
+            resource: Some("https://mcp.example.com/mcp".into()),
+            resource_metadata: Some(ProtectedResourceMetadata {
+                resource: "https://mcp.example.com/mcp".into(),
+                authorization_servers: vec!["https://auth.example.com".into()],
+                scopes_supported: prm_scopes.map(strings),
+                bearer_methods_supported: None,
+                resource_name: None,
+                jwks_uri: None,
+                extra: Default::default(),
+            }),
+            authorization_server: AuthorizationServerMetadata {
+                issuer: "https://auth.example.com".into(),
+                scopes_supported: as_scopes.map(strings),
+                ..Default::default()
+            },
+            default_endpoints: false,
+        }
+    }
+
+    #[test]
+    fn scope_selection_prefers_the_challenge_then_the_resource() {
+        let d = discovery(Some(vec!["a", "b"]), None);
+        let challenge = BearerChallenge {
+            scope: Some("x y".into()),
+            ..Default::default()
+        };
+        assert_eq!(select_scopes(Some(&challenge), &d), vec!["x", "y"]);
+        assert_eq!(select_scopes(None, &d), vec!["a", "b"]);
+        assert!(select_scopes(None, &discovery(None, None)).is_empty());
+    }
+
+    #[test]
+    fn offline_access_only_when_the_server_lists_it() {
+        let d = discovery(Some(vec!["a"]), Some(vec!["a", "offline_access"]));
+        assert_eq!(select_scopes(None, &d), vec!["a", "offline_access"]);
+        let d = discovery(Some(vec!["a"]), Some(vec!["a"]));
+        assert_eq!(select_scopes(None, &d), vec!["a"]);
+    }
+}

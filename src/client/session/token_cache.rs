@@ -1,0 +1,160 @@
+//! What requests attach. A token has three shapes: the [`TokenSet`] the session stores, the
+//! [`TokenSnapshot`] built from it once per token (the header plus when to refresh), and a
+//! per-thread copy of the header for the hot path. Its generation is counted under the state
+//! lock and mirrored in one atomic (`published`), which the hot path reads without locking.
+
+use std::cell::RefCell;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use http::header::HeaderValue;
+
+use super::{Session, SessionState};
+use crate::client::tokens::TokenSet;
+use crate::clock::now_secs;
+use crate::sync::RwLockExt;
+
+/// What a request attaches: the `Authorization` value and the token generation it belongs to.
+#[derive(Clone)]
+pub(crate) struct Attach {
+    /// `Bearer …`, marked sensitive.
+    pub(crate) header: HeaderValue,
+    pub(crate) generation: u64,
+}
+
+/// A published token: built once per token, not per request.
+pub(crate) struct TokenSnapshot {
+    pub(crate) attach: Attach,
+    refresh_due_at: Option<u64>,
+    expires_at: Option<u64>,
+    pub(crate) refreshable: bool,
+}
+
+impl TokenSnapshot {
+    fn build(tokens: &TokenSet, generation: u64, margin_secs: u64) -> Option<Self> {
+        let mut header =
+            HeaderValue::from_str(&format!("Bearer {}", tokens.access_token.expose())).ok()?;
+        header.set_sensitive(true);
+        let margin = match (tokens.expires_at, tokens.issued_at) {
+            (Some(expires_at), Some(issued_at)) => {
+                margin_secs.min(expires_at.saturating_sub(issued_at) / 2)
+            }
+            _ => margin_secs,
+        };
+        Some(Self {
+            attach: Attach { header, generation },
+            refresh_due_at: tokens.expires_at.map(|at| at.saturating_sub(margin)),
+            expires_at: tokens.expires_at,
+            refreshable: tokens.refresh_token.is_some(),
+        })
+    }
+
+    pub(crate) fn due(&self, now: u64) -> bool {
+        self.refresh_due_at.is_some_and(|at| at <= now)
+    }
+
+    pub(crate) fn expired(&self, now: u64) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
+    }
+}
+
+/// A thread's own copy of a session's current header. Requests on many cores would otherwise
+/// all bump the same reference counts (the lock, the snapshot, the header bytes) and fight over
+/// one cache line; with a copy per thread, the hot path only reads shared memory.
+struct LocalToken {
+    session: u64,
+    attach: Attach,
+    refresh_due_at: Option<u64>,
+}
+
+thread_local! {
+    static LOCAL_TOKENS: RefCell<Vec<LocalToken>> = const { RefCell::new(Vec::new()) };
+}
+
+/// How many sessions a thread keeps copies for.
+const LOCAL_TOKEN_SLOTS: usize = 8;
+
+impl Session {
+    /// The generation of the token requests attach, `None` when none is attached. Taken from
+    /// what is published, not from what is stored: a stored token that cannot be attached must
+    /// not make a 401 look already recovered.
+    pub(super) fn current_generation(&self) -> Option<u64> {
+        let published = self.published.load(Ordering::Acquire);
+        (published != 0).then_some(published)
+    }
+
+    /// Replaces the tokens under the state lock and republishes the snapshot.
+    pub(super) fn replace_tokens(&self, s: &mut SessionState, tokens: Option<TokenSet>) {
+        s.generation += 1;
+        let snapshot = tokens
+            .as_ref()
+            .and_then(|t| {
+                TokenSnapshot::build(t, s.generation, self.config.refresh_margin.as_secs())
+            })
+            .map(Arc::new);
+        s.tokens = tokens;
+        let published = snapshot.as_ref().map_or(0, |s| s.attach.generation);
+        *self.snapshot.write_locked() = snapshot;
+        self.published.store(published, Ordering::Release);
+    }
+
+    /// The header to attach, from this thread's copy when it is current and not due for
+    /// refresh; `None` sends the caller down the full path.
+    pub(crate) fn fast_attach(&self) -> Option<Attach> {
+        let published = self.published.load(Ordering::Acquire);
+        if published == 0 {
+            return None;
+        }
+        LOCAL_TOKENS.with(|cell| {
+            let mut local = cell.borrow_mut();
+            let fresh = local
+                .iter()
+                .position(|t| t.session == self.id && t.attach.generation == published);
+            let index = match fresh {
+                Some(index) => index,
+                None => {
+                    let snapshot = self
+                        .snapshot()
+                        .filter(|s| s.attach.generation == published)?;
+                    // A copy of the bytes: its reference count belongs to this thread alone.
+                    let mut header =
+                        HeaderValue::from_bytes(snapshot.attach.header.as_bytes()).ok()?;
+                    header.set_sensitive(true);
+                    local.retain(|t| t.session != self.id);
+                    if local.len() >= LOCAL_TOKEN_SLOTS {
+                        local.remove(0);
+                    }
+                    local.push(LocalToken {
+                        session: self.id,
+                        attach: Attach {
+                            header,
+                            generation: published,
+                        },
+                        refresh_due_at: snapshot.refresh_due_at,
+                    });
+                    local.len() - 1
+                }
+            };
+            let token = &local[index];
+            if token.refresh_due_at.is_some_and(|at| at <= now_secs()) {
+                return None;
+            }
+            Some(token.attach.clone())
+        })
+    }
+
+    /// The current token to attach, if any.
+    pub(crate) fn current_attach(&self) -> Option<Attach> {
+        self.fast_attach()
+            .or_else(|| self.snapshot().map(|s| s.attach.clone()))
+    }
+
+    pub(crate) fn set_tokens(&self, tokens: Option<TokenSet>) {
+        self.with(|s| self.replace_tokens(s, tokens));
+    }
+
+    /// The published token, without any I/O.
+    pub(crate) fn snapshot(&self) -> Option<Arc<TokenSnapshot>> {
+        self.snapshot.read_locked().clone()
+    }
+}
