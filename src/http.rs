@@ -34,6 +34,9 @@ use url::Url;
 use crate::error::{BoxError, Error, ErrorKind, Result};
 
 mod hyper_client;
+mod limited;
+
+pub(crate) use limited::{read_limited, ReadError};
 
 pub use hyper_client::{hyper_client, hyper_client_with_roots, HyperClient, POOL_IDLE_TIMEOUT};
 
@@ -153,17 +156,17 @@ impl HttpClient {
                     .with_boxed_source(e)
             })?;
         let (parts, body) = response.into_parts();
-        let collected = collect_limited(body, self.max_body_bytes)
+        let collected = read_limited(body, self.max_body_bytes)
             .await
             .map_err(|e| match e {
-                CollectError::TooLarge => Error::new(
+                ReadError::TooLarge => Error::new(
                     ErrorKind::BodyTooLarge,
                     format!(
                         "response from {target} is larger than {} bytes",
                         self.max_body_bytes
                     ),
                 ),
-                CollectError::Body(e) => Error::new(
+                ReadError::Body(e) => Error::new(
                     ErrorKind::Http,
                     format!("reading the response from {target} failed"),
                 )
@@ -216,33 +219,6 @@ fn finish_request(
         )
         .with_source(e)
     })
-}
-
-enum CollectError {
-    TooLarge,
-    Body(BoxError),
-}
-
-/// Reads a body, stopping as soon as it passes `limit` bytes.
-async fn collect_limited(
-    body: ResponseBody,
-    limit: usize,
-) -> std::result::Result<Bytes, CollectError> {
-    if body.size_hint().lower() > limit as u64 {
-        return Err(CollectError::TooLarge);
-    }
-    let mut body = std::pin::pin!(body);
-    let mut collected = bytes::BytesMut::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(CollectError::Body)?;
-        if let Ok(data) = frame.into_data() {
-            if collected.len() + data.len() > limit {
-                return Err(CollectError::TooLarge);
-            }
-            collected.extend_from_slice(&data);
-        }
-    }
-    Ok(collected.freeze())
 }
 
 /// The client as a tower service, so layers (such as `OAuthLayer`) stack on it.

@@ -21,6 +21,28 @@
 //! OAuth calls, https except on loopback, bounded bodies, timeouts on every call, and secrets
 //! redacted from every message and `Debug` output.
 
+/// `get_ref`, `get_mut` and `into_inner` for a middleware whose wrapped service is `inner`, as
+/// every tower-http middleware has them.
+#[cfg(any(feature = "client", feature = "server"))]
+macro_rules! inner_service_accessors {
+    () => {
+        /// The wrapped service.
+        pub fn get_ref(&self) -> &S {
+            &self.inner
+        }
+
+        /// The wrapped service, mutably.
+        pub fn get_mut(&mut self) -> &mut S {
+            &mut self.inner
+        }
+
+        /// The wrapped service, unwrapped.
+        pub fn into_inner(self) -> S {
+            self.inner
+        }
+    };
+}
+
 #[cfg(feature = "authorization-server")]
 pub mod authorization_server;
 pub mod challenge;

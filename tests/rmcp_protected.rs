@@ -19,7 +19,9 @@ use rmcp::transport::{
 };
 use rmcp::ServiceExt;
 use serde_json::Value;
-use tower_mcp_oauth::server::{AuthData, McpScopes, RequireBearerLayer, StaticVerifier};
+use tower_mcp_oauth::server::{
+    AuthData, McpScopes, RequireBearerLayer, RequireMcpScopesLayer, StaticVerifier,
+};
 use tower_mcp_oauth::transport::rmcp::TowerHttpClient;
 
 fn info(subject: &str, scopes: &[&str], resource: &str) -> AuthData {
@@ -44,8 +46,8 @@ async fn protected_mcp_server() -> String {
     let bearer = RequireBearerLayer::new(verifier)
         .resource(url.clone())
         .resource_metadata(format!("{url}/.well-known/oauth-protected-resource"))
-        .required_scopes(["mcp"])
-        .mcp_scopes(McpScopes::new().tool("whoami", ["profile"]));
+        .required_scopes(["mcp"]);
+    let tool_scopes = RequireMcpScopesLayer::new(McpScopes::new().tool("whoami", ["profile"]));
     let mcp = StreamableHttpService::new(
         || Ok(mcp_tools::Tools::new()),
         Arc::new(LocalSessionManager::default()),
@@ -53,7 +55,10 @@ async fn protected_mcp_server() -> String {
     );
     let app = axum::Router::new().nest_service(
         "/mcp",
-        tower::ServiceBuilder::new().layer(bearer).service(mcp),
+        tower::ServiceBuilder::new()
+            .layer(bearer)
+            .layer(tool_scopes)
+            .service(mcp),
     );
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     url

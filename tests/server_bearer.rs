@@ -20,7 +20,7 @@ use tower_mcp_oauth::http::HttpClient;
 use tower_mcp_oauth::metadata::ProtectedResourceMetadata;
 use tower_mcp_oauth::server::{
     AuthData, AuthInfo, IntrospectionVerifier, JwtVerifier, McpScopes, RequireBearerLayer,
-    ResourceMetadataService, StaticVerifier, TokenVerifier, VerifyError,
+    RequireMcpScopesLayer, ResourceMetadataService, StaticVerifier, TokenVerifier, VerifyError,
 };
 
 async fn serve(app: Router) -> String {
@@ -41,8 +41,9 @@ async fn protected_app<V: TokenVerifier>(verifier: V, resource: &str) -> String 
     let layer = RequireBearerLayer::new(verifier)
         .resource(resource)
         .resource_metadata(format!("{resource}/.well-known/oauth-protected-resource"))
-        .required_scopes(["mcp"])
-        .mcp_scopes(McpScopes::new().tool("delete_file", ["files:write"]));
+        .required_scopes(["mcp"]);
+    let tool_scopes =
+        RequireMcpScopesLayer::new(McpScopes::new().tool("delete_file", ["files:write"]));
     let app = Router::new()
         .route(
             "/mcp",
@@ -52,6 +53,7 @@ async fn protected_app<V: TokenVerifier>(verifier: V, resource: &str) -> String 
                 )
             }),
         )
+        .layer(tool_scopes)
         .layer(layer);
     serve(app).await
 }

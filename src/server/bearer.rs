@@ -11,10 +11,13 @@
 //! | the verifier cannot decide | 503, never a pass |
 //!
 //! Tokens are read from the `Authorization` header only, never from a query string or a form body.
+//! The request body is never read here, so any body type passes through (hyper's `Incoming`,
+//! axum's `Body`); scopes per MCP tool are
+//! [`RequireMcpScopesLayer`](crate::server::RequireMcpScopesLayer)'s job.
 //!
 //! ```
 //! use tower::ServiceBuilder;
-//! use tower_mcp_oauth::server::{AuthData, McpScopes, RequireBearerLayer, StaticVerifier};
+//! use tower_mcp_oauth::server::{AuthData, RequireBearerLayer, StaticVerifier};
 //!
 //! let verifier = StaticVerifier::new().with_token("dev-token", AuthData {
 //!     scopes: vec!["mcp".into()],
@@ -24,30 +27,24 @@
 //! let layer = RequireBearerLayer::new(verifier)
 //!     .resource("https://mcp.example.com/mcp")
 //!     .resource_metadata("https://mcp.example.com/.well-known/oauth-protected-resource/mcp")
-//!     .required_scopes(["mcp"])
-//!     .mcp_scopes(McpScopes::new().tool("delete_file", ["files:write"]));
+//!     .required_scopes(["mcp"]);
 //! let service = ServiceBuilder::new().layer(layer).service_fn(|_request: http::Request<http_body_util::Full<bytes::Bytes>>| async {
 //!     Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::<bytes::Bytes>::default()))
 //! });
 //! # let _ = service;
 //! ```
 
-use std::collections::BTreeSet;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
 use http::header::{HeaderMap, HeaderValue, AUTHORIZATION, WWW_AUTHENTICATE};
-use http::{Method, Request, Response, StatusCode};
-use http_body::Body;
-use http_body_util::BodyExt;
+use http::{Request, Response, StatusCode};
 use tower::{Layer, Service};
 
 use crate::challenge::BearerChallenge;
-use crate::server::mcp::{calls_in, McpCall, McpScopes};
 use crate::server::verify::{now_secs, AuthInfo, TokenCache, TokenVerifier, VerifyError};
 
 /// The longest `Authorization` header accepted; longer is a malformed request.
@@ -78,11 +75,18 @@ pub enum Rejection {
 struct Config<V> {
     verifier: Arc<V>,
     resource: Option<String>,
-    resource_metadata: Option<String>,
-    realm: Option<String>,
-    required_scopes: Vec<String>,
-    mcp: Option<McpScopes>,
+    challenges: Arc<Challenges>,
     cache: Option<Arc<TokenCache>>,
+}
+
+/// How rejections are answered: what every challenge says of the resource. Handed on in the
+/// request extensions, so a layer further in (such as
+/// [`RequireMcpScopes`](crate::server::RequireMcpScopes)) answers in the same words.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Challenges {
+    realm: Option<String>,
+    resource_metadata: Option<String>,
+    pub(crate) required_scopes: Vec<String>,
 }
 
 // By hand: deriving would ask `V: Clone`, and the verifier is shared through its `Arc`.
@@ -91,10 +95,7 @@ impl<V> Clone for Config<V> {
         Self {
             verifier: self.verifier.clone(),
             resource: self.resource.clone(),
-            resource_metadata: self.resource_metadata.clone(),
-            realm: self.realm.clone(),
-            required_scopes: self.required_scopes.clone(),
-            mcp: self.mcp.clone(),
+            challenges: self.challenges.clone(),
             cache: self.cache.clone(),
         }
     }
@@ -117,9 +118,7 @@ impl<V> std::fmt::Debug for RequireBearerLayer<V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RequireBearerLayer")
             .field("resource", &self.config.resource)
-            .field("resource_metadata", &self.config.resource_metadata)
-            .field("required_scopes", &self.config.required_scopes)
-            .field("mcp", &self.config.mcp)
+            .field("challenges", &self.config.challenges)
             .field("cache", &self.config.cache.is_some())
             .finish_non_exhaustive()
     }
@@ -136,10 +135,7 @@ impl<V: TokenVerifier> RequireBearerLayer<V> {
             config: Config {
                 verifier: Arc::new(verifier),
                 resource: None,
-                resource_metadata: None,
-                realm: None,
-                required_scopes: Vec::new(),
-                mcp: None,
+                challenges: Arc::default(),
                 cache: Some(Arc::new(TokenCache::new(
                     DEFAULT_CACHE_TTL,
                     DEFAULT_CACHE_CAPACITY,
@@ -157,29 +153,26 @@ impl<V: TokenVerifier> RequireBearerLayer<V> {
 
     /// The protected resource metadata URL sent in every challenge (RFC 9728 §5.1).
     pub fn resource_metadata(mut self, url: impl Into<String>) -> Self {
-        self.config.resource_metadata = Some(url.into());
+        Arc::make_mut(&mut self.config.challenges).resource_metadata = Some(url.into());
         self
     }
 
     /// The `realm` of the challenges.
     pub fn realm(mut self, realm: impl Into<String>) -> Self {
-        self.config.realm = Some(realm.into());
+        Arc::make_mut(&mut self.config.challenges).realm = Some(realm.into());
         self
     }
 
-    /// Scopes every request needs. For route-level scopes, put a layer on each route.
+    /// Scopes every request needs. For route-level scopes, put a layer on each route; for
+    /// scopes per MCP method or tool, add [`RequireMcpScopesLayer`](crate::server::RequireMcpScopesLayer)
+    /// inside this one.
     pub fn required_scopes<I, S>(mut self, scopes: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.config.required_scopes = scopes.into_iter().map(Into::into).collect();
-        self
-    }
-
-    /// Scopes per MCP method and tool, decided from the JSON-RPC body.
-    pub fn mcp_scopes(mut self, scopes: McpScopes) -> Self {
-        self.config.mcp = Some(scopes);
+        Arc::make_mut(&mut self.config.challenges).required_scopes =
+            scopes.into_iter().map(Into::into).collect();
         self
     }
 
@@ -231,6 +224,22 @@ impl<S, V> std::fmt::Debug for RequireBearer<S, V> {
     }
 }
 
+impl<S, V: TokenVerifier> RequireBearer<S, V> {
+    /// Protects `inner` with `verifier` (the defaults of [`RequireBearerLayer::new`]).
+    pub fn new(inner: S, verifier: V) -> Self {
+        RequireBearerLayer::new(verifier).layer(inner)
+    }
+
+    /// A layer for `verifier`: the same as [`RequireBearerLayer::new`].
+    pub fn layer(verifier: V) -> RequireBearerLayer<V> {
+        RequireBearerLayer::new(verifier)
+    }
+}
+
+impl<S, V> RequireBearer<S, V> {
+    inner_service_accessors!();
+}
+
 type SlowFuture<ResBody, E> = Pin<Box<dyn Future<Output = Result<Response<ResBody>, E>> + Send>>;
 
 pin_project_lite::pin_project! {
@@ -271,7 +280,7 @@ where
     S::Future: Send + 'static,
     S::Error: Send + 'static,
     V: TokenVerifier,
-    ReqBody: Body<Data = Bytes> + From<Bytes> + Send + 'static,
+    ReqBody: Send + 'static,
     ResBody: Default + Send + 'static,
 {
     type Response = Response<ResBody>;
@@ -308,12 +317,11 @@ async fn protect<S, V, ReqBody, ResBody>(
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     V: TokenVerifier,
-    ReqBody: Body<Data = Bytes> + From<Bytes>,
     ResBody: Default,
 {
     match authorize(&config, request).await {
         Ok(request) => inner.call(request).await,
-        Err(rejection) => Ok(config.reject(rejection)),
+        Err(rejection) => Ok(config.challenges.reject(rejection)),
     }
 }
 
@@ -360,129 +368,19 @@ fn same_resource(a: &str, b: &str) -> bool {
 
 async fn authorize<V, ReqBody>(
     config: &Config<V>,
-    request: Request<ReqBody>,
+    mut request: Request<ReqBody>,
 ) -> Result<Request<ReqBody>, Rejection>
 where
     V: TokenVerifier,
-    ReqBody: Body<Data = Bytes> + From<Bytes>,
 {
     let info = config.authenticate(request.headers()).await?;
     config.checks(&info)?;
-    // The route's scopes, plus what the MCP calls in the body need. Only the MCP case builds a
-    // set: the common path allocates nothing.
-    let mut tool_scopes = BTreeSet::new();
-    let request = match &config.mcp {
-        Some(policy) if request.method() == Method::POST => {
-            // A compressed body would be judged on bytes the service never sees decoded.
-            let encoded = request
-                .headers()
-                .get(http::header::CONTENT_ENCODING)
-                .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
-            if encoded {
-                return Err(Rejection::UnsupportedEncoding);
-            }
-            let (parts, body) = request.into_parts();
-            let bytes = read_body(body, policy.max_body_bytes).await?;
-            let calls = calls_in(&bytes).map_err(Rejection::InvalidRequest)?;
-            check_mcp_headers(&parts.headers, &calls)?;
-            policy.required_for(&calls, &mut tool_scopes);
-            Request::from_parts(parts, ReqBody::from(bytes))
-        }
-        _ => request,
-    };
-    let missing = config
-        .required_scopes
-        .iter()
-        .chain(tool_scopes.iter())
-        .any(|scope| !info.has_scope(scope));
-    if missing {
-        tool_scopes.extend(config.required_scopes.iter().cloned());
-        return Err(Rejection::InsufficientScope(
-            tool_scopes.into_iter().collect(),
-        ));
+    let required = &config.challenges.required_scopes;
+    if required.iter().any(|scope| !info.has_scope(scope)) {
+        return Err(Rejection::InsufficientScope(required.clone()));
     }
-    let mut request = request;
-    request.extensions_mut().insert(info);
+    config.admit(&mut request, info);
     Ok(request)
-}
-
-/// The 2026-07-28 routing headers must say what the body says.
-/// One header's value: absent, or exactly one visible-ASCII value.
-fn single_header<'h>(
-    headers: &'h HeaderMap,
-    name: &'static str,
-) -> Result<Option<&'h str>, Rejection> {
-    let mut values = headers.get_all(name).iter();
-    let Some(value) = values.next() else {
-        return Ok(None);
-    };
-    if values.next().is_some() {
-        return Err(Rejection::InvalidRequest("a routing header is repeated"));
-    }
-    value
-        .to_str()
-        .map(Some)
-        .map_err(|_| Rejection::InvalidRequest("a routing header is not visible ASCII"))
-}
-
-/// `Mcp-Name` carries names that are not plain ASCII as `=?base64?…?=`.
-fn decode_name(value: &str) -> Result<String, Rejection> {
-    match value
-        .strip_prefix("=?base64?")
-        .and_then(|v| v.strip_suffix("?="))
-    {
-        Some(encoded) => {
-            base64::Engine::decode(&base64::engine::general_purpose::STANDARD, encoded)
-                .ok()
-                .and_then(|bytes| String::from_utf8(bytes).ok())
-                .ok_or(Rejection::InvalidRequest(
-                    "Mcp-Name is not valid base64 UTF-8",
-                ))
-        }
-        None => Ok(value.to_owned()),
-    }
-}
-
-/// The 2026-07-28 routing headers must say what the body says.
-fn check_mcp_headers(headers: &HeaderMap, calls: &[McpCall]) -> Result<(), Rejection> {
-    if let Some(method) = single_header(headers, "mcp-method")? {
-        if calls.iter().any(|c| c.method != method) {
-            return Err(Rejection::InvalidRequest(
-                "Mcp-Method does not match the body",
-            ));
-        }
-    }
-    if let Some(name) = single_header(headers, "mcp-name")? {
-        let name = decode_name(name)?;
-        if calls
-            .iter()
-            .any(|c| c.name.as_ref().is_some_and(|n| *n != name))
-        {
-            return Err(Rejection::InvalidRequest(
-                "Mcp-Name does not match the body",
-            ));
-        }
-    }
-    Ok(())
-}
-
-async fn read_body<B: Body<Data = Bytes>>(body: B, limit: usize) -> Result<Bytes, Rejection> {
-    if body.size_hint().lower() > limit as u64 {
-        return Err(Rejection::BodyTooLarge);
-    }
-    let mut body = std::pin::pin!(body);
-    let mut collected = BytesMut::new();
-    while let Some(frame) = body.frame().await {
-        let frame =
-            frame.map_err(|_| Rejection::InvalidRequest("the request body could not be read"))?;
-        if let Ok(data) = frame.into_data() {
-            if collected.len() + data.len() > limit {
-                return Err(Rejection::BodyTooLarge);
-            }
-            collected.extend_from_slice(&data);
-        }
-    }
-    Ok(collected.freeze())
 }
 
 /// The bearer value of a request with one well-shaped `Authorization: Bearer …` header, unchecked
@@ -503,9 +401,6 @@ impl<V: TokenVerifier> Config<V> {
     /// inspect, is admitted without any await. Anything else returns `false` and takes the full
     /// path, which decides again (and answers any rejection).
     fn admit_cached<B>(&self, request: &mut Request<B>) -> bool {
-        if self.mcp.is_some() && request.method() == Method::POST {
-            return false;
-        }
         let Some(cache) = &self.cache else {
             return false;
         };
@@ -513,11 +408,24 @@ impl<V: TokenVerifier> Config<V> {
         else {
             return false;
         };
-        if self.checks(&info).is_err() || self.required_scopes.iter().any(|s| !info.has_scope(s)) {
+        if self.checks(&info).is_err()
+            || self
+                .challenges
+                .required_scopes
+                .iter()
+                .any(|s| !info.has_scope(s))
+        {
             return false;
         }
-        request.extensions_mut().insert(info);
+        self.admit(request, info);
         true
+    }
+
+    /// Hands the token's facts, and how to answer for this resource, to the layers within.
+    fn admit<B>(&self, request: &mut Request<B>, info: AuthInfo) {
+        let extensions = request.extensions_mut();
+        extensions.insert(info);
+        extensions.insert(self.challenges.clone());
     }
 
     /// Expiry and audience, checked on every request whoever verified the token.
@@ -559,7 +467,7 @@ impl<V: TokenVerifier> Config<V> {
     }
 }
 
-impl<V> Config<V> {
+impl Challenges {
     fn challenge(&self) -> BearerChallenge {
         BearerChallenge {
             realm: self.realm.clone(),
@@ -568,7 +476,8 @@ impl<V> Config<V> {
         }
     }
 
-    fn reject<B: Default>(&self, rejection: Rejection) -> Response<B> {
+    /// The answer to `rejection`, with the rejection in its extensions for logging.
+    pub(crate) fn reject<B: Default>(&self, rejection: Rejection) -> Response<B> {
         let mut response = self.rejection_response(&rejection);
         response.extensions_mut().insert(rejection);
         response
@@ -687,5 +596,16 @@ mod tests {
             bearer_token(&headers(&["Bearer a", "Bearer b"])),
             Err(Rejection::InvalidRequest(_))
         ));
+    }
+
+    /// `RequireBearer` never reads the body: hyper's own request body type goes straight in.
+    #[allow(dead_code)]
+    fn wraps_hyper_incoming_directly() {
+        fn assert_service<T: Service<Request<hyper::body::Incoming>>>(_: &T) {}
+        let inner = tower::service_fn(|_: Request<hyper::body::Incoming>| async {
+            Ok::<_, std::convert::Infallible>(Response::new(String::new()))
+        });
+        let service = RequireBearer::new(inner, crate::server::StaticVerifier::new());
+        assert_service(&service);
     }
 }

@@ -9,6 +9,7 @@ pub mod introspection;
 #[cfg(feature = "jwt")]
 pub mod jwt;
 pub mod mcp;
+mod mcp_scopes;
 pub mod resource_metadata;
 #[cfg(feature = "rmcp-server")]
 pub mod rmcp_sse;
@@ -19,5 +20,6 @@ pub use introspection::{IntrospectionAuth, IntrospectionVerifier};
 #[cfg(feature = "jwt")]
 pub use jwt::{JwtVerifier, JwtVerifierBuilder};
 pub use mcp::McpScopes;
+pub use mcp_scopes::{RequireMcpScopes, RequireMcpScopesLayer};
 pub use resource_metadata::ResourceMetadataService;
 pub use verify::{AuthData, AuthInfo, StaticVerifier, TokenVerifier, VerifyError};

@@ -43,7 +43,8 @@ use rmcp::{RoleServer, ServerHandler, ServiceExt};
 use tokio::sync::mpsc;
 use tower::Service;
 
-use crate::error::{Error, ErrorKind};
+use crate::error::{BoxError, Error, ErrorKind};
+use crate::http::{read_limited, ReadError};
 use crate::sync::LockExt;
 
 /// The largest POSTed message.
@@ -357,6 +358,7 @@ where
 async fn deliver<B>(sessions: Sessions, request: Request<B>) -> Response<SseBody>
 where
     B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
 {
     let session = request
         .uri()
@@ -377,19 +379,13 @@ where
         return plain(StatusCode::FORBIDDEN, "the session belongs to someone else");
     }
     let (parts, body) = request.into_parts();
-    let mut body = std::pin::pin!(body);
-    let mut bytes = BytesMut::new();
-    while let Some(frame) = body.frame().await {
-        let Ok(frame) = frame else {
-            return plain(StatusCode::BAD_REQUEST, "unreadable body");
-        };
-        if let Ok(data) = frame.into_data() {
-            if bytes.len() + data.len() > MAX_MESSAGE_BYTES {
-                return plain(StatusCode::PAYLOAD_TOO_LARGE, "message too large");
-            }
-            bytes.extend_from_slice(&data);
+    let bytes = match read_limited(body, MAX_MESSAGE_BYTES).await {
+        Ok(bytes) => bytes,
+        Err(ReadError::TooLarge) => {
+            return plain(StatusCode::PAYLOAD_TOO_LARGE, "message too large")
         }
-    }
+        Err(ReadError::Body(_)) => return plain(StatusCode::BAD_REQUEST, "unreadable body"),
+    };
     let Ok(mut message) = serde_json::from_slice::<ClientJsonRpcMessage>(&bytes) else {
         return plain(StatusCode::BAD_REQUEST, "not a JSON-RPC message");
     };
@@ -414,6 +410,7 @@ where
     F: Fn() -> H + Send + Sync + 'static,
     H: ServerHandler,
     B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
 {
     type Response = Response<SseBody>;
     type Error = Infallible;

@@ -30,7 +30,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::stream::{BoxStream, StreamExt};
 use http::header::{
     HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE,
@@ -48,7 +48,7 @@ use tower::{Service, ServiceExt};
 
 use crate::challenge::BearerChallenge;
 use crate::error::{BoxError, Error, ErrorKind};
-use crate::http::has_media_type;
+use crate::http::{has_media_type, read_limited, ReadError};
 use crate::transport::{LAST_EVENT_ID, SESSION_ID};
 
 /// The largest JSON (non-streamed) response read into memory, unless rmcp passes its own limit.
@@ -130,18 +130,10 @@ async fn collect_capped(
     body: impl Body<Data = Bytes, Error = Error>,
     limit: usize,
 ) -> Result<Bytes, Failure> {
-    let mut body = std::pin::pin!(body);
-    let mut collected = BytesMut::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(StreamableHttpError::Client)?;
-        if let Ok(data) = frame.into_data() {
-            if collected.len() + data.len() > limit {
-                return Err(StreamableHttpError::ResponseBodyTooLarge { max_size: limit });
-            }
-            collected.extend_from_slice(&data);
-        }
-    }
-    Ok(collected.freeze())
+    read_limited(body, limit).await.map_err(|e| match e {
+        ReadError::TooLarge => StreamableHttpError::ResponseBodyTooLarge { max_size: limit },
+        ReadError::Body(e) => StreamableHttpError::Client(Error::from_boxed(e)),
+    })
 }
 
 /// A 401 or 403 that reached the transport: the layer below could not handle it.

@@ -24,13 +24,13 @@ use futures_util::StreamExt;
 use http::header::{HeaderValue, ACCEPT, CONTENT_TYPE};
 use http::{Method, Request, Response, StatusCode};
 use http_body::Body;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tower::{Service, ServiceExt};
 
 use crate::error::{BoxError, Error, ErrorKind, Result};
-use crate::http::has_media_type;
+use crate::http::{has_media_type, read_limited, ReadError};
 
 use crate::sync::LockExt;
 use crate::transport::sse::SseStream;
@@ -703,19 +703,11 @@ where
     B: Body<Data = Bytes>,
     B::Error: Into<BoxError>,
 {
-    let mut body = std::pin::pin!(body);
-    let mut collected = bytes::BytesMut::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(Error::from_service)?;
-        if let Ok(data) = frame.into_data() {
-            if collected.len() + data.len() > limit {
-                return Err(Error::new(
-                    ErrorKind::BodyTooLarge,
-                    format!("an MCP response is larger than {limit} bytes"),
-                ));
-            }
-            collected.extend_from_slice(&data);
-        }
-    }
-    Ok(collected.freeze())
+    read_limited(body, limit).await.map_err(|e| match e {
+        ReadError::TooLarge => Error::new(
+            ErrorKind::BodyTooLarge,
+            format!("an MCP response is larger than {limit} bytes"),
+        ),
+        ReadError::Body(e) => Error::from_service(e),
+    })
 }

@@ -1,0 +1,290 @@
+//! [`RequireMcpScopesLayer`]: scopes per MCP method and tool, decided from the JSON-RPC body.
+//!
+//! It sits inside [`RequireBearerLayer`](crate::server::RequireBearerLayer), which has already
+//! checked the token and put its [`AuthInfo`] in the request extensions. For a POST it reads the
+//! body (within [`McpScopes::max_body_bytes`]), finds the calls, checks the 2026-07-28 routing
+//! headers against them, and answers 403 `insufficient_scope` naming every scope the request
+//! needs; the body is handed on intact. Without `AuthInfo` (no bearer layer in front) every
+//! request is refused: the layer never fails open.
+//!
+//! ```
+//! use tower::ServiceBuilder;
+//! use tower_mcp_oauth::server::{McpScopes, RequireBearerLayer, RequireMcpScopesLayer, StaticVerifier};
+//!
+//! let service = ServiceBuilder::new()
+//!     .layer(RequireBearerLayer::new(StaticVerifier::new()).required_scopes(["mcp"]))
+//!     .layer(RequireMcpScopesLayer::new(McpScopes::new().tool("delete_file", ["files:write"])))
+//!     .service_fn(|_request: http::Request<http_body_util::Full<bytes::Bytes>>| async {
+//!         Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::<bytes::Bytes>::default()))
+//!     });
+//! # let _ = service;
+//! ```
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::HeaderMap;
+use http::{Method, Request, Response};
+use http_body::Body;
+use tower::{Layer, Service};
+
+use crate::error::BoxError;
+use crate::http::{read_limited, ReadError};
+use crate::server::bearer::{Challenges, Rejection};
+use crate::server::mcp::{calls_in, McpCall, McpScopes};
+use crate::server::verify::AuthInfo;
+
+/// Layer that applies [`RequireMcpScopes`]: see the [module docs](self).
+#[derive(Debug, Clone)]
+pub struct RequireMcpScopesLayer {
+    scopes: Arc<McpScopes>,
+}
+
+impl RequireMcpScopesLayer {
+    /// Requires `scopes` per method and tool.
+    pub fn new(scopes: McpScopes) -> Self {
+        Self {
+            scopes: Arc::new(scopes),
+        }
+    }
+}
+
+impl<S> Layer<S> for RequireMcpScopesLayer {
+    type Service = RequireMcpScopes<S>;
+
+    fn layer(&self, inner: S) -> RequireMcpScopes<S> {
+        RequireMcpScopes {
+            inner,
+            scopes: self.scopes.clone(),
+        }
+    }
+}
+
+/// Middleware that checks scopes per MCP method and tool: see the [module docs](self).
+#[derive(Debug, Clone)]
+pub struct RequireMcpScopes<S> {
+    inner: S,
+    scopes: Arc<McpScopes>,
+}
+
+impl<S> RequireMcpScopes<S> {
+    /// Checks `scopes` before `inner`.
+    pub fn new(inner: S, scopes: McpScopes) -> Self {
+        RequireMcpScopesLayer::new(scopes).layer(inner)
+    }
+
+    /// A layer for `scopes`: the same as [`RequireMcpScopesLayer::new`].
+    pub fn layer(scopes: McpScopes) -> RequireMcpScopesLayer {
+        RequireMcpScopesLayer::new(scopes)
+    }
+
+    inner_service_accessors!();
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for RequireMcpScopes<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    ReqBody: Body<Data = Bytes> + From<Bytes> + Send + 'static,
+    ReqBody::Error: Into<BoxError>,
+    ResBody: Default + Send + 'static,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<ResBody>, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let scopes = self.scopes.clone();
+        Box::pin(async move {
+            let challenges = request
+                .extensions()
+                .get::<Arc<Challenges>>()
+                .cloned()
+                .unwrap_or_default();
+            match check(&scopes, &challenges, request).await {
+                Ok(request) => inner.call(request).await,
+                Err(rejection) => Ok(challenges.reject(rejection)),
+            }
+        })
+    }
+}
+
+/// The request back, with its body, when the token has every scope its calls need.
+async fn check<B>(
+    policy: &McpScopes,
+    challenges: &Challenges,
+    request: Request<B>,
+) -> Result<Request<B>, Rejection>
+where
+    B: Body<Data = Bytes> + From<Bytes>,
+    B::Error: Into<BoxError>,
+{
+    let Some(info) = request.extensions().get::<AuthInfo>().cloned() else {
+        return Err(Rejection::MissingCredentials);
+    };
+    if request.method() != Method::POST {
+        return Ok(request);
+    }
+    // A compressed body would be judged on bytes the service never sees decoded.
+    let encoded = request
+        .headers()
+        .get(http::header::CONTENT_ENCODING)
+        .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
+    if encoded {
+        return Err(Rejection::UnsupportedEncoding);
+    }
+    let (parts, body) = request.into_parts();
+    let bytes = read_limited(body, policy.max_body_bytes)
+        .await
+        .map_err(|e| match e {
+            ReadError::TooLarge => Rejection::BodyTooLarge,
+            ReadError::Body(_) => Rejection::InvalidRequest("the request body could not be read"),
+        })?;
+    let calls = calls_in(&bytes).map_err(Rejection::InvalidRequest)?;
+    check_mcp_headers(&parts.headers, &calls)?;
+    let mut needed = BTreeSet::new();
+    policy.required_for(&calls, &mut needed);
+    if needed.iter().any(|scope| !info.has_scope(scope)) {
+        // The challenge names everything the request needs, the route's scopes included.
+        needed.extend(challenges.required_scopes.iter().cloned());
+        return Err(Rejection::InsufficientScope(needed.into_iter().collect()));
+    }
+    Ok(Request::from_parts(parts, B::from(bytes)))
+}
+
+/// One header's value: absent, or exactly one visible-ASCII value.
+fn single_header<'h>(
+    headers: &'h HeaderMap,
+    name: &'static str,
+) -> Result<Option<&'h str>, Rejection> {
+    let mut values = headers.get_all(name).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(Rejection::InvalidRequest("a routing header is repeated"));
+    }
+    value
+        .to_str()
+        .map(Some)
+        .map_err(|_| Rejection::InvalidRequest("a routing header is not visible ASCII"))
+}
+
+/// `Mcp-Name` carries names that are not plain ASCII as `=?base64?…?=`.
+fn decode_name(value: &str) -> Result<String, Rejection> {
+    match value
+        .strip_prefix("=?base64?")
+        .and_then(|v| v.strip_suffix("?="))
+    {
+        Some(encoded) => {
+            base64::Engine::decode(&base64::engine::general_purpose::STANDARD, encoded)
+                .ok()
+                .and_then(|bytes| String::from_utf8(bytes).ok())
+                .ok_or(Rejection::InvalidRequest(
+                    "Mcp-Name is not valid base64 UTF-8",
+                ))
+        }
+        None => Ok(value.to_owned()),
+    }
+}
+
+/// The 2026-07-28 routing headers must say what the body says.
+fn check_mcp_headers(headers: &HeaderMap, calls: &[McpCall]) -> Result<(), Rejection> {
+    if let Some(method) = single_header(headers, "mcp-method")? {
+        if calls.iter().any(|c| c.method != method) {
+            return Err(Rejection::InvalidRequest(
+                "Mcp-Method does not match the body",
+            ));
+        }
+    }
+    if let Some(name) = single_header(headers, "mcp-name")? {
+        let name = decode_name(name)?;
+        if calls
+            .iter()
+            .any(|c| c.name.as_ref().is_some_and(|n| *n != name))
+        {
+            return Err(Rejection::InvalidRequest(
+                "Mcp-Name does not match the body",
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::AuthData;
+    use http::StatusCode;
+    use http_body_util::Full;
+    use tower::ServiceExt;
+
+    fn app() -> RequireMcpScopes<
+        impl Service<
+                Request<Full<Bytes>>,
+                Response = Response<Full<Bytes>>,
+                Error = std::convert::Infallible,
+                Future = impl Send,
+            > + Clone
+            + Send
+            + 'static,
+    > {
+        let inner = tower::service_fn(|request: Request<Full<Bytes>>| async move {
+            let length = request.body().size_hint().exact().unwrap_or(0);
+            Ok(Response::new(Full::new(Bytes::from(length.to_string()))))
+        });
+        RequireMcpScopes::new(inner, McpScopes::new().tool("delete_file", ["files:write"]))
+    }
+
+    fn call(tool: &str, scopes: Option<&[&str]>) -> Request<Full<Bytes>> {
+        let body = format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"{tool}"}}}}"#
+        );
+        let mut request = Request::post("/mcp")
+            .body(Full::new(Bytes::from(body)))
+            .unwrap();
+        if let Some(scopes) = scopes {
+            request.extensions_mut().insert(AuthInfo::from(AuthData {
+                scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+                ..Default::default()
+            }));
+        }
+        request
+    }
+
+    #[tokio::test]
+    async fn a_tool_call_needs_the_tools_scopes_and_keeps_its_body() {
+        let allowed = app()
+            .oneshot(call("delete_file", Some(&["files:write"])))
+            .await
+            .unwrap();
+        assert_eq!(allowed.status(), StatusCode::OK);
+        let denied = app()
+            .oneshot(call("delete_file", Some(&["mcp"])))
+            .await
+            .unwrap();
+        assert_eq!(denied.status(), StatusCode::FORBIDDEN);
+        assert_eq!(
+            denied.extensions().get::<Rejection>(),
+            Some(&Rejection::InsufficientScope(vec!["files:write".into()]))
+        );
+        let other = app().oneshot(call("read_file", Some(&[]))).await.unwrap();
+        assert_eq!(other.status(), StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn without_a_bearer_layer_in_front_nothing_passes() {
+        let response = app().oneshot(call("read_file", None)).await.unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    }
+}
