@@ -33,6 +33,8 @@ use url::Url;
 
 use crate::error::{BoxError, Error, ErrorKind, Result};
 
+#[cfg(any(feature = "server", feature = "authorization-server"))]
+pub(crate) mod cors;
 mod hyper_client;
 mod limited;
 

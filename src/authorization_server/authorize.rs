@@ -19,9 +19,12 @@ use subtle::ConstantTimeEq;
 use url::Url;
 
 use super::client_auth::load_client;
+use super::grant::{hash, random_token, split_scopes};
 use super::register::redirect_matches;
 use super::store::{BoxFuture, CodeGrant, RegisteredClient};
-use super::{form_params, hash, now_secs, random_token, split_scopes, AuthorizationServer, Params};
+use super::wire::{form_params, Params};
+use super::AuthorizationServer;
+use crate::clock::now_secs;
 use crate::sync::LockExt;
 
 /// How long a consent page stays valid.
@@ -460,8 +463,11 @@ fn validate(
     } else {
         requested
     };
-    check_scopes(server, &client, &scopes).map_err(|d| redirect_error("invalid_scope", d))?;
-    let resource = resolve_resource(server, params.get("resource"))
+    server
+        .check_scopes(&client, &scopes)
+        .map_err(|d| redirect_error("invalid_scope", d))?;
+    let resource = server
+        .resolve_resource(params.get("resource"))
         .map_err(|d| redirect_error("invalid_target", d))?;
     Ok(Validated {
         client_id: client.client_id,
@@ -477,46 +483,6 @@ fn validate(
         resource,
         code_challenge: code_challenge.to_owned(),
     })
-}
-
-/// Every scope must be known to the server (configured with `scopes`) and allowed to the client.
-pub(super) fn check_scopes(
-    server: &AuthorizationServer,
-    client: &RegisteredClient,
-    scopes: &[String],
-) -> Result<(), String> {
-    let known = &server.inner.config.scopes;
-    let allowed = split_scopes(client.metadata.scope.as_deref());
-    for scope in scopes {
-        if !known.contains(scope) {
-            return Err(format!("the scope {scope} is unknown"));
-        }
-        if client.metadata.scope.is_some() && !allowed.contains(scope) {
-            return Err(format!("the client did not register the scope {scope}"));
-        }
-    }
-    Ok(())
-}
-
-/// The configured resource `requested` names (RFC 8707), or the first one when none is named.
-pub(super) fn resolve_resource(
-    server: &AuthorizationServer,
-    requested: Option<&str>,
-) -> Result<String, String> {
-    let resources = &server.inner.config.resources;
-    let Some(requested) = requested else {
-        return Ok(resources[0].clone());
-    };
-    let url = Url::parse(requested).map_err(|_| "resource is not an absolute URI".to_owned())?;
-    if url.fragment().is_some() {
-        return Err("resource must not have a fragment".into());
-    }
-    let normalize = |s: &str| s.trim_end_matches('/').to_owned();
-    resources
-        .iter()
-        .find(|r| normalize(r) == normalize(requested))
-        .cloned()
-        .ok_or_else(|| "tokens for this resource are not issued here".to_owned())
 }
 
 async fn approve(

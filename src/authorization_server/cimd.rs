@@ -146,7 +146,7 @@ impl CimdFetcher {
 
     fn remember(&self, url: &str, entry: Cached, ttl: Duration) {
         let mut cache = self.cache.locked();
-        super::make_room(&mut cache, MAX_CACHED, |(_, until)| *until);
+        make_room(&mut cache, MAX_CACHED, |(_, until)| *until);
         cache.insert(url.to_owned(), (entry, Instant::now() + ttl));
     }
 
@@ -240,7 +240,7 @@ fn client_from_document(
         secret_hash: None,
         auth_method: ClientAuthMethod::None,
         metadata,
-        issued_at: super::now_secs(),
+        issued_at: crate::clock::now_secs(),
         pre_registered: false,
     })
 }
@@ -328,6 +328,29 @@ impl tower::Service<Name> for GuardedResolver {
     }
 }
 
+/// Makes room for one more entry in `map`, capped at `max`: expired entries go first, then,
+/// under a flood, the one closest to expiring.
+pub(crate) fn make_room<K: Clone + Eq + std::hash::Hash, V>(
+    map: &mut std::collections::HashMap<K, V>,
+    max: usize,
+    expiry: impl Fn(&V) -> std::time::Instant,
+) {
+    if map.len() < max {
+        return;
+    }
+    let now = std::time::Instant::now();
+    map.retain(|_, value| expiry(value) > now);
+    if map.len() >= max {
+        if let Some(oldest) = map
+            .iter()
+            .min_by_key(|(_, value)| expiry(value))
+            .map(|(key, _)| key.clone())
+        {
+            map.remove(&oldest);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -382,5 +405,21 @@ mod tests {
             RedirectRules::default()
         )
         .is_err());
+    }
+
+    #[test]
+    fn make_room_drops_expired_entries_then_the_closest_to_expiring() {
+        let now = std::time::Instant::now();
+        let mut map: std::collections::HashMap<&str, Instant> = std::collections::HashMap::new();
+        map.insert("expired", now - std::time::Duration::from_secs(1));
+        map.insert("soon", now + std::time::Duration::from_secs(10));
+        map.insert("later", now + std::time::Duration::from_secs(20));
+        make_room(&mut map, 3, |at| *at);
+        assert_eq!(map.len(), 2);
+        assert!(!map.contains_key("expired"));
+        make_room(&mut map, 2, |at| *at);
+        assert_eq!(map.keys().copied().collect::<Vec<_>>(), ["later"]);
+        make_room(&mut map, 5, |at| *at);
+        assert_eq!(map.len(), 1, "room already: nothing dropped");
     }
 }

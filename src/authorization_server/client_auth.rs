@@ -6,8 +6,10 @@ use http::header::AUTHORIZATION;
 use http::HeaderMap;
 use subtle::ConstantTimeEq;
 
+use super::grant::hash;
 use super::store::{ClientAuthMethod, RegisteredClient};
-use super::{hash, AuthorizationServer, OAuthError, Params};
+use super::wire::{OAuthError, Params};
+use super::AuthorizationServer;
 
 /// The client a request comes from, authenticated by the method it registered.
 pub(super) async fn authenticate(

@@ -4,7 +4,9 @@
 
 use serde_json::{Map, Value};
 
-use super::{hash, now_secs, AccessStatus, AuthorizationServer};
+use super::grant::{hash, AccessStatus};
+use super::AuthorizationServer;
+use crate::clock::now_secs;
 use crate::server::{AuthData, AuthInfo, TokenVerifier, VerifyError};
 
 /// Verifies the authorization server's own access tokens (JWT or opaque) against its store, in

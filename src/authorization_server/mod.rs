@@ -38,6 +38,7 @@
 mod authorize;
 mod cimd;
 mod client_auth;
+mod grant;
 mod keys;
 #[cfg(feature = "server")]
 mod local;
@@ -45,24 +46,24 @@ mod register;
 mod revoke;
 mod store;
 mod token;
+mod wire;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
-use base64::Engine;
-use http::header::{CACHE_CONTROL, CONTENT_TYPE, PRAGMA};
-use http::{HeaderValue, StatusCode};
-use rand::RngCore;
-use sha2::{Digest, Sha256};
+use http::StatusCode;
 use url::Url;
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::http::cors;
 use crate::metadata::AuthorizationServerMetadata;
+use grant::{hash, random_token};
+use wire::json_response;
 
 pub use authorize::{
     ApprovalPolicy, AuthorizationDecision, AutoApprove, ConsentPage, ConsentRequest,
@@ -467,62 +468,15 @@ impl AuthorizationServer {
 }
 
 fn allow_any_origin(mut response: Response) -> Response {
-    let headers = response.headers_mut();
-    headers.insert(
-        http::header::ACCESS_CONTROL_ALLOW_ORIGIN,
-        HeaderValue::from_static("*"),
-    );
-    headers.insert(
-        http::header::ACCESS_CONTROL_EXPOSE_HEADERS,
-        HeaderValue::from_static("WWW-Authenticate"),
-    );
+    cors::OAUTH_ENDPOINTS.apply(response.headers_mut());
     response
 }
 
 async fn preflight() -> Response {
     let mut response = Response::new(Body::empty());
     *response.status_mut() = StatusCode::NO_CONTENT;
-    let headers = response.headers_mut();
-    headers.insert(
-        http::header::ACCESS_CONTROL_ALLOW_METHODS,
-        HeaderValue::from_static("GET, POST, OPTIONS"),
-    );
-    headers.insert(
-        http::header::ACCESS_CONTROL_ALLOW_HEADERS,
-        HeaderValue::from_static("Authorization, Content-Type, MCP-Protocol-Version"),
-    );
-    headers.insert(
-        http::header::ACCESS_CONTROL_MAX_AGE,
-        HeaderValue::from_static("86400"),
-    );
+    cors::OAUTH_ENDPOINTS.preflight(response.headers_mut());
     response
-}
-
-/// Where an access token stands, for introspection and in-process verification alike.
-pub(crate) enum AccessStatus {
-    Active(AccessRecord),
-    Unknown,
-    Expired,
-    /// Its grant (token family) was revoked.
-    Revoked,
-}
-
-impl AuthorizationServer {
-    pub(crate) async fn access_status(&self, token: TokenHash, now: u64) -> Result<AccessStatus> {
-        let store = &self.inner.config.store;
-        let Some(record) = store.access(token).await? else {
-            return Ok(AccessStatus::Unknown);
-        };
-        if record.expires_at <= now {
-            return Ok(AccessStatus::Expired);
-        }
-        if let Some(family_id) = &record.family_id {
-            if store.family(family_id).await?.is_none_or(|f| f.revoked) {
-                return Ok(AccessStatus::Revoked);
-            }
-        }
-        Ok(AccessStatus::Active(record))
-    }
 }
 
 async fn serve_metadata(State(server): State<AuthorizationServer>) -> Response {
@@ -531,199 +485,4 @@ async fn serve_metadata(State(server): State<AuthorizationServer>) -> Response {
 
 async fn serve_jwks(State(server): State<AuthorizationServer>) -> Response {
     json_response(StatusCode::OK, &server.jwks())
-}
-
-/// An OAuth error answer (RFC 6749 §5.2): JSON, never cached.
-#[derive(Debug)]
-pub(crate) struct OAuthError {
-    status: StatusCode,
-    code: &'static str,
-    description: String,
-}
-
-impl OAuthError {
-    pub(crate) fn new(code: &'static str, description: impl Into<String>) -> Self {
-        let status = match code {
-            "invalid_client" => StatusCode::UNAUTHORIZED,
-            "server_error" => StatusCode::INTERNAL_SERVER_ERROR,
-            _ => StatusCode::BAD_REQUEST,
-        };
-        Self {
-            status,
-            code,
-            description: description.into(),
-        }
-    }
-
-    pub(crate) fn invalid_request(description: impl Into<String>) -> Self {
-        Self::new("invalid_request", description)
-    }
-
-    pub(crate) fn invalid_grant(description: impl Into<String>) -> Self {
-        Self::new("invalid_grant", description)
-    }
-
-    pub(crate) fn invalid_client(description: impl Into<String>) -> Self {
-        Self::new("invalid_client", description)
-    }
-
-    /// A storage failure: logged, and answered without its details.
-    pub(crate) fn server(error: &Error) -> Self {
-        tracing::error!(%error, "authorization server storage failed");
-        Self::new("server_error", "the server could not complete the request")
-    }
-}
-
-impl From<Error> for OAuthError {
-    fn from(error: Error) -> Self {
-        Self::server(&error)
-    }
-}
-
-impl IntoResponse for OAuthError {
-    fn into_response(self) -> Response {
-        let body = crate::metadata::OAuthErrorResponse {
-            error: self.code.to_owned(),
-            error_description: Some(self.description),
-            error_uri: None,
-        };
-        let mut response = json_response(self.status, &body);
-        if self.status == StatusCode::UNAUTHORIZED {
-            // RFC 6749 §5.2: a 401 names the scheme the client should authenticate with.
-            response.headers_mut().insert(
-                http::header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Basic realm=\"oauth\""),
-            );
-        }
-        response
-    }
-}
-
-/// A JSON response that no cache keeps (RFC 6749 §5.1).
-pub(crate) fn json_response<T: serde::Serialize>(status: StatusCode, body: &T) -> Response {
-    let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
-    let mut response = Response::new(Body::from(bytes));
-    *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(PRAGMA, HeaderValue::from_static("no-cache"));
-    response
-}
-
-/// Form or query parameters, each at most once (RFC 6749 §3.1: repeated parameters are an
-/// error).
-#[derive(Debug, Default)]
-pub(crate) struct Params(Vec<(String, String)>);
-
-impl Params {
-    pub(crate) fn parse(input: &[u8]) -> std::result::Result<Self, OAuthError> {
-        let mut params: Vec<(String, String)> = Vec::new();
-        let mut seen = std::collections::HashSet::new();
-        for (name, value) in url::form_urlencoded::parse(input) {
-            if !seen.insert(name.clone()) {
-                return Err(OAuthError::invalid_request(format!(
-                    "the parameter {name} is repeated"
-                )));
-            }
-            params.push((name.into_owned(), value.into_owned()));
-        }
-        Ok(Self(params))
-    }
-
-    /// The value of `name`; an empty value counts as absent (RFC 6749 §3.1).
-    pub(crate) fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(n, v)| n == name && !v.is_empty())
-            .map(|(_, v)| v.as_str())
-    }
-
-    pub(crate) fn require(&self, name: &str) -> std::result::Result<&str, OAuthError> {
-        self.get(name)
-            .ok_or_else(|| OAuthError::invalid_request(format!("the parameter {name} is missing")))
-    }
-}
-
-/// Reads a form body, checking its media type.
-pub(crate) fn form_params(
-    headers: &http::HeaderMap,
-    body: &[u8],
-) -> std::result::Result<Params, OAuthError> {
-    if !crate::http::has_media_type_in(headers, "application/x-www-form-urlencoded") {
-        return Err(OAuthError::invalid_request(
-            "the body must be application/x-www-form-urlencoded",
-        ));
-    }
-    Params::parse(body)
-}
-
-/// Makes room for one more entry in `map`, capped at `max`: expired entries go first, then,
-/// under a flood, the one closest to expiring.
-pub(crate) fn make_room<K: Clone + Eq + std::hash::Hash, V>(
-    map: &mut std::collections::HashMap<K, V>,
-    max: usize,
-    expiry: impl Fn(&V) -> std::time::Instant,
-) {
-    if map.len() < max {
-        return;
-    }
-    let now = std::time::Instant::now();
-    map.retain(|_, value| expiry(value) > now);
-    if map.len() >= max {
-        if let Some(oldest) = map
-            .iter()
-            .min_by_key(|(_, value)| expiry(value))
-            .map(|(key, _)| key.clone())
-        {
-            map.remove(&oldest);
-        }
-    }
-}
-
-/// A random, URL-safe credential of 256 bits.
-pub(crate) fn random_token() -> String {
-    let mut bytes = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-}
-
-/// The SHA-256 of a credential: what the store keeps instead of the credential.
-pub(crate) fn hash(value: &str) -> TokenHash {
-    TokenHash(Sha256::digest(value.as_bytes()).into())
-}
-
-pub(crate) use crate::clock::now_secs;
-
-/// Space-separated scopes, deduplicated, in order.
-pub(crate) fn split_scopes(scope: Option<&str>) -> Vec<String> {
-    let mut scopes: Vec<String> = Vec::new();
-    for scope in scope.unwrap_or("").split(' ').filter(|s| !s.is_empty()) {
-        if !scopes.iter().any(|s| s == scope) {
-            scopes.push(scope.to_owned());
-        }
-    }
-    scopes
-}
-
-#[cfg(test)]
-mod tests {
-    use std::collections::HashMap;
-    use std::time::{Duration, Instant};
-
-    #[test]
-    fn make_room_drops_expired_entries_then_the_closest_to_expiring() {
-        let now = Instant::now();
-        let mut map: HashMap<&str, Instant> = HashMap::new();
-        map.insert("expired", now - Duration::from_secs(1));
-        map.insert("soon", now + Duration::from_secs(10));
-        map.insert("later", now + Duration::from_secs(20));
-        super::make_room(&mut map, 3, |at| *at);
-        assert_eq!(map.len(), 2);
-        assert!(!map.contains_key("expired"));
-        super::make_room(&mut map, 2, |at| *at);
-        assert_eq!(map.keys().copied().collect::<Vec<_>>(), ["later"]);
-        super::make_room(&mut map, 5, |at| *at);
-        assert_eq!(map.len(), 1, "room already: nothing dropped");
-    }
 }

@@ -6,8 +6,11 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, StatusCode};
 use url::Url;
 
+use super::grant::{hash, random_token};
 use super::store::{ClientAuthMethod, RegisteredClient};
-use super::{hash, json_response, now_secs, random_token, AuthorizationServer, OAuthError};
+use super::wire::{json_response, OAuthError};
+use super::AuthorizationServer;
+use crate::clock::now_secs;
 use crate::error::{Error, ErrorKind, Result};
 use crate::metadata::ClientMetadata;
 

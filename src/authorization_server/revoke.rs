@@ -7,10 +7,11 @@ use http::{HeaderMap, StatusCode};
 use serde_json::json;
 
 use super::client_auth::authenticate;
+use super::grant::{hash, AccessStatus};
 use super::store::{ClientAuthMethod, TokenHash};
-use super::{
-    form_params, hash, json_response, now_secs, AccessStatus, AuthorizationServer, OAuthError,
-};
+use super::wire::{form_params, json_response, OAuthError};
+use super::AuthorizationServer;
+use crate::clock::now_secs;
 
 pub(super) async fn handle_revoke(
     State(server): State<AuthorizationServer>,

@@ -351,7 +351,7 @@ impl MemoryState {
             return;
         }
         self.saves_since_sweep = 0;
-        let now = super::now_secs();
+        let now = crate::clock::now_secs();
         self.codes
             .retain(|_, c| c.grant.expires_at + SPENT_CODE_MEMORY_SECS > now);
         self.access.retain(|_, a| a.expires_at > now);
@@ -592,7 +592,7 @@ impl AuthorizationStore for MemoryAuthorizationStore {
     }
 
     fn revoke_family<'a>(&'a self, family_id: &'a str) -> BoxFuture<'a, Result<()>> {
-        self.with(|s, _| s.revoke_family(family_id, super::now_secs()));
+        self.with(|s, _| s.revoke_family(family_id, crate::clock::now_secs()));
         ready(Ok(()))
     }
 

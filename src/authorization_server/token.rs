@@ -10,16 +10,15 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::authorize::{check_scopes, resolve_resource};
 use super::client_auth::authenticate;
+use super::grant::{hash, random_token, split_scopes};
 use super::store::{
     AccessRecord, ClientAuthMethod, CodeRedemption, FamilyStart, RefreshRotation, RegisteredClient,
     TokenFamily,
 };
-use super::{
-    form_params, hash, json_response, now_secs, random_token, split_scopes, AuthorizationServer,
-    OAuthError, Params, TokenFormat,
-};
+use super::wire::{form_params, json_response, OAuthError, Params};
+use super::{AuthorizationServer, TokenFormat};
+use crate::clock::now_secs;
 
 #[derive(Serialize)]
 struct TokenResponse {
@@ -106,7 +105,8 @@ fn require_granted_resource(
     let Some(resource) = params.get("resource") else {
         return Ok(());
     };
-    let resolved = resolve_resource(server, Some(resource))
+    let resolved = server
+        .resolve_resource(Some(resource))
         .map_err(|d| OAuthError::new("invalid_target", d))?;
     if resolved != granted {
         return Err(OAuthError::new(
@@ -281,8 +281,11 @@ async fn client_credentials(
     } else {
         requested
     };
-    check_scopes(server, client, &scopes).map_err(|d| OAuthError::new("invalid_scope", d))?;
-    let resource = resolve_resource(server, params.get("resource"))
+    server
+        .check_scopes(client, &scopes)
+        .map_err(|d| OAuthError::new("invalid_scope", d))?;
+    let resource = server
+        .resolve_resource(params.get("resource"))
         .map_err(|d| OAuthError::new("invalid_target", d))?;
     let issue = Issue {
         client_id: &client.client_id,

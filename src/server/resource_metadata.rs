@@ -38,6 +38,7 @@ use tower::Service;
 use url::Url;
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::http::cors;
 use crate::metadata::{at_root, path_inserted, ProtectedResourceMetadata};
 
 const SUFFIX: &str = "oauth-protected-resource";
@@ -91,26 +92,6 @@ impl ResourceMetadataService {
     }
 }
 
-fn cors(response: &mut Response<Full<Bytes>>) {
-    let headers = response.headers_mut();
-    headers.insert(
-        header::ACCESS_CONTROL_ALLOW_ORIGIN,
-        HeaderValue::from_static("*"),
-    );
-    headers.insert(
-        header::ACCESS_CONTROL_ALLOW_METHODS,
-        HeaderValue::from_static("GET, OPTIONS"),
-    );
-    headers.insert(
-        header::ACCESS_CONTROL_ALLOW_HEADERS,
-        HeaderValue::from_static("MCP-Protocol-Version, Content-Type, Authorization"),
-    );
-    headers.insert(
-        header::ACCESS_CONTROL_MAX_AGE,
-        HeaderValue::from_static("86400"),
-    );
-}
-
 impl<B> Service<Request<B>> for ResourceMetadataService {
     type Response = Response<Full<Bytes>>;
     type Error = Infallible;
@@ -137,11 +118,11 @@ impl<B> Service<Request<B>> for ResourceMetadataService {
                     header::CACHE_CONTROL,
                     HeaderValue::from_static("public, max-age=300"),
                 );
-                cors(&mut response);
+                cors::DOCUMENTS.apply(response.headers_mut());
             }
             (true, &Method::OPTIONS) => {
                 *response.status_mut() = StatusCode::NO_CONTENT;
-                cors(&mut response);
+                cors::DOCUMENTS.preflight(response.headers_mut());
             }
             (true, _) => {
                 *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
