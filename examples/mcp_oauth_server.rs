@@ -98,7 +98,7 @@ async fn main() -> anyhow::Result<()> {
         }
     );
     println!(
-        "try: cargo run --example oauth_client -- {}",
+        "try: cargo run --example oauth-client -- {}",
         running.mcp_url
     );
     running.task.await??;

@@ -1,8 +1,8 @@
 //! An MCP client that authorizes through your browser, lists the server's tools and calls one.
 //!
 //! ```text
-//! cargo run --example oauth_client --features rmcp -- https://mcp.example.com/mcp
-//! cargo run --example oauth_client --features rmcp -- --transport sse https://mcp.example.com/sse
+//! cargo run --example oauth-client --features rmcp -- https://mcp.example.com/mcp
+//! cargo run --example oauth-client --features rmcp -- --transport sse https://mcp.example.com/sse
 //! ```
 //!
 //! Flags: `--transport auto|streamable|sse` (default auto), `--tool NAME` (default: the first
@@ -67,7 +67,7 @@ async fn main() -> anyhow::Result<()> {
     let url = args
         .url
         .clone()
-        .context("usage: oauth_client [flags] SERVER_URL")?;
+        .context("usage: oauth-client [flags] SERVER_URL")?;
 
     let mut config = OAuthConfig::new()
         .with_client_name("tower-mcp-oauth example client")
