@@ -6,12 +6,14 @@
 //! first one, authorizing through [`AuthorizedHttpClient`] whenever the server asks. Exit 0 on
 //! success.
 //!
-//! `scripts/conformance.sh` installs the suite and runs it against this client.
+//! `conformance/run.sh` installs the suite and runs it against this client. `--help` lists the
+//! arguments and the environment variables.
 
 use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Context};
 use bytes::Bytes;
+use clap::Parser;
 use http::header::{ACCEPT, CONTENT_TYPE};
 use serde_json::{json, Value};
 use tower_mcp_oauth::client::{
@@ -25,6 +27,34 @@ const CLIENT_METADATA_URL: &str = "https://conformance-test.local/client-metadat
 /// Never listened on: the headless handler reads the code from the redirect's `Location`.
 const REDIRECT_URI: &str = "http://127.0.0.1:3000/callback";
 const PROTOCOL_VERSION: &str = "2025-11-25";
+
+/// A client for the official MCP conformance suite (@modelcontextprotocol/conformance).
+///
+/// It initializes, sends notifications/initialized, lists the tools and calls the first one,
+/// authorizing whenever the server asks (headless: the code is read from the redirect, never in a
+/// browser). Exit status 0 on success. conformance/run.sh runs the suite against it.
+#[derive(Parser)]
+#[command(
+    after_help = "Environment: RUST_LOG sets the log filter (default: tower_mcp_oauth=debug,conformance_client=info); logs go to stderr."
+)]
+struct Args {
+    /// The MCP server's URL (the suite passes it as the last argument).
+    #[arg(value_name = "SERVER_URL")]
+    server_url: String,
+    /// The scenario's name, for the log.
+    #[arg(long, env = "MCP_CONFORMANCE_SCENARIO", value_name = "NAME")]
+    scenario: Option<String>,
+    /// The scenario's context (JSON): its client_id, and client_secret if any, are a
+    /// pre-registered client.
+    // Its value holds a client secret: --help must not print it.
+    #[arg(
+        long,
+        env = "MCP_CONFORMANCE_CONTEXT",
+        value_name = "JSON",
+        hide_env_values = true
+    )]
+    context: Option<String>,
+}
 
 struct McpSession {
     http: AuthorizedHttpClient,
@@ -138,13 +168,11 @@ fn config_from_context(context: Option<&str>) -> anyhow::Result<OAuthConfig> {
     Ok(config)
 }
 
-async fn run() -> anyhow::Result<()> {
-    let server_url = std::env::args()
-        .next_back()
-        .context("usage: conformance_client <server-url>")?;
-    let scenario = std::env::var("MCP_CONFORMANCE_SCENARIO").unwrap_or_default();
+async fn run(args: Args) -> anyhow::Result<()> {
+    let server_url = args.server_url;
+    let scenario = args.scenario.unwrap_or_default();
     tracing::info!(%scenario, %server_url, "starting");
-    let config = config_from_context(std::env::var("MCP_CONFORMANCE_CONTEXT").ok().as_deref())?;
+    let config = config_from_context(args.context.as_deref())?;
     let state = OAuthState::new(&server_url, Some(config)).await?;
     let mut session = McpSession {
         http: state.to_authorized_http_client().await?,
@@ -189,6 +217,7 @@ async fn run() -> anyhow::Result<()> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    let args = Args::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
@@ -196,7 +225,7 @@ async fn main() -> ExitCode {
                 .unwrap_or_else(|_| "tower_mcp_oauth=debug,conformance_client=info".into()),
         )
         .init();
-    match run().await {
+    match run(args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("conformance client failed: {error:#}");

@@ -9,58 +9,86 @@
 //! authorization server at the origin (`/authorize` shows a consent page), the protected-resource
 //! metadata at `/.well-known/oauth-protected-resource`.
 //!
-//! Flags (or environment variables): `--host IP` (`MCP_HOST`, default 127.0.0.1), `--port N`
-//! (`MCP_PORT`, default 8000; 0 picks one), `--issuer URL` (`MCP_ISSUER`, default
-//! `http://{host}:{port}`; the public URL when behind a proxy), `--auto-approve` (skip the
-//! consent page), `--opaque-tokens` (introspection instead of JWTs), `--tls-cert PEM` with
-//! `--tls-key PEM` (serve https; `--tls-ca PEM` also trusts a private CA). The consent page
-//! approves as a demo user for anyone who reaches it, so it is only served on a loopback issuer.
+//! `--help` lists the flags and the environment variables (`MCP_HOST`, `MCP_PORT`,
+//! `MCP_ISSUER`).
 
 #[path = "support/oauth_server_app.rs"]
 mod oauth_server_app;
 
-use anyhow::{bail, Context};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::Parser;
 use oauth_server_app::Options;
 
-fn parse_args() -> anyhow::Result<Options> {
-    let mut options = Options::default();
-    if let Ok(host) = std::env::var("MCP_HOST") {
-        options.host = host.parse().context("MCP_HOST must be an IP address")?;
+/// A self-contained MCP server: the embedded OAuth 2.1 authorization server and an MCP server
+/// (tools echo, add, whoami) behind RequireBearer, in one process.
+///
+/// Streamable HTTP at /mcp, legacy HTTP+SSE at /sse (messages to /message), the authorization
+/// server at the origin (/authorize shows a consent page), the protected-resource metadata at
+/// /.well-known/oauth-protected-resource. The consent page approves as a demo user for anyone
+/// who reaches it, so it is only served on a loopback issuer.
+#[derive(Parser)]
+// A repeated flag takes its last value, as the hand-written parser did.
+#[command(
+    args_override_self = true,
+    after_help = "Environment: RUST_LOG sets the log filter (default: info)."
+)]
+struct Args {
+    /// The address to listen on.
+    #[arg(long, env = "MCP_HOST", value_name = "IP", default_value_t = Options::default().host)]
+    host: IpAddr,
+    /// The port to listen on; 0 picks a free one.
+    #[arg(long, env = "MCP_PORT", value_name = "N", default_value_t = Options::default().port)]
+    port: u16,
+    /// The public URL (issuer and resource), when behind a proxy [default: http://{host}:{port}].
+    #[arg(long, env = "MCP_ISSUER", value_name = "URL")]
+    issuer: Option<String>,
+    /// Approve without showing the consent page (development and tests).
+    #[arg(long)]
+    auto_approve: bool,
+    /// Opaque access tokens checked by introspection, instead of ES256 JWTs checked from the JWKS.
+    #[arg(long)]
+    opaque_tokens: bool,
+    /// Serve https with this certificate chain (PEM file); needs --tls-key.
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PEM file) of --tls-cert.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// With https, also trust this private CA (PEM file) for the server's own outgoing calls.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_ca: Option<PathBuf>,
+}
+
+impl Args {
+    fn into_options(self) -> anyhow::Result<Options> {
+        let read = |flag: &str, path: &Path| {
+            std::fs::read(path).with_context(|| format!("{flag} {}", path.display()))
+        };
+        // clap lets through both of --tls-cert and --tls-key or neither.
+        let tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(oauth_server_app::Tls {
+                cert_chain_pem: read("--tls-cert", cert)?,
+                key_pem: read("--tls-key", key)?,
+                extra_roots_pem: match &self.tls_ca {
+                    Some(ca) => Some(read("--tls-ca", ca)?),
+                    None => None,
+                },
+            }),
+            _ => None,
+        };
+        Ok(Options {
+            host: self.host,
+            port: self.port,
+            issuer: self.issuer,
+            auto_approve: self.auto_approve,
+            opaque_tokens: self.opaque_tokens,
+            tls,
+            ..Options::default()
+        })
     }
-    if let Ok(port) = std::env::var("MCP_PORT") {
-        options.port = port.parse().context("MCP_PORT must be a port number")?;
-    }
-    options.issuer = std::env::var("MCP_ISSUER").ok();
-    let (mut tls_cert, mut tls_key, mut tls_ca) = (None, None, None);
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let mut value = || args.next().with_context(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--host" => options.host = value()?.parse().context("--host takes an IP address")?,
-            "--port" => options.port = value()?.parse().context("--port takes a number")?,
-            "--issuer" => options.issuer = Some(value()?),
-            "--auto-approve" => options.auto_approve = true,
-            "--tls-cert" => tls_cert = Some(std::fs::read(value()?).context("--tls-cert")?),
-            "--tls-key" => tls_key = Some(std::fs::read(value()?).context("--tls-key")?),
-            "--tls-ca" => tls_ca = Some(std::fs::read(value()?).context("--tls-ca")?),
-            "--opaque-tokens" => options.opaque_tokens = true,
-            "--help" | "-h" => {
-                println!("see the header of examples/mcp_oauth_server.rs for the flags");
-                std::process::exit(0);
-            }
-            other => bail!("unknown flag {other}"),
-        }
-    }
-    options.tls = match (tls_cert, tls_key, tls_ca) {
-        (Some(cert_chain_pem), Some(key_pem), extra_roots_pem) => Some(oauth_server_app::Tls {
-            cert_chain_pem,
-            key_pem,
-            extra_roots_pem,
-        }),
-        (None, None, None) => None,
-        _ => bail!("https needs both --tls-cert and --tls-key"),
-    };
-    Ok(options)
 }
 
 #[tokio::main]
@@ -70,7 +98,7 @@ async fn main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    let options = parse_args()?;
+    let options = Args::parse().into_options()?;
     let running = oauth_server_app::start(options.clone()).await?;
     let issuer = running.authorization_server.issuer().to_owned();
     println!("MCP server (Streamable HTTP):  {}", running.mcp_url);
@@ -98,7 +126,7 @@ async fn main() -> anyhow::Result<()> {
         }
     );
     println!(
-        "try: cargo run --example oauth_client -- {}",
+        "try: cargo run --example oauth-client -- {}",
         running.mcp_url
     );
     running.task.await??;

@@ -13,8 +13,7 @@
 //!     --issuer https://auth.example.com
 //! ```
 //!
-//! Flags: `--port N` (default 8000; 0 picks one), `--resource URL` (default
-//! `http://127.0.0.1:{port}/mcp`), `--scope S` (repeatable; required of every token).
+//! `--help` lists every flag.
 
 #[path = "support/mcp_tools.rs"]
 mod mcp_tools;
@@ -22,7 +21,8 @@ mod mcp_tools;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
+use clap::{ArgGroup, Parser};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 use tower::ServiceBuilder;
@@ -31,41 +31,44 @@ use tower_mcp_oauth::server::{
     IntrospectionVerifier, JwtVerifier, RequireBearerLayer, ResourceMetadataService, TokenVerifier,
 };
 
-#[derive(Debug, Default)]
+/// Protect an MCP server with the identity provider you already run (Keycloak, Auth0, Entra, …).
+///
+/// An MCP server at /mcp on 127.0.0.1 (Streamable HTTP; tools echo and whoami) behind
+/// RequireBearer, trusting an external authorization server, and serving its RFC 9728
+/// protected-resource metadata. Give --issuer for JWT access tokens, checked against the keys its
+/// metadata names (found lazily: the server starts while the identity provider is down and
+/// answers 503 until it is up), or --introspection-url with --client-id and --client-secret for
+/// opaque tokens checked by RFC 7662 introspection.
+#[derive(Parser)]
+// A repeated flag takes its last value, as the hand-written parser did.
+#[command(
+    args_override_self = true,
+    group(ArgGroup::new("verifier").required(true).multiple(true).args(["issuer", "introspection_url"])),
+    after_help = "Environment: RUST_LOG sets the log filter (default: info)."
+)]
 struct Args {
+    /// The authorization server's issuer URL: JWTs are checked against its keys (unless
+    /// --introspection-url is given), and the metadata names it.
+    #[arg(long, value_name = "URL")]
     issuer: Option<String>,
+    /// Check opaque tokens at this RFC 7662 introspection endpoint instead of as JWTs.
+    #[arg(long, value_name = "URL", requires_all = ["client_id", "client_secret"])]
     introspection_url: Option<String>,
+    /// This server's client id at the introspection endpoint.
+    #[arg(long, value_name = "ID")]
     client_id: Option<String>,
+    /// This server's client secret at the introspection endpoint.
+    #[arg(long, value_name = "SECRET")]
     client_secret: Option<String>,
+    /// The port to listen on, on 127.0.0.1; 0 picks a free one.
+    #[arg(long, value_name = "N", default_value_t = 8000)]
     port: u16,
+    /// The resource URL tokens must be issued for [default: http://127.0.0.1:{port}/mcp].
+    #[arg(long, value_name = "URL")]
     resource: Option<String>,
+    /// A scope every token must have; repeatable.
+    #[arg(long = "scope", value_name = "SCOPE")]
     scopes: Vec<String>,
-}
-
-fn parse_args() -> anyhow::Result<Args> {
-    let mut args = Args {
-        port: 8000,
-        ..Default::default()
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--issuer" => args.issuer = Some(value()?),
-            "--introspection-url" => args.introspection_url = Some(value()?),
-            "--client-id" => args.client_id = Some(value()?),
-            "--client-secret" => args.client_secret = Some(value()?),
-            "--port" => args.port = value()?.parse().context("--port takes a number")?,
-            "--resource" => args.resource = Some(value()?),
-            "--scope" => args.scopes.push(value()?),
-            "--help" | "-h" => {
-                println!("see the header of examples/protected_server.rs for the flags");
-                std::process::exit(0);
-            }
-            other => bail!("unknown flag {other}"),
-        }
-    }
-    Ok(args)
 }
 
 /// Serves the MCP server and its metadata behind `verifier`; returns when the server stops.
@@ -117,7 +120,7 @@ async fn main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    let args = parse_args()?;
+    let args = Args::parse();
     let listener =
         tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], args.port))).await?;
     let port = listener.local_addr()?.port();

@@ -13,6 +13,7 @@
 mod oauth_server_app;
 
 use anyhow::Context;
+use clap::Parser;
 use rmcp::model::{CallToolRequestParams, CallToolResult, ClientConfig};
 use rmcp::service::RunningService;
 use rmcp::{RoleClient, ServiceExt};
@@ -23,6 +24,15 @@ use tower_mcp_oauth::transport::{
     LegacySseConfig, LegacySseTransport, StreamableHttpConfig, StreamableHttpTransport,
 };
 use url::Url;
+
+/// The whole MCP authorization flow end to end on loopback, with no configuration.
+///
+/// Starts the mcp_oauth_server example in-process on 127.0.0.1 (embedded authorization server,
+/// approving without a user), then a client discovers it, registers, authorizes, gets a token,
+/// calls tools over Streamable HTTP, refreshes the token, calls again, and calls over legacy
+/// HTTP+SSE too, printing each step. It takes no flags and reads no environment variables.
+#[derive(Parser)]
+struct Args {}
 
 const REDIRECT_URI: &str = "http://127.0.0.1:8976/callback";
 
@@ -52,6 +62,8 @@ fn short(token: &str) -> String {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // Only for --help: there is nothing to configure.
+    let Args {} = Args::parse();
     let server = oauth_server_app::start(oauth_server_app::Options {
         port: 0,
         auto_approve: true,

@@ -1,15 +1,13 @@
 //! An MCP client that authorizes through your browser, lists the server's tools and calls one.
 //!
 //! ```text
-//! cargo run --example oauth_client --features rmcp -- https://mcp.example.com/mcp
-//! cargo run --example oauth_client --features rmcp -- --transport sse https://mcp.example.com/sse
+//! cargo run --example oauth-client --features rmcp -- https://mcp.example.com/mcp
+//! cargo run --example oauth-client --features rmcp -- --transport sse https://mcp.example.com/sse
 //! ```
 //!
-//! Flags: `--transport auto|streamable|sse` (default auto), `--tool NAME` (default: the first
-//! tool), `--arg key=value` (repeatable), `--store PATH` (keep credentials across runs),
-//! `--no-browser` (print the URL instead of opening it).
+//! `--help` lists the flags and the environment variables.
 
-use anyhow::{bail, Context};
+use clap::{Parser, ValueEnum};
 use rmcp::model::{CallToolRequestParams, ClientConfig};
 use rmcp::ServiceExt;
 use serde_json::Value;
@@ -20,40 +18,53 @@ use tower_mcp_oauth::transport::{
     StreamableHttpConfig, StreamableHttpTransport,
 };
 
-#[derive(Default)]
+/// An MCP client that authorizes through your browser, lists the server's tools and calls one.
+///
+/// When the server asks for authorization, it discovers the server's authorization server,
+/// registers, and opens the browser on its consent page; a callback server on 127.0.0.1 takes the
+/// answer. Then it lists the tools and calls one, printing the result.
+#[derive(Parser)]
+// A repeated flag takes its last value, as the hand-written parser did.
+#[command(
+    name = "oauth-client",
+    args_override_self = true,
+    after_help = "Environment:\n  RUST_LOG  the log filter (default: warn)\n  BROWSER   the browser to open (default: the system's)"
+)]
 struct Args {
-    url: Option<String>,
-    transport: String,
+    /// The MCP server's URL: its Streamable HTTP endpoint, or its /sse endpoint with --transport sse.
+    #[arg(value_name = "SERVER_URL")]
+    url: String,
+    /// The MCP transport.
+    #[arg(long, value_enum, default_value_t = Transport::Auto)]
+    transport: Transport,
+    /// The tool to call [default: the server's first tool].
+    #[arg(long, value_name = "NAME")]
     tool: Option<String>,
-    arguments: serde_json::Map<String, Value>,
+    /// An argument of the call, repeatable; VALUE is read as JSON, else taken as a string.
+    #[arg(long = "arg", value_name = "KEY=VALUE", value_parser = tool_argument)]
+    arguments: Vec<(String, Value)>,
+    /// Keep the credentials in this file across runs.
+    #[arg(long, value_name = "PATH")]
     store: Option<String>,
-    browser: bool,
+    /// Print the authorization URL instead of opening a browser.
+    #[arg(long)]
+    no_browser: bool,
 }
 
-fn parse_args() -> anyhow::Result<Args> {
-    let mut args = Args {
-        transport: "auto".into(),
-        browser: true,
-        ..Default::default()
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "--transport" => args.transport = it.next().context("--transport needs a value")?,
-            "--tool" => args.tool = Some(it.next().context("--tool needs a name")?),
-            "--arg" => {
-                let pair = it.next().context("--arg needs key=value")?;
-                let (key, value) = pair.split_once('=').context("--arg needs key=value")?;
-                let value = serde_json::from_str(value).unwrap_or_else(|_| Value::from(value));
-                args.arguments.insert(key.into(), value);
-            }
-            "--store" => args.store = Some(it.next().context("--store needs a path")?),
-            "--no-browser" => args.browser = false,
-            flag if flag.starts_with("--") => bail!("unknown flag {flag}"),
-            url => args.url = Some(url.to_owned()),
-        }
-    }
-    Ok(args)
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Transport {
+    /// Streamable HTTP, falling back to HTTP+SSE on 400, 404 or 405.
+    Auto,
+    /// Streamable HTTP only.
+    Streamable,
+    /// Legacy HTTP+SSE only.
+    Sse,
+}
+
+fn tool_argument(pair: &str) -> Result<(String, Value), String> {
+    let (key, value) = pair.split_once('=').ok_or("expected KEY=VALUE")?;
+    let value = serde_json::from_str(value).unwrap_or_else(|_| Value::from(value));
+    Ok((key.to_owned(), value))
 }
 
 #[tokio::main]
@@ -63,32 +74,33 @@ async fn main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .init();
-    let args = parse_args()?;
-    let url = args
-        .url
-        .clone()
-        .context("usage: oauth_client [flags] SERVER_URL")?;
+    let args = Args::parse();
+    let url = args.url;
 
     let mut config = OAuthConfig::new()
         .with_client_name("tower-mcp-oauth example client")
-        .with_handler(LoopbackHandler::bind().await?.with_browser(args.browser));
+        .with_handler(
+            LoopbackHandler::bind()
+                .await?
+                .with_browser(!args.no_browser),
+        );
     if let Some(path) = &args.store {
         config = config.with_store(FileStore::new(path));
     }
     let oauth_state = OAuthState::new(&url, Some(config)).await?;
 
-    let client = match args.transport.as_str() {
-        "auto" => {
+    let client = match args.transport {
+        Transport::Auto => {
             let transport =
                 create_authorized_transport(url.clone(), oauth_state, Some(RetryConfig::default()))
                     .await?;
             ClientConfig::default().serve(transport).await?
         }
-        "streamable" | "sse" => {
+        Transport::Streamable | Transport::Sse => {
             let stack = ServiceBuilder::new()
                 .layer(OAuthLayer::new(oauth_state))
                 .service(tower_mcp_oauth::http::hyper_client());
-            if args.transport == "sse" {
+            if args.transport == Transport::Sse {
                 let transport =
                     LegacySseTransport::connect(stack, LegacySseConfig::new(&url)).await?;
                 ClientConfig::default().serve(transport).await?
@@ -98,7 +110,6 @@ async fn main() -> anyhow::Result<()> {
                 ClientConfig::default().serve(transport).await?
             }
         }
-        other => bail!("--transport must be auto, streamable or sse, not {other}"),
     };
 
     let tools = client.list_tools(Default::default()).await?;
@@ -112,7 +123,6 @@ async fn main() -> anyhow::Result<()> {
     }
     let name = match args
         .tool
-        .clone()
         .or_else(|| tools.tools.first().map(|t| t.name.to_string()))
     {
         Some(name) => name,
@@ -123,7 +133,8 @@ async fn main() -> anyhow::Result<()> {
     };
     let mut call = CallToolRequestParams::new(name.clone());
     if !args.arguments.is_empty() {
-        call = call.with_arguments(args.arguments.clone());
+        // Collected into a map: a repeated key takes its last value.
+        call = call.with_arguments(args.arguments.into_iter().collect());
     }
     let result = client.call_tool(call).await?;
     println!(
