@@ -37,7 +37,7 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 fn config() -> OAuthConfig {
-    OAuthConfig::new().with_handler(HeadlessHandler::new(
+    OAuthConfig::new().handler(HeadlessHandler::new(
         Url::parse("http://127.0.0.1:7/callback").unwrap(),
     ))
 }
@@ -136,7 +136,7 @@ fn refresh_storm(c: &mut Criterion) {
         .await;
         let store = Arc::new(MemoryStore::new());
         let shared: Arc<dyn CredentialStore> = store.clone();
-        authorized_state(&server, config().with_shared_store(shared)).await;
+        authorized_state(&server, config().shared_store(shared)).await;
         let record = store.latest(&server.mcp_url()).await.unwrap().unwrap();
         (server, record)
     });
@@ -164,7 +164,7 @@ fn refresh_storm(c: &mut Criterion) {
                     }
                     let store = MemoryStore::new();
                     store.save(&key, &expired).await.unwrap();
-                    let state = OAuthState::new(&url, Some(config().with_store(store)))
+                    let state = OAuthState::new(&url, Some(config().store(store)))
                         .await
                         .unwrap();
                     let service = ServiceBuilder::new()

@@ -58,7 +58,7 @@ fn main() {
     rt.block_on(async {
         let server = demo_server::DemoServer::start(Default::default()).await;
         let handler = HeadlessHandler::new(Url::parse("http://127.0.0.1:7/callback").unwrap());
-        let state = OAuthState::new(server.mcp_url(), Some(OAuthConfig::new().with_handler(handler)))
+        let state = OAuthState::new(server.mcp_url(), Some(OAuthConfig::new().handler(handler)))
             .await
             .unwrap();
         state.authorize().await.unwrap();

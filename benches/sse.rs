@@ -41,8 +41,7 @@ fn decode(c: &mut Criterion) {
     group.bench_function("tower_mcp_oauth", |b| {
         b.iter(|| {
             rt.block_on(async {
-                let events =
-                    tower_mcp_oauth::transport::sse::SseStream::new(body(&chunks), 1 << 20);
+                let events = tower_mcp_oauth::transport::SseStream::new(body(&chunks), 1 << 20);
                 let count = events
                     .filter(|e| std::future::ready(e.is_ok()))
                     .count()

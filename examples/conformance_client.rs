@@ -147,9 +147,9 @@ fn find_reply(response: &http::Response<Bytes>, id: u64) -> anyhow::Result<Value
 
 fn config_from_context(context: Option<&str>) -> anyhow::Result<OAuthConfig> {
     let mut config = OAuthConfig::new()
-        .with_client_name("tower-mcp-oauth conformance client")
-        .with_client_metadata_url(Url::parse(CLIENT_METADATA_URL)?)
-        .with_handler(HeadlessHandler::new(Url::parse(REDIRECT_URI)?));
+        .client_name("tower-mcp-oauth conformance client")
+        .client_metadata_url(Url::parse(CLIENT_METADATA_URL)?)
+        .handler(HeadlessHandler::new(Url::parse(REDIRECT_URI)?));
     if let Some(context) = context {
         let context: Value =
             serde_json::from_str(context).context("MCP_CONFORMANCE_CONTEXT is not JSON")?;
@@ -162,7 +162,7 @@ fn config_from_context(context: Option<&str>) -> anyhow::Result<OAuthConfig> {
                 ),
                 None => ClientRegistration::public(client_id),
             };
-            config = config.with_client(client);
+            config = config.client(client);
         }
     }
     Ok(config)

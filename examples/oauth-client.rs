@@ -78,14 +78,14 @@ async fn main() -> anyhow::Result<()> {
     let url = args.url;
 
     let mut config = OAuthConfig::new()
-        .with_client_name("tower-mcp-oauth example client")
-        .with_handler(
+        .client_name("tower-mcp-oauth example client")
+        .handler(
             LoopbackHandler::bind()
                 .await?
-                .with_browser(!args.no_browser),
+                .open_browser(!args.no_browser),
         );
     if let Some(path) = &args.store {
-        config = config.with_store(FileStore::new(path));
+        config = config.store(FileStore::new(path));
     }
     let oauth_state = OAuthState::new(&url, Some(config)).await?;
 

@@ -10,8 +10,8 @@
 //! use tower_mcp_oauth::http::HttpClient;
 //!
 //! let client = HttpClient::new()
-//!     .with_timeout(Duration::from_secs(10))
-//!     .with_max_body_bytes(256 * 1024);
+//!     .timeout(Duration::from_secs(10))
+//!     .max_body_bytes(256 * 1024);
 //! # let _ = client;
 //! ```
 
@@ -115,20 +115,15 @@ impl HttpClient {
     }
 
     /// Sets the time one exchange may take, from sending the request to the end of the body.
-    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+    pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
     }
 
     /// Sets the largest response body accepted.
-    pub fn with_max_body_bytes(mut self, max_body_bytes: usize) -> Self {
+    pub fn max_body_bytes(mut self, max_body_bytes: usize) -> Self {
         self.max_body_bytes = max_body_bytes;
         self
-    }
-
-    /// The configured timeout.
-    pub fn timeout(&self) -> Duration {
-        self.timeout
     }
 
     /// Sends a request and reads the whole body. Redirects are returned, not followed.

@@ -23,7 +23,7 @@ fn headless() -> HeadlessHandler {
 }
 
 fn config() -> OAuthConfig {
-    OAuthConfig::new().with_handler(headless())
+    OAuthConfig::new().handler(headless())
 }
 
 async fn start(behaviour: Behaviour) -> DemoServer {
@@ -358,9 +358,9 @@ async fn a_hanging_token_endpoint_times_out() {
         ..Default::default()
     })
     .await;
-    let http = HttpClient::new().with_timeout(Duration::from_millis(300));
+    let http = HttpClient::new().timeout(Duration::from_millis(300));
     let handler = HeadlessHandler::with_http(http.clone(), Url::parse(REDIRECT).unwrap());
-    let config = OAuthConfig::new().with_http(http).with_handler(handler);
+    let config = OAuthConfig::new().http(http).handler(handler);
     let client = client_for(&server, config).await;
     let started = std::time::Instant::now();
     let err = echo(&client, &server, "x").await.unwrap_err();
@@ -558,7 +558,7 @@ async fn a_pre_registered_client_is_used_first() {
         ..Default::default()
     })
     .await;
-    let config = config().with_client(ClientRegistration::confidential(
+    let config = config().client(ClientRegistration::confidential(
         "app",
         "app-secret",
         TokenEndpointAuthMethod::ClientSecretBasic,
@@ -591,7 +591,7 @@ async fn a_pre_registered_client_bound_to_an_issuer_goes_nowhere_else() {
     };
     let server = start(behaviour()).await;
     let bound = |issuer: &str| {
-        config().with_client(
+        config().client(
             ClientRegistration::confidential(
                 "app",
                 "app-secret",
@@ -630,7 +630,7 @@ async fn a_client_id_metadata_document_is_used_when_supported() {
     })
     .await;
     let cimd = "https://app.example.com/oauth/client.json";
-    let config = config().with_client_metadata_url(Url::parse(cimd).unwrap());
+    let config = config().client_metadata_url(Url::parse(cimd).unwrap());
     let client = client_for(&server, config.clone()).await;
     echoed(&echo(&client, &server, "cimd").await.unwrap());
     let counters = server.counters();
@@ -668,7 +668,7 @@ async fn signed_in_with_a_file_store(
 ) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("credentials.json");
-    let client = client_for(server, config().with_store(FileStore::new(&path))).await;
+    let client = client_for(server, config().store(FileStore::new(&path))).await;
     echoed(&echo(&client, server, "before").await.unwrap());
     (dir, path)
 }
@@ -683,7 +683,7 @@ async fn the_file_store_survives_a_restart() {
     // A new process: no handler, so it could not authorize again; it must use what was stored.
     let state = OAuthState::new(
         server.mcp_url(),
-        Some(OAuthConfig::new().with_store(FileStore::new(&path))),
+        Some(OAuthConfig::new().store(FileStore::new(&path))),
     )
     .await
     .unwrap();
@@ -704,7 +704,7 @@ async fn an_access_token_that_cannot_be_attached_is_refused() {
     .await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("credentials.json");
-    let client = client_for(&server, config().with_store(FileStore::new(&path))).await;
+    let client = client_for(&server, config().store(FileStore::new(&path))).await;
     let error = echo(&client, &server, "x").await.unwrap_err();
     assert_eq!(error.kind(), ErrorKind::InvalidResponse, "{error}");
     let stored = std::fs::read_to_string(&path).unwrap_or_default();
@@ -719,7 +719,7 @@ async fn a_stored_token_that_cannot_be_attached_does_not_wedge_the_session() {
     let stored = std::fs::read_to_string(&path).unwrap();
     std::fs::write(&path, stored.replace("\"at-", "\"\\u0001at-")).unwrap();
 
-    let second = client_for(&server, config().with_store(FileStore::new(&path))).await;
+    let second = client_for(&server, config().store(FileStore::new(&path))).await;
     let response = tokio::time::timeout(Duration::from_secs(10), echo(&second, &server, "after"))
         .await
         .expect("no hang")
@@ -780,8 +780,8 @@ async fn the_loopback_handler_catches_the_redirect() {
     let handler = LoopbackHandler::bind()
         .await
         .unwrap()
-        .with_browser(false)
-        .with_timeout(Duration::from_secs(10));
+        .open_browser(false)
+        .timeout(Duration::from_secs(10));
     let redirect_uri = handler.redirect_uri();
     assert_eq!(redirect_uri.host_str(), Some("127.0.0.1"));
     let auth_url = Url::parse("http://127.0.0.1:9/authorize?client_id=x&state=xyz").unwrap();
@@ -832,8 +832,8 @@ async fn the_loopback_handler_times_out() {
     let handler = LoopbackHandler::bind()
         .await
         .unwrap()
-        .with_browser(false)
-        .with_timeout(Duration::from_millis(100));
+        .open_browser(false)
+        .timeout(Duration::from_millis(100));
     let url = Url::parse("http://127.0.0.1:9/authorize").unwrap();
     assert_eq!(
         handler.authorize(&url).await.unwrap_err().kind(),

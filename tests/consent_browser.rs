@@ -405,7 +405,7 @@ async fn the_crate_client_signs_in_through_the_consent_page_in_chromium() {
         let browser = browser.clone();
         async move {
             ChromiumUser {
-                loopback: LoopbackHandler::bind().await.unwrap().with_browser(false),
+                loopback: LoopbackHandler::bind().await.unwrap().open_browser(false),
                 browser,
                 decision,
             }
@@ -415,7 +415,7 @@ async fn the_crate_client_signs_in_through_the_consent_page_in_chromium() {
     // Approve: the client's first request gets its 401, the user approves, the call goes on.
     let state = OAuthState::new(
         &running.mcp_url,
-        Some(OAuthConfig::new().with_handler(user("approve").await)),
+        Some(OAuthConfig::new().handler(user("approve").await)),
     )
     .await
     .unwrap();
@@ -449,7 +449,7 @@ async fn the_crate_client_signs_in_through_the_consent_page_in_chromium() {
     // Deny: the flow ends with a typed error, and no token.
     let state = OAuthState::new(
         &running.mcp_url,
-        Some(OAuthConfig::new().with_handler(user("deny").await)),
+        Some(OAuthConfig::new().handler(user("deny").await)),
     )
     .await
     .unwrap();

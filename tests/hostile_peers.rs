@@ -176,11 +176,11 @@ impl Peers {
 
     async fn state(&self) -> OAuthState {
         let config = OAuthConfig::new()
-            .with_handler(HeadlessHandler::new(
+            .handler(HeadlessHandler::new(
                 Url::parse("http://127.0.0.1:7/callback").unwrap(),
             ))
-            .with_store(FileStore::new(&self.store_path))
-            .with_http(HttpClient::new().with_timeout(CALL_TIMEOUT));
+            .store(FileStore::new(&self.store_path))
+            .http(HttpClient::new().timeout(CALL_TIMEOUT));
         OAuthState::new(self.server.mcp_url(), Some(config))
             .await
             .unwrap()
@@ -345,7 +345,7 @@ async fn metadata_naming_another_issuer_or_resource_is_refused_before_any_token(
         },
     ] {
         let server = DemoServer::start(behaviour).await;
-        let config = OAuthConfig::new().with_handler(HeadlessHandler::new(
+        let config = OAuthConfig::new().handler(HeadlessHandler::new(
             Url::parse("http://127.0.0.1:7/callback").unwrap(),
         ));
         let state = OAuthState::new(server.mcp_url(), Some(config))

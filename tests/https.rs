@@ -52,8 +52,8 @@ async fn https_server(allow_private_client_metadata_hosts: bool) -> oauth_server
 fn config() -> OAuthConfig {
     let http = HttpClient::with_roots(CA).unwrap();
     OAuthConfig::new()
-        .with_http(http.clone())
-        .with_handler(HeadlessHandler::with_http(
+        .http(http.clone())
+        .handler(HeadlessHandler::with_http(
             http,
             Url::parse(REDIRECT).unwrap(),
         ))
@@ -153,7 +153,7 @@ async fn a_client_metadata_document_is_fetched_over_tls() {
 
     // Loopback is a private address: the development switch lets the fetch through.
     let running = https_server(true).await;
-    let config = config().with_client_metadata_url(Url::parse(&document_url).unwrap());
+    let config = config().client_metadata_url(Url::parse(&document_url).unwrap());
     let state = OAuthState::new(&running.mcp_url, Some(config))
         .await
         .unwrap();

@@ -99,12 +99,9 @@ async fn one_hundred_refreshes_at_the_idle_boundary() {
     })
     .await;
     let handler = HeadlessHandler::new(url::Url::parse("http://127.0.0.1:7/callback").unwrap());
-    let state = OAuthState::new(
-        server.mcp_url(),
-        Some(OAuthConfig::new().with_handler(handler)),
-    )
-    .await
-    .unwrap();
+    let state = OAuthState::new(server.mcp_url(), Some(OAuthConfig::new().handler(handler)))
+        .await
+        .unwrap();
     state.authorize().await.unwrap();
     let mut failures = Vec::new();
     for attempt in 0..100 {

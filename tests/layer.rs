@@ -29,7 +29,7 @@ fn hyper_client() -> HyperClient {
 }
 
 fn config() -> OAuthConfig {
-    OAuthConfig::new().with_handler(HeadlessHandler::new(
+    OAuthConfig::new().handler(HeadlessHandler::new(
         Url::parse("http://127.0.0.1:7/callback").unwrap(),
     ))
 }
@@ -357,9 +357,9 @@ async fn processes_sharing_a_file_store_refresh_once() {
     })
     .await;
     // "Process" A signs in; B starts later from the same file. They share nothing in memory.
-    let a = state(&server, config().with_store(FileStore::new(&path))).await;
+    let a = state(&server, config().store(FileStore::new(&path))).await;
     a.authorize().await.unwrap();
-    let b = state(&server, config().with_store(FileStore::new(&path))).await;
+    let b = state(&server, config().store(FileStore::new(&path))).await;
     assert!(b.credentials().is_some(), "B starts from A's tokens");
     tokio::time::sleep(Duration::from_millis(2200)).await;
 

@@ -15,7 +15,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::json;
 use tower::ServiceBuilder;
-use tower_mcp_oauth::server::rmcp_sse::LegacySseServer;
+use tower_mcp_oauth::server::LegacySseServer;
 use tower_mcp_oauth::server::{AuthData, RequireBearerLayer, StaticVerifier};
 
 type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
@@ -33,8 +33,8 @@ async fn serve(legacy: LegacySseServer<fn() -> mcp_tools::Tools>, bearer: bool) 
             ..Default::default()
         };
         let verifier = StaticVerifier::new()
-            .with_token("alice", user("alice"))
-            .with_token("bob", user("bob"));
+            .token("alice", user("alice"))
+            .token("bob", user("bob"));
         let layer = RequireBearerLayer::new(verifier).resource(base.clone());
         axum::Router::new()
             .route_service(
@@ -167,7 +167,7 @@ async fn another_host_or_origin_is_refused_against_dns_rebinding() {
         StatusCode::OK
     );
     // Configured for a public name, that name is served.
-    let public = serve(legacy().with_allowed_hosts(["mcp.example.com"]), false).await;
+    let public = serve(legacy().allowed_hosts(["mcp.example.com"]), false).await;
     assert_eq!(
         open(&client, &public, &[("host", "mcp.example.com")])
             .await

@@ -51,9 +51,9 @@ async fn the_callback_server_keeps_accepting_through_errors_times_out_idle_conne
         LoopbackHandler::bind()
             .await
             .unwrap()
-            .with_browser(false)
-            .with_timeout(Duration::from_secs(20))
-            .with_connection_timeout(Duration::from_secs(1)),
+            .open_browser(false)
+            .timeout(Duration::from_secs(20))
+            .connection_timeout(Duration::from_secs(1)),
     );
     let address = handler.redirect_uri().socket_addrs(|| None).unwrap()[0];
     let waiting = {

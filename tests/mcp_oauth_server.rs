@@ -37,7 +37,7 @@ async fn server(opaque_tokens: bool, access_token_ttl: Duration) -> oauth_server
 
 async fn state(url: &str) -> OAuthState {
     let handler = HeadlessHandler::new(Url::parse("http://127.0.0.1:7/callback").unwrap());
-    OAuthState::new(url, Some(OAuthConfig::new().with_handler(handler)))
+    OAuthState::new(url, Some(OAuthConfig::new().handler(handler)))
         .await
         .unwrap()
 }

@@ -47,12 +47,9 @@ async fn logs_errors_and_debug_output_carry_no_secrets() {
     })
     .await;
     let handler = HeadlessHandler::new(Url::parse("http://127.0.0.1:7/callback").unwrap());
-    let state = OAuthState::new(
-        server.mcp_url(),
-        Some(OAuthConfig::new().with_handler(handler)),
-    )
-    .await
-    .unwrap();
+    let state = OAuthState::new(server.mcp_url(), Some(OAuthConfig::new().handler(handler)))
+        .await
+        .unwrap();
     let client = state.to_authorized_http_client().await.unwrap();
     let request = |text: &str| {
         let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "echo", "arguments": {"text": text}}});

@@ -22,7 +22,7 @@ use serde_json::Value;
 use tower_mcp_oauth::server::{
     AuthData, McpScopes, RequireBearerLayer, RequireMcpScopesLayer, StaticVerifier,
 };
-use tower_mcp_oauth::transport::rmcp::TowerHttpClient;
+use tower_mcp_oauth::transport::TowerHttpClient;
 
 fn info(subject: &str, scopes: &[&str], resource: &str) -> AuthData {
     AuthData {
@@ -41,8 +41,8 @@ async fn protected_mcp_server() -> String {
         .unwrap();
     let url = format!("http://{}/mcp", listener.local_addr().unwrap());
     let verifier = StaticVerifier::new()
-        .with_token("alice-token", info("alice", &["mcp", "profile"], &url))
-        .with_token("bob-token", info("bob", &["mcp"], &url));
+        .token("alice-token", info("alice", &["mcp", "profile"], &url))
+        .token("bob-token", info("bob", &["mcp"], &url));
     let bearer = RequireBearerLayer::new(verifier)
         .resource(url.clone())
         .resource_metadata(format!("{url}/.well-known/oauth-protected-resource"))

@@ -485,7 +485,7 @@ impl<V: TokenVerifier> TokenVerifier for Counting<V> {
     fn verify<'a>(
         &'a self,
         token: &'a str,
-    ) -> tower_mcp_oauth::server::verify::BoxFuture<'a, Result<AuthInfo, VerifyError>> {
+    ) -> tower_mcp_oauth::server::BoxFuture<'a, Result<AuthInfo, VerifyError>> {
         self.1.fetch_add(1, Ordering::SeqCst);
         self.0.verify(token)
     }
@@ -495,7 +495,7 @@ impl<V: TokenVerifier> TokenVerifier for Counting<V> {
 async fn a_repeated_token_is_verified_once() {
     const RESOURCE: &str = "https://mcp.example.test/mcp";
     let calls = Arc::new(AtomicUsize::new(0));
-    let verifier = StaticVerifier::new().with_token(
+    let verifier = StaticVerifier::new().token(
         "dev-token",
         AuthData {
             subject: Some("dev".into()),
@@ -660,7 +660,7 @@ impl TokenVerifier for Chatty {
     fn verify<'a>(
         &'a self,
         _token: &'a str,
-    ) -> tower_mcp_oauth::server::verify::BoxFuture<'a, Result<AuthInfo, VerifyError>> {
+    ) -> tower_mcp_oauth::server::BoxFuture<'a, Result<AuthInfo, VerifyError>> {
         Box::pin(async { Err(VerifyError::invalid("nope: \"quoted\" \\ and ünïcode\n")) })
     }
 }

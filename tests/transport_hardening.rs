@@ -15,7 +15,7 @@ use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
-use tower_mcp_oauth::transport::streamable_http::{StreamableHttpConfig, StreamableHttpTransport};
+use tower_mcp_oauth::transport::{StreamableHttpConfig, StreamableHttpTransport};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Get {
@@ -126,8 +126,8 @@ type Transport = StreamableHttpTransport<
 
 fn transport(url: &str) -> Transport {
     let mut config = StreamableHttpConfig::new(url);
-    config.default_retry = Duration::from_millis(50);
-    config.close_timeout = Duration::from_millis(300);
+    config = config.default_retry(Duration::from_millis(50));
+    config = config.close_timeout(Duration::from_millis(300));
     StreamableHttpTransport::new(
         Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>(),
         config,
@@ -342,12 +342,12 @@ async fn the_session_comes_only_from_the_answer_to_initialize() {
 
 #[tokio::test]
 async fn an_auto_transport_ends_receive_after_close() {
-    use tower_mcp_oauth::transport::{legacy_sse::RetryConfig, AutoTransport};
+    use tower_mcp_oauth::transport::{AutoTransport, LegacySseConfig};
     let url = serve(script(Get::NotFound, PostAnswer::Json, Delete::Answer)).await;
     let mut transport = AutoTransport::new(
         Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>(),
-        url,
-        RetryConfig::default(),
+        StreamableHttpConfig::new(url.clone()),
+        LegacySseConfig::new(url),
     );
     transport
         .send(json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {}}))

@@ -23,9 +23,11 @@ use serde_json::Value;
 use tower::ServiceBuilder;
 use tower_mcp_oauth::client::{HeadlessHandler, OAuthConfig, OAuthLayer, OAuthState};
 use tower_mcp_oauth::metadata::ProtectedResourceMetadata;
-use tower_mcp_oauth::server::rmcp_sse::LegacySseServer;
+use tower_mcp_oauth::server::LegacySseServer;
 use tower_mcp_oauth::server::{IntrospectionVerifier, RequireBearerLayer, ResourceMetadataService};
-use tower_mcp_oauth::transport::{AutoTransport, LegacySseConfig, LegacySseTransport, RetryConfig};
+use tower_mcp_oauth::transport::{
+    AutoTransport, LegacySseConfig, LegacySseTransport, RetryConfig, StreamableHttpConfig,
+};
 use url::Url;
 
 struct Setup {
@@ -96,7 +98,7 @@ type Stack = tower_mcp_oauth::client::OAuth<
 
 async fn oauth_stack(url: &str) -> Stack {
     let handler = HeadlessHandler::new(Url::parse("http://127.0.0.1:7/callback").unwrap());
-    let state = OAuthState::new(url, Some(OAuthConfig::new().with_handler(handler)))
+    let state = OAuthState::new(url, Some(OAuthConfig::new().handler(handler)))
         .await
         .unwrap();
     ServiceBuilder::new()
@@ -176,14 +178,22 @@ async fn auto_picks_streamable_http_or_falls_back_to_sse() {
     let setup = setup().await;
     for (path, expected) in [("/mcp", "streamable-http"), ("/sse", "sse")] {
         let url = format!("{}{path}", setup.base);
-        let transport = AutoTransport::new(oauth_stack(&url).await, &url, RetryConfig::default());
+        let transport = AutoTransport::new(
+            oauth_stack(&url).await,
+            StreamableHttpConfig::new(&url),
+            LegacySseConfig::new(&url),
+        );
         let client = ClientConfig::default().serve(transport).await.unwrap();
         assert_eq!(
             text(&client.call_tool(echo(path)).await.unwrap().content),
             path
         );
         client.cancel().await.unwrap();
-        let transport = AutoTransport::new(oauth_stack(&url).await, &url, RetryConfig::default());
+        let transport = AutoTransport::new(
+            oauth_stack(&url).await,
+            StreamableHttpConfig::new(&url),
+            LegacySseConfig::new(&url),
+        );
         transport.send(serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
             "protocolVersion": "2024-11-05", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}))
             .await
@@ -255,11 +265,12 @@ async fn a_dropped_sse_stream_is_reopened_and_the_new_endpoint_used() {
     let (url, posts) = flaky_sse_server().await;
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let mut config = LegacySseConfig::new(&url);
-    config.retry = RetryConfig {
-        max_attempts: 3,
-        initial_backoff: Duration::from_millis(50),
-        max_backoff: Duration::from_millis(200),
-    };
+    config = config.retry(
+        RetryConfig::default()
+            .max_attempts(3)
+            .initial_backoff(Duration::from_millis(50))
+            .max_backoff(Duration::from_millis(200)),
+    );
     let mut transport = LegacySseTransport::connect(client, config).await.unwrap();
     let hello = tokio::time::timeout(Duration::from_secs(5), transport.receive())
         .await
@@ -307,7 +318,7 @@ async fn an_endpoint_on_another_origin_is_refused() {
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let mut config = LegacySseConfig::new(&url);
-    config.endpoint_timeout = Duration::from_millis(500);
+    config = config.endpoint_timeout(Duration::from_millis(500));
     let error = LegacySseTransport::connect(client, config)
         .await
         .unwrap_err();
@@ -352,10 +363,10 @@ async fn legacy_sessions_belong_to_their_opener_and_end_with_the_stream() {
         ..Default::default()
     };
     let verifier = StaticVerifier::new()
-        .with_token("alice", user("alice"))
-        .with_token("bob", user("bob"))
-        .with_token("service-a", machine("a"))
-        .with_token("service-b", machine("b"));
+        .token("alice", user("alice"))
+        .token("bob", user("bob"))
+        .token("service-a", machine("a"))
+        .token("service-b", machine("b"));
     let bearer = RequireBearerLayer::new(verifier).resource(base.clone());
     let legacy = LegacySseServer::new(mcp_tools::Tools::new, "/sse", "/message");
     let app = axum::Router::new()
@@ -479,11 +490,12 @@ async fn after_a_reconnection_the_new_session_is_initialized_again() {
     let proxy = CuttingProxy::start(server).await;
 
     let mut config = LegacySseConfig::new(format!("{}/sse", proxy.url));
-    config.retry = RetryConfig {
-        max_attempts: 5,
-        initial_backoff: Duration::from_millis(50),
-        max_backoff: Duration::from_millis(200),
-    };
+    config = config.retry(
+        RetryConfig::default()
+            .max_attempts(5)
+            .initial_backoff(Duration::from_millis(50))
+            .max_backoff(Duration::from_millis(200)),
+    );
     let http = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let transport = LegacySseTransport::connect(http, config).await.unwrap();
     let client = ClientConfig::default().serve(transport).await.unwrap();

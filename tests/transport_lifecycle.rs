@@ -14,8 +14,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::service::TowerToHyperService;
 use serde_json::{json, Value};
-use tower_mcp_oauth::transport::legacy_sse::{LegacySseConfig, LegacySseTransport, RetryConfig};
-use tower_mcp_oauth::transport::streamable_http::{StreamableHttpConfig, StreamableHttpTransport};
+use tower_mcp_oauth::transport::{LegacySseConfig, LegacySseTransport, RetryConfig};
+use tower_mcp_oauth::transport::{StreamableHttpConfig, StreamableHttpTransport};
 
 type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
 
@@ -89,7 +89,7 @@ async fn a_transport_dropped_while_its_answer_is_on_the_way_leaves_nothing_behin
     let (base, open) = serve_counting(router).await;
     let before = alive_tasks();
     let mut config = StreamableHttpConfig::new(format!("{base}/mcp"));
-    config.listen = false;
+    config = config.listen(false);
     let transport = StreamableHttpTransport::new(client(), config);
     let sending =
         tokio::spawn(transport.send(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"})));
@@ -137,11 +137,11 @@ fn legacy_router(gets: Arc<AtomicUsize>, until: Arc<tokio::sync::Notify>) -> axu
 
 fn legacy_config(base: &str) -> LegacySseConfig {
     let mut config = LegacySseConfig::new(format!("{base}/sse"));
-    config.retry = RetryConfig {
-        max_attempts: 3,
-        initial_backoff: Duration::from_millis(20),
-        ..RetryConfig::default()
-    };
+    config = config.retry(
+        RetryConfig::default()
+            .max_attempts(3)
+            .initial_backoff(Duration::from_millis(20)),
+    );
     config
 }
 
@@ -294,7 +294,7 @@ async fn a_post_stream_left_open_after_its_answer_is_let_go() {
     );
     let (base, open) = serve_counting(router).await;
     let mut config = StreamableHttpConfig::new(format!("{base}/mcp"));
-    config.listen = false;
+    config = config.listen(false);
     let mut transport = StreamableHttpTransport::new(client(), config);
     for _ in 0..20 {
         transport

@@ -22,9 +22,9 @@ use rmcp::transport::streamable_http_server::session::local::LocalSessionManager
 use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::ServiceExt;
 use serde_json::json;
-use tower_mcp_oauth::server::rmcp_sse::LegacySseServer;
-use tower_mcp_oauth::transport::legacy_sse::{LegacySseConfig, LegacySseTransport};
-use tower_mcp_oauth::transport::streamable_http::{StreamableHttpConfig, StreamableHttpTransport};
+use tower_mcp_oauth::server::LegacySseServer;
+use tower_mcp_oauth::transport::{LegacySseConfig, LegacySseTransport};
+use tower_mcp_oauth::transport::{StreamableHttpConfig, StreamableHttpTransport};
 
 fn soak_duration() -> Duration {
     let secs = std::env::var("SOAK_SECS")
@@ -97,7 +97,7 @@ async fn a_session_whose_listening_stream_is_cut_every_second_loses_no_call() {
 
     let http = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let mut config = StreamableHttpConfig::new(format!("{base}/mcp"));
-    config.default_retry = Duration::from_millis(200);
+    config = config.default_retry(Duration::from_millis(200));
     let client = ClientConfig::default()
         .serve(StreamableHttpTransport::new(http, config))
         .await

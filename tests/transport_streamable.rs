@@ -26,7 +26,7 @@ use tower::ServiceBuilder;
 use tower_mcp_oauth::client::{HeadlessHandler, OAuthConfig, OAuthLayer, OAuthState};
 use tower_mcp_oauth::metadata::ProtectedResourceMetadata;
 use tower_mcp_oauth::server::{IntrospectionVerifier, RequireBearerLayer, ResourceMetadataService};
-use tower_mcp_oauth::transport::streamable_http::{StreamableHttpConfig, StreamableHttpTransport};
+use tower_mcp_oauth::transport::{StreamableHttpConfig, StreamableHttpTransport};
 use url::Url;
 
 struct Setup {
@@ -153,12 +153,9 @@ type Stack = tower_mcp_oauth::client::OAuth<
 
 async fn oauth_stack(setup: &Setup) -> Stack {
     let handler = HeadlessHandler::new(Url::parse("http://127.0.0.1:7/callback").unwrap());
-    let state = OAuthState::new(
-        &setup.mcp_url,
-        Some(OAuthConfig::new().with_handler(handler)),
-    )
-    .await
-    .unwrap();
+    let state = OAuthState::new(&setup.mcp_url, Some(OAuthConfig::new().handler(handler)))
+        .await
+        .unwrap();
     ServiceBuilder::new()
         .layer(OAuthLayer::new(state))
         .service(Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>())
@@ -348,7 +345,7 @@ async fn a_dropped_stream_is_resumed_with_last_event_id() {
     let (url, resumed_from) = dropping_server().await;
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let mut config = StreamableHttpConfig::new(&url);
-    config.listen = false;
+    config = config.listen(false);
     let mut transport = StreamableHttpTransport::new(client, config);
     transport
         .send(json!({"jsonrpc": "2.0", "id": 7, "method": "tools/list"}))
@@ -377,7 +374,7 @@ async fn a_stream_that_ends_without_the_answer_gets_a_local_error_not_a_hang() {
     let url = format!("http://{}/mcp", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     let mut config = StreamableHttpConfig::new(&url);
-    config.listen = false;
+    config = config.listen(false);
     let mut transport = StreamableHttpTransport::new(
         Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>(),
         config,
@@ -401,7 +398,7 @@ async fn an_answer_cut_mid_stream_is_resumed_or_reported_never_hung() {
     let setup = setup().await;
     let stack = oauth_stack(&setup).await;
     let mut config = StreamableHttpConfig::new(&setup.mcp_url);
-    config.max_resumptions = 1;
+    config = config.max_resumptions(1);
     let client = ClientConfig::default()
         .serve(StreamableHttpTransport::new(stack, config))
         .await

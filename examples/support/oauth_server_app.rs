@@ -19,7 +19,7 @@ use tower_mcp_oauth::authorization_server::{
     AuthorizationServer, AuthorizationServerConfig, AutoApprove, ConsentPage, TokenFormat,
 };
 use tower_mcp_oauth::metadata::{ClientMetadata, ProtectedResourceMetadata};
-use tower_mcp_oauth::server::rmcp_sse::LegacySseServer;
+use tower_mcp_oauth::server::LegacySseServer;
 use tower_mcp_oauth::server::{
     IntrospectionVerifier, JwtVerifier, RequireBearerLayer, ResourceMetadataService, TokenVerifier,
 };

@@ -84,8 +84,8 @@ impl CimdFetcher {
             hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
                 .build::<_, RequestBody>(connector);
         let http = HttpClient::from_service(client)
-            .with_timeout(config.timeout)
-            .with_max_body_bytes(MAX_DOCUMENT_BYTES);
+            .timeout(config.timeout)
+            .max_body_bytes(MAX_DOCUMENT_BYTES);
         Self {
             config,
             http,

@@ -228,22 +228,69 @@ pub trait AuthorizationStore: Send + Sync + 'static {
 #[derive(Debug, Clone, Copy)]
 pub struct MemoryStoreLimits {
     /// Registered clients; past it, registration fails (default 10,000).
-    pub max_clients: usize,
+    pub(crate) max_clients: usize,
     /// Live token families of one client; past it, its oldest family is dropped (default 1,000).
-    pub max_families_per_client: usize,
+    pub(crate) max_families_per_client: usize,
     /// Live token families in all; past it, the oldest family of the client holding the most
     /// is dropped (default 100,000).
-    pub max_families: usize,
+    pub(crate) max_families: usize,
     /// Spent refresh tokens remembered per family for reuse detection (default 16). An older
     /// spent token is then refused as unknown, without revoking the family.
-    pub spent_refresh_per_family: usize,
+    pub(crate) spent_refresh_per_family: usize,
     /// Access tokens kept live per family: a refresh past it retires the oldest (default 4).
-    pub access_per_family: usize,
+    pub(crate) access_per_family: usize,
     /// Access tokens issued outside a family (`client_credentials`, or no refresh token) kept
     /// live per client (default 100).
-    pub loose_access_per_client: usize,
+    pub(crate) loose_access_per_client: usize,
     /// Authorization codes kept per client, spent ones included (default 100).
-    pub codes_per_client: usize,
+    pub(crate) codes_per_client: usize,
+}
+
+impl MemoryStoreLimits {
+    /// Registered clients; past it, registration fails (default 10,000).
+    pub fn max_clients(mut self, max_clients: usize) -> Self {
+        self.max_clients = max_clients;
+        self
+    }
+
+    /// Live token families of one client; past it, its oldest family is dropped (default 1,000).
+    pub fn max_families_per_client(mut self, max_families_per_client: usize) -> Self {
+        self.max_families_per_client = max_families_per_client;
+        self
+    }
+
+    /// Live token families in all; past it, the oldest family of the client holding the most
+    /// is dropped (default 100,000).
+    pub fn max_families(mut self, max_families: usize) -> Self {
+        self.max_families = max_families;
+        self
+    }
+
+    /// Spent refresh tokens remembered per family for reuse detection (default 16). An older
+    /// spent token is then refused as unknown, without revoking the family.
+    pub fn spent_refresh_per_family(mut self, spent_refresh_per_family: usize) -> Self {
+        self.spent_refresh_per_family = spent_refresh_per_family;
+        self
+    }
+
+    /// Access tokens kept live per family: a refresh past it retires the oldest (default 4).
+    pub fn access_per_family(mut self, access_per_family: usize) -> Self {
+        self.access_per_family = access_per_family;
+        self
+    }
+
+    /// Access tokens issued outside a family (`client_credentials`, or no refresh token) kept
+    /// live per client (default 100).
+    pub fn loose_access_per_client(mut self, loose_access_per_client: usize) -> Self {
+        self.loose_access_per_client = loose_access_per_client;
+        self
+    }
+
+    /// Authorization codes kept per client, spent ones included (default 100).
+    pub fn codes_per_client(mut self, codes_per_client: usize) -> Self {
+        self.codes_per_client = codes_per_client;
+        self
+    }
 }
 
 impl Default for MemoryStoreLimits {
@@ -327,13 +374,13 @@ impl MemoryAuthorizationStore {
     }
 
     /// Sets what the store keeps at most.
-    pub fn with_limits(mut self, limits: MemoryStoreLimits) -> Self {
+    pub fn limits(mut self, limits: MemoryStoreLimits) -> Self {
         self.limits = limits;
         self
     }
 
     /// The most clients kept.
-    pub fn with_client_limit(mut self, max_clients: usize) -> Self {
+    pub fn client_limit(mut self, max_clients: usize) -> Self {
         self.limits.max_clients = max_clients;
         self
     }
@@ -739,11 +786,11 @@ mod tests {
 
     #[tokio::test]
     async fn one_client_flooding_families_pushes_out_only_its_own() {
-        let store = MemoryAuthorizationStore::new().with_limits(MemoryStoreLimits {
-            max_families_per_client: 10,
-            max_families: 25,
-            ..MemoryStoreLimits::default()
-        });
+        let store = MemoryAuthorizationStore::new().limits(
+            MemoryStoreLimits::default()
+                .max_families_per_client(10)
+                .max_families(25),
+        );
         store
             .save_family(family("victim", "v"), hash_of(0))
             .await

@@ -60,61 +60,61 @@ impl OAuthConfig {
     }
 
     /// Uses `http` for every OAuth and MCP request.
-    pub fn with_http(mut self, http: HttpClient) -> Self {
+    pub fn http(mut self, http: HttpClient) -> Self {
         self.http = http;
         self
     }
 
     /// Keeps credentials in `store`.
-    pub fn with_store(mut self, store: impl CredentialStore) -> Self {
+    pub fn store(mut self, store: impl CredentialStore) -> Self {
         self.store = Arc::new(store);
         self
     }
 
     /// Keeps credentials in a shared `store`.
-    pub fn with_shared_store(mut self, store: Arc<dyn CredentialStore>) -> Self {
+    pub fn shared_store(mut self, store: Arc<dyn CredentialStore>) -> Self {
         self.store = store;
         self
     }
 
     /// Uses a client registered out of band.
-    pub fn with_client(mut self, client: ClientRegistration) -> Self {
+    pub fn client(mut self, client: ClientRegistration) -> Self {
         self.client.pre_registered = Some(client);
         self
     }
 
     /// Uses the Client ID Metadata Document at `url` where the server supports it.
-    pub fn with_client_metadata_url(mut self, url: Url) -> Self {
+    pub fn client_metadata_url(mut self, url: Url) -> Self {
         self.client.metadata_document_url = Some(url);
         self
     }
 
     /// The client name sent at dynamic registration.
-    pub fn with_client_name(mut self, name: impl Into<String>) -> Self {
+    pub fn client_name(mut self, name: impl Into<String>) -> Self {
         self.client.client_name = name.into();
         self
     }
 
     /// Whether dynamic registration may be used (default: yes).
-    pub fn with_dynamic_registration(mut self, enabled: bool) -> Self {
+    pub fn dynamic_registration(mut self, enabled: bool) -> Self {
         self.client.dynamic_registration = enabled;
         self
     }
 
     /// The interactive step used when a 401 needs a new authorization.
-    pub fn with_handler(mut self, handler: impl AuthorizationHandler) -> Self {
+    pub fn handler(mut self, handler: impl AuthorizationHandler) -> Self {
         self.handler = Some(Arc::new(handler));
         self
     }
 
     /// The `MCP-Protocol-Version` sent on discovery requests.
-    pub fn with_protocol_version(mut self, version: impl Into<String>) -> Self {
+    pub fn protocol_version(mut self, version: impl Into<String>) -> Self {
         self.protocol_version = version.into();
         self
     }
 
     /// Scopes to ask for instead of the ones the server suggests.
-    pub fn with_scopes<I, S>(mut self, scopes: I) -> Self
+    pub fn scopes<I, S>(mut self, scopes: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
@@ -124,7 +124,7 @@ impl OAuthConfig {
     }
 
     /// How long before expiry a token is refreshed (default 60 s).
-    pub fn with_refresh_margin(mut self, margin: Duration) -> Self {
+    pub fn refresh_margin(mut self, margin: Duration) -> Self {
         self.refresh_margin = margin;
         self
     }

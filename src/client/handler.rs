@@ -107,19 +107,19 @@ impl LoopbackHandler {
     }
 
     /// How long one connection to the callback server may take (default 10 s).
-    pub fn with_connection_timeout(mut self, timeout: Duration) -> Self {
+    pub fn connection_timeout(mut self, timeout: Duration) -> Self {
         self.connection_timeout = timeout;
         self
     }
 
     /// How long to wait for the user.
-    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+    pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
     }
 
     /// Whether to open the system browser (default) or only print the URL.
-    pub fn with_browser(mut self, open_browser: bool) -> Self {
+    pub fn open_browser(mut self, open_browser: bool) -> Self {
         self.open_browser = open_browser;
         self
     }

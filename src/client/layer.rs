@@ -8,7 +8,7 @@
 //! use tower::{ServiceBuilder, ServiceExt};
 //! use tower_mcp_oauth::client::{LoopbackHandler, OAuthConfig, OAuthLayer, OAuthState};
 //!
-//! let config = OAuthConfig::new().with_handler(LoopbackHandler::bind().await?);
+//! let config = OAuthConfig::new().handler(LoopbackHandler::bind().await?);
 //! let state = OAuthState::new("https://mcp.example.com/mcp", Some(config)).await?;
 //! let hyper_client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
 //!     .build_http::<Full<Bytes>>();
@@ -447,7 +447,7 @@ mod tests {
             )
             .await
             .unwrap();
-        OAuthState::new(MCP, Some(OAuthConfig::new().with_store(store)))
+        OAuthState::new(MCP, Some(OAuthConfig::new().store(store)))
             .await
             .unwrap()
     }

@@ -280,7 +280,7 @@ impl FileStore {
     }
 
     /// How long to wait for another process's lock (default 30 s).
-    pub fn with_lease_timeout(mut self, timeout: std::time::Duration) -> Self {
+    pub fn lease_timeout(mut self, timeout: std::time::Duration) -> Self {
         self.lease_timeout = timeout;
         self
     }
@@ -495,8 +495,8 @@ mod tests {
         let path = dir.path().join("creds.json");
         let short = std::time::Duration::from_millis(100);
         let (one, two) = (
-            FileStore::new(&path).with_lease_timeout(short),
-            FileStore::new(&path).with_lease_timeout(short),
+            FileStore::new(&path).lease_timeout(short),
+            FileStore::new(&path).lease_timeout(short),
         );
         let a = CredentialKey::new("http://127.0.0.1:1/mcp", "http://127.0.0.1:2");
         let b = CredentialKey::new("http://127.0.0.1:3/mcp", "http://127.0.0.1:2");

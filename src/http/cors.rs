@@ -16,11 +16,13 @@ pub(crate) struct PublicCors {
 }
 
 /// Read-only documents.
+#[cfg(feature = "server")]
 pub(crate) const DOCUMENTS: PublicCors = PublicCors {
     methods: "GET, HEAD, OPTIONS",
 };
 
 /// OAuth endpoints a browser client posts to (and the documents served beside them).
+#[cfg(feature = "authorization-server")]
 pub(crate) const OAUTH_ENDPOINTS: PublicCors = PublicCors {
     methods: "GET, POST, OPTIONS",
 };

@@ -19,7 +19,7 @@
 //! use tower::ServiceBuilder;
 //! use tower_mcp_oauth::server::{AuthData, RequireBearerLayer, StaticVerifier};
 //!
-//! let verifier = StaticVerifier::new().with_token("dev-token", AuthData {
+//! let verifier = StaticVerifier::new().token("dev-token", AuthData {
 //!     scopes: vec!["mcp".into()],
 //!     audience: vec!["https://mcp.example.com/mcp".into()],
 //!     ..Default::default()

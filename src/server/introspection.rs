@@ -16,8 +16,9 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::http::{ensure_secure_url, is_json, parse_url, HttpClient, RequestBody};
 use crate::secret::Secret;
 use crate::server::verify::{
-    now_secs, numeric_date, AuthData, AuthInfo, BoxFuture, TokenVerifier, VerifyError,
+    now_secs, numeric_date, AuthData, AuthInfo, TokenVerifier, VerifyError,
 };
+use crate::BoxFuture;
 
 /// Clock skew allowed on `nbf`.
 const NBF_LEEWAY_SECS: u64 = 30;
@@ -75,7 +76,7 @@ impl IntrospectionVerifier {
             client_secret: client_secret.into(),
             auth: IntrospectionAuth::ClientSecretBasic,
             audience: resource.into(),
-            http: HttpClient::new().with_timeout(std::time::Duration::from_secs(5)),
+            http: HttpClient::new().timeout(std::time::Duration::from_secs(5)),
         })
     }
 

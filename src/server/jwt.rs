@@ -22,8 +22,9 @@ use url::Url;
 use crate::error::{Error, ErrorKind, Result};
 use crate::http::{ensure_secure_url, parse_json, parse_url, HttpClient};
 use crate::metadata::{authorization_server_candidates, AuthorizationServerMetadata};
-use crate::server::verify::{AuthData, AuthInfo, BoxFuture, TokenVerifier, VerifyError};
+use crate::server::verify::{AuthData, AuthInfo, TokenVerifier, VerifyError};
 use crate::sync::RwLockExt;
+use crate::BoxFuture;
 
 /// Unknown `kid`s trigger at most one JWKS fetch per this interval.
 pub const DEFAULT_MIN_REFETCH_INTERVAL: Duration = Duration::from_secs(30);
@@ -110,7 +111,7 @@ impl JwtVerifier {
             issuer: issuer.into(),
             audience: audience.into(),
             jwks_url: None,
-            http: HttpClient::new().with_timeout(DEFAULT_FETCH_TIMEOUT),
+            http: HttpClient::new().timeout(DEFAULT_FETCH_TIMEOUT),
             algorithms: ASYMMETRIC.to_vec(),
             leeway: DEFAULT_LEEWAY_SECS,
             require_at_jwt: false,

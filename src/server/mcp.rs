@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use serde_json::Value;
 
 /// The default cap on a JSON-RPC body read to decide scopes.
-pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+pub const DEFAULT_MAX_MCP_BODY_BYTES: usize = 4 * 1024 * 1024;
 
 /// Scopes required per MCP method, and per tool for `tools/call`.
 ///
@@ -36,7 +36,7 @@ impl Default for McpScopes {
         Self {
             methods: HashMap::new(),
             tools: HashMap::new(),
-            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_body_bytes: DEFAULT_MAX_MCP_BODY_BYTES,
         }
     }
 }

@@ -4,22 +4,33 @@
 
 #[cfg(feature = "axum")]
 mod axum;
-pub mod bearer;
-pub mod introspection;
+mod bearer;
+mod introspection;
 #[cfg(feature = "jwt")]
-pub mod jwt;
-pub mod mcp;
+mod jwt;
+mod mcp;
 mod mcp_scopes;
-pub mod resource_metadata;
+mod resource_metadata;
 #[cfg(feature = "rmcp-server")]
-pub mod rmcp_sse;
-pub mod verify;
+mod rmcp_sse;
+mod verify;
 
-pub use bearer::{Rejection, RequireBearer, RequireBearerLayer};
+pub use crate::BoxFuture;
+pub use bearer::{
+    Rejection, RequireBearer, RequireBearerLayer, ResponseFuture, DEFAULT_CACHE_TTL,
+    MAX_AUTHORIZATION_BYTES,
+};
 pub use introspection::{IntrospectionAuth, IntrospectionVerifier};
 #[cfg(feature = "jwt")]
-pub use jwt::{JwtVerifier, JwtVerifierBuilder};
-pub use mcp::McpScopes;
+pub use jwt::{
+    JwtVerifier, JwtVerifierBuilder, DEFAULT_FETCH_TIMEOUT, DEFAULT_LEEWAY_SECS,
+    DEFAULT_MAX_KEY_AGE, DEFAULT_MIN_REFETCH_INTERVAL,
+};
+pub use mcp::{McpScopes, DEFAULT_MAX_MCP_BODY_BYTES};
 pub use mcp_scopes::{RequireMcpScopes, RequireMcpScopesLayer};
 pub use resource_metadata::ResourceMetadataService;
+#[cfg(feature = "rmcp-server")]
+pub use rmcp_sse::{
+    LegacySseBody, LegacySseServer, LEGACY_SSE_MAX_MESSAGE_BYTES, LEGACY_SSE_OUTBOUND_QUEUE,
+};
 pub use verify::{AuthData, AuthInfo, StaticVerifier, TokenVerifier, VerifyError};

@@ -11,11 +11,11 @@
 //! a page of another `Origin`) are refused, as rmcp's Streamable HTTP service does against DNS
 //! rebinding (loopback names by default: [`LegacySseServer::with_allowed_hosts`]); sessions are
 //! capped in all and per token owner; and a session whose client stops reading its stream is
-//! ended once [`OUTBOUND_QUEUE`] messages wait for it.
+//! ended once [`LEGACY_SSE_OUTBOUND_QUEUE`] messages wait for it.
 //!
 //! ```no_run
 //! # fn example<H: rmcp::ServerHandler + Clone>(handler: H) {
-//! use tower_mcp_oauth::server::rmcp_sse::LegacySseServer;
+//! use tower_mcp_oauth::server::LegacySseServer;
 //!
 //! let sse = LegacySseServer::new(move || handler.clone(), "/sse", "/message");
 //! let app: axum::Router = axum::Router::new()
@@ -48,10 +48,10 @@ use crate::http::{read_limited, ReadError};
 use crate::sync::LockExt;
 
 /// The largest POSTed message.
-pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+pub const LEGACY_SSE_MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 
 /// Messages that may wait for a client to read its stream; past it, the session ends.
-pub const OUTBOUND_QUEUE: usize = 64;
+pub const LEGACY_SSE_OUTBOUND_QUEUE: usize = 64;
 
 /// A session: where its messages go, and who opened it (only they may post into it).
 struct Session {
@@ -98,7 +98,7 @@ impl Drop for SessionGuard {
 }
 
 /// The response body: an event stream, or a short fixed answer.
-pub type SseBody = UnsyncBoxBody<Bytes, Infallible>;
+pub type LegacySseBody = UnsyncBoxBody<Bytes, Infallible>;
 
 /// The legacy HTTP+SSE server: see the [module docs](self).
 pub struct LegacySseServer<F> {
@@ -177,7 +177,7 @@ impl rmcp::transport::Transport<RoleServer> for SessionTransport {
     }
 }
 
-fn plain(status: StatusCode, text: &'static str) -> Response<SseBody> {
+fn plain(status: StatusCode, text: &'static str) -> Response<LegacySseBody> {
     let mut response = Response::new(
         Full::new(Bytes::from_static(text.as_bytes()))
             .map_err(|never| match never {})
@@ -222,7 +222,7 @@ where
     /// The host names (without port) requests may name in `Host`, and browser pages in
     /// `Origin`; the default is the loopback names, `localhost`, `127.0.0.1` and `::1`. Give
     /// the server's public names when it serves beyond loopback.
-    pub fn with_allowed_hosts<I, T>(mut self, hosts: I) -> Self
+    pub fn allowed_hosts<I, T>(mut self, hosts: I) -> Self
     where
         I: IntoIterator<Item = T>,
         T: Into<String>,
@@ -284,10 +284,11 @@ where
         named.as_deref().is_some_and(allowed) && origin_ok
     }
 
-    fn open_session(&self, owner: Option<Owner>) -> Response<SseBody> {
+    fn open_session(&self, owner: Option<Owner>) -> Response<LegacySseBody> {
         let id = format!("{:032x}", rand::random::<u128>());
         let (to_server, from_client) = mpsc::channel(64);
-        let (to_client, for_client) = mpsc::channel::<ServerJsonRpcMessage>(OUTBOUND_QUEUE);
+        let (to_client, for_client) =
+            mpsc::channel::<ServerJsonRpcMessage>(LEGACY_SSE_OUTBOUND_QUEUE);
         {
             let mut sessions = self.sessions.locked();
             if sessions.len() >= self.max_sessions {
@@ -355,7 +356,7 @@ where
     }
 }
 
-async fn deliver<B>(sessions: Sessions, request: Request<B>) -> Response<SseBody>
+async fn deliver<B>(sessions: Sessions, request: Request<B>) -> Response<LegacySseBody>
 where
     B: Body<Data = Bytes>,
     B::Error: Into<BoxError>,
@@ -379,7 +380,7 @@ where
         return plain(StatusCode::FORBIDDEN, "the session belongs to someone else");
     }
     let (parts, body) = request.into_parts();
-    let bytes = match read_limited(body, MAX_MESSAGE_BYTES).await {
+    let bytes = match read_limited(body, LEGACY_SSE_MAX_MESSAGE_BYTES).await {
         Ok(bytes) => bytes,
         Err(ReadError::TooLarge) => {
             return plain(StatusCode::PAYLOAD_TOO_LARGE, "message too large")
@@ -412,9 +413,9 @@ where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    type Response = Response<SseBody>;
+    type Response = Response<LegacySseBody>;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<SseBody>, Infallible>> + Send>>;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<LegacySseBody>, Infallible>> + Send>>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         Poll::Ready(Ok(()))

@@ -10,7 +10,7 @@ use crate::sync::RwLockExt;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-pub use crate::BoxFuture;
+use crate::BoxFuture;
 
 /// Who a verified token speaks for. Handlers find it in the request extensions.
 ///
@@ -163,7 +163,7 @@ impl StaticVerifier {
     }
 
     /// Accepts `token` as `info`.
-    pub fn with_token(mut self, token: &str, info: impl Into<AuthInfo>) -> Self {
+    pub fn token(mut self, token: &str, info: impl Into<AuthInfo>) -> Self {
         self.tokens.insert(digest(token), info.into());
         self
     }

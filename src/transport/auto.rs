@@ -14,10 +14,9 @@ use tokio::sync::{mpsc, Mutex};
 use tower::Service;
 
 use crate::error::{BoxError, Error, Result};
-use crate::transport::legacy_sse::{LegacyShared, LegacySseConfig, RetryConfig};
-use crate::transport::streamable_http::{
-    Incoming, Shared, StatusError, StreamableHttpConfig, INCOMING_CAPACITY,
-};
+use crate::transport::common::{refused_with, Incoming, INCOMING_CAPACITY};
+use crate::transport::legacy_sse::{LegacyShared, LegacySseConfig};
+use crate::transport::streamable_http::{Shared, StreamableHttpConfig};
 
 enum Chosen<S> {
     Streamable(Arc<Shared<S>>),
@@ -35,8 +34,8 @@ impl<S> Clone for Chosen<S> {
 
 struct AutoShared<S> {
     service: S,
-    url: String,
-    retry: RetryConfig,
+    streamable: StreamableHttpConfig,
+    legacy: LegacySseConfig,
     sender: mpsc::Sender<Incoming>,
     chosen: Mutex<Option<Chosen<S>>>,
     /// Set by `close` and `Drop`, which may run while `send` holds `chosen` for the fallback:
@@ -94,7 +93,7 @@ pub struct AutoTransport<S> {
 impl<S> std::fmt::Debug for AutoTransport<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AutoTransport")
-            .field("url", &self.shared.url)
+            .field("url", &self.shared.streamable.url)
             .finish_non_exhaustive()
     }
 }
@@ -114,12 +113,9 @@ impl<S> Drop for AutoTransport<S> {
 
 /// Whether a failed first POST means "this server speaks the older protocol".
 fn falls_back(error: &Error) -> bool {
-    let status = std::error::Error::source(error).and_then(|s| s.downcast_ref::<StatusError>());
     matches!(
-        status,
-        Some(StatusError(
-            StatusCode::BAD_REQUEST | StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED
-        ))
+        refused_with(error),
+        Some(StatusCode::BAD_REQUEST | StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED)
     )
 }
 
@@ -131,14 +127,16 @@ where
     B: Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<BoxError>,
 {
-    /// A transport for the MCP endpoint `url`; `retry` governs the legacy stream's reconnection.
-    pub fn new(service: S, url: impl Into<String>, retry: RetryConfig) -> Self {
+    /// A transport that tries Streamable HTTP with `streamable` and, when the server refuses it,
+    /// the legacy HTTP+SSE transport with `legacy` (usually at the same URL: servers that speak
+    /// both serve the SSE stream there).
+    pub fn new(service: S, streamable: StreamableHttpConfig, legacy: LegacySseConfig) -> Self {
         let (sender, receiver) = mpsc::channel(INCOMING_CAPACITY);
         Self {
             shared: Arc::new(AutoShared {
                 service,
-                url: url.into(),
-                retry,
+                streamable,
+                legacy,
                 sender,
                 chosen: Mutex::new(None),
                 closed: AtomicBool::new(false),
@@ -176,7 +174,7 @@ where
             }
             let streamable = Shared::new(
                 shared.service.clone(),
-                StreamableHttpConfig::new(shared.url.clone()),
+                shared.streamable.clone(),
                 shared.sender.clone(),
             );
             let guard = StopUnlessKept(Some(Chosen::Streamable(streamable.clone())));
@@ -184,12 +182,10 @@ where
                 Ok(()) => shared.keep(&mut chosen, guard),
                 Err(error) if falls_back(&error) => {
                     tracing::info!(%error, "Streamable HTTP refused; falling back to HTTP+SSE");
-                    let mut config = LegacySseConfig::new(shared.url.clone());
-                    config.retry = shared.retry;
                     // If the server speaks neither, the first refusal says more than the second.
                     let legacy = LegacyShared::connect(
                         shared.service.clone(),
-                        config,
+                        shared.legacy.clone(),
                         shared.sender.clone(),
                     )
                     .await

@@ -21,24 +21,24 @@ use http_body::Body;
 use http_body_util::Full;
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
-use tower::{Service, ServiceExt};
+use tower::Service;
 use url::Url;
 
 use crate::error::{BoxError, Error, ErrorKind, Result};
 use crate::http::{has_media_type, redact_url};
 use crate::sync::LockExt;
+use crate::transport::common::{self, refusal, Incoming, Tasks, INCOMING_CAPACITY};
 use crate::transport::sse::SseStream;
-use crate::transport::streamable_http::{Incoming, INCOMING_CAPACITY};
 
 /// How a dropped event stream is reopened: the seed's `retry_config`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryConfig {
     /// Attempts in a row before giving up.
-    pub max_attempts: usize,
+    pub(crate) max_attempts: usize,
     /// The first delay; each further attempt doubles it.
-    pub initial_backoff: Duration,
+    pub(crate) initial_backoff: Duration,
     /// The longest delay.
-    pub max_backoff: Duration,
+    pub(crate) max_backoff: Duration,
 }
 
 impl Default for RetryConfig {
@@ -58,19 +58,37 @@ impl RetryConfig {
             .saturating_mul(factor)
             .min(self.max_backoff)
     }
+
+    /// Attempts in a row before giving up.
+    pub fn max_attempts(mut self, max_attempts: usize) -> Self {
+        self.max_attempts = max_attempts;
+        self
+    }
+
+    /// The first delay; each further attempt doubles it.
+    pub fn initial_backoff(mut self, initial_backoff: Duration) -> Self {
+        self.initial_backoff = initial_backoff;
+        self
+    }
+
+    /// The longest delay.
+    pub fn max_backoff(mut self, max_backoff: Duration) -> Self {
+        self.max_backoff = max_backoff;
+        self
+    }
 }
 
 /// Settings of a legacy HTTP+SSE transport.
 #[derive(Debug, Clone)]
 pub struct LegacySseConfig {
     /// The SSE endpoint (often `…/sse`).
-    pub url: String,
+    pub(crate) url: String,
     /// The largest SSE event accepted.
-    pub max_event_bytes: usize,
+    pub(crate) max_event_bytes: usize,
     /// Reconnection when the stream drops.
-    pub retry: RetryConfig,
+    pub(crate) retry: RetryConfig,
     /// How long to wait for the `endpoint` event.
-    pub endpoint_timeout: Duration,
+    pub(crate) endpoint_timeout: Duration,
 }
 
 impl LegacySseConfig {
@@ -83,6 +101,24 @@ impl LegacySseConfig {
             endpoint_timeout: Duration::from_secs(30),
         }
     }
+
+    /// The largest SSE event accepted.
+    pub fn max_event_bytes(mut self, max_event_bytes: usize) -> Self {
+        self.max_event_bytes = max_event_bytes;
+        self
+    }
+
+    /// Reconnection when the stream drops.
+    pub fn retry(mut self, retry: RetryConfig) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// How long to wait for the `endpoint` event.
+    pub fn endpoint_timeout(mut self, endpoint_timeout: Duration) -> Self {
+        self.endpoint_timeout = endpoint_timeout;
+        self
+    }
 }
 
 /// The id of the `initialize` request repeated after a reconnection.
@@ -94,10 +130,10 @@ pub(crate) struct LegacyShared<S> {
     sse_url: Url,
     endpoint: watch::Sender<Option<String>>,
     incoming: mpsc::Sender<Incoming>,
-    closed: AtomicBool,
+    /// The reader, and the posts that initialize a new session after a reconnection.
+    tasks: Tasks,
     /// The stream dropped for good: what is queued is delivered, then `receive` ends.
     gave_up: AtomicBool,
-    reader: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Requests sent and not answered yet: answered locally if the stream drops, since a new
     /// session never answers the old one's requests.
     pending: Mutex<Vec<Value>>,
@@ -188,7 +224,7 @@ impl<S> LegacyShared<S> {
         &self,
         receiver: &mut mpsc::Receiver<Incoming>,
     ) -> Option<Incoming> {
-        if self.closed.load(Ordering::SeqCst) {
+        if self.tasks.is_stopped() {
             return None;
         }
         if self.gave_up.load(Ordering::SeqCst) {
@@ -199,10 +235,7 @@ impl<S> LegacyShared<S> {
 
     /// Stops reading the stream; needs no bounds, so `Drop` can call it.
     pub(crate) fn abort_reader(&self) {
-        self.closed.store(true, Ordering::SeqCst);
-        if let Some(reader) = self.reader.locked().take() {
-            reader.abort();
-        }
+        self.tasks.stop();
     }
 }
 
@@ -235,23 +268,13 @@ where
             sse_url,
             endpoint,
             incoming,
-            closed: AtomicBool::new(false),
+            tasks: Tasks::default(),
             gave_up: AtomicBool::new(false),
-            reader: Mutex::new(None),
             pending: Mutex::default(),
             handshake: Mutex::default(),
         });
         let body = shared.open().await?;
-        let reader = tokio::spawn(shared.clone().read(body));
-        {
-            let mut slot = shared.reader.locked();
-            // Closed while connecting: the reader must not outlive the transport.
-            if shared.closed.load(Ordering::SeqCst) {
-                reader.abort();
-            } else {
-                *slot = Some(reader);
-            }
-        }
+        shared.tasks.spawn(shared.clone().read(body));
         let named = tokio::time::timeout(
             shared.config.endpoint_timeout,
             endpoint_seen.wait_for(Option::is_some),
@@ -270,11 +293,7 @@ where
     }
 
     async fn call(&self, request: Request<Full<Bytes>>) -> Result<Response<B>> {
-        self.service
-            .clone()
-            .oneshot(request)
-            .await
-            .map_err(Error::from_service)
+        common::call(&self.service, request).await
     }
 
     async fn open(&self) -> Result<B> {
@@ -290,14 +309,13 @@ where
         let status = response.status();
         let is_sse = has_media_type(&response, "text/event-stream");
         if !status.is_success() || !is_sse {
-            return Err(Error::new(
-                ErrorKind::InvalidResponse,
+            return Err(refusal(
+                status,
                 format!(
                     "the SSE endpoint {} answered {status}",
                     redact_url(&self.sse_url)
                 ),
-            )
-            .with_source(crate::transport::streamable_http::StatusError(status)));
+            ));
         }
         Ok(response.into_body())
     }
@@ -341,7 +359,7 @@ where
                                     tracing::info!("initializing the new SSE session");
                                     reinitializing = Some(endpoint.clone());
                                     let shared = self.clone();
-                                    tokio::spawn(async move {
+                                    self.tasks.spawn(async move {
                                         if let Err(error) =
                                             shared.post_to(&endpoint, &initialize).await
                                         {
@@ -399,7 +417,7 @@ where
                     .await;
             }
             loop {
-                if self.closed.load(Ordering::SeqCst) {
+                if self.tasks.is_stopped() {
                     return;
                 }
                 if attempt >= self.config.retry.max_attempts {
@@ -463,14 +481,15 @@ where
         }
         let initialized =
             serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
-        tokio::spawn(async move {
-            match self.post_to(&endpoint, &initialized).await {
+        let shared = self.clone();
+        self.tasks.spawn(async move {
+            match shared.post_to(&endpoint, &initialized).await {
                 Ok(()) => {
                     tracing::info!("the new SSE session is initialized");
-                    self.endpoint.send_replace(Some(endpoint));
+                    shared.endpoint.send_replace(Some(endpoint));
                 }
                 Err(error) => {
-                    let _ = self.incoming.send(Err(error)).await;
+                    let _ = shared.incoming.send(Err(error)).await;
                 }
             }
         });
@@ -525,13 +544,10 @@ where
         if response.status().is_success() {
             Ok(())
         } else {
-            Err(Error::new(
-                ErrorKind::InvalidResponse,
-                format!("the message endpoint answered {}", response.status()),
-            )
-            .with_source(crate::transport::streamable_http::StatusError(
+            Err(refusal(
                 response.status(),
-            )))
+                format!("the message endpoint answered {}", response.status()),
+            ))
         }
     }
 }

@@ -4,27 +4,27 @@
 //! Each transport is generic over the HTTP service beneath it, so `OAuthLayer`, timeouts and
 //! retries stack below. [`create_authorized_transport`] builds the usual stack.
 
-pub mod auto;
-pub mod legacy_sse;
+mod auto;
+mod common;
+mod legacy_sse;
 #[cfg(feature = "rmcp")]
-pub mod rmcp;
-pub mod sse;
-pub mod streamable_http;
+mod rmcp;
+mod sse;
+mod streamable_http;
 
 use crate::client::{OAuth, OAuthLayer, OAuthState};
 use crate::error::Result;
 pub use crate::http::{hyper_client, HyperClient};
 pub use auto::AutoTransport;
+pub use common::StatusError;
 pub use legacy_sse::{LegacySseConfig, LegacySseTransport, RetryConfig};
+#[cfg(feature = "rmcp")]
+pub use rmcp::TowerHttpClient;
+pub use sse::{SseDecoder, SseEvent, SseStream, MAX_EVENT_ID_BYTES};
 pub use streamable_http::{StreamableHttpConfig, StreamableHttpTransport};
 
 /// The largest MCP message a transport accepts by default: one SSE event, or one JSON answer.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
-
-/// The Streamable HTTP session header.
-pub(crate) const SESSION_ID: &str = "mcp-session-id";
-/// The header that resumes an event stream after the last event seen.
-pub(crate) const LAST_EVENT_ID: &str = "last-event-id";
 
 /// The seed's one-liner: an [`AutoTransport`] to `url` over `OAuthLayer` (with `oauth_state`)
 /// over a streaming [`hyper_client`], reconnecting a legacy SSE stream per `retry_config`.
@@ -53,9 +53,7 @@ pub async fn create_authorized_transport(
     retry_config: Option<RetryConfig>,
 ) -> Result<AutoTransport<OAuth<HyperClient>>> {
     let stack = tower::Layer::layer(&OAuthLayer::new(oauth_state), hyper_client());
-    Ok(AutoTransport::new(
-        stack,
-        url,
-        retry_config.unwrap_or_default(),
-    ))
+    let streamable = StreamableHttpConfig::new(url.clone());
+    let legacy = LegacySseConfig::new(url).retry(retry_config.unwrap_or_default());
+    Ok(AutoTransport::new(stack, streamable, legacy))
 }

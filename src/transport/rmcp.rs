@@ -11,7 +11,7 @@
 //! use rmcp::ServiceExt;
 //! use tower::ServiceBuilder;
 //! use tower_mcp_oauth::client::{OAuthLayer, OAuthState};
-//! use tower_mcp_oauth::transport::rmcp::TowerHttpClient;
+//! use tower_mcp_oauth::transport::TowerHttpClient;
 //!
 //! let state = OAuthState::new("https://mcp.example.com/mcp", None).await?;
 //! let hyper_client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
@@ -49,12 +49,9 @@ use tower::{Service, ServiceExt};
 use crate::challenge::BearerChallenge;
 use crate::error::{BoxError, Error, ErrorKind};
 use crate::http::{has_media_type, read_limited, ReadError};
-use crate::transport::{LAST_EVENT_ID, SESSION_ID};
+use crate::transport::common::{LAST_EVENT_ID, SESSION_ID};
+use crate::transport::DEFAULT_MAX_MESSAGE_BYTES;
 
-/// The largest JSON (non-streamed) response read into memory, unless rmcp passes its own limit.
-pub const MAX_JSON_RESPONSE_BYTES: usize = crate::transport::DEFAULT_MAX_MESSAGE_BYTES;
-/// The largest SSE event, unless rmcp passes its own limit.
-pub const DEFAULT_MAX_EVENT_BYTES: usize = crate::transport::DEFAULT_MAX_MESSAGE_BYTES;
 const ACCEPT_BOTH: &str = "application/json, text/event-stream";
 /// Headers the transport sets itself; a custom header must not duplicate them.
 const RESERVED: [&str; 5] = [
@@ -357,8 +354,8 @@ where
             session_id,
             auth_header,
             custom_headers,
-            DEFAULT_MAX_EVENT_BYTES,
-            MAX_JSON_RESPONSE_BYTES,
+            DEFAULT_MAX_MESSAGE_BYTES,
+            DEFAULT_MAX_MESSAGE_BYTES,
         )
         .await
     }
@@ -379,7 +376,7 @@ where
             auth_header,
             custom_headers,
             max_sse_event_size,
-            MAX_JSON_RESPONSE_BYTES,
+            DEFAULT_MAX_MESSAGE_BYTES,
         )
         .await
     }
@@ -446,7 +443,7 @@ where
             last_event_id,
             auth_header,
             custom_headers,
-            DEFAULT_MAX_EVENT_BYTES,
+            DEFAULT_MAX_MESSAGE_BYTES,
         )
         .await
     }

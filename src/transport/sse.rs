@@ -9,7 +9,7 @@
 //! than a small multiple of what it sent.
 //!
 //! ```
-//! use tower_mcp_oauth::transport::sse::SseDecoder;
+//! use tower_mcp_oauth::transport::SseDecoder;
 //!
 //! let mut decoder = SseDecoder::new(1024);
 //! let mut events = Vec::new();

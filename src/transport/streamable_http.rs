@@ -15,7 +15,6 @@
 //! Incoming messages arrive, in order, from [`StreamableHttpTransport::receive`]; with the `rmcp`
 //! feature the transport is an rmcp client transport.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -27,14 +26,17 @@ use http_body::Body;
 use http_body_util::Full;
 use serde_json::Value;
 use tokio::sync::mpsc;
-use tower::{Service, ServiceExt};
+use tower::Service;
 
 use crate::error::{BoxError, Error, ErrorKind, Result};
 use crate::http::{has_media_type, read_limited, ReadError};
 
 use crate::sync::LockExt;
+use crate::transport::common::{
+    self, refusal, refused_with, Incoming, Tasks, INCOMING_CAPACITY, LAST_EVENT_ID, SESSION_ID,
+};
 use crate::transport::sse::SseStream;
-use crate::transport::{DEFAULT_MAX_MESSAGE_BYTES, LAST_EVENT_ID, SESSION_ID};
+use crate::transport::DEFAULT_MAX_MESSAGE_BYTES;
 
 const PROTOCOL_VERSION: &str = "mcp-protocol-version";
 
@@ -42,23 +44,23 @@ const PROTOCOL_VERSION: &str = "mcp-protocol-version";
 #[derive(Debug, Clone)]
 pub struct StreamableHttpConfig {
     /// The MCP endpoint.
-    pub url: String,
+    pub(crate) url: String,
     /// The largest SSE event accepted.
-    pub max_event_bytes: usize,
+    pub(crate) max_event_bytes: usize,
     /// The largest JSON response accepted.
-    pub max_json_bytes: usize,
+    pub(crate) max_json_bytes: usize,
     /// How often a dropped stream is resumed before giving up.
-    pub max_resumptions: usize,
+    pub(crate) max_resumptions: usize,
     /// The delay before resuming when the server gave no `retry`.
-    pub default_retry: Duration,
+    pub(crate) default_retry: Duration,
     /// Whether to open the GET listening stream after initialization.
-    pub listen: bool,
+    pub(crate) listen: bool,
     /// How long `close` waits for the server to answer its DELETE.
-    pub close_timeout: Duration,
+    pub(crate) close_timeout: Duration,
     /// Messages POSTed at once, at most (and so connections for them): further sends wait. A
     /// server that never answers some of them cannot make the client open connections and
     /// tasks without bound.
-    pub max_concurrent_sends: usize,
+    pub(crate) max_concurrent_sends: usize,
 }
 
 impl StreamableHttpConfig {
@@ -77,13 +79,51 @@ impl StreamableHttpConfig {
             max_concurrent_sends: 16,
         }
     }
+
+    /// The largest SSE event accepted.
+    pub fn max_event_bytes(mut self, max_event_bytes: usize) -> Self {
+        self.max_event_bytes = max_event_bytes;
+        self
+    }
+
+    /// The largest JSON response accepted.
+    pub fn max_json_bytes(mut self, max_json_bytes: usize) -> Self {
+        self.max_json_bytes = max_json_bytes;
+        self
+    }
+
+    /// How often a dropped stream is resumed before giving up.
+    pub fn max_resumptions(mut self, max_resumptions: usize) -> Self {
+        self.max_resumptions = max_resumptions;
+        self
+    }
+
+    /// The delay before resuming when the server gave no `retry`.
+    pub fn default_retry(mut self, default_retry: Duration) -> Self {
+        self.default_retry = default_retry;
+        self
+    }
+
+    /// Whether to open the GET listening stream after initialization.
+    pub fn listen(mut self, listen: bool) -> Self {
+        self.listen = listen;
+        self
+    }
+
+    /// How long `close` waits for the server to answer its DELETE.
+    pub fn close_timeout(mut self, close_timeout: Duration) -> Self {
+        self.close_timeout = close_timeout;
+        self
+    }
+
+    /// Messages POSTed at once, at most (and so connections for them): further sends wait. A
+    /// server that never answers some of them cannot make the client open connections and
+    /// tasks without bound.
+    pub fn max_concurrent_sends(mut self, max_concurrent_sends: usize) -> Self {
+        self.max_concurrent_sends = max_concurrent_sends;
+        self
+    }
 }
-
-pub(crate) type Incoming = Result<Value>;
-
-/// Messages waiting for the application. When it falls this far behind, reading from the
-/// server pauses (and TCP pushes back), instead of buffering without bound.
-pub(crate) const INCOMING_CAPACITY: usize = 1024;
 
 pub(crate) struct Shared<S> {
     service: S,
@@ -91,8 +131,7 @@ pub(crate) struct Shared<S> {
     session: Mutex<Option<HeaderValue>>,
     protocol: Mutex<Option<HeaderValue>>,
     incoming: mpsc::Sender<Incoming>,
-    closed: AtomicBool,
-    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    tasks: Tasks,
     /// Permits for POSTs in flight (`max_concurrent_sends`).
     sends: tokio::sync::Semaphore,
     /// The id of the `initialize` request in flight, whose answer sets the protocol version.
@@ -163,7 +202,7 @@ where
     /// The next message from the server, or an error the background streams met; `None` once
     /// the transport is closed.
     pub async fn receive(&mut self) -> Option<Result<Value>> {
-        if self.shared.closed.load(Ordering::SeqCst) {
+        if self.shared.tasks.is_stopped() {
             return None;
         }
         self.receiver.recv().await
@@ -198,8 +237,7 @@ where
             session: Mutex::new(None),
             protocol: Mutex::new(None),
             incoming,
-            closed: AtomicBool::new(false),
-            tasks: Mutex::new(Vec::new()),
+            tasks: Tasks::default(),
             initialize_id: Mutex::new(None),
         })
     }
@@ -263,11 +301,7 @@ where
     }
 
     async fn call(&self, request: Request<Full<Bytes>>) -> Result<Response<B>> {
-        self.service
-            .clone()
-            .oneshot(request)
-            .await
-            .map_err(Error::from_service)
+        common::call(&self.service, request).await
     }
 
     /// Takes the session the answer to `initialize` names, or none: a later answer cannot
@@ -293,19 +327,6 @@ where
         let _ = self.incoming.send(Ok(message)).await;
     }
 
-    fn spawn(self: &Arc<Self>, task: impl std::future::Future<Output = ()> + Send + 'static) {
-        let handle = tokio::spawn(task);
-        let mut tasks = self.tasks.locked();
-        // Checked under the lock `abort_tasks` takes: a stream opened while the transport was
-        // being closed or dropped does not outlive it.
-        if self.closed.load(Ordering::SeqCst) {
-            handle.abort();
-            return;
-        }
-        tasks.retain(|t| !t.is_finished());
-        tasks.push(handle);
-    }
-
     pub(crate) async fn post(self: &Arc<Self>, message: Value) -> Result<()> {
         let is_initialized_notice =
             message.get("method").and_then(Value::as_str) == Some("notifications/initialized");
@@ -321,7 +342,7 @@ where
             ACCEPT,
             HeaderValue::from_static("application/json, text/event-stream"),
         );
-        if self.closed.load(Ordering::SeqCst) {
+        if self.tasks.is_stopped() {
             return Err(Error::new(ErrorKind::Config, "the transport is closed"));
         }
         if is_initialize {
@@ -358,7 +379,7 @@ where
         }
         if is_initialized_notice && self.config.listen {
             let shared = self.clone();
-            self.spawn(async move { shared.listen(None).await });
+            self.tasks.spawn(async move { shared.listen(None).await });
         }
         Ok(())
     }
@@ -381,14 +402,13 @@ where
             return Ok(Answer::Accepted);
         }
         if !status.is_success() {
-            return Err(Error::new(
-                ErrorKind::InvalidResponse,
+            return Err(refusal(
+                status,
                 format!(
                     "the MCP server at {} answered {status}",
                     without_query(&self.config.url)
                 ),
-            )
-            .with_source(StatusError(status)));
+            ));
         }
         if has_media_type(&response, "text/event-stream") {
             if awaiting.is_none() {
@@ -399,7 +419,8 @@ where
             }
             let shared = self.clone();
             let body = response.into_body();
-            self.spawn(async move { shared.read_stream(body, awaiting).await });
+            self.tasks
+                .spawn(async move { shared.read_stream(body, awaiting).await });
             return Ok(Answer::Messages);
         }
         if has_media_type(&response, "application/json") {
@@ -485,7 +506,7 @@ where
             let Some(id) = awaiting.as_ref().filter(|_| !answered) else {
                 return;
             };
-            if self.closed.load(Ordering::SeqCst) {
+            if self.tasks.is_stopped() {
                 return;
             }
             resumptions += 1;
@@ -552,11 +573,10 @@ where
             ));
         }
         if !status.is_success() || !has_media_type(&response, "text/event-stream") {
-            return Err(Error::new(
-                ErrorKind::InvalidResponse,
+            return Err(refusal(
+                status,
                 format!("the listening stream answered {status}"),
-            )
-            .with_source(StatusError(status)));
+            ));
         }
         Ok(Some(response.into_body()))
     }
@@ -567,7 +587,7 @@ where
     /// requests and answers go over POST.
     async fn listen(self: Arc<Self>, mut last_event_id: Option<String>) {
         let mut failures: u32 = 0;
-        while !self.closed.load(Ordering::SeqCst) && !self.incoming.is_closed() {
+        while !self.tasks.is_stopped() && !self.incoming.is_closed() {
             let opened_at = tokio::time::Instant::now();
             let body = match self.open_get(last_event_id.as_deref()).await {
                 Ok(Some(body)) => body,
@@ -649,14 +669,10 @@ const LISTEN_BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// Whether a GET's failure says the server has no listening stream (a 404 without a session, as
 /// stateless servers answer, or a 405), as opposed to one that failed this time.
 fn no_listening_stream(error: &Error) -> bool {
-    std::error::Error::source(error)
-        .and_then(|source| source.downcast_ref::<StatusError>())
-        .is_some_and(|status| {
-            matches!(
-                status.0,
-                StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED
-            )
-        })
+    matches!(
+        refused_with(error),
+        Some(StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED)
+    )
 }
 
 /// The server's `retry`, held between 100 ms (no busy loop) and a minute (no hostile stall).
@@ -672,11 +688,7 @@ fn clamp_retry(retry: Duration) -> Duration {
 impl<S> Shared<S> {
     /// Stops the background streams; needs no bounds, so `Drop` can call it.
     pub(crate) fn abort_tasks(&self) {
-        let mut tasks = self.tasks.locked();
-        self.closed.store(true, Ordering::SeqCst);
-        for task in tasks.drain(..) {
-            task.abort();
-        }
+        self.tasks.stop();
     }
 }
 
@@ -685,18 +697,6 @@ impl<S> Drop for StreamableHttpTransport<S> {
         self.shared.abort_tasks();
     }
 }
-
-/// An HTTP status, as the source of an error, so callers can tell 404 from 405.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StatusError(pub StatusCode);
-
-impl std::fmt::Display for StatusError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "HTTP {}", self.0)
-    }
-}
-
-impl std::error::Error for StatusError {}
 
 async fn collect<B>(body: B, limit: usize) -> Result<Bytes>
 where
