@@ -1,5 +1,6 @@
-//! The authorization endpoint: request validation, the approval policy, the consent page, and
-//! the redirect back with `code`, `state` and `iss` (RFC 9207).
+//! The authorization endpoint: request validation, the consent page, and the redirect back with
+//! `code`, `state` and `iss` (RFC 9207). Who approves is the `ApprovalPolicy`'s business
+//! (`approval.rs`); how a page is served, `page.rs`'s.
 //!
 //! Until the client and its redirect URI are known good, errors are shown as a page and never
 //! redirected (RFC 6749 §4.1.2.1); after that they go back to the client with `state`.
@@ -11,17 +12,17 @@ use std::time::{Duration, Instant};
 use axum::body::{Body, Bytes};
 use axum::extract::{RawQuery, State};
 use axum::response::Response;
-use http::header::{
-    CACHE_CONTROL, CONTENT_TYPE, COOKIE, LOCATION, REFERRER_POLICY, SET_COOKIE, X_FRAME_OPTIONS,
-};
+use http::header::{CACHE_CONTROL, COOKIE, LOCATION, SET_COOKIE};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use subtle::ConstantTimeEq;
 use url::Url;
 
+use super::approval::{AuthorizationDecision, ConsentRequest};
 use super::client_auth::load_client;
 use super::grant::{hash, random_token, split_scopes};
+use super::page::{error_page, escape, html_response};
 use super::register::redirect_matches;
-use super::store::{BoxFuture, CodeGrant, RegisteredClient};
+use super::store::{CodeGrant, RegisteredClient};
 use super::wire::{form_params, Params};
 use super::AuthorizationServer;
 use crate::clock::now_secs;
@@ -38,130 +39,6 @@ const MAX_QUERY_BYTES: usize = 8 * 1024;
 /// Longest client name shown.
 const MAX_CLIENT_NAME_CHARS: usize = 100;
 const CONSENT_COOKIE_PREFIX: &str = "mcp_consent_";
-
-/// An authorization request as the approval policy sees it: already validated.
-#[derive(Debug, Clone)]
-pub struct ConsentRequest {
-    /// The client identifier.
-    pub client_id: String,
-    /// The client's name, if it gave one.
-    pub client_name: Option<String>,
-    /// Where the answer goes.
-    pub redirect_uri: String,
-    /// The scopes asked for.
-    pub scopes: Vec<String>,
-    /// The resource the token is for.
-    pub resource: String,
-}
-
-/// What an [`ApprovalPolicy`] decides.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AuthorizationDecision {
-    /// Issue a code at once, for the user `subject`.
-    Approve {
-        /// The user the tokens are for.
-        subject: String,
-    },
-    /// Show the consent page; if the user approves, the tokens are for `subject`.
-    AskUser {
-        /// The user the tokens are for.
-        subject: String,
-    },
-    /// Refuse (`access_denied`).
-    Deny,
-}
-
-/// Decides authorization requests. The application's own policy can authenticate the user from
-/// the request headers (a session cookie, say, looked up in its own store) before approving or
-/// asking; it answers with a future so that lookup may do I/O.
-///
-/// ```
-/// use http::HeaderMap;
-/// use tower_mcp_oauth::authorization_server::{
-///     ApprovalPolicy, AuthorizationDecision, BoxFuture, ConsentRequest,
-/// };
-///
-/// /// Asks the user signed in by the application's login layer; refuses everyone else.
-/// struct SignedInUser;
-///
-/// impl ApprovalPolicy for SignedInUser {
-///     fn decide<'a>(
-///         &'a self,
-///         _request: &'a ConsentRequest,
-///         headers: &'a HeaderMap,
-///     ) -> BoxFuture<'a, AuthorizationDecision> {
-///         Box::pin(async move {
-///             // A real policy looks the session cookie up in its session store.
-///             match headers.get("x-authenticated-user").and_then(|v| v.to_str().ok()) {
-///                 Some(user) => AuthorizationDecision::AskUser { subject: user.to_owned() },
-///                 None => AuthorizationDecision::Deny,
-///             }
-///         })
-///     }
-/// }
-/// ```
-pub trait ApprovalPolicy: Send + Sync + 'static {
-    /// The decision for a validated request.
-    fn decide<'a>(
-        &'a self,
-        request: &'a ConsentRequest,
-        headers: &'a HeaderMap,
-    ) -> BoxFuture<'a, AuthorizationDecision>;
-}
-
-/// Approves every valid request without asking: for development and tests only.
-#[derive(Debug, Clone)]
-pub struct AutoApprove {
-    subject: String,
-}
-
-impl AutoApprove {
-    /// Approves as the user `subject`.
-    pub fn new(subject: impl Into<String>) -> Self {
-        Self {
-            subject: subject.into(),
-        }
-    }
-}
-
-impl ApprovalPolicy for AutoApprove {
-    fn decide<'a>(
-        &'a self,
-        _: &'a ConsentRequest,
-        _: &'a HeaderMap,
-    ) -> BoxFuture<'a, AuthorizationDecision> {
-        Box::pin(std::future::ready(AuthorizationDecision::Approve {
-            subject: self.subject.clone(),
-        }))
-    }
-}
-
-/// Shows the consent page for every request; the user who approves is `subject`.
-#[derive(Debug, Clone)]
-pub struct ConsentPage {
-    subject: String,
-}
-
-impl ConsentPage {
-    /// Asks, for the user `subject`.
-    pub fn new(subject: impl Into<String>) -> Self {
-        Self {
-            subject: subject.into(),
-        }
-    }
-}
-
-impl ApprovalPolicy for ConsentPage {
-    fn decide<'a>(
-        &'a self,
-        _: &'a ConsentRequest,
-        _: &'a HeaderMap,
-    ) -> BoxFuture<'a, AuthorizationDecision> {
-        Box::pin(std::future::ready(AuthorizationDecision::AskUser {
-            subject: self.subject.clone(),
-        }))
-    }
-}
 
 /// A validated request waiting for the user.
 struct Pending {
@@ -690,36 +567,6 @@ fn consent_page(server: &AuthorizationServer, request: Validated, subject: Strin
     response
 }
 
-fn error_page(status: StatusCode, message: &str) -> Response {
-    let html = format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Authorization error</title></head>\
-         <body><h1>Authorization error</h1><p id=\"error\">{}</p></body></html>",
-        escape(message)
-    );
-    let mut response = html_response(status, html);
-    response.headers_mut().insert(
-        "content-security-policy",
-        HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
-    );
-    response
-}
-
-fn html_response(status: StatusCode, html: String) -> Response {
-    let mut response = Response::new(Body::from(html));
-    *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    // Not `no-referrer`: with it, browsers send `Origin: null` on the form post, which the
-    // same-origin check must refuse. `same-origin` still leaks nothing to other sites.
-    headers.insert(REFERRER_POLICY, HeaderValue::from_static("same-origin"));
-    response
-}
-
 /// A form post must come from the server's own pages: when the browser names an origin, it
 /// must be the issuer's.
 fn same_origin(server: &AuthorizationServer, headers: &HeaderMap) -> bool {
@@ -739,22 +586,6 @@ fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .filter_map(|pair| pair.trim().split_once('='))
         .find(|(n, _)| *n == name)
         .map(|(_, v)| v.to_owned())
-}
-
-/// HTML text and attribute escaping.
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -35,6 +35,7 @@
 //! `server`) asks the store directly, so revocation is immediate for either format. The store
 //! keeps hashes of codes and tokens, never the values.
 
+mod approval;
 mod authorize;
 mod cimd;
 mod client_auth;
@@ -42,6 +43,7 @@ mod grant;
 mod keys;
 #[cfg(feature = "server")]
 mod local;
+mod page;
 mod register;
 mod revoke;
 mod store;
@@ -65,7 +67,7 @@ use crate::metadata::AuthorizationServerMetadata;
 use grant::{hash, random_token};
 use wire::json_response;
 
-pub use authorize::{
+pub use approval::{
     ApprovalPolicy, AuthorizationDecision, AutoApprove, ConsentPage, ConsentRequest,
 };
 pub use keys::SigningKey;

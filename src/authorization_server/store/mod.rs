@@ -1,0 +1,223 @@
+//! Storage for the authorization server: clients, pending codes, refresh-token families and
+//! opaque access tokens. Credentials are kept as SHA-256 hashes.
+//!
+//! The operations that decide a credential's fate ([`AuthorizationStore::redeem_code`],
+//! [`AuthorizationStore::rotate_refresh`]) must be atomic: two concurrent redemptions of one code
+//! or one refresh token must not both succeed.
+
+mod memory;
+
+use crate::error::Result;
+use crate::metadata::ClientMetadata;
+
+pub use crate::BoxFuture;
+pub use memory::{MemoryAuthorizationStore, MemoryStoreLimits};
+
+/// The SHA-256 of a code or token.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TokenHash(pub [u8; 32]);
+
+impl std::fmt::Debug for TokenHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenHash(..)")
+    }
+}
+
+/// How a client authenticates at the token endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuthMethod {
+    /// A public client: no secret.
+    None,
+    /// `client_id` and `client_secret` in the form body.
+    ClientSecretPost,
+    /// HTTP Basic.
+    ClientSecretBasic,
+}
+
+impl ClientAuthMethod {
+    /// The RFC 7591 name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::ClientSecretPost => "client_secret_post",
+            Self::ClientSecretBasic => "client_secret_basic",
+        }
+    }
+}
+
+/// A registered client.
+#[derive(Debug, Clone)]
+pub struct RegisteredClient {
+    /// The client identifier.
+    pub client_id: String,
+    /// The hash of its secret, for confidential clients.
+    pub secret_hash: Option<TokenHash>,
+    /// How it authenticates.
+    pub auth_method: ClientAuthMethod,
+    /// Its metadata as registered.
+    pub metadata: ClientMetadata,
+    /// When it was registered (seconds since the epoch).
+    pub issued_at: u64,
+    /// Registered by the operator (not through `/register` or a metadata document): only such
+    /// clients may use `client_credentials` and introspect.
+    pub pre_registered: bool,
+}
+
+impl RegisteredClient {
+    /// Whether the client registered `grant_type`.
+    pub fn allows_grant(&self, grant_type: &str) -> bool {
+        self.metadata.grant_types.iter().any(|g| g == grant_type)
+    }
+}
+
+/// What an authorization code stands for, until it is redeemed.
+#[derive(Debug, Clone)]
+pub struct CodeGrant {
+    /// The client the code was issued to.
+    pub client_id: String,
+    /// The user who approved.
+    pub subject: String,
+    /// Granted scopes.
+    pub scopes: Vec<String>,
+    /// The resource (RFC 8707) the tokens are for.
+    pub resource: String,
+    /// The redirect URI the code goes to.
+    pub redirect_uri: String,
+    /// Whether the authorization request named it: the token request must then repeat it.
+    pub redirect_uri_in_request: bool,
+    /// The PKCE S256 challenge.
+    pub code_challenge: String,
+    /// When the code expires.
+    pub expires_at: u64,
+    /// The token family the code starts; revoked if the code is used twice.
+    pub family_id: String,
+}
+
+/// The outcome of redeeming a code.
+#[derive(Debug)]
+pub enum CodeRedemption {
+    /// First use: the code is now spent.
+    Redeemed(CodeGrant),
+    /// The code was already used; the tokens of `family_id` should be revoked.
+    Reused {
+        /// The family the first redemption started.
+        family_id: String,
+    },
+    /// No such code (or it was forgotten after expiring).
+    Unknown,
+}
+
+/// The tokens issued from one authorization: a chain of refresh tokens, of which only the
+/// newest is valid.
+#[derive(Debug, Clone)]
+pub struct TokenFamily {
+    /// Family identifier.
+    pub id: String,
+    /// The client.
+    pub client_id: String,
+    /// The user.
+    pub subject: String,
+    /// Granted scopes.
+    pub scopes: Vec<String>,
+    /// The resource the tokens are for.
+    pub resource: String,
+    /// When the family (its refresh tokens) expires.
+    pub expires_at: u64,
+    /// Set when reuse was detected or the grant revoked.
+    pub revoked: bool,
+}
+
+/// The outcome of rotating a refresh token.
+#[derive(Debug)]
+pub enum RefreshRotation {
+    /// The token was current: it is spent and the new one is current.
+    Rotated(TokenFamily),
+    /// The token was spent before: a sign of theft. The family is now revoked.
+    Reused(TokenFamily),
+    /// Unknown, expired or revoked.
+    Invalid,
+}
+
+/// The outcome of saving a new token family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FamilyStart {
+    /// The family is saved and live.
+    Started,
+    /// The family was revoked before it was saved (its code was reused while the first
+    /// redemption was in flight): nothing may be issued in it.
+    Revoked,
+}
+
+/// An issued access token, for introspection and revocation.
+#[derive(Debug, Clone)]
+pub struct AccessRecord {
+    /// The client.
+    pub client_id: String,
+    /// The user, or the client itself for `client_credentials`.
+    pub subject: String,
+    /// Granted scopes.
+    pub scopes: Vec<String>,
+    /// The resource (`aud`).
+    pub resource: String,
+    /// Issued at.
+    pub issued_at: u64,
+    /// Expires at.
+    pub expires_at: u64,
+    /// The family it was issued in, if any.
+    pub family_id: Option<String>,
+}
+
+/// Storage behind the authorization server.
+///
+/// Codes and tokens arrive as SHA-256 hashes; the store never sees the credentials. A store
+/// shared by several processes must give these guarantees through its database (transactions,
+/// row locks, conditional updates), not through a lock in one process:
+///
+/// - [`redeem_code`](Self::redeem_code) and [`rotate_refresh`](Self::rotate_refresh) are atomic:
+///   of two concurrent calls with one code or one refresh token, only one succeeds.
+/// - A revocation sticks whatever the order: [`revoke_family`](Self::revoke_family) may arrive
+///   before [`save_family`](Self::save_family) for the same id (a code reused while its first
+///   redemption is still issuing tokens). The store records the revocation against the family id,
+///   and the later `save_family` answers [`FamilyStart::Revoked`].
+pub trait AuthorizationStore: Send + Sync + 'static {
+    /// Saves (or replaces) a client.
+    fn save_client(&self, client: RegisteredClient) -> BoxFuture<'_, Result<()>>;
+    /// Loads a client.
+    fn client<'a>(&'a self, client_id: &'a str) -> BoxFuture<'a, Result<Option<RegisteredClient>>>;
+    /// Saves a new authorization code.
+    fn save_code(&self, code: TokenHash, grant: CodeGrant) -> BoxFuture<'_, Result<()>>;
+    /// Spends a code, atomically: only the first call gets [`CodeRedemption::Redeemed`].
+    fn redeem_code(&self, code: TokenHash) -> BoxFuture<'_, Result<CodeRedemption>>;
+    /// Starts a token family with its first refresh token, unless the family id was revoked
+    /// already ([`FamilyStart::Revoked`]; the family must then stay revoked).
+    fn save_family(
+        &self,
+        family: TokenFamily,
+        refresh: TokenHash,
+    ) -> BoxFuture<'_, Result<FamilyStart>>;
+    /// Replaces the current refresh token `old` of its family by `new`, atomically. Presenting a
+    /// spent token revokes the family.
+    fn rotate_refresh(
+        &self,
+        old: TokenHash,
+        new: TokenHash,
+        now: u64,
+    ) -> BoxFuture<'_, Result<RefreshRotation>>;
+    /// The family a refresh token (current or spent) belongs to, and whether it is the
+    /// family's current token.
+    fn family_of_refresh(
+        &self,
+        refresh: TokenHash,
+    ) -> BoxFuture<'_, Result<Option<(TokenFamily, bool)>>>;
+    /// Loads a family.
+    fn family<'a>(&'a self, family_id: &'a str) -> BoxFuture<'a, Result<Option<TokenFamily>>>;
+    /// Revokes a family: its refresh tokens and the access tokens issued in it. A family id
+    /// that is not saved yet is revoked all the same (see the trait's docs).
+    fn revoke_family<'a>(&'a self, family_id: &'a str) -> BoxFuture<'a, Result<()>>;
+    /// Records an issued access token.
+    fn save_access(&self, token: TokenHash, record: AccessRecord) -> BoxFuture<'_, Result<()>>;
+    /// Loads an access token's record; `None` once revoked or forgotten.
+    fn access(&self, token: TokenHash) -> BoxFuture<'_, Result<Option<AccessRecord>>>;
+    /// Revokes one access token.
+    fn revoke_access(&self, token: TokenHash) -> BoxFuture<'_, Result<()>>;
+}
