@@ -1,12 +1,69 @@
 //! MCP authorization (OAuth 2.1) as tower layers.
 //!
+//! **Client**: put [`client::OAuthLayer`] over any tower HTTP service (a hyper client, usually).
+//! It attaches the access token, refreshes it before it expires, and on a 401 discovers the
+//! authorization server, registers, runs the PKCE flow through an authorization handler and
+//! replays the request.
+//!
+//! ```no_run
+//! # async fn client() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! use std::time::Duration;
+//! use tower::{ServiceBuilder, ServiceExt};
+//! use tower_mcp_oauth::client::{LoopbackHandler, OAuthConfig, OAuthLayer, OAuthState};
+//! use tower_mcp_oauth::http::hyper_client;
+//!
+//! let config = OAuthConfig::new().handler(LoopbackHandler::bind().await?);
+//! let state = OAuthState::new("https://mcp.example.com/mcp", Some(config)).await?;
+//! let client = ServiceBuilder::new()
+//!     .timeout(Duration::from_secs(30))
+//!     .layer(OAuthLayer::new(state))
+//!     .service(hyper_client());
+//! let ping = http::Request::post("https://mcp.example.com/mcp")
+//!     .header("content-type", "application/json")
+//!     .header("accept", "application/json, text/event-stream")
+//!     .body(http_body_util::Full::from(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#))?;
+//! let response = client.oneshot(ping).await?;
+//! # let _ = response;
+//! # Ok(()) }
+//! ```
+//!
+//! **Server**: put [`server::RequireBearerLayer`] in front of any tower service (axum routes,
+//! rmcp's `StreamableHttpService`). It validates the token, answers failures with RFC 6750
+//! challenges that point at the protected resource metadata, and hands
+//! [`server::AuthInfo`] to the service in the request extensions.
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use tower::ServiceBuilder;
+//! use tower_mcp_oauth::server::{AuthData, AuthInfo, RequireBearerLayer, StaticVerifier};
+//!
+//! let verifier = StaticVerifier::new().token("dev-token", AuthData {
+//!     subject: Some("alice".into()),
+//!     scopes: vec!["mcp".into()],
+//!     ..Default::default()
+//! });
+//! let protected = ServiceBuilder::new()
+//!     .layer(
+//!         RequireBearerLayer::new(verifier)
+//!             .resource_metadata("https://mcp.example.com/.well-known/oauth-protected-resource/mcp")
+//!             .required_scopes(["mcp"]),
+//!     )
+//!     .service_fn(|request: http::Request<String>| async move {
+//!         let who = request.extensions().get::<AuthInfo>().and_then(|i| i.subject.clone());
+//!         Ok::<_, Infallible>(http::Response::new(format!("hello {who:?}")))
+//!     });
+//! # let _ = protected;
+//! ```
+//!
+//! The modules:
+//!
 //! - [`client`]: discovery (RFC 9728, RFC 8414, OpenID Connect), registration (pre-registered,
 //!   Client ID Metadata Documents, RFC 7591), the PKCE authorization-code flow, tokens with
 //!   refresh, and credential stores. [`client::OAuthState`] is the step-by-step API and
 //!   [`client::OAuthLayer`] the tower middleware.
 //! - [`server`]: [`server::RequireBearerLayer`] protects any tower service with bearer tokens
-//!   (JWT/JWKS, introspection, or a static list), per-method MCP scopes, and the RFC 9728
-//!   metadata endpoint.
+//!   (JWT/JWKS, introspection, or a static list); [`server::RequireMcpScopesLayer`] adds scopes
+//!   per MCP method and tool; [`server::ResourceMetadataService`] serves RFC 9728 metadata.
 //! - [`transport`]: MCP client transports (Streamable HTTP, legacy HTTP+SSE, automatic choice)
 //!   over any tower HTTP service, so `OAuthLayer`, timeouts and retries stack beneath them; with
 //!   the `rmcp` feature they are rmcp client transports.

@@ -10,7 +10,7 @@ use crate::client::state::OAuthState;
 use crate::error::{Error, Result};
 use crate::http::{HttpClient, RequestBody};
 
-/// The seed's authorized HTTP client: [`OAuth`] over the crate's [`HttpClient`] (timeout, body
+/// An authorized HTTP client: [`OAuth`] over the crate's [`HttpClient`] (timeout, body
 /// limit, no redirects), with whole bodies in and out.
 #[derive(Clone)]
 pub struct AuthorizedHttpClient {

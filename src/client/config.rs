@@ -14,7 +14,7 @@ use crate::http::HttpClient;
 /// The MCP protocol version sent on discovery requests unless configured otherwise.
 pub const DEFAULT_PROTOCOL_VERSION: &str = "2025-11-25";
 
-/// How an [`OAuthState`] talks to servers, remembers credentials and asks the user.
+/// How an [`OAuthState`](super::OAuthState) talks to servers, remembers credentials and asks the user.
 #[derive(Clone)]
 pub struct OAuthConfig {
     pub(crate) http: HttpClient,

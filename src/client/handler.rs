@@ -1,10 +1,4 @@
-//! The interactive step of authorization: sending the user to the authorization URL and catching
-//! the redirect.
-//!
-//! [`LoopbackHandler`] runs a one-shot callback server on 127.0.0.1 and opens the system browser
-//! (printing the URL when it cannot). [`HeadlessHandler`] GETs the authorization URL itself and
-//! reads the code from the `Location` of the redirect, for tests and machine flows where the
-//! authorization server approves without a user.
+//! The interactive step of authorization: [`AuthorizationHandler`], loopback or headless.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -21,6 +15,14 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::http::{redact_url, HttpClient};
 use crate::BoxFuture;
 
+/// The interactive step of authorization: sending the user to the authorization URL and catching
+/// the redirect.
+///
+/// [`LoopbackHandler`] runs a one-shot callback server on 127.0.0.1 and opens the system browser
+/// (printing the URL when it cannot). [`HeadlessHandler`] GETs the authorization URL itself and
+/// reads the code from the `Location` of the redirect, for tests and machine flows where the
+/// authorization server approves without a user.
+///
 /// Carries the user through the authorization URL and returns the full redirect URL the
 /// authorization server sent them to.
 pub trait AuthorizationHandler: Send + Sync + 'static {

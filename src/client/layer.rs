@@ -1,45 +1,4 @@
 //! [`OAuthLayer`]: tower middleware that makes any HTTP service an authorized MCP client.
-//!
-//! ```no_run
-//! # async fn example() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-//! use std::time::Duration;
-//! use http_body_util::Full;
-//! use bytes::Bytes;
-//! use tower::{ServiceBuilder, ServiceExt};
-//! use tower_mcp_oauth::client::{LoopbackHandler, OAuthConfig, OAuthLayer, OAuthState};
-//!
-//! let config = OAuthConfig::new().handler(LoopbackHandler::bind().await?);
-//! let state = OAuthState::new("https://mcp.example.com/mcp", Some(config)).await?;
-//! let hyper_client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-//!     .build_http::<Full<Bytes>>();
-//! let client = ServiceBuilder::new()
-//!     .timeout(Duration::from_secs(30))
-//!     .layer(OAuthLayer::new(state))
-//!     .service(hyper_client);
-//! let request = http::Request::post("https://mcp.example.com/mcp")
-//!     .header("content-type", "application/json")
-//!     .body(Full::new(Bytes::from_static(br#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#)))?;
-//! let response = client.oneshot(request).await?;
-//! # let _ = response;
-//! # Ok(()) }
-//! ```
-//!
-//! What it does for each request to the MCP server's origin (requests elsewhere pass untouched,
-//! without a token):
-//! - attaches `Authorization: Bearer …`, marked sensitive, refreshing first when the token is due;
-//! - on a 401, refreshes (or rediscovers and authorizes through the configured
-//!   [`AuthorizationHandler`](super::AuthorizationHandler)) and replays the request once;
-//! - on a 403 `insufficient_scope`, authorizes for the granted plus the challenged scopes and
-//!   replays, at most three authorizations per request in all;
-//! - a 401 or 403 it cannot handle (no handler to ask the user, nothing new to ask for, the
-//!   attempts spent) goes back as it came, with the parsed [`BearerChallenge`] in its
-//!   extensions. A failure of the authorization machinery is a [`crate::Error`] inside the
-//!   [`BoxError`].
-//!
-//! Replaying needs a second copy of the request: the [`ReplayPolicy`] decides which bodies can be
-//! copied (by default, any body type that is `Clone`; see [`replay`](super::replay)). Every clone
-//! of the layer and of the service shares one token state, and concurrent requests that need a
-//! refresh cause exactly one.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -61,6 +20,49 @@ use crate::http::redact_url;
 /// How many authorizations (after a 401, or stepping up after a 403) one request may cause.
 const MAX_AUTHORIZATIONS: usize = 3;
 
+/// [`OAuthLayer`]: tower middleware that makes any HTTP service an authorized MCP client.
+///
+/// ```no_run
+/// # async fn example() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+/// use std::time::Duration;
+/// use http_body_util::Full;
+/// use bytes::Bytes;
+/// use tower::{ServiceBuilder, ServiceExt};
+/// use tower_mcp_oauth::client::{LoopbackHandler, OAuthConfig, OAuthLayer, OAuthState};
+///
+/// let config = OAuthConfig::new().handler(LoopbackHandler::bind().await?);
+/// let state = OAuthState::new("https://mcp.example.com/mcp", Some(config)).await?;
+/// let hyper_client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+///     .build_http::<Full<Bytes>>();
+/// let client = ServiceBuilder::new()
+///     .timeout(Duration::from_secs(30))
+///     .layer(OAuthLayer::new(state))
+///     .service(hyper_client);
+/// let request = http::Request::post("https://mcp.example.com/mcp")
+///     .header("content-type", "application/json")
+///     .body(Full::new(Bytes::from_static(br#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#)))?;
+/// let response = client.oneshot(request).await?;
+/// # let _ = response;
+/// # Ok(()) }
+/// ```
+///
+/// What it does for each request to the MCP server's origin (requests elsewhere pass untouched,
+/// without a token):
+/// - attaches `Authorization: Bearer …`, marked sensitive, refreshing first when the token is due;
+/// - on a 401, refreshes (or rediscovers and authorizes through the configured
+///   [`AuthorizationHandler`](super::AuthorizationHandler)) and replays the request once;
+/// - on a 403 `insufficient_scope`, authorizes for the granted plus the challenged scopes and
+///   replays, at most three authorizations per request in all;
+/// - a 401 or 403 it cannot handle (no handler to ask the user, nothing new to ask for, the
+///   attempts spent) goes back as it came, with the parsed [`BearerChallenge`] in its
+///   extensions. A failure of the authorization machinery is a [`crate::Error`] inside the
+///   [`BoxError`].
+///
+/// Replaying needs a second copy of the request: the [`ReplayPolicy`] decides which bodies can be
+/// copied (by default, any body type that is `Clone`; see [`ReplayPolicy`]). Every clone
+/// of the layer and of the service shares one token state, and concurrent requests that need a
+/// refresh cause exactly one.
+///
 /// Layer that applies [`OAuth`] to a service.
 #[derive(Clone)]
 pub struct OAuthLayer<P = CloneBodies> {
@@ -110,7 +112,7 @@ impl<S, P: Clone> Layer<S> for OAuthLayer<P> {
     }
 }
 
-/// Middleware that authorizes requests to an MCP server: see the [module docs](self).
+/// Middleware that authorizes requests to an MCP server: see [`OAuthLayer`].
 #[derive(Clone)]
 pub struct OAuth<S, P = CloneBodies> {
     inner: S,

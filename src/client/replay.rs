@@ -1,23 +1,4 @@
 //! Which requests [`OAuth`](super::OAuth) may send again after a 401 or 403.
-//!
-//! Replaying needs a second copy of the request. The method, URI, version, headers and
-//! extensions are copied at `call`; the body is the policy's business, as with tower-http's
-//! `follow_redirect`. An empty body (`size_hint` exactly 0) is always rebuilt with
-//! `B::default()`. For anything else, when the policy gives no copy the session is still
-//! repaired, but the 401 goes back to the caller, whose own retry then succeeds.
-//!
-//! ```
-//! use bytes::Bytes;
-//! use http_body_util::Full;
-//! use tower_mcp_oauth::client::{replay_fn, NoReplay, ReplayPolicy};
-//!
-//! // The default, `CloneBodies`, copies any body type that is `Clone` (`Full<Bytes>`, `String`).
-//! // A streaming body is not: say so, or copy it your own way.
-//! let never = NoReplay;
-//! let own = replay_fn(|body: &Full<Bytes>| Some(body.clone()));
-//! assert!(ReplayPolicy::<Full<Bytes>>::clone_body(&never, &Full::new(Bytes::new())).is_none());
-//! assert!(own.clone_body(&Full::new(Bytes::from_static(b"{}"))).is_some());
-//! ```
 
 use http::Request;
 use http_body::Body;
@@ -30,6 +11,26 @@ use http_body::Body;
     message = "`{Self}` cannot copy request bodies of type `{B}`",
     note = "the default policy, `CloneBodies`, replays only bodies that are `Clone`; for a streaming body use `OAuthLayer::replay_policy(NoReplay)` or your own `ReplayPolicy`"
 )]
+/// Which requests [`OAuth`](super::OAuth) may send again after a 401 or 403.
+///
+/// Replaying needs a second copy of the request. The method, URI, version, headers and
+/// extensions are copied at `call`; the body is the policy's business, as with tower-http's
+/// `follow_redirect`. An empty body (`size_hint` exactly 0) is always rebuilt with
+/// `B::default()`. For anything else, when the policy gives no copy the session is still
+/// repaired, but the 401 goes back to the caller, whose own retry then succeeds.
+///
+/// ```
+/// use bytes::Bytes;
+/// use http_body_util::Full;
+/// use tower_mcp_oauth::client::{replay_fn, NoReplay, ReplayPolicy};
+///
+/// // The default, `CloneBodies`, copies any body type that is `Clone` (`Full<Bytes>`, `String`).
+/// // A streaming body is not: say so, or copy it your own way.
+/// let never = NoReplay;
+/// let own = replay_fn(|body: &Full<Bytes>| Some(body.clone()));
+/// assert!(ReplayPolicy::<Full<Bytes>>::clone_body(&never, &Full::new(Bytes::new())).is_none());
+/// assert!(own.clone_body(&Full::new(Bytes::from_static(b"{}"))).is_some());
+/// ```
 pub trait ReplayPolicy<B>: Clone {
     /// A complete copy of `body`, or `None` when it cannot be had (the request is then sent
     /// once).

@@ -14,7 +14,7 @@ use crate::client::tokens::TokenSet;
 use crate::error::{Error, ErrorKind, Result};
 use crate::http::redact_url;
 
-/// The seed's OAuth state machine: discovery, registration, authorization URL, callback.
+/// The OAuth state machine, step by step: discovery, registration, authorization URL, callback.
 ///
 /// ```no_run
 /// # async fn example() -> Result<(), tower_mcp_oauth::Error> {
@@ -154,7 +154,7 @@ impl OAuthState {
         self.session.tokens()
     }
 
-    /// Runs the whole flow through the configured [`AuthorizationHandler`] now, instead of
+    /// Runs the whole flow through the configured [`AuthorizationHandler`](super::AuthorizationHandler) now, instead of
     /// waiting for a 401.
     ///
     /// # Errors

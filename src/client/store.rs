@@ -1,20 +1,4 @@
-//! Where the client keeps what it learns: the client registration, tokens with their absolute
-//! expiry, and the discovered metadata, keyed by resource and issuer.
-//!
-//! [`MemoryStore`] lives as long as the process; [`FileStore`] keeps a JSON file that survives
-//! restarts, written atomically (temporary file, `fsync`, rename) with 0600 permissions.
-//!
-//! ```
-//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tower_mcp_oauth::Error> {
-//! use tower_mcp_oauth::client::{CredentialKey, CredentialStore, MemoryStore, StoredCredentials};
-//!
-//! let store = MemoryStore::new();
-//! let key = CredentialKey::new("https://mcp.example.com/mcp", "https://auth.example.com");
-//! store.save(&key, &StoredCredentials::default()).await?;
-//! assert!(store.load(&key).await?.is_some());
-//! assert_eq!(store.latest("https://mcp.example.com/mcp").await?.unwrap().0, key);
-//! # Ok(()) }
-//! ```
+//! Where the client keeps what it learns: [`CredentialStore`], in memory or in a file.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -70,6 +54,24 @@ pub struct StoredCredentials {
     pub updated_at: u64,
 }
 
+/// Where the client keeps what it learns: the client registration, tokens with their absolute
+/// expiry, and the discovered metadata, keyed by resource and issuer.
+///
+/// [`MemoryStore`] lives as long as the process; [`FileStore`] keeps a JSON file that survives
+/// restarts, written atomically (temporary file, `fsync`, rename) with 0600 permissions.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tower_mcp_oauth::Error> {
+/// use tower_mcp_oauth::client::{CredentialKey, CredentialStore, MemoryStore, StoredCredentials};
+///
+/// let store = MemoryStore::new();
+/// let key = CredentialKey::new("https://mcp.example.com/mcp", "https://auth.example.com");
+/// store.save(&key, &StoredCredentials::default()).await?;
+/// assert!(store.load(&key).await?.is_some());
+/// assert_eq!(store.latest("https://mcp.example.com/mcp").await?.unwrap().0, key);
+/// # Ok(()) }
+/// ```
+///
 /// A place to keep credentials. Implementations must be safe to share between tasks.
 pub trait CredentialStore: Send + Sync + 'static {
     /// The record for `key`, if any.

@@ -1,5 +1,4 @@
-//! The crate's streaming hyper client, made safe against servers that close idle connections
-//! (see [`HyperClient`]).
+//! [`HyperClient`]: the crate's streaming hyper client.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -32,6 +31,9 @@ type Inner = hyper_util::client::legacy::Client<
     RequestBody,
 >;
 
+/// The crate's streaming hyper client, made safe against servers that close idle connections
+/// (see [`HyperClient`]).
+///
 /// A streaming hyper-util client (bodies are not buffered): HTTP/1.1 and HTTP/2, rustls on ring
 /// with the webpki roots for https, and `TCP_NODELAY` (without which small request writes wait
 /// out the peer's delayed ACK, ~40 ms a round trip on Linux). Cheap to clone: clones share one

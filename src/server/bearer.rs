@@ -1,38 +1,4 @@
-//! [`RequireBearerLayer`]: protects any tower HTTP service with bearer tokens (RFC 6750), answering
-//! every failure with the proper status and challenge (RFC 6750 §3, RFC 9728 §5.1) and handing
-//! [`AuthInfo`] to the service through the request extensions.
-//!
-//! | what came in | answer |
-//! |---|---|
-//! | no credentials, or another scheme | 401, `Bearer resource_metadata=…` (and `scope` when configured), no error code |
-//! | a malformed `Authorization` header | 400, `error="invalid_request"` |
-//! | a bad, expired or wrong-audience token | 401, `error="invalid_token"` |
-//! | a token without a required scope | 403, `error="insufficient_scope"`, `scope` lists every required scope |
-//! | the verifier cannot decide | 503, never a pass |
-//!
-//! Tokens are read from the `Authorization` header only, never from a query string or a form body.
-//! The request body is never read here, so any body type passes through (hyper's `Incoming`,
-//! axum's `Body`); scopes per MCP tool are
-//! [`RequireMcpScopesLayer`](crate::server::RequireMcpScopesLayer)'s job.
-//!
-//! ```
-//! use tower::ServiceBuilder;
-//! use tower_mcp_oauth::server::{AuthData, RequireBearerLayer, StaticVerifier};
-//!
-//! let verifier = StaticVerifier::new().token("dev-token", AuthData {
-//!     scopes: vec!["mcp".into()],
-//!     audience: vec!["https://mcp.example.com/mcp".into()],
-//!     ..Default::default()
-//! });
-//! let layer = RequireBearerLayer::new(verifier)
-//!     .resource("https://mcp.example.com/mcp")
-//!     .resource_metadata("https://mcp.example.com/.well-known/oauth-protected-resource/mcp")
-//!     .required_scopes(["mcp"]);
-//! let service = ServiceBuilder::new().layer(layer).service_fn(|_request: http::Request<http_body_util::Full<bytes::Bytes>>| async {
-//!     Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::<bytes::Bytes>::default()))
-//! });
-//! # let _ = service;
-//! ```
+//! [`RequireBearerLayer`]: bearer tokens (RFC 6750) in front of any tower HTTP service.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -101,7 +67,43 @@ impl<V> Clone for Config<V> {
     }
 }
 
-/// Layer that applies [`RequireBearer`]: see the [module docs](self).
+/// [`RequireBearerLayer`]: protects any tower HTTP service with bearer tokens (RFC 6750), answering
+/// every failure with the proper status and challenge (RFC 6750 §3, RFC 9728 §5.1) and handing
+/// [`AuthInfo`] to the service through the request extensions.
+///
+/// | what came in | answer |
+/// |---|---|
+/// | no credentials, or another scheme | 401, `Bearer resource_metadata=…` (and `scope` when configured), no error code |
+/// | a malformed `Authorization` header | 400, `error="invalid_request"` |
+/// | a bad, expired or wrong-audience token | 401, `error="invalid_token"` |
+/// | a token without a required scope | 403, `error="insufficient_scope"`, `scope` lists every required scope |
+/// | the verifier cannot decide | 503, never a pass |
+///
+/// Tokens are read from the `Authorization` header only, never from a query string or a form body.
+/// The request body is never read here, so any body type passes through (hyper's `Incoming`,
+/// axum's `Body`); scopes per MCP tool are
+/// [`RequireMcpScopesLayer`](crate::server::RequireMcpScopesLayer)'s job.
+///
+/// ```
+/// use tower::ServiceBuilder;
+/// use tower_mcp_oauth::server::{AuthData, RequireBearerLayer, StaticVerifier};
+///
+/// let verifier = StaticVerifier::new().token("dev-token", AuthData {
+///     scopes: vec!["mcp".into()],
+///     audience: vec!["https://mcp.example.com/mcp".into()],
+///     ..Default::default()
+/// });
+/// let layer = RequireBearerLayer::new(verifier)
+///     .resource("https://mcp.example.com/mcp")
+///     .resource_metadata("https://mcp.example.com/.well-known/oauth-protected-resource/mcp")
+///     .required_scopes(["mcp"]);
+/// let service = ServiceBuilder::new().layer(layer).service_fn(|_request: http::Request<http_body_util::Full<bytes::Bytes>>| async {
+///     Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::<bytes::Bytes>::default()))
+/// });
+/// # let _ = service;
+/// ```
+///
+/// Layer that applies [`RequireBearer`]: see [`RequireBearerLayer`].
 pub struct RequireBearerLayer<V> {
     config: Config<V>,
 }
@@ -201,7 +203,7 @@ impl<S, V> Layer<S> for RequireBearerLayer<V> {
     }
 }
 
-/// Middleware that requires a valid bearer token: see the [module docs](self).
+/// Middleware that requires a valid bearer token: see [`RequireBearerLayer`].
 pub struct RequireBearer<S, V> {
     inner: S,
     config: Arc<Config<V>>,

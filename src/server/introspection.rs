@@ -1,10 +1,4 @@
-//! [`IntrospectionVerifier`]: opaque tokens checked at the authorization server's RFC 7662
-//! introspection endpoint, with client authentication.
-//!
-//! The token must be `active`, unexpired, valid already (`nbf`), and name the resource in `aud`. An endpoint that is down, slow, or answers anything but a well-formed 200
-//! makes the verifier unavailable (503), never permissive. Pair it with the layer's cache
-//! ([`RequireBearerLayer::cache`](super::RequireBearerLayer::cache)) to bound how long a revoked
-//! token stays usable; cached entries never outlive the token's `exp`.
+//! [`IntrospectionVerifier`]: opaque tokens checked by RFC 7662 introspection.
 
 use base64::Engine;
 use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
@@ -32,7 +26,15 @@ pub enum IntrospectionAuth {
     ClientSecretPost,
 }
 
-/// Verifies opaque tokens by introspection: see the [module docs](self).
+/// [`IntrospectionVerifier`]: opaque tokens checked at the authorization server's RFC 7662
+/// introspection endpoint, with client authentication.
+///
+/// The token must be `active`, unexpired, valid already (`nbf`), and name the resource in `aud`. An endpoint that is down, slow, or answers anything but a well-formed 200
+/// makes the verifier unavailable (503), never permissive. Pair it with the layer's cache
+/// ([`RequireBearerLayer::cache`](super::RequireBearerLayer::cache)) to bound how long a revoked
+/// token stays usable; cached entries never outlive the token's `exp`.
+///
+/// Verifies opaque tokens by introspection: see [`IntrospectionVerifier`].
 #[derive(Clone)]
 pub struct IntrospectionVerifier {
     endpoint: Url,

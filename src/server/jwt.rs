@@ -1,15 +1,4 @@
 //! [`JwtVerifier`]: JWT access tokens checked against the authorization server's JWKS.
-//!
-//! - Keys come from the configured JWKS URL, or from `jwks_uri` in the authorization server's
-//!   metadata (RFC 8414 / OpenID Connect discovery). They are cached, and fetched again when a
-//!   token names an unknown `kid`, at most once per [`DEFAULT_MIN_REFETCH_INTERVAL`].
-//! - Only asymmetric algorithms are accepted (RS*, PS*, ES256, ES384, EdDSA): never `none`, never
-//!   an HMAC algorithm, so a token "signed" with the public key as an HMAC secret goes nowhere.
-//!   The key's type and declared `alg` must match the token's.
-//! - `iss` must be the issuer, `aud` must name the resource (RFC 8707), `exp` is required, and
-//!   `exp` and `nbf` are checked with a small leeway. Optionally `typ` must be `at+jwt`
-//!   (RFC 9068).
-//! - A JWKS that cannot be fetched makes the verifier unavailable (503), never permissive.
 
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -73,7 +62,20 @@ struct Inner {
     refetch: tokio::sync::Mutex<()>,
 }
 
-/// Verifies JWT access tokens: see the [module docs](self). Cheap to clone.
+/// [`JwtVerifier`]: JWT access tokens checked against the authorization server's JWKS.
+///
+/// - Keys come from the configured JWKS URL, or from `jwks_uri` in the authorization server's
+///   metadata (RFC 8414 / OpenID Connect discovery). They are cached, and fetched again when a
+///   token names an unknown `kid`, at most once per [`DEFAULT_MIN_REFETCH_INTERVAL`].
+/// - Only asymmetric algorithms are accepted (RS*, PS*, ES256, ES384, EdDSA): never `none`, never
+///   an HMAC algorithm, so a token "signed" with the public key as an HMAC secret goes nowhere.
+///   The key's type and declared `alg` must match the token's.
+/// - `iss` must be the issuer, `aud` must name the resource (RFC 8707), `exp` is required, and
+///   `exp` and `nbf` are checked with a small leeway. Optionally `typ` must be `at+jwt`
+///   (RFC 9068).
+/// - A JWKS that cannot be fetched makes the verifier unavailable (503), never permissive.
+///
+/// Verifies JWT access tokens: see [`JwtVerifier`]. Cheap to clone.
 #[derive(Clone)]
 pub struct JwtVerifier {
     inner: Arc<Inner>,

@@ -1,10 +1,4 @@
-//! Scopes per MCP method and per tool: `tools/call` of `delete_file` can need `files:write`
-//! while `tools/list` needs nothing more than the route's scopes.
-//!
-//! The method and tool come from the JSON-RPC body, read within a size limit and handed on
-//! intact. The 2026-07-28 `Mcp-Method` / `Mcp-Name` headers, when present, must agree with the
-//! body: a header that says `tools/list` over a body that calls `delete_file` is refused, so a
-//! client cannot talk its way past a scope.
+//! [`McpScopes`]: scopes per MCP method and per tool, and reading the calls from a body.
 
 use std::collections::BTreeSet;
 use std::collections::HashMap;
@@ -14,6 +8,14 @@ use serde_json::Value;
 /// The default cap on a JSON-RPC body read to decide scopes.
 pub const DEFAULT_MAX_MCP_BODY_BYTES: usize = 4 * 1024 * 1024;
 
+/// Scopes per MCP method and per tool: `tools/call` of `delete_file` can need `files:write`
+/// while `tools/list` needs nothing more than the route's scopes.
+///
+/// The method and tool come from the JSON-RPC body, read within a size limit and handed on
+/// intact. The 2026-07-28 `Mcp-Method` / `Mcp-Name` headers, when present, must agree with the
+/// body: a header that says `tools/list` over a body that calls `delete_file` is refused, so a
+/// client cannot talk its way past a scope.
+///
 /// Scopes required per MCP method, and per tool for `tools/call`.
 ///
 /// ```

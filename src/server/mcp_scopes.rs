@@ -1,24 +1,4 @@
 //! [`RequireMcpScopesLayer`]: scopes per MCP method and tool, decided from the JSON-RPC body.
-//!
-//! It sits inside [`RequireBearerLayer`](crate::server::RequireBearerLayer), which has already
-//! checked the token and put its [`AuthInfo`] in the request extensions. For a POST it reads the
-//! body (within [`McpScopes::max_body_bytes`]), finds the calls, checks the 2026-07-28 routing
-//! headers against them, and answers 403 `insufficient_scope` naming every scope the request
-//! needs; the body is handed on intact. Without `AuthInfo` (no bearer layer in front) every
-//! request is refused: the layer never fails open.
-//!
-//! ```
-//! use tower::ServiceBuilder;
-//! use tower_mcp_oauth::server::{McpScopes, RequireBearerLayer, RequireMcpScopesLayer, StaticVerifier};
-//!
-//! let service = ServiceBuilder::new()
-//!     .layer(RequireBearerLayer::new(StaticVerifier::new()).required_scopes(["mcp"]))
-//!     .layer(RequireMcpScopesLayer::new(McpScopes::new().tool("delete_file", ["files:write"])))
-//!     .service_fn(|_request: http::Request<http_body_util::Full<bytes::Bytes>>| async {
-//!         Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::<bytes::Bytes>::default()))
-//!     });
-//! # let _ = service;
-//! ```
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -38,7 +18,29 @@ use crate::server::bearer::{Challenges, Rejection};
 use crate::server::mcp::{calls_in, McpCall, McpScopes};
 use crate::server::verify::AuthInfo;
 
-/// Layer that applies [`RequireMcpScopes`]: see the [module docs](self).
+/// [`RequireMcpScopesLayer`]: scopes per MCP method and tool, decided from the JSON-RPC body.
+///
+/// It sits inside [`RequireBearerLayer`](crate::server::RequireBearerLayer), which has already
+/// checked the token and put its [`AuthInfo`] in the request extensions. For a POST it reads the
+/// body (within [`McpScopes::max_body_bytes`]), finds the calls, checks the 2026-07-28 routing
+/// headers against them, and answers 403 `insufficient_scope` naming every scope the request
+/// needs; the body is handed on intact. Without `AuthInfo` (no bearer layer in front) every
+/// request is refused: the layer never fails open.
+///
+/// ```
+/// use tower::ServiceBuilder;
+/// use tower_mcp_oauth::server::{McpScopes, RequireBearerLayer, RequireMcpScopesLayer, StaticVerifier};
+///
+/// let service = ServiceBuilder::new()
+///     .layer(RequireBearerLayer::new(StaticVerifier::new()).required_scopes(["mcp"]))
+///     .layer(RequireMcpScopesLayer::new(McpScopes::new().tool("delete_file", ["files:write"])))
+///     .service_fn(|_request: http::Request<http_body_util::Full<bytes::Bytes>>| async {
+///         Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::<bytes::Bytes>::default()))
+///     });
+/// # let _ = service;
+/// ```
+///
+/// Layer that applies [`RequireMcpScopes`]: see [`RequireMcpScopesLayer`].
 #[derive(Debug, Clone)]
 pub struct RequireMcpScopesLayer {
     scopes: Arc<McpScopes>,
@@ -64,7 +66,7 @@ impl<S> Layer<S> for RequireMcpScopesLayer {
     }
 }
 
-/// Middleware that checks scopes per MCP method and tool: see the [module docs](self).
+/// Middleware that checks scopes per MCP method and tool: see [`RequireMcpScopesLayer`].
 #[derive(Debug, Clone)]
 pub struct RequireMcpScopes<S> {
     inner: S,

@@ -1,29 +1,4 @@
-//! Serving the RFC 9728 protected resource metadata, with CORS so browser-based MCP clients can
-//! read it.
-//!
-//! ```
-//! use tower_mcp_oauth::metadata::ProtectedResourceMetadata;
-//! use tower_mcp_oauth::server::ResourceMetadataService;
-//!
-//! let service = ResourceMetadataService::new(ProtectedResourceMetadata {
-//!     resource: "https://mcp.example.com/mcp".into(),
-//!     authorization_servers: vec!["https://auth.example.com".into()],
-//!     scopes_supported: Some(vec!["mcp".into()]),
-//!     bearer_methods_supported: Some(vec!["header".into()]),
-//!     resource_name: None,
-//!     jwks_uri: None,
-//!     extra: Default::default(),
-//! })
-//! .unwrap();
-//! assert_eq!(
-//!     service.paths(),
-//!     vec!["/.well-known/oauth-protected-resource/mcp", "/.well-known/oauth-protected-resource"]
-//! );
-//! assert_eq!(
-//!     service.url(),
-//!     "https://mcp.example.com/.well-known/oauth-protected-resource/mcp"
-//! );
-//! ```
+//! [`ResourceMetadataService`]: the RFC 9728 protected resource metadata endpoint.
 
 use std::convert::Infallible;
 use std::future::{ready, Ready};
@@ -43,6 +18,33 @@ use crate::metadata::{at_root, path_inserted, ProtectedResourceMetadata};
 
 const SUFFIX: &str = "oauth-protected-resource";
 
+/// Serving the RFC 9728 protected resource metadata, with CORS so browser-based MCP clients can
+/// read it.
+///
+/// ```
+/// use tower_mcp_oauth::metadata::ProtectedResourceMetadata;
+/// use tower_mcp_oauth::server::ResourceMetadataService;
+///
+/// let service = ResourceMetadataService::new(ProtectedResourceMetadata {
+///     resource: "https://mcp.example.com/mcp".into(),
+///     authorization_servers: vec!["https://auth.example.com".into()],
+///     scopes_supported: Some(vec!["mcp".into()]),
+///     bearer_methods_supported: Some(vec!["header".into()]),
+///     resource_name: None,
+///     jwks_uri: None,
+///     extra: Default::default(),
+/// })
+/// .unwrap();
+/// assert_eq!(
+///     service.paths(),
+///     vec!["/.well-known/oauth-protected-resource/mcp", "/.well-known/oauth-protected-resource"]
+/// );
+/// assert_eq!(
+///     service.url(),
+///     "https://mcp.example.com/.well-known/oauth-protected-resource/mcp"
+/// );
+/// ```
+///
 /// A tower service answering GET (and CORS preflight) at the resource's well-known metadata
 /// paths: `/.well-known/oauth-protected-resource{path}` and the root form. Anything else is 404.
 #[derive(Debug, Clone)]

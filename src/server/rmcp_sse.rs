@@ -1,29 +1,4 @@
-//! A legacy HTTP+SSE (2024-11-05) server for rmcp servers (feature `rmcp-server`): rmcp serves
-//! Streamable HTTP only, so this lets one process serve old clients too, behind
-//! [`RequireBearerLayer`](super::RequireBearerLayer) like any tower service.
-//!
-//! GET on the stream path opens a session: the first event is `endpoint`, naming
-//! `{message_path}?sessionId=…`; the server's messages follow as `message` events. POSTs to the
-//! message path carry the client's messages (answered 202), with the HTTP request parts attached
-//! so tool handlers can read `AuthInfo` as over Streamable HTTP.
-//!
-//! Bounds, so no client can grow the server without limit: requests for another `Host` (or from
-//! a page of another `Origin`) are refused, as rmcp's Streamable HTTP service does against DNS
-//! rebinding (loopback names by default: [`LegacySseServer::with_allowed_hosts`]); sessions are
-//! capped in all and per token owner; and a session whose client stops reading its stream is
-//! ended once [`LEGACY_SSE_OUTBOUND_QUEUE`] messages wait for it.
-//!
-//! ```no_run
-//! # fn example<H: rmcp::ServerHandler + Clone>(handler: H) {
-//! use tower_mcp_oauth::server::LegacySseServer;
-//!
-//! let sse = LegacySseServer::new(move || handler.clone(), "/sse", "/message");
-//! let app: axum::Router = axum::Router::new()
-//!     .route_service("/sse", sse.clone())
-//!     .route_service("/message", sse);
-//! # let _ = app;
-//! # }
-//! ```
+//! [`LegacySseServer`]: a legacy HTTP+SSE (2024-11-05) server for rmcp servers.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -100,7 +75,34 @@ impl Drop for SessionGuard {
 /// The response body: an event stream, or a short fixed answer.
 pub type LegacySseBody = UnsyncBoxBody<Bytes, Infallible>;
 
-/// The legacy HTTP+SSE server: see the [module docs](self).
+/// A legacy HTTP+SSE (2024-11-05) server for rmcp servers (feature `rmcp-server`): rmcp serves
+/// Streamable HTTP only, so this lets one process serve old clients too, behind
+/// [`RequireBearerLayer`](super::RequireBearerLayer) like any tower service.
+///
+/// GET on the stream path opens a session: the first event is `endpoint`, naming
+/// `{message_path}?sessionId=…`; the server's messages follow as `message` events. POSTs to the
+/// message path carry the client's messages (answered 202), with the HTTP request parts attached
+/// so tool handlers can read `AuthInfo` as over Streamable HTTP.
+///
+/// Bounds, so no client can grow the server without limit: requests for another `Host` (or from
+/// a page of another `Origin`) are refused, as rmcp's Streamable HTTP service does against DNS
+/// rebinding (loopback names by default: [`LegacySseServer::allowed_hosts`]); sessions are
+/// capped in all and per token owner; and a session whose client stops reading its stream is
+/// ended once [`LEGACY_SSE_OUTBOUND_QUEUE`] messages wait for it.
+///
+/// ```no_run
+/// # fn example<H: rmcp::ServerHandler + Clone>(handler: H) {
+/// use tower_mcp_oauth::server::LegacySseServer;
+///
+/// let sse = LegacySseServer::new(move || handler.clone(), "/sse", "/message");
+/// let app: axum::Router = axum::Router::new()
+///     .route_service("/sse", sse.clone())
+///     .route_service("/message", sse);
+/// # let _ = app;
+/// # }
+/// ```
+///
+/// The legacy HTTP+SSE server: see [`LegacySseServer`].
 pub struct LegacySseServer<F> {
     factory: Arc<F>,
     sessions: Sessions,

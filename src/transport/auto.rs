@@ -1,6 +1,4 @@
-//! Backwards compatibility: try Streamable HTTP first (the first message, `initialize`, is
-//! POSTed), and fall back to the legacy HTTP+SSE transport when that POST is answered 400, 404
-//! or 405 — never on 401 or 403, which belong to the `OAuthLayer` beneath.
+//! [`AutoTransport`]: Streamable HTTP first, legacy HTTP+SSE when the server refuses it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -84,6 +82,10 @@ impl<S> AutoShared<S> {
     }
 }
 
+/// Backwards compatibility: try Streamable HTTP first (the first message, `initialize`, is
+/// POSTed), and fall back to the legacy HTTP+SSE transport when that POST is answered 400, 404
+/// or 405 — never on 401 or 403, which belong to the `OAuthLayer` beneath.
+///
 /// A transport that picks Streamable HTTP or legacy HTTP+SSE on its first message.
 pub struct AutoTransport<S> {
     shared: Arc<AutoShared<S>>,

@@ -1,13 +1,4 @@
 //! The legacy MCP HTTP+SSE client transport (protocol 2024-11-05) on any tower HTTP service.
-//!
-//! A GET opens the event stream; its first `endpoint` event names the URL (same origin only) to
-//! POST messages to; answers arrive as `message` events. When the stream drops, it is opened
-//! again per the [`RetryConfig`] (attempts, exponential backoff), and the new `endpoint` is used.
-//!
-//! A new stream is a new session on the server, which knows nothing of the client. So after a
-//! reconnection the transport repeats the client's `initialize` request (under an id of its own,
-//! its answer kept from the caller) and `notifications/initialized`, and only then lets the
-//! caller's messages through.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -30,7 +21,7 @@ use crate::sync::LockExt;
 use crate::transport::common::{self, refusal, Incoming, Tasks, INCOMING_CAPACITY};
 use crate::transport::sse::SseStream;
 
-/// How a dropped event stream is reopened: the seed's `retry_config`.
+/// How a dropped event stream is reopened (the `retry_config` of [`create_authorized_transport`](super::create_authorized_transport)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryConfig {
     /// Attempts in a row before giving up.
@@ -157,7 +148,18 @@ impl Handshake {
     }
 }
 
-/// A legacy HTTP+SSE client transport: see the [module docs](self).
+/// The legacy MCP HTTP+SSE client transport (protocol 2024-11-05) on any tower HTTP service.
+///
+/// A GET opens the event stream; its first `endpoint` event names the URL (same origin only) to
+/// POST messages to; answers arrive as `message` events. When the stream drops, it is opened
+/// again per the [`RetryConfig`] (attempts, exponential backoff), and the new `endpoint` is used.
+///
+/// A new stream is a new session on the server, which knows nothing of the client. So after a
+/// reconnection the transport repeats the client's `initialize` request (under an id of its own,
+/// its answer kept from the caller) and `notifications/initialized`, and only then lets the
+/// caller's messages through.
+///
+/// A legacy HTTP+SSE client transport: see [`LegacySseTransport`].
 pub struct LegacySseTransport<S> {
     shared: Arc<LegacyShared<S>>,
     receiver: mpsc::Receiver<Incoming>,

@@ -14,7 +14,7 @@ mod streamable_http;
 
 use crate::client::{OAuth, OAuthLayer, OAuthState};
 use crate::error::Result;
-pub use crate::http::{hyper_client, HyperClient};
+use crate::http::{hyper_client, HyperClient};
 pub use auto::AutoTransport;
 pub use common::StatusError;
 pub use legacy_sse::{LegacySseConfig, LegacySseTransport, RetryConfig};
@@ -26,7 +26,7 @@ pub use streamable_http::{StreamableHttpConfig, StreamableHttpTransport};
 /// The largest MCP message a transport accepts by default: one SSE event, or one JSON answer.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 
-/// The seed's one-liner: an [`AutoTransport`] to `url` over `OAuthLayer` (with `oauth_state`)
+/// The one-liner of rmcp's guide: an [`AutoTransport`] to `url` over `OAuthLayer` (with `oauth_state`)
 /// over a streaming [`hyper_client`], reconnecting a legacy SSE stream per `retry_config`.
 ///
 /// ```no_run

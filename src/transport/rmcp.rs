@@ -1,31 +1,4 @@
-//! rmcp integration (feature `rmcp`): [`TowerHttpClient`] implements rmcp's
-//! `StreamableHttpClient` on any tower HTTP service, so rmcp's own Streamable HTTP transport runs
-//! on a stack of your choosing, `OAuthLayer` included.
-//!
-//! ```no_run
-//! # async fn example() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-//! use bytes::Bytes;
-//! use http_body_util::Full;
-//! use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-//! use rmcp::transport::StreamableHttpClientTransport;
-//! use rmcp::ServiceExt;
-//! use tower::ServiceBuilder;
-//! use tower_mcp_oauth::client::{OAuthLayer, OAuthState};
-//! use tower_mcp_oauth::transport::TowerHttpClient;
-//!
-//! let state = OAuthState::new("https://mcp.example.com/mcp", None).await?;
-//! let hyper_client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-//!     .build_http::<Full<Bytes>>();
-//! let stack = ServiceBuilder::new().layer(OAuthLayer::new(state)).service(hyper_client);
-//! let transport = StreamableHttpClientTransport::with_client(
-//!     TowerHttpClient::new(stack),
-//!     StreamableHttpClientTransportConfig::with_uri("https://mcp.example.com/mcp"),
-//! );
-//! let client = rmcp::model::ClientConfig::default().serve(transport).await?;
-//! let tools = client.list_tools(Default::default()).await?;
-//! # let _ = tools;
-//! # Ok(()) }
-//! ```
+//! [`TowerHttpClient`]: rmcp's Streamable HTTP client over any tower stack.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -62,7 +35,36 @@ const RESERVED: [&str; 5] = [
     "content-type",
 ];
 
-/// rmcp's `StreamableHttpClient` over a tower service: see the [module docs](self).
+/// rmcp integration (feature `rmcp`): [`TowerHttpClient`] implements rmcp's
+/// `StreamableHttpClient` on any tower HTTP service, so rmcp's own Streamable HTTP transport runs
+/// on a stack of your choosing, `OAuthLayer` included.
+///
+/// ```no_run
+/// # async fn example() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+/// use bytes::Bytes;
+/// use http_body_util::Full;
+/// use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+/// use rmcp::transport::StreamableHttpClientTransport;
+/// use rmcp::ServiceExt;
+/// use tower::ServiceBuilder;
+/// use tower_mcp_oauth::client::{OAuthLayer, OAuthState};
+/// use tower_mcp_oauth::transport::TowerHttpClient;
+///
+/// let state = OAuthState::new("https://mcp.example.com/mcp", None).await?;
+/// let hyper_client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+///     .build_http::<Full<Bytes>>();
+/// let stack = ServiceBuilder::new().layer(OAuthLayer::new(state)).service(hyper_client);
+/// let transport = StreamableHttpClientTransport::with_client(
+///     TowerHttpClient::new(stack),
+///     StreamableHttpClientTransportConfig::with_uri("https://mcp.example.com/mcp"),
+/// );
+/// let client = rmcp::model::ClientConfig::default().serve(transport).await?;
+/// let tools = client.list_tools(Default::default()).await?;
+/// # let _ = tools;
+/// # Ok(()) }
+/// ```
+///
+/// rmcp's `StreamableHttpClient` over a tower service: see [`TowerHttpClient`].
 #[derive(Debug, Clone)]
 pub struct TowerHttpClient<S> {
     service: S,

@@ -1,23 +1,4 @@
 //! A streaming `text/event-stream` decoder (WHATWG HTML, "Server-sent events", §9.2.6).
-//!
-//! It follows every rule of the format: CR, LF and CRLF line ends (a CRLF split across chunks
-//! included), multi-line `data`, `event`, `id` (ignored when it holds NUL or another control
-//! character, which could not be sent back in `Last-Event-ID`, or is longer than
-//! [`MAX_EVENT_ID_BYTES`]), `retry` (digits only), comments, unknown fields, and a leading BOM.
-//! An event larger than the configured maximum is an error, and the last event ID is shared by
-//! the events that carry it, not copied, so a hostile server cannot make the decoder hold more
-//! than a small multiple of what it sent.
-//!
-//! ```
-//! use tower_mcp_oauth::transport::SseDecoder;
-//!
-//! let mut decoder = SseDecoder::new(1024);
-//! let mut events = Vec::new();
-//! decoder.feed(b"id: 7\r\ndata: {\"jsonrpc\":", &mut events).unwrap();
-//! decoder.feed(b"\"2.0\"}\r\n\r\n", &mut events).unwrap();
-//! assert_eq!(events[0].data, r#"{"jsonrpc":"2.0"}"#);
-//! assert_eq!(events[0].id.as_deref(), Some("7"));
-//! ```
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -45,6 +26,27 @@ pub struct SseEvent {
     pub retry: Option<Duration>,
 }
 
+/// A streaming `text/event-stream` decoder (WHATWG HTML, "Server-sent events", §9.2.6).
+///
+/// It follows every rule of the format: CR, LF and CRLF line ends (a CRLF split across chunks
+/// included), multi-line `data`, `event`, `id` (ignored when it holds NUL or another control
+/// character, which could not be sent back in `Last-Event-ID`, or is longer than
+/// [`MAX_EVENT_ID_BYTES`]), `retry` (digits only), comments, unknown fields, and a leading BOM.
+/// An event larger than the configured maximum is an error, and the last event ID is shared by
+/// the events that carry it, not copied, so a hostile server cannot make the decoder hold more
+/// than a small multiple of what it sent.
+///
+/// ```
+/// use tower_mcp_oauth::transport::SseDecoder;
+///
+/// let mut decoder = SseDecoder::new(1024);
+/// let mut events = Vec::new();
+/// decoder.feed(b"id: 7\r\ndata: {\"jsonrpc\":", &mut events).unwrap();
+/// decoder.feed(b"\"2.0\"}\r\n\r\n", &mut events).unwrap();
+/// assert_eq!(events[0].data, r#"{"jsonrpc":"2.0"}"#);
+/// assert_eq!(events[0].id.as_deref(), Some("7"));
+/// ```
+///
 /// The decoder's state between chunks.
 #[derive(Debug)]
 pub struct SseDecoder {

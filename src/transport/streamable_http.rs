@@ -1,19 +1,4 @@
-//! The MCP Streamable HTTP client transport (2025-03-26, 2025-06-18, 2025-11-25) on any tower
-//! HTTP service, so `OAuthLayer`, timeouts and retries stack beneath it.
-//!
-//! - Every JSON-RPC message is POSTed with `Accept: application/json, text/event-stream`; a JSON
-//!   answer, an SSE stream of messages, or 202 for notifications and responses are all handled.
-//! - `Mcp-Session-Id` is captured from the server and sent back; `MCP-Protocol-Version` is sent
-//!   once `initialize` has negotiated it.
-//! - After `notifications/initialized`, a GET opens the server's listening stream (a 405 means
-//!   the server has none).
-//! - A stream that drops is resumed with a GET carrying `Last-Event-ID`, after the server's
-//!   `retry` delay.
-//! - A 404 for a known session surfaces as [`ErrorKind::SessionExpired`]: initialize again.
-//! - Closing sends DELETE for the session.
-//!
-//! Incoming messages arrive, in order, from [`StreamableHttpTransport::receive`]; with the `rmcp`
-//! feature the transport is an rmcp client transport.
+//! [`StreamableHttpTransport`]: the MCP Streamable HTTP client transport.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -138,7 +123,24 @@ pub(crate) struct Shared<S> {
     initialize_id: Mutex<Option<Value>>,
 }
 
-/// A Streamable HTTP client transport over the tower service `S`: see the [module docs](self).
+/// The MCP Streamable HTTP client transport (2025-03-26, 2025-06-18, 2025-11-25) on any tower
+/// HTTP service, so `OAuthLayer`, timeouts and retries stack beneath it.
+///
+/// - Every JSON-RPC message is POSTed with `Accept: application/json, text/event-stream`; a JSON
+///   answer, an SSE stream of messages, or 202 for notifications and responses are all handled.
+/// - `Mcp-Session-Id` is captured from the server and sent back; `MCP-Protocol-Version` is sent
+///   once `initialize` has negotiated it.
+/// - After `notifications/initialized`, a GET opens the server's listening stream (a 405 means
+///   the server has none).
+/// - A stream that drops is resumed with a GET carrying `Last-Event-ID`, after the server's
+///   `retry` delay.
+/// - A 404 for a known session surfaces as [`ErrorKind::SessionExpired`]: initialize again.
+/// - Closing sends DELETE for the session.
+///
+/// Incoming messages arrive, in order, from [`StreamableHttpTransport::receive`]; with the `rmcp`
+/// feature the transport is an rmcp client transport.
+///
+/// A Streamable HTTP client transport over the tower service `S`: see [`StreamableHttpTransport`].
 pub struct StreamableHttpTransport<S> {
     shared: Arc<Shared<S>>,
     receiver: mpsc::Receiver<Incoming>,
