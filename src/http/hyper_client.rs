@@ -31,8 +31,7 @@ type Inner = hyper_util::client::legacy::Client<
     RequestBody,
 >;
 
-/// The crate's streaming hyper client, made safe against servers that close idle connections
-/// (see [`HyperClient`]).
+/// The crate's streaming hyper client, made safe against servers that close idle connections.
 ///
 /// A streaming hyper-util client (bodies are not buffered): HTTP/1.1 and HTTP/2, rustls on ring
 /// with the webpki roots for https, and `TCP_NODELAY` (without which small request writes wait

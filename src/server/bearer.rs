@@ -103,7 +103,7 @@ impl<V> Clone for Config<V> {
 /// # let _ = service;
 /// ```
 ///
-/// Layer that applies [`RequireBearer`]: see [`RequireBearerLayer`].
+/// Layer that applies [`RequireBearer`].
 pub struct RequireBearerLayer<V> {
     config: Config<V>,
 }

@@ -34,7 +34,7 @@ pub enum IntrospectionAuth {
 /// ([`RequireBearerLayer::cache`](super::RequireBearerLayer::cache)) to bound how long a revoked
 /// token stays usable; cached entries never outlive the token's `exp`.
 ///
-/// Verifies opaque tokens by introspection: see [`IntrospectionVerifier`].
+/// Verifies opaque tokens by introspection.
 #[derive(Clone)]
 pub struct IntrospectionVerifier {
     endpoint: Url,

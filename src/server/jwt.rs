@@ -75,7 +75,7 @@ struct Inner {
 ///   (RFC 9068).
 /// - A JWKS that cannot be fetched makes the verifier unavailable (503), never permissive.
 ///
-/// Verifies JWT access tokens: see [`JwtVerifier`]. Cheap to clone.
+/// Verifies JWT access tokens. Cheap to clone.
 #[derive(Clone)]
 pub struct JwtVerifier {
     inner: Arc<Inner>,

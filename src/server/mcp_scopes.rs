@@ -40,7 +40,7 @@ use crate::server::verify::AuthInfo;
 /// # let _ = service;
 /// ```
 ///
-/// Layer that applies [`RequireMcpScopes`]: see [`RequireMcpScopesLayer`].
+/// Layer that applies [`RequireMcpScopes`].
 #[derive(Debug, Clone)]
 pub struct RequireMcpScopesLayer {
     scopes: Arc<McpScopes>,

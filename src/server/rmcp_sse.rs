@@ -102,7 +102,7 @@ pub type LegacySseBody = UnsyncBoxBody<Bytes, Infallible>;
 /// # }
 /// ```
 ///
-/// The legacy HTTP+SSE server: see [`LegacySseServer`].
+/// The legacy HTTP+SSE server.
 pub struct LegacySseServer<F> {
     factory: Arc<F>,
     sessions: Sessions,

@@ -159,7 +159,7 @@ impl Handshake {
 /// its answer kept from the caller) and `notifications/initialized`, and only then lets the
 /// caller's messages through.
 ///
-/// A legacy HTTP+SSE client transport: see [`LegacySseTransport`].
+/// A legacy HTTP+SSE client transport.
 pub struct LegacySseTransport<S> {
     shared: Arc<LegacyShared<S>>,
     receiver: mpsc::Receiver<Incoming>,

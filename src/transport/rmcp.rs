@@ -64,7 +64,7 @@ const RESERVED: [&str; 5] = [
 /// # Ok(()) }
 /// ```
 ///
-/// rmcp's `StreamableHttpClient` over a tower service: see [`TowerHttpClient`].
+/// rmcp's `StreamableHttpClient` over a tower service.
 #[derive(Debug, Clone)]
 pub struct TowerHttpClient<S> {
     service: S,

@@ -140,7 +140,7 @@ pub(crate) struct Shared<S> {
 /// Incoming messages arrive, in order, from [`StreamableHttpTransport::receive`]; with the `rmcp`
 /// feature the transport is an rmcp client transport.
 ///
-/// A Streamable HTTP client transport over the tower service `S`: see [`StreamableHttpTransport`].
+/// A Streamable HTTP client transport over the tower service `S`.
 pub struct StreamableHttpTransport<S> {
     shared: Arc<Shared<S>>,
     receiver: mpsc::Receiver<Incoming>,
