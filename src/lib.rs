@@ -120,6 +120,8 @@ pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T
 // Only the client uses every helper; server-only builds use some.
 #[cfg_attr(not(feature = "client"), allow(dead_code))]
 pub mod http;
+#[cfg(any(feature = "server", feature = "transport"))]
+pub mod mcp_headers;
 pub mod metadata;
 pub mod secret;
 #[cfg(feature = "server")]

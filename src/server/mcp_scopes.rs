@@ -14,6 +14,7 @@ use tower::{Layer, Service};
 
 use crate::error::BoxError;
 use crate::http::{read_limited, ReadError};
+use crate::mcp_headers;
 use crate::server::bearer::{Challenges, Rejection};
 use crate::server::mcp::{calls_in, McpCall, McpScopes};
 use crate::server::verify::AuthInfo;
@@ -184,32 +185,20 @@ fn single_header<'h>(
 
 /// `Mcp-Name` carries names that are not plain ASCII as `=?base64?…?=`.
 fn decode_name(value: &str) -> Result<String, Rejection> {
-    match value
-        .strip_prefix("=?base64?")
-        .and_then(|v| v.strip_suffix("?="))
-    {
-        Some(encoded) => {
-            base64::Engine::decode(&base64::engine::general_purpose::STANDARD, encoded)
-                .ok()
-                .and_then(|bytes| String::from_utf8(bytes).ok())
-                .ok_or(Rejection::InvalidRequest(
-                    "Mcp-Name is not valid base64 UTF-8",
-                ))
-        }
-        None => Ok(value.to_owned()),
-    }
+    mcp_headers::decode_value(value)
+        .map_err(|_| Rejection::InvalidRequest("Mcp-Name is not valid base64 UTF-8"))
 }
 
 /// The 2026-07-28 routing headers must say what the body says.
 fn check_mcp_headers(headers: &HeaderMap, calls: &[McpCall]) -> Result<(), Rejection> {
-    if let Some(method) = single_header(headers, "mcp-method")? {
+    if let Some(method) = single_header(headers, mcp_headers::MCP_METHOD)? {
         if calls.iter().any(|c| c.method != method) {
             return Err(Rejection::InvalidRequest(
                 "Mcp-Method does not match the body",
             ));
         }
     }
-    if let Some(name) = single_header(headers, "mcp-name")? {
+    if let Some(name) = single_header(headers, mcp_headers::MCP_NAME)? {
         let name = decode_name(name)?;
         if calls
             .iter()

@@ -125,6 +125,8 @@ pub(crate) struct LegacyShared<S> {
     tasks: Tasks,
     /// The stream dropped for good: what is queued is delivered, then `receive` ends.
     gave_up: AtomicBool,
+    /// Wakes a `receive` waiting when the stream is given up.
+    given_up: tokio::sync::Notify,
     /// Requests sent and not answered yet: answered locally if the stream drops, since a new
     /// session never answers the old one's requests.
     pending: Mutex<Vec<Value>>,
@@ -229,10 +231,18 @@ impl<S> LegacyShared<S> {
         if self.tasks.is_stopped() {
             return None;
         }
+        // Armed before `gave_up` is read, so a give-up between the two is not missed: the reader
+        // queues its last error, then sets `gave_up`, then wakes us.
+        let given_up = self.given_up.notified();
+        tokio::pin!(given_up);
+        given_up.as_mut().enable();
         if self.gave_up.load(Ordering::SeqCst) {
             return receiver.try_recv().ok();
         }
-        receiver.recv().await
+        tokio::select! {
+            message = receiver.recv() => message,
+            () = given_up => receiver.try_recv().ok(),
+        }
     }
 
     /// Stops reading the stream; needs no bounds, so `Drop` can call it.
@@ -272,6 +282,7 @@ where
             incoming,
             tasks: Tasks::default(),
             gave_up: AtomicBool::new(false),
+            given_up: tokio::sync::Notify::new(),
             pending: Mutex::default(),
             handshake: Mutex::default(),
         });
@@ -431,6 +442,7 @@ where
                         )))
                         .await;
                     self.gave_up.store(true, Ordering::SeqCst);
+                    self.given_up.notify_waiters();
                     return;
                 }
                 tokio::time::sleep(self.config.retry.delay(attempt)).await;

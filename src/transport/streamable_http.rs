@@ -1,5 +1,6 @@
 //! [`StreamableHttpTransport`]: the MCP Streamable HTTP client transport.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,6 +16,7 @@ use tower::Service;
 
 use crate::error::{BoxError, Error, ErrorKind, Result};
 use crate::http::{has_media_type, read_limited, ReadError};
+use crate::mcp_headers::{self, ToolHeaders};
 
 use crate::sync::LockExt;
 use crate::transport::common::{
@@ -121,6 +123,11 @@ pub(crate) struct Shared<S> {
     sends: tokio::sync::Semaphore,
     /// The id of the `initialize` request in flight, whose answer sets the protocol version.
     initialize_id: Mutex<Option<Value>>,
+    /// The ids of `tools/list` requests in flight, whose answers say which arguments each tool's
+    /// calls mirror in `Mcp-Param-*` headers.
+    tool_lists: Mutex<Vec<Value>>,
+    /// The `Mcp-Param-*` headers per tool, from the last `tools/list` answers.
+    tool_headers: Mutex<HashMap<String, ToolHeaders>>,
 }
 
 /// The MCP Streamable HTTP client transport (2025-03-26, 2025-06-18, 2025-11-25) on any tower
@@ -241,6 +248,8 @@ where
             incoming,
             tasks: Tasks::default(),
             initialize_id: Mutex::new(None),
+            tool_lists: Mutex::new(Vec::new()),
+            tool_headers: Mutex::new(HashMap::new()),
         })
     }
 
@@ -302,6 +311,70 @@ where
         Ok(request)
     }
 
+    /// The 2026-07-28 request headers: `Mcp-Method`, `Mcp-Name`, the `Mcp-Param-*` a tool's
+    /// schema asks for, and the protocol version the message's `_meta` names (the header must
+    /// say what the body says). Harmless to older servers, which ignore them.
+    fn add_mcp_headers(&self, message: &Value, headers: &mut http::HeaderMap) {
+        for (name, value) in mcp_headers::standard_headers(message) {
+            headers.insert(name, value);
+        }
+        if message.get("method").and_then(Value::as_str) == Some("tools/call") {
+            let tool = message.pointer("/params/name").and_then(Value::as_str);
+            let arguments = message.pointer("/params/arguments").unwrap_or(&Value::Null);
+            if let Some(tool) = tool.and_then(|name| self.tool_headers.locked().get(name).cloned()) {
+                for (name, value) in tool.for_arguments(arguments) {
+                    headers.insert(name, value);
+                }
+            }
+        }
+        if message.get("method").and_then(Value::as_str) == Some("tools/list") {
+            if let Some(id) = message.get("id") {
+                self.tool_lists.locked().push(id.clone());
+            }
+        }
+        let version = message
+            .pointer("/params/_meta/io.modelcontextprotocol~1protocolVersion")
+            .and_then(Value::as_str)
+            .and_then(|v| HeaderValue::from_str(v).ok());
+        if let Some(version) = version {
+            headers.insert(PROTOCOL_VERSION, version);
+        }
+    }
+
+    /// Reads the `x-mcp-header` annotations of a `tools/list` answer, and drops the tools whose
+    /// annotations are invalid: the spec says a client must not call them.
+    fn learn_tool_headers(&self, message: &mut Value) {
+        let Some(id) = message.get("id") else { return };
+        {
+            let mut lists = self.tool_lists.locked();
+            let Some(position) = lists.iter().position(|pending| pending == id) else {
+                return;
+            };
+            lists.remove(position);
+        }
+        let Some(Value::Array(tools)) = message.pointer_mut("/result/tools") else {
+            return;
+        };
+        let mut learned = self.tool_headers.locked();
+        tools.retain(|tool| {
+            let Some(name) = tool.get("name").and_then(Value::as_str) else {
+                return true;
+            };
+            let schema = tool.get("inputSchema").unwrap_or(&Value::Null);
+            match ToolHeaders::from_input_schema(schema) {
+                Ok(headers) => {
+                    learned.insert(name.to_owned(), headers);
+                    true
+                }
+                Err(error) => {
+                    tracing::warn!(tool = name, %error, "dropping a tool with invalid x-mcp-header annotations");
+                    learned.remove(name);
+                    false
+                }
+            }
+        });
+    }
+
     async fn call(&self, request: Request<Full<Bytes>>) -> Result<Response<B>> {
         common::call(&self.service, request).await
     }
@@ -313,7 +386,8 @@ where
         *self.session.locked() = response.headers().get(SESSION_ID).cloned();
     }
 
-    async fn deliver(&self, message: Value) {
+    async fn deliver(&self, mut message: Value) {
+        self.learn_tool_headers(&mut message);
         // The answer to `initialize` names the protocol version every later request carries.
         let initialize = self.initialize_id.locked().clone();
         if initialize.is_some() && message.get("id") == initialize.as_ref() {
@@ -347,6 +421,7 @@ where
         if self.tasks.is_stopped() {
             return Err(Error::new(ErrorKind::Config, "the transport is closed"));
         }
+        self.add_mcp_headers(&message, request.headers_mut());
         if is_initialize {
             *self.initialize_id.locked() = message.get("id").cloned();
             // A new initialize starts a new session.
@@ -404,6 +479,17 @@ where
             return Ok(Answer::Accepted);
         }
         if !status.is_success() {
+            // At 2026-07-28 a server refuses a request (an unsupported version, a missing
+            // capability) with an HTTP error whose body answers it: that answer is the caller's.
+            if let Some(id) = awaiting.as_ref() {
+                if has_media_type(&response, "application/json") {
+                    let bytes = collect(response.into_body(), self.config.max_json_bytes).await?;
+                    if let Some(answer) = error_answer(&bytes, id) {
+                        self.deliver(answer).await;
+                        return Ok(Answer::Messages);
+                    }
+                }
+            }
             return Err(refusal(
                 status,
                 format!(
@@ -681,6 +767,13 @@ fn no_listening_stream(error: &Error) -> bool {
 /// A URL for messages: no query string, which may carry a key.
 fn without_query(url: &str) -> &str {
     url.split(['?', '#']).next().unwrap_or(url)
+}
+
+/// A JSON-RPC error answering the request `id`, from an error response's body.
+fn error_answer(body: &[u8], id: &Value) -> Option<Value> {
+    let answer: Value = serde_json::from_slice(body).ok()?;
+    (answer.get("error").is_some_and(Value::is_object) && answer.get("id") == Some(id))
+        .then_some(answer)
 }
 
 fn clamp_retry(retry: Duration) -> Duration {
