@@ -64,17 +64,23 @@ async fn client_metadata_documents_in_development_mode() {
     );
 }
 
-#[tokio::test]
-async fn a_client_metadata_document_must_name_itself() {
+/// Asks a development-mode server to authorize the client whose metadata document `document`
+/// makes: refused with a page, never a redirect.
+async fn assert_document_refused(document: impl Fn(&str) -> Value + Send + Sync + 'static) {
     let s = Server::start(|c| c.allow_private_client_metadata_hosts(true)).await;
-    let (url, _) = document_server(
-        |_| json!({"client_id": "https://evil.example/client.json", "redirect_uris": [REDIRECT]}),
-    )
-    .await;
+    let (url, _) = document_server(document).await;
     let (_, challenge) = pkce();
     let answer = get(&s.authorize_url(&url, &challenge, &[])).await;
     assert_eq!(answer.status, StatusCode::BAD_REQUEST);
     assert!(answer.location().is_none());
+}
+
+#[tokio::test]
+async fn a_client_metadata_document_must_name_itself() {
+    assert_document_refused(
+        |_| json!({"client_id": "https://evil.example/client.json", "redirect_uris": [REDIRECT]}),
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -105,15 +111,10 @@ async fn client_metadata_urls_at_private_addresses_are_never_fetched() {
 
 #[tokio::test]
 async fn client_metadata_documents_must_list_the_redirect_uri() {
-    let s = Server::start(|c| c.allow_private_client_metadata_hosts(true)).await;
-    let (url, _) = document_server(
+    assert_document_refused(
         |url| json!({"client_id": url, "redirect_uris": ["http://127.0.0.1:9/elsewhere"]}),
     )
     .await;
-    let (_, challenge) = pkce();
-    let answer = get(&s.authorize_url(&url, &challenge, &[])).await;
-    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
-    assert!(answer.location().is_none());
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ use std::time::Duration;
 use http::{Request, StatusCode};
 use http_body_util::Full;
 use serde_json::json;
-use support::auth_server::{pkce, Server, REDIRECT};
+use support::auth_server::{code_grant, pkce, Server, REDIRECT};
 use support::send;
 use tower_mcp_oauth::authorization_server::TokenFormat;
 use tower_mcp_oauth::server::{JwtVerifier, TokenVerifier};
@@ -64,13 +64,14 @@ async fn wrong_verifier_reused_code_and_mismatches_are_invalid_grant() {
     let answer = s
         .post_form(
             "/token",
-            &[
-                ("grant_type", "authorization_code"),
-                ("code", &code),
-                ("code_verifier", &verifier),
-                ("redirect_uri", "http://127.0.0.1:9/other"),
-                ("client_id", &client),
-            ],
+            &code_grant(
+                &code,
+                &verifier,
+                &[
+                    ("redirect_uri", "http://127.0.0.1:9/other"),
+                    ("client_id", &client),
+                ],
+            ),
             None,
         )
         .await;
@@ -80,12 +81,7 @@ async fn wrong_verifier_reused_code_and_mismatches_are_invalid_grant() {
     let answer = s
         .post_form(
             "/token",
-            &[
-                ("grant_type", "authorization_code"),
-                ("code", &code),
-                ("code_verifier", &verifier),
-                ("client_id", &client),
-            ],
+            &code_grant(&code, &verifier, &[("client_id", &client)]),
             None,
         )
         .await;
@@ -99,14 +95,15 @@ async fn wrong_verifier_reused_code_and_mismatches_are_invalid_grant() {
     let answer = s
         .post_form(
             "/token",
-            &[
-                ("grant_type", "authorization_code"),
-                ("code", &code),
-                ("code_verifier", &verifier),
-                ("redirect_uri", REDIRECT),
-                ("client_id", &client),
-                ("resource", "http://127.0.0.1:1/other"),
-            ],
+            &code_grant(
+                &code,
+                &verifier,
+                &[
+                    ("redirect_uri", REDIRECT),
+                    ("client_id", &client),
+                    ("resource", "http://127.0.0.1:1/other"),
+                ],
+            ),
             None,
         )
         .await;
@@ -224,12 +221,7 @@ async fn client_authentication_methods_and_failures() {
     let (id, secret) = s.confidential_client("client_secret_basic").await;
     for with_id in [false, true] {
         let (code, verifier) = s.code(&id, "mcp:tools").await;
-        let mut pairs = vec![
-            ("grant_type", "authorization_code"),
-            ("code", code.as_str()),
-            ("code_verifier", verifier.as_str()),
-            ("redirect_uri", REDIRECT),
-        ];
+        let mut pairs = code_grant(&code, &verifier, &[("redirect_uri", REDIRECT)]);
         if with_id {
             pairs.push(("client_id", id.as_str()));
         }
@@ -238,12 +230,7 @@ async fn client_authentication_methods_and_failures() {
     }
     // A wrong secret, an unknown client, a method other than the registered one.
     let (code, verifier) = s.code(&id, "mcp:tools").await;
-    let pairs = [
-        ("grant_type", "authorization_code"),
-        ("code", code.as_str()),
-        ("code_verifier", verifier.as_str()),
-        ("redirect_uri", REDIRECT),
-    ];
+    let pairs = code_grant(&code, &verifier, &[("redirect_uri", REDIRECT)]);
     for basic in [(id.as_str(), "wrong"), ("nobody", secret.as_str())] {
         let answer = s.post_form("/token", &pairs, Some(basic)).await;
         assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
@@ -254,14 +241,15 @@ async fn client_authentication_methods_and_failures() {
     let post = s
         .post_form(
             "/token",
-            &[
-                ("grant_type", "authorization_code"),
-                ("code", &code),
-                ("code_verifier", &verifier),
-                ("redirect_uri", REDIRECT),
-                ("client_id", &id),
-                ("client_secret", &secret),
-            ],
+            &code_grant(
+                &code,
+                &verifier,
+                &[
+                    ("redirect_uri", REDIRECT),
+                    ("client_id", &id),
+                    ("client_secret", &secret),
+                ],
+            ),
             None,
         )
         .await;
@@ -273,13 +261,11 @@ async fn client_authentication_methods_and_failures() {
     let public = s
         .post_form(
             "/token",
-            &[
-                ("grant_type", "authorization_code"),
-                ("code", &code),
-                ("code_verifier", &verifier),
-                ("redirect_uri", REDIRECT),
-                ("client_id", &id),
-            ],
+            &code_grant(
+                &code,
+                &verifier,
+                &[("redirect_uri", REDIRECT), ("client_id", &id)],
+            ),
             None,
         )
         .await;
@@ -295,14 +281,15 @@ async fn client_authentication_methods_and_failures() {
     let answer = s
         .post_form(
             "/token",
-            &[
-                ("grant_type", "authorization_code"),
-                ("code", &code),
-                ("code_verifier", &verifier),
-                ("redirect_uri", REDIRECT),
-                ("client_id", &post_id),
-                ("client_secret", &post_secret),
-            ],
+            &code_grant(
+                &code,
+                &verifier,
+                &[
+                    ("redirect_uri", REDIRECT),
+                    ("client_id", &post_id),
+                    ("client_secret", &post_secret),
+                ],
+            ),
             None,
         )
         .await;

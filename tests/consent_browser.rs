@@ -16,7 +16,7 @@ use std::time::Duration;
 use http::{Request, StatusCode};
 use http_body_util::Full;
 use serde_json::{json, Value};
-use support::auth_server::{pkce, Server};
+use support::auth_server::{code_grant, pkce, Server};
 use support::{bind, hyper_client, param, send_with, serve_on, HyperClient};
 use tower_mcp_oauth::authorization_server::ConsentPage;
 use url::Url;
@@ -279,13 +279,11 @@ async fn a_user_approves_and_denies_on_the_consent_page_in_chromium() {
     let token = s
         .post_form(
             "/token",
-            &[
-                ("grant_type", "authorization_code"),
-                ("code", &code),
-                ("code_verifier", &verifier),
-                ("redirect_uri", &redirect_uri),
-                ("client_id", &client_id),
-            ],
+            &code_grant(
+                &code,
+                &verifier,
+                &[("redirect_uri", &redirect_uri), ("client_id", &client_id)],
+            ),
             None,
         )
         .await;

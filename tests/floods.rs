@@ -15,7 +15,7 @@ use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::Full;
 use serde_json::{json, Value};
-use support::auth_server::{consent_form, pkce, Server, REDIRECT};
+use support::auth_server::{code_grant, consent_form, pkce, Server, REDIRECT};
 use support::{hyper_client, query, resident_kib, send_with, Answer, HyperClient};
 use tower_mcp_oauth::authorization_server::{ConsentPage, TokenFormat};
 use tower_mcp_oauth::server::RequireBearerLayer;
@@ -122,13 +122,14 @@ impl Target {
         let (status, tokens) = self
             .form(
                 "/token",
-                &[
-                    ("grant_type", "authorization_code"),
-                    ("code", &code),
-                    ("code_verifier", &consent.verifier),
-                    ("redirect_uri", REDIRECT),
-                    ("client_id", &consent.client_id),
-                ],
+                &code_grant(
+                    &code,
+                    &consent.verifier,
+                    &[
+                        ("redirect_uri", REDIRECT),
+                        ("client_id", &consent.client_id),
+                    ],
+                ),
             )
             .await;
         assert_eq!(status, StatusCode::OK, "{tokens}");
@@ -218,12 +219,11 @@ async fn flood(target: &Target, flooder: &Flooder, attack: Attack, n: usize) {
                     let (status, body) = target
                         .form(
                             "/token",
-                            &[
-                                ("grant_type", "authorization_code"),
-                                ("code", &format!("guess-{i}")),
-                                ("code_verifier", &"v".repeat(50)),
-                                ("client_id", &flooder.client_id),
-                            ],
+                            &code_grant(
+                                &format!("guess-{i}"),
+                                &"v".repeat(50),
+                                &[("client_id", &flooder.client_id)],
+                            ),
                         )
                         .await;
                     assert_eq!(status, StatusCode::BAD_REQUEST);

@@ -168,19 +168,13 @@ impl Server {
     }
 
     pub async fn exchange(&self, client_id: &str, code: &str, verifier: &str) -> Answer {
-        self.post_form(
-            "/token",
-            &[
-                ("grant_type", "authorization_code"),
-                ("code", code),
-                ("code_verifier", verifier),
-                ("redirect_uri", REDIRECT),
-                ("client_id", client_id),
-                ("resource", &self.resource),
-            ],
-            None,
-        )
-        .await
+        let rest = [
+            ("redirect_uri", REDIRECT),
+            ("client_id", client_id),
+            ("resource", &self.resource),
+        ];
+        self.post_form("/token", &code_grant(code, verifier, &rest), None)
+            .await
     }
 
     pub async fn tokens(&self, client_id: &str) -> Value {
@@ -258,6 +252,21 @@ impl Server {
         )
         .unwrap()
     }
+}
+
+/// The form redeeming `code` with its PKCE `verifier`, then the `rest` of the parameters.
+pub fn code_grant<'a>(
+    code: &'a str,
+    verifier: &'a str,
+    rest: &[(&'a str, &'a str)],
+) -> Vec<(&'a str, &'a str)> {
+    let mut pairs = vec![
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("code_verifier", verifier),
+    ];
+    pairs.extend_from_slice(rest);
+    pairs
 }
 
 /// A fresh PKCE verifier and its S256 challenge.
