@@ -459,9 +459,9 @@ async fn introspection_checks_activity_audience_and_fails_closed() {
     );
 
     // The endpoint is down: nothing listens on its port any more.
-    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let dead = format!("http://{}/introspect", closed.local_addr().unwrap());
+    let (closed, closed_base) = support::bind().await;
     drop(closed);
+    let dead = format!("{closed_base}/introspect");
     let down = IntrospectionVerifier::new(&dead, "rs-client", "rs-secret", RESOURCE).unwrap();
     let mcp = format!("{}/mcp", protected_app(down, RESOURCE).await);
     let answer = call(&mcp, Some("Bearer opaque-good"), LIST, &[]).await;
@@ -733,8 +733,7 @@ async fn the_protected_server_example_starts_while_its_issuer_is_down() {
         );
         return;
     };
-    let reserved = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let dead_issuer = format!("http://{}", reserved.local_addr().unwrap());
+    let (reserved, dead_issuer) = support::bind().await;
     drop(reserved);
     let mut child = tokio::process::Command::new(example)
         .args(["--issuer", &dead_issuer, "--port", "0"])
