@@ -1,13 +1,15 @@
 //! The client flow end to end against a real authorization server and MCP endpoint on loopback.
 
-#[path = "../examples/support/demo_server.rs"]
-mod demo_server;
+mod support;
 
 use std::time::Duration;
 
 use bytes::Bytes;
-use demo_server::{Behaviour, DemoServer};
 use serde_json::{json, Value};
+use support::client::{headless, headless_config as config, CALLBACK};
+use support::demo_server::{Behaviour, DemoServer};
+use support::mcp::echo_message;
+use support::now_secs;
 use tower_mcp_oauth::client::{
     AuthorizationHandler, AuthorizedHttpClient, ClientRegistration, FileStore, HeadlessHandler,
     LoopbackHandler, OAuthConfig, OAuthState, TokenEndpointAuthMethod,
@@ -15,16 +17,6 @@ use tower_mcp_oauth::client::{
 use tower_mcp_oauth::http::HttpClient;
 use tower_mcp_oauth::ErrorKind;
 use url::Url;
-
-const REDIRECT: &str = "http://127.0.0.1:7/callback";
-
-fn headless() -> HeadlessHandler {
-    HeadlessHandler::new(Url::parse(REDIRECT).unwrap())
-}
-
-fn config() -> OAuthConfig {
-    OAuthConfig::new().handler(headless())
-}
 
 async fn start(behaviour: Behaviour) -> DemoServer {
     DemoServer::start(behaviour).await
@@ -42,7 +34,7 @@ async fn echo(
     server: &DemoServer,
     text: &str,
 ) -> tower_mcp_oauth::Result<http::Response<Bytes>> {
-    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "echo", "arguments": {"text": text}}});
+    let body = echo_message(text);
     let request = http::Request::post(server.mcp_url())
         .header("content-type", "application/json")
         .body(serde_json::to_vec(&body).unwrap().into())
@@ -80,7 +72,7 @@ async fn a_401_runs_discovery_registration_authorization_and_replays() {
         registration["grant_types"],
         json!(["authorization_code", "refresh_token"])
     );
-    assert_eq!(registration["redirect_uris"], json!([REDIRECT]));
+    assert_eq!(registration["redirect_uris"], json!([CALLBACK]));
 
     let authorize = &counters.authorize_params[0];
     assert_eq!(authorize["code_challenge_method"], "S256");
@@ -102,7 +94,7 @@ async fn the_seed_api_works_as_written() {
     let server = start(Behaviour::default()).await;
     let mut oauth_state = OAuthState::new(&server.mcp_url(), None).await.unwrap();
     oauth_state
-        .start_authorization(&["mcp", "profile", "email"], REDIRECT)
+        .start_authorization(&["mcp", "profile", "email"], CALLBACK)
         .await
         .unwrap();
     let auth_url = Url::parse(&oauth_state.get_authorization_url().await.unwrap()).unwrap();
@@ -136,7 +128,7 @@ async fn the_seed_api_works_as_written() {
 
 async fn started_state(server: &DemoServer) -> (OAuthState, Url) {
     let mut state = OAuthState::new(server.mcp_url(), None).await.unwrap();
-    state.start_authorization(&[], REDIRECT).await.unwrap();
+    state.start_authorization(&[], CALLBACK).await.unwrap();
     let url = Url::parse(&state.get_authorization_url().await.unwrap()).unwrap();
     let redirect = headless().authorize(&url).await.unwrap();
     (state, redirect)
@@ -187,7 +179,7 @@ async fn handle_redirect_checks_state_iss_and_errors() {
     assert_eq!(err.kind(), ErrorKind::IssuerMismatch);
 
     let denied = format!(
-        "{REDIRECT}?error=access_denied&error_description=nope&iss={}&state={}",
+        "{CALLBACK}?error=access_denied&error_description=nope&iss={}&state={}",
         server.base,
         redirect
             .query_pairs()
@@ -246,7 +238,7 @@ async fn iss_is_optional_when_not_advertised_but_checked_when_present() {
 async fn start_error(behaviour: Behaviour) -> (tower_mcp_oauth::Error, DemoServer) {
     let server = start(behaviour).await;
     let mut state = OAuthState::new(server.mcp_url(), None).await.unwrap();
-    let err = state.start_authorization(&[], REDIRECT).await.unwrap_err();
+    let err = state.start_authorization(&[], CALLBACK).await.unwrap_err();
     (err, server)
 }
 
@@ -323,7 +315,7 @@ async fn hostile_metadata_is_refused_with_a_typed_error() {
     })
     .await;
     let mut state = OAuthState::new(server.mcp_url(), None).await.unwrap();
-    state.start_authorization(&[], REDIRECT).await.unwrap();
+    state.start_authorization(&[], CALLBACK).await.unwrap();
 }
 
 #[tokio::test]
@@ -359,7 +351,7 @@ async fn a_hanging_token_endpoint_times_out() {
     })
     .await;
     let http = HttpClient::new().timeout(Duration::from_millis(300));
-    let handler = HeadlessHandler::with_http(http.clone(), Url::parse(REDIRECT).unwrap());
+    let handler = HeadlessHandler::with_http(http.clone(), Url::parse(CALLBACK).unwrap());
     let config = OAuthConfig::new().http(http).handler(handler);
     let client = client_for(&server, config).await;
     let started = std::time::Instant::now();
@@ -510,18 +502,11 @@ async fn a_registration_with_other_redirect_uris_fails_clearly_before_any_author
     assert_eq!(server.counters().authorizations, 0);
 }
 
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
 #[tokio::test]
 async fn an_expired_client_secret_is_never_sent_the_client_registers_again() {
     let already_expired = start(Behaviour {
         token_auth_methods: vec!["client_secret_basic"],
-        client_secret_expires_at: Some(now() - 10),
+        client_secret_expires_at: Some(now_secs() - 10),
         ..Default::default()
     })
     .await;
@@ -533,14 +518,14 @@ async fn an_expired_client_secret_is_never_sent_the_client_registers_again() {
     // it; the client registers again and authorizes.
     let server = start(Behaviour {
         token_auth_methods: vec!["client_secret_basic"],
-        client_secret_expires_at: Some(now() + 2),
+        client_secret_expires_at: Some(now_secs() + 2),
         access_token_lifetime: Duration::from_secs(2),
         ..Default::default()
     })
     .await;
     let client = client_for(&server, config()).await;
     echoed(&echo(&client, &server, "before").await.unwrap());
-    server.set(|b| b.client_secret_expires_at = Some(now() + 3600));
+    server.set(|b| b.client_secret_expires_at = Some(now_secs() + 3600));
     tokio::time::sleep(Duration::from_millis(3100)).await;
     echoed(&echo(&client, &server, "after").await.unwrap());
     let counters = server.counters();

@@ -6,33 +6,28 @@
 //! failure.
 #![cfg(feature = "authorization-server")]
 
-use std::net::SocketAddr;
+mod support;
+
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use base64::Engine;
-use bytes::Bytes;
 use http::{Request, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use http_body_util::Full;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
-use tower_mcp_oauth::authorization_server::{
-    AuthorizationServer, AuthorizationServerConfig, ConsentPage,
-};
+use support::auth_server::{code_grant, pkce, Server};
+use support::{bind, hyper_client, param, send_with, serve_on, HyperClient};
+use tower_mcp_oauth::authorization_server::ConsentPage;
 use url::Url;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
 
-type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
-
+/// A WebDriver call: its status and its JSON answer.
 async fn request(
-    client: &HttpClient,
+    client: &HyperClient,
     method: &str,
     url: &str,
     body: Option<Value>,
@@ -45,13 +40,8 @@ async fn request(
         }
         None => Full::default(),
     };
-    let response = client.request(builder.body(body).unwrap()).await.unwrap();
-    let status = response.status();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
+    let answer = send_with(client, builder.body(body).unwrap()).await;
+    (answer.status, answer.json())
 }
 
 /// A ChromeDriver process on loopback with one headless Chromium session.
@@ -59,13 +49,13 @@ struct Browser {
     driver: tokio::process::Child,
     _profile: tempfile::TempDir,
     session: String,
-    http: HttpClient,
+    http: HyperClient,
 }
 
 impl Browser {
     /// ChromeDriver on a free loopback port, in a process group of its own so that dropping the
     /// browser (even after a failed assertion) takes Chromium down with it.
-    async fn start_driver(http: &HttpClient) -> (tokio::process::Child, String) {
+    async fn start_driver(http: &HyperClient) -> (tokio::process::Child, String) {
         for _ in 0..3 {
             let port = {
                 let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -102,7 +92,7 @@ impl Browser {
     }
 
     async fn start() -> Self {
-        let http = Client::builder(TokioExecutor::new()).build_http();
+        let http = hyper_client();
         let (driver, base) = Self::start_driver(&http).await;
         let profile = tempfile::tempdir().unwrap();
         let capabilities = json!({"capabilities": {"alwaysMatch": {"goog:chromeOptions": {
@@ -196,10 +186,8 @@ fn kill_group(driver: &tokio::process::Child) {
 
 /// The client's redirect endpoint: records the query of each callback.
 async fn callback_server() -> (String, Arc<Mutex<Vec<String>>>) {
-    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .unwrap();
-    let url = format!("http://{}/callback", listener.local_addr().unwrap());
+    let (listener, base) = bind().await;
+    let url = format!("{base}/callback");
     let seen = Arc::new(Mutex::new(Vec::new()));
     let record = seen.clone();
     let app = axum::Router::new().route(
@@ -211,7 +199,7 @@ async fn callback_server() -> (String, Arc<Mutex<Vec<String>>>) {
             },
         ),
     );
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    serve_on(listener, app);
     (url, seen)
 }
 
@@ -228,34 +216,19 @@ fn browser_available() -> bool {
     present
 }
 
-fn param(query: &str, name: &str) -> Option<String> {
-    url::form_urlencoded::parse(query.as_bytes())
-        .find(|(n, _)| n == name)
-        .map(|(_, v)| v.into_owned())
-}
-
 #[tokio::test]
 async fn a_user_approves_and_denies_on_the_consent_page_in_chromium() {
     if !browser_available() {
         return;
     }
-    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let resource = format!("{base}/mcp");
-    let server = AuthorizationServer::new(
-        AuthorizationServerConfig::new(&base)
-            .unwrap()
-            .resource(&resource)
-            .scopes(["mcp:tools"])
-            .approval_policy(ConsentPage::new("carol")),
-    )
-    .unwrap();
-    let app = server.router();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let s = Server::start(|c| {
+        c.scopes(["mcp:tools"])
+            .approval_policy(ConsentPage::new("carol"))
+    })
+    .await;
     let (redirect_uri, callbacks) = callback_server().await;
-    let client_id = server
+    let client_id = s
+        .server
         .register_client(tower_mcp_oauth::metadata::ClientMetadata {
             client_name: Some("Browser <Test> Client".into()),
             redirect_uris: vec![redirect_uri.clone()],
@@ -264,21 +237,15 @@ async fn a_user_approves_and_denies_on_the_consent_page_in_chromium() {
         })
         .await
         .unwrap();
-    let verifier = "a-very-long-code-verifier-for-the-browser-test-0123456789";
-    let challenge =
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(verifier));
+    let (verifier, challenge) = pkce();
     let authorize_url = |state: &str| {
-        let mut url = Url::parse(&format!("{base}/authorize")).unwrap();
-        url.query_pairs_mut()
-            .append_pair("response_type", "code")
-            .append_pair("client_id", &client_id)
-            .append_pair("redirect_uri", &redirect_uri)
-            .append_pair("state", state)
-            .append_pair("scope", "mcp:tools")
-            .append_pair("code_challenge", &challenge)
-            .append_pair("code_challenge_method", "S256")
-            .append_pair("resource", &resource);
-        url.to_string()
+        s.authorize_url_to(
+            &client_id,
+            &redirect_uri,
+            state,
+            &challenge,
+            &[("scope", "mcp:tools")],
+        )
     };
     let wait_for_callback = |count: usize| {
         let callbacks = callbacks.clone();
@@ -307,27 +274,21 @@ async fn a_user_approves_and_denies_on_the_consent_page_in_chromium() {
     browser.click("#approve").await;
     let query = wait_for_callback(1).await;
     assert_eq!(param(&query, "state").as_deref(), Some("approve-state"));
-    assert_eq!(param(&query, "iss").as_deref(), Some(base.as_str()));
+    assert_eq!(param(&query, "iss").as_deref(), Some(s.base.as_str()));
     let code = param(&query, "code").expect("a code after approval");
-    let form = url::form_urlencoded::Serializer::new(String::new())
-        .append_pair("grant_type", "authorization_code")
-        .append_pair("code", &code)
-        .append_pair("code_verifier", verifier)
-        .append_pair("redirect_uri", &redirect_uri)
-        .append_pair("client_id", &client_id)
-        .finish();
-    let http: HttpClient = Client::builder(TokioExecutor::new()).build_http();
-    let token = http
-        .request(
-            Request::post(format!("{base}/token"))
-                .header("content-type", "application/x-www-form-urlencoded")
-                .body(Full::from(form))
-                .unwrap(),
+    let token = s
+        .post_form(
+            "/token",
+            &code_grant(
+                &code,
+                &verifier,
+                &[("redirect_uri", &redirect_uri), ("client_id", &client_id)],
+            ),
+            None,
         )
-        .await
-        .unwrap();
+        .await;
     assert_eq!(
-        token.status(),
+        token.status,
         StatusCode::OK,
         "the code from the browser redeems"
     );
@@ -342,10 +303,6 @@ async fn a_user_approves_and_denies_on_the_consent_page_in_chromium() {
 
     browser.close().await;
 }
-
-#[cfg(all(feature = "rmcp", feature = "rmcp-server", feature = "jwt"))]
-#[path = "../examples/support/oauth_server_app.rs"]
-mod oauth_server_app;
 
 /// A user at the browser: the crate's `LoopbackHandler` waits for the redirect while Chromium
 /// opens the authorization URL and clicks `decision` on the consent page.
@@ -387,6 +344,8 @@ impl tower_mcp_oauth::client::AuthorizationHandler for ChromiumUser {
 #[tokio::test]
 async fn the_crate_client_signs_in_through_the_consent_page_in_chromium() {
     use rmcp::ServiceExt;
+    use support::mcp::{call, text};
+    use support::oauth_server_app;
     use tower_mcp_oauth::client::{LoopbackHandler, OAuthConfig, OAuthLayer, OAuthState};
     use tower_mcp_oauth::transport::{StreamableHttpConfig, StreamableHttpTransport};
 
@@ -428,20 +387,9 @@ async fn the_crate_client_signs_in_through_the_consent_page_in_chromium() {
         .serve(transport)
         .await
         .unwrap();
-    let Value::Object(arguments) = json!({}) else {
-        unreachable!()
-    };
-    let whoami = client
-        .call_tool(rmcp::model::CallToolRequestParams::new("whoami").with_arguments(arguments))
-        .await
-        .unwrap();
-    let text: String = whoami
-        .content
-        .iter()
-        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
-        .collect();
+    let whoami = client.call_tool(call("whoami", json!({}))).await.unwrap();
     assert_eq!(
-        serde_json::from_str::<Value>(&text).unwrap()["subject"],
+        serde_json::from_str::<Value>(&text(&whoami.content)).unwrap()["subject"],
         "demo-user"
     );
     client.cancel().await.unwrap();

@@ -7,87 +7,62 @@
 //! `cargo test --release --all-features --test floods -- --ignored --nocapture`.
 #![cfg(all(feature = "authorization-server", feature = "jwt"))]
 
-use std::net::SocketAddr;
+mod support;
+
 use std::sync::Arc;
 
-use base64::Engine;
 use bytes::Bytes;
 use http::{Request, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use http_body_util::Full;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
-use tower_mcp_oauth::authorization_server::{
-    AuthorizationServer, AuthorizationServerConfig, ConsentPage, TokenFormat,
-};
+use support::auth_server::{code_grant, consent_form, pkce, Server, REDIRECT};
+use support::{hyper_client, query, resident_kib, send_with, Answer, HyperClient};
+use tower_mcp_oauth::authorization_server::{ConsentPage, TokenFormat};
 use tower_mcp_oauth::server::RequireBearerLayer;
-use url::Url;
 
-const REDIRECT: &str = "http://127.0.0.1:9/callback";
-
-type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
-
+/// A consent page opened and not yet answered.
 struct Consent {
     client_id: String,
     verifier: String,
-    cookie: String,
-    request: String,
-    csrf: String,
-}
-
-fn rand_suffix() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    N.fetch_add(1, Ordering::Relaxed)
+    /// Its cookie, request id and CSRF token.
+    form: (String, String, String),
 }
 
 struct Target {
-    base: String,
-    resource: String,
-    http: HttpClient,
+    server: Server,
+    http: HyperClient,
     /// Requests in flight at once.
     parallel: Arc<tokio::sync::Semaphore>,
 }
 
 impl Target {
     async fn start() -> Self {
-        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-            .await
-            .unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let resource = format!("{base}/mcp");
-        let config = AuthorizationServerConfig::new(&base)
-            .unwrap()
-            .resource(&resource)
-            .scopes(["mcp"])
-            .token_format(TokenFormat::Opaque)
-            // Consent pages for the flooding client; the honest one is approved below.
-            .approval_policy(ConsentPage::new("alice"));
-        let server = AuthorizationServer::new(config).unwrap();
-        let verifier = server.local_verifier(resource.clone());
-        let protected = axum::Router::new()
-            .route("/mcp", axum::routing::post(|| async { "ok" }))
-            .layer(RequireBearerLayer::new(verifier).resource(resource.clone()));
-        let app = server.router().merge(protected);
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let server = Server::start_with(
+            |c| {
+                c.scopes(["mcp"])
+                    .token_format(TokenFormat::Opaque)
+                    // Consent pages for the flooding client; the honest one is approved below.
+                    .approval_policy(ConsentPage::new("alice"))
+            },
+            |server, resource| {
+                let verifier = server.local_verifier(resource);
+                let protected = axum::Router::new()
+                    .route("/mcp", axum::routing::post(|| async { "ok" }))
+                    .layer(RequireBearerLayer::new(verifier).resource(resource));
+                server.router().merge(protected)
+            },
+        )
+        .await;
         Self {
-            base,
-            resource,
-            http: Client::builder(TokioExecutor::new()).build_http(),
+            server,
+            http: hyper_client(),
             parallel: Arc::new(tokio::sync::Semaphore::new(32)),
         }
     }
 
-    async fn send(&self, request: Request<Full<Bytes>>) -> (StatusCode, Bytes, http::HeaderMap) {
+    async fn send(&self, request: Request<Full<Bytes>>) -> Answer {
         let _permit = self.parallel.acquire().await.unwrap();
-        let response = self.http.request(request).await.unwrap();
-        let (parts, body) = response.into_parts();
-        (
-            parts.status,
-            body.collect().await.unwrap().to_bytes(),
-            parts.headers,
-        )
+        send_with(&self.http, request).await
     }
 
     async fn register(&self) -> (StatusCode, Value) {
@@ -96,117 +71,65 @@ impl Target {
             "token_endpoint_auth_method": "none",
             "grant_types": ["authorization_code", "refresh_token"],
         });
-        let (status, body, _) = self
-            .send(
-                Request::post(format!("{}/register", self.base))
-                    .header("content-type", "application/json")
-                    .body(Full::from(body.to_string()))
-                    .unwrap(),
-            )
-            .await;
-        (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+        let answer = self.send(self.server.register_request(&body)).await;
+        (answer.status, answer.json())
     }
 
     async fn form(&self, path: &str, pairs: &[(&str, &str)]) -> (StatusCode, Value) {
-        let body = url::form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(pairs)
-            .finish();
-        let (status, body, _) = self
-            .send(
-                Request::post(format!("{}{path}", self.base))
-                    .header("content-type", "application/x-www-form-urlencoded")
-                    .body(Full::from(body))
-                    .unwrap(),
-            )
-            .await;
-        (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+        let answer = self.send(self.server.form_request(path, pairs, None)).await;
+        (answer.status, answer.json())
     }
 
     fn authorize_url(&self, client_id: &str, challenge: &str) -> String {
-        let mut url = Url::parse(&format!("{}/authorize", self.base)).unwrap();
-        url.query_pairs_mut()
-            .append_pair("response_type", "code")
-            .append_pair("client_id", client_id)
-            .append_pair("redirect_uri", REDIRECT)
-            .append_pair("state", "s")
-            .append_pair("code_challenge", challenge)
-            .append_pair("code_challenge_method", "S256")
-            .append_pair("scope", "mcp")
-            .append_pair("resource", &self.resource);
-        url.to_string()
+        self.server
+            .authorize_url_to(client_id, REDIRECT, "s", challenge, &[("scope", "mcp")])
     }
 
     async fn consent_page(&self, client_id: &str, challenge: &str) -> StatusCode {
         let request = Request::get(self.authorize_url(client_id, challenge))
             .body(Full::default())
             .unwrap();
-        self.send(request).await.0
+        self.send(request).await.status
     }
 
     /// Opens a consent page: what its form needs to be answered.
     async fn open_consent(&self, client_id: &str) -> Consent {
-        let verifier = format!("{:0>50}", rand_suffix());
-        let challenge =
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(&verifier));
-        let (status, body, headers) = self
+        let (verifier, challenge) = pkce();
+        let page = self
             .send(
                 Request::get(self.authorize_url(client_id, &challenge))
                     .body(Full::default())
                     .unwrap(),
             )
             .await;
-        assert_eq!(status, StatusCode::OK);
-        let html = String::from_utf8_lossy(&body).into_owned();
-        let field = |name: &str| {
-            let marker = format!("name=\"{name}\" value=\"");
-            let start = html.find(&marker).unwrap() + marker.len();
-            html[start..start + html[start..].find('"').unwrap()].to_owned()
-        };
-        let cookie = headers["set-cookie"].to_str().unwrap();
+        assert_eq!(page.status, StatusCode::OK);
         Consent {
             client_id: client_id.to_owned(),
             verifier,
-            cookie: cookie.split(';').next().unwrap().to_owned(),
-            request: field("request"),
-            csrf: field("csrf"),
+            form: consent_form(&page),
         }
     }
 
     /// Approves an open consent page and redeems the code: the tokens.
     async fn approve(&self, consent: Consent) -> Value {
-        let form = url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("request", &consent.request)
-            .append_pair("csrf", &consent.csrf)
-            .append_pair("decision", "approve")
-            .finish();
-        let (status, _, headers) = self
-            .send(
-                Request::post(format!("{}/authorize", self.base))
-                    .header("content-type", "application/x-www-form-urlencoded")
-                    .header("cookie", consent.cookie)
-                    .header("origin", self.base.as_str())
-                    .body(Full::from(form))
-                    .unwrap(),
-            )
-            .await;
-        assert_eq!(status, StatusCode::SEE_OTHER, "the consent page was kept");
-        let location = Url::parse(headers["location"].to_str().unwrap()).unwrap();
-        let code = location
-            .query_pairs()
-            .find(|(k, _)| k == "code")
-            .unwrap()
-            .1
-            .into_owned();
+        let approved = self.send(self.server.approve_request(consent.form)).await;
+        assert_eq!(
+            approved.status,
+            StatusCode::SEE_OTHER,
+            "the consent page was kept"
+        );
+        let code = query(&approved.location().unwrap(), "code").unwrap();
         let (status, tokens) = self
             .form(
                 "/token",
-                &[
-                    ("grant_type", "authorization_code"),
-                    ("code", &code),
-                    ("code_verifier", &consent.verifier),
-                    ("redirect_uri", REDIRECT),
-                    ("client_id", &consent.client_id),
-                ],
+                &code_grant(
+                    &code,
+                    &consent.verifier,
+                    &[
+                        ("redirect_uri", REDIRECT),
+                        ("client_id", &consent.client_id),
+                    ],
+                ),
             )
             .await;
         assert_eq!(status, StatusCode::OK, "{tokens}");
@@ -219,22 +142,15 @@ impl Target {
     }
 
     async fn call_mcp(&self, authorization: &str) -> StatusCode {
-        let request = Request::post(&self.resource)
+        let request = Request::post(&self.server.resource)
             .header("authorization", authorization)
             .header("content-type", "application/json")
             .body(Full::from(
                 r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
             ))
             .unwrap();
-        self.send(request).await.0
+        self.send(request).await.status
     }
-}
-
-/// The process's resident memory, in KiB (Linux).
-fn resident_kib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// What a flood sends.
@@ -303,12 +219,11 @@ async fn flood(target: &Target, flooder: &Flooder, attack: Attack, n: usize) {
                     let (status, body) = target
                         .form(
                             "/token",
-                            &[
-                                ("grant_type", "authorization_code"),
-                                ("code", &format!("guess-{i}")),
-                                ("code_verifier", &"v".repeat(50)),
-                                ("client_id", &flooder.client_id),
-                            ],
+                            &code_grant(
+                                &format!("guess-{i}"),
+                                &"v".repeat(50),
+                                &[("client_id", &flooder.client_id)],
+                            ),
                         )
                         .await;
                     assert_eq!(status, StatusCode::BAD_REQUEST);

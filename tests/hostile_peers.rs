@@ -4,8 +4,7 @@
 //! names someone else. The outcome is always a typed error in bounded time, credentials stored
 //! unchanged, and no token sent where it must not go.
 
-#[path = "../examples/support/demo_server.rs"]
-mod demo_server;
+mod support;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -15,13 +14,13 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use bytes::Bytes;
-use demo_server::{Behaviour, DemoServer, McpAnswer};
 use http::{HeaderMap, StatusCode};
 use serde_json::json;
-use tower_mcp_oauth::client::{FileStore, HeadlessHandler, OAuthConfig, OAuthState};
+use support::client::{headless_config, headless_state};
+use support::demo_server::{Behaviour, DemoServer, McpAnswer};
+use tower_mcp_oauth::client::{FileStore, OAuthState};
 use tower_mcp_oauth::http::HttpClient;
 use tower_mcp_oauth::ErrorKind;
-use url::Url;
 
 /// The timeout every OAuth call of these clients runs under.
 const CALL_TIMEOUT: Duration = Duration::from_millis(800);
@@ -137,8 +136,8 @@ struct Peers {
 
 impl Peers {
     async fn start(mode: TokenEndpoint) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let proxy_url = format!("http://{}/token", listener.local_addr().unwrap());
+        let (listener, proxy_base) = support::bind().await;
+        let proxy_url = format!("{proxy_base}/token");
         let server = DemoServer::start(Behaviour {
             token_endpoint: Some(proxy_url),
             ..Default::default()
@@ -152,7 +151,7 @@ impl Peers {
         let app = axum::Router::new()
             .route("/token", post(token))
             .with_state(proxy.clone());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        support::serve_on(listener, app);
         let dir = tempfile::tempdir().unwrap();
         Self {
             server,
@@ -175,10 +174,7 @@ impl Peers {
     }
 
     async fn state(&self) -> OAuthState {
-        let config = OAuthConfig::new()
-            .handler(HeadlessHandler::new(
-                Url::parse("http://127.0.0.1:7/callback").unwrap(),
-            ))
+        let config = headless_config()
             .store(FileStore::new(&self.store_path))
             .http(HttpClient::new().timeout(CALL_TIMEOUT));
         OAuthState::new(self.server.mcp_url(), Some(config))
@@ -345,12 +341,7 @@ async fn metadata_naming_another_issuer_or_resource_is_refused_before_any_token(
         },
     ] {
         let server = DemoServer::start(behaviour).await;
-        let config = OAuthConfig::new().handler(HeadlessHandler::new(
-            Url::parse("http://127.0.0.1:7/callback").unwrap(),
-        ));
-        let state = OAuthState::new(server.mcp_url(), Some(config))
-            .await
-            .unwrap();
+        let state = headless_state(&server.mcp_url()).await;
         let error = tokio::time::timeout(CASE_BOUND, state.authorize())
             .await
             .unwrap()

@@ -9,14 +9,14 @@
     feature = "jwt"
 ))]
 
-#[path = "../examples/support/oauth_server_app.rs"]
-mod oauth_server_app;
+mod support;
 
-use std::net::SocketAddr;
-
-use rmcp::model::{CallToolRequestParams, ClientConfig};
+use rmcp::model::ClientConfig;
 use rmcp::ServiceExt;
-use serde_json::{json, Value};
+use serde_json::json;
+use support::client::CALLBACK;
+use support::mcp::{call, text};
+use support::oauth_server_app;
 use tower::ServiceBuilder;
 use tower_mcp_oauth::client::{
     HeadlessHandler, OAuthConfig, OAuthLayer, OAuthState, RegistrationSource,
@@ -27,7 +27,6 @@ use tower_mcp_oauth::ErrorKind;
 use url::Url;
 
 const CA: &[u8] = include_bytes!("fixtures/tls_ca.pem");
-const REDIRECT: &str = "http://127.0.0.1:7/callback";
 
 fn tls() -> oauth_server_app::Tls {
     oauth_server_app::Tls {
@@ -55,7 +54,7 @@ fn config() -> OAuthConfig {
         .http(http.clone())
         .handler(HeadlessHandler::with_http(
             http,
-            Url::parse(REDIRECT).unwrap(),
+            Url::parse(CALLBACK).unwrap(),
         ))
 }
 
@@ -65,19 +64,12 @@ async fn add_over_https(mcp_url: &str, state: OAuthState) -> String {
         .service(hyper_client_with_roots(CA).unwrap());
     let transport = StreamableHttpTransport::new(stack, StreamableHttpConfig::new(mcp_url));
     let client = ClientConfig::default().serve(transport).await.unwrap();
-    let Value::Object(arguments) = json!({"a": 20, "b": 22}) else {
-        unreachable!()
-    };
     let result = client
-        .call_tool(CallToolRequestParams::new("add").with_arguments(arguments))
+        .call_tool(call("add", json!({"a": 20, "b": 22})))
         .await
         .unwrap();
     client.cancel().await.unwrap();
-    result
-        .content
-        .iter()
-        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
-        .collect()
+    text(&result.content)
 }
 
 #[tokio::test]
@@ -104,7 +96,7 @@ async fn without_the_ca_the_certificate_is_refused() {
         .await
         .unwrap();
     let error = state
-        .start_authorization(&["mcp:tools"], REDIRECT)
+        .start_authorization(&["mcp:tools"], CALLBACK)
         .await
         .unwrap_err();
     assert!(
@@ -126,9 +118,7 @@ async fn without_the_ca_the_certificate_is_refused() {
 #[tokio::test]
 async fn a_client_metadata_document_is_fetched_over_tls() {
     // The document's own https server, on the same test certificate (SAN localhost).
-    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .unwrap();
+    let (listener, _) = support::bind().await;
     let document_url = format!(
         "https://localhost:{}/client.json",
         listener.local_addr().unwrap().port()
@@ -136,7 +126,7 @@ async fn a_client_metadata_document_is_fetched_over_tls() {
     let document = json!({
         "client_id": document_url,
         "client_name": "CIMD over TLS",
-        "redirect_uris": [REDIRECT],
+        "redirect_uris": [CALLBACK],
         "grant_types": ["authorization_code", "refresh_token"],
         "token_endpoint_auth_method": "none",
     })

@@ -2,16 +2,14 @@
 //! connection at the moment the server closes it is sent again on a new one, for OAuth calls
 //! and for the transports' client alike.
 
-#[path = "../examples/support/demo_server.rs"]
-mod demo_server;
-
-use demo_server::idle_close;
+mod support;
 
 use std::time::Duration;
 
 use axum::routing::post;
 use bytes::Bytes;
 use http_body_util::BodyExt;
+use support::demo_server::idle_close;
 use tower::{Service, ServiceExt};
 use tower_mcp_oauth::http::{hyper_client, HttpClient, RequestBody};
 
@@ -20,8 +18,8 @@ use tower_mcp_oauth::http::{hyper_client, HttpClient, RequestBody};
 const IDLE: Duration = Duration::from_millis(50);
 
 async fn start() -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/token", listener.local_addr().unwrap());
+    let (listener, base) = support::bind().await;
+    let url = format!("{base}/token");
     let router = axum::Router::new().route(
         "/token",
         post(|body: Bytes| async move {
@@ -89,8 +87,8 @@ async fn transport_requests_survive_the_server_closing_idle_connections() {
 #[tokio::test]
 #[ignore = "long: 100 refreshes, 2 s apart"]
 async fn one_hundred_refreshes_at_the_idle_boundary() {
-    use demo_server::{Behaviour, DemoServer};
-    use tower_mcp_oauth::client::{HeadlessHandler, OAuthConfig, OAuthState};
+    use support::client::headless_state;
+    use support::demo_server::{Behaviour, DemoServer};
 
     let idle = Duration::from_secs(2);
     let server = DemoServer::start(Behaviour {
@@ -98,10 +96,7 @@ async fn one_hundred_refreshes_at_the_idle_boundary() {
         ..Default::default()
     })
     .await;
-    let handler = HeadlessHandler::new(url::Url::parse("http://127.0.0.1:7/callback").unwrap());
-    let state = OAuthState::new(server.mcp_url(), Some(OAuthConfig::new().handler(handler)))
-        .await
-        .unwrap();
+    let state = headless_state(&server.mcp_url()).await;
     state.authorize().await.unwrap();
     let mut failures = Vec::new();
     for attempt in 0..100 {

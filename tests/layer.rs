@@ -1,38 +1,25 @@
 //! `OAuthLayer` over a real hyper client against a real server on loopback.
 
-#[path = "../examples/support/demo_server.rs"]
-mod demo_server;
+mod support;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use demo_server::{Behaviour, DemoServer};
 use http::{Request, Response, StatusCode};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::json;
+use support::client::{headless_config as config, oauth_service};
+use support::demo_server::{Behaviour, DemoServer};
+use support::hyper_client;
+use support::mcp::echo_message;
 use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
 use tower_mcp_oauth::challenge::BearerChallenge;
-use tower_mcp_oauth::client::{
-    FileStore, HeadlessHandler, NoReplay, OAuthConfig, OAuthLayer, OAuthState,
-};
+use tower_mcp_oauth::client::{FileStore, NoReplay, OAuthConfig, OAuthLayer, OAuthState};
 use tower_mcp_oauth::{Error, ErrorKind};
-use url::Url;
-
-type HyperClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
-
-fn hyper_client() -> HyperClient {
-    Client::builder(TokioExecutor::new()).build_http()
-}
-
-fn config() -> OAuthConfig {
-    OAuthConfig::new().handler(HeadlessHandler::new(
-        Url::parse("http://127.0.0.1:7/callback").unwrap(),
-    ))
-}
 
 async fn state(server: &DemoServer, config: OAuthConfig) -> OAuthState {
     OAuthState::new(server.mcp_url(), Some(config))
@@ -41,7 +28,7 @@ async fn state(server: &DemoServer, config: OAuthConfig) -> OAuthState {
 }
 
 fn echo_request(server: &DemoServer, text: &str) -> Request<Full<Bytes>> {
-    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "echo", "arguments": {"text": text}}});
+    let body = echo_message(text);
     Request::post(server.mcp_url())
         .header("content-type", "application/json")
         .body(Full::new(Bytes::from(serde_json::to_vec(&body).unwrap())))
@@ -67,6 +54,15 @@ where
 
 fn crate_error(error: BoxError) -> Error {
     Error::from_boxed(error)
+}
+
+/// A demo server whose access tokens live 4 s: due for refresh after 2 s.
+async fn short_lived_tokens() -> DemoServer {
+    DemoServer::start(Behaviour {
+        access_token_lifetime: Duration::from_secs(4),
+        ..Default::default()
+    })
+    .await
 }
 
 #[tokio::test]
@@ -126,19 +122,13 @@ async fn the_token_goes_only_to_the_resource_origin_and_is_marked_sensitive() {
 
 #[tokio::test]
 async fn a_thousand_concurrent_requests_with_an_expired_token_refresh_once() {
-    let server = DemoServer::start(Behaviour {
-        access_token_lifetime: Duration::from_secs(4),
-        ..Default::default()
-    })
-    .await;
+    let server = short_lived_tokens().await;
     let state = state(&server, config()).await;
     state.authorize().await.unwrap();
     // Past half the lifetime: due for refresh.
     tokio::time::sleep(Duration::from_millis(2200)).await;
 
-    let service = ServiceBuilder::new()
-        .layer(OAuthLayer::new(state))
-        .service(hyper_client());
+    let service = oauth_service(state);
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..1000 {
         let service = service.clone();
@@ -166,9 +156,7 @@ async fn a_thousand_concurrent_401s_for_the_same_token_refresh_once() {
     state.authorize().await.unwrap();
     server.revoke_access_tokens();
 
-    let service = ServiceBuilder::new()
-        .layer(OAuthLayer::new(state))
-        .service(hyper_client());
+    let service = oauth_service(state);
     let requests = (0..1000).map(|i| {
         let service = service.clone();
         let request = echo_request(&server, &i.to_string());
@@ -278,16 +266,10 @@ async fn stacks_with_timeout_retry_limit_and_buffer_in_either_order() {
 
 #[tokio::test]
 async fn a_failing_token_endpoint_is_a_clear_error_and_a_valid_token_is_still_used() {
-    let server = DemoServer::start(Behaviour {
-        access_token_lifetime: Duration::from_secs(4),
-        ..Default::default()
-    })
-    .await;
+    let server = short_lived_tokens().await;
     let state = state(&server, config()).await;
     state.authorize().await.unwrap();
-    let service = ServiceBuilder::new()
-        .layer(OAuthLayer::new(state))
-        .service(hyper_client());
+    let service = oauth_service(state);
     server.set(|b| b.token_failure = Some(500));
 
     // Due but not expired: the refresh fails, the current token still goes out.
@@ -325,9 +307,7 @@ async fn the_brake_stops_a_sign_in_loop() {
     })
     .await;
     let state = state(&server, config()).await;
-    let service = ServiceBuilder::new()
-        .layer(OAuthLayer::new(state))
-        .service(hyper_client());
+    let service = oauth_service(state);
     let mut braked = false;
     for _ in 0..20 {
         match service.clone().oneshot(echo_request(&server, "x")).await {
@@ -351,11 +331,7 @@ async fn the_brake_stops_a_sign_in_loop() {
 async fn processes_sharing_a_file_store_refresh_once() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("credentials.json");
-    let server = DemoServer::start(Behaviour {
-        access_token_lifetime: Duration::from_secs(4),
-        ..Default::default()
-    })
-    .await;
+    let server = short_lived_tokens().await;
     // "Process" A signs in; B starts later from the same file. They share nothing in memory.
     let a = state(&server, config().store(FileStore::new(&path))).await;
     a.authorize().await.unwrap();
@@ -363,12 +339,8 @@ async fn processes_sharing_a_file_store_refresh_once() {
     assert!(b.credentials().is_some(), "B starts from A's tokens");
     tokio::time::sleep(Duration::from_millis(2200)).await;
 
-    let service_a = ServiceBuilder::new()
-        .layer(OAuthLayer::new(a))
-        .service(hyper_client());
-    let service_b = ServiceBuilder::new()
-        .layer(OAuthLayer::new(b))
-        .service(hyper_client());
+    let service_a = oauth_service(a);
+    let service_b = oauth_service(b);
     let requests = (0..100).map(|i| {
         let service = if i % 2 == 0 {
             service_a.clone()

@@ -2,29 +2,19 @@
 //! instead of growing the server; `Host` and `Origin` are checked against DNS rebinding; sessions
 //! are capped in all and per token owner.
 
-#[path = "../examples/support/mcp_tools.rs"]
-mod mcp_tools;
+mod support;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::StatusCode;
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use serde_json::json;
-use tower::ServiceBuilder;
-use tower_mcp_oauth::server::LegacySseServer;
+use support::mcp::{legacy_routes, legacy_server, protected_legacy_routes, LegacyTools};
+use support::{alive_tasks, bind, hyper_client, serve_on, HyperClient};
 use tower_mcp_oauth::server::{AuthData, RequireBearerLayer, StaticVerifier};
 
-type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
-
-async fn serve(legacy: LegacySseServer<fn() -> mcp_tools::Tools>, bearer: bool) -> String {
-    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
+async fn serve(legacy: LegacyTools, bearer: bool) -> String {
+    let (listener, base) = bind().await;
     let app = if bearer {
         let user = |name: &str| AuthData {
             subject: Some(name.into()),
@@ -36,38 +26,18 @@ async fn serve(legacy: LegacySseServer<fn() -> mcp_tools::Tools>, bearer: bool) 
             .token("alice", user("alice"))
             .token("bob", user("bob"));
         let layer = RequireBearerLayer::new(verifier).resource(base.clone());
-        axum::Router::new()
-            .route_service(
-                "/sse",
-                ServiceBuilder::new()
-                    .layer(layer.clone())
-                    .service(legacy.clone()),
-            )
-            .route_service(
-                "/message",
-                ServiceBuilder::new().layer(layer).service(legacy),
-            )
+        protected_legacy_routes(legacy, layer)
     } else {
-        axum::Router::new()
-            .route_service("/sse", legacy.clone())
-            .route_service("/message", legacy)
+        legacy_routes(legacy)
     };
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    serve_on(listener, app);
     base
-}
-
-fn legacy() -> LegacySseServer<fn() -> mcp_tools::Tools> {
-    LegacySseServer::new(
-        mcp_tools::Tools::new as fn() -> mcp_tools::Tools,
-        "/sse",
-        "/message",
-    )
 }
 
 /// Opens a stream; returns its status and, when it opened, the body (unread past the endpoint)
 /// and the message URL.
 async fn open(
-    client: &HttpClient,
+    client: &HyperClient,
     base: &str,
     headers: &[(&str, &str)],
 ) -> (StatusCode, Option<(hyper::body::Incoming, String)>) {
@@ -99,7 +69,7 @@ async fn open(
     (status, Some((body, format!("{base}{path}"))))
 }
 
-async fn post(client: &HttpClient, url: &str, message: serde_json::Value) -> StatusCode {
+async fn post(client: &HyperClient, url: &str, message: serde_json::Value) -> StatusCode {
     let request = http::Request::post(url)
         .header("content-type", "application/json")
         .body(Full::from(message.to_string()))
@@ -109,8 +79,8 @@ async fn post(client: &HttpClient, url: &str, message: serde_json::Value) -> Sta
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_never_reads_its_stream_loses_the_session_not_the_server_its_memory() {
-    let base = serve(legacy(), false).await;
-    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+    let base = serve(legacy_server(), false).await;
+    let client = hyper_client();
     let (_, opened) = open(&client, &base, &[]).await;
     let (_unread_stream, url) = opened.unwrap();
     let initialize = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
@@ -118,9 +88,7 @@ async fn a_client_that_never_reads_its_stream_loses_the_session_not_the_server_i
     assert_eq!(post(&client, &url, initialize).await, StatusCode::ACCEPTED);
     let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
     assert_eq!(post(&client, &url, initialized).await, StatusCode::ACCEPTED);
-    let tasks_before = tokio::runtime::Handle::current()
-        .metrics()
-        .num_alive_tasks();
+    let tasks_before = alive_tasks();
     let text = "x".repeat(64 * 1024);
     let mut ended_after = None;
     for n in 0..1_500 {
@@ -136,9 +104,7 @@ async fn a_client_that_never_reads_its_stream_loses_the_session_not_the_server_i
         assert_eq!(status, StatusCode::ACCEPTED);
     }
     let ended_after = ended_after.expect("the session ended");
-    let tasks_after = tokio::runtime::Handle::current()
-        .metrics()
-        .num_alive_tasks();
+    let tasks_after = alive_tasks();
     assert!(
         tasks_after <= tasks_before + 8,
         "{tasks_before} tasks before, {tasks_after} after {ended_after} unread answers"
@@ -147,8 +113,8 @@ async fn a_client_that_never_reads_its_stream_loses_the_session_not_the_server_i
 
 #[tokio::test]
 async fn another_host_or_origin_is_refused_against_dns_rebinding() {
-    let base = serve(legacy(), false).await;
-    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+    let base = serve(legacy_server(), false).await;
+    let client = hyper_client();
     let port = base.rsplit(':').next().unwrap();
     let evil_host = format!("evil.example:{port}");
     assert_eq!(
@@ -167,7 +133,7 @@ async fn another_host_or_origin_is_refused_against_dns_rebinding() {
         StatusCode::OK
     );
     // Configured for a public name, that name is served.
-    let public = serve(legacy().allowed_hosts(["mcp.example.com"]), false).await;
+    let public = serve(legacy_server().allowed_hosts(["mcp.example.com"]), false).await;
     assert_eq!(
         open(&client, &public, &[("host", "mcp.example.com")])
             .await
@@ -179,8 +145,8 @@ async fn another_host_or_origin_is_refused_against_dns_rebinding() {
 
 #[tokio::test]
 async fn sessions_are_capped_in_all_and_per_token_owner() {
-    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
-    let base = serve(legacy().max_sessions(3), false).await;
+    let client = hyper_client();
+    let base = serve(legacy_server().max_sessions(3), false).await;
     let mut streams = Vec::new();
     for _ in 0..3 {
         let (status, opened) = open(&client, &base, &[]).await;
@@ -196,7 +162,7 @@ async fn sessions_are_capped_in_all_and_per_token_owner() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(open(&client, &base, &[]).await.0, StatusCode::OK);
 
-    let base = serve(legacy().max_sessions_per_owner(2), true).await;
+    let base = serve(legacy_server().max_sessions_per_owner(2), true).await;
     let alice = [("authorization", "Bearer alice")];
     let mut kept = Vec::new();
     for _ in 0..2 {

@@ -8,20 +8,21 @@
     feature = "jwt"
 ))]
 
-#[path = "../examples/support/oauth_server_app.rs"]
-mod oauth_server_app;
+mod support;
 
 use std::time::Duration;
 
-use rmcp::model::{CallToolRequestParams, ClientConfig, ContentBlock};
+use rmcp::model::ClientConfig;
 use rmcp::ServiceExt;
 use serde_json::{json, Value};
+use support::client::headless_state;
+use support::mcp::{call, text};
+use support::{now_secs, oauth_server_app};
 use tower::ServiceBuilder;
-use tower_mcp_oauth::client::{HeadlessHandler, OAuthConfig, OAuthLayer, OAuthState};
+use tower_mcp_oauth::client::OAuthLayer;
 use tower_mcp_oauth::transport::{
     LegacySseConfig, LegacySseTransport, StreamableHttpConfig, StreamableHttpTransport,
 };
-use url::Url;
 
 async fn server(opaque_tokens: bool, access_token_ttl: Duration) -> oauth_server_app::Running {
     oauth_server_app::start(oauth_server_app::Options {
@@ -35,31 +36,10 @@ async fn server(opaque_tokens: bool, access_token_ttl: Duration) -> oauth_server
     .unwrap()
 }
 
-async fn state(url: &str) -> OAuthState {
-    let handler = HeadlessHandler::new(Url::parse("http://127.0.0.1:7/callback").unwrap());
-    OAuthState::new(url, Some(OAuthConfig::new().handler(handler)))
-        .await
-        .unwrap()
-}
-
-fn call(tool: &str, arguments: Value) -> CallToolRequestParams {
-    let Value::Object(arguments) = arguments else {
-        unreachable!()
-    };
-    CallToolRequestParams::new(tool.to_owned()).with_arguments(arguments)
-}
-
-fn text(content: &[ContentBlock]) -> String {
-    content
-        .iter()
-        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
-        .collect()
-}
-
 /// Connects over both transports with one OAuth state, calls tools, refreshes, calls again.
 async fn both_transports_with_refresh(opaque_tokens: bool) {
     let running = server(opaque_tokens, Duration::from_secs(3600)).await;
-    let state = state(&running.mcp_url).await;
+    let state = headless_state(&running.mcp_url).await;
     let stack = ServiceBuilder::new()
         .layer(OAuthLayer::new(state.clone()))
         .service(tower_mcp_oauth::http::hyper_client());
@@ -129,7 +109,7 @@ async fn the_layer_refreshes_short_lived_tokens_before_they_expire() {
     // 10 s tokens are due for refresh after 5 s (the margin is at most half the lifetime); the
     // call at 6 s finds the token due but not expired, so only an early refresh changes it.
     let running = server(false, Duration::from_secs(10)).await;
-    let state = state(&running.mcp_url).await;
+    let state = headless_state(&running.mcp_url).await;
     let stack = ServiceBuilder::new()
         .layer(OAuthLayer::new(state.clone()))
         .service(tower_mcp_oauth::http::hyper_client());
@@ -150,11 +130,4 @@ async fn the_layer_refreshes_short_lived_tokens_before_they_expire() {
     let now = state.credentials().unwrap();
     assert_ne!(now.access_token.expose(), first.access_token.expose());
     client.cancel().await.unwrap();
-}
-
-fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
 }

@@ -1,15 +1,13 @@
 //! No token, secret, code or verifier reaches a log line, an error message or `Debug` output.
 
-#[path = "../examples/support/demo_server.rs"]
-mod demo_server;
+mod support;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use demo_server::{Behaviour, DemoServer};
-use serde_json::json;
-use tower_mcp_oauth::client::{HeadlessHandler, OAuthConfig, OAuthState};
-use url::Url;
+use support::client::headless_state;
+use support::demo_server::{Behaviour, DemoServer};
+use support::mcp::echo_message;
 
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
@@ -46,13 +44,10 @@ async fn logs_errors_and_debug_output_carry_no_secrets() {
         ..Default::default()
     })
     .await;
-    let handler = HeadlessHandler::new(Url::parse("http://127.0.0.1:7/callback").unwrap());
-    let state = OAuthState::new(server.mcp_url(), Some(OAuthConfig::new().handler(handler)))
-        .await
-        .unwrap();
+    let state = headless_state(&server.mcp_url()).await;
     let client = state.to_authorized_http_client().await.unwrap();
     let request = |text: &str| {
-        let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "echo", "arguments": {"text": text}}});
+        let body = echo_message(text);
         http::Request::post(server.mcp_url())
             .header("content-type", "application/json")
             .body(serde_json::to_vec(&body).unwrap().into())
@@ -99,15 +94,6 @@ async fn logs_errors_and_debug_output_carry_no_secrets() {
     }
 }
 
-#[cfg(all(
-    feature = "authorization-server",
-    feature = "rmcp",
-    feature = "rmcp-server",
-    feature = "jwt"
-))]
-#[path = "../examples/support/oauth_server_app.rs"]
-mod oauth_server_app;
-
 /// The embedded authorization server: a whole flow, a refresh, a refused reuse and a bad client
 /// secret leave no code, token or secret in its logs or answers' error text.
 #[cfg(all(
@@ -118,7 +104,11 @@ mod oauth_server_app;
 ))]
 #[tokio::test]
 async fn the_authorization_server_logs_no_secrets() {
-    use tower_mcp_oauth::client::AuthorizationHandler;
+    use serde_json::json;
+    use support::client::{headless, CALLBACK};
+    use support::oauth_server_app;
+    use tower_mcp_oauth::client::{AuthorizationHandler, OAuthState};
+    use url::Url;
 
     let (captured, _guard) = capture_trace_logs();
 
@@ -130,23 +120,14 @@ async fn the_authorization_server_logs_no_secrets() {
     })
     .await
     .unwrap();
-    let redirect_uri = "http://127.0.0.1:7/callback";
     let mut state = OAuthState::new(&running.mcp_url, None).await.unwrap();
     state
-        .start_authorization(&["mcp:tools", "offline_access"], redirect_uri)
+        .start_authorization(&["mcp:tools", "offline_access"], CALLBACK)
         .await
         .unwrap();
     let url = Url::parse(&state.get_authorization_url().await.unwrap()).unwrap();
-    let redirect = HeadlessHandler::new(Url::parse(redirect_uri).unwrap())
-        .authorize(&url)
-        .await
-        .unwrap();
-    let code = redirect
-        .query_pairs()
-        .find(|(n, _)| n == "code")
-        .unwrap()
-        .1
-        .into_owned();
+    let redirect = headless().authorize(&url).await.unwrap();
+    let code = support::query(&redirect, "code").unwrap();
     let first = state.handle_redirect(redirect.as_str()).await.unwrap();
     // One authorized call, so the resource server introspects with its own secret.
     let client = state.to_authorized_http_client().await.unwrap();

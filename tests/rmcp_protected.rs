@@ -1,24 +1,15 @@
 //! An rmcp `StreamableHttpService` behind `RequireBearer`, driven by rmcp's own client over HTTP
 //! through this crate's `TowerHttpClient`.
 
-#[path = "../examples/support/mcp_tools.rs"]
-mod mcp_tools;
+mod support;
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
-use rmcp::model::{CallToolRequestParams, ClientConfig, ContentBlock};
+use rmcp::model::{CallToolRequestParams, ClientConfig};
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
-use rmcp::transport::{
-    StreamableHttpClientTransport, StreamableHttpServerConfig, StreamableHttpService,
-};
+use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::ServiceExt;
 use serde_json::Value;
+use support::mcp::{echo, streamable_service, text};
+use support::{hyper_client, HyperClient};
 use tower_mcp_oauth::server::{
     AuthData, McpScopes, RequireBearerLayer, RequireMcpScopesLayer, StaticVerifier,
 };
@@ -36,10 +27,8 @@ fn info(subject: &str, scopes: &[&str], resource: &str) -> AuthData {
 
 /// Serves the protected MCP server; returns its `/mcp` URL.
 async fn protected_mcp_server() -> String {
-    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .unwrap();
-    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    let (listener, base) = support::bind().await;
+    let url = format!("{base}/mcp");
     let verifier = StaticVerifier::new()
         .token("alice-token", info("alice", &["mcp", "profile"], &url))
         .token("bob-token", info("bob", &["mcp"], &url));
@@ -48,42 +37,27 @@ async fn protected_mcp_server() -> String {
         .resource_metadata(format!("{url}/.well-known/oauth-protected-resource"))
         .required_scopes(["mcp"]);
     let tool_scopes = RequireMcpScopesLayer::new(McpScopes::new().tool("whoami", ["profile"]));
-    let mcp = StreamableHttpService::new(
-        || Ok(mcp_tools::Tools::new()),
-        Arc::new(LocalSessionManager::default()),
-        StreamableHttpServerConfig::default(),
-    );
     let app = axum::Router::new().nest_service(
         "/mcp",
         tower::ServiceBuilder::new()
             .layer(bearer)
             .layer(tool_scopes)
-            .service(mcp),
+            .service(streamable_service()),
     );
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    support::serve_on(listener, app);
     url
 }
 
 fn transport(
     url: &str,
     token: Option<&str>,
-) -> StreamableHttpClientTransport<
-    TowerHttpClient<Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>>,
-> {
-    let hyper = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+) -> StreamableHttpClientTransport<TowerHttpClient<HyperClient>> {
+    let hyper = hyper_client();
     let mut config = StreamableHttpClientTransportConfig::with_uri(url);
     if let Some(token) = token {
         config = config.auth_header(token);
     }
     StreamableHttpClientTransport::with_client(TowerHttpClient::new(hyper), config)
-}
-
-fn text(content: &[ContentBlock]) -> String {
-    content
-        .iter()
-        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
-        .collect::<Vec<_>>()
-        .join("")
 }
 
 #[tokio::test]
@@ -99,12 +73,7 @@ async fn an_rmcp_client_lists_and_calls_tools_and_whoami_sees_auth_info() {
     names.sort();
     assert_eq!(names, vec!["add", "echo", "whoami"]);
 
-    let mut args = serde_json::Map::new();
-    args.insert("text".into(), Value::from("hello over rmcp"));
-    let echoed = client
-        .call_tool(CallToolRequestParams::new("echo").with_arguments(args))
-        .await
-        .unwrap();
+    let echoed = client.call_tool(echo("hello over rmcp")).await.unwrap();
     assert_eq!(text(&echoed.content), "hello over rmcp");
 
     let who = client
@@ -134,12 +103,7 @@ async fn a_tool_needing_another_scope_is_refused_with_403() {
         .serve(transport(&url, Some("bob-token")))
         .await
         .unwrap();
-    let mut args = serde_json::Map::new();
-    args.insert("text".into(), Value::from("bob may echo"));
-    let echoed = client
-        .call_tool(CallToolRequestParams::new("echo").with_arguments(args))
-        .await
-        .unwrap();
+    let echoed = client.call_tool(echo("bob may echo")).await.unwrap();
     assert_eq!(text(&echoed.content), "bob may echo");
     let error = client
         .call_tool(CallToolRequestParams::new("whoami"))

@@ -1,10 +1,8 @@
 //! `RequireBearerLayer` in front of an axum app on loopback, with every kind of bad token, and
 //! the JWKS, introspection and metadata endpoints as real servers.
 
-#[path = "../examples/support/jwt_issuer.rs"]
-mod jwt_issuer;
+mod support;
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -14,23 +12,15 @@ use base64::Engine;
 use bytes::Bytes;
 use http::{HeaderMap, Request, StatusCode};
 use jsonwebtoken::Algorithm;
-use jwt_issuer::{now, sign, Issuer};
 use serde_json::{json, Value};
+use support::jwt_issuer::{self, now, sign, Issuer};
+use support::serve;
 use tower_mcp_oauth::http::HttpClient;
 use tower_mcp_oauth::metadata::ProtectedResourceMetadata;
 use tower_mcp_oauth::server::{
     AuthData, AuthInfo, IntrospectionVerifier, JwtVerifier, McpScopes, RequireBearerLayer,
     RequireMcpScopesLayer, ResourceMetadataService, StaticVerifier, TokenVerifier, VerifyError,
 };
-
-async fn serve(app: Router) -> String {
-    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    base
-}
 
 fn b64(value: &Value) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(value.to_string())
@@ -469,9 +459,9 @@ async fn introspection_checks_activity_audience_and_fails_closed() {
     );
 
     // The endpoint is down: nothing listens on its port any more.
-    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let dead = format!("http://{}/introspect", closed.local_addr().unwrap());
+    let (closed, closed_base) = support::bind().await;
     drop(closed);
+    let dead = format!("{closed_base}/introspect");
     let down = IntrospectionVerifier::new(&dead, "rs-client", "rs-secret", RESOURCE).unwrap();
     let mcp = format!("{}/mcp", protected_app(down, RESOURCE).await);
     let answer = call(&mcp, Some("Bearer opaque-good"), LIST, &[]).await;
@@ -684,12 +674,9 @@ async fn a_challenge_always_goes_out_even_with_an_odd_reason() {
 
 #[tokio::test]
 async fn a_resource_server_started_before_its_issuer_recovers_by_itself() {
-    let reserved = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .unwrap();
+    let (reserved, issuer_base) = support::bind().await;
     let address = reserved.local_addr().unwrap();
     drop(reserved);
-    let issuer_base = format!("http://{address}");
     let resource = "https://mcp.example.test/mcp";
     let verifier = JwtVerifier::builder(&issuer_base, resource)
         .discover_lazily()
@@ -746,8 +733,7 @@ async fn the_protected_server_example_starts_while_its_issuer_is_down() {
         );
         return;
     };
-    let reserved = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let dead_issuer = format!("http://{}", reserved.local_addr().unwrap());
+    let (reserved, dead_issuer) = support::bind().await;
     drop(reserved);
     let mut child = tokio::process::Command::new(example)
         .args(["--issuer", &dead_issuer, "--port", "0"])

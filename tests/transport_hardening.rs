@@ -2,7 +2,8 @@
 //! listening stream, a listening stream a proxy keeps cutting, a 202 or an empty 200 for a
 //! request, a DELETE that is never answered. Each case is bounded in time.
 
-use std::net::SocketAddr;
+mod support;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -11,10 +12,8 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::StatusCode;
-use http_body_util::Full;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
+use support::{hyper_client, HyperClient};
 use tower_mcp_oauth::transport::{StreamableHttpConfig, StreamableHttpTransport};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -96,12 +95,7 @@ async fn delete(State(script): State<Script>) -> Response {
 
 /// Serves `app` on 127.0.0.1 with a free port; its MCP endpoint's URL.
 async fn serve_app(app: axum::Router) -> String {
-    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .unwrap();
-    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    url
+    format!("{}/mcp", support::serve(app).await)
 }
 
 async fn serve(script: Script) -> String {
@@ -120,18 +114,13 @@ fn script(get: Get, post: PostAnswer, delete: Delete) -> Script {
     }
 }
 
-type Transport = StreamableHttpTransport<
-    Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
->;
+type Transport = StreamableHttpTransport<HyperClient>;
 
 fn transport(url: &str) -> Transport {
     let mut config = StreamableHttpConfig::new(url);
     config = config.default_retry(Duration::from_millis(50));
     config = config.close_timeout(Duration::from_millis(300));
-    StreamableHttpTransport::new(
-        Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>(),
-        config,
-    )
+    StreamableHttpTransport::new(hyper_client(), config)
 }
 
 async fn next(transport: &mut Transport) -> Value {
@@ -345,7 +334,7 @@ async fn an_auto_transport_ends_receive_after_close() {
     use tower_mcp_oauth::transport::{AutoTransport, LegacySseConfig};
     let url = serve(script(Get::NotFound, PostAnswer::Json, Delete::Answer)).await;
     let mut transport = AutoTransport::new(
-        Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>(),
+        hyper_client(),
         StreamableHttpConfig::new(url.clone()),
         LegacySseConfig::new(url),
     );

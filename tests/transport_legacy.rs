@@ -1,34 +1,29 @@
 //! The legacy HTTP+SSE transport and the automatic choice, with `OAuthLayer` beneath, against
 //! rmcp servers behind `RequireBearer`: over Streamable HTTP and over our legacy SSE adapter.
 
-#[path = "../examples/support/demo_server.rs"]
-mod demo_server;
-#[path = "../examples/support/mcp_tools.rs"]
-mod mcp_tools;
+mod support;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use demo_server::DemoServer;
 use http_body_util::Full;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
-use rmcp::model::{CallToolRequestParams, ClientConfig, ContentBlock};
-use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
-use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
+use rmcp::model::{CallToolRequestParams, ClientConfig};
 use rmcp::ServiceExt;
 use serde_json::Value;
+use support::client::oauth_stack;
+use support::demo_server::DemoServer;
+use support::mcp::{
+    echo, legacy_routes, legacy_server, protected_by_demo, protected_legacy_routes,
+    streamable_service, text,
+};
+use support::{bind, hyper_client, serve, serve_on};
 use tower::ServiceBuilder;
-use tower_mcp_oauth::client::{HeadlessHandler, OAuthConfig, OAuthLayer, OAuthState};
-use tower_mcp_oauth::metadata::ProtectedResourceMetadata;
-use tower_mcp_oauth::server::LegacySseServer;
-use tower_mcp_oauth::server::{IntrospectionVerifier, RequireBearerLayer, ResourceMetadataService};
+use tower_mcp_oauth::server::RequireBearerLayer;
 use tower_mcp_oauth::transport::{
     AutoTransport, LegacySseConfig, LegacySseTransport, RetryConfig, StreamableHttpConfig,
 };
-use url::Url;
 
 struct Setup {
     auth: DemoServer,
@@ -39,84 +34,18 @@ struct Setup {
 /// RequireBearer; tokens from the demo authorization server, checked by introspection.
 async fn setup() -> Setup {
     let auth = DemoServer::start(Default::default()).await;
-    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (listener, base) = bind().await;
     // One resource identifier for the whole server: the origin.
-    let resource = base.clone();
-    let metadata = ResourceMetadataService::new(ProtectedResourceMetadata {
-        resource: resource.clone(),
-        authorization_servers: vec![auth.base.clone()],
-        scopes_supported: Some(vec!["mcp".into()]),
-        bearer_methods_supported: None,
-        resource_name: None,
-        jwks_uri: None,
-        extra: Default::default(),
-    })
-    .unwrap();
-    let verifier =
-        IntrospectionVerifier::new(&format!("{}/introspect", auth.base), "rs", "s", &resource)
-            .unwrap();
-    let bearer = RequireBearerLayer::new(verifier)
-        .resource(resource)
-        .resource_metadata(metadata.url())
-        .without_cache();
-    let streamable = StreamableHttpService::new(
-        || Ok(mcp_tools::Tools::new()),
-        Arc::new(LocalSessionManager::default()),
-        StreamableHttpServerConfig::default(),
-    );
-    let legacy = LegacySseServer::new(mcp_tools::Tools::new, "/sse", "/message");
-    let mut app = axum::Router::new()
-        .nest_service(
+    let app = protected_by_demo(&auth, &base, |bearer| {
+        protected_legacy_routes(legacy_server(), bearer.clone()).nest_service(
             "/mcp",
             ServiceBuilder::new()
-                .layer(bearer.clone())
-                .service(streamable),
+                .layer(bearer)
+                .service(streamable_service()),
         )
-        .route_service(
-            "/sse",
-            ServiceBuilder::new()
-                .layer(bearer.clone())
-                .service(legacy.clone()),
-        )
-        .route_service(
-            "/message",
-            ServiceBuilder::new().layer(bearer).service(legacy),
-        );
-    for path in metadata.paths() {
-        app = app.route_service(path, metadata.clone());
-    }
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    });
+    serve_on(listener, app);
     Setup { auth, base }
-}
-
-type Stack = tower_mcp_oauth::client::OAuth<
-    Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
->;
-
-async fn oauth_stack(url: &str) -> Stack {
-    let handler = HeadlessHandler::new(Url::parse("http://127.0.0.1:7/callback").unwrap());
-    let state = OAuthState::new(url, Some(OAuthConfig::new().handler(handler)))
-        .await
-        .unwrap();
-    ServiceBuilder::new()
-        .layer(OAuthLayer::new(state))
-        .service(Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>())
-}
-
-fn text(content: &[ContentBlock]) -> String {
-    content
-        .iter()
-        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
-        .collect()
-}
-
-fn echo(text: &str) -> CallToolRequestParams {
-    let mut args = serde_json::Map::new();
-    args.insert("text".into(), Value::from(text));
-    CallToolRequestParams::new("echo").with_arguments(args)
 }
 
 #[tokio::test]
@@ -252,18 +181,14 @@ async fn flaky_sse_server() -> (String, Arc<Mutex<Vec<String>>>) {
                 }
             }),
         );
-    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .unwrap();
-    let url = format!("http://{}/sse", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let url = format!("{}/sse", serve(app).await);
     (url, posts)
 }
 
 #[tokio::test]
 async fn a_dropped_sse_stream_is_reopened_and_the_new_endpoint_used() {
     let (url, posts) = flaky_sse_server().await;
-    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let client = hyper_client();
     let mut config = LegacySseConfig::new(&url);
     config = config.retry(
         RetryConfig::default()
@@ -311,12 +236,8 @@ async fn an_endpoint_on_another_origin_is_refused() {
             )
         }),
     );
-    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .unwrap();
-    let url = format!("http://{}/sse", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let url = format!("{}/sse", serve(app).await);
+    let client = hyper_client();
     let mut config = LegacySseConfig::new(&url);
     config = config.endpoint_timeout(Duration::from_millis(500));
     let error = LegacySseTransport::connect(client, config)
@@ -345,10 +266,7 @@ async fn endpoint_of(body: &mut hyper::body::Incoming) -> String {
 #[tokio::test]
 async fn legacy_sessions_belong_to_their_opener_and_end_with_the_stream() {
     use tower_mcp_oauth::server::{AuthData, StaticVerifier};
-    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (listener, base) = bind().await;
     let user = |name: &str| AuthData {
         subject: Some(name.into()),
         scopes: vec!["mcp".into()],
@@ -368,21 +286,9 @@ async fn legacy_sessions_belong_to_their_opener_and_end_with_the_stream() {
         .token("service-a", machine("a"))
         .token("service-b", machine("b"));
     let bearer = RequireBearerLayer::new(verifier).resource(base.clone());
-    let legacy = LegacySseServer::new(mcp_tools::Tools::new, "/sse", "/message");
-    let app = axum::Router::new()
-        .route_service(
-            "/sse",
-            ServiceBuilder::new()
-                .layer(bearer.clone())
-                .service(legacy.clone()),
-        )
-        .route_service(
-            "/message",
-            ServiceBuilder::new().layer(bearer).service(legacy),
-        );
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    serve_on(listener, protected_legacy_routes(legacy_server(), bearer));
 
-    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let client = hyper_client();
     let open = http::Request::get(format!("{base}/sse"))
         .header("authorization", "Bearer alice")
         .body(Full::default())
@@ -450,10 +356,7 @@ struct CuttingProxy {
 
 impl CuttingProxy {
     async fn start(target: SocketAddr) -> Self {
-        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-            .await
-            .unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (listener, url) = bind().await;
         let connections = Arc::new(Mutex::new(Vec::new()));
         let tracked = connections.clone();
         tokio::spawn(async move {
@@ -478,15 +381,9 @@ impl CuttingProxy {
 
 #[tokio::test]
 async fn after_a_reconnection_the_new_session_is_initialized_again() {
-    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .unwrap();
+    let (listener, _) = bind().await;
     let server = listener.local_addr().unwrap();
-    let legacy = LegacySseServer::new(mcp_tools::Tools::new, "/sse", "/message");
-    let app = axum::Router::new()
-        .route_service("/sse", legacy.clone())
-        .route_service("/message", legacy);
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    serve_on(listener, legacy_routes(legacy_server()));
     let proxy = CuttingProxy::start(server).await;
 
     let mut config = LegacySseConfig::new(format!("{}/sse", proxy.url));
@@ -496,7 +393,7 @@ async fn after_a_reconnection_the_new_session_is_initialized_again() {
             .initial_backoff(Duration::from_millis(50))
             .max_backoff(Duration::from_millis(200)),
     );
-    let http = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let http = hyper_client();
     let transport = LegacySseTransport::connect(http, config).await.unwrap();
     let client = ClientConfig::default().serve(transport).await.unwrap();
     assert_eq!(

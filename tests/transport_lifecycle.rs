@@ -2,33 +2,24 @@
 //! a legacy stream that keeps dropping is given up (and `receive` then ends), and a request in
 //! flight when the legacy stream drops gets a local answer instead of hanging.
 
-use std::net::SocketAddr;
+mod support;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt as _;
-use http_body_util::Full;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use serde_json::{json, Value};
+use support::{alive_tasks, hyper_client};
 use tower_mcp_oauth::transport::{LegacySseConfig, LegacySseTransport, RetryConfig};
 use tower_mcp_oauth::transport::{StreamableHttpConfig, StreamableHttpTransport};
 
-type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
-
-fn client() -> HttpClient {
-    Client::builder(TokioExecutor::new()).build_http()
-}
-
 /// Serves `router` on loopback, counting the connections open at any moment.
 async fn serve_counting(router: axum::Router) -> (String, Arc<AtomicUsize>) {
-    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (listener, base) = support::bind().await;
     let open = Arc::new(AtomicUsize::new(0));
     let counter = open.clone();
     tokio::spawn(async move {
@@ -54,12 +45,6 @@ async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
         assert!(tokio::time::Instant::now() < deadline, "{what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-fn alive_tasks() -> usize {
-    tokio::runtime::Handle::current()
-        .metrics()
-        .num_alive_tasks()
 }
 
 fn sse_body(stream: impl futures_util::Stream<Item = String> + Send + 'static) -> axum::body::Body {
@@ -90,7 +75,7 @@ async fn a_transport_dropped_while_its_answer_is_on_the_way_leaves_nothing_behin
     let before = alive_tasks();
     let mut config = StreamableHttpConfig::new(format!("{base}/mcp"));
     config = config.listen(false);
-    let transport = StreamableHttpTransport::new(client(), config);
+    let transport = StreamableHttpTransport::new(hyper_client(), config);
     let sending =
         tokio::spawn(transport.send(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"})));
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -150,7 +135,7 @@ async fn a_legacy_server_that_names_its_endpoint_and_hangs_up_is_given_up_on() {
     let gets = Arc::new(AtomicUsize::new(0));
     let hang_up = Arc::new(tokio::sync::Notify::new());
     let (base, _) = serve_counting(legacy_router(gets.clone(), hang_up.clone())).await;
-    let mut transport = LegacySseTransport::connect(client(), legacy_config(&base))
+    let mut transport = LegacySseTransport::connect(hyper_client(), legacy_config(&base))
         .await
         .unwrap();
     // From now on every stream ends right after its endpoint event.
@@ -178,7 +163,7 @@ async fn a_legacy_request_in_flight_when_the_stream_drops_is_answered_locally() 
     let gets = Arc::new(AtomicUsize::new(0));
     let drop_stream = Arc::new(tokio::sync::Notify::new());
     let (base, _) = serve_counting(legacy_router(gets, drop_stream.clone())).await;
-    let mut transport = LegacySseTransport::connect(client(), legacy_config(&base))
+    let mut transport = LegacySseTransport::connect(hyper_client(), legacy_config(&base))
         .await
         .unwrap();
     transport
@@ -205,7 +190,7 @@ async fn a_closed_legacy_transport_leaves_no_task_or_connection_and_receive_ends
     let never = Arc::new(tokio::sync::Notify::new());
     let (base, open) = serve_counting(legacy_router(gets, never)).await;
     let before = alive_tasks();
-    let mut transport = LegacySseTransport::connect(client(), legacy_config(&base))
+    let mut transport = LegacySseTransport::connect(hyper_client(), legacy_config(&base))
         .await
         .unwrap();
     transport.close().await.unwrap();
@@ -247,8 +232,10 @@ async fn a_server_that_never_answers_replies_cannot_make_the_client_open_connect
         }),
     );
     let (base, open) = serve_counting(router).await;
-    let mut transport =
-        StreamableHttpTransport::new(client(), StreamableHttpConfig::new(format!("{base}/mcp")));
+    let mut transport = StreamableHttpTransport::new(
+        hyper_client(),
+        StreamableHttpConfig::new(format!("{base}/mcp")),
+    );
     transport
         .send(json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {}}))
         .await
@@ -295,7 +282,7 @@ async fn a_post_stream_left_open_after_its_answer_is_let_go() {
     let (base, open) = serve_counting(router).await;
     let mut config = StreamableHttpConfig::new(format!("{base}/mcp"));
     config = config.listen(false);
-    let mut transport = StreamableHttpTransport::new(client(), config);
+    let mut transport = StreamableHttpTransport::new(hyper_client(), config);
     for _ in 0..20 {
         transport
             .send(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}))

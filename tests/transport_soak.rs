@@ -6,23 +6,17 @@
 //! - the legacy SSE server under 2,000 sessions whose clients read slowly: bounded memory, and a
 //!   normal session beside them is served as usual.
 
-#[path = "../examples/support/mcp_tools.rs"]
-mod mcp_tools;
+mod support;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
-use rmcp::model::{CallToolRequestParams, ClientConfig};
-use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
-use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
+use rmcp::model::ClientConfig;
 use rmcp::ServiceExt;
 use serde_json::json;
-use tower_mcp_oauth::server::LegacySseServer;
+use support::mcp::{echo, legacy_routes, legacy_server, streamable_service};
+use support::{alive_tasks, hyper_client, serve};
 use tower_mcp_oauth::transport::{LegacySseConfig, LegacySseTransport};
 use tower_mcp_oauth::transport::{StreamableHttpConfig, StreamableHttpTransport};
 
@@ -34,45 +28,14 @@ fn soak_duration() -> Duration {
     Duration::from_secs(secs)
 }
 
+/// Resident memory in KiB, 0 where it cannot be read.
 fn resident_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            let line = status.lines().find(|l| l.starts_with("VmRSS:"))?.to_owned();
-            line.split_whitespace().nth(1)?.parse().ok()
-        })
-        .unwrap_or(0)
-}
-
-fn alive_tasks() -> usize {
-    tokio::runtime::Handle::current()
-        .metrics()
-        .num_alive_tasks()
-}
-
-fn echo(text: &str) -> CallToolRequestParams {
-    let mut arguments = serde_json::Map::new();
-    arguments.insert("text".into(), json!(text));
-    CallToolRequestParams::new("echo").with_arguments(arguments)
-}
-
-async fn bind() -> (tokio::net::TcpListener, String) {
-    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    (listener, base)
+    support::resident_kib().unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "soak: 10 minutes by default (SOAK_SECS)"]
 async fn a_session_whose_listening_stream_is_cut_every_second_loses_no_call() {
-    let (listener, base) = bind().await;
-    let mcp = StreamableHttpService::new(
-        || Ok(mcp_tools::Tools::new()),
-        Arc::new(LocalSessionManager::default()),
-        StreamableHttpServerConfig::default(),
-    );
     // Every GET stream ends a second after it opened, as a proxy's idle cut would.
     let cut_gets = axum::middleware::from_fn(
         |request: axum::extract::Request, next: axum::middleware::Next| async move {
@@ -91,11 +54,11 @@ async fn a_session_whose_listening_stream_is_cut_every_second_loses_no_call() {
         },
     );
     let app = axum::Router::new()
-        .nest_service("/mcp", mcp)
+        .nest_service("/mcp", streamable_service())
         .layer(cut_gets);
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let base = serve(app).await;
 
-    let http = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let http = hyper_client();
     let mut config = StreamableHttpConfig::new(format!("{base}/mcp"));
     config = config.default_retry(Duration::from_millis(200));
     let client = ClientConfig::default()
@@ -137,13 +100,7 @@ async fn a_session_whose_listening_stream_is_cut_every_second_loses_no_call() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "soak: 2,000 sessions with slow readers"]
 async fn the_legacy_server_under_two_thousand_slow_sessions_stays_bounded_and_serves_others() {
-    let (listener, base) = bind().await;
-    let legacy =
-        LegacySseServer::new(mcp_tools::Tools::new, "/sse", "/message").max_sessions(2_100);
-    let app = axum::Router::new()
-        .route_service("/sse", legacy.clone())
-        .route_service("/message", legacy);
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let base = serve(legacy_routes(legacy_server().max_sessions(2_100))).await;
     let rss_before = resident_kib();
 
     // 2,000 sessions, each asking for 64 KiB answers and reading one frame every 200 ms.
@@ -153,7 +110,7 @@ async fn the_legacy_server_under_two_thousand_slow_sessions_stays_bounded_and_se
         let base = base.clone();
         let slow = slow.clone();
         sessions.spawn(async move {
-            let http = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+            let http = hyper_client();
             let permit = slow.acquire().await.unwrap();
             let response = http
                 .request(http::Request::get(format!("{base}/sse")).body(Full::default()).unwrap())
@@ -201,7 +158,7 @@ async fn the_legacy_server_under_two_thousand_slow_sessions_stays_bounded_and_se
     }
 
     // Meanwhile, a normal session is served as usual.
-    let http = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let http = hyper_client();
     let normal = ClientConfig::default()
         .serve(
             LegacySseTransport::connect(http, LegacySseConfig::new(format!("{base}/sse")))

@@ -1,33 +1,24 @@
 //! Our Streamable HTTP transport, with `OAuthLayer` beneath it, against a real rmcp server behind
 //! `RequireBearer` (tokens issued by the demo authorization server and checked by introspection).
 
-#[path = "../examples/support/demo_server.rs"]
-mod demo_server;
-#[path = "../examples/support/mcp_tools.rs"]
-mod mcp_tools;
+mod support;
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::response::IntoResponse;
 use bytes::Bytes;
-use demo_server::DemoServer;
 use http_body_util::Full;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
-use rmcp::model::{CallToolRequestParams, ClientConfig, ContentBlock};
-use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
-use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
+use rmcp::model::{CallToolRequestParams, ClientConfig};
 use rmcp::ServiceExt;
 use serde_json::{json, Value};
+use support::client::oauth_stack;
+use support::demo_server::DemoServer;
+use support::mcp::{echo, protected_by_demo, streamable_service, text};
+use support::{hyper_client, serve};
 use tower::ServiceBuilder;
-use tower_mcp_oauth::client::{HeadlessHandler, OAuthConfig, OAuthLayer, OAuthState};
-use tower_mcp_oauth::metadata::ProtectedResourceMetadata;
-use tower_mcp_oauth::server::{IntrospectionVerifier, RequireBearerLayer, ResourceMetadataService};
 use tower_mcp_oauth::transport::{StreamableHttpConfig, StreamableHttpTransport};
-use url::Url;
 
 struct Setup {
     auth: DemoServer,
@@ -42,38 +33,8 @@ struct Setup {
 /// The demo authorization server, and an rmcp server trusting it through introspection.
 async fn setup() -> Setup {
     let auth = DemoServer::start(Default::default()).await;
-    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (listener, base) = support::bind().await;
     let mcp_url = format!("{base}/mcp");
-    let metadata = ResourceMetadataService::new(ProtectedResourceMetadata {
-        resource: mcp_url.clone(),
-        authorization_servers: vec![auth.base.clone()],
-        scopes_supported: Some(vec!["mcp".into()]),
-        bearer_methods_supported: None,
-        resource_name: None,
-        jwks_uri: None,
-        extra: Default::default(),
-    })
-    .unwrap();
-    let verifier = IntrospectionVerifier::new(
-        &format!("{}/introspect", auth.base),
-        "rs",
-        "rs-secret",
-        &mcp_url,
-    )
-    .unwrap();
-    // No cache: a revoked token must fail on the next request.
-    let bearer = RequireBearerLayer::new(verifier)
-        .resource(mcp_url.clone())
-        .resource_metadata(metadata.url())
-        .without_cache();
-    let mcp = StreamableHttpService::new(
-        || Ok(mcp_tools::Tools::new()),
-        Arc::new(LocalSessionManager::default()),
-        StreamableHttpServerConfig::default(),
-    );
     let expire_sessions = Arc::new(AtomicBool::new(false));
     let expire = expire_sessions.clone();
     // Answers 404 to any request in a session while `expire_sessions` is set.
@@ -131,13 +92,16 @@ async fn setup() -> Setup {
             }
         },
     );
-    let mut app =
-        axum::Router::new().nest_service("/mcp", ServiceBuilder::new().layer(bearer).service(mcp));
-    for path in metadata.paths() {
-        app = app.route_service(path, metadata.clone());
-    }
-    let app = app.layer(forget).layer(flaky);
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    // No cache: a revoked token must fail on the next request.
+    let app = protected_by_demo(&auth, &mcp_url, |bearer| {
+        axum::Router::new().nest_service(
+            "/mcp",
+            ServiceBuilder::new()
+                .layer(bearer)
+                .service(streamable_service()),
+        )
+    });
+    support::serve_on(listener, app.layer(forget).layer(flaky));
     Setup {
         auth,
         mcp_url,
@@ -145,20 +109,6 @@ async fn setup() -> Setup {
         cut_next_stream,
         resumptions,
     }
-}
-
-type Stack = tower_mcp_oauth::client::OAuth<
-    Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
->;
-
-async fn oauth_stack(setup: &Setup) -> Stack {
-    let handler = HeadlessHandler::new(Url::parse("http://127.0.0.1:7/callback").unwrap());
-    let state = OAuthState::new(&setup.mcp_url, Some(OAuthConfig::new().handler(handler)))
-        .await
-        .unwrap();
-    ServiceBuilder::new()
-        .layer(OAuthLayer::new(state))
-        .service(Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>())
 }
 
 /// The next message from the server, failing the test after 5 s or on an error.
@@ -181,33 +131,17 @@ where
         .expect("a message, not an error")
 }
 
-fn text(content: &[ContentBlock]) -> String {
-    content
-        .iter()
-        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
-        .collect()
-}
-
-fn echo_args(text: &str) -> serde_json::Map<String, Value> {
-    let mut args = serde_json::Map::new();
-    args.insert("text".into(), Value::from(text));
-    args
-}
-
 #[tokio::test]
 async fn rmcp_client_over_our_transport_and_oauth_layer() {
     let setup = setup().await;
-    let stack = oauth_stack(&setup).await;
+    let stack = oauth_stack(&setup.mcp_url).await;
     let transport =
         StreamableHttpTransport::new(stack.clone(), StreamableHttpConfig::new(&setup.mcp_url));
     let client = ClientConfig::default().serve(transport).await.unwrap();
 
     let tools = client.list_tools(Default::default()).await.unwrap();
     assert_eq!(tools.tools.len(), 3);
-    let echoed = client
-        .call_tool(CallToolRequestParams::new("echo").with_arguments(echo_args("hi")))
-        .await
-        .unwrap();
+    let echoed = client.call_tool(echo("hi")).await.unwrap();
     assert_eq!(text(&echoed.content), "hi");
     let who = client
         .call_tool(CallToolRequestParams::new("whoami"))
@@ -219,18 +153,12 @@ async fn rmcp_client_over_our_transport_and_oauth_layer() {
 
     // One MiB each way.
     let big = "x".repeat(1024 * 1024);
-    let echoed = client
-        .call_tool(CallToolRequestParams::new("echo").with_arguments(echo_args(&big)))
-        .await
-        .unwrap();
+    let echoed = client.call_tool(echo(&big)).await.unwrap();
     assert_eq!(text(&echoed.content).len(), big.len());
 
     // The token is revoked mid-session: the layer refreshes and the session goes on.
     setup.auth.revoke_access_tokens();
-    let echoed = client
-        .call_tool(CallToolRequestParams::new("echo").with_arguments(echo_args("after revocation")))
-        .await
-        .unwrap();
+    let echoed = client.call_tool(echo("after revocation")).await.unwrap();
     assert_eq!(text(&echoed.content), "after revocation");
     let counters = setup.auth.counters();
     assert_eq!(counters.authorizations, 1);
@@ -241,7 +169,7 @@ async fn rmcp_client_over_our_transport_and_oauth_layer() {
 #[tokio::test]
 async fn an_expired_session_surfaces_and_a_new_one_works() {
     let setup = setup().await;
-    let stack = oauth_stack(&setup).await;
+    let stack = oauth_stack(&setup.mcp_url).await;
     let client = ClientConfig::default()
         .serve(StreamableHttpTransport::new(
             stack.clone(),
@@ -279,7 +207,7 @@ async fn an_expired_session_surfaces_and_a_new_one_works() {
 #[tokio::test]
 async fn the_transport_reports_session_expiry_with_its_own_kind() {
     let setup = setup().await;
-    let stack = oauth_stack(&setup).await;
+    let stack = oauth_stack(&setup.mcp_url).await;
     let mut transport =
         StreamableHttpTransport::new(stack, StreamableHttpConfig::new(&setup.mcp_url));
     let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
@@ -332,18 +260,14 @@ async fn dropping_server() -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .unwrap();
-    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let url = format!("{}/mcp", serve(app).await);
     (url, resumed_from)
 }
 
 #[tokio::test]
 async fn a_dropped_stream_is_resumed_with_last_event_id() {
     let (url, resumed_from) = dropping_server().await;
-    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let client = hyper_client();
     let mut config = StreamableHttpConfig::new(&url);
     config = config.listen(false);
     let mut transport = StreamableHttpTransport::new(client, config);
@@ -368,17 +292,10 @@ async fn a_stream_that_ends_without_the_answer_gets_a_local_error_not_a_hang() {
             ([("content-type", "text/event-stream")], body)
         }),
     );
-    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .unwrap();
-    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let url = format!("{}/mcp", serve(app).await);
     let mut config = StreamableHttpConfig::new(&url);
     config = config.listen(false);
-    let mut transport = StreamableHttpTransport::new(
-        Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>(),
-        config,
-    );
+    let mut transport = StreamableHttpTransport::new(hyper_client(), config);
     transport
         .send(json!({"jsonrpc": "2.0", "id": 9, "method": "tools/list"}))
         .await
@@ -396,7 +313,7 @@ async fn a_stream_that_ends_without_the_answer_gets_a_local_error_not_a_hang() {
 #[tokio::test]
 async fn an_answer_cut_mid_stream_is_resumed_or_reported_never_hung() {
     let setup = setup().await;
-    let stack = oauth_stack(&setup).await;
+    let stack = oauth_stack(&setup.mcp_url).await;
     let mut config = StreamableHttpConfig::new(&setup.mcp_url);
     config = config.max_resumptions(1);
     let client = ClientConfig::default()
@@ -404,8 +321,7 @@ async fn an_answer_cut_mid_stream_is_resumed_or_reported_never_hung() {
         .await
         .unwrap();
     setup.cut_next_stream.store(true, Ordering::SeqCst);
-    let call =
-        client.call_tool(CallToolRequestParams::new("echo").with_arguments(echo_args("cut")));
+    let call = client.call_tool(echo("cut"));
     let outcome = tokio::time::timeout(Duration::from_secs(20), call)
         .await
         .expect("no hang");

@@ -1,0 +1,358 @@
+//! The embedded authorization server's token endpoint over real HTTP on 127.0.0.1: the code
+//! grant with PKCE and its JWT, code and refresh-token reuse, refresh rotation, client
+//! authentication, and client credentials.
+#![cfg(all(feature = "authorization-server", feature = "jwt"))]
+
+mod support;
+
+use std::time::Duration;
+
+use http::{Request, StatusCode};
+use http_body_util::Full;
+use serde_json::json;
+use support::auth_server::{code_grant, pkce, Server, REDIRECT};
+use support::send;
+use tower_mcp_oauth::authorization_server::TokenFormat;
+use tower_mcp_oauth::server::{JwtVerifier, TokenVerifier};
+
+#[tokio::test]
+async fn authorization_code_flow_gives_a_jwt_the_verifier_accepts() {
+    let s = Server::start(|c| c).await;
+    let client = s.public_client().await;
+    let tokens = s.tokens(&client).await;
+    assert_eq!(tokens["token_type"], "Bearer");
+    assert_eq!(tokens["scope"], "mcp:tools");
+    assert!(tokens["refresh_token"].is_string());
+    let verifier = JwtVerifier::builder(&s.base, &s.resource)
+        .jwks_url(format!("{}/jwks", s.base))
+        .require_at_jwt_typ(true)
+        .build()
+        .unwrap();
+    let info = verifier
+        .verify(tokens["access_token"].as_str().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(info.subject.as_deref(), Some("alice"));
+    assert_eq!(info.client_id.as_deref(), Some(client.as_str()));
+    assert_eq!(info.scopes, vec!["mcp:tools".to_owned()]);
+    // Bound to its resource: another audience refuses it.
+    let elsewhere = JwtVerifier::builder(&s.base, "http://127.0.0.1:1/other")
+        .jwks_url(format!("{}/jwks", s.base))
+        .build()
+        .unwrap();
+    assert!(elsewhere
+        .verify(tokens["access_token"].as_str().unwrap())
+        .await
+        .is_err());
+}
+
+#[tokio::test]
+async fn wrong_verifier_reused_code_and_mismatches_are_invalid_grant() {
+    let s = Server::start(|c| c).await;
+    let client = s.public_client().await;
+
+    let (code, _) = s.code(&client, "mcp:tools").await;
+    let (other_verifier, _) = pkce();
+    let answer = s.exchange(&client, &code, &other_verifier).await;
+    assert_eq!(answer.error(), "invalid_grant");
+    assert!(answer.json()["error_description"]
+        .as_str()
+        .unwrap()
+        .contains("code_verifier"));
+
+    let (code, verifier) = s.code(&client, "mcp:tools").await;
+    let answer = s
+        .post_form(
+            "/token",
+            &code_grant(
+                &code,
+                &verifier,
+                &[
+                    ("redirect_uri", "http://127.0.0.1:9/other"),
+                    ("client_id", &client),
+                ],
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(answer.error(), "invalid_grant", "redirect_uri mismatch");
+
+    let (code, verifier) = s.code(&client, "mcp:tools").await;
+    let answer = s
+        .post_form(
+            "/token",
+            &code_grant(&code, &verifier, &[("client_id", &client)]),
+            None,
+        )
+        .await;
+    assert_eq!(
+        answer.error(),
+        "invalid_grant",
+        "redirect_uri named at /authorize, omitted here"
+    );
+
+    let (code, verifier) = s.code(&client, "mcp:tools").await;
+    let answer = s
+        .post_form(
+            "/token",
+            &code_grant(
+                &code,
+                &verifier,
+                &[
+                    ("redirect_uri", REDIRECT),
+                    ("client_id", &client),
+                    ("resource", "http://127.0.0.1:1/other"),
+                ],
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(answer.error(), "invalid_target", "wrong resource");
+
+    // Reuse: the second redemption fails, and what the first one issued is revoked.
+    let (code, verifier) = s.code(&client, "mcp:tools").await;
+    let first = s.exchange(&client, &code, &verifier).await;
+    assert_eq!(first.status, StatusCode::OK);
+    let second = s.exchange(&client, &code, &verifier).await;
+    assert_eq!(second.error(), "invalid_grant");
+    let refresh = s
+        .refresh(&client, first.json()["refresh_token"].as_str().unwrap())
+        .await;
+    assert_eq!(
+        refresh.error(),
+        "invalid_grant",
+        "the family of a reused code is revoked"
+    );
+    let introspector = s.introspector().await;
+    assert!(introspector
+        .verify(first.json()["access_token"].as_str().unwrap())
+        .await
+        .is_err());
+
+    let unknown = s.exchange(&client, "no-such-code", &verifier).await;
+    assert_eq!(unknown.error(), "invalid_grant");
+}
+
+#[tokio::test]
+async fn codes_expire() {
+    let s = Server::start(|c| c.code_ttl(Duration::from_secs(1))).await;
+    let client = s.public_client().await;
+    let (code, verifier) = s.code(&client, "mcp:tools").await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let answer = s.exchange(&client, &code, &verifier).await;
+    assert_eq!(answer.error(), "invalid_grant");
+    assert!(answer.json()["error_description"]
+        .as_str()
+        .unwrap()
+        .contains("expired"));
+}
+
+#[tokio::test]
+async fn refresh_rotates_and_reuse_revokes_the_family() {
+    let s = Server::start(|c| c.token_format(TokenFormat::Opaque)).await;
+    let client = s.public_client().await;
+    let tokens = s.tokens(&client).await;
+    let first_refresh = tokens["refresh_token"].as_str().unwrap();
+    let rotated = s.refresh(&client, first_refresh).await;
+    assert_eq!(rotated.status, StatusCode::OK, "{}", rotated.text());
+    let second_refresh = rotated.json()["refresh_token"].as_str().unwrap().to_owned();
+    assert_ne!(second_refresh, first_refresh);
+    let access = rotated.json()["access_token"].as_str().unwrap().to_owned();
+    let introspector = s.introspector().await;
+    let info = introspector.verify(&access).await.unwrap();
+    assert_eq!(info.subject.as_deref(), Some("alice"));
+    assert_eq!(info.audience, vec![s.resource.clone()]);
+
+    // Narrowing is allowed, widening is not.
+    let wider = s
+        .refresh_with(&client, &second_refresh, &[("scope", "mcp:admin")])
+        .await;
+    assert_eq!(wider.error(), "invalid_scope");
+    let elsewhere = s
+        .refresh_with(
+            &client,
+            &second_refresh,
+            &[("resource", "http://127.0.0.1:9/other")],
+        )
+        .await;
+    assert_eq!(elsewhere.error(), "invalid_target");
+    // Refused requests spent nothing: the plain retry rotates the same token.
+    let retried = s.refresh(&client, &second_refresh).await;
+    assert_eq!(retried.status, StatusCode::OK, "{}", retried.text());
+    let third_refresh = retried.json()["refresh_token"].as_str().unwrap().to_owned();
+    assert!(introspector.verify(&access).await.is_ok());
+
+    // A spent token again: refused, and the whole family goes.
+    let reused = s.refresh(&client, first_refresh).await;
+    assert_eq!(reused.error(), "invalid_grant");
+    let after = s.refresh(&client, &third_refresh).await;
+    assert_eq!(
+        after.error(),
+        "invalid_grant",
+        "the current token died with its family"
+    );
+    assert!(
+        introspector.verify(&access).await.is_err(),
+        "and so did its access token"
+    );
+}
+
+#[tokio::test]
+async fn another_clients_refresh_token_is_refused_without_harm() {
+    let s = Server::start(|c| c).await;
+    let owner = s.public_client().await;
+    let thief = s.public_client().await;
+    let tokens = s.tokens(&owner).await;
+    let refresh_token = tokens["refresh_token"].as_str().unwrap();
+    assert_eq!(
+        s.refresh(&thief, refresh_token).await.error(),
+        "invalid_grant"
+    );
+    assert_eq!(
+        s.refresh(&owner, refresh_token).await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn client_authentication_methods_and_failures() {
+    let s = Server::start(|c| c).await;
+    // Basic, with and without client_id in the body.
+    let (id, secret) = s.confidential_client("client_secret_basic").await;
+    for with_id in [false, true] {
+        let (code, verifier) = s.code(&id, "mcp:tools").await;
+        let mut pairs = code_grant(&code, &verifier, &[("redirect_uri", REDIRECT)]);
+        if with_id {
+            pairs.push(("client_id", id.as_str()));
+        }
+        let answer = s.post_form("/token", &pairs, Some((&id, &secret))).await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    }
+    // A wrong secret, an unknown client, a method other than the registered one.
+    let (code, verifier) = s.code(&id, "mcp:tools").await;
+    let pairs = code_grant(&code, &verifier, &[("redirect_uri", REDIRECT)]);
+    for basic in [(id.as_str(), "wrong"), ("nobody", secret.as_str())] {
+        let answer = s.post_form("/token", &pairs, Some(basic)).await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(answer.error(), "invalid_client");
+        assert!(answer.headers.contains_key("www-authenticate"));
+        assert!(!answer.text().contains(&secret));
+    }
+    let post = s
+        .post_form(
+            "/token",
+            &code_grant(
+                &code,
+                &verifier,
+                &[
+                    ("redirect_uri", REDIRECT),
+                    ("client_id", &id),
+                    ("client_secret", &secret),
+                ],
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(
+        post.error(),
+        "invalid_client",
+        "registered for basic, not post"
+    );
+    let public = s
+        .post_form(
+            "/token",
+            &code_grant(
+                &code,
+                &verifier,
+                &[("redirect_uri", REDIRECT), ("client_id", &id)],
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(
+        public.error(),
+        "invalid_client",
+        "a confidential client must authenticate"
+    );
+
+    // client_secret_post.
+    let (post_id, post_secret) = s.confidential_client("client_secret_post").await;
+    let (code, verifier) = s.code(&post_id, "mcp:tools").await;
+    let answer = s
+        .post_form(
+            "/token",
+            &code_grant(
+                &code,
+                &verifier,
+                &[
+                    ("redirect_uri", REDIRECT),
+                    ("client_id", &post_id),
+                    ("client_secret", &post_secret),
+                ],
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+
+    let unsupported = s
+        .post_form(
+            "/token",
+            &[
+                ("grant_type", "password"),
+                ("client_id", &post_id),
+                ("client_secret", &post_secret),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(unsupported.error(), "unsupported_grant_type");
+    let not_form = send(
+        Request::post(format!("{}/token", s.base))
+            .header("content-type", "application/json")
+            .body(Full::from("{}"))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(not_form.error(), "invalid_request");
+}
+
+#[tokio::test]
+async fn client_credentials_is_for_confidential_clients_the_operator_registered() {
+    let s = Server::start(|c| c).await;
+    // Open registration cannot ask for tokens without a user.
+    let answer = s
+        .register(json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "client_secret_basic"}))
+        .await;
+    assert_eq!(answer.error(), "invalid_client_metadata");
+    let (dcr_id, dcr_secret) = s.confidential_client("client_secret_basic").await;
+    let answer = s
+        .post_form(
+            "/token",
+            &[("grant_type", "client_credentials")],
+            Some((&dcr_id, &dcr_secret)),
+        )
+        .await;
+    assert_eq!(answer.error(), "unauthorized_client");
+
+    let (id, secret) = s.operator_client().await;
+    let answer = s
+        .post_form(
+            "/token",
+            &[("grant_type", "client_credentials"), ("scope", "mcp:admin")],
+            Some((&id, &secret)),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    assert!(answer.json().get("refresh_token").is_none());
+    assert_eq!(answer.json()["scope"], "mcp:admin");
+    let public = s.public_client().await;
+    let answer = s
+        .post_form(
+            "/token",
+            &[("grant_type", "client_credentials"), ("client_id", &public)],
+            None,
+        )
+        .await;
+    assert_eq!(answer.error(), "unauthorized_client");
+}
