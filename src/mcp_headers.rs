@@ -46,10 +46,11 @@ const MAX_SAFE_INTEGER: i64 = (1 << 53) - 1;
 /// Whether `value` can travel as it is: visible ASCII and spaces, no space at either end, and
 /// not already looking like the base64 form.
 fn is_plain(value: &str) -> bool {
+    let looks_encoded = value.starts_with(BASE64_PREFIX) && value.ends_with(BASE64_SUFFIX);
     value.bytes().all(|b| (0x20..=0x7e).contains(&b))
         && !value.starts_with(' ')
         && !value.ends_with(' ')
-        && !(value.starts_with(BASE64_PREFIX) && value.ends_with(BASE64_SUFFIX))
+        && !looks_encoded
 }
 
 /// The header value for `value`: as it is when plain, else in the base64 form. Always a valid

@@ -107,7 +107,11 @@ async fn requests_carry_the_standard_headers_and_the_tools_parameters() {
         .iter()
         .map(|t| t["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["lookup"], "the tool with a header on a number is dropped");
+    assert_eq!(
+        names,
+        ["lookup"],
+        "the tool with a header on a number is dropped"
+    );
 
     let arguments = json!({"region": " eu-west", "priority": 7, "query": "SELECT 1"});
     transport

@@ -321,7 +321,8 @@ where
         if message.get("method").and_then(Value::as_str) == Some("tools/call") {
             let tool = message.pointer("/params/name").and_then(Value::as_str);
             let arguments = message.pointer("/params/arguments").unwrap_or(&Value::Null);
-            if let Some(tool) = tool.and_then(|name| self.tool_headers.locked().get(name).cloned()) {
+            if let Some(tool) = tool.and_then(|name| self.tool_headers.locked().get(name).cloned())
+            {
                 for (name, value) in tool.for_arguments(arguments) {
                     headers.insert(name, value);
                 }
