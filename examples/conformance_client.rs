@@ -9,6 +9,9 @@
 //! `conformance/run.sh` installs the suite and runs it against this client. `--help` lists the
 //! arguments and the environment variables.
 
+#[path = "support/conformance_stateless.rs"]
+mod stateless;
+
 use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Context};
@@ -54,6 +57,10 @@ struct Args {
         hide_env_values = true
     )]
     context: Option<String>,
+    /// The protocol revision the scenario runs at: 2026-07-28 is stateless (no initialize,
+    /// `_meta` on every request); earlier ones initialize a session.
+    #[arg(long, env = "MCP_CONFORMANCE_PROTOCOL_VERSION", value_name = "VERSION")]
+    protocol_version: Option<String>,
 }
 
 struct McpSession {
@@ -174,6 +181,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
     tracing::info!(%scenario, %server_url, "starting");
     let config = config_from_context(args.context.as_deref())?;
     let state = OAuthState::new(&server_url, Some(config)).await?;
+    if let Some(version) = args
+        .protocol_version
+        .as_deref()
+        .filter(|v| *v >= "2026-07-28")
+    {
+        let context: Option<Value> = args
+            .context
+            .as_deref()
+            .map(serde_json::from_str)
+            .transpose()
+            .context("MCP_CONFORMANCE_CONTEXT is not JSON")?;
+        return stateless::run(state, &server_url, version, &scenario, context.as_ref()).await;
+    }
     let mut session = McpSession {
         http: state.to_authorized_http_client().await?,
         url: server_url,
@@ -203,12 +223,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .get("tools")
         .and_then(Value::as_array)
         .and_then(|tools| tools.first())
-        .and_then(|tool| tool.get("name"))
-        .and_then(Value::as_str)
-        .map(str::to_owned);
-    if let Some(name) = first {
+        .cloned();
+    if let Some(tool) = first {
+        let name = tool["name"].as_str().unwrap_or_default().to_owned();
+        let arguments = stateless::sample_arguments(&tool);
         let result = session
-            .request("tools/call", json!({"name": name, "arguments": {}}))
+            .request("tools/call", json!({"name": name, "arguments": arguments}))
             .await?;
         tracing::info!(tool = %name, result = %result, "called the first tool");
     }

@@ -1,0 +1,246 @@
+//! The conformance client at MCP 2026-07-28: no `initialize`, every request carrying its own
+//! `_meta`, over the crate's Streamable HTTP transport and `OAuthLayer` (which add the standard
+//! headers, mirror `x-mcp-header` arguments and drop tools whose annotations are invalid).
+
+use anyhow::{anyhow, bail, Context};
+use serde_json::{json, Map, Value};
+use tower::Layer;
+use tower_mcp_oauth::client::{OAuth, OAuthLayer, OAuthState};
+use tower_mcp_oauth::http::{hyper_client, HyperClient};
+use tower_mcp_oauth::transport::{StreamableHttpConfig, StreamableHttpTransport};
+
+/// The versions this client speaks without a handshake.
+const STATELESS_VERSIONS: &[&str] = &["2026-07-28"];
+/// Rounds of `input_required` answered for one call before giving up.
+const MAX_INPUT_ROUNDS: usize = 4;
+
+pub(crate) struct StatelessClient {
+    transport: StreamableHttpTransport<OAuth<HyperClient>>,
+    version: String,
+    next_id: u64,
+}
+
+impl StatelessClient {
+    pub(crate) fn new(state: OAuthState, url: &str, version: &str) -> Self {
+        let stack = OAuthLayer::new(state).layer(hyper_client());
+        Self {
+            transport: StreamableHttpTransport::new(
+                stack,
+                StreamableHttpConfig::new(url).listen(false),
+            ),
+            version: version.to_owned(),
+            next_id: 0,
+        }
+    }
+
+    fn meta(&self) -> Value {
+        json!({
+            "io.modelcontextprotocol/protocolVersion": self.version,
+            "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}},
+            "io.modelcontextprotocol/clientInfo": {
+                "name": "tower-mcp-oauth-conformance",
+                "version": env!("CARGO_PKG_VERSION"),
+            },
+        })
+    }
+
+    /// Sends `method` and returns its answer (a result or a JSON-RPC error). A refusal naming
+    /// the versions the server speaks is retried once with one of them.
+    async fn answer(&mut self, method: &str, params: &Value) -> anyhow::Result<Value> {
+        let mut retried = false;
+        loop {
+            self.next_id += 1;
+            let id = self.next_id;
+            let mut params = params.clone();
+            params["_meta"] = self.meta();
+            let message = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+            self.transport
+                .send(message)
+                .await
+                .with_context(|| format!("{method}: sending"))?;
+            let answer = self.receive(id).await?;
+            let unsupported = answer.pointer("/error/code").and_then(Value::as_i64) == Some(-32022);
+            if unsupported && !retried {
+                let supported = answer
+                    .pointer("/error/data/supported")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .find(|v| STATELESS_VERSIONS.contains(v));
+                if let Some(version) = supported {
+                    tracing::info!(%version, "the server asked for another protocol version");
+                    self.version = version.to_owned();
+                    retried = true;
+                    continue;
+                }
+            }
+            return Ok(answer);
+        }
+    }
+
+    async fn receive(&mut self, id: u64) -> anyhow::Result<Value> {
+        loop {
+            let message = tokio::time::timeout(
+                std::time::Duration::from_secs(30),
+                self.transport.receive(),
+            )
+            .await
+            .map_err(|_| anyhow!("no answer to request {id} in 30 s"))?
+            .ok_or_else(|| anyhow!("the transport closed"))??;
+            if message.get("id").and_then(Value::as_u64) == Some(id) {
+                return Ok(message);
+            }
+            tracing::info!(%message, "a message that is not the answer");
+        }
+    }
+
+    /// The result of `method`; a JSON-RPC error is an error.
+    pub(crate) async fn request(&mut self, method: &str, params: Value) -> anyhow::Result<Value> {
+        let answer = self.answer(method, &params).await?;
+        if let Some(error) = answer.get("error") {
+            bail!("{method}: JSON-RPC error {error}");
+        }
+        answer
+            .get("result")
+            .cloned()
+            .ok_or_else(|| anyhow!("{method}: the answer has no result"))
+    }
+
+    /// Calls a tool, answering `input_required` rounds (SEP-2322): every retry is a new request
+    /// carrying the responses and, byte for byte, the server's `requestState`.
+    pub(crate) async fn call_tool(&mut self, name: &str, arguments: Value) -> anyhow::Result<Value> {
+        let mut params = json!({"name": name, "arguments": arguments});
+        for _ in 0..MAX_INPUT_ROUNDS {
+            let result = self.request("tools/call", params.clone()).await?;
+            // An absent resultType means complete.
+            if result.get("resultType").and_then(Value::as_str) != Some("input_required") {
+                return Ok(result);
+            }
+            let mut retry = json!({"name": name, "arguments": arguments});
+            retry["inputResponses"] = input_responses(result.get("inputRequests"));
+            if let Some(state) = result.get("requestState") {
+                retry["requestState"] = state.clone();
+            }
+            params = retry;
+        }
+        bail!("{name}: still asking for input after {MAX_INPUT_ROUNDS} rounds")
+    }
+
+    /// The tools the server lists (those with invalid header annotations already dropped).
+    pub(crate) async fn tools(&mut self) -> anyhow::Result<Vec<Value>> {
+        let listed = self.request("tools/list", json!({})).await?;
+        Ok(listed
+            .get("tools")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default())
+    }
+}
+
+/// Answers to a round of input requests: elicitations accepted with their defaults (or a value
+/// of the asked type), anything else declined.
+fn input_responses(requests: Option<&Value>) -> Value {
+    let mut responses = Map::new();
+    for (key, request) in requests.and_then(Value::as_object).into_iter().flatten() {
+        let response = match request.get("method").and_then(Value::as_str) {
+            Some("elicitation/create") => {
+                let schema = request.pointer("/params/requestedSchema");
+                json!({"action": "accept", "content": sample_object(schema)})
+            }
+            _ => json!({"action": "decline"}),
+        };
+        responses.insert(key.clone(), response);
+    }
+    Value::Object(responses)
+}
+
+/// A value for each property of an object schema: its default, else one of its type.
+pub(crate) fn sample_object(schema: Option<&Value>) -> Value {
+    let mut object = Map::new();
+    let properties = schema
+        .and_then(|s| s.get("properties"))
+        .and_then(Value::as_object);
+    for (name, property) in properties.into_iter().flatten() {
+        let value = property.get("default").cloned().unwrap_or_else(|| {
+            match property.get("type").and_then(Value::as_str) {
+                Some("boolean") => json!(true),
+                Some("integer" | "number") => json!(2),
+                Some("object") => sample_object(Some(property)),
+                Some("array") => json!([]),
+                _ => json!("test"),
+            }
+        });
+        object.insert(name.clone(), value);
+    }
+    Value::Object(object)
+}
+
+/// The arguments a tool is called with: a value for each property its input schema lists.
+pub(crate) fn sample_arguments(tool: &Value) -> Value {
+    sample_object(tool.get("inputSchema"))
+}
+
+/// Acts out `scenario` at 2026-07-28.
+pub(crate) async fn run(
+    state: OAuthState,
+    url: &str,
+    version: &str,
+    scenario: &str,
+    context: Option<&Value>,
+) -> anyhow::Result<()> {
+    let mut client = StatelessClient::new(state, url, version);
+    match scenario {
+        "request-metadata" => {
+            client.request("server/discover", json!({})).await?;
+            client.tools().await?;
+        }
+        // Looking is the test: the schema's network $ref must never be fetched.
+        "json-schema-ref-no-deref" => {
+            client.tools().await?;
+        }
+        "http-custom-headers" => {
+            client.tools().await?;
+            let calls = context
+                .and_then(|c| c.get("toolCalls"))
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            for call in calls {
+                let name = call.get("name").and_then(Value::as_str).unwrap_or_default();
+                let arguments = call.get("arguments").cloned().unwrap_or(json!({}));
+                client.call_tool(name, arguments).await?;
+            }
+        }
+        "http-standard-headers" => {
+            let tools = client.tools().await?;
+            if let Some(tool) = tools.first() {
+                let name = tool["name"].as_str().unwrap_or_default().to_owned();
+                client.call_tool(&name, sample_arguments(tool)).await?;
+            }
+            let resources = client.request("resources/list", json!({})).await?;
+            if let Some(uri) = resources.pointer("/resources/0/uri").and_then(Value::as_str) {
+                client
+                    .request("resources/read", json!({"uri": uri}))
+                    .await?;
+            }
+            let prompts = client.request("prompts/list", json!({})).await?;
+            if let Some(name) = prompts.pointer("/prompts/0/name").and_then(Value::as_str) {
+                client
+                    .request("prompts/get", json!({"name": name, "arguments": {}}))
+                    .await?;
+            }
+        }
+        // The auth scenarios, tools_call, the invalid tool headers and request state: list the
+        // tools and call each one the server kept.
+        _ => {
+            let tools = client.tools().await?;
+            for tool in &tools {
+                let name = tool["name"].as_str().unwrap_or_default().to_owned();
+                let result = client.call_tool(&name, sample_arguments(tool)).await?;
+                tracing::info!(tool = %name, %result, "called");
+            }
+        }
+    }
+    Ok(())
+}
