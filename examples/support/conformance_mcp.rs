@@ -1,6 +1,8 @@
-//! The conformance client at MCP 2026-07-28: no `initialize`, every request carrying its own
-//! `_meta`, over the crate's Streamable HTTP transport and `OAuthLayer` (which add the standard
-//! headers, mirror `x-mcp-header` arguments and drop tools whose annotations are invalid).
+//! The conformance client's MCP side, over the crate's Streamable HTTP transport and
+//! `OAuthLayer` (which add the standard headers, mirror `x-mcp-header` arguments and drop tools
+//! whose annotations are invalid). At 2026-07-28 there is no `initialize` and every request
+//! carries its own `_meta`; before, a session is initialized first. Either way, requests the
+//! server sends meanwhile (elicitation, ping, roots) are answered.
 
 use anyhow::{anyhow, bail, Context};
 use serde_json::{json, Map, Value};
@@ -14,23 +16,48 @@ const STATELESS_VERSIONS: &[&str] = &["2026-07-28"];
 /// Rounds of `input_required` answered for one call before giving up.
 const MAX_INPUT_ROUNDS: usize = 4;
 
-pub(crate) struct StatelessClient {
+pub(crate) struct McpClient {
     transport: StreamableHttpTransport<OAuth<HyperClient>>,
     version: String,
+    /// Whether requests carry `_meta` (2026-07-28) instead of relying on a session.
+    stateless: bool,
     next_id: u64,
 }
 
-impl StatelessClient {
+impl McpClient {
     pub(crate) fn new(state: OAuthState, url: &str, version: &str) -> Self {
         let stack = OAuthLayer::new(state).layer(hyper_client());
+        let stateless = version >= "2026-07-28";
+        // A session's server may send its requests (elicitation) on the listening stream.
+        let config = StreamableHttpConfig::new(url).listen(!stateless);
         Self {
-            transport: StreamableHttpTransport::new(
-                stack,
-                StreamableHttpConfig::new(url).listen(false),
-            ),
+            transport: StreamableHttpTransport::new(stack, config),
             version: version.to_owned(),
+            stateless,
             next_id: 0,
         }
+    }
+
+    /// Initializes a session (before 2026-07-28), declaring the elicitation capability.
+    pub(crate) async fn initialize(&mut self) -> anyhow::Result<()> {
+        let result = self
+            .request(
+                "initialize",
+                json!({
+                    "protocolVersion": self.version,
+                    "capabilities": {"elicitation": {}},
+                    "clientInfo": {"name": "tower-mcp-oauth-conformance", "version": env!("CARGO_PKG_VERSION")},
+                }),
+            )
+            .await?;
+        if let Some(version) = result.get("protocolVersion").and_then(Value::as_str) {
+            self.version = version.to_owned();
+        }
+        self.transport
+            .send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+            .await
+            .context("notifications/initialized")?;
+        Ok(())
     }
 
     fn meta(&self) -> Value {
@@ -52,7 +79,9 @@ impl StatelessClient {
             self.next_id += 1;
             let id = self.next_id;
             let mut params = params.clone();
-            params["_meta"] = self.meta();
+            if self.stateless {
+                params["_meta"] = self.meta();
+            }
             let message = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
             self.transport
                 .send(message)
@@ -81,15 +110,27 @@ impl StatelessClient {
 
     async fn receive(&mut self, id: u64) -> anyhow::Result<Value> {
         loop {
-            let message = tokio::time::timeout(
-                std::time::Duration::from_secs(30),
-                self.transport.receive(),
-            )
-            .await
-            .map_err(|_| anyhow!("no answer to request {id} in 30 s"))?
-            .ok_or_else(|| anyhow!("the transport closed"))??;
-            if message.get("id").and_then(Value::as_u64) == Some(id) {
+            let message =
+                tokio::time::timeout(std::time::Duration::from_secs(30), self.transport.receive())
+                    .await
+                    .map_err(|_| anyhow!("no answer to request {id} in 30 s"))?
+                    .ok_or_else(|| anyhow!("the transport closed"))??;
+            if message.get("id").and_then(Value::as_u64) == Some(id)
+                && message.get("method").is_none()
+            {
                 return Ok(message);
+            }
+            if let (Some(method), Some(request_id)) = (
+                message.get("method").and_then(Value::as_str),
+                message.get("id"),
+            ) {
+                let reply = reply_to(method, message.get("params"));
+                tracing::info!(%method, "answering a request from the server");
+                self.transport
+                    .send(json!({"jsonrpc": "2.0", "id": request_id, "result": reply}))
+                    .await
+                    .with_context(|| format!("answering {method}"))?;
+                continue;
             }
             tracing::info!(%message, "a message that is not the answer");
         }
@@ -109,7 +150,11 @@ impl StatelessClient {
 
     /// Calls a tool, answering `input_required` rounds (SEP-2322): every retry is a new request
     /// carrying the responses and, byte for byte, the server's `requestState`.
-    pub(crate) async fn call_tool(&mut self, name: &str, arguments: Value) -> anyhow::Result<Value> {
+    pub(crate) async fn call_tool(
+        &mut self,
+        name: &str,
+        arguments: Value,
+    ) -> anyhow::Result<Value> {
         let mut params = json!({"name": name, "arguments": arguments});
         for _ in 0..MAX_INPUT_ROUNDS {
             let result = self.request("tools/call", params.clone()).await?;
@@ -138,16 +183,26 @@ impl StatelessClient {
     }
 }
 
+/// The result for a request the server sends: an elicitation accepted with its defaults (or a
+/// value of the asked type), no roots, and an empty result for anything else (`ping`).
+fn reply_to(method: &str, params: Option<&Value>) -> Value {
+    match method {
+        "elicitation/create" => {
+            let schema = params.and_then(|p| p.get("requestedSchema"));
+            json!({"action": "accept", "content": sample_object(schema)})
+        }
+        "roots/list" => json!({"roots": []}),
+        _ => json!({}),
+    }
+}
+
 /// Answers to a round of input requests: elicitations accepted with their defaults (or a value
 /// of the asked type), anything else declined.
 fn input_responses(requests: Option<&Value>) -> Value {
     let mut responses = Map::new();
     for (key, request) in requests.and_then(Value::as_object).into_iter().flatten() {
         let response = match request.get("method").and_then(Value::as_str) {
-            Some("elicitation/create") => {
-                let schema = request.pointer("/params/requestedSchema");
-                json!({"action": "accept", "content": sample_object(schema)})
-            }
+            Some(method @ "elicitation/create") => reply_to(method, request.get("params")),
             _ => json!({"action": "decline"}),
         };
         responses.insert(key.clone(), response);
@@ -181,7 +236,7 @@ pub(crate) fn sample_arguments(tool: &Value) -> Value {
     sample_object(tool.get("inputSchema"))
 }
 
-/// Acts out `scenario` at 2026-07-28.
+/// Acts out `scenario` at `version`: before 2026-07-28, in an initialized session.
 pub(crate) async fn run(
     state: OAuthState,
     url: &str,
@@ -189,7 +244,10 @@ pub(crate) async fn run(
     scenario: &str,
     context: Option<&Value>,
 ) -> anyhow::Result<()> {
-    let mut client = StatelessClient::new(state, url, version);
+    let mut client = McpClient::new(state, url, version);
+    if !client.stateless {
+        client.initialize().await?;
+    }
     match scenario {
         "request-metadata" => {
             client.request("server/discover", json!({})).await?;
@@ -219,7 +277,10 @@ pub(crate) async fn run(
                 client.call_tool(&name, sample_arguments(tool)).await?;
             }
             let resources = client.request("resources/list", json!({})).await?;
-            if let Some(uri) = resources.pointer("/resources/0/uri").and_then(Value::as_str) {
+            if let Some(uri) = resources
+                .pointer("/resources/0/uri")
+                .and_then(Value::as_str)
+            {
                 client
                     .request("resources/read", json!({"uri": uri}))
                     .await?;
