@@ -79,6 +79,30 @@ next_run requirements-2026-07-28 --requirements 2026-07-28
 next_run requirements-2025-11-25 --requirements 2025-11-25
 next_run extensions --suite extensions --expected-failures "$here/expected-failures-extensions.yml"
 
+# The authorization suite against the embedded authorization server, the consent page approved
+# by authorization.mjs acting as the user (not by switching approval off).
+(cd "$root" && cargo build --quiet --example mcp_oauth_server)
+as_log="$out/authorization-server.log"
+"$root/target/debug/examples/mcp_oauth_server" --port 0 >"$as_log" 2>&1 &
+as_pid=$!
+issuer=""
+for _ in $(seq 1 100); do
+  issuer=$(sed -n 's/^authorization server: *//p' "$as_log")
+  [ -n "$issuer" ] && break
+  sleep 0.1
+done
+set +e
+timeout 300 "$node22" -r "$here/loopback.cjs" "$here/authorization.mjs" "$next_cli" "$issuer" \
+  "$out/next-authorization" >"$out/next-authorization.log" 2>&1
+code=$?
+set -e
+kill "$as_pid" 2>/dev/null || true
+sed -n '/=== SUMMARY ===/,$p' "$out/next-authorization.log"
+if [ -z "$issuer" ] || [ $code -ne 0 ]; then
+  echo "conformance 0.2.0-alpha.12 authorization FAILED (exit $code); logs in $out"
+  status=1
+fi
+
 # Interop, the other way round: the official TypeScript SDK client (pinned with the suite)
 # against examples/mcp_oauth_server.rs and its embedded authorization server.
 (cd "$root" && cargo build --quiet --example mcp_oauth_server)
