@@ -103,6 +103,30 @@ if [ -z "$issuer" ] || [ $code -ne 0 ]; then
   status=1
 fi
 
+# The server suite against mcp_oauth_server behind RequireBearer, through server.mjs's proxy that
+# adds a token from the embedded authorization server (the suite cannot send one itself).
+srv_log="$out/server-suite-server.log"
+"$root/target/debug/examples/mcp_oauth_server" --port 0 --auto-approve >"$srv_log" 2>&1 &
+srv_pid=$!
+srv_issuer=""
+srv_mcp=""
+for _ in $(seq 1 100); do
+  srv_issuer=$(sed -n 's/^authorization server: *//p' "$srv_log")
+  srv_mcp=$(sed -n 's/^MCP server (Streamable HTTP): *//p' "$srv_log")
+  [ -n "$srv_issuer" ] && [ -n "$srv_mcp" ] && break
+  sleep 0.1
+done
+set +e
+timeout 600 "$node22" -r "$here/loopback.cjs" "$here/server.mjs" "$next_cli" "$srv_issuer" "$srv_mcp" \
+  "$out/next-server" "$here/expected-failures-server.yml" 2>"$out/next-server.stderr"
+code=$?
+set -e
+kill "$srv_pid" 2>/dev/null || true
+if [ -z "$srv_mcp" ] || [ $code -ne 0 ]; then
+  echo "conformance 0.2.0-alpha.12 server FAILED (exit $code); logs in $out"
+  status=1
+fi
+
 # Interop, the other way round: the official TypeScript SDK client (pinned with the suite)
 # against examples/mcp_oauth_server.rs and its embedded authorization server.
 (cd "$root" && cargo build --quiet --example mcp_oauth_server)
