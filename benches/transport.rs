@@ -1,6 +1,7 @@
 //! `tools/call` round trips against the same loopback rmcp server (Streamable HTTP, no auth),
 //! side by side in one run: rmcp's client over our Streamable HTTP transport (hyper beneath),
-//! and rmcp's client over rmcp's own reqwest-based `StreamableHttpClientTransport`.
+//! and rmcp's client over rmcp's own reqwest-based `StreamableHttpClientTransport`; and our
+//! transport at MCP 2026-07-28, stateless (`_meta` on every request, no session).
 
 #[path = "../examples/support/mcp_tools.rs"]
 mod mcp_tools;
@@ -49,12 +50,38 @@ async fn call(client: &RunningService<RoleClient, ClientConfig>) {
     assert!(!result.content.is_empty());
 }
 
+type Stateless = StreamableHttpTransport<tower_mcp_oauth::http::HyperClient>;
+
+/// One `tools/call` at 2026-07-28: the request carries its own `_meta`, no session.
+async fn call_stateless(transport: &tokio::sync::Mutex<(Stateless, u64)>) {
+    let mut guard = transport.lock().await;
+    let (transport, next_id) = &mut *guard;
+    *next_id += 1;
+    let id = *next_id;
+    let request = serde_json::json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {
+        "name": "echo", "arguments": {"text": "ping"},
+        "_meta": {
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {},
+            "io.modelcontextprotocol/clientInfo": {"name": "bench", "version": "1"},
+        },
+    }});
+    transport.send(request).await.unwrap();
+    loop {
+        let message = transport.receive().await.unwrap().unwrap();
+        if message["id"] == id {
+            assert!(message["result"]["content"].is_array(), "{message}");
+            return;
+        }
+    }
+}
+
 fn round_trips(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
-    let (ours, theirs) = rt.block_on(async {
+    let (ours, theirs, stateless) = rt.block_on(async {
         let url = server().await;
         let hyper = tower_mcp_oauth::http::hyper_client();
         let ours = ClientConfig::default()
@@ -68,7 +95,11 @@ fn round_trips(c: &mut Criterion) {
             .serve(StreamableHttpClientTransport::from_uri(url.as_str()))
             .await
             .unwrap();
-        (ours, theirs)
+        let stateless = StreamableHttpTransport::new(
+            tower_mcp_oauth::http::hyper_client(),
+            StreamableHttpConfig::new(&url).listen(false),
+        );
+        (ours, theirs, tokio::sync::Mutex::new((stateless, 0)))
     });
     let mut group = c.benchmark_group("tools_call_round_trip");
     group.throughput(Throughput::Elements(1));
@@ -77,6 +108,9 @@ fn round_trips(c: &mut Criterion) {
     });
     group.bench_function("rmcp_streamable_http_over_reqwest", |b| {
         b.to_async(&rt).iter(|| call(&theirs))
+    });
+    group.bench_function("ours_stateless_2026_07_28_over_hyper", |b| {
+        b.to_async(&rt).iter(|| call_stateless(&stateless))
     });
     group.finish();
 }
