@@ -5,7 +5,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::StreamExt;
 use http::header::{HeaderValue, ACCEPT, CONTENT_TYPE};
 use http::{Method, Request, Response, StatusCode};
 use http_body::Body;
@@ -16,13 +15,13 @@ use tower::Service;
 
 use crate::error::{BoxError, Error, ErrorKind, Result};
 use crate::http::{has_media_type, read_limited, ReadError};
-use crate::mcp_headers::{self, ToolHeaders};
+use crate::mcp_headers::ToolHeaders;
 
 use crate::sync::LockExt;
-use crate::transport::common::{
-    self, refusal, refused_with, Incoming, Tasks, INCOMING_CAPACITY, LAST_EVENT_ID, SESSION_ID,
-};
-use crate::transport::sse::SseStream;
+mod headers;
+mod streams;
+
+use crate::transport::common::{self, refusal, Incoming, Tasks, INCOMING_CAPACITY, SESSION_ID};
 use crate::transport::DEFAULT_MAX_MESSAGE_BYTES;
 
 const PROTOCOL_VERSION: &str = "mcp-protocol-version";
@@ -311,71 +310,6 @@ where
         Ok(request)
     }
 
-    /// The 2026-07-28 request headers: `Mcp-Method`, `Mcp-Name`, the `Mcp-Param-*` a tool's
-    /// schema asks for, and the protocol version the message's `_meta` names (the header must
-    /// say what the body says). Harmless to older servers, which ignore them.
-    fn add_mcp_headers(&self, message: &Value, headers: &mut http::HeaderMap) {
-        for (name, value) in mcp_headers::standard_headers(message) {
-            headers.insert(name, value);
-        }
-        if message.get("method").and_then(Value::as_str) == Some("tools/call") {
-            let tool = message.pointer("/params/name").and_then(Value::as_str);
-            let arguments = message.pointer("/params/arguments").unwrap_or(&Value::Null);
-            if let Some(tool) = tool.and_then(|name| self.tool_headers.locked().get(name).cloned())
-            {
-                for (name, value) in tool.for_arguments(arguments) {
-                    headers.insert(name, value);
-                }
-            }
-        }
-        if message.get("method").and_then(Value::as_str) == Some("tools/list") {
-            if let Some(id) = message.get("id") {
-                self.tool_lists.locked().push(id.clone());
-            }
-        }
-        let version = message
-            .pointer("/params/_meta/io.modelcontextprotocol~1protocolVersion")
-            .and_then(Value::as_str)
-            .and_then(|v| HeaderValue::from_str(v).ok());
-        if let Some(version) = version {
-            headers.insert(PROTOCOL_VERSION, version);
-        }
-    }
-
-    /// Reads the `x-mcp-header` annotations of a `tools/list` answer, and drops the tools whose
-    /// annotations are invalid: the spec says a client must not call them.
-    fn learn_tool_headers(&self, message: &mut Value) {
-        let Some(id) = message.get("id") else { return };
-        {
-            let mut lists = self.tool_lists.locked();
-            let Some(position) = lists.iter().position(|pending| pending == id) else {
-                return;
-            };
-            lists.remove(position);
-        }
-        let Some(Value::Array(tools)) = message.pointer_mut("/result/tools") else {
-            return;
-        };
-        let mut learned = self.tool_headers.locked();
-        tools.retain(|tool| {
-            let Some(name) = tool.get("name").and_then(Value::as_str) else {
-                return true;
-            };
-            let schema = tool.get("inputSchema").unwrap_or(&Value::Null);
-            match ToolHeaders::from_input_schema(schema) {
-                Ok(headers) => {
-                    learned.insert(name.to_owned(), headers);
-                    true
-                }
-                Err(error) => {
-                    tracing::warn!(tool = name, %error, "dropping a tool with invalid x-mcp-header annotations");
-                    learned.remove(name);
-                    false
-                }
-            }
-        });
-    }
-
     async fn call(&self, request: Request<Full<Bytes>>) -> Result<Response<B>> {
         common::call(&self.service, request).await
     }
@@ -539,232 +473,8 @@ where
             "the MCP server answered with neither JSON nor an event stream",
         ))
     }
-
-    /// Reads a POST's event stream until the answer to `awaiting` (the request's id) has come.
-    /// A stream that breaks or ends before that is resumed with GET and `Last-Event-ID`; if it
-    /// cannot be, the caller gets a JSON-RPC error for the request instead of waiting forever.
-    async fn read_stream(self: Arc<Self>, body: B, awaiting: Option<Value>) {
-        let mut events = SseStream::new(body, self.config.max_event_bytes);
-        let mut last_id: Option<String> = None;
-        let mut resumptions = 0;
-        // Event ids delivered from this request's stream, so a server replaying from an earlier
-        // point on resumption does not deliver a message twice.
-        let mut delivered_ids = std::collections::HashSet::new();
-        loop {
-            let mut answered = false;
-            let mut previous_id = None;
-            while let Some(event) = events.next().await {
-                let Ok(event) = event else { break };
-                resumptions = 0;
-                // An event that set an id of its own (not one carried over from the event
-                // before it) and was delivered already is a replay.
-                let own_id = event
-                    .id
-                    .clone()
-                    .filter(|id| Some(id) != previous_id.as_ref());
-                previous_id = event.id.clone();
-                if let Some(id) = own_id {
-                    if delivered_ids.contains(&id) {
-                        continue;
-                    }
-                    if delivered_ids.len() < MAX_REMEMBERED_EVENT_IDS {
-                        delivered_ids.insert(id);
-                    }
-                }
-                if event.event != "message" || event.data.is_empty() {
-                    continue;
-                }
-                match serde_json::from_str::<Value>(&event.data) {
-                    Ok(message) => {
-                        answered |= awaiting.is_some()
-                            && message.get("id") == awaiting.as_ref()
-                            && message.get("method").is_none();
-                        self.deliver(message).await;
-                    }
-                    Err(_) => tracing::warn!("ignoring an SSE event that is not JSON"),
-                }
-                if answered {
-                    // The answer is the stream's last word: a server that keeps it open must
-                    // not pin a connection and a task per request.
-                    return;
-                }
-            }
-            let decoder = events.decoder();
-            last_id = decoder.last_event_id().map(str::to_owned).or(last_id);
-            let retry = clamp_retry(decoder.retry().unwrap_or(self.config.default_retry));
-            let Some(id) = awaiting.as_ref().filter(|_| !answered) else {
-                return;
-            };
-            if self.tasks.is_stopped() {
-                return;
-            }
-            resumptions += 1;
-            let reason = match (&last_id, resumptions > self.config.max_resumptions) {
-                (None, _) => Some("the server closed the stream before answering"),
-                (Some(_), true) => Some("the event stream kept dropping before the answer came"),
-                (Some(_), false) => None,
-            };
-            if let Some(reason) = reason {
-                self.fail_request(id, reason).await;
-                return;
-            }
-            tokio::time::sleep(retry).await;
-            match self.open_get(last_id.as_deref()).await {
-                Ok(Some(body)) => events = SseStream::new(body, self.config.max_event_bytes),
-                Ok(None) => {
-                    self.fail_request(id, "the stream broke and the server cannot resume it")
-                        .await;
-                    return;
-                }
-                Err(error) => {
-                    self.fail_request(id, "the stream broke and resuming it failed")
-                        .await;
-                    let _ = self.incoming.send(Err(error)).await;
-                    return;
-                }
-            }
-        }
-    }
-
-    /// Answers a request the server will not answer, so its caller is not left waiting.
-    async fn fail_request(&self, id: &Value, reason: &str) {
-        tracing::warn!(%reason, "answering a request locally");
-        let _ = self
-            .incoming
-            .send(Ok(serde_json::json!({
-                "jsonrpc": "2.0",
-                "id": id,
-                "error": {"code": -32000, "message": reason},
-            })))
-            .await;
-    }
-
-    /// GETs the event stream; `None` when the server has none (405).
-    async fn open_get(&self, last_event_id: Option<&str>) -> Result<Option<B>> {
-        let mut request = self.request(Method::GET, Full::default(), None)?;
-        request
-            .headers_mut()
-            .insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
-        if let Some(id) = last_event_id.and_then(|id| HeaderValue::from_str(id).ok()) {
-            request.headers_mut().insert(LAST_EVENT_ID, id);
-        }
-        let had_session = request.headers().contains_key(SESSION_ID);
-        let response = self.call(request).await?;
-        let status = response.status();
-        if status == StatusCode::METHOD_NOT_ALLOWED {
-            return Ok(None);
-        }
-        if status == StatusCode::NOT_FOUND && had_session {
-            *self.session.locked() = None;
-            return Err(Error::new(
-                ErrorKind::SessionExpired,
-                "the server no longer knows this session: initialize again",
-            ));
-        }
-        if !status.is_success() || !has_media_type(&response, "text/event-stream") {
-            return Err(refusal(
-                status,
-                format!("the listening stream answered {status}"),
-            ));
-        }
-        Ok(Some(response.into_body()))
-    }
-
-    /// The server's listening stream, reopened (with `Last-Event-ID`) whenever it drops. It is
-    /// optional: a server without one (404 or 405) is left alone, and a stream that keeps
-    /// failing or closing is retried with a growing delay, never ending the session, whose
-    /// requests and answers go over POST.
-    async fn listen(self: Arc<Self>, mut last_event_id: Option<String>) {
-        let mut failures: u32 = 0;
-        while !self.tasks.is_stopped() && !self.incoming.is_closed() {
-            let opened_at = tokio::time::Instant::now();
-            let body = match self.open_get(last_event_id.as_deref()).await {
-                Ok(Some(body)) => body,
-                Ok(None) => {
-                    tracing::info!("the MCP server offers no listening stream; not listening");
-                    return;
-                }
-                // A 404 for a session the server forgot: the caller must initialize again.
-                Err(error) if error.kind() == ErrorKind::SessionExpired => {
-                    let _ = self.incoming.send(Err(error)).await;
-                    return;
-                }
-                Err(error) if no_listening_stream(&error) => {
-                    tracing::info!(%error, "the MCP server offers no listening stream; not listening");
-                    return;
-                }
-                Err(error) => {
-                    failures = failures.saturating_add(1);
-                    tracing::debug!(%error, failures, "the listening stream could not be opened");
-                    tokio::time::sleep(self.listen_backoff(failures)).await;
-                    continue;
-                }
-            };
-            let mut events = SseStream::new(body, self.config.max_event_bytes);
-            let mut delivered = false;
-            while let Some(event) = events.next().await {
-                let event = match event {
-                    Ok(event) => event,
-                    // An event the decoder refuses would come back on every reconnection.
-                    Err(error) if error.kind() == ErrorKind::BodyTooLarge => {
-                        tracing::warn!(%error, "stopped listening: the server sent an oversized event");
-                        return;
-                    }
-                    Err(_) => break,
-                };
-                delivered = true;
-                if event.event == "message" && !event.data.is_empty() {
-                    if let Ok(message) = serde_json::from_str::<Value>(&event.data) {
-                        self.deliver(message).await;
-                    }
-                }
-            }
-            last_event_id = events
-                .decoder()
-                .last_event_id()
-                .map(str::to_owned)
-                .or(last_event_id);
-            // A stream that carried events, or stayed open a good while, was healthy.
-            if delivered || opened_at.elapsed() >= LISTEN_BACKOFF_MAX {
-                failures = 0;
-            }
-            failures = failures.saturating_add(1);
-            let retry = events
-                .decoder()
-                .retry()
-                .map(clamp_retry)
-                .unwrap_or_default()
-                .max(self.listen_backoff(failures));
-            tokio::time::sleep(retry).await;
-        }
-    }
-
-    /// `default_retry`, doubled at each failure in a row, up to [`LISTEN_BACKOFF_MAX`].
-    fn listen_backoff(&self, failures: u32) -> Duration {
-        let doublings = failures.saturating_sub(1).min(16);
-        self.config
-            .default_retry
-            .saturating_mul(2u32.pow(doublings))
-            .clamp(Duration::from_millis(100), LISTEN_BACKOFF_MAX)
-    }
 }
 
-/// Event ids remembered per request stream to drop replays.
-const MAX_REMEMBERED_EVENT_IDS: usize = 4096;
-
-/// The longest wait between two attempts at the listening stream.
-const LISTEN_BACKOFF_MAX: Duration = Duration::from_secs(30);
-
-/// Whether a GET's failure says the server has no listening stream (a 404 without a session, as
-/// stateless servers answer, or a 405), as opposed to one that failed this time.
-fn no_listening_stream(error: &Error) -> bool {
-    matches!(
-        refused_with(error),
-        Some(StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED)
-    )
-}
-
-/// The server's `retry`, held between 100 ms (no busy loop) and a minute (no hostile stall).
 /// A URL for messages: no query string, which may carry a key.
 fn without_query(url: &str) -> &str {
     url.split(['?', '#']).next().unwrap_or(url)
@@ -775,10 +485,6 @@ fn error_answer(body: &[u8], id: &Value) -> Option<Value> {
     let answer: Value = serde_json::from_slice(body).ok()?;
     (answer.get("error").is_some_and(Value::is_object) && answer.get("id") == Some(id))
         .then_some(answer)
-}
-
-fn clamp_retry(retry: Duration) -> Duration {
-    retry.clamp(Duration::from_millis(100), Duration::from_secs(60))
 }
 
 impl<S> Shared<S> {
