@@ -152,6 +152,10 @@ impl Handshake {
 
 /// The legacy MCP HTTP+SSE client transport (protocol 2024-11-05) on any tower HTTP service.
 ///
+/// **Deprecated by the protocol**: Streamable HTTP replaced it in 2025-03-26, and 2026-07-28
+/// deprecates it. It is kept for servers that speak nothing else; [`AutoTransport`](super::AutoTransport) falls back
+/// to it only when a server refuses Streamable HTTP.
+///
 /// A GET opens the event stream; its first `endpoint` event names the URL (same origin only) to
 /// POST messages to; answers arrive as `message` events. When the stream drops, it is opened
 /// again per the [`RetryConfig`] (attempts, exponential backoff), and the new `endpoint` is used.
