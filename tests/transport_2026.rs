@@ -2,7 +2,8 @@
 //! the standard headers mirror the body, tools' `x-mcp-header` arguments travel as
 //! `Mcp-Param-*`, a tool with invalid annotations never reaches the application, the version
 //! header says what `_meta` says, and a request refused with a JSON-RPC error in an HTTP 400
-//! gets that error as its answer.
+//! gets that error as its answer. And, for sessions (2025-11-25), a request waits for the
+//! listening stream, where the server may ask the client something about it.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -166,5 +167,88 @@ async fn a_refusal_with_a_json_rpc_error_answers_the_request() {
     assert_eq!(
         header(&seen.lock().unwrap()[1].1, "mcp-protocol-version"),
         Some(VERSION)
+    );
+}
+
+/// A session server whose tool asks the client something on the listening stream, which it
+/// opens slowly. What it sends before the stream is open is lost, as with real servers.
+#[derive(Clone, Default)]
+struct Listening {
+    stream: Arc<Mutex<Option<tokio::sync::mpsc::UnboundedSender<String>>>>,
+}
+
+async fn session_post(State(server): State<Listening>, body: Bytes) -> Response {
+    let message: Value = serde_json::from_slice(&body).unwrap();
+    let id = message["id"].clone();
+    match message["method"].as_str() {
+        Some("initialize") => (
+            [("mcp-session-id", "s1")],
+            axum::Json(json!({"jsonrpc": "2.0", "id": id, "result": {
+                "protocolVersion": "2025-11-25", "capabilities": {},
+                "serverInfo": {"name": "test", "version": "1"}}})),
+        )
+            .into_response(),
+        Some("tools/call") => {
+            if let Some(stream) = server.stream.lock().unwrap().as_ref() {
+                let ask = json!({"jsonrpc": "2.0", "id": "ask-1", "method": "elicitation/create",
+                    "params": {"message": "sure?", "requestedSchema": {"type": "object", "properties": {}}}});
+                let _ = stream.send(format!("event: message\ndata: {ask}\n\n"));
+            }
+            axum::Json(json!({"jsonrpc": "2.0", "id": id, "result": {"content": []}}))
+                .into_response()
+        }
+        _ => StatusCode::ACCEPTED.into_response(),
+    }
+}
+
+async fn session_get(State(server): State<Listening>) -> Response {
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (sender, receiver) = tokio::sync::mpsc::unbounded_channel::<String>();
+    *server.stream.lock().unwrap() = Some(sender);
+    let events = futures_util::stream::unfold(receiver, |mut receiver| async move {
+        let text = receiver.recv().await?;
+        Some((Ok::<_, std::io::Error>(Bytes::from(text)), receiver))
+    });
+    (
+        [("content-type", "text/event-stream")],
+        axum::body::Body::from_stream(events),
+    )
+        .into_response()
+}
+
+#[tokio::test]
+async fn a_request_after_initialization_waits_for_the_listening_stream() {
+    let server = Listening::default();
+    let app = axum::Router::new()
+        .route("/mcp", axum::routing::post(session_post).get(session_get))
+        .with_state(server);
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .unwrap();
+    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let mut transport = StreamableHttpTransport::new(client, StreamableHttpConfig::new(url));
+    transport
+        .send(json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}}))
+        .await
+        .unwrap();
+    assert_eq!(receive(&mut transport).await["id"], 1);
+    transport
+        .send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+        .await
+        .unwrap();
+    transport
+        .send(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "t"}}))
+        .await
+        .unwrap();
+    let mut asked = false;
+    for _ in 0..2 {
+        let message = receive(&mut transport).await;
+        asked |= message["method"] == "elicitation/create";
+    }
+    assert!(
+        asked,
+        "the server's question on the listening stream arrived"
     );
 }

@@ -1,6 +1,7 @@
 //! [`StreamableHttpTransport`]: the MCP Streamable HTTP client transport.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,6 +26,8 @@ use crate::transport::common::{self, refusal, Incoming, Tasks, INCOMING_CAPACITY
 use crate::transport::DEFAULT_MAX_MESSAGE_BYTES;
 
 const PROTOCOL_VERSION: &str = "mcp-protocol-version";
+/// How long a request waits for the listening stream's first GET to be answered.
+const LISTEN_WAIT: Duration = Duration::from_secs(2);
 
 /// Settings of a Streamable HTTP transport.
 #[derive(Debug, Clone)]
@@ -127,6 +130,11 @@ pub(crate) struct Shared<S> {
     tool_lists: Mutex<Vec<Value>>,
     /// The `Mcp-Param-*` headers per tool, from the last `tools/list` answers.
     tool_headers: Mutex<HashMap<String, ToolHeaders>>,
+    /// Whether the listening stream was started, and whether its first GET has been answered:
+    /// a request waits for that, since a server may send what it asks about the request (an
+    /// elicitation, say) on that stream, and a message sent before it opens is lost.
+    listen_started: AtomicBool,
+    listen_attempted: tokio::sync::watch::Sender<bool>,
 }
 
 /// The MCP Streamable HTTP client transport (2025-03-26, 2025-06-18, 2025-11-25) on any tower
@@ -249,6 +257,8 @@ where
             initialize_id: Mutex::new(None),
             tool_lists: Mutex::new(Vec::new()),
             tool_headers: Mutex::new(HashMap::new()),
+            listen_started: AtomicBool::new(false),
+            listen_attempted: tokio::sync::watch::Sender::new(false),
         })
     }
 
@@ -363,6 +373,12 @@ where
             request.headers_mut().remove(SESSION_ID);
             request.headers_mut().remove(PROTOCOL_VERSION);
         }
+        let is_request = message.get("method").is_some() && message.get("id").is_some();
+        if is_request && self.listen_started.load(Ordering::SeqCst) {
+            let mut attempted = self.listen_attempted.subscribe();
+            // Bounded: a server slow to answer the GET delays requests by this much at most.
+            let _ = tokio::time::timeout(LISTEN_WAIT, attempted.wait_for(|done| *done)).await;
+        }
         let had_session = request.headers().contains_key(SESSION_ID);
         let _permit = self
             .sends
@@ -390,6 +406,7 @@ where
             }
         }
         if is_initialized_notice && self.config.listen {
+            self.listen_started.store(true, Ordering::SeqCst);
             let shared = self.clone();
             self.tasks.spawn(async move { shared.listen(None).await });
         }

@@ -167,7 +167,10 @@ where
         let mut failures: u32 = 0;
         while !self.tasks.is_stopped() && !self.incoming.is_closed() {
             let opened_at = tokio::time::Instant::now();
-            let body = match self.open_get(last_event_id.as_deref()).await {
+            let opened = self.open_get(last_event_id.as_deref()).await;
+            // Whatever the answer, requests waiting for the first attempt may go now.
+            self.listen_attempted.send_replace(true);
+            let body = match opened {
                 Ok(Some(body)) => body,
                 Ok(None) => {
                     tracing::info!("the MCP server offers no listening stream; not listening");
