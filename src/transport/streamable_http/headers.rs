@@ -8,6 +8,9 @@ use super::{Shared, PROTOCOL_VERSION};
 use crate::mcp_headers::{self, ToolHeaders};
 use crate::sync::LockExt;
 
+/// `tools/list` requests remembered while their answers are awaited.
+const MAX_PENDING_TOOL_LISTS: usize = 64;
+
 impl<S> Shared<S> {
     /// The 2026-07-28 request headers: `Mcp-Method`, `Mcp-Name`, the `Mcp-Param-*` a tool's
     /// schema asks for, and the protocol version the message's `_meta` names (the header must
@@ -16,7 +19,8 @@ impl<S> Shared<S> {
         for (name, value) in mcp_headers::standard_headers(message) {
             headers.insert(name, value);
         }
-        if message.get("method").and_then(Value::as_str) == Some("tools/call") {
+        let method = message.get("method").and_then(Value::as_str);
+        if method == Some("tools/call") {
             let tool = message.pointer("/params/name").and_then(Value::as_str);
             let arguments = message.pointer("/params/arguments").unwrap_or(&Value::Null);
             if let Some(tool) = tool.and_then(|name| self.tool_headers.locked().get(name).cloned())
@@ -26,9 +30,14 @@ impl<S> Shared<S> {
                 }
             }
         }
-        if message.get("method").and_then(Value::as_str) == Some("tools/list") {
+        if method == Some("tools/list") {
             if let Some(id) = message.get("id") {
-                self.tool_lists.locked().push(id.clone());
+                let mut lists = self.tool_lists.locked();
+                // A listing whose answer never comes (the POST failed) must not stay for ever.
+                if lists.len() >= MAX_PENDING_TOOL_LISTS {
+                    lists.remove(0);
+                }
+                lists.push(id.clone());
             }
         }
         let version = message
