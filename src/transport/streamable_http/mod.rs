@@ -349,9 +349,9 @@ where
     }
 
     pub(crate) async fn post(self: &Arc<Self>, message: Value) -> Result<()> {
-        let is_initialized_notice =
-            message.get("method").and_then(Value::as_str) == Some("notifications/initialized");
-        let is_initialize = message.get("method").and_then(Value::as_str) == Some("initialize");
+        let method = message.get("method").and_then(Value::as_str);
+        let is_initialized_notice = method == Some("notifications/initialized");
+        let is_initialize = method == Some("initialize");
         let body = serde_json::to_vec(&message).map_err(|e| {
             Error::new(ErrorKind::Config, "cannot serialize a JSON-RPC message").with_source(e)
         })?;
@@ -373,7 +373,7 @@ where
             request.headers_mut().remove(SESSION_ID);
             request.headers_mut().remove(PROTOCOL_VERSION);
         }
-        let is_request = message.get("method").is_some() && message.get("id").is_some();
+        let is_request = method.is_some() && message.get("id").is_some();
         if is_request && self.listen_started.load(Ordering::SeqCst) {
             let mut attempted = self.listen_attempted.subscribe();
             // Bounded: a server slow to answer the GET delays requests by this much at most.
@@ -394,7 +394,10 @@ where
         if is_initialize && response.status().is_success() {
             self.remember_session(&response);
         }
-        match self.answer(response, had_session, awaiting.clone()).await? {
+        match self
+            .answer(response, had_session, method, awaiting.clone())
+            .await?
+        {
             Answer::Messages => {}
             Answer::Accepted => {
                 // A request must be answered with JSON or a stream; a 202 or an empty 200
@@ -417,6 +420,7 @@ where
         self: &Arc<Self>,
         response: Response<B>,
         had_session: bool,
+        method: Option<&str>,
         awaiting: Option<Value>,
     ) -> Result<Answer> {
         let status = response.status();
@@ -431,15 +435,11 @@ where
             return Ok(Answer::Accepted);
         }
         if !status.is_success() {
-            // At 2026-07-28 a server refuses a request (an unsupported version, a missing
-            // capability) with an HTTP error whose body answers it: that answer is the caller's.
             if let Some(id) = awaiting.as_ref() {
-                if has_media_type(&response, "application/json") {
-                    let bytes = collect(response.into_body(), self.config.max_json_bytes).await?;
-                    if let Some(answer) = error_answer(&bytes, id) {
-                        self.deliver(answer).await;
-                        return Ok(Answer::Messages);
-                    }
+                let discovering = method == Some("server/discover") && !had_session;
+                if let Some(answer) = self.refusal_answer(response, id, discovering).await? {
+                    self.deliver(answer).await;
+                    return Ok(Answer::Messages);
                 }
             }
             return Err(refusal(
@@ -490,6 +490,29 @@ where
             "the MCP server answered with neither JSON nor an event stream",
         ))
     }
+    /// The answer an HTTP error gives the request `id`: the JSON-RPC error in its body (how a
+    /// 2026-07-28 server refuses an unsupported version or a missing capability, and how many
+    /// older servers refuse a request without a session), or, for a `server/discover` refused
+    /// with a 4xx and no such body, an error saying so. `None` leaves the refusal a transport
+    /// error: always for 401 and 403, which are authorization's to report.
+    async fn refusal_answer(
+        &self,
+        response: Response<B>,
+        id: &Value,
+        discovering: bool,
+    ) -> Result<Option<Value>> {
+        let status = response.status();
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            return Ok(None);
+        }
+        if has_media_type(&response, "application/json") {
+            let bytes = collect(response.into_body(), self.config.max_json_bytes).await?;
+            if let Some(answer) = error_answer(&bytes, id) {
+                return Ok(Some(answer));
+            }
+        }
+        Ok((discovering && status.is_client_error()).then(|| discover_refused(status, id)))
+    }
 }
 
 /// A URL for messages: no query string, which may carry a key.
@@ -497,11 +520,30 @@ fn without_query(url: &str) -> &str {
     url.split(['?', '#']).next().unwrap_or(url)
 }
 
-/// A JSON-RPC error answering the request `id`, from an error response's body.
+/// The JSON-RPC error in an error response's body, as the answer to the request `id`. The POST
+/// carried that one request, so the error is its answer whatever id the body names: servers
+/// that refuse before reading the body (a 2025 server without a session, middleware) cannot
+/// echo it, and send `null` or a placeholder.
 fn error_answer(body: &[u8], id: &Value) -> Option<Value> {
-    let answer: Value = serde_json::from_slice(body).ok()?;
-    (answer.get("error").is_some_and(Value::is_object) && answer.get("id") == Some(id))
-        .then_some(answer)
+    let mut answer: Value = serde_json::from_slice(body).ok()?;
+    if !answer.get("error").is_some_and(Value::is_object) {
+        return None;
+    }
+    answer["id"] = id.clone();
+    Some(answer)
+}
+
+/// A JSON-RPC error for a `server/discover` refused without one: the sign of a server older
+/// than 2026-07-28, which the client's lifecycle falls back from.
+fn discover_refused(status: StatusCode, id: &Value) -> Value {
+    serde_json::json!({
+        "jsonrpc": "2.0",
+        "id": id,
+        "error": {
+            "code": -32600,
+            "message": format!("server/discover refused with HTTP {status}"),
+        },
+    })
 }
 
 impl<S> Shared<S> {
