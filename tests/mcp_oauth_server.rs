@@ -12,8 +12,8 @@ mod support;
 
 use std::time::Duration;
 
-use rmcp::model::ClientConfig;
-use rmcp::ServiceExt;
+use rmcp::model::{ClientConfig, ProtocolVersion};
+use rmcp::{ClientLifecycleMode, ClientServiceExt, ServiceExt};
 use serde_json::{json, Value};
 use support::client::headless_state;
 use support::mcp::{call, text};
@@ -129,5 +129,38 @@ async fn the_layer_refreshes_short_lived_tokens_before_they_expire() {
     assert_eq!(text(&echo.content), "still here");
     let now = state.credentials().unwrap();
     assert_ne!(now.access_token.expose(), first.access_token.expose());
+    client.cancel().await.unwrap();
+}
+
+/// rmcp's client at 2026-07-28 (discovery, no handshake, `_meta` on every request) over our
+/// transport and `OAuthLayer`: the first request's 401 starts the sign-in, as with sessions.
+#[tokio::test]
+async fn at_2026_07_28_the_client_signs_in_and_calls_tools_without_a_handshake() {
+    let running = server(false, Duration::from_secs(3600)).await;
+    let state = headless_state(&running.mcp_url).await;
+    let stack = ServiceBuilder::new()
+        .layer(OAuthLayer::new(state.clone()))
+        .service(tower_mcp_oauth::http::hyper_client());
+    let transport =
+        StreamableHttpTransport::new(stack, StreamableHttpConfig::new(&running.mcp_url));
+    let lifecycle = ClientLifecycleMode::Auto {
+        preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+        legacy_version: None,
+    };
+    let client = ClientConfig::default()
+        .serve_with_lifecycle(transport, lifecycle)
+        .await
+        .unwrap();
+    let info = client.peer_info().unwrap();
+    assert_eq!(info.protocol_version, ProtocolVersion::V_2026_07_28);
+    let sum = client
+        .call_tool(call("add", json!({"a": 2, "b": 40})))
+        .await
+        .unwrap();
+    assert_eq!(text(&sum.content), "42");
+    let whoami = client.call_tool(call("whoami", json!({}))).await.unwrap();
+    let whoami: Value = serde_json::from_str(&text(&whoami.content)).unwrap();
+    assert_eq!(whoami["subject"], "demo-user");
+    assert!(state.credentials().is_some(), "signed in on the way");
     client.cancel().await.unwrap();
 }

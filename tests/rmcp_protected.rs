@@ -3,10 +3,10 @@
 
 mod support;
 
-use rmcp::model::{CallToolRequestParams, ClientConfig};
+use rmcp::model::{CallToolRequestParams, ClientConfig, ProtocolVersion};
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::StreamableHttpClientTransport;
-use rmcp::ServiceExt;
+use rmcp::{ClientLifecycleMode, ClientServiceExt, ServiceExt};
 use serde_json::Value;
 use support::mcp::{echo, streamable_service, text};
 use support::{hyper_client, HyperClient};
@@ -113,4 +113,31 @@ async fn a_tool_needing_another_scope_is_refused_with_403() {
         format!("{error:?}").contains("InsufficientScope"),
         "{error:?}"
     );
+}
+
+/// At 2026-07-28 there is no handshake: scopes are decided per request from the standard
+/// headers and the body, and the challenge names the tool's scope as it does for a session.
+#[tokio::test]
+async fn at_2026_07_28_a_tool_needing_another_scope_is_refused_naming_its_scope() {
+    let url = protected_mcp_server().await;
+    let lifecycle = ClientLifecycleMode::Auto {
+        preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+        legacy_version: None,
+    };
+    let client = ClientConfig::default()
+        .serve_with_lifecycle(transport(&url, Some("bob-token")), lifecycle)
+        .await
+        .unwrap();
+    let info = client.peer_info().unwrap();
+    assert_eq!(info.protocol_version, ProtocolVersion::V_2026_07_28);
+    let echoed = client.call_tool(echo("bob may echo")).await.unwrap();
+    assert_eq!(text(&echoed.content), "bob may echo");
+    let error = client
+        .call_tool(CallToolRequestParams::new("whoami"))
+        .await
+        .unwrap_err();
+    let error = format!("{error:?}");
+    assert!(error.contains("InsufficientScope"), "{error}");
+    assert!(error.contains(r#"scope=\"mcp profile\""#), "{error}");
+    client.cancel().await.unwrap();
 }

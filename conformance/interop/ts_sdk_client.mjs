@@ -9,50 +9,10 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js';
 import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
+import { Provider, text } from './provider.mjs';
 
 const [mcpUrl, sseUrl] = process.argv.slice(2);
-const redirectUrl = 'http://127.0.0.1:9/callback';
-
-class Provider {
-  constructor() {
-    this.code = undefined;
-    this.savedTokens = [];
-  }
-  get redirectUrl() { return redirectUrl; }
-  get clientMetadata() {
-    return {
-      client_name: 'TypeScript SDK interop',
-      redirect_uris: [redirectUrl],
-      grant_types: ['authorization_code', 'refresh_token'],
-      response_types: ['code'],
-      token_endpoint_auth_method: 'none',
-    };
-  }
-  state() { return 'ts-sdk-state'; }
-  clientInformation() { return this.client; }
-  saveClientInformation(info) { this.client = info; }
-  tokens() { return this.current; }
-  saveTokens(tokens) { this.current = tokens; this.savedTokens.push(tokens); }
-  saveCodeVerifier(verifier) { this.verifier = verifier; }
-  codeVerifier() { return this.verifier; }
-  // The "browser": follow the authorization URL once and read the code off the redirect.
-  async redirectToAuthorization(url) {
-    const response = await fetch(url, { redirect: 'manual' });
-    assert.equal(response.status, 302, `authorize answered ${response.status}`);
-    const location = new URL(response.headers.get('location'));
-    assert.equal(location.origin + location.pathname, redirectUrl);
-    assert.equal(location.searchParams.get('state'), 'ts-sdk-state');
-    assert.equal(location.searchParams.get('iss'), new URL(mcpUrl).origin);
-    this.code = location.searchParams.get('code');
-    assert.ok(this.code, 'a code in the redirect');
-  }
-}
-
-function text(result) {
-  return result.content.filter((c) => c.type === 'text').map((c) => c.text).join('');
-}
-
-const provider = new Provider();
+const provider = new Provider(mcpUrl, 'TypeScript SDK interop');
 let client = new Client({ name: 'ts-sdk-interop', version: '1.0.0' });
 let transport = new StreamableHTTPClientTransport(new URL(mcpUrl), { authProvider: provider });
 try {
