@@ -345,3 +345,106 @@ async fn an_answer_cut_mid_stream_is_resumed_or_reported_never_hung() {
         3
     );
 }
+
+/// SEP-1699: a server that closes a stream after `retry: 300` is reconnected to 300 ms later,
+/// not after the client's own default (5 s here). Returns the URL and the times of the GETs.
+async fn polling_server() -> (String, Arc<std::sync::Mutex<Vec<std::time::Instant>>>) {
+    use axum::routing::post;
+    let gets = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = gets.clone();
+    let app = axum::Router::new().route(
+        "/mcp",
+        post(|body: Bytes| async move {
+            let message: Value = serde_json::from_slice(&body).unwrap();
+            match message["method"].as_str() {
+                // The priming event, then a graceful close: the answer comes on the resumed stream.
+                Some("tools/list") => (
+                    [("content-type", "text/event-stream")],
+                    "id: 1\nretry: 300\ndata: \n\n",
+                )
+                    .into_response(),
+                Some("initialize") => axum::Json(json!({"jsonrpc": "2.0", "id": message["id"],
+                    "result": {"protocolVersion": "2025-11-25", "capabilities": {},
+                        "serverInfo": {"name": "polling", "version": "1"}}}))
+                .into_response(),
+                _ => http::StatusCode::ACCEPTED.into_response(),
+            }
+        })
+        .get(move |headers: http::HeaderMap| {
+            let seen = seen.clone();
+            async move {
+                seen.lock().unwrap().push(std::time::Instant::now());
+                let body = if headers.contains_key("last-event-id") {
+                    "id: 2\ndata: {\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{\"tools\":[]}}\n\n"
+                } else {
+                    // The listening stream: one notification, then a graceful close.
+                    "retry: 300\nid: l1\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}\n\n"
+                };
+                ([("content-type", "text/event-stream")], body)
+            }
+        }),
+    );
+    let url = format!("{}/mcp", serve(app).await);
+    (url, gets)
+}
+
+/// How long after `start` the first GET came.
+fn waited(gets: &[std::time::Instant], start: std::time::Instant) -> Duration {
+    gets.first().expect("a GET").duration_since(start)
+}
+
+#[tokio::test]
+async fn a_request_stream_closed_after_retry_is_resumed_after_that_retry() {
+    let (url, gets) = polling_server().await;
+    let config = StreamableHttpConfig::new(&url)
+        .listen(false)
+        .default_retry(Duration::from_secs(5));
+    let mut transport = StreamableHttpTransport::new(hyper_client(), config);
+    let sent = std::time::Instant::now();
+    transport
+        .send(json!({"jsonrpc": "2.0", "id": 7, "method": "tools/list"}))
+        .await
+        .unwrap();
+    let answer = next_message(&mut transport).await;
+    assert_eq!(answer["id"], 7);
+    let waited = waited(&gets.lock().unwrap(), sent);
+    assert!(
+        waited >= Duration::from_millis(300),
+        "reconnected after {waited:?}"
+    );
+    assert!(
+        waited < Duration::from_secs(2),
+        "the server's retry, not 5 s: {waited:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_listening_stream_closed_after_retry_is_reopened_after_that_retry() {
+    let (url, gets) = polling_server().await;
+    let config = StreamableHttpConfig::new(&url).default_retry(Duration::from_secs(5));
+    let mut transport = StreamableHttpTransport::new(hyper_client(), config);
+    transport
+        .send(json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}}))
+        .await
+        .unwrap();
+    next_message(&mut transport).await;
+    transport
+        .send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+        .await
+        .unwrap();
+    let notice = next_message(&mut transport).await;
+    assert_eq!(notice["method"], "notifications/tools/list_changed");
+    let first_get = gets.lock().unwrap()[0];
+    tokio::time::timeout(Duration::from_secs(4), async {
+        while gets.lock().unwrap().len() < 2 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the listening stream is reopened within the server's retry, not 5 s");
+    let waited = waited(&gets.lock().unwrap()[1..], first_get);
+    assert!(
+        waited >= Duration::from_millis(300),
+        "reopened after {waited:?}"
+    );
+}

@@ -137,8 +137,8 @@ pub(crate) struct Shared<S> {
     listen_attempted: tokio::sync::watch::Sender<bool>,
 }
 
-/// The MCP Streamable HTTP client transport (2025-03-26, 2025-06-18, 2025-11-25) on any tower
-/// HTTP service, so `OAuthLayer`, timeouts and retries stack beneath it.
+/// The MCP Streamable HTTP client transport (2025-03-26 to 2026-07-28) on any tower HTTP
+/// service, so `OAuthLayer`, timeouts and retries stack beneath it.
 ///
 /// - Every JSON-RPC message is POSTed with `Accept: application/json, text/event-stream`; a JSON
 ///   answer, an SSE stream of messages, or 202 for notifications and responses are all handled.
@@ -146,8 +146,15 @@ pub(crate) struct Shared<S> {
 ///   once `initialize` has negotiated it.
 /// - After `notifications/initialized`, a GET opens the server's listening stream (a 405 means
 ///   the server has none).
-/// - A stream that drops is resumed with a GET carrying `Last-Event-ID`, after the server's
-///   `retry` delay.
+/// - At 2026-07-28 there is no session: each request's `_meta` names the version, which the
+///   `MCP-Protocol-Version` header repeats, with the standard `Mcp-Method`, `Mcp-Name` and
+///   `Mcp-Param-*` headers (tools with invalid `x-mcp-header` annotations are dropped from
+///   `tools/list` answers). A request refused with a JSON-RPC error in the HTTP error's body
+///   gets that error as its answer, and a `server/discover` refused with a bare 4xx gets one
+///   saying so: that is how a client's lifecycle (rmcp's `ClientLifecycleMode::Auto`) tells a
+///   2025 server and falls back to `initialize`.
+/// - A stream that drops or is closed is resumed with a GET carrying `Last-Event-ID`, after
+///   exactly the server's `retry` delay (SEP-1699).
 /// - A 404 for a known session surfaces as [`ErrorKind::SessionExpired`]: initialize again.
 /// - Closing sends DELETE for the session.
 ///

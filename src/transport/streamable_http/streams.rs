@@ -80,7 +80,8 @@ where
             }
             let decoder = events.decoder();
             last_id = decoder.last_event_id().map(str::to_owned).or(last_id);
-            let retry = clamp_retry(decoder.retry().unwrap_or(self.config.default_retry));
+            // SEP-1699: the client waits what the server's `retry` says, no less and no more.
+            let retry = decoder.retry().unwrap_or(self.config.default_retry);
             let Some(id) = awaiting.as_ref().filter(|_| !answered) else {
                 return;
             };
@@ -221,13 +222,15 @@ where
                 failures = 0;
             }
             failures = failures.saturating_add(1);
-            let retry = events
-                .decoder()
-                .retry()
-                .map(clamp_retry)
-                .unwrap_or_default()
-                .max(self.listen_backoff(failures));
-            tokio::time::sleep(retry).await;
+            let backoff = self.listen_backoff(failures);
+            // The server's `retry` is the wait after a healthy stream (SEP-1699); one that keeps
+            // failing is backed off further, so a server cannot make the client spin.
+            let wait = match events.decoder().retry() {
+                Some(retry) if failures == 1 => retry,
+                Some(retry) => retry.max(backoff),
+                None => backoff,
+            };
+            tokio::time::sleep(wait).await;
         }
     }
 
@@ -254,9 +257,4 @@ fn no_listening_stream(error: &Error) -> bool {
         refused_with(error),
         Some(StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED)
     )
-}
-
-/// The server's `retry`, held between 100 ms (no busy loop) and a minute (no hostile stall).
-fn clamp_retry(retry: Duration) -> Duration {
-    retry.clamp(Duration::from_millis(100), Duration::from_secs(60))
 }
