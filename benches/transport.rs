@@ -1,7 +1,7 @@
 //! `tools/call` round trips against the same loopback rmcp server (Streamable HTTP, no auth),
-//! side by side in one run: rmcp's client over our Streamable HTTP transport (hyper beneath),
-//! and rmcp's client over rmcp's own reqwest-based `StreamableHttpClientTransport`; and our
-//! transport at MCP 2026-07-28, stateless (`_meta` on every request, no session).
+//! side by side in one run: rmcp's client over our Streamable HTTP transport (hyper beneath) and
+//! over rmcp's own reqwest-based `StreamableHttpClientTransport`, each in a 2025-11-25 session
+//! and at 2026-07-28 (discovered: no session, `_meta` on every request).
 
 #[path = "../examples/support/mcp_tools.rs"]
 mod mcp_tools;
@@ -10,13 +10,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use rmcp::model::{CallToolRequestParams, ClientConfig};
+use rmcp::model::{CallToolRequestParams, ClientConfig, ProtocolVersion};
 use rmcp::service::RunningService;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::{
     StreamableHttpClientTransport, StreamableHttpServerConfig, StreamableHttpService,
 };
-use rmcp::{RoleClient, ServiceExt};
+use rmcp::{ClientLifecycleMode, ClientServiceExt, RoleClient};
 use serde_json::Value;
 use tower_mcp_oauth::transport::{StreamableHttpConfig, StreamableHttpTransport};
 
@@ -25,8 +25,10 @@ async fn server() -> String {
         .await
         .unwrap();
     let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    // Built once, as a server should: at 2026-07-28 each request gets a service of its own.
+    let tools = mcp_tools::Tools::new();
     let mcp = StreamableHttpService::new(
-        || Ok(mcp_tools::Tools::new()),
+        move || Ok(tools.clone()),
         Arc::new(LocalSessionManager::default()),
         StreamableHttpServerConfig::default(),
     );
@@ -50,29 +52,11 @@ async fn call(client: &RunningService<RoleClient, ClientConfig>) {
     assert!(!result.content.is_empty());
 }
 
-type Stateless = StreamableHttpTransport<tower_mcp_oauth::http::HyperClient>;
-
-/// One `tools/call` at 2026-07-28: the request carries its own `_meta`, no session.
-async fn call_stateless(transport: &tokio::sync::Mutex<(Stateless, u64)>) {
-    let mut guard = transport.lock().await;
-    let (transport, next_id) = &mut *guard;
-    *next_id += 1;
-    let id = *next_id;
-    let request = serde_json::json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {
-        "name": "echo", "arguments": {"text": "ping"},
-        "_meta": {
-            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-            "io.modelcontextprotocol/clientCapabilities": {},
-            "io.modelcontextprotocol/clientInfo": {"name": "bench", "version": "1"},
-        },
-    }});
-    transport.send(request).await.unwrap();
-    loop {
-        let message = transport.receive().await.unwrap().unwrap();
-        if message["id"] == id {
-            assert!(message["result"]["content"].is_array(), "{message}");
-            return;
-        }
+/// Discovery at 2026-07-28: no handshake, `_meta` on every request.
+fn discovered() -> ClientLifecycleMode {
+    ClientLifecycleMode::Auto {
+        preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+        legacy_version: None,
     }
 }
 
@@ -81,37 +65,57 @@ fn round_trips(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let (ours, theirs, stateless) = rt.block_on(async {
+    let clients = rt.block_on(async {
         let url = server().await;
-        let hyper = tower_mcp_oauth::http::hyper_client();
-        let ours = ClientConfig::default()
-            .serve(StreamableHttpTransport::new(
-                hyper,
+        let ours = || {
+            StreamableHttpTransport::new(
+                tower_mcp_oauth::http::hyper_client(),
                 StreamableHttpConfig::new(&url),
-            ))
-            .await
-            .unwrap();
-        let theirs = ClientConfig::default()
-            .serve(StreamableHttpClientTransport::from_uri(url.as_str()))
-            .await
-            .unwrap();
-        let stateless = StreamableHttpTransport::new(
-            tower_mcp_oauth::http::hyper_client(),
-            StreamableHttpConfig::new(&url).listen(false),
-        );
-        (ours, theirs, tokio::sync::Mutex::new((stateless, 0)))
+            )
+        };
+        let theirs = || StreamableHttpClientTransport::from_uri(url.as_str());
+        let session = ClientLifecycleMode::Initialize;
+        [
+            (
+                "ours_2025_11_25_session_over_hyper",
+                ClientConfig::default()
+                    .serve_with_lifecycle(ours(), session.clone())
+                    .await,
+            ),
+            (
+                "rmcp_2025_11_25_session_over_reqwest",
+                ClientConfig::default()
+                    .serve_with_lifecycle(theirs(), session)
+                    .await,
+            ),
+            (
+                "ours_2026_07_28_over_hyper",
+                ClientConfig::default()
+                    .serve_with_lifecycle(ours(), discovered())
+                    .await,
+            ),
+            (
+                "rmcp_2026_07_28_over_reqwest",
+                ClientConfig::default()
+                    .serve_with_lifecycle(theirs(), discovered())
+                    .await,
+            ),
+        ]
+        .map(|(name, client)| (name, client.unwrap()))
     });
+    for (name, client) in &clients {
+        let version = client.peer_info().unwrap().protocol_version.clone();
+        assert_eq!(
+            version.as_str() == "2026-07-28",
+            name.contains("2026"),
+            "{name}: {version}"
+        );
+    }
     let mut group = c.benchmark_group("tools_call_round_trip");
     group.throughput(Throughput::Elements(1));
-    group.bench_function("ours_streamable_http_over_hyper", |b| {
-        b.to_async(&rt).iter(|| call(&ours))
-    });
-    group.bench_function("rmcp_streamable_http_over_reqwest", |b| {
-        b.to_async(&rt).iter(|| call(&theirs))
-    });
-    group.bench_function("ours_stateless_2026_07_28_over_hyper", |b| {
-        b.to_async(&rt).iter(|| call_stateless(&stateless))
-    });
+    for (name, client) in &clients {
+        group.bench_function(*name, |b| b.to_async(&rt).iter(|| call(client)));
+    }
     group.finish();
 }
 

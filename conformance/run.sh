@@ -117,7 +117,7 @@ fi
 # The server suite against mcp_oauth_server behind RequireBearer, through server.mjs's proxy that
 # adds a token from the embedded authorization server (the suite cannot send one itself).
 srv_log="$out/server-suite-server.log"
-"$root/target/debug/examples/mcp_oauth_server" --port 0 --auto-approve >"$srv_log" 2>&1 &
+"$root/target/debug/examples/mcp_oauth_server" --port 0 --auto-approve --conformance-tools >"$srv_log" 2>&1 &
 srv_pid=$!
 srv_issuer=""
 srv_mcp=""

@@ -51,6 +51,10 @@ struct Args {
     /// Opaque access tokens checked by introspection, instead of ES256 JWTs checked from the JWKS.
     #[arg(long)]
     opaque_tokens: bool,
+    /// Also serve the conformance suite's diagnostic tools (test_missing_capability,
+    /// test_streaming_elicitation, test_logging_tool) over Streamable HTTP.
+    #[arg(long)]
+    conformance_tools: bool,
     /// Serve https with this certificate chain (PEM file); needs --tls-key.
     #[arg(long, value_name = "PEM", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -85,6 +89,7 @@ impl Args {
             issuer: self.issuer,
             auto_approve: self.auto_approve,
             opaque_tokens: self.opaque_tokens,
+            conformance_tools: self.conformance_tools,
             tls,
             ..Options::default()
         })

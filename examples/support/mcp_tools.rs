@@ -1,12 +1,18 @@
 //! The MCP server the examples and tests protect: tools `echo`, `add` and `whoami`, the last answering
-//! with the caller's `AuthInfo` as `RequireBearer` put it in the request.
+//! with the caller's `AuthInfo` as `RequireBearer` put it in the request. With
+//! [`Tools::with_conformance_diagnostics`], also the diagnostic tools the conformance suite's
+//! server scenarios call.
 #![allow(dead_code, unreachable_pub)]
 
 use rmcp::handler::server::router::tool::ToolRouter;
-use rmcp::handler::server::tool::Extension;
+use rmcp::handler::server::tool::{Extension, InputResponses};
 use rmcp::handler::server::wrapper::Parameters;
-use rmcp::model::{CallToolResult, ContentBlock, Implementation, ServerCapabilities, ServerConfig};
-use rmcp::{schemars, tool, tool_handler, tool_router, ErrorData, ServerHandler};
+use rmcp::model::{
+    CallToolResponse, CallToolResult, ClientCapabilities, ContentBlock, Implementation,
+    ProtocolVersion, ServerCapabilities, ServerConfig,
+};
+use rmcp::service::RequestContext;
+use rmcp::{schemars, tool, tool_handler, tool_router, ErrorData, RoleServer, ServerHandler};
 use serde::Deserialize;
 use serde_json::json;
 use tower_mcp_oauth::server::AuthInfo;
@@ -41,6 +47,13 @@ impl Tools {
     pub fn new() -> Self {
         Self {
             tool_router: Self::tool_router(),
+        }
+    }
+
+    /// The demo tools and the conformance suite's diagnostic tools.
+    pub fn with_conformance_diagnostics() -> Self {
+        Self {
+            tool_router: Self::tool_router() + Self::diagnostic_router(),
         }
     }
 
@@ -82,6 +95,90 @@ impl Tools {
         });
         Ok(CallToolResult::success(vec![ContentBlock::text(
             answer.to_string(),
+        )]))
+    }
+}
+
+/// The tools the conformance suite's `server-stateless` scenario calls to see how the server
+/// treats what a 2026-07-28 request declares in its `_meta`.
+#[tool_router(router = diagnostic_router)]
+impl Tools {
+    #[tool(description = "Needs the client's sampling capability (a conformance diagnostic)")]
+    async fn test_missing_capability(
+        &self,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let declared = context.client_capabilities();
+        if declared.is_some_and(|capabilities| capabilities.sampling.is_some()) {
+            return Ok(CallToolResult::success(vec![ContentBlock::text(
+                "the client can sample",
+            )]));
+        }
+        let required: ClientCapabilities = serde_json::from_value(json!({"sampling": {}}))
+            .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+        Err(ErrorData::missing_required_client_capability(required))
+    }
+
+    #[tool(
+        description = "Asks the user to confirm, as an input_required result (a conformance diagnostic)"
+    )]
+    async fn test_streaming_elicitation(
+        &self,
+        context: RequestContext<RoleServer>,
+        InputResponses(responses): InputResponses,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let modern = context
+            .protocol_version()
+            .is_some_and(|version| version >= ProtocolVersion::V_2026_07_28);
+        if !modern {
+            return Ok(CallToolResult::error(vec![ContentBlock::text(
+                "this diagnostic asks for input the 2026-07-28 way",
+            )])
+            .into());
+        }
+        if let Some(responses) = responses {
+            let answer = serde_json::to_value(responses)
+                .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+            return Ok(
+                CallToolResult::success(vec![ContentBlock::text(answer.to_string())]).into(),
+            );
+        }
+        let input_required = json!({
+            "resultType": "input_required",
+            "inputRequests": {"confirm": {"method": "elicitation/create", "params": {
+                "mode": "form",
+                "message": "Confirm the diagnostic",
+                "requestedSchema": {"type": "object", "properties": {
+                    "confirmed": {"type": "boolean", "default": true}}},
+            }}},
+        });
+        serde_json::from_value(input_required)
+            .map(CallToolResponse::InputRequired)
+            .map_err(|e| ErrorData::internal_error(e.to_string(), None))
+    }
+
+    /// Logs only for a request whose `_meta` asked for a log level.
+    #[tool(
+        description = "Logs at the level the request asks for, and only then (a conformance diagnostic)"
+    )]
+    #[allow(deprecated)]
+    async fn test_logging_tool(
+        &self,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        if let Some(level) = context.meta.log_level() {
+            let message = rmcp::model::LoggingMessageNotificationParam::new(
+                level,
+                json!("the diagnostic ran"),
+            );
+            context
+                .peer
+                .notify_logging_message(message)
+                .await
+                .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+        }
+        Ok(CallToolResult::success(vec![ContentBlock::text(
+            "logged as asked",
         )]))
     }
 }

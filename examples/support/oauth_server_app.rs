@@ -45,6 +45,8 @@ pub struct Options {
     pub tls: Option<Tls>,
     /// For development: fetch Client ID Metadata Documents from loopback and private hosts.
     pub allow_private_client_metadata_hosts: bool,
+    /// Also serve the conformance suite's diagnostic tools over Streamable HTTP.
+    pub conformance_tools: bool,
 }
 
 /// A certificate to serve https with.
@@ -68,6 +70,7 @@ impl Default for Options {
             access_token_ttl: Duration::from_secs(3600),
             tls: None,
             allow_private_client_metadata_hosts: false,
+            conformance_tools: false,
         }
     }
 }
@@ -87,6 +90,7 @@ async fn protected_app<V: TokenVerifier + Clone>(
     verifier: V,
     resource: &str,
     authorization_server: &AuthorizationServer,
+    conformance_tools: bool,
 ) -> anyhow::Result<axum::Router> {
     let metadata = ResourceMetadataService::new(ProtectedResourceMetadata {
         resource: resource.to_owned(),
@@ -101,8 +105,15 @@ async fn protected_app<V: TokenVerifier + Clone>(
         .resource(resource)
         .resource_metadata(metadata.url())
         .required_scopes(["mcp:tools"]);
+    // Built once: at 2026-07-28 every request gets a service of its own, and building the tool
+    // router (the schemas) per request would cost more than the request.
+    let tools = if conformance_tools {
+        mcp_tools::Tools::with_conformance_diagnostics()
+    } else {
+        mcp_tools::Tools::new()
+    };
     let streamable = StreamableHttpService::new(
-        || Ok(mcp_tools::Tools::new()),
+        move || Ok(tools.clone()),
         Arc::new(LocalSessionManager::default()),
         StreamableHttpServerConfig::default(),
     );
@@ -202,13 +213,25 @@ pub async fn start(options: Options) -> anyhow::Result<Running> {
             &resource,
         )?
         .http(http.clone());
-        protected_app(verifier, &resource, &authorization_server).await?
+        protected_app(
+            verifier,
+            &resource,
+            &authorization_server,
+            options.conformance_tools,
+        )
+        .await?
     } else {
         let verifier = JwtVerifier::builder(&issuer, &resource)
             .jwks_url(format!("{issuer}/jwks"))
             .http(http)
             .build()?;
-        protected_app(verifier, &resource, &authorization_server).await?
+        protected_app(
+            verifier,
+            &resource,
+            &authorization_server,
+            options.conformance_tools,
+        )
+        .await?
     };
     let task = match &options.tls {
         Some(tls) => tokio::spawn(serve_tls(listener, app, tls_acceptor(tls)?)),
