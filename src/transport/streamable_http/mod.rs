@@ -497,6 +497,7 @@ where
             "the MCP server answered with neither JSON nor an event stream",
         ))
     }
+
     /// The answer an HTTP error gives the request `id`: the JSON-RPC error in its body (how a
     /// 2026-07-28 server refuses an unsupported version or a missing capability, and how many
     /// older servers refuse a request without a session), or, for a `server/discover` refused
@@ -578,4 +579,63 @@ where
         ),
         ReadError::Body(e) => Error::from_service(e),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    #[test]
+    fn an_error_body_answers_the_request_whatever_id_it_names() {
+        for named in [json!(null), json!("server-error"), json!(7)] {
+            let body =
+                json!({"jsonrpc": "2.0", "id": named, "error": {"code": -32000, "message": "no"}});
+            let answer = error_answer(body.to_string().as_bytes(), &json!(7)).unwrap();
+            assert_eq!(answer["id"], 7);
+            assert_eq!(answer["error"]["code"], -32000);
+        }
+        let no_id = br#"{"jsonrpc":"2.0","error":{"code":-32600,"message":"no"}}"#;
+        assert_eq!(error_answer(no_id, &json!("a")).unwrap()["id"], "a");
+    }
+
+    #[test]
+    fn a_body_without_a_json_rpc_error_answers_nothing() {
+        for body in [
+            &br#"{"error":"invalid_token"}"#[..],
+            br#"[{"jsonrpc":"2.0","id":1,"error":{"code":1,"message":"batch"}}]"#,
+            br#"{"jsonrpc":"2.0","id":1,"result":{}}"#,
+            b"not json",
+            b"",
+        ] {
+            assert!(error_answer(body, &json!(1)).is_none(), "{body:?}");
+        }
+    }
+
+    #[test]
+    fn a_refused_discovery_is_an_invalid_request_naming_the_status() {
+        let answer = discover_refused(StatusCode::BAD_REQUEST, &json!(3));
+        assert_eq!(answer["id"], 3);
+        assert_eq!(answer["error"]["code"], -32600);
+        assert!(answer["error"]["message"].as_str().unwrap().contains("400"));
+    }
+
+    proptest! {
+        #[test]
+        fn any_body_gives_an_answer_to_the_request_or_none(body in proptest::collection::vec(any::<u8>(), 0..256), id in any::<u32>()) {
+            if let Some(answer) = error_answer(&body, &json!(id)) {
+                prop_assert_eq!(&answer["id"], &json!(id));
+                prop_assert!(answer["error"].is_object());
+            }
+        }
+
+        #[test]
+        fn any_json_error_object_answers_the_request(code in any::<i32>(), message in any::<String>(), named in any::<Option<u32>>()) {
+            let body = json!({"jsonrpc": "2.0", "id": named, "error": {"code": code, "message": message}});
+            let answer = error_answer(body.to_string().as_bytes(), &json!("mine")).unwrap();
+            prop_assert_eq!(&answer["id"], "mine");
+            prop_assert_eq!(&answer["error"]["message"], &json!(message));
+        }
+    }
 }

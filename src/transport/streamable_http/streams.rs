@@ -223,8 +223,10 @@ where
             }
             failures = failures.saturating_add(1);
             let backoff = self.listen_backoff(failures);
-            // The server's `retry` is the wait after a healthy stream (SEP-1699); one that keeps
-            // failing is backed off further, so a server cannot make the client spin.
+            // The server's `retry` is the wait after a healthy stream (SEP-1699), however short:
+            // a server that sends an event and closes costs no more than one that streams them.
+            // A stream that keeps failing is backed off further, so no server makes the client
+            // spin on nothing.
             let wait = match events.decoder().retry() {
                 Some(retry) if failures == 1 => retry,
                 Some(retry) => retry.max(backoff),
