@@ -2,7 +2,8 @@
 //! over our Streamable HTTP transport starts with `server/discover` (2026-07-28) and falls back
 //! to `initialize` when the server refuses it as servers older than 2026-07-28 do, with a
 //! JSON-RPC error naming no id or with a bare 400. A server that speaks 2026-07-28 is never sent
-//! `initialize`.
+//! `initialize`. Over `AutoTransport`, a 2025 server keeps Streamable HTTP and an HTTP+SSE
+//! server, which takes no POST, gets the HTTP+SSE fallback.
 
 mod support;
 
@@ -15,9 +16,13 @@ use http::{HeaderMap, StatusCode};
 use rmcp::model::{ClientConfig, ProtocolVersion};
 use rmcp::{ClientLifecycleMode, ClientServiceExt};
 use serde_json::{json, Value};
-use support::mcp::streamable_service;
+use support::mcp::{
+    echo, legacy_routes, legacy_server as legacy_server_sse, streamable_service, text,
+};
 use support::{hyper_client, serve};
-use tower_mcp_oauth::transport::{StreamableHttpConfig, StreamableHttpTransport};
+use tower_mcp_oauth::transport::{
+    AutoTransport, LegacySseConfig, StreamableHttpConfig, StreamableHttpTransport,
+};
 
 const LEGACY: &str = "2025-11-25";
 
@@ -185,5 +190,43 @@ async fn a_2026_server_is_discovered_and_never_initialized() {
         0,
         "no handshake at 2026-07-28"
     );
+    client.cancel().await.unwrap();
+}
+
+/// rmcp's discovering client over `AutoTransport` at `url`.
+async fn connect_auto(url: &str) -> rmcp::service::RunningService<rmcp::RoleClient, ClientConfig> {
+    let transport = AutoTransport::new(
+        hyper_client(),
+        StreamableHttpConfig::new(url),
+        LegacySseConfig::new(url),
+    );
+    ClientConfig::default()
+        .serve_with_lifecycle(transport, discover_or_initialize())
+        .await
+        .expect("connected")
+}
+
+#[tokio::test]
+async fn auto_transport_stays_on_streamable_http_for_a_2025_server() {
+    // Were the refused discovery taken for "no Streamable HTTP here", the fallback's GET would
+    // meet this server's 405 and the start-up would fail.
+    let (url, methods) = legacy_server(Refusal::PlainText).await;
+    let client = connect_auto(&url).await;
+    assert_eq!(
+        client.peer_info().unwrap().protocol_version.as_str(),
+        LEGACY
+    );
+    assert_eq!(client.list_all_tools().await.unwrap()[0].name, "echo");
+    assert_eq!(methods.lock().unwrap()[1], "initialize");
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn auto_transport_falls_back_to_http_sse_when_nothing_takes_posts() {
+    // An HTTP+SSE server: its /sse answers a POST with 405.
+    let url = format!("{}/sse", serve(legacy_routes(legacy_server_sse())).await);
+    let client = connect_auto(&url).await;
+    let echoed = client.call_tool(echo("over the fallback")).await.unwrap();
+    assert_eq!(text(&echoed.content), "over the fallback");
     client.cancel().await.unwrap();
 }

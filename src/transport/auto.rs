@@ -82,9 +82,12 @@ impl<S> AutoShared<S> {
     }
 }
 
-/// Backwards compatibility: try Streamable HTTP first (the first message, `initialize`, is
-/// POSTed), and fall back to the legacy HTTP+SSE transport when that POST is answered 400, 404
-/// or 405 — never on 401 or 403, which belong to the `OAuthLayer` beneath.
+/// Backwards compatibility: try Streamable HTTP first (the first message, `initialize`, or
+/// `server/discover` at 2026-07-28, is POSTed), and fall back to the legacy HTTP+SSE transport
+/// when that POST is refused with 400, 404 or 405 — never on 401 or 403, which belong to the
+/// `OAuthLayer` beneath, and never when the refusal is a JSON-RPC error (or a 2025 server's 400
+/// to `server/discover`): such a server speaks Streamable HTTP, and the error is the caller's
+/// answer.
 ///
 /// A transport that picks Streamable HTTP or legacy HTTP+SSE on its first message.
 pub struct AutoTransport<S> {

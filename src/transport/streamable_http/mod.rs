@@ -150,9 +150,10 @@ pub(crate) struct Shared<S> {
 ///   `MCP-Protocol-Version` header repeats, with the standard `Mcp-Method`, `Mcp-Name` and
 ///   `Mcp-Param-*` headers (tools with invalid `x-mcp-header` annotations are dropped from
 ///   `tools/list` answers). A request refused with a JSON-RPC error in the HTTP error's body
-///   gets that error as its answer, and a `server/discover` refused with a bare 4xx gets one
-///   saying so: that is how a client's lifecycle (rmcp's `ClientLifecycleMode::Auto`) tells a
-///   2025 server and falls back to `initialize`.
+///   gets that error as its answer, and a `server/discover` refused with a bare 4xx (not 404
+///   or 405, which say there is no such endpoint) gets one saying so: that is how a client's
+///   lifecycle (rmcp's `ClientLifecycleMode::Auto`) tells a 2025 server and falls back to
+///   `initialize`.
 /// - A stream that drops or is closed is resumed with a GET carrying `Last-Event-ID`, after
 ///   exactly the server's `retry` delay (SEP-1699).
 /// - A 404 for a known session surfaces as [`ErrorKind::SessionExpired`]: initialize again.
@@ -501,8 +502,8 @@ where
     /// The answer an HTTP error gives the request `id`: the JSON-RPC error in its body (how a
     /// 2026-07-28 server refuses an unsupported version or a missing capability, and how many
     /// older servers refuse a request without a session), or, for a `server/discover` refused
-    /// with a 4xx and no such body, an error saying so. `None` leaves the refusal a transport
-    /// error: always for 401 and 403, which are authorization's to report.
+    /// with a 4xx other than 404 and 405 and no such body, an error saying so. `None` leaves the
+    /// refusal a transport error: always for 401 and 403, which are authorization's to report.
     async fn refusal_answer(
         &self,
         response: Response<B>,
@@ -519,7 +520,12 @@ where
                 return Ok(Some(answer));
             }
         }
-        Ok((discovering && status.is_client_error()).then(|| discover_refused(status, id)))
+        // 404 and 405 say there is no Streamable HTTP endpoint here at all: that is for the
+        // caller (`AutoTransport` falls back to HTTP+SSE on them), not a legacy server's answer.
+        let legacy_refusal = status.is_client_error()
+            && status != StatusCode::NOT_FOUND
+            && status != StatusCode::METHOD_NOT_ALLOWED;
+        Ok((discovering && legacy_refusal).then(|| discover_refused(status, id)))
     }
 }
 
