@@ -266,18 +266,6 @@ async fn run(Args { suite, transport }: Args) -> anyhow::Result<()> {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "tower_mcp_oauth=debug,conformance_rmcp_client=info".into()),
-        )
-        .init();
-    match run(args).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("conformance client failed: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
+    conformance_common::log_to_stderr("tower_mcp_oauth=debug,conformance_rmcp_client=info");
+    conformance_common::exit_code(run(args).await)
 }

@@ -14,10 +14,11 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 use rmcp::model::{ClientConfig, ProtocolVersion};
-use rmcp::{ClientLifecycleMode, ClientServiceExt};
+use rmcp::ClientServiceExt;
 use serde_json::{json, Value};
 use support::mcp::{
-    echo, legacy_routes, legacy_server as legacy_server_sse, streamable_service, text,
+    discover_or_initialize, echo, legacy_routes, legacy_server as legacy_server_sse,
+    streamable_service, text,
 };
 use support::{hyper_client, serve};
 use tower_mcp_oauth::transport::{
@@ -87,13 +88,6 @@ async fn legacy_server(refusal: Refusal) -> (String, Arc<Mutex<Vec<String>>>) {
         )
         .with_state(state);
     (format!("{}/mcp", serve(app).await), methods)
-}
-
-fn discover_or_initialize() -> ClientLifecycleMode {
-    ClientLifecycleMode::Auto {
-        preferred_versions: vec![ProtocolVersion::V_2026_07_28],
-        legacy_version: Some(ProtocolVersion::V_2025_11_25),
-    }
 }
 
 async fn falls_back_from(refusal: Refusal) {

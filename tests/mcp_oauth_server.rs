@@ -13,10 +13,10 @@ mod support;
 use std::time::Duration;
 
 use rmcp::model::{ClientConfig, ProtocolVersion};
-use rmcp::{ClientLifecycleMode, ClientServiceExt, ServiceExt};
+use rmcp::{ClientServiceExt, ServiceExt};
 use serde_json::{json, Value};
 use support::client::headless_state;
-use support::mcp::{call, text};
+use support::mcp::{call, discover_or_initialize, text};
 use support::{now_secs, oauth_server_app};
 use tower::ServiceBuilder;
 use tower_mcp_oauth::client::OAuthLayer;
@@ -143,10 +143,7 @@ async fn at_2026_07_28_the_client_signs_in_and_calls_tools_without_a_handshake()
         .service(tower_mcp_oauth::http::hyper_client());
     let transport =
         StreamableHttpTransport::new(stack, StreamableHttpConfig::new(&running.mcp_url));
-    let lifecycle = ClientLifecycleMode::Auto {
-        preferred_versions: vec![ProtocolVersion::V_2026_07_28],
-        legacy_version: None,
-    };
+    let lifecycle = discover_or_initialize();
     let client = ClientConfig::default()
         .serve_with_lifecycle(transport, lifecycle)
         .await

@@ -6,9 +6,9 @@ mod support;
 use rmcp::model::{CallToolRequestParams, ClientConfig, ProtocolVersion};
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::StreamableHttpClientTransport;
-use rmcp::{ClientLifecycleMode, ClientServiceExt, ServiceExt};
+use rmcp::{ClientServiceExt, ServiceExt};
 use serde_json::Value;
-use support::mcp::{echo, streamable_service, text};
+use support::mcp::{discover_or_initialize, echo, streamable_service, text};
 use support::{hyper_client, HyperClient};
 use tower_mcp_oauth::server::{
     AuthData, McpScopes, RequireBearerLayer, RequireMcpScopesLayer, StaticVerifier,
@@ -120,10 +120,7 @@ async fn a_tool_needing_another_scope_is_refused_with_403() {
 #[tokio::test]
 async fn at_2026_07_28_a_tool_needing_another_scope_is_refused_naming_its_scope() {
     let url = protected_mcp_server().await;
-    let lifecycle = ClientLifecycleMode::Auto {
-        preferred_versions: vec![ProtocolVersion::V_2026_07_28],
-        legacy_version: None,
-    };
+    let lifecycle = discover_or_initialize();
     let client = ClientConfig::default()
         .serve_with_lifecycle(transport(&url, Some("bob-token")), lifecycle)
         .await

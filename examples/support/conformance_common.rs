@@ -56,6 +56,28 @@ pub(crate) fn context_tool_calls(context: Option<&Value>) -> Vec<(String, Value)
         .collect()
 }
 
+/// Logs to stderr (the suite reads stdout), filtered by `RUST_LOG` or else `default_filter`.
+pub(crate) fn log_to_stderr(default_filter: &str) {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| default_filter.into()),
+        )
+        .init();
+}
+
+/// The exit status the suite reads: 0 when the scenario was acted out.
+pub(crate) fn exit_code(outcome: anyhow::Result<()>) -> std::process::ExitCode {
+    match outcome {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("conformance client failed: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// The scenario's context (`MCP_CONFORMANCE_CONTEXT`), parsed.
 pub(crate) fn parse_context(context: Option<&str>) -> anyhow::Result<Option<Value>> {
     context

@@ -4,6 +4,15 @@
 use rmcp::model::{CallToolRequestParams, ContentBlock};
 use serde_json::{json, Value};
 
+/// rmcp's client lifecycle at 2026-07-28: `server/discover` first, and `initialize` (at
+/// 2025-11-25) when the server's answer shows an older server.
+pub fn discover_or_initialize() -> rmcp::ClientLifecycleMode {
+    rmcp::ClientLifecycleMode::Auto {
+        preferred_versions: vec![rmcp::model::ProtocolVersion::V_2026_07_28],
+        legacy_version: Some(rmcp::model::ProtocolVersion::V_2025_11_25),
+    }
+}
+
 /// A call of `tool` with `arguments` (a JSON object).
 pub fn call(tool: &str, arguments: Value) -> CallToolRequestParams {
     let Value::Object(arguments) = arguments else {
