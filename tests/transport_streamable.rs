@@ -413,7 +413,7 @@ async fn a_request_stream_closed_after_retry_is_resumed_after_that_retry() {
         "reconnected after {waited:?}"
     );
     assert!(
-        waited < Duration::from_secs(2),
+        waited < Duration::from_secs(4),
         "the server's retry, not 5 s: {waited:?}"
     );
 }
