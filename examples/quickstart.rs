@@ -6,17 +6,17 @@
 //!
 //! Starts the `mcp_oauth_server` example in-process on 127.0.0.1 (embedded authorization server,
 //! approving without a user), then a client discovers it, registers, authorizes, gets a token,
-//! calls tools over Streamable HTTP, refreshes the token, calls again, and calls over legacy
-//! HTTP+SSE too, printing each step.
+//! calls tools over Streamable HTTP, refreshes the token, calls again, calls at MCP 2026-07-28
+//! (discovered, no session), and calls over legacy HTTP+SSE too, printing each step.
 
 #[path = "support/oauth_server_app.rs"]
 mod oauth_server_app;
 
 use anyhow::Context;
 use clap::Parser;
-use rmcp::model::{CallToolRequestParams, CallToolResult, ClientConfig};
+use rmcp::model::{CallToolRequestParams, CallToolResult, ClientConfig, ProtocolVersion};
 use rmcp::service::RunningService;
-use rmcp::{RoleClient, ServiceExt};
+use rmcp::{ClientLifecycleMode, ClientServiceExt, RoleClient, ServiceExt};
 use serde_json::json;
 use tower::ServiceBuilder;
 use tower_mcp_oauth::client::{AuthorizationHandler, HeadlessHandler, OAuthLayer, OAuthState};
@@ -151,11 +151,30 @@ async fn main() -> anyhow::Result<()> {
     println!("9. with the refreshed token: add(2, 40) -> {sum}");
     client.cancel().await?;
 
+    // MCP 2026-07-28: `server/discover` instead of a handshake, `_meta` on every request, and
+    // `initialize` only if the server's answer shows an older server.
+    let transport =
+        StreamableHttpTransport::new(stack.clone(), StreamableHttpConfig::new(&server.mcp_url));
+    let discover_or_initialize = ClientLifecycleMode::Auto {
+        preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+        legacy_version: Some(ProtocolVersion::V_2025_11_25),
+    };
+    let client = ClientConfig::default()
+        .serve_with_lifecycle(transport, discover_or_initialize)
+        .await?;
+    let version = client
+        .peer_info()
+        .map(|info| info.protocol_version.to_string())
+        .unwrap_or_default();
+    let sum = call(&client, "add", json!({"a": 2, "b": 40})).await?;
+    println!("10. discovered MCP {version}, no session: add(2, 40) -> {sum}");
+    client.cancel().await?;
+
     let transport =
         LegacySseTransport::connect(stack, LegacySseConfig::new(&server.sse_url)).await?;
     let client = ClientConfig::default().serve(transport).await?;
     let echoed = call(&client, "echo", json!({"text": "hello over HTTP+SSE"})).await?;
-    println!("10. same token over legacy HTTP+SSE: echo -> {echoed}");
+    println!("11. same token over legacy HTTP+SSE: echo -> {echoed}");
     client.cancel().await?;
     println!("done");
     Ok(())
