@@ -69,6 +69,8 @@
 //!   the `rmcp` feature they are rmcp client transports.
 //! - `authorization_server` (feature `authorization-server`): an embedded OAuth 2.1
 //!   authorization server as an axum router, so an MCP server can be self-contained.
+//! - [`dpop`]: DPoP (RFC 9449) keys, proofs and their checks, a replay cache and server nonces,
+//!   shared by the three sides.
 //! - [`challenge`]: `WWW-Authenticate` parsing and rendering, shared by both sides.
 //! - [`http`]: the bounded, redirect-free HTTP plumbing every OAuth request goes through.
 //! - [`metadata`]: the wire types of every document the protocols exchange.
@@ -111,6 +113,12 @@ pub mod client;
     feature = "authorization-server"
 ))]
 mod clock;
+#[cfg(any(
+    feature = "client",
+    feature = "server",
+    feature = "authorization-server"
+))]
+pub mod dpop;
 pub mod error;
 
 /// A boxed, sendable future: what the crate's object-safe traits return (credential and
