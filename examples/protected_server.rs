@@ -86,7 +86,7 @@ async fn serve<V: TokenVerifier>(
         bearer_methods_supported: Some(vec!["header".into()]),
         resource_name: Some("tower-mcp-oauth protected server".into()),
         jwks_uri: None,
-        extra: Default::default(),
+        ..Default::default()
     })?;
     let bearer = RequireBearerLayer::new(verifier)
         .resource(resource.clone())

@@ -262,30 +262,83 @@ pub struct BearerChallenge {
 impl BearerChallenge {
     /// Reads the Bearer challenge from a parsed challenge, or `None` for another scheme.
     pub fn from_challenge(challenge: &Challenge) -> Option<Self> {
-        if !challenge.is_scheme("bearer") {
-            return None;
-        }
+        challenge
+            .is_scheme("bearer")
+            .then(|| Self::parameters_of(challenge))
+    }
+
+    /// Reads a DPoP challenge (RFC 9449 §7.1), which carries the same parameters, or `None`
+    /// for another scheme.
+    pub fn from_dpop_challenge(challenge: &Challenge) -> Option<Self> {
+        challenge
+            .is_scheme("dpop")
+            .then(|| Self::parameters_of(challenge))
+    }
+
+    fn parameters_of(challenge: &Challenge) -> Self {
         let get = |name: &str| challenge.param(name).map(str::to_owned);
-        Some(Self {
+        Self {
             realm: get("realm"),
             error: get("error"),
             error_description: get("error_description"),
             error_uri: get("error_uri"),
             scope: get("scope"),
             resource_metadata: get("resource_metadata"),
-        })
+        }
     }
 
-    /// The first Bearer challenge across every `WWW-Authenticate` header. Headers that do not
-    /// parse are skipped, so one broken header does not hide a good one.
+    /// The first Bearer challenge across every `WWW-Authenticate` header, or when there is
+    /// none, the first DPoP challenge (a resource that takes DPoP tokens only may send no
+    /// Bearer challenge). Headers that do not parse are skipped, so one broken header does not
+    /// hide a good one.
     pub fn from_headers(headers: &HeaderMap) -> Option<Self> {
-        headers
-            .get_all(WWW_AUTHENTICATE)
+        let challenges = all_challenges(headers);
+        challenges
             .iter()
-            // Quoted strings may carry obs-text (RFC 9110 §5.6.4): parse the bytes, not ASCII only.
-            .filter_map(|value| parse_challenges(&String::from_utf8_lossy(value.as_bytes())).ok())
-            .flatten()
-            .find_map(|challenge| Self::from_challenge(&challenge))
+            .find_map(Self::from_challenge)
+            .or_else(|| challenges.iter().find_map(Self::from_dpop_challenge))
+    }
+
+    /// The first DPoP challenge, or else the Bearer one: what a client that sent a DPoP token
+    /// reads, since the error about it is in the DPoP challenge.
+    pub fn from_headers_dpop_first(headers: &HeaderMap) -> Option<Self> {
+        let challenges = all_challenges(headers);
+        challenges
+            .iter()
+            .find_map(Self::from_dpop_challenge)
+            .or_else(|| challenges.iter().find_map(Self::from_challenge))
+    }
+
+    /// The challenge rendered for `scheme` (`Bearer`, `DPoP`) with extra parameters first (a
+    /// DPoP challenge's `algs`), every value quoted.
+    pub fn render(&self, scheme: &str, extra: &[(&str, &str)]) -> String {
+        let params = [
+            ("realm", self.realm.as_deref()),
+            ("error", self.error.as_deref()),
+            ("error_description", self.error_description.as_deref()),
+            ("error_uri", self.error_uri.as_deref()),
+            ("scope", self.scope.as_deref()),
+            ("resource_metadata", self.resource_metadata.as_deref()),
+        ];
+        let mut out = String::from(scheme);
+        let present = extra
+            .iter()
+            .map(|(name, value)| (*name, Some(*value)))
+            .chain(params)
+            .filter_map(|(name, value)| Some((name, value?)));
+        for (index, (name, value)) in present.enumerate() {
+            out.push_str(if index == 0 { " " } else { ", " });
+            out.push_str(name);
+            out.push_str("=\"");
+            for c in value.chars() {
+                if c == '"' || c == '\\' {
+                    out.push('\\');
+                }
+                out.push(c);
+            }
+            out.push('"');
+        }
+        out
     }
 
     /// The `scope` parameter split into scopes.
@@ -297,34 +350,22 @@ impl BearerChallenge {
     }
 }
 
-/// Renders the challenge as a header value, quoting every parameter.
+/// Renders the challenge as a `Bearer` header value, quoting every parameter.
 impl fmt::Display for BearerChallenge {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Bearer")?;
-        let params = [
-            ("realm", &self.realm),
-            ("error", &self.error),
-            ("error_description", &self.error_description),
-            ("error_uri", &self.error_uri),
-            ("scope", &self.scope),
-            ("resource_metadata", &self.resource_metadata),
-        ];
-        let mut first = true;
-        for (name, value) in params {
-            let Some(value) = value else { continue };
-            f.write_str(if first { " " } else { ", " })?;
-            first = false;
-            write!(f, "{name}=\"")?;
-            for c in value.chars() {
-                if c == '"' || c == '\\' {
-                    f.write_str("\\")?;
-                }
-                write!(f, "{c}")?;
-            }
-            f.write_str("\"")?;
-        }
-        Ok(())
+        f.write_str(&self.render("Bearer", &[]))
     }
+}
+
+/// Every challenge of every `WWW-Authenticate` header, skipping headers that do not parse.
+fn all_challenges(headers: &HeaderMap) -> Vec<Challenge> {
+    headers
+        .get_all(WWW_AUTHENTICATE)
+        .iter()
+        // Quoted strings may carry obs-text (RFC 9110 §5.6.4): parse the bytes, not ASCII only.
+        .filter_map(|value| parse_challenges(&String::from_utf8_lossy(value.as_bytes())).ok())
+        .flatten()
+        .collect()
 }
 
 #[cfg(test)]
@@ -445,6 +486,39 @@ mod tests {
         let parsed = parse_challenges(&rendered).unwrap();
         assert_eq!(BearerChallenge::from_challenge(&parsed[0]).unwrap(), b);
         assert_eq!(BearerChallenge::default().to_string(), "Bearer");
+    }
+
+    #[test]
+    fn dpop_challenges_are_read_and_rendered_beside_bearer() {
+        let only_dpop = headers_of(&[r#"DPoP resource_metadata="https://r/.well-known/x""#]);
+        let read = BearerChallenge::from_headers(&only_dpop).unwrap();
+        assert_eq!(read.resource_metadata.as_deref(), Some("https://r/.well-known/x"));
+
+        let both = headers_of(&[
+            r#"Bearer resource_metadata="https://r/m""#,
+            r#"DPoP algs="ES256 PS256", error="use_dpop_nonce""#,
+        ]);
+        assert_eq!(BearerChallenge::from_headers(&both).unwrap().error, None);
+        assert_eq!(
+            BearerChallenge::from_headers_dpop_first(&both).unwrap().error.as_deref(),
+            Some("use_dpop_nonce")
+        );
+        let challenge = BearerChallenge {
+            error: Some("invalid_dpop_proof".into()),
+            ..Default::default()
+        };
+        let rendered = challenge.render("DPoP", &[("algs", "ES256 EdDSA")]);
+        assert_eq!(rendered, r#"DPoP algs="ES256 EdDSA", error="invalid_dpop_proof""#);
+        let parsed = parse_challenges(&rendered).unwrap();
+        assert_eq!(parsed[0].param("algs"), Some("ES256 EdDSA"));
+    }
+
+    fn headers_of(values: &[&str]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for value in values {
+            map.append(WWW_AUTHENTICATE, value.parse().unwrap());
+        }
+        map
     }
 
     mod properties {

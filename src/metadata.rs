@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use url::Url;
 
 /// OAuth 2.0 Protected Resource Metadata (RFC 9728 §2).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ProtectedResourceMetadata {
     /// The resource identifier: the canonical URL of the MCP server.
     pub resource: String,
@@ -28,6 +28,12 @@ pub struct ProtectedResourceMetadata {
     /// The resource's JWK Set URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwks_uri: Option<String>,
+    /// DPoP proof algorithms the resource accepts (RFC 9449 §5.2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop_signing_alg_values_supported: Option<Vec<String>>,
+    /// The resource accepts DPoP-bound tokens only (RFC 9449 §5.2).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dpop_bound_access_tokens_required: bool,
     /// Every other member, kept as sent.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -77,6 +83,10 @@ pub struct AuthorizationServerMetadata {
     /// The server accepts Client ID Metadata Document URLs as `client_id`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub client_id_metadata_document_supported: bool,
+    /// DPoP proof algorithms the server accepts; present when it issues DPoP-bound tokens
+    /// (RFC 9449 §5.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop_signing_alg_values_supported: Option<Vec<String>>,
     /// Every other member, kept as sent.
     #[serde(flatten)]
     pub extra: Map<String, Value>,

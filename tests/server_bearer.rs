@@ -523,7 +523,7 @@ async fn the_metadata_endpoint_serves_json_with_cors() {
         bearer_methods_supported: Some(vec!["header".into()]),
         resource_name: Some("test".into()),
         jwks_uri: None,
-        extra: Default::default(),
+        ..Default::default()
     })
     .unwrap();
     let mut app = Router::new();

@@ -99,7 +99,7 @@ async fn protected_app<V: TokenVerifier + Clone>(
         bearer_methods_supported: Some(vec!["header".into()]),
         resource_name: Some("tower-mcp-oauth example server".into()),
         jwks_uri: None,
-        extra: Default::default(),
+        ..Default::default()
     })?;
     let bearer = RequireBearerLayer::new(verifier)
         .resource(resource)

@@ -379,6 +379,7 @@ impl AuthorizationServer {
             introspection_endpoint: endpoint("/introspect"),
             authorization_response_iss_parameter_supported: true,
             client_id_metadata_document_supported: true,
+            dpop_signing_alg_values_supported: None,
             extra: serde_json::Map::new(),
         }
     }

@@ -32,7 +32,7 @@ const SUFFIX: &str = "oauth-protected-resource";
 ///     bearer_methods_supported: Some(vec!["header".into()]),
 ///     resource_name: None,
 ///     jwks_uri: None,
-///     extra: Default::default(),
+///     ..Default::default()
 /// })
 /// .unwrap();
 /// assert_eq!(

@@ -77,7 +77,7 @@ pub fn protected_by_demo(
         bearer_methods_supported: None,
         resource_name: None,
         jwks_uri: None,
-        extra: Default::default(),
+        ..Default::default()
     })
     .unwrap();
     // The demo server does not check who introspects.

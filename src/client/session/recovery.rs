@@ -351,7 +351,7 @@ mod tests {
                 bearer_methods_supported: None,
                 resource_name: None,
                 jwks_uri: None,
-                extra: Default::default(),
+                ..Default::default()
             }),
             authorization_server: AuthorizationServerMetadata {
                 issuer: "https://auth.example.com".into(),
