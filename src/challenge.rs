@@ -492,7 +492,10 @@ mod tests {
     fn dpop_challenges_are_read_and_rendered_beside_bearer() {
         let only_dpop = headers_of(&[r#"DPoP resource_metadata="https://r/.well-known/x""#]);
         let read = BearerChallenge::from_headers(&only_dpop).unwrap();
-        assert_eq!(read.resource_metadata.as_deref(), Some("https://r/.well-known/x"));
+        assert_eq!(
+            read.resource_metadata.as_deref(),
+            Some("https://r/.well-known/x")
+        );
 
         let both = headers_of(&[
             r#"Bearer resource_metadata="https://r/m""#,
@@ -500,7 +503,10 @@ mod tests {
         ]);
         assert_eq!(BearerChallenge::from_headers(&both).unwrap().error, None);
         assert_eq!(
-            BearerChallenge::from_headers_dpop_first(&both).unwrap().error.as_deref(),
+            BearerChallenge::from_headers_dpop_first(&both)
+                .unwrap()
+                .error
+                .as_deref(),
             Some("use_dpop_nonce")
         );
         let challenge = BearerChallenge {
@@ -508,7 +514,10 @@ mod tests {
             ..Default::default()
         };
         let rendered = challenge.render("DPoP", &[("algs", "ES256 EdDSA")]);
-        assert_eq!(rendered, r#"DPoP algs="ES256 EdDSA", error="invalid_dpop_proof""#);
+        assert_eq!(
+            rendered,
+            r#"DPoP algs="ES256 EdDSA", error="invalid_dpop_proof""#
+        );
         let parsed = parse_challenges(&rendered).unwrap();
         assert_eq!(parsed[0].param("algs"), Some("ES256 EdDSA"));
     }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use url::Url;
 
+use crate::client::dpop::DpopMode;
 use crate::client::handler::AuthorizationHandler;
 use crate::client::registration::{ClientRegistration, ClientSettings};
 use crate::client::store::{CredentialStore, MemoryStore};
@@ -24,6 +25,7 @@ pub struct OAuthConfig {
     pub(crate) protocol_version: String,
     pub(crate) scopes: Option<Vec<String>>,
     pub(crate) refresh_margin: Duration,
+    pub(crate) dpop: DpopMode,
 }
 
 impl std::fmt::Debug for OAuthConfig {
@@ -35,6 +37,7 @@ impl std::fmt::Debug for OAuthConfig {
             .field("protocol_version", &self.protocol_version)
             .field("scopes", &self.scopes)
             .field("refresh_margin", &self.refresh_margin)
+            .field("dpop", &self.dpop)
             .finish_non_exhaustive()
     }
 }
@@ -49,6 +52,7 @@ impl Default for OAuthConfig {
             protocol_version: DEFAULT_PROTOCOL_VERSION.into(),
             scopes: None,
             refresh_margin: Duration::from_secs(60),
+            dpop: DpopMode::Auto,
         }
     }
 }
@@ -126,6 +130,14 @@ impl OAuthConfig {
     /// How long before expiry a token is refreshed (default 60 s).
     pub fn refresh_margin(mut self, margin: Duration) -> Self {
         self.refresh_margin = margin;
+        self
+    }
+
+    /// When tokens are bound to a DPoP key (RFC 9449; default [`DpopMode::Auto`]: whenever the
+    /// authorization server offers it). The key is made per client and authorization server
+    /// and kept in the store with the tokens.
+    pub fn dpop(mut self, mode: DpopMode) -> Self {
+        self.dpop = mode;
         self
     }
 }

@@ -5,12 +5,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::header::AUTHORIZATION;
+use http::header::{HeaderValue, AUTHORIZATION};
 use http::{Request, Response, StatusCode};
 use http_body::Body;
 use tower::{Layer, Service, ServiceExt};
 
 use crate::challenge::BearerChallenge;
+use crate::client::dpop::DPOP;
 use crate::client::replay::{CloneBodies, Replay, ReplayPolicy};
 use crate::client::session::{Attach, Session};
 use crate::client::state::OAuthState;
@@ -178,6 +179,12 @@ struct Recovery<S, B, P> {
     token: Option<Attach>,
 }
 
+impl<S, B, P> Recovery<S, B, P> {
+    fn sent_dpop(&self) -> bool {
+        self.token.as_ref().is_some_and(|t| t.dpop.is_some())
+    }
+}
+
 impl<F, S, B, ResBody, E, P> Future for ResponseFuture<F, S, B, ResBody, P>
 where
     P: ReplayPolicy<B> + Send + 'static,
@@ -197,6 +204,13 @@ where
                 StateProj::Boxed { future } => return future.as_mut().poll(cx),
                 StateProj::Sent { future, recovery } => {
                     let response = std::task::ready!(future.poll(cx)).map_err(Into::into)?;
+                    if let Some(recovery) = recovery.as_ref().filter(|r| r.sent_dpop()) {
+                        // RFC 9449 §9: a server may hand out the next nonce in any response.
+                        recovery
+                            .session
+                            .resource_nonce
+                            .update_from(response.headers());
+                    }
                     let status = response.status();
                     if status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN {
                         return Poll::Ready(Ok(response));
@@ -234,14 +248,21 @@ where
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         if !self.session.is_for_resource(request.uri()) {
-            // Never a token to another origin.
+            // Never a token (or a proof of holding one) to another origin.
             request.headers_mut().remove(AUTHORIZATION);
+            request.headers_mut().remove(DPOP);
             return ResponseFuture::sent(self.inner.call(request), None);
         }
         if let Some(token) = self.session.fast_attach() {
             // The common case: a current token, no I/O before sending.
             let replay = Replay::capture(&request, &self.replay);
-            attach(&mut request, Some(&token));
+            if let Err(error) = attach(&mut request, Some(&token), &self.session) {
+                return ResponseFuture {
+                    state: State::Boxed {
+                        future: Box::pin(std::future::ready(Err(error.into()))),
+                    },
+                };
+            }
             let future = self.inner.call(request);
             let recovery = Recovery {
                 session: self.session.clone(),
@@ -275,17 +296,36 @@ impl<F, S, B, ResBody, P> ResponseFuture<F, S, B, ResBody, P> {
     }
 }
 
-fn attach<B>(request: &mut Request<B>, token: Option<&Attach>) {
-    match token {
-        Some(token) => {
-            request
-                .headers_mut()
-                .insert(AUTHORIZATION, token.header.clone());
-        }
-        None => {
-            request.headers_mut().remove(AUTHORIZATION);
-        }
-    }
+/// Puts the token on the request, with a fresh DPoP proof for this method and URI when the
+/// token is bound to a key (a replay gets a new one).
+fn attach<B>(
+    request: &mut Request<B>,
+    token: Option<&Attach>,
+    session: &Session,
+) -> crate::Result<()> {
+    let headers = request.headers_mut();
+    headers.remove(DPOP);
+    let Some(token) = token else {
+        headers.remove(AUTHORIZATION);
+        return Ok(());
+    };
+    headers.insert(AUTHORIZATION, token.header.clone());
+    let Some(dpop) = &token.dpop else {
+        return Ok(());
+    };
+    let nonce = session.resource_nonce.get();
+    let proof = dpop.key.proof(
+        request.method().as_str(),
+        &request.uri().to_string(),
+        Some(&dpop.ath),
+        nonce.as_deref(),
+    )?;
+    let mut value = HeaderValue::from_str(&proof).map_err(|e| {
+        crate::Error::new(ErrorKind::Config, "the DPoP proof is not a header value").with_source(e)
+    })?;
+    value.set_sensitive(true);
+    request.headers_mut().insert(DPOP, value);
+    Ok(())
 }
 
 /// The slow start: the token is missing or due, so a refresh may come before sending.
@@ -303,7 +343,7 @@ where
 {
     let token = session.usable_token().await?;
     let replay = Replay::capture(&request, &policy);
-    attach(&mut request, token.as_ref());
+    attach(&mut request, token.as_ref(), &session)?;
     let response = inner.call(request).await.map_err(Into::into)?;
     let recovery = Recovery {
         session,
@@ -334,18 +374,46 @@ where
     } = recovery;
     let mut recovered = false;
     let mut authorizations = 0;
+    let mut sent_nonce = false;
     loop {
+        let sent_dpop = token.as_ref().is_some_and(|t| t.dpop.is_some());
+        let new_nonce = sent_dpop && session.resource_nonce.update_from(response.headers());
         let status = response.status();
         if status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN {
             return Ok(response);
         }
-        let challenge = BearerChallenge::from_headers(response.headers());
+        let challenge = if sent_dpop {
+            BearerChallenge::from_headers_dpop_first(response.headers())
+        } else {
+            BearerChallenge::from_headers(response.headers())
+        };
         let generation = token.as_ref().map(|t| t.generation);
+        // The copy is made before any await, so request bodies need not be Sync.
+        let next = replay.as_ref().and_then(Replay::build);
+        let wants_nonce = status == StatusCode::UNAUTHORIZED
+            && challenge
+                .as_ref()
+                .is_some_and(|c| c.error.as_deref() == Some("use_dpop_nonce"));
+        if wants_nonce && new_nonce && !sent_nonce {
+            // RFC 9449 §9: the same token again, with a proof carrying the server's nonce; once.
+            if let Some(mut next) = next {
+                sent_nonce = true;
+                drop(response);
+                attach(&mut next, token.as_ref(), &session)?;
+                response = inner
+                    .ready()
+                    .await
+                    .map_err(Into::into)?
+                    .call(next)
+                    .await
+                    .map_err(Into::into)?;
+                continue;
+            }
+            return Ok(with_challenge(response, challenge));
+        }
         if authorizations >= MAX_AUTHORIZATIONS {
             return Ok(with_challenge(response, challenge));
         }
-        // The copy is made before any await, so request bodies need not be Sync.
-        let next = replay.as_ref().and_then(Replay::build);
         let outcome = if status == StatusCode::UNAUTHORIZED {
             if recovered {
                 return Ok(with_challenge(response, challenge));
@@ -389,7 +457,7 @@ where
         authorizations += 1;
         drop(response);
         token = session.current_attach();
-        attach(&mut next, token.as_ref());
+        attach(&mut next, token.as_ref(), &session)?;
         response = inner
             .ready()
             .await
@@ -413,6 +481,7 @@ mod tests {
     use crate::client::{
         CredentialKey, CredentialStore, MemoryStore, OAuthConfig, StoredCredentials, TokenSet,
     };
+    use crate::dpop::{verify_proof, DpopKey, ProofCheck, VerifiedProof};
     use crate::metadata::AuthorizationServerMetadata;
     use crate::Secret;
     use bytes::Bytes;
@@ -424,16 +493,21 @@ mod tests {
 
     /// A state holding a current token, restored from a memory store: no network at all.
     async fn signed_in() -> OAuthState {
+        signed_in_with(None).await
+    }
+
+    async fn signed_in_with(dpop_key: Option<DpopKey>) -> OAuthState {
         let store = MemoryStore::new();
         let record = StoredCredentials {
             client: None,
             tokens: Some(TokenSet {
                 access_token: Secret::new("at-1"),
-                token_type: "Bearer".into(),
+                token_type: if dpop_key.is_some() { "DPoP" } else { "Bearer" }.into(),
                 refresh_token: None,
                 expires_at: None,
                 scopes: vec!["mcp".into()],
                 issued_at: None,
+                dpop_key,
             }),
             resource_metadata: None,
             authorization_server: Some(AuthorizationServerMetadata {
@@ -545,6 +619,92 @@ mod tests {
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
         assert!(response.extensions().get::<BearerChallenge>().is_none());
         assert_eq!(*seen.lock().unwrap(), vec![None]);
+    }
+
+    /// A resource that wants `DPoP at-1` with a valid proof carrying its nonce `n-2`; it hands
+    /// out the nonce on the first 401.
+    fn nonce_demanding(
+        proofs: Arc<Mutex<Vec<VerifiedProof>>>,
+    ) -> impl Service<
+        Request<Full<Bytes>>,
+        Response = Response<Full<Bytes>>,
+        Error = Infallible,
+        Future = impl Send,
+    > + Clone
+           + Send
+           + 'static {
+        tower::service_fn(move |request: Request<Full<Bytes>>| {
+            let authorization = request
+                .headers()
+                .get(AUTHORIZATION)
+                .unwrap()
+                .to_str()
+                .unwrap();
+            assert_eq!(authorization, "DPoP at-1");
+            let proof = request.headers().get(DPOP).unwrap().to_str().unwrap();
+            let check = ProofCheck::new(request.method().as_str(), MCP).access_token("at-1");
+            let verified = verify_proof(proof, &check).unwrap();
+            let accepted = verified.nonce.as_deref() == Some("n-2");
+            proofs.lock().unwrap().push(verified);
+            let response = if accepted {
+                Response::builder().status(StatusCode::OK)
+            } else {
+                Response::builder()
+                    .status(StatusCode::UNAUTHORIZED)
+                    .header(
+                        http::header::WWW_AUTHENTICATE,
+                        r#"DPoP error="use_dpop_nonce""#,
+                    )
+                    .header("dpop-nonce", "n-2")
+            };
+            std::future::ready(Ok::<_, Infallible>(
+                response.body(Full::new(Bytes::new())).unwrap(),
+            ))
+        })
+    }
+
+    #[tokio::test]
+    async fn a_dpop_token_goes_with_a_fresh_proof_and_the_servers_nonce() {
+        let key = DpopKey::generate(crate::dpop::DpopAlgorithm::ES256).unwrap();
+        let state = signed_in_with(Some(key.clone())).await;
+        let proofs = Arc::new(Mutex::new(Vec::new()));
+        let service = OAuth::new(nonce_demanding(proofs.clone()), state);
+        let response = service
+            .clone()
+            .oneshot(get(&format!("{MCP}?q=1")))
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::OK,
+            "retried once with the nonce"
+        );
+        let response = service.oneshot(get(MCP)).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "the nonce is remembered");
+        let proofs = proofs.lock().unwrap();
+        assert_eq!(proofs.len(), 3);
+        assert!(proofs.iter().all(|p| p.jkt == key.thumbprint()));
+        let mut jtis: Vec<_> = proofs.iter().map(|p| p.jti.clone()).collect();
+        jtis.dedup();
+        assert_eq!(jtis.len(), 3, "a new proof for every request");
+    }
+
+    #[tokio::test]
+    async fn a_dpop_proof_never_goes_to_another_origin() {
+        let key = DpopKey::generate(crate::dpop::DpopAlgorithm::ES256).unwrap();
+        let service = OAuth::new(
+            tower::service_fn(|request: Request<Full<Bytes>>| {
+                assert!(request.headers().get(DPOP).is_none());
+                assert!(request.headers().get(AUTHORIZATION).is_none());
+                std::future::ready(Ok::<_, Infallible>(Response::new(Full::new(Bytes::new()))))
+            }),
+            signed_in_with(Some(key)).await,
+        );
+        let mut request = get("https://elsewhere.example.com/mcp");
+        request
+            .headers_mut()
+            .insert(DPOP, HeaderValue::from_static("caller-proof"));
+        service.oneshot(request).await.unwrap();
     }
 
     #[tokio::test]

@@ -13,6 +13,7 @@ mod authorization;
 mod authorized;
 mod config;
 mod discovery;
+mod dpop;
 mod handler;
 mod layer;
 mod registration;
@@ -27,6 +28,7 @@ pub use authorization::PendingAuthorization;
 pub use authorized::AuthorizedHttpClient;
 pub use config::{OAuthConfig, DEFAULT_PROTOCOL_VERSION};
 pub use discovery::{discover, Discovery, MCP_PROTOCOL_VERSION_HEADER};
+pub use dpop::DpopMode;
 pub use handler::{
     AuthorizationHandler, HeadlessHandler, LoopbackHandler, DEFAULT_CALLBACK_CONNECTION_TIMEOUT,
     DEFAULT_LOOPBACK_TIMEOUT,

@@ -452,6 +452,7 @@ mod tests {
                 expires_at: Some(4_000_000_000),
                 scopes: vec!["mcp".into()],
                 issued_at: None,
+                dpop_key: None,
             }),
             ..Default::default()
         }
@@ -462,16 +463,25 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("nested/creds.json");
         let key = CredentialKey::new("http://127.0.0.1:1/mcp", "http://127.0.0.1:2");
-        FileStore::new(&path)
-            .save(&key, &record("access-1"))
-            .await
-            .unwrap();
+        let dpop_key = crate::dpop::DpopKey::generate(crate::dpop::DpopAlgorithm::ES256).unwrap();
+        let mut saved = record("access-1");
+        saved.tokens.as_mut().unwrap().dpop_key = Some(dpop_key.clone());
+        FileStore::new(&path).save(&key, &saved).await.unwrap();
 
         let reopened = FileStore::new(&path);
         let loaded = reopened.load(&key).await.unwrap().unwrap();
         let tokens = loaded.tokens.unwrap();
         assert_eq!(tokens.access_token.expose(), "access-1");
         assert_eq!(tokens.expires_at, Some(4_000_000_000));
+        let restored = tokens
+            .dpop_key
+            .clone()
+            .expect("the DPoP key is stored with the tokens");
+        assert_eq!(restored.thumbprint(), dpop_key.thumbprint());
+        assert!(
+            !format!("{restored:?} {tokens:?}").contains("pkcs8"),
+            "Debug shows no key material"
+        );
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

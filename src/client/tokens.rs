@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use oauth2::basic::{BasicClient, BasicErrorResponseType};
 use oauth2::{
@@ -14,8 +15,10 @@ use tracing::Instrument;
 use url::Url;
 
 use crate::client::discovery::Discovery;
+use crate::client::dpop::{DpopHttp, DpopSigner, NonceCell};
 use crate::client::registration::{ClientRegistration, TokenEndpointAuthMethod};
 use crate::clock::now_secs;
+use crate::dpop::DpopKey;
 use crate::error::{Error, ErrorKind, Result};
 use crate::http::HttpClient;
 use crate::secret::Secret;
@@ -23,9 +26,10 @@ use crate::secret::Secret;
 /// Tokens from the authorization server. `Debug` redacts them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TokenSet {
-    /// The access token, sent as `Authorization: Bearer …`.
+    /// The access token, sent as `Authorization: Bearer …` (or `DPoP …` when it is bound to
+    /// [`Self::dpop_key`]).
     pub access_token: Secret,
-    /// The token type (`Bearer`).
+    /// The token type: `Bearer` or `DPoP`.
     pub token_type: String,
     /// The refresh token, when one was issued.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -40,6 +44,11 @@ pub struct TokenSet {
     /// When the tokens were issued, seconds since the epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issued_at: Option<u64>,
+    /// The key DPoP-bound tokens are bound to (RFC 9449): every request with them carries a
+    /// proof signed by it, and a refresh token bound to it is only good with it. Stored with
+    /// the tokens, so a restarted client keeps using them; `Debug` shows its thumbprint only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop_key: Option<DpopKey>,
 }
 
 impl TokenSet {
@@ -123,17 +132,33 @@ pub(crate) fn oauth2_client(
 fn token_set(
     response: &oauth2::basic::BasicTokenResponse,
     requested_scopes: &[String],
+    dpop_key: Option<&DpopKey>,
 ) -> Result<TokenSet> {
-    // OAuth 2.1 §7.1: never use a token of a type we do not understand.
-    if *response.token_type() != oauth2::basic::BasicTokenType::Bearer {
-        return Err(Error::new(
-            ErrorKind::InvalidResponse,
-            format!(
-                "the token endpoint issued a {:?} token; only Bearer tokens are supported",
-                response.token_type().as_ref()
-            ),
-        ));
-    }
+    // OAuth 2.1 §7.1: never use a token of a type we do not understand, and RFC 9449 §5: a
+    // token of another type than was asked for is refused too.
+    let token_type = response.token_type().as_ref();
+    let token_type = match (dpop_key, token_type) {
+        (Some(_), t) if t.eq_ignore_ascii_case("dpop") => "DPoP",
+        (None, t) if t.eq_ignore_ascii_case("bearer") => "Bearer",
+        (Some(_), other) => {
+            return Err(Error::new(
+                ErrorKind::InvalidResponse,
+                format!("the token endpoint answered a request with a DPoP proof with a {other:?} token; only a DPoP-bound token was asked for"),
+            ))
+        }
+        (None, t) if t.eq_ignore_ascii_case("dpop") => {
+            return Err(Error::new(
+                ErrorKind::InvalidResponse,
+                "the token endpoint issued a DPoP-bound token to a request without a DPoP proof; there is no key to use it with",
+            ))
+        }
+        (None, other) => {
+            return Err(Error::new(
+                ErrorKind::InvalidResponse,
+                format!("the token endpoint issued a {other:?} token; only Bearer and DPoP tokens are supported"),
+            ))
+        }
+    };
     let access_token = response.access_token().secret();
     if !is_attachable(access_token) {
         return Err(Error::new(
@@ -144,7 +169,7 @@ fn token_set(
     let issued_at = now_secs();
     Ok(TokenSet {
         access_token: Secret::new(response.access_token().secret().clone()),
-        token_type: "Bearer".into(),
+        token_type: token_type.into(),
         refresh_token: response
             .refresh_token()
             .map(|t| Secret::new(t.secret().clone())),
@@ -156,6 +181,7 @@ fn token_set(
             None => requested_scopes.to_vec(),
         },
         issued_at: Some(issued_at),
+        dpop_key: dpop_key.cloned(),
     })
 }
 
@@ -218,6 +244,7 @@ pub(crate) async fn exchange_code(
     code: &Secret,
     verifier: &Secret,
     requested_scopes: &[String],
+    dpop: Option<DpopSigner>,
 ) -> Result<TokenSet> {
     let oauth = oauth2_client(discovery, client, Some(redirect_uri))?;
     let mut request = oauth
@@ -226,21 +253,33 @@ pub(crate) async fn exchange_code(
     if let Some(resource) = &discovery.resource {
         request = request.add_extra_param("resource", resource.clone());
     }
-    let response = request
-        .request_async(http)
-        .instrument(tracing::info_span!("token_exchange", client_id = %client.client_id))
-        .await
-        .map_err(|e| token_error("authorization_code", e))?;
+    let span =
+        tracing::info_span!("token_exchange", client_id = %client.client_id, dpop = dpop.is_some());
+    let key = dpop.as_ref().map(|signer| signer.key.clone());
+    let response = match dpop {
+        Some(signer) => {
+            let http = DpopHttp {
+                http: http.clone(),
+                signer,
+            };
+            request.request_async(&http).instrument(span).await
+        }
+        None => request.request_async(http).instrument(span).await,
+    }
+    .map_err(|e| token_error("authorization_code", e))?;
     tracing::info!("authorization code exchanged for tokens");
-    token_set(&response, requested_scopes)
+    token_set(&response, requested_scopes, key.as_ref())
 }
 
 /// Redeems a refresh token. When the server rotates nothing, the old refresh token is kept.
+/// Tokens bound to a DPoP key are refreshed with a proof by that key (`nonce` is where the
+/// server's nonce is kept).
 pub(crate) async fn refresh(
     http: &HttpClient,
     discovery: &Discovery,
     client: &ClientRegistration,
     current: &TokenSet,
+    nonce: &Arc<NonceCell>,
 ) -> Result<TokenSet> {
     let Some(refresh_token) = &current.refresh_token else {
         return Err(Error::new(
@@ -254,12 +293,23 @@ pub(crate) async fn refresh(
     if let Some(resource) = &discovery.resource {
         request = request.add_extra_param("resource", resource.clone());
     }
-    let response = request
-        .request_async(http)
-        .instrument(tracing::info_span!("refresh", client_id = %client.client_id))
-        .await
-        .map_err(|e| token_error("refresh_token", e))?;
-    let mut tokens = token_set(&response, &current.scopes)?;
+    let span = tracing::info_span!("refresh", client_id = %client.client_id);
+    let response = match &current.dpop_key {
+        Some(key) => {
+            let signer = DpopSigner {
+                key: key.clone(),
+                nonce: nonce.clone(),
+            };
+            let http = DpopHttp {
+                http: http.clone(),
+                signer,
+            };
+            request.request_async(&http).instrument(span).await
+        }
+        None => request.request_async(http).instrument(span).await,
+    }
+    .map_err(|e| token_error("refresh_token", e))?;
+    let mut tokens = token_set(&response, &current.scopes, current.dpop_key.as_ref())?;
     if tokens.refresh_token.is_none() {
         tokens.refresh_token = current.refresh_token.clone();
     }
@@ -339,7 +389,7 @@ mod tests {
                 // The oauth2 crate refuses it: that is a typed RequestTokenError::Parse upstream.
                 return Ok(());
             };
-            match token_set(&response, &["mcp".to_owned()]) {
+            match token_set(&response, &["mcp".to_owned()], None) {
                 Ok(tokens) => {
                     prop_assert!(is_attachable(tokens.access_token.expose()));
                     let header = format!("Bearer {}", tokens.access_token.expose());

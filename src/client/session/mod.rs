@@ -26,6 +26,7 @@ use url::Url;
 use crate::client::authorization::PendingAuthorization;
 use crate::client::config::OAuthConfig;
 use crate::client::discovery::Discovery;
+use crate::client::dpop::NonceCell;
 use crate::client::registration::ClientRegistration;
 use crate::client::store::{CredentialKey, StoredCredentials};
 use crate::client::tokens::TokenSet;
@@ -63,6 +64,9 @@ pub(crate) struct Session {
     snapshot: RwLock<Option<Arc<TokenSnapshot>>>,
     flight: Mutex<Option<Flight>>,
     recent_flights: Mutex<VecDeque<Instant>>,
+    /// The DPoP nonces the authorization server and the MCP server asked for.
+    pub(crate) authorization_server_nonce: Arc<NonceCell>,
+    pub(crate) resource_nonce: NonceCell,
 }
 
 impl Session {
@@ -85,6 +89,8 @@ impl Session {
             snapshot: RwLock::new(None),
             flight: Mutex::new(None),
             recent_flights: Mutex::new(VecDeque::new()),
+            authorization_server_nonce: Arc::default(),
+            resource_nonce: NonceCell::default(),
         }
     }
 

@@ -9,10 +9,12 @@ use super::Session;
 use crate::challenge::BearerChallenge;
 use crate::client::authorization::{self, PendingAuthorization};
 use crate::client::discovery::{discover, Discovery};
+use crate::client::dpop::{self, DpopSigner};
 use crate::client::registration::{obtain_client, ClientRegistration, RegistrationSource};
 use crate::client::store::CredentialKey;
 use crate::client::tokens::{self, TokenSet};
 use crate::clock::now_secs;
+use crate::dpop::DpopKey;
 use crate::error::{Error, ErrorKind, Result};
 use crate::secret::Secret;
 
@@ -121,8 +123,35 @@ impl Session {
         Ok(pending)
     }
 
+    /// The key to bind new tokens to, `None` for Bearer: the current tokens' key when it fits
+    /// (one key per client and authorization server), else a new one.
+    fn dpop_key_for(&self, discovery: &Discovery) -> Result<Option<DpopKey>> {
+        let Some(algorithm) = dpop::algorithm_for(
+            self.config.dpop,
+            &discovery.authorization_server,
+            discovery.resource_metadata.as_ref(),
+        ) else {
+            return Ok(None);
+        };
+        let current = self.with(|s| {
+            let same_issuer = s
+                .discovery
+                .as_ref()
+                .is_some_and(|d| d.issuer() == discovery.issuer());
+            s.tokens
+                .as_ref()
+                .and_then(|t| t.dpop_key.clone())
+                .filter(|key| same_issuer && key.algorithm() == algorithm)
+        });
+        match current {
+            Some(key) => Ok(Some(key)),
+            None => DpopKey::generate(algorithm).map(Some),
+        }
+    }
+
     async fn finish(&self, pending: &PendingAuthorization, code: &Secret) -> Result<TokenSet> {
         let (discovery, client) = (&pending.discovery, &pending.client);
+        let dpop_key = self.dpop_key_for(discovery)?;
         let tokens = tokens::exchange_code(
             &self.config.http,
             discovery,
@@ -131,6 +160,10 @@ impl Session {
             code,
             &pending.verifier,
             &pending.scopes,
+            dpop_key.map(|key| DpopSigner {
+                key,
+                nonce: self.authorization_server_nonce.clone(),
+            }),
         )
         .await;
         if let Err(e) = &tokens {
@@ -234,7 +267,15 @@ impl Session {
             self.set_tokens(Some(newer));
             return Ok(true);
         }
-        match tokens::refresh(&self.config.http, &discovery, &client, &current).await {
+        match tokens::refresh(
+            &self.config.http,
+            &discovery,
+            &client,
+            &current,
+            &self.authorization_server_nonce,
+        )
+        .await
+        {
             Ok(tokens) => {
                 self.set_tokens(Some(tokens));
                 self.persist_logged().await;

@@ -12,14 +12,24 @@ use http::header::HeaderValue;
 use super::{Session, SessionState};
 use crate::client::tokens::TokenSet;
 use crate::clock::now_secs;
+use crate::dpop::{access_token_hash, DpopKey};
 use crate::sync::RwLockExt;
 
 /// What a request attaches: the `Authorization` value and the token generation it belongs to.
 #[derive(Clone)]
 pub(crate) struct Attach {
-    /// `Bearer …`, marked sensitive.
+    /// `Bearer …` or `DPoP …`, marked sensitive.
     pub(crate) header: HeaderValue,
     pub(crate) generation: u64,
+    /// For a DPoP-bound token, what each request's proof is made of.
+    pub(crate) dpop: Option<Arc<DpopAttach>>,
+}
+
+/// The parts of a DPoP proof that stay the same for one token.
+pub(crate) struct DpopAttach {
+    pub(crate) key: DpopKey,
+    /// `ath`, hashed once per token rather than per request.
+    pub(crate) ath: String,
 }
 
 /// A published token: built once per token, not per request.
@@ -32,8 +42,20 @@ pub(crate) struct TokenSnapshot {
 
 impl TokenSnapshot {
     fn build(tokens: &TokenSet, generation: u64, margin_secs: u64) -> Option<Self> {
-        let mut header =
-            HeaderValue::from_str(&format!("Bearer {}", tokens.access_token.expose())).ok()?;
+        let token = tokens.access_token.expose();
+        let (scheme, dpop) = match &tokens.dpop_key {
+            Some(key) => (
+                "DPoP",
+                Some(Arc::new(DpopAttach {
+                    key: key.clone(),
+                    ath: access_token_hash(token),
+                })),
+            ),
+            // A DPoP-bound token without its key is of no use to anyone.
+            None if tokens.token_type.eq_ignore_ascii_case("dpop") => return None,
+            None => ("Bearer", None),
+        };
+        let mut header = HeaderValue::from_str(&format!("{scheme} {token}")).ok()?;
         header.set_sensitive(true);
         let margin = match (tokens.expires_at, tokens.issued_at) {
             (Some(expires_at), Some(issued_at)) => {
@@ -42,7 +64,11 @@ impl TokenSnapshot {
             _ => margin_secs,
         };
         Some(Self {
-            attach: Attach { header, generation },
+            attach: Attach {
+                header,
+                generation,
+                dpop,
+            },
             refresh_due_at: tokens.expires_at.map(|at| at.saturating_sub(margin)),
             expires_at: tokens.expires_at,
             refreshable: tokens.refresh_token.is_some(),
@@ -129,6 +155,7 @@ impl Session {
                         attach: Attach {
                             header,
                             generation: published,
+                            dpop: snapshot.attach.dpop.clone(),
                         },
                         refresh_due_at: snapshot.refresh_due_at,
                     });
