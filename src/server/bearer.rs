@@ -8,10 +8,16 @@ use std::time::Duration;
 
 use http::header::{HeaderMap, HeaderValue, AUTHORIZATION, WWW_AUTHENTICATE};
 use http::{Request, Response, StatusCode};
+use subtle::ConstantTimeEq;
 use tower::{Layer, Service};
 
 use crate::challenge::BearerChallenge;
+use crate::dpop::{verify_proof, DpopNonces, ProofCheck};
+use crate::server::dpop::DpopPolicy;
 use crate::server::verify::{now_secs, AuthInfo, TokenCache, TokenVerifier, VerifyError};
+
+const DPOP: http::HeaderName = http::HeaderName::from_static("dpop");
+const DPOP_NONCE: http::HeaderName = http::HeaderName::from_static("dpop-nonce");
 
 /// The longest `Authorization` header accepted; longer is a malformed request.
 pub const MAX_AUTHORIZATION_BYTES: usize = 16 * 1024;
@@ -36,13 +42,23 @@ pub enum Rejection {
     BodyTooLarge,
     /// The body is compressed, so its scopes cannot be decided.
     UnsupportedEncoding,
+    /// The DPoP proof is missing, malformed, or does not match the request or the token: 401
+    /// `invalid_dpop_proof`.
+    InvalidDpopProof(String),
+    /// The DPoP proof lacks a current server nonce: 401 `use_dpop_nonce` with a new one.
+    UseDpopNonce,
 }
 
 struct Config<V> {
     verifier: Arc<V>,
     resource: Option<String>,
+    /// `scheme://host[:port]` of `resource`: where DPoP proofs must point (`htu`).
+    origin: Option<String>,
     challenges: Arc<Challenges>,
+    /// The same, for requests that came with DPoP: errors go in the DPoP challenge.
+    dpop_challenges: Arc<Challenges>,
     cache: Option<Arc<TokenCache>>,
+    dpop: Option<Arc<DpopPolicy>>,
 }
 
 /// How rejections are answered: what every challenge says of the resource. Handed on in the
@@ -53,6 +69,17 @@ pub(crate) struct Challenges {
     realm: Option<String>,
     resource_metadata: Option<String>,
     pub(crate) required_scopes: Vec<String>,
+    dpop: Option<DpopChallenge>,
+    /// The request came with a DPoP token.
+    used_dpop: bool,
+}
+
+/// What the DPoP challenge says, and where new nonces come from.
+#[derive(Debug, Clone)]
+struct DpopChallenge {
+    algs: String,
+    required: bool,
+    nonces: Option<Arc<DpopNonces>>,
 }
 
 // By hand: deriving would ask `V: Clone`, and the verifier is shared through its `Arc`.
@@ -61,8 +88,11 @@ impl<V> Clone for Config<V> {
         Self {
             verifier: self.verifier.clone(),
             resource: self.resource.clone(),
+            origin: self.origin.clone(),
             challenges: self.challenges.clone(),
+            dpop_challenges: self.dpop_challenges.clone(),
             cache: self.cache.clone(),
+            dpop: self.dpop.clone(),
         }
     }
 }
@@ -122,6 +152,7 @@ impl<V> std::fmt::Debug for RequireBearerLayer<V> {
             .field("resource", &self.config.resource)
             .field("challenges", &self.config.challenges)
             .field("cache", &self.config.cache.is_some())
+            .field("dpop", &self.config.dpop)
             .finish_non_exhaustive()
     }
 }
@@ -137,20 +168,58 @@ impl<V: TokenVerifier> RequireBearerLayer<V> {
             config: Config {
                 verifier: Arc::new(verifier),
                 resource: None,
+                origin: None,
                 challenges: Arc::default(),
+                dpop_challenges: Arc::default(),
                 cache: Some(Arc::new(TokenCache::new(
                     DEFAULT_CACHE_TTL,
                     DEFAULT_CACHE_CAPACITY,
                 ))),
+                dpop: None,
             },
         }
     }
 
     /// The canonical URL of the protected resource. Tokens must name it in `aud` (RFC 8707);
-    /// the verifier's own audience check comes first, this one makes sure of it.
+    /// the verifier's own audience check comes first, this one makes sure of it. It is also the
+    /// public origin DPoP proofs are checked against (`htu`), so a resource behind a proxy or a
+    /// TLS terminator checks the URL its clients use.
     pub fn resource(mut self, resource: impl Into<String>) -> Self {
-        self.config.resource = Some(resource.into());
+        let resource = resource.into();
+        self.config.origin = url::Url::parse(&resource)
+            .ok()
+            .map(|url| url.origin().ascii_serialization())
+            .filter(|origin| origin != "null");
+        self.config.resource = Some(resource);
         self
+    }
+
+    /// Takes DPoP-bound tokens too (RFC 9449), or only them: see [`DpopPolicy`]. The
+    /// challenges then offer the DPoP scheme with its `algs`.
+    pub fn dpop(mut self, policy: DpopPolicy) -> Self {
+        Arc::make_mut(&mut self.config.challenges).dpop = Some(DpopChallenge {
+            algs: policy.algs(),
+            required: policy.required,
+            nonces: policy.nonces.clone(),
+        });
+        self.config.dpop = Some(Arc::new(policy));
+        self
+    }
+
+    /// Fills in what the protected resource metadata says of DPoP
+    /// (`dpop_signing_alg_values_supported`, `dpop_bound_access_tokens_required`), so the
+    /// document and the layer agree.
+    pub fn describe(&self, metadata: &mut crate::metadata::ProtectedResourceMetadata) {
+        if let Some(policy) = &self.config.dpop {
+            metadata.dpop_signing_alg_values_supported = Some(
+                policy
+                    .algorithms
+                    .iter()
+                    .map(|a| a.as_str().to_owned())
+                    .collect(),
+            );
+            metadata.dpop_bound_access_tokens_required = policy.required;
+        }
     }
 
     /// The protected resource metadata URL sent in every challenge (RFC 9728 §5.1).
@@ -196,9 +265,14 @@ impl<S, V> Layer<S> for RequireBearerLayer<V> {
     type Service = RequireBearer<S, V>;
 
     fn layer(&self, inner: S) -> Self::Service {
+        let mut config = self.config.clone();
+        config.dpop_challenges = Arc::new(Challenges {
+            used_dpop: true,
+            ..(*config.challenges).clone()
+        });
         RequireBearer {
             inner,
-            config: Arc::new(self.config.clone()),
+            config: Arc::new(config),
         }
     }
 }
@@ -321,14 +395,31 @@ where
     V: TokenVerifier,
     ResBody: Default,
 {
+    let used_dpop = config.dpop.is_some() && scheme_is(request.headers(), "dpop");
     match authorize(&config, request).await {
         Ok(request) => inner.call(request).await,
+        Err(rejection) if used_dpop => Ok(config.dpop_challenges.reject(rejection)),
         Err(rejection) => Ok(config.challenges.reject(rejection)),
     }
 }
 
-/// The bearer token of the request, or why there is none.
-fn bearer_token(headers: &HeaderMap) -> Result<&str, Rejection> {
+fn scheme_is(headers: &HeaderMap, scheme: &str) -> bool {
+    headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(' ').next())
+        .is_some_and(|s| s.eq_ignore_ascii_case(scheme))
+}
+
+/// How the token came: `Authorization: Bearer` or `Authorization: DPoP`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scheme {
+    Bearer,
+    Dpop,
+}
+
+/// The token of the request and its scheme, or why there is none.
+fn credentials(headers: &HeaderMap) -> Result<(Scheme, &str), Rejection> {
     let mut values = headers.get_all(AUTHORIZATION).iter();
     let value = values.next().ok_or(Rejection::MissingCredentials)?;
     if values.next().is_some() {
@@ -343,9 +434,13 @@ fn bearer_token(headers: &HeaderMap) -> Result<&str, Rejection> {
         .to_str()
         .map_err(|_| Rejection::InvalidRequest("the Authorization header is not ASCII"))?;
     let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
-    if !scheme.eq_ignore_ascii_case("bearer") {
+    let scheme = if scheme.eq_ignore_ascii_case("bearer") {
+        Scheme::Bearer
+    } else if scheme.eq_ignore_ascii_case("dpop") {
+        Scheme::Dpop
+    } else {
         return Err(Rejection::UnsupportedScheme);
-    }
+    };
     let token = rest.trim_start_matches(' ');
     if token.is_empty() {
         return Err(Rejection::InvalidRequest("the bearer token is empty"));
@@ -361,7 +456,7 @@ fn bearer_token(headers: &HeaderMap) -> Result<&str, Rejection> {
             "the bearer token is not a b64token",
         ));
     }
-    Ok(token)
+    Ok((scheme, token))
 }
 
 fn same_resource(a: &str, b: &str) -> bool {
@@ -375,14 +470,54 @@ async fn authorize<V, ReqBody>(
 where
     V: TokenVerifier,
 {
-    let info = config.authenticate(request.headers()).await?;
+    let (scheme, token) = credentials(request.headers())?;
+    let info = match (scheme, config.dpop.as_deref()) {
+        (Scheme::Bearer, Some(policy)) if policy.required => {
+            return Err(Rejection::UnsupportedScheme)
+        }
+        (Scheme::Bearer, _) => {
+            let info = config.authenticate(token).await?;
+            if info.dpop_jkt().is_some() {
+                // RFC 9449 §7.2: a bound token is worthless without the proof that goes with it.
+                return Err(Rejection::InvalidToken(
+                    "the token is DPoP-bound; send it with the DPoP scheme and a proof".into(),
+                ));
+            }
+            info
+        }
+        (Scheme::Dpop, None) => return Err(Rejection::UnsupportedScheme),
+        (Scheme::Dpop, Some(policy)) => {
+            let htu = config.htu(&request).ok_or(Rejection::InvalidRequest(
+                "the request URL cannot be known (no Host)",
+            ))?;
+            let proof = proof_header(request.headers())?;
+            let check = ProofCheck::new(request.method().as_str(), &htu)
+                .access_token(token)
+                .algorithms(&policy.algorithms)
+                .window(policy.max_age, policy.max_skew);
+            config.authenticate_dpop(policy, proof, &check, token).await?
+        }
+    };
     config.checks(&info)?;
     let required = &config.challenges.required_scopes;
     if required.iter().any(|scope| !info.has_scope(scope)) {
         return Err(Rejection::InsufficientScope(required.clone()));
     }
-    config.admit(&mut request, info);
+    config.admit(&mut request, info, scheme);
     Ok(request)
+}
+
+/// The one `DPoP` header of a request.
+fn proof_header(headers: &HeaderMap) -> Result<&str, Rejection> {
+    let mut values = headers.get_all(DPOP).iter();
+    let (Some(value), None) = (values.next(), values.next()) else {
+        return Err(Rejection::InvalidDpopProof(
+            "a DPoP request needs exactly one DPoP header".into(),
+        ));
+    };
+    value
+        .to_str()
+        .map_err(|_| Rejection::InvalidDpopProof("the DPoP header is not ASCII".into()))
 }
 
 /// The bearer value of a request with one well-shaped `Authorization: Bearer …` header, unchecked
@@ -410,7 +545,9 @@ impl<V: TokenVerifier> Config<V> {
         else {
             return false;
         };
-        if self.checks(&info).is_err()
+        // A DPoP-bound token presented as Bearer takes the full path, which refuses it.
+        if info.dpop_jkt().is_some()
+            || self.checks(&info).is_err()
             || self
                 .challenges
                 .required_scopes
@@ -419,15 +556,18 @@ impl<V: TokenVerifier> Config<V> {
         {
             return false;
         }
-        self.admit(request, info);
+        self.admit(request, info, Scheme::Bearer);
         true
     }
 
     /// Hands the token's facts, and how to answer for this resource, to the layers within.
-    fn admit<B>(&self, request: &mut Request<B>, info: AuthInfo) {
+    fn admit<B>(&self, request: &mut Request<B>, info: AuthInfo, scheme: Scheme) {
         let extensions = request.extensions_mut();
         extensions.insert(info);
-        extensions.insert(self.challenges.clone());
+        extensions.insert(match scheme {
+            Scheme::Bearer => self.challenges.clone(),
+            Scheme::Dpop => self.dpop_challenges.clone(),
+        });
     }
 
     /// Expiry and audience, checked on every request whoever verified the token.
@@ -445,15 +585,74 @@ impl<V: TokenVerifier> Config<V> {
         Ok(())
     }
 
-    async fn authenticate(&self, headers: &HeaderMap) -> Result<AuthInfo, Rejection> {
-        // A cache hit is a token seen and validated before: skip parsing it again.
-        if let Some(cache) = &self.cache {
-            if let Some(info) = cached_candidate(headers).and_then(|token| cache.get(token)) {
-                return Ok(info);
+    async fn authenticate(&self, token: &str) -> Result<AuthInfo, Rejection> {
+        // A cache hit is a token seen and validated before: skip checking it again.
+        if let Some(info) = self.cache.as_ref().and_then(|cache| cache.get(token)) {
+            return Ok(info);
+        }
+        self.verify(token).await
+    }
+
+    /// RFC 9449 §7.1: the proof, the token, the binding between them, the nonce, and that the
+    /// proof is new, in that order (only a proof that passed everything is remembered).
+    async fn authenticate_dpop(
+        &self,
+        policy: &DpopPolicy,
+        proof: &str,
+        check: &ProofCheck<'_>,
+        token: &str,
+    ) -> Result<AuthInfo, Rejection> {
+        let proof = verify_proof(proof, check)
+            .map_err(|e| Rejection::InvalidDpopProof(e.reason().into()))?;
+        let info = self.authenticate(token).await?;
+        match info.dpop_jkt() {
+            Some(jkt) if bool::from(jkt.as_bytes().ct_eq(proof.jkt.as_bytes())) => {}
+            Some(_) => {
+                return Err(Rejection::InvalidToken(
+                    "the token is bound to another key than the proof's".into(),
+                ))
+            }
+            None => {
+                return Err(Rejection::InvalidToken(
+                    "the token is not DPoP-bound (no cnf.jkt)".into(),
+                ))
             }
         }
-        let token = bearer_token(headers)?;
-        self.verify(token).await
+        if let Some(nonces) = &policy.nonces {
+            if !proof.nonce.as_deref().is_some_and(|n| nonces.accepts(n)) {
+                return Err(Rejection::UseDpopNonce);
+            }
+        }
+        match policy
+            .replay
+            .first_use(proof.replay_id(), proof.expires_at, now_secs())
+            .await
+        {
+            Ok(true) => Ok(info),
+            Ok(false) => Err(Rejection::InvalidDpopProof(
+                "the proof was used before".into(),
+            )),
+            Err(error) => Err(Rejection::Unavailable(format!(
+                "the DPoP replay cache cannot answer: {error}"
+            ))),
+        }
+    }
+
+    /// The URL a proof for this request must name: the configured resource's origin (the
+    /// public one), else the request's own, with the request's path.
+    fn htu<B>(&self, request: &Request<B>) -> Option<String> {
+        let path = request.uri().path();
+        if let Some(origin) = &self.origin {
+            return Some(format!("{origin}{path}"));
+        }
+        let uri = request.uri();
+        match (uri.scheme_str(), uri.authority()) {
+            (Some(scheme), Some(authority)) => Some(format!("{scheme}://{authority}{path}")),
+            _ => {
+                let host = request.headers().get(http::header::HOST)?.to_str().ok()?;
+                Some(format!("http://{host}{path}"))
+            }
+        }
     }
 
     async fn verify(&self, token: &str) -> Result<AuthInfo, Rejection> {
@@ -488,6 +687,17 @@ impl Challenges {
     fn rejection_response<B: Default>(&self, rejection: &Rejection) -> Response<B> {
         let mut challenge = self.challenge();
         let status = match rejection {
+            Rejection::InvalidDpopProof(reason) => {
+                challenge.error = Some("invalid_dpop_proof".into());
+                challenge.error_description = Some(error_description(reason));
+                StatusCode::UNAUTHORIZED
+            }
+            Rejection::UseDpopNonce => {
+                challenge.error = Some("use_dpop_nonce".into());
+                challenge.error_description =
+                    Some("the DPoP proof needs the nonce this server gave".into());
+                StatusCode::UNAUTHORIZED
+            }
             Rejection::MissingCredentials | Rejection::UnsupportedScheme => {
                 if !self.required_scopes.is_empty() {
                     challenge.scope = Some(self.required_scopes.join(" "));
@@ -521,15 +731,7 @@ impl Challenges {
             status,
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::BAD_REQUEST
         ) {
-            // The description is already limited to RFC 6750's characters; should the rest ever
-            // not fit a header, the challenge still goes out without it.
-            let value = HeaderValue::from_str(&challenge.to_string()).or_else(|_| {
-                challenge.error_description = None;
-                HeaderValue::from_str(&challenge.to_string())
-            });
-            if let Ok(value) = value {
-                response.headers_mut().insert(WWW_AUTHENTICATE, value);
-            }
+            self.write_challenges(response.headers_mut(), challenge, rejection);
         }
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response
@@ -537,6 +739,66 @@ impl Challenges {
                 .insert(http::header::RETRY_AFTER, HeaderValue::from_static("5"));
         }
         response
+    }
+}
+
+impl Challenges {
+    /// `WWW-Authenticate`: the Bearer challenge, the DPoP one, or both (RFC 9449 §7.1), with
+    /// the error in the challenge of the scheme the request used.
+    fn write_challenges(
+        &self,
+        headers: &mut HeaderMap,
+        challenge: BearerChallenge,
+        rejection: &Rejection,
+    ) {
+        let Some(dpop) = &self.dpop else {
+            append_challenge(headers, challenge, "Bearer", &[]);
+            return;
+        };
+        let dpop_error = self.used_dpop
+            || dpop.required
+            || matches!(
+                rejection,
+                Rejection::InvalidDpopProof(_) | Rejection::UseDpopNonce
+            );
+        let quiet = BearerChallenge {
+            error: None,
+            error_description: None,
+            error_uri: None,
+            scope: challenge.scope.clone().filter(|_| challenge.error.is_none()),
+            ..challenge.clone()
+        };
+        let (bearer, for_dpop) = if dpop_error {
+            (quiet, challenge)
+        } else {
+            (challenge, quiet)
+        };
+        if !dpop.required {
+            append_challenge(headers, bearer, "Bearer", &[]);
+        }
+        append_challenge(headers, for_dpop, "DPoP", &[("algs", &dpop.algs)]);
+        if let (Rejection::UseDpopNonce, Some(nonces)) = (rejection, &dpop.nonces) {
+            if let Ok(nonce) = HeaderValue::from_str(&nonces.current()) {
+                headers.insert(DPOP_NONCE, nonce);
+            }
+        }
+    }
+}
+
+/// Appends one challenge. The description is already limited to RFC 6750's characters; should
+/// the rest ever not fit a header, the challenge still goes out without it.
+fn append_challenge(
+    headers: &mut HeaderMap,
+    mut challenge: BearerChallenge,
+    scheme: &str,
+    extra: &[(&str, &str)],
+) {
+    let value = HeaderValue::from_str(&challenge.render(scheme, extra)).or_else(|_| {
+        challenge.error_description = None;
+        HeaderValue::from_str(&challenge.render(scheme, extra))
+    });
+    if let Ok(value) = value {
+        headers.append(WWW_AUTHENTICATE, value);
     }
 }
 
@@ -567,16 +829,17 @@ mod tests {
     #[test]
     fn header_parsing() {
         assert_eq!(
-            bearer_token(&headers(&["Bearer abc.def-_~+/=="])),
-            Ok("abc.def-_~+/==")
+            credentials(&headers(&["Bearer abc.def-_~+/=="])),
+            Ok((Scheme::Bearer, "abc.def-_~+/=="))
         );
-        assert_eq!(bearer_token(&headers(&["bearer  abc"])), Ok("abc"));
+        assert_eq!(credentials(&headers(&["bearer  abc"])), Ok((Scheme::Bearer, "abc")));
+        assert_eq!(credentials(&headers(&["DPoP abc"])), Ok((Scheme::Dpop, "abc")));
         assert_eq!(
-            bearer_token(&headers(&[])),
+            credentials(&headers(&[])),
             Err(Rejection::MissingCredentials)
         );
         assert_eq!(
-            bearer_token(&headers(&["Basic dXNlcjpw"])),
+            credentials(&headers(&["Basic dXNlcjpw"])),
             Err(Rejection::UnsupportedScheme)
         );
         for bad in [
@@ -588,14 +851,14 @@ mod tests {
         ] {
             assert!(
                 matches!(
-                    bearer_token(&headers(&[bad])),
+                    credentials(&headers(&[bad])),
                     Err(Rejection::InvalidRequest(_))
                 ),
                 "{bad}"
             );
         }
         assert!(matches!(
-            bearer_token(&headers(&["Bearer a", "Bearer b"])),
+            credentials(&headers(&["Bearer a", "Bearer b"])),
             Err(Rejection::InvalidRequest(_))
         ));
     }

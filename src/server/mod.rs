@@ -5,6 +5,7 @@
 #[cfg(feature = "axum")]
 mod axum;
 mod bearer;
+mod dpop;
 mod introspection;
 #[cfg(feature = "jwt")]
 mod jwt;
@@ -20,6 +21,7 @@ pub use bearer::{
     Rejection, RequireBearer, RequireBearerLayer, ResponseFuture, DEFAULT_CACHE_TTL,
     MAX_AUTHORIZATION_BYTES,
 };
+pub use dpop::DpopPolicy;
 pub use introspection::{IntrospectionAuth, IntrospectionVerifier};
 #[cfg(feature = "jwt")]
 pub use jwt::{

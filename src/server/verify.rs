@@ -59,6 +59,12 @@ impl AuthData {
         self.scopes.iter().any(|s| s == scope)
     }
 
+    /// The thumbprint of the DPoP key the token is bound to (`cnf.jkt`, RFC 9449 §6), from a
+    /// JWT or an introspection response alike.
+    pub fn dpop_jkt(&self) -> Option<&str> {
+        self.claims.get("cnf")?.get("jkt")?.as_str()
+    }
+
     /// Fills the typed fields from a claims object (JWT claims, or an RFC 7662 response).
     pub fn from_claims(claims: Map<String, Value>) -> AuthInfo {
         let string = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_owned);
