@@ -234,11 +234,32 @@ impl DpopKey {
         };
         let claims = serde_json::to_vec(&claims)
             .map_err(|_| Error::new(ErrorKind::Config, "could not encode a DPoP proof"))?;
+        self.sign(&claims)
+    }
+
+    /// Signs `claims` as a proof with this key's header, as they are: for claims a server asks
+    /// for beyond RFC 9449's, and for testing verifiers. [`Self::proof`] is the usual way.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Config`] when `claims` is not a JSON object or cannot be signed.
+    pub fn sign_claims(&self, claims: &Value) -> Result<String> {
+        if !claims.is_object() {
+            return Err(Error::new(
+                ErrorKind::Config,
+                "DPoP proof claims are a JSON object",
+            ));
+        }
+        let claims = serde_json::to_vec(claims)
+            .map_err(|_| Error::new(ErrorKind::Config, "could not encode a DPoP proof"))?;
+        self.sign(&claims)
+    }
+
+    fn sign(&self, claims: &[u8]) -> Result<String> {
         let mut jws =
             String::with_capacity(self.0.encoded_header.len() + claims.len() * 4 / 3 + 100);
         jws.push_str(&self.0.encoded_header);
         jws.push('.');
-        URL_SAFE_NO_PAD.encode_string(&claims, &mut jws);
+        URL_SAFE_NO_PAD.encode_string(claims, &mut jws);
         let signature = self
             .0
             .pair

@@ -495,7 +495,9 @@ where
                 .access_token(token)
                 .algorithms(&policy.algorithms)
                 .window(policy.max_age, policy.max_skew);
-            config.authenticate_dpop(policy, proof, &check, token).await?
+            config
+                .authenticate_dpop(policy, proof, &check, token)
+                .await?
         }
     };
     config.checks(&info)?;
@@ -765,7 +767,10 @@ impl Challenges {
             error: None,
             error_description: None,
             error_uri: None,
-            scope: challenge.scope.clone().filter(|_| challenge.error.is_none()),
+            scope: challenge
+                .scope
+                .clone()
+                .filter(|_| challenge.error.is_none()),
             ..challenge.clone()
         };
         let (bearer, for_dpop) = if dpop_error {
@@ -832,8 +837,14 @@ mod tests {
             credentials(&headers(&["Bearer abc.def-_~+/=="])),
             Ok((Scheme::Bearer, "abc.def-_~+/=="))
         );
-        assert_eq!(credentials(&headers(&["bearer  abc"])), Ok((Scheme::Bearer, "abc")));
-        assert_eq!(credentials(&headers(&["DPoP abc"])), Ok((Scheme::Dpop, "abc")));
+        assert_eq!(
+            credentials(&headers(&["bearer  abc"])),
+            Ok((Scheme::Bearer, "abc"))
+        );
+        assert_eq!(
+            credentials(&headers(&["DPoP abc"])),
+            Ok((Scheme::Dpop, "abc"))
+        );
         assert_eq!(
             credentials(&headers(&[])),
             Err(Rejection::MissingCredentials)
