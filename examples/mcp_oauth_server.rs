@@ -55,6 +55,12 @@ struct Args {
     /// test_streaming_elicitation, test_logging_tool) over Streamable HTTP.
     #[arg(long)]
     conformance_tools: bool,
+    /// Take DPoP-bound tokens only (RFC 9449) at the MCP endpoints; DPoP is accepted either way.
+    #[arg(long)]
+    require_dpop: bool,
+    /// Ask DPoP clients for server nonces at the token endpoint and the MCP endpoints.
+    #[arg(long)]
+    dpop_nonces: bool,
     /// Serve https with this certificate chain (PEM file); needs --tls-key.
     #[arg(long, value_name = "PEM", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -90,6 +96,8 @@ impl Args {
             auto_approve: self.auto_approve,
             opaque_tokens: self.opaque_tokens,
             conformance_tools: self.conformance_tools,
+            require_dpop: self.require_dpop,
+            dpop_nonces: self.dpop_nonces,
             tls,
             ..Options::default()
         })

@@ -145,6 +145,10 @@ pub struct ClientMetadata {
     /// Software version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub software_version: Option<String>,
+    /// The client always uses DPoP-bound tokens (RFC 9449 §5.2): the server refuses its token
+    /// requests without a proof.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dpop_bound_access_tokens: bool,
     /// Every other member, kept as sent.
     #[serde(flatten)]
     pub extra: Map<String, Value>,

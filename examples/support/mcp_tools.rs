@@ -92,6 +92,7 @@ impl Tools {
             "audience": info.audience,
             "issuer": info.issuer,
             "expires_at": info.expires_at,
+            "dpop_jkt": info.dpop_jkt(),
         });
         Ok(CallToolResult::success(vec![ContentBlock::text(
             answer.to_string(),

@@ -18,10 +18,12 @@ use tower::ServiceBuilder;
 use tower_mcp_oauth::authorization_server::{
     AuthorizationServer, AuthorizationServerConfig, AutoApprove, ConsentPage, TokenFormat,
 };
+use tower_mcp_oauth::dpop::DpopNonces;
 use tower_mcp_oauth::metadata::{ClientMetadata, ProtectedResourceMetadata};
 use tower_mcp_oauth::server::LegacySseServer;
 use tower_mcp_oauth::server::{
-    IntrospectionVerifier, JwtVerifier, RequireBearerLayer, ResourceMetadataService, TokenVerifier,
+    DpopPolicy, IntrospectionVerifier, JwtVerifier, RequireBearerLayer, ResourceMetadataService,
+    TokenVerifier,
 };
 
 /// The scopes the server knows; `mcp:tools` is required on every MCP route.
@@ -47,6 +49,10 @@ pub struct Options {
     pub allow_private_client_metadata_hosts: bool,
     /// Also serve the conformance suite's diagnostic tools over Streamable HTTP.
     pub conformance_tools: bool,
+    /// Take DPoP-bound tokens only at the MCP endpoints (DPoP is always accepted).
+    pub require_dpop: bool,
+    /// Ask for DPoP nonces, at the token endpoint and at the MCP endpoints.
+    pub dpop_nonces: bool,
 }
 
 /// A certificate to serve https with.
@@ -71,6 +77,8 @@ impl Default for Options {
             tls: None,
             allow_private_client_metadata_hosts: false,
             conformance_tools: false,
+            require_dpop: false,
+            dpop_nonces: false,
         }
     }
 }
@@ -90,9 +98,21 @@ async fn protected_app<V: TokenVerifier + Clone>(
     verifier: V,
     resource: &str,
     authorization_server: &AuthorizationServer,
-    conformance_tools: bool,
+    options: &Options,
 ) -> anyhow::Result<axum::Router> {
-    let metadata = ResourceMetadataService::new(ProtectedResourceMetadata {
+    let mut dpop = if options.require_dpop {
+        DpopPolicy::required()
+    } else {
+        DpopPolicy::accepted()
+    };
+    if options.dpop_nonces {
+        dpop = dpop.nonces(DpopNonces::new(Duration::from_secs(300)));
+    }
+    let bearer = RequireBearerLayer::new(verifier)
+        .resource(resource)
+        .required_scopes(["mcp:tools"])
+        .dpop(dpop);
+    let mut document = ProtectedResourceMetadata {
         resource: resource.to_owned(),
         authorization_servers: vec![authorization_server.issuer().to_owned()],
         scopes_supported: Some(SCOPES.iter().map(|s| (*s).to_owned()).collect()),
@@ -100,14 +120,13 @@ async fn protected_app<V: TokenVerifier + Clone>(
         resource_name: Some("tower-mcp-oauth example server".into()),
         jwks_uri: None,
         ..Default::default()
-    })?;
-    let bearer = RequireBearerLayer::new(verifier)
-        .resource(resource)
-        .resource_metadata(metadata.url())
-        .required_scopes(["mcp:tools"]);
+    };
+    bearer.describe(&mut document);
+    let metadata = ResourceMetadataService::new(document)?;
+    let bearer = bearer.resource_metadata(metadata.url());
     // Built once: at 2026-07-28 every request gets a service of its own, and building the tool
     // router (the schemas) per request would cost more than the request.
-    let tools = if conformance_tools {
+    let tools = if options.conformance_tools {
         mcp_tools::Tools::with_conformance_diagnostics()
     } else {
         mcp_tools::Tools::new()
@@ -187,6 +206,9 @@ pub async fn start(options: Options) -> anyhow::Result<Running> {
     if options.opaque_tokens {
         config = config.token_format(TokenFormat::Opaque);
     }
+    if options.dpop_nonces {
+        config = config.dpop_nonces(DpopNonces::new(Duration::from_secs(300)));
+    }
     if options.allow_private_client_metadata_hosts {
         config = config.allow_private_client_metadata_hosts(true);
     }
@@ -213,25 +235,13 @@ pub async fn start(options: Options) -> anyhow::Result<Running> {
             &resource,
         )?
         .http(http.clone());
-        protected_app(
-            verifier,
-            &resource,
-            &authorization_server,
-            options.conformance_tools,
-        )
-        .await?
+        protected_app(verifier, &resource, &authorization_server, &options).await?
     } else {
         let verifier = JwtVerifier::builder(&issuer, &resource)
             .jwks_url(format!("{issuer}/jwks"))
             .http(http)
             .build()?;
-        protected_app(
-            verifier,
-            &resource,
-            &authorization_server,
-            options.conformance_tools,
-        )
-        .await?
+        protected_app(verifier, &resource, &authorization_server, &options).await?
     };
     let task = match &options.tls {
         Some(tls) => tokio::spawn(serve_tls(listener, app, tls_acceptor(tls)?)),

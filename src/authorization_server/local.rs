@@ -71,6 +71,9 @@ impl TokenVerifier for LocalVerifier {
             claims.insert("scope".into(), Value::from(record.scopes.join(" ")));
             claims.insert("iat".into(), Value::from(record.issued_at));
             claims.insert("exp".into(), Value::from(record.expires_at));
+            if let Some(jkt) = &record.dpop_jkt {
+                claims.insert("cnf".into(), serde_json::json!({ "jkt": jkt }));
+            }
             Ok(AuthInfo::from(AuthData {
                 subject: Some(record.subject),
                 client_id: Some(record.client_id),

@@ -50,6 +50,7 @@ mod store;
 mod token;
 mod wire;
 
+use crate::dpop::{DpopAlgorithm, DpopNonces, MemoryReplayCache, ReplayCache};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -109,6 +110,14 @@ pub struct AuthorizationServerConfig {
     retired_keys: Vec<SigningKey>,
     cimd: cimd::CimdConfig,
     redirect_rules: register::RedirectRules,
+    dpop: Option<DpopSettings>,
+}
+
+/// How the token endpoint takes DPoP proofs.
+#[derive(Clone)]
+struct DpopSettings {
+    replay: Arc<dyn ReplayCache>,
+    nonces: Option<Arc<DpopNonces>>,
 }
 
 impl std::fmt::Debug for AuthorizationServerConfig {
@@ -158,7 +167,45 @@ impl AuthorizationServerConfig {
             retired_keys: Vec::new(),
             cimd: cimd::CimdConfig::default(),
             redirect_rules: register::RedirectRules::default(),
+            dpop: Some(DpopSettings {
+                replay: Arc::new(MemoryReplayCache::default()),
+                nonces: None,
+            }),
         })
+    }
+
+    /// Whether the server issues DPoP-bound tokens (RFC 9449; default on): it then lists
+    /// `dpop_signing_alg_values_supported`, and a token request with a valid proof gets tokens
+    /// bound to its key (`token_type` `DPoP`, `cnf.jkt`), a public client's refresh tokens
+    /// included. Requests without a proof still get Bearer tokens, unless the client
+    /// registered `dpop_bound_access_tokens`.
+    pub fn dpop(mut self, enabled: bool) -> Self {
+        self.dpop = enabled.then(|| {
+            self.dpop.take().unwrap_or_else(|| DpopSettings {
+                replay: Arc::new(MemoryReplayCache::default()),
+                nonces: None,
+            })
+        });
+        self
+    }
+
+    /// Asks token requests for a server nonce (RFC 9449 §8). Implies [`Self::dpop`].
+    pub fn dpop_nonces(mut self, nonces: DpopNonces) -> Self {
+        self = self.dpop(true);
+        if let Some(settings) = &mut self.dpop {
+            settings.nonces = Some(Arc::new(nonces));
+        }
+        self
+    }
+
+    /// Where the token endpoint remembers the proofs it accepted (default: in memory).
+    /// Implies [`Self::dpop`].
+    pub fn dpop_replay_cache(mut self, cache: impl ReplayCache) -> Self {
+        self = self.dpop(true);
+        if let Some(settings) = &mut self.dpop {
+            settings.replay = Arc::new(cache);
+        }
+        self
     }
 
     /// Adds a resource (RFC 8707) tokens may be issued for: the MCP server's URL. A request
@@ -379,7 +426,12 @@ impl AuthorizationServer {
             introspection_endpoint: endpoint("/introspect"),
             authorization_response_iss_parameter_supported: true,
             client_id_metadata_document_supported: true,
-            dpop_signing_alg_values_supported: None,
+            dpop_signing_alg_values_supported: self.inner.config.dpop.as_ref().map(|_| {
+                DpopAlgorithm::ALL
+                    .iter()
+                    .map(|a| a.as_str().to_owned())
+                    .collect()
+            }),
             extra: serde_json::Map::new(),
         }
     }

@@ -121,9 +121,9 @@ async fn introspect_access(
             return Ok(Some(json!({ "active": false })))
         }
     };
-    Ok(Some(json!({
+    let mut answer = json!({
         "active": true,
-        "token_type": "Bearer",
+        "token_type": if record.dpop_jkt.is_some() { "DPoP" } else { "Bearer" },
         "scope": record.scopes.join(" "),
         "client_id": record.client_id,
         "sub": record.subject,
@@ -131,7 +131,12 @@ async fn introspect_access(
         "iss": server.issuer(),
         "iat": record.issued_at,
         "exp": record.expires_at,
-    })))
+    });
+    if let Some(jkt) = &record.dpop_jkt {
+        // RFC 9449 §6.2: the resource server checks the proof's key against it.
+        answer["cnf"] = json!({ "jkt": jkt });
+    }
+    Ok(Some(answer))
 }
 
 /// The answer for a refresh token, or `None` when `token` is not one.

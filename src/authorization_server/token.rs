@@ -19,6 +19,7 @@ use super::store::{
 use super::wire::{form_params, json_response, OAuthError, Params};
 use super::{AuthorizationServer, TokenFormat};
 use crate::clock::now_secs;
+use crate::dpop::{verify_proof, ProofCheck, VerifiedProof};
 
 #[derive(Serialize)]
 struct TokenResponse {
@@ -41,6 +42,14 @@ struct AccessClaims<'a> {
     iat: u64,
     exp: u64,
     jti: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cnf: Option<Confirmation<'a>>,
+}
+
+/// RFC 9449 §6.1: the key a token is bound to.
+#[derive(Serialize)]
+struct Confirmation<'a> {
+    jkt: &'a str,
 }
 
 /// What an access token is issued for.
@@ -50,6 +59,8 @@ struct Issue<'a> {
     scopes: &'a [String],
     resource: &'a str,
     family_id: Option<&'a str>,
+    /// The DPoP key's thumbprint, for a bound token.
+    dpop_jkt: Option<&'a str>,
 }
 
 pub(super) async fn handle(
@@ -74,15 +85,71 @@ async fn token(
     let params = form_params(headers, body)?;
     let grant_type = params.require("grant_type")?.to_owned();
     let client = authenticate(server, headers, &params).await?;
+    let proof = dpop_proof(server, headers).await?;
+    if proof.is_none() && client.metadata.dpop_bound_access_tokens {
+        return Err(OAuthError::new(
+            "invalid_dpop_proof",
+            "the client registered for DPoP-bound tokens; send a DPoP proof",
+        ));
+    }
+    let jkt = proof.as_ref().map(|p| p.jkt.as_str());
     match grant_type.as_str() {
-        "authorization_code" => authorization_code(server, &client, &params).await,
-        "refresh_token" => refresh(server, &client, &params).await,
-        "client_credentials" => client_credentials(server, &client, &params).await,
+        "authorization_code" => authorization_code(server, &client, &params, jkt).await,
+        "refresh_token" => refresh(server, &client, &params, jkt).await,
+        "client_credentials" => client_credentials(server, &client, &params, jkt).await,
         _ => Err(OAuthError::new(
             "unsupported_grant_type",
             "the grant type is not supported",
         )),
     }
+}
+
+/// The token request's DPoP proof (RFC 9449 §4.3, §8, §11.1), checked, with its nonce and
+/// its first use; `None` without one, or when this server does not do DPoP.
+async fn dpop_proof(
+    server: &AuthorizationServer,
+    headers: &HeaderMap,
+) -> Result<Option<VerifiedProof>, OAuthError> {
+    let Some(settings) = &server.inner.config.dpop else {
+        return Ok(None);
+    };
+    let mut values = headers.get_all("dpop").iter();
+    let proof = match (values.next(), values.next()) {
+        (None, _) => return Ok(None),
+        (Some(value), None) => value
+            .to_str()
+            .map_err(|_| OAuthError::new("invalid_dpop_proof", "the DPoP header is not ASCII"))?,
+        (Some(_), Some(_)) => {
+            return Err(OAuthError::new(
+                "invalid_dpop_proof",
+                "send exactly one DPoP header",
+            ))
+        }
+    };
+    let token_endpoint = format!("{}/token", server.issuer());
+    let verified = verify_proof(proof, &ProofCheck::new("POST", &token_endpoint))
+        .map_err(|e| OAuthError::new("invalid_dpop_proof", e.reason()))?;
+    if let Some(nonces) = &settings.nonces {
+        if !verified.nonce.as_deref().is_some_and(|n| nonces.accepts(n)) {
+            let mut error = OAuthError::new(
+                "use_dpop_nonce",
+                "the authorization server requires a DPoP nonce",
+            );
+            error.dpop_nonce = Some(nonces.current());
+            return Err(error);
+        }
+    }
+    let fresh = settings
+        .replay
+        .first_use(verified.replay_id(), verified.expires_at, now_secs())
+        .await?;
+    if !fresh {
+        return Err(OAuthError::new(
+            "invalid_dpop_proof",
+            "the DPoP proof was used before",
+        ));
+    }
+    Ok(Some(verified))
 }
 
 fn require_grant(client: &RegisteredClient, grant_type: &str) -> Result<(), OAuthError> {
@@ -121,6 +188,7 @@ async fn authorization_code(
     server: &AuthorizationServer,
     client: &RegisteredClient,
     params: &Params,
+    jkt: Option<&str>,
 ) -> Result<TokenResponse, OAuthError> {
     require_grant(client, "authorization_code")?;
     let code = params.require("code")?;
@@ -177,6 +245,10 @@ async fn authorization_code(
             resource: grant.resource.clone(),
             expires_at: now_secs() + server.inner.config.refresh_token_ttl.as_secs(),
             revoked: false,
+            // A public client has no other proof that a refresh token is its own.
+            dpop_jkt: jkt
+                .filter(|_| client.auth_method == ClientAuthMethod::None)
+                .map(str::to_owned),
         };
         if store.save_family(family, hash(&refresh_token)).await? == FamilyStart::Revoked {
             // A second redemption of the code revoked the family while this one was in flight.
@@ -193,6 +265,7 @@ async fn authorization_code(
         resource: &grant.resource,
         // Without a refresh token there is no family to belong to (or to be revoked with).
         family_id: refresh_token.is_some().then_some(grant.family_id.as_str()),
+        dpop_jkt: jkt,
     };
     let mut response = issue_access(server, &issue).await?;
     response.refresh_token = refresh_token;
@@ -204,6 +277,7 @@ async fn refresh(
     server: &AuthorizationServer,
     client: &RegisteredClient,
     params: &Params,
+    jkt: Option<&str>,
 ) -> Result<TokenResponse, OAuthError> {
     require_grant(client, "refresh_token")?;
     let presented = hash(params.require("refresh_token")?);
@@ -215,6 +289,14 @@ async fn refresh(
         // Another client's token is refused before it can be rotated (or its family revoked).
         _ => return Err(OAuthError::invalid_grant("the refresh token is invalid")),
     };
+    if let Some(bound) = &owner.dpop_jkt {
+        // RFC 9449 §5: a bound refresh token is good only with a proof by its key.
+        if jkt != Some(bound.as_str()) {
+            return Err(OAuthError::invalid_grant(
+                "the refresh token is bound to another DPoP key",
+            ));
+        }
+    }
     let requested = split_scopes(params.get("scope"));
     let scopes = if requested.is_empty() {
         owner.scopes.clone()
@@ -251,6 +333,7 @@ async fn refresh(
         scopes: &scopes,
         resource: &family.resource,
         family_id: Some(&family.id),
+        dpop_jkt: jkt,
     };
     let mut response = issue_access(server, &issue).await?;
     response.refresh_token = Some(next);
@@ -262,6 +345,7 @@ async fn client_credentials(
     server: &AuthorizationServer,
     client: &RegisteredClient,
     params: &Params,
+    jkt: Option<&str>,
 ) -> Result<TokenResponse, OAuthError> {
     if client.auth_method == ClientAuthMethod::None || !client.pre_registered {
         return Err(OAuthError::new(
@@ -293,6 +377,7 @@ async fn client_credentials(
         scopes: &scopes,
         resource: &resource,
         family_id: None,
+        dpop_jkt: jkt,
     };
     issue_access(server, &issue).await
 }
@@ -315,6 +400,7 @@ async fn issue_access(
             iat: now,
             exp: now + ttl,
             jti: random_token(),
+            cnf: issue.dpop_jkt.map(|jkt| Confirmation { jkt }),
         })?,
         TokenFormat::Opaque => random_token(),
     };
@@ -327,6 +413,7 @@ async fn issue_access(
         issued_at: now,
         expires_at: now + ttl,
         family_id: issue.family_id.map(str::to_owned),
+        dpop_jkt: issue.dpop_jkt.map(str::to_owned),
     };
     config
         .store
@@ -334,7 +421,11 @@ async fn issue_access(
         .await?;
     Ok(TokenResponse {
         access_token,
-        token_type: "Bearer",
+        token_type: if issue.dpop_jkt.is_some() {
+            "DPoP"
+        } else {
+            "Bearer"
+        },
         expires_in: ttl,
         refresh_token: None,
         scope,

@@ -13,6 +13,8 @@ pub(crate) struct OAuthError {
     status: StatusCode,
     pub(crate) code: &'static str,
     pub(crate) description: String,
+    /// A `DPoP-Nonce` to hand out with the error (RFC 9449 §8).
+    pub(crate) dpop_nonce: Option<String>,
 }
 
 impl OAuthError {
@@ -26,6 +28,7 @@ impl OAuthError {
             status,
             code,
             description: description.into(),
+            dpop_nonce: None,
         }
     }
 
@@ -62,6 +65,11 @@ impl IntoResponse for OAuthError {
             error_uri: None,
         };
         let mut response = json_response(self.status, &body);
+        if let Some(nonce) = self.dpop_nonce.and_then(|n| HeaderValue::from_str(&n).ok()) {
+            response
+                .headers_mut()
+                .insert(http::HeaderName::from_static("dpop-nonce"), nonce);
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             // RFC 6749 §5.2: a 401 names the scheme the client should authenticate with.
             response.headers_mut().insert(

@@ -382,11 +382,7 @@ where
         if status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN {
             return Ok(response);
         }
-        let challenge = if sent_dpop {
-            BearerChallenge::from_headers_dpop_first(response.headers())
-        } else {
-            BearerChallenge::from_headers(response.headers())
-        };
+        let challenge = read_challenge(response.headers(), sent_dpop);
         let generation = token.as_ref().map(|t| t.generation);
         // The copy is made before any await, so request bodies need not be Sync.
         let next = replay.as_ref().and_then(Replay::build);
@@ -465,6 +461,21 @@ where
             .call(next)
             .await
             .map_err(Into::into)?;
+    }
+}
+
+/// The challenge that speaks to the request: for a DPoP token the DPoP challenge, unless only
+/// the Bearer one names an error (servers differ in where they put it).
+fn read_challenge(headers: &http::HeaderMap, sent_dpop: bool) -> Option<BearerChallenge> {
+    if !sent_dpop {
+        return BearerChallenge::from_headers(headers);
+    }
+    let dpop = BearerChallenge::from_headers_dpop_first(headers);
+    match dpop {
+        Some(challenge) if challenge.error.is_none() => BearerChallenge::from_headers(headers)
+            .filter(|bearer| bearer.error.is_some())
+            .or(Some(challenge)),
+        other => other,
     }
 }
 

@@ -641,8 +641,15 @@ impl<V: TokenVerifier> Config<V> {
     }
 
     /// The URL a proof for this request must name: the configured resource's origin (the
-    /// public one), else the request's own, with the request's path.
+    /// public one), else the request's own, with the path the client asked for.
     fn htu<B>(&self, request: &Request<B>) -> Option<String> {
+        // Inside axum's `nest_service` the URI has lost its prefix; the original has it.
+        #[cfg(any(feature = "axum", feature = "authorization-server"))]
+        let path = request
+            .extensions()
+            .get::<axum::extract::OriginalUri>()
+            .map_or(request.uri().path(), |original| original.0.path());
+        #[cfg(not(any(feature = "axum", feature = "authorization-server")))]
         let path = request.uri().path();
         if let Some(origin) = &self.origin {
             return Some(format!("{origin}{path}"));

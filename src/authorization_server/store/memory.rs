@@ -492,6 +492,7 @@ mod tests {
             resource: "http://127.0.0.1/mcp".into(),
             expires_at: u64::MAX / 2,
             revoked: false,
+            dpop_jkt: None,
         }
     }
 
@@ -504,6 +505,7 @@ mod tests {
             issued_at: 0,
             expires_at: u64::MAX / 2,
             family_id: family_id.map(str::to_owned),
+            dpop_jkt: None,
         }
     }
 

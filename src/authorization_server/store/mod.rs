@@ -125,6 +125,9 @@ pub struct TokenFamily {
     pub expires_at: u64,
     /// Set when reuse was detected or the grant revoked.
     pub revoked: bool,
+    /// The DPoP key the refresh tokens are bound to (a public client's, RFC 9449 §5): a
+    /// refresh with another key fails.
+    pub dpop_jkt: Option<String>,
 }
 
 /// The outcome of rotating a refresh token.
@@ -165,6 +168,8 @@ pub struct AccessRecord {
     pub expires_at: u64,
     /// The family it was issued in, if any.
     pub family_id: Option<String>,
+    /// The thumbprint of the DPoP key the token is bound to (`cnf.jkt`), if any.
+    pub dpop_jkt: Option<String>,
 }
 
 /// Storage behind the authorization server.
