@@ -38,6 +38,7 @@ use subtle::ConstantTimeEq;
 
 use crate::clock::now_secs;
 use crate::error::{Error, ErrorKind, Result};
+use crate::jose::{JwsAlgorithm, PublicJwk};
 use crate::sync::LockExt;
 use crate::BoxFuture;
 
@@ -93,6 +94,16 @@ impl DpopAlgorithm {
     /// Whether a client here can sign with it ([`DpopKey::generate`]).
     pub fn can_sign(self) -> bool {
         matches!(self, Self::ES256 | Self::ES384)
+    }
+
+    fn jws(self) -> JwsAlgorithm {
+        match self {
+            Self::ES256 => JwsAlgorithm::Es256,
+            Self::ES384 => JwsAlgorithm::Es384,
+            Self::EdDSA => JwsAlgorithm::EdDsa,
+            Self::RS256 => JwsAlgorithm::Rs256,
+            Self::PS256 => JwsAlgorithm::Ps256,
+        }
     }
 
     fn ecdsa_signing(self) -> Option<&'static sig::EcdsaSigningAlgorithm> {
@@ -528,11 +539,11 @@ pub fn verify_proof(
         .filter(|alg| check.algorithms.contains(alg))
         .ok_or(invalid("the proof's alg is not accepted"))?;
     let jwk = header.jwk.ok_or(invalid("the proof has no jwk"))?;
-    let key = PublicJwk::parse(&jwk, algorithm)?;
+    let key = PublicJwk::parse(&jwk, algorithm.jws()).map_err(invalid)?;
     let signature =
         decode_part(signature_b64).ok_or(invalid("the proof signature is not base64url"))?;
     let signed = &proof[..header_b64.len() + 1 + claims_b64.len()];
-    key.verify(algorithm, signed.as_bytes(), &signature)?;
+    key.verify(signed.as_bytes(), &signature).map_err(invalid)?;
 
     let claims: ReceivedClaims = decode_part(claims_b64)
         .and_then(|bytes| serde_json::from_slice(&bytes).ok())
@@ -590,145 +601,6 @@ pub fn verify_proof(
         nonce,
         expires_at: iat.saturating_add(check.max_age),
     })
-}
-
-/// A public key from a proof's `jwk`, with its thumbprint.
-struct PublicJwk {
-    material: KeyMaterial,
-    thumbprint: String,
-}
-
-enum KeyMaterial {
-    /// An uncompressed SEC1 point, or an Ed25519 public key.
-    Raw(Vec<u8>),
-    Rsa {
-        n: Vec<u8>,
-        e: Vec<u8>,
-    },
-}
-
-/// Members that only a private (or symmetric) key has.
-const PRIVATE_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
-
-impl PublicJwk {
-    fn parse(
-        jwk: &Map<String, Value>,
-        algorithm: DpopAlgorithm,
-    ) -> std::result::Result<Self, ProofError> {
-        if PRIVATE_MEMBERS.iter().any(|m| jwk.contains_key(*m)) {
-            return Err(invalid("the proof's jwk holds private key material"));
-        }
-        let member = |name: &str| jwk.get(name).and_then(Value::as_str);
-        let bytes = |name: &str| member(name).and_then(decode_part);
-        let kty = member("kty").ok_or(invalid("the proof's jwk has no kty"))?;
-        let (material, canonical) = match (algorithm, kty) {
-            (DpopAlgorithm::ES256 | DpopAlgorithm::ES384, "EC") => {
-                let (crv, size) = if algorithm == DpopAlgorithm::ES256 {
-                    ("P-256", 32)
-                } else {
-                    ("P-384", 48)
-                };
-                if member("crv") != Some(crv) {
-                    return Err(invalid("the proof's jwk curve does not fit its alg"));
-                }
-                let (Some(x), Some(y)) = (bytes("x"), bytes("y")) else {
-                    return Err(invalid("the proof's jwk lacks x or y"));
-                };
-                if x.len() != size || y.len() != size {
-                    return Err(invalid("the proof's jwk coordinates have the wrong size"));
-                }
-                let mut point = Vec::with_capacity(1 + 2 * size);
-                point.push(4);
-                point.extend_from_slice(&x);
-                point.extend_from_slice(&y);
-                let canonical = format!(
-                    r#"{{"crv":"{crv}","kty":"EC","x":"{}","y":"{}"}}"#,
-                    URL_SAFE_NO_PAD.encode(&x),
-                    URL_SAFE_NO_PAD.encode(&y)
-                );
-                (KeyMaterial::Raw(point), canonical)
-            }
-            (DpopAlgorithm::EdDSA, "OKP") => {
-                if member("crv") != Some("Ed25519") {
-                    return Err(invalid("the proof's jwk curve is not Ed25519"));
-                }
-                let x = bytes("x")
-                    .filter(|x| x.len() == 32)
-                    .ok_or(invalid("the proof's jwk x is not an Ed25519 key"))?;
-                let canonical = format!(
-                    r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#,
-                    URL_SAFE_NO_PAD.encode(&x)
-                );
-                (KeyMaterial::Raw(x), canonical)
-            }
-            (DpopAlgorithm::RS256 | DpopAlgorithm::PS256, "RSA") => {
-                let (Some(n), Some(e)) = (bytes("n"), bytes("e")) else {
-                    return Err(invalid("the proof's jwk lacks n or e"));
-                };
-                let canonical = format!(
-                    r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#,
-                    URL_SAFE_NO_PAD.encode(&e),
-                    URL_SAFE_NO_PAD.encode(&n)
-                );
-                // ring wants the integers without leading zeros.
-                let trim = |v: Vec<u8>| {
-                    v.iter()
-                        .position(|b| *b != 0)
-                        .map(|i| v[i..].to_vec())
-                        .unwrap_or_default()
-                };
-                (
-                    KeyMaterial::Rsa {
-                        n: trim(n),
-                        e: trim(e),
-                    },
-                    canonical,
-                )
-            }
-            _ => return Err(invalid("the proof's jwk type does not fit its alg")),
-        };
-        Ok(Self {
-            material,
-            thumbprint: URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes())),
-        })
-    }
-
-    fn verify(
-        &self,
-        algorithm: DpopAlgorithm,
-        message: &[u8],
-        signature: &[u8],
-    ) -> std::result::Result<(), ProofError> {
-        let verified = match (&self.material, algorithm) {
-            (KeyMaterial::Raw(point), DpopAlgorithm::ES256) => {
-                sig::UnparsedPublicKey::new(&sig::ECDSA_P256_SHA256_FIXED, point)
-                    .verify(message, signature)
-            }
-            (KeyMaterial::Raw(point), DpopAlgorithm::ES384) => {
-                sig::UnparsedPublicKey::new(&sig::ECDSA_P384_SHA384_FIXED, point)
-                    .verify(message, signature)
-            }
-            (KeyMaterial::Raw(key), DpopAlgorithm::EdDSA) => {
-                sig::UnparsedPublicKey::new(&sig::ED25519, key).verify(message, signature)
-            }
-            (KeyMaterial::Rsa { n, e }, DpopAlgorithm::RS256) => {
-                sig::RsaPublicKeyComponents { n, e }.verify(
-                    &sig::RSA_PKCS1_2048_8192_SHA256,
-                    message,
-                    signature,
-                )
-            }
-            (KeyMaterial::Rsa { n, e }, DpopAlgorithm::PS256) => {
-                sig::RsaPublicKeyComponents { n, e }.verify(
-                    &sig::RSA_PSS_2048_8192_SHA256,
-                    message,
-                    signature,
-                )
-            }
-            _ => return Err(invalid("the proof's jwk type does not fit its alg")),
-        };
-        verified.map_err(|_| invalid("the proof's signature does not verify"))
-    }
 }
 
 /// Remembers the proofs a server has accepted, so none is accepted twice (RFC 9449 §11.1).
@@ -957,7 +829,7 @@ mod tests {
             "kty": "RSA", "e": "AQAB", "alg": "RS256",
             "n": "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw"
         });
-        let parsed = PublicJwk::parse(rfc_jwk.as_object().unwrap(), DpopAlgorithm::RS256).unwrap();
+        let parsed = PublicJwk::parse(rfc_jwk.as_object().unwrap(), JwsAlgorithm::Rs256).unwrap();
         assert_eq!(
             parsed.thumbprint,
             "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"

@@ -120,6 +120,12 @@ mod clock;
 ))]
 pub mod dpop;
 pub mod error;
+#[cfg(any(
+    feature = "client",
+    feature = "server",
+    feature = "authorization-server"
+))]
+mod jose;
 
 /// A boxed, sendable future: what the crate's object-safe traits return (credential and
 /// authorization stores, token verifiers, authorization handlers). One type, re-exported where

@@ -148,14 +148,22 @@ async fn the_authorization_server_logs_no_secrets() {
     let second = state.refresh().await.unwrap();
 
     // Replays and a wrong secret, answered with errors.
-    let post = |form: Vec<(&str, String)>, basic: Option<String>| {
+    let token_endpoint = format!("{}/token", running.base);
+    // The tokens are DPoP-bound (the server offers it): the replay carries the client's proof,
+    // or the server would refuse it for the key before seeing the reuse.
+    let dpop_key = first.dpop_key.clone().expect("DPoP-bound tokens");
+    let proof = dpop_key.proof("POST", &token_endpoint, None, None).unwrap();
+    let post = |form: Vec<(&str, String)>, basic: Option<String>, proof: Option<String>| {
         let body = url::form_urlencoded::Serializer::new(String::new())
             .extend_pairs(form)
             .finish();
-        let mut request = http::Request::post(format!("{}/token", running.base))
+        let mut request = http::Request::post(&token_endpoint)
             .header("content-type", "application/x-www-form-urlencoded");
         if let Some(basic) = basic {
             request = request.header("authorization", basic);
+        }
+        if let Some(proof) = proof {
+            request = request.header("dpop", proof);
         }
         let request = request
             .body(tower_mcp_oauth::http::RequestBody::from(body))
@@ -178,6 +186,7 @@ async fn the_authorization_server_logs_no_secrets() {
             ("client_id", registration.client_id.clone()),
         ],
         None,
+        Some(proof),
     )
     .await;
     answers += &post(
@@ -187,6 +196,7 @@ async fn the_authorization_server_logs_no_secrets() {
             ("code_verifier", "x".repeat(43)),
             ("client_id", registration.client_id.clone()),
         ],
+        None,
         None,
     )
     .await;
@@ -201,6 +211,7 @@ async fn the_authorization_server_logs_no_secrets() {
                 format!("{rs_id}:wrong-secret-value")
             )
         )),
+        None,
     )
     .await;
     assert!(answers.contains("invalid_grant") && answers.contains("invalid_client"));
@@ -219,6 +230,8 @@ async fn the_authorization_server_logs_no_secrets() {
         secrets.push(secret.expose().to_owned());
     }
     secrets.push(rs_secret.expose().to_owned());
+    let stored_key = serde_json::to_value(&dpop_key).unwrap();
+    secrets.push(stored_key["pkcs8"].as_str().unwrap().to_owned());
     let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     assert!(
         logs.contains("refresh token was presented"),
