@@ -1,6 +1,8 @@
 //! `RequireBearer` costs, each beside its baseline in the same run:
 //!
-//! - `verify_uncached`: one full JWT verification (ES256 and RS256) with the keys in memory;
+//! - `verify_uncached`: one full JWT verification (ES256 and RS256) with the keys in memory,
+//!   beside the same verification through jsonwebtoken's pure-Rust backend (what the verifier
+//!   used before ring);
 //! - `layer`: one call through `RequireBearer` with a cached token to a service that answers at
 //!   once, against the same service without the layer.
 //!
@@ -15,7 +17,8 @@ use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion};
 use http::{Request, Response};
 use http_body_util::Full;
-use jsonwebtoken::Algorithm;
+use jsonwebtoken::jwk::Jwk;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Validation};
 use tower::{ServiceBuilder, ServiceExt};
 use tower_mcp_oauth::server::{JwtVerifier, RequireBearerLayer, TokenVerifier};
 
@@ -49,6 +52,39 @@ fn benches(c: &mut Criterion) {
     });
     group.bench_function("rs256", |b| {
         b.to_async(&rt).iter(|| verifier.verify(&rs256))
+    });
+    // The baseline: the same tokens through jsonwebtoken's pure-Rust backend (`rust_crypto`),
+    // which the verifier used before it moved to ring.
+    let public = |pem: &[u8], alg: Algorithm| {
+        let private = match alg {
+            Algorithm::ES256 => EncodingKey::from_ec_pem(pem).unwrap(),
+            _ => EncodingKey::from_rsa_pem(pem).unwrap(),
+        };
+        DecodingKey::from_jwk(&Jwk::from_encoding_key(&private, alg).unwrap()).unwrap()
+    };
+    let validation = |alg: Algorithm| {
+        let mut validation = Validation::new(alg);
+        validation.set_issuer(&[&issuer.base]);
+        validation.set_audience(&[RESOURCE]);
+        validation
+    };
+    let (ec_key, ec_validation) = (
+        public(jwt_issuer::EC_PRIVATE, Algorithm::ES256),
+        validation(Algorithm::ES256),
+    );
+    let (rsa_key, rsa_validation) = (
+        public(jwt_issuer::RSA_PRIVATE, Algorithm::RS256),
+        validation(Algorithm::RS256),
+    );
+    group.bench_function("es256_jsonwebtoken_rust_crypto", |b| {
+        b.iter(|| {
+            jsonwebtoken::decode::<serde_json::Value>(&es256, &ec_key, &ec_validation).unwrap()
+        })
+    });
+    group.bench_function("rs256_jsonwebtoken_rust_crypto", |b| {
+        b.iter(|| {
+            jsonwebtoken::decode::<serde_json::Value>(&rs256, &rsa_key, &rsa_validation).unwrap()
+        })
     });
     group.finish();
 

@@ -50,6 +50,8 @@ const MAX_AUTHORIZATIONS: usize = 3;
 /// What it does for each request to the MCP server's origin (requests elsewhere pass untouched,
 /// without a token):
 /// - attaches `Authorization: Bearer …`, marked sensitive, refreshing first when the token is due;
+///   a DPoP-bound token goes as `Authorization: DPoP …` with a fresh proof in the `DPoP` header,
+///   and a `use_dpop_nonce` answer is replayed once with the server's nonce;
 /// - on a 401, refreshes (or rediscovers and authorizes through the configured
 ///   [`AuthorizationHandler`](super::AuthorizationHandler)) and replays the request once;
 /// - on a 403 `insufficient_scope`, authorizes for the granted plus the challenged scopes and

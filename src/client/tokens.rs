@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 use url::Url;
 
+use crate::client::authorization::PendingAuthorization;
 use crate::client::discovery::Discovery;
 use crate::client::dpop::{DpopHttp, DpopSigner, NonceCell};
 use crate::client::registration::{ClientRegistration, TokenEndpointAuthMethod};
@@ -235,18 +236,17 @@ fn token_error(
     }
 }
 
-/// Exchanges an authorization code (with its PKCE verifier) for tokens.
+/// Exchanges the code of `pending` (with its PKCE verifier) for tokens, bound to the key of
+/// `dpop` when given.
 pub(crate) async fn exchange_code(
     http: &HttpClient,
-    discovery: &Discovery,
-    client: &ClientRegistration,
-    redirect_uri: &Url,
+    pending: &PendingAuthorization,
     code: &Secret,
-    verifier: &Secret,
-    requested_scopes: &[String],
     dpop: Option<DpopSigner>,
 ) -> Result<TokenSet> {
-    let oauth = oauth2_client(discovery, client, Some(redirect_uri))?;
+    let (discovery, client) = (&pending.discovery, &pending.client);
+    let (verifier, requested_scopes) = (&pending.verifier, &pending.scopes);
+    let oauth = oauth2_client(discovery, client, Some(&pending.redirect_uri))?;
     let mut request = oauth
         .exchange_code(AuthorizationCode::new(code.expose().to_owned()))
         .set_pkce_verifier(PkceCodeVerifier::new(verifier.expose().to_owned()));

@@ -154,12 +154,8 @@ impl Session {
         let dpop_key = self.dpop_key_for(discovery)?;
         let tokens = tokens::exchange_code(
             &self.config.http,
-            discovery,
-            client,
-            &pending.redirect_uri,
+            pending,
             code,
-            &pending.verifier,
-            &pending.scopes,
             dpop_key.map(|key| DpopSigner {
                 key,
                 nonce: self.authorization_server_nonce.clone(),

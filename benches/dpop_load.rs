@@ -1,0 +1,171 @@
+//! Throughput under load, side by side in one run: the same loopback axum server behind
+//! `RequireBearer` + `JwtVerifier` (cached tokens), called with a Bearer token and with a
+//! DPoP-bound token and a fresh proof per request, measured by wrk (`apt-get install wrk`).
+//!
+//! Every DPoP request carries a proof never used before (the server would refuse a replay), so
+//! the proofs are made before each run and wrk sends them in order (a Lua script); the
+//! server's cost is what is measured: the proof's signature check, its claims and the replay
+//! cache.
+//!
+//! `cargo bench --bench dpop_load` (`DPOP_LOAD_SECONDS`, default 8, per run; `DPOP_LOAD_ROUNDS`,
+//! default 3, alternating runs of each side). With `taskset` present, wrk runs pinned to CPU 1.
+
+#[path = "../examples/support/jwt_issuer.rs"]
+mod jwt_issuer;
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::process::Command;
+
+use axum::routing::get;
+use axum::Router;
+use jsonwebtoken::Algorithm;
+use serde_json::json;
+use tower_mcp_oauth::dpop::{access_token_hash, DpopAlgorithm, DpopKey, MemoryReplayCache};
+use tower_mcp_oauth::server::{DpopPolicy, JwtVerifier, RequireBearerLayer};
+
+const RESOURCE: &str = "https://mcp.example.test/mcp";
+/// More proofs than the fastest run can send, so none is sent twice.
+const PROOFS_PER_SECOND: u64 = 40_000;
+
+const SCRIPT: &str = r#"
+local proofs = {}
+local next_proof = 0
+local token = ""
+init = function(args)
+  token = args[2]
+  for line in io.lines(args[1]) do proofs[#proofs + 1] = line end
+end
+request = function()
+  next_proof = next_proof + 1
+  return wrk.format("GET", nil, { ["Authorization"] = "DPoP " .. token, ["DPoP"] = proofs[next_proof] })
+end
+"#;
+
+async fn serve(app: Router) -> String {
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .unwrap();
+    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+/// Runs wrk and returns its requests per second.
+fn wrk(url: &str, extra: &[&str]) -> f64 {
+    let pinned = Command::new("taskset").arg("--version").output().is_ok();
+    let mut command = if pinned {
+        let mut taskset = Command::new("taskset");
+        taskset.args(["-c", "1", "wrk"]);
+        taskset
+    } else {
+        Command::new("wrk")
+    };
+    let seconds = setting("DPOP_LOAD_SECONDS", 8);
+    let output = command
+        .args(["-t1", "-c32", &format!("-d{seconds}s")])
+        .args(extra)
+        .arg(url)
+        .output()
+        .expect("wrk is needed: apt-get install wrk");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        !text.contains("Non-2xx"),
+        "every request must succeed:\n{text}"
+    );
+    text.lines()
+        .find_map(|line| line.strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no Requests/sec in wrk output:\n{text}"))
+}
+
+fn setting(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    if Command::new("wrk").arg("--version").output().is_err() {
+        eprintln!("dpop_load: wrk is not installed (apt-get install wrk); skipping");
+        return;
+    }
+    let seconds = setting("DPOP_LOAD_SECONDS", 8);
+    let rounds = setting("DPOP_LOAD_ROUNDS", 3);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let key = DpopKey::generate(DpopAlgorithm::ES256).unwrap();
+    let (url, bearer_token, bound_token) = rt.block_on(async {
+        let issuer = jwt_issuer::Issuer::start().await;
+        let verifier = JwtVerifier::builder(&issuer.base, RESOURCE)
+            .discover()
+            .await
+            .unwrap();
+        let policy = DpopPolicy::accepted().replay_cache(MemoryReplayCache::new(2_000_000));
+        let layer = RequireBearerLayer::new(verifier)
+            .resource(RESOURCE)
+            .required_scopes(["mcp"])
+            .dpop(policy);
+        let app = Router::new()
+            .route(
+                "/mcp",
+                get(|| async { r#"{"jsonrpc":"2.0","id":1,"result":{}}"# }),
+            )
+            .layer(layer);
+        let url = serve(app).await;
+        let claims = issuer.claims(RESOURCE);
+        let bearer = jwt_issuer::sign(&claims, Algorithm::ES256, Some("ec-1"));
+        let mut bound_claims = claims.clone();
+        bound_claims["cnf"] = json!({ "jkt": key.thumbprint() });
+        let bound = jwt_issuer::sign(&bound_claims, Algorithm::ES256, Some("ec-1"));
+        std::mem::forget(issuer);
+        (url, bearer, bound)
+    });
+    let ath = access_token_hash(&bound_token);
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("dpop.lua");
+    std::fs::write(&script, SCRIPT).unwrap();
+    let proofs_file = dir.path().join("proofs.txt");
+    let bearer_header = format!("Authorization: Bearer {bearer_token}");
+
+    let mut bearer = Vec::new();
+    let mut dpop = Vec::new();
+    for _ in 0..rounds {
+        bearer.push(wrk(&url, &["-H", &bearer_header]));
+        // Fresh proofs for this run, made before it starts.
+        let mut file = std::io::BufWriter::new(std::fs::File::create(&proofs_file).unwrap());
+        for _ in 0..PROOFS_PER_SECOND * seconds {
+            let proof = key.proof("GET", RESOURCE, Some(&ath), None).unwrap();
+            writeln!(file, "{proof}").unwrap();
+        }
+        file.flush().unwrap();
+        drop(file);
+        let script_arg = script.to_str().unwrap();
+        let proofs_arg = proofs_file.to_str().unwrap();
+        dpop.push(wrk(
+            &url,
+            &["-s", script_arg, "--", proofs_arg, &bound_token],
+        ));
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let median = |v: &[f64]| {
+        let mut sorted = v.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        sorted[sorted.len() / 2]
+    };
+    let (a, b) = (mean(&bearer), mean(&dpop));
+    println!("dpop_load: {seconds}s x{rounds} rounds, wrk -t1 -c32, GET /mcp on 127.0.0.1");
+    println!("  Bearer token (cached JWT):                 {a:>10.0} req/s  {bearer:?}");
+    println!("  DPoP token (cached JWT) + fresh proof:     {b:>10.0} req/s  {dpop:?}");
+    let paired: Vec<f64> = dpop.iter().zip(&bearer).map(|(d, b)| d / b).collect();
+    println!(
+        "  DPoP at {:.1}% of Bearer (means); paired median {:.1}% over {} rounds",
+        100.0 * b / a,
+        100.0 * median(&paired),
+        paired.len()
+    );
+}
