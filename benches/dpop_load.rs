@@ -51,8 +51,9 @@ async fn serve(app: Router) -> String {
     url
 }
 
-/// Runs wrk and returns its requests per second.
-fn wrk(url: &str, extra: &[&str]) -> f64 {
+/// Runs wrk (`options`, the URL, then the script's `arguments`) and returns its requests per
+/// second.
+fn wrk(url: &str, options: &[&str], arguments: &[&str]) -> f64 {
     let pinned = Command::new("taskset").arg("--version").output().is_ok();
     let mut command = if pinned {
         let mut taskset = Command::new("taskset");
@@ -64,8 +65,9 @@ fn wrk(url: &str, extra: &[&str]) -> f64 {
     let seconds = setting("DPOP_LOAD_SECONDS", 8);
     let output = command
         .args(["-t1", "-c32", &format!("-d{seconds}s")])
-        .args(extra)
+        .args(options)
         .arg(url)
+        .args(arguments)
         .output()
         .expect("wrk is needed: apt-get install wrk");
     let text = String::from_utf8_lossy(&output.stdout);
@@ -135,7 +137,7 @@ fn main() {
     let mut bearer = Vec::new();
     let mut dpop = Vec::new();
     for _ in 0..rounds {
-        bearer.push(wrk(&url, &["-H", &bearer_header]));
+        bearer.push(wrk(&url, &["-H", &bearer_header], &[]));
         // Fresh proofs for this run, made before it starts.
         let mut file = std::io::BufWriter::new(std::fs::File::create(&proofs_file).unwrap());
         for _ in 0..PROOFS_PER_SECOND * seconds {
@@ -148,7 +150,8 @@ fn main() {
         let proofs_arg = proofs_file.to_str().unwrap();
         dpop.push(wrk(
             &url,
-            &["-s", script_arg, "--", proofs_arg, &bound_token],
+            &["-s", script_arg],
+            &["--", proofs_arg, &bound_token],
         ));
     }
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
