@@ -42,6 +42,11 @@ use crate::jose::{JwsAlgorithm, PublicJwk};
 use crate::sync::LockExt;
 use crate::BoxFuture;
 
+/// The `DPoP` request header: the proof.
+pub const DPOP: http::HeaderName = http::HeaderName::from_static("dpop");
+/// The `DPoP-Nonce` response header: the nonce the server wants in the next proof.
+pub const DPOP_NONCE: http::HeaderName = http::HeaderName::from_static("dpop-nonce");
+
 /// The longest proof accepted. Real proofs are under 1 KiB (an RSA key makes them longer).
 pub const MAX_PROOF_BYTES: usize = 8 * 1024;
 

@@ -9,6 +9,8 @@ use sha2::{Digest, Sha256};
 
 /// The asymmetric JWS algorithms checked here. Never `none` and never an HMAC: a verifier that
 /// holds only public keys cannot be tricked into using one as a shared secret.
+// DPoP proofs use five of them; the JWT verifier (feature `jwt`) uses all.
+#[cfg_attr(not(feature = "jwt"), allow(dead_code))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum JwsAlgorithm {
     Rs256,
@@ -171,6 +173,7 @@ impl PublicJwk {
 }
 
 /// Checks the signature of a compact JWS (`header.payload.signature`) with `key`.
+#[cfg_attr(not(feature = "jwt"), allow(dead_code))]
 pub(crate) fn verify_compact(token: &str, key: &PublicJwk) -> Result<(), &'static str> {
     let (signed, signature) = token.rsplit_once('.').ok_or("not a compact JWS")?;
     let signature = decode(signature).ok_or("the signature is not base64url")?;

@@ -19,7 +19,7 @@ use super::store::{
 use super::wire::{form_params, json_response, OAuthError, Params};
 use super::{AuthorizationServer, TokenFormat};
 use crate::clock::now_secs;
-use crate::dpop::{verify_proof, ProofCheck, VerifiedProof};
+use crate::dpop::{verify_proof, ProofCheck, VerifiedProof, DPOP};
 
 #[derive(Serialize)]
 struct TokenResponse {
@@ -113,7 +113,7 @@ async fn dpop_proof(
     let Some(settings) = &server.inner.config.dpop else {
         return Ok(None);
     };
-    let mut values = headers.get_all("dpop").iter();
+    let mut values = headers.get_all(DPOP).iter();
     let proof = match (values.next(), values.next()) {
         (None, _) => return Ok(None),
         (Some(value), None) => value

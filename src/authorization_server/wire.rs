@@ -68,7 +68,7 @@ impl IntoResponse for OAuthError {
         if let Some(nonce) = self.dpop_nonce.and_then(|n| HeaderValue::from_str(&n).ok()) {
             response
                 .headers_mut()
-                .insert(http::HeaderName::from_static("dpop-nonce"), nonce);
+                .insert(crate::dpop::DPOP_NONCE, nonce);
         }
         if self.status == StatusCode::UNAUTHORIZED {
             // RFC 6749 §5.2: a 401 names the scheme the client should authenticate with.

@@ -5,19 +5,16 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 
-use http::header::{HeaderName, HeaderValue};
+use http::header::HeaderValue;
 use http::HeaderMap;
 
-use crate::dpop::{DpopAlgorithm, DpopKey};
+pub(crate) use crate::dpop::DPOP;
+use crate::dpop::{DpopAlgorithm, DpopKey, DPOP_NONCE};
 use crate::error::{Error, ErrorKind, Result};
 use crate::http::HttpClient;
 use crate::metadata::{AuthorizationServerMetadata, ProtectedResourceMetadata};
 use crate::sync::RwLockExt;
 
-/// The `DPoP` request header (the proof).
-pub(crate) const DPOP: HeaderName = HeaderName::from_static("dpop");
-/// The `DPoP-Nonce` response header.
-pub(crate) const DPOP_NONCE: HeaderName = HeaderName::from_static("dpop-nonce");
 /// The longest nonce remembered; a longer one is ignored.
 const MAX_NONCE_BYTES: usize = 1024;
 

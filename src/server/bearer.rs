@@ -12,12 +12,9 @@ use subtle::ConstantTimeEq;
 use tower::{Layer, Service};
 
 use crate::challenge::BearerChallenge;
-use crate::dpop::{verify_proof, DpopNonces, ProofCheck};
+use crate::dpop::{verify_proof, DpopNonces, ProofCheck, DPOP, DPOP_NONCE};
 use crate::server::dpop::DpopPolicy;
 use crate::server::verify::{now_secs, AuthInfo, TokenCache, TokenVerifier, VerifyError};
-
-const DPOP: http::HeaderName = http::HeaderName::from_static("dpop");
-const DPOP_NONCE: http::HeaderName = http::HeaderName::from_static("dpop-nonce");
 
 /// The longest `Authorization` header accepted; longer is a malformed request.
 pub const MAX_AUTHORIZATION_BYTES: usize = 16 * 1024;
