@@ -225,3 +225,48 @@ async fn a_client_set_to_bearer_still_gets_bearer_tokens_where_dpop_is_only_offe
     assert_eq!(answer["dpop_jkt"], Value::Null);
     assert_eq!(state.credentials().unwrap().token_type, "Bearer");
 }
+
+#[tokio::test]
+async fn a_client_registered_for_dpop_gets_no_bearer_token() {
+    let running = oauth_server_app::start(oauth_server_app::Options {
+        port: 0,
+        auto_approve: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let client_id = running
+        .authorization_server
+        .register_client(tower_mcp_oauth::metadata::ClientMetadata {
+            client_name: Some("dpop-only".into()),
+            redirect_uris: vec![support::client::CALLBACK.into()],
+            grant_types: vec!["authorization_code".into(), "refresh_token".into()],
+            dpop_bound_access_tokens: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let token_endpoint = format!("{}/token", running.base);
+    let request = |proof: Option<String>| {
+        let form = format!(
+            "grant_type=refresh_token&refresh_token=not-a-token&client_id={}",
+            url::form_urlencoded::byte_serialize(client_id.as_bytes()).collect::<String>()
+        );
+        let mut request = Request::post(&token_endpoint)
+            .header("content-type", "application/x-www-form-urlencoded");
+        if let Some(proof) = proof {
+            request = request.header("dpop", proof);
+        }
+        request.body(Full::new(Bytes::from(form))).unwrap()
+    };
+    let without = send(request(None)).await;
+    assert_eq!(without.status, StatusCode::BAD_REQUEST);
+    assert_eq!(without.error(), "invalid_dpop_proof", "{}", without.text());
+    // With a proof, the request gets as far as the grant (which is made up).
+    let key = DpopKey::generate(DpopAlgorithm::ES256).unwrap();
+    let with = send(request(Some(
+        key.proof("POST", &token_endpoint, None, None).unwrap(),
+    )))
+    .await;
+    assert_eq!(with.error(), "invalid_grant", "{}", with.text());
+}
