@@ -8,9 +8,8 @@
 
 #[path = "../examples/support/jwt_issuer.rs"]
 mod jwt_issuer;
-
-use std::net::SocketAddr;
-use std::process::Command;
+#[path = "support/wrk.rs"]
+mod wrk;
 
 use axum::routing::get;
 use axum::Router;
@@ -19,15 +18,6 @@ use tower_mcp_oauth::server::{JwtVerifier, RequireBearerLayer};
 
 const RESOURCE: &str = "https://mcp.example.test/mcp";
 
-async fn serve(app: Router) -> String {
-    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .unwrap();
-    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    url
-}
-
 fn app() -> Router {
     Router::new().route(
         "/mcp",
@@ -35,45 +25,19 @@ fn app() -> Router {
     )
 }
 
-/// Runs wrk and returns its requests per second.
-fn wrk(url: &str, token: &str, seconds: u64) -> f64 {
-    let pinned = Command::new("taskset").arg("--version").output().is_ok();
-    let mut command = if pinned {
-        let mut taskset = Command::new("taskset");
-        taskset.args(["-c", "1", "wrk"]);
-        taskset
-    } else {
-        Command::new("wrk")
-    };
-    let output = command
-        .args(["-t1", "-c32", &format!("-d{seconds}s"), "--latency"])
-        .args(["-H", &format!("Authorization: Bearer {token}"), url])
-        .output()
-        .expect("wrk is needed: apt-get install wrk");
-    let text = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        !text.contains("Non-2xx"),
-        "every request must succeed:\n{text}"
-    );
-    text.lines()
-        .find_map(|line| line.strip_prefix("Requests/sec:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no Requests/sec in wrk output:\n{text}"))
+/// wrk's requests per second with `token` as Bearer.
+fn with_bearer(url: &str, token: &str, seconds: u64) -> f64 {
+    let header = format!("Authorization: Bearer {token}");
+    wrk::requests_per_second(url, seconds, &["--latency", "-H", &header], &[])
 }
 
 fn main() {
-    if Command::new("wrk").arg("--version").output().is_err() {
+    if !wrk::installed() {
         eprintln!("bearer_load: wrk is not installed (apt-get install wrk); skipping");
         return;
     }
-    let setting = |name: &str, default: u64| {
-        std::env::var(name)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
-    };
-    let seconds = setting("BEARER_LOAD_SECONDS", 8);
-    let rounds = setting("BEARER_LOAD_ROUNDS", 3);
+    let seconds = wrk::setting("BEARER_LOAD_SECONDS", 8);
+    let rounds = wrk::setting("BEARER_LOAD_ROUNDS", 3);
     // One worker thread for the servers; wrk takes the other core.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -89,8 +53,8 @@ fn main() {
         let layer = RequireBearerLayer::new(verifier)
             .resource(RESOURCE)
             .required_scopes(["mcp"]);
-        let bare = serve(app()).await;
-        let protected = serve(app().layer(layer)).await;
+        let bare = wrk::serve(app()).await;
+        let protected = wrk::serve(app().layer(layer)).await;
         let token = jwt_issuer::sign(&issuer.claims(RESOURCE), Algorithm::ES256, Some("ec-1"));
         std::mem::forget(issuer);
         (bare, protected, token)
@@ -99,15 +63,10 @@ fn main() {
     let mut without = Vec::new();
     let mut with = Vec::new();
     for _ in 0..rounds {
-        without.push(wrk(&bare, &token, seconds));
-        with.push(wrk(&protected, &token, seconds));
+        without.push(with_bearer(&bare, &token, seconds));
+        with.push(with_bearer(&protected, &token, seconds));
     }
-    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-    let median = |v: &[f64]| {
-        let mut sorted = v.to_vec();
-        sorted.sort_by(f64::total_cmp);
-        sorted[sorted.len() / 2]
-    };
+    let (mean, median) = (wrk::mean, wrk::median);
     let (a, b) = (mean(&without), mean(&with));
     println!("bearer_load: {seconds}s x{rounds} rounds, wrk -t1 -c32, GET /mcp on 127.0.0.1");
     println!("  without RequireBearer:                 {a:>10.0} req/s  {without:?}");
@@ -117,12 +76,9 @@ fn main() {
         100.0 * b / a,
         100.0 * median(&with) / median(&without)
     );
-    // Each protected run against the unprotected run just before it: drift of the machine
-    // between rounds cancels out.
-    let paired: Vec<f64> = with.iter().zip(&without).map(|(w, o)| w / o).collect();
     println!(
         "  paired ratio: median {:.1}% over {} rounds",
-        100.0 * median(&paired),
-        paired.len()
+        100.0 * wrk::paired_median(&with, &without),
+        with.len()
     );
 }

@@ -12,10 +12,10 @@
 
 #[path = "../examples/support/jwt_issuer.rs"]
 mod jwt_issuer;
+#[path = "support/wrk.rs"]
+mod wrk;
 
 use std::io::Write;
-use std::net::SocketAddr;
-use std::process::Command;
 
 use axum::routing::get;
 use axum::Router;
@@ -42,59 +42,13 @@ request = function()
 end
 "#;
 
-async fn serve(app: Router) -> String {
-    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .unwrap();
-    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    url
-}
-
-/// Runs wrk (`options`, the URL, then the script's `arguments`) and returns its requests per
-/// second.
-fn wrk(url: &str, options: &[&str], arguments: &[&str]) -> f64 {
-    let pinned = Command::new("taskset").arg("--version").output().is_ok();
-    let mut command = if pinned {
-        let mut taskset = Command::new("taskset");
-        taskset.args(["-c", "1", "wrk"]);
-        taskset
-    } else {
-        Command::new("wrk")
-    };
-    let seconds = setting("DPOP_LOAD_SECONDS", 8);
-    let output = command
-        .args(["-t1", "-c32", &format!("-d{seconds}s")])
-        .args(options)
-        .arg(url)
-        .args(arguments)
-        .output()
-        .expect("wrk is needed: apt-get install wrk");
-    let text = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        !text.contains("Non-2xx"),
-        "every request must succeed:\n{text}"
-    );
-    text.lines()
-        .find_map(|line| line.strip_prefix("Requests/sec:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no Requests/sec in wrk output:\n{text}"))
-}
-
-fn setting(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn main() {
-    if Command::new("wrk").arg("--version").output().is_err() {
+    if !wrk::installed() {
         eprintln!("dpop_load: wrk is not installed (apt-get install wrk); skipping");
         return;
     }
-    let seconds = setting("DPOP_LOAD_SECONDS", 8);
-    let rounds = setting("DPOP_LOAD_ROUNDS", 3);
+    let seconds = wrk::setting("DPOP_LOAD_SECONDS", 8);
+    let rounds = wrk::setting("DPOP_LOAD_ROUNDS", 3);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -118,7 +72,7 @@ fn main() {
                 get(|| async { r#"{"jsonrpc":"2.0","id":1,"result":{}}"# }),
             )
             .layer(layer);
-        let url = serve(app).await;
+        let url = wrk::serve(app).await;
         let claims = issuer.claims(RESOURCE);
         let bearer = jwt_issuer::sign(&claims, Algorithm::ES256, Some("ec-1"));
         let mut bound_claims = claims.clone();
@@ -137,7 +91,12 @@ fn main() {
     let mut bearer = Vec::new();
     let mut dpop = Vec::new();
     for _ in 0..rounds {
-        bearer.push(wrk(&url, &["-H", &bearer_header], &[]));
+        bearer.push(wrk::requests_per_second(
+            &url,
+            seconds,
+            &["-H", &bearer_header],
+            &[],
+        ));
         // Fresh proofs for this run, made before it starts.
         let mut file = std::io::BufWriter::new(std::fs::File::create(&proofs_file).unwrap());
         for _ in 0..PROOFS_PER_SECOND * seconds {
@@ -148,27 +107,21 @@ fn main() {
         drop(file);
         let script_arg = script.to_str().unwrap();
         let proofs_arg = proofs_file.to_str().unwrap();
-        dpop.push(wrk(
+        dpop.push(wrk::requests_per_second(
             &url,
+            seconds,
             &["-s", script_arg],
             &["--", proofs_arg, &bound_token],
         ));
     }
-    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-    let median = |v: &[f64]| {
-        let mut sorted = v.to_vec();
-        sorted.sort_by(f64::total_cmp);
-        sorted[sorted.len() / 2]
-    };
-    let (a, b) = (mean(&bearer), mean(&dpop));
+    let (a, b) = (wrk::mean(&bearer), wrk::mean(&dpop));
     println!("dpop_load: {seconds}s x{rounds} rounds, wrk -t1 -c32, GET /mcp on 127.0.0.1");
     println!("  Bearer token (cached JWT):                 {a:>10.0} req/s  {bearer:?}");
     println!("  DPoP token (cached JWT) + fresh proof:     {b:>10.0} req/s  {dpop:?}");
-    let paired: Vec<f64> = dpop.iter().zip(&bearer).map(|(d, b)| d / b).collect();
     println!(
         "  DPoP at {:.1}% of Bearer (means); paired median {:.1}% over {} rounds",
         100.0 * b / a,
-        100.0 * median(&paired),
-        paired.len()
+        100.0 * wrk::paired_median(&dpop, &bearer),
+        dpop.len()
     );
 }
