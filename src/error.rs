@@ -48,6 +48,11 @@ pub enum ErrorKind {
     InvalidGrant,
     /// The authorization server rejected the client credentials: register again.
     InvalidClient,
+    /// The authorization server refused the scopes asked for (`invalid_scope`).
+    InvalidScope,
+    /// The client may not use this grant (`unauthorized_client`): a configuration matter at
+    /// the authorization server, not something a retry fixes.
+    UnauthorizedClient,
     /// The token endpoint answered with another OAuth error.
     TokenEndpoint,
     /// There is no usable access token and none can be obtained without the user.

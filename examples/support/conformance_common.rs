@@ -5,7 +5,8 @@ use anyhow::Context;
 use clap::Args;
 use serde_json::{json, Map, Value};
 use tower_mcp_oauth::client::{
-    ClientRegistration, HeadlessHandler, OAuthConfig, TokenEndpointAuthMethod,
+    ClientKey, ClientRegistration, EnterpriseGrant, Grant, HeadlessHandler, OAuthConfig,
+    TokenEndpointAuthMethod, TokenSource,
 };
 use url::Url;
 
@@ -89,26 +90,54 @@ pub(crate) fn parse_context(context: Option<&str>) -> anyhow::Result<Option<Valu
 /// A headless client presenting the suite's metadata document, or the pre-registered client
 /// the context names (its `client_id`, and `client_secret` if any).
 pub(crate) fn config_from_context(context: Option<&Value>) -> anyhow::Result<OAuthConfig> {
-    let mut config = OAuthConfig::new()
+    let config = OAuthConfig::new()
         .client_name("tower-mcp-oauth conformance client")
         .client_metadata_url(Url::parse(CLIENT_METADATA_URL)?)
         .handler(HeadlessHandler::new(Url::parse(REDIRECT_URI)?));
-    if let Some(client_id) = context
-        .and_then(|c| c.get("client_id"))
-        .and_then(Value::as_str)
-    {
-        let secret = context
-            .and_then(|c| c.get("client_secret"))
-            .and_then(Value::as_str);
-        let client = match secret {
-            Some(secret) => ClientRegistration::confidential(
-                client_id,
-                secret,
-                TokenEndpointAuthMethod::ClientSecretBasic,
-            ),
-            None => ClientRegistration::public(client_id),
-        };
-        config = config.client(client);
+    let text = |key: &str| context.and_then(|c| c.get(key)).and_then(Value::as_str);
+    let Some(client_id) = text("client_id") else {
+        return Ok(config);
+    };
+    let scenario = text("name").unwrap_or_default();
+    // The grants without a user, as the extension scenarios hand them out.
+    if let Some(pem) = text("private_key_pem") {
+        let key = ClientKey::from_pem(pem).context("the scenario's private_key_pem")?;
+        return Ok(config
+            .client(ClientRegistration::private_key_jwt(client_id, key))
+            .grant(Grant::ClientCredentials));
+    }
+    if let Some(workload_token) = text("valid_jwt") {
+        return Ok(config
+            .client(ClientRegistration::public(client_id))
+            .grant(Grant::JwtBearer {
+                assertion: TokenSource::fixed(workload_token),
+            }));
+    }
+    let client = match text("client_secret") {
+        Some(secret) => ClientRegistration::confidential(
+            client_id,
+            secret,
+            TokenEndpointAuthMethod::ClientSecretBasic,
+        ),
+        None => ClientRegistration::public(client_id),
+    };
+    let config = config.client(client);
+    if let (Some(issuer), Some(token_endpoint), Some(idp_client), Some(id_token)) = (
+        text("idp_issuer"),
+        text("idp_token_endpoint"),
+        text("idp_client_id"),
+        text("idp_id_token"),
+    ) {
+        let enterprise = EnterpriseGrant::with_token_endpoint(
+            issuer,
+            Url::parse(token_endpoint)?,
+            ClientRegistration::public(idp_client),
+            TokenSource::fixed(id_token),
+        );
+        return Ok(config.grant(Grant::EnterpriseManaged(enterprise)));
+    }
+    if scenario.starts_with("auth/client-credentials") {
+        return Ok(config.grant(Grant::ClientCredentials));
     }
     Ok(config)
 }

@@ -4,6 +4,7 @@
 use oauth2::{CsrfToken, PkceCodeChallenge};
 use url::Url;
 
+use crate::client::config::RequestOptions;
 use crate::client::discovery::Discovery;
 use crate::client::registration::ClientRegistration;
 use crate::client::tokens::{oauth2_client, scopes};
@@ -95,6 +96,7 @@ pub(crate) fn start(
     client: &ClientRegistration,
     requested_scopes: Vec<String>,
     redirect_uri: &Url,
+    options: &RequestOptions,
 ) -> Result<PendingAuthorization> {
     validate_redirect_uri(redirect_uri)?;
     require_pkce(&discovery.authorization_server)?;
@@ -104,8 +106,11 @@ pub(crate) fn start(
         .authorize_url(CsrfToken::new_random)
         .set_pkce_challenge(challenge)
         .add_scopes(scopes(&requested_scopes));
-    if let Some(resource) = &discovery.resource {
-        request = request.add_extra_param("resource", resource.clone());
+    if let Some(resource) = options.resource(discovery) {
+        request = request.add_extra_param("resource", resource.to_owned());
+    }
+    for (name, value) in &options.authorization_params {
+        request = request.add_extra_param(name.clone(), value.clone());
     }
     let (url, state) = request.url();
     Ok(PendingAuthorization {

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use url::Url;
 
+use crate::client::discovery::Discovery;
 use crate::client::dpop::DpopMode;
+use crate::client::grant::Grant;
 use crate::client::handler::AuthorizationHandler;
 use crate::client::registration::{ClientRegistration, ClientSettings};
 use crate::client::store::{CredentialStore, MemoryStore};
@@ -26,6 +28,33 @@ pub struct OAuthConfig {
     pub(crate) scopes: Option<Vec<String>>,
     pub(crate) refresh_margin: Duration,
     pub(crate) dpop: DpopMode,
+    pub(crate) grant: Grant,
+    pub(crate) requests: RequestOptions,
+}
+
+/// What providers want added to, or left out of, authorization and token requests.
+#[derive(Debug, Clone)]
+pub(crate) struct RequestOptions {
+    pub(crate) authorization_params: Vec<(String, String)>,
+    pub(crate) token_params: Vec<(String, String)>,
+    pub(crate) send_resource: bool,
+}
+
+impl Default for RequestOptions {
+    fn default() -> Self {
+        Self {
+            authorization_params: Vec::new(),
+            token_params: Vec::new(),
+            send_resource: true,
+        }
+    }
+}
+
+impl RequestOptions {
+    /// The RFC 8707 `resource` to send, unless switched off for a provider that refuses it.
+    pub(crate) fn resource<'d>(&self, discovery: &'d Discovery) -> Option<&'d str> {
+        discovery.resource.as_deref().filter(|_| self.send_resource)
+    }
 }
 
 impl std::fmt::Debug for OAuthConfig {
@@ -38,6 +67,8 @@ impl std::fmt::Debug for OAuthConfig {
             .field("scopes", &self.scopes)
             .field("refresh_margin", &self.refresh_margin)
             .field("dpop", &self.dpop)
+            .field("grant", &self.grant)
+            .field("requests", &self.requests)
             .finish_non_exhaustive()
     }
 }
@@ -53,6 +84,8 @@ impl Default for OAuthConfig {
             scopes: None,
             refresh_margin: Duration::from_secs(60),
             dpop: DpopMode::Auto,
+            grant: Grant::default(),
+            requests: RequestOptions::default(),
         }
     }
 }
@@ -138,6 +171,41 @@ impl OAuthConfig {
     /// and kept in the store with the tokens.
     pub fn dpop(mut self, mode: DpopMode) -> Self {
         self.dpop = mode;
+        self
+    }
+
+    /// How tokens are obtained (default [`Grant::AuthorizationCode`], through the
+    /// [`handler`](Self::handler)). The other grants need no user: the layer obtains tokens on
+    /// first use and again before they expire or when the server refuses them.
+    pub fn grant(mut self, grant: Grant) -> Self {
+        self.grant = grant;
+        self
+    }
+
+    /// Adds a parameter to authorization requests, for providers that want one (Auth0's
+    /// `audience`, `prompt=consent`, …). The protocol's own parameters cannot be replaced.
+    pub fn authorization_param(
+        mut self,
+        name: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Self {
+        self.requests
+            .authorization_params
+            .push((name.into(), value.into()));
+        self
+    }
+
+    /// Adds a parameter to every token request (Auth0's `audience`, for one).
+    pub fn token_param(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.requests.token_params.push((name.into(), value.into()));
+        self
+    }
+
+    /// Whether the RFC 8707 `resource` indicator is sent (default: yes, as MCP requires).
+    /// Switch it off only for a provider that refuses it, such as Entra ID's v2 endpoints
+    /// with scopes that already name the API.
+    pub fn resource_indicator(mut self, send: bool) -> Self {
+        self.requests.send_resource = send;
         self
     }
 }

@@ -261,6 +261,40 @@ fn validate_endpoints(metadata: &AuthorizationServerMetadata) -> Result<()> {
     Ok(())
 }
 
+/// The metadata of the authorization server `issuer` (RFC 8414, then OpenID Connect
+/// discovery), checked to name that issuer and to have a safe token endpoint: how a client
+/// finds an enterprise IdP it was configured with.
+pub(crate) async fn fetch_authorization_server_metadata(
+    http: &HttpClient,
+    issuer: &Url,
+) -> Result<AuthorizationServerMetadata> {
+    let discoverer = Discoverer {
+        http,
+        protocol_version: HeaderValue::from_static(crate::client::config::DEFAULT_PROTOCOL_VERSION),
+    };
+    let issuer = issuer.as_str().trim_end_matches('/');
+    let metadata = discoverer
+        .authorization_server(issuer, true)
+        .await?
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::DiscoveryFailed,
+                format!("no authorization server metadata found for issuer {issuer}"),
+            )
+        })?;
+    let token_endpoint = metadata.token_endpoint.as_deref().ok_or_else(|| {
+        Error::new(
+            ErrorKind::InvalidResponse,
+            format!("the authorization server {issuer} publishes no token_endpoint"),
+        )
+    })?;
+    ensure_secure_url(
+        &parse_url(token_endpoint, "token_endpoint")?,
+        "token_endpoint",
+    )?;
+    Ok(metadata)
+}
+
 /// Runs discovery for `server_url`, starting from the challenge of a 401 when there is one.
 ///
 /// # Errors

@@ -9,11 +9,13 @@
 //! single flight, recovery); `discovery`, `registration`, `authorization` and `tokens` are the
 //! protocol steps; `store` and `handler` are the places users plug their own parts in.
 
+mod assertion;
 mod authorization;
 mod authorized;
 mod config;
 mod discovery;
 mod dpop;
+mod grant;
 mod handler;
 mod layer;
 mod registration;
@@ -24,11 +26,13 @@ mod store;
 mod tokens;
 
 pub use crate::BoxFuture;
+pub use assertion::{ClientKey, TokenSource};
 pub use authorization::PendingAuthorization;
 pub use authorized::AuthorizedHttpClient;
 pub use config::{OAuthConfig, DEFAULT_PROTOCOL_VERSION};
 pub use discovery::{discover, Discovery, MCP_PROTOCOL_VERSION_HEADER};
 pub use dpop::DpopMode;
+pub use grant::{EnterpriseGrant, Grant, ID_JAG_TOKEN_TYPE, ID_TOKEN_TYPE, SAML2_TOKEN_TYPE};
 pub use handler::{
     AuthorizationHandler, HeadlessHandler, LoopbackHandler, DEFAULT_CALLBACK_CONNECTION_TIMEOUT,
     DEFAULT_LOOPBACK_TIMEOUT,

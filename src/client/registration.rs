@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 use url::Url;
 
+use crate::client::assertion::ClientKey;
 use crate::clock::now_secs;
 use crate::error::{Error, ErrorKind, Result};
 use crate::http::{ensure_secure_url, parse_json, parse_url, redact_url, HttpClient};
@@ -24,6 +25,8 @@ pub enum TokenEndpointAuthMethod {
     ClientSecretPost,
     /// HTTP Basic with the form-urlencoded id and secret.
     ClientSecretBasic,
+    /// A JWT signed with the client's own key (RFC 7523 §2.2): no shared secret.
+    PrivateKeyJwt,
 }
 
 impl TokenEndpointAuthMethod {
@@ -33,6 +36,7 @@ impl TokenEndpointAuthMethod {
             Self::None => "none",
             Self::ClientSecretPost => "client_secret_post",
             Self::ClientSecretBasic => "client_secret_basic",
+            Self::PrivateKeyJwt => "private_key_jwt",
         }
     }
 
@@ -41,6 +45,7 @@ impl TokenEndpointAuthMethod {
             "none" => Some(Self::None),
             "client_secret_post" => Some(Self::ClientSecretPost),
             "client_secret_basic" => Some(Self::ClientSecretBasic),
+            "private_key_jwt" => Some(Self::PrivateKeyJwt),
             _ => None,
         }
     }
@@ -80,6 +85,10 @@ pub struct ClientRegistration {
     /// server, so a secret never goes to one that an MCP server's metadata merely names.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issuer: Option<String>,
+    /// The key that signs client assertions, for [`TokenEndpointAuthMethod::PrivateKeyJwt`].
+    /// Never stored: it comes from the configuration each time.
+    #[serde(skip)]
+    pub key: Option<ClientKey>,
 }
 
 impl ClientRegistration {
@@ -93,6 +102,7 @@ impl ClientRegistration {
             client_secret_expires_at: None,
             source: RegistrationSource::PreRegistered,
             issuer: None,
+            key: None,
         }
     }
 
@@ -107,6 +117,17 @@ impl ClientRegistration {
         Self {
             client_secret: Some(client_secret.into()),
             auth_method,
+            ..Self::public(client_id)
+        }
+    }
+
+    /// A pre-registered client that authenticates with a JWT signed by `key` (RFC 7523
+    /// `private_key_jwt`); the authorization server knows the public half. Bind it with
+    /// [`for_issuer`](Self::for_issuer), since the assertion's audience is that issuer.
+    pub fn private_key_jwt(client_id: impl Into<String>, key: ClientKey) -> Self {
+        Self {
+            auth_method: TokenEndpointAuthMethod::PrivateKeyJwt,
+            key: Some(key),
             ..Self::public(client_id)
         }
     }
@@ -209,6 +230,7 @@ pub(crate) async fn obtain_client(
                 client_secret_expires_at: None,
                 source: RegistrationSource::MetadataDocument,
                 issuer: Some(metadata.issuer.clone()),
+                key: None,
             });
         }
     }
@@ -331,6 +353,7 @@ async fn register_dynamically(
         client_secret_expires_at: info.client_secret_expires_at,
         source: RegistrationSource::Dynamic,
         issuer: Some(metadata.issuer.clone()),
+        key: None,
     };
     // Kept, such a registration would be refused at the next sign-in and replaced by another,
     // on every sign-in: say what is wrong once instead.

@@ -5,16 +5,17 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use oauth2::basic::{BasicClient, BasicErrorResponseType};
-use oauth2::{
-    AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, EndpointNotSet, EndpointSet,
-    PkceCodeVerifier, RedirectUrl, RefreshToken, RequestTokenError, Scope, TokenResponse, TokenUrl,
-};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use oauth2::basic::BasicClient;
+use oauth2::{AuthUrl, ClientId, EndpointNotSet, EndpointSet, RedirectUrl, Scope, TokenUrl};
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 use url::Url;
 
+use crate::client::assertion::JWT_BEARER_ASSERTION_TYPE;
 use crate::client::authorization::PendingAuthorization;
+use crate::client::config::RequestOptions;
 use crate::client::discovery::Discovery;
 use crate::client::dpop::{DpopHttp, DpopSigner, NonceCell};
 use crate::client::registration::{ClientRegistration, TokenEndpointAuthMethod};
@@ -22,6 +23,7 @@ use crate::clock::now_secs;
 use crate::dpop::DpopKey;
 use crate::error::{Error, ErrorKind, Result};
 use crate::http::HttpClient;
+use crate::metadata::OAuthErrorResponse;
 use crate::secret::Secret;
 
 /// Tokens from the authorization server. `Debug` redacts them.
@@ -71,14 +73,13 @@ impl TokenSet {
 pub(crate) type ConfiguredClient =
     BasicClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointSet>;
 
-/// An `oauth2` client for one authorization server and client registration.
+/// An `oauth2` client for one authorization server and client registration, for the
+/// authorization URL.
 pub(crate) fn oauth2_client(
     discovery: &Discovery,
     client: &ClientRegistration,
     redirect_uri: Option<&Url>,
 ) -> Result<ConfiguredClient> {
-    // Every authorization URL and token request is built here: the one place to make sure a
-    // client identity only ever goes to its own authorization server.
     client.check_issuer(discovery.issuer())?;
     let metadata = &discovery.authorization_server;
     let auth_url = AuthUrl::new(metadata.authorization_endpoint.clone().unwrap_or_default())
@@ -89,55 +90,284 @@ pub(crate) fn oauth2_client(
             )
             .with_source(e)
         })?;
-    let token_url =
-        TokenUrl::new(metadata.token_endpoint.clone().unwrap_or_default()).map_err(|e| {
-            Error::new(
-                ErrorKind::InvalidResponse,
-                "token_endpoint is not a valid URL",
-            )
-            .with_source(e)
-        })?;
+    let token_url = TokenUrl::new(token_endpoint_of(discovery)?.to_owned()).map_err(|e| {
+        Error::new(
+            ErrorKind::InvalidResponse,
+            "token_endpoint is not a valid URL",
+        )
+        .with_source(e)
+    })?;
     let mut oauth = BasicClient::new(ClientId::new(client.client_id.clone()))
         .set_auth_uri(auth_url)
         .set_token_uri(token_url);
-    match (client.auth_method, &client.client_secret) {
-        (TokenEndpointAuthMethod::None, _) => {
-            oauth = oauth.set_auth_type(AuthType::RequestBody);
-        }
-        (TokenEndpointAuthMethod::ClientSecretPost, Some(secret)) => {
-            oauth = oauth
-                .set_client_secret(ClientSecret::new(secret.expose().to_owned()))
-                .set_auth_type(AuthType::RequestBody);
-        }
-        (TokenEndpointAuthMethod::ClientSecretBasic, Some(secret)) => {
-            oauth = oauth
-                .set_client_secret(ClientSecret::new(secret.expose().to_owned()))
-                .set_auth_type(AuthType::BasicAuth);
-        }
-        (method, None) => {
-            return Err(Error::new(
-                ErrorKind::Config,
-                format!(
-                    "client auth method {} needs a client secret",
-                    method.as_str()
-                ),
-            ))
-        }
-    }
     if let Some(redirect_uri) = redirect_uri {
         oauth = oauth.set_redirect_uri(RedirectUrl::from_url(redirect_uri.clone()));
     }
     Ok(oauth)
 }
 
+fn token_endpoint_of(discovery: &Discovery) -> Result<&str> {
+    discovery
+        .authorization_server
+        .token_endpoint
+        .as_deref()
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidResponse,
+                format!(
+                    "the authorization server {} publishes no token_endpoint",
+                    discovery.issuer()
+                ),
+            )
+        })
+}
+
+/// A token endpoint, and who the client is there.
+pub(crate) struct TokenEndpoint<'a> {
+    pub(crate) url: &'a str,
+    /// The authorization server's issuer identifier: the audience of client assertions.
+    pub(crate) issuer: &'a str,
+    pub(crate) client: &'a ClientRegistration,
+    /// Parameters some providers want on every token request (`audience`, …).
+    pub(crate) extra_params: &'a [(String, String)],
+}
+
+impl<'a> TokenEndpoint<'a> {
+    /// The discovered authorization server's endpoint, for a client bound to it (or to none).
+    pub(crate) fn discovered(
+        discovery: &'a Discovery,
+        client: &'a ClientRegistration,
+        extra_params: &'a [(String, String)],
+    ) -> Result<Self> {
+        // Every token request starts here: the one place to make sure a client identity only
+        // ever goes to its own authorization server.
+        client.check_issuer(discovery.issuer())?;
+        Ok(Self {
+            url: token_endpoint_of(discovery)?,
+            issuer: discovery.issuer(),
+            client,
+            extra_params,
+        })
+    }
+}
+
+/// A token endpoint's answer (RFC 6749 §5.1; RFC 8693 §2.2.1 for `issued_token_type`).
+#[derive(Deserialize)]
+pub(crate) struct TokenResponse {
+    pub(crate) access_token: Secret,
+    pub(crate) token_type: String,
+    #[serde(default, deserialize_with = "lenient_seconds")]
+    pub(crate) expires_in: Option<u64>,
+    #[serde(default)]
+    pub(crate) refresh_token: Option<Secret>,
+    #[serde(default)]
+    pub(crate) scope: Option<String>,
+    #[serde(default)]
+    pub(crate) issued_token_type: Option<String>,
+}
+
+/// `expires_in` as a number or, as Entra ID's v1 endpoints send it, a string of digits.
+fn lenient_seconds<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> std::result::Result<Option<u64>, D::Error> {
+    use serde::de::Error as _;
+    match Option::<serde_json::Value>::deserialize(deserializer)? {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::Number(n)) => n
+            .as_u64()
+            .map(Some)
+            .ok_or_else(|| D::Error::custom("expires_in is not a whole number of seconds")),
+        Some(serde_json::Value::String(s)) => s
+            .parse()
+            .map(Some)
+            .map_err(|_| D::Error::custom("expires_in is not a whole number of seconds")),
+        Some(_) => Err(D::Error::custom("expires_in is not a number")),
+    }
+}
+
+/// Sends one grant to a token endpoint: the grant's parameters, the client's authentication
+/// (RFC 6749 §2.3, RFC 7523 §2.2), the provider's extra parameters, and a DPoP proof when
+/// `dpop` is given (with its one nonce retry).
+pub(crate) async fn request(
+    http: &HttpClient,
+    endpoint: &TokenEndpoint<'_>,
+    grant_type: &str,
+    params: &[(&str, &str)],
+    dpop: Option<&DpopSigner>,
+) -> Result<TokenResponse> {
+    let request = build_request(endpoint, grant_type, params)?;
+    let client = endpoint.client;
+    let span = tracing::info_span!("token_request", grant_type, client_id = %client.client_id, dpop = dpop.is_some());
+    let response = match dpop {
+        Some(signer) => {
+            let http = DpopHttp {
+                http: http.clone(),
+                signer: signer.clone(),
+            };
+            oauth2::AsyncHttpClient::call(&http, request)
+                .instrument(span)
+                .await
+        }
+        None => {
+            oauth2::AsyncHttpClient::call(http, request)
+                .instrument(span)
+                .await
+        }
+    }
+    .map_err(|e| {
+        // Keep the transport's kind: a timeout stays a timeout.
+        Error::new(
+            e.kind(),
+            format!("the {grant_type} request to the token endpoint failed"),
+        )
+        .with_source(e)
+    })?;
+    parse_token_response(&response, grant_type)
+}
+
+/// The form, headers and client authentication of a token request.
+fn build_request(
+    endpoint: &TokenEndpoint<'_>,
+    grant_type: &str,
+    params: &[(&str, &str)],
+) -> Result<oauth2::HttpRequest> {
+    let client = endpoint.client;
+    let mut form = url::form_urlencoded::Serializer::new(String::new());
+    form.append_pair("grant_type", grant_type);
+    for (name, value) in params {
+        form.append_pair(name, value);
+    }
+    for (name, value) in endpoint.extra_params {
+        form.append_pair(name, value);
+    }
+    let mut builder = http::Request::post(endpoint.url)
+        .header(
+            http::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        )
+        .header(http::header::ACCEPT, "application/json");
+    let secret = || {
+        client.client_secret.as_ref().ok_or_else(|| {
+            Error::new(
+                ErrorKind::Config,
+                format!(
+                    "client auth method {} needs a client secret",
+                    client.auth_method.as_str()
+                ),
+            )
+        })
+    };
+    match client.auth_method {
+        TokenEndpointAuthMethod::None => {
+            form.append_pair("client_id", &client.client_id);
+        }
+        TokenEndpointAuthMethod::ClientSecretPost => {
+            form.append_pair("client_id", &client.client_id);
+            form.append_pair("client_secret", secret()?.expose());
+        }
+        TokenEndpointAuthMethod::ClientSecretBasic => {
+            // RFC 6749 §2.3.1: each part form-urlencoded before Basic encoding.
+            let encode =
+                |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+            let credentials = format!(
+                "{}:{}",
+                encode(&client.client_id),
+                encode(secret()?.expose())
+            );
+            let mut value =
+                http::HeaderValue::try_from(format!("Basic {}", STANDARD.encode(credentials)))
+                    .map_err(|_| {
+                        Error::new(
+                            ErrorKind::Config,
+                            "the client credentials do not fit in a header",
+                        )
+                    })?;
+            value.set_sensitive(true);
+            builder = builder.header(http::header::AUTHORIZATION, value);
+        }
+        TokenEndpointAuthMethod::PrivateKeyJwt => {
+            let key = client.key.as_ref().ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Config,
+                    "client auth method private_key_jwt needs the client's key (ClientRegistration::private_key_jwt)",
+                )
+            })?;
+            let assertion = key.client_assertion(&client.client_id, endpoint.issuer)?;
+            form.append_pair("client_id", &client.client_id);
+            form.append_pair("client_assertion_type", JWT_BEARER_ASSERTION_TYPE);
+            form.append_pair("client_assertion", assertion.expose());
+        }
+    }
+    builder
+        .body(form.finish().into_bytes())
+        .map_err(|e| Error::new(ErrorKind::Config, "cannot build the token request").with_source(e))
+}
+
+fn parse_token_response(
+    response: &oauth2::HttpResponse,
+    grant_type: &str,
+) -> Result<TokenResponse> {
+    let status = response.status();
+    if !status.is_success() {
+        let Ok(error) = serde_json::from_slice::<OAuthErrorResponse>(response.body()) else {
+            return Err(Error::new(
+                ErrorKind::InvalidResponse,
+                format!("the token endpoint answered the {grant_type} grant with {status} and no OAuth error"),
+            ));
+        };
+        return Err(grant_error(grant_type, &error));
+    }
+    serde_json::from_slice(response.body()).map_err(|e| {
+        // serde_json's message can quote the body, which holds tokens: keep only the position.
+        Error::new(
+            ErrorKind::InvalidResponse,
+            format!(
+                "the token endpoint's answer to the {grant_type} grant is not a valid token response (line {}, column {})",
+                e.line(),
+                e.column()
+            ),
+        )
+    })
+}
+
+/// A typed error for an OAuth error response: the code decides the kind, and the server's
+/// description is kept, shortened and with control characters dropped.
+pub(crate) fn grant_error(grant_type: &str, error: &OAuthErrorResponse) -> Error {
+    let kind = match error.error.as_str() {
+        "invalid_grant" => ErrorKind::InvalidGrant,
+        "invalid_client" => ErrorKind::InvalidClient,
+        "invalid_scope" => ErrorKind::InvalidScope,
+        "unauthorized_client" => ErrorKind::UnauthorizedClient,
+        _ => ErrorKind::TokenEndpoint,
+    };
+    let printable = |s: &str, max: usize| {
+        s.chars()
+            .filter(|c| !c.is_control())
+            .take(max)
+            .collect::<String>()
+    };
+    let description = error
+        .error_description
+        .as_deref()
+        .map(|d| format!(" ({})", printable(d, 200)))
+        .unwrap_or_default();
+    Error::new(
+        kind,
+        format!(
+            "the token endpoint refused the {grant_type} grant: {}{description}",
+            printable(&error.error, 64)
+        ),
+    )
+}
+
 fn token_set(
-    response: &oauth2::basic::BasicTokenResponse,
+    response: &TokenResponse,
     requested_scopes: &[String],
     dpop_key: Option<&DpopKey>,
 ) -> Result<TokenSet> {
     // OAuth 2.1 §7.1: never use a token of a type we do not understand, and RFC 9449 §5: a
     // token of another type than was asked for is refused too.
-    let token_type = response.token_type().as_ref();
+    let token_type = response.token_type.as_str();
     let token_type = match (dpop_key, token_type) {
         (Some(_), t) if t.eq_ignore_ascii_case("dpop") => "DPoP",
         (None, t) if t.eq_ignore_ascii_case("bearer") => "Bearer",
@@ -160,8 +390,7 @@ fn token_set(
             ))
         }
     };
-    let access_token = response.access_token().secret();
-    if !is_attachable(access_token) {
+    if !is_attachable(response.access_token.expose()) {
         return Err(Error::new(
             ErrorKind::InvalidResponse,
             "the token endpoint issued an access token that cannot be sent in an Authorization header (empty, or with spaces or control characters)",
@@ -169,16 +398,14 @@ fn token_set(
     }
     let issued_at = now_secs();
     Ok(TokenSet {
-        access_token: Secret::new(response.access_token().secret().clone()),
+        access_token: response.access_token.clone(),
         token_type: token_type.into(),
-        refresh_token: response
-            .refresh_token()
-            .map(|t| Secret::new(t.secret().clone())),
+        refresh_token: response.refresh_token.clone(),
         expires_at: response
-            .expires_in()
-            .map(|d| issued_at.saturating_add(d.as_secs())),
-        scopes: match response.scopes() {
-            Some(scopes) => scopes.iter().map(|s| s.to_string()).collect(),
+            .expires_in
+            .map(|seconds| issued_at.saturating_add(seconds)),
+        scopes: match &response.scope {
+            Some(scope) => scope.split_ascii_whitespace().map(str::to_owned).collect(),
             None => requested_scopes.to_vec(),
         },
         issued_at: Some(issued_at),
@@ -192,48 +419,18 @@ pub(crate) fn is_attachable(token: &str) -> bool {
     !token.is_empty() && token.bytes().all(|b| b.is_ascii_graphic())
 }
 
-fn token_error(
-    grant: &str,
-    error: RequestTokenError<Error, oauth2::basic::BasicErrorResponse>,
-) -> Error {
-    match error {
-        RequestTokenError::ServerResponse(response) => {
-            let description = response
-                .error_description()
-                .map(|d| format!(" ({d})"))
-                .unwrap_or_default();
-            let (kind, advice) = match response.error() {
-                BasicErrorResponseType::InvalidGrant => (ErrorKind::InvalidGrant, "; authorize again"),
-                BasicErrorResponseType::InvalidClient => (ErrorKind::InvalidClient, "; register the client again"),
-                _ => (ErrorKind::TokenEndpoint, ""),
-            };
-            Error::new(
-                kind,
-                format!(
-                    "the token endpoint refused the {grant} grant: {}{description}{advice}",
-                    response.error().as_ref()
-                ),
-            )
-        }
-        // Keep the transport's kind: a timeout stays a timeout.
-        RequestTokenError::Request(e) => Error::new(
-            e.kind(),
-            format!("the {grant} request to the token endpoint failed"),
-        )
-        .with_source(e),
-        // The parse error carries the raw body, which may hold tokens: keep only its location.
-        RequestTokenError::Parse(e, _) => Error::new(
-            ErrorKind::InvalidResponse,
-            format!(
-                "the token endpoint's answer to the {grant} grant is not a valid token response (at {})",
-                e.path()
-            ),
-        ),
-        RequestTokenError::Other(message) => Error::new(
-            ErrorKind::InvalidResponse,
-            format!("the token endpoint's answer to the {grant} grant is unusable: {message}"),
-        ),
-    }
+/// Sends a grant for access tokens to `endpoint` and turns the answer into a [`TokenSet`]
+/// (bound to the key of `dpop` when given).
+pub(crate) async fn obtain(
+    http: &HttpClient,
+    endpoint: &TokenEndpoint<'_>,
+    grant_type: &str,
+    params: &[(&str, &str)],
+    requested_scopes: &[String],
+    dpop: Option<&DpopSigner>,
+) -> Result<TokenSet> {
+    let response = request(http, endpoint, grant_type, params, dpop).await?;
+    token_set(&response, requested_scopes, dpop.map(|signer| &signer.key))
 }
 
 /// Exchanges the code of `pending` (with its PKCE verifier) for tokens, bound to the key of
@@ -243,32 +440,29 @@ pub(crate) async fn exchange_code(
     pending: &PendingAuthorization,
     code: &Secret,
     dpop: Option<DpopSigner>,
+    options: &RequestOptions,
 ) -> Result<TokenSet> {
     let (discovery, client) = (&pending.discovery, &pending.client);
-    let (verifier, requested_scopes) = (&pending.verifier, &pending.scopes);
-    let oauth = oauth2_client(discovery, client, Some(&pending.redirect_uri))?;
-    let mut request = oauth
-        .exchange_code(AuthorizationCode::new(code.expose().to_owned()))
-        .set_pkce_verifier(PkceCodeVerifier::new(verifier.expose().to_owned()));
-    if let Some(resource) = &discovery.resource {
-        request = request.add_extra_param("resource", resource.clone());
+    let endpoint = TokenEndpoint::discovered(discovery, client, &options.token_params)?;
+    let mut params = vec![
+        ("code", code.expose()),
+        ("redirect_uri", pending.redirect_uri.as_str()),
+        ("code_verifier", pending.verifier.expose()),
+    ];
+    if let Some(resource) = options.resource(discovery) {
+        params.push(("resource", resource));
     }
-    let span =
-        tracing::info_span!("token_exchange", client_id = %client.client_id, dpop = dpop.is_some());
-    let key = dpop.as_ref().map(|signer| signer.key.clone());
-    let response = match dpop {
-        Some(signer) => {
-            let http = DpopHttp {
-                http: http.clone(),
-                signer,
-            };
-            request.request_async(&http).instrument(span).await
-        }
-        None => request.request_async(http).instrument(span).await,
-    }
-    .map_err(|e| token_error("authorization_code", e))?;
+    let tokens = obtain(
+        http,
+        &endpoint,
+        "authorization_code",
+        &params,
+        &pending.scopes,
+        dpop.as_ref(),
+    )
+    .await?;
     tracing::info!("authorization code exchanged for tokens");
-    token_set(&response, requested_scopes, key.as_ref())
+    Ok(tokens)
 }
 
 /// Redeems a refresh token. When the server rotates nothing, the old refresh token is kept.
@@ -280,6 +474,7 @@ pub(crate) async fn refresh(
     client: &ClientRegistration,
     current: &TokenSet,
     nonce: &Arc<NonceCell>,
+    options: &RequestOptions,
 ) -> Result<TokenSet> {
     let Some(refresh_token) = &current.refresh_token else {
         return Err(Error::new(
@@ -287,36 +482,29 @@ pub(crate) async fn refresh(
             "there is no refresh token; authorize again",
         ));
     };
-    let oauth = oauth2_client(discovery, client, None)?;
-    let refresh_token = RefreshToken::new(refresh_token.expose().to_owned());
-    let mut request = oauth.exchange_refresh_token(&refresh_token);
-    if let Some(resource) = &discovery.resource {
-        request = request.add_extra_param("resource", resource.clone());
+    let endpoint = TokenEndpoint::discovered(discovery, client, &options.token_params)?;
+    let mut params = vec![("refresh_token", refresh_token.expose())];
+    if let Some(resource) = options.resource(discovery) {
+        params.push(("resource", resource));
     }
-    let span = tracing::info_span!("refresh", client_id = %client.client_id);
-    let response = match &current.dpop_key {
-        Some(key) => {
-            let signer = DpopSigner {
-                key: key.clone(),
-                nonce: nonce.clone(),
-            };
-            let http = DpopHttp {
-                http: http.clone(),
-                signer,
-            };
-            request.request_async(&http).instrument(span).await
-        }
-        None => request.request_async(http).instrument(span).await,
-    }
-    .map_err(|e| token_error("refresh_token", e))?;
-    let mut tokens = token_set(&response, &current.scopes, current.dpop_key.as_ref())?;
-    if tokens.refresh_token.is_none() {
+    let signer = current.dpop_key.as_ref().map(|key| DpopSigner {
+        key: key.clone(),
+        nonce: nonce.clone(),
+    });
+    let mut tokens = obtain(
+        http,
+        &endpoint,
+        "refresh_token",
+        &params,
+        &current.scopes,
+        signer.as_ref(),
+    )
+    .await?;
+    let rotated = tokens.refresh_token.is_some();
+    if !rotated {
         tokens.refresh_token = current.refresh_token.clone();
     }
-    tracing::info!(
-        rotated = response.refresh_token().is_some(),
-        "access token refreshed"
-    );
+    tracing::info!(rotated, "access token refreshed");
     Ok(tokens)
 }
 
@@ -385,8 +573,8 @@ mod tests {
             if let Some(scope) = scope {
                 body["scope"] = scope;
             }
-            let Ok(response) = serde_json::from_value::<oauth2::basic::BasicTokenResponse>(body) else {
-                // The oauth2 crate refuses it: that is a typed RequestTokenError::Parse upstream.
+            let Ok(response) = serde_json::from_value::<TokenResponse>(body) else {
+                // Refused by the parser: a typed InvalidResponse in parse_token_response.
                 return Ok(());
             };
             match token_set(&response, &["mcp".to_owned()], None) {
@@ -399,6 +587,41 @@ mod tests {
                     prop_assert!(access_token.len() < 12 || !debug.contains(&access_token));
                 }
                 Err(error) => prop_assert_eq!(error.kind(), ErrorKind::InvalidResponse),
+            }
+        }
+
+        /// Whatever a token endpoint answers: a token response, or a typed error whose message
+        /// quotes no part of the body beyond a short, printable OAuth error.
+        #[test]
+        fn any_answer_parses_or_fails_typed_without_echoing_the_body(
+            status in prop_oneof![Just(200u16), Just(400), Just(401), Just(500)],
+            body in prop_oneof![
+                any::<Vec<u8>>(),
+                "[ -~]{0,60}".prop_map(String::into_bytes),
+                Just(br#"{"access_token":"SECRETTOKEN","token_type":"Bearer","expires_in":"3599"}"#.to_vec()),
+                Just(br#"{"access_token":"SECRETTOKEN","token_type":"Bearer","expires_in":-1}"#.to_vec()),
+                Just(br#"{"error":"invalid_scope","error_description":"no\nway"}"#.to_vec()),
+                Just(br#"{"error":"unauthorized_client"}"#.to_vec()),
+            ],
+        ) {
+            let response = http::Response::builder().status(status).body(body.clone()).unwrap();
+            match parse_token_response(&response, "client_credentials") {
+                Ok(parsed) => {
+                    prop_assert_eq!(status, 200);
+                    prop_assert!(parsed.expires_in.is_none_or(|s| s == 3599));
+                }
+                Err(error) => {
+                    let message = error.to_string();
+                    prop_assert!(!message.contains("SECRETTOKEN"));
+                    prop_assert!(!message.contains('\n'));
+                    if status == 200 {
+                        prop_assert_eq!(error.kind(), ErrorKind::InvalidResponse);
+                    } else if body.starts_with(br#"{"error":"invalid_scope""#) {
+                        prop_assert_eq!(error.kind(), ErrorKind::InvalidScope);
+                    } else if body.starts_with(br#"{"error":"unauthorized_client""#) {
+                        prop_assert_eq!(error.kind(), ErrorKind::UnauthorizedClient);
+                    }
+                }
             }
         }
     }

@@ -10,9 +10,10 @@ use crate::challenge::BearerChallenge;
 use crate::client::authorization::{self, PendingAuthorization};
 use crate::client::discovery::{discover, Discovery};
 use crate::client::dpop::{self, DpopSigner};
+use crate::client::grant::{Grant, JWT_BEARER_GRANT};
 use crate::client::registration::{obtain_client, ClientRegistration, RegistrationSource};
 use crate::client::store::CredentialKey;
-use crate::client::tokens::{self, TokenSet};
+use crate::client::tokens::{self, TokenEndpoint, TokenSet};
 use crate::clock::now_secs;
 use crate::dpop::DpopKey;
 use crate::error::{Error, ErrorKind, Result};
@@ -118,7 +119,13 @@ impl Session {
         authorization::validate_redirect_uri(redirect_uri)?;
         authorization::require_pkce(&discovery.authorization_server)?;
         let client = self.client_for(discovery, redirect_uri).await?;
-        let pending = authorization::start(discovery, &client, scopes, redirect_uri)?;
+        let pending = authorization::start(
+            discovery,
+            &client,
+            scopes,
+            redirect_uri,
+            &self.config.requests,
+        )?;
         self.with(|s| s.pending = Some(pending.clone()));
         Ok(pending)
     }
@@ -160,6 +167,7 @@ impl Session {
                 key,
                 nonce: self.authorization_server_nonce.clone(),
             }),
+            &self.config.requests,
         )
         .await;
         if let Err(e) = &tokens {
@@ -171,6 +179,103 @@ impl Session {
         self.with(|s| {
             s.pending = None;
             // The tokens belong to the server the authorization was started with.
+            s.discovery = Some(discovery.clone());
+            s.client = Some(client.clone());
+        });
+        self.set_tokens(Some(tokens.clone()));
+        self.persist_logged().await;
+        Ok(tokens)
+    }
+
+    /// New tokens by the configured grant: the user's approval, or a grant without a user.
+    async fn obtain(
+        &self,
+        challenge: Option<&BearerChallenge>,
+        scopes: Option<Vec<String>>,
+    ) -> Result<TokenSet> {
+        if self.config.grant.needs_no_user() {
+            self.obtain_without_user(challenge, scopes).await
+        } else {
+            self.authorize_interactively(challenge, scopes).await
+        }
+    }
+
+    /// Client credentials, a workload's token or an enterprise ID-JAG at the discovered
+    /// authorization server. A refusal is returned as it is: retrying the same credentials,
+    /// or falling back to another grant, cannot help.
+    async fn obtain_without_user(
+        &self,
+        challenge: Option<&BearerChallenge>,
+        scopes: Option<Vec<String>>,
+    ) -> Result<TokenSet> {
+        let grant = &self.config.grant;
+        let client = self.config.client.pre_registered.clone().ok_or_else(|| {
+            Error::new(
+                ErrorKind::Config,
+                format!(
+                    "the {} grant needs a pre-registered client (OAuthConfig::client)",
+                    grant.name()
+                ),
+            )
+        })?;
+        let discovery = self.discover(challenge).await?;
+        // No offline_access: a grant without a user gets a new token instead of a refresh.
+        let scopes = scopes
+            .or_else(|| self.config.scopes.clone())
+            .unwrap_or_else(|| {
+                let mut scopes = select_scopes(challenge, &discovery);
+                scopes.retain(|s| s != "offline_access");
+                scopes
+            });
+        let scope = scopes.join(" ");
+        let resource = self.config.requests.resource(&discovery);
+        let endpoint =
+            TokenEndpoint::discovered(&discovery, &client, &self.config.requests.token_params)?;
+        let signer = self.dpop_key_for(&discovery)?.map(|key| DpopSigner {
+            key,
+            nonce: self.authorization_server_nonce.clone(),
+        });
+        let mut params: Vec<(&str, &str)> = Vec::new();
+        if !scope.is_empty() {
+            params.push(("scope", &scope));
+        }
+        if let Some(resource) = resource {
+            params.push(("resource", resource));
+        }
+        let assertion;
+        let grant_type = match grant {
+            Grant::ClientCredentials => "client_credentials",
+            Grant::JwtBearer { assertion: source } => {
+                assertion = source.read().await?;
+                params.push(("assertion", assertion.expose()));
+                JWT_BEARER_GRANT
+            }
+            Grant::EnterpriseManaged(enterprise) => {
+                assertion = enterprise
+                    .exchange(
+                        &self.config.http,
+                        &discovery,
+                        resource,
+                        &scope,
+                        &self.config.requests.token_params,
+                    )
+                    .await?;
+                params.push(("assertion", assertion.expose()));
+                JWT_BEARER_GRANT
+            }
+            Grant::AuthorizationCode => unreachable!("obtain sends the user's grant elsewhere"),
+        };
+        let tokens = tokens::obtain(
+            &self.config.http,
+            &endpoint,
+            grant_type,
+            &params,
+            &scopes,
+            signer.as_ref(),
+        )
+        .await?;
+        tracing::info!(grant = grant.name(), "tokens obtained without a user");
+        self.with(|s| {
             s.discovery = Some(discovery.clone());
             s.client = Some(client.clone());
         });
@@ -269,6 +374,7 @@ impl Session {
             &client,
             &current,
             &self.authorization_server_nonce,
+            &self.config.requests,
         )
         .await
         {
@@ -296,9 +402,7 @@ impl Session {
             return Ok(());
         }
         self.set_tokens(None);
-        self.authorize_interactively(challenge, None)
-            .await
-            .map(|_| ())
+        self.obtain(challenge, None).await.map(|_| ())
     }
 
     async fn ensure_discovery(&self) -> Result<()> {
@@ -351,10 +455,7 @@ impl Session {
             FlightOp::Recover {
                 had_token: false,
                 challenge,
-            } => self
-                .authorize_interactively(challenge.as_ref(), None)
-                .await
-                .map(|_| ()),
+            } => self.obtain(challenge.as_ref(), None).await.map(|_| ()),
             FlightOp::Recover {
                 had_token: true,
                 challenge,
@@ -364,10 +465,10 @@ impl Session {
                 self.refresh_or_authorize(challenge.as_ref()).await
             }
             FlightOp::StepUp { challenge, scopes } => self
-                .authorize_interactively(Some(&challenge), Some(scopes))
+                .obtain(Some(&challenge), Some(scopes))
                 .await
                 .map(|_| ()),
-            FlightOp::Authorize => self.authorize_interactively(None, None).await.map(|_| ()),
+            FlightOp::Authorize => self.obtain(None, None).await.map(|_| ()),
         }
     }
 }

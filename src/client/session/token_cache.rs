@@ -41,7 +41,14 @@ pub(crate) struct TokenSnapshot {
 }
 
 impl TokenSnapshot {
-    fn build(tokens: &TokenSet, generation: u64, margin_secs: u64) -> Option<Self> {
+    /// `reacquirable`: a grant without a user can get a new token whenever this one is due,
+    /// refresh token or not.
+    fn build(
+        tokens: &TokenSet,
+        generation: u64,
+        margin_secs: u64,
+        reacquirable: bool,
+    ) -> Option<Self> {
         let token = tokens.access_token.expose();
         let (scheme, dpop) = match &tokens.dpop_key {
             Some(key) => (
@@ -71,7 +78,7 @@ impl TokenSnapshot {
             },
             refresh_due_at: tokens.expires_at.map(|at| at.saturating_sub(margin)),
             expires_at: tokens.expires_at,
-            refreshable: tokens.refresh_token.is_some(),
+            refreshable: reacquirable || tokens.refresh_token.is_some(),
         })
     }
 
@@ -115,7 +122,12 @@ impl Session {
         let snapshot = tokens
             .as_ref()
             .and_then(|t| {
-                TokenSnapshot::build(t, s.generation, self.config.refresh_margin.as_secs())
+                TokenSnapshot::build(
+                    t,
+                    s.generation,
+                    self.config.refresh_margin.as_secs(),
+                    self.config.grant.needs_no_user(),
+                )
             })
             .map(Arc::new);
         s.tokens = tokens;
