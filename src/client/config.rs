@@ -50,6 +50,32 @@ impl Default for RequestOptions {
     }
 }
 
+/// Parameters the flows set themselves: an extra one of these names would contradict them.
+fn is_protocol_param(name: &str) -> bool {
+    const PROTOCOL: &[&str] = &[
+        "response_type",
+        "client_id",
+        "client_secret",
+        "redirect_uri",
+        "state",
+        "scope",
+        "resource",
+        "code",
+        "code_challenge",
+        "code_challenge_method",
+        "code_verifier",
+        "grant_type",
+        "refresh_token",
+        "assertion",
+        "client_assertion",
+        "client_assertion_type",
+        "subject_token",
+        "subject_token_type",
+        "requested_token_type",
+    ];
+    PROTOCOL.contains(&name)
+}
+
 impl RequestOptions {
     /// The RFC 8707 `resource` to send, unless switched off for a provider that refuses it.
     pub(crate) fn resource<'d>(&self, discovery: &'d Discovery) -> Option<&'d str> {
@@ -195,9 +221,15 @@ impl OAuthConfig {
         self
     }
 
-    /// Adds a parameter to every token request (Auth0's `audience`, for one).
+    /// Adds a parameter to every token request at the MCP server's authorization server
+    /// (Auth0's `audience`, for one). The protocol's own parameters cannot be replaced.
     pub fn token_param(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.requests.token_params.push((name.into(), value.into()));
+        let name = name.into();
+        if is_protocol_param(&name) {
+            tracing::warn!(%name, "ignoring an extra parameter that the protocol sets itself");
+        } else {
+            self.requests.token_params.push((name, value.into()));
+        }
         self
     }
 

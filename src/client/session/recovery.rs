@@ -257,7 +257,9 @@ impl Session {
                         &discovery,
                         resource,
                         &scope,
-                        &self.config.requests.token_params,
+                        // The extra token parameters are the MCP server's provider's, not
+                        // the IdP's (whose `audience` is the protocol's own here).
+                        &[],
                     )
                     .await?;
                 params.push(("assertion", assertion.expose()));
