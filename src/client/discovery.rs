@@ -218,6 +218,22 @@ impl Discoverer<'_> {
         )
         .await
     }
+
+    /// The metadata of an issuer someone named (the resource's metadata, the configuration):
+    /// finding none is a failure.
+    async fn known_authorization_server(
+        &self,
+        issuer: &str,
+    ) -> Result<AuthorizationServerMetadata> {
+        self.authorization_server(issuer, true)
+            .await?
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::DiscoveryFailed,
+                    format!("no authorization server metadata found for issuer {issuer}"),
+                )
+            })
+    }
 }
 
 fn origin_of(url: &Url) -> Url {
@@ -273,15 +289,7 @@ pub(crate) async fn fetch_authorization_server_metadata(
         protocol_version: HeaderValue::from_static(crate::client::config::DEFAULT_PROTOCOL_VERSION),
     };
     let issuer = issuer.as_str().trim_end_matches('/');
-    let metadata = discoverer
-        .authorization_server(issuer, true)
-        .await?
-        .ok_or_else(|| {
-            Error::new(
-                ErrorKind::DiscoveryFailed,
-                format!("no authorization server metadata found for issuer {issuer}"),
-            )
-        })?;
+    let metadata = discoverer.known_authorization_server(issuer).await?;
     let token_endpoint = metadata.token_endpoint.as_deref().ok_or_else(|| {
         Error::new(
             ErrorKind::InvalidResponse,
@@ -338,15 +346,7 @@ async fn discover_inner(
                     "the protected resource metadata lists no authorization server",
                 )
             })?;
-            let metadata = discoverer
-                .authorization_server(issuer, true)
-                .await?
-                .ok_or_else(|| {
-                    Error::new(
-                        ErrorKind::DiscoveryFailed,
-                        format!("no authorization server metadata found for issuer {issuer}"),
-                    )
-                })?;
+            let metadata = discoverer.known_authorization_server(issuer).await?;
             Discovery {
                 resource: Some(prm.resource.clone()),
                 resource_metadata: Some(prm),

@@ -218,7 +218,13 @@ impl Session {
                 ),
             )
         })?;
-        let discovery = self.discover(challenge).await?;
+        // A due token is replaced at the server already discovered; a 401's challenge may name
+        // another, so it is followed.
+        let known = self.with(|s| s.discovery.clone());
+        let discovery = match known {
+            Some(discovery) if challenge.is_none() => discovery,
+            _ => self.discover(challenge).await?,
+        };
         // No offline_access: a grant without a user gets a new token instead of a refresh.
         let scopes = scopes
             .or_else(|| self.config.scopes.clone())
