@@ -57,6 +57,11 @@ enum KeyMaterial {
 /// Members that only a private (or symmetric) key has.
 const PRIVATE_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
 
+/// Whether a JWK holds private or symmetric key material.
+pub(crate) fn has_private_members(jwk: &Map<String, Value>) -> bool {
+    PRIVATE_MEMBERS.iter().any(|m| jwk.contains_key(*m))
+}
+
 fn decode(value: &str) -> Option<Vec<u8>> {
     URL_SAFE_NO_PAD.decode(value.as_bytes()).ok()
 }
@@ -68,7 +73,7 @@ impl PublicJwk {
         jwk: &Map<String, Value>,
         algorithm: JwsAlgorithm,
     ) -> Result<Self, &'static str> {
-        if PRIVATE_MEMBERS.iter().any(|m| jwk.contains_key(*m)) {
+        if has_private_members(jwk) {
             return Err("the jwk holds private key material");
         }
         let member = |name: &str| jwk.get(name).and_then(Value::as_str);

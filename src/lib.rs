@@ -126,6 +126,8 @@ pub mod error;
     feature = "authorization-server"
 ))]
 mod jose;
+#[cfg(any(feature = "jwt", feature = "authorization-server"))]
+mod jwks;
 
 /// A boxed, sendable future: what the crate's object-safe traits return (credential and
 /// authorization stores, token verifiers, authorization handlers). One type, re-exported where

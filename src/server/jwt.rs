@@ -1,21 +1,19 @@
-//! [`JwtVerifier`]: JWT access tokens checked against the authorization server's JWKS.
+//! [`JwtVerifier`]: JWT access tokens checked against their issuers' keys.
 
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
-use jsonwebtoken::jwk::{Jwk, JwkSet, PublicKeyUse};
 use jsonwebtoken::Algorithm;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use url::Url;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::http::{ensure_secure_url, parse_json, parse_url, HttpClient};
-use crate::jose::{self, JwsAlgorithm, PublicJwk};
-use crate::metadata::{authorization_server_candidates, AuthorizationServerMetadata};
-use crate::server::verify::{
-    now_secs, numeric_date, AuthData, AuthInfo, TokenVerifier, VerifyError,
+use crate::http::{parse_url, HttpClient};
+use crate::jwks::{
+    audience_matches, check_lifetime, parse_public_jwks, FetchPolicy, KeyCache, KeyError,
+    KeySource, UnverifiedJwt, ASYMMETRIC,
 };
-use crate::sync::RwLockExt;
+use crate::server::verify::{now_secs, AuthData, AuthInfo, TokenVerifier, VerifyError};
 use crate::BoxFuture;
 
 /// Unknown `kid`s trigger at most one JWKS fetch per this interval.
@@ -27,53 +25,162 @@ pub const DEFAULT_MAX_KEY_AGE: Duration = Duration::from_secs(3600);
 /// JWKS and discovery calls give up after this long (a request waits for them).
 pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 
-const ASYMMETRIC: [Algorithm; 9] = [
-    Algorithm::RS256,
-    Algorithm::RS384,
-    Algorithm::RS512,
-    Algorithm::PS256,
-    Algorithm::PS384,
-    Algorithm::PS512,
-    Algorithm::ES256,
-    Algorithm::ES384,
-    Algorithm::EdDSA,
-];
-
-struct Keys {
-    set: JwkSet,
-    fetched_at: Option<Instant>,
-    /// The last fetch caused by an unknown key id, which the refetch interval limits.
-    refetched_at: Option<Instant>,
-    /// The last failed fetch: retried after [`FAILED_FETCH_BACKOFF`], not on every request.
-    failed_at: Option<Instant>,
+/// What a template's `{tenant}` may be replaced with: no `/`, `?`, `#` or `@` can sneak in.
+fn valid_tenant(tenant: &str) -> bool {
+    !tenant.is_empty()
+        && tenant.len() <= 128
+        && tenant
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+        && tenant != "."
+        && tenant != ".."
 }
 
-const FAILED_FETCH_BACKOFF: Duration = Duration::from_secs(2);
+const TENANT: &str = "{tenant}";
+
+/// Where a trusted issuer's keys come from.
+#[derive(Debug, Clone)]
+enum IssuerKeys {
+    Discover,
+    Url(String),
+    Inline(Value),
+}
+
+/// An issuer a [`JwtVerifier`] trusts, with where its keys are and its quirks.
+///
+/// ```
+/// use tower_mcp_oauth::server::{JwtVerifier, TrustedIssuer};
+///
+/// # fn example() -> tower_mcp_oauth::Result<()> {
+/// // Entra ID v2, multi-tenant: two customer tenants, their keys at the common JWKS.
+/// let entra = TrustedIssuer::tenants(
+///     "https://login.microsoftonline.com/{tenant}/v2.0",
+///     ["9188040d-6c67-4c5b-b112-36a304b66dad", "contoso.onmicrosoft.com"],
+/// )?
+/// .jwks_url("https://login.microsoftonline.com/common/discovery/v2.0/keys");
+/// let verifier = JwtVerifier::for_audience("https://mcp.example.com/mcp")
+///     .audience("api://mcp-server") // Entra's App ID URI, beside the resource URL
+///     .trust(entra)
+///     .discover_lazily()?;
+/// # let _ = verifier; Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct TrustedIssuer {
+    /// One issuer, or a template's tenants.
+    issuers: Vec<String>,
+    keys: IssuerKeys,
+    authorized_parties: Option<Vec<String>>,
+}
+
+impl TrustedIssuer {
+    /// The issuer identifier, exactly as tokens name it in `iss`. Its keys are found through
+    /// its metadata unless [`jwks_url`](Self::jwks_url) or [`jwks`](Self::jwks) says otherwise.
+    pub fn new(issuer: impl Into<String>) -> Self {
+        Self {
+            issuers: vec![issuer.into()],
+            keys: IssuerKeys::Discover,
+            authorized_parties: None,
+        }
+    }
+
+    /// A multi-tenant provider: `template` holds `{tenant}` once (Entra ID v2:
+    /// `https://login.microsoftonline.com/{tenant}/v2.0`), and only the listed tenants are
+    /// trusted; a token from any other tenant is refused like one from an unknown issuer.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Config`] when the template does not hold `{tenant}` exactly once, when no
+    /// tenant is listed, or when a tenant is more than letters, digits, `-`, `.` and `_`.
+    pub fn tenants<I, T>(template: &str, tenants: I) -> Result<Self>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        if template.matches(TENANT).count() != 1 {
+            return Err(Error::new(
+                ErrorKind::Config,
+                "an issuer template must hold {tenant} exactly once",
+            ));
+        }
+        let mut issuers = Vec::new();
+        for tenant in tenants {
+            let tenant = tenant.into();
+            if !valid_tenant(&tenant) {
+                return Err(Error::new(
+                    ErrorKind::Config,
+                    format!("{tenant:?} is not a tenant identifier"),
+                ));
+            }
+            issuers.push(template.replace(TENANT, &tenant));
+        }
+        if issuers.is_empty() {
+            return Err(Error::new(
+                ErrorKind::Config,
+                "an issuer template needs an allow-list of tenants",
+            ));
+        }
+        Ok(Self {
+            issuers,
+            keys: IssuerKeys::Discover,
+            authorized_parties: None,
+        })
+    }
+
+    /// Where the keys are, instead of the issuer's metadata. For a template, every tenant
+    /// shares this one key set (Entra's common JWKS).
+    pub fn jwks_url(mut self, url: impl Into<String>) -> Self {
+        self.keys = IssuerKeys::Url(url.into());
+        self
+    }
+
+    /// The keys themselves, a JWKS document (`{"keys": [...]}`) of public keys: never fetched.
+    pub fn jwks(mut self, jwks: Value) -> Self {
+        self.keys = IssuerKeys::Inline(jwks);
+        self
+    }
+
+    /// An explicit opt-in for issuers that put no `aud` in access tokens (Keycloak without an
+    /// audience mapper, some Okta and Cognito setups): a token of this issuer **without** `aud`
+    /// is accepted when its `azp` (or, lacking one, `client_id`) is one of `authorized_parties`.
+    /// A token that has an `aud` must still name this resource. Prefer configuring the issuer
+    /// to add the audience: without one, any resource trusting the issuer accepts the token.
+    pub fn without_audience<I, T>(mut self, authorized_parties: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        self.authorized_parties = Some(authorized_parties.into_iter().map(Into::into).collect());
+        self
+    }
+}
+
+/// One trusted issuer identifier and its keys.
+struct Trusted {
+    issuer: String,
+    keys: Arc<KeyCache>,
+    authorized_parties: Option<Vec<String>>,
+}
 
 struct Inner {
-    issuer: String,
+    issuers: Vec<Trusted>,
     audiences: Vec<String>,
-    /// Known at build, or found through the issuer's metadata on first use.
-    jwks_url: std::sync::OnceLock<Url>,
-    http: HttpClient,
     algorithms: Vec<Algorithm>,
     leeway: u64,
     require_at_jwt: bool,
-    min_refetch_interval: Duration,
-    max_key_age: Duration,
-    keys: RwLock<Arc<Keys>>,
-    refetch: tokio::sync::Mutex<()>,
 }
 
-/// [`JwtVerifier`]: JWT access tokens checked against the authorization server's JWKS.
+/// [`JwtVerifier`]: JWT access tokens checked against their issuers' keys.
 ///
-/// - Keys come from the configured JWKS URL, or from `jwks_uri` in the authorization server's
+/// - Keys come from the configured JWKS URL or document, or from `jwks_uri` in the issuer's
 ///   metadata (RFC 8414 / OpenID Connect discovery). They are cached, and fetched again when a
 ///   token names an unknown `kid`, at most once per [`DEFAULT_MIN_REFETCH_INTERVAL`].
+/// - Several issuers may be trusted ([`JwtVerifierBuilder::trust`]), each with its own keys,
+///   tenants of a multi-tenant provider among them ([`TrustedIssuer::tenants`]). A token's
+///   `iss` picks the keys; a token from an issuer nobody configured is refused.
 /// - Only asymmetric algorithms are accepted (RS*, PS*, ES256, ES384, EdDSA): never `none`, never
 ///   an HMAC algorithm, so a token "signed" with the public key as an HMAC secret goes nowhere.
 ///   The key's type and declared `alg` must match the token's.
-/// - `iss` must be the issuer, `aud` must name the resource (RFC 8707), `exp` is required, and
+/// - `aud` must name the resource (RFC 8707) or another configured audience, unless the
+///   issuer opted out of `aud` ([`TrustedIssuer::without_audience`]); `exp` is required, and
 ///   `exp` and `nbf` are checked with a small leeway. Optionally `typ` must be `at+jwt`
 ///   (RFC 9068).
 /// - A JWKS that cannot be fetched makes the verifier unavailable (503), never permissive.
@@ -86,10 +193,15 @@ pub struct JwtVerifier {
 
 impl std::fmt::Debug for JwtVerifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let issuers: Vec<&str> = self
+            .inner
+            .issuers
+            .iter()
+            .map(|t| t.issuer.as_str())
+            .collect();
         f.debug_struct("JwtVerifier")
-            .field("issuer", &self.inner.issuer)
+            .field("issuers", &issuers)
             .field("audiences", &self.inner.audiences)
-            .field("jwks_url", &self.inner.jwks_url.get().map(Url::as_str))
             .field("algorithms", &self.inner.algorithms)
             .finish_non_exhaustive()
     }
@@ -98,9 +210,8 @@ impl std::fmt::Debug for JwtVerifier {
 /// Builds a [`JwtVerifier`].
 #[derive(Debug, Clone)]
 pub struct JwtVerifierBuilder {
-    issuer: String,
-    audience: String,
-    jwks_url: Option<String>,
+    issuers: Vec<TrustedIssuer>,
+    audiences: Vec<String>,
     http: HttpClient,
     algorithms: Vec<Algorithm>,
     leeway: u64,
@@ -112,10 +223,15 @@ pub struct JwtVerifierBuilder {
 impl JwtVerifier {
     /// Tokens from `issuer` for the resource `audience` (the MCP server's canonical URL).
     pub fn builder(issuer: impl Into<String>, audience: impl Into<String>) -> JwtVerifierBuilder {
+        Self::for_audience(audience).trust(TrustedIssuer::new(issuer))
+    }
+
+    /// Tokens for the resource `audience`, from the issuers then named with
+    /// [`trust`](JwtVerifierBuilder::trust).
+    pub fn for_audience(audience: impl Into<String>) -> JwtVerifierBuilder {
         JwtVerifierBuilder {
-            issuer: issuer.into(),
-            audience: audience.into(),
-            jwks_url: None,
+            issuers: Vec::new(),
+            audiences: vec![audience.into()],
             http: HttpClient::new().timeout(DEFAULT_FETCH_TIMEOUT),
             algorithms: ASYMMETRIC.to_vec(),
             leeway: DEFAULT_LEEWAY_SECS,
@@ -127,9 +243,32 @@ impl JwtVerifier {
 }
 
 impl JwtVerifierBuilder {
-    /// Where the keys are, when not discovered.
+    /// Where the keys of the first issuer are, when not discovered.
     pub fn jwks_url(mut self, url: impl Into<String>) -> Self {
-        self.jwks_url = Some(url.into());
+        if let Some(first) = self.issuers.first_mut() {
+            first.keys = IssuerKeys::Url(url.into());
+        }
+        self
+    }
+
+    /// The keys of the first issuer, as a JWKS document: never fetched.
+    pub fn jwks(mut self, jwks: Value) -> Self {
+        if let Some(first) = self.issuers.first_mut() {
+            first.keys = IssuerKeys::Inline(jwks);
+        }
+        self
+    }
+
+    /// Also trusts `issuer` (see [`TrustedIssuer`]).
+    pub fn trust(mut self, issuer: TrustedIssuer) -> Self {
+        self.issuers.push(issuer);
+        self
+    }
+
+    /// Also accepts tokens whose `aud` is `audience` (Entra ID's `api://…` App ID URI, an
+    /// Auth0 API identifier), beside the resource URL.
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.audiences.push(audience.into());
         self
     }
 
@@ -172,375 +311,190 @@ impl JwtVerifierBuilder {
         self
     }
 
-    /// Builds with the configured JWKS URL; keys are fetched on first use.
+    /// Builds with the configured JWKS URLs or documents; keys are fetched on first use.
     ///
     /// # Errors
-    /// [`ErrorKind::Config`] without a JWKS URL or algorithms; [`ErrorKind::InsecureUrl`] for an
-    /// http URL off loopback.
+    /// [`ErrorKind::Config`] for an issuer without a JWKS URL or document (use
+    /// [`discover`](Self::discover) for those), an invalid JWKS document, no issuer or no
+    /// algorithm; [`ErrorKind::InsecureUrl`] for an http URL off loopback.
     pub fn build(self) -> Result<JwtVerifier> {
-        let url = self.jwks_url.clone().ok_or_else(|| {
-            Error::new(ErrorKind::Config, "no JWKS URL: set one, or use discover()")
-        })?;
-        let url = parse_url(&url, "JWKS URL")?;
-        self.finish(Some(url))
+        if let Some(issuer) = self
+            .issuers
+            .iter()
+            .find(|i| matches!(i.keys, IssuerKeys::Discover))
+        {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!(
+                    "no JWKS URL for issuer {}: set one, or use discover()",
+                    issuer.issuers[0]
+                ),
+            ));
+        }
+        self.finish()
     }
 
-    /// Finds `jwks_uri` in the issuer's authorization server metadata (RFC 8414 probe order,
-    /// then OpenID Connect discovery), unless a JWKS URL was set.
+    /// Finds `jwks_uri` in the metadata of every issuer without a JWKS URL or document
+    /// (RFC 8414 probe order, then OpenID Connect discovery).
     ///
     /// # Errors
-    /// Discovery errors: unreachable or malformed metadata, an issuer mismatch, no `jwks_uri`.
+    /// Discovery errors: unreachable or malformed metadata, an issuer mismatch, no `jwks_uri`;
+    /// and those of [`build`](Self::build).
     pub async fn discover(self) -> Result<JwtVerifier> {
-        if self.jwks_url.is_some() {
-            return self.build();
+        let verifier = self.finish()?;
+        for trusted in &verifier.inner.issuers {
+            trusted.keys.resolve().await?;
         }
-        let url = find_jwks_url(&self.http, &self.issuer).await?;
-        self.finish(Some(url))
+        Ok(verifier)
     }
 
-    /// Like [`discover`](Self::discover), but returns at once: the issuer's metadata and keys
+    /// Like [`discover`](Self::discover), but returns at once: the issuers' metadata and keys
     /// are fetched on first use. Until they can be, tokens get 503 with `Retry-After` (never a
     /// pass), and the verifier keeps trying, at most every few seconds, so a resource server
     /// can start before its identity provider and recover by itself when it comes up.
     ///
     /// # Errors
-    /// [`ErrorKind::Config`] without algorithms; [`ErrorKind::InsecureUrl`] for an http issuer
-    /// or JWKS URL off loopback.
+    /// Those of [`build`](Self::build), discovery aside.
     pub fn discover_lazily(self) -> Result<JwtVerifier> {
-        if self.jwks_url.is_some() {
-            return self.build();
-        }
-        ensure_secure_url(&parse_url(&self.issuer, "issuer")?, "issuer")?;
-        self.finish(None)
+        self.finish()
     }
 
-    fn finish(self, jwks_url: Option<Url>) -> Result<JwtVerifier> {
-        if let Some(url) = &jwks_url {
-            ensure_secure_url(url, "JWKS URL")?;
-        }
+    fn finish(self) -> Result<JwtVerifier> {
         if self.algorithms.is_empty() {
             return Err(Error::new(
                 ErrorKind::Config,
                 "no asymmetric algorithm allowed",
             ));
         }
-        let trimmed = self.audience.trim_end_matches('/').to_owned();
-        let audiences = vec![trimmed.clone(), format!("{trimmed}/")];
+        if self.issuers.is_empty() {
+            return Err(Error::new(
+                ErrorKind::Config,
+                "no issuer is trusted: name one with trust()",
+            ));
+        }
+        let policy = FetchPolicy {
+            min_refetch_interval: self.min_refetch_interval,
+            max_key_age: self.max_key_age,
+        };
+        let mut issuers = Vec::new();
+        for trusted in self.issuers {
+            let shared = match &trusted.keys {
+                IssuerKeys::Discover => None,
+                IssuerKeys::Url(url) => Some(KeySource::Url(parse_url(url, "JWKS URL")?)),
+                IssuerKeys::Inline(jwks) => Some(KeySource::Inline(parse_public_jwks(jwks)?)),
+            };
+            let shared = shared
+                .map(|source| KeyCache::new(source, self.http.clone(), policy).map(Arc::new))
+                .transpose()?;
+            for issuer in trusted.issuers {
+                let keys = match &shared {
+                    Some(keys) => keys.clone(),
+                    None => Arc::new(KeyCache::new(
+                        KeySource::Discover {
+                            issuer: issuer.clone(),
+                        },
+                        self.http.clone(),
+                        policy,
+                    )?),
+                };
+                issuers.push(Trusted {
+                    issuer,
+                    keys,
+                    authorized_parties: trusted.authorized_parties.clone(),
+                });
+            }
+        }
+        let mut audiences = Vec::new();
+        for audience in self.audiences {
+            // An http(s) resource URL with and without its trailing slash; others exactly.
+            let trimmed = audience.trim_end_matches('/');
+            let web = Url::parse(&audience).is_ok_and(|u| matches!(u.scheme(), "http" | "https"));
+            if web && !trimmed.is_empty() {
+                audiences.push(trimmed.to_owned());
+                audiences.push(format!("{trimmed}/"));
+            } else {
+                audiences.push(audience);
+            }
+        }
         Ok(JwtVerifier {
             inner: Arc::new(Inner {
-                issuer: self.issuer,
+                issuers,
                 audiences,
-                jwks_url: jwks_url.map(std::sync::OnceLock::from).unwrap_or_default(),
-                http: self.http,
                 algorithms: self.algorithms,
                 leeway: self.leeway,
                 require_at_jwt: self.require_at_jwt,
-                min_refetch_interval: self.min_refetch_interval,
-                max_key_age: self.max_key_age,
-                keys: RwLock::new(Arc::new(Keys {
-                    set: JwkSet { keys: Vec::new() },
-                    fetched_at: None,
-                    refetched_at: None,
-                    failed_at: None,
-                })),
-                refetch: tokio::sync::Mutex::new(()),
             }),
         })
     }
 }
 
-/// Finds `jwks_uri` in the issuer's metadata (RFC 8414 probe order, then OpenID Connect).
-async fn find_jwks_url(http: &HttpClient, issuer: &str) -> Result<Url> {
-    let issuer_url = parse_url(issuer, "issuer")?;
-    ensure_secure_url(&issuer_url, "issuer")?;
-    for candidate in authorization_server_candidates(&issuer_url) {
-        let response = http.get(&candidate, &[]).await?;
-        if response.status().is_client_error() {
-            continue;
-        }
-        let metadata: AuthorizationServerMetadata =
-            parse_json(&response, "authorization server metadata")?;
-        if metadata.issuer != issuer {
-            return Err(Error::new(
-                ErrorKind::MetadataMismatch,
-                format!(
-                    "the metadata at {candidate} names issuer {:?}, expected {issuer:?}",
-                    metadata.issuer
-                ),
-            ));
-        }
-        let jwks = metadata.jwks_uri.ok_or_else(|| {
-            Error::new(
-                ErrorKind::DiscoveryFailed,
-                "the authorization server metadata has no jwks_uri",
-            )
-        })?;
-        let url = parse_url(&jwks, "jwks_uri")?;
-        ensure_secure_url(&url, "JWKS URL")?;
-        return Ok(url);
-    }
-    Err(Error::new(
-        ErrorKind::DiscoveryFailed,
-        format!("no authorization server metadata found for issuer {issuer}"),
-    ))
-}
-
-fn family_matches(jwk: &Jwk, alg: Algorithm) -> bool {
-    use jsonwebtoken::jwk::AlgorithmParameters as P;
-    use jsonwebtoken::AlgorithmFamily as F;
-    matches!(
-        (&jwk.algorithm, alg.family()),
-        (P::RSA(_), F::Rsa) | (P::EllipticCurve(_), F::Ec) | (P::OctetKeyPair(_), F::Ed)
-    )
-}
-
-fn usable(jwk: &Jwk, alg: Algorithm) -> bool {
-    let declared_ok = jwk.common.key_algorithm.is_none_or(|declared| {
-        declared
-            .to_string()
-            .parse::<Algorithm>()
-            .is_ok_and(|a| a == alg)
-    });
-    let use_ok = !matches!(
-        jwk.common.public_key_use,
-        Some(PublicKeyUse::Encryption) | Some(PublicKeyUse::Other(_))
-    );
-    declared_ok && use_ok && family_matches(jwk, alg)
-}
-
-fn pick<'k>(keys: &'k JwkSet, kid: Option<&str>, alg: Algorithm) -> Option<&'k Jwk> {
-    match kid {
-        Some(kid) => keys.find(kid).filter(|k| usable(k, alg)),
-        None => {
-            let mut candidates = keys.keys.iter().filter(|k| usable(k, alg));
-            let only = candidates.next()?;
-            // Without a kid, only an unambiguous key will do.
-            candidates.next().is_none().then_some(only)
-        }
-    }
-}
-
 impl Inner {
-    fn current(&self) -> Arc<Keys> {
-        self.keys.read_locked().clone()
-    }
-
-    /// Fetches the JWKS, unless another request did since `observed` (then its keys are used)
-    /// or the last fetch is more recent than the refetch interval. Returns whether the set may
-    /// have changed.
-    async fn refresh_keys(
-        &self,
-        observed: Option<Instant>,
-    ) -> std::result::Result<bool, VerifyError> {
-        let _one_at_a_time = self.refetch.lock().await;
-        let fetched_at = self.current().fetched_at;
-        if fetched_at != observed {
-            return Ok(true);
-        }
-        let Keys {
-            refetched_at,
-            failed_at,
-            ..
-        } = *self.current();
-        if refetched_at.is_some_and(|at| at.elapsed() < self.min_refetch_interval)
-            || failed_at.is_some_and(|at| at.elapsed() < FAILED_FETCH_BACKOFF)
-        {
-            return Ok(false);
-        }
-        // The first load is not a refetch; every later fetch is.
-        let refetch = fetched_at.is_some();
-        let fetched = async {
-            let jwks_url = match self.jwks_url.get() {
-                Some(url) => url,
-                None => {
-                    let url = find_jwks_url(&self.http, &self.issuer).await?;
-                    self.jwks_url.get_or_init(|| url)
-                }
-            };
-            let response = self.http.get(jwks_url, &[]).await?;
-            parse_json::<JwkSet>(&response, "JWKS")
-        }
-        .await;
-        match fetched {
-            Ok(set) => {
-                tracing::debug!(keys = set.keys.len(), "fetched JWKS");
-                let now = Instant::now();
-                *self.keys.write_locked() = Arc::new(Keys {
-                    set,
-                    fetched_at: Some(now),
-                    refetched_at: if refetch { Some(now) } else { refetched_at },
-                    failed_at: None,
-                });
-                Ok(true)
-            }
-            Err(error) => {
-                // Keep whatever keys we have, and do not ask again for a while.
-                tracing::warn!(%error, "JWKS fetch failed");
-                let mut keys = self.keys.write_locked();
-                *keys = Arc::new(Keys {
-                    set: keys.set.clone(),
-                    fetched_at: keys.fetched_at,
-                    refetched_at: keys.refetched_at,
-                    failed_at: Some(Instant::now()),
-                });
-                if keys.set.keys.is_empty() {
-                    return Err(VerifyError::unavailable(format!(
-                        "cannot fetch the JWKS: {error}"
-                    )));
-                }
-                Ok(false)
-            }
-        }
-    }
-
-    async fn key_for(
-        &self,
-        kid: Option<&str>,
-        alg: Algorithm,
-    ) -> std::result::Result<PublicJwk, VerifyError> {
-        let mut keys = self.current();
-        let stale = keys
-            .fetched_at
-            .is_some_and(|at| at.elapsed() > self.max_key_age);
-        if (stale || pick(&keys.set, kid, alg).is_none())
-            && self.refresh_keys(keys.fetched_at).await?
-        {
-            keys = self.current();
-        }
-        if keys.set.keys.is_empty() {
-            return Err(VerifyError::unavailable(
-                "the issuer's keys could not be fetched yet",
-            ));
-        }
-        let jwk = pick(&keys.set, kid, alg).ok_or_else(|| {
-            VerifyError::invalid("no key of the issuer matches the token's kid and alg")
-        })?;
-        let unusable = || VerifyError::invalid("the issuer's key is unusable");
-        let members = match serde_json::to_value(jwk) {
-            Ok(Value::Object(members)) => members,
-            _ => return Err(unusable()),
-        };
-        let algorithm = jws_algorithm(alg).ok_or_else(unusable)?;
-        PublicJwk::parse(&members, algorithm).map_err(|_| unusable())
-    }
-
     async fn verify(&self, token: &str) -> std::result::Result<AuthInfo, VerifyError> {
-        let header = jsonwebtoken::decode_header(token)
-            .map_err(|_| VerifyError::invalid("the token is not a well-formed JWT"))?;
-        if !self.algorithms.contains(&header.alg) {
+        let jwt = UnverifiedJwt::parse(token)
+            .map_err(|why| VerifyError::invalid(format!("the token is refused: {why}")))?;
+        if !self.algorithms.contains(&jwt.header.alg) {
             return Err(VerifyError::invalid(format!(
                 "algorithm {:?} is not accepted",
-                header.alg
+                jwt.header.alg
             )));
         }
         if self.require_at_jwt {
-            let typ = header.typ.as_deref().unwrap_or("").to_ascii_lowercase();
+            let typ = jwt.header.typ.as_deref().unwrap_or("").to_ascii_lowercase();
             if typ != "at+jwt" && typ != "application/at+jwt" {
                 return Err(VerifyError::invalid("the token's typ is not at+jwt"));
             }
         }
-        if has_critical_parameters(token) {
-            // RFC 7515 §4.1.11: extensions we do not understand must not be ignored.
-            return Err(VerifyError::invalid(
-                "the token has critical header parameters (crit)",
-            ));
-        }
-        let mut parts = token.split('.');
-        let (Some(_), Some(payload), Some(_), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(VerifyError::invalid("the token is not a well-formed JWT"));
-        };
-        let key = self.key_for(header.kid.as_deref(), header.alg).await?;
-        // The signature first: nothing in an unsigned payload is worth reading.
-        jose::verify_compact(token, &key)
-            .map_err(|_| VerifyError::invalid("the signature does not verify"))?;
-        let claims = base64::Engine::decode(
-            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
-            payload.as_bytes(),
-        )
-        .ok()
-        .and_then(|bytes| serde_json::from_slice::<Map<String, Value>>(&bytes).ok())
-        .ok_or_else(|| VerifyError::invalid("the token's claims are not a JSON object"))?;
-        self.validate_claims(&claims, now_secs())?;
-        Ok(AuthData::from_claims(claims))
+        let issuer = jwt
+            .claim("iss")
+            .ok_or_else(|| VerifyError::invalid("the token has no iss claim"))?;
+        // The unverified `iss` only picks the keys; their signature then vouches for it.
+        let trusted = self
+            .issuers
+            .iter()
+            .find(|t| t.issuer == issuer)
+            .ok_or_else(|| VerifyError::invalid("the token is from another issuer"))?;
+        trusted
+            .keys
+            .verify(&jwt)
+            .await
+            .map_err(|error| match error {
+                KeyError::Unavailable(why) => VerifyError::unavailable(why),
+                KeyError::Invalid(why) => VerifyError::invalid(why),
+            })?;
+        self.validate_claims(trusted, &jwt.claims, now_secs())?;
+        Ok(AuthData::from_claims(jwt.claims))
     }
 
-    /// RFC 7519 / RFC 9068: `exp`, `iss` and `aud` present; not expired and not before `nbf`
-    /// (both with the leeway); from the issuer; for one of the audiences.
+    /// RFC 7519 / RFC 9068: not expired and not before `nbf` (both with the leeway); for one
+    /// of the audiences, or, where the issuer opted out of `aud`, for an authorized party.
     fn validate_claims(
         &self,
-        claims: &Map<String, Value>,
+        trusted: &Trusted,
+        claims: &serde_json::Map<String, Value>,
         now: u64,
     ) -> std::result::Result<(), VerifyError> {
-        let date = |name: &str| -> std::result::Result<Option<u64>, VerifyError> {
-            match claims.get(name) {
-                None => Ok(None),
-                Some(value) => numeric_date(value).map(Some).ok_or_else(|| {
-                    VerifyError::invalid(format!("the token's {name} is not a date"))
-                }),
+        check_lifetime(claims, now, self.leeway).map_err(VerifyError::invalid)?;
+        match (claims.get("aud"), &trusted.authorized_parties) {
+            (Some(audience), _) if audience_matches(audience, &self.audiences) => Ok(()),
+            (None, Some(parties)) => {
+                let party = claims
+                    .get("azp")
+                    .or_else(|| claims.get("client_id"))
+                    .and_then(Value::as_str);
+                if party.is_some_and(|p| parties.iter().any(|allowed| allowed == p)) {
+                    Ok(())
+                } else {
+                    Err(VerifyError::invalid(
+                        "the token has no aud, and its azp is not an authorized party",
+                    ))
+                }
             }
-        };
-        let exp = date("exp")?.ok_or_else(|| VerifyError::invalid("the token has no exp claim"))?;
-        let issuer = claims
-            .get("iss")
-            .ok_or_else(|| VerifyError::invalid("the token has no iss claim"))?;
-        let audience = claims
-            .get("aud")
-            .ok_or_else(|| VerifyError::invalid("the token has no aud claim"))?;
-        if exp.saturating_add(self.leeway) <= now {
-            return Err(VerifyError::invalid("the token has expired"));
-        }
-        if date("nbf")?.is_some_and(|nbf| nbf > now.saturating_add(self.leeway)) {
-            return Err(VerifyError::invalid("the token is not valid yet (nbf)"));
-        }
-        if issuer.as_str() != Some(self.issuer.as_str()) {
-            return Err(VerifyError::invalid("the token is from another issuer"));
-        }
-        let for_us = |aud: &Value| {
-            aud.as_str()
-                .is_some_and(|a| self.audiences.iter().any(|ours| ours == a))
-        };
-        let matches = match audience {
-            Value::Array(items) => items.iter().any(for_us),
-            single => for_us(single),
-        };
-        if !matches {
-            return Err(VerifyError::invalid(
+            (None, None) => Err(VerifyError::invalid("the token has no aud claim")),
+            (Some(_), _) => Err(VerifyError::invalid(
                 "the token is not for this resource (aud)",
-            ));
+            )),
         }
-        Ok(())
     }
-}
-
-/// The `ring` algorithm of a JWT `alg` the verifier accepts.
-fn jws_algorithm(alg: Algorithm) -> Option<JwsAlgorithm> {
-    Some(match alg {
-        Algorithm::RS256 => JwsAlgorithm::Rs256,
-        Algorithm::RS384 => JwsAlgorithm::Rs384,
-        Algorithm::RS512 => JwsAlgorithm::Rs512,
-        Algorithm::PS256 => JwsAlgorithm::Ps256,
-        Algorithm::PS384 => JwsAlgorithm::Ps384,
-        Algorithm::PS512 => JwsAlgorithm::Ps512,
-        Algorithm::ES256 => JwsAlgorithm::Es256,
-        Algorithm::ES384 => JwsAlgorithm::Es384,
-        Algorithm::EdDSA => JwsAlgorithm::EdDsa,
-        _ => return None,
-    })
-}
-
-/// Whether the JOSE header names `crit` extensions (none of which this verifier implements).
-fn has_critical_parameters(token: &str) -> bool {
-    use base64::Engine;
-    let Some(encoded) = token.split('.').next() else {
-        return true;
-    };
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(encoded)
-        .ok()
-        .and_then(|bytes| serde_json::from_slice::<Map<String, Value>>(&bytes).ok())
-        .is_none_or(|header| header.contains_key("crit"))
 }
 
 impl TokenVerifier for JwtVerifier {
@@ -555,31 +509,41 @@ impl TokenVerifier for JwtVerifier {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use jsonwebtoken::jwk::Jwk;
     use jsonwebtoken::{EncodingKey, Header};
     use proptest::prelude::*;
     use serde_json::json;
+    use serde_json::Map;
 
     const EC_PRIVATE: &[u8] = include_bytes!("../../tests/fixtures/ec_private.pem");
     const ISSUER: &str = "https://issuer.example";
     const AUDIENCE: &str = "https://mcp.example/mcp";
 
-    /// A verifier holding the fixture's EC key as if just fetched: no request ever leaves.
-    fn verifier() -> JwtVerifier {
-        let verifier = JwtVerifier::builder(ISSUER, AUDIENCE)
-            .jwks_url("http://127.0.0.1:9/jwks")
-            .build()
-            .unwrap();
+    /// The fixture's EC key as a public JWKS document.
+    fn fixture_jwks() -> Value {
         let key = EncodingKey::from_ec_pem(EC_PRIVATE).unwrap();
         let mut jwk = Jwk::from_encoding_key(&key, Algorithm::ES256).unwrap();
         jwk.common.key_id = Some("ec-1".into());
-        let now = Instant::now();
-        *verifier.inner.keys.write().unwrap() = Arc::new(Keys {
-            set: JwkSet { keys: vec![jwk] },
-            fetched_at: Some(now),
-            refetched_at: Some(now),
-            failed_at: None,
-        });
-        verifier
+        json!({ "keys": [jwk] })
+    }
+
+    /// A verifier holding the fixture's EC key inline: no request ever leaves.
+    fn verifier() -> JwtVerifier {
+        JwtVerifier::builder(ISSUER, AUDIENCE)
+            .jwks(fixture_jwks())
+            .build()
+            .unwrap()
+    }
+
+    fn sign(claims: &Value) -> String {
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some("ec-1".into());
+        jsonwebtoken::encode(
+            &header,
+            claims,
+            &EncodingKey::from_ec_pem(EC_PRIVATE).unwrap(),
+        )
+        .unwrap()
     }
 
     fn verify(verifier: &JwtVerifier, token: &str) -> std::result::Result<AuthInfo, VerifyError> {
@@ -676,6 +640,157 @@ mod tests {
             );
             let result = verify(&verifier(), &token);
             prop_assert!(matches!(result, Err(VerifyError::Invalid(_))));
+        }
+    }
+
+    #[test]
+    fn each_issuer_is_checked_with_its_own_keys() {
+        let other_key = EncodingKey::from_ec_pem(EC_PRIVATE).unwrap();
+        let mut other_jwk = Jwk::from_encoding_key(&other_key, Algorithm::ES256).unwrap();
+        other_jwk.common.key_id = Some("ec-1".into());
+        // The second issuer's keys are an RSA set: the fixture's EC key is not among them.
+        let rsa_only = json!({"keys": [{"kty": "RSA", "kid": "r", "n": "sXch", "e": "AQAB"}]});
+        let verifier = JwtVerifier::builder(ISSUER, AUDIENCE)
+            .jwks(fixture_jwks())
+            .trust(TrustedIssuer::new("https://second.example").jwks(rsa_only))
+            .build()
+            .unwrap();
+        let claims =
+            |iss: &str| json!({"iss": iss, "aud": AUDIENCE, "exp": now() + 600, "sub": "u"});
+        assert!(verify(&verifier, &sign(&claims(ISSUER))).is_ok());
+        let error = verify(&verifier, &sign(&claims("https://second.example"))).unwrap_err();
+        assert!(error.to_string().contains("no key"), "{error}");
+        let error = verify(&verifier, &sign(&claims("https://nobody.example"))).unwrap_err();
+        assert!(error.to_string().contains("another issuer"), "{error}");
+    }
+
+    #[test]
+    fn tenant_templates_trust_only_the_listed_tenants() {
+        let template = "https://login.example/{tenant}/v2.0";
+        let verifier = JwtVerifier::for_audience(AUDIENCE)
+            .trust(
+                TrustedIssuer::tenants(template, ["tenant-a", "b.onmicrosoft.example"])
+                    .unwrap()
+                    .jwks(fixture_jwks()),
+            )
+            .build()
+            .unwrap();
+        let claims = |iss: &str| json!({"iss": iss, "aud": AUDIENCE, "exp": now() + 600});
+        assert!(verify(
+            &verifier,
+            &sign(&claims("https://login.example/tenant-a/v2.0"))
+        )
+        .is_ok());
+        assert!(verify(
+            &verifier,
+            &sign(&claims("https://login.example/b.onmicrosoft.example/v2.0"))
+        )
+        .is_ok());
+        for refused in [
+            "https://login.example/tenant-c/v2.0",
+            "https://login.example/{tenant}/v2.0",
+            "https://login.example/common/v2.0",
+            "https://login.example/tenant-a/v2.0/",
+        ] {
+            assert!(
+                verify(&verifier, &sign(&claims(refused))).is_err(),
+                "{refused}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_templates_and_tenants_are_configuration_errors() {
+        for (template, tenants) in [
+            ("https://login.example/v2.0", vec!["a"]),
+            ("https://login.example/{tenant}/{tenant}", vec!["a"]),
+            ("https://login.example/{tenant}/v2.0", vec![]),
+            ("https://login.example/{tenant}/v2.0", vec!["a/b"]),
+            (
+                "https://login.example/{tenant}/v2.0",
+                vec!["evil.example@x"],
+            ),
+            ("https://login.example/{tenant}/v2.0", vec![".."]),
+        ] {
+            let error = TrustedIssuer::tenants(template, tenants).unwrap_err();
+            assert_eq!(error.kind(), ErrorKind::Config);
+        }
+    }
+
+    #[test]
+    fn extra_audiences_are_accepted_exactly() {
+        let verifier = JwtVerifier::builder(ISSUER, AUDIENCE)
+            .audience("api://mcp-server")
+            .jwks(fixture_jwks())
+            .build()
+            .unwrap();
+        let claims = |aud: &str| json!({"iss": ISSUER, "aud": aud, "exp": now() + 600});
+        assert!(verify(&verifier, &sign(&claims("api://mcp-server"))).is_ok());
+        assert!(verify(&verifier, &sign(&claims(&format!("{AUDIENCE}/")))).is_ok());
+        assert!(verify(&verifier, &sign(&claims("api://mcp-server/"))).is_err());
+        assert!(verify(&verifier, &sign(&claims("api://other"))).is_err());
+    }
+
+    #[test]
+    fn tokens_without_aud_pass_only_for_an_issuer_that_opted_in_and_an_authorized_party() {
+        let strict = verifier();
+        let lenient = JwtVerifier::for_audience(AUDIENCE)
+            .trust(
+                TrustedIssuer::new(ISSUER)
+                    .jwks(fixture_jwks())
+                    .without_audience(["mcp-client"]),
+            )
+            .build()
+            .unwrap();
+        let no_aud = |party: Value| json!({"iss": ISSUER, "exp": now() + 600, "azp": party});
+        let keycloak_like = sign(&no_aud(json!("mcp-client")));
+        assert!(verify(&strict, &keycloak_like).is_err());
+        assert!(verify(&lenient, &keycloak_like).is_ok());
+        assert!(verify(&lenient, &sign(&no_aud(json!("other-client")))).is_err());
+        assert!(verify(&lenient, &sign(&no_aud(json!(7)))).is_err());
+        let client_id_only = json!({"iss": ISSUER, "exp": now() + 600, "client_id": "mcp-client"});
+        assert!(verify(&lenient, &sign(&client_id_only)).is_ok());
+        // An aud that names another resource is refused, whatever the azp.
+        let elsewhere =
+            json!({"iss": ISSUER, "exp": now() + 600, "aud": "https://other", "azp": "mcp-client"});
+        assert!(verify(&lenient, &sign(&elsewhere)).is_err());
+    }
+
+    #[test]
+    fn build_without_keys_asks_for_discovery_and_inline_private_keys_are_refused() {
+        let error = JwtVerifier::builder(ISSUER, AUDIENCE).build().unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Config);
+        let error = JwtVerifier::for_audience(AUDIENCE)
+            .discover_lazily()
+            .unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Config);
+        let private =
+            json!({"keys": [{"kty": "EC", "crv": "P-256", "x": "AA", "y": "AA", "d": "AA"}]});
+        let error = JwtVerifier::builder(ISSUER, AUDIENCE)
+            .jwks(private)
+            .build()
+            .unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Config);
+    }
+
+    proptest! {
+        #[test]
+        fn tenants_expand_to_issuers_that_keep_the_templates_shape(
+            tenants in proptest::collection::vec("[ -~]{0,12}", 0..4),
+        ) {
+            let template = "https://login.example/{tenant}/v2.0";
+            match TrustedIssuer::tenants(template, tenants.clone()) {
+                Ok(trusted) => {
+                    prop_assert_eq!(trusted.issuers.len(), tenants.len());
+                    for issuer in &trusted.issuers {
+                        let url = Url::parse(issuer).unwrap();
+                        prop_assert_eq!(url.host_str(), Some("login.example"));
+                        prop_assert_eq!(url.path_segments().unwrap().count(), 2);
+                        prop_assert!(url.query().is_none() && url.fragment().is_none());
+                    }
+                }
+                Err(error) => prop_assert_eq!(error.kind(), ErrorKind::Config),
+            }
         }
     }
 }

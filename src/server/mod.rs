@@ -25,7 +25,7 @@ pub use dpop::DpopPolicy;
 pub use introspection::{IntrospectionAuth, IntrospectionVerifier};
 #[cfg(feature = "jwt")]
 pub use jwt::{
-    JwtVerifier, JwtVerifierBuilder, DEFAULT_FETCH_TIMEOUT, DEFAULT_LEEWAY_SECS,
+    JwtVerifier, JwtVerifierBuilder, TrustedIssuer, DEFAULT_FETCH_TIMEOUT, DEFAULT_LEEWAY_SECS,
     DEFAULT_MAX_KEY_AGE, DEFAULT_MIN_REFETCH_INTERVAL,
 };
 pub use mcp::{McpScopes, DEFAULT_MAX_MCP_BODY_BYTES};

@@ -143,17 +143,7 @@ impl<V: TokenVerifier + ?Sized> TokenVerifier for Arc<V> {
     }
 }
 
-/// A JWT / RFC 7662 NumericDate: seconds since the epoch, possibly fractional.
-pub(crate) fn numeric_date(value: &Value) -> Option<u64> {
-    value.as_u64().or_else(|| {
-        value
-            .as_f64()
-            .filter(|f| f.is_finite() && *f >= 0.0)
-            .map(|f| f as u64)
-    })
-}
-
-pub(crate) use crate::clock::now_secs;
+pub(crate) use crate::clock::{now_secs, numeric_date};
 
 /// Tokens known in advance, for development and tests. Tokens are compared by their SHA-256, so
 /// the verifier holds no token in memory.
