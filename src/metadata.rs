@@ -149,6 +149,12 @@ pub struct ClientMetadata {
     /// requests without a proof.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dpop_bound_access_tokens: bool,
+    /// Where the client's public keys are (`private_key_jwt`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_uri: Option<String>,
+    /// The client's public keys, a JWKS document (`private_key_jwt`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<Value>,
     /// Every other member, kept as sent.
     #[serde(flatten)]
     pub extra: Map<String, Value>,

@@ -1,11 +1,13 @@
 //! Client authentication at the token, revocation and introspection endpoints (RFC 6749
-//! §2.3.1): `none`, `client_secret_post` or `client_secret_basic`, exactly one per request.
+//! §2.3.1, RFC 7523 §2.2): `none`, `client_secret_post`, `client_secret_basic` or
+//! `private_key_jwt`, exactly one per request.
 
 use base64::Engine;
 use http::header::AUTHORIZATION;
 use http::HeaderMap;
 use subtle::ConstantTimeEq;
 
+use super::assertion::CLIENT_ASSERTION_TYPE;
 use super::grant::hash;
 use super::store::{ClientAuthMethod, RegisteredClient};
 use super::wire::{OAuthError, Params};
@@ -17,6 +19,9 @@ pub(super) async fn authenticate(
     headers: &HeaderMap,
     params: &Params,
 ) -> Result<RegisteredClient, OAuthError> {
+    if params.get("client_assertion").is_some() || params.get("client_assertion_type").is_some() {
+        return authenticate_by_assertion(server, headers, params).await;
+    }
     let basic = basic_credentials(headers)?;
     let (client_id, secret, method) = match basic {
         Some((id, secret)) => {
@@ -61,6 +66,43 @@ pub(super) async fn authenticate(
     if !authenticated {
         return Err(OAuthError::invalid_client("client authentication failed"));
     }
+    Ok(client)
+}
+
+/// `private_key_jwt`: the client is the assertion's subject, and the assertion must verify
+/// with a key it registered.
+async fn authenticate_by_assertion(
+    server: &AuthorizationServer,
+    headers: &HeaderMap,
+    params: &Params,
+) -> Result<RegisteredClient, OAuthError> {
+    if headers.contains_key(AUTHORIZATION) || params.get("client_secret").is_some() {
+        return Err(OAuthError::invalid_request(
+            "use one client authentication method, not two",
+        ));
+    }
+    if params.get("client_assertion_type") != Some(CLIENT_ASSERTION_TYPE) {
+        return Err(OAuthError::invalid_client(
+            "client_assertion_type must be urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        ));
+    }
+    let assertion = params.require("client_assertion")?;
+    let jwt = crate::jwks::UnverifiedJwt::parse(assertion)
+        .map_err(|why| OAuthError::invalid_client(format!("client assertion: {why}")))?;
+    let client_id = match (params.get("client_id"), jwt.claim("sub")) {
+        (Some(id), sub) if sub.is_none_or(|sub| sub == id) => id,
+        (None, Some(sub)) => sub,
+        _ => {
+            return Err(OAuthError::invalid_client(
+                "client_id differs from the client assertion's sub",
+            ))
+        }
+    };
+    let client = load_client(server, client_id)
+        .await?
+        .filter(|client| client.auth_method == ClientAuthMethod::PrivateKeyJwt)
+        .ok_or_else(|| OAuthError::invalid_client("client authentication failed"))?;
+    server.check_client_assertion(&client, &jwt).await?;
     Ok(client)
 }
 

@@ -36,6 +36,7 @@
 //! keeps hashes of codes and tokens, never the values.
 
 mod approval;
+mod assertion;
 mod authorize;
 mod cimd;
 mod client_auth;
@@ -71,6 +72,7 @@ use wire::json_response;
 pub use approval::{
     ApprovalPolicy, AuthorizationDecision, AutoApprove, ConsentPage, ConsentRequest,
 };
+pub use assertion::{EnterpriseIdp, WorkloadIssuer};
 pub use keys::SigningKey;
 #[cfg(feature = "server")]
 pub use local::LocalVerifier;
@@ -111,6 +113,9 @@ pub struct AuthorizationServerConfig {
     cimd: cimd::CimdConfig,
     redirect_rules: register::RedirectRules,
     dpop: Option<DpopSettings>,
+    workload_issuers: Vec<WorkloadIssuer>,
+    enterprise_idps: Vec<EnterpriseIdp>,
+    assertion_replay: Arc<dyn ReplayCache>,
 }
 
 /// How the token endpoint takes DPoP proofs.
@@ -171,7 +176,32 @@ impl AuthorizationServerConfig {
                 replay: Arc::new(MemoryReplayCache::default()),
                 nonces: None,
             }),
+            workload_issuers: Vec::new(),
+            enterprise_idps: Vec::new(),
+            assertion_replay: Arc::new(MemoryReplayCache::default()),
         })
+    }
+
+    /// Takes the JWT-bearer grant (RFC 7523 §2.1) with tokens of this workload identity issuer
+    /// (SEP-1933), for the subjects it names. Clients using the grant are registered by the
+    /// operator with the grant type `urn:ietf:params:oauth:grant-type:jwt-bearer`.
+    pub fn trust_workload_issuer(mut self, issuer: WorkloadIssuer) -> Self {
+        self.workload_issuers.push(issuer);
+        self
+    }
+
+    /// Takes the JWT-bearer grant with ID-JAGs of this enterprise IdP (SEP-990): the IdP
+    /// vouches for its user, the ID-JAG names the client, this server and the resource.
+    pub fn trust_enterprise_idp(mut self, idp: EnterpriseIdp) -> Self {
+        self.enterprise_idps.push(idp);
+        self
+    }
+
+    /// Where the server remembers the `jti`s of the client assertions and ID-JAGs it accepted,
+    /// so none is accepted twice (default: in memory).
+    pub fn assertion_replay_cache(mut self, cache: impl ReplayCache) -> Self {
+        self.assertion_replay = Arc::new(cache);
+        self
     }
 
     /// Whether the server issues DPoP-bound tokens (RFC 9449; default on): it then lists
@@ -349,6 +379,7 @@ struct Inner {
     key: SigningKey,
     cimd: cimd::CimdFetcher,
     consent: authorize::PendingConsents,
+    trust: assertion::Trust,
 }
 
 impl AuthorizationServer {
@@ -382,12 +413,14 @@ impl AuthorizationServer {
         };
         let issuer = config.issuer.as_str().trim_end_matches('/').to_owned();
         let cimd = cimd::CimdFetcher::new(config.cimd.clone());
+        let trust = assertion::Trust::new(&config.workload_issuers, &config.enterprise_idps)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 issuer,
                 key,
                 cimd,
                 consent: authorize::PendingConsents::default(),
+                trust,
                 approval,
                 config,
             }),
@@ -411,15 +444,21 @@ impl AuthorizationServer {
             jwks_uri: endpoint("/jwks"),
             scopes_supported: Some(self.inner.config.scopes.clone()),
             response_types_supported: strings(&["code"]),
-            grant_types_supported: strings(&[
-                "authorization_code",
-                "refresh_token",
-                "client_credentials",
-            ]),
+            grant_types_supported: strings(if self.inner.trust.takes_jwt_bearer() {
+                &[
+                    "authorization_code",
+                    "refresh_token",
+                    "client_credentials",
+                    assertion::JWT_BEARER_GRANT,
+                ]
+            } else {
+                &["authorization_code", "refresh_token", "client_credentials"]
+            }),
             token_endpoint_auth_methods_supported: strings(&[
                 "none",
                 "client_secret_post",
                 "client_secret_basic",
+                "private_key_jwt",
             ]),
             code_challenge_methods_supported: strings(&["S256"]),
             revocation_endpoint: endpoint("/revoke"),
@@ -432,7 +471,13 @@ impl AuthorizationServer {
                     .map(|a| a.as_str().to_owned())
                     .collect()
             }),
-            extra: serde_json::Map::new(),
+            extra: serde_json::Map::from_iter([(
+                "token_endpoint_auth_signing_alg_values_supported".to_owned(),
+                serde_json::json!(crate::jwks::ASYMMETRIC
+                    .iter()
+                    .map(|alg| format!("{alg:?}"))
+                    .collect::<Vec<_>>()),
+            )]),
         }
     }
 
@@ -479,6 +524,23 @@ impl AuthorizationServer {
         let id = client.client_id.clone();
         self.inner.config.store.save_client(client).await?;
         Ok((id, crate::Secret::new(secret)))
+    }
+
+    /// Registers a confidential client ahead of time that authenticates with a JWT signed by
+    /// its private key (`private_key_jwt`, RFC 7523 §2.2): `metadata` names its public keys,
+    /// `jwks` (a JWKS document) or `jwks_uri`. Each assertion's `jti` is accepted once.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Registration`] for invalid metadata or keys; the store's errors.
+    pub async fn register_private_key_jwt_client(
+        &self,
+        mut metadata: crate::metadata::ClientMetadata,
+    ) -> Result<String> {
+        metadata.token_endpoint_auth_method = Some("private_key_jwt".into());
+        let client = register::operator_client(metadata, None, self.inner.config.redirect_rules)?;
+        let id = client.client_id.clone();
+        self.inner.config.store.save_client(client).await?;
+        Ok(id)
     }
 
     /// The axum router serving every endpoint (see the [module docs](self)). Merge it with the

@@ -18,7 +18,12 @@ use crate::metadata::ClientMetadata;
 const MAX_REGISTRATION_BYTES: usize = 16 * 1024;
 const MAX_REDIRECT_URIS: usize = 16;
 
-const GRANT_TYPES: [&str; 3] = ["authorization_code", "refresh_token", "client_credentials"];
+const GRANT_TYPES: [&str; 4] = [
+    "authorization_code",
+    "refresh_token",
+    "client_credentials",
+    super::assertion::JWT_BEARER_GRANT,
+];
 
 pub(super) async fn handle(
     State(server): State<AuthorizationServer>,
@@ -100,20 +105,33 @@ fn validate(
         code: "invalid_client_metadata",
         message: message.to_owned(),
     };
-    let auth_method = match (metadata.token_endpoint_auth_method.as_deref(), &secret_hash) {
-        (None, None) | (Some("none"), None) => ClientAuthMethod::None,
-        (None, Some(_)) | (Some("client_secret_basic"), Some(_)) => {
-            ClientAuthMethod::ClientSecretBasic
-        }
-        (Some("client_secret_post"), Some(_)) => ClientAuthMethod::ClientSecretPost,
-        (Some("none"), Some(_)) => return Err(invalid("a public client has no secret")),
-        (Some("client_secret_basic" | "client_secret_post"), None) => {
-            return Err(invalid("a confidential client needs a secret"))
-        }
-        (Some(_), _) => return Err(invalid(
-            "token_endpoint_auth_method must be none, client_secret_post or client_secret_basic",
-        )),
-    };
+    let auth_method =
+        match (metadata.token_endpoint_auth_method.as_deref(), &secret_hash) {
+            (None, None) | (Some("none"), None) => ClientAuthMethod::None,
+            (None, Some(_)) | (Some("client_secret_basic"), Some(_)) => {
+                ClientAuthMethod::ClientSecretBasic
+            }
+            (Some("client_secret_post"), Some(_)) => ClientAuthMethod::ClientSecretPost,
+            (Some("private_key_jwt"), None) if pre_registered => {
+                check_client_keys(&metadata).map_err(|e| invalid(e.message()))?;
+                ClientAuthMethod::PrivateKeyJwt
+            }
+            (Some("private_key_jwt"), None) => {
+                return Err(invalid(
+                    "private_key_jwt is only for clients registered by the operator",
+                ))
+            }
+            (Some("none" | "private_key_jwt"), Some(_)) => {
+                return Err(invalid("this client authentication method takes no secret"))
+            }
+            (Some("client_secret_basic" | "client_secret_post"), None) => {
+                return Err(invalid("a confidential client needs a secret"))
+            }
+            (Some(_), _) => return Err(invalid(
+                "token_endpoint_auth_method must be none, client_secret_post, client_secret_basic \
+             or private_key_jwt",
+            )),
+        };
     metadata.token_endpoint_auth_method = Some(auth_method.as_str().to_owned());
     if metadata.grant_types.is_empty() {
         metadata.grant_types = vec!["authorization_code".into()];
@@ -146,6 +164,17 @@ fn validate(
             return Err(invalid("client_credentials needs a confidential client"));
         }
     }
+    if metadata
+        .grant_types
+        .iter()
+        .any(|g| g == super::assertion::JWT_BEARER_GRANT)
+        && !pre_registered
+    {
+        // Tokens on another issuer's word: only for clients the operator vouches for.
+        return Err(invalid(
+            "the JWT bearer grant is only for clients registered by the operator",
+        ));
+    }
     if metadata.response_types.is_empty() && uses_code {
         metadata.response_types = vec!["code".into()];
     }
@@ -174,6 +203,23 @@ fn validate(
         issued_at: now_secs(),
         pre_registered,
     })
+}
+
+/// A `private_key_jwt` client names its public keys one way: a JWKS document or a URL.
+fn check_client_keys(metadata: &ClientMetadata) -> Result<()> {
+    let invalid = |message: &str| Error::new(ErrorKind::Registration, message.to_owned());
+    match (&metadata.jwks, &metadata.jwks_uri) {
+        (Some(jwks), None) => crate::jwks::parse_public_jwks(jwks)
+            .map(drop)
+            .map_err(|e| invalid(e.message())),
+        (None, Some(uri)) => {
+            let url = Url::parse(uri).map_err(|_| invalid("jwks_uri is not a URL"))?;
+            crate::http::ensure_secure_url(&url, "jwks_uri").map_err(|e| invalid(e.message()))
+        }
+        _ => Err(invalid(
+            "a private_key_jwt client needs its public keys: jwks or jwks_uri, not both",
+        )),
+    }
 }
 
 /// Which redirect URIs clients may register.

@@ -1,5 +1,5 @@
 //! The token endpoint: `authorization_code` with PKCE, `refresh_token` with rotation and reuse
-//! detection, and `client_credentials`. Errors follow RFC 6749 §5.2.
+//! detection, `client_credentials`, and the JWT-bearer grant. Errors follow RFC 6749 §5.2.
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -10,6 +10,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use super::assertion::JWT_BEARER_GRANT;
 use super::client_auth::authenticate;
 use super::grant::{hash, random_token, split_scopes};
 use super::store::{
@@ -97,6 +98,7 @@ async fn token(
         "authorization_code" => authorization_code(server, &client, &params, jkt).await,
         "refresh_token" => refresh(server, &client, &params, jkt).await,
         "client_credentials" => client_credentials(server, &client, &params, jkt).await,
+        JWT_BEARER_GRANT => jwt_bearer(server, &client, &params, jkt).await,
         _ => Err(OAuthError::new(
             "unsupported_grant_type",
             "the grant type is not supported",
@@ -380,6 +382,35 @@ async fn client_credentials(
         dpop_jkt: jkt,
     };
     issue_access(server, &issue).await
+}
+
+/// RFC 7523 §2.1: tokens on a trusted issuer's word, for an operator-registered client;
+/// no refresh token, since the client can present a new assertion.
+async fn jwt_bearer(
+    server: &AuthorizationServer,
+    client: &RegisteredClient,
+    params: &Params,
+    jkt: Option<&str>,
+) -> Result<TokenResponse, OAuthError> {
+    if !client.pre_registered {
+        return Err(OAuthError::new(
+            "unauthorized_client",
+            "the JWT bearer grant is for clients registered by the operator",
+        ));
+    }
+    require_grant(client, JWT_BEARER_GRANT)?;
+    let grant = server.check_grant_assertion(client, params).await?;
+    let issue = Issue {
+        client_id: &client.client_id,
+        subject: &grant.subject,
+        scopes: &grant.scopes,
+        resource: &grant.resource,
+        family_id: None,
+        dpop_jkt: jkt,
+    };
+    let response = issue_access(server, &issue).await?;
+    tracing::info!(client_id = %client.client_id, "tokens issued for a JWT bearer assertion");
+    Ok(response)
 }
 
 async fn issue_access(

@@ -32,6 +32,9 @@ pub enum ClientAuthMethod {
     ClientSecretPost,
     /// HTTP Basic.
     ClientSecretBasic,
+    /// A JWT signed with the client's private key (RFC 7523 §2.2), checked against the public
+    /// keys it registered (`jwks` or `jwks_uri`).
+    PrivateKeyJwt,
 }
 
 impl ClientAuthMethod {
@@ -41,6 +44,7 @@ impl ClientAuthMethod {
             Self::None => "none",
             Self::ClientSecretPost => "client_secret_post",
             Self::ClientSecretBasic => "client_secret_basic",
+            Self::PrivateKeyJwt => "private_key_jwt",
         }
     }
 }
