@@ -1,6 +1,8 @@
 //! Throughput under load, side by side in one run: the same loopback axum server behind
 //! `RequireBearer` + `JwtVerifier` (cached tokens), called with a Bearer token and with a
 //! DPoP-bound token and a fresh proof per request, measured by wrk (`apt-get install wrk`).
+//! A third side is the same server without the token cache, called with a Bearer token: one
+//! signature check per request, as DPoP's proof needs.
 //!
 //! Every DPoP request carries a proof never used before (the server would refuse a replay), so
 //! the proofs are made before each run and wrk sends them in order (a Lua script); the
@@ -55,7 +57,7 @@ fn main() {
         .build()
         .unwrap();
     let key = DpopKey::generate(DpopAlgorithm::ES256).unwrap();
-    let (url, bearer_token, bound_token) = rt.block_on(async {
+    let (url, uncached_url, bearer_token, bound_token) = rt.block_on(async {
         let issuer = jwt_issuer::Issuer::start().await;
         let verifier = JwtVerifier::builder(&issuer.base, RESOURCE)
             .discover()
@@ -66,20 +68,23 @@ fn main() {
             .resource(RESOURCE)
             .required_scopes(["mcp"])
             .dpop(policy);
-        let app = Router::new()
-            .route(
-                "/mcp",
-                get(|| async { r#"{"jsonrpc":"2.0","id":1,"result":{}}"# }),
-            )
-            .layer(layer);
-        let url = wrk::serve(app).await;
+        let app = |layer| {
+            Router::new()
+                .route(
+                    "/mcp",
+                    get(|| async { r#"{"jsonrpc":"2.0","id":1,"result":{}}"# }),
+                )
+                .layer(layer)
+        };
+        let uncached_url = wrk::serve(app(layer.clone().without_cache())).await;
+        let url = wrk::serve(app(layer)).await;
         let claims = issuer.claims(RESOURCE);
         let bearer = jwt_issuer::sign(&claims, Algorithm::ES256, Some("ec-1"));
         let mut bound_claims = claims.clone();
         bound_claims["cnf"] = json!({ "jkt": key.thumbprint() });
         let bound = jwt_issuer::sign(&bound_claims, Algorithm::ES256, Some("ec-1"));
         std::mem::forget(issuer);
-        (url, bearer, bound)
+        (url, uncached_url, bearer, bound)
     });
     let ath = access_token_hash(&bound_token);
     let dir = tempfile::tempdir().unwrap();
@@ -89,8 +94,15 @@ fn main() {
     let bearer_header = format!("Authorization: Bearer {bearer_token}");
 
     let mut bearer = Vec::new();
+    let mut uncached = Vec::new();
     let mut dpop = Vec::new();
     for _ in 0..rounds {
+        uncached.push(wrk::requests_per_second(
+            &uncached_url,
+            seconds,
+            &["-H", &bearer_header],
+            &[],
+        ));
         bearer.push(wrk::requests_per_second(
             &url,
             seconds,
@@ -114,14 +126,20 @@ fn main() {
             &["--", proofs_arg, &bound_token],
         ));
     }
-    let (a, b) = (wrk::mean(&bearer), wrk::mean(&dpop));
+    let (a, u, b) = (wrk::mean(&bearer), wrk::mean(&uncached), wrk::mean(&dpop));
     println!("dpop_load: {seconds}s x{rounds} rounds, wrk -t1 -c32, GET /mcp on 127.0.0.1");
     println!("  Bearer token (cached JWT):                 {a:>10.0} req/s  {bearer:?}");
+    println!("  Bearer token (JWT verified every request): {u:>10.0} req/s  {uncached:?}");
     println!("  DPoP token (cached JWT) + fresh proof:     {b:>10.0} req/s  {dpop:?}");
     println!(
-        "  DPoP at {:.1}% of Bearer (means); paired median {:.1}% over {} rounds",
+        "  DPoP at {:.1}% of cached Bearer (means); paired median {:.1}% over {} rounds",
         100.0 * b / a,
         100.0 * wrk::paired_median(&dpop, &bearer),
         dpop.len()
+    );
+    println!(
+        "  DPoP at {:.1}% of uncached Bearer (means); paired median {:.1}%",
+        100.0 * b / u,
+        100.0 * wrk::paired_median(&dpop, &uncached),
     );
 }

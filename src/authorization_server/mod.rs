@@ -7,7 +7,7 @@
 //! | `/.well-known/oauth-authorization-server`, `/.well-known/openid-configuration` | RFC 8414 metadata (OpenID Connect discovery path too) |
 //! | `/register` | RFC 7591 dynamic registration |
 //! | `/authorize` | the authorization endpoint: a consent page, or the decision of an [`ApprovalPolicy`] |
-//! | `/token` | `authorization_code` (PKCE S256), `refresh_token` (rotation, reuse detection), `client_credentials` |
+//! | `/token` | `authorization_code` (PKCE S256), `refresh_token` (rotation, reuse detection), `client_credentials`, the JWT-bearer grant (workload tokens, ID-JAGs) |
 //! | `/revoke` | RFC 7009 revocation |
 //! | `/introspect` | RFC 7662 introspection, for confidential clients (resource servers) |
 //! | `/jwks` | the public signing key (ES256) |
