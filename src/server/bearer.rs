@@ -569,12 +569,17 @@ impl<V: TokenVerifier> Config<V> {
         });
     }
 
-    /// Expiry and audience, checked on every request whoever verified the token.
+    /// Expiry and audience, checked on every request whoever verified the token (the
+    /// audience only where the verifier does not decide it itself).
     fn checks(&self, info: &AuthInfo) -> Result<(), Rejection> {
         if info.expires_at.is_some_and(|at| at <= now_secs()) {
             return Err(Rejection::InvalidToken("the token has expired".into()));
         }
-        if let Some(resource) = &self.resource {
+        if let Some(resource) = self
+            .resource
+            .as_ref()
+            .filter(|_| !self.verifier.checks_audience())
+        {
             if !info.audience.iter().any(|aud| same_resource(aud, resource)) {
                 return Err(Rejection::InvalidToken(
                     "the token is not for this resource (audience)".into(),

@@ -52,10 +52,11 @@ enum IssuerKeys {
 /// use tower_mcp_oauth::server::{JwtVerifier, TrustedIssuer};
 ///
 /// # fn example() -> tower_mcp_oauth::Result<()> {
-/// // Entra ID v2, multi-tenant: two customer tenants, their keys at the common JWKS.
+/// // Entra ID v2, multi-tenant: two customer tenants (their ids, as `iss` names them), their
+/// // keys at the common JWKS.
 /// let entra = TrustedIssuer::tenants(
 ///     "https://login.microsoftonline.com/{tenant}/v2.0",
-///     ["9188040d-6c67-4c5b-b112-36a304b66dad", "contoso.onmicrosoft.com"],
+///     ["9188040d-6c67-4c5b-b112-36a304b66dad", "72f988bf-86f1-41af-91ab-2d7cd011db47"],
 /// )?
 /// .jwks_url("https://login.microsoftonline.com/common/discovery/v2.0/keys");
 /// let verifier = JwtVerifier::for_audience("https://mcp.example.com/mcp")
@@ -503,6 +504,12 @@ impl TokenVerifier for JwtVerifier {
         token: &'a str,
     ) -> BoxFuture<'a, std::result::Result<AuthInfo, VerifyError>> {
         Box::pin(self.inner.verify(token))
+    }
+
+    /// Every token's `aud` is checked against the configured audiences (or, for an issuer
+    /// that opted out of `aud`, its `azp` against the authorized parties).
+    fn checks_audience(&self) -> bool {
+        true
     }
 }
 

@@ -135,11 +135,22 @@ impl std::error::Error for VerifyError {}
 pub trait TokenVerifier: Send + Sync + 'static {
     /// Verifies `token` and says who it speaks for.
     fn verify<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<AuthInfo, VerifyError>>;
+
+    /// Whether `verify` decides each token's audience itself, by rules of its own (several
+    /// accepted audiences, an issuer without `aud`). `RequireBearer` then leaves the audience
+    /// to it; otherwise (the default) it also checks that `aud` names its resource.
+    fn checks_audience(&self) -> bool {
+        false
+    }
 }
 
 impl<V: TokenVerifier + ?Sized> TokenVerifier for Arc<V> {
     fn verify<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<AuthInfo, VerifyError>> {
         (**self).verify(token)
+    }
+
+    fn checks_audience(&self) -> bool {
+        (**self).checks_audience()
     }
 }
 
