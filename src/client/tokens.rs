@@ -625,4 +625,31 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn the_token_type_must_be_the_one_asked_for() {
+        let key = DpopKey::generate(crate::dpop::DpopAlgorithm::ES256).unwrap();
+        let response = |token_type: &str| -> TokenResponse {
+            serde_json::from_value(json!({"access_token": "at", "token_type": token_type})).unwrap()
+        };
+        let scopes = ["mcp".to_owned()];
+        // Asked with a proof: only a DPoP-bound token will do (RFC 9449 §5).
+        assert_eq!(
+            token_set(&response("DPoP"), &scopes, Some(&key))
+                .unwrap()
+                .token_type,
+            "DPoP"
+        );
+        let bearer = token_set(&response("Bearer"), &scopes, Some(&key)).unwrap_err();
+        assert_eq!(bearer.kind(), ErrorKind::InvalidResponse);
+        // Asked without one: a DPoP-bound token has no key to be used with.
+        let unusable = token_set(&response("dpop"), &scopes, None).unwrap_err();
+        assert_eq!(unusable.kind(), ErrorKind::InvalidResponse);
+        assert_eq!(
+            token_set(&response("bearer"), &scopes, None)
+                .unwrap()
+                .token_type,
+            "Bearer"
+        );
+    }
 }
