@@ -139,6 +139,8 @@ pub mod http;
 #[cfg(any(feature = "server", feature = "transport"))]
 pub mod mcp_headers;
 pub mod metadata;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod secret;
 #[cfg(feature = "server")]
 pub mod server;

@@ -1,0 +1,244 @@
+//! PostgreSQL plumbing for the stores that let authorization servers and client fleets run as
+//! replicas (feature `postgres`): a bounded pool with timeouts, schema migrations that run once
+//! however many replicas start together, and database failures as typed errors.
+//!
+//! ```no_run
+//! # async fn example() -> tower_mcp_oauth::Result<()> {
+//! use tower_mcp_oauth::postgres::PostgresPool;
+//!
+//! let pool = PostgresPool::builder("postgres://mcp@db.internal/mcp_oauth")
+//!     .max_size(16)
+//!     .connect()
+//!     .await?;
+//! # let _ = pool; Ok(()) }
+//! ```
+
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::NoTls;
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// Connections kept at most, by default.
+pub const DEFAULT_MAX_SIZE: usize = 16;
+/// How long a request waits for a connection, opens one, or runs one statement, by default.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Serializes migrations across replicas: an advisory lock held for the migrating transaction.
+const MIGRATION_LOCK: i64 = 0x6d63_705f_6f61_7574; // "mcp_oaut"
+
+/// A pool of PostgreSQL connections, shared by every store of a process. Cheap to clone.
+#[derive(Clone)]
+pub struct PostgresPool {
+    pool: Pool,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for PostgresPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The connection string (and its password) stays out.
+        let status = self.pool.status();
+        f.debug_struct("PostgresPool")
+            .field("max_size", &status.max_size)
+            .field("size", &status.size)
+            .field("available", &status.available)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`PostgresPool`].
+pub struct PostgresPoolBuilder {
+    url: String,
+    max_size: usize,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for PostgresPoolBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresPoolBuilder")
+            .field("max_size", &self.max_size)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresPool {
+    /// A pool for the database at `url` (`postgres://user:password@host:port/database`, or
+    /// the key=value form).
+    pub fn builder(url: impl Into<String>) -> PostgresPoolBuilder {
+        PostgresPoolBuilder {
+            url: url.into(),
+            max_size: DEFAULT_MAX_SIZE,
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+
+    /// [`builder`](Self::builder) with the defaults, connected.
+    ///
+    /// # Errors
+    /// See [`PostgresPoolBuilder::connect`].
+    pub async fn connect(url: impl Into<String>) -> Result<Self> {
+        Self::builder(url).connect().await
+    }
+
+    /// A connection from the pool.
+    pub(crate) async fn client(&self) -> Result<Object> {
+        self.pool.get().await.map_err(|error| {
+            let why = match error {
+                deadpool_postgres::PoolError::Timeout(_) => "no connection was free in time",
+                deadpool_postgres::PoolError::Backend(_) => "cannot connect to the database",
+                _ => "cannot get a database connection",
+            };
+            Error::new(ErrorKind::Storage, format!("PostgreSQL: {why}"))
+        })
+    }
+
+    /// Applies the migrations of `component` not applied yet, in order, each once: replicas
+    /// starting together take an advisory lock, so exactly one applies each.
+    pub(crate) async fn migrate(&self, component: &str, migrations: &[&str]) -> Result<()> {
+        let mut client = self.client().await?;
+        let tx = client
+            .transaction()
+            .await
+            .map_err(|e| database_error("starting a migration", &e))?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await
+            .map_err(|e| database_error("locking for a migration", &e))?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS mcp_oauth_migrations (
+                component TEXT NOT NULL,
+                version INTEGER NOT NULL,
+                applied_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+                PRIMARY KEY (component, version)
+            )",
+        )
+        .await
+        .map_err(|e| database_error("creating the migrations table", &e))?;
+        let applied: Vec<i32> = tx
+            .query(
+                "SELECT version FROM mcp_oauth_migrations WHERE component = $1",
+                &[&component],
+            )
+            .await
+            .map_err(|e| database_error("reading the migrations", &e))?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        for (index, sql) in migrations.iter().enumerate() {
+            let version = i32::try_from(index + 1).unwrap_or(i32::MAX);
+            if applied.contains(&version) {
+                continue;
+            }
+            tx.batch_execute(sql)
+                .await
+                .map_err(|e| database_error("applying a migration", &e))?;
+            tx.execute(
+                "INSERT INTO mcp_oauth_migrations (component, version) VALUES ($1, $2)",
+                &[&component, &version],
+            )
+            .await
+            .map_err(|e| database_error("recording a migration", &e))?;
+            tracing::info!(component, version, "applied a PostgreSQL migration");
+        }
+        tx.commit()
+            .await
+            .map_err(|e| database_error("committing a migration", &e))
+    }
+
+    /// The statement timeout the connections run with.
+    pub(crate) fn timeout(&self) -> Duration {
+        self.timeout
+    }
+}
+
+impl PostgresPoolBuilder {
+    /// Connections kept at most (default [`DEFAULT_MAX_SIZE`]).
+    pub fn max_size(mut self, max_size: usize) -> Self {
+        self.max_size = max_size.max(1);
+        self
+    }
+
+    /// How long a request may wait for a connection, open one, or run one statement (default
+    /// [`DEFAULT_TIMEOUT`]): past it, the request fails with a storage error (a 503 at the
+    /// authorization server) instead of hanging.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Builds the pool and checks that the database answers.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Config`] for a malformed URL; [`ErrorKind::Storage`] when the database
+    /// cannot be reached. Neither quotes the URL.
+    pub async fn connect(self) -> Result<PostgresPool> {
+        let pool = self.build()?;
+        let client = pool.client().await?;
+        client
+            .simple_query("SELECT 1")
+            .await
+            .map_err(|e| database_error("checking the connection", &e))?;
+        Ok(pool)
+    }
+
+    fn build(self) -> Result<PostgresPool> {
+        let mut config: tokio_postgres::Config = self.url.parse().map_err(|_| {
+            Error::new(
+                ErrorKind::Config,
+                "the PostgreSQL connection string is malformed",
+            )
+        })?;
+        let millis = self.timeout.as_millis().max(1);
+        config
+            .connect_timeout(self.timeout)
+            .options(format!("-c statement_timeout={millis} -c lock_timeout={millis}"));
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(self.max_size)
+            .wait_timeout(Some(self.timeout))
+            .create_timeout(Some(self.timeout))
+            .recycle_timeout(Some(self.timeout))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|_| Error::new(ErrorKind::Config, "cannot build the PostgreSQL pool"))?;
+        Ok(PostgresPool {
+            pool,
+            timeout: self.timeout,
+        })
+    }
+}
+
+/// A database failure as a [`ErrorKind::Storage`] error: what was being done and the SQLSTATE,
+/// never the server's message (which can quote values).
+pub(crate) fn database_error(doing: &str, error: &tokio_postgres::Error) -> Error {
+    let code = error
+        .code()
+        .map(|code| format!(" (SQLSTATE {})", code.code()))
+        .unwrap_or_default();
+    let why = if error.is_closed() {
+        "the connection is closed"
+    } else {
+        "the database refused or failed"
+    };
+    Error::new(
+        ErrorKind::Storage,
+        format!("PostgreSQL: {doing}: {why}{code}"),
+    )
+}
+
+/// The current time in seconds since the epoch, as the stores count it (i64 for PostgreSQL).
+pub(crate) fn seconds(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// A stored time back as seconds since the epoch.
+pub(crate) fn unsigned(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}
