@@ -32,7 +32,6 @@ const MIGRATION_LOCK: i64 = 0x6d63_705f_6f61_7574; // "mcp_oaut"
 #[derive(Clone)]
 pub struct PostgresPool {
     pool: Pool,
-    timeout: Duration,
 }
 
 impl std::fmt::Debug for PostgresPool {
@@ -145,11 +144,6 @@ impl PostgresPool {
             .await
             .map_err(|e| database_error("committing a migration", &e))
     }
-
-    /// The statement timeout the connections run with.
-    pub(crate) fn timeout(&self) -> Duration {
-        self.timeout
-    }
 }
 
 impl PostgresPoolBuilder {
@@ -190,9 +184,14 @@ impl PostgresPoolBuilder {
             )
         })?;
         let millis = self.timeout.as_millis().max(1);
+        // The URL's own options (a search_path, say) are kept; the timeouts come after them.
+        let options = format!(
+            "{} -c statement_timeout={millis} -c lock_timeout={millis}",
+            config.get_options().unwrap_or_default()
+        );
         config
             .connect_timeout(self.timeout)
-            .options(format!("-c statement_timeout={millis} -c lock_timeout={millis}"));
+            .options(options.trim_start());
         let manager = Manager::from_config(
             config,
             NoTls,
@@ -208,10 +207,7 @@ impl PostgresPoolBuilder {
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(|_| Error::new(ErrorKind::Config, "cannot build the PostgreSQL pool"))?;
-        Ok(PostgresPool {
-            pool,
-            timeout: self.timeout,
-        })
+        Ok(PostgresPool { pool })
     }
 }
 
@@ -241,4 +237,76 @@ pub(crate) fn seconds(value: u64) -> i64 {
 /// A stored time back as seconds since the epoch.
 pub(crate) fn unsigned(value: i64) -> u64 {
     u64::try_from(value).unwrap_or(0)
+}
+
+/// A [`ReplayCache`](crate::dpop::ReplayCache) on PostgreSQL: DPoP proofs, client assertions
+/// and ID-JAGs seen by one replica are refused at every other. An id is accepted once until
+/// it expires; expired ids are swept as new ones arrive.
+#[cfg(any(feature = "server", feature = "authorization-server"))]
+#[derive(Debug, Clone)]
+pub struct PostgresReplayCache {
+    pool: PostgresPool,
+    inserts: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+#[cfg(any(feature = "server", feature = "authorization-server"))]
+impl PostgresReplayCache {
+    /// The cache on `pool`, its table created if missing.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Storage`] when the database cannot be reached or refuses the schema.
+    pub async fn new(pool: PostgresPool) -> Result<Self> {
+        pool.migrate(
+            "replay_cache",
+            &["CREATE TABLE mcp_oauth_replay (
+                   id BYTEA PRIMARY KEY,
+                   expires_at BIGINT NOT NULL
+               );
+               CREATE INDEX mcp_oauth_replay_expiry ON mcp_oauth_replay (expires_at);"],
+        )
+        .await?;
+        Ok(Self {
+            pool,
+            inserts: std::sync::Arc::default(),
+        })
+    }
+
+    async fn first_use(&self, id: [u8; 16], expires_at: u64, now: u64) -> Result<bool> {
+        let db = self.pool.client().await?;
+        // New, or seen before but expired since: taken. Seen and live: a replay.
+        let taken = db
+            .execute(
+                "INSERT INTO mcp_oauth_replay (id, expires_at) VALUES ($1, $2)
+                 ON CONFLICT (id) DO UPDATE SET expires_at = EXCLUDED.expires_at
+                 WHERE mcp_oauth_replay.expires_at <= $3",
+                &[&id.as_slice(), &seconds(expires_at), &seconds(now)],
+            )
+            .await
+            .map_err(|e| database_error("recording a one-time id", &e))?;
+        let count = self
+            .inserts
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if count % 256 == 255 {
+            db.execute(
+                "DELETE FROM mcp_oauth_replay WHERE ctid = ANY(ARRAY(
+                     SELECT ctid FROM mcp_oauth_replay WHERE expires_at <= $1 LIMIT 1000))",
+                &[&seconds(now)],
+            )
+            .await
+            .map_err(|e| database_error("sweeping one-time ids", &e))?;
+        }
+        Ok(taken == 1)
+    }
+}
+
+#[cfg(any(feature = "server", feature = "authorization-server"))]
+impl crate::dpop::ReplayCache for PostgresReplayCache {
+    fn first_use(
+        &self,
+        id: [u8; 16],
+        expires_at: u64,
+        now: u64,
+    ) -> crate::BoxFuture<'_, Result<bool>> {
+        Box::pin(self.first_use(id, expires_at, now))
+    }
 }

@@ -194,6 +194,16 @@ mod slow_store {
         fn family<'a>(&'a self, family_id: &'a str) -> BoxFuture<'a, Result<Option<TokenFamily>>> {
             self.0.family(family_id)
         }
+        fn save_consent(
+            &self,
+            id: TokenHash,
+            consent: PendingConsent,
+        ) -> BoxFuture<'_, Result<()>> {
+            self.0.save_consent(id, consent)
+        }
+        fn take_consent(&self, id: TokenHash) -> BoxFuture<'_, Result<Option<PendingConsent>>> {
+            self.0.take_consent(id)
+        }
         fn revoke_family<'a>(&'a self, family_id: &'a str) -> BoxFuture<'a, Result<()>> {
             self.0.revoke_family(family_id)
         }

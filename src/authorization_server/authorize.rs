@@ -5,9 +5,7 @@
 //! Until the client and its redirect URI are known good, errors are shown as a page and never
 //! redirected (RFC 6749 §4.1.2.1); after that they go back to the client with `state`.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{RawQuery, State};
@@ -22,85 +20,18 @@ use super::client_auth::load_client;
 use super::grant::{hash, random_token, split_scopes};
 use super::page::{error_page, escape, html_response};
 use super::register::redirect_matches;
-use super::store::{CodeGrant, RegisteredClient};
+use super::store::{CodeGrant, PendingConsent, RegisteredClient};
 use super::wire::{form_params, Params};
 use super::AuthorizationServer;
 use crate::clock::now_secs;
-use crate::sync::LockExt;
 
 /// How long a consent page stays valid.
 const CONSENT_TTL: Duration = Duration::from_secs(600);
-/// Most consent pages open at once.
-const MAX_PENDING: usize = 2_000;
-/// Consent pages one client may have waiting: a user rarely has more than a few tabs open.
-const MAX_PENDING_PER_CLIENT: usize = 16;
 /// Longest authorization request query read.
 const MAX_QUERY_BYTES: usize = 8 * 1024;
 /// Longest client name shown.
 const MAX_CLIENT_NAME_CHARS: usize = 100;
 const CONSENT_COOKIE_PREFIX: &str = "mcp_consent_";
-
-/// A validated request waiting for the user.
-struct Pending {
-    request: Validated,
-    subject: String,
-    csrf: String,
-    expires: Instant,
-}
-
-/// Consent pages shown and not yet answered, by request id.
-#[derive(Default)]
-pub(super) struct PendingConsents {
-    pending: Mutex<HashMap<String, Pending>>,
-}
-
-impl PendingConsents {
-    /// Keeps a consent request. One client's requests push out only its own: its oldest past
-    /// its share, then, when the server is full, the oldest of the client holding the most.
-    fn insert(&self, id: String, pending: Pending) {
-        let mut map = self.pending.locked();
-        let now = Instant::now();
-        if map.len() >= MAX_PENDING {
-            map.retain(|_, p| p.expires > now);
-        }
-        let client_id = pending.request.client_id.as_str();
-        if map
-            .values()
-            .filter(|p| p.request.client_id == client_id)
-            .count()
-            >= MAX_PENDING_PER_CLIENT
-        {
-            remove_oldest_of(&mut map, client_id);
-        }
-        if map.len() >= MAX_PENDING {
-            let mut counts: HashMap<&str, usize> = HashMap::new();
-            for p in map.values() {
-                *counts.entry(p.request.client_id.as_str()).or_default() += 1;
-            }
-            if let Some((largest, _)) = counts.into_iter().max_by_key(|(_, count)| *count) {
-                let largest = largest.to_owned();
-                remove_oldest_of(&mut map, &largest);
-            }
-        }
-        map.insert(id, pending);
-    }
-
-    fn take(&self, id: &str) -> Option<Pending> {
-        let mut map = self.pending.locked();
-        map.remove(id).filter(|p| p.expires > Instant::now())
-    }
-}
-
-fn remove_oldest_of(map: &mut HashMap<String, Pending>, client_id: &str) {
-    let oldest = map
-        .iter()
-        .filter(|(_, p)| p.request.client_id == client_id)
-        .min_by_key(|(_, p)| p.expires)
-        .map(|(id, _)| id.clone());
-    if let Some(id) = oldest {
-        map.remove(&id);
-    }
-}
 
 #[derive(Clone)]
 struct Validated {
@@ -115,6 +46,37 @@ struct Validated {
 }
 
 impl Validated {
+    /// What the store keeps while the page is open (any replica may get the answer).
+    fn pending(self, subject: String, csrf: &str) -> PendingConsent {
+        PendingConsent {
+            client_id: self.client_id,
+            client_name: self.client_name,
+            redirect_uri: self.redirect_uri,
+            redirect_uri_in_request: self.redirect_uri_in_request,
+            state: self.state,
+            scopes: self.scopes,
+            resource: self.resource,
+            code_challenge: self.code_challenge,
+            subject,
+            csrf_hash: hash(csrf),
+            expires_at: now_secs() + CONSENT_TTL.as_secs(),
+        }
+    }
+
+    fn from_pending(pending: PendingConsent) -> (Self, String, super::store::TokenHash) {
+        let request = Self {
+            client_id: pending.client_id,
+            client_name: pending.client_name,
+            redirect_uri: pending.redirect_uri,
+            redirect_uri_in_request: pending.redirect_uri_in_request,
+            state: pending.state,
+            scopes: pending.scopes,
+            resource: pending.resource,
+            code_challenge: pending.code_challenge,
+        };
+        (request, pending.subject, pending.csrf_hash)
+    }
+
     fn consent_request(&self) -> ConsentRequest {
         ConsentRequest {
             client_id: self.client_id.clone(),
@@ -190,7 +152,7 @@ pub(super) async fn handle_get(
             approve(&server, request, subject, StatusCode::FOUND).await
         }
         AuthorizationDecision::Deny => deny(&server, &request, StatusCode::FOUND),
-        AuthorizationDecision::AskUser { subject } => consent_page(&server, request, subject),
+        AuthorizationDecision::AskUser { subject } => consent_page(&server, request, subject).await,
     }
 }
 
@@ -217,16 +179,24 @@ pub(super) async fn handle_post(
             "The consent form was not understood.",
         );
     };
-    let Some(pending) = server.inner.consent.take(id) else {
-        return error_page(
-            StatusCode::BAD_REQUEST,
-            "This consent page has expired or was already answered. Start again from the application.",
-        );
+    let pending = match server.inner.config.store.take_consent(hash(id)).await {
+        Ok(Some(pending)) if pending.expires_at > now_secs() => pending,
+        Ok(_) => {
+            return error_page(
+                StatusCode::BAD_REQUEST,
+                "This consent page has expired or was already answered. Start again from the application.",
+            )
+        }
+        Err(error) => {
+            tracing::error!(%error, "consent store failed");
+            return unavailable_page();
+        }
     };
+    let (request, subject, csrf_hash) = Validated::from_pending(pending);
     let form_csrf = params.get("csrf").unwrap_or("");
     let cookie_csrf = cookie(&headers, &format!("{CONSENT_COOKIE_PREFIX}{id}")).unwrap_or_default();
-    let csrf_ok = bool::from(form_csrf.as_bytes().ct_eq(pending.csrf.as_bytes()))
-        && bool::from(cookie_csrf.as_bytes().ct_eq(pending.csrf.as_bytes()));
+    let csrf_ok = bool::from(hash(form_csrf).0.ct_eq(&csrf_hash.0))
+        && bool::from(hash(&cookie_csrf).0.ct_eq(&csrf_hash.0));
     if !csrf_ok {
         return error_page(
             StatusCode::FORBIDDEN,
@@ -234,16 +204,8 @@ pub(super) async fn handle_post(
         );
     }
     let mut response = match params.get("decision") {
-        Some("approve") => {
-            approve(
-                &server,
-                pending.request,
-                pending.subject,
-                StatusCode::SEE_OTHER,
-            )
-            .await
-        }
-        _ => deny(&server, &pending.request, StatusCode::SEE_OTHER),
+        Some("approve") => approve(&server, request, subject, StatusCode::SEE_OTHER).await,
+        _ => deny(&server, &request, StatusCode::SEE_OTHER),
     };
     // The cookie has served its purpose.
     if let Ok(expired) = HeaderValue::from_str(&format!(
@@ -392,7 +354,7 @@ async fn approve(
             server,
             &request.redirect_uri,
             request.state.as_deref(),
-            "server_error",
+            "temporarily_unavailable",
             "the server could not complete the request",
             status,
         );
@@ -477,7 +439,23 @@ fn authorize_path(server: &AuthorizationServer) -> String {
     )
 }
 
-fn consent_page(server: &AuthorizationServer, request: Validated, subject: String) -> Response {
+/// A page for a store that cannot answer: try again shortly.
+fn unavailable_page() -> Response {
+    let mut response = error_page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "The server cannot take this request right now. Try again in a moment.",
+    );
+    response
+        .headers_mut()
+        .insert(http::header::RETRY_AFTER, HeaderValue::from_static("5"));
+    response
+}
+
+async fn consent_page(
+    server: &AuthorizationServer,
+    request: Validated,
+    subject: String,
+) -> Response {
     let id = random_token();
     let csrf = random_token();
     let client_name = request
@@ -542,15 +520,17 @@ fn consent_page(server: &AuthorizationServer, request: Validated, subject: Strin
         authorize_path(server),
         CONSENT_TTL.as_secs()
     );
-    server.inner.consent.insert(
-        id,
-        Pending {
-            request,
-            subject,
-            csrf,
-            expires: Instant::now() + CONSENT_TTL,
-        },
-    );
+    let pending = request.pending(subject, &csrf);
+    if let Err(error) = server
+        .inner
+        .config
+        .store
+        .save_consent(hash(&id), pending)
+        .await
+    {
+        tracing::error!(%error, "consent store failed");
+        return unavailable_page();
+    }
     let mut response = html_response(StatusCode::OK, html);
     // The form posts here, and the answer redirects to the client: both must be allowed.
     let csp = format!(

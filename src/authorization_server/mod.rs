@@ -76,10 +76,12 @@ pub use assertion::{EnterpriseIdp, WorkloadIssuer};
 pub use keys::SigningKey;
 #[cfg(feature = "server")]
 pub use local::LocalVerifier;
+#[cfg(feature = "postgres")]
+pub use store::PostgresAuthorizationStore;
 pub use store::{
     AccessRecord, AuthorizationStore, BoxFuture, ClientAuthMethod, CodeGrant, CodeRedemption,
-    FamilyStart, MemoryAuthorizationStore, MemoryStoreLimits, RefreshRotation, RegisteredClient,
-    TokenFamily, TokenHash,
+    FamilyStart, MemoryAuthorizationStore, MemoryStoreLimits, PendingConsent, RefreshRotation,
+    RegisteredClient, TokenFamily, TokenHash,
 };
 
 /// Largest request body any endpoint reads.
@@ -378,7 +380,6 @@ struct Inner {
     issuer: String,
     key: SigningKey,
     cimd: cimd::CimdFetcher,
-    consent: authorize::PendingConsents,
     trust: assertion::Trust,
 }
 
@@ -419,7 +420,6 @@ impl AuthorizationServer {
                 issuer,
                 key,
                 cimd,
-                consent: authorize::PendingConsents::default(),
                 trust,
                 approval,
                 config,

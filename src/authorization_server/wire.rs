@@ -45,9 +45,16 @@ impl OAuthError {
         Self::new("invalid_client", description)
     }
 
-    /// A storage failure: logged, and answered without its details.
+    /// A storage failure: logged, and answered without its details; a store that cannot be
+    /// reached (a database down) is a 503 with `Retry-After`, for the client to try again.
     pub(crate) fn server(error: &Error) -> Self {
         tracing::error!(%error, "authorization server storage failed");
+        if error.kind() == crate::error::ErrorKind::Storage {
+            return Self::new(
+                "temporarily_unavailable",
+                "the server cannot complete the request now; try again shortly",
+            );
+        }
         Self::new("server_error", "the server could not complete the request")
     }
 }
@@ -70,6 +77,11 @@ impl IntoResponse for OAuthError {
             response
                 .headers_mut()
                 .insert(crate::dpop::DPOP_NONCE, nonce);
+        }
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(http::header::RETRY_AFTER, HeaderValue::from_static("5"));
         }
         if self.status == StatusCode::UNAUTHORIZED {
             // RFC 6749 §5.2: a 401 names the scheme the client should authenticate with.

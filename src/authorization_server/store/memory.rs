@@ -4,8 +4,8 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
 use super::{
-    AccessRecord, AuthorizationStore, CodeGrant, CodeRedemption, FamilyStart, RefreshRotation,
-    RegisteredClient, TokenFamily, TokenHash,
+    AccessRecord, AuthorizationStore, CodeGrant, CodeRedemption, FamilyStart, PendingConsent,
+    RefreshRotation, RegisteredClient, TokenFamily, TokenHash,
 };
 use crate::error::Result;
 use crate::sync::LockExt;
@@ -115,6 +115,7 @@ struct MemoryState {
     holdings: HashMap<String, Holdings>,
     /// Family ids revoked before they were saved, with when to forget them.
     revoked_unsaved: HashMap<String, u64>,
+    consents: HashMap<TokenHash, PendingConsent>,
     saves_since_sweep: usize,
 }
 
@@ -154,6 +155,10 @@ const SPENT_CODE_MEMORY_SECS: u64 = 600;
 /// How long a revocation of a family not saved yet is kept: longer than any redemption takes.
 const UNSAVED_REVOCATION_SECS: u64 = 3_600;
 const SWEEP_EVERY: usize = 256;
+/// Most consent pages open at once.
+const MAX_CONSENTS: usize = 2_000;
+/// Consent pages one client may have waiting: a user rarely has more than a few tabs open.
+const MAX_CONSENTS_PER_CLIENT: usize = 16;
 
 impl MemoryAuthorizationStore {
     /// An empty store with the default [`MemoryStoreLimits`].
@@ -259,6 +264,44 @@ impl MemoryState {
                 self.revoked_unsaved
                     .insert(family_id.to_owned(), now + UNSAVED_REVOCATION_SECS);
             }
+        }
+    }
+}
+
+impl MemoryState {
+    /// One client's pages push out only its own: its oldest past its share, then, when the
+    /// store is full, the oldest of the client holding the most.
+    fn make_room_for_consent(&mut self, client_id: &str, now: u64) {
+        if self.consents.len() >= MAX_CONSENTS {
+            self.consents.retain(|_, c| c.expires_at > now);
+        }
+        let held = |consents: &HashMap<TokenHash, PendingConsent>, client: &str| {
+            consents.values().filter(|c| c.client_id == client).count()
+        };
+        if held(&self.consents, client_id) >= MAX_CONSENTS_PER_CLIENT {
+            self.drop_oldest_consent_of(client_id);
+        }
+        if self.consents.len() >= MAX_CONSENTS {
+            let mut counts: HashMap<&str, usize> = HashMap::new();
+            for consent in self.consents.values() {
+                *counts.entry(consent.client_id.as_str()).or_default() += 1;
+            }
+            if let Some((largest, _)) = counts.into_iter().max_by_key(|(_, count)| *count) {
+                let largest = largest.to_owned();
+                self.drop_oldest_consent_of(&largest);
+            }
+        }
+    }
+
+    fn drop_oldest_consent_of(&mut self, client_id: &str) {
+        let oldest = self
+            .consents
+            .iter()
+            .filter(|(_, c)| c.client_id == client_id)
+            .min_by_key(|(_, c)| c.expires_at)
+            .map(|(id, _)| *id);
+        if let Some(id) = oldest {
+            self.consents.remove(&id);
         }
     }
 }
@@ -465,6 +508,18 @@ impl AuthorizationStore for MemoryAuthorizationStore {
 
     fn access(&self, token: TokenHash) -> BoxFuture<'_, Result<Option<AccessRecord>>> {
         ready(Ok(self.with(|s, _| s.access.get(&token).cloned())))
+    }
+
+    fn save_consent(&self, id: TokenHash, consent: PendingConsent) -> BoxFuture<'_, Result<()>> {
+        self.with(|s, _| {
+            s.make_room_for_consent(&consent.client_id, crate::clock::now_secs());
+            s.consents.insert(id, consent);
+        });
+        ready(Ok(()))
+    }
+
+    fn take_consent(&self, id: TokenHash) -> BoxFuture<'_, Result<Option<PendingConsent>>> {
+        ready(Ok(self.with(|s, _| s.consents.remove(&id))))
     }
 
     fn revoke_access(&self, token: TokenHash) -> BoxFuture<'_, Result<()>> {

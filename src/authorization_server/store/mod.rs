@@ -6,12 +6,16 @@
 //! or one refresh token must not both succeed.
 
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 
 use crate::error::Result;
 use crate::metadata::ClientMetadata;
 
 pub use crate::BoxFuture;
 pub use memory::{MemoryAuthorizationStore, MemoryStoreLimits};
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresAuthorizationStore;
 
 /// The SHA-256 of a code or token.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -176,6 +180,34 @@ pub struct AccessRecord {
     pub dpop_jkt: Option<String>,
 }
 
+/// A consent page shown and not answered yet: what the user is asked to approve. Kept by the
+/// store, so the answer may reach any replica.
+#[derive(Debug, Clone)]
+pub struct PendingConsent {
+    /// The client asking.
+    pub client_id: String,
+    /// Its name, as shown.
+    pub client_name: Option<String>,
+    /// Where the answer goes.
+    pub redirect_uri: String,
+    /// Whether the authorization request named the redirect URI.
+    pub redirect_uri_in_request: bool,
+    /// The client's `state`, returned with the answer.
+    pub state: Option<String>,
+    /// The scopes asked for.
+    pub scopes: Vec<String>,
+    /// The resource (RFC 8707) the tokens would be for.
+    pub resource: String,
+    /// The PKCE S256 challenge.
+    pub code_challenge: String,
+    /// The user asked.
+    pub subject: String,
+    /// The hash of the page's anti-forgery token.
+    pub csrf_hash: TokenHash,
+    /// When the page stops being answerable.
+    pub expires_at: u64,
+}
+
 /// Storage behind the authorization server.
 ///
 /// Codes and tokens arrive as SHA-256 hashes; the store never sees the credentials. A store
@@ -229,4 +261,10 @@ pub trait AuthorizationStore: Send + Sync + 'static {
     fn access(&self, token: TokenHash) -> BoxFuture<'_, Result<Option<AccessRecord>>>;
     /// Revokes one access token.
     fn revoke_access(&self, token: TokenHash) -> BoxFuture<'_, Result<()>>;
+    /// Keeps a consent page's request under `id` (the hash of the page's request id) until it
+    /// is answered or expires. A store may drop a client's oldest pages to bound what one
+    /// client can keep.
+    fn save_consent(&self, id: TokenHash, consent: PendingConsent) -> BoxFuture<'_, Result<()>>;
+    /// Takes the consent request `id` out, atomically: of two concurrent answers, one gets it.
+    fn take_consent(&self, id: TokenHash) -> BoxFuture<'_, Result<Option<PendingConsent>>>;
 }

@@ -1,0 +1,742 @@
+//! [`PostgresAuthorizationStore`]: the store for replicas. Every decision about a credential's
+//! fate is made by the database (a conditional update, a row lock or a unique key), so any
+//! number of authorization servers can share one deployment's state.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use tokio_postgres::Row;
+
+use super::{
+    AccessRecord, AuthorizationStore, ClientAuthMethod, CodeGrant, CodeRedemption, FamilyStart,
+    PendingConsent, RefreshRotation, RegisteredClient, TokenFamily, TokenHash,
+};
+use crate::error::{Error, ErrorKind, Result};
+use crate::postgres::{database_error, seconds, unsigned, PostgresPool};
+use crate::BoxFuture;
+
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE mcp_oauth_clients (
+    client_id TEXT PRIMARY KEY,
+    secret_hash BYTEA,
+    auth_method TEXT NOT NULL,
+    metadata JSONB NOT NULL,
+    issued_at BIGINT NOT NULL,
+    pre_registered BOOLEAN NOT NULL
+);
+CREATE TABLE mcp_oauth_codes (
+    code_hash BYTEA PRIMARY KEY,
+    client_id TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    scopes TEXT[] NOT NULL,
+    resource TEXT NOT NULL,
+    redirect_uri TEXT NOT NULL,
+    redirect_uri_in_request BOOLEAN NOT NULL,
+    code_challenge TEXT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    family_id TEXT NOT NULL,
+    redeemed BOOLEAN NOT NULL DEFAULT false
+);
+CREATE INDEX mcp_oauth_codes_expiry ON mcp_oauth_codes (expires_at);
+-- A row without client_id is a revocation that arrived before its family was saved.
+CREATE TABLE mcp_oauth_families (
+    id TEXT PRIMARY KEY,
+    client_id TEXT,
+    subject TEXT,
+    scopes TEXT[],
+    resource TEXT,
+    expires_at BIGINT NOT NULL,
+    revoked BOOLEAN NOT NULL,
+    dpop_jkt TEXT,
+    current_refresh BYTEA
+);
+CREATE INDEX mcp_oauth_families_expiry ON mcp_oauth_families (expires_at);
+CREATE TABLE mcp_oauth_refresh (
+    token_hash BYTEA PRIMARY KEY,
+    family_id TEXT NOT NULL REFERENCES mcp_oauth_families (id) ON DELETE CASCADE
+);
+CREATE INDEX mcp_oauth_refresh_family ON mcp_oauth_refresh (family_id);
+CREATE TABLE mcp_oauth_access (
+    token_hash BYTEA PRIMARY KEY,
+    client_id TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    scopes TEXT[] NOT NULL,
+    resource TEXT NOT NULL,
+    issued_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    family_id TEXT,
+    dpop_jkt TEXT
+);
+CREATE INDEX mcp_oauth_access_family ON mcp_oauth_access (family_id);
+CREATE INDEX mcp_oauth_access_expiry ON mcp_oauth_access (expires_at);
+CREATE TABLE mcp_oauth_consents (
+    id BYTEA PRIMARY KEY,
+    client_id TEXT NOT NULL,
+    client_name TEXT,
+    redirect_uri TEXT NOT NULL,
+    redirect_uri_in_request BOOLEAN NOT NULL,
+    state TEXT,
+    scopes TEXT[] NOT NULL,
+    resource TEXT NOT NULL,
+    code_challenge TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    csrf_hash BYTEA NOT NULL,
+    expires_at BIGINT NOT NULL
+);
+CREATE INDEX mcp_oauth_consents_client ON mcp_oauth_consents (client_id, expires_at);
+CREATE INDEX mcp_oauth_consents_expiry ON mcp_oauth_consents (expires_at);
+"#];
+
+/// Spent codes are remembered this long after expiring, to detect a late reuse.
+const SPENT_CODE_MEMORY_SECS: u64 = 600;
+/// How long a revocation of a family not saved yet is kept: longer than any redemption takes.
+const UNSAVED_REVOCATION_SECS: u64 = 3_600;
+/// Consent pages one client may have waiting.
+const MAX_CONSENTS_PER_CLIENT: i64 = 16;
+/// Writes between two sweeps of expired rows.
+const SWEEP_EVERY: usize = 256;
+/// Rows one sweep statement deletes at most: short statements, short locks.
+const SWEEP_BATCH: i64 = 500;
+
+/// An [`AuthorizationStore`] on PostgreSQL, for authorization servers running as replicas:
+/// a code issued by one replica is redeemed at another, a revocation at one is seen by all.
+///
+/// - Codes are spent by a conditional update, refresh tokens rotated under a row lock on
+///   their family, and a family revoked before it is saved stays revoked (its id is taken
+///   first): the atomic contracts of [`AuthorizationStore`] hold across processes.
+/// - Codes and tokens are kept as SHA-256 hashes. Expired rows are swept now and then, in
+///   small batches, in the background.
+/// - Its schema is created on [`new`](Self::new), once however many replicas start together.
+///
+/// ```no_run
+/// # async fn example() -> tower_mcp_oauth::Result<()> {
+/// use tower_mcp_oauth::authorization_server::{AuthorizationServerConfig, PostgresAuthorizationStore};
+/// use tower_mcp_oauth::postgres::PostgresPool;
+///
+/// let pool = PostgresPool::connect("postgres://mcp@db.internal/mcp_oauth").await?;
+/// let config = AuthorizationServerConfig::new("https://auth.example.com")?
+///     .store(PostgresAuthorizationStore::new(pool.clone()).await?);
+/// # let _ = config; Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct PostgresAuthorizationStore {
+    pool: PostgresPool,
+    max_clients: i64,
+    writes: Arc<AtomicUsize>,
+}
+
+impl PostgresAuthorizationStore {
+    /// The store on `pool`, its schema created or brought up to date.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Storage`] when the database cannot be reached or refuses the schema.
+    pub async fn new(pool: PostgresPool) -> Result<Self> {
+        pool.migrate("authorization_store", MIGRATIONS).await?;
+        Ok(Self {
+            pool,
+            max_clients: 100_000,
+            writes: Arc::new(AtomicUsize::new(0)),
+        })
+    }
+
+    /// The most clients kept (default 100,000): past it, registration fails.
+    pub fn max_clients(mut self, max_clients: usize) -> Self {
+        self.max_clients = i64::try_from(max_clients).unwrap_or(i64::MAX);
+        self
+    }
+
+    /// Counts a write, and every [`SWEEP_EVERY`] writes starts a sweep in the background.
+    fn wrote(&self) {
+        if self.writes.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY != SWEEP_EVERY - 1 {
+            return;
+        }
+        let pool = self.pool.clone();
+        tokio::spawn(async move {
+            if let Err(error) = sweep(&pool, crate::clock::now_secs()).await {
+                tracing::warn!(%error, "sweeping expired authorization rows failed");
+            }
+        });
+    }
+}
+
+/// Deletes expired rows, a batch per table.
+async fn sweep(pool: &PostgresPool, now: u64) -> Result<()> {
+    let client = pool.client().await?;
+    let now = seconds(now);
+    let spent_codes = seconds(crate::clock::now_secs().saturating_sub(SPENT_CODE_MEMORY_SECS));
+    for (table, before) in [
+        ("mcp_oauth_codes", spent_codes),
+        ("mcp_oauth_access", now),
+        ("mcp_oauth_families", now),
+        ("mcp_oauth_consents", now),
+    ] {
+        let statement = format!(
+            "DELETE FROM {table} WHERE ctid = ANY(ARRAY(
+                SELECT ctid FROM {table} WHERE expires_at < $1 LIMIT $2))"
+        );
+        client
+            .execute(&statement, &[&before, &SWEEP_BATCH])
+            .await
+            .map_err(|e| database_error("sweeping expired rows", &e))?;
+    }
+    Ok(())
+}
+
+fn hash_of(row: &Row, column: &str) -> Result<TokenHash> {
+    let bytes: Vec<u8> = row.get(column);
+    let bytes: [u8; 32] = bytes
+        .try_into()
+        .map_err(|_| unreadable("a stored hash is not 32 bytes"))?;
+    Ok(TokenHash(bytes))
+}
+
+fn unreadable(why: &str) -> Error {
+    Error::new(
+        ErrorKind::Storage,
+        format!("PostgreSQL: a stored row is unreadable: {why}"),
+    )
+}
+
+fn client_from(row: &Row) -> Result<RegisteredClient> {
+    let auth_method = match row.get::<_, &str>("auth_method") {
+        "none" => ClientAuthMethod::None,
+        "client_secret_post" => ClientAuthMethod::ClientSecretPost,
+        "client_secret_basic" => ClientAuthMethod::ClientSecretBasic,
+        "private_key_jwt" => ClientAuthMethod::PrivateKeyJwt,
+        _ => return Err(unreadable("unknown client authentication method")),
+    };
+    let secret_hash = match row.get::<_, Option<Vec<u8>>>("secret_hash") {
+        Some(bytes) => Some(TokenHash(
+            bytes
+                .try_into()
+                .map_err(|_| unreadable("a stored hash is not 32 bytes"))?,
+        )),
+        None => None,
+    };
+    let metadata =
+        serde_json::from_str(row.get("metadata")).map_err(|_| unreadable("client metadata"))?;
+    Ok(RegisteredClient {
+        client_id: row.get("client_id"),
+        secret_hash,
+        auth_method,
+        metadata,
+        issued_at: unsigned(row.get("issued_at")),
+        pre_registered: row.get("pre_registered"),
+    })
+}
+
+const FAMILY_COLUMNS: &str =
+    "f.id, f.client_id, f.subject, f.scopes, f.resource, f.expires_at, f.revoked, f.dpop_jkt";
+
+fn family_from(row: &Row) -> Result<TokenFamily> {
+    let missing = || unreadable("a token family lacks its grant");
+    Ok(TokenFamily {
+        id: row.get("id"),
+        client_id: row
+            .get::<_, Option<String>>("client_id")
+            .ok_or_else(missing)?,
+        subject: row
+            .get::<_, Option<String>>("subject")
+            .ok_or_else(missing)?,
+        scopes: row
+            .get::<_, Option<Vec<String>>>("scopes")
+            .ok_or_else(missing)?,
+        resource: row
+            .get::<_, Option<String>>("resource")
+            .ok_or_else(missing)?,
+        expires_at: unsigned(row.get("expires_at")),
+        revoked: row.get("revoked"),
+        dpop_jkt: row.get("dpop_jkt"),
+    })
+}
+
+fn access_from(row: &Row) -> AccessRecord {
+    AccessRecord {
+        client_id: row.get("client_id"),
+        subject: row.get("subject"),
+        scopes: row.get("scopes"),
+        resource: row.get("resource"),
+        issued_at: unsigned(row.get("issued_at")),
+        expires_at: unsigned(row.get("expires_at")),
+        family_id: row.get("family_id"),
+        dpop_jkt: row.get("dpop_jkt"),
+    }
+}
+
+fn consent_from(row: &Row) -> Result<PendingConsent> {
+    Ok(PendingConsent {
+        client_id: row.get("client_id"),
+        client_name: row.get("client_name"),
+        redirect_uri: row.get("redirect_uri"),
+        redirect_uri_in_request: row.get("redirect_uri_in_request"),
+        state: row.get("state"),
+        scopes: row.get("scopes"),
+        resource: row.get("resource"),
+        code_challenge: row.get("code_challenge"),
+        subject: row.get("subject"),
+        csrf_hash: hash_of(row, "csrf_hash")?,
+        expires_at: unsigned(row.get("expires_at")),
+    })
+}
+
+impl PostgresAuthorizationStore {
+    async fn save_client(&self, client: RegisteredClient) -> Result<()> {
+        let db = self.pool.client().await?;
+        let metadata = serde_json::to_string(&client.metadata)
+            .map_err(|_| Error::new(ErrorKind::Storage, "client metadata cannot be stored"))?;
+        let secret = client.secret_hash.map(|h| h.0.to_vec());
+        // One statement decides both the cap and the write, so replicas cannot overshoot by
+        // much; a client already saved is always replaced.
+        let written = db
+            .execute(
+                "INSERT INTO mcp_oauth_clients
+                     (client_id, secret_hash, auth_method, metadata, issued_at, pre_registered)
+                 SELECT $1, $2, $3, $4::text::jsonb, $5, $6
+                 WHERE EXISTS (SELECT 1 FROM mcp_oauth_clients WHERE client_id = $1)
+                    OR (SELECT count(*) FROM mcp_oauth_clients) < $7
+                 ON CONFLICT (client_id) DO UPDATE SET
+                     secret_hash = EXCLUDED.secret_hash,
+                     auth_method = EXCLUDED.auth_method,
+                     metadata = EXCLUDED.metadata,
+                     issued_at = EXCLUDED.issued_at,
+                     pre_registered = EXCLUDED.pre_registered",
+                &[
+                    &client.client_id,
+                    &secret,
+                    &client.auth_method.as_str(),
+                    &metadata,
+                    &seconds(client.issued_at),
+                    &client.pre_registered,
+                    &self.max_clients,
+                ],
+            )
+            .await
+            .map_err(|e| database_error("saving a client", &e))?;
+        if written == 0 {
+            return Err(Error::new(
+                ErrorKind::Storage,
+                "the client limit of the PostgreSQL store is reached",
+            ));
+        }
+        Ok(())
+    }
+
+    async fn client(&self, client_id: &str) -> Result<Option<RegisteredClient>> {
+        let db = self.pool.client().await?;
+        let row = db
+            .query_opt(
+                "SELECT client_id, secret_hash, auth_method, metadata::text AS metadata,
+                        issued_at, pre_registered
+                 FROM mcp_oauth_clients WHERE client_id = $1",
+                &[&client_id],
+            )
+            .await
+            .map_err(|e| database_error("loading a client", &e))?;
+        row.as_ref().map(client_from).transpose()
+    }
+
+    async fn save_code(&self, code: TokenHash, grant: CodeGrant) -> Result<()> {
+        let db = self.pool.client().await?;
+        db.execute(
+            "INSERT INTO mcp_oauth_codes (code_hash, client_id, subject, scopes, resource,
+                 redirect_uri, redirect_uri_in_request, code_challenge, expires_at, family_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            &[
+                &code.0.as_slice(),
+                &grant.client_id,
+                &grant.subject,
+                &grant.scopes,
+                &grant.resource,
+                &grant.redirect_uri,
+                &grant.redirect_uri_in_request,
+                &grant.code_challenge,
+                &seconds(grant.expires_at),
+                &grant.family_id,
+            ],
+        )
+        .await
+        .map_err(|e| database_error("saving a code", &e))?;
+        self.wrote();
+        Ok(())
+    }
+
+    async fn redeem_code(&self, code: TokenHash) -> Result<CodeRedemption> {
+        let db = self.pool.client().await?;
+        // The first redemption flips `redeemed`; any other sees it flipped.
+        let spent = db
+            .query_opt(
+                "UPDATE mcp_oauth_codes SET redeemed = true
+                 WHERE code_hash = $1 AND NOT redeemed
+                 RETURNING client_id, subject, scopes, resource, redirect_uri,
+                           redirect_uri_in_request, code_challenge, expires_at, family_id",
+                &[&code.0.as_slice()],
+            )
+            .await
+            .map_err(|e| database_error("redeeming a code", &e))?;
+        if let Some(row) = spent {
+            return Ok(CodeRedemption::Redeemed(CodeGrant {
+                client_id: row.get("client_id"),
+                subject: row.get("subject"),
+                scopes: row.get("scopes"),
+                resource: row.get("resource"),
+                redirect_uri: row.get("redirect_uri"),
+                redirect_uri_in_request: row.get("redirect_uri_in_request"),
+                code_challenge: row.get("code_challenge"),
+                expires_at: unsigned(row.get("expires_at")),
+                family_id: row.get("family_id"),
+            }));
+        }
+        let before = db
+            .query_opt(
+                "SELECT family_id FROM mcp_oauth_codes WHERE code_hash = $1",
+                &[&code.0.as_slice()],
+            )
+            .await
+            .map_err(|e| database_error("redeeming a code", &e))?;
+        Ok(match before {
+            Some(row) => CodeRedemption::Reused {
+                family_id: row.get("family_id"),
+            },
+            None => CodeRedemption::Unknown,
+        })
+    }
+
+    async fn save_family(&self, family: TokenFamily, refresh: TokenHash) -> Result<FamilyStart> {
+        let mut db = self.pool.client().await?;
+        let tx = db
+            .transaction()
+            .await
+            .map_err(|e| database_error("saving a token family", &e))?;
+        // A revocation that came first holds the id: the family then never starts.
+        let started = tx
+            .query_opt(
+                "INSERT INTO mcp_oauth_families (id, client_id, subject, scopes, resource,
+                     expires_at, revoked, dpop_jkt, current_refresh)
+                 VALUES ($1, $2, $3, $4, $5, $6, false, $7, $8)
+                 ON CONFLICT (id) DO NOTHING
+                 RETURNING id",
+                &[
+                    &family.id,
+                    &family.client_id,
+                    &family.subject,
+                    &family.scopes,
+                    &family.resource,
+                    &seconds(family.expires_at),
+                    &family.dpop_jkt,
+                    &refresh.0.as_slice(),
+                ],
+            )
+            .await
+            .map_err(|e| database_error("saving a token family", &e))?;
+        if started.is_none() {
+            return Ok(FamilyStart::Revoked);
+        }
+        tx.execute(
+            "INSERT INTO mcp_oauth_refresh (token_hash, family_id) VALUES ($1, $2)",
+            &[&refresh.0.as_slice(), &family.id],
+        )
+        .await
+        .map_err(|e| database_error("saving a refresh token", &e))?;
+        tx.commit()
+            .await
+            .map_err(|e| database_error("saving a token family", &e))?;
+        self.wrote();
+        Ok(FamilyStart::Started)
+    }
+
+    async fn rotate_refresh(
+        &self,
+        old: TokenHash,
+        new: TokenHash,
+        now: u64,
+    ) -> Result<RefreshRotation> {
+        let mut db = self.pool.client().await?;
+        let tx = db
+            .transaction()
+            .await
+            .map_err(|e| database_error("rotating a refresh token", &e))?;
+        // The family's row lock orders concurrent rotations: the second sees the first's.
+        let row = tx
+            .query_opt(
+                &format!(
+                    "SELECT {FAMILY_COLUMNS}, f.current_refresh
+                     FROM mcp_oauth_refresh r JOIN mcp_oauth_families f ON f.id = r.family_id
+                     WHERE r.token_hash = $1
+                     FOR UPDATE OF f"
+                ),
+                &[&old.0.as_slice()],
+            )
+            .await
+            .map_err(|e| database_error("rotating a refresh token", &e))?;
+        let Some(row) = row else {
+            return Ok(RefreshRotation::Invalid);
+        };
+        let family = family_from(&row)?;
+        if family.revoked || family.expires_at <= now {
+            return Ok(RefreshRotation::Invalid);
+        }
+        let current: Option<Vec<u8>> = row.get("current_refresh");
+        if current.as_deref() != Some(old.0.as_slice()) {
+            revoke_in(&tx, &family.id, now).await?;
+            tx.commit()
+                .await
+                .map_err(|e| database_error("revoking a token family", &e))?;
+            tracing::warn!("a spent refresh token was presented; its family is revoked");
+            return Ok(RefreshRotation::Reused(TokenFamily {
+                revoked: true,
+                ..family
+            }));
+        }
+        tx.execute(
+            "UPDATE mcp_oauth_families SET current_refresh = $2 WHERE id = $1",
+            &[&family.id, &new.0.as_slice()],
+        )
+        .await
+        .map_err(|e| database_error("rotating a refresh token", &e))?;
+        tx.execute(
+            "INSERT INTO mcp_oauth_refresh (token_hash, family_id) VALUES ($1, $2)",
+            &[&new.0.as_slice(), &family.id],
+        )
+        .await
+        .map_err(|e| database_error("rotating a refresh token", &e))?;
+        tx.commit()
+            .await
+            .map_err(|e| database_error("rotating a refresh token", &e))?;
+        Ok(RefreshRotation::Rotated(family))
+    }
+
+    async fn family_of_refresh(&self, refresh: TokenHash) -> Result<Option<(TokenFamily, bool)>> {
+        let db = self.pool.client().await?;
+        let row = db
+            .query_opt(
+                &format!(
+                    "SELECT {FAMILY_COLUMNS}, f.current_refresh = $1 AS current
+                     FROM mcp_oauth_refresh r JOIN mcp_oauth_families f ON f.id = r.family_id
+                     WHERE r.token_hash = $1 AND f.client_id IS NOT NULL"
+                ),
+                &[&refresh.0.as_slice()],
+            )
+            .await
+            .map_err(|e| database_error("loading a token family", &e))?;
+        match row {
+            Some(row) => Ok(Some((
+                family_from(&row)?,
+                row.get::<_, Option<bool>>("current").unwrap_or(false),
+            ))),
+            None => Ok(None),
+        }
+    }
+
+    async fn family(&self, family_id: &str) -> Result<Option<TokenFamily>> {
+        let db = self.pool.client().await?;
+        let row = db
+            .query_opt(
+                &format!(
+                    "SELECT {FAMILY_COLUMNS} FROM mcp_oauth_families f
+                     WHERE f.id = $1 AND f.client_id IS NOT NULL"
+                ),
+                &[&family_id],
+            )
+            .await
+            .map_err(|e| database_error("loading a token family", &e))?;
+        row.as_ref().map(family_from).transpose()
+    }
+
+    async fn revoke_family(&self, family_id: &str) -> Result<()> {
+        let mut db = self.pool.client().await?;
+        let tx = db
+            .transaction()
+            .await
+            .map_err(|e| database_error("revoking a token family", &e))?;
+        revoke_in(&tx, family_id, crate::clock::now_secs()).await?;
+        tx.commit()
+            .await
+            .map_err(|e| database_error("revoking a token family", &e))
+    }
+
+    async fn save_access(&self, token: TokenHash, record: AccessRecord) -> Result<()> {
+        let db = self.pool.client().await?;
+        // Nothing is added to a revoked family.
+        db.execute(
+            "INSERT INTO mcp_oauth_access (token_hash, client_id, subject, scopes, resource,
+                 issued_at, expires_at, family_id, dpop_jkt)
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9
+             WHERE NOT EXISTS (
+                 SELECT 1 FROM mcp_oauth_families WHERE id = $8 AND revoked)",
+            &[
+                &token.0.as_slice(),
+                &record.client_id,
+                &record.subject,
+                &record.scopes,
+                &record.resource,
+                &seconds(record.issued_at),
+                &seconds(record.expires_at),
+                &record.family_id,
+                &record.dpop_jkt,
+            ],
+        )
+        .await
+        .map_err(|e| database_error("saving an access token", &e))?;
+        self.wrote();
+        Ok(())
+    }
+
+    async fn access(&self, token: TokenHash) -> Result<Option<AccessRecord>> {
+        let db = self.pool.client().await?;
+        let row = db
+            .query_opt(
+                "SELECT client_id, subject, scopes, resource, issued_at, expires_at, family_id,
+                        dpop_jkt
+                 FROM mcp_oauth_access WHERE token_hash = $1",
+                &[&token.0.as_slice()],
+            )
+            .await
+            .map_err(|e| database_error("loading an access token", &e))?;
+        Ok(row.as_ref().map(access_from))
+    }
+
+    async fn revoke_access(&self, token: TokenHash) -> Result<()> {
+        let db = self.pool.client().await?;
+        db.execute(
+            "DELETE FROM mcp_oauth_access WHERE token_hash = $1",
+            &[&token.0.as_slice()],
+        )
+        .await
+        .map_err(|e| database_error("revoking an access token", &e))?;
+        Ok(())
+    }
+
+    async fn save_consent(&self, id: TokenHash, consent: PendingConsent) -> Result<()> {
+        let mut db = self.pool.client().await?;
+        let tx = db
+            .transaction()
+            .await
+            .map_err(|e| database_error("saving a consent request", &e))?;
+        // One client's pages push out only its own oldest.
+        tx.execute(
+            "DELETE FROM mcp_oauth_consents WHERE id IN (
+                 SELECT id FROM mcp_oauth_consents WHERE client_id = $1
+                 ORDER BY expires_at DESC OFFSET $2)",
+            &[&consent.client_id, &(MAX_CONSENTS_PER_CLIENT - 1)],
+        )
+        .await
+        .map_err(|e| database_error("saving a consent request", &e))?;
+        tx.execute(
+            "INSERT INTO mcp_oauth_consents (id, client_id, client_name, redirect_uri,
+                 redirect_uri_in_request, state, scopes, resource, code_challenge, subject,
+                 csrf_hash, expires_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            &[
+                &id.0.as_slice(),
+                &consent.client_id,
+                &consent.client_name,
+                &consent.redirect_uri,
+                &consent.redirect_uri_in_request,
+                &consent.state,
+                &consent.scopes,
+                &consent.resource,
+                &consent.code_challenge,
+                &consent.subject,
+                &consent.csrf_hash.0.as_slice(),
+                &seconds(consent.expires_at),
+            ],
+        )
+        .await
+        .map_err(|e| database_error("saving a consent request", &e))?;
+        tx.commit()
+            .await
+            .map_err(|e| database_error("saving a consent request", &e))?;
+        self.wrote();
+        Ok(())
+    }
+
+    async fn take_consent(&self, id: TokenHash) -> Result<Option<PendingConsent>> {
+        let db = self.pool.client().await?;
+        let row = db
+            .query_opt(
+                "DELETE FROM mcp_oauth_consents WHERE id = $1
+                 RETURNING client_id, client_name, redirect_uri, redirect_uri_in_request, state,
+                           scopes, resource, code_challenge, subject, csrf_hash, expires_at",
+                &[&id.0.as_slice()],
+            )
+            .await
+            .map_err(|e| database_error("taking a consent request", &e))?;
+        row.as_ref().map(consent_from).transpose()
+    }
+}
+
+/// Revokes a family and drops its access tokens; a family not saved yet is revoked ahead
+/// (a row without a grant that its save then finds).
+async fn revoke_in(tx: &tokio_postgres::Transaction<'_>, family_id: &str, now: u64) -> Result<()> {
+    tx.execute(
+        "INSERT INTO mcp_oauth_families (id, expires_at, revoked) VALUES ($1, $2, true)
+         ON CONFLICT (id) DO UPDATE SET revoked = true",
+        &[&family_id, &seconds(now + UNSAVED_REVOCATION_SECS)],
+    )
+    .await
+    .map_err(|e| database_error("revoking a token family", &e))?;
+    tx.execute(
+        "DELETE FROM mcp_oauth_access WHERE family_id = $1",
+        &[&family_id],
+    )
+    .await
+    .map_err(|e| database_error("revoking a token family", &e))?;
+    Ok(())
+}
+
+impl AuthorizationStore for PostgresAuthorizationStore {
+    fn save_client(&self, client: RegisteredClient) -> BoxFuture<'_, Result<()>> {
+        Box::pin(self.save_client(client))
+    }
+    fn client<'a>(&'a self, client_id: &'a str) -> BoxFuture<'a, Result<Option<RegisteredClient>>> {
+        Box::pin(self.client(client_id))
+    }
+    fn save_code(&self, code: TokenHash, grant: CodeGrant) -> BoxFuture<'_, Result<()>> {
+        Box::pin(self.save_code(code, grant))
+    }
+    fn redeem_code(&self, code: TokenHash) -> BoxFuture<'_, Result<CodeRedemption>> {
+        Box::pin(self.redeem_code(code))
+    }
+    fn save_family(
+        &self,
+        family: TokenFamily,
+        refresh: TokenHash,
+    ) -> BoxFuture<'_, Result<FamilyStart>> {
+        Box::pin(self.save_family(family, refresh))
+    }
+    fn rotate_refresh(
+        &self,
+        old: TokenHash,
+        new: TokenHash,
+        now: u64,
+    ) -> BoxFuture<'_, Result<RefreshRotation>> {
+        Box::pin(self.rotate_refresh(old, new, now))
+    }
+    fn family_of_refresh(
+        &self,
+        refresh: TokenHash,
+    ) -> BoxFuture<'_, Result<Option<(TokenFamily, bool)>>> {
+        Box::pin(self.family_of_refresh(refresh))
+    }
+    fn family<'a>(&'a self, family_id: &'a str) -> BoxFuture<'a, Result<Option<TokenFamily>>> {
+        Box::pin(self.family(family_id))
+    }
+    fn revoke_family<'a>(&'a self, family_id: &'a str) -> BoxFuture<'a, Result<()>> {
+        Box::pin(self.revoke_family(family_id))
+    }
+    fn save_access(&self, token: TokenHash, record: AccessRecord) -> BoxFuture<'_, Result<()>> {
+        Box::pin(self.save_access(token, record))
+    }
+    fn access(&self, token: TokenHash) -> BoxFuture<'_, Result<Option<AccessRecord>>> {
+        Box::pin(self.access(token))
+    }
+    fn revoke_access(&self, token: TokenHash) -> BoxFuture<'_, Result<()>> {
+        Box::pin(self.revoke_access(token))
+    }
+    fn save_consent(&self, id: TokenHash, consent: PendingConsent) -> BoxFuture<'_, Result<()>> {
+        Box::pin(self.save_consent(id, consent))
+    }
+    fn take_consent(&self, id: TokenHash) -> BoxFuture<'_, Result<Option<PendingConsent>>> {
+        Box::pin(self.take_consent(id))
+    }
+}

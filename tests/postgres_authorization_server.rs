@@ -1,0 +1,452 @@
+//! Two replicas of the embedded authorization server sharing one PostgreSQL database, over
+//! real HTTP on 127.0.0.1: a code issued by one is redeemed at the other, races between them
+//! are decided by the database, a revocation at one is seen by the other, a consent page
+//! opened on one is approved on the other, and a database outage is a 503 that ends by itself.
+//!
+//! Needs `DATABASE_URL` (`.ci/postgres.sh start DIR` makes one); without it each test says it
+//! is skipped and passes, unless `REQUIRE_POSTGRES_TESTS=1`.
+#![cfg(all(
+    feature = "postgres",
+    feature = "authorization-server",
+    feature = "server"
+))]
+
+mod support;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use http::StatusCode;
+use serde_json::Value;
+use support::auth_server::{consent_form, Server};
+use support::{bind, get, send, serve_on, Answer};
+use tokio::net::{TcpListener, TcpStream};
+use tower_mcp_oauth::authorization_server::{
+    AuthorizationServer, AuthorizationServerConfig, AutoApprove, ConsentPage,
+    PostgresAuthorizationStore, SigningKey,
+};
+use tower_mcp_oauth::dpop::ReplayCache;
+use tower_mcp_oauth::postgres::{PostgresPool, PostgresReplayCache};
+use tower_mcp_oauth::server::{TokenVerifier, VerifyError};
+
+/// The database URL, or `None` when the tests are to be skipped.
+fn database_url() -> Option<String> {
+    match std::env::var("DATABASE_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            assert!(
+                std::env::var("REQUIRE_POSTGRES_TESTS").as_deref() != Ok("1"),
+                "REQUIRE_POSTGRES_TESTS=1 but DATABASE_URL is not set"
+            );
+            eprintln!("skipped: DATABASE_URL is not set (PostgreSQL tests)");
+            None
+        }
+    }
+}
+
+/// A fresh schema of its own for one test, and the URL that uses it.
+async fn fresh_schema(url: &str) -> String {
+    let schema = format!("t_{:016x}", rand::random::<u64>());
+    let (admin, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    admin
+        .batch_execute(&format!("CREATE SCHEMA {schema}"))
+        .await
+        .unwrap();
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}options=-c%20search_path%3D{schema}")
+}
+
+/// One deployment: the issuer everybody names, and one replica per base URL.
+struct Deployment {
+    replicas: Vec<Server>,
+}
+
+/// Replicas of one authorization server (same issuer and signing key), each with its own pool
+/// on `url`, as separate processes would have.
+async fn deployment(url: &str, replicas: usize, consent_page: bool) -> Deployment {
+    let key = SigningKey::generate().unwrap();
+    let mut listeners = Vec::new();
+    for _ in 0..replicas {
+        listeners.push(bind().await);
+    }
+    let issuer = listeners[0].1.clone();
+    let resource = format!("{issuer}/mcp");
+    let mut servers = Vec::new();
+    for (listener, base) in listeners {
+        let pool = PostgresPool::builder(url)
+            .max_size(8)
+            .connect()
+            .await
+            .unwrap();
+        let store = PostgresAuthorizationStore::new(pool).await.unwrap();
+        let config = AuthorizationServerConfig::new(&issuer)
+            .unwrap()
+            .resource(&resource)
+            .scopes(["mcp:tools", "mcp:admin"])
+            .signing_key(key.clone())
+            .store(store);
+        let config = if consent_page {
+            config.approval_policy(ConsentPage::new("alice"))
+        } else {
+            config.approval_policy(AutoApprove::new("alice"))
+        };
+        let server = AuthorizationServer::new(config).unwrap();
+        serve_on(listener, server.router());
+        servers.push(Server {
+            base,
+            resource: resource.clone(),
+            server,
+        });
+    }
+    Deployment { replicas: servers }
+}
+
+impl Deployment {
+    fn a(&self) -> &Server {
+        &self.replicas[0]
+    }
+    fn b(&self) -> &Server {
+        &self.replicas[1]
+    }
+}
+
+async fn verify_at(replica: &Server, token: &str) -> Result<(), VerifyError> {
+    replica
+        .server
+        .local_verifier(&replica.resource)
+        .verify(token)
+        .await
+        .map(drop)
+}
+
+fn access_token(answer: &Answer) -> String {
+    answer.json()["access_token"].as_str().unwrap().to_owned()
+}
+
+fn refresh_token(answer: &Answer) -> String {
+    answer.json()["refresh_token"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_code_from_one_replica_is_redeemed_at_the_other_and_refreshed_at_the_first() {
+    let Some(url) = database_url() else { return };
+    let url = fresh_schema(&url).await;
+    let d = deployment(&url, 2, false).await;
+    // Registered at B, authorized at A, redeemed at B, refreshed at A.
+    let client = d.b().public_client().await;
+    let (code, verifier) = d.a().code(&client, "mcp:tools").await;
+    let tokens = d.b().exchange(&client, &code, &verifier).await;
+    assert_eq!(tokens.status, StatusCode::OK, "{}", tokens.text());
+    verify_at(d.a(), &access_token(&tokens)).await.unwrap();
+    verify_at(d.b(), &access_token(&tokens)).await.unwrap();
+    let refreshed = d.a().refresh(&client, &refresh_token(&tokens)).await;
+    assert_eq!(refreshed.status, StatusCode::OK, "{}", refreshed.text());
+    verify_at(d.b(), &access_token(&refreshed)).await.unwrap();
+    // The spent refresh token, presented at B, is reuse: the family is revoked everywhere.
+    let reused = d.b().refresh(&client, &refresh_token(&tokens)).await;
+    assert_eq!(reused.error(), "invalid_grant");
+    assert!(verify_at(d.a(), &access_token(&refreshed)).await.is_err());
+    let after = d.a().refresh(&client, &refresh_token(&refreshed)).await;
+    assert_eq!(after.error(), "invalid_grant");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_code_raced_at_both_replicas_gives_one_token_at_most_and_the_loser_revokes_it() {
+    let Some(url) = database_url() else { return };
+    let url = fresh_schema(&url).await;
+    let d = deployment(&url, 2, false).await;
+    let client = d.a().public_client().await;
+    let mut one_token = 0;
+    for _ in 0..50 {
+        let (code, verifier) = d.a().code(&client, "mcp:tools").await;
+        let (at_a, at_b) = tokio::join!(
+            d.a().exchange(&client, &code, &verifier),
+            d.b().exchange(&client, &code, &verifier)
+        );
+        let winners: Vec<&Answer> = [&at_a, &at_b]
+            .into_iter()
+            .filter(|a| a.status == StatusCode::OK)
+            .collect();
+        assert!(winners.len() <= 1, "a code was redeemed twice");
+        for loser in [&at_a, &at_b]
+            .into_iter()
+            .filter(|a| a.status != StatusCode::OK)
+        {
+            assert_eq!(loser.error(), "invalid_grant", "{}", loser.text());
+        }
+        if let Some(winner) = winners.first() {
+            one_token += 1;
+            // The second redemption revoked what the first issued, on both replicas.
+            for replica in [d.a(), d.b()] {
+                assert!(verify_at(replica, &access_token(winner)).await.is_err());
+                let refresh = replica.refresh(&client, &refresh_token(winner)).await;
+                assert_eq!(refresh.error(), "invalid_grant");
+            }
+        }
+    }
+    eprintln!("{one_token} of 50 races issued a token before the reuse revoked it");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_refresh_token_raced_at_both_replicas_rotates_once_and_both_agree() {
+    let Some(url) = database_url() else { return };
+    let url = fresh_schema(&url).await;
+    let d = deployment(&url, 2, false).await;
+    let client = d.a().public_client().await;
+    for _ in 0..20 {
+        let tokens = d.a().tokens(&client).await;
+        let refresh = tokens["refresh_token"].as_str().unwrap();
+        let (at_a, at_b) = tokio::join!(
+            d.a().refresh(&client, refresh),
+            d.b().refresh(&client, refresh)
+        );
+        let rotated: Vec<&Answer> = [&at_a, &at_b]
+            .into_iter()
+            .filter(|a| a.status == StatusCode::OK)
+            .collect();
+        assert_eq!(rotated.len(), 1, "{} / {}", at_a.text(), at_b.text());
+        let refused = if at_a.status == StatusCode::OK {
+            &at_b
+        } else {
+            &at_a
+        };
+        assert_eq!(refused.error(), "invalid_grant");
+        // The loser presented a spent token: reuse, so the family is revoked, on both.
+        let winner = rotated[0];
+        for replica in [d.a(), d.b()] {
+            assert!(verify_at(replica, &access_token(winner)).await.is_err());
+            let next = replica.refresh(&client, &refresh_token(winner)).await;
+            assert_eq!(next.error(), "invalid_grant");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_at_one_replica_is_refused_at_the_other() {
+    let Some(url) = database_url() else { return };
+    let url = fresh_schema(&url).await;
+    let d = deployment(&url, 2, false).await;
+    let client = d.a().public_client().await;
+    let tokens = d.a().tokens(&client).await;
+    let token = tokens["access_token"].as_str().unwrap();
+    verify_at(d.a(), token).await.unwrap();
+    let revoked = d
+        .b()
+        .post_form("/revoke", &[("token", token), ("client_id", &client)], None)
+        .await;
+    assert_eq!(revoked.status, StatusCode::OK, "{}", revoked.text());
+    assert!(verify_at(d.a(), token).await.is_err());
+    // Revoking the refresh token at A ends the grant at B too.
+    let refresh = tokens["refresh_token"].as_str().unwrap();
+    let more = d.b().refresh(&client, refresh).await;
+    assert_eq!(more.status, StatusCode::OK);
+    let revoked = d
+        .a()
+        .post_form(
+            "/revoke",
+            &[("token", &refresh_token(&more)), ("client_id", &client)],
+            None,
+        )
+        .await;
+    assert_eq!(revoked.status, StatusCode::OK);
+    assert!(verify_at(d.b(), &access_token(&more)).await.is_err());
+    assert_eq!(
+        d.b().refresh(&client, &refresh_token(&more)).await.error(),
+        "invalid_grant"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consent_page_opened_on_one_replica_is_approved_on_the_other_once() {
+    let Some(url) = database_url() else { return };
+    let url = fresh_schema(&url).await;
+    let d = deployment(&url, 2, true).await;
+    let client = d.a().public_client().await;
+    let (_, challenge) = support::auth_server::pkce();
+    let page = get(&d
+        .a()
+        .authorize_url(&client, &challenge, &[("scope", "mcp:tools")]))
+    .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text());
+    let form = consent_form(&page);
+    // The answer reaches B (behind the same public origin as A).
+    let approve = |replica: &Server| {
+        let mut request = replica.approve_request(form.clone());
+        request
+            .headers_mut()
+            .insert("origin", http::HeaderValue::from_str(&d.a().base).unwrap());
+        request
+    };
+    let answer = send(approve(d.b())).await;
+    assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.text());
+    let location = answer.location().unwrap();
+    assert!(support::query(&location, "code").is_some());
+    // Answered once: the same form again, at either replica, is refused.
+    for replica in [d.a(), d.b()] {
+        let again = send(approve(replica)).await;
+        assert_eq!(again.status, StatusCode::BAD_REQUEST);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_starting_together_migrate_once_and_share_one_time_ids() {
+    let Some(url) = database_url() else { return };
+    let url = fresh_schema(&url).await;
+    let starts = (0..4).map(|_| {
+        let url = url.clone();
+        tokio::spawn(async move {
+            let pool = PostgresPool::connect(&url).await.unwrap();
+            PostgresAuthorizationStore::new(pool.clone()).await.unwrap();
+            PostgresReplayCache::new(pool).await.unwrap()
+        })
+    });
+    let mut caches = Vec::new();
+    for start in starts {
+        caches.push(start.await.unwrap());
+    }
+    let now = support::now_secs();
+    let id = rand::random::<[u8; 16]>();
+    assert!(caches[0].first_use(id, now + 60, now).await.unwrap());
+    for cache in &caches {
+        assert!(!cache.first_use(id, now + 60, now).await.unwrap());
+    }
+    // Once expired, the id may be taken again.
+    assert!(caches[1].first_use(id, now + 120, now + 61).await.unwrap());
+}
+
+/// A TCP relay to the database that can be cut and restored, as a database restart would
+/// look to the replicas: connections dropped, then refused, then accepted again.
+struct Relay {
+    url: String,
+    up: Arc<AtomicBool>,
+    generation: Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+async fn relay(database: &str) -> Relay {
+    let target = url::Url::parse(database).unwrap();
+    let upstream = format!(
+        "{}:{}",
+        target.host_str().unwrap(),
+        target.port().unwrap_or(5432)
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut url = target.clone();
+    url.set_port(Some(port)).unwrap();
+    let up = Arc::new(AtomicBool::new(true));
+    let (generation, _) = tokio::sync::watch::channel(0u64);
+    let generation = Arc::new(generation);
+    let (accepting, cuts) = (up.clone(), generation.clone());
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut inbound, _)) = listener.accept().await else {
+                return;
+            };
+            if !accepting.load(Ordering::SeqCst) {
+                continue; // dropped: refused
+            }
+            let upstream = upstream.clone();
+            let mut cut = cuts.subscribe();
+            tokio::spawn(async move {
+                let Ok(mut outbound) = TcpStream::connect(&upstream).await else {
+                    return;
+                };
+                tokio::select! {
+                    _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                    _ = cut.changed() => {}
+                }
+            });
+        }
+    });
+    Relay {
+        url: url.to_string(),
+        up,
+        generation,
+    }
+}
+
+impl Relay {
+    fn cut(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    fn restore(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_outage_is_a_503_with_retry_after_and_ends_by_itself() {
+    let Some(url) = database_url() else { return };
+    let url = fresh_schema(&url).await;
+    let relay = relay(&url).await;
+    let d = deployment(&relay.url, 1, false).await;
+    let client = d.a().public_client().await;
+    let tokens = d.a().tokens(&client).await;
+
+    relay.cut();
+    let during = d
+        .a()
+        .refresh(&client, tokens["refresh_token"].as_str().unwrap())
+        .await;
+    assert_eq!(
+        during.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        during.text()
+    );
+    assert_eq!(during.error(), "temporarily_unavailable");
+    assert!(during.headers.contains_key("retry-after"));
+    let register = d
+        .a()
+        .register(serde_json::json!({"redirect_uris": [support::auth_server::REDIRECT]}))
+        .await;
+    assert!(register.status.is_server_error(), "{}", register.status);
+    let verified = verify_at(d.a(), tokens["access_token"].as_str().unwrap()).await;
+    assert!(
+        matches!(verified, Err(VerifyError::Unavailable(_))),
+        "{verified:?}"
+    );
+    // Nothing was spent while the database was away: the same refresh token still works.
+    relay.restore();
+    let mut after = None;
+    for _ in 0..50 {
+        let answer = d
+            .a()
+            .refresh(&client, tokens["refresh_token"].as_str().unwrap())
+            .await;
+        if answer.status != StatusCode::SERVICE_UNAVAILABLE {
+            after = Some(answer);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let after = after.expect("the server recovered");
+    assert_eq!(after.status, StatusCode::OK, "{}", after.text());
+    let json: Value = after.json();
+    assert!(json["access_token"].is_string());
+}
+
+#[tokio::test]
+async fn the_pool_never_quotes_its_connection_string() {
+    let Some(url) = database_url() else { return };
+    let with_password = url.replacen("postgres://", "postgres://user:hunter2-secret@", 1);
+    let pool = PostgresPool::builder(&with_password).timeout(std::time::Duration::from_secs(1));
+    assert!(!format!("{pool:?}").contains("hunter2"));
+    let unreachable = "postgres://user:hunter2-secret@127.0.0.1:1/db";
+    let error = PostgresPool::builder(unreachable)
+        .timeout(std::time::Duration::from_secs(1))
+        .connect()
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), tower_mcp_oauth::ErrorKind::Storage);
+    assert!(!format!("{error} {error:?}").contains("hunter2"));
+    let malformed = PostgresPool::connect("postgres://user:hunter2-secret@[::1")
+        .await
+        .unwrap_err();
+    assert!(!format!("{malformed} {malformed:?}").contains("hunter2"));
+}
