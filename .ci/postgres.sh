@@ -6,7 +6,7 @@
 set -euo pipefail
 action="$1"
 dir="$2"
-port="${PGPORT_FOR_TESTS:-54329}"
+port="${PGPORT_FOR_TESTS:-$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}"
 
 find_bin() {
   ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1

@@ -10,7 +10,8 @@
 //! metadata at `/.well-known/oauth-protected-resource`.
 //!
 //! `--help` lists the flags and the environment variables (`MCP_HOST`, `MCP_PORT`,
-//! `MCP_ISSUER`).
+//! `MCP_ISSUER`, `MCP_STORE_URL`). Replicas: the same `--issuer`, `--signing-key` and
+//! `--store` for each (`--features postgres`).
 
 #[path = "support/oauth_server_app.rs"]
 mod oauth_server_app;
@@ -70,6 +71,19 @@ struct Args {
     /// With https, also trust this private CA (PEM file) for the server's own outgoing calls.
     #[arg(long, value_name = "PEM", requires = "tls_cert")]
     tls_ca: Option<PathBuf>,
+    /// Keep the authorization server's state in PostgreSQL (postgres://user@host/db), so
+    /// several replicas serve one deployment (needs --features postgres).
+    #[arg(
+        long,
+        env = "MCP_STORE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    store: Option<String>,
+    /// Sign tokens with this ES256 key (PKCS#8 PEM file), the same for every replica
+    /// [default: a new key per process].
+    #[arg(long, value_name = "PEM")]
+    signing_key: Option<PathBuf>,
 }
 
 impl Args {
@@ -99,6 +113,14 @@ impl Args {
             require_dpop: self.require_dpop,
             dpop_nonces: self.dpop_nonces,
             tls,
+            store_url: self.store,
+            signing_key_pem: match &self.signing_key {
+                Some(path) => Some(
+                    String::from_utf8(read("--signing-key", path)?)
+                        .context("--signing-key is not a PEM file")?,
+                ),
+                None => None,
+            },
             ..Options::default()
         })
     }

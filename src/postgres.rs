@@ -186,7 +186,7 @@ impl PostgresPoolBuilder {
         let millis = self.timeout.as_millis().max(1);
         // The URL's own options (a search_path, say) are kept; the timeouts come after them.
         let options = format!(
-            "{} -c statement_timeout={millis} -c lock_timeout={millis}",
+            "{} -c statement_timeout={millis} -c lock_timeout={millis} -c client_min_messages=warning",
             config.get_options().unwrap_or_default()
         );
         config

@@ -53,6 +53,12 @@ pub struct Options {
     pub require_dpop: bool,
     /// Ask for DPoP nonces, at the token endpoint and at the MCP endpoints.
     pub dpop_nonces: bool,
+    /// A PostgreSQL URL: keep the authorization server's state (clients, codes, tokens,
+    /// consents, one-time ids) there, so several replicas serve one deployment.
+    pub store_url: Option<String>,
+    /// The ES256 signing key (PKCS#8 PEM), the same for every replica; DPoP nonces are keyed
+    /// from it too. Default: a new key per process.
+    pub signing_key_pem: Option<String>,
 }
 
 /// A certificate to serve https with.
@@ -79,6 +85,8 @@ impl Default for Options {
             conformance_tools: false,
             require_dpop: false,
             dpop_nonces: false,
+            store_url: None,
+            signing_key_pem: None,
         }
     }
 }
@@ -94,11 +102,52 @@ pub struct Running {
     pub task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
+/// DPoP nonces every replica accepts: keyed from the shared signing key when there is one.
+fn dpop_nonces(options: &Options) -> DpopNonces {
+    let step = Duration::from_secs(300);
+    match &options.signing_key_pem {
+        Some(pem) => {
+            use sha2::Digest;
+            let secret = sha2::Sha256::new()
+                .chain_update(b"tower-mcp-oauth example: DPoP nonces\0")
+                .chain_update(pem.as_bytes())
+                .finalize();
+            DpopNonces::with_secret(&secret, step)
+        }
+        None => DpopNonces::new(step),
+    }
+}
+
+/// What replicas share through PostgreSQL: the store, and the one-time ids (DPoP proofs,
+/// client assertions) seen by any of them.
+type Shared = (
+    Arc<dyn tower_mcp_oauth::authorization_server::AuthorizationStore>,
+    Arc<dyn tower_mcp_oauth::dpop::ReplayCache>,
+);
+
+#[cfg(feature = "postgres")]
+async fn shared_state(url: &str) -> anyhow::Result<Shared> {
+    use tower_mcp_oauth::authorization_server::PostgresAuthorizationStore;
+    use tower_mcp_oauth::postgres::{PostgresPool, PostgresReplayCache};
+    let pool = PostgresPool::connect(url)
+        .await
+        .context("cannot reach the --store database")?;
+    let store = PostgresAuthorizationStore::new(pool.clone()).await?;
+    let replay = PostgresReplayCache::new(pool).await?;
+    Ok((Arc::new(store), Arc::new(replay)))
+}
+
+#[cfg(not(feature = "postgres"))]
+async fn shared_state(_: &str) -> anyhow::Result<Shared> {
+    anyhow::bail!("--store needs the example built with the postgres feature (--features postgres)")
+}
+
 async fn protected_app<V: TokenVerifier + Clone>(
     verifier: V,
     resource: &str,
     authorization_server: &AuthorizationServer,
     options: &Options,
+    shared: Option<&Shared>,
 ) -> anyhow::Result<axum::Router> {
     let mut dpop = if options.require_dpop {
         DpopPolicy::required()
@@ -106,7 +155,10 @@ async fn protected_app<V: TokenVerifier + Clone>(
         DpopPolicy::accepted()
     };
     if options.dpop_nonces {
-        dpop = dpop.nonces(DpopNonces::new(Duration::from_secs(300)));
+        dpop = dpop.nonces(dpop_nonces(options));
+    }
+    if let Some((_, replay)) = shared {
+        dpop = dpop.replay_cache(replay.clone());
     }
     let bearer = RequireBearerLayer::new(verifier)
         .resource(resource)
@@ -207,7 +259,23 @@ pub async fn start(options: Options) -> anyhow::Result<Running> {
         config = config.token_format(TokenFormat::Opaque);
     }
     if options.dpop_nonces {
-        config = config.dpop_nonces(DpopNonces::new(Duration::from_secs(300)));
+        config = config.dpop_nonces(dpop_nonces(&options));
+    }
+    if let Some(pem) = &options.signing_key_pem {
+        config = config.signing_key(
+            tower_mcp_oauth::authorization_server::SigningKey::from_pkcs8_pem(pem)
+                .context("--signing-key is not an ES256 key in PKCS#8 PEM")?,
+        );
+    }
+    let shared = match &options.store_url {
+        Some(url) => Some(shared_state(url).await?),
+        None => None,
+    };
+    if let Some((store, replay)) = &shared {
+        config = config
+            .store(store.clone())
+            .dpop_replay_cache(replay.clone())
+            .assertion_replay_cache(replay.clone());
     }
     if options.allow_private_client_metadata_hosts {
         config = config.allow_private_client_metadata_hosts(true);
@@ -235,13 +303,27 @@ pub async fn start(options: Options) -> anyhow::Result<Running> {
             &resource,
         )?
         .http(http.clone());
-        protected_app(verifier, &resource, &authorization_server, &options).await?
+        protected_app(
+            verifier,
+            &resource,
+            &authorization_server,
+            &options,
+            shared.as_ref(),
+        )
+        .await?
     } else {
         let verifier = JwtVerifier::builder(&issuer, &resource)
             .jwks_url(format!("{issuer}/jwks"))
             .http(http)
             .build()?;
-        protected_app(verifier, &resource, &authorization_server, &options).await?
+        protected_app(
+            verifier,
+            &resource,
+            &authorization_server,
+            &options,
+            shared.as_ref(),
+        )
+        .await?
     };
     let task = match &options.tls {
         Some(tls) => tokio::spawn(serve_tls(listener, app, tls_acceptor(tls)?)),

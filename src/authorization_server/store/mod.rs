@@ -268,3 +268,61 @@ pub trait AuthorizationStore: Send + Sync + 'static {
     /// Takes the consent request `id` out, atomically: of two concurrent answers, one gets it.
     fn take_consent(&self, id: TokenHash) -> BoxFuture<'_, Result<Option<PendingConsent>>>;
 }
+
+/// A shared store is a store: one `Arc` can back several servers (or a server and a test).
+impl<S: AuthorizationStore + ?Sized> AuthorizationStore for std::sync::Arc<S> {
+    fn save_client(&self, client: RegisteredClient) -> BoxFuture<'_, Result<()>> {
+        (**self).save_client(client)
+    }
+    fn client<'a>(&'a self, client_id: &'a str) -> BoxFuture<'a, Result<Option<RegisteredClient>>> {
+        (**self).client(client_id)
+    }
+    fn save_code(&self, code: TokenHash, grant: CodeGrant) -> BoxFuture<'_, Result<()>> {
+        (**self).save_code(code, grant)
+    }
+    fn redeem_code(&self, code: TokenHash) -> BoxFuture<'_, Result<CodeRedemption>> {
+        (**self).redeem_code(code)
+    }
+    fn save_family(
+        &self,
+        family: TokenFamily,
+        refresh: TokenHash,
+    ) -> BoxFuture<'_, Result<FamilyStart>> {
+        (**self).save_family(family, refresh)
+    }
+    fn rotate_refresh(
+        &self,
+        old: TokenHash,
+        new: TokenHash,
+        now: u64,
+    ) -> BoxFuture<'_, Result<RefreshRotation>> {
+        (**self).rotate_refresh(old, new, now)
+    }
+    fn family_of_refresh(
+        &self,
+        refresh: TokenHash,
+    ) -> BoxFuture<'_, Result<Option<(TokenFamily, bool)>>> {
+        (**self).family_of_refresh(refresh)
+    }
+    fn family<'a>(&'a self, family_id: &'a str) -> BoxFuture<'a, Result<Option<TokenFamily>>> {
+        (**self).family(family_id)
+    }
+    fn revoke_family<'a>(&'a self, family_id: &'a str) -> BoxFuture<'a, Result<()>> {
+        (**self).revoke_family(family_id)
+    }
+    fn save_access(&self, token: TokenHash, record: AccessRecord) -> BoxFuture<'_, Result<()>> {
+        (**self).save_access(token, record)
+    }
+    fn access(&self, token: TokenHash) -> BoxFuture<'_, Result<Option<AccessRecord>>> {
+        (**self).access(token)
+    }
+    fn revoke_access(&self, token: TokenHash) -> BoxFuture<'_, Result<()>> {
+        (**self).revoke_access(token)
+    }
+    fn save_consent(&self, id: TokenHash, consent: PendingConsent) -> BoxFuture<'_, Result<()>> {
+        (**self).save_consent(id, consent)
+    }
+    fn take_consent(&self, id: TokenHash) -> BoxFuture<'_, Result<Option<PendingConsent>>> {
+        (**self).take_consent(id)
+    }
+}
