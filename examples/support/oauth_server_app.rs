@@ -94,6 +94,8 @@ impl Default for Options {
 pub struct Running {
     /// The public URL: the issuer and the resource identifier.
     pub base: String,
+    /// Where this process listens (differs from `base` behind a proxy or balancer).
+    pub listening_url: String,
     pub mcp_url: String,
     pub sse_url: String,
     pub authorization_server: AuthorizationServer,
@@ -337,6 +339,7 @@ pub async fn start(options: Options) -> anyhow::Result<Running> {
         }
     };
     Ok(Running {
+        listening_url: format!("{scheme}://{address}"),
         mcp_url: format!("{base}/mcp"),
         sse_url: format!("{base}/sse"),
         base,

@@ -7,7 +7,8 @@
 //! Read top-down: [`config`](OAuthConfig) and [`state`](OAuthState) are what users build;
 //! `layer` and `replay` are the middleware; `session` is the engine both share (token cache,
 //! single flight, recovery); `discovery`, `registration`, `authorization` and `tokens` are the
-//! protocol steps; `store` and `handler` are the places users plug their own parts in.
+//! protocol steps; `store` (and `postgres_store`, feature `postgres`) and `handler` are the places
+//! users plug their own parts in.
 
 mod assertion;
 mod authorization;
@@ -18,6 +19,8 @@ mod dpop;
 mod grant;
 mod handler;
 mod layer;
+#[cfg(feature = "postgres")]
+mod postgres_store;
 mod registration;
 mod replay;
 mod session;
@@ -38,6 +41,8 @@ pub use handler::{
     DEFAULT_LOOPBACK_TIMEOUT,
 };
 pub use layer::{OAuth, OAuthLayer, ResponseFuture};
+#[cfg(feature = "postgres")]
+pub use postgres_store::PostgresCredentialStore;
 pub use registration::{
     ClientRegistration, ClientSettings, RegistrationSource, TokenEndpointAuthMethod,
 };
