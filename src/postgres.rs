@@ -15,8 +15,11 @@
 
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::NoTls;
+use deadpool_postgres::{
+    GenericClient, Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime,
+};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{NoTls, Row};
 
 use crate::error::{Error, ErrorKind, Result};
 
@@ -227,6 +230,39 @@ pub(crate) fn database_error(doing: &str, error: &tokio_postgres::Error) -> Erro
         ErrorKind::Storage,
         format!("PostgreSQL: {doing}: {why}{code}"),
     )
+}
+
+/// `sql` prepared once per connection (one round trip per query afterwards, not two), then
+/// run for at most one row.
+pub(crate) async fn query_opt(
+    db: &impl GenericClient,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+    doing: &str,
+) -> Result<Option<Row>> {
+    let statement = db
+        .prepare_cached(sql)
+        .await
+        .map_err(|e| database_error(doing, &e))?;
+    db.query_opt(&statement, params)
+        .await
+        .map_err(|e| database_error(doing, &e))
+}
+
+/// `sql` prepared once per connection, then run; the rows it changed.
+pub(crate) async fn execute(
+    db: &impl GenericClient,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+    doing: &str,
+) -> Result<u64> {
+    let statement = db
+        .prepare_cached(sql)
+        .await
+        .map_err(|e| database_error(doing, &e))?;
+    db.execute(&statement, params)
+        .await
+        .map_err(|e| database_error(doing, &e))
 }
 
 /// The current time in seconds since the epoch, as the stores count it (i64 for PostgreSQL).

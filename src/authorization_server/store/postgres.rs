@@ -12,7 +12,7 @@ use super::{
     PendingConsent, RefreshRotation, RegisteredClient, TokenFamily, TokenHash,
 };
 use crate::error::{Error, ErrorKind, Result};
-use crate::postgres::{database_error, seconds, unsigned, PostgresPool};
+use crate::postgres::{database_error, execute, query_opt, seconds, unsigned, PostgresPool};
 use crate::BoxFuture;
 
 const MIGRATIONS: &[&str] = &[r#"
@@ -174,10 +174,13 @@ async fn sweep(pool: &PostgresPool, now: u64) -> Result<()> {
             "DELETE FROM {table} WHERE ctid = ANY(ARRAY(
                 SELECT ctid FROM {table} WHERE expires_at < $1 LIMIT $2))"
         );
-        client
-            .execute(&statement, &[&before, &SWEEP_BATCH])
-            .await
-            .map_err(|e| database_error("sweeping expired rows", &e))?;
+        execute(
+            &client,
+            &statement,
+            &[&before, &SWEEP_BATCH],
+            "sweeping expired rows",
+        )
+        .await?;
     }
     Ok(())
 }
@@ -224,6 +227,19 @@ fn client_from(row: &Row) -> Result<RegisteredClient> {
         pre_registered: row.get("pre_registered"),
     })
 }
+
+/// Rotates `$1` to `$2` when `$1` is its family's current token and the family is live at `$3`;
+/// returns the family, or no row.
+const ROTATE: &str = "WITH rotated AS (
+        UPDATE mcp_oauth_families f SET current_refresh = $2
+        WHERE f.id = (SELECT family_id FROM mcp_oauth_refresh WHERE token_hash = $1)
+          AND f.current_refresh = $1 AND NOT f.revoked AND f.expires_at > $3
+        RETURNING f.id, f.client_id, f.subject, f.scopes, f.resource, f.expires_at, f.revoked,
+                  f.dpop_jkt
+    ), added AS (
+        INSERT INTO mcp_oauth_refresh (token_hash, family_id) SELECT $2, id FROM rotated
+    )
+    SELECT * FROM rotated";
 
 const FAMILY_COLUMNS: &str =
     "f.id, f.client_id, f.subject, f.scopes, f.resource, f.expires_at, f.revoked, f.dpop_jkt";
@@ -287,9 +303,9 @@ impl PostgresAuthorizationStore {
         let secret = client.secret_hash.map(|h| h.0.to_vec());
         // One statement decides both the cap and the write, so replicas cannot overshoot by
         // much; a client already saved is always replaced.
-        let written = db
-            .execute(
-                "INSERT INTO mcp_oauth_clients
+        let written = execute(
+            &db,
+            "INSERT INTO mcp_oauth_clients
                      (client_id, secret_hash, auth_method, metadata, issued_at, pre_registered)
                  SELECT $1, $2, $3, $4::text::jsonb, $5, $6
                  WHERE EXISTS (SELECT 1 FROM mcp_oauth_clients WHERE client_id = $1)
@@ -300,18 +316,18 @@ impl PostgresAuthorizationStore {
                      metadata = EXCLUDED.metadata,
                      issued_at = EXCLUDED.issued_at,
                      pre_registered = EXCLUDED.pre_registered",
-                &[
-                    &client.client_id,
-                    &secret,
-                    &client.auth_method.as_str(),
-                    &metadata,
-                    &seconds(client.issued_at),
-                    &client.pre_registered,
-                    &self.max_clients,
-                ],
-            )
-            .await
-            .map_err(|e| database_error("saving a client", &e))?;
+            &[
+                &client.client_id,
+                &secret,
+                &client.auth_method.as_str(),
+                &metadata,
+                &seconds(client.issued_at),
+                &client.pre_registered,
+                &self.max_clients,
+            ],
+            "saving a client",
+        )
+        .await?;
         if written == 0 {
             return Err(Error::new(
                 ErrorKind::Storage,
@@ -323,21 +339,22 @@ impl PostgresAuthorizationStore {
 
     async fn client(&self, client_id: &str) -> Result<Option<RegisteredClient>> {
         let db = self.pool.client().await?;
-        let row = db
-            .query_opt(
-                "SELECT client_id, secret_hash, auth_method, metadata::text AS metadata,
+        let row = query_opt(
+            &db,
+            "SELECT client_id, secret_hash, auth_method, metadata::text AS metadata,
                         issued_at, pre_registered
                  FROM mcp_oauth_clients WHERE client_id = $1",
-                &[&client_id],
-            )
-            .await
-            .map_err(|e| database_error("loading a client", &e))?;
+            &[&client_id],
+            "loading a client",
+        )
+        .await?;
         row.as_ref().map(client_from).transpose()
     }
 
     async fn save_code(&self, code: TokenHash, grant: CodeGrant) -> Result<()> {
         let db = self.pool.client().await?;
-        db.execute(
+        execute(
+            &db,
             "INSERT INTO mcp_oauth_codes (code_hash, client_id, subject, scopes, resource,
                  redirect_uri, redirect_uri_in_request, code_challenge, expires_at, family_id)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
@@ -353,9 +370,9 @@ impl PostgresAuthorizationStore {
                 &seconds(grant.expires_at),
                 &grant.family_id,
             ],
+            "saving a code",
         )
-        .await
-        .map_err(|e| database_error("saving a code", &e))?;
+        .await?;
         self.wrote();
         Ok(())
     }
@@ -363,16 +380,16 @@ impl PostgresAuthorizationStore {
     async fn redeem_code(&self, code: TokenHash) -> Result<CodeRedemption> {
         let db = self.pool.client().await?;
         // The first redemption flips `redeemed`; any other sees it flipped.
-        let spent = db
-            .query_opt(
-                "UPDATE mcp_oauth_codes SET redeemed = true
+        let spent = query_opt(
+            &db,
+            "UPDATE mcp_oauth_codes SET redeemed = true
                  WHERE code_hash = $1 AND NOT redeemed
                  RETURNING client_id, subject, scopes, resource, redirect_uri,
                            redirect_uri_in_request, code_challenge, expires_at, family_id",
-                &[&code.0.as_slice()],
-            )
-            .await
-            .map_err(|e| database_error("redeeming a code", &e))?;
+            &[&code.0.as_slice()],
+            "redeeming a code",
+        )
+        .await?;
         if let Some(row) = spent {
             return Ok(CodeRedemption::Redeemed(CodeGrant {
                 client_id: row.get("client_id"),
@@ -386,13 +403,13 @@ impl PostgresAuthorizationStore {
                 family_id: row.get("family_id"),
             }));
         }
-        let before = db
-            .query_opt(
-                "SELECT family_id FROM mcp_oauth_codes WHERE code_hash = $1",
-                &[&code.0.as_slice()],
-            )
-            .await
-            .map_err(|e| database_error("redeeming a code", &e))?;
+        let before = query_opt(
+            &db,
+            "SELECT family_id FROM mcp_oauth_codes WHERE code_hash = $1",
+            &[&code.0.as_slice()],
+            "redeeming a code",
+        )
+        .await?;
         Ok(match before {
             Some(row) => CodeRedemption::Reused {
                 family_id: row.get("family_id"),
@@ -408,35 +425,36 @@ impl PostgresAuthorizationStore {
             .await
             .map_err(|e| database_error("saving a token family", &e))?;
         // A revocation that came first holds the id: the family then never starts.
-        let started = tx
-            .query_opt(
-                "INSERT INTO mcp_oauth_families (id, client_id, subject, scopes, resource,
+        let started = query_opt(
+            &tx,
+            "INSERT INTO mcp_oauth_families (id, client_id, subject, scopes, resource,
                      expires_at, revoked, dpop_jkt, current_refresh)
                  VALUES ($1, $2, $3, $4, $5, $6, false, $7, $8)
                  ON CONFLICT (id) DO NOTHING
                  RETURNING id",
-                &[
-                    &family.id,
-                    &family.client_id,
-                    &family.subject,
-                    &family.scopes,
-                    &family.resource,
-                    &seconds(family.expires_at),
-                    &family.dpop_jkt,
-                    &refresh.0.as_slice(),
-                ],
-            )
-            .await
-            .map_err(|e| database_error("saving a token family", &e))?;
+            &[
+                &family.id,
+                &family.client_id,
+                &family.subject,
+                &family.scopes,
+                &family.resource,
+                &seconds(family.expires_at),
+                &family.dpop_jkt,
+                &refresh.0.as_slice(),
+            ],
+            "saving a token family",
+        )
+        .await?;
         if started.is_none() {
             return Ok(FamilyStart::Revoked);
         }
-        tx.execute(
+        execute(
+            &tx,
             "INSERT INTO mcp_oauth_refresh (token_hash, family_id) VALUES ($1, $2)",
             &[&refresh.0.as_slice(), &family.id],
+            "saving a refresh token",
         )
-        .await
-        .map_err(|e| database_error("saving a refresh token", &e))?;
+        .await?;
         tx.commit()
             .await
             .map_err(|e| database_error("saving a token family", &e))?;
@@ -451,23 +469,36 @@ impl PostgresAuthorizationStore {
         now: u64,
     ) -> Result<RefreshRotation> {
         let mut db = self.pool.client().await?;
+        // The common case in one statement. A concurrent rotation of the same token waits on
+        // the family's row, then finds `current_refresh` changed (READ COMMITTED re-checks the
+        // row it waited for), so exactly one of them rotates; the other takes the path below.
+        let rotated = query_opt(
+            &db,
+            ROTATE,
+            &[&old.0.as_slice(), &new.0.as_slice(), &seconds(now)],
+            "rotating a refresh token",
+        )
+        .await?;
+        if let Some(row) = rotated {
+            return Ok(RefreshRotation::Rotated(family_from(&row)?));
+        }
         let tx = db
             .transaction()
             .await
             .map_err(|e| database_error("rotating a refresh token", &e))?;
-        // The family's row lock orders concurrent rotations: the second sees the first's.
-        let row = tx
-            .query_opt(
-                &format!(
-                    "SELECT {FAMILY_COLUMNS}, f.current_refresh
+        // Not rotated: unknown, spent, revoked or expired. Decided under the family's row lock.
+        let row = query_opt(
+            &tx,
+            &format!(
+                "SELECT {FAMILY_COLUMNS}, f.current_refresh
                      FROM mcp_oauth_refresh r JOIN mcp_oauth_families f ON f.id = r.family_id
                      WHERE r.token_hash = $1
                      FOR UPDATE OF f"
-                ),
-                &[&old.0.as_slice()],
-            )
-            .await
-            .map_err(|e| database_error("rotating a refresh token", &e))?;
+            ),
+            &[&old.0.as_slice()],
+            "rotating a refresh token",
+        )
+        .await?;
         let Some(row) = row else {
             return Ok(RefreshRotation::Invalid);
         };
@@ -487,18 +518,20 @@ impl PostgresAuthorizationStore {
                 ..family
             }));
         }
-        tx.execute(
+        execute(
+            &tx,
             "UPDATE mcp_oauth_families SET current_refresh = $2 WHERE id = $1",
             &[&family.id, &new.0.as_slice()],
+            "rotating a refresh token",
         )
-        .await
-        .map_err(|e| database_error("rotating a refresh token", &e))?;
-        tx.execute(
+        .await?;
+        execute(
+            &tx,
             "INSERT INTO mcp_oauth_refresh (token_hash, family_id) VALUES ($1, $2)",
             &[&new.0.as_slice(), &family.id],
+            "rotating a refresh token",
         )
-        .await
-        .map_err(|e| database_error("rotating a refresh token", &e))?;
+        .await?;
         tx.commit()
             .await
             .map_err(|e| database_error("rotating a refresh token", &e))?;
@@ -507,17 +540,17 @@ impl PostgresAuthorizationStore {
 
     async fn family_of_refresh(&self, refresh: TokenHash) -> Result<Option<(TokenFamily, bool)>> {
         let db = self.pool.client().await?;
-        let row = db
-            .query_opt(
-                &format!(
-                    "SELECT {FAMILY_COLUMNS}, f.current_refresh = $1 AS current
+        let row = query_opt(
+            &db,
+            &format!(
+                "SELECT {FAMILY_COLUMNS}, f.current_refresh = $1 AS current
                      FROM mcp_oauth_refresh r JOIN mcp_oauth_families f ON f.id = r.family_id
                      WHERE r.token_hash = $1 AND f.client_id IS NOT NULL"
-                ),
-                &[&refresh.0.as_slice()],
-            )
-            .await
-            .map_err(|e| database_error("loading a token family", &e))?;
+            ),
+            &[&refresh.0.as_slice()],
+            "loading a token family",
+        )
+        .await?;
         match row {
             Some(row) => Ok(Some((
                 family_from(&row)?,
@@ -529,16 +562,16 @@ impl PostgresAuthorizationStore {
 
     async fn family(&self, family_id: &str) -> Result<Option<TokenFamily>> {
         let db = self.pool.client().await?;
-        let row = db
-            .query_opt(
-                &format!(
-                    "SELECT {FAMILY_COLUMNS} FROM mcp_oauth_families f
+        let row = query_opt(
+            &db,
+            &format!(
+                "SELECT {FAMILY_COLUMNS} FROM mcp_oauth_families f
                      WHERE f.id = $1 AND f.client_id IS NOT NULL"
-                ),
-                &[&family_id],
-            )
-            .await
-            .map_err(|e| database_error("loading a token family", &e))?;
+            ),
+            &[&family_id],
+            "loading a token family",
+        )
+        .await?;
         row.as_ref().map(family_from).transpose()
     }
 
@@ -557,7 +590,8 @@ impl PostgresAuthorizationStore {
     async fn save_access(&self, token: TokenHash, record: AccessRecord) -> Result<()> {
         let db = self.pool.client().await?;
         // Nothing is added to a revoked family.
-        db.execute(
+        execute(
+            &db,
             "INSERT INTO mcp_oauth_access (token_hash, client_id, subject, scopes, resource,
                  issued_at, expires_at, family_id, dpop_jkt)
              SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9
@@ -574,35 +608,36 @@ impl PostgresAuthorizationStore {
                 &record.family_id,
                 &record.dpop_jkt,
             ],
+            "saving an access token",
         )
-        .await
-        .map_err(|e| database_error("saving an access token", &e))?;
+        .await?;
         self.wrote();
         Ok(())
     }
 
     async fn access(&self, token: TokenHash) -> Result<Option<AccessRecord>> {
         let db = self.pool.client().await?;
-        let row = db
-            .query_opt(
-                "SELECT client_id, subject, scopes, resource, issued_at, expires_at, family_id,
+        let row = query_opt(
+            &db,
+            "SELECT client_id, subject, scopes, resource, issued_at, expires_at, family_id,
                         dpop_jkt
                  FROM mcp_oauth_access WHERE token_hash = $1",
-                &[&token.0.as_slice()],
-            )
-            .await
-            .map_err(|e| database_error("loading an access token", &e))?;
+            &[&token.0.as_slice()],
+            "loading an access token",
+        )
+        .await?;
         Ok(row.as_ref().map(access_from))
     }
 
     async fn revoke_access(&self, token: TokenHash) -> Result<()> {
         let db = self.pool.client().await?;
-        db.execute(
+        execute(
+            &db,
             "DELETE FROM mcp_oauth_access WHERE token_hash = $1",
             &[&token.0.as_slice()],
+            "revoking an access token",
         )
-        .await
-        .map_err(|e| database_error("revoking an access token", &e))?;
+        .await?;
         Ok(())
     }
 
@@ -613,15 +648,17 @@ impl PostgresAuthorizationStore {
             .await
             .map_err(|e| database_error("saving a consent request", &e))?;
         // One client's pages push out only its own oldest.
-        tx.execute(
+        execute(
+            &tx,
             "DELETE FROM mcp_oauth_consents WHERE id IN (
                  SELECT id FROM mcp_oauth_consents WHERE client_id = $1
                  ORDER BY expires_at DESC OFFSET $2)",
             &[&consent.client_id, &(MAX_CONSENTS_PER_CLIENT - 1)],
+            "saving a consent request",
         )
-        .await
-        .map_err(|e| database_error("saving a consent request", &e))?;
-        tx.execute(
+        .await?;
+        execute(
+            &tx,
             "INSERT INTO mcp_oauth_consents (id, client_id, client_name, redirect_uri,
                  redirect_uri_in_request, state, scopes, resource, code_challenge, subject,
                  csrf_hash, expires_at)
@@ -640,9 +677,9 @@ impl PostgresAuthorizationStore {
                 &consent.csrf_hash.0.as_slice(),
                 &seconds(consent.expires_at),
             ],
+            "saving a consent request",
         )
-        .await
-        .map_err(|e| database_error("saving a consent request", &e))?;
+        .await?;
         tx.commit()
             .await
             .map_err(|e| database_error("saving a consent request", &e))?;
@@ -652,35 +689,41 @@ impl PostgresAuthorizationStore {
 
     async fn take_consent(&self, id: TokenHash) -> Result<Option<PendingConsent>> {
         let db = self.pool.client().await?;
-        let row = db
-            .query_opt(
-                "DELETE FROM mcp_oauth_consents WHERE id = $1
+        let row = query_opt(
+            &db,
+            "DELETE FROM mcp_oauth_consents WHERE id = $1
                  RETURNING client_id, client_name, redirect_uri, redirect_uri_in_request, state,
                            scopes, resource, code_challenge, subject, csrf_hash, expires_at",
-                &[&id.0.as_slice()],
-            )
-            .await
-            .map_err(|e| database_error("taking a consent request", &e))?;
+            &[&id.0.as_slice()],
+            "taking a consent request",
+        )
+        .await?;
         row.as_ref().map(consent_from).transpose()
     }
 }
 
 /// Revokes a family and drops its access tokens; a family not saved yet is revoked ahead
 /// (a row without a grant that its save then finds).
-async fn revoke_in(tx: &tokio_postgres::Transaction<'_>, family_id: &str, now: u64) -> Result<()> {
-    tx.execute(
+async fn revoke_in(
+    tx: &deadpool_postgres::Transaction<'_>,
+    family_id: &str,
+    now: u64,
+) -> Result<()> {
+    execute(
+        tx,
         "INSERT INTO mcp_oauth_families (id, expires_at, revoked) VALUES ($1, $2, true)
          ON CONFLICT (id) DO UPDATE SET revoked = true",
         &[&family_id, &seconds(now + UNSAVED_REVOCATION_SECS)],
+        "revoking a token family",
     )
-    .await
-    .map_err(|e| database_error("revoking a token family", &e))?;
-    tx.execute(
+    .await?;
+    execute(
+        tx,
         "DELETE FROM mcp_oauth_access WHERE family_id = $1",
         &[&family_id],
+        "revoking a token family",
     )
-    .await
-    .map_err(|e| database_error("revoking a token family", &e))?;
+    .await?;
     Ok(())
 }
 
