@@ -45,6 +45,9 @@ pub(crate) struct SessionState {
     pub(crate) tokens: Option<TokenSet>,
     /// Bumped whenever the tokens change, so a waiter can tell that someone else recovered.
     generation: u64,
+    /// The SHA-256 of the last access token this session let go of: never taken back from
+    /// the store as if another process had just signed in.
+    pub(crate) dropped_access: Option<[u8; 32]>,
     pub(crate) pending: Option<PendingAuthorization>,
 }
 

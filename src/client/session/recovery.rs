@@ -305,6 +305,20 @@ impl Session {
             )
         })?;
         let discovery = self.discover(challenge).await?;
+        // Processes sharing the store sign in once: the others wait for the lease, then take
+        // what the first one stored (never tokens this session already let go of).
+        let key = CredentialKey::new(self.resource_key(), discovery.issuer());
+        let _lease = self.config.store.lease(&key).await?;
+        // A step-up asks for more than any stored tokens have: it always signs in.
+        let adoptable = if scopes.is_none() {
+            self.signed_in_elsewhere(&key).await?
+        } else {
+            None
+        };
+        if let Some(tokens) = adoptable {
+            tracing::info!("another process signed in meanwhile; using its tokens");
+            return Ok(tokens);
+        }
         let scopes = scopes
             .or_else(|| self.config.scopes.clone())
             .unwrap_or_else(|| select_scopes(challenge, &discovery));
@@ -330,6 +344,30 @@ impl Session {
             }
         }
         unreachable!("the loop returns on its second attempt")
+    }
+
+    /// The tokens (and client) stored for `key`, when they are still good and not ones this
+    /// session let go of (refused, or replaced): another process's sign-in (or one this session
+    /// already holds, which a request sent before it arrived asked for again).
+    async fn signed_in_elsewhere(&self, key: &CredentialKey) -> Result<Option<TokenSet>> {
+        let Some(record) = self.config.store.load(key).await? else {
+            return Ok(None);
+        };
+        let dropped = self.with(|s| s.dropped_access);
+        let Some(tokens) = record.tokens.filter(|t| {
+            !t.expires_within(self.config.refresh_margin.as_secs())
+                && tokens::is_attachable(t.access_token.expose())
+                && Some(super::token_cache::access_digest(t)) != dropped
+        }) else {
+            return Ok(None);
+        };
+        self.with(|s| {
+            if self.config.client.pre_registered.is_none() {
+                s.client = record.client.clone();
+            }
+        });
+        self.set_tokens(Some(tokens.clone()));
+        Ok(Some(tokens))
     }
 
     /// Tokens another process stored for `key` that are newer than `current` and still good.
@@ -476,7 +514,15 @@ impl Session {
                 .obtain(Some(&challenge), Some(scopes))
                 .await
                 .map(|_| ()),
-            FlightOp::Authorize => self.obtain(None, None).await.map(|_| ()),
+            FlightOp::Authorize => {
+                // Asked to authorize now: the tokens held (and stored) are not to be reused.
+                self.with(|s| {
+                    if let Some(tokens) = &s.tokens {
+                        s.dropped_access = Some(super::token_cache::access_digest(tokens));
+                    }
+                });
+                self.obtain(None, None).await.map(|_| ())
+            }
         }
     }
 }

@@ -119,6 +119,14 @@ impl Session {
     /// Replaces the tokens under the state lock and republishes the snapshot.
     pub(super) fn replace_tokens(&self, s: &mut SessionState, tokens: Option<TokenSet>) {
         s.generation += 1;
+        if let Some(old) = &s.tokens {
+            let kept = tokens
+                .as_ref()
+                .is_some_and(|new| new.access_token.expose() == old.access_token.expose());
+            if !kept {
+                s.dropped_access = Some(access_digest(old));
+            }
+        }
         let snapshot = tokens
             .as_ref()
             .and_then(|t| {
@@ -196,4 +204,10 @@ impl Session {
     pub(crate) fn snapshot(&self) -> Option<Arc<TokenSnapshot>> {
         self.snapshot.read_locked().clone()
     }
+}
+
+/// The SHA-256 of a token set's access token: how a session remembers one it let go of.
+pub(crate) fn access_digest(tokens: &TokenSet) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(tokens.access_token.expose().as_bytes()).into()
 }
