@@ -258,7 +258,8 @@ impl AuthorizationHandler for LoopbackHandler {
             let opened = self.open_browser && webbrowser::open(authorization_url.as_str()).is_ok();
             if !opened {
                 // The URL carries only public values (client id, PKCE challenge, state).
-                println!("Open this URL in your browser to authorize:\n\n  {authorization_url}\n");
+                // Standard error: standard output may be a protocol channel (an MCP stdio bridge).
+                eprintln!("Open this URL in your browser to authorize:\n\n  {authorization_url}\n");
             }
             tracing::info!(browser = opened, "waiting for the authorization redirect");
             let expected_state = authorization_url

@@ -298,6 +298,14 @@ impl FileStore {
         &self.path
     }
 
+    /// Every record in the store, for listing (a command-line `status`, say).
+    ///
+    /// # Errors
+    /// [`ErrorKind::Storage`] for a file that cannot be read or is corrupt.
+    pub async fn entries(&self) -> Result<Vec<(CredentialKey, StoredCredentials)>> {
+        Ok(self.read_all().await?.into_iter().collect())
+    }
+
     fn storage_error(&self, what: &str, e: impl Into<crate::error::BoxError>) -> Error {
         Error::new(
             ErrorKind::Storage,

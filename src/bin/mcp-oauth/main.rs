@@ -1,0 +1,205 @@
+//! `mcp-oauth`: the stdio bridge desktop MCP clients run for OAuth-protected servers, and the
+//! commands around it (`login`, `logout`, `status`, `call`). The flags are parsed here; the
+//! rest is thin glue over the library.
+
+mod paste;
+mod relay;
+mod setup;
+
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// MCP over stdio for servers that need OAuth: signs in once, keeps the tokens, refreshes them,
+/// and relays every message both ways.
+#[derive(Parser)]
+#[command(
+    name = "mcp-oauth",
+    version,
+    args_override_self = true,
+    after_help = "Environment:\n  RUST_LOG        the log filter on standard error (default: info)\n  MCP_OAUTH_DIR   where credentials are kept (default: the platform's config directory)\n  BROWSER         the browser to open for sign-in (default: the system's)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// MCP on standard input and output, relayed to the server at URL (what an MCP client
+    /// runs). Nothing but JSON-RPC goes to standard output; logs go to standard error.
+    Proxy {
+        /// The MCP server's URL.
+        url: String,
+        #[command(flatten)]
+        options: Options,
+        /// The transport to the server.
+        #[arg(long, value_enum, default_value_t = Transport::Auto)]
+        transport: Transport,
+    },
+    /// Signs in to the server at URL now, so a later proxy needs no browser.
+    Login {
+        /// The MCP server's URL.
+        url: String,
+        #[command(flatten)]
+        options: Options,
+    },
+    /// Forgets the credentials kept for the server at URL.
+    Logout {
+        /// The MCP server's URL.
+        url: String,
+        #[command(flatten)]
+        store: StoreOptions,
+    },
+    /// Lists the servers credentials are kept for: issuer, scopes, expiry (never the tokens).
+    Status {
+        #[command(flatten)]
+        store: StoreOptions,
+    },
+    /// Calls one tool and prints its result as JSON (for scripts, and to check a setup).
+    Call {
+        /// The MCP server's URL.
+        url: String,
+        /// The tool's name.
+        tool: String,
+        /// An argument, repeatable; VALUE is read as JSON, else taken as a string.
+        #[arg(long = "arg", value_name = "KEY=VALUE", value_parser = setup::tool_argument)]
+        arguments: Vec<(String, serde_json::Value)>,
+        #[command(flatten)]
+        options: Options,
+        /// The transport to the server.
+        #[arg(long, value_enum, default_value_t = Transport::Auto)]
+        transport: Transport,
+    },
+}
+
+/// How to reach the server and sign in.
+#[derive(Args, Clone)]
+struct Options {
+    /// A header for every request to the MCP server ("Name: value"), repeatable; ${VAR} in the
+    /// value is replaced by the environment variable VAR.
+    #[arg(long = "header", value_name = "NAME: VALUE")]
+    headers: Vec<String>,
+    /// A client registered with the authorization server ahead of time.
+    #[arg(long, value_name = "ID")]
+    client_id: Option<String>,
+    /// The secret of --client-id (needs --issuer, so it never goes to another server).
+    #[arg(long, value_name = "SECRET", requires_all = ["client_id", "issuer"], hide_env_values = true, env = "MCP_OAUTH_CLIENT_SECRET")]
+    client_secret: Option<String>,
+    /// The authorization server --client-id belongs to.
+    #[arg(long, value_name = "URL")]
+    issuer: Option<String>,
+    /// The client's Client ID Metadata Document URL (used where the server supports them).
+    #[arg(long, value_name = "URL")]
+    client_metadata_url: Option<String>,
+    /// A scope to ask for instead of the discovered ones, repeatable.
+    #[arg(long = "scope", value_name = "SCOPE")]
+    scopes: Vec<String>,
+    /// An extra authorization request parameter (an IdP's audience, prompt), repeatable.
+    #[arg(long = "authorize-param", value_name = "KEY=VALUE", value_parser = setup::key_value)]
+    authorize_params: Vec<(String, String)>,
+    /// Leave out the RFC 8707 resource parameter (for IdPs that refuse it).
+    #[arg(long)]
+    no_resource: bool,
+    /// The loopback port of the sign-in callback [default: any free port].
+    #[arg(long, value_name = "PORT")]
+    callback_port: Option<u16>,
+    /// Do not open a browser: print the sign-in URL and read the address the browser ends on,
+    /// pasted on the terminal.
+    #[arg(long)]
+    no_browser: bool,
+    /// Also trust the certificates in this PEM file (a private CA).
+    #[arg(long, value_name = "PEM")]
+    ca_file: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    store: StoreOptions,
+}
+
+/// Where credentials are kept.
+#[derive(Args, Clone)]
+struct StoreOptions {
+    /// The credentials file [default: credentials.json in MCP_OAUTH_DIR or the platform's
+    /// config directory].
+    #[arg(long, value_name = "PATH")]
+    store_file: Option<std::path::PathBuf>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Transport {
+    /// Streamable HTTP, falling back to HTTP+SSE when the server refuses it.
+    Auto,
+    /// Streamable HTTP only.
+    Streamable,
+    /// Legacy HTTP+SSE only.
+    Sse,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,tower_mcp_oauth=info".into()),
+        )
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("mcp-oauth: cannot start: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(run(cli.command));
+    // Whatever is still running (a stream reader, a sign-in) ends with the process.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("mcp-oauth: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> Result<(), setup::CliError> {
+    match command {
+        Command::Proxy {
+            url,
+            options,
+            transport,
+        } => {
+            let state = setup::oauth_state(&url, &options, false).await?;
+            let stack = setup::mcp_stack(state, &options)?;
+            relay::run(&url, stack, transport).await
+        }
+        Command::Login { url, options } => {
+            let state = setup::oauth_state(&url, &options, true).await?;
+            let tokens = match state.credentials() {
+                Some(tokens) if !setup::expired(&tokens) => tokens,
+                _ => state.authorize().await?,
+            };
+            eprintln!("signed in to {url}");
+            setup::describe_tokens(&tokens);
+            Ok(())
+        }
+        Command::Logout { url, store } => setup::logout(&url, &store).await,
+        Command::Status { store } => setup::status(&store).await,
+        Command::Call {
+            url,
+            tool,
+            arguments,
+            options,
+            transport,
+        } => {
+            let state = setup::oauth_state(&url, &options, true).await?;
+            let stack = setup::mcp_stack(state, &options)?;
+            relay::call(&url, stack, transport, &tool, arguments).await
+        }
+    }
+}

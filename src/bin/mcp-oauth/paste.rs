@@ -1,0 +1,82 @@
+//! Sign-in without a browser on this machine: the URL goes to standard error, and the address
+//! the browser (on any machine) ends on is pasted back on the terminal.
+
+use std::io::BufRead;
+
+use tower_mcp_oauth::client::{AuthorizationHandler, BoxFuture};
+use url::Url;
+
+use super::setup::CliError;
+
+/// Prints the authorization URL and reads the redirect URL from the terminal (`/dev/tty`, so it
+/// works while standard input carries MCP), or, where standard input is free (`login`) and
+/// there is no terminal, from standard input.
+pub(crate) struct PasteHandler {
+    redirect_uri: Url,
+    stdin_is_free: bool,
+}
+
+impl PasteHandler {
+    /// A redirect to `http://127.0.0.1:{port}/callback`. Nothing listens there: the browser
+    /// shows an error page whose address holds the code, which the user pastes.
+    pub(crate) fn new(port: Option<u16>, stdin_is_free: bool) -> Result<Self, CliError> {
+        let port = match port {
+            Some(port) => port,
+            // A port nothing listens on now, so the browser's page is an error, not someone's.
+            None => std::net::TcpListener::bind(("127.0.0.1", 0))
+                .and_then(|listener| listener.local_addr())
+                .map(|address| address.port())
+                .map_err(|e| CliError::new(format!("cannot pick a callback port: {e}")))?,
+        };
+        let redirect_uri = Url::parse(&format!("http://127.0.0.1:{port}/callback"))
+            .map_err(|_| CliError::new("cannot form the redirect URI"))?;
+        Ok(Self {
+            redirect_uri,
+            stdin_is_free,
+        })
+    }
+}
+
+fn read_pasted_line(stdin_is_free: bool) -> std::io::Result<String> {
+    let mut line = String::new();
+    match std::fs::File::open("/dev/tty") {
+        Ok(tty) if !stdin_is_free => {
+            std::io::BufReader::new(tty).read_line(&mut line)?;
+        }
+        // Standard input carries MCP: never read from it.
+        Err(error) if !stdin_is_free => return Err(error),
+        _ => {
+            std::io::stdin().lock().read_line(&mut line)?;
+        }
+    }
+    Ok(line.trim().to_owned())
+}
+
+impl AuthorizationHandler for PasteHandler {
+    fn redirect_uri(&self) -> Url {
+        self.redirect_uri.clone()
+    }
+
+    fn authorize<'a>(
+        &'a self,
+        authorization_url: &'a Url,
+    ) -> BoxFuture<'a, tower_mcp_oauth::Result<Url>> {
+        Box::pin(async move {
+            eprintln!(
+                "Open this URL in a browser to sign in:\n\n  {authorization_url}\n\n\
+                 Then paste here the address the browser ends on (it starts with {}):",
+                self.redirect_uri
+            );
+            let stdin_is_free = self.stdin_is_free;
+            let pasted = tokio::task::spawn_blocking(move || read_pasted_line(stdin_is_free))
+                .await
+                .map_err(|_| handler_error("the terminal reader failed"))?
+                .map_err(|_| handler_error("cannot read the pasted address"))?;
+            Url::parse(&pasted).map_err(|_| handler_error("what was pasted is not an address"))
+        })
+    }
+}
+
+fn handler_error(message: &'static str) -> tower_mcp_oauth::Error {
+    tower_mcp_oauth::Error::new(tower_mcp_oauth::ErrorKind::Handler, message)
+}

@@ -1,0 +1,376 @@
+//! From flags to the library's pieces: the OAuth state, the MCP request stack, the store.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue, Request};
+use tower_mcp_oauth::client::{
+    ClientRegistration, CredentialKey, CredentialStore, FileStore, LoopbackHandler, OAuth,
+    OAuthConfig, OAuthLayer, OAuthState, TokenEndpointAuthMethod, TokenSet,
+};
+use tower_mcp_oauth::http::{hyper_client, hyper_client_with_roots, HttpClient, HyperClient};
+use url::Url;
+
+use super::paste::PasteHandler;
+use super::{Options, StoreOptions};
+
+/// What the commands fail with: a message for standard error, never a secret.
+#[derive(Debug)]
+pub(crate) struct CliError(String);
+
+impl std::fmt::Display for CliError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<tower_mcp_oauth::Error> for CliError {
+    fn from(error: tower_mcp_oauth::Error) -> Self {
+        Self(error.to_string())
+    }
+}
+
+impl CliError {
+    pub(crate) fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}
+
+/// A human signing in takes minutes; processes waiting for that sign-in wait as long.
+const SIGN_IN_LEASE: Duration = Duration::from_secs(600);
+
+/// The credentials file: `--store-file`, else `credentials.json` in `MCP_OAUTH_DIR`, else in the
+/// platform's config directory.
+pub(crate) fn store_path(options: &StoreOptions) -> Result<PathBuf, CliError> {
+    if let Some(path) = &options.store_file {
+        return Ok(path.clone());
+    }
+    let dir = match std::env::var_os("MCP_OAUTH_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => config_dir()
+            .ok_or_else(|| {
+                CliError::new("cannot tell where to keep credentials: set MCP_OAUTH_DIR")
+            })?
+            .join("mcp-oauth"),
+    };
+    Ok(dir.join("credentials.json"))
+}
+
+/// The platform's per-user configuration directory.
+fn config_dir() -> Option<PathBuf> {
+    let env = |name: &str| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    if cfg!(windows) {
+        env("APPDATA")
+    } else if cfg!(target_os = "macos") {
+        env("HOME").map(|home| home.join("Library/Application Support"))
+    } else {
+        env("XDG_CONFIG_HOME").or_else(|| env("HOME").map(|home| home.join(".config")))
+    }
+}
+
+fn store(options: &StoreOptions) -> Result<FileStore, CliError> {
+    Ok(FileStore::new(store_path(options)?).lease_timeout(SIGN_IN_LEASE))
+}
+
+/// The OAuth state for the server at `url`, restored from the store.
+/// `stdin_is_free`: standard input does not carry MCP (`login`), so a pasted address may
+/// come from it.
+pub(crate) async fn oauth_state(
+    url: &str,
+    options: &Options,
+    stdin_is_free: bool,
+) -> Result<OAuthState, CliError> {
+    let mut config = OAuthConfig::new()
+        .client_name("mcp-oauth")
+        .store(store(&options.store)?);
+    config = if options.no_browser {
+        config.handler(PasteHandler::new(options.callback_port, stdin_is_free)?)
+    } else {
+        config.handler(loopback(options.callback_port).await?)
+    };
+    if let Some(id) = &options.client_id {
+        let client = match &options.client_secret {
+            Some(secret) => ClientRegistration::confidential(
+                id.clone(),
+                secret.clone(),
+                TokenEndpointAuthMethod::ClientSecretBasic,
+            ),
+            None => ClientRegistration::public(id.clone()),
+        };
+        config = config.client(match &options.issuer {
+            Some(issuer) => client.for_issuer(issuer.clone()),
+            None => client,
+        });
+    }
+    if let Some(url) = &options.client_metadata_url {
+        let url =
+            Url::parse(url).map_err(|_| CliError::new("--client-metadata-url is not a URL"))?;
+        config = config.client_metadata_url(url);
+    }
+    if !options.scopes.is_empty() {
+        config = config.scopes(options.scopes.clone());
+    }
+    for (name, value) in &options.authorize_params {
+        config = config.authorization_param(name.clone(), value.clone());
+    }
+    if options.no_resource {
+        config = config.resource_indicator(false);
+    }
+    if let Some(pem) = ca_pem(options)? {
+        config = config.http(HttpClient::with_roots(&pem)?);
+    }
+    Ok(OAuthState::new(url, Some(config)).await?)
+}
+
+/// The callback server on the asked port, or on any free one when that port is taken (another
+/// bridge signing in holds it): never a crash, never a loop.
+async fn loopback(port: Option<u16>) -> Result<LoopbackHandler, CliError> {
+    if let Some(port) = port {
+        match LoopbackHandler::bind_to(SocketAddr::from(([127, 0, 0, 1], port))).await {
+            Ok(handler) => return Ok(handler),
+            Err(error) => {
+                tracing::warn!(%error, port, "the callback port is taken; using another");
+            }
+        }
+    }
+    Ok(LoopbackHandler::bind().await?)
+}
+
+fn ca_pem(options: &Options) -> Result<Option<Vec<u8>>, CliError> {
+    options
+        .ca_file
+        .as_ref()
+        .map(|path| {
+            std::fs::read(path).map_err(|e| {
+                CliError::new(format!("cannot read --ca-file {}: {e}", path.display()))
+            })
+        })
+        .transpose()
+}
+
+/// The request stack to the MCP server: the user's headers, under `OAuthLayer`.
+pub(crate) type McpStack = OAuth<AddHeaders<HyperClient>>;
+
+pub(crate) fn mcp_stack(state: OAuthState, options: &Options) -> Result<McpStack, CliError> {
+    let headers = options
+        .headers
+        .iter()
+        .map(|header| parse_header(header, |name| std::env::var(name).ok()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let client = match ca_pem(options)? {
+        Some(pem) => hyper_client_with_roots(&pem)?,
+        None => hyper_client(),
+    };
+    let inner = AddHeaders {
+        inner: client,
+        headers: Arc::new(headers),
+    };
+    Ok(tower::Layer::layer(&OAuthLayer::new(state), inner))
+}
+
+/// `Name: value`, with `${VAR}` in the value replaced by `env(VAR)`.
+pub(crate) fn parse_header(
+    header: &str,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<(HeaderName, HeaderValue), CliError> {
+    let (name, value) = header
+        .split_once(':')
+        .ok_or_else(|| CliError::new("--header takes \"Name: value\""))?;
+    let name = HeaderName::from_bytes(name.trim().as_bytes())
+        .map_err(|_| CliError::new("--header has an invalid header name"))?;
+    let value = expand(value.trim(), &env)?;
+    // The value may hold a secret: the error does not quote it.
+    let value = HeaderValue::from_str(&value)
+        .map_err(|_| CliError::new(format!("--header {name} has an invalid value")))?;
+    Ok((name, value))
+}
+
+fn expand(value: &str, env: &impl Fn(&str) -> Option<String>) -> Result<String, CliError> {
+    let mut out = String::new();
+    let mut rest = value;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| CliError::new("--header has an unclosed ${"))?;
+        let name = &after[..end];
+        let value = env(name).ok_or_else(|| {
+            CliError::new(format!("--header names ${{{name}}}, which is not set"))
+        })?;
+        out.push_str(&value);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Adds the user's headers to every request to the MCP server.
+#[derive(Clone)]
+pub(crate) struct AddHeaders<S> {
+    inner: S,
+    headers: Arc<Vec<(HeaderName, HeaderValue)>>,
+}
+
+impl<S, B> tower::Service<Request<B>> for AddHeaders<S>
+where
+    S: tower::Service<Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        for (name, value) in self.headers.iter() {
+            request.headers_mut().insert(name.clone(), value.clone());
+        }
+        self.inner.call(request)
+    }
+}
+
+pub(crate) fn tool_argument(pair: &str) -> Result<(String, serde_json::Value), String> {
+    let (key, value) = pair.split_once('=').ok_or("expected KEY=VALUE")?;
+    let value = serde_json::from_str(value).unwrap_or_else(|_| serde_json::Value::from(value));
+    Ok((key.to_owned(), value))
+}
+
+pub(crate) fn key_value(pair: &str) -> Result<(String, String), String> {
+    let (key, value) = pair.split_once('=').ok_or("expected KEY=VALUE")?;
+    Ok((key.to_owned(), value.to_owned()))
+}
+
+pub(crate) fn expired(tokens: &TokenSet) -> bool {
+    tokens.expires_within(0) && tokens.refresh_token.is_none()
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn expiry(tokens: &TokenSet) -> String {
+    match tokens.expires_at {
+        None => "no stated expiry".into(),
+        Some(at) if at <= now_secs() => match tokens.refresh_token {
+            Some(_) => "expired (will refresh)".into(),
+            None => "expired".into(),
+        },
+        Some(at) => format!("expires in {} s", at - now_secs()),
+    }
+}
+
+/// What a sign-in got, on standard error: scopes and expiry, never a token.
+pub(crate) fn describe_tokens(tokens: &TokenSet) {
+    eprintln!(
+        "  scopes: {}\n  access token: {}",
+        if tokens.scopes.is_empty() {
+            "(none stated)".to_owned()
+        } else {
+            tokens.scopes.join(" ")
+        },
+        expiry(tokens)
+    );
+}
+
+pub(crate) async fn status(options: &StoreOptions) -> Result<(), CliError> {
+    let store = store(options)?;
+    let entries = store.entries().await?;
+    if entries.is_empty() {
+        println!("no credentials in {}", store.path().display());
+        return Ok(());
+    }
+    println!("credentials in {}:", store.path().display());
+    for (key, record) in entries {
+        println!("{}", key.resource);
+        println!("  issuer: {}", key.issuer);
+        match &record.tokens {
+            Some(tokens) => {
+                let scopes = if tokens.scopes.is_empty() {
+                    "(none stated)".to_owned()
+                } else {
+                    tokens.scopes.join(" ")
+                };
+                println!("  scopes: {scopes}");
+                println!("  access token: {}", expiry(tokens));
+                println!(
+                    "  refresh token: {}",
+                    if tokens.refresh_token.is_some() {
+                        "yes"
+                    } else {
+                        "no"
+                    }
+                );
+            }
+            None => println!("  signed out (client registration kept)"),
+        }
+    }
+    Ok(())
+}
+
+pub(crate) async fn logout(url: &str, options: &StoreOptions) -> Result<(), CliError> {
+    let store = store(options)?;
+    let keys: Vec<CredentialKey> = store
+        .entries()
+        .await?
+        .into_iter()
+        .map(|(key, _)| key)
+        .filter(|key| same_server(&key.resource, url))
+        .collect();
+    if keys.is_empty() {
+        eprintln!("no credentials for {url}");
+        return Ok(());
+    }
+    for key in &keys {
+        store.remove(key).await?;
+    }
+    eprintln!("signed out of {url}");
+    Ok(())
+}
+
+fn same_server(stored: &str, asked: &str) -> bool {
+    stored.trim_end_matches('/') == asked.trim_end_matches('/')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn env(name: &str) -> Option<String> {
+        (name == "TOKEN").then(|| "s3cret".to_owned())
+    }
+
+    #[test]
+    fn headers_expand_environment_variables_and_never_quote_values() {
+        let (name, value) = parse_header("Authorization: Bearer ${TOKEN}", env).unwrap();
+        assert_eq!(name, "authorization");
+        assert_eq!(value, "Bearer s3cret");
+        assert!(parse_header("X-Key: ${MISSING}", env).is_err());
+        assert!(parse_header("X-Key: ${TOKEN", env).is_err());
+        assert!(parse_header("no colon", env).is_err());
+        let error = parse_header("X-Key: bad\u{1}${TOKEN}", env).unwrap_err();
+        assert!(!error.to_string().contains("s3cret"));
+    }
+
+    proptest! {
+        #[test]
+        fn any_header_flag_parses_or_fails_without_panicking(flag in any::<String>()) {
+            if let Err(error) = parse_header(&flag, env) {
+                prop_assert!(!error.to_string().contains("s3cret"));
+            }
+        }
+    }
+}
