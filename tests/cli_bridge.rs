@@ -1,0 +1,348 @@
+//! `mcp-oauth` as desktop MCP clients run it, over real processes: rmcp's child-process
+//! transport on one side, the `mcp_oauth_server` example (on 127.0.0.1) on the other. The
+//! "browser" is a script the bridge opens through `BROWSER`: it follows the authorization URL,
+//! which the server approves at once, and notes each sign-in in a file.
+#![cfg(all(
+    feature = "cli",
+    feature = "authorization-server",
+    feature = "rmcp-server",
+    feature = "jwt"
+))]
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use rmcp::model::ClientConfig;
+use rmcp::transport::TokioChildProcess;
+use rmcp::ServiceExt;
+use serde_json::{json, Value};
+use support::mcp::{call, text};
+use support::oauth_server_app;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_mcp-oauth");
+
+/// A temporary home for one test: the credentials file and the browser script.
+struct Home {
+    dir: tempfile::TempDir,
+}
+
+impl Home {
+    fn new() -> Self {
+        let home = Self {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        // Follows the URL like a browser (the server approves and redirects to the bridge's
+        // callback) and notes the sign-in; detached, as a browser would be.
+        let script = format!(
+            "#!/bin/sh\necho signed-in >> '{}'\npython3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1]).read()' \"$1\" >/dev/null 2>&1 &\n",
+            home.sign_ins_file().display()
+        );
+        std::fs::write(home.browser(), script).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(home.browser(), std::fs::Permissions::from_mode(0o755))
+                .unwrap();
+        }
+        home
+    }
+
+    fn browser(&self) -> PathBuf {
+        self.dir.path().join("browser.sh")
+    }
+
+    fn sign_ins_file(&self) -> PathBuf {
+        self.dir.path().join("sign-ins")
+    }
+
+    fn sign_ins(&self) -> usize {
+        std::fs::read_to_string(self.sign_ins_file())
+            .map(|s| s.lines().count())
+            .unwrap_or(0)
+    }
+
+    fn store(&self) -> PathBuf {
+        self.dir.path().join("credentials.json")
+    }
+
+    /// `mcp-oauth ARGS --store-file …` with the test browser.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(BIN);
+        command
+            .args(args)
+            .arg("--store-file")
+            .arg(self.store())
+            .env("BROWSER", self.browser())
+            .env("RUST_LOG", "info")
+            .kill_on_drop(true);
+        command
+    }
+}
+
+async fn server() -> oauth_server_app::Running {
+    oauth_server_app::start(oauth_server_app::Options {
+        port: 0,
+        auto_approve: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+}
+
+async fn run(mut command: Command) -> (bool, String, String) {
+    let output = tokio::time::timeout(Duration::from_secs(30), command.output())
+        .await
+        .expect("mcp-oauth finished")
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_rmcp_client_on_stdio_calls_tools_through_the_bridge_and_a_restart_needs_no_browser() {
+    let running = server().await;
+    let home = Home::new();
+    for round in 0..2 {
+        let command = home.command(&["proxy", &running.mcp_url]);
+        let (transport, _) = TokioChildProcess::builder(command)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let client = ClientConfig::default().serve(transport).await.unwrap();
+        let tools = client.list_tools(Default::default()).await.unwrap();
+        assert!(tools.tools.iter().any(|t| t.name == "add"));
+        let sum = client
+            .call_tool(call("add", json!({"a": 40, "b": 2})))
+            .await
+            .unwrap();
+        assert_eq!(text(&sum.content), "42");
+        let whoami = client.call_tool(call("whoami", json!({}))).await.unwrap();
+        let whoami: Value = serde_json::from_str(&text(&whoami.content)).unwrap();
+        assert_eq!(whoami["subject"], "demo-user");
+        client.cancel().await.unwrap();
+        // The first run signed in once; the restart found the stored tokens.
+        assert_eq!(home.sign_ins(), 1, "round {round}");
+    }
+    // `status` shows what is kept, never a token.
+    let (ok, stdout, _) = run(home.command(&["status"])).await;
+    assert!(ok);
+    assert!(stdout.contains(&running.mcp_url), "{stdout}");
+    assert!(stdout.contains("mcp:tools"), "{stdout}");
+    let stored = std::fs::read_to_string(home.store()).unwrap();
+    let stored: Value = serde_json::from_str(&stored).unwrap();
+    let token = stored["records"][0][1]["tokens"]["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(!stdout.contains(&token));
+    // `logout` forgets them: the next call signs in again.
+    assert!(run(home.command(&["logout", &running.mcp_url])).await.0);
+    let (ok, stdout, stderr) = run(home.command(&[
+        "call",
+        &running.mcp_url,
+        "add",
+        "--arg",
+        "a=1",
+        "--arg",
+        "b=2",
+    ]))
+    .await;
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("\"3\""), "{stdout}");
+    assert_eq!(home.sign_ins(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_bridges_started_together_sign_in_once() {
+    let running = server().await;
+    let home = Home::new();
+    let calls = (0..3).map(|_| {
+        let command = home.command(&[
+            "call",
+            &running.mcp_url,
+            "add",
+            "--arg",
+            "a=2",
+            "--arg",
+            "b=3",
+        ]);
+        tokio::spawn(run(command))
+    });
+    for call in calls {
+        let (ok, stdout, stderr) = call.await.unwrap();
+        assert!(ok, "{stderr}");
+        assert!(stdout.contains("\"5\""), "{stdout}");
+    }
+    assert_eq!(home.sign_ins(), 1, "one browser tab for three bridges");
+}
+
+/// A proxy with stored tokens, its standard streams piped.
+async fn signed_in_proxy(home: &Home, url: &str) -> tokio::process::Child {
+    let (ok, _, stderr) = run(home.command(&["login", url])).await;
+    assert!(ok, "{stderr}");
+    let mut command = home.command(&["proxy", url]);
+    command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command.spawn().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_standard_input_ends_the_bridge_with_status_0_within_a_second() {
+    let running = server().await;
+    let home = Home::new();
+    let mut child = signed_in_proxy(&home, &running.mcp_url).await;
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
+    stdin
+        .write_all(format!("{initialize}\n").as_bytes())
+        .await
+        .unwrap();
+    let answer: Value = serde_json::from_str(&stdout.next_line().await.unwrap().unwrap()).unwrap();
+    assert_eq!(answer["id"], 1);
+    assert!(answer["result"]["serverInfo"].is_object(), "{answer}");
+    drop(stdin);
+    let closed = Instant::now();
+    let status = tokio::time::timeout(Duration::from_secs(5), child.wait())
+        .await
+        .expect("the bridge exits")
+        .unwrap();
+    assert!(status.success());
+    assert!(
+        closed.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        closed.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_server_is_a_json_rpc_error_and_a_message_on_stderr() {
+    let home = Home::new();
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}/mcp");
+    let mut command = home.command(&["proxy", &url]);
+    command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let request = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/list"});
+    stdin
+        .write_all(format!("{request}\n").as_bytes())
+        .await
+        .unwrap();
+    let line = tokio::time::timeout(Duration::from_secs(10), stdout.next_line())
+        .await
+        .expect("an answer, not a hang")
+        .unwrap()
+        .unwrap();
+    let answer: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(answer["id"], 7);
+    assert!(answer["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("could not be reached"));
+    drop(stdin);
+    let output = tokio::time::timeout(Duration::from_secs(5), child.wait_with_output())
+        .await
+        .expect("the bridge exits")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("could not be delivered"), "{stderr}");
+    assert_eq!(home.sign_ins(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_browser_the_redirect_is_pasted_back() {
+    let running = server().await;
+    let home = Home::new();
+    let mut command = home.command(&["login", &running.mcp_url, "--no-browser"]);
+    command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    // The URL, printed on standard error.
+    let url = loop {
+        let line = tokio::time::timeout(Duration::from_secs(20), stderr.next_line())
+            .await
+            .expect("the sign-in URL")
+            .unwrap()
+            .expect("more output");
+        if let Some(url) = line
+            .trim()
+            .strip_prefix("http")
+            .map(|rest| format!("http{rest}"))
+        {
+            if url.contains("/authorize?") {
+                break url;
+            }
+        }
+    };
+    // The "browser" on another machine: the server approves and redirects to the callback,
+    // which nothing serves; the user copies the address.
+    let answer = support::get(&url).await;
+    let redirect = answer.headers["location"].to_str().unwrap().to_owned();
+    assert!(redirect.contains("code="));
+    stdin
+        .write_all(format!("{redirect}\n").as_bytes())
+        .await
+        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("login ends")
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(home.sign_ins(), 0, "no browser was opened");
+    let (ok, stdout, _) = run(home.command(&["status"])).await;
+    assert!(ok && stdout.contains(&running.mcp_url), "{stdout}");
+}
+
+#[tokio::test]
+async fn help_lists_every_command_and_the_flags_users_look_for() {
+    let mut help = Command::new(BIN);
+    help.arg("--help");
+    let (ok, stdout, _) = run(help).await;
+    assert!(ok);
+    for command in ["proxy", "login", "logout", "status", "call"] {
+        assert!(stdout.contains(command), "{command}: {stdout}");
+    }
+    let mut help = Command::new(BIN);
+    help.args(["proxy", "--help"]);
+    let (ok, stdout, _) = run(help).await;
+    assert!(ok);
+    for flag in [
+        "--header",
+        "--client-id",
+        "--client-secret",
+        "--scope",
+        "--authorize-param",
+        "--no-resource",
+        "--callback-port",
+        "--no-browser",
+        "--ca-file",
+        "--transport",
+    ] {
+        assert!(stdout.contains(flag), "{flag}: {stdout}");
+    }
+}
