@@ -346,3 +346,102 @@ async fn help_lists_every_command_and_the_flags_users_look_for() {
         assert!(stdout.contains(flag), "{flag}: {stdout}");
     }
 }
+
+/// A server (no authorization) with a tool that asks the client for its roots: a request from
+/// the server to the client, which must cross the bridge both ways. (Roots are deprecated from
+/// 2026-07-28 on, SEP-2577, but 2025 servers still ask for them.)
+#[allow(deprecated)]
+mod asking {
+    use rmcp::handler::server::router::tool::ToolRouter;
+    use rmcp::model::{CallToolResult, ContentBlock, ServerCapabilities, ServerConfig};
+    use rmcp::service::RequestContext;
+    use rmcp::{tool, tool_handler, tool_router, ErrorData, RoleServer, ServerHandler};
+
+    #[derive(Clone)]
+    pub(crate) struct Asking {
+        tool_router: ToolRouter<Self>,
+    }
+
+    #[tool_router]
+    impl Asking {
+        pub(crate) fn new() -> Self {
+            Self {
+                tool_router: Self::tool_router(),
+            }
+        }
+
+        #[tool(description = "Asks the client for its roots")]
+        async fn roots(
+            &self,
+            context: RequestContext<RoleServer>,
+        ) -> Result<CallToolResult, ErrorData> {
+            let roots = context
+                .peer
+                .list_roots()
+                .await
+                .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+            let uris: Vec<String> = roots.roots.into_iter().map(|r| r.uri).collect();
+            Ok(CallToolResult::success(vec![ContentBlock::text(
+                uris.join(","),
+            )]))
+        }
+    }
+
+    #[tool_handler(router = self.tool_router)]
+    impl ServerHandler for Asking {
+        fn get_info(&self) -> ServerConfig {
+            ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+        }
+    }
+}
+
+/// The client side: answers `roots/list`.
+struct RootsClient;
+
+#[allow(deprecated)]
+impl rmcp::ClientHandler for RootsClient {
+    fn get_info(&self) -> ClientConfig {
+        ClientConfig::new(
+            rmcp::model::ClientCapabilities::builder()
+                .enable_roots()
+                .build(),
+            rmcp::model::Implementation::new("roots-client", "1"),
+        )
+    }
+
+    async fn list_roots(
+        &self,
+        _: rmcp::service::RequestContext<rmcp::RoleClient>,
+    ) -> Result<rmcp::model::ListRootsResult, rmcp::ErrorData> {
+        Ok(rmcp::model::ListRootsResult::new(vec![
+            rmcp::model::Root::new("file:///home/user/project"),
+            rmcp::model::Root::new("file:///tmp"),
+        ]))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_from_the_server_is_answered_by_the_client_through_the_bridge() {
+    let service = rmcp::transport::StreamableHttpService::new(
+        || Ok(asking::Asking::new()),
+        std::sync::Arc::new(
+            rmcp::transport::streamable_http_server::session::local::LocalSessionManager::default(),
+        ),
+        Default::default(),
+    );
+    let base = support::serve(axum::Router::new().nest_service("/mcp", service)).await;
+    let home = Home::new();
+    let command = home.command(&["proxy", &format!("{base}/mcp")]);
+    let (transport, _) = TokioChildProcess::builder(command)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = RootsClient.serve(transport).await.unwrap();
+    let answer = client.call_tool(call("roots", json!({}))).await.unwrap();
+    assert_eq!(
+        text(&answer.content),
+        "file:///home/user/project,file:///tmp"
+    );
+    client.cancel().await.unwrap();
+    assert_eq!(home.sign_ins(), 0, "no authorization asked");
+}

@@ -1,0 +1,190 @@
+//! `mcp-oauth proxy` against a direct client, in one run on loopback: the added latency of a
+//! `tools/call` through the bridge (rmcp's client on stdio → the bridge → the server) against
+//! rmcp's client on our transport and `OAuthLayer` straight to the same server, the bridge's
+//! resident memory idle and after many calls, and the time from start to the first answer with
+//! stored tokens.
+//!
+//! `cargo bench --bench bridge --features cli` (`BRIDGE_CALLS`, default 2,000 per round;
+//! `BRIDGE_ROUNDS`, default 3; `BRIDGE_MEMORY_CALLS`, default 10,000). Needs python3 (the
+//! sign-in's stand-in browser follows one redirect).
+
+#[path = "../examples/support/oauth_server_app.rs"]
+mod oauth_server_app;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use rmcp::model::CallToolRequestParams;
+use rmcp::service::RunningService;
+use rmcp::transport::TokioChildProcess;
+use rmcp::{RoleClient, ServiceExt};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::Command;
+use tower::ServiceBuilder;
+use tower_mcp_oauth::client::{FileStore, OAuthConfig, OAuthLayer, OAuthState};
+use tower_mcp_oauth::transport::{StreamableHttpConfig, StreamableHttpTransport};
+
+const BIN: &str = env!("CARGO_BIN_EXE_mcp-oauth");
+
+fn setting(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn add_call() -> CallToolRequestParams {
+    let arguments = serde_json::json!({"a": 1, "b": 2});
+    CallToolRequestParams::new("add").with_arguments(arguments.as_object().unwrap().clone())
+}
+
+/// Median per-call time of `calls` sequential `tools/call`s.
+async fn per_call(client: &RunningService<RoleClient, ()>, calls: usize) -> Duration {
+    let mut times = Vec::with_capacity(calls);
+    for _ in 0..calls {
+        let at = Instant::now();
+        client.call_tool(add_call()).await.unwrap();
+        times.push(at.elapsed());
+    }
+    times.sort();
+    times[times.len() / 2]
+}
+
+fn resident_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn proxy(url: &str, store: &Path) -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .args(["proxy", url, "--store-file"])
+        .arg(store)
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true);
+    command
+}
+
+fn main() {
+    let calls = setting("BRIDGE_CALLS", 2_000);
+    let rounds = setting("BRIDGE_ROUNDS", 3);
+    let memory_calls = setting("BRIDGE_MEMORY_CALLS", 10_000);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let running = oauth_server_app::start(oauth_server_app::Options {
+            port: 0,
+            auto_approve: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let url = running.mcp_url.clone();
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("credentials.json");
+        let browser = dir.path().join("browser.sh");
+        std::fs::write(
+            &browser,
+            "#!/bin/sh\npython3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1]).read()' \"$1\" >/dev/null 2>&1 &\n",
+        )
+        .unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&browser, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let login = Command::new(BIN)
+            .args(["login", &url, "--store-file"])
+            .arg(&store)
+            .env("BROWSER", &browser)
+            .env("RUST_LOG", "warn")
+            .status()
+            .await
+            .unwrap();
+        assert!(login.success(), "mcp-oauth login failed");
+
+        // The direct client: the same store, already signed in.
+        let state = OAuthState::new(&url, Some(OAuthConfig::new().store(FileStore::new(&store))))
+            .await
+            .unwrap();
+        let stack = ServiceBuilder::new()
+            .layer(OAuthLayer::new(state))
+            .service(tower_mcp_oauth::http::hyper_client());
+        let direct = ().serve(StreamableHttpTransport::new(stack, StreamableHttpConfig::new(&url)))
+            .await
+            .unwrap();
+        let (transport, _) = TokioChildProcess::builder(proxy(&url, &store))
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = transport.id().unwrap();
+        let bridged = ().serve(transport).await.unwrap();
+        // Warm both up.
+        per_call(&direct, 200).await;
+        per_call(&bridged, 200).await;
+        let idle = resident_kib(pid);
+
+        let mut pairs = Vec::new();
+        for _ in 0..rounds {
+            let d = per_call(&direct, calls).await;
+            let b = per_call(&bridged, calls).await;
+            pairs.push((d, b));
+        }
+        for _ in 0..memory_calls / 1_000 {
+            per_call(&bridged, 1_000).await;
+        }
+        let after = resident_kib(pid);
+        bridged.cancel().await.unwrap();
+        direct.cancel().await.unwrap();
+
+        // Start to first answer, with stored tokens: spawn, initialize, read one line.
+        let mut startups = Vec::new();
+        for _ in 0..10 {
+            let started = Instant::now();
+            let mut child = proxy(&url, &store)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            let mut stdin = child.stdin.take().unwrap();
+            let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+            let initialize = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"bench","version":"1"}}}"#;
+            stdin.write_all(format!("{initialize}\n").as_bytes()).await.unwrap();
+            stdout.next_line().await.unwrap().unwrap();
+            startups.push(started.elapsed());
+            drop(stdin);
+            let _ = child.wait().await;
+        }
+        startups.sort();
+
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        println!("bridge: {rounds} rounds of {calls} sequential tools/call, loopback, same server");
+        for (round, (d, b)) in pairs.iter().enumerate() {
+            println!(
+                "  round {round}: direct median {:.3} ms, through mcp-oauth {:.3} ms, added {:.3} ms",
+                ms(*d),
+                ms(*b),
+                ms(*b) - ms(*d)
+            );
+        }
+        let kib = |v: Option<u64>| v.map(|k| format!("{:.1} MiB", k as f64 / 1024.0)).unwrap_or("n/a".into());
+        println!(
+            "  resident memory of mcp-oauth: idle {}, after {} more calls {}",
+            kib(idle),
+            memory_calls + rounds * calls,
+            kib(after)
+        );
+        println!(
+            "  start to first answer with stored tokens: median {:.1} ms (min {:.1}, max {:.1}) over 10 starts",
+            ms(startups[5]),
+            ms(startups[0]),
+            ms(startups[9])
+        );
+    });
+}
