@@ -29,6 +29,10 @@ pub const DEFAULT_MAX_SIZE: usize = 16;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Serializes migrations across replicas: an advisory lock held for the migrating transaction.
+#[cfg_attr(
+    not(any(feature = "client", feature = "server", feature = "authorization-server")),
+    allow(dead_code)
+)]
 const MIGRATION_LOCK: i64 = 0x6d63_705f_6f61_7574; // "mcp_oaut"
 
 /// A pool of PostgreSQL connections, shared by every store of a process. Cheap to clone.
@@ -96,6 +100,10 @@ impl PostgresPool {
         })
     }
 
+    #[cfg_attr(
+        not(any(feature = "client", feature = "server", feature = "authorization-server")),
+        allow(dead_code)
+    )]
     /// Applies the migrations of `component` not applied yet, in order, each once: replicas
     /// starting together take an advisory lock, so exactly one applies each.
     pub(crate) async fn migrate(&self, component: &str, migrations: &[&str]) -> Result<()> {
@@ -232,6 +240,7 @@ pub(crate) fn database_error(doing: &str, error: &tokio_postgres::Error) -> Erro
     )
 }
 
+#[cfg_attr(not(feature = "authorization-server"), allow(dead_code))]
 /// `sql` prepared once per connection (one round trip per query afterwards, not two), then
 /// run for at most one row.
 pub(crate) async fn query_opt(
@@ -249,6 +258,7 @@ pub(crate) async fn query_opt(
         .map_err(|e| database_error(doing, &e))
 }
 
+#[cfg_attr(not(feature = "authorization-server"), allow(dead_code))]
 /// `sql` prepared once per connection, then run; the rows it changed.
 pub(crate) async fn execute(
     db: &impl GenericClient,
@@ -265,11 +275,13 @@ pub(crate) async fn execute(
         .map_err(|e| database_error(doing, &e))
 }
 
+#[cfg_attr(not(feature = "authorization-server"), allow(dead_code))]
 /// The current time in seconds since the epoch, as the stores count it (i64 for PostgreSQL).
 pub(crate) fn seconds(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
+#[cfg_attr(not(feature = "authorization-server"), allow(dead_code))]
 /// A stored time back as seconds since the epoch.
 pub(crate) fn unsigned(value: i64) -> u64 {
     u64::try_from(value).unwrap_or(0)
