@@ -30,7 +30,11 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Serializes migrations across replicas: an advisory lock held for the migrating transaction.
 #[cfg_attr(
-    not(any(feature = "client", feature = "server", feature = "authorization-server")),
+    not(any(
+        feature = "client",
+        feature = "server",
+        feature = "authorization-server"
+    )),
     allow(dead_code)
 )]
 const MIGRATION_LOCK: i64 = 0x6d63_705f_6f61_7574; // "mcp_oaut"
@@ -101,7 +105,11 @@ impl PostgresPool {
     }
 
     #[cfg_attr(
-        not(any(feature = "client", feature = "server", feature = "authorization-server")),
+        not(any(
+            feature = "client",
+            feature = "server",
+            feature = "authorization-server"
+        )),
         allow(dead_code)
     )]
     /// Applies the migrations of `component` not applied yet, in order, each once: replicas
