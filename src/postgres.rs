@@ -343,13 +343,15 @@ impl PostgresReplayCache {
             .inserts
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if count % 256 == 255 {
-            db.execute(
-                "DELETE FROM mcp_oauth_replay WHERE ctid = ANY(ARRAY(
+            // The id is taken already: a failed sweep must not turn it into an error.
+            let _ = db
+                .execute(
+                    "DELETE FROM mcp_oauth_replay WHERE ctid = ANY(ARRAY(
                      SELECT ctid FROM mcp_oauth_replay WHERE expires_at <= $1 LIMIT 1000))",
-                &[&seconds(now)],
-            )
-            .await
-            .map_err(|e| database_error("sweeping one-time ids", &e))?;
+                    &[&seconds(now)],
+                )
+                .await
+                .inspect_err(|error| tracing::warn!(%error, "sweeping one-time ids failed"));
         }
         Ok(taken == 1)
     }

@@ -208,9 +208,13 @@ async fn client_assertions_are_refused_when_replayed_misdirected_or_malformed() 
     );
     assert!(description(&again).contains("used before"));
 
+    // draft-ietf-oauth-rfc7523bis: the issuer alone, as one string; the token endpoint (which a
+    // malicious server could name as its own) or an array is refused.
     let token_endpoint = format!("{}/token", s.base);
-    let at_token_endpoint = sign_with(&claims(json!({ "aud": token_endpoint })), es256("ec-1"));
-    assert_eq!(request(at_token_endpoint).await.status, 200);
+    for aud in [json!(token_endpoint), json!([s.base])] {
+        let answer = request(sign_with(&claims(json!({ "aud": aud })), es256("ec-1"))).await;
+        assert_eq!(answer.error(), "invalid_client", "{aud}");
+    }
 
     let cases = [
         (
@@ -609,6 +613,38 @@ async fn id_jag_server(idp: &Issuer) -> (Server, String, String) {
 }
 
 #[tokio::test]
+async fn a_public_client_cannot_redeem_an_id_jag() {
+    let idp = Issuer::start().await;
+    let s = start(|c| c.trust_enterprise_idp(EnterpriseIdp::new(&idp.base))).await;
+    let public = s
+        .server
+        .register_client(ClientMetadata {
+            grant_types: vec![JWT_BEARER.into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let now = now_secs();
+    let mut header = es256("ec-1");
+    header.typ = Some("oauth-id-jag+jwt".into());
+    let id_jag = sign_with(
+        &json!({"iss": idp.base, "sub": "alice", "aud": s.base, "client_id": public,
+            "iat": now, "exp": now + 300, "jti": jti()}),
+        header,
+    );
+    let answer = post_token(
+        &s,
+        &[
+            ("grant_type", JWT_BEARER),
+            ("client_id", &public),
+            ("assertion", &id_jag),
+        ],
+    )
+    .await;
+    assert_eq!(answer.error(), "unauthorized_client");
+}
+
+#[tokio::test]
 async fn our_enterprise_client_trades_an_id_jag_for_tokens_of_the_user() {
     let idp = Issuer::start().await;
     let (s, id, secret) = id_jag_server(&idp).await;
@@ -714,6 +750,15 @@ async fn id_jags_are_single_use_and_bound_to_client_server_and_resource() {
     assert_eq!(
         grant(id_jag(json!({})), Some("mcp:admin")).await.error(),
         "invalid_scope"
+    );
+    // RFC 7515's long form of the type is the same type.
+    let mut long_form = es256("ec-1");
+    long_form.typ = Some("application/oauth-id-jag+jwt".into());
+    let claims_long = json!({"iss": idp.base, "sub": "alice@corp.example", "aud": s.base,
+        "client_id": id, "resource": s.resource, "iat": now, "exp": now + 300, "jti": jti()});
+    assert_eq!(
+        grant(sign_with(&claims_long, long_form), None).await.status,
+        200
     );
     // Without the ID-JAG typ it is no ID-JAG, and no workload issuer is trusted here.
     let untyped = sign_with(

@@ -258,7 +258,8 @@ fn replay_id(kind: &str, issuer: &str, jti: &str) -> [u8; 16] {
 }
 
 impl AuthorizationServer {
-    /// What `aud` a JWT meant for this server may name: its issuer or its token endpoint.
+    /// What `aud` a workload token meant for this server may name: its issuer or its token
+    /// endpoint (as Kubernetes and CI systems are configured to ask for).
     fn own_audiences(&self) -> Vec<String> {
         vec![self.issuer().to_owned(), format!("{}/token", self.issuer())]
     }
@@ -303,12 +304,12 @@ impl AuthorizationServer {
         if jwt.claim("iss") != Some(id) || jwt.claim("sub") != Some(id) {
             return Err(refuse("iss and sub must be the client_id"));
         }
-        let audience_ok = jwt
-            .claims
-            .get("aud")
-            .is_some_and(|aud| audience_matches(aud, &self.own_audiences()));
-        if !audience_ok {
-            return Err(refuse("aud must be this server's issuer or token endpoint"));
+        // draft-ietf-oauth-rfc7523bis: the issuer alone, as one string, so an assertion made
+        // for another server that names our token endpoint cannot be replayed here.
+        if jwt.claims.get("aud").and_then(serde_json::Value::as_str) != Some(self.issuer()) {
+            return Err(refuse(
+                "aud must be this server's issuer, as a single string",
+            ));
         }
         let now = now_secs();
         let exp = check_lifetime(&jwt.claims, now, LEEWAY).map_err(refuse)?;
@@ -336,10 +337,24 @@ impl AuthorizationServer {
         let issuer = jwt
             .claim("iss")
             .ok_or_else(|| OAuthError::invalid_grant("assertion: it has no iss"))?;
-        let typ = jwt.header.typ.as_deref().unwrap_or_default();
+        // RFC 7515 §4.1.9: `typ` may carry the `application/` prefix.
+        let typ = jwt
+            .header
+            .typ
+            .as_deref()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let typ = typ.strip_prefix("application/").unwrap_or(&typ);
         let trust = &self.inner.trust;
         let untrusted = || OAuthError::invalid_grant("assertion: its issuer is not trusted here");
-        let grant = if typ.eq_ignore_ascii_case(ID_JAG_TYP) {
+        let grant = if typ == ID_JAG_TYP {
+            // The ID-JAG names the client: only that client, authenticated, may redeem it.
+            if client.auth_method == super::store::ClientAuthMethod::None {
+                return Err(OAuthError::new(
+                    "unauthorized_client",
+                    "an ID-JAG is redeemed by a confidential client",
+                ));
+            }
             let (_, keys) = trust
                 .idps
                 .iter()
@@ -347,6 +362,11 @@ impl AuthorizationServer {
                 .ok_or_else(untrusted)?;
             verify_signature(keys, &jwt).await?;
             self.check_id_jag(client, &jwt, params).await?
+        } else if matches!(typ, "at+jwt" | "dpop+jwt") || typ.ends_with("id-jag+jwt") {
+            // Access tokens, proofs and malformed ID-JAGs are no workload identity.
+            return Err(OAuthError::invalid_grant(
+                "assertion: this kind of JWT is not a grant",
+            ));
         } else {
             let (workload, keys) = trust
                 .workloads

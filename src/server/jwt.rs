@@ -267,7 +267,9 @@ impl JwtVerifierBuilder {
     }
 
     /// Also accepts tokens whose `aud` is `audience` (Entra ID's `api://…` App ID URI, an
-    /// Auth0 API identifier), beside the resource URL.
+    /// Auth0 API identifier), beside the resource URL. `RequireBearer` leaves the audience to
+    /// this verifier, which accepts every audience it is given: give each resource a verifier
+    /// of its own, or a token for one is good at the other.
     pub fn audience(mut self, audience: impl Into<String>) -> Self {
         self.audiences.push(audience.into());
         self

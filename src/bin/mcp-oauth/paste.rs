@@ -8,6 +8,9 @@ use url::Url;
 
 use super::setup::CliError;
 
+/// How long a pasted address is waited for.
+const PASTE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// Prints the authorization URL and reads the redirect URL from the terminal (`/dev/tty`, so it
 /// works while standard input carries MCP), or, where standard input is free (`login`) and
 /// there is no terminal, from standard input.
@@ -68,8 +71,11 @@ impl AuthorizationHandler for PasteHandler {
                 self.redirect_uri
             );
             let stdin_is_free = self.stdin_is_free;
-            let pasted = tokio::task::spawn_blocking(move || read_pasted_line(stdin_is_free))
+            let reading = tokio::task::spawn_blocking(move || read_pasted_line(stdin_is_free));
+            // Other bridges wait for this sign-in: it does not wait for ever.
+            let pasted = tokio::time::timeout(PASTE_TIMEOUT, reading)
                 .await
+                .map_err(|_| handler_error("nothing was pasted within 10 minutes"))?
                 .map_err(|_| handler_error("the terminal reader failed"))?
                 .map_err(|_| handler_error("cannot read the pasted address"))?;
             Url::parse(&pasted).map_err(|_| handler_error("what was pasted is not an address"))

@@ -308,7 +308,15 @@ impl Session {
         // Processes sharing the store sign in once: the others wait for the lease, then take
         // what the first one stored (never tokens this session already let go of).
         let key = CredentialKey::new(self.resource_key(), discovery.issuer());
-        let _lease = self.config.store.lease(&key).await?;
+        // Waiting longer than the store's lease timeout (someone is slow to sign in) degrades
+        // to signing in here too, never to a failed request.
+        let _lease = match self.config.store.lease(&key).await {
+            Ok(lease) => lease,
+            Err(error) => {
+                tracing::warn!(%error, "could not wait for another sign-in; signing in here");
+                None
+            }
+        };
         // A step-up asks for more than any stored tokens have: it always signs in.
         let adoptable = if scopes.is_none() {
             self.signed_in_elsewhere(&key).await?
@@ -354,9 +362,24 @@ impl Session {
             return Ok(None);
         };
         let dropped = self.with(|s| s.dropped_access);
+        let pre_registered = self.config.client.pre_registered.as_ref();
+        let same_client = match (pre_registered, &record.client) {
+            (Some(ours), Some(theirs)) => ours.client_id == theirs.client_id,
+            (Some(_), None) => false,
+            (None, _) => true,
+        };
         let Some(tokens) = record.tokens.filter(|t| {
+            // Usable here and now: good for a while, attachable, with its DPoP key if bound,
+            // issued to this client, for at least the scopes configured.
             !t.expires_within(self.config.refresh_margin.as_secs())
                 && tokens::is_attachable(t.access_token.expose())
+                && (!t.token_type.eq_ignore_ascii_case("dpop") || t.dpop_key.is_some())
+                && same_client
+                && self
+                    .config
+                    .scopes
+                    .as_ref()
+                    .is_none_or(|wanted| wanted.iter().all(|s| t.scopes.contains(s)))
                 && Some(super::token_cache::access_digest(t)) != dropped
         }) else {
             return Ok(None);
