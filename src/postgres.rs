@@ -18,8 +18,9 @@ use std::time::Duration;
 use deadpool_postgres::{
     GenericClient, Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime,
 };
+use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{NoTls, Row};
+use tokio_postgres::Row;
 
 use crate::error::{Error, ErrorKind, Result};
 
@@ -62,6 +63,8 @@ pub struct PostgresPoolBuilder {
     url: String,
     max_size: usize,
     timeout: Duration,
+    extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
+    allow_plaintext: bool,
 }
 
 impl std::fmt::Debug for PostgresPoolBuilder {
@@ -81,6 +84,8 @@ impl PostgresPool {
             url: url.into(),
             max_size: DEFAULT_MAX_SIZE,
             timeout: DEFAULT_TIMEOUT,
+            extra_roots: Vec::new(),
+            allow_plaintext: false,
         }
     }
 
@@ -180,6 +185,25 @@ impl PostgresPoolBuilder {
         self
     }
 
+    /// Also trusts the PEM certificates in `roots_pem` for the database's TLS certificate (a
+    /// private CA), beside the webpki roots.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Config`] when `roots_pem` holds no valid certificate.
+    pub fn root_certificates(mut self, roots_pem: &[u8]) -> Result<Self> {
+        self.extra_roots
+            .extend(crate::http::parse_certificates(roots_pem)?);
+        Ok(self)
+    }
+
+    /// Lets a database off loopback be reached without TLS (`sslmode=disable` or `prefer` in
+    /// the URL). Off by default: credentials, refresh tokens and DPoP keys travel to the
+    /// database, so anywhere but loopback or a Unix socket, TLS is required.
+    pub fn allow_plaintext(mut self, allow: bool) -> Self {
+        self.allow_plaintext = allow;
+        self
+    }
+
     /// Builds the pool and checks that the database answers.
     ///
     /// # Errors
@@ -211,9 +235,36 @@ impl PostgresPoolBuilder {
         config
             .connect_timeout(self.timeout)
             .options(options.trim_start());
+        let local = config.get_hosts().iter().all(|host| match host {
+            Host::Tcp(name) => {
+                name == "localhost"
+                    || name
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback())
+            }
+            #[cfg(unix)]
+            Host::Unix(_) => true,
+        });
+        if !local && !self.allow_plaintext {
+            match config.get_ssl_mode() {
+                SslMode::Disable => {
+                    return Err(Error::new(
+                        ErrorKind::Config,
+                        "sslmode=disable to a database off loopback: use TLS, or allow_plaintext",
+                    ))
+                }
+                // `prefer` would fall back to plaintext silently.
+                _ => {
+                    config.ssl_mode(SslMode::Require);
+                }
+            }
+        }
+        let tls = tokio_postgres_rustls::MakeRustlsConnect::new(crate::http::tls_config(
+            &self.extra_roots,
+        ));
         let manager = Manager::from_config(
             config,
-            NoTls,
+            tls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -366,5 +417,33 @@ impl crate::dpop::ReplayCache for PostgresReplayCache {
         now: u64,
     ) -> crate::BoxFuture<'_, Result<bool>> {
         Box::pin(self.first_use(id, expires_at, now))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plaintext_to_a_remote_database_is_refused_unless_allowed() {
+        let remote = "postgres://mcp:hunter2@db.example.com/mcp?sslmode=disable";
+        let error = PostgresPool::builder(remote).build().unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Config);
+        assert!(!error.to_string().contains("hunter2"));
+        assert!(PostgresPool::builder(remote)
+            .allow_plaintext(true)
+            .build()
+            .is_ok());
+        // Loopback and the default (TLS preferred, required off loopback) build.
+        assert!(
+            PostgresPool::builder("postgres://mcp@127.0.0.1/mcp?sslmode=disable")
+                .build()
+                .is_ok()
+        );
+        assert!(PostgresPool::builder("postgres://mcp@db.example.com/mcp")
+            .build()
+            .is_ok());
+        let malformed = PostgresPool::builder("postgres://mcp:hunter2@[::1").build();
+        assert!(malformed.is_err_and(|e| !format!("{e:?}").contains("hunter2")));
     }
 }
