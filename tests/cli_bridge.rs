@@ -445,3 +445,52 @@ async fn a_request_from_the_server_is_answered_by_the_client_through_the_bridge(
     client.cancel().await.unwrap();
     assert_eq!(home.sign_ins(), 0, "no authorization asked");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_machine_calls_tools_with_client_credentials_and_no_browser() {
+    let running = server().await;
+    let (id, secret) = running
+        .authorization_server
+        .register_confidential_client(tower_mcp_oauth::metadata::ClientMetadata {
+            grant_types: vec!["client_credentials".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let issuer = running.authorization_server.issuer().to_owned();
+    let home = Home::new();
+    let (ok, stdout, stderr) = run(home.command(&[
+        "call",
+        &running.mcp_url,
+        "whoami",
+        "--grant",
+        "client-credentials",
+        "--client-id",
+        &id,
+        "--client-secret",
+        secret.expose(),
+        "--issuer",
+        &issuer,
+    ]))
+    .await;
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains(&id),
+        "the token speaks for the client: {stdout}"
+    );
+    assert_eq!(home.sign_ins(), 0, "no browser for a machine");
+    assert!(!stderr.contains(secret.expose()));
+    // Without the secret, the grant is refused before any request.
+    let (ok, _, stderr) = run(home.command(&[
+        "call",
+        &running.mcp_url,
+        "whoami",
+        "--grant",
+        "client-credentials",
+        "--client-id",
+        &id,
+    ]))
+    .await;
+    assert!(!ok);
+    assert!(stderr.contains("--client-secret"), "{stderr}");
+}

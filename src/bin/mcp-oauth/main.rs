@@ -89,6 +89,15 @@ struct Options {
     /// The authorization server --client-id belongs to.
     #[arg(long, value_name = "URL")]
     issuer: Option<String>,
+    /// How to get tokens: a person signing in (default), the client's own credentials
+    /// (--client-id, --client-secret, --issuer), or a workload identity token
+    /// (--assertion-file).
+    #[arg(long, value_enum, default_value_t = GrantChoice::AuthorizationCode)]
+    grant: GrantChoice,
+    /// The workload identity token (a Kubernetes projected token, a SPIFFE JWT-SVID), read
+    /// again at each acquisition as it rotates; implies --grant jwt-bearer.
+    #[arg(long, value_name = "PATH")]
+    assertion_file: Option<std::path::PathBuf>,
     /// The client's Client ID Metadata Document URL (used where the server supports them).
     #[arg(long, value_name = "URL")]
     client_metadata_url: Option<String>,
@@ -122,6 +131,16 @@ struct StoreOptions {
     /// config directory].
     #[arg(long, value_name = "PATH")]
     store_file: Option<std::path::PathBuf>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum GrantChoice {
+    /// A person signs in through the browser (or a pasted redirect).
+    AuthorizationCode,
+    /// Client credentials: no person involved.
+    ClientCredentials,
+    /// A workload identity token (RFC 7523 JWT bearer).
+    JwtBearer,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]

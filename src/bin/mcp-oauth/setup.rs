@@ -8,14 +8,14 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, Request};
 use tower_mcp_oauth::client::{
-    ClientRegistration, CredentialKey, CredentialStore, FileStore, LoopbackHandler, OAuth,
-    OAuthConfig, OAuthLayer, OAuthState, TokenEndpointAuthMethod, TokenSet,
+    ClientRegistration, CredentialKey, CredentialStore, FileStore, Grant, LoopbackHandler, OAuth,
+    OAuthConfig, OAuthLayer, OAuthState, TokenEndpointAuthMethod, TokenSet, TokenSource,
 };
 use tower_mcp_oauth::http::{hyper_client, hyper_client_with_roots, HttpClient, HyperClient};
 use url::Url;
 
 use super::paste::PasteHandler;
-use super::{Options, StoreOptions};
+use super::{GrantChoice, Options, StoreOptions};
 
 /// What the commands fail with: a message for standard error, never a secret.
 #[derive(Debug)]
@@ -109,6 +109,23 @@ pub(crate) async fn oauth_state(
             None => client,
         });
     }
+    config = match (options.grant, &options.assertion_file) {
+        (_, Some(path)) => config.grant(Grant::JwtBearer {
+            assertion: TokenSource::file(path.clone()),
+        }),
+        (GrantChoice::JwtBearer, None) => {
+            return Err(CliError::new("--grant jwt-bearer needs --assertion-file"))
+        }
+        (GrantChoice::ClientCredentials, None) => {
+            if options.client_secret.is_none() {
+                return Err(CliError::new(
+                    "--grant client-credentials needs --client-id, --client-secret and --issuer",
+                ));
+            }
+            config.grant(Grant::ClientCredentials)
+        }
+        (GrantChoice::AuthorizationCode, None) => config,
+    };
     if let Some(url) = &options.client_metadata_url {
         let url =
             Url::parse(url).map_err(|_| CliError::new("--client-metadata-url is not a URL"))?;
