@@ -317,6 +317,54 @@ async fn replicas_starting_together_migrate_once_and_share_one_time_ids() {
     assert!(caches[1].first_use(id, now + 120, now + 61).await.unwrap());
 }
 
+#[tokio::test]
+async fn a_full_consent_table_drops_the_oldest_page_of_the_client_holding_the_most() {
+    use tower_mcp_oauth::authorization_server::{AuthorizationStore, PendingConsent, TokenHash};
+    let Some(url) = database_url() else { return };
+    let url = fresh_schema(&url).await;
+    let pool = PostgresPool::connect(&url).await.unwrap();
+    let store = PostgresAuthorizationStore::new(pool)
+        .await
+        .unwrap()
+        .max_consents(3);
+    let page = |client: &str, expires_at: u64| PendingConsent {
+        client_id: client.into(),
+        client_name: None,
+        redirect_uri: "http://127.0.0.1:9/callback".into(),
+        redirect_uri_in_request: true,
+        state: None,
+        scopes: vec![],
+        resource: "http://127.0.0.1:1/mcp".into(),
+        code_challenge: "c".into(),
+        subject: "alice".into(),
+        csrf_hash: TokenHash([0; 32]),
+        expires_at,
+    };
+    let now = support::now_secs();
+    let id = |n: u8| TokenHash([n; 32]);
+    store
+        .save_consent(id(1), page("flooder", now + 100))
+        .await
+        .unwrap();
+    store
+        .save_consent(id(2), page("flooder", now + 200))
+        .await
+        .unwrap();
+    store
+        .save_consent(id(3), page("honest", now + 300))
+        .await
+        .unwrap();
+    // Full: the flooder's oldest page goes, the honest client's stays.
+    store
+        .save_consent(id(4), page("flooder", now + 400))
+        .await
+        .unwrap();
+    assert!(store.take_consent(id(1)).await.unwrap().is_none());
+    assert!(store.take_consent(id(3)).await.unwrap().is_some());
+    assert!(store.take_consent(id(2)).await.unwrap().is_some());
+    assert!(store.take_consent(id(4)).await.unwrap().is_some());
+}
+
 /// A TCP relay to the database that can be cut and restored, as a database restart would
 /// look to the replicas: connections dropped, then refused, then accepted again.
 struct Relay {

@@ -93,6 +93,8 @@ const SPENT_CODE_MEMORY_SECS: u64 = 600;
 const UNSAVED_REVOCATION_SECS: u64 = 3_600;
 /// Consent pages one client may have waiting.
 const MAX_CONSENTS_PER_CLIENT: i64 = 16;
+/// Consent pages open at once across the deployment, by default.
+const MAX_CONSENTS: i64 = 20_000;
 /// Writes between two sweeps of expired rows.
 const SWEEP_EVERY: usize = 256;
 /// Rows one sweep statement deletes at most: short statements, short locks.
@@ -122,6 +124,7 @@ const SWEEP_BATCH: i64 = 500;
 pub struct PostgresAuthorizationStore {
     pool: PostgresPool,
     max_clients: i64,
+    max_consents: i64,
     writes: Arc<AtomicUsize>,
 }
 
@@ -135,6 +138,7 @@ impl PostgresAuthorizationStore {
         Ok(Self {
             pool,
             max_clients: 100_000,
+            max_consents: MAX_CONSENTS,
             writes: Arc::new(AtomicUsize::new(0)),
         })
     }
@@ -142,6 +146,13 @@ impl PostgresAuthorizationStore {
     /// The most clients kept (default 100,000): past it, registration fails.
     pub fn max_clients(mut self, max_clients: usize) -> Self {
         self.max_clients = i64::try_from(max_clients).unwrap_or(i64::MAX);
+        self
+    }
+
+    /// The most consent pages open at once (default 20,000): past it, the client holding the
+    /// most loses its oldest, so no client (registration is open) pushes out the others'.
+    pub fn max_consents(mut self, max_consents: usize) -> Self {
+        self.max_consents = i64::try_from(max_consents).unwrap_or(i64::MAX);
         self
     }
 
@@ -654,6 +665,18 @@ impl PostgresAuthorizationStore {
                  SELECT id FROM mcp_oauth_consents WHERE client_id = $1
                  ORDER BY expires_at DESC OFFSET $2)",
             &[&consent.client_id, &(MAX_CONSENTS_PER_CLIENT - 1)],
+            "saving a consent request",
+        )
+        .await?;
+        execute(
+            &tx,
+            "DELETE FROM mcp_oauth_consents WHERE id = (
+                 SELECT id FROM mcp_oauth_consents WHERE client_id = (
+                     SELECT client_id FROM mcp_oauth_consents
+                     GROUP BY client_id ORDER BY count(*) DESC LIMIT 1)
+                 ORDER BY expires_at LIMIT 1)
+             AND (SELECT count(*) FROM mcp_oauth_consents) >= $1",
+            &[&self.max_consents],
             "saving a consent request",
         )
         .await?;
