@@ -13,6 +13,8 @@
 
 mod support;
 
+use support::postgres::{database_url, fresh_schema};
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -28,36 +30,6 @@ use tower_mcp_oauth::authorization_server::{
 use tower_mcp_oauth::dpop::ReplayCache;
 use tower_mcp_oauth::postgres::{PostgresPool, PostgresReplayCache};
 use tower_mcp_oauth::server::{TokenVerifier, VerifyError};
-
-/// The database URL, or `None` when the tests are to be skipped.
-fn database_url() -> Option<String> {
-    match std::env::var("DATABASE_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            assert!(
-                std::env::var("REQUIRE_POSTGRES_TESTS").as_deref() != Ok("1"),
-                "REQUIRE_POSTGRES_TESTS=1 but DATABASE_URL is not set"
-            );
-            eprintln!("skipped: DATABASE_URL is not set (PostgreSQL tests)");
-            None
-        }
-    }
-}
-
-/// A fresh schema of its own for one test, and the URL that uses it.
-async fn fresh_schema(url: &str) -> String {
-    let schema = format!("t_{:016x}", rand::random::<u64>());
-    let (admin, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    admin
-        .batch_execute(&format!("CREATE SCHEMA {schema}"))
-        .await
-        .unwrap();
-    let separator = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{separator}options=-c%20search_path%3D{schema}")
-}
 
 /// One deployment: the issuer everybody names, and one replica per base URL.
 struct Deployment {

@@ -15,6 +15,8 @@
 
 mod support;
 
+use support::postgres::database_url;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -40,21 +42,6 @@ use tower_mcp_oauth::postgres::PostgresPool;
 use tower_mcp_oauth::secret::Secret;
 use tower_mcp_oauth::server::{DpopPolicy, RequireBearerLayer, ResourceMetadataService};
 use tower_mcp_oauth::ErrorKind;
-
-/// The database URL, or `None` when the tests are to be skipped.
-fn database_url() -> Option<String> {
-    match std::env::var("DATABASE_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            assert!(
-                std::env::var("REQUIRE_POSTGRES_TESTS").as_deref() != Ok("1"),
-                "REQUIRE_POSTGRES_TESTS=1 but DATABASE_URL is not set"
-            );
-            println!("skipped: DATABASE_URL is not set (PostgreSQL tests)");
-            None
-        }
-    }
-}
 
 /// One client "process": a pool of its own and a store on it.
 async fn process(url: &str) -> PostgresCredentialStore {

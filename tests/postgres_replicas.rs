@@ -15,6 +15,8 @@
 
 mod support;
 
+use support::postgres::{database_url, fresh_schema};
+
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -33,34 +35,6 @@ use support::{bind, oauth_server_app, serve_on};
 use tower::ServiceBuilder;
 use tower_mcp_oauth::client::OAuthLayer;
 use tower_mcp_oauth::transport::{StreamableHttpConfig, StreamableHttpTransport};
-
-fn database_url() -> Option<String> {
-    match std::env::var("DATABASE_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            assert!(
-                std::env::var("REQUIRE_POSTGRES_TESTS").as_deref() != Ok("1"),
-                "REQUIRE_POSTGRES_TESTS=1 but DATABASE_URL is not set"
-            );
-            eprintln!("skipped: DATABASE_URL is not set (PostgreSQL tests)");
-            None
-        }
-    }
-}
-
-async fn fresh_schema(url: &str) -> String {
-    let schema = format!("r_{:016x}", rand::random::<u64>());
-    let (admin, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    admin
-        .batch_execute(&format!("CREATE SCHEMA {schema}"))
-        .await
-        .unwrap();
-    let separator = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{separator}options=-c%20search_path%3D{schema}")
-}
 
 /// Which replica served which path, in order.
 type Served = Arc<Mutex<Vec<(usize, String)>>>;

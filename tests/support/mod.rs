@@ -9,6 +9,8 @@ pub mod auth_server;
 #[cfg(feature = "client")]
 pub mod client;
 pub mod mcp;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 
 #[path = "../../examples/support/demo_server.rs"]
 pub mod demo_server;
