@@ -106,6 +106,31 @@ pub(crate) enum KeySource {
     Discover { issuer: String },
 }
 
+/// Where an operator said a trusted issuer's keys are: found through its metadata, at a URL,
+/// or given inline. What [`KeySource`] is made from, once the issuer is known.
+#[derive(Debug, Clone)]
+pub(crate) enum KeySpec {
+    Discover,
+    Url(String),
+    Inline(Value),
+}
+
+impl KeySpec {
+    /// The source of `issuer`'s keys.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Config`] for a malformed URL or JWKS document.
+    pub(crate) fn source(&self, issuer: &str) -> Result<KeySource> {
+        Ok(match self {
+            Self::Discover => KeySource::Discover {
+                issuer: issuer.to_owned(),
+            },
+            Self::Url(url) => KeySource::Url(parse_url(url, "JWKS URL")?),
+            Self::Inline(jwks) => KeySource::Inline(parse_public_jwks(jwks)?),
+        })
+    }
+}
+
 struct Keys {
     set: JwkSet,
     fetched_at: Option<Instant>,

@@ -15,10 +15,10 @@ use super::wire::{OAuthError, Params};
 use super::AuthorizationServer;
 use crate::clock::{now_secs, numeric_date};
 use crate::error::{Error, ErrorKind, Result};
-use crate::http::{parse_url, HttpClient};
+use crate::http::HttpClient;
 use crate::jwks::{
-    audience_matches, check_lifetime, parse_public_jwks, FetchPolicy, KeyCache, KeyError,
-    KeySource, UnverifiedJwt,
+    audience_matches, check_lifetime, FetchPolicy, KeyCache, KeyError, KeySpec as Keys,
+    UnverifiedJwt,
 };
 use crate::sync::LockExt;
 
@@ -41,25 +41,9 @@ const FETCH_POLICY: FetchPolicy = FetchPolicy {
     max_key_age: Duration::from_secs(3600),
 };
 
-/// Where a trusted issuer's keys come from.
-#[derive(Debug, Clone)]
-enum Keys {
-    Discover,
-    Url(String),
-    Inline(Value),
-}
-
-impl Keys {
-    fn cache(&self, issuer: &str, http: &HttpClient) -> Result<Arc<KeyCache>> {
-        let source = match self {
-            Self::Discover => KeySource::Discover {
-                issuer: issuer.to_owned(),
-            },
-            Self::Url(url) => KeySource::Url(parse_url(url, "JWKS URL")?),
-            Self::Inline(jwks) => KeySource::Inline(parse_public_jwks(jwks)?),
-        };
-        KeyCache::new(source, http.clone(), FETCH_POLICY).map(Arc::new)
-    }
+/// The key cache of `issuer`, its keys where `spec` says.
+fn key_cache(spec: &Keys, issuer: &str, http: &HttpClient) -> Result<Arc<KeyCache>> {
+    KeyCache::new(spec.source(issuer)?, http.clone(), FETCH_POLICY).map(Arc::new)
 }
 
 /// A workload identity issuer whose tokens the JWT-bearer grant takes (SEP-1933): Kubernetes
@@ -201,11 +185,11 @@ impl Trust {
         let http = HttpClient::new().timeout(FETCH_TIMEOUT);
         let workloads = workloads
             .iter()
-            .map(|w| Ok((w.clone(), w.keys.cache(&w.issuer, &http)?)))
+            .map(|w| Ok((w.clone(), key_cache(&w.keys, &w.issuer, &http)?)))
             .collect::<Result<_>>()?;
         let idps = idps
             .iter()
-            .map(|i| Ok((i.clone(), i.keys.cache(&i.issuer, &http)?)))
+            .map(|i| Ok((i.clone(), key_cache(&i.keys, &i.issuer, &http)?)))
             .collect::<Result<_>>()?;
         Ok(Self {
             workloads,
@@ -222,13 +206,15 @@ impl Trust {
 
     fn client_keys(&self, client: &RegisteredClient) -> Result<Arc<KeyCache>> {
         match (&client.metadata.jwks, &client.metadata.jwks_uri) {
-            (Some(jwks), _) => Keys::Inline(jwks.clone()).cache(&client.client_id, &self.http),
+            (Some(jwks), _) => {
+                key_cache(&Keys::Inline(jwks.clone()), &client.client_id, &self.http)
+            }
             (None, Some(uri)) => {
                 let mut sets = self.client_keys.locked();
                 if let Some(keys) = sets.get(uri) {
                     return Ok(keys.clone());
                 }
-                let keys = Keys::Url(uri.clone()).cache(&client.client_id, &self.http)?;
+                let keys = key_cache(&Keys::Url(uri.clone()), &client.client_id, &self.http)?;
                 if sets.len() >= MAX_CLIENT_KEY_SETS {
                     sets.clear();
                 }

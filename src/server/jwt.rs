@@ -8,10 +8,10 @@ use serde_json::Value;
 use url::Url;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::http::{parse_url, HttpClient};
+use crate::http::HttpClient;
 use crate::jwks::{
-    audience_matches, check_lifetime, parse_public_jwks, FetchPolicy, KeyCache, KeyError,
-    KeySource, UnverifiedJwt, ASYMMETRIC,
+    audience_matches, check_lifetime, FetchPolicy, KeyCache, KeyError, KeySpec, UnverifiedJwt,
+    ASYMMETRIC,
 };
 use crate::server::verify::{now_secs, AuthData, AuthInfo, TokenVerifier, VerifyError};
 use crate::BoxFuture;
@@ -38,14 +38,6 @@ fn valid_tenant(tenant: &str) -> bool {
 
 const TENANT: &str = "{tenant}";
 
-/// Where a trusted issuer's keys come from.
-#[derive(Debug, Clone)]
-enum IssuerKeys {
-    Discover,
-    Url(String),
-    Inline(Value),
-}
-
 /// An issuer a [`JwtVerifier`] trusts, with where its keys are and its quirks.
 ///
 /// ```
@@ -69,7 +61,7 @@ enum IssuerKeys {
 pub struct TrustedIssuer {
     /// One issuer, or a template's tenants.
     issuers: Vec<String>,
-    keys: IssuerKeys,
+    keys: KeySpec,
     authorized_parties: Option<Vec<String>>,
 }
 
@@ -79,7 +71,7 @@ impl TrustedIssuer {
     pub fn new(issuer: impl Into<String>) -> Self {
         Self {
             issuers: vec![issuer.into()],
-            keys: IssuerKeys::Discover,
+            keys: KeySpec::Discover,
             authorized_parties: None,
         }
     }
@@ -121,7 +113,7 @@ impl TrustedIssuer {
         }
         Ok(Self {
             issuers,
-            keys: IssuerKeys::Discover,
+            keys: KeySpec::Discover,
             authorized_parties: None,
         })
     }
@@ -129,13 +121,13 @@ impl TrustedIssuer {
     /// Where the keys are, instead of the issuer's metadata. For a template, every tenant
     /// shares this one key set (Entra's common JWKS).
     pub fn jwks_url(mut self, url: impl Into<String>) -> Self {
-        self.keys = IssuerKeys::Url(url.into());
+        self.keys = KeySpec::Url(url.into());
         self
     }
 
     /// The keys themselves, a JWKS document (`{"keys": [...]}`) of public keys: never fetched.
     pub fn jwks(mut self, jwks: Value) -> Self {
-        self.keys = IssuerKeys::Inline(jwks);
+        self.keys = KeySpec::Inline(jwks);
         self
     }
 
@@ -247,7 +239,7 @@ impl JwtVerifierBuilder {
     /// Where the keys of the first issuer are, when not discovered.
     pub fn jwks_url(mut self, url: impl Into<String>) -> Self {
         if let Some(first) = self.issuers.first_mut() {
-            first.keys = IssuerKeys::Url(url.into());
+            first.keys = KeySpec::Url(url.into());
         }
         self
     }
@@ -255,7 +247,7 @@ impl JwtVerifierBuilder {
     /// The keys of the first issuer, as a JWKS document: never fetched.
     pub fn jwks(mut self, jwks: Value) -> Self {
         if let Some(first) = self.issuers.first_mut() {
-            first.keys = IssuerKeys::Inline(jwks);
+            first.keys = KeySpec::Inline(jwks);
         }
         self
     }
@@ -324,7 +316,7 @@ impl JwtVerifierBuilder {
         if let Some(issuer) = self
             .issuers
             .iter()
-            .find(|i| matches!(i.keys, IssuerKeys::Discover))
+            .find(|i| matches!(i.keys, KeySpec::Discover))
         {
             return Err(Error::new(
                 ErrorKind::Config,
@@ -381,10 +373,10 @@ impl JwtVerifierBuilder {
         };
         let mut issuers = Vec::new();
         for trusted in self.issuers {
+            // A URL or document is one key set for every tenant; discovery is per issuer.
             let shared = match &trusted.keys {
-                IssuerKeys::Discover => None,
-                IssuerKeys::Url(url) => Some(KeySource::Url(parse_url(url, "JWKS URL")?)),
-                IssuerKeys::Inline(jwks) => Some(KeySource::Inline(parse_public_jwks(jwks)?)),
+                KeySpec::Discover => None,
+                spec => Some(spec.source(&trusted.issuers[0])?),
             };
             let shared = shared
                 .map(|source| KeyCache::new(source, self.http.clone(), policy).map(Arc::new))
@@ -393,9 +385,7 @@ impl JwtVerifierBuilder {
                 let keys = match &shared {
                     Some(keys) => keys.clone(),
                     None => Arc::new(KeyCache::new(
-                        KeySource::Discover {
-                            issuer: issuer.clone(),
-                        },
+                        trusted.keys.source(&issuer)?,
                         self.http.clone(),
                         policy,
                     )?),
