@@ -84,6 +84,9 @@ struct Args {
     /// [default: a new key per process].
     #[arg(long, value_name = "PEM")]
     signing_key: Option<PathBuf>,
+    /// Do not offer the device authorization grant (RFC 8628) to machines without a browser.
+    #[arg(long)]
+    no_device_grant: bool,
 }
 
 impl Args {
@@ -114,6 +117,7 @@ impl Args {
             dpop_nonces: self.dpop_nonces,
             tls,
             store_url: self.store,
+            device_grant: !self.no_device_grant,
             signing_key_pem: match &self.signing_key {
                 Some(path) => Some(
                     String::from_utf8(read("--signing-key", path)?)

@@ -216,6 +216,35 @@ mod slow_store {
         fn revoke_access(&self, token: TokenHash) -> BoxFuture<'_, Result<()>> {
             self.0.revoke_access(token)
         }
+        fn save_device(
+            &self,
+            device_code: TokenHash,
+            grant: DeviceGrant,
+        ) -> BoxFuture<'_, Result<bool>> {
+            self.0.save_device(device_code, grant)
+        }
+        fn device_by_user_code(
+            &self,
+            user_code: TokenHash,
+        ) -> BoxFuture<'_, Result<Option<DeviceGrant>>> {
+            self.0.device_by_user_code(user_code)
+        }
+        fn answer_device(
+            &self,
+            user_code: TokenHash,
+            answer: DeviceStatus,
+            now: u64,
+        ) -> BoxFuture<'_, Result<bool>> {
+            self.0.answer_device(user_code, answer, now)
+        }
+        fn poll_device<'a>(
+            &'a self,
+            device_code: TokenHash,
+            client_id: &'a str,
+            now: u64,
+        ) -> BoxFuture<'a, Result<DevicePoll>> {
+            self.0.poll_device(device_code, client_id, now)
+        }
     }
 }
 

@@ -59,6 +59,10 @@ pub struct Options {
     /// The ES256 signing key (PKCS#8 PEM), the same for every replica; DPoP nonces are keyed
     /// from it too. Default: a new key per process.
     pub signing_key_pem: Option<String>,
+    /// Offer the device authorization grant (RFC 8628).
+    pub device_grant: bool,
+    /// The least time between a device's polls.
+    pub device_poll_interval: Duration,
 }
 
 /// A certificate to serve https with.
@@ -87,6 +91,8 @@ impl Default for Options {
             dpop_nonces: false,
             store_url: None,
             signing_key_pem: None,
+            device_grant: true,
+            device_poll_interval: Duration::from_secs(5),
         }
     }
 }
@@ -246,7 +252,9 @@ pub async fn start(options: Options) -> anyhow::Result<Running> {
         .resource(&resource)
         .scopes(SCOPES)
         .default_scopes(["mcp:tools"])
-        .access_token_ttl(options.access_token_ttl);
+        .access_token_ttl(options.access_token_ttl)
+        .device_grant(options.device_grant)
+        .device_poll_interval(options.device_poll_interval);
     config = if options.auto_approve {
         config.approval_policy(AutoApprove::new("demo-user"))
     } else if tower_mcp_oauth::http::is_loopback_host(&url::Url::parse(&issuer)?) {

@@ -18,7 +18,7 @@ use url::Url;
 use super::approval::{AuthorizationDecision, ConsentRequest};
 use super::client_auth::load_client;
 use super::grant::{hash, random_token, split_scopes};
-use super::page::{error_page, escape, html_response};
+use super::page::{error_page, escape, html_response, scope_items};
 use super::register::redirect_matches;
 use super::store::{CodeGrant, PendingConsent, RegisteredClient};
 use super::wire::{form_params, Params};
@@ -440,7 +440,7 @@ fn authorize_path(server: &AuthorizationServer) -> String {
 }
 
 /// A page for a store that cannot answer: try again shortly.
-fn unavailable_page() -> Response {
+pub(super) fn unavailable_page() -> Response {
     let mut response = error_page(
         StatusCode::SERVICE_UNAVAILABLE,
         "The server cannot take this request right now. Try again in a moment.",
@@ -475,15 +475,7 @@ async fn consent_page(
             scheme => format!("{scheme}:"),
         })
         .unwrap_or_default();
-    let scopes = if request.scopes.is_empty() {
-        "<li><em>no particular scope</em></li>".to_owned()
-    } else {
-        request
-            .scopes
-            .iter()
-            .map(|s| format!("<li><code>{}</code></li>", escape(s)))
-            .collect()
-    };
+    let scopes = scope_items(&request.scopes);
     let html = format!(
         r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Authorize {name}</title>
@@ -549,7 +541,7 @@ async fn consent_page(
 
 /// A form post must come from the server's own pages: when the browser names an origin, it
 /// must be the issuer's.
-fn same_origin(server: &AuthorizationServer, headers: &HeaderMap) -> bool {
+pub(super) fn same_origin(server: &AuthorizationServer, headers: &HeaderMap) -> bool {
     match headers.get(http::header::ORIGIN).map(HeaderValue::to_str) {
         None => true,
         Some(Ok(origin)) => origin == server.inner.config.issuer.origin().ascii_serialization(),
@@ -557,7 +549,7 @@ fn same_origin(server: &AuthorizationServer, headers: &HeaderMap) -> bool {
     }
 }
 
-fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+pub(super) fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(COOKIE)
         .iter()

@@ -7,7 +7,8 @@
 //! | `/.well-known/oauth-authorization-server`, `/.well-known/openid-configuration` | RFC 8414 metadata (OpenID Connect discovery path too) |
 //! | `/register` | RFC 7591 dynamic registration |
 //! | `/authorize` | the authorization endpoint: a consent page, or the decision of an [`ApprovalPolicy`] |
-//! | `/token` | `authorization_code` (PKCE S256), `refresh_token` (rotation, reuse detection), `client_credentials`, the JWT-bearer grant (workload tokens, ID-JAGs) |
+//! | `/token` | `authorization_code` (PKCE S256), `refresh_token` (rotation, reuse detection), `client_credentials`, the JWT-bearer grant (workload tokens, ID-JAGs), `device_code` |
+//! | `/device_authorization`, `/device` | RFC 8628 device authorization, and the page where the user types the device's code |
 //! | `/revoke` | RFC 7009 revocation |
 //! | `/introspect` | RFC 7662 introspection, for confidential clients (resource servers) |
 //! | `/jwks` | the public signing key (ES256) |
@@ -40,6 +41,7 @@ mod assertion;
 mod authorize;
 mod cimd;
 mod client_auth;
+mod device;
 mod grant;
 mod keys;
 #[cfg(feature = "server")]
@@ -80,8 +82,9 @@ pub use local::LocalVerifier;
 pub use store::PostgresAuthorizationStore;
 pub use store::{
     AccessRecord, AuthorizationStore, BoxFuture, ClientAuthMethod, CodeGrant, CodeRedemption,
-    FamilyStart, MemoryAuthorizationStore, MemoryStoreLimits, PendingConsent, RefreshRotation,
-    RegisteredClient, TokenFamily, TokenHash,
+    DeviceGrant, DevicePoll, DeviceStatus, FamilyStart, MemoryAuthorizationStore,
+    MemoryStoreLimits, PendingConsent, RefreshRotation, RegisteredClient, TokenFamily, TokenHash,
+    DEVICE_SLOW_DOWN_SECS,
 };
 
 /// Largest request body any endpoint reads.
@@ -118,6 +121,7 @@ pub struct AuthorizationServerConfig {
     workload_issuers: Vec<WorkloadIssuer>,
     enterprise_idps: Vec<EnterpriseIdp>,
     assertion_replay: Arc<dyn ReplayCache>,
+    device: device::DeviceSettings,
 }
 
 /// How the token endpoint takes DPoP proofs.
@@ -181,7 +185,29 @@ impl AuthorizationServerConfig {
             workload_issuers: Vec::new(),
             enterprise_idps: Vec::new(),
             assertion_replay: Arc::new(MemoryReplayCache::default()),
+            device: device::DeviceSettings::default(),
         })
+    }
+
+    /// Whether the device authorization grant (RFC 8628) is offered (default: yes). It lets a
+    /// machine without a browser sign in, and so lets anyone who talks a user into typing a
+    /// code sign in as them: a server whose clients all have browsers can turn it off.
+    pub fn device_grant(mut self, enabled: bool) -> Self {
+        self.device.enabled = enabled;
+        self
+    }
+
+    /// How long a device authorization (RFC 8628) waits for the user (default 10 minutes).
+    pub fn device_code_ttl(mut self, ttl: Duration) -> Self {
+        self.device.ttl = ttl.max(Duration::from_secs(1));
+        self
+    }
+
+    /// The least time a device waits between two polls of the token endpoint (default 5 s,
+    /// at least 1 s); polling sooner gets `slow_down` and 5 s more.
+    pub fn device_poll_interval(mut self, interval: Duration) -> Self {
+        self.device.interval = interval.max(Duration::from_secs(1));
+        self
     }
 
     /// Takes the JWT-bearer grant (RFC 7523 §2.1) with tokens of this workload identity issuer
@@ -444,16 +470,7 @@ impl AuthorizationServer {
             jwks_uri: endpoint("/jwks"),
             scopes_supported: Some(self.inner.config.scopes.clone()),
             response_types_supported: strings(&["code"]),
-            grant_types_supported: strings(if self.inner.trust.takes_jwt_bearer() {
-                &[
-                    "authorization_code",
-                    "refresh_token",
-                    "client_credentials",
-                    assertion::JWT_BEARER_GRANT,
-                ]
-            } else {
-                &["authorization_code", "refresh_token", "client_credentials"]
-            }),
+            grant_types_supported: Some(self.grant_types()),
             token_endpoint_auth_methods_supported: strings(&[
                 "none",
                 "client_secret_post",
@@ -463,6 +480,12 @@ impl AuthorizationServer {
             code_challenge_methods_supported: strings(&["S256"]),
             revocation_endpoint: endpoint("/revoke"),
             introspection_endpoint: endpoint("/introspect"),
+            device_authorization_endpoint: self
+                .inner
+                .config
+                .device
+                .enabled
+                .then(|| format!("{}/device_authorization", self.inner.issuer)),
             authorization_response_iss_parameter_supported: true,
             client_id_metadata_document_supported: true,
             dpop_signing_alg_values_supported: self.inner.config.dpop.as_ref().map(|_| {
@@ -479,6 +502,22 @@ impl AuthorizationServer {
                     .collect::<Vec<_>>()),
             )]),
         }
+    }
+
+    /// The grant types the token endpoint takes.
+    pub(crate) fn grant_types(&self) -> Vec<String> {
+        let mut grants = vec![
+            "authorization_code".to_owned(),
+            "refresh_token".to_owned(),
+            "client_credentials".to_owned(),
+        ];
+        if self.inner.config.device.enabled {
+            grants.push(device::DEVICE_CODE_GRANT.to_owned());
+        }
+        if self.inner.trust.takes_jwt_bearer() {
+            grants.push(assertion::JWT_BEARER_GRANT.to_owned());
+        }
+        grants
     }
 
     /// The JWKS document: the public signing key, then any retired ones.
@@ -570,13 +609,27 @@ impl AuthorizationServer {
                 &at("/revoke"),
                 post(revoke::handle_revoke).options(preflight),
             )
-            .route(&at("/jwks"), get(serve_jwks).options(preflight))
-            .layer(tower::util::MapResponseLayer::new(allow_any_origin));
-        Router::new()
-            .route(
-                &at("/authorize"),
-                get(authorize::handle_get).post(authorize::handle_post),
+            .route(&at("/jwks"), get(serve_jwks).options(preflight));
+        let public = if self.inner.config.device.enabled {
+            public.route(
+                &at("/device_authorization"),
+                post(device::handle_authorization).options(preflight),
             )
+        } else {
+            public
+        };
+        let public = public.layer(tower::util::MapResponseLayer::new(allow_any_origin));
+        let mut pages = Router::new().route(
+            &at("/authorize"),
+            get(authorize::handle_get).post(authorize::handle_post),
+        );
+        if self.inner.config.device.enabled {
+            pages = pages.route(
+                &at("/device"),
+                get(device::handle_page).post(device::handle_post),
+            );
+        }
+        pages
             .route(&at("/introspect"), post(revoke::handle_introspect))
             .merge(public)
             .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))

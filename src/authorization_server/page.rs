@@ -35,6 +35,17 @@ pub(super) fn html_response(status: StatusCode, html: String) -> Response {
     response
 }
 
+/// The scopes asked for, as the items of a list.
+pub(super) fn scope_items(scopes: &[String]) -> String {
+    if scopes.is_empty() {
+        return "<li><em>no particular scope</em></li>".to_owned();
+    }
+    scopes
+        .iter()
+        .map(|s| format!("<li><code>{}</code></li>", escape(s)))
+        .collect()
+}
+
 /// HTML text and attribute escaping.
 pub(super) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());

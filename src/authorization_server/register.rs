@@ -18,11 +18,12 @@ use crate::metadata::ClientMetadata;
 const MAX_REGISTRATION_BYTES: usize = 16 * 1024;
 const MAX_REDIRECT_URIS: usize = 16;
 
-const GRANT_TYPES: [&str; 4] = [
+const GRANT_TYPES: [&str; 5] = [
     "authorization_code",
     "refresh_token",
     "client_credentials",
     super::assertion::JWT_BEARER_GRANT,
+    super::device::DEVICE_CODE_GRANT,
 ];
 
 pub(super) async fn handle(
@@ -47,6 +48,13 @@ pub(super) async fn handle(
     };
     // A registered client never carries a metadata-document id.
     metadata.client_id = None;
+    let offered = server.grant_types();
+    if let Some(unknown) = metadata.grant_types.iter().find(|g| !offered.contains(g)) {
+        return registration_error(
+            "invalid_client_metadata",
+            &format!("the grant type {unknown} is not supported"),
+        );
+    }
     let confidential = metadata
         .token_endpoint_auth_method
         .as_deref()

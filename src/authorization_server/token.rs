@@ -1,5 +1,6 @@
 //! The token endpoint: `authorization_code` with PKCE, `refresh_token` with rotation and reuse
-//! detection, `client_credentials`, and the JWT-bearer grant. Errors follow RFC 6749 §5.2.
+//! detection, `client_credentials`, the JWT-bearer grant, and the device grant's polls (RFC
+//! 8628). Errors follow RFC 6749 §5.2.
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -12,10 +13,11 @@ use subtle::ConstantTimeEq;
 
 use super::assertion::JWT_BEARER_GRANT;
 use super::client_auth::authenticate;
+use super::device::DEVICE_CODE_GRANT;
 use super::grant::{hash, random_token, split_scopes};
 use super::store::{
-    AccessRecord, ClientAuthMethod, CodeRedemption, FamilyStart, RefreshRotation, RegisteredClient,
-    TokenFamily,
+    AccessRecord, ClientAuthMethod, CodeRedemption, DevicePoll, DeviceStatus, FamilyStart,
+    RefreshRotation, RegisteredClient, TokenFamily,
 };
 use super::wire::{form_params, json_response, OAuthError, Params};
 use super::{AuthorizationServer, TokenFormat};
@@ -99,6 +101,9 @@ async fn token(
         "refresh_token" => refresh(server, &client, &params, jkt).await,
         "client_credentials" => client_credentials(server, &client, &params, jkt).await,
         JWT_BEARER_GRANT => jwt_bearer(server, &client, &params, jkt).await,
+        DEVICE_CODE_GRANT if server.inner.config.device.enabled => {
+            device_code(server, &client, &params, jkt).await
+        }
         _ => Err(OAuthError::new(
             "unsupported_grant_type",
             "the grant type is not supported",
@@ -237,14 +242,42 @@ async fn authorization_code(
         ));
     }
     require_granted_resource(server, params, &grant.resource)?;
+    let approval = Approval {
+        subject: &grant.subject,
+        scopes: &grant.scopes,
+        resource: &grant.resource,
+        family_id: &grant.family_id,
+    };
+    let response = issue_for_user(server, client, &approval, jkt).await?;
+    tracing::info!(client_id = %client.client_id, "tokens issued for an authorization code");
+    Ok(response)
+}
+
+/// What a user approved, by either grant that asks one.
+struct Approval<'a> {
+    subject: &'a str,
+    scopes: &'a [String],
+    resource: &'a str,
+    family_id: &'a str,
+}
+
+/// An access token for what the user approved, and a refresh token starting its family when
+/// the client registered the refresh grant.
+async fn issue_for_user(
+    server: &AuthorizationServer,
+    client: &RegisteredClient,
+    approval: &Approval<'_>,
+    jkt: Option<&str>,
+) -> Result<TokenResponse, OAuthError> {
+    let store = &server.inner.config.store;
     let refresh_token = if client.allows_grant("refresh_token") {
         let refresh_token = random_token();
         let family = TokenFamily {
-            id: grant.family_id.clone(),
+            id: approval.family_id.to_owned(),
             client_id: client.client_id.clone(),
-            subject: grant.subject.clone(),
-            scopes: grant.scopes.clone(),
-            resource: grant.resource.clone(),
+            subject: approval.subject.to_owned(),
+            scopes: approval.scopes.to_vec(),
+            resource: approval.resource.to_owned(),
             expires_at: now_secs() + server.inner.config.refresh_token_ttl.as_secs(),
             revoked: false,
             // A public client has no other proof that a refresh token is its own.
@@ -262,16 +295,72 @@ async fn authorization_code(
     };
     let issue = Issue {
         client_id: &client.client_id,
-        subject: &grant.subject,
-        scopes: &grant.scopes,
-        resource: &grant.resource,
+        subject: approval.subject,
+        scopes: approval.scopes,
+        resource: approval.resource,
         // Without a refresh token there is no family to belong to (or to be revoked with).
-        family_id: refresh_token.is_some().then_some(grant.family_id.as_str()),
+        family_id: refresh_token.is_some().then_some(approval.family_id),
         dpop_jkt: jkt,
     };
     let mut response = issue_access(server, &issue).await?;
     response.refresh_token = refresh_token;
-    tracing::info!(client_id = %client.client_id, "tokens issued for an authorization code");
+    Ok(response)
+}
+
+/// RFC 8628 §3.4–3.5: a device's poll. The grant is handed out once, on the poll after the
+/// user approved.
+async fn device_code(
+    server: &AuthorizationServer,
+    client: &RegisteredClient,
+    params: &Params,
+    jkt: Option<&str>,
+) -> Result<TokenResponse, OAuthError> {
+    require_grant(client, DEVICE_CODE_GRANT)?;
+    let device_code = hash(params.require("device_code")?);
+    let store = &server.inner.config.store;
+    let grant = match store
+        .poll_device(device_code, &client.client_id, now_secs())
+        .await?
+    {
+        DevicePoll::Approved(grant) => grant,
+        DevicePoll::Pending => {
+            return Err(OAuthError::new(
+                "authorization_pending",
+                "the user has not answered yet",
+            ))
+        }
+        DevicePoll::SlowDown => {
+            return Err(OAuthError::new(
+                "slow_down",
+                "polled too soon; wait 5 seconds longer between polls",
+            ))
+        }
+        DevicePoll::Denied => {
+            return Err(OAuthError::new(
+                "access_denied",
+                "the user denied the request",
+            ))
+        }
+        DevicePoll::Expired => {
+            return Err(OAuthError::new(
+                "expired_token",
+                "the device code expired before the user answered",
+            ))
+        }
+        DevicePoll::Unknown => return Err(OAuthError::invalid_grant("the device code is invalid")),
+    };
+    let DeviceStatus::Approved { subject } = &grant.status else {
+        return Err(OAuthError::invalid_grant("the device code is invalid"));
+    };
+    require_granted_resource(server, params, &grant.resource)?;
+    let approval = Approval {
+        subject,
+        scopes: &grant.scopes,
+        resource: &grant.resource,
+        family_id: &grant.family_id,
+    };
+    let response = issue_for_user(server, client, &approval, jkt).await?;
+    tracing::info!(client_id = %client.client_id, "tokens issued for a device authorization");
     Ok(response)
 }
 

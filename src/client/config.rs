@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use url::Url;
 
+use crate::client::device::DevicePrompt;
 use crate::client::discovery::Discovery;
 use crate::client::dpop::DpopMode;
 use crate::client::grant::Grant;
@@ -24,6 +25,7 @@ pub struct OAuthConfig {
     pub(crate) store: Arc<dyn CredentialStore>,
     pub(crate) client: ClientSettings,
     pub(crate) handler: Option<Arc<dyn AuthorizationHandler>>,
+    pub(crate) device_prompt: Option<Arc<dyn DevicePrompt>>,
     pub(crate) protocol_version: String,
     pub(crate) scopes: Option<Vec<String>>,
     pub(crate) refresh_margin: Duration,
@@ -89,6 +91,7 @@ impl std::fmt::Debug for OAuthConfig {
             .field("http", &self.http)
             .field("client", &self.client)
             .field("has_handler", &self.handler.is_some())
+            .field("device_authorization", &self.device_prompt.is_some())
             .field("protocol_version", &self.protocol_version)
             .field("scopes", &self.scopes)
             .field("refresh_margin", &self.refresh_margin)
@@ -106,6 +109,7 @@ impl Default for OAuthConfig {
             store: Arc::new(MemoryStore::new()),
             client: ClientSettings::default(),
             handler: None,
+            device_prompt: None,
             protocol_version: DEFAULT_PROTOCOL_VERSION.into(),
             scopes: None,
             refresh_margin: Duration::from_secs(60),
@@ -167,6 +171,25 @@ impl OAuthConfig {
     /// The interactive step used when a 401 needs a new authorization.
     pub fn handler(mut self, handler: impl AuthorizationHandler) -> Self {
         self.handler = Some(Arc::new(handler));
+        self
+    }
+
+    /// Signs the user in with the device authorization grant (RFC 8628) where the
+    /// authorization server offers it (a `device_authorization_endpoint`): `prompt` shows the
+    /// user a page to open on any device and a code to type there, while the layer polls for
+    /// the tokens. For machines without a browser. Where the server offers no device grant,
+    /// the [`handler`](Self::handler) signs in as usual.
+    ///
+    /// ```
+    /// use tower_mcp_oauth::client::{DeviceAuthorization, OAuthConfig};
+    ///
+    /// let config = OAuthConfig::new().device_authorization(|device: &DeviceAuthorization| {
+    ///     eprintln!("Open {} and type {}", device.verification_uri, device.user_code);
+    /// });
+    /// # let _ = config;
+    /// ```
+    pub fn device_authorization(mut self, prompt: impl DevicePrompt) -> Self {
+        self.device_prompt = Some(Arc::new(prompt));
         self
     }
 

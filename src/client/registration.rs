@@ -204,11 +204,14 @@ impl Default for ClientSettings {
 /// # Errors
 /// [`ErrorKind::Registration`] when nothing applies or registration is refused;
 /// [`ErrorKind::InsecureUrl`] for an http registration endpoint or metadata URL off loopback.
+/// `redirect_uri` is `None` for a client that only signs in on another device, and
+/// `device_grant` asks dynamic registration for the device authorization grant too.
 pub(crate) async fn obtain_client(
     http: &HttpClient,
     metadata: &AuthorizationServerMetadata,
     settings: &ClientSettings,
-    redirect_uri: &Url,
+    redirect_uri: Option<&Url>,
+    device_grant: bool,
 ) -> Result<ClientRegistration> {
     if let Some(pre) = &settings.pre_registered {
         return Ok(pre.clone());
@@ -249,7 +252,15 @@ pub(crate) async fn obtain_client(
     }
     let endpoint = parse_url(endpoint, "registration_endpoint")?;
     ensure_secure_url(&endpoint, "registration endpoint")?;
-    register_dynamically(http, &endpoint, metadata, settings, redirect_uri).await
+    register_dynamically(
+        http,
+        &endpoint,
+        metadata,
+        settings,
+        redirect_uri,
+        device_grant,
+    )
+    .await
 }
 
 fn preferred_auth_method(metadata: &AuthorizationServerMetadata) -> TokenEndpointAuthMethod {
@@ -273,20 +284,31 @@ async fn register_dynamically(
     endpoint: &Url,
     metadata: &AuthorizationServerMetadata,
     settings: &ClientSettings,
-    redirect_uri: &Url,
+    redirect_uri: Option<&Url>,
+    device_grant: bool,
 ) -> Result<ClientRegistration> {
     let requested_method = preferred_auth_method(metadata);
-    let application_type =
-        if crate::http::is_loopback_host(redirect_uri) || redirect_uri.scheme() != "https" {
-            "native"
-        } else {
-            "web"
-        };
+    let application_type = match redirect_uri {
+        Some(uri) if !crate::http::is_loopback_host(uri) && uri.scheme() == "https" => "web",
+        _ => "native",
+    };
+    let mut grant_types = Vec::new();
+    if redirect_uri.is_some() {
+        grant_types.push("authorization_code".to_owned());
+    }
+    grant_types.push("refresh_token".to_owned());
+    if device_grant {
+        grant_types.push(crate::client::device::DEVICE_CODE_GRANT.to_owned());
+    }
     let request = ClientMetadata {
-        redirect_uris: vec![redirect_uri.to_string()],
+        redirect_uris: redirect_uri.iter().map(|uri| uri.to_string()).collect(),
         token_endpoint_auth_method: Some(requested_method.as_str().into()),
-        grant_types: vec!["authorization_code".into(), "refresh_token".into()],
-        response_types: vec!["code".into()],
+        grant_types,
+        response_types: if redirect_uri.is_some() {
+            vec!["code".into()]
+        } else {
+            Vec::new()
+        },
         client_name: Some(settings.client_name.clone()),
         client_uri: settings.client_uri.clone(),
         application_type: Some(application_type.into()),
@@ -341,7 +363,7 @@ async fn register_dynamically(
         ));
     }
     let redirect_uris = if info.metadata.redirect_uris.is_empty() {
-        vec![redirect_uri.to_string()]
+        redirect_uri.iter().map(|uri| uri.to_string()).collect()
     } else {
         info.metadata.redirect_uris.clone()
     };
@@ -357,11 +379,11 @@ async fn register_dynamically(
     };
     // Kept, such a registration would be refused at the next sign-in and replaced by another,
     // on every sign-in: say what is wrong once instead.
-    if !registration.allows_redirect(redirect_uri) {
+    if let Some(redirect_uri) = redirect_uri.filter(|uri| !registration.allows_redirect(uri)) {
         return Err(Error::new(
             ErrorKind::Registration,
             format!(
-                "the server registered other redirect URIs than the one asked for ({});                  register the client out of band with the redirect URI the server allows",
+                "the server registered other redirect URIs than the one asked for ({}); register the client out of band with the redirect URI the server allows",
                 redact_url(redirect_uri)
             ),
         ));

@@ -167,7 +167,7 @@ pub(crate) struct TokenResponse {
 }
 
 /// `expires_in` as a number or, as Entra ID's v1 endpoints send it, a string of digits.
-fn lenient_seconds<'de, D: serde::Deserializer<'de>>(
+pub(crate) fn lenient_seconds<'de, D: serde::Deserializer<'de>>(
     deserializer: D,
 ) -> std::result::Result<Option<u64>, D::Error> {
     use serde::de::Error as _;
@@ -195,10 +195,46 @@ pub(crate) async fn request(
     params: &[(&str, &str)],
     dpop: Option<&DpopSigner>,
 ) -> Result<TokenResponse> {
-    let request = build_request(endpoint, grant_type, params)?;
-    let client = endpoint.client;
-    let span = tracing::info_span!("token_request", grant_type, client_id = %client.client_id, dpop = dpop.is_some());
-    let response = match dpop {
+    request_outcome(http, endpoint, grant_type, params, dpop)
+        .await?
+        .map_err(|error| grant_error(grant_type, &error))
+}
+
+/// As [`request`], with the server's OAuth error kept as it came, for the grants whose errors
+/// are steps (the device grant's `authorization_pending`).
+pub(crate) async fn request_outcome(
+    http: &HttpClient,
+    endpoint: &TokenEndpoint<'_>,
+    grant_type: &str,
+    params: &[(&str, &str)],
+    dpop: Option<&DpopSigner>,
+) -> Result<std::result::Result<TokenResponse, OAuthErrorResponse>> {
+    let request = build_request(endpoint, Some(grant_type), params)?;
+    let response = send(http, request, grant_type, endpoint.client, dpop).await?;
+    parse_token_response(&response, grant_type)
+}
+
+/// Posts an authenticated client's form to one of the authorization server's endpoints that
+/// is not the token endpoint (the device authorization endpoint): `endpoint.url` is it.
+pub(crate) async fn post_client_form(
+    http: &HttpClient,
+    endpoint: &TokenEndpoint<'_>,
+    what: &str,
+    params: &[(&str, &str)],
+) -> Result<oauth2::HttpResponse> {
+    let request = build_request(endpoint, None, params)?;
+    send(http, request, what, endpoint.client, None).await
+}
+
+async fn send(
+    http: &HttpClient,
+    request: oauth2::HttpRequest,
+    what: &str,
+    client: &ClientRegistration,
+    dpop: Option<&DpopSigner>,
+) -> Result<oauth2::HttpResponse> {
+    let span = tracing::info_span!("token_request", grant_type = what, client_id = %client.client_id, dpop = dpop.is_some());
+    match dpop {
         Some(signer) => {
             let http = DpopHttp {
                 http: http.clone(),
@@ -218,22 +254,23 @@ pub(crate) async fn request(
         // Keep the transport's kind: a timeout stays a timeout.
         Error::new(
             e.kind(),
-            format!("the {grant_type} request to the token endpoint failed"),
+            format!("the {what} request to the authorization server failed"),
         )
         .with_source(e)
-    })?;
-    parse_token_response(&response, grant_type)
+    })
 }
 
 /// The form, headers and client authentication of a token request.
 fn build_request(
     endpoint: &TokenEndpoint<'_>,
-    grant_type: &str,
+    grant_type: Option<&str>,
     params: &[(&str, &str)],
 ) -> Result<oauth2::HttpRequest> {
     let client = endpoint.client;
     let mut form = url::form_urlencoded::Serializer::new(String::new());
-    form.append_pair("grant_type", grant_type);
+    if let Some(grant_type) = grant_type {
+        form.append_pair("grant_type", grant_type);
+    }
     for (name, value) in params {
         form.append_pair(name, value);
     }
@@ -306,7 +343,7 @@ fn build_request(
 fn parse_token_response(
     response: &oauth2::HttpResponse,
     grant_type: &str,
-) -> Result<TokenResponse> {
+) -> Result<std::result::Result<TokenResponse, OAuthErrorResponse>> {
     let status = response.status();
     if !status.is_success() {
         let Ok(error) = serde_json::from_slice::<OAuthErrorResponse>(response.body()) else {
@@ -315,9 +352,9 @@ fn parse_token_response(
                 format!("the token endpoint answered the {grant_type} grant with {status} and no OAuth error"),
             ));
         };
-        return Err(grant_error(grant_type, &error));
+        return Ok(Err(error));
     }
-    serde_json::from_slice(response.body()).map_err(|e| {
+    serde_json::from_slice(response.body()).map(Ok).map_err(|e| {
         // serde_json's message can quote the body, which holds tokens: keep only the position.
         Error::new(
             ErrorKind::InvalidResponse,
@@ -360,7 +397,7 @@ pub(crate) fn grant_error(grant_type: &str, error: &OAuthErrorResponse) -> Error
     )
 }
 
-fn token_set(
+pub(crate) fn token_set(
     response: &TokenResponse,
     requested_scopes: &[String],
     dpop_key: Option<&DpopKey>,
@@ -605,7 +642,9 @@ mod tests {
             ],
         ) {
             let response = http::Response::builder().status(status).body(body.clone()).unwrap();
-            match parse_token_response(&response, "client_credentials") {
+            let parsed = parse_token_response(&response, "client_credentials")
+                .and_then(|outcome| outcome.map_err(|e| grant_error("client_credentials", &e)));
+            match parsed {
                 Ok(parsed) => {
                     prop_assert_eq!(status, 200);
                     prop_assert!(parsed.expires_in.is_none_or(|s| s == 3599));

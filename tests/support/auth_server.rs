@@ -304,3 +304,91 @@ pub fn consent_form(page: &Answer) -> (String, String, String) {
     };
     (cookie, field("request"), field("csrf"))
 }
+
+/// The device grant's `grant_type`.
+pub const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
+
+impl Server {
+    /// A public client registered for the device grant (no redirect URI).
+    pub async fn device_client(&self) -> String {
+        let answer = self
+            .register(json!({
+                "token_endpoint_auth_method": "none",
+                "grant_types": [DEVICE_GRANT, "refresh_token"],
+                "client_name": "a device",
+            }))
+            .await;
+        assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text());
+        answer.json()["client_id"].as_str().unwrap().to_owned()
+    }
+
+    /// Starts a device authorization for `client_id`.
+    pub async fn start_device(&self, client_id: &str, scope: &str) -> Answer {
+        self.post_form(
+            "/device_authorization",
+            &[("client_id", client_id), ("scope", scope)],
+            None,
+        )
+        .await
+    }
+
+    /// One poll of the token endpoint with `device_code`.
+    pub async fn poll_device(&self, client_id: &str, device_code: &str) -> Answer {
+        self.post_form(
+            "/token",
+            &[
+                ("grant_type", DEVICE_GRANT),
+                ("device_code", device_code),
+                ("client_id", client_id),
+            ],
+            None,
+        )
+        .await
+    }
+}
+
+/// What a person does on the verification page `base/device`: types `user_code`, then
+/// answers the question (`approve` or `deny`) with the page's cookie and CSRF token, from the
+/// page's own origin. Returns the question page and the answer's page.
+pub async fn answer_device_page(base: &str, user_code: &str, decision: &str) -> (Answer, Answer) {
+    let typed = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("user_code", user_code)
+        .finish();
+    let question = send(
+        Request::post(format!("{base}/device"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("origin", base)
+            .body(Full::from(typed))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(question.status, StatusCode::OK, "{}", question.text());
+    let cookie = question.headers["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let html = question.text();
+    let field = |name: &str| {
+        let marker = format!("name=\"{name}\" value=\"");
+        let start = html.find(&marker).unwrap() + marker.len();
+        html[start..start + html[start..].find('"').unwrap()].to_owned()
+    };
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("user_code", &field("user_code"))
+        .append_pair("csrf", &field("csrf"))
+        .append_pair("decision", decision)
+        .finish();
+    let answer = send(
+        Request::post(format!("{base}/device"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("cookie", cookie)
+            .header("origin", base)
+            .body(Full::from(body))
+            .unwrap(),
+    )
+    .await;
+    (question, answer)
+}

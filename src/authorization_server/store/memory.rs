@@ -4,8 +4,9 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
 use super::{
-    AccessRecord, AuthorizationStore, CodeGrant, CodeRedemption, FamilyStart, PendingConsent,
-    RefreshRotation, RegisteredClient, TokenFamily, TokenHash,
+    AccessRecord, AuthorizationStore, CodeGrant, CodeRedemption, DeviceGrant, DevicePoll,
+    DeviceStatus, FamilyStart, PendingConsent, RefreshRotation, RegisteredClient, TokenFamily,
+    TokenHash,
 };
 use crate::error::Result;
 use crate::sync::LockExt;
@@ -116,6 +117,9 @@ struct MemoryState {
     /// Family ids revoked before they were saved, with when to forget them.
     revoked_unsaved: HashMap<String, u64>,
     consents: HashMap<TokenHash, PendingConsent>,
+    /// Device authorizations by device code, and the device code of each user code.
+    devices: HashMap<TokenHash, DeviceGrant>,
+    device_users: HashMap<TokenHash, TokenHash>,
     saves_since_sweep: usize,
 }
 
@@ -159,6 +163,10 @@ const SWEEP_EVERY: usize = 256;
 const MAX_CONSENTS: usize = 2_000;
 /// Consent pages one client may have waiting: a user rarely has more than a few tabs open.
 const MAX_CONSENTS_PER_CLIENT: usize = 16;
+/// Most device authorizations waiting at once.
+const MAX_DEVICES: usize = 2_000;
+/// Device authorizations one client may have waiting.
+const MAX_DEVICES_PER_CLIENT: usize = 16;
 
 impl MemoryAuthorizationStore {
     /// An empty store with the default [`MemoryStoreLimits`].
@@ -197,6 +205,10 @@ impl MemoryState {
         self.access.retain(|_, a| a.expires_at > now);
         self.families.retain(|_, f| f.family.expires_at > now);
         self.revoked_unsaved.retain(|_, forget_at| *forget_at > now);
+        self.devices.retain(|_, d| d.expires_at > now);
+        let devices = &self.devices;
+        self.device_users
+            .retain(|_, code| devices.contains_key(code));
         let (codes, families, access) = (&self.codes, &self.families, &self.access);
         self.refresh.retain(|_, id| families.contains_key(id));
         self.holdings.retain(|_, held| {
@@ -302,6 +314,60 @@ impl MemoryState {
             .map(|(id, _)| *id);
         if let Some(id) = oldest {
             self.consents.remove(&id);
+        }
+    }
+}
+
+impl MemoryState {
+    /// As for consent pages: a client's own oldest past its share, then, when full, the
+    /// oldest of the client holding the most.
+    fn make_room_for_device(&mut self, client_id: &str, now: u64) {
+        if self.devices.len() >= MAX_DEVICES {
+            let expired: Vec<TokenHash> = self
+                .devices
+                .iter()
+                .filter(|(_, d)| d.expires_at <= now)
+                .map(|(code, _)| *code)
+                .collect();
+            for code in expired {
+                self.forget_device(code);
+            }
+        }
+        let held = self
+            .devices
+            .values()
+            .filter(|d| d.client_id == client_id)
+            .count();
+        if held >= MAX_DEVICES_PER_CLIENT {
+            self.drop_oldest_device_of(client_id);
+        }
+        if self.devices.len() >= MAX_DEVICES {
+            let mut counts: HashMap<&str, usize> = HashMap::new();
+            for device in self.devices.values() {
+                *counts.entry(device.client_id.as_str()).or_default() += 1;
+            }
+            if let Some((largest, _)) = counts.into_iter().max_by_key(|(_, count)| *count) {
+                let largest = largest.to_owned();
+                self.drop_oldest_device_of(&largest);
+            }
+        }
+    }
+
+    fn drop_oldest_device_of(&mut self, client_id: &str) {
+        let oldest = self
+            .devices
+            .iter()
+            .filter(|(_, d)| d.client_id == client_id)
+            .min_by_key(|(_, d)| d.expires_at)
+            .map(|(code, _)| *code);
+        if let Some(code) = oldest {
+            self.forget_device(code);
+        }
+    }
+
+    fn forget_device(&mut self, device_code: TokenHash) {
+        if let Some(device) = self.devices.remove(&device_code) {
+            self.device_users.remove(&device.user_code);
         }
     }
 }
@@ -525,6 +591,82 @@ impl AuthorizationStore for MemoryAuthorizationStore {
     fn revoke_access(&self, token: TokenHash) -> BoxFuture<'_, Result<()>> {
         self.with(|s, _| s.access.remove(&token));
         ready(Ok(()))
+    }
+
+    fn save_device(
+        &self,
+        device_code: TokenHash,
+        grant: DeviceGrant,
+    ) -> BoxFuture<'_, Result<bool>> {
+        let saved = self.with(|s, _| {
+            let now = crate::clock::now_secs();
+            if let Some(holder) = s.device_users.get(&grant.user_code).copied() {
+                if s.devices.get(&holder).is_some_and(|d| d.expires_at > now) {
+                    return false;
+                }
+                s.forget_device(holder);
+            }
+            s.make_room_for_device(&grant.client_id, now);
+            s.device_users.insert(grant.user_code, device_code);
+            s.devices.insert(device_code, grant);
+            true
+        });
+        ready(Ok(saved))
+    }
+
+    fn device_by_user_code(
+        &self,
+        user_code: TokenHash,
+    ) -> BoxFuture<'_, Result<Option<DeviceGrant>>> {
+        ready(Ok(self.with(|s, _| {
+            let device_code = s.device_users.get(&user_code)?;
+            s.devices.get(device_code).cloned()
+        })))
+    }
+
+    fn answer_device(
+        &self,
+        user_code: TokenHash,
+        answer: DeviceStatus,
+        now: u64,
+    ) -> BoxFuture<'_, Result<bool>> {
+        let answered = self.with(|s, _| {
+            let Some(device_code) = s.device_users.get(&user_code) else {
+                return false;
+            };
+            match s.devices.get_mut(device_code) {
+                Some(device)
+                    if device.status == DeviceStatus::Pending && device.expires_at > now =>
+                {
+                    device.status = answer;
+                    true
+                }
+                _ => false,
+            }
+        });
+        ready(Ok(answered))
+    }
+
+    fn poll_device<'a>(
+        &'a self,
+        device_code: TokenHash,
+        client_id: &'a str,
+        now: u64,
+    ) -> BoxFuture<'a, Result<DevicePoll>> {
+        let outcome = self.with(|s, _| {
+            let Some(device) = s.devices.get_mut(&device_code) else {
+                return DevicePoll::Unknown;
+            };
+            if device.client_id != client_id {
+                return DevicePoll::Unknown;
+            }
+            let outcome = device.poll(now);
+            if !matches!(outcome, DevicePoll::Pending | DevicePoll::SlowDown) {
+                s.forget_device(device_code);
+            }
+            outcome
+        });
+        ready(Ok(outcome))
     }
 }
 

@@ -208,6 +208,91 @@ pub struct PendingConsent {
     pub expires_at: u64,
 }
 
+/// A device authorization (RFC 8628) waiting for the user's answer on the verification page,
+/// then for the device to collect it.
+#[derive(Debug, Clone)]
+pub struct DeviceGrant {
+    /// The client (the device) asking.
+    pub client_id: String,
+    /// Its name, as shown on the verification page.
+    pub client_name: Option<String>,
+    /// The hash of the user code (normalized: upper case, no dash).
+    pub user_code: TokenHash,
+    /// The scopes asked for.
+    pub scopes: Vec<String>,
+    /// The resource (RFC 8707) the tokens would be for.
+    pub resource: String,
+    /// When the device code and user code stop working.
+    pub expires_at: u64,
+    /// Seconds the device must wait between polls; raised by 5 at each `slow_down`.
+    pub interval: u64,
+    /// When the device last polled (0: never).
+    pub last_poll: u64,
+    /// The user's answer so far.
+    pub status: DeviceStatus,
+    /// The token family the approval starts.
+    pub family_id: String,
+}
+
+/// Where a [`DeviceGrant`] stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceStatus {
+    /// The user has not answered.
+    Pending,
+    /// The user approved; the tokens are for `subject`.
+    Approved {
+        /// The user who approved.
+        subject: String,
+    },
+    /// The user denied.
+    Denied,
+}
+
+/// The outcome of a device's poll ([`AuthorizationStore::poll_device`]).
+#[derive(Debug)]
+pub enum DevicePoll {
+    /// No answer yet (`authorization_pending`).
+    Pending,
+    /// Polled sooner than the interval allows; the interval is now 5 s longer (`slow_down`).
+    SlowDown,
+    /// The user approved: the grant is spent, and tokens are issued from it.
+    Approved(DeviceGrant),
+    /// The user denied (`access_denied`); the grant is spent.
+    Denied,
+    /// The grant expired before it was collected (`expired_token`).
+    Expired,
+    /// No such device code for this client (`invalid_grant`).
+    Unknown,
+}
+
+impl DeviceGrant {
+    /// A device's poll at `now` (RFC 8628 §3.5): updates the poll time and interval of a
+    /// pending grant. After any other outcome than `Pending` and `SlowDown`, the store forgets
+    /// the grant.
+    pub fn poll(&mut self, now: u64) -> DevicePoll {
+        if self.expires_at <= now {
+            return DevicePoll::Expired;
+        }
+        match &self.status {
+            DeviceStatus::Approved { .. } => DevicePoll::Approved(self.clone()),
+            DeviceStatus::Denied => DevicePoll::Denied,
+            DeviceStatus::Pending => {
+                let too_soon = self.last_poll != 0 && now < self.last_poll + self.interval;
+                self.last_poll = now;
+                if too_soon {
+                    self.interval += DEVICE_SLOW_DOWN_SECS;
+                    DevicePoll::SlowDown
+                } else {
+                    DevicePoll::Pending
+                }
+            }
+        }
+    }
+}
+
+/// What RFC 8628 §3.5 adds to the interval at each `slow_down`.
+pub const DEVICE_SLOW_DOWN_SECS: u64 = 5;
+
 /// Storage behind the authorization server.
 ///
 /// Codes and tokens arrive as SHA-256 hashes; the store never sees the credentials. A store
@@ -267,6 +352,36 @@ pub trait AuthorizationStore: Send + Sync + 'static {
     fn save_consent(&self, id: TokenHash, consent: PendingConsent) -> BoxFuture<'_, Result<()>>;
     /// Takes the consent request `id` out, atomically: of two concurrent answers, one gets it.
     fn take_consent(&self, id: TokenHash) -> BoxFuture<'_, Result<Option<PendingConsent>>>;
+    /// Keeps a device authorization under `device_code` (its hash) until it is collected or
+    /// expires, and returns `true`; `false` when its user code is in use by a live grant
+    /// (user codes are short, so they can collide: the server draws another). A store may
+    /// drop a client's oldest grants to bound what one client can keep.
+    fn save_device(
+        &self,
+        device_code: TokenHash,
+        grant: DeviceGrant,
+    ) -> BoxFuture<'_, Result<bool>>;
+    /// The device authorization a user code stands for, whatever its status.
+    fn device_by_user_code(
+        &self,
+        user_code: TokenHash,
+    ) -> BoxFuture<'_, Result<Option<DeviceGrant>>>;
+    /// Records the user's answer, atomically: only a pending, unexpired grant takes one.
+    /// Returns whether it did.
+    fn answer_device(
+        &self,
+        user_code: TokenHash,
+        answer: DeviceStatus,
+        now: u64,
+    ) -> BoxFuture<'_, Result<bool>>;
+    /// A device's poll with `device_code` by `client_id`, atomically: an answered grant is
+    /// handed out once, and the poll time and interval are kept (see [`DevicePoll`]).
+    fn poll_device<'a>(
+        &'a self,
+        device_code: TokenHash,
+        client_id: &'a str,
+        now: u64,
+    ) -> BoxFuture<'a, Result<DevicePoll>>;
 }
 
 /// A shared store is a store: one `Arc` can back several servers (or a server and a test).
@@ -324,5 +439,34 @@ impl<S: AuthorizationStore + ?Sized> AuthorizationStore for std::sync::Arc<S> {
     }
     fn take_consent(&self, id: TokenHash) -> BoxFuture<'_, Result<Option<PendingConsent>>> {
         (**self).take_consent(id)
+    }
+    fn save_device(
+        &self,
+        device_code: TokenHash,
+        grant: DeviceGrant,
+    ) -> BoxFuture<'_, Result<bool>> {
+        (**self).save_device(device_code, grant)
+    }
+    fn device_by_user_code(
+        &self,
+        user_code: TokenHash,
+    ) -> BoxFuture<'_, Result<Option<DeviceGrant>>> {
+        (**self).device_by_user_code(user_code)
+    }
+    fn answer_device(
+        &self,
+        user_code: TokenHash,
+        answer: DeviceStatus,
+        now: u64,
+    ) -> BoxFuture<'_, Result<bool>> {
+        (**self).answer_device(user_code, answer, now)
+    }
+    fn poll_device<'a>(
+        &'a self,
+        device_code: TokenHash,
+        client_id: &'a str,
+        now: u64,
+    ) -> BoxFuture<'a, Result<DevicePoll>> {
+        (**self).poll_device(device_code, client_id, now)
     }
 }

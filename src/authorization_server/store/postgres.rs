@@ -8,14 +8,16 @@ use std::sync::Arc;
 use tokio_postgres::Row;
 
 use super::{
-    AccessRecord, AuthorizationStore, ClientAuthMethod, CodeGrant, CodeRedemption, FamilyStart,
-    PendingConsent, RefreshRotation, RegisteredClient, TokenFamily, TokenHash,
+    AccessRecord, AuthorizationStore, ClientAuthMethod, CodeGrant, CodeRedemption, DeviceGrant,
+    DevicePoll, DeviceStatus, FamilyStart, PendingConsent, RefreshRotation, RegisteredClient,
+    TokenFamily, TokenHash,
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::postgres::{database_error, execute, query_opt, seconds, unsigned, PostgresPool};
 use crate::BoxFuture;
 
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE mcp_oauth_clients (
     client_id TEXT PRIMARY KEY,
     secret_hash BYTEA,
@@ -85,7 +87,26 @@ CREATE TABLE mcp_oauth_consents (
 );
 CREATE INDEX mcp_oauth_consents_client ON mcp_oauth_consents (client_id, expires_at);
 CREATE INDEX mcp_oauth_consents_expiry ON mcp_oauth_consents (expires_at);
-"#];
+"#,
+    r#"
+CREATE TABLE mcp_oauth_devices (
+    device_hash BYTEA PRIMARY KEY,
+    user_hash BYTEA NOT NULL UNIQUE,
+    client_id TEXT NOT NULL,
+    client_name TEXT,
+    scopes TEXT[] NOT NULL,
+    resource TEXT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    interval_secs BIGINT NOT NULL,
+    last_poll BIGINT NOT NULL,
+    status TEXT NOT NULL,
+    subject TEXT,
+    family_id TEXT NOT NULL
+);
+CREATE INDEX mcp_oauth_devices_client ON mcp_oauth_devices (client_id, expires_at);
+CREATE INDEX mcp_oauth_devices_expiry ON mcp_oauth_devices (expires_at);
+"#,
+];
 
 /// Spent codes are remembered this long after expiring, to detect a late reuse.
 const SPENT_CODE_MEMORY_SECS: u64 = 600;
@@ -95,6 +116,10 @@ const UNSAVED_REVOCATION_SECS: u64 = 3_600;
 const MAX_CONSENTS_PER_CLIENT: i64 = 16;
 /// Consent pages open at once across the deployment, by default.
 const MAX_CONSENTS: i64 = 20_000;
+/// Device authorizations one client may have waiting.
+const MAX_DEVICES_PER_CLIENT: i64 = 16;
+/// Device authorizations waiting at once across the deployment.
+const MAX_DEVICES: i64 = 20_000;
 /// Writes between two sweeps of expired rows.
 const SWEEP_EVERY: usize = 256;
 /// Rows one sweep statement deletes at most: short statements, short locks.
@@ -180,6 +205,7 @@ async fn sweep(pool: &PostgresPool, now: u64) -> Result<()> {
         ("mcp_oauth_access", now),
         ("mcp_oauth_families", now),
         ("mcp_oauth_consents", now),
+        ("mcp_oauth_devices", now),
     ] {
         let statement = format!(
             "DELETE FROM {table} WHERE ctid = ANY(ARRAY(
@@ -287,6 +313,42 @@ fn access_from(row: &Row) -> AccessRecord {
         expires_at: unsigned(row.get("expires_at")),
         family_id: row.get("family_id"),
         dpop_jkt: row.get("dpop_jkt"),
+    }
+}
+
+const DEVICE_COLUMNS: &str = "user_hash, client_id, client_name, scopes, resource, expires_at,
+     interval_secs, last_poll, status, subject, family_id";
+
+fn device_from(row: &Row) -> Result<DeviceGrant> {
+    let status = match (
+        row.get::<_, &str>("status"),
+        row.get::<_, Option<String>>("subject"),
+    ) {
+        ("pending", _) => DeviceStatus::Pending,
+        ("approved", Some(subject)) => DeviceStatus::Approved { subject },
+        ("denied", _) => DeviceStatus::Denied,
+        _ => return Err(unreadable("a device authorization has an unknown status")),
+    };
+    Ok(DeviceGrant {
+        client_id: row.get("client_id"),
+        client_name: row.get("client_name"),
+        user_code: hash_of(row, "user_hash")?,
+        scopes: row.get("scopes"),
+        resource: row.get("resource"),
+        expires_at: unsigned(row.get("expires_at")),
+        interval: unsigned(row.get("interval_secs")),
+        last_poll: unsigned(row.get("last_poll")),
+        status,
+        family_id: row.get("family_id"),
+    })
+}
+
+/// A status as stored: its name and its subject.
+fn device_status_columns(status: &DeviceStatus) -> (&'static str, Option<&str>) {
+    match status {
+        DeviceStatus::Pending => ("pending", None),
+        DeviceStatus::Approved { subject } => ("approved", Some(subject)),
+        DeviceStatus::Denied => ("denied", None),
     }
 }
 
@@ -723,6 +785,159 @@ impl PostgresAuthorizationStore {
         .await?;
         row.as_ref().map(consent_from).transpose()
     }
+
+    async fn save_device(&self, device_code: TokenHash, grant: DeviceGrant) -> Result<bool> {
+        const DOING: &str = "saving a device authorization";
+        let now = seconds(crate::clock::now_secs());
+        let mut db = self.pool.client().await?;
+        let tx = db
+            .transaction()
+            .await
+            .map_err(|e| database_error(DOING, &e))?;
+        // An expired grant gives its user code back.
+        execute(
+            &tx,
+            "DELETE FROM mcp_oauth_devices WHERE user_hash = $1 AND expires_at <= $2",
+            &[&grant.user_code.0.as_slice(), &now],
+            DOING,
+        )
+        .await?;
+        execute(
+            &tx,
+            "DELETE FROM mcp_oauth_devices WHERE device_hash IN (
+                 SELECT device_hash FROM mcp_oauth_devices WHERE client_id = $1
+                 ORDER BY expires_at DESC OFFSET $2)",
+            &[&grant.client_id, &(MAX_DEVICES_PER_CLIENT - 1)],
+            DOING,
+        )
+        .await?;
+        execute(
+            &tx,
+            "DELETE FROM mcp_oauth_devices WHERE device_hash = (
+                 SELECT device_hash FROM mcp_oauth_devices WHERE client_id = (
+                     SELECT client_id FROM mcp_oauth_devices
+                     GROUP BY client_id ORDER BY count(*) DESC LIMIT 1)
+                 ORDER BY expires_at LIMIT 1)
+             AND (SELECT count(*) FROM mcp_oauth_devices) >= $1",
+            &[&MAX_DEVICES],
+            DOING,
+        )
+        .await?;
+        let (status, subject) = device_status_columns(&grant.status);
+        let inserted = execute(
+            &tx,
+            "INSERT INTO mcp_oauth_devices (device_hash, user_hash, client_id, client_name,
+                 scopes, resource, expires_at, interval_secs, last_poll, status, subject,
+                 family_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+             ON CONFLICT DO NOTHING",
+            &[
+                &device_code.0.as_slice(),
+                &grant.user_code.0.as_slice(),
+                &grant.client_id,
+                &grant.client_name,
+                &grant.scopes,
+                &grant.resource,
+                &seconds(grant.expires_at),
+                &seconds(grant.interval),
+                &seconds(grant.last_poll),
+                &status,
+                &subject,
+                &grant.family_id,
+            ],
+            DOING,
+        )
+        .await?;
+        tx.commit().await.map_err(|e| database_error(DOING, &e))?;
+        self.wrote();
+        Ok(inserted == 1)
+    }
+
+    async fn device_by_user_code(&self, user_code: TokenHash) -> Result<Option<DeviceGrant>> {
+        let db = self.pool.client().await?;
+        let row = query_opt(
+            &db,
+            &format!("SELECT {DEVICE_COLUMNS} FROM mcp_oauth_devices WHERE user_hash = $1"),
+            &[&user_code.0.as_slice()],
+            "reading a device authorization",
+        )
+        .await?;
+        row.as_ref().map(device_from).transpose()
+    }
+
+    async fn answer_device(
+        &self,
+        user_code: TokenHash,
+        answer: DeviceStatus,
+        now: u64,
+    ) -> Result<bool> {
+        let db = self.pool.client().await?;
+        let (status, subject) = device_status_columns(&answer);
+        let answered = execute(
+            &db,
+            "UPDATE mcp_oauth_devices SET status = $2, subject = $3
+             WHERE user_hash = $1 AND status = 'pending' AND expires_at > $4",
+            &[&user_code.0.as_slice(), &status, &subject, &seconds(now)],
+            "answering a device authorization",
+        )
+        .await?;
+        Ok(answered == 1)
+    }
+
+    async fn poll_device(
+        &self,
+        device_code: TokenHash,
+        client_id: &str,
+        now: u64,
+    ) -> Result<DevicePoll> {
+        const DOING: &str = "polling a device authorization";
+        let mut db = self.pool.client().await?;
+        let tx = db
+            .transaction()
+            .await
+            .map_err(|e| database_error(DOING, &e))?;
+        // The row lock makes two polls (two replicas) take turns: one hands the grant out.
+        let row = query_opt(
+            &tx,
+            &format!(
+                "SELECT {DEVICE_COLUMNS} FROM mcp_oauth_devices WHERE device_hash = $1 FOR UPDATE"
+            ),
+            &[&device_code.0.as_slice()],
+            DOING,
+        )
+        .await?;
+        let Some(mut grant) = row.as_ref().map(device_from).transpose()? else {
+            return Ok(DevicePoll::Unknown);
+        };
+        if grant.client_id != client_id {
+            return Ok(DevicePoll::Unknown);
+        }
+        let outcome = grant.poll(now);
+        if matches!(outcome, DevicePoll::Pending | DevicePoll::SlowDown) {
+            execute(
+                &tx,
+                "UPDATE mcp_oauth_devices SET last_poll = $2, interval_secs = $3
+                 WHERE device_hash = $1",
+                &[
+                    &device_code.0.as_slice(),
+                    &seconds(grant.last_poll),
+                    &seconds(grant.interval),
+                ],
+                DOING,
+            )
+            .await?;
+        } else {
+            execute(
+                &tx,
+                "DELETE FROM mcp_oauth_devices WHERE device_hash = $1",
+                &[&device_code.0.as_slice()],
+                DOING,
+            )
+            .await?;
+        }
+        tx.commit().await.map_err(|e| database_error(DOING, &e))?;
+        Ok(outcome)
+    }
 }
 
 /// Revokes a family and drops its access tokens; a family not saved yet is revoked ahead
@@ -804,5 +1019,34 @@ impl AuthorizationStore for PostgresAuthorizationStore {
     }
     fn take_consent(&self, id: TokenHash) -> BoxFuture<'_, Result<Option<PendingConsent>>> {
         Box::pin(self.take_consent(id))
+    }
+    fn save_device(
+        &self,
+        device_code: TokenHash,
+        grant: DeviceGrant,
+    ) -> BoxFuture<'_, Result<bool>> {
+        Box::pin(self.save_device(device_code, grant))
+    }
+    fn device_by_user_code(
+        &self,
+        user_code: TokenHash,
+    ) -> BoxFuture<'_, Result<Option<DeviceGrant>>> {
+        Box::pin(self.device_by_user_code(user_code))
+    }
+    fn answer_device(
+        &self,
+        user_code: TokenHash,
+        answer: DeviceStatus,
+        now: u64,
+    ) -> BoxFuture<'_, Result<bool>> {
+        Box::pin(self.answer_device(user_code, answer, now))
+    }
+    fn poll_device<'a>(
+        &'a self,
+        device_code: TokenHash,
+        client_id: &'a str,
+        now: u64,
+    ) -> BoxFuture<'a, Result<DevicePoll>> {
+        Box::pin(self.poll_device(device_code, client_id, now))
     }
 }

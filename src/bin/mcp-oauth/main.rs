@@ -113,8 +113,9 @@ struct Options {
     /// The loopback port of the sign-in callback [default: any free port].
     #[arg(long, value_name = "PORT")]
     callback_port: Option<u16>,
-    /// Do not open a browser: print the sign-in URL and read the address the browser ends on,
-    /// pasted on the terminal.
+    /// Do not open a browser (also the default without a display): sign in with the device
+    /// grant where the server offers it (a code to enter on any device), else print the
+    /// sign-in URL and read the address the browser ends on, pasted on the terminal.
     #[arg(long)]
     no_browser: bool,
     /// Also trust the certificates in this PEM file (a private CA).

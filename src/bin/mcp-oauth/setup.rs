@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, Request};
 use tower_mcp_oauth::client::{
-    ClientRegistration, CredentialKey, CredentialStore, FileStore, Grant, LoopbackHandler, OAuth,
-    OAuthConfig, OAuthLayer, OAuthState, TokenEndpointAuthMethod, TokenSet, TokenSource,
+    ClientRegistration, CredentialKey, CredentialStore, DeviceAuthorization, FileStore, Grant,
+    LoopbackHandler, OAuth, OAuthConfig, OAuthLayer, OAuthState, TokenEndpointAuthMethod, TokenSet,
+    TokenSource,
 };
 use tower_mcp_oauth::http::{hyper_client, hyper_client_with_roots, HttpClient, HyperClient};
 use url::Url;
@@ -90,8 +91,11 @@ pub(crate) async fn oauth_state(
     let mut config = OAuthConfig::new()
         .client_name("mcp-oauth")
         .store(store(&options.store)?);
-    config = if options.no_browser {
-        config.handler(PasteHandler::new(options.callback_port, stdin_is_free)?)
+    config = if options.no_browser || !browser_available() {
+        // Headless: the device grant where the server offers it, else a pasted redirect.
+        config
+            .device_authorization(show_device_code)
+            .handler(PasteHandler::new(options.callback_port, stdin_is_free)?)
     } else {
         config.handler(loopback(options.callback_port).await?)
     };
@@ -144,6 +148,29 @@ pub(crate) async fn oauth_state(
         config = config.http(HttpClient::with_roots(&pem)?);
     }
     Ok(OAuthState::new(url, Some(config)).await?)
+}
+
+/// Whether a browser can be opened here: on Linux and the BSDs, only with a display or a
+/// `BROWSER` (an SSH session has neither).
+fn browser_available() -> bool {
+    if cfg!(any(windows, target_os = "macos")) {
+        return true;
+    }
+    ["BROWSER", "DISPLAY", "WAYLAND_DISPLAY"]
+        .iter()
+        .any(|name| std::env::var_os(name).is_some_and(|v| !v.is_empty()))
+}
+
+/// The device grant's instructions, on standard error (standard output carries MCP).
+fn show_device_code(device: &DeviceAuthorization) {
+    let minutes = device.expires_in.as_secs().div_ceil(60);
+    eprintln!(
+        "mcp-oauth: to sign in, open {} on any device and enter the code {} (within {minutes} min)",
+        device.verification_uri, device.user_code
+    );
+    if let Some(complete) = &device.verification_uri_complete {
+        eprintln!("mcp-oauth: or open {complete}");
+    }
 }
 
 /// The callback server on the asked port, or on any free one when that port is taken (another

@@ -8,6 +8,7 @@ use super::flight::FlightOp;
 use super::Session;
 use crate::challenge::BearerChallenge;
 use crate::client::authorization::{self, PendingAuthorization};
+use crate::client::device::DeviceRequest;
 use crate::client::discovery::{discover, Discovery};
 use crate::client::dpop::{self, DpopSigner};
 use crate::client::grant::{Grant, JWT_BEARER_GRANT};
@@ -73,10 +74,11 @@ impl Session {
     }
 
     /// The client for the discovered server, registering when there is none usable.
+    /// `redirect_uri` is `None` for a sign-in on another device.
     async fn client_for(
         &self,
         discovery: &Discovery,
-        redirect_uri: &Url,
+        redirect_uri: Option<&Url>,
     ) -> Result<ClientRegistration> {
         if let Some(pre) = &self.config.client.pre_registered {
             return Ok(pre.clone());
@@ -85,7 +87,7 @@ impl Session {
         if let Some(client) = existing {
             let stale = client.secret_expired(now_secs())
                 || (client.source == RegistrationSource::Dynamic
-                    && !client.allows_redirect(redirect_uri));
+                    && redirect_uri.is_some_and(|uri| !client.allows_redirect(uri)));
             let switched_to_cimd = client.source == RegistrationSource::Dynamic
                 && self.config.client.metadata_document_url.is_some()
                 && discovery
@@ -95,11 +97,15 @@ impl Session {
                 return Ok(client);
             }
         }
+        // A client that may sign in on another device registers for both ways, so the one
+        // registration serves whichever the server offers.
+        let handler_redirect = self.config.handler.as_ref().map(|h| h.redirect_uri());
         let client = obtain_client(
             &self.config.http,
             &discovery.authorization_server,
             &self.config.client,
-            redirect_uri,
+            redirect_uri.or(handler_redirect.as_ref()),
+            self.signs_in_on_device(discovery),
         )
         .await?;
         self.with(|s| s.client = Some(client.clone()));
@@ -118,7 +124,7 @@ impl Session {
     ) -> Result<PendingAuthorization> {
         authorization::validate_redirect_uri(redirect_uri)?;
         authorization::require_pkce(&discovery.authorization_server)?;
-        let client = self.client_for(discovery, redirect_uri).await?;
+        let client = self.client_for(discovery, Some(redirect_uri)).await?;
         let pending = authorization::start(
             discovery,
             &client,
@@ -298,12 +304,12 @@ impl Session {
         challenge: Option<&BearerChallenge>,
         scopes: Option<Vec<String>>,
     ) -> Result<TokenSet> {
-        let handler = self.config.handler.clone().ok_or_else(|| {
-            Error::new(
+        if self.config.handler.is_none() && self.config.device_prompt.is_none() {
+            return Err(Error::new(
                 ErrorKind::NotAuthorized,
                 "the server needs authorization and no authorization handler is configured",
-            )
-        })?;
+            ));
+        }
         let discovery = self.discover(challenge).await?;
         // Processes sharing the store sign in once: the others wait for the lease, then take
         // what the first one stored (never tokens this session already let go of).
@@ -330,6 +336,16 @@ impl Session {
         let scopes = scopes
             .or_else(|| self.config.scopes.clone())
             .unwrap_or_else(|| select_scopes(challenge, &discovery));
+        if self.signs_in_on_device(&discovery) {
+            return self.authorize_on_device(&discovery, &scopes).await;
+        }
+        let handler = self.config.handler.clone().ok_or_else(|| {
+            Error::new(
+                ErrorKind::NotAuthorized,
+                "the authorization server offers no device authorization, and no authorization \
+                 handler is configured",
+            )
+        })?;
         let redirect_uri = handler.redirect_uri();
         // A rejected client is registered again once.
         for attempt in 0..2 {
@@ -350,6 +366,71 @@ impl Session {
                 }
                 result => return result,
             }
+        }
+        unreachable!("the loop returns on its second attempt")
+    }
+
+    /// Whether sign-in goes through the device authorization grant: asked for, and offered.
+    fn signs_in_on_device(&self, discovery: &Discovery) -> bool {
+        self.config.device_prompt.is_some()
+            && discovery
+                .authorization_server
+                .device_authorization_endpoint
+                .is_some()
+    }
+
+    /// RFC 8628: the user approves on any device while this client polls.
+    async fn authorize_on_device(
+        &self,
+        discovery: &Discovery,
+        scopes: &[String],
+    ) -> Result<TokenSet> {
+        let Some(prompt) = self.config.device_prompt.clone() else {
+            return Err(Error::new(
+                ErrorKind::Config,
+                "no device prompt is configured",
+            ));
+        };
+        // A client registered before, without the device grant, is registered again once.
+        for attempt in 0..2 {
+            let client = self.client_for(discovery, None).await?;
+            let request = DeviceRequest {
+                discovery,
+                client: &client,
+                scopes,
+                resource: self.config.requests.resource(discovery),
+                token_params: &self.config.requests.token_params,
+            };
+            let started = match request.start(&self.config.http).await {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::InvalidClient | ErrorKind::UnauthorizedClient
+                    ) && attempt == 0
+                        && client.source == RegistrationSource::Dynamic =>
+                {
+                    tracing::warn!(error = %e, "the client cannot use the device grant; registering again");
+                    self.forget_client();
+                    continue;
+                }
+                started => started?,
+            };
+            tracing::info!("waiting for the user to approve on another device");
+            prompt.show(&started.shown);
+            let signer = self.dpop_key_for(discovery)?.map(|key| DpopSigner {
+                key,
+                nonce: self.authorization_server_nonce.clone(),
+            });
+            let tokens = request
+                .poll(&self.config.http, started, signer.as_ref())
+                .await?;
+            self.with(|s| {
+                s.discovery = Some(discovery.clone());
+                s.client = Some(client.clone());
+            });
+            self.set_tokens(Some(tokens.clone()));
+            self.persist_logged().await;
+            return Ok(tokens);
         }
         unreachable!("the loop returns on its second attempt")
     }

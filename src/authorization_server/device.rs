@@ -1,0 +1,517 @@
+//! The device authorization grant (RFC 8628): the device endpoint that hands out a device code
+//! and a user code, and the verification page where the user types the code and answers.
+//! The token endpoint's side (polling) is in `token.rs`.
+//!
+//! The page asks the [`ApprovalPolicy`](super::ApprovalPolicy) as the authorization endpoint
+//! does, with an empty `redirect_uri`: nothing is redirected anywhere. The user code is a
+//! short secret a person types, so it is only ever shown on the page it was typed into.
+
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::response::{IntoResponse, Response};
+use http::header::SET_COOKIE;
+use http::{HeaderMap, HeaderValue, StatusCode};
+use rand::Rng;
+use serde::Serialize;
+use subtle::ConstantTimeEq;
+
+use super::approval::{AuthorizationDecision, ConsentRequest};
+use super::client_auth::authenticate;
+use super::grant::{hash, random_token, split_scopes};
+use super::page::{error_page, escape, html_response, scope_items};
+use super::store::{DeviceGrant, DeviceStatus};
+use super::wire::{form_params, json_response, OAuthError, Params};
+use super::AuthorizationServer;
+use crate::clock::now_secs;
+
+/// `grant_type` of the device authorization grant.
+pub(crate) const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
+
+/// RFC 8628 §6.1: consonants only (no vowels, so no words), none easily confused.
+const USER_CODE_ALPHABET: &[u8; 20] = b"BCDFGHJKLMNPQRSTVWXZ";
+/// 20^8 codes, about 34.6 bits: enough for a code that lives minutes and is typed once.
+const USER_CODE_LENGTH: usize = 8;
+/// Draws of a new user code when one collides with a live grant.
+const USER_CODE_DRAWS: usize = 8;
+const DEVICE_COOKIE_PREFIX: &str = "mcp_device_";
+/// Longest client name shown.
+const MAX_CLIENT_NAME_CHARS: usize = 100;
+
+/// How device authorizations behave.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DeviceSettings {
+    /// Whether the grant is offered.
+    pub(crate) enabled: bool,
+    /// How long the user has to answer.
+    pub(crate) ttl: Duration,
+    /// The least time between two polls.
+    pub(crate) interval: Duration,
+}
+
+impl Default for DeviceSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            ttl: Duration::from_secs(600),
+            interval: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct DeviceAuthorizationResponse {
+    device_code: String,
+    user_code: String,
+    verification_uri: String,
+    verification_uri_complete: String,
+    expires_in: u64,
+    interval: u64,
+}
+
+/// `POST /device_authorization` (RFC 8628 §3.1–3.2).
+pub(super) async fn handle_authorization(
+    State(server): State<AuthorizationServer>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match authorize_device(&server, &headers, &body).await {
+        Ok(answer) => json_response(StatusCode::OK, &answer),
+        Err(error) => {
+            tracing::info!(code = error.code, description = %error.description, "device authorization refused");
+            error.into_response()
+        }
+    }
+}
+
+async fn authorize_device(
+    server: &AuthorizationServer,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<DeviceAuthorizationResponse, OAuthError> {
+    let params = form_params(headers, body)?;
+    let client = authenticate(server, headers, &params).await?;
+    if !client.allows_grant(DEVICE_CODE_GRANT) {
+        return Err(OAuthError::new(
+            "unauthorized_client",
+            "the client did not register the device_code grant",
+        ));
+    }
+    let requested = split_scopes(params.get("scope"));
+    let scopes = if requested.is_empty() {
+        server
+            .inner
+            .config
+            .default_scopes
+            .clone()
+            .unwrap_or_default()
+    } else {
+        requested
+    };
+    server
+        .check_scopes(&client, &scopes)
+        .map_err(|d| OAuthError::new("invalid_scope", d))?;
+    let resource = server
+        .resolve_resource(params.get("resource"))
+        .map_err(|d| OAuthError::new("invalid_target", d))?;
+    let settings = server.inner.config.device;
+    let device_code = random_token();
+    let store = &server.inner.config.store;
+    for _ in 0..USER_CODE_DRAWS {
+        let user_code = new_user_code();
+        let grant = DeviceGrant {
+            client_id: client.client_id.clone(),
+            client_name: client
+                .metadata
+                .client_name
+                .as_ref()
+                .map(|name| name.chars().take(MAX_CLIENT_NAME_CHARS).collect()),
+            user_code: hash(&user_code),
+            scopes: scopes.clone(),
+            resource: resource.clone(),
+            expires_at: now_secs() + settings.ttl.as_secs(),
+            interval: settings.interval.as_secs().max(1),
+            last_poll: 0,
+            status: DeviceStatus::Pending,
+            family_id: random_token(),
+        };
+        if store.save_device(hash(&device_code), grant).await? {
+            tracing::info!(client_id = %client.client_id, "device authorization started");
+            let shown = display_user_code(&user_code);
+            let verification_uri = server.verification_uri();
+            let complete = url::form_urlencoded::Serializer::new(format!("{verification_uri}?"))
+                .append_pair("user_code", &shown)
+                .finish();
+            return Ok(DeviceAuthorizationResponse {
+                device_code,
+                user_code: shown,
+                verification_uri,
+                verification_uri_complete: complete,
+                expires_in: settings.ttl.as_secs(),
+                interval: settings.interval.as_secs().max(1),
+            });
+        }
+    }
+    Err(OAuthError::new(
+        "temporarily_unavailable",
+        "no free user code could be drawn; try again",
+    ))
+}
+
+fn new_user_code() -> String {
+    let mut rng = rand::rngs::OsRng;
+    (0..USER_CODE_LENGTH)
+        .map(|_| USER_CODE_ALPHABET[rng.gen_range(0..USER_CODE_ALPHABET.len())] as char)
+        .collect()
+}
+
+/// A user code as people read it: `BCDF-GHJK`.
+fn display_user_code(code: &str) -> String {
+    let (first, second) = code.split_at(code.len() / 2);
+    format!("{first}-{second}")
+}
+
+/// A typed user code as issued: case, dashes and spaces ignored (RFC 8628 §6.1). `None` for
+/// anything that cannot be one.
+pub(crate) fn normalize_user_code(typed: &str) -> Option<String> {
+    if typed.len() > 64 {
+        return None;
+    }
+    let code: String = typed
+        .chars()
+        .filter(|c| !matches!(c, '-' | ' '))
+        .map(|c| c.to_ascii_uppercase())
+        .collect();
+    let well_formed =
+        code.len() == USER_CODE_LENGTH && code.bytes().all(|b| USER_CODE_ALPHABET.contains(&b));
+    well_formed.then_some(code)
+}
+
+/// `GET /device`: the code entry form, or with `user_code` the question itself.
+pub(super) async fn handle_page(
+    State(server): State<AuthorizationServer>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let query = query.unwrap_or_default();
+    let Ok(params) = Params::parse(query.as_bytes()) else {
+        return entry_page(&server, Some("The request repeats a parameter."));
+    };
+    match params.get("user_code") {
+        Some(typed) => ask(&server, &headers, typed).await,
+        None => entry_page(&server, None),
+    }
+}
+
+/// `POST /device`: a typed code (then the question), or the answer to the question.
+pub(super) async fn handle_post(
+    State(server): State<AuthorizationServer>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Ok(params) = form_params(&headers, &body) else {
+        return error_page(StatusCode::BAD_REQUEST, "The form was not understood.");
+    };
+    if !super::authorize::same_origin(&server, &headers) {
+        return error_page(StatusCode::FORBIDDEN, "The form came from another site.");
+    }
+    let typed = params.get("user_code").unwrap_or("");
+    match params.get("decision") {
+        None => ask(&server, &headers, typed).await,
+        Some(decision) => answer(&server, &headers, &params, typed, decision == "approve").await,
+    }
+}
+
+/// The device grant a typed code names, while it waits for an answer.
+async fn pending_grant(
+    server: &AuthorizationServer,
+    typed: &str,
+) -> Result<(String, DeviceGrant), Response> {
+    let Some(code) = normalize_user_code(typed) else {
+        return Err(entry_page(
+            server,
+            Some("That is not a code from a device. Check it and type it again."),
+        ));
+    };
+    let found = match server
+        .inner
+        .config
+        .store
+        .device_by_user_code(hash(&code))
+        .await
+    {
+        Ok(found) => found,
+        Err(error) => {
+            tracing::error!(%error, "device store failed");
+            return Err(super::authorize::unavailable_page());
+        }
+    };
+    match found {
+        Some(grant) if grant.expires_at > now_secs() && grant.status == DeviceStatus::Pending => {
+            Ok((code, grant))
+        }
+        _ => Err(entry_page(
+            server,
+            Some("This code is unknown, has expired, or was already used. Start again on the device."),
+        )),
+    }
+}
+
+fn consent_request(grant: &DeviceGrant) -> ConsentRequest {
+    ConsentRequest {
+        client_id: grant.client_id.clone(),
+        client_name: grant.client_name.clone(),
+        redirect_uri: String::new(),
+        scopes: grant.scopes.clone(),
+        resource: grant.resource.clone(),
+    }
+}
+
+async fn ask(server: &AuthorizationServer, headers: &HeaderMap, typed: &str) -> Response {
+    let (code, grant) = match pending_grant(server, typed).await {
+        Ok(found) => found,
+        Err(page) => return page,
+    };
+    let decision = server
+        .inner
+        .approval
+        .decide(&consent_request(&grant), headers)
+        .await;
+    match decision {
+        AuthorizationDecision::Approve { subject } => {
+            record(server, &code, DeviceStatus::Approved { subject }).await
+        }
+        AuthorizationDecision::Deny => record(server, &code, DeviceStatus::Denied).await,
+        AuthorizationDecision::AskUser { subject } => {
+            question_page(server, &code, &grant, &subject)
+        }
+    }
+}
+
+async fn answer(
+    server: &AuthorizationServer,
+    headers: &HeaderMap,
+    params: &Params,
+    typed: &str,
+    approve: bool,
+) -> Response {
+    let (code, grant) = match pending_grant(server, typed).await {
+        Ok(found) => found,
+        Err(page) => return page,
+    };
+    // The page's token, in the form and in the cookie only that page set: a form posted from
+    // elsewhere cannot carry both.
+    let form_csrf = params.get("csrf").unwrap_or("");
+    let cookie_csrf = super::authorize::cookie(headers, &format!("{DEVICE_COOKIE_PREFIX}{code}"))
+        .unwrap_or_default();
+    let csrf_ok =
+        !form_csrf.is_empty() && bool::from(hash(form_csrf).0.ct_eq(&hash(&cookie_csrf).0));
+    if !csrf_ok {
+        return error_page(StatusCode::FORBIDDEN, "The form could not be verified.");
+    }
+    if !approve {
+        return record(server, &code, DeviceStatus::Denied).await;
+    }
+    // The policy is asked again: who approves is whoever it says is here now.
+    match server
+        .inner
+        .approval
+        .decide(&consent_request(&grant), headers)
+        .await
+    {
+        AuthorizationDecision::Approve { subject } | AuthorizationDecision::AskUser { subject } => {
+            record(server, &code, DeviceStatus::Approved { subject }).await
+        }
+        AuthorizationDecision::Deny => record(server, &code, DeviceStatus::Denied).await,
+    }
+}
+
+async fn record(server: &AuthorizationServer, code: &str, answer: DeviceStatus) -> Response {
+    let approved = matches!(answer, DeviceStatus::Approved { .. });
+    match server
+        .inner
+        .config
+        .store
+        .answer_device(hash(code), answer, now_secs())
+        .await
+    {
+        Ok(true) if approved => {
+            tracing::info!("device authorization approved");
+            done_page("Approved. You can return to your device; it continues on its own.")
+        }
+        Ok(true) => {
+            tracing::info!("device authorization denied");
+            done_page("Denied. The device gets no access.")
+        }
+        Ok(false) => entry_page(
+            server,
+            Some("This code has expired or was already used. Start again on the device."),
+        ),
+        Err(error) => {
+            tracing::error!(%error, "device store failed");
+            super::authorize::unavailable_page()
+        }
+    }
+}
+
+fn page_path(server: &AuthorizationServer) -> String {
+    format!(
+        "{}/device",
+        server.inner.config.issuer.path().trim_end_matches('/')
+    )
+}
+
+const STYLE: &str =
+    "body{font-family:system-ui,sans-serif;max-width:32rem;margin:3rem auto;padding:0 1rem}\
+input{font-size:1.25rem;letter-spacing:.1em;text-transform:uppercase}\
+button{font-size:1rem;padding:.5rem 1.25rem;margin-right:.5rem}";
+
+fn with_csp(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        "content-security-policy",
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    response
+}
+
+fn entry_page(server: &AuthorizationServer, problem: Option<&str>) -> Response {
+    let problem = problem
+        .map(|p| format!(r#"<p id="error">{}</p>"#, escape(p)))
+        .unwrap_or_default();
+    let html = format!(
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Connect a device</title>
+<meta name="viewport" content="width=device-width, initial-scale=1"><style>{STYLE}</style>
+</head><body>
+<h1>Connect a device</h1>
+{problem}
+<form method="post" action="{action}">
+<label for="user_code">Type the code your device shows:</label><br>
+<input id="user_code" name="user_code" autocomplete="off" autocapitalize="characters" spellcheck="false" required>
+<button type="submit" id="continue">Continue</button>
+</form>
+</body></html>"#,
+        action = escape(&page_path(server)),
+    );
+    let status = if problem.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    with_csp(html_response(status, html))
+}
+
+fn question_page(
+    server: &AuthorizationServer,
+    code: &str,
+    grant: &DeviceGrant,
+    subject: &str,
+) -> Response {
+    let csrf = random_token();
+    let name = grant
+        .client_name
+        .clone()
+        .unwrap_or_else(|| grant.client_id.clone());
+    let scopes = scope_items(&grant.scopes);
+    let shown = display_user_code(code);
+    let html = format!(
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Authorize {name}</title>
+<meta name="viewport" content="width=device-width, initial-scale=1"><style>{STYLE}</style>
+</head><body>
+<h1>Authorize <span id="client-name">{name}</span> on a device?</h1>
+<p>Approve only if your device shows the code <strong id="user-code">{shown}</strong> and you started this yourself.</p>
+<p>It will be able to act as <strong>{subject}</strong> on <code id="resource">{resource}</code> with these scopes:</p>
+<ul id="scopes">{scopes}</ul>
+<form method="post" action="{action}">
+<input type="hidden" name="user_code" value="{shown}">
+<input type="hidden" name="csrf" value="{csrf}">
+<button type="submit" name="decision" value="approve" id="approve">Approve</button>
+<button type="submit" name="decision" value="deny" id="deny">Deny</button>
+</form>
+</body></html>"#,
+        name = escape(&name),
+        subject = escape(subject),
+        resource = escape(&grant.resource),
+        action = escape(&page_path(server)),
+        csrf = escape(&csrf),
+    );
+    let secure = if server.inner.config.issuer.scheme() == "https" {
+        "; Secure"
+    } else {
+        ""
+    };
+    let remaining = grant.expires_at.saturating_sub(now_secs());
+    let cookie = format!(
+        "{DEVICE_COOKIE_PREFIX}{code}={csrf}; Path={}; Max-Age={remaining}; HttpOnly; SameSite=Strict{secure}",
+        page_path(server),
+    );
+    let mut response = with_csp(html_response(StatusCode::OK, html));
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(SET_COOKIE, value);
+    }
+    response
+}
+
+fn done_page(message: &str) -> Response {
+    let html = format!(
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Device authorization</title><style>{STYLE}</style></head>
+<body><h1>Device authorization</h1><p id="result">{}</p></body></html>"#,
+        escape(message)
+    );
+    with_csp(html_response(StatusCode::OK, html))
+}
+
+impl AuthorizationServer {
+    /// Where users go to type a device's code.
+    pub(crate) fn verification_uri(&self) -> String {
+        format!("{}/device", self.issuer())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn user_codes_are_normalized() {
+        assert_eq!(
+            normalize_user_code("bcdf-ghjk").as_deref(),
+            Some("BCDFGHJK")
+        );
+        assert_eq!(
+            normalize_user_code(" BCDF GHJK ").as_deref(),
+            Some("BCDFGHJK")
+        );
+        assert_eq!(normalize_user_code("BCDFGHJ"), None);
+        assert_eq!(
+            normalize_user_code("ABCDEFGH"),
+            None,
+            "vowels are never issued"
+        );
+        assert_eq!(normalize_user_code("BCDF-GHJK-L"), None);
+    }
+
+    #[test]
+    fn new_user_codes_are_well_formed() {
+        for _ in 0..100 {
+            let code = new_user_code();
+            assert_eq!(normalize_user_code(&code).as_deref(), Some(code.as_str()));
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn normalizing_never_panics_and_yields_issuable_codes(typed in ".{0,80}") {
+            if let Some(code) = normalize_user_code(&typed) {
+                prop_assert_eq!(code.len(), USER_CODE_LENGTH);
+                prop_assert!(code.bytes().all(|b| USER_CODE_ALPHABET.contains(&b)));
+            }
+        }
+    }
+}
