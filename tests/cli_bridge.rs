@@ -271,8 +271,72 @@ async fn an_unreachable_server_is_a_json_rpc_error_and_a_message_on_stderr() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_a_browser_the_redirect_is_pasted_back() {
-    let running = server().await;
+async fn without_a_browser_the_user_enters_a_code_on_another_device() {
+    // The consent page asks, as it would a person.
+    let running = oauth_server_app::start(oauth_server_app::Options {
+        port: 0,
+        device_poll_interval: Duration::from_secs(1),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let home = Home::new();
+    let mut command = home.command(&["login", &running.mcp_url, "--no-browser"]);
+    command.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    let (page, code) = loop {
+        let line = tokio::time::timeout(Duration::from_secs(20), stderr.next_line())
+            .await
+            .expect("the device code")
+            .unwrap()
+            .expect("more output");
+        if let Some(rest) = line.split_once("open ").map(|(_, rest)| rest) {
+            if let Some((page, code)) = rest.split_once(" on any device and enter the code ") {
+                let code = code.split_whitespace().next().unwrap().to_owned();
+                break (page.to_owned(), code);
+            }
+        }
+    };
+    assert_eq!(page, format!("{}/device", running.base));
+    let (_, answer) =
+        support::auth_server::answer_device_page(&running.base, &code, "approve").await;
+    assert!(answer.text().contains("Approved"));
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("login ends once the user approved")
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(home.sign_ins(), 0, "no browser was opened");
+    let (ok, stdout, _) = run(home.command(&["status"])).await;
+    assert!(ok && stdout.contains(&running.mcp_url), "{stdout}");
+    // The tokens work: a tool call with them needs no sign-in.
+    let (ok, stdout, stderr) = run(home.command(&[
+        "call",
+        &running.mcp_url,
+        "add",
+        "--arg",
+        "a=2",
+        "--arg",
+        "b=3",
+        "--no-browser",
+    ]))
+    .await;
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("\"5\""), "{stdout}");
+    assert!(!stderr.contains("enter the code"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_browser_or_a_device_grant_the_redirect_is_pasted_back() {
+    let running = oauth_server_app::start(oauth_server_app::Options {
+        port: 0,
+        auto_approve: true,
+        device_grant: false,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let home = Home::new();
     let mut command = home.command(&["login", &running.mcp_url, "--no-browser"]);
     command

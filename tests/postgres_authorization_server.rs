@@ -264,6 +264,52 @@ async fn a_consent_page_opened_on_one_replica_is_approved_on_the_other_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_started_at_one_replica_is_approved_at_the_other_and_collected_once() {
+    let Some(url) = database_url() else { return };
+    let url = fresh_schema(&url).await;
+    let d = deployment(&url, 2, true).await;
+    let client = d.a().device_client().await;
+    let started = d.a().start_device(&client, "mcp:tools").await;
+    assert_eq!(started.status, StatusCode::OK, "{}", started.text());
+    let started = started.json();
+    let device_code = started["device_code"].as_str().unwrap();
+    assert_eq!(
+        d.b().poll_device(&client, device_code).await.error(),
+        "authorization_pending"
+    );
+    // Polled again at A at once: the poll time is shared, so it is too soon there too.
+    assert_eq!(
+        d.a().poll_device(&client, device_code).await.error(),
+        "slow_down"
+    );
+    let (_, answer) = support::auth_server::answer_device_page_at(
+        &d.b().base,
+        &d.a().base,
+        started["user_code"].as_str().unwrap(),
+        "approve",
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    // Both replicas polled at once after the approval: the tokens go out once.
+    let (at_a, at_b) = tokio::join!(
+        d.a().poll_device(&client, device_code),
+        d.b().poll_device(&client, device_code)
+    );
+    let mut statuses = [at_a.status, at_b.status];
+    statuses.sort();
+    assert_eq!(statuses, [StatusCode::OK, StatusCode::BAD_REQUEST]);
+    let (winner, loser) = if at_a.status == StatusCode::OK {
+        (at_a, at_b)
+    } else {
+        (at_b, at_a)
+    };
+    assert_eq!(loser.error(), "invalid_grant");
+    verify_at(d.b(), &access_token(&winner)).await.unwrap();
+    let refreshed = d.b().refresh(&client, &refresh_token(&winner)).await;
+    assert_eq!(refreshed.status, StatusCode::OK, "{}", refreshed.text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_starting_together_migrate_once_and_share_one_time_ids() {
     let Some(url) = database_url() else { return };
     let url = fresh_schema(&url).await;

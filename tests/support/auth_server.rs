@@ -351,13 +351,23 @@ impl Server {
 /// answers the question (`approve` or `deny`) with the page's cookie and CSRF token, from the
 /// page's own origin. Returns the question page and the answer's page.
 pub async fn answer_device_page(base: &str, user_code: &str, decision: &str) -> (Answer, Answer) {
+    answer_device_page_at(base, base, user_code, decision).await
+}
+
+/// As [`answer_device_page`], at the replica `base` behind the public `origin`.
+pub async fn answer_device_page_at(
+    base: &str,
+    origin: &str,
+    user_code: &str,
+    decision: &str,
+) -> (Answer, Answer) {
     let typed = url::form_urlencoded::Serializer::new(String::new())
         .append_pair("user_code", user_code)
         .finish();
     let question = send(
         Request::post(format!("{base}/device"))
             .header("content-type", "application/x-www-form-urlencoded")
-            .header("origin", base)
+            .header("origin", origin)
             .body(Full::from(typed))
             .unwrap(),
     )
@@ -385,7 +395,7 @@ pub async fn answer_device_page(base: &str, user_code: &str, decision: &str) -> 
         Request::post(format!("{base}/device"))
             .header("content-type", "application/x-www-form-urlencoded")
             .header("cookie", cookie)
-            .header("origin", base)
+            .header("origin", origin)
             .body(Full::from(body))
             .unwrap(),
     )

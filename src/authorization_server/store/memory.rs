@@ -706,6 +706,100 @@ mod tests {
         }
     }
 
+    fn device(client_id: &str, user_code: u64, expires_at: u64) -> DeviceGrant {
+        DeviceGrant {
+            client_id: client_id.into(),
+            client_name: None,
+            user_code: hash_of(user_code),
+            scopes: vec![],
+            resource: "http://127.0.0.1/mcp".into(),
+            expires_at,
+            interval: 5,
+            last_poll: 0,
+            status: DeviceStatus::Pending,
+            family_id: format!("family-{user_code}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn device_grants_are_capped_per_client_and_user_codes_stay_unique() {
+        let store = MemoryAuthorizationStore::new();
+        let later = crate::clock::now_secs() + 600;
+        for n in 0..MAX_DEVICES_PER_CLIENT as u64 + 1 {
+            assert!(store
+                .save_device(hash_of(1000 + n), device("greedy", n, later + n))
+                .await
+                .unwrap());
+        }
+        // The oldest went; the others stay.
+        assert!(store
+            .device_by_user_code(hash_of(0))
+            .await
+            .unwrap()
+            .is_none());
+        assert!(store
+            .device_by_user_code(hash_of(1))
+            .await
+            .unwrap()
+            .is_some());
+        // A live user code is not given twice; an expired one is given again.
+        assert!(!store
+            .save_device(hash_of(5000), device("other", 1, later))
+            .await
+            .unwrap());
+        assert!(store
+            .save_device(hash_of(5001), device("other", 100, 1))
+            .await
+            .unwrap());
+        assert!(store
+            .save_device(hash_of(5002), device("other", 100, later))
+            .await
+            .unwrap());
+        // Polled by the wrong client: nothing changes; answered once only.
+        assert!(matches!(
+            store
+                .poll_device(hash_of(5002), "greedy", 10)
+                .await
+                .unwrap(),
+            DevicePoll::Unknown
+        ));
+        let approve = DeviceStatus::Approved {
+            subject: "alice".into(),
+        };
+        assert!(store
+            .answer_device(hash_of(100), approve.clone(), 10)
+            .await
+            .unwrap());
+        assert!(!store
+            .answer_device(hash_of(100), DeviceStatus::Denied, 10)
+            .await
+            .unwrap());
+        assert!(matches!(
+            store.poll_device(hash_of(5002), "other", 10).await.unwrap(),
+            DevicePoll::Approved(_)
+        ));
+        assert!(matches!(
+            store.poll_device(hash_of(5002), "other", 11).await.unwrap(),
+            DevicePoll::Unknown
+        ));
+        assert!(store
+            .device_by_user_code(hash_of(100))
+            .await
+            .unwrap()
+            .is_none());
+    }
+
+    #[test]
+    fn a_poll_sooner_than_the_interval_slows_the_device_down() {
+        let mut grant = device("c", 1, 1_000);
+        assert!(matches!(grant.poll(100), DevicePoll::Pending));
+        assert!(matches!(grant.poll(104), DevicePoll::SlowDown));
+        assert_eq!(grant.interval, 10);
+        assert!(matches!(grant.poll(110), DevicePoll::SlowDown), "10 s now");
+        assert!(matches!(grant.poll(125), DevicePoll::Pending));
+        assert!(matches!(grant.poll(1_000), DevicePoll::Expired));
+    }
+
     fn sizes(store: &MemoryAuthorizationStore) -> (usize, usize, usize) {
         store.with(|s, _| (s.families.len(), s.refresh.len(), s.access.len()))
     }
