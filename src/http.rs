@@ -37,10 +37,13 @@ use crate::error::{BoxError, Error, ErrorKind, Result};
 pub(crate) mod cors;
 mod hyper_client;
 mod limited;
+mod proxy;
 
 pub(crate) use limited::{read_limited, ReadError};
 
-pub use hyper_client::{hyper_client, hyper_client_with_roots, HyperClient, POOL_IDLE_TIMEOUT};
+pub use hyper_client::{
+    hyper_client, hyper_client_with_roots, HyperClient, HyperClientBuilder, POOL_IDLE_TIMEOUT,
+};
 
 /// The request body every OAuth call sends.
 pub type RequestBody = Full<Bytes>;

@@ -15,6 +15,7 @@ use hyper_util::client::legacy::connect::{
 };
 use tower::Service;
 
+use super::proxy::{Proxies, ProxyConnector};
 use super::RequestBody;
 use crate::error::{BoxError, Result};
 
@@ -27,7 +28,7 @@ pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 const MAX_ATTEMPTS: usize = 4;
 
 type Inner = hyper_util::client::legacy::Client<
-    CountUses<hyper_rustls::HttpsConnector<HttpConnector>>,
+    CountUses<hyper_rustls::HttpsConnector<ProxyConnector>>,
     RequestBody,
 >;
 
@@ -57,7 +58,16 @@ pub struct HyperClient {
 }
 
 impl HyperClient {
+    /// A client with more trust roots, or going through proxies.
+    pub fn builder() -> HyperClientBuilder {
+        HyperClientBuilder::default()
+    }
+
     pub(crate) fn over(tls: rustls::ClientConfig) -> Self {
+        Self::over_proxies(tls, None)
+    }
+
+    fn over_proxies(tls: rustls::ClientConfig, proxies: Option<Proxies>) -> Self {
         let mut http = HttpConnector::new();
         http.set_nodelay(true);
         http.enforce_http(false);
@@ -65,7 +75,7 @@ impl HyperClient {
             .with_tls_config(tls)
             .https_or_http()
             .enable_all_versions()
-            .wrap_connector(http);
+            .wrap_connector(ProxyConnector::new(http, proxies));
         let inner =
             hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
                 .pool_timer(hyper_util::rt::TokioTimer::new())
@@ -260,6 +270,64 @@ impl<T: Write + Unpin> Write for Counted<T> {
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
         Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+}
+
+/// How a [`HyperClient`] is made: the trust roots besides the webpki ones, and the proxies.
+///
+/// ```no_run
+/// # fn example() -> tower_mcp_oauth::Result<()> {
+/// use tower_mcp_oauth::http::HyperClient;
+///
+/// let client = HyperClient::builder()
+///     .root_certificates(&std::fs::read("corporate-ca.pem").unwrap())?
+///     .proxies_from_env()
+///     .build();
+/// # let _ = client; Ok(()) }
+/// ```
+#[derive(Debug, Default)]
+pub struct HyperClientBuilder {
+    roots: Vec<rustls::pki_types::CertificateDer<'static>>,
+    proxies: Option<Proxies>,
+}
+
+impl HyperClientBuilder {
+    /// Also trusts the PEM certificates in `roots_pem` (a private CA, or a test one).
+    ///
+    /// # Errors
+    /// [`ErrorKind::Config`](crate::ErrorKind::Config) when `roots_pem` holds no valid
+    /// certificate.
+    pub fn root_certificates(mut self, roots_pem: &[u8]) -> Result<Self> {
+        self.roots.extend(super::parse_certificates(roots_pem)?);
+        Ok(self)
+    }
+
+    /// Goes through the proxies the environment names, as curl reads them: `HTTPS_PROXY`
+    /// for https destinations (a CONNECT tunnel, so TLS stays end to end, with the proxy's
+    /// `user:password@` as `Proxy-Authorization`), `HTTP_PROXY` for http ones (forwarded),
+    /// `ALL_PROXY` for both, lower-case names too, and `NO_PROXY` (host names, domain
+    /// suffixes, IP addresses and networks, `*`) for the destinations that go directly.
+    /// Loopback destinations always go directly. Only `http://` proxies are supported.
+    pub fn proxies_from_env(mut self) -> Self {
+        self.proxies = Proxies::from_env();
+        self
+    }
+
+    /// Goes through the `http://` proxy at `proxy_url` (with `user:password@` for
+    /// `Proxy-Authorization`) for every destination but loopback ones and those `no_proxy`
+    /// names (`NO_PROXY`'s syntax: `example.com, .internal, 10.0.0.0/8`).
+    ///
+    /// # Errors
+    /// [`ErrorKind::Config`](crate::ErrorKind::Config) when `proxy_url` is not an `http://`
+    /// URL.
+    pub fn proxy(mut self, proxy_url: &str, no_proxy: &str) -> Result<Self> {
+        self.proxies = Some(Proxies::new(proxy_url, no_proxy)?);
+        Ok(self)
+    }
+
+    /// Builds the client. Must be used within a Tokio runtime.
+    pub fn build(self) -> HyperClient {
+        HyperClient::over_proxies(super::tls_config(&self.roots), self.proxies)
     }
 }
 

@@ -12,7 +12,7 @@ use tower_mcp_oauth::client::{
     LoopbackHandler, OAuth, OAuthConfig, OAuthLayer, OAuthState, TokenEndpointAuthMethod, TokenSet,
     TokenSource,
 };
-use tower_mcp_oauth::http::{hyper_client, hyper_client_with_roots, HttpClient, HyperClient};
+use tower_mcp_oauth::http::{HttpClient, HyperClient};
 use url::Url;
 
 use super::paste::PasteHandler;
@@ -144,9 +144,7 @@ pub(crate) async fn oauth_state(
     if options.no_resource {
         config = config.resource_indicator(false);
     }
-    if let Some(pem) = ca_pem(options)? {
-        config = config.http(HttpClient::with_roots(&pem)?);
-    }
+    config = config.http(HttpClient::from_service(http_client(options)?));
     Ok(OAuthState::new(url, Some(config)).await?)
 }
 
@@ -187,16 +185,16 @@ async fn loopback(port: Option<u16>) -> Result<LoopbackHandler, CliError> {
     Ok(LoopbackHandler::bind().await?)
 }
 
-fn ca_pem(options: &Options) -> Result<Option<Vec<u8>>, CliError> {
-    options
-        .ca_file
-        .as_ref()
-        .map(|path| {
-            std::fs::read(path).map_err(|e| {
-                CliError::new(format!("cannot read --ca-file {}: {e}", path.display()))
-            })
-        })
-        .transpose()
+/// The hyper client for both the OAuth calls and MCP: `--ca-file`'s roots besides the
+/// webpki ones, and the proxies the environment names (`HTTPS_PROXY`, `NO_PROXY`, …).
+fn http_client(options: &Options) -> Result<HyperClient, CliError> {
+    let mut builder = HyperClient::builder().proxies_from_env();
+    if let Some(path) = &options.ca_file {
+        let pem = std::fs::read(path)
+            .map_err(|e| CliError::new(format!("cannot read --ca-file {}: {e}", path.display())))?;
+        builder = builder.root_certificates(&pem)?;
+    }
+    Ok(builder.build())
 }
 
 /// The request stack to the MCP server: the user's headers, under `OAuthLayer`.
@@ -208,12 +206,8 @@ pub(crate) fn mcp_stack(state: OAuthState, options: &Options) -> Result<McpStack
         .iter()
         .map(|header| parse_header(header, |name| std::env::var(name).ok()))
         .collect::<Result<Vec<_>, _>>()?;
-    let client = match ca_pem(options)? {
-        Some(pem) => hyper_client_with_roots(&pem)?,
-        None => hyper_client(),
-    };
     let inner = AddHeaders {
-        inner: client,
+        inner: http_client(options)?,
         headers: Arc::new(headers),
     };
     Ok(tower::Layer::layer(&OAuthLayer::new(state), inner))

@@ -1,0 +1,199 @@
+//! Outbound HTTP proxies, as curl reads them from the environment (`HTTPS_PROXY`, `HTTP_PROXY`,
+//! `ALL_PROXY`, `NO_PROXY`): https destinations through a CONNECT tunnel (TLS stays end to
+//! end), http ones forwarded to the proxy. Loopback destinations never go through a proxy,
+//! which could not reach this machine's loopback anyway.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::Uri;
+use hyper::rt::{Read, ReadBufCursor, Write};
+use hyper_util::client::legacy::connect::proxy::Tunnel;
+use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
+use hyper_util::client::proxy::matcher::Matcher;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tower::Service;
+
+use crate::error::BoxError;
+
+/// Which destinations go through which proxy. `Debug` names no proxy and no credential.
+#[derive(Clone)]
+pub(crate) struct Proxies(Arc<Matcher>);
+
+impl std::fmt::Debug for Proxies {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Proxies(..)")
+    }
+}
+
+impl Proxies {
+    /// The proxies the environment names, or `None` when it names none.
+    pub(crate) fn from_env() -> Option<Self> {
+        let named = [
+            "HTTPS_PROXY",
+            "https_proxy",
+            "HTTP_PROXY",
+            "http_proxy",
+            "ALL_PROXY",
+            "all_proxy",
+        ]
+        .iter()
+        .any(|name| std::env::var_os(name).is_some_and(|v| !v.is_empty()));
+        named.then(|| Self(Arc::new(Matcher::from_env())))
+    }
+
+    /// `proxy` (an `http://` URL, with `user:password@` for `Proxy-Authorization`) for every
+    /// destination but those `no_proxy` names (the `NO_PROXY` syntax).
+    pub(crate) fn new(proxy: &str, no_proxy: &str) -> Result<Self, crate::Error> {
+        let invalid = || {
+            // Never quote the URL: it may hold a password.
+            crate::Error::new(
+                crate::ErrorKind::Config,
+                "the proxy is not an http:// URL (https:// and socks proxies are not supported)",
+            )
+        };
+        let uri: Uri = proxy.parse().map_err(|_| invalid())?;
+        if uri.scheme_str() != Some("http") || uri.host().is_none() {
+            return Err(invalid());
+        }
+        Ok(Self(Arc::new(
+            Matcher::builder().all(proxy).no(no_proxy).build(),
+        )))
+    }
+
+    /// The proxy for `dst`, if any: never for loopback.
+    fn for_destination(&self, dst: &Uri) -> Option<hyper_util::client::proxy::matcher::Intercept> {
+        let host = dst.host()?;
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let loopback = bare.eq_ignore_ascii_case("localhost")
+            || bare
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if loopback {
+            return None;
+        }
+        self.0.intercept(dst)
+    }
+}
+
+/// A connector that goes through [`Proxies`] where they apply, directly elsewhere.
+#[derive(Clone, Debug)]
+pub(crate) struct ProxyConnector {
+    direct: HttpConnector,
+    proxies: Option<Proxies>,
+}
+
+impl ProxyConnector {
+    pub(crate) fn new(direct: HttpConnector, proxies: Option<Proxies>) -> Self {
+        Self { direct, proxies }
+    }
+}
+
+impl Service<Uri> for ProxyConnector {
+    type Response = ProxyStream;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<ProxyStream, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.direct.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, dst: Uri) -> Self::Future {
+        let intercept = self
+            .proxies
+            .as_ref()
+            .and_then(|proxies| proxies.for_destination(&dst));
+        let mut direct = self.direct.clone();
+        Box::pin(async move {
+            let Some(intercept) = intercept else {
+                let io = direct.call(dst).await?;
+                return Ok(ProxyStream {
+                    io,
+                    forwarding: false,
+                });
+            };
+            if intercept.uri().scheme_str() != Some("http") {
+                return Err(
+                    "only http:// proxies are supported (not https:// or socks); check HTTPS_PROXY"
+                        .into(),
+                );
+            }
+            if dst.scheme_str() == Some("https") {
+                let mut tunnel = Tunnel::new(intercept.uri().clone(), direct);
+                if let Some(auth) = intercept.basic_auth() {
+                    tunnel = tunnel.with_auth(auth.clone());
+                }
+                let io = tunnel.call(dst).await.map_err(|error| {
+                    // The tunnel's error names what failed, never the credentials.
+                    BoxError::from(format!("the proxy's CONNECT tunnel failed: {error}"))
+                })?;
+                Ok(ProxyStream {
+                    io,
+                    forwarding: false,
+                })
+            } else {
+                let io = direct.call(intercept.uri().clone()).await?;
+                Ok(ProxyStream {
+                    io,
+                    forwarding: true,
+                })
+            }
+        })
+    }
+}
+
+/// A connection, direct, tunneled, or to a proxy that forwards requests (which then go in
+/// absolute form).
+pub(crate) struct ProxyStream {
+    io: TokioIo<TcpStream>,
+    forwarding: bool,
+}
+
+impl Connection for ProxyStream {
+    fn connected(&self) -> Connected {
+        self.io.connected().proxy(self.forwarding)
+    }
+}
+
+impl Read for ProxyStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl Write for ProxyStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+}

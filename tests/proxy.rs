@@ -1,0 +1,247 @@
+//! Outbound proxies: the crate's hyper client through a real HTTP proxy on 127.0.0.1 (a small
+//! one here, forwarding and CONNECT), and `mcp-oauth` reading `HTTPS_PROXY`. The destination
+//! `mcp.test` resolves nowhere: only the proxy knows where it is, as behind a corporate proxy.
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tower_mcp_oauth::http::{HyperClient, RequestBody};
+
+/// What the proxy saw: each request line, and its `Proxy-Authorization`.
+#[derive(Clone, Default)]
+struct Seen(Arc<Mutex<Vec<(String, Option<String>)>>>);
+
+impl Seen {
+    fn all(&self) -> Vec<(String, Option<String>)> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+/// A proxy on 127.0.0.1 that sends every destination to `upstream`: forwarded requests (the
+/// absolute-form request line is kept, as a real proxy would pass it on after rewriting) and
+/// CONNECT tunnels.
+async fn proxy(upstream: std::net::SocketAddr) -> (String, Seen) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let seen = Seen::default();
+    let log = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((client, _)) = listener.accept().await else {
+                return;
+            };
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut reader = BufReader::new(client);
+                let mut head = Vec::new();
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    if line == "\r\n" {
+                        break;
+                    }
+                    head.push(line.trim_end().to_owned());
+                }
+                let auth = head
+                    .iter()
+                    .find_map(|h| h.strip_prefix("proxy-authorization: "))
+                    .or_else(|| {
+                        head.iter()
+                            .find_map(|h| h.strip_prefix("Proxy-Authorization: "))
+                    })
+                    .map(str::to_owned);
+                log.0.lock().unwrap().push((head[0].clone(), auth));
+                let mut upstream = TcpStream::connect(upstream).await.unwrap();
+                if head[0].starts_with("CONNECT ") {
+                    reader
+                        .get_mut()
+                        .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                        .await
+                        .unwrap();
+                } else {
+                    // Forwarded: the origin server gets the request in origin form.
+                    let mut parts = head[0].splitn(3, ' ');
+                    let (method, target, version) = (
+                        parts.next().unwrap(),
+                        parts.next().unwrap(),
+                        parts.next().unwrap(),
+                    );
+                    let path = url::Url::parse(target).unwrap().path().to_owned();
+                    let mut request = format!("{method} {path} {version}\r\n");
+                    for header in &head[1..] {
+                        request.push_str(header);
+                        request.push_str("\r\n");
+                    }
+                    request.push_str("\r\n");
+                    upstream.write_all(request.as_bytes()).await.unwrap();
+                }
+                let mut client = reader.into_inner();
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+            });
+        }
+    });
+    (format!("http://{address}"), seen)
+}
+
+/// An origin server answering `hello` on http.
+async fn origin() -> std::net::SocketAddr {
+    let app = axum::Router::new().route("/hello", axum::routing::get(|| async { "hello" }));
+    let (listener, base) = support::bind().await;
+    support::serve_on(listener, app);
+    url::Url::parse(&base)
+        .unwrap()
+        .socket_addrs(|| None)
+        .unwrap()[0]
+}
+
+async fn get(client: &HyperClient, url: &str) -> Result<(StatusCode, Bytes), String> {
+    let request = Request::get(url).body(RequestBody::default()).unwrap();
+    let response = client.request(request).await.map_err(|e| {
+        let mut message = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(cause) = source {
+            message.push_str(&format!(": {cause}"));
+            source = cause.source();
+        }
+        message
+    })?;
+    let status = response.status();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    Ok((status, body))
+}
+
+#[tokio::test]
+async fn http_destinations_are_forwarded_through_the_proxy() {
+    let origin = origin().await;
+    let (proxy_url, seen) = proxy(origin).await;
+    let client = HyperClient::builder()
+        .proxy(&proxy_url, "")
+        .unwrap()
+        .build();
+    let (status, body) = get(&client, "http://mcp.test/hello").await.unwrap();
+    assert_eq!((status, &body[..]), (StatusCode::OK, &b"hello"[..]));
+    assert_eq!(seen.all()[0].0, "GET http://mcp.test/hello HTTP/1.1");
+}
+
+#[tokio::test]
+async fn https_destinations_are_tunneled_with_the_proxy_credentials_and_tls_end_to_end() {
+    // Behind the proxy, a TLS server whose certificate names localhost, not mcp.test: the
+    // client checks the certificate of the origin itself, through the tunnel, and refuses it.
+    let tls_origin = {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let hellos = Arc::new(Mutex::new(Vec::new()));
+        let record = hellos.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let mut first = [0u8; 1];
+                if stream.read_exact(&mut first).await.is_ok() {
+                    record.lock().unwrap().push(first[0]);
+                }
+            }
+        });
+        (address, hellos)
+    };
+    let (proxy_url, seen) = proxy(tls_origin.0).await;
+    let with_credentials = proxy_url.replace("http://", "http://alice:pa%24%24word@");
+    let client = HyperClient::builder()
+        .proxy(&with_credentials, "")
+        .unwrap()
+        .build();
+    let error = tokio::time::timeout(Duration::from_secs(10), get(&client, "https://mcp.test/x"))
+        .await
+        .expect("no hang")
+        .unwrap_err();
+    let (line, auth) = seen.all()[0].clone();
+    assert_eq!(line, "CONNECT mcp.test:443 HTTP/1.1");
+    // alice:pa$$word
+    assert_eq!(auth.as_deref(), Some("Basic YWxpY2U6cGEkJHdvcmQ="));
+    // What came through the tunnel was a TLS handshake (a record of type 22), not HTTP.
+    assert_eq!(tls_origin.1.lock().unwrap().as_slice(), &[0x16]);
+    assert!(
+        !error.contains("pa$$word") && !error.contains("pa%24%24word"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn no_proxy_and_loopback_destinations_go_directly() {
+    let origin = origin().await;
+    let (proxy_url, seen) = proxy(origin).await;
+    let client = HyperClient::builder()
+        .proxy(&proxy_url, "direct.test, .internal")
+        .unwrap()
+        .build();
+    // Loopback: directly, whatever the proxy settings.
+    let (status, _) = get(&client, &format!("http://{origin}/hello"))
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::OK);
+    // Named in no_proxy: the client resolves it itself (and cannot, here).
+    for host in ["direct.test", "api.internal"] {
+        assert!(get(&client, &format!("http://{host}/hello")).await.is_err());
+    }
+    assert!(seen.all().is_empty(), "{:?}", seen.all());
+    for bad in [
+        "https://proxy.example:8443",
+        "socks5://127.0.0.1:1080",
+        "not a url",
+    ] {
+        let error = HyperClient::builder().proxy(bad, "").unwrap_err();
+        assert_eq!(error.kind(), tower_mcp_oauth::ErrorKind::Config);
+    }
+    let error = HyperClient::builder()
+        .proxy("https://user:hunter2@proxy.example", "")
+        .unwrap_err();
+    assert!(!error.to_string().contains("hunter2"));
+}
+
+#[cfg(feature = "cli")]
+#[tokio::test]
+async fn the_bridge_reads_https_proxy_and_never_prints_its_password() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    // Nothing answers behind the proxy: the connection just closes.
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            drop(stream);
+        }
+    });
+    let (proxy_url, seen) = proxy(upstream).await;
+    let dir = tempfile::tempdir().unwrap();
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_mcp-oauth"))
+        .args(["call", "https://mcp.test/mcp", "add", "--no-browser"])
+        .arg("--store-file")
+        .arg(dir.path().join("credentials.json"))
+        .env(
+            "HTTPS_PROXY",
+            proxy_url.replace("http://", "http://bob:hunter2@"),
+        )
+        .env("NO_PROXY", "")
+        .env_remove("BROWSER")
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(30), output)
+        .await
+        .expect("no hang")
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+    assert!(
+        !String::from_utf8_lossy(&output.stdout).contains("hunter2"),
+        "nothing but JSON-RPC on stdout"
+    );
+    let seen = seen.all();
+    assert_eq!(seen[0].0, "CONNECT mcp.test:443 HTTP/1.1");
+    // bob:hunter2
+    assert_eq!(seen[0].1.as_deref(), Some("Basic Ym9iOmh1bnRlcjI="));
+}
