@@ -14,12 +14,15 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tower_mcp_oauth::http::{HyperClient, RequestBody};
 
-/// What the proxy saw: each request line, and its `Proxy-Authorization`.
+/// A request line the proxy got, and its `Proxy-Authorization`.
+type Line = (String, Option<String>);
+
+/// What the proxy saw.
 #[derive(Clone, Default)]
-struct Seen(Arc<Mutex<Vec<(String, Option<String>)>>>);
+struct Seen(Arc<Mutex<Vec<Line>>>);
 
 impl Seen {
-    fn all(&self) -> Vec<(String, Option<String>)> {
+    fn all(&self) -> Vec<Line> {
         self.0.lock().unwrap().clone()
     }
 }
