@@ -79,8 +79,89 @@ impl Home {
             .arg(self.store())
             .env("BROWSER", self.browser())
             .env("RUST_LOG", "info")
+            // No OS credential store unless a test starts one: the plain file.
+            .env_remove("DBUS_SESSION_BUS_ADDRESS")
+            .env("XDG_RUNTIME_DIR", self.dir.path())
             .kill_on_drop(true);
         command
+    }
+}
+
+/// A Secret Service of its own (gnome-keyring on a private D-Bus session, its login keyring
+/// unlocked in a temporary home), as a desktop session has. `None` (the test says it is
+/// skipped) where the two daemons are not installed, unless `REQUIRE_KEYRING_TESTS=1`.
+struct SecretService {
+    home: tempfile::TempDir,
+    bus: String,
+    dbus_pid: u32,
+}
+
+impl SecretService {
+    fn start() -> Option<Self> {
+        let installed = |name: &str| {
+            std::process::Command::new("sh")
+                .args(["-c", &format!("command -v {name}")])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        };
+        if !installed("dbus-daemon") || !installed("gnome-keyring-daemon") {
+            assert!(
+                std::env::var("REQUIRE_KEYRING_TESTS").as_deref() != Ok("1"),
+                "REQUIRE_KEYRING_TESTS=1 but dbus-daemon or gnome-keyring-daemon is missing"
+            );
+            eprintln!("skipped: dbus-daemon and gnome-keyring-daemon are not installed (OS credential store tests)");
+            return None;
+        }
+        let home = tempfile::tempdir().unwrap();
+        let started = std::process::Command::new("dbus-daemon")
+            .args(["--session", "--fork", "--print-address=1", "--print-pid=1"])
+            .env("HOME", home.path())
+            .output()
+            .unwrap();
+        assert!(started.status.success(), "dbus-daemon did not start");
+        let printed = String::from_utf8(started.stdout).unwrap();
+        let mut lines = printed.lines();
+        let bus = lines.next().unwrap().to_owned();
+        let dbus_pid = lines.next().unwrap().trim().parse().unwrap();
+        let service = Self {
+            home,
+            bus,
+            dbus_pid,
+        };
+        let mut unlock = std::process::Command::new("gnome-keyring-daemon")
+            .args(["--unlock", "--components=secrets"])
+            .envs(service.env())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        {
+            use std::io::Write;
+            let mut stdin = unlock.stdin.take().unwrap();
+            stdin.write_all(b"test keyring password").unwrap();
+        }
+        assert!(
+            unlock.wait().unwrap().success(),
+            "the keyring did not unlock"
+        );
+        Some(service)
+    }
+
+    fn env(&self) -> Vec<(&'static str, std::ffi::OsString)> {
+        vec![
+            ("DBUS_SESSION_BUS_ADDRESS", self.bus.clone().into()),
+            ("HOME", self.home.path().into()),
+            ("XDG_RUNTIME_DIR", self.home.path().into()),
+        ]
+    }
+}
+
+impl Drop for SecretService {
+    fn drop(&mut self) {
+        // The keyring daemon leaves with its bus.
+        let _ = std::process::Command::new("kill")
+            .arg(self.dbus_pid.to_string())
+            .status();
     }
 }
 
@@ -557,4 +638,65 @@ async fn a_machine_calls_tools_with_client_credentials_and_no_browser() {
     .await;
     assert!(!ok);
     assert!(stderr.contains("--client-secret"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_an_os_credential_store_the_file_is_sealed_and_an_upgrade_keeps_the_sign_in() {
+    let Some(secrets) = SecretService::start() else {
+        return;
+    };
+    let running = server().await;
+    let home = Home::new();
+    let with_keyring = |args: &[&str]| {
+        let mut command = home.command(args);
+        command.envs(secrets.env());
+        command
+    };
+    // Signed in by a release that kept a plain file.
+    let (ok, _, stderr) = run(home.command(&["login", &running.mcp_url, "--store", "file"])).await;
+    assert!(ok, "{stderr}");
+    let plain = std::fs::read_to_string(home.store()).unwrap();
+    assert!(plain.contains("access_token"));
+    // The upgrade finds the OS store: the sign-in is kept, and the file sealed.
+    let (ok, stdout, stderr) = run(with_keyring(&[
+        "call",
+        &running.mcp_url,
+        "add",
+        "--arg",
+        "a=20",
+        "--arg",
+        "b=22",
+    ]))
+    .await;
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("\"42\""), "{stdout}");
+    assert_eq!(home.sign_ins(), 1, "no new sign-in");
+    // Refreshing or not, the next write seals the file.
+    let (ok, _, stderr) = run(with_keyring(&[
+        "login",
+        &running.mcp_url,
+        "--store",
+        "keyring",
+    ]))
+    .await;
+    assert!(ok, "{stderr}");
+    let (ok, _, stderr) = run(with_keyring(&["logout", &running.mcp_url])).await;
+    assert!(ok, "{stderr}");
+    let (ok, _, stderr) = run(with_keyring(&["login", &running.mcp_url])).await;
+    assert!(ok, "{stderr}");
+    let sealed = std::fs::read_to_string(home.store()).unwrap();
+    let sealed: Value = serde_json::from_str(&sealed).unwrap();
+    assert_eq!(sealed["version"], 2);
+    assert!(sealed["sealed"].is_string());
+    assert!(!sealed.to_string().contains("access_token"));
+    assert!(!sealed.to_string().contains(&running.mcp_url));
+    let (ok, stdout, _) = run(with_keyring(&["status"])).await;
+    assert!(ok && stdout.contains(&running.mcp_url), "{stdout}");
+    // Without the OS store the file stays shut, and says why.
+    let (ok, _, stderr) = run(home.command(&["status"])).await;
+    assert!(!ok);
+    assert!(stderr.contains("sealed"), "{stderr}");
+    let (ok, _, stderr) = run(home.command(&["status", "--store", "keyring"])).await;
+    assert!(!ok);
+    assert!(stderr.contains("OS credential store"), "{stderr}");
 }

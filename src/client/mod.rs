@@ -51,6 +51,7 @@ pub use registration::{
 pub use replay::{replay_fn, CloneBodies, NoReplay, ReplayFn, ReplayPolicy};
 pub use state::OAuthState;
 pub use store::{
-    CredentialKey, CredentialStore, FileStore, MemoryStore, StoreLease, StoredCredentials,
+    CredentialKey, CredentialStore, FileStore, MemoryStore, SealingKey, StoreLease,
+    StoredCredentials,
 };
 pub use tokens::TokenSet;

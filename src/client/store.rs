@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use base64::Engine;
 use serde::{Deserialize, Serialize};
 
 use crate::client::registration::ClientRegistration;
@@ -212,12 +213,77 @@ impl CredentialStore for MemoryStore {
 /// `{path}.write-lock` around each read-modify-write, and `{path}.lease.{digest}` per resource
 /// and issuer, held by the process that is refreshing that key's tokens. The file holds secrets:
 /// keep it in a private directory.
+///
+/// With [`sealed`](Self::sealed), the records are encrypted (AES-256-GCM) with a key kept
+/// elsewhere, the OS credential store say: the file alone then gives nothing away.
+///
+/// The file says which format it is in (`version`): 1 is plain JSON, 2 is sealed. A store
+/// reads every version up to its own, so an upgrade never signs anyone out (a sealed store
+/// reads a plain file and seals it at the next write), and refuses to touch a file a newer
+/// version wrote rather than lose what it cannot read.
 #[derive(Debug)]
 pub struct FileStore {
     path: PathBuf,
     write_lock: tokio::sync::Mutex<()>,
     lease_timeout: std::time::Duration,
+    sealing: Option<SealingKey>,
 }
+
+/// The key a [`FileStore`] seals its records with. `Debug` shows nothing of it.
+pub struct SealingKey(ring::aead::LessSafeKey);
+
+impl SealingKey {
+    /// A key from 32 random bytes (AES-256).
+    pub fn new(bytes: &[u8; 32]) -> Self {
+        let key = ring::aead::UnboundKey::new(&ring::aead::AES_256_GCM, bytes)
+            .expect("32 bytes make an AES-256 key");
+        Self(ring::aead::LessSafeKey::new(key))
+    }
+
+    /// 32 new random bytes for a key, to keep wherever the key is kept.
+    pub fn generate_bytes() -> [u8; 32] {
+        rand::random()
+    }
+
+    fn seal(&self, plaintext: &[u8]) -> Vec<u8> {
+        let nonce_bytes: [u8; 12] = rand::random();
+        let mut sealed = plaintext.to_vec();
+        self.0
+            .seal_in_place_append_tag(
+                ring::aead::Nonce::assume_unique_for_key(nonce_bytes),
+                ring::aead::Aad::from(SEALED_AAD),
+                &mut sealed,
+            )
+            .expect("AES-GCM seals any record this store writes");
+        let mut out = nonce_bytes.to_vec();
+        out.extend_from_slice(&sealed);
+        out
+    }
+
+    fn open(&self, sealed: &[u8]) -> Option<Vec<u8>> {
+        let (nonce, ciphertext) = sealed.split_at_checked(12)?;
+        let nonce = ring::aead::Nonce::try_assume_unique_for_key(nonce).ok()?;
+        let mut buffer = ciphertext.to_vec();
+        let plaintext = self
+            .0
+            .open_in_place(nonce, ring::aead::Aad::from(SEALED_AAD), &mut buffer)
+            .ok()?;
+        Some(plaintext.to_vec())
+    }
+}
+
+impl std::fmt::Debug for SealingKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SealingKey(..)")
+    }
+}
+
+/// Binds a sealed store's ciphertext to its format.
+const SEALED_AAD: &[u8] = b"tower-mcp-oauth FileStore v2";
+/// The plain JSON format.
+const PLAIN_VERSION: u32 = 1;
+/// The sealed format.
+const SEALED_VERSION: u32 = 2;
 
 /// How long to wait for a lock another process holds before giving up.
 const DEFAULT_LEASE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -268,7 +334,11 @@ fn key_digest(key: &CredentialKey) -> u64 {
 #[derive(Serialize, Deserialize, Default)]
 struct FileContents {
     version: u32,
+    #[serde(default)]
     records: Vec<(CredentialKey, StoredCredentials)>,
+    /// Version 2: the records, sealed (base64 of nonce and ciphertext).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sealed: Option<String>,
 }
 
 impl FileStore {
@@ -278,7 +348,15 @@ impl FileStore {
             path: path.into(),
             write_lock: tokio::sync::Mutex::new(()),
             lease_timeout: DEFAULT_LEASE_TIMEOUT,
+            sealing: None,
         }
+    }
+
+    /// Encrypts the records with `key` (AES-256-GCM) from the next write on; a plain file
+    /// is still read, and sealed when next written.
+    pub fn sealed(mut self, key: SealingKey) -> Self {
+        self.sealing = Some(key);
+        self
     }
 
     /// How long to wait for another process's lock (default 30 s).
@@ -314,30 +392,91 @@ impl FileStore {
         .with_source(e)
     }
 
+    fn corrupt(&self, e: &serde_json::Error) -> Error {
+        Error::new(
+            ErrorKind::Storage,
+            format!(
+                "credential store {} is corrupt (line {}, column {})",
+                self.path.display(),
+                e.line(),
+                e.column()
+            ),
+        )
+    }
+
     async fn read_all(&self) -> Result<Records> {
         let bytes = match tokio::fs::read(&self.path).await {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Records::new()),
             Err(e) => return Err(self.storage_error("cannot read", e)),
         };
-        let contents: FileContents = serde_json::from_slice(&bytes).map_err(|e| {
-            Error::new(
+        let contents: FileContents =
+            serde_json::from_slice(&bytes).map_err(|e| self.corrupt(&e))?;
+        match (contents.version, contents.sealed) {
+            (PLAIN_VERSION, None) => Ok(contents.records.into_iter().collect()),
+            (SEALED_VERSION, Some(sealed)) => {
+                let Some(key) = &self.sealing else {
+                    return Err(Error::new(
+                        ErrorKind::Storage,
+                        format!(
+                            "credential store {} is sealed with a key this store was not given (the OS credential store's)",
+                            self.path.display()
+                        ),
+                    ));
+                };
+                let plaintext = base64::engine::general_purpose::STANDARD
+                    .decode(sealed)
+                    .ok()
+                    .and_then(|sealed| key.open(&sealed))
+                    .ok_or_else(|| {
+                        Error::new(
+                            ErrorKind::Storage,
+                            format!(
+                                "credential store {} cannot be opened with this key (another key sealed it, or it was altered)",
+                                self.path.display()
+                            ),
+                        )
+                    })?;
+                let records: Vec<(CredentialKey, StoredCredentials)> =
+                    serde_json::from_slice(&plaintext).map_err(|e| self.corrupt(&e))?;
+                Ok(records.into_iter().collect())
+            }
+            (version, _) if version > SEALED_VERSION => Err(Error::new(
                 ErrorKind::Storage,
                 format!(
-                    "credential store {} is corrupt (line {}, column {})",
-                    self.path.display(),
-                    e.line(),
-                    e.column()
+                    "credential store {} was written by a newer version (format {version}); it is left as it is",
+                    self.path.display()
                 ),
-            )
-        })?;
-        Ok(contents.records.into_iter().collect())
+            )),
+            _ => Err(Error::new(
+                ErrorKind::Storage,
+                format!(
+                    "credential store {} is corrupt (its format does not match its version)",
+                    self.path.display()
+                ),
+            )),
+        }
     }
 
     async fn write_all(&self, records: Records) -> Result<()> {
-        let contents = FileContents {
-            version: 1,
-            records: records.into_iter().collect(),
+        let records: Vec<_> = records.into_iter().collect();
+        let contents = match &self.sealing {
+            None => FileContents {
+                version: PLAIN_VERSION,
+                records,
+                sealed: None,
+            },
+            Some(key) => {
+                let plaintext = serde_json::to_vec(&records)
+                    .map_err(|e| self.storage_error("cannot serialize", e))?;
+                FileContents {
+                    version: SEALED_VERSION,
+                    records: Vec::new(),
+                    sealed: Some(
+                        base64::engine::general_purpose::STANDARD.encode(key.seal(&plaintext)),
+                    ),
+                }
+            }
         };
         let bytes = serde_json::to_vec_pretty(&contents)
             .map_err(|e| self.storage_error("cannot serialize", e))?;
@@ -450,6 +589,7 @@ impl CredentialStore for FileStore {
 mod tests {
     use super::*;
     use crate::secret::Secret;
+    use proptest::strategy::Strategy;
 
     fn record(token: &str) -> StoredCredentials {
         StoredCredentials {
@@ -545,6 +685,106 @@ mod tests {
             std::fs::read(&path).unwrap(),
             b"{\"version\":1,\"records\":[[{\"resource\":"
         );
+    }
+
+    #[tokio::test]
+    async fn a_sealed_store_shows_nothing_and_opens_only_with_its_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("creds.json");
+        let key_bytes = SealingKey::generate_bytes();
+        let key = CredentialKey::new("http://127.0.0.1:1/mcp", "http://127.0.0.1:2");
+        let store = FileStore::new(&path).sealed(SealingKey::new(&key_bytes));
+        store.save(&key, &record("access-sealed")).await.unwrap();
+        let file = std::fs::read_to_string(&path).unwrap();
+        assert!(file.contains("\"version\": 2"), "{file}");
+        for secret in ["access-sealed", "refresh-1", "127.0.0.1"] {
+            assert!(!file.contains(secret), "{secret} in {file}");
+        }
+        let reopened = FileStore::new(&path).sealed(SealingKey::new(&key_bytes));
+        let loaded = reopened.load(&key).await.unwrap().unwrap();
+        assert_eq!(
+            loaded.tokens.unwrap().access_token.expose(),
+            "access-sealed"
+        );
+        assert_eq!(reopened.entries().await.unwrap().len(), 1);
+
+        for other in [
+            FileStore::new(&path).sealed(SealingKey::new(&SealingKey::generate_bytes())),
+            FileStore::new(&path),
+        ] {
+            assert_eq!(
+                other.load(&key).await.unwrap_err().kind(),
+                ErrorKind::Storage
+            );
+            assert!(other.save(&key, &record("x")).await.is_err());
+        }
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), file, "left alone");
+    }
+
+    #[tokio::test]
+    async fn an_upgrade_reads_the_plain_format_and_seals_it_and_a_newer_format_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("creds.json");
+        // The first release's format, byte for byte.
+        std::fs::write(
+            &path,
+            br#"{"version":1,"records":[[{"resource":"https://mcp.example.com/mcp","issuer":"https://auth.example.com"},{"tokens":{"access_token":"old-access","token_type":"Bearer","refresh_token":"old-refresh","expires_at":4000000000,"scopes":["mcp"]},"updated_at":1700000000}]]}"#,
+        )
+        .unwrap();
+        let key = CredentialKey::new("https://mcp.example.com/mcp", "https://auth.example.com");
+        let sealed = FileStore::new(&path).sealed(SealingKey::new(&[7; 32]));
+        let loaded = sealed.load(&key).await.unwrap().unwrap();
+        assert_eq!(
+            loaded.tokens.unwrap().refresh_token.unwrap().expose(),
+            "old-refresh"
+        );
+        let other = CredentialKey::new("https://other.example.com/mcp", "https://auth.example.com");
+        sealed.save(&other, &record("new")).await.unwrap();
+        let file = std::fs::read_to_string(&path).unwrap();
+        assert!(!file.contains("old-refresh"), "sealed at the next write");
+        assert!(sealed.load(&key).await.unwrap().is_some(), "nothing lost");
+
+        std::fs::write(&path, br#"{"version":3,"records":[],"vault":"..."}"#).unwrap();
+        let error = sealed.load(&key).await.unwrap_err();
+        assert!(error.to_string().contains("newer version"), "{error}");
+        assert!(sealed.save(&key, &record("x")).await.is_err());
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            br#"{"version":3,"records":[],"vault":"..."}"#
+        );
+    }
+
+    proptest::proptest! {
+        /// Whatever is in the file: records, or a typed storage error, never a panic; and the
+        /// error never quotes the file.
+        #[test]
+        fn any_file_reads_or_fails_typed(
+            contents in proptest::prop_oneof![
+                proptest::collection::vec(proptest::num::u8::ANY, 0..200),
+                "[ -~]{0,120}".prop_map(String::into_bytes),
+                ("[0-9]{1,3}", "[A-Za-z0-9+/=]{0,80}").prop_map(|(version, sealed)| {
+                    format!(r#"{{"version":{version},"sealed":"{sealed}","records":[]}}"#).into_bytes()
+                }),
+            ],
+            sealed in proptest::bool::ANY,
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("creds.json");
+            std::fs::write(&path, &contents).unwrap();
+            let mut store = FileStore::new(&path);
+            if sealed {
+                store = store.sealed(SealingKey::new(&[1; 32]));
+            }
+            let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            match runtime.block_on(store.entries()) {
+                Ok(_) => {}
+                Err(error) => {
+                    proptest::prop_assert_eq!(error.kind(), ErrorKind::Storage);
+                    let text = String::from_utf8_lossy(&contents);
+                    proptest::prop_assert!(text.len() < 8 || !error.to_string().contains(text.as_ref()));
+                }
+            }
+        }
     }
 
     #[tokio::test]

@@ -2,6 +2,7 @@
 //! commands around it (`login`, `logout`, `status`, `call`). The flags are parsed here; the
 //! rest is thin glue over the library.
 
+mod os_store;
 mod paste;
 mod relay;
 mod setup;
@@ -128,10 +129,25 @@ struct Options {
 /// Where credentials are kept.
 #[derive(Args, Clone)]
 struct StoreOptions {
+    /// Where credentials are kept: a file sealed with a key from the OS credential store
+    /// (Secret Service, Keychain, Credential Manager), or a plain 0600 file; auto uses the OS
+    /// store where there is one.
+    #[arg(long = "store", value_enum, default_value_t = StoreChoice::Auto)]
+    store: StoreChoice,
     /// The credentials file [default: credentials.json in MCP_OAUTH_DIR or the platform's
     /// config directory].
     #[arg(long, value_name = "PATH")]
     store_file: Option<std::path::PathBuf>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum StoreChoice {
+    /// The OS credential store where one answers, else the file.
+    Auto,
+    /// The file, sealed with a key kept in the OS credential store (fails without one).
+    Keyring,
+    /// The file alone, readable by this user only.
+    File,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]

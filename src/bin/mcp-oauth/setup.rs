@@ -16,7 +16,7 @@ use tower_mcp_oauth::http::{HttpClient, HyperClient};
 use url::Url;
 
 use super::paste::PasteHandler;
-use super::{GrantChoice, Options, StoreOptions};
+use super::{os_store, GrantChoice, Options, StoreChoice, StoreOptions};
 
 /// What the commands fail with: a message for standard error, never a secret.
 #[derive(Debug)]
@@ -76,8 +76,25 @@ fn config_dir() -> Option<PathBuf> {
     }
 }
 
-fn store(options: &StoreOptions) -> Result<FileStore, CliError> {
-    Ok(FileStore::new(store_path(options)?).lease_timeout(SIGN_IN_LEASE))
+async fn store(options: &StoreOptions) -> Result<FileStore, CliError> {
+    let path = store_path(options)?;
+    let file = FileStore::new(&path).lease_timeout(SIGN_IN_LEASE);
+    match options.store {
+        StoreChoice::File => Ok(file),
+        StoreChoice::Keyring => match os_store::sealing_key(&path).await {
+            Ok(key) => Ok(file.sealed(key)),
+            Err(why) => Err(CliError::new(format!(
+                "--store keyring: the OS credential store cannot be used: {why}"
+            ))),
+        },
+        StoreChoice::Auto => match os_store::sealing_key(&path).await {
+            Ok(key) => Ok(file.sealed(key)),
+            Err(why) => {
+                tracing::debug!(%why, "no OS credential store; keeping credentials in a 0600 file");
+                Ok(file)
+            }
+        },
+    }
 }
 
 /// The OAuth state for the server at `url`, restored from the store.
@@ -90,7 +107,7 @@ pub(crate) async fn oauth_state(
 ) -> Result<OAuthState, CliError> {
     let mut config = OAuthConfig::new()
         .client_name("mcp-oauth")
-        .store(store(&options.store)?);
+        .store(store(&options.store).await?);
     config = if options.no_browser || !browser_available() {
         // Headless: the device grant where the server offers it, else a pasted redirect.
         config
@@ -324,7 +341,7 @@ pub(crate) fn describe_tokens(tokens: &TokenSet) {
 }
 
 pub(crate) async fn status(options: &StoreOptions) -> Result<(), CliError> {
-    let store = store(options)?;
+    let store = store(options).await?;
     let entries = store.entries().await?;
     if entries.is_empty() {
         println!("no credentials in {}", store.path().display());
@@ -359,7 +376,7 @@ pub(crate) async fn status(options: &StoreOptions) -> Result<(), CliError> {
 }
 
 pub(crate) async fn logout(url: &str, options: &StoreOptions) -> Result<(), CliError> {
-    let store = store(options)?;
+    let store = store(options).await?;
     let keys: Vec<CredentialKey> = store
         .entries()
         .await?
