@@ -700,3 +700,71 @@ async fn with_an_os_credential_store_the_file_is_sealed_and_an_upgrade_keeps_the
     assert!(!ok);
     assert!(stderr.contains("OS credential store"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workload_calls_tools_with_its_identity_token() {
+    use support::jwt_issuer::{self, Issuer};
+    const SUBJECT: &str = "system:serviceaccount:ci:deployer";
+    let cluster = Issuer::start().await;
+    let running = oauth_server_app::start(oauth_server_app::Options {
+        port: 0,
+        auto_approve: true,
+        workload_issuers: vec![tower_mcp_oauth::authorization_server::WorkloadIssuer::new(
+            &cluster.base,
+        )
+        .audience("mcp-auth")
+        .subject(SUBJECT, ["mcp:tools"])],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let client_id = running
+        .authorization_server
+        .register_client(tower_mcp_oauth::metadata::ClientMetadata {
+            grant_types: vec!["urn:ietf:params:oauth:grant-type:jwt-bearer".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let home = Home::new();
+    let token_file = home.dir.path().join("token");
+    let now = jwt_issuer::now();
+    let claims = json!({"iss": cluster.base, "sub": SUBJECT, "aud": "mcp-auth", "iat": now, "exp": now + 600});
+    let token = jwt_issuer::sign(&claims, jsonwebtoken::Algorithm::ES256, Some("ec-1"));
+    std::fs::write(&token_file, &token).unwrap();
+    let issuer = running.authorization_server.issuer().to_owned();
+    let whoami = |home: &Home| {
+        home.command(&[
+            "call",
+            &running.mcp_url,
+            "whoami",
+            "--grant",
+            "jwt-bearer",
+            "--assertion-file",
+            token_file.to_str().unwrap(),
+            "--client-id",
+            &client_id,
+            "--issuer",
+            &issuer,
+        ])
+    };
+    let (ok, stdout, stderr) = run(whoami(&home)).await;
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains(SUBJECT),
+        "the token speaks for the workload: {stdout}"
+    );
+    assert_eq!(home.sign_ins(), 0, "no browser for a workload");
+    assert!(!stderr.contains(&token) && !stdout.contains(&token));
+    // A token for another audience is refused, and the refusal says so.
+    let claims = json!({"iss": cluster.base, "sub": SUBJECT, "aud": "elsewhere", "iat": now, "exp": now + 600});
+    std::fs::write(
+        &token_file,
+        jwt_issuer::sign(&claims, jsonwebtoken::Algorithm::ES256, Some("ec-1")),
+    )
+    .unwrap();
+    let fresh = Home::new();
+    let (ok, _, stderr) = run(whoami(&fresh)).await;
+    assert!(!ok);
+    assert!(stderr.contains("invalid_grant"), "{stderr}");
+}

@@ -63,6 +63,8 @@ pub struct Options {
     pub device_grant: bool,
     /// The least time between a device's polls.
     pub device_poll_interval: Duration,
+    /// Workload identity issuers whose tokens the JWT-bearer grant takes.
+    pub workload_issuers: Vec<tower_mcp_oauth::authorization_server::WorkloadIssuer>,
 }
 
 /// A certificate to serve https with.
@@ -93,6 +95,7 @@ impl Default for Options {
             signing_key_pem: None,
             device_grant: true,
             device_poll_interval: Duration::from_secs(5),
+            workload_issuers: Vec::new(),
         }
     }
 }
@@ -267,6 +270,9 @@ pub async fn start(options: Options) -> anyhow::Result<Running> {
     };
     if options.opaque_tokens {
         config = config.token_format(TokenFormat::Opaque);
+    }
+    for issuer in &options.workload_issuers {
+        config = config.trust_workload_issuer(issuer.clone());
     }
     if options.dpop_nonces {
         config = config.dpop_nonces(dpop_nonces(&options));
