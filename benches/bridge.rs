@@ -6,7 +6,9 @@
 //!
 //! `cargo bench --bench bridge --features cli` (`BRIDGE_CALLS`, default 2,000 per round;
 //! `BRIDGE_ROUNDS`, default 3; `BRIDGE_MEMORY_CALLS`, default 10,000). Needs python3 (the
-//! sign-in's stand-in browser follows one redirect).
+//! sign-in's stand-in browser follows one redirect). The bridge keeps its credentials in the
+//! plain file; where a Secret Service answers (`DBUS_SESSION_BUS_ADDRESS`), the start is also
+//! measured with the file sealed by a key from it (`--store keyring`).
 
 #[path = "../examples/support/oauth_server_app.rs"]
 mod oauth_server_app;
@@ -57,14 +59,57 @@ fn resident_kib(pid: u32) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-fn proxy(url: &str, store: &Path) -> Command {
+fn proxy(url: &str, store: &Path, kept: &str) -> Command {
     let mut command = Command::new(BIN);
     command
-        .args(["proxy", url, "--store-file"])
+        .args(["proxy", url, "--store", kept, "--store-file"])
         .arg(store)
         .env("RUST_LOG", "warn")
         .kill_on_drop(true);
     command
+}
+
+/// Signs in ahead, through the stand-in browser.
+async fn login(url: &str, store: &Path, kept: &str, browser: &Path) {
+    let login = Command::new(BIN)
+        .args(["login", url, "--store", kept, "--store-file"])
+        .arg(store)
+        .env("BROWSER", browser)
+        .env("RUST_LOG", "warn")
+        .status()
+        .await
+        .unwrap();
+    assert!(login.success(), "mcp-oauth login failed");
+}
+
+/// Start to first answer, with stored tokens: spawn, initialize, read one line; sorted, with
+/// the resident memory of the last bridge once it answered.
+async fn startups(url: &str, store: &Path, kept: &str) -> (Vec<Duration>, Option<u64>) {
+    let mut startups = Vec::new();
+    let mut resident = None;
+    for _ in 0..10 {
+        let started = Instant::now();
+        let mut child = proxy(url, store, kept)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+        let initialize = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"bench","version":"1"}}}"#;
+        stdin
+            .write_all(format!("{initialize}\n").as_bytes())
+            .await
+            .unwrap();
+        stdout.next_line().await.unwrap().unwrap();
+        startups.push(started.elapsed());
+        resident = child.id().and_then(resident_kib);
+        drop(stdin);
+        let _ = child.wait().await;
+    }
+    startups.sort();
+    (startups, resident)
 }
 
 fn main() {
@@ -98,15 +143,7 @@ fn main() {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&browser, std::fs::Permissions::from_mode(0o755)).unwrap();
         }
-        let login = Command::new(BIN)
-            .args(["login", &url, "--store-file"])
-            .arg(&store)
-            .env("BROWSER", &browser)
-            .env("RUST_LOG", "warn")
-            .status()
-            .await
-            .unwrap();
-        assert!(login.success(), "mcp-oauth login failed");
+        login(&url, &store, "file", &browser).await;
 
         // The direct client: the same store, already signed in.
         let state = OAuthState::new(&url, Some(OAuthConfig::new().store(FileStore::new(&store))))
@@ -118,7 +155,7 @@ fn main() {
         let direct = ().serve(StreamableHttpTransport::new(stack, StreamableHttpConfig::new(&url)))
             .await
             .unwrap();
-        let (transport, _) = TokioChildProcess::builder(proxy(&url, &store))
+        let (transport, _) = TokioChildProcess::builder(proxy(&url, &store, "file"))
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
@@ -142,26 +179,14 @@ fn main() {
         bridged.cancel().await.unwrap();
         direct.cancel().await.unwrap();
 
-        // Start to first answer, with stored tokens: spawn, initialize, read one line.
-        let mut startups = Vec::new();
-        for _ in 0..10 {
-            let started = Instant::now();
-            let mut child = proxy(&url, &store)
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap();
-            let mut stdin = child.stdin.take().unwrap();
-            let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-            let initialize = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"bench","version":"1"}}}"#;
-            stdin.write_all(format!("{initialize}\n").as_bytes()).await.unwrap();
-            stdout.next_line().await.unwrap().unwrap();
-            startups.push(started.elapsed());
-            drop(stdin);
-            let _ = child.wait().await;
-        }
-        startups.sort();
+        let plain = startups(&url, &store, "file").await;
+        let sealed = if std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_some() {
+            let sealed_store = dir.path().join("sealed.json");
+            login(&url, &sealed_store, "keyring", &browser).await;
+            Some(startups(&url, &sealed_store, "keyring").await)
+        } else {
+            None
+        };
 
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
         println!("bridge: {rounds} rounds of {calls} sequential tools/call, loopback, same server");
@@ -180,11 +205,18 @@ fn main() {
             memory_calls + rounds * calls,
             kib(after)
         );
-        println!(
-            "  start to first answer with stored tokens: median {:.1} ms (min {:.1}, max {:.1}) over 10 starts",
-            ms(startups[5]),
-            ms(startups[0]),
-            ms(startups[9])
-        );
+        for (kept, measured) in [("plain file", Some(plain)), ("file sealed by the OS store", sealed)] {
+            let Some((times, resident)) = measured else {
+                println!("  start with the {kept}: not measured (no Secret Service)");
+                continue;
+            };
+            println!(
+                "  start to first answer with stored tokens, {kept}: median {:.1} ms (min {:.1}, max {:.1}) over 10 starts; resident then {}",
+                ms(times[5]),
+                ms(times[0]),
+                ms(times[9]),
+                kib(resident)
+            );
+        }
     });
 }
