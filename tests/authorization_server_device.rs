@@ -15,11 +15,12 @@ use support::{get, send};
 use tower_mcp_oauth::authorization_server::ConsentPage;
 use tower_mcp_oauth::server::{JwtVerifier, TokenVerifier};
 
-/// A server whose verification page asks `alice`, polled at least every second.
+/// A server whose verification page asks `alice`, polled at least every 2 s (the server
+/// counts whole seconds: two polls in a row are always too soon for 2 s, not for 1 s).
 async fn asking_server() -> Server {
     Server::start(|c| {
         c.approval_policy(ConsentPage::new("alice"))
-            .device_poll_interval(Duration::from_secs(1))
+            .device_poll_interval(Duration::from_secs(2))
     })
     .await
 }
@@ -55,7 +56,7 @@ async fn a_device_is_approved_on_the_page_and_collects_its_tokens_once() {
         .as_str()
         .unwrap()
         .ends_with(&format!("user_code={user_code}")));
-    assert_eq!(started["interval"], 1);
+    assert_eq!(started["interval"], 2);
     assert_eq!(started["expires_in"], 600);
 
     let pending = s.poll_device(&client, device_code).await;
@@ -71,6 +72,10 @@ async fn a_device_is_approved_on_the_page_and_collects_its_tokens_once() {
         answer_device_page(&s.base, &user_code.to_lowercase(), "approve").await;
     let html = question.text();
     assert!(html.contains("a device") && html.contains(user_code) && html.contains("mcp:tools"));
+    assert!(
+        html.contains("id=\"unverified\""),
+        "a self-registered name is marked"
+    );
     assert!(question.headers["content-security-policy"]
         .to_str()
         .unwrap()
@@ -78,8 +83,7 @@ async fn a_device_is_approved_on_the_page_and_collects_its_tokens_once() {
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
     assert!(answer.text().contains("Approved"));
 
-    // The interval grew to 6 s with the slow_down.
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    // Approved: collected at the next poll, however soon.
     let tokens = s.poll_device(&client, device_code).await;
     assert_eq!(tokens.status, StatusCode::OK, "{}", tokens.text());
     let tokens = tokens.json();
@@ -267,4 +271,69 @@ async fn clients_without_the_grant_and_servers_without_it_refuse_it() {
         "invalid_client",
         "an unknown client is refused first"
     );
+}
+
+#[tokio::test]
+async fn opening_the_link_approves_nothing_even_where_the_policy_would() {
+    // AutoApprove would approve an authorization request at once; a device still asks.
+    let s = Server::start(|c| c.device_poll_interval(Duration::from_secs(1))).await;
+    let client = s.device_client().await;
+    let started = s.start_device(&client, "mcp:tools").await.json();
+    let link = started["verification_uri_complete"].as_str().unwrap();
+    let page = get(link).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.text().contains("id=\"approve\""), "{}", page.text());
+    let device_code = started["device_code"].as_str().unwrap();
+    assert_eq!(
+        s.poll_device(&client, device_code).await.error(),
+        "authorization_pending"
+    );
+    let (_, answer) =
+        answer_device_page(&s.base, started["user_code"].as_str().unwrap(), "approve").await;
+    assert!(answer.text().contains("Approved"));
+}
+
+#[tokio::test]
+async fn a_policy_that_refuses_the_viewer_changes_nothing() {
+    use tower_mcp_oauth::authorization_server::{
+        ApprovalPolicy, AuthorizationDecision, BoxFuture, ConsentRequest,
+    };
+    /// Refuses whoever is not signed in (no `x-user` header), as a real policy would.
+    struct SignedIn;
+    impl ApprovalPolicy for SignedIn {
+        fn decide<'a>(
+            &'a self,
+            _: &'a ConsentRequest,
+            headers: &'a http::HeaderMap,
+        ) -> BoxFuture<'a, AuthorizationDecision> {
+            let decision = match headers.get("x-user").and_then(|v| v.to_str().ok()) {
+                Some(user) => AuthorizationDecision::AskUser {
+                    subject: user.to_owned(),
+                },
+                None => AuthorizationDecision::Deny,
+            };
+            Box::pin(std::future::ready(decision))
+        }
+    }
+    let s = Server::start(|c| c.approval_policy(SignedIn)).await;
+    let client = s.device_client().await;
+    let started = s.start_device(&client, "mcp:tools").await.json();
+    // A preview bot (or a user not signed in yet) opens the link: refused, nothing recorded.
+    let link = started["verification_uri_complete"].as_str().unwrap();
+    assert_eq!(get(link).await.status, StatusCode::FORBIDDEN);
+    let device_code = started["device_code"].as_str().unwrap();
+    assert_eq!(
+        s.poll_device(&client, device_code).await.error(),
+        "authorization_pending"
+    );
+    // Signed in, the user sees the question.
+    let signed_in = send(
+        Request::get(link)
+            .header("x-user", "bob")
+            .body(Full::default())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(signed_in.status, StatusCode::OK);
+    assert!(signed_in.text().contains("bob"));
 }

@@ -220,7 +220,7 @@ mod slow_store {
             &self,
             device_code: TokenHash,
             grant: DeviceGrant,
-        ) -> BoxFuture<'_, Result<bool>> {
+        ) -> BoxFuture<'_, Result<DeviceSave>> {
             self.0.save_device(device_code, grant)
         }
         fn device_by_user_code(

@@ -2,9 +2,10 @@
 //! and a user code, and the verification page where the user types the code and answers.
 //! The token endpoint's side (polling) is in `token.rs`.
 //!
-//! The page asks the [`ApprovalPolicy`](super::ApprovalPolicy) as the authorization endpoint
-//! does, with an empty `redirect_uri`: nothing is redirected anywhere. The user code is a
-//! short secret a person types, so it is only ever shown on the page it was typed into.
+//! The page asks the [`ApprovalPolicy`](super::ApprovalPolicy) who the user is, as the
+//! authorization endpoint does, with an empty `redirect_uri`: nothing is redirected anywhere.
+//! Whatever the policy says, the user confirms on the page (with the code shown again) before
+//! the device gets anything, and only that form post changes the grant: a GET never does.
 
 use std::time::Duration;
 
@@ -21,7 +22,7 @@ use super::approval::{AuthorizationDecision, ConsentRequest};
 use super::client_auth::authenticate;
 use super::grant::{hash, random_token, split_scopes};
 use super::page::{error_page, escape, html_response, scope_items};
-use super::store::{DeviceGrant, DeviceStatus};
+use super::store::{DeviceGrant, DeviceSave, DeviceStatus};
 use super::wire::{form_params, json_response, OAuthError, Params};
 use super::AuthorizationServer;
 use crate::clock::now_secs;
@@ -136,7 +137,14 @@ async fn authorize_device(
             status: DeviceStatus::Pending,
             family_id: random_token(),
         };
-        if store.save_device(hash(&device_code), grant).await? {
+        let saved = store.save_device(hash(&device_code), grant).await?;
+        if saved == DeviceSave::Full {
+            return Err(OAuthError::new(
+                "temporarily_unavailable",
+                "too many device authorizations are waiting; try again in a few minutes",
+            ));
+        }
+        if saved == DeviceSave::Saved {
             tracing::info!(client_id = %client.client_id, "device authorization started");
             let shown = display_user_code(&user_code);
             let verification_uri = server.verification_uri();
@@ -279,13 +287,21 @@ async fn ask(server: &AuthorizationServer, headers: &HeaderMap, typed: &str) -> 
         .decide(&consent_request(&grant), headers)
         .await;
     match decision {
-        AuthorizationDecision::Approve { subject } => {
-            record(server, &code, DeviceStatus::Approved { subject }).await
+        // Always asked, even where the policy would approve at once: the code may be someone
+        // else's, typed in on their say-so (RFC 8628 §5.4), and a link with the code in it may
+        // be opened by a preview bot. Only the answer posted from the page changes anything.
+        AuthorizationDecision::Approve { subject } | AuthorizationDecision::AskUser { subject } => {
+            // Only the operator vouches for a name; anyone can register one.
+            let vouched = matches!(
+                server.inner.config.store.client(&grant.client_id).await,
+                Ok(Some(client)) if client.pre_registered
+            );
+            question_page(server, &code, &grant, &subject, vouched)
         }
-        AuthorizationDecision::Deny => record(server, &code, DeviceStatus::Denied).await,
-        AuthorizationDecision::AskUser { subject } => {
-            question_page(server, &code, &grant, &subject)
-        }
+        AuthorizationDecision::Deny => error_page(
+            StatusCode::FORBIDDEN,
+            "You may not approve this device. Sign in as the right user and open the page again.",
+        ),
     }
 }
 
@@ -409,8 +425,17 @@ fn question_page(
     code: &str,
     grant: &DeviceGrant,
     subject: &str,
+    vouched: bool,
 ) -> Response {
     let csrf = random_token();
+    let unverified = if vouched {
+        String::new()
+    } else {
+        format!(
+            r#"<p id="unverified">The application named itself: this server has not checked that it is what its name says (its id is <code>{}</code>).</p>"#,
+            escape(&grant.client_id)
+        )
+    };
     let name = grant
         .client_name
         .clone()
@@ -423,6 +448,7 @@ fn question_page(
 <meta name="viewport" content="width=device-width, initial-scale=1"><style>{STYLE}</style>
 </head><body>
 <h1>Authorize <span id="client-name">{name}</span> on a device?</h1>
+{unverified}
 <p>Approve only if your device shows the code <strong id="user-code">{shown}</strong> and you started this yourself.</p>
 <p>It will be able to act as <strong>{subject}</strong> on <code id="resource">{resource}</code> with these scopes:</p>
 <ul id="scopes">{scopes}</ul>

@@ -82,7 +82,7 @@ pub use local::LocalVerifier;
 pub use store::PostgresAuthorizationStore;
 pub use store::{
     AccessRecord, AuthorizationStore, BoxFuture, ClientAuthMethod, CodeGrant, CodeRedemption,
-    DeviceGrant, DevicePoll, DeviceStatus, FamilyStart, MemoryAuthorizationStore,
+    DeviceGrant, DevicePoll, DeviceSave, DeviceStatus, FamilyStart, MemoryAuthorizationStore,
     MemoryStoreLimits, PendingConsent, RefreshRotation, RegisteredClient, TokenFamily, TokenHash,
     DEVICE_SLOW_DOWN_SECS,
 };

@@ -5,8 +5,8 @@ use std::sync::Mutex;
 
 use super::{
     AccessRecord, AuthorizationStore, CodeGrant, CodeRedemption, DeviceGrant, DevicePoll,
-    DeviceStatus, FamilyStart, PendingConsent, RefreshRotation, RegisteredClient, TokenFamily,
-    TokenHash,
+    DeviceSave, DeviceStatus, FamilyStart, PendingConsent, RefreshRotation, RegisteredClient,
+    TokenFamily, TokenHash,
 };
 use crate::error::Result;
 use crate::sync::LockExt;
@@ -165,8 +165,9 @@ const MAX_CONSENTS: usize = 2_000;
 const MAX_CONSENTS_PER_CLIENT: usize = 16;
 /// Most device authorizations waiting at once.
 const MAX_DEVICES: usize = 2_000;
-/// Device authorizations one client may have waiting.
-const MAX_DEVICES_PER_CLIENT: usize = 16;
+/// Device authorizations one client may have waiting: a client id may be shared by everyone
+/// who runs one program.
+const MAX_DEVICES_PER_CLIENT: usize = 500;
 
 impl MemoryAuthorizationStore {
     /// An empty store with the default [`MemoryStoreLimits`].
@@ -205,7 +206,9 @@ impl MemoryState {
         self.access.retain(|_, a| a.expires_at > now);
         self.families.retain(|_, f| f.family.expires_at > now);
         self.revoked_unsaved.retain(|_, forget_at| *forget_at > now);
-        self.devices.retain(|_, d| d.expires_at > now);
+        // Kept a while past expiry, so a late poll hears `expired_token`.
+        self.devices
+            .retain(|_, d| d.expires_at + SPENT_CODE_MEMORY_SECS > now);
         let devices = &self.devices;
         self.device_users
             .retain(|_, code| devices.contains_key(code));
@@ -319,9 +322,8 @@ impl MemoryState {
 }
 
 impl MemoryState {
-    /// As for consent pages: a client's own oldest past its share, then, when full, the
-    /// oldest of the client holding the most.
-    fn make_room_for_device(&mut self, client_id: &str, now: u64) {
+    /// Whether one more device authorization of `client_id` fits, once expired ones are gone.
+    fn has_room_for_device(&mut self, client_id: &str, now: u64) -> bool {
         if self.devices.len() >= MAX_DEVICES {
             let expired: Vec<TokenHash> = self
                 .devices
@@ -336,33 +338,9 @@ impl MemoryState {
         let held = self
             .devices
             .values()
-            .filter(|d| d.client_id == client_id)
+            .filter(|d| d.client_id == client_id && d.expires_at > now)
             .count();
-        if held >= MAX_DEVICES_PER_CLIENT {
-            self.drop_oldest_device_of(client_id);
-        }
-        if self.devices.len() >= MAX_DEVICES {
-            let mut counts: HashMap<&str, usize> = HashMap::new();
-            for device in self.devices.values() {
-                *counts.entry(device.client_id.as_str()).or_default() += 1;
-            }
-            if let Some((largest, _)) = counts.into_iter().max_by_key(|(_, count)| *count) {
-                let largest = largest.to_owned();
-                self.drop_oldest_device_of(&largest);
-            }
-        }
-    }
-
-    fn drop_oldest_device_of(&mut self, client_id: &str) {
-        let oldest = self
-            .devices
-            .iter()
-            .filter(|(_, d)| d.client_id == client_id)
-            .min_by_key(|(_, d)| d.expires_at)
-            .map(|(code, _)| *code);
-        if let Some(code) = oldest {
-            self.forget_device(code);
-        }
+        held < MAX_DEVICES_PER_CLIENT && self.devices.len() < MAX_DEVICES
     }
 
     fn forget_device(&mut self, device_code: TokenHash) {
@@ -597,19 +575,21 @@ impl AuthorizationStore for MemoryAuthorizationStore {
         &self,
         device_code: TokenHash,
         grant: DeviceGrant,
-    ) -> BoxFuture<'_, Result<bool>> {
+    ) -> BoxFuture<'_, Result<DeviceSave>> {
         let saved = self.with(|s, _| {
             let now = crate::clock::now_secs();
             if let Some(holder) = s.device_users.get(&grant.user_code).copied() {
                 if s.devices.get(&holder).is_some_and(|d| d.expires_at > now) {
-                    return false;
+                    return DeviceSave::UserCodeTaken;
                 }
                 s.forget_device(holder);
             }
-            s.make_room_for_device(&grant.client_id, now);
+            if !s.has_room_for_device(&grant.client_id, now) {
+                return DeviceSave::Full;
+            }
             s.device_users.insert(grant.user_code, device_code);
             s.devices.insert(device_code, grant);
-            true
+            DeviceSave::Saved
         });
         ready(Ok(saved))
     }
@@ -725,36 +705,50 @@ mod tests {
     async fn device_grants_are_capped_per_client_and_user_codes_stay_unique() {
         let store = MemoryAuthorizationStore::new();
         let later = crate::clock::now_secs() + 600;
-        for n in 0..MAX_DEVICES_PER_CLIENT as u64 + 1 {
-            assert!(store
-                .save_device(hash_of(1000 + n), device("greedy", n, later + n))
-                .await
-                .unwrap());
+        for n in 0..MAX_DEVICES_PER_CLIENT as u64 {
+            assert_eq!(
+                store
+                    .save_device(hash_of(10_000 + n), device("greedy", 1_000 + n, later))
+                    .await
+                    .unwrap(),
+                DeviceSave::Saved
+            );
         }
-        // The oldest went; the others stay.
+        // Full for this client: refused, and nobody's grant was dropped for it.
+        assert_eq!(
+            store
+                .save_device(hash_of(4999), device("greedy", 999, later))
+                .await
+                .unwrap(),
+            DeviceSave::Full
+        );
         assert!(store
-            .device_by_user_code(hash_of(0))
-            .await
-            .unwrap()
-            .is_none());
-        assert!(store
-            .device_by_user_code(hash_of(1))
+            .device_by_user_code(hash_of(1_000))
             .await
             .unwrap()
             .is_some());
-        // A live user code is not given twice; an expired one is given again.
-        assert!(!store
-            .save_device(hash_of(5000), device("other", 1, later))
-            .await
-            .unwrap());
-        assert!(store
-            .save_device(hash_of(5001), device("other", 100, 1))
-            .await
-            .unwrap());
-        assert!(store
-            .save_device(hash_of(5002), device("other", 100, later))
-            .await
-            .unwrap());
+        // Another client still gets in; a live user code is not given twice, an expired one is.
+        assert_eq!(
+            store
+                .save_device(hash_of(5000), device("other", 1_000, later))
+                .await
+                .unwrap(),
+            DeviceSave::UserCodeTaken
+        );
+        assert_eq!(
+            store
+                .save_device(hash_of(5001), device("other", 100, 1))
+                .await
+                .unwrap(),
+            DeviceSave::Saved
+        );
+        assert_eq!(
+            store
+                .save_device(hash_of(5002), device("other", 100, later))
+                .await
+                .unwrap(),
+            DeviceSave::Saved
+        );
         // Polled by the wrong client: nothing changes; answered once only.
         assert!(matches!(
             store

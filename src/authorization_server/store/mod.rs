@@ -248,6 +248,17 @@ pub enum DeviceStatus {
     Denied,
 }
 
+/// The outcome of saving a device authorization ([`AuthorizationStore::save_device`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceSave {
+    /// Saved.
+    Saved,
+    /// A live grant has this user code: draw another.
+    UserCodeTaken,
+    /// The store keeps as many device authorizations as it may (for this client, or in all).
+    Full,
+}
+
 /// The outcome of a device's poll ([`AuthorizationStore::poll_device`]).
 #[derive(Debug)]
 pub enum DevicePoll {
@@ -353,14 +364,15 @@ pub trait AuthorizationStore: Send + Sync + 'static {
     /// Takes the consent request `id` out, atomically: of two concurrent answers, one gets it.
     fn take_consent(&self, id: TokenHash) -> BoxFuture<'_, Result<Option<PendingConsent>>>;
     /// Keeps a device authorization under `device_code` (its hash) until it is collected or
-    /// expires, and returns `true`; `false` when its user code is in use by a live grant
-    /// (user codes are short, so they can collide: the server draws another). A store may
-    /// drop a client's oldest grants to bound what one client can keep.
+    /// expires. User codes are short, so they can collide: a store refuses one in use by a
+    /// live grant ([`DeviceSave::UserCodeTaken`]; the server draws another). A store bounds
+    /// what it keeps by refusing new grants ([`DeviceSave::Full`]), never by dropping live
+    /// ones: a client id can be public, and whoever uses it must not end others' sign-ins.
     fn save_device(
         &self,
         device_code: TokenHash,
         grant: DeviceGrant,
-    ) -> BoxFuture<'_, Result<bool>>;
+    ) -> BoxFuture<'_, Result<DeviceSave>>;
     /// The device authorization a user code stands for, whatever its status.
     fn device_by_user_code(
         &self,
@@ -444,7 +456,7 @@ impl<S: AuthorizationStore + ?Sized> AuthorizationStore for std::sync::Arc<S> {
         &self,
         device_code: TokenHash,
         grant: DeviceGrant,
-    ) -> BoxFuture<'_, Result<bool>> {
+    ) -> BoxFuture<'_, Result<DeviceSave>> {
         (**self).save_device(device_code, grant)
     }
     fn device_by_user_code(

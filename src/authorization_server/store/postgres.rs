@@ -9,8 +9,8 @@ use tokio_postgres::Row;
 
 use super::{
     AccessRecord, AuthorizationStore, ClientAuthMethod, CodeGrant, CodeRedemption, DeviceGrant,
-    DevicePoll, DeviceStatus, FamilyStart, PendingConsent, RefreshRotation, RegisteredClient,
-    TokenFamily, TokenHash,
+    DevicePoll, DeviceSave, DeviceStatus, FamilyStart, PendingConsent, RefreshRotation,
+    RegisteredClient, TokenFamily, TokenHash,
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::postgres::{database_error, execute, query_opt, seconds, unsigned, PostgresPool};
@@ -116,9 +116,10 @@ const UNSAVED_REVOCATION_SECS: u64 = 3_600;
 const MAX_CONSENTS_PER_CLIENT: i64 = 16;
 /// Consent pages open at once across the deployment, by default.
 const MAX_CONSENTS: i64 = 20_000;
-/// Device authorizations one client may have waiting.
-const MAX_DEVICES_PER_CLIENT: i64 = 16;
-/// Device authorizations waiting at once across the deployment.
+/// Device authorizations one client may have waiting: a client id may be shared by everyone
+/// who runs one program.
+const MAX_DEVICES_PER_CLIENT: i64 = 500;
+/// Device authorizations waiting at once across the deployment, by default.
 const MAX_DEVICES: i64 = 20_000;
 /// Writes between two sweeps of expired rows.
 const SWEEP_EVERY: usize = 256;
@@ -150,6 +151,7 @@ pub struct PostgresAuthorizationStore {
     pool: PostgresPool,
     max_clients: i64,
     max_consents: i64,
+    max_devices: i64,
     writes: Arc<AtomicUsize>,
 }
 
@@ -164,6 +166,7 @@ impl PostgresAuthorizationStore {
             pool,
             max_clients: 100_000,
             max_consents: MAX_CONSENTS,
+            max_devices: MAX_DEVICES,
             writes: Arc::new(AtomicUsize::new(0)),
         })
     }
@@ -178,6 +181,13 @@ impl PostgresAuthorizationStore {
     /// most loses its oldest, so no client (registration is open) pushes out the others'.
     pub fn max_consents(mut self, max_consents: usize) -> Self {
         self.max_consents = i64::try_from(max_consents).unwrap_or(i64::MAX);
+        self
+    }
+
+    /// The most device authorizations waiting at once (default 20,000): past it, new ones are
+    /// refused (`temporarily_unavailable`) until some are collected or expire.
+    pub fn max_devices(mut self, max_devices: usize) -> Self {
+        self.max_devices = i64::try_from(max_devices).unwrap_or(i64::MAX);
         self
     }
 
@@ -205,7 +215,8 @@ async fn sweep(pool: &PostgresPool, now: u64) -> Result<()> {
         ("mcp_oauth_access", now),
         ("mcp_oauth_families", now),
         ("mcp_oauth_consents", now),
-        ("mcp_oauth_devices", now),
+        // Kept a while past expiry, so a late poll hears `expired_token`.
+        ("mcp_oauth_devices", spent_codes),
     ] {
         let statement = format!(
             "DELETE FROM {table} WHERE ctid = ANY(ARRAY(
@@ -786,7 +797,7 @@ impl PostgresAuthorizationStore {
         row.as_ref().map(consent_from).transpose()
     }
 
-    async fn save_device(&self, device_code: TokenHash, grant: DeviceGrant) -> Result<bool> {
+    async fn save_device(&self, device_code: TokenHash, grant: DeviceGrant) -> Result<DeviceSave> {
         const DOING: &str = "saving a device authorization";
         let now = seconds(crate::clock::now_secs());
         let mut db = self.pool.client().await?;
@@ -802,27 +813,21 @@ impl PostgresAuthorizationStore {
             DOING,
         )
         .await?;
-        execute(
+        // A soft cap: replicas saving at the same moment may pass it by a few.
+        let counts = query_opt(
             &tx,
-            "DELETE FROM mcp_oauth_devices WHERE device_hash IN (
-                 SELECT device_hash FROM mcp_oauth_devices WHERE client_id = $1
-                 ORDER BY expires_at DESC OFFSET $2)",
-            &[&grant.client_id, &(MAX_DEVICES_PER_CLIENT - 1)],
+            "SELECT (SELECT count(*) FROM mcp_oauth_devices
+                         WHERE client_id = $1 AND expires_at > $2) AS held,
+                    (SELECT count(*) FROM mcp_oauth_devices WHERE expires_at > $2) AS live",
+            &[&grant.client_id, &now],
             DOING,
         )
-        .await?;
-        execute(
-            &tx,
-            "DELETE FROM mcp_oauth_devices WHERE device_hash = (
-                 SELECT device_hash FROM mcp_oauth_devices WHERE client_id = (
-                     SELECT client_id FROM mcp_oauth_devices
-                     GROUP BY client_id ORDER BY count(*) DESC LIMIT 1)
-                 ORDER BY expires_at LIMIT 1)
-             AND (SELECT count(*) FROM mcp_oauth_devices) >= $1",
-            &[&MAX_DEVICES],
-            DOING,
-        )
-        .await?;
+        .await?
+        .ok_or_else(|| unreadable("counting device authorizations gave no row"))?;
+        let (held, live): (i64, i64) = (counts.get("held"), counts.get("live"));
+        if held >= MAX_DEVICES_PER_CLIENT || live >= self.max_devices {
+            return Ok(DeviceSave::Full);
+        }
         let (status, subject) = device_status_columns(&grant.status);
         let inserted = execute(
             &tx,
@@ -850,7 +855,11 @@ impl PostgresAuthorizationStore {
         .await?;
         tx.commit().await.map_err(|e| database_error(DOING, &e))?;
         self.wrote();
-        Ok(inserted == 1)
+        Ok(if inserted == 1 {
+            DeviceSave::Saved
+        } else {
+            DeviceSave::UserCodeTaken
+        })
     }
 
     async fn device_by_user_code(&self, user_code: TokenHash) -> Result<Option<DeviceGrant>> {
@@ -1024,7 +1033,7 @@ impl AuthorizationStore for PostgresAuthorizationStore {
         &self,
         device_code: TokenHash,
         grant: DeviceGrant,
-    ) -> BoxFuture<'_, Result<bool>> {
+    ) -> BoxFuture<'_, Result<DeviceSave>> {
         Box::pin(self.save_device(device_code, grant))
     }
     fn device_by_user_code(
