@@ -699,6 +699,16 @@ async fn with_an_os_credential_store_the_file_is_sealed_and_an_upgrade_keeps_the
     let (ok, _, stderr) = run(home.command(&["status", "--store", "keyring"])).await;
     assert!(!ok);
     assert!(stderr.contains("OS credential store"), "{stderr}");
+    // Another keyring (the key lost): no new key that could not open the file either.
+    drop(secrets);
+    let Some(other) = SecretService::start() else {
+        return;
+    };
+    let mut command = home.command(&["status", "--store", "keyring"]);
+    command.envs(other.env());
+    let (ok, _, stderr) = run(command).await;
+    assert!(!ok);
+    assert!(stderr.contains("delete that file"), "{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

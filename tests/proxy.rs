@@ -222,7 +222,14 @@ async fn the_bridge_reads_https_proxy_and_never_prints_its_password() {
     let (proxy_url, seen) = proxy(upstream).await;
     let dir = tempfile::tempdir().unwrap();
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_mcp-oauth"))
-        .args(["call", "https://mcp.test/mcp", "add", "--no-browser"])
+        .args([
+            "call",
+            "https://mcp.test/mcp",
+            "add",
+            "--no-browser",
+            "--store",
+            "file",
+        ])
         .arg("--store-file")
         .arg(dir.path().join("credentials.json"))
         .env(
@@ -231,6 +238,7 @@ async fn the_bridge_reads_https_proxy_and_never_prints_its_password() {
         )
         .env("NO_PROXY", "")
         .env_remove("BROWSER")
+        .env_remove("DBUS_SESSION_BUS_ADDRESS")
         .output();
     let output = tokio::time::timeout(Duration::from_secs(30), output)
         .await

@@ -23,7 +23,7 @@ pub(crate) const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:dev
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
 /// RFC 8628 §3.5: what each `slow_down` adds.
 const SLOW_DOWN: Duration = Duration::from_secs(5);
-/// The longest interval or lifetime taken from a server: a bad answer must not park the
+/// The longest interval or lifetime taken from a server's answer: a bad one must not park the
 /// client for days.
 const MAX_INTERVAL: Duration = Duration::from_secs(60);
 const MAX_LIFETIME: Duration = Duration::from_secs(3600);
@@ -36,7 +36,10 @@ const MAX_USER_CODE_CHARS: usize = 64;
 /// The device code itself stays with the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceAuthorization {
-    /// The code the user types on the verification page.
+    /// The authorization server the user signs in at: show it, so the user can tell a page
+    /// of theirs from one a server merely passed along.
+    pub issuer: String,
+    /// The code the user types on the verification page (printable ASCII).
     pub user_code: String,
     /// The page where the user types it.
     pub verification_uri: Url,
@@ -133,7 +136,7 @@ impl DeviceRequest<'_> {
         }
         let response =
             tokens::post_client_form(http, &endpoint, "device authorization", &params).await?;
-        parse_start(&response)
+        parse_start(&response, self.discovery.issuer())
     }
 
     /// RFC 8628 §3.4–3.5: polls the token endpoint until the user answers or the code
@@ -179,7 +182,9 @@ impl DeviceRequest<'_> {
             failures = 0;
             match refusal.error.as_str() {
                 "authorization_pending" => {}
-                "slow_down" => interval = (interval + SLOW_DOWN).min(MAX_INTERVAL),
+                // Not capped: polling sooner than the server asks would only hear slow_down
+                // again; the code's lifetime bounds the wait.
+                "slow_down" => interval += SLOW_DOWN,
                 "access_denied" => {
                     return Err(Error::new(
                         ErrorKind::AuthorizationDenied,
@@ -200,7 +205,7 @@ fn expired() -> Error {
     )
 }
 
-fn parse_start(response: &oauth2::HttpResponse) -> Result<StartedDevice> {
+fn parse_start(response: &oauth2::HttpResponse, issuer: &str) -> Result<StartedDevice> {
     let status = response.status();
     if !status.is_success() {
         return match serde_json::from_slice::<OAuthErrorResponse>(response.body()) {
@@ -226,9 +231,10 @@ fn parse_start(response: &oauth2::HttpResponse) -> Result<StartedDevice> {
             )
         })?;
     let invalid = |why: &'static str| Error::new(ErrorKind::InvalidResponse, why);
-    // Shown on a terminal: nothing that could move the cursor or hide text.
-    let printable = |s: &str| !s.is_empty() && s.chars().all(|c| !c.is_control());
-    if !printable(&answer.user_code) || answer.user_code.chars().count() > MAX_USER_CODE_CHARS {
+    // Shown on a terminal: printable ASCII only, so nothing can move the cursor, reorder the
+    // text (bidi overrides) or hide characters (zero-width ones).
+    let printable = |s: &str| !s.is_empty() && s.bytes().all(|b| (b' '..=b'~').contains(&b));
+    if !printable(&answer.user_code) || answer.user_code.len() > MAX_USER_CODE_CHARS {
         return Err(invalid(
             "the device authorization response has an unusable user_code",
         ));
@@ -260,6 +266,7 @@ fn parse_start(response: &oauth2::HttpResponse) -> Result<StartedDevice> {
         .clamp(Duration::from_secs(1), MAX_INTERVAL);
     Ok(StartedDevice {
         shown: DeviceAuthorization {
+            issuer: issuer.to_owned(),
             user_code: answer.user_code,
             verification_uri,
             verification_uri_complete,
@@ -276,6 +283,10 @@ mod tests {
     use proptest::prelude::*;
     use serde_json::json;
 
+    fn parse_start_at(response: &oauth2::HttpResponse) -> Result<StartedDevice> {
+        parse_start(response, "https://auth.example.com")
+    }
+
     fn answer(status: u16, body: &serde_json::Value) -> oauth2::HttpResponse {
         http::Response::builder()
             .status(status)
@@ -285,7 +296,7 @@ mod tests {
 
     #[test]
     fn a_device_authorization_is_read_with_its_limits() {
-        let started = parse_start(&answer(
+        let started = parse_start_at(&answer(
             200,
             &json!({
                 "device_code": "DEVICE-SECRET", "user_code": "BCDF-GHJK",
@@ -304,7 +315,7 @@ mod tests {
         );
         assert!(!format!("{:?}", started.shown).contains("DEVICE-SECRET"));
 
-        let google = parse_start(&answer(
+        let google = parse_start_at(&answer(
             200,
             &json!({
                 "device_code": "d", "user_code": "ABC-DEF",
@@ -343,10 +354,10 @@ mod tests {
         ] {
             let mut body = base.clone();
             body[field] = value;
-            let error = parse_start(&answer(200, &body)).err().unwrap();
+            let error = parse_start_at(&answer(200, &body)).err().unwrap();
             assert_eq!(error.kind(), kind, "{field}");
         }
-        let refused = parse_start(&answer(400, &json!({"error": "unauthorized_client"})));
+        let refused = parse_start_at(&answer(400, &json!({"error": "unauthorized_client"})));
         assert_eq!(refused.err().unwrap().kind(), ErrorKind::UnauthorizedClient);
     }
 
@@ -366,10 +377,10 @@ mod tests {
             ],
         ) {
             let response = http::Response::builder().status(status).body(body).unwrap();
-            match parse_start(&response) {
+            match parse_start(&response, "https://auth.example.com") {
                 Ok(started) => {
                     prop_assert_eq!(status, 200);
-                    prop_assert!(started.shown.user_code.chars().all(|c| !c.is_control()));
+                    prop_assert!(started.shown.user_code.bytes().all(|b| (b' '..=b'~').contains(&b)));
                     prop_assert!(started.shown.expires_in <= MAX_LIFETIME);
                     prop_assert!(started.interval >= Duration::from_secs(1));
                 }

@@ -334,8 +334,11 @@ fn key_digest(key: &CredentialKey) -> u64 {
 #[derive(Serialize, Deserialize, Default)]
 struct FileContents {
     version: u32,
-    #[serde(default)]
-    records: Vec<(CredentialKey, StoredCredentials)>,
+    /// Version 1: the records. Left out of version 2, so that a release that knows only
+    /// version 1 (and reads no `version`) finds the file unreadable instead of empty, and
+    /// never writes over it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    records: Option<Vec<(CredentialKey, StoredCredentials)>>,
     /// Version 2: the records, sealed (base64 of nonce and ciphertext).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     sealed: Option<String>,
@@ -413,7 +416,7 @@ impl FileStore {
         let contents: FileContents =
             serde_json::from_slice(&bytes).map_err(|e| self.corrupt(&e))?;
         match (contents.version, contents.sealed) {
-            (PLAIN_VERSION, None) => Ok(contents.records.into_iter().collect()),
+            (PLAIN_VERSION, None) => Ok(contents.records.unwrap_or_default().into_iter().collect()),
             (SEALED_VERSION, Some(sealed)) => {
                 let Some(key) = &self.sealing else {
                     return Err(Error::new(
@@ -463,7 +466,7 @@ impl FileStore {
         let contents = match &self.sealing {
             None => FileContents {
                 version: PLAIN_VERSION,
-                records,
+                records: Some(records),
                 sealed: None,
             },
             Some(key) => {
@@ -471,7 +474,7 @@ impl FileStore {
                     .map_err(|e| self.storage_error("cannot serialize", e))?;
                 FileContents {
                     version: SEALED_VERSION,
-                    records: Vec::new(),
+                    records: None,
                     sealed: Some(
                         base64::engine::general_purpose::STANDARD.encode(key.seal(&plaintext)),
                     ),
@@ -719,6 +722,15 @@ mod tests {
             assert!(other.save(&key, &record("x")).await.is_err());
         }
         assert_eq!(std::fs::read_to_string(&path).unwrap(), file, "left alone");
+        // The first release read files into this shape, `version` unchecked: a sealed file
+        // must fail there (so it refuses to write) rather than read as empty.
+        #[derive(Deserialize)]
+        #[allow(dead_code)]
+        struct FirstRelease {
+            version: u32,
+            records: Vec<(CredentialKey, StoredCredentials)>,
+        }
+        assert!(serde_json::from_str::<FirstRelease>(&file).is_err());
     }
 
     #[tokio::test]

@@ -66,16 +66,25 @@ impl Proxies {
 
     /// The proxy for `dst`, if any: never for loopback.
     fn for_destination(&self, dst: &Uri) -> Option<hyper_util::client::proxy::matcher::Intercept> {
-        let host = dst.host()?;
-        let bare = host.trim_start_matches('[').trim_end_matches(']');
-        let loopback = bare.eq_ignore_ascii_case("localhost")
-            || bare
-                .parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| ip.is_loopback());
-        if loopback {
+        if is_loopback(dst.host()?) {
             return None;
         }
         self.0.intercept(dst)
+    }
+}
+
+/// `localhost` (with or without its final dot) or a loopback address, IPv4-mapped ones too.
+fn is_loopback(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    if bare.trim_end_matches('.').eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    match bare.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(v6)) => {
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => false,
     }
 }
 
@@ -195,5 +204,32 @@ impl Write for ProxyStream {
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
         Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_is_told_apart_in_every_spelling() {
+        for host in [
+            "localhost",
+            "LOCALHOST.",
+            "127.0.0.1",
+            "127.8.9.10",
+            "[::1]",
+            "[::ffff:127.0.0.1]",
+        ] {
+            assert!(is_loopback(host), "{host}");
+        }
+        for host in [
+            "localhost.example",
+            "10.0.0.1",
+            "[::ffff:10.0.0.1]",
+            "mcp.test",
+        ] {
+            assert!(!is_loopback(host), "{host}");
+        }
     }
 }

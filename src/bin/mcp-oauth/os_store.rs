@@ -49,6 +49,14 @@ fn key_for(store_path: &Path) -> Result<SealingKey, String> {
     if let Some(key) = read(&entry)? {
         return Ok(key);
     }
+    // A sealed file without its key stays shut for good: say so, rather than make a new key
+    // that cannot open it either.
+    if is_sealed(store_path) {
+        return Err(format!(
+            "the key that sealed {} is gone from it; delete that file and sign in again",
+            store_path.display()
+        ));
+    }
     let bytes = SealingKey::generate_bytes();
     entry
         .set_password(&base64::engine::general_purpose::STANDARD.encode(bytes))
@@ -70,6 +78,18 @@ fn read(entry: &keyring::Entry) -> Result<Option<SealingKey>, String> {
         Err(keyring::Error::NoEntry) => Ok(None),
         Err(error) => Err(describe(error)),
     }
+}
+
+/// Whether the credentials file exists and is sealed (format 2 or later).
+fn is_sealed(store_path: &Path) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Format {
+        version: u32,
+    }
+    std::fs::read(store_path)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<Format>(&bytes).ok())
+        .is_some_and(|format| format.version >= 2)
 }
 
 fn lock_beside(store_path: &Path) -> Result<std::fs::File, String> {

@@ -180,8 +180,8 @@ fn browser_available() -> bool {
 fn show_device_code(device: &DeviceAuthorization) {
     let minutes = device.expires_in.as_secs().div_ceil(60);
     eprintln!(
-        "mcp-oauth: to sign in, open {} on any device and enter the code {} (within {minutes} min)",
-        device.verification_uri, device.user_code
+        "mcp-oauth: to sign in at {}, open {} on any device and enter the code {} (within {minutes} min)",
+        device.issuer, device.verification_uri, device.user_code
     );
     if let Some(complete) = &device.verification_uri_complete {
         eprintln!("mcp-oauth: or open {complete}");
