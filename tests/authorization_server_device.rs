@@ -337,3 +337,33 @@ async fn a_policy_that_refuses_the_viewer_changes_nothing() {
     assert_eq!(signed_in.status, StatusCode::OK);
     assert!(signed_in.text().contains("bob"));
 }
+
+#[tokio::test]
+async fn past_the_wrong_codes_a_minute_the_page_looks_nothing_up() {
+    let s = Server::start(|c| c.device_wrong_codes_per_minute(3)).await;
+    let client = s.device_client().await;
+    let started = s.start_device(&client, "mcp:tools").await.json();
+    let right = started["user_code"].as_str().unwrap();
+    // The window is a clock minute: start well inside one.
+    let into_minute = support::now_secs() % 60;
+    if into_minute > 50 {
+        tokio::time::sleep(Duration::from_secs(61 - into_minute)).await;
+    }
+    let mut statuses = Vec::new();
+    for wrong in ["XXXX-XXXX", "not+a+code", "ZZZZ-ZZZZ", "XXXX-ZZZZ"] {
+        statuses.push(
+            get(&format!("{}/device?user_code={wrong}", s.base))
+                .await
+                .status,
+        );
+    }
+    assert!(
+        statuses[..3].iter().all(|s| *s == StatusCode::BAD_REQUEST),
+        "{statuses:?}"
+    );
+    assert_eq!(statuses[3], StatusCode::TOO_MANY_REQUESTS);
+    // Even the right code waits for the minute to end.
+    let page = get(&format!("{}/device?user_code={right}", s.base)).await;
+    assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(page.headers["retry-after"], "60");
+}

@@ -26,6 +26,7 @@ use super::store::{DeviceGrant, DeviceSave, DeviceStatus};
 use super::wire::{form_params, json_response, OAuthError, Params};
 use super::AuthorizationServer;
 use crate::clock::now_secs;
+use crate::sync::LockExt;
 
 /// `grant_type` of the device authorization grant.
 pub(crate) const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
@@ -45,6 +46,9 @@ const MAX_CLIENT_NAME_CHARS: usize = 100;
 pub(crate) struct DeviceSettings {
     /// Whether the grant is offered.
     pub(crate) enabled: bool,
+    /// Wrong user codes taken per minute, in all, before the page stops looking codes up
+    /// for the rest of the minute (RFC 8628 §5.1).
+    pub(crate) wrong_codes_per_minute: u32,
     /// How long the user has to answer.
     pub(crate) ttl: Duration,
     /// The least time between two polls.
@@ -55,6 +59,7 @@ impl Default for DeviceSettings {
     fn default() -> Self {
         Self {
             enabled: true,
+            wrong_codes_per_minute: 60,
             ttl: Duration::from_secs(600),
             interval: Duration::from_secs(5),
         }
@@ -236,7 +241,11 @@ async fn pending_grant(
     server: &AuthorizationServer,
     typed: &str,
 ) -> Result<(String, DeviceGrant), Response> {
+    if !server.inner.wrong_codes.allows() {
+        return Err(too_many_wrong_codes());
+    }
     let Some(code) = normalize_user_code(typed) else {
+        server.inner.wrong_codes.count();
         return Err(entry_page(
             server,
             Some("That is not a code from a device. Check it and type it again."),
@@ -259,11 +268,61 @@ async fn pending_grant(
         Some(grant) if grant.expires_at > now_secs() && grant.status == DeviceStatus::Pending => {
             Ok((code, grant))
         }
-        _ => Err(entry_page(
-            server,
-            Some("This code is unknown, has expired, or was already used. Start again on the device."),
-        )),
+        _ => {
+            server.inner.wrong_codes.count();
+            Err(entry_page(
+                server,
+                Some("This code is unknown, has expired, or was already used. Start again on the device."),
+            ))
+        }
     }
+}
+
+/// Counts wrong user codes per minute, for the whole server: past the limit, codes are not
+/// looked up until the minute is over, so guessing among the 20^8 codes takes weeks, not
+/// hours. Per client address it would be fairer, but behind a proxy the address is the
+/// proxy's; the price is that a guesser also holds honest users off for the minute.
+#[derive(Debug)]
+pub(crate) struct WrongCodes {
+    limit: u32,
+    /// The minute counted, and the wrong codes in it.
+    window: std::sync::Mutex<(u64, u32)>,
+}
+
+impl WrongCodes {
+    pub(crate) fn new(limit: u32) -> Self {
+        Self {
+            limit,
+            window: std::sync::Mutex::new((0, 0)),
+        }
+    }
+
+    fn allows(&self) -> bool {
+        let minute = now_secs() / 60;
+        let window = self.window.locked();
+        window.0 != minute || window.1 < self.limit
+    }
+
+    fn count(&self) {
+        let minute = now_secs() / 60;
+        let mut window = self.window.locked();
+        if window.0 != minute {
+            *window = (minute, 0);
+        }
+        window.1 = window.1.saturating_add(1);
+    }
+}
+
+fn too_many_wrong_codes() -> Response {
+    tracing::warn!("too many wrong device codes this minute; lookups paused");
+    let mut response = error_page(
+        StatusCode::TOO_MANY_REQUESTS,
+        "Too many wrong codes were typed here in the last minute. Wait a minute and try again.",
+    );
+    response
+        .headers_mut()
+        .insert(http::header::RETRY_AFTER, HeaderValue::from_static("60"));
+    response
 }
 
 fn consent_request(grant: &DeviceGrant) -> ConsentRequest {

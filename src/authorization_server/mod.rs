@@ -197,6 +197,15 @@ impl AuthorizationServerConfig {
         self
     }
 
+    /// How many wrong user codes the device page takes per minute, from everyone together
+    /// (default 60), before it stops looking codes up until the minute is over (RFC 8628
+    /// §5.1): with 8-letter codes, a guesser then needs weeks to hit any pending code even
+    /// with 20,000 of them waiting, and years at a usual load.
+    pub fn device_wrong_codes_per_minute(mut self, limit: u32) -> Self {
+        self.device.wrong_codes_per_minute = limit;
+        self
+    }
+
     /// How long a device authorization (RFC 8628) waits for the user (default 10 minutes).
     pub fn device_code_ttl(mut self, ttl: Duration) -> Self {
         self.device.ttl = ttl.max(Duration::from_secs(1));
@@ -407,6 +416,7 @@ struct Inner {
     key: SigningKey,
     cimd: cimd::CimdFetcher,
     trust: assertion::Trust,
+    wrong_codes: device::WrongCodes,
 }
 
 impl AuthorizationServer {
@@ -441,12 +451,14 @@ impl AuthorizationServer {
         let issuer = config.issuer.as_str().trim_end_matches('/').to_owned();
         let cimd = cimd::CimdFetcher::new(config.cimd.clone());
         let trust = assertion::Trust::new(&config.workload_issuers, &config.enterprise_idps)?;
+        let wrong_codes = device::WrongCodes::new(config.device.wrong_codes_per_minute);
         Ok(Self {
             inner: Arc::new(Inner {
                 issuer,
                 key,
                 cimd,
                 trust,
+                wrong_codes,
                 approval,
                 config,
             }),
