@@ -180,8 +180,9 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| "info,tower_mcp_oauth=info".into()),
         )
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread: the bridge waits on sockets and pipes, and a message handed between
+    // worker threads costs more than the work done on it.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
