@@ -310,6 +310,55 @@ async fn a_device_started_at_one_replica_is_approved_at_the_other_and_collected_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dpop_proof_used_at_one_replica_is_refused_at_the_other_with_no_cache_configured() {
+    use tower_mcp_oauth::dpop::{DpopAlgorithm, DpopKey};
+    let Some(url) = database_url() else { return };
+    let url = fresh_schema(&url).await;
+    // The replicas are given only the store: it brings the replay cache they share.
+    let d = deployment(&url, 2, false).await;
+    let client = d.a().public_client().await;
+    let (code, verifier) = d.a().code(&client, "mcp:tools").await;
+    let key = DpopKey::generate(DpopAlgorithm::ES256).unwrap();
+    let token_endpoint = format!("{}/token", d.a().server.issuer());
+    let proof = key.proof("POST", &token_endpoint, None, None).unwrap();
+    let exchange = |replica: &Server, code: &str, verifier: &str| {
+        let mut request = replica.form_request(
+            "/token",
+            &support::auth_server::code_grant(
+                code,
+                verifier,
+                &[
+                    ("client_id", &client),
+                    ("redirect_uri", support::auth_server::REDIRECT),
+                ],
+            ),
+            None,
+        );
+        request
+            .headers_mut()
+            .insert("dpop", http::HeaderValue::from_str(&proof).unwrap());
+        request
+    };
+    let first = send(exchange(d.a(), &code, &verifier)).await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text());
+    assert_eq!(first.json()["token_type"], "DPoP");
+    // The same proof at the other replica, with another code: refused as a replay.
+    let (other_code, other_verifier) = d.a().code(&client, "mcp:tools").await;
+    let replayed = send(exchange(d.b(), &other_code, &other_verifier)).await;
+    assert_eq!(
+        replayed.error(),
+        "invalid_dpop_proof",
+        "{}",
+        replayed.text()
+    );
+    assert!(
+        replayed.text().contains("used before"),
+        "{}",
+        replayed.text()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_starting_together_migrate_once_and_share_one_time_ids() {
     let Some(url) = database_url() else { return };
     let url = fresh_schema(&url).await;

@@ -121,6 +121,8 @@ pub struct AuthorizationServerConfig {
     workload_issuers: Vec<WorkloadIssuer>,
     enterprise_idps: Vec<EnterpriseIdp>,
     assertion_replay: Arc<dyn ReplayCache>,
+    /// Set by the caller: not replaced by the store's own.
+    assertion_replay_given: bool,
     device: device::DeviceSettings,
 }
 
@@ -128,6 +130,8 @@ pub struct AuthorizationServerConfig {
 #[derive(Clone)]
 struct DpopSettings {
     replay: Arc<dyn ReplayCache>,
+    /// Set by the caller: not replaced by the store's own.
+    replay_given: bool,
     nonces: Option<Arc<DpopNonces>>,
 }
 
@@ -180,11 +184,13 @@ impl AuthorizationServerConfig {
             redirect_rules: register::RedirectRules::default(),
             dpop: Some(DpopSettings {
                 replay: Arc::new(MemoryReplayCache::default()),
+                replay_given: false,
                 nonces: None,
             }),
             workload_issuers: Vec::new(),
             enterprise_idps: Vec::new(),
             assertion_replay: Arc::new(MemoryReplayCache::default()),
+            assertion_replay_given: false,
             device: device::DeviceSettings::default(),
         })
     }
@@ -235,9 +241,11 @@ impl AuthorizationServerConfig {
     }
 
     /// Where the server remembers the `jti`s of the client assertions and ID-JAGs it accepted,
-    /// so none is accepted twice (default: in memory).
+    /// so none is accepted twice (default: the store's
+    /// [`replay_cache`](AuthorizationStore::replay_cache), else in memory).
     pub fn assertion_replay_cache(mut self, cache: impl ReplayCache) -> Self {
         self.assertion_replay = Arc::new(cache);
+        self.assertion_replay_given = true;
         self
     }
 
@@ -250,6 +258,7 @@ impl AuthorizationServerConfig {
         self.dpop = enabled.then(|| {
             self.dpop.take().unwrap_or_else(|| DpopSettings {
                 replay: Arc::new(MemoryReplayCache::default()),
+                replay_given: false,
                 nonces: None,
             })
         });
@@ -265,12 +274,14 @@ impl AuthorizationServerConfig {
         self
     }
 
-    /// Where the token endpoint remembers the proofs it accepted (default: in memory).
-    /// Implies [`Self::dpop`].
+    /// Where the token endpoint remembers the proofs it accepted (default: the store's
+    /// [`replay_cache`](AuthorizationStore::replay_cache), else in memory). Implies
+    /// [`Self::dpop`].
     pub fn dpop_replay_cache(mut self, cache: impl ReplayCache) -> Self {
         self = self.dpop(true);
         if let Some(settings) = &mut self.dpop {
             settings.replay = Arc::new(cache);
+            settings.replay_given = true;
         }
         self
     }
@@ -425,7 +436,15 @@ impl AuthorizationServer {
     /// # Errors
     /// [`ErrorKind::Config`] when no resource is configured, when an issuer off loopback has
     /// no approval policy, or when a key cannot be made.
-    pub fn new(config: AuthorizationServerConfig) -> Result<Self> {
+    pub fn new(mut config: AuthorizationServerConfig) -> Result<Self> {
+        if let Some(shared) = config.store.replay_cache() {
+            if !config.assertion_replay_given {
+                config.assertion_replay = shared.clone();
+            }
+            if let Some(dpop) = config.dpop.as_mut().filter(|d| !d.replay_given) {
+                dpop.replay = shared;
+            }
+        }
         if config.resources.is_empty() {
             return Err(Error::new(
                 ErrorKind::Config,

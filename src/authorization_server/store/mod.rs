@@ -394,6 +394,13 @@ pub trait AuthorizationStore: Send + Sync + 'static {
         client_id: &'a str,
         now: u64,
     ) -> BoxFuture<'a, Result<DevicePoll>>;
+    /// Where the server remembers the one-time ids it accepted (DPoP proofs, client
+    /// assertions, ID-JAGs) unless told otherwise: a store that replicas share returns a
+    /// cache they share too, so an id used at one replica is refused at every other. `None`
+    /// (the default): each server keeps its own, in memory.
+    fn replay_cache(&self) -> Option<std::sync::Arc<dyn crate::dpop::ReplayCache>> {
+        None
+    }
 }
 
 /// A shared store is a store: one `Arc` can back several servers (or a server and a test).
@@ -480,5 +487,8 @@ impl<S: AuthorizationStore + ?Sized> AuthorizationStore for std::sync::Arc<S> {
         now: u64,
     ) -> BoxFuture<'a, Result<DevicePoll>> {
         (**self).poll_device(device_code, client_id, now)
+    }
+    fn replay_cache(&self) -> Option<std::sync::Arc<dyn crate::dpop::ReplayCache>> {
+        (**self).replay_cache()
     }
 }

@@ -135,6 +135,9 @@ const SWEEP_BATCH: i64 = 500;
 /// - Codes and tokens are kept as SHA-256 hashes. Expired rows are swept now and then, in
 ///   small batches, in the background.
 /// - Its schema is created on [`new`](Self::new), once however many replicas start together.
+/// - It brings a [`PostgresReplayCache`](crate::postgres::PostgresReplayCache) on the same
+///   pool, which the server uses for DPoP proofs and client assertions unless given another:
+///   a one-time id used at one replica is refused at every other.
 ///
 /// ```no_run
 /// # async fn example() -> tower_mcp_oauth::Result<()> {
@@ -153,6 +156,7 @@ pub struct PostgresAuthorizationStore {
     max_consents: i64,
     max_devices: i64,
     writes: Arc<AtomicUsize>,
+    replay: crate::postgres::PostgresReplayCache,
 }
 
 impl PostgresAuthorizationStore {
@@ -162,7 +166,9 @@ impl PostgresAuthorizationStore {
     /// [`ErrorKind::Storage`] when the database cannot be reached or refuses the schema.
     pub async fn new(pool: PostgresPool) -> Result<Self> {
         pool.migrate("authorization_store", MIGRATIONS).await?;
+        let replay = crate::postgres::PostgresReplayCache::new(pool.clone()).await?;
         Ok(Self {
+            replay,
             pool,
             max_clients: 100_000,
             max_consents: MAX_CONSENTS,
@@ -1057,5 +1063,8 @@ impl AuthorizationStore for PostgresAuthorizationStore {
         now: u64,
     ) -> BoxFuture<'a, Result<DevicePoll>> {
         Box::pin(self.poll_device(device_code, client_id, now))
+    }
+    fn replay_cache(&self) -> Option<Arc<dyn crate::dpop::ReplayCache>> {
+        Some(Arc::new(self.replay.clone()))
     }
 }
