@@ -19,6 +19,7 @@ use serde_json::{json, Value};
 use support::auth_server::{code_grant, pkce, Server};
 use support::{bind, hyper_client, param, send_with, serve_on, HyperClient};
 use tower_mcp_oauth::authorization_server::ConsentPage;
+#[cfg(all(feature = "rmcp", feature = "rmcp-server", feature = "jwt"))]
 use url::Url;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
