@@ -769,3 +769,50 @@ async fn id_jags_are_single_use_and_bound_to_client_server_and_resource() {
     assert_eq!(answer.error(), "invalid_grant");
     assert!(description(&answer).contains("not trusted"));
 }
+
+#[tokio::test]
+async fn two_trusted_issuers_never_name_one_user() {
+    let (prod, ci) = (Issuer::start().await, Issuer::start().await);
+    let trusted = |cluster: &Issuer| {
+        WorkloadIssuer::new(&cluster.base)
+            .audience("mcp-auth")
+            .subject(DEPLOYER, ["mcp:tools"])
+    };
+    // Without prefixes, the same `sub` from either would be one user: refused up front.
+    let config =
+        tower_mcp_oauth::authorization_server::AuthorizationServerConfig::new("http://127.0.0.1:9")
+            .unwrap()
+            .resource("http://127.0.0.1:9/mcp")
+            .trust_workload_issuer(trusted(&prod))
+            .trust_workload_issuer(trusted(&ci));
+    let error =
+        tower_mcp_oauth::authorization_server::AuthorizationServer::new(config).unwrap_err();
+    assert_eq!(error.kind(), tower_mcp_oauth::ErrorKind::Config);
+    assert!(error.to_string().contains("subject_prefix"), "{error}");
+
+    let s = start(|c| {
+        c.trust_workload_issuer(trusted(&prod).subject_prefix("prod:"))
+            .trust_workload_issuer(trusted(&ci).subject_prefix("ci:"))
+    })
+    .await;
+    let client = s
+        .server
+        .register_client(ClientMetadata {
+            grant_types: vec![JWT_BEARER.into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for (cluster, prefix) in [(&prod, "prod:"), (&ci, "ci:")] {
+        let path = dir.path().join(prefix);
+        std::fs::write(&path, workload_token(cluster, DEPLOYER, "mcp-auth")).unwrap();
+        let config = OAuthConfig::new()
+            .client(ClientRegistration::public(&client))
+            .grant(Grant::JwtBearer {
+                assertion: TokenSource::file(&path),
+            });
+        let seen = whoami(&s, config).await;
+        assert_eq!(seen["sub"], format!("{prefix}{DEPLOYER}"));
+    }
+}

@@ -66,6 +66,7 @@ pub struct WorkloadIssuer {
     keys: Keys,
     audiences: Vec<String>,
     subjects: Vec<SubjectRule>,
+    subject_prefix: String,
 }
 
 #[derive(Debug, Clone)]
@@ -97,7 +98,18 @@ impl WorkloadIssuer {
             keys: Keys::Discover,
             audiences: Vec::new(),
             subjects: Vec::new(),
+            subject_prefix: String::new(),
         }
+    }
+
+    /// Puts `prefix` before the subjects of the tokens issued on this issuer's word
+    /// (`k8s-prod:` makes `system:serviceaccount:ci:deployer` the user
+    /// `k8s-prod:system:serviceaccount:ci:deployer`); subject rules still match the token's
+    /// own `sub`. Required, and distinct, when several issuers are trusted: otherwise two of
+    /// them could name one user.
+    pub fn subject_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.subject_prefix = prefix.into();
+        self
     }
 
     /// Where the keys are, instead of the issuer's metadata.
@@ -146,6 +158,7 @@ impl WorkloadIssuer {
 pub struct EnterpriseIdp {
     issuer: String,
     keys: Keys,
+    subject_prefix: String,
 }
 
 impl EnterpriseIdp {
@@ -155,7 +168,16 @@ impl EnterpriseIdp {
         Self {
             issuer: issuer.into(),
             keys: Keys::Discover,
+            subject_prefix: String::new(),
         }
+    }
+
+    /// Puts `prefix` before the subjects of the tokens issued on this IdP's word. Required,
+    /// and distinct, when several issuers are trusted (see
+    /// [`WorkloadIssuer::subject_prefix`]).
+    pub fn subject_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.subject_prefix = prefix.into();
+        self
     }
 
     /// Where the keys are, instead of the IdP's metadata.
@@ -182,6 +204,12 @@ pub(super) struct Trust {
 
 impl Trust {
     pub(super) fn new(workloads: &[WorkloadIssuer], idps: &[EnterpriseIdp]) -> Result<Self> {
+        let prefixes: Vec<&str> = workloads
+            .iter()
+            .map(|w| w.subject_prefix.as_str())
+            .chain(idps.iter().map(|i| i.subject_prefix.as_str()))
+            .collect();
+        check_subject_prefixes(&prefixes)?;
         let http = HttpClient::new().timeout(FETCH_TIMEOUT);
         let workloads = workloads
             .iter()
@@ -227,6 +255,29 @@ impl Trust {
             )),
         }
     }
+}
+
+/// With several trusted issuers, each needs a prefix that no other's starts with: `a:` and
+/// `a:b:` would let `a:` + `b:x` and `a:b:` + `x` name one user.
+fn check_subject_prefixes(prefixes: &[&str]) -> Result<()> {
+    if prefixes.len() < 2 {
+        return Ok(());
+    }
+    let clash = prefixes.iter().enumerate().any(|(i, a)| {
+        a.is_empty()
+            || prefixes
+                .iter()
+                .enumerate()
+                .any(|(j, b)| i != j && b.starts_with(a))
+    });
+    if clash {
+        return Err(Error::new(
+            ErrorKind::Config,
+            "several issuers are trusted for the JWT-bearer grant: give each a subject_prefix, \
+             none the start of another, so that two of them cannot name one user",
+        ));
+    }
+    Ok(())
 }
 
 /// 16 bytes naming one use of a `jti` by one issuer, for the replay cache.
@@ -341,13 +392,15 @@ impl AuthorizationServer {
                     "an ID-JAG is redeemed by a confidential client",
                 ));
             }
-            let (_, keys) = trust
+            let (idp, keys) = trust
                 .idps
                 .iter()
                 .find(|(idp, _)| idp.issuer == issuer)
                 .ok_or_else(untrusted)?;
             verify_signature(keys, &jwt).await?;
-            self.check_id_jag(client, &jwt, params).await?
+            let mut grant = self.check_id_jag(client, &jwt, params).await?;
+            grant.subject.insert_str(0, &idp.subject_prefix);
+            grant
         } else if matches!(typ, "at+jwt" | "dpop+jwt") || typ.ends_with("id-jag+jwt") {
             // Access tokens, proofs and malformed ID-JAGs are no workload identity.
             return Err(OAuthError::invalid_grant(
@@ -360,7 +413,9 @@ impl AuthorizationServer {
                 .find(|(w, _)| w.issuer == issuer)
                 .ok_or_else(untrusted)?;
             verify_signature(keys, &jwt).await?;
-            self.check_workload_token(workload, &jwt, params)?
+            let mut grant = self.check_workload_token(workload, &jwt, params)?;
+            grant.subject.insert_str(0, &workload.subject_prefix);
+            grant
         };
         self.check_scopes(client, &grant.scopes)
             .map_err(|d| OAuthError::new("invalid_scope", d))?;
@@ -581,5 +636,28 @@ mod tests {
         assert_ne!(base, replay_id("client_assertion", "c", "j2"));
         // The separator keeps "ab"+"c" apart from "a"+"bc".
         assert_ne!(replay_id("k", "ab", "c"), replay_id("k", "a", "bc"));
+    }
+}
+
+#[cfg(test)]
+mod prefix_tests {
+    use super::check_subject_prefixes;
+
+    #[test]
+    fn several_issuers_need_distinct_prefixes_none_the_start_of_another() {
+        assert!(check_subject_prefixes(&[]).is_ok());
+        assert!(
+            check_subject_prefixes(&[""]).is_ok(),
+            "one issuer needs none"
+        );
+        assert!(check_subject_prefixes(&["k8s:", "idp:"]).is_ok());
+        for clash in [
+            &["", "idp:"][..],
+            &["a:", "a:"],
+            &["a:", "a:b:"],
+            &["a:b:", "a:"],
+        ] {
+            assert!(check_subject_prefixes(clash).is_err(), "{clash:?}");
+        }
     }
 }
