@@ -215,25 +215,39 @@ where
             let io = connecting.await.map_err(Into::into)?;
             Ok(Counted {
                 io,
-                uses: Uses::default(),
+                mark: Uses::default(),
             })
         })
     }
 }
 
-/// A connection with its use count.
-struct Counted<T> {
-    io: T,
-    uses: Uses,
+/// What a wrapper adds to the metadata its connection gives the pool.
+pub(crate) trait Mark {
+    fn mark(&self, connected: Connected) -> Connected;
 }
 
-impl<T: Connection> Connection for Counted<T> {
-    fn connected(&self) -> Connected {
-        self.io.connected().extra(self.uses.clone())
+impl Mark for Uses {
+    fn mark(&self, connected: Connected) -> Connected {
+        connected.extra(self.clone())
     }
 }
 
-impl<T: Read + Unpin> Read for Counted<T> {
+/// A connection that says something more of itself (`M`); reads and writes pass through.
+pub(crate) struct Marked<T, M> {
+    pub(super) io: T,
+    pub(super) mark: M,
+}
+
+/// A connection with its use count.
+type Counted<T> = Marked<T, Uses>;
+
+impl<T: Connection, M: Mark> Connection for Marked<T, M> {
+    fn connected(&self) -> Connected {
+        self.mark.mark(self.io.connected())
+    }
+}
+
+impl<T: Read + Unpin, M: Unpin> Read for Marked<T, M> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -243,7 +257,7 @@ impl<T: Read + Unpin> Read for Counted<T> {
     }
 }
 
-impl<T: Write + Unpin> Write for Counted<T> {
+impl<T: Write + Unpin, M: Unpin> Write for Marked<T, M> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

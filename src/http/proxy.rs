@@ -9,14 +9,14 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::Uri;
-use hyper::rt::{Read, ReadBufCursor, Write};
 use hyper_util::client::legacy::connect::proxy::Tunnel;
-use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
+use hyper_util::client::legacy::connect::{Connected, HttpConnector};
 use hyper_util::client::proxy::matcher::Matcher;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tower::Service;
 
+use super::hyper_client::{Mark, Marked};
 use crate::error::BoxError;
 
 /// Which destinations go through which proxy. `Debug` names no proxy and no credential.
@@ -74,6 +74,8 @@ impl Proxies {
 }
 
 /// `localhost` (with or without its final dot) or a loopback address, IPv4-mapped ones too.
+/// Wider than [`is_loopback_host`](crate::http::is_loopback_host) on purpose: going around a
+/// proxy is safe for every spelling of this machine, allowing plain http is not.
 fn is_loopback(host: &str) -> bool {
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     if bare.trim_end_matches('.').eq_ignore_ascii_case("localhost") {
@@ -121,7 +123,7 @@ impl Service<Uri> for ProxyConnector {
                 let io = direct.call(dst).await?;
                 return Ok(ProxyStream {
                     io,
-                    forwarding: false,
+                    mark: Forwarding(false),
                 });
             };
             if intercept.uri().scheme_str() != Some("http") {
@@ -141,71 +143,31 @@ impl Service<Uri> for ProxyConnector {
                 })?;
                 Ok(ProxyStream {
                     io,
-                    forwarding: false,
+                    mark: Forwarding(false),
                 })
             } else {
                 let io = direct.call(intercept.uri().clone()).await?;
                 Ok(ProxyStream {
                     io,
-                    forwarding: true,
+                    mark: Forwarding(true),
                 })
             }
         })
     }
 }
 
-/// A connection, direct, tunneled, or to a proxy that forwards requests (which then go in
-/// absolute form).
-pub(crate) struct ProxyStream {
-    io: TokioIo<TcpStream>,
-    forwarding: bool,
-}
+/// Whether a connection goes to a proxy that forwards requests (which then go in absolute
+/// form) rather than to the destination or through a tunnel.
+pub(crate) struct Forwarding(bool);
 
-impl Connection for ProxyStream {
-    fn connected(&self) -> Connected {
-        self.io.connected().proxy(self.forwarding)
+impl Mark for Forwarding {
+    fn mark(&self, connected: Connected) -> Connected {
+        connected.proxy(self.0)
     }
 }
 
-impl Read for ProxyStream {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: ReadBufCursor<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_read(cx, buf)
-    }
-}
-
-impl Write for ProxyStream {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
-    }
-}
+/// A connection, direct, tunneled, or to a forwarding proxy.
+pub(crate) type ProxyStream = Marked<TokioIo<TcpStream>, Forwarding>;
 
 #[cfg(test)]
 mod tests {
