@@ -18,7 +18,7 @@ use url::Url;
 use super::approval::{AuthorizationDecision, ConsentRequest};
 use super::client_auth::load_client;
 use super::grant::{hash, random_token, split_scopes};
-use super::page::{error_page, escape, html_response, scope_items};
+use super::page::{error_page, escape, html_response, scope_items, PAGE_STYLE};
 use super::register::redirect_matches;
 use super::store::{CodeGrant, PendingConsent, RegisteredClient};
 use super::wire::{form_params, Params};
@@ -480,7 +480,7 @@ async fn consent_page(
         r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Authorize {name}</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<style>body{{font-family:system-ui,sans-serif;max-width:32rem;margin:3rem auto;padding:0 1rem}}button{{font-size:1rem;padding:.5rem 1.25rem;margin-right:.5rem}}</style>
+<style>{PAGE_STYLE}</style>
 </head><body>
 <h1>Authorize <span id="client-name">{name}</span>?</h1>
 <p>It will be able to act as <strong>{subject}</strong> on <code id="resource">{resource}</code> with these scopes:</p>

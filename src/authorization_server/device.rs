@@ -21,7 +21,7 @@ use subtle::ConstantTimeEq;
 use super::approval::{AuthorizationDecision, ConsentRequest};
 use super::client_auth::authenticate;
 use super::grant::{hash, random_token, split_scopes};
-use super::page::{error_page, escape, html_response, scope_items};
+use super::page::{error_page, escape, html_response, scope_items, PAGE_STYLE};
 use super::store::{DeviceGrant, DeviceSave, DeviceStatus};
 use super::wire::{form_params, json_response, OAuthError, Params};
 use super::AuthorizationServer;
@@ -437,10 +437,8 @@ fn page_path(server: &AuthorizationServer) -> String {
     )
 }
 
-const STYLE: &str =
-    "body{font-family:system-ui,sans-serif;max-width:32rem;margin:3rem auto;padding:0 1rem}\
-input{font-size:1.25rem;letter-spacing:.1em;text-transform:uppercase}\
-button{font-size:1rem;padding:.5rem 1.25rem;margin-right:.5rem}";
+/// The code field: large, spaced, in capitals.
+const INPUT_STYLE: &str = "input{font-size:1.25rem;letter-spacing:.1em;text-transform:uppercase}";
 
 fn with_csp(mut response: Response) -> Response {
     response.headers_mut().insert(
@@ -459,7 +457,7 @@ fn entry_page(server: &AuthorizationServer, problem: Option<&str>) -> Response {
     let html = format!(
         r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Connect a device</title>
-<meta name="viewport" content="width=device-width, initial-scale=1"><style>{STYLE}</style>
+<meta name="viewport" content="width=device-width, initial-scale=1"><style>{PAGE_STYLE}{INPUT_STYLE}</style>
 </head><body>
 <h1>Connect a device</h1>
 {problem}
@@ -504,7 +502,7 @@ fn question_page(
     let html = format!(
         r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Authorize {name}</title>
-<meta name="viewport" content="width=device-width, initial-scale=1"><style>{STYLE}</style>
+<meta name="viewport" content="width=device-width, initial-scale=1"><style>{PAGE_STYLE}{INPUT_STYLE}</style>
 </head><body>
 <h1>Authorize <span id="client-name">{name}</span> on a device?</h1>
 {unverified}
@@ -544,7 +542,7 @@ fn question_page(
 fn done_page(message: &str) -> Response {
     let html = format!(
         r#"<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Device authorization</title><style>{STYLE}</style></head>
+<html lang="en"><head><meta charset="utf-8"><title>Device authorization</title><style>{PAGE_STYLE}{INPUT_STYLE}</style></head>
 <body><h1>Device authorization</h1><p id="result">{}</p></body></html>"#,
         escape(message)
     );

@@ -35,6 +35,11 @@ pub(super) fn html_response(status: StatusCode, html: String) -> Response {
     response
 }
 
+/// The look the pages share: a narrow column and roomy buttons.
+pub(super) const PAGE_STYLE: &str =
+    "body{font-family:system-ui,sans-serif;max-width:32rem;margin:3rem auto;padding:0 1rem}\
+button{font-size:1rem;padding:.5rem 1.25rem;margin-right:.5rem}";
+
 /// The scopes asked for, as the items of a list.
 pub(super) fn scope_items(scopes: &[String]) -> String {
     if scopes.is_empty() {
