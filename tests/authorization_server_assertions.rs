@@ -396,20 +396,24 @@ async fn key_clients_are_for_the_operator_and_need_public_keys() {
 
 const DEPLOYER: &str = "system:serviceaccount:ci:deployer";
 
+/// A public client the operator registered for the JWT-bearer grant.
+async fn jwt_bearer_client(s: &Server) -> String {
+    s.server
+        .register_client(ClientMetadata {
+            grant_types: vec![JWT_BEARER.into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+}
+
 async fn workload_server(cluster: &Issuer) -> (Server, String) {
     let issuer = WorkloadIssuer::new(&cluster.base)
         .audience("mcp-auth")
         .subject(DEPLOYER, ["mcp:tools"])
         .subject("system:serviceaccount:agents:*", ["mcp:tools", "mcp:admin"]);
     let s = start(|c| c.trust_workload_issuer(issuer)).await;
-    let client = s
-        .server
-        .register_client(ClientMetadata {
-            grant_types: vec![JWT_BEARER.into()],
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let client = jwt_bearer_client(&s).await;
     (s, client)
 }
 
@@ -616,14 +620,7 @@ async fn id_jag_server(idp: &Issuer) -> (Server, String, String) {
 async fn a_public_client_cannot_redeem_an_id_jag() {
     let idp = Issuer::start().await;
     let s = start(|c| c.trust_enterprise_idp(EnterpriseIdp::new(&idp.base))).await;
-    let public = s
-        .server
-        .register_client(ClientMetadata {
-            grant_types: vec![JWT_BEARER.into()],
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let public = jwt_bearer_client(&s).await;
     let now = now_secs();
     let mut header = es256("ec-1");
     header.typ = Some("oauth-id-jag+jwt".into());
@@ -795,14 +792,7 @@ async fn two_trusted_issuers_never_name_one_user() {
             .trust_workload_issuer(trusted(&ci).subject_prefix("ci:"))
     })
     .await;
-    let client = s
-        .server
-        .register_client(ClientMetadata {
-            grant_types: vec![JWT_BEARER.into()],
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let client = jwt_bearer_client(&s).await;
     let dir = tempfile::tempdir().unwrap();
     for (cluster, prefix) in [(&prod, "prod:"), (&ci, "ci:")] {
         let path = dir.path().join(prefix);

@@ -56,15 +56,21 @@ async fn call(state: &OAuthState, resource: &str) -> tower_mcp_oauth::Result<Sta
     Ok(client.send(request).await?.status())
 }
 
+/// One request through the layer, in the background: it waits while the user signs in.
+fn spawn_call(
+    state: &OAuthState,
+    resource: &str,
+) -> tokio::task::JoinHandle<tower_mcp_oauth::Result<StatusCode>> {
+    let (state, resource) = (state.clone(), resource.to_owned());
+    tokio::spawn(async move { call(&state, &resource).await })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_waits_while_the_user_approves_on_another_device() {
     let s = start(|c| c).await;
     let (config, mut prompts) = device_config();
     let state = OAuthState::new(&s.resource, Some(config)).await.unwrap();
-    let request = tokio::spawn({
-        let (state, resource) = (state.clone(), s.resource.clone());
-        async move { call(&state, &resource).await }
-    });
+    let request = spawn_call(&state, &s.resource);
     let device = tokio::time::timeout(Duration::from_secs(10), prompts.recv())
         .await
         .expect("the prompt was shown")
@@ -97,10 +103,7 @@ async fn a_denial_on_the_page_is_a_typed_error() {
     let s = start(|c| c).await;
     let (config, mut prompts) = device_config();
     let state = OAuthState::new(&s.resource, Some(config)).await.unwrap();
-    let request = tokio::spawn({
-        let (state, resource) = (state.clone(), s.resource.clone());
-        async move { call(&state, &resource).await }
-    });
+    let request = spawn_call(&state, &s.resource);
     let device = prompts.recv().await.unwrap();
     answer_device_page(&s.base, &device.user_code, "deny").await;
     let error = tokio::time::timeout(Duration::from_secs(15), request)

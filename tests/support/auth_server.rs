@@ -289,20 +289,30 @@ fn rand_suffix() -> String {
 
 /// The consent page's cookie, request id and CSRF token.
 pub fn consent_form(page: &Answer) -> (String, String, String) {
-    let html = page.text();
-    let cookie = page.headers["set-cookie"]
+    (
+        page_cookie(page),
+        hidden_field(page, "request"),
+        hidden_field(page, "csrf"),
+    )
+}
+
+/// The `name=value` of the cookie a page set.
+fn page_cookie(page: &Answer) -> String {
+    page.headers["set-cookie"]
         .to_str()
         .unwrap()
         .split(';')
         .next()
         .unwrap()
-        .to_owned();
-    let field = |name: &str| {
-        let marker = format!("name=\"{name}\" value=\"");
-        let start = html.find(&marker).unwrap() + marker.len();
-        html[start..start + html[start..].find('"').unwrap()].to_owned()
-    };
-    (cookie, field("request"), field("csrf"))
+        .to_owned()
+}
+
+/// The value of a page's hidden form field `name`.
+fn hidden_field(page: &Answer, name: &str) -> String {
+    let html = page.text();
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html.find(&marker).unwrap() + marker.len();
+    html[start..start + html[start..].find('"').unwrap()].to_owned()
 }
 
 /// The device grant's `grant_type`.
@@ -361,43 +371,28 @@ pub async fn answer_device_page_at(
     user_code: &str,
     decision: &str,
 ) -> (Answer, Answer) {
-    let typed = url::form_urlencoded::Serializer::new(String::new())
-        .append_pair("user_code", user_code)
-        .finish();
-    let question = send(
-        Request::post(format!("{base}/device"))
+    // The page's own form posts, from its origin.
+    let post = |pairs: &[(&str, &str)], cookie: Option<String>| {
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(pairs)
+            .finish();
+        let mut request = Request::post(format!("{base}/device"))
             .header("content-type", "application/x-www-form-urlencoded")
-            .header("origin", origin)
-            .body(Full::from(typed))
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(question.status, StatusCode::OK, "{}", question.text());
-    let cookie = question.headers["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
-    let html = question.text();
-    let field = |name: &str| {
-        let marker = format!("name=\"{name}\" value=\"");
-        let start = html.find(&marker).unwrap() + marker.len();
-        html[start..start + html[start..].find('"').unwrap()].to_owned()
+            .header("origin", origin);
+        if let Some(cookie) = cookie {
+            request = request.header("cookie", cookie);
+        }
+        send(request.body(Full::from(body)).unwrap())
     };
-    let body = url::form_urlencoded::Serializer::new(String::new())
-        .append_pair("user_code", &field("user_code"))
-        .append_pair("csrf", &field("csrf"))
-        .append_pair("decision", decision)
-        .finish();
-    let answer = send(
-        Request::post(format!("{base}/device"))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .header("cookie", cookie)
-            .header("origin", origin)
-            .body(Full::from(body))
-            .unwrap(),
+    let question = post(&[("user_code", user_code)], None).await;
+    assert_eq!(question.status, StatusCode::OK, "{}", question.text());
+    let answer = post(
+        &[
+            ("user_code", &hidden_field(&question, "user_code")),
+            ("csrf", &hidden_field(&question, "csrf")),
+            ("decision", decision),
+        ],
+        Some(page_cookie(&question)),
     )
     .await;
     (question, answer)
