@@ -182,15 +182,26 @@ impl Session {
             }
         }
         let tokens = tokens?;
+        self.with(|s| s.pending = None);
+        // The tokens belong to the server the authorization was started with.
+        Ok(self.keep_new_tokens(discovery, client, tokens).await)
+    }
+
+    /// Tokens just issued by `discovery`'s server to `client`: held, with the server and the
+    /// client they belong to, and stored.
+    async fn keep_new_tokens(
+        &self,
+        discovery: &Discovery,
+        client: &ClientRegistration,
+        tokens: TokenSet,
+    ) -> TokenSet {
         self.with(|s| {
-            s.pending = None;
-            // The tokens belong to the server the authorization was started with.
             s.discovery = Some(discovery.clone());
             s.client = Some(client.clone());
         });
         self.set_tokens(Some(tokens.clone()));
         self.persist_logged().await;
-        Ok(tokens)
+        tokens
     }
 
     /// New tokens by the configured grant: the user's approval, or a grant without a user.
@@ -289,13 +300,7 @@ impl Session {
         )
         .await?;
         tracing::info!(grant = grant.name(), "tokens obtained without a user");
-        self.with(|s| {
-            s.discovery = Some(discovery.clone());
-            s.client = Some(client.clone());
-        });
-        self.set_tokens(Some(tokens.clone()));
-        self.persist_logged().await;
-        Ok(tokens)
+        Ok(self.keep_new_tokens(&discovery, &client, tokens).await)
     }
 
     /// Discovery, registration, the interactive step and the code exchange, in one go.
@@ -424,13 +429,7 @@ impl Session {
             let tokens = request
                 .poll(&self.config.http, started, signer.as_ref())
                 .await?;
-            self.with(|s| {
-                s.discovery = Some(discovery.clone());
-                s.client = Some(client.clone());
-            });
-            self.set_tokens(Some(tokens.clone()));
-            self.persist_logged().await;
-            return Ok(tokens);
+            return Ok(self.keep_new_tokens(discovery, &client, tokens).await);
         }
         unreachable!("the loop returns on its second attempt")
     }
