@@ -122,6 +122,8 @@ async fn authorize_device(
         .resolve_resource(params.get("resource"))
         .map_err(|d| OAuthError::new("invalid_target", d))?;
     let settings = server.inner.config.device;
+    // At least 1 s: `device_poll_interval` says so.
+    let interval = settings.interval.as_secs();
     let device_code = random_token();
     let store = &server.inner.config.store;
     for _ in 0..USER_CODE_DRAWS {
@@ -137,7 +139,7 @@ async fn authorize_device(
             scopes: scopes.clone(),
             resource: resource.clone(),
             expires_at: now_secs() + settings.ttl.as_secs(),
-            interval: settings.interval.as_secs().max(1),
+            interval,
             last_poll: 0,
             status: DeviceStatus::Pending,
             family_id: random_token(),
@@ -162,7 +164,7 @@ async fn authorize_device(
                 verification_uri,
                 verification_uri_complete: complete,
                 expires_in: settings.ttl.as_secs(),
-                interval: settings.interval.as_secs().max(1),
+                interval,
             });
         }
     }
