@@ -82,10 +82,12 @@ struct Options {
     #[arg(long = "header", value_name = "NAME: VALUE")]
     headers: Vec<String>,
     /// A client registered with the authorization server ahead of time.
-    #[arg(long, value_name = "ID")]
+    // Generated ids and secrets are random base64url, so one in 64 begins with '-'.
+    // Generated ids and secrets are random base64url, so one in 64 begins with '-'.
+    #[arg(long, value_name = "ID", allow_hyphen_values = true)]
     client_id: Option<String>,
     /// The secret of --client-id (needs --issuer, so it never goes to another server).
-    #[arg(long, value_name = "SECRET", requires_all = ["client_id", "issuer"], hide_env_values = true, env = "MCP_OAUTH_CLIENT_SECRET")]
+    #[arg(long, value_name = "SECRET", requires_all = ["client_id", "issuer"], hide_env_values = true, env = "MCP_OAUTH_CLIENT_SECRET", allow_hyphen_values = true)]
     client_secret: Option<String>,
     /// The authorization server --client-id belongs to.
     #[arg(long, value_name = "URL")]
@@ -238,5 +240,32 @@ async fn run(command: Command) -> Result<(), setup::CliError> {
             let stack = setup::mcp_stack(state, &options)?;
             relay::call(&url, stack, transport, &tool, arguments).await
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_credentials_may_begin_with_a_dash() {
+        let cli = Cli::try_parse_from([
+            "mcp-oauth",
+            "call",
+            "https://mcp.example/mcp",
+            "whoami",
+            "--client-id",
+            "-6Xq",
+            "--client-secret",
+            "-s3cret",
+            "--issuer",
+            "https://as.example",
+        ])
+        .unwrap_or_else(|error| panic!("{error}"));
+        let Command::Call { options, .. } = cli.command else {
+            panic!("not a call");
+        };
+        assert_eq!(options.client_id.as_deref(), Some("-6Xq"));
+        assert_eq!(options.client_secret.as_deref(), Some("-s3cret"));
     }
 }
