@@ -657,6 +657,13 @@ async fn with_an_os_credential_store_the_file_is_sealed_and_an_upgrade_keeps_the
     assert!(ok, "{stderr}");
     let plain = std::fs::read_to_string(home.store()).unwrap();
     assert!(plain.contains("access_token"));
+    // Listing or removing credentials makes no key in the OS store.
+    for args in [&["status"][..], &["logout", "http://127.0.0.1:1/mcp"]] {
+        let (ok, _, stderr) = run(with_keyring(args)).await;
+        assert!(ok, "{stderr}");
+        assert!(!stderr.contains("made a key"), "{stderr}");
+    }
+    assert_eq!(std::fs::read_to_string(home.store()).unwrap(), plain);
     // The upgrade finds the OS store: the sign-in is kept, and the file sealed.
     let (ok, stdout, stderr) = run(with_keyring(&[
         "call",
@@ -669,6 +676,7 @@ async fn with_an_os_credential_store_the_file_is_sealed_and_an_upgrade_keeps_the
     ]))
     .await;
     assert!(ok, "{stderr}");
+    assert!(stderr.contains("made a key"), "{stderr}");
     assert!(stdout.contains("\"42\""), "{stdout}");
     assert_eq!(home.sign_ins(), 1, "no new sign-in");
     // Refreshing or not, the next write seals the file.

@@ -379,6 +379,20 @@ impl FileStore {
         &self.path
     }
 
+    /// Whether the file exists and is sealed, so that only its key can open it. Reads the
+    /// file's header synchronously: for deciding, before a key is made, that an existing
+    /// file needs the old one.
+    pub fn is_sealed(&self) -> bool {
+        #[derive(Deserialize)]
+        struct Header {
+            version: u32,
+        }
+        std::fs::read(&self.path)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<Header>(&bytes).ok())
+            .is_some_and(|header| header.version >= SEALED_VERSION)
+    }
+
     /// Every record in the store, for listing (a command-line `status`, say).
     ///
     /// # Errors
@@ -697,7 +711,9 @@ mod tests {
         let key_bytes = SealingKey::generate_bytes();
         let key = CredentialKey::new("http://127.0.0.1:1/mcp", "http://127.0.0.1:2");
         let store = FileStore::new(&path).sealed(SealingKey::new(&key_bytes));
+        assert!(!store.is_sealed(), "no file yet");
         store.save(&key, &record("access-sealed")).await.unwrap();
+        assert!(store.is_sealed() && FileStore::new(&path).is_sealed());
         let file = std::fs::read_to_string(&path).unwrap();
         assert!(file.contains("\"version\": 2"), "{file}");
         for secret in ["access-sealed", "refresh-1", "127.0.0.1"] {
@@ -745,6 +761,7 @@ mod tests {
         .unwrap();
         let key = CredentialKey::new("https://mcp.example.com/mcp", "https://auth.example.com");
         let sealed = FileStore::new(&path).sealed(SealingKey::new(&[7; 32]));
+        assert!(!sealed.is_sealed(), "the plain format");
         let loaded = sealed.load(&key).await.unwrap().unwrap();
         assert_eq!(
             loaded.tokens.unwrap().refresh_token.unwrap().expose(),

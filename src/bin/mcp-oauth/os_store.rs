@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use base64::Engine;
-use tower_mcp_oauth::client::SealingKey;
+use tower_mcp_oauth::client::{FileStore, SealingKey};
 
 /// The service name entries are kept under.
 const SERVICE: &str = "mcp-oauth";
@@ -21,10 +21,36 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 /// The sealing key for the credentials file at `store_path`, made and kept in the OS store
 /// the first time. `Err` says why the OS store cannot be used.
 pub(crate) async fn sealing_key(store_path: &Path) -> Result<SealingKey, String> {
+    off_the_runtime(store_path, |entry, path| {
+        if let Some(key) = read(entry)? {
+            return Ok(key);
+        }
+        // Two processes starting together must not make two keys: the first makes it under
+        // a lock beside the file, the other finds it.
+        let _lock = lock_beside(path)?;
+        match existing(entry, path)? {
+            Some(key) => Ok(key),
+            None => make(entry),
+        }
+    })
+    .await
+}
+
+/// The sealing key for the file at `store_path` if the OS store has one; never makes one
+/// (for commands that only read or remove credentials). `Err` says why the OS store cannot
+/// be used, or that a sealed file's key is gone.
+pub(crate) async fn existing_sealing_key(store_path: &Path) -> Result<Option<SealingKey>, String> {
+    off_the_runtime(store_path, existing).await
+}
+
+/// Runs `lookup` on the file's entry: the OS store's clients block (and the Secret Service
+/// one runs its own executor), so off the runtime's threads, and within [`TIMEOUT`].
+async fn off_the_runtime<T: Send + 'static>(
+    store_path: &Path,
+    lookup: fn(&keyring::Entry, &Path) -> Result<T, String>,
+) -> Result<T, String> {
     let store_path = store_path.to_path_buf();
-    // The OS store's clients block (and the Secret Service one runs its own executor): off
-    // the runtime's threads.
-    let lookup = tokio::task::spawn_blocking(move || key_for(&store_path));
+    let lookup = tokio::task::spawn_blocking(move || lookup(&entry_for(&store_path)?, &store_path));
     match tokio::time::timeout(TIMEOUT, lookup).await {
         Ok(Ok(result)) => result,
         Ok(Err(_)) => Err("the lookup stopped".into()),
@@ -32,31 +58,33 @@ pub(crate) async fn sealing_key(store_path: &Path) -> Result<SealingKey, String>
     }
 }
 
-fn key_for(store_path: &Path) -> Result<SealingKey, String> {
+fn entry_for(store_path: &Path) -> Result<keyring::Entry, String> {
     // The entry names the file, so stores in different places have different keys.
     let absolute = std::path::absolute(store_path).unwrap_or_else(|_| store_path.to_path_buf());
-    let entry = keyring::Entry::new(
+    keyring::Entry::new(
         SERVICE,
         &format!("credentials key for {}", absolute.display()),
     )
-    .map_err(describe)?;
-    if let Some(key) = read(&entry)? {
-        return Ok(key);
-    }
-    // Two processes starting together must not make two keys: the first makes it under a
-    // lock beside the file, the other finds it.
-    let _lock = lock_beside(store_path)?;
-    if let Some(key) = read(&entry)? {
-        return Ok(key);
+    .map_err(describe)
+}
+
+/// The key in `entry`, or none; a sealed file without its key is an error.
+fn existing(entry: &keyring::Entry, store_path: &Path) -> Result<Option<SealingKey>, String> {
+    if let Some(key) = read(entry)? {
+        return Ok(Some(key));
     }
     // A sealed file without its key stays shut for good: say so, rather than make a new key
     // that cannot open it either.
-    if is_sealed(store_path) {
+    if FileStore::new(store_path).is_sealed() {
         return Err(format!(
             "the key that sealed {} is gone from it; delete that file and sign in again",
             store_path.display()
         ));
     }
+    Ok(None)
+}
+
+fn make(entry: &keyring::Entry) -> Result<SealingKey, String> {
     let bytes = SealingKey::generate_bytes();
     entry
         .set_password(&base64::engine::general_purpose::STANDARD.encode(bytes))
@@ -78,18 +106,6 @@ fn read(entry: &keyring::Entry) -> Result<Option<SealingKey>, String> {
         Err(keyring::Error::NoEntry) => Ok(None),
         Err(error) => Err(describe(error)),
     }
-}
-
-/// Whether the credentials file exists and is sealed (format 2 or later).
-fn is_sealed(store_path: &Path) -> bool {
-    #[derive(serde::Deserialize)]
-    struct Format {
-        version: u32,
-    }
-    std::fs::read(store_path)
-        .ok()
-        .and_then(|bytes| serde_json::from_slice::<Format>(&bytes).ok())
-        .is_some_and(|format| format.version >= 2)
 }
 
 fn lock_beside(store_path: &Path) -> Result<std::fs::File, String> {

@@ -76,24 +76,35 @@ fn config_dir() -> Option<PathBuf> {
     }
 }
 
-async fn store(options: &StoreOptions) -> Result<FileStore, CliError> {
+/// What a command does with the store: only reading and removing credentials never makes
+/// a key in the OS store.
+#[derive(Clone, Copy, PartialEq)]
+enum StoreUse {
+    SignIn,
+    ReadOrRemove,
+}
+
+async fn store(options: &StoreOptions, purpose: StoreUse) -> Result<FileStore, CliError> {
     let path = store_path(options)?;
     let file = FileStore::new(&path).lease_timeout(SIGN_IN_LEASE);
-    match options.store {
-        StoreChoice::File => Ok(file),
-        StoreChoice::Keyring => match os_store::sealing_key(&path).await {
-            Ok(key) => Ok(file.sealed(key)),
-            Err(why) => Err(CliError::new(format!(
-                "--store keyring: the OS credential store cannot be used: {why}"
-            ))),
-        },
-        StoreChoice::Auto => match os_store::sealing_key(&path).await {
-            Ok(key) => Ok(file.sealed(key)),
-            Err(why) => {
-                tracing::debug!(%why, "no OS credential store; keeping credentials in a 0600 file");
-                Ok(file)
-            }
-        },
+    if options.store == StoreChoice::File {
+        return Ok(file);
+    }
+    let key = match purpose {
+        StoreUse::SignIn => os_store::sealing_key(&path).await.map(Some),
+        StoreUse::ReadOrRemove => os_store::existing_sealing_key(&path).await,
+    };
+    match (key, options.store) {
+        (Ok(Some(key)), _) => Ok(file.sealed(key)),
+        // No key yet, so nothing sealed: the file, if any, is plain.
+        (Ok(None), _) => Ok(file),
+        (Err(why), StoreChoice::Keyring) => Err(CliError::new(format!(
+            "--store keyring: the OS credential store cannot be used: {why}"
+        ))),
+        (Err(why), _) => {
+            tracing::debug!(%why, "no OS credential store; keeping credentials in a 0600 file");
+            Ok(file)
+        }
     }
 }
 
@@ -107,7 +118,7 @@ pub(crate) async fn oauth_state(
 ) -> Result<OAuthState, CliError> {
     let mut config = OAuthConfig::new()
         .client_name("mcp-oauth")
-        .store(store(&options.store).await?);
+        .store(store(&options.store, StoreUse::SignIn).await?);
     config = if options.no_browser || !browser_available() {
         // Headless: the device grant where the server offers it, else a pasted redirect.
         config
@@ -341,7 +352,7 @@ pub(crate) fn describe_tokens(tokens: &TokenSet) {
 }
 
 pub(crate) async fn status(options: &StoreOptions) -> Result<(), CliError> {
-    let store = store(options).await?;
+    let store = store(options, StoreUse::ReadOrRemove).await?;
     let entries = store.entries().await?;
     if entries.is_empty() {
         println!("no credentials in {}", store.path().display());
@@ -376,7 +387,7 @@ pub(crate) async fn status(options: &StoreOptions) -> Result<(), CliError> {
 }
 
 pub(crate) async fn logout(url: &str, options: &StoreOptions) -> Result<(), CliError> {
-    let store = store(options).await?;
+    let store = store(options, StoreUse::ReadOrRemove).await?;
     let keys: Vec<CredentialKey> = store
         .entries()
         .await?
