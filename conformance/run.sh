@@ -153,12 +153,14 @@ server_log="$out/mcp_oauth_server.log"
 server_pid=$!
 trap 'kill "$server_pid" 2>/dev/null || true' EXIT
 mcp_url=""
+sse_url=""
+# The two lines are two writes: wait for both.
 for _ in $(seq 1 100); do
   mcp_url=$(sed -n 's/^MCP server (Streamable HTTP): *//p' "$server_log")
-  [ -n "$mcp_url" ] && break
+  sse_url=$(sed -n 's/^MCP server (HTTP+SSE): *//p' "$server_log")
+  [ -n "$mcp_url" ] && [ -n "$sse_url" ] && break
   sleep 0.1
 done
-sse_url=$(sed -n 's/^MCP server (HTTP+SSE): *//p' "$server_log")
 if [ -z "$mcp_url" ] || [ -z "$sse_url" ]; then
   echo "interop FAILED: mcp_oauth_server did not start; see $server_log"
   exit 1

@@ -6,7 +6,6 @@
 mod support;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use http::{Request, StatusCode};
 use http_body_util::Full;
@@ -142,9 +141,18 @@ async fn a_flood_of_consent_pages_does_not_push_out_another_clients_user() {
     );
 }
 
-/// A store whose `save_family` takes a while, as a database's would: the window in which a
-/// second redemption of the code arrives.
-struct SlowFamilyStore(tower_mcp_oauth::authorization_server::MemoryAuthorizationStore);
+/// A store whose `save_family` waits until the test lets it go, as a slow database would:
+/// the window in which a second redemption of the code arrives.
+struct SlowFamilyStore(
+    tower_mcp_oauth::authorization_server::MemoryAuthorizationStore,
+    Arc<FamilyGate>,
+);
+
+#[derive(Default)]
+struct FamilyGate {
+    entered: tokio::sync::Notify,
+    release: tokio::sync::Notify,
+}
 
 mod slow_store {
     use super::SlowFamilyStore;
@@ -173,7 +181,8 @@ mod slow_store {
             refresh: TokenHash,
         ) -> BoxFuture<'_, Result<FamilyStart>> {
             Box::pin(async move {
-                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                self.1.entered.notify_one();
+                self.1.release.notified().await;
                 self.0.save_family(family, refresh).await
             })
         }
@@ -250,16 +259,22 @@ mod slow_store {
 
 #[tokio::test]
 async fn a_code_reused_while_its_first_redemption_is_in_flight_gives_nothing() {
+    let gate = Arc::new(FamilyGate::default());
     let s = Server::start(|c| {
-        c.store(SlowFamilyStore(Default::default()))
+        c.store(SlowFamilyStore(Default::default(), gate.clone()))
             .token_format(TokenFormat::Opaque)
     })
     .await;
     let client = s.public_client().await;
     let (code, verifier) = s.code(&client, "mcp:tools").await;
     let (first, second) = tokio::join!(s.exchange(&client, &code, &verifier), async {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        s.exchange(&client, &code, &verifier).await
+        // The first redemption is saving its tokens: the second arrives now.
+        tokio::time::timeout(std::time::Duration::from_secs(10), gate.entered.notified())
+            .await
+            .expect("the first redemption saves its tokens");
+        let second = s.exchange(&client, &code, &verifier).await;
+        gate.release.notify_one();
+        second
     });
     assert_eq!(second.error(), "invalid_grant");
     assert_eq!(first.error(), "invalid_grant", "{}", first.text());

@@ -310,13 +310,8 @@ async fn closing_standard_input_ends_the_bridge_with_status_0_within_a_second() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_server_is_a_json_rpc_error_and_a_message_on_stderr() {
     let home = Home::new();
-    // A port nothing listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let url = format!("http://127.0.0.1:{port}/mcp");
+    let (_refusing, base) = support::refusing_port();
+    let url = format!("{base}/mcp");
     let mut command = home.command(&["proxy", &url]);
     command
         .stdin(Stdio::piped())

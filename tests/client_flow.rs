@@ -515,18 +515,19 @@ async fn an_expired_client_secret_is_never_sent_the_client_registers_again() {
     assert_eq!(error.kind(), ErrorKind::Registration, "{error}");
 
     // A secret that expires while its tokens are in use: the refresh is not attempted with
-    // it; the client registers again and authorizes.
+    // it; the client registers again and authorizes. (Whole seconds: room for a loaded
+    // machine before the first expiry.)
     let server = start(Behaviour {
         token_auth_methods: vec!["client_secret_basic"],
-        client_secret_expires_at: Some(now_secs() + 2),
-        access_token_lifetime: Duration::from_secs(2),
+        client_secret_expires_at: Some(now_secs() + 5),
+        access_token_lifetime: Duration::from_secs(5),
         ..Default::default()
     })
     .await;
     let client = client_for(&server, config()).await;
     echoed(&echo(&client, &server, "before").await.unwrap());
     server.set(|b| b.client_secret_expires_at = Some(now_secs() + 3600));
-    tokio::time::sleep(Duration::from_millis(3100)).await;
+    tokio::time::sleep(Duration::from_millis(6100)).await;
     echoed(&echo(&client, &server, "after").await.unwrap());
     let counters = server.counters();
     assert_eq!(counters.registrations, 2);

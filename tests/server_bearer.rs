@@ -459,8 +459,7 @@ async fn introspection_checks_activity_audience_and_fails_closed() {
     );
 
     // The endpoint is down: nothing listens on its port any more.
-    let (closed, closed_base) = support::bind().await;
-    drop(closed);
+    let (_closed, closed_base) = support::refusing_port();
     let dead = format!("{closed_base}/introspect");
     let down = IntrospectionVerifier::new(&dead, "rs-client", "rs-secret", RESOURCE).unwrap();
     let mcp = format!("{}/mcp", protected_app(down, RESOURCE).await);
@@ -674,9 +673,7 @@ async fn a_challenge_always_goes_out_even_with_an_odd_reason() {
 
 #[tokio::test]
 async fn a_resource_server_started_before_its_issuer_recovers_by_itself() {
-    let (reserved, issuer_base) = support::bind().await;
-    let address = reserved.local_addr().unwrap();
-    drop(reserved);
+    let (reserved, issuer_base) = support::refusing_port();
     let resource = "https://mcp.example.test/mcp";
     let verifier = JwtVerifier::builder(&issuer_base, resource)
         .discover_lazily()
@@ -698,8 +695,7 @@ async fn a_resource_server_started_before_its_issuer_recovers_by_itself() {
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(response.headers().contains_key("retry-after"));
 
-    let listener = tokio::net::TcpListener::bind(address).await.unwrap();
-    let issuer = Issuer::start_on(listener).await;
+    let issuer = Issuer::start_on(reserved.listen(1024).unwrap()).await;
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         let answer = call(&mcp, Some(&bearer(&token)), LIST, &[]).await;
@@ -733,8 +729,7 @@ async fn the_protected_server_example_starts_while_its_issuer_is_down() {
         );
         return;
     };
-    let (reserved, dead_issuer) = support::bind().await;
-    drop(reserved);
+    let (_reserved, dead_issuer) = support::refusing_port();
     let mut child = tokio::process::Command::new(example)
         .args(["--issuer", &dead_issuer, "--port", "0"])
         .stdout(std::process::Stdio::piped())

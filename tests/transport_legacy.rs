@@ -339,13 +339,16 @@ async fn legacy_sessions_belong_to_their_opener_and_end_with_the_stream() {
             .status(),
         202
     );
+    // The session ends with its stream, once the server has seen it close.
     drop(stream);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(
-        client.request(post("alice")).await.unwrap().status(),
-        404,
-        "the session ended with its stream"
-    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while client.request(post("alice")).await.unwrap().status() != 404 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the session outlived its stream"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// A loopback TCP proxy whose open connections can all be cut at once.

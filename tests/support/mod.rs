@@ -50,6 +50,15 @@ pub async fn bind() -> (tokio::net::TcpListener, String) {
     (listener, base)
 }
 
+/// A loopback port that refuses connections, held (bound, not listening) so that nothing
+/// else takes it while the test counts on it being closed; `listen` opens it later.
+pub fn refusing_port() -> (tokio::net::TcpSocket, String) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    let base = format!("http://{}", socket.local_addr().unwrap());
+    (socket, base)
+}
+
 /// Serves `app` on `listener` in the background, for a test whose app needs its own URL.
 pub fn serve_on(listener: tokio::net::TcpListener, app: axum::Router) {
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });

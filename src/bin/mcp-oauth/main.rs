@@ -83,7 +83,6 @@ struct Options {
     headers: Vec<String>,
     /// A client registered with the authorization server ahead of time.
     // Generated ids and secrets are random base64url, so one in 64 begins with '-'.
-    // Generated ids and secrets are random base64url, so one in 64 begins with '-'.
     #[arg(long, value_name = "ID", allow_hyphen_values = true)]
     client_id: Option<String>,
     /// The secret of --client-id (needs --issuer, so it never goes to another server).
@@ -196,7 +195,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(run(cli.command));
     // Whatever is still running (a stream reader, a sign-in) ends with the process.
-    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

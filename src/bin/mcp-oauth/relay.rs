@@ -18,8 +18,11 @@ use tower_mcp_oauth::transport::{
 use super::setup::{CliError, McpStack};
 use super::Transport;
 
-/// How long closing the server side may take once the client has gone.
-const CLOSE_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long closing the server side may take once the client has gone. With
+/// [`FLUSH_TIMEOUT`] and the runtime's shutdown, the bridge is gone within a second.
+const CLOSE_TIMEOUT: Duration = Duration::from_millis(400);
+/// How long the last messages may take to reach standard output.
+const FLUSH_TIMEOUT: Duration = Duration::from_millis(300);
 /// Messages waiting for standard output before the relay stops reading the server.
 const OUTPUT_QUEUE: usize = 256;
 
@@ -192,7 +195,7 @@ pub(crate) async fn run(url: &str, stack: McpStack, transport: Transport) -> Res
         }
     };
     drop(output);
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, writer).await;
+    let _ = tokio::time::timeout(FLUSH_TIMEOUT, writer).await;
     outcome
 }
 
