@@ -132,7 +132,27 @@ async fn http_destinations_are_forwarded_through_the_proxy() {
         .build();
     let (status, body) = get(&client, "http://mcp.test/hello").await.unwrap();
     assert_eq!((status, &body[..]), (StatusCode::OK, &b"hello"[..]));
-    assert_eq!(seen.all()[0].0, "GET http://mcp.test/hello HTTP/1.1");
+    assert_eq!(
+        seen.all()[0],
+        ("GET http://mcp.test/hello HTTP/1.1".to_owned(), None)
+    );
+    // A proxy that wants credentials gets them with the forwarded request.
+    let with_credentials = HyperClient::builder()
+        .proxy(&proxy_url.replace("http://", "http://carol:s3cret@"), "")
+        .unwrap()
+        .build();
+    let (status, _) = get(&with_credentials, "http://mcp.test/hello")
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        seen.all()[1],
+        (
+            "GET http://mcp.test/hello HTTP/1.1".to_owned(),
+            // carol:s3cret
+            Some("Basic Y2Fyb2w6czNjcmV0".to_owned())
+        )
+    );
 }
 
 #[tokio::test]

@@ -55,6 +55,7 @@ type Inner = hyper_util::client::legacy::Client<
 #[derive(Clone, Debug)]
 pub struct HyperClient {
     inner: Inner,
+    proxies: Option<Proxies>,
 }
 
 impl HyperClient {
@@ -75,13 +76,29 @@ impl HyperClient {
             .with_tls_config(tls)
             .https_or_http()
             .enable_all_versions()
-            .wrap_connector(ProxyConnector::new(http, proxies));
+            .wrap_connector(ProxyConnector::new(http, proxies.clone()));
         let inner =
             hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
                 .pool_timer(hyper_util::rt::TokioTimer::new())
                 .pool_idle_timeout(POOL_IDLE_TIMEOUT)
                 .build(CountUses(connector));
-        Self { inner }
+        Self { inner, proxies }
+    }
+
+    /// `request`, with the proxy's credentials where it goes to a forwarding proxy (the
+    /// connector cannot add a header: it sees only the destination).
+    fn through_proxy(&self, mut request: Request<RequestBody>) -> Request<RequestBody> {
+        let auth = self
+            .proxies
+            .as_ref()
+            .and_then(|proxies| proxies.forwarding_auth(request.uri()));
+        if let Some(auth) = auth {
+            request
+                .headers_mut()
+                .entry(http::header::PROXY_AUTHORIZATION)
+                .or_insert(auth);
+        }
+        request
     }
 
     /// Sends `request`; the response body streams.
@@ -92,7 +109,7 @@ impl HyperClient {
         &self,
         request: Request<RequestBody>,
     ) -> std::result::Result<Response<Incoming>, hyper_util::client::legacy::Error> {
-        send_with_retries(self.inner.clone(), request).await
+        send_with_retries(self.inner.clone(), self.through_proxy(request)).await
     }
 }
 
@@ -108,7 +125,10 @@ impl Service<Request<RequestBody>> for HyperClient {
     }
 
     fn call(&mut self, request: Request<RequestBody>) -> Self::Future {
-        Box::pin(send_with_retries(self.inner.clone(), request))
+        Box::pin(send_with_retries(
+            self.inner.clone(),
+            self.through_proxy(request),
+        ))
     }
 }
 
@@ -317,9 +337,9 @@ impl HyperClientBuilder {
     }
 
     /// Goes through the proxies the environment names, as curl reads them: `HTTPS_PROXY`
-    /// for https destinations (a CONNECT tunnel, so TLS stays end to end, with the proxy's
-    /// `user:password@` as `Proxy-Authorization`), `HTTP_PROXY` for http ones (forwarded),
-    /// `ALL_PROXY` for both, lower-case names too, and `NO_PROXY` (host names, domain
+    /// for https destinations (a CONNECT tunnel, so TLS stays end to end), `HTTP_PROXY` for
+    /// http ones (forwarded), the proxy's `user:password@` sent as `Proxy-Authorization` on
+    /// the CONNECT or with each forwarded request, `ALL_PROXY` for both, lower-case names too, and `NO_PROXY` (host names, domain
     /// suffixes, IP addresses and networks, `*`) for the destinations that go directly.
     /// Loopback destinations always go directly. Only `http://` proxies are supported.
     pub fn proxies_from_env(mut self) -> Self {

@@ -64,6 +64,19 @@ impl Proxies {
         )))
     }
 
+    /// The `Proxy-Authorization` a request to `dst` carries itself: an http destination's
+    /// requests go to the proxy in absolute form, each needing the credentials (an https
+    /// destination's go through a tunnel, whose CONNECT carries them).
+    pub(crate) fn forwarding_auth(&self, dst: &Uri) -> Option<http::HeaderValue> {
+        if dst.scheme_str() != Some("http") {
+            return None;
+        }
+        let intercept = self.for_destination(dst)?;
+        let mut auth = intercept.basic_auth()?.clone();
+        auth.set_sensitive(true);
+        Some(auth)
+    }
+
     /// The proxy for `dst`, if any: never for loopback.
     fn for_destination(&self, dst: &Uri) -> Option<hyper_util::client::proxy::matcher::Intercept> {
         if is_loopback(dst.host()?) {
@@ -172,6 +185,28 @@ pub(crate) type ProxyStream = Marked<TokioIo<TcpStream>, Forwarding>;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_forwarded_requests_carry_the_proxy_credentials() {
+        let proxies = Proxies::new("http://u:p@proxy.example:3128", "direct.test").unwrap();
+        let auth = |url: &str| proxies.forwarding_auth(&url.parse().unwrap());
+        let forwarded = auth("http://mcp.test/mcp").expect("forwarded");
+        assert_eq!(forwarded, "Basic dTpw");
+        assert!(forwarded.is_sensitive());
+        assert!(!format!("{forwarded:?}").contains("dTpw"));
+        for url in [
+            "https://mcp.test/mcp",
+            "http://127.0.0.1:8080/mcp",
+            "http://localhost/mcp",
+            "http://direct.test/mcp",
+        ] {
+            assert!(auth(url).is_none(), "{url}");
+        }
+        let without = Proxies::new("http://proxy.example:3128", "").unwrap();
+        assert!(without
+            .forwarding_auth(&"http://mcp.test/mcp".parse().unwrap())
+            .is_none());
+    }
 
     #[test]
     fn loopback_is_told_apart_in_every_spelling() {
