@@ -277,6 +277,144 @@ async fn signed_in_proxy(home: &Home, url: &str) -> tokio::process::Child {
     command.spawn().unwrap()
 }
 
+/// A bridge's standard streams, spoken to as an MCP client would.
+struct Piped {
+    stdin: tokio::process::ChildStdin,
+    stdout: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+}
+
+impl Piped {
+    fn of(child: &mut tokio::process::Child) -> Self {
+        Self {
+            stdin: child.stdin.take().unwrap(),
+            stdout: BufReader::new(child.stdout.take().unwrap()).lines(),
+        }
+    }
+
+    async fn tell(&mut self, message: Value) {
+        let line = format!("{message}\n");
+        self.stdin.write_all(line.as_bytes()).await.unwrap();
+    }
+
+    /// Sends request `message` and returns its answer; nothing else the bridge prints may
+    /// be one of its own messages.
+    async fn ask(&mut self, message: Value) -> Value {
+        let id = message["id"].clone();
+        self.tell(message).await;
+        loop {
+            let answer = self.next().await;
+            if answer["id"] == id && answer.get("method").is_none() {
+                return answer;
+            }
+        }
+    }
+
+    /// The next message the bridge prints.
+    async fn next(&mut self) -> Value {
+        let line = tokio::time::timeout(Duration::from_secs(20), self.stdout.next_line())
+            .await
+            .expect("an answer, not a hang")
+            .unwrap()
+            .expect("the bridge is running");
+        assert!(!line.contains("mcp-oauth/"), "the bridge's own: {line}");
+        serde_json::from_str(&line).unwrap()
+    }
+
+    async fn start_session(&mut self) {
+        let answer = self
+            .ask(
+                json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+                "protocolVersion": "2025-06-18", "capabilities": {},
+                "clientInfo": {"name": "t", "version": "1"}}}),
+            )
+            .await;
+        assert!(answer["result"]["serverInfo"].is_object(), "{answer}");
+        self.tell(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+            .await;
+    }
+
+    /// `a + b` by the server's `add` tool.
+    async fn add(&mut self, id: u64, a: i64, b: i64) -> String {
+        let answer = self
+            .ask(json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+                "params": {"name": "add", "arguments": {"a": a, "b": b}}}))
+            .await;
+        answer["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{answer}"))
+            .to_owned()
+    }
+
+    /// Closes standard input and returns what the bridge wrote on standard error.
+    async fn finish(self, child: tokio::process::Child) -> String {
+        drop(self.stdin);
+        let output = tokio::time::timeout(Duration::from_secs(5), child.wait_with_output())
+            .await
+            .expect("the bridge exits")
+            .unwrap();
+        assert!(output.status.success());
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_forgot_the_session_gets_a_new_one_and_the_client_never_knows() {
+    use rmcp::transport::streamable_http_server::session::SessionManager;
+    let running = server().await;
+    let home = Home::new();
+    let mut child = signed_in_proxy(&home, &running.mcp_url).await;
+    let mut bridge = Piped::of(&mut child);
+    bridge.start_session().await;
+    // A line that is not even UTF-8 is answered as not JSON, and the bridge carries on.
+    bridge
+        .stdin
+        .write_all(b"{\"id\": \"\xff\xfe\"}\n")
+        .await
+        .unwrap();
+    let answer = bridge.next().await;
+    assert_eq!(answer["error"]["code"], -32700, "{answer}");
+    assert_eq!(bridge.add(2, 40, 2).await, "42");
+    // The server forgets every session, as after a restart or an idle timeout.
+    let session_ids = || async {
+        let sessions = running.sessions.sessions.read().await;
+        sessions.keys().cloned().collect::<Vec<_>>()
+    };
+    let forgotten = session_ids().await;
+    assert_eq!(forgotten.len(), 1);
+    running.sessions.close_session(&forgotten[0]).await.unwrap();
+    for (id, a) in (3..6).zip(1..) {
+        assert_eq!(bridge.add(id, a, 2).await, (a + 2).to_string());
+    }
+    let sessions = session_ids().await;
+    assert_eq!(sessions.len(), 1, "one new session");
+    assert_ne!(sessions[0], forgotten[0]);
+    let stderr = bridge.finish(child).await;
+    assert!(stderr.contains("initializing again"), "{stderr}");
+    assert_eq!(home.sign_ins(), 1, "the tokens were still good");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_tokens_are_refreshed_by_a_running_bridge_without_a_browser() {
+    let running = oauth_server_app::start(oauth_server_app::Options {
+        port: 0,
+        auto_approve: true,
+        access_token_ttl: Duration::from_secs(4),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let home = Home::new();
+    let mut child = signed_in_proxy(&home, &running.mcp_url).await;
+    let mut bridge = Piped::of(&mut child);
+    bridge.start_session().await;
+    assert_eq!(bridge.add(2, 40, 2).await, "42");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(bridge.add(3, 1, 2).await, "3");
+    let stderr = bridge.finish(child).await;
+    assert!(stderr.contains("access token refreshed"), "{stderr}");
+    assert_eq!(home.sign_ins(), 1, "a refresh, not a new sign-in");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closing_standard_input_ends_the_bridge_with_status_0_within_a_second() {
     let running = server().await;

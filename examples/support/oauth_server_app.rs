@@ -110,6 +110,8 @@ pub struct Running {
     pub authorization_server: AuthorizationServer,
     /// The resource server's client id and secret for `/introspect`, with opaque tokens.
     pub introspection_client: Option<(String, tower_mcp_oauth::Secret)>,
+    /// The Streamable HTTP sessions (a test ends them to play a server that forgot them).
+    pub sessions: Arc<LocalSessionManager>,
     pub task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
@@ -159,6 +161,7 @@ async fn protected_app<V: TokenVerifier + Clone>(
     authorization_server: &AuthorizationServer,
     options: &Options,
     shared: Option<&Shared>,
+    sessions: Arc<LocalSessionManager>,
 ) -> anyhow::Result<axum::Router> {
     let mut dpop = if options.require_dpop {
         DpopPolicy::required()
@@ -196,7 +199,7 @@ async fn protected_app<V: TokenVerifier + Clone>(
     };
     let streamable = StreamableHttpService::new(
         move || Ok(tools.clone()),
-        Arc::new(LocalSessionManager::default()),
+        sessions,
         StreamableHttpServerConfig::default(),
     );
     let legacy = LegacySseServer::new(mcp_tools::Tools::new, "/sse", "/message");
@@ -302,6 +305,7 @@ pub async fn start(options: Options) -> anyhow::Result<Running> {
     let authorization_server = AuthorizationServer::new(config)?;
     let issuer = authorization_server.issuer().to_owned();
     let mut introspection_client = None;
+    let sessions = Arc::new(LocalSessionManager::default());
     let app = if options.opaque_tokens {
         // The resource server introspects as a confidential client of its own.
         let (client_id, secret) = authorization_server
@@ -325,6 +329,7 @@ pub async fn start(options: Options) -> anyhow::Result<Running> {
             &authorization_server,
             &options,
             shared.as_ref(),
+            sessions.clone(),
         )
         .await?
     } else {
@@ -338,6 +343,7 @@ pub async fn start(options: Options) -> anyhow::Result<Running> {
             &authorization_server,
             &options,
             shared.as_ref(),
+            sessions.clone(),
         )
         .await?
     };
@@ -359,6 +365,7 @@ pub async fn start(options: Options) -> anyhow::Result<Running> {
         base,
         authorization_server,
         introspection_client,
+        sessions,
         task,
     })
 }
