@@ -395,8 +395,9 @@ pub fn ensure_secure_url(url: &Url, what: &str) -> Result<()> {
     }
 }
 
-/// A URL with its query and fragment removed, safe to put in a message.
-pub(crate) fn redact_url(url: &Url) -> String {
+/// A URL with its query, fragment and password removed, safe to put in a message or a log
+/// line (a query may carry an API key).
+pub fn redact_url(url: &Url) -> String {
     let mut clean = url.clone();
     clean.set_query(None);
     clean.set_fragment(None);

@@ -32,6 +32,12 @@ struct Home {
 }
 
 impl Home {
+    /// `mcp-oauth call URL add --arg a=A --arg b=B`.
+    fn add(&self, url: &str, a: i64, b: i64) -> Command {
+        let (a, b) = (format!("a={a}"), format!("b={b}"));
+        self.command(&["call", url, "add", "--arg", &a, "--arg", &b])
+    }
+
     fn new() -> Self {
         let home = Self {
             dir: tempfile::tempdir().unwrap(),
@@ -226,16 +232,7 @@ async fn an_rmcp_client_on_stdio_calls_tools_through_the_bridge_and_a_restart_ne
     assert!(!stdout.contains(&token));
     // `logout` forgets them: the next call signs in again.
     assert!(run(home.command(&["logout", &running.mcp_url])).await.0);
-    let (ok, stdout, stderr) = run(home.command(&[
-        "call",
-        &running.mcp_url,
-        "add",
-        "--arg",
-        "a=1",
-        "--arg",
-        "b=2",
-    ]))
-    .await;
+    let (ok, stdout, stderr) = run(home.add(&running.mcp_url, 1, 2)).await;
     assert!(ok, "{stderr}");
     assert!(stdout.contains("\"3\""), "{stdout}");
     assert_eq!(home.sign_ins(), 2);
@@ -246,15 +243,7 @@ async fn three_bridges_started_together_sign_in_once() {
     let running = server().await;
     let home = Home::new();
     let calls = (0..3).map(|_| {
-        let command = home.command(&[
-            "call",
-            &running.mcp_url,
-            "add",
-            "--arg",
-            "a=2",
-            "--arg",
-            "b=3",
-        ]);
+        let command = home.add(&running.mcp_url, 2, 3);
         tokio::spawn(run(command))
     });
     for call in calls {
@@ -265,11 +254,11 @@ async fn three_bridges_started_together_sign_in_once() {
     assert_eq!(home.sign_ins(), 1, "one browser tab for three bridges");
 }
 
-/// A proxy with stored tokens, its standard streams piped.
-async fn signed_in_proxy(home: &Home, url: &str) -> tokio::process::Child {
+/// A proxy with stored tokens, its standard streams piped; `flags` for the proxy command.
+async fn signed_in_proxy(home: &Home, url: &str, flags: &[&str]) -> tokio::process::Child {
     let (ok, _, stderr) = run(home.command(&["login", url])).await;
     assert!(ok, "{stderr}");
-    let mut command = home.command(&["proxy", url]);
+    let mut command = home.command(&[&["proxy", url], flags].concat());
     command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -362,7 +351,7 @@ async fn a_server_that_forgot_the_session_gets_a_new_one_and_the_client_never_kn
     use rmcp::transport::streamable_http_server::session::SessionManager;
     let running = server().await;
     let home = Home::new();
-    let mut child = signed_in_proxy(&home, &running.mcp_url).await;
+    let mut child = signed_in_proxy(&home, &running.mcp_url, &[]).await;
     let mut bridge = Piped::of(&mut child);
     bridge.start_session().await;
     // A line that is not even UTF-8 is answered as not JSON, and the bridge carries on.
@@ -404,14 +393,19 @@ async fn expired_tokens_are_refreshed_by_a_running_bridge_without_a_browser() {
     .await
     .unwrap();
     let home = Home::new();
-    let mut child = signed_in_proxy(&home, &running.mcp_url).await;
+    let log = home.dir.path().join("bridge.log");
+    let log_flag = ["--log-file", log.to_str().unwrap()];
+    let mut child = signed_in_proxy(&home, &running.mcp_url, &log_flag).await;
     let mut bridge = Piped::of(&mut child);
     bridge.start_session().await;
     assert_eq!(bridge.add(2, 40, 2).await, "42");
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(bridge.add(3, 1, 2).await, "3");
     let stderr = bridge.finish(child).await;
-    assert!(stderr.contains("access token refreshed"), "{stderr}");
+    // With --log-file, the log goes there, not to standard error.
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.contains("access token refreshed"), "{logged}");
+    assert!(!stderr.contains("access token refreshed"), "{stderr}");
     assert_eq!(home.sign_ins(), 1, "a refresh, not a new sign-in");
 }
 
@@ -419,7 +413,7 @@ async fn expired_tokens_are_refreshed_by_a_running_bridge_without_a_browser() {
 async fn closing_standard_input_ends_the_bridge_with_status_0_within_a_second() {
     let running = server().await;
     let home = Home::new();
-    let mut child = signed_in_proxy(&home, &running.mcp_url).await;
+    let mut child = signed_in_proxy(&home, &running.mcp_url, &[]).await;
     let mut stdin = child.stdin.take().unwrap();
     let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
     let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
@@ -620,6 +614,7 @@ async fn help_lists_every_command_and_the_flags_users_look_for() {
         "--no-browser",
         "--ca-file",
         "--transport",
+        "--log-file",
     ] {
         assert!(stdout.contains(flag), "{flag}: {stdout}");
     }
@@ -737,19 +732,22 @@ async fn a_machine_calls_tools_with_client_credentials_and_no_browser() {
         .unwrap();
     let issuer = running.authorization_server.issuer().to_owned();
     let home = Home::new();
-    let (ok, stdout, stderr) = run(home.command(&[
-        "call",
-        &running.mcp_url,
-        "whoami",
-        "--grant",
-        "client-credentials",
-        "--client-id",
-        &id,
-        "--client-secret",
-        secret.expose(),
-        "--issuer",
-        &issuer,
-    ]))
+    let whoami = |home: &Home, flags: &[&str]| {
+        let call = [
+            "call",
+            &running.mcp_url,
+            "whoami",
+            "--grant",
+            "client-credentials",
+            "--client-id",
+            &id,
+        ];
+        home.command(&[&call[..], flags].concat())
+    };
+    let (ok, stdout, stderr) = run(whoami(
+        &home,
+        &["--client-secret", secret.expose(), "--issuer", &issuer],
+    ))
     .await;
     assert!(ok, "{stderr}");
     assert!(
@@ -759,18 +757,21 @@ async fn a_machine_calls_tools_with_client_credentials_and_no_browser() {
     assert_eq!(home.sign_ins(), 0, "no browser for a machine");
     assert!(!stderr.contains(secret.expose()));
     // Without the secret, the grant is refused before any request.
-    let (ok, _, stderr) = run(home.command(&[
-        "call",
-        &running.mcp_url,
-        "whoami",
-        "--grant",
-        "client-credentials",
-        "--client-id",
-        &id,
-    ]))
-    .await;
+    let (ok, _, stderr) = run(whoami(&home, &[])).await;
     assert!(!ok);
     assert!(stderr.contains("--client-secret"), "{stderr}");
+    // The secret may come from the environment instead, kept off the command line.
+    let mut command = whoami(&Home::new(), &["--issuer", &issuer]);
+    command.env("MCP_OAUTH_CLIENT_SECRET", secret.expose());
+    let (ok, stdout, stderr) = run(command).await;
+    assert!(ok && stdout.contains(&id), "{stderr}");
+    // Set for one server's bridge, the variable disturbs no bridge without --client-id.
+    let other = Home::new();
+    let mut command = other.add(&running.mcp_url, 1, 1);
+    command.env("MCP_OAUTH_CLIENT_SECRET", secret.expose());
+    let (ok, stdout, stderr) = run(command).await;
+    assert!(ok && stdout.contains("\"2\""), "{stderr}");
+    assert_eq!(other.sign_ins(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -299,7 +299,7 @@ async fn lock_file(path: PathBuf, timeout: std::time::Duration) -> std::io::Resu
         options.mode(0o600);
     }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
+        create_private_dir(dir)?;
     }
     let file = options.open(&path)?;
     let deadline = tokio::time::Instant::now() + timeout;
@@ -318,6 +318,16 @@ async fn lock_file(path: PathBuf, timeout: std::time::Duration) -> std::io::Resu
             Err(std::fs::TryLockError::Error(e)) => return Err(e),
         }
     }
+}
+
+/// Creates `dir` and its missing parents readable by this user alone (0700 on Unix, as the
+/// XDG base directory specification asks); an existing directory is left as it is.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
 }
 
 /// A name for a key's lease file: FNV-1a over the resource and issuer. Stable across builds and
@@ -522,7 +532,7 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    std::fs::create_dir_all(&dir)?;
+    create_private_dir(&dir)?;
     let file_name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -652,6 +662,9 @@ mod tests {
             use std::os::unix::fs::PermissionsExt;
             let mode = std::fs::metadata(&path).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
+            let created = path.parent().unwrap();
+            let mode = std::fs::metadata(created).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o700, "the directory the store made");
         }
         // Only the store file remains: no temporary file is left behind.
         let names: Vec<_> = std::fs::read_dir(path.parent().unwrap())

@@ -18,11 +18,15 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     name = "mcp-oauth",
     version,
     args_override_self = true,
-    after_help = "Environment:\n  RUST_LOG        the log filter on standard error (default: info)\n  MCP_OAUTH_DIR   where credentials are kept (default: the platform's config directory)\n  BROWSER         the browser to open for sign-in (default: the system's)\n  HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY\n                  an http:// proxy for https (CONNECT) and http destinations, and the hosts\n                  that go directly (loopback always does)"
+    after_help = "Environment:\n  RUST_LOG        the log filter on standard error (default: info)\n  MCP_OAUTH_DIR   where credentials are kept (default: the platform's config directory)\n  MCP_OAUTH_CLIENT_SECRET\n                  the secret of --client-id, kept off the command line\n  BROWSER         the browser to open for sign-in (default: the system's)\n  HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY\n                  an http:// proxy for https (CONNECT) and http destinations, and the hosts\n                  that go directly (loopback always does)"
 )]
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Write the log to this file (appended) instead of standard error, for MCP clients that
+    /// drop the bridge's standard error; prompts and fatal errors still go there.
+    #[arg(long, global = true, value_name = "PATH")]
+    log_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -78,15 +82,17 @@ enum Command {
 #[derive(Args, Clone)]
 struct Options {
     /// A header for every request to the MCP server ("Name: value"), repeatable; ${VAR} in the
-    /// value is replaced by the environment variable VAR.
+    /// value is replaced by the environment variable VAR. An Authorization header goes only
+    /// until the bridge has signed in; the headers the transport sets are refused.
     #[arg(long = "header", value_name = "NAME: VALUE")]
     headers: Vec<String>,
     /// A client registered with the authorization server ahead of time.
     // Generated ids and secrets are random base64url, so one in 64 begins with '-'.
     #[arg(long, value_name = "ID", allow_hyphen_values = true)]
     client_id: Option<String>,
-    /// The secret of --client-id (needs --issuer, so it never goes to another server).
-    #[arg(long, value_name = "SECRET", requires_all = ["client_id", "issuer"], hide_env_values = true, env = "MCP_OAUTH_CLIENT_SECRET", allow_hyphen_values = true)]
+    /// The secret of --client-id (needs --issuer, so it never goes to another server); or
+    /// MCP_OAUTH_CLIENT_SECRET, read only with --client-id.
+    #[arg(long, value_name = "SECRET", requires_all = ["client_id", "issuer"], allow_hyphen_values = true)]
     client_secret: Option<String>,
     /// The authorization server --client-id belongs to.
     #[arg(long, value_name = "URL")]
@@ -173,14 +179,22 @@ enum Transport {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,tower_mcp_oauth=info".into()),
-        )
-        .init();
+    let log = tracing_subscriber::fmt().with_ansi(false).with_env_filter(
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+    );
+    match &cli.log_file {
+        Some(path) => match open_log(path) {
+            Ok(file) => log.with_writer(std::sync::Mutex::new(file)).init(),
+            Err(error) => {
+                eprintln!(
+                    "mcp-oauth: cannot open the log file {}: {error}",
+                    path.display()
+                );
+                return ExitCode::FAILURE;
+            }
+        },
+        None => log.with_writer(std::io::stderr).init(),
+    }
     // One thread: the bridge waits on sockets and pipes, and a message handed between
     // worker threads costs more than the work done on it.
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -205,6 +219,15 @@ fn main() -> ExitCode {
     }
 }
 
+/// The log file, appended to, readable by this user alone (it names servers and issuers).
+fn open_log(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).append(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)
+}
+
 async fn run(command: Command) -> Result<(), setup::CliError> {
     match command {
         Command::Proxy {
@@ -222,7 +245,7 @@ async fn run(command: Command) -> Result<(), setup::CliError> {
                 Some(tokens) if !setup::expired(&tokens) => tokens,
                 _ => state.authorize().await?,
             };
-            eprintln!("signed in to {url}");
+            eprintln!("signed in to {}", setup::shown(&url));
             setup::describe_tokens(&tokens);
             Ok(())
         }

@@ -112,7 +112,12 @@ fn lock_beside(store_path: &Path) -> Result<std::fs::File, String> {
     let mut name = store_path.as_os_str().to_owned();
     name.push(".key-lock");
     if let Some(dir) = store_path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+        // Private, as the store makes it: this may be the first to need the directory.
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(dir).map_err(|e| e.to_string())?;
     }
     let file = std::fs::OpenOptions::new()
         .create(true)

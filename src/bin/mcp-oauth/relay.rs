@@ -16,7 +16,7 @@ use tower_mcp_oauth::transport::{
 };
 use tower_mcp_oauth::ErrorKind;
 
-use super::setup::{CliError, McpStack};
+use super::setup::{shown, CliError, McpStack};
 use super::Transport;
 
 /// How long closing the server side may take once the client has gone. With
@@ -48,7 +48,7 @@ impl Remote {
             Transport::Sse => Self::Sse(
                 LegacySseTransport::connect(stack, LegacySseConfig::new(url))
                     .await
-                    .map_err(|e| CliError::new(format!("cannot reach {url}: {e}")))?,
+                    .map_err(|e| CliError::new(format!("cannot reach {}: {e}", shown(url))))?,
             ),
         })
     }
@@ -319,7 +319,7 @@ pub(crate) async fn run(url: &str, stack: McpStack, transport: Transport) -> Res
     };
     // Split on bytes: a line that is not UTF-8 is answered as not JSON, like any other.
     let mut lines = BufReader::new(standard_input()).split(b'\n');
-    tracing::info!(%url, "relaying MCP between standard input and the server");
+    tracing::info!(url = %shown(url), "relaying MCP between standard input and the server");
     let outcome = loop {
         // The receive future borrows the transport; it is dropped (safely: it is a channel
         // read) before anything is sent.
@@ -370,7 +370,10 @@ pub(crate) async fn run(url: &str, stack: McpStack, transport: Transport) -> Res
                 tracing::warn!(%error, "the server connection reported an error");
             }
             Event::FromServer(None) => {
-                break Err(CliError::new(format!("the connection to {url} ended")));
+                break Err(CliError::new(format!(
+                    "the connection to {} ended",
+                    shown(url)
+                )));
             }
             Event::Setback(setback) => relay.on_setback(setback),
         }
@@ -393,7 +396,12 @@ pub(crate) async fn call(
         Remote::Streamable(t) => ClientConfig::default().serve(t).await,
         Remote::Sse(t) => ClientConfig::default().serve(t).await,
     }
-    .map_err(|e| CliError::new(format!("cannot start an MCP session with {url}: {e}")))?;
+    .map_err(|e| {
+        CliError::new(format!(
+            "cannot start an MCP session with {}: {e}",
+            shown(url)
+        ))
+    })?;
     let mut request = CallToolRequestParams::new(tool.to_owned());
     if !arguments.is_empty() {
         request = request.with_arguments(arguments.into_iter().collect());

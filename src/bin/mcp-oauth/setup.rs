@@ -12,7 +12,7 @@ use tower_mcp_oauth::client::{
     LoopbackHandler, OAuth, OAuthConfig, OAuthLayer, OAuthState, TokenEndpointAuthMethod, TokenSet,
     TokenSource,
 };
-use tower_mcp_oauth::http::{HttpClient, HyperClient};
+use tower_mcp_oauth::http::{redact_url, HttpClient, HyperClient};
 use url::Url;
 
 use super::paste::PasteHandler;
@@ -101,8 +101,13 @@ async fn store(options: &StoreOptions, purpose: StoreUse) -> Result<FileStore, C
         (Err(why), StoreChoice::Keyring) => Err(CliError::new(format!(
             "--store keyring: the OS credential store cannot be used: {why}"
         ))),
+        // A sealed file needs its key: the plain file would only fail to open it, hiding why.
+        (Err(why), _) if file.is_sealed() => Err(CliError::new(format!(
+            "{} is sealed, and the OS credential store cannot be used: {why}",
+            path.display()
+        ))),
         (Err(why), _) => {
-            tracing::debug!(%why, "no OS credential store; keeping credentials in a 0600 file");
+            tracing::info!(%why, "no OS credential store; credentials are kept in a plain 0600 file");
             Ok(file)
         }
     }
@@ -127,8 +132,9 @@ pub(crate) async fn oauth_state(
     } else {
         config.handler(loopback(options.callback_port).await?)
     };
+    let client_secret = client_secret(options)?;
     if let Some(id) = &options.client_id {
-        let client = match &options.client_secret {
+        let client = match &client_secret {
             Some(secret) => ClientRegistration::confidential(
                 id.clone(),
                 secret.clone(),
@@ -149,7 +155,7 @@ pub(crate) async fn oauth_state(
             return Err(CliError::new("--grant jwt-bearer needs --assertion-file"))
         }
         (GrantChoice::ClientCredentials, None) => {
-            if options.client_secret.is_none() {
+            if client_secret.is_none() {
                 return Err(CliError::new(
                     "--grant client-credentials needs --client-id, --client-secret and --issuer",
                 ));
@@ -225,6 +231,25 @@ fn http_client(options: &Options) -> Result<HyperClient, CliError> {
     Ok(builder.build())
 }
 
+/// The secret of `--client-id`: `--client-secret`, else `MCP_OAUTH_CLIENT_SECRET` (read only
+/// with `--client-id`, so the variable set for one server's bridge disturbs no other).
+fn client_secret(options: &Options) -> Result<Option<String>, CliError> {
+    if options.client_id.is_none() {
+        return Ok(None);
+    }
+    let secret = options.client_secret.clone().or_else(|| {
+        std::env::var("MCP_OAUTH_CLIENT_SECRET")
+            .ok()
+            .filter(|secret| !secret.is_empty())
+    });
+    if secret.is_some() && options.issuer.is_none() {
+        return Err(CliError::new(
+            "a client secret needs --issuer, so that it never goes to another server",
+        ));
+    }
+    Ok(secret)
+}
+
 /// The request stack to the MCP server: the user's headers, under `OAuthLayer`.
 pub(crate) type McpStack = OAuth<AddHeaders<HyperClient>>;
 
@@ -251,12 +276,33 @@ pub(crate) fn parse_header(
         .ok_or_else(|| CliError::new("--header takes \"Name: value\""))?;
     let name = HeaderName::from_bytes(name.trim().as_bytes())
         .map_err(|_| CliError::new("--header has an invalid header name"))?;
+    if TRANSPORT_HEADERS.contains(&name.as_str()) {
+        return Err(CliError::new(format!(
+            "--header {name}: the bridge sets that header itself"
+        )));
+    }
     let value = expand(value.trim(), &env)?;
-    // The value may hold a secret: the error does not quote it.
-    let value = HeaderValue::from_str(&value)
+    // The value may hold a secret: the error does not quote it, and it is never logged.
+    let mut value = HeaderValue::from_str(&value)
         .map_err(|_| CliError::new(format!("--header {name} has an invalid value")))?;
+    value.set_sensitive(true);
     Ok((name, value))
 }
+
+/// Headers the transport and the OAuth layer own: a user's value would break the session,
+/// the content negotiation or the token's proof.
+const TRANSPORT_HEADERS: &[&str] = &[
+    "accept",
+    "connection",
+    "content-length",
+    "content-type",
+    "dpop",
+    "host",
+    "last-event-id",
+    "mcp-protocol-version",
+    "mcp-session-id",
+    "transfer-encoding",
+];
 
 fn expand(value: &str, env: &impl Fn(&str) -> Option<String>) -> Result<String, CliError> {
     let mut out = String::new();
@@ -278,7 +324,10 @@ fn expand(value: &str, env: &impl Fn(&str) -> Option<String>) -> Result<String, 
     Ok(out)
 }
 
-/// Adds the user's headers to every request to the MCP server.
+/// Adds the user's headers to every request to the MCP server: a name given twice is sent
+/// twice, and `Authorization` only while the OAuth layer has no token to send (a static
+/// token for a server that takes one; once signed in, the OAuth token wins, or every answer
+/// would be another 401 and another sign-in).
 #[derive(Clone)]
 pub(crate) struct AddHeaders<S> {
     inner: S,
@@ -298,8 +347,17 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        for (name, value) in self.headers.iter() {
-            request.headers_mut().insert(name.clone(), value.clone());
+        let headers = request.headers_mut();
+        let has_token = headers.contains_key(http::header::AUTHORIZATION);
+        let added = self
+            .headers
+            .iter()
+            .filter(|(name, _)| !(has_token && name == http::header::AUTHORIZATION));
+        for (name, _) in added.clone() {
+            headers.remove(name);
+        }
+        for (name, value) in added {
+            headers.append(name.clone(), value.clone());
         }
         self.inner.call(request)
     }
@@ -396,18 +454,29 @@ pub(crate) async fn logout(url: &str, options: &StoreOptions) -> Result<(), CliE
         .filter(|key| same_server(&key.resource, url))
         .collect();
     if keys.is_empty() {
-        eprintln!("no credentials for {url}");
+        eprintln!("no credentials for {}", shown(url));
         return Ok(());
     }
     for key in &keys {
         store.remove(key).await?;
     }
-    eprintln!("signed out of {url}");
+    eprintln!("signed out of {}", shown(url));
     Ok(())
 }
 
+/// Whether two spellings name one server (`https://Example.com` and `https://example.com/`).
 fn same_server(stored: &str, asked: &str) -> bool {
-    stored.trim_end_matches('/') == asked.trim_end_matches('/')
+    let canonical = |url: &str| match Url::parse(url) {
+        Ok(url) => url.as_str().trim_end_matches('/').to_owned(),
+        Err(_) => url.trim_end_matches('/').to_owned(),
+    };
+    canonical(stored) == canonical(asked)
+}
+
+/// `url` as messages and logs show it: without a query, fragment or password, which may
+/// carry a key.
+pub(crate) fn shown(url: &str) -> String {
+    Url::parse(url).map_or_else(|_| "the server".to_owned(), |url| redact_url(&url))
 }
 
 #[cfg(test)]
@@ -429,6 +498,75 @@ mod tests {
         assert!(parse_header("no colon", env).is_err());
         let error = parse_header("X-Key: bad\u{1}${TOKEN}", env).unwrap_err();
         assert!(!error.to_string().contains("s3cret"));
+    }
+
+    #[test]
+    fn one_server_in_several_spellings() {
+        assert!(same_server("https://example.com/", "https://Example.com"));
+        assert!(same_server(
+            "https://example.com:443/mcp",
+            "https://example.com/mcp/"
+        ));
+        assert!(!same_server(
+            "https://example.com/mcp",
+            "https://example.com/other"
+        ));
+        assert_eq!(
+            shown("https://user:pw@example.com/mcp?key=s3cret#x"),
+            "https://user@example.com/mcp"
+        );
+        assert_eq!(shown("not a url ?key=s3cret"), "the server");
+    }
+
+    #[test]
+    fn headers_the_bridge_owns_are_refused() {
+        for header in [
+            "Mcp-Session-Id: x",
+            "MCP-Protocol-Version: 2025-06-18",
+            "content-type: text/plain",
+            "Accept: */*",
+            "Host: elsewhere.example",
+            "DPoP: x",
+        ] {
+            let error = parse_header(header, env).unwrap_err();
+            assert!(
+                error.to_string().contains("sets that header itself"),
+                "{header}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn user_headers_repeat_and_a_static_token_gives_way_to_the_oauth_one() {
+        use tower::{Service, ServiceExt};
+        let flags = ["Authorization: Bearer ${TOKEN}", "X-Team: a", "X-Team: b"];
+        let headers = flags.map(|flag| parse_header(flag, env).unwrap());
+        assert!(headers[0].1.is_sensitive());
+        let service = AddHeaders {
+            inner: tower::service_fn(|request: Request<()>| async move {
+                Ok::<_, std::convert::Infallible>(request.headers().clone())
+            }),
+            headers: Arc::new(headers.to_vec()),
+        };
+        let sent = |request: Request<()>| {
+            let mut service = service.clone();
+            async move { service.ready().await.unwrap().call(request).await.unwrap() }
+        };
+        let before_sign_in = sent(Request::new(())).await;
+        assert_eq!(before_sign_in["authorization"], "Bearer s3cret");
+        let teams: Vec<_> = before_sign_in.get_all("x-team").iter().collect();
+        assert_eq!(teams, ["a", "b"]);
+        let signed_in = sent(
+            Request::builder()
+                .header("authorization", "Bearer oauth")
+                .header("x-team", "replaced")
+                .body(())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(signed_in["authorization"], "Bearer oauth");
+        assert_eq!(signed_in.get_all("authorization").iter().count(), 1);
+        assert_eq!(signed_in.get_all("x-team").iter().count(), 2);
     }
 
     proptest! {
