@@ -351,7 +351,10 @@ async fn a_server_that_forgot_the_session_gets_a_new_one_and_the_client_never_kn
     use rmcp::transport::streamable_http_server::session::SessionManager;
     let running = server().await;
     let home = Home::new();
-    let mut child = signed_in_proxy(&home, &running.mcp_url, &[]).await;
+    // Its callback port taken by another bridge's sign-in: signed in, this one never needs it.
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = held.local_addr().unwrap().port().to_string();
+    let mut child = signed_in_proxy(&home, &running.mcp_url, &["--callback-port", &port]).await;
     let mut bridge = Piped::of(&mut child);
     bridge.start_session().await;
     // A line that is not even UTF-8 is answered as not JSON, and the bridge carries on.
@@ -379,6 +382,8 @@ async fn a_server_that_forgot_the_session_gets_a_new_one_and_the_client_never_kn
     assert_ne!(sessions[0], forgotten[0]);
     let stderr = bridge.finish(child).await;
     assert!(stderr.contains("initializing again"), "{stderr}");
+    assert!(!stderr.contains("callback port"), "{stderr}");
+    drop(held);
     assert_eq!(home.sign_ins(), 1, "the tokens were still good");
 }
 

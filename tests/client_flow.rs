@@ -814,6 +814,48 @@ async fn the_loopback_handler_catches_the_redirect() {
 }
 
 #[tokio::test]
+async fn a_fixed_callback_port_is_held_only_during_a_sign_in_and_waited_for_while_busy() {
+    // Another process holds the port at first: its own sign-in, say.
+    let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = other.local_addr().unwrap();
+    let handler = LoopbackHandler::on_port(address.port())
+        .open_browser(false)
+        .timeout(Duration::from_secs(20));
+    let redirect_uri = handler.redirect_uri();
+    assert_eq!(redirect_uri.as_str(), format!("http://{address}/callback"));
+    let auth_url = Url::parse("http://127.0.0.1:9/authorize?client_id=x&state=xyz").unwrap();
+    let waiting = tokio::spawn(async move { handler.authorize(&auth_url).await });
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(!waiting.is_finished(), "a busy port is waited for");
+    drop(other);
+    // Once free, the sign-in takes the port and gets its redirect.
+    let callback = format!("{redirect_uri}?code=abc&state=xyz");
+    let http = HttpClient::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let request = http::Request::get(callback.as_str())
+            .body(Default::default())
+            .unwrap();
+        match http.send(request).await {
+            Ok(response) => {
+                assert_eq!(response.status(), 200);
+                break;
+            }
+            Err(_) => assert!(tokio::time::Instant::now() < deadline, "never listened"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let received = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("the sign-in ends")
+        .unwrap()
+        .unwrap();
+    assert_eq!(received.as_str(), callback);
+    // Between sign-ins the port is free for others.
+    drop(std::net::TcpListener::bind(address).expect("the port was released"));
+}
+
+#[tokio::test]
 async fn the_loopback_handler_times_out() {
     let handler = LoopbackHandler::bind()
         .await

@@ -33,6 +33,12 @@ pub trait AuthorizationHandler: Send + Sync + 'static {
     fn authorize<'a>(&'a self, authorization_url: &'a Url) -> BoxFuture<'a, Result<Url>>;
 }
 
+/// How long a sign-in waits for its callback port while another process holds it.
+pub const PORT_WAIT: Duration = Duration::from_secs(60);
+
+/// The pause between attempts to bind a busy callback port.
+const PORT_RETRY_DELAY: Duration = Duration::from_millis(250);
+
 /// The pause before accepting again after an accept error.
 const ACCEPT_RETRY_DELAY: Duration = Duration::from_millis(50);
 
@@ -106,6 +112,60 @@ impl LoopbackHandler {
             connection_timeout: DEFAULT_CALLBACK_CONNECTION_TIMEOUT,
             open_browser: true,
         })
+    }
+
+    /// A callback server on `127.0.0.1:{port}` that listens only while a sign-in waits for
+    /// its redirect; the redirect URI is `http://127.0.0.1:{port}/callback` from the start.
+    ///
+    /// For a fixed port shared by several processes (a redirect URI registered ahead of
+    /// time): none holds it longer than its own sign-in, and one that finds it taken waits
+    /// for it (up to [`PORT_WAIT`]) instead of moving to a port the registration does not
+    /// name.
+    pub fn on_port(port: u16) -> Self {
+        let address = SocketAddr::from(([127, 0, 0, 1], port));
+        Self {
+            listener: Mutex::new(None),
+            address,
+            redirect_uri: Url::parse(&format!("http://{address}/callback"))
+                .expect("a loopback address forms a URL"),
+            timeout: DEFAULT_LOOPBACK_TIMEOUT,
+            connection_timeout: DEFAULT_CALLBACK_CONNECTION_TIMEOUT,
+            open_browser: true,
+        }
+    }
+
+    /// The port for this sign-in: the one held since `bind`, or the same port bound again,
+    /// waiting while another process's sign-in holds it.
+    async fn listen(&self) -> Result<TcpListener> {
+        if let Some(listener) = self.listener.lock().await.take() {
+            return Ok(listener);
+        }
+        let deadline = tokio::time::Instant::now() + PORT_WAIT;
+        let mut said = false;
+        loop {
+            match TcpListener::bind(self.address).await {
+                Ok(listener) => return Ok(listener),
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse
+                    && tokio::time::Instant::now() < deadline =>
+                {
+                    if !said {
+                        tracing::info!(address = %self.address, "the callback port is in use (another sign-in?); waiting for it");
+                        said = true;
+                    }
+                    tokio::time::sleep(PORT_RETRY_DELAY).await;
+                }
+                Err(e) => {
+                    return Err(Error::new(
+                        ErrorKind::Handler,
+                        format!(
+                            "cannot listen on {} for the OAuth callback (the redirect URI names this port)",
+                            self.address
+                        ),
+                    )
+                    .with_source(e))
+                }
+            }
+        }
     }
 
     /// How long one connection to the callback server may take (default 10 s).
@@ -241,20 +301,7 @@ impl AuthorizationHandler for LoopbackHandler {
 
     fn authorize<'a>(&'a self, authorization_url: &'a Url) -> BoxFuture<'a, Result<Url>> {
         Box::pin(async move {
-            let mut held = self.listener.lock().await;
-            let listener = match held.take() {
-                Some(listener) => listener,
-                None => TcpListener::bind(self.address).await.map_err(|e| {
-                    Error::new(
-                        ErrorKind::Handler,
-                        format!(
-                            "cannot listen on {} for the OAuth callback again (the redirect URI registered uses this port)",
-                            self.address
-                        ),
-                    )
-                    .with_source(e)
-                })?,
-            };
+            let listener = self.listen().await?;
             let opened = self.open_browser && webbrowser::open(authorization_url.as_str()).is_ok();
             if !opened {
                 // The URL carries only public values (client id, PKCE challenge, state).

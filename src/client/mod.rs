@@ -40,7 +40,7 @@ pub use dpop::DpopMode;
 pub use grant::{EnterpriseGrant, Grant, ID_JAG_TOKEN_TYPE, ID_TOKEN_TYPE, SAML2_TOKEN_TYPE};
 pub use handler::{
     AuthorizationHandler, HeadlessHandler, LoopbackHandler, DEFAULT_CALLBACK_CONNECTION_TIMEOUT,
-    DEFAULT_LOOPBACK_TIMEOUT,
+    DEFAULT_LOOPBACK_TIMEOUT, PORT_WAIT,
 };
 pub use layer::{OAuth, OAuthLayer, ResponseFuture};
 #[cfg(feature = "postgres")]

@@ -118,7 +118,8 @@ struct Options {
     /// Leave out the RFC 8707 resource parameter (for IdPs that refuse it).
     #[arg(long)]
     no_resource: bool,
-    /// The loopback port of the sign-in callback [default: any free port].
+    /// The loopback port of the sign-in callback, listened on only while a sign-in waits (a
+    /// busy one is waited for) [default: any free port].
     #[arg(long, value_name = "PORT")]
     callback_port: Option<u16>,
     /// Do not open a browser (also the default without a display): sign in with the device

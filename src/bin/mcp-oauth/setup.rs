@@ -1,6 +1,5 @@
 //! From flags to the library's pieces: the OAuth state, the MCP request stack, the store.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -207,16 +206,14 @@ fn show_device_code(device: &DeviceAuthorization) {
 
 /// The callback server on the asked port, or on any free one when that port is taken (another
 /// bridge signing in holds it): never a crash, never a loop.
+/// The browser sign-in's callback server. A `--callback-port` is bound only while a sign-in
+/// waits, and waited for while another bridge's sign-in holds it: moving to another port
+/// would break a redirect URI registered ahead of time.
 async fn loopback(port: Option<u16>) -> Result<LoopbackHandler, CliError> {
-    if let Some(port) = port {
-        match LoopbackHandler::bind_to(SocketAddr::from(([127, 0, 0, 1], port))).await {
-            Ok(handler) => return Ok(handler),
-            Err(error) => {
-                tracing::warn!(%error, port, "the callback port is taken; using another");
-            }
-        }
+    match port {
+        Some(port) => Ok(LoopbackHandler::on_port(port)),
+        None => Ok(LoopbackHandler::bind().await?),
     }
-    Ok(LoopbackHandler::bind().await?)
 }
 
 /// The hyper client for both the OAuth calls and MCP: `--ca-file`'s roots besides the
