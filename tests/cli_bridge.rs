@@ -78,7 +78,18 @@ impl Home {
 
     /// `mcp-oauth ARGS --store-file …` with the test browser.
     fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(BIN);
+        self.configure(Command::new(BIN), args)
+    }
+
+    /// The same in a session of its own, without a controlling terminal, as a desktop app
+    /// starts it (`setsid`, from util-linux).
+    fn without_terminal(&self, args: &[&str]) -> Command {
+        let mut command = Command::new("setsid");
+        command.args(["--wait", BIN]);
+        self.configure(command, args)
+    }
+
+    fn configure(&self, mut command: Command, args: &[&str]) -> Command {
         command
             .args(args)
             .arg("--store-file")
@@ -181,6 +192,26 @@ async fn server() -> oauth_server_app::Running {
     .unwrap()
 }
 
+async fn server_without_device_grant() -> oauth_server_app::Running {
+    oauth_server_app::start(oauth_server_app::Options {
+        port: 0,
+        auto_approve: true,
+        device_grant: false,
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+}
+
+/// Starts `command` with its three standard streams piped.
+fn spawn_piped(mut command: Command) -> std::io::Result<tokio::process::Child> {
+    command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+}
+
 async fn run(mut command: Command) -> (bool, String, String) {
     let output = tokio::time::timeout(Duration::from_secs(30), command.output())
         .await
@@ -258,12 +289,7 @@ async fn three_bridges_started_together_sign_in_once() {
 async fn signed_in_proxy(home: &Home, url: &str, flags: &[&str]) -> tokio::process::Child {
     let (ok, _, stderr) = run(home.command(&["login", url])).await;
     assert!(ok, "{stderr}");
-    let mut command = home.command(&[&["proxy", url], flags].concat());
-    command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    command.spawn().unwrap()
+    spawn_piped(home.command(&[&["proxy", url], flags].concat())).unwrap()
 }
 
 /// A bridge's standard streams, spoken to as an MCP client would.
@@ -449,12 +475,7 @@ async fn an_unreachable_server_is_a_json_rpc_error_and_a_message_on_stderr() {
     let home = Home::new();
     let (_refusing, base) = support::refusing_port();
     let url = format!("{base}/mcp");
-    let mut command = home.command(&["proxy", &url]);
-    command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = command.spawn().unwrap();
+    let mut child = spawn_piped(home.command(&["proxy", &url])).unwrap();
     let mut stdin = child.stdin.take().unwrap();
     let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
     let request = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/list"});
@@ -541,22 +562,35 @@ async fn without_a_browser_the_user_enters_a_code_on_another_device() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_a_browser_or_a_device_grant_the_redirect_is_pasted_back() {
-    let running = oauth_server_app::start(oauth_server_app::Options {
-        port: 0,
-        auto_approve: true,
-        device_grant: false,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+async fn a_bridge_with_neither_browser_nor_terminal_answers_that_signing_in_needs_login() {
+    let running = server_without_device_grant().await;
     let home = Home::new();
-    let mut command = home.command(&["login", &running.mcp_url, "--no-browser"]);
-    command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = command.spawn().unwrap();
+    let command = home.without_terminal(&["proxy", &running.mcp_url, "--no-browser"]);
+    let Ok(mut child) = spawn_piped(command) else {
+        eprintln!("skipped: no setsid to start the bridge without a terminal");
+        return;
+    };
+    let mut bridge = Piped::of(&mut child);
+    let answer = bridge
+        .ask(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}))
+        .await;
+    let message = answer["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("signing in failed"), "{answer}");
+    assert!(message.contains("mcp-oauth login URL"), "{answer}");
+    let stderr = bridge.finish(child).await;
+    assert!(stderr.contains("no terminal"), "{stderr}");
+    assert!(
+        !stderr.contains("Open this URL"),
+        "no prompt nobody can answer: {stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_browser_or_a_device_grant_the_redirect_is_pasted_back() {
+    let running = server_without_device_grant().await;
+    let home = Home::new();
+    let command = home.command(&["login", &running.mcp_url, "--no-browser"]);
+    let mut child = spawn_piped(command).unwrap();
     let mut stdin = child.stdin.take().unwrap();
     let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
     // The URL, printed on standard error.

@@ -40,19 +40,14 @@ impl PasteHandler {
     }
 }
 
-fn read_pasted_line(stdin_is_free: bool) -> std::io::Result<String> {
-    let mut line = String::new();
-    match std::fs::File::open("/dev/tty") {
-        Ok(tty) if !stdin_is_free => {
-            std::io::BufReader::new(tty).read_line(&mut line)?;
-        }
-        // Standard input carries MCP: never read from it.
-        Err(error) if !stdin_is_free => return Err(error),
-        _ => {
-            std::io::stdin().lock().read_line(&mut line)?;
-        }
+/// Where the pasted address is read: the terminal while standard input carries MCP (never
+/// standard input then), else standard input.
+fn paste_input(stdin_is_free: bool) -> std::io::Result<Box<dyn BufRead + Send>> {
+    if stdin_is_free {
+        return Ok(Box::new(std::io::BufReader::new(std::io::stdin())));
     }
-    Ok(line.trim().to_owned())
+    let tty = std::fs::File::open("/dev/tty")?;
+    Ok(Box::new(std::io::BufReader::new(tty)))
 }
 
 impl AuthorizationHandler for PasteHandler {
@@ -65,13 +60,21 @@ impl AuthorizationHandler for PasteHandler {
         authorization_url: &'a Url,
     ) -> BoxFuture<'a, tower_mcp_oauth::Result<Url>> {
         Box::pin(async move {
+            // Before asking: a bridge a desktop app started may have no terminal at all.
+            let mut input = paste_input(self.stdin_is_free).map_err(|_| {
+                handler_error(
+                    "no terminal to paste the address into: run `mcp-oauth login URL` in a terminal",
+                )
+            })?;
             eprintln!(
                 "Open this URL in a browser to sign in:\n\n  {authorization_url}\n\n\
                  Then paste here the address the browser ends on (it starts with {}):",
                 self.redirect_uri
             );
-            let stdin_is_free = self.stdin_is_free;
-            let reading = tokio::task::spawn_blocking(move || read_pasted_line(stdin_is_free));
+            let reading = tokio::task::spawn_blocking(move || {
+                let mut line = String::new();
+                input.read_line(&mut line).map(|_| line.trim().to_owned())
+            });
             // Other bridges wait for this sign-in: it does not wait for ever.
             let pasted = tokio::time::timeout(PASTE_TIMEOUT, reading)
                 .await

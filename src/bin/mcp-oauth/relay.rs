@@ -95,12 +95,34 @@ enum Setback {
     ResumeFailed(tower_mcp_oauth::Error),
 }
 
-/// The JSON-RPC error answering request `id` that could not be delivered.
+/// The JSON-RPC error answering request `id` that could not be delivered, saying which part
+/// failed: the way to the server, or signing in.
 fn undeliverable(id: Value, error: &tower_mcp_oauth::Error) -> Value {
+    let what = match error.kind() {
+        ErrorKind::Http | ErrorKind::Timeout => "the server could not be reached",
+        ErrorKind::AuthorizationDenied
+        | ErrorKind::Handler
+        | ErrorKind::NotAuthorized
+        | ErrorKind::StateMismatch
+        | ErrorKind::IssuerMismatch
+        | ErrorKind::TooManyAttempts
+        | ErrorKind::DiscoveryFailed
+        | ErrorKind::MetadataMismatch
+        | ErrorKind::PkceNotSupported
+        | ErrorKind::Registration
+        | ErrorKind::InvalidClient
+        | ErrorKind::InvalidGrant
+        | ErrorKind::InvalidScope
+        | ErrorKind::UnauthorizedClient
+        | ErrorKind::TokenEndpoint => {
+            "signing in failed (`mcp-oauth login URL` in a terminal shows each step)"
+        }
+        _ => "the request failed",
+    };
     json!({
         "jsonrpc": "2.0",
         "id": id,
-        "error": {"code": -32000, "message": format!("mcp-oauth: the server could not be reached: {error}")},
+        "error": {"code": -32000, "message": format!("mcp-oauth: {what}: {error}")},
     })
 }
 
@@ -419,4 +441,23 @@ pub(crate) async fn call(
         return Err(CliError::new(format!("{tool} answered with an error")));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_undelivered_request_says_which_part_failed() {
+        let message = |kind| {
+            let error = tower_mcp_oauth::Error::new(kind, "details");
+            let answer = undeliverable(json!(7), &error);
+            assert_eq!(answer["id"], 7);
+            answer["error"]["message"].as_str().unwrap().to_owned()
+        };
+        assert!(message(ErrorKind::Http).contains("could not be reached: details"));
+        assert!(message(ErrorKind::AuthorizationDenied).contains("mcp-oauth login URL"));
+        assert!(message(ErrorKind::InvalidGrant).contains("signing in failed"));
+        assert!(message(ErrorKind::InvalidResponse).contains("the request failed"));
+    }
 }
