@@ -294,15 +294,22 @@ async fn signed_in_proxy(home: &Home, url: &str, flags: &[&str]) -> tokio::proce
 
 /// A bridge's standard streams, spoken to as an MCP client would.
 struct Piped {
-    stdin: tokio::process::ChildStdin,
-    stdout: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    stdin: Box<dyn tokio::io::AsyncWrite + Unpin + Send>,
+    stdout: tokio::io::Lines<BufReader<Box<dyn tokio::io::AsyncRead + Unpin + Send>>>,
 }
 
 impl Piped {
     fn of(child: &mut tokio::process::Child) -> Self {
+        Self::over(child.stdin.take().unwrap(), child.stdout.take().unwrap())
+    }
+
+    fn over(
+        stdin: impl tokio::io::AsyncWrite + Unpin + Send + 'static,
+        stdout: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+    ) -> Self {
         Self {
-            stdin: child.stdin.take().unwrap(),
-            stdout: BufReader::new(child.stdout.take().unwrap()).lines(),
+            stdin: Box::new(stdin),
+            stdout: BufReader::new(Box::new(stdout) as Box<_>).lines(),
         }
     }
 
@@ -411,6 +418,36 @@ async fn a_server_that_forgot_the_session_gets_a_new_one_and_the_client_never_kn
     assert!(!stderr.contains("callback port"), "{stderr}");
     drop(held);
     assert_eq!(home.sign_ins(), 1, "the tokens were still good");
+}
+
+/// Node and Electron start child processes on socket pairs, not pipes.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bridge_on_socket_pairs_as_node_starts_it_relays_both_ways() {
+    use std::os::fd::OwnedFd;
+    use std::os::unix::net::UnixStream;
+    let running = server().await;
+    let home = Home::new();
+    let (ok, _, stderr) = run(home.command(&["login", &running.mcp_url])).await;
+    assert!(ok, "{stderr}");
+    let (to_bridge, bridge_stdin) = UnixStream::pair().unwrap();
+    let (from_bridge, bridge_stdout) = UnixStream::pair().unwrap();
+    let mut command = home.command(&["proxy", &running.mcp_url]);
+    command
+        .stdin(Stdio::from(OwnedFd::from(bridge_stdin)))
+        .stdout(Stdio::from(OwnedFd::from(bridge_stdout)))
+        .stderr(Stdio::piped());
+    let child = command.spawn().unwrap();
+    // Only the child holds its ends now, so closing ours is an end of input to it.
+    drop(command);
+    let tokio_stream = |stream: UnixStream| {
+        stream.set_nonblocking(true).unwrap();
+        tokio::net::UnixStream::from_std(stream).unwrap()
+    };
+    let mut bridge = Piped::over(tokio_stream(to_bridge), tokio_stream(from_bridge));
+    bridge.start_session().await;
+    assert_eq!(bridge.add(2, 40, 2).await, "42");
+    bridge.finish(child).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

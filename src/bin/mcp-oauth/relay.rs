@@ -300,22 +300,64 @@ async fn fail_held(output: mpsc::Sender<Value>, held: Vec<Value>, error: tower_m
     }
 }
 
-/// Standard input, read as the runtime's other sockets are when it is a pipe (as MCP clients
-/// start the bridge): tokio's own `stdin` reads on a blocking thread, a hand-off per read that
-/// costs a message tens of microseconds.
+/// Standard input, read as the runtime's other sockets are when it is a pipe or a socket (as
+/// MCP clients start the bridge; Node's and Electron's child processes get socket pairs):
+/// tokio's own `stdin` reads on a blocking thread, a hand-off per read that costs a message
+/// tens of microseconds.
 fn standard_input() -> Box<dyn tokio::io::AsyncRead + Unpin + Send> {
     #[cfg(unix)]
     {
         use std::os::fd::AsFd;
-        let pipe = std::io::stdin()
-            .as_fd()
-            .try_clone_to_owned()
-            .and_then(tokio::net::unix::pipe::Receiver::from_owned_fd);
-        if let Ok(pipe) = pipe {
-            return Box::new(pipe);
+        let polled = polled(
+            std::io::stdin().as_fd(),
+            |fd| Ok(Box::new(tokio::net::unix::pipe::Receiver::from_owned_fd(fd)?) as Box<_>),
+            |socket| Box::new(socket) as Box<_>,
+        );
+        if let Some(polled) = polled {
+            return polled;
         }
     }
     Box::new(tokio::io::stdin())
+}
+
+/// Standard output, written as [`standard_input`] is read.
+fn standard_output() -> Box<dyn tokio::io::AsyncWrite + Unpin + Send> {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsFd;
+        let polled = polled(
+            std::io::stdout().as_fd(),
+            |fd| Ok(Box::new(tokio::net::unix::pipe::Sender::from_owned_fd(fd)?) as Box<_>),
+            |socket| Box::new(socket) as Box<_>,
+        );
+        if let Some(polled) = polled {
+            return polled;
+        }
+    }
+    Box::new(tokio::io::stdout())
+}
+
+/// `fd` as something the runtime polls: a pipe (made by `pipe`) or a Unix socket (by
+/// `socket`); `None` for anything else (a terminal, a file), left to the blocking reader and
+/// writer.
+#[cfg(unix)]
+fn polled<T>(
+    fd: std::os::fd::BorrowedFd<'_>,
+    pipe: impl FnOnce(std::os::fd::OwnedFd) -> std::io::Result<T>,
+    socket: impl FnOnce(tokio::net::UnixStream) -> T,
+) -> Option<T> {
+    use std::os::unix::fs::FileTypeExt;
+    let file = std::fs::File::from(fd.try_clone_to_owned().ok()?);
+    let kind = file.metadata().ok()?.file_type();
+    if kind.is_fifo() {
+        return pipe(file.into()).ok();
+    }
+    if kind.is_socket() {
+        let stream = std::os::unix::net::UnixStream::from(std::os::fd::OwnedFd::from(file));
+        stream.set_nonblocking(true).ok()?;
+        return tokio::net::UnixStream::from_std(stream).ok().map(socket);
+    }
+    None
 }
 
 /// Relays until standard input closes (exit 0) or the server connection ends for good.
@@ -323,7 +365,7 @@ pub(crate) async fn run(url: &str, stack: McpStack, transport: Transport) -> Res
     let remote = Remote::open(url, stack, transport).await?;
     let (output, mut outgoing) = mpsc::channel::<Value>(OUTPUT_QUEUE);
     let writer = tokio::spawn(async move {
-        let mut stdout = tokio::io::stdout();
+        let mut stdout = standard_output();
         while let Some(message) = outgoing.recv().await {
             let mut line = message.to_string();
             line.push('\n');
