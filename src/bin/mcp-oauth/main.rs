@@ -236,14 +236,17 @@ async fn run(command: Command) -> Result<(), setup::CliError> {
             options,
             transport,
         } => {
-            let state = setup::oauth_state(&url, &options, false).await?;
-            let stack = setup::mcp_stack(state, &options)?;
+            // One client, one connection pool, for the OAuth calls and MCP alike.
+            let http = setup::http_client(&options)?;
+            let state = setup::oauth_state(&url, &options, http.clone(), false).await?;
+            let stack = setup::mcp_stack(state, &options, http)?;
             relay::run(&url, stack, transport).await
         }
         Command::Login { url, options } => {
-            let state = setup::oauth_state(&url, &options, true).await?;
+            let http = setup::http_client(&options)?;
+            let state = setup::oauth_state(&url, &options, http, true).await?;
             let tokens = match state.credentials() {
-                Some(tokens) if !setup::expired(&tokens) => tokens,
+                Some(tokens) if !setup::needs_sign_in(&tokens) => tokens,
                 _ => state.authorize().await?,
             };
             eprintln!("signed in to {}", setup::shown(&url));
@@ -259,8 +262,9 @@ async fn run(command: Command) -> Result<(), setup::CliError> {
             options,
             transport,
         } => {
-            let state = setup::oauth_state(&url, &options, true).await?;
-            let stack = setup::mcp_stack(state, &options)?;
+            let http = setup::http_client(&options)?;
+            let state = setup::oauth_state(&url, &options, http.clone(), true).await?;
+            let stack = setup::mcp_stack(state, &options, http)?;
             relay::call(&url, stack, transport, &tool, arguments).await
         }
     }

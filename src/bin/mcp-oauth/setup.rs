@@ -118,6 +118,7 @@ async fn store(options: &StoreOptions, purpose: StoreUse) -> Result<FileStore, C
 pub(crate) async fn oauth_state(
     url: &str,
     options: &Options,
+    http: HyperClient,
     stdin_is_free: bool,
 ) -> Result<OAuthState, CliError> {
     let mut config = OAuthConfig::new()
@@ -177,7 +178,7 @@ pub(crate) async fn oauth_state(
     if options.no_resource {
         config = config.resource_indicator(false);
     }
-    config = config.http(HttpClient::from_service(http_client(options)?));
+    config = config.http(HttpClient::from_service(http));
     Ok(OAuthState::new(url, Some(config)).await?)
 }
 
@@ -218,7 +219,7 @@ async fn loopback(port: Option<u16>) -> Result<LoopbackHandler, CliError> {
 
 /// The hyper client for both the OAuth calls and MCP: `--ca-file`'s roots besides the
 /// webpki ones, and the proxies the environment names (`HTTPS_PROXY`, `NO_PROXY`, …).
-fn http_client(options: &Options) -> Result<HyperClient, CliError> {
+pub(crate) fn http_client(options: &Options) -> Result<HyperClient, CliError> {
     let mut builder = HyperClient::builder().proxies_from_env();
     if let Some(path) = &options.ca_file {
         let pem = std::fs::read(path)
@@ -250,14 +251,18 @@ fn client_secret(options: &Options) -> Result<Option<String>, CliError> {
 /// The request stack to the MCP server: the user's headers, under `OAuthLayer`.
 pub(crate) type McpStack = OAuth<AddHeaders<HyperClient>>;
 
-pub(crate) fn mcp_stack(state: OAuthState, options: &Options) -> Result<McpStack, CliError> {
+pub(crate) fn mcp_stack(
+    state: OAuthState,
+    options: &Options,
+    http: HyperClient,
+) -> Result<McpStack, CliError> {
     let headers = options
         .headers
         .iter()
         .map(|header| parse_header(header, |name| std::env::var(name).ok()))
         .collect::<Result<Vec<_>, _>>()?;
     let inner = AddHeaders {
-        inner: http_client(options)?,
+        inner: http,
         headers: Arc::new(headers),
     };
     Ok(tower::Layer::layer(&OAuthLayer::new(state), inner))
@@ -371,7 +376,8 @@ pub(crate) fn key_value(pair: &str) -> Result<(String, String), String> {
     Ok((key.to_owned(), value.to_owned()))
 }
 
-pub(crate) fn expired(tokens: &TokenSet) -> bool {
+/// Whether `tokens` are of no use without signing in: expired, with no refresh token.
+pub(crate) fn needs_sign_in(tokens: &TokenSet) -> bool {
     tokens.expires_within(0) && tokens.refresh_token.is_none()
 }
 
