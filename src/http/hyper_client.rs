@@ -338,10 +338,11 @@ impl HyperClientBuilder {
 
     /// Goes through the proxies the environment names, as curl reads them: `HTTPS_PROXY`
     /// for https destinations (a CONNECT tunnel, so TLS stays end to end), `HTTP_PROXY` for
-    /// http ones (forwarded), the proxy's `user:password@` sent as `Proxy-Authorization` on
-    /// the CONNECT or with each forwarded request, `ALL_PROXY` for both, lower-case names too, and `NO_PROXY` (host names, domain
-    /// suffixes, IP addresses and networks, `*`) for the destinations that go directly.
-    /// Loopback destinations always go directly. Only `http://` proxies are supported.
+    /// http ones (forwarded), `ALL_PROXY` for both, lower-case names too, and `NO_PROXY`
+    /// (host names, domain suffixes, IP addresses and networks, `*`) for the destinations
+    /// that go directly. A proxy's `user:password@` is sent as `Proxy-Authorization` on the
+    /// CONNECT, or with each forwarded request. Loopback destinations always go directly.
+    /// Only `http://` proxies are supported.
     pub fn proxies_from_env(mut self) -> Self {
         self.proxies = Proxies::from_env();
         self

@@ -18,7 +18,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     name = "mcp-oauth",
     version,
     args_override_self = true,
-    after_help = "Environment:\n  RUST_LOG        the log filter on standard error (default: info)\n  MCP_OAUTH_DIR   where credentials are kept (default: the platform's config directory)\n  MCP_OAUTH_CLIENT_SECRET\n                  the secret of --client-id, kept off the command line\n  BROWSER         the browser to open for sign-in (default: the system's)\n  HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY\n                  an http:// proxy for https (CONNECT) and http destinations, and the hosts\n                  that go directly (loopback always does)"
+    after_help = "Environment:\n  RUST_LOG        the log filter (default: info)\n  MCP_OAUTH_DIR   where credentials are kept (default: the platform's config directory)\n  MCP_OAUTH_CLIENT_SECRET\n                  the secret of --client-id, kept off the command line\n  BROWSER         the browser to open for sign-in (default: the system's)\n  HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY\n                  an http:// proxy for https (CONNECT) and http destinations, and the hosts\n                  that go directly (loopback always does)"
 )]
 struct Cli {
     #[command(subcommand)]

@@ -77,7 +77,7 @@ fn config_dir() -> Option<PathBuf> {
 
 /// What a command does with the store: only reading and removing credentials never makes
 /// a key in the OS store.
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy)]
 enum StoreUse {
     SignIn,
     ReadOrRemove,
@@ -205,8 +205,6 @@ fn show_device_code(device: &DeviceAuthorization) {
     }
 }
 
-/// The callback server on the asked port, or on any free one when that port is taken (another
-/// bridge signing in holds it): never a crash, never a loop.
 /// The browser sign-in's callback server. A `--callback-port` is bound only while a sign-in
 /// waits, and waited for while another bridge's sign-in holds it: moving to another port
 /// would break a redirect URI registered ahead of time.
