@@ -709,14 +709,56 @@ mod asking {
     #[derive(Clone)]
     pub(crate) struct Asking {
         tool_router: ToolRouter<Self>,
+        waits: std::sync::Arc<Waits>,
+    }
+
+    /// What `wait` calls tell: that one started, that one was cancelled.
+    #[derive(Default)]
+    pub(crate) struct Waits {
+        pub(crate) started: tokio::sync::Notify,
+        pub(crate) cancelled: tokio::sync::Notify,
     }
 
     #[tool_router]
     impl Asking {
         pub(crate) fn new() -> Self {
+            Self::telling(Default::default())
+        }
+
+        pub(crate) fn telling(waits: std::sync::Arc<Waits>) -> Self {
             Self {
                 tool_router: Self::tool_router(),
+                waits,
             }
+        }
+
+        #[tool(description = "Reports progress three times, then answers")]
+        async fn count(
+            &self,
+            context: RequestContext<RoleServer>,
+        ) -> Result<CallToolResult, ErrorData> {
+            if let Some(token) = context.meta.get_progress_token() {
+                for step in 1..=3 {
+                    let progress =
+                        rmcp::model::ProgressNotificationParam::new(token.clone(), f64::from(step))
+                            .with_total(3.0);
+                    let _ = context.peer.notify_progress(progress).await;
+                }
+            }
+            Ok(CallToolResult::success(vec![ContentBlock::text("counted")]))
+        }
+
+        #[tool(description = "Waits until the call is cancelled")]
+        async fn wait(
+            &self,
+            context: RequestContext<RoleServer>,
+        ) -> Result<CallToolResult, ErrorData> {
+            self.waits.started.notify_one();
+            context.ct.cancelled().await;
+            self.waits.cancelled.notify_one();
+            Ok(CallToolResult::success(vec![ContentBlock::text(
+                "cancelled",
+            )]))
         }
 
         #[tool(description = "Asks the client for its roots")]
@@ -742,6 +784,68 @@ mod asking {
             ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_reaches_the_client_and_a_cancellation_reaches_the_server_through_the_bridge() {
+    let waits = std::sync::Arc::new(asking::Waits::default());
+    let service = {
+        let waits = waits.clone();
+        rmcp::transport::StreamableHttpService::new(
+            move || Ok(asking::Asking::telling(waits.clone())),
+            std::sync::Arc::new(
+                rmcp::transport::streamable_http_server::session::local::LocalSessionManager::default(),
+            ),
+            Default::default(),
+        )
+    };
+    let base = support::serve(axum::Router::new().nest_service("/mcp", service)).await;
+    let home = Home::new();
+    let mut child = spawn_piped(home.command(&["proxy", &format!("{base}/mcp")])).unwrap();
+    let mut bridge = Piped::of(&mut child);
+    bridge.start_session().await;
+    bridge
+        .tell(
+            json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+            "name": "count", "arguments": {}, "_meta": {"progressToken": "p-1"}}}),
+        )
+        .await;
+    let mut progress = Vec::new();
+    let answer = loop {
+        let message = bridge.next().await;
+        if message["method"] == "notifications/progress" {
+            assert_eq!(message["params"]["progressToken"], "p-1", "{message}");
+            progress.push(message["params"]["progress"].as_f64().unwrap());
+        } else if message["id"] == 2 {
+            break message;
+        }
+    };
+    assert_eq!(
+        progress,
+        [1.0, 2.0, 3.0],
+        "every step, in order, before the answer"
+    );
+    assert_eq!(answer["result"]["content"][0]["text"], "counted");
+    // A call the client gives up on: the server hears the cancellation.
+    bridge
+        .tell(json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+            "params": {"name": "wait", "arguments": {}}}))
+        .await;
+    // Sent once the call runs: HTTP orders nothing between two POSTs.
+    tokio::time::timeout(Duration::from_secs(10), waits.started.notified())
+        .await
+        .expect("the call reached the server");
+    bridge
+        .tell(
+            json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+            "params": {"requestId": 3, "reason": "the user gave up"}}),
+        )
+        .await;
+    tokio::time::timeout(Duration::from_secs(10), waits.cancelled.notified())
+        .await
+        .expect("the server's tool was cancelled");
+    bridge.finish(child).await;
+    assert_eq!(home.sign_ins(), 0);
 }
 
 /// The client side: answers `roots/list`.
