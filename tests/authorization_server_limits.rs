@@ -267,15 +267,19 @@ async fn a_code_reused_while_its_first_redemption_is_in_flight_gives_nothing() {
     .await;
     let client = s.public_client().await;
     let (code, verifier) = s.code(&client, "mcp:tools").await;
-    let (first, second) = tokio::join!(s.exchange(&client, &code, &verifier), async {
-        // The first redemption is saving its tokens: the second arrives now.
-        tokio::time::timeout(std::time::Duration::from_secs(10), gate.entered.notified())
-            .await
-            .expect("the first redemption saves its tokens");
-        let second = s.exchange(&client, &code, &verifier).await;
-        gate.release.notify_one();
-        second
+    // Bounded: were the second redemption let into `save_family` too, it would wait there.
+    let both = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        tokio::join!(s.exchange(&client, &code, &verifier), async {
+            // The first redemption is saving its tokens: the second arrives now.
+            tokio::time::timeout(std::time::Duration::from_secs(10), gate.entered.notified())
+                .await
+                .expect("the first redemption saves its tokens");
+            let second = s.exchange(&client, &code, &verifier).await;
+            gate.release.notify_one();
+            second
+        })
     });
+    let (first, second) = both.await.expect("both redemptions answered");
     assert_eq!(second.error(), "invalid_grant");
     assert_eq!(first.error(), "invalid_grant", "{}", first.text());
     assert!(first.json()["access_token"].is_null());

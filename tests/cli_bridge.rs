@@ -380,7 +380,7 @@ impl Piped {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_server_that_forgot_the_session_gets_a_new_one_and_the_client_never_knows() {
+async fn a_server_that_forgot_the_session_gets_a_new_one_and_the_calls_go_on() {
     use rmcp::transport::streamable_http_server::session::SessionManager;
     let running = server().await;
     let home = Home::new();
@@ -407,9 +407,29 @@ async fn a_server_that_forgot_the_session_gets_a_new_one_and_the_client_never_kn
     let forgotten = session_ids().await;
     assert_eq!(forgotten.len(), 1);
     running.sessions.close_session(&forgotten[0]).await.unwrap();
-    for (id, a) in (3..6).zip(1..) {
-        assert_eq!(bridge.add(id, a, 2).await, (a + 2).to_string());
+    // Three calls at once: the first to fail starts the new session, the others are held or
+    // sent again, and each gets its own answer.
+    for id in 3..6 {
+        bridge
+            .tell(json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+                "params": {"name": "add", "arguments": {"a": id, "b": 100}}}))
+            .await;
     }
+    let mut answered = std::collections::BTreeMap::new();
+    while answered.len() < 3 {
+        let answer = bridge.next().await;
+        if let Some(id) = answer["id"].as_i64().filter(|id| (3..6).contains(id)) {
+            let sum = answer["result"]["content"][0]["text"].clone();
+            assert!(
+                answered.insert(id, sum).is_none(),
+                "one answer each: {answer}"
+            );
+        }
+    }
+    for (id, sum) in answered {
+        assert_eq!(sum, (id + 100).to_string());
+    }
+    assert_eq!(bridge.add(6, 1, 2).await, "3", "the new session goes on");
     let sessions = session_ids().await;
     assert_eq!(sessions.len(), 1, "one new session");
     assert_ne!(sessions[0], forgotten[0]);

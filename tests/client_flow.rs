@@ -818,7 +818,8 @@ async fn a_fixed_callback_port_is_held_only_during_a_sign_in_and_waited_for_whil
     // Another process holds the port at first: its own sign-in, say.
     let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = other.local_addr().unwrap();
-    let handler = LoopbackHandler::on_port(address.port())
+    let port = std::num::NonZeroU16::new(address.port()).unwrap();
+    let handler = LoopbackHandler::on_port(port)
         .open_browser(false)
         .timeout(Duration::from_secs(20));
     let redirect_uri = handler.redirect_uri();

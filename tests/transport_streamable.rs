@@ -223,6 +223,27 @@ async fn the_transport_reports_session_expiry_with_its_own_kind() {
         .unwrap_err();
     assert_eq!(error.kind(), tower_mcp_oauth::ErrorKind::SessionExpired);
     assert!(transport.session_id().is_none());
+    // Until a new initialize, nothing goes out without a session: the same error, at once.
+    setup.expire_sessions.store(false, Ordering::SeqCst);
+    let error = transport
+        .send(json!({"jsonrpc": "2.0", "id": 3, "method": "tools/list"}))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), tower_mcp_oauth::ErrorKind::SessionExpired);
+    let initialize = json!({"jsonrpc": "2.0", "id": 4, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
+    transport.send(initialize).await.unwrap();
+    assert_eq!(next_message(&mut transport).await["id"], 4);
+    assert!(transport.session_id().is_some(), "a new session");
+    transport
+        .send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+        .await
+        .unwrap();
+    transport
+        .send(json!({"jsonrpc": "2.0", "id": 5, "method": "tools/list"}))
+        .await
+        .unwrap();
+    assert_eq!(next_message(&mut transport).await["id"], 5);
 }
 
 /// A server whose POST stream drops after the first event; GET with `Last-Event-ID: 1` sends

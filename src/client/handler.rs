@@ -50,9 +50,9 @@ pub const DEFAULT_CALLBACK_CONNECTION_TIMEOUT: Duration = Duration::from_secs(10
 
 /// A loopback callback server (RFC 8252 §7.3) that opens the system browser.
 ///
-/// The port is held from `bind` until the first sign-in ends, then released; a later sign-in
-/// (a step-up, a new authorization) binds the same port again, so the registered redirect URI
-/// stays valid. It keeps accepting through transient errors (too many open files), and a
+/// With `bind`, the port is held from then until the first sign-in ends, then released; a
+/// later sign-in (a step-up, a new authorization) binds the same port again, so the
+/// registered redirect URI stays valid. With `on_port`, it is bound only during sign-ins. It keeps accepting through transient errors (too many open files), and a
 /// connection that sends nothing useful is dropped after
 /// [`DEFAULT_CALLBACK_CONNECTION_TIMEOUT`].
 #[derive(Debug)]
@@ -121,8 +121,8 @@ impl LoopbackHandler {
     /// time): none holds it longer than its own sign-in, and one that finds it taken waits
     /// for it (up to [`PORT_WAIT`]) instead of moving to a port the registration does not
     /// name.
-    pub fn on_port(port: u16) -> Self {
-        let address = SocketAddr::from(([127, 0, 0, 1], port));
+    pub fn on_port(port: std::num::NonZeroU16) -> Self {
+        let address = SocketAddr::from(([127, 0, 0, 1], port.get()));
         Self {
             listener: Mutex::new(None),
             address,

@@ -84,15 +84,19 @@ impl Remote {
 enum Event {
     FromClient(std::io::Result<Option<Vec<u8>>>),
     FromServer(Option<tower_mcp_oauth::Result<Value>>),
-    Setback(Setback),
+    Report(Report),
 }
 
-/// What came back from a message sent in the background.
-enum Setback {
+/// What work done in the background reports to the relay's loop.
+enum Report {
     /// `message` met a session the server had forgotten (a restart, an idle timeout).
-    Expired { message: Value, session: u64 },
+    Expired { message: Value, generation: u64 },
     /// The bridge's own `initialize` could not be sent.
     ResumeFailed(tower_mcp_oauth::Error),
+    /// The bridge's own `initialize` (this id) had no answer in time.
+    ResumeTimedOut(Value),
+    /// The new session heard `notifications/initialized`: the held messages may go.
+    Resumed,
 }
 
 /// The JSON-RPC error answering request `id` that could not be delivered, saying which part
@@ -135,22 +139,29 @@ fn request_id(message: &Value) -> Option<Value> {
         .cloned()
 }
 
+/// Ids of the bridge's own requests begin so; their answers never reach the client.
+const OWN_ID_PREFIX: &str = "mcp-oauth/";
+
 /// A message on its way to the server, and what to do when it does not arrive.
 struct Delivery {
     sending: BoxFuture<'static, tower_mcp_oauth::Result<()>>,
     request_id: Option<Value>,
-    /// The message and the session it went in, when an expired session may send it again.
+    /// The message and the session generation it went in, when an expired session may send
+    /// it again.
     retry: Option<(Value, u64)>,
 }
 
 impl Delivery {
-    async fn run(self, output: mpsc::Sender<Value>, setbacks: mpsc::UnboundedSender<Setback>) {
+    async fn run(self, output: mpsc::Sender<Value>, reports: mpsc::UnboundedSender<Report>) {
         let Err(error) = self.sending.await else {
             return;
         };
         if error.kind() == ErrorKind::SessionExpired {
-            if let Some((message, session)) = self.retry {
-                let _ = setbacks.send(Setback::Expired { message, session });
+            if let Some((message, generation)) = self.retry {
+                let _ = reports.send(Report::Expired {
+                    message,
+                    generation,
+                });
                 return;
             }
         }
@@ -161,6 +172,12 @@ impl Delivery {
     }
 }
 
+/// How long the server may take to answer the bridge's own `initialize` once it is sent.
+const RESUME_TIMEOUT: Duration = Duration::from_secs(30);
+/// The least time between two new sessions the listening stream asks for, so that a server
+/// whose stream always answers 404 does not get a new session in a loop.
+const LISTENING_RESUME_INTERVAL: Duration = Duration::from_secs(10);
+
 /// Starting a session again on the client's behalf when the server forgot it: a stdio client
 /// initializes once per process, so without this the bridge would be of no use until the
 /// client restarts.
@@ -169,16 +186,41 @@ struct Resumption {
     /// The client's `initialize`, replayed under the bridge's own id.
     initialize: Option<Value>,
     /// Counts sessions: a message refused by the current one goes again, once, in the next.
-    session: u64,
-    /// While the replayed `initialize` awaits its answer: its id, and the messages held back.
-    pending: Option<(Value, Vec<Value>)>,
+    generation: u64,
+    phase: Phase,
+    /// When the last new session was started.
+    last_started: Option<tokio::time::Instant>,
+}
+
+/// Where a new session stands; messages are held from its start until `initialized` is sent.
+#[derive(Default)]
+enum Phase {
+    #[default]
+    Live,
+    /// The bridge's `initialize` (this id) awaits its answer.
+    Initializing { id: Value, held: Vec<Value> },
+    /// Answered; `notifications/initialized` is on its way.
+    Confirming { held: Vec<Value> },
+}
+
+impl Phase {
+    /// Holds `message` while a new session starts; gives it back when the session is live.
+    fn hold(&mut self, message: Value) -> Option<Value> {
+        match self {
+            Self::Live => Some(message),
+            Self::Initializing { held, .. } | Self::Confirming { held } => {
+                held.push(message);
+                None
+            }
+        }
+    }
 }
 
 /// Both directions of the bridge, and what it needs to keep a session going.
 struct Relay {
     remote: Remote,
     output: mpsc::Sender<Value>,
-    setbacks: mpsc::UnboundedSender<Setback>,
+    reports: mpsc::UnboundedSender<Report>,
     resumption: Resumption,
 }
 
@@ -186,117 +228,172 @@ impl Relay {
     /// Sends `message` in the background; `retry`: it may go again in a new session.
     fn send(&self, message: Value, retry: bool) {
         let retry = (retry && self.resumption.initialize.is_some())
-            .then(|| (message.clone(), self.resumption.session));
+            .then(|| (message.clone(), self.resumption.generation));
         let delivery = Delivery {
             request_id: request_id(&message),
             sending: self.remote.send(message),
             retry,
         };
-        tokio::spawn(delivery.run(self.output.clone(), self.setbacks.clone()));
+        tokio::spawn(delivery.run(self.output.clone(), self.reports.clone()));
     }
 
     fn client_sent(&mut self, message: Value) {
         if message.get("method").and_then(Value::as_str) == Some("initialize") {
             self.resumption.initialize = Some(message.clone());
         }
-        match &mut self.resumption.pending {
-            Some((_, held)) => held.push(message),
-            None => self.send(message, true),
+        if let Some(message) = self.resumption.phase.hold(message) {
+            self.send(message, true);
         }
     }
 
     /// Forwards `message` to the client, unless it answers the bridge's own `initialize`.
     async fn server_sent(&mut self, message: Value) -> Result<(), ()> {
-        let answers_resumption = matches!(
-            &self.resumption.pending,
-            Some((id, _)) if message.get("method").is_none() && message.get("id") == Some(id)
-        );
-        if !answers_resumption {
+        let id = message
+            .get("id")
+            .filter(|_| message.get("method").is_none());
+        let own = id
+            .and_then(Value::as_str)
+            .is_some_and(|id| id.starts_with(OWN_ID_PREFIX));
+        if !own {
             return self.output.send(message).await.map_err(|_| ());
         }
-        let Some((_, held)) = self.resumption.pending.take() else {
+        let answers_pending = matches!(
+            &self.resumption.phase,
+            Phase::Initializing { id: pending, .. } if Some(pending) == id
+        );
+        if !answers_pending {
+            // A late answer to an attempt given up on.
+            return Ok(());
+        }
+        let Phase::Initializing { held, .. } = std::mem::take(&mut self.resumption.phase) else {
             return Ok(());
         };
         if message.get("result").is_none() {
+            let refusal = message.get("error").cloned().unwrap_or_default();
             let error = tower_mcp_oauth::Error::new(
                 ErrorKind::SessionExpired,
-                "the server forgot the session and refused a new one",
+                format!("the server forgot the session and refused a new one: {refusal}"),
             );
-            fail_held(self.output.clone(), held, error).await;
+            self.fail_held(held, error);
             return Ok(());
         }
-        self.resumption.session += 1;
+        self.resumption.generation += 1;
+        self.resumption.phase = Phase::Confirming { held };
         tracing::info!("the server had forgotten the session; a new one is started");
         let initialized = self.remote.send(json!({
             "jsonrpc": "2.0", "method": "notifications/initialized"
         }));
-        let held: Vec<Delivery> = held
-            .into_iter()
-            .map(|message| Delivery {
-                request_id: request_id(&message),
-                sending: self.remote.send(message),
-                retry: None,
-            })
-            .collect();
-        let (output, setbacks) = (self.output.clone(), self.setbacks.clone());
-        // The held messages go once the server has heard `initialized`.
+        let reports = self.reports.clone();
         tokio::spawn(async move {
             if let Err(error) = initialized.await {
                 tracing::warn!(%error, "the new session's initialized notice was not delivered");
             }
-            for delivery in held {
-                tokio::spawn(delivery.run(output.clone(), setbacks.clone()));
-            }
+            let _ = reports.send(Report::Resumed);
         });
         Ok(())
     }
 
-    fn on_setback(&mut self, setback: Setback) {
-        match setback {
-            Setback::Expired { message, session } if session < self.resumption.session => {
-                // A new session started meanwhile.
-                self.send(message, false);
+    fn on_report(&mut self, report: Report) {
+        match report {
+            Report::Expired {
+                message,
+                generation,
+            } if generation < self.resumption.generation => {
+                // A new session started meanwhile: the message goes there (once).
+                if let Some(message) = self.resumption.phase.hold(message) {
+                    self.send(message, false);
+                }
             }
-            Setback::Expired { message, .. } => self.resume(Some(message)),
-            Setback::ResumeFailed(error) => {
-                if let Some((_, held)) = self.resumption.pending.take() {
-                    tokio::spawn(fail_held(self.output.clone(), held, error));
+            Report::Expired { message, .. } => self.resume(Some(message)),
+            Report::ResumeFailed(error) => {
+                if let Phase::Initializing { held, .. } = std::mem::take(&mut self.resumption.phase)
+                {
+                    self.fail_held(held, error);
+                }
+            }
+            Report::ResumeTimedOut(id) => {
+                if matches!(&self.resumption.phase, Phase::Initializing { id: pending, .. } if *pending == id)
+                {
+                    let error = tower_mcp_oauth::Error::new(
+                        ErrorKind::Timeout,
+                        "the server did not answer a new initialize in time",
+                    );
+                    self.on_report(Report::ResumeFailed(error));
+                }
+            }
+            Report::Resumed => {
+                if let Phase::Confirming { held } = std::mem::take(&mut self.resumption.phase) {
+                    for message in held {
+                        self.send(message, false);
+                    }
                 }
             }
         }
     }
 
     /// Starts a new session with the client's `initialize`, holding `message` (and what comes
-    /// next) until the server has answered.
+    /// next) until the new session has heard `initialized`. `None`: the listening stream
+    /// found the session gone before any message did.
     fn resume(&mut self, message: Option<Value>) {
-        if let Some((_, held)) = &mut self.resumption.pending {
-            held.extend(message);
-            return;
+        if let Some(message) = message {
+            let Some(message) = self.resumption.phase.hold(message) else {
+                return;
+            };
+            self.start_session(vec![message]);
+        } else if matches!(self.resumption.phase, Phase::Live) {
+            let recently = self
+                .resumption
+                .last_started
+                .is_some_and(|at| at.elapsed() < LISTENING_RESUME_INTERVAL);
+            if !recently {
+                self.start_session(Vec::new());
+            }
         }
+    }
+
+    fn start_session(&mut self, held: Vec<Value>) {
         // Without the client's `initialize` there is nothing to replay; no message comes here
         // then, since only those sent after it may go again.
         let Some(mut initialize) = self.resumption.initialize.clone() else {
             return;
         };
-        let id = json!(format!("mcp-oauth/session-{}", self.resumption.session + 1));
+        let id = json!(format!(
+            "{OWN_ID_PREFIX}session-{}",
+            self.resumption.generation + 1
+        ));
         initialize["id"] = id.clone();
         tracing::info!("the server no longer knows the session; initializing again");
-        self.resumption.pending = Some((id, message.into_iter().collect()));
+        self.resumption.phase = Phase::Initializing {
+            id: id.clone(),
+            held,
+        };
+        self.resumption.last_started = Some(tokio::time::Instant::now());
         let sending = self.remote.send(initialize);
-        let setbacks = self.setbacks.clone();
+        let reports = self.reports.clone();
         tokio::spawn(async move {
-            if let Err(error) = sending.await {
-                let _ = setbacks.send(Setback::ResumeFailed(error));
-            }
+            // Not bounded itself: sending may wait for a sign-in (the server's restart may
+            // have cost the token), which takes a person's time.
+            let report = match sending.await {
+                Ok(()) => {
+                    // Sent; the answer comes from the server. Give up if it never does.
+                    tokio::time::sleep(RESUME_TIMEOUT).await;
+                    Report::ResumeTimedOut(id)
+                }
+                Err(error) => Report::ResumeFailed(error),
+            };
+            let _ = reports.send(report);
         });
     }
-}
 
-/// Answers the requests held for a session that could not be started.
-async fn fail_held(output: mpsc::Sender<Value>, held: Vec<Value>, error: tower_mcp_oauth::Error) {
-    tracing::error!(%error, "a new session could not be started");
-    for id in held.iter().filter_map(request_id) {
-        let _ = output.send(undeliverable(id, &error)).await;
+    /// Answers the requests held for a session that could not be started.
+    fn fail_held(&self, held: Vec<Value>, error: tower_mcp_oauth::Error) {
+        tracing::error!(%error, "a new session could not be started");
+        let output = self.output.clone();
+        tokio::spawn(async move {
+            for id in held.iter().filter_map(request_id) {
+                let _ = output.send(undeliverable(id, &error)).await;
+            }
+        });
     }
 }
 
@@ -337,25 +434,47 @@ fn standard_output() -> Box<dyn tokio::io::AsyncWrite + Unpin + Send> {
     Box::new(tokio::io::stdout())
 }
 
-/// `fd` as something the runtime polls: a pipe (made by `pipe`) or a Unix socket (by
-/// `socket`); `None` for anything else (a terminal, a file), left to the blocking reader and
-/// writer.
+/// `fd` as something the runtime polls: a pipe (made by `pipe`) or a socket (by `socket`);
+/// `None` for anything else (a terminal, a file), left to the blocking reader and writer.
+///
+/// Polling makes the pipe or socket non-blocking for every process and descriptor sharing it,
+/// so one that standard error shares too (`2>&1`) is left alone: a prompt or log line written
+/// to it would fail with `EAGAIN`.
 #[cfg(unix)]
 fn polled<T>(
     fd: std::os::fd::BorrowedFd<'_>,
     pipe: impl FnOnce(std::os::fd::OwnedFd) -> std::io::Result<T>,
     socket: impl FnOnce(tokio::net::UnixStream) -> T,
 ) -> Option<T> {
-    use std::os::unix::fs::FileTypeExt;
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let identity = |fd: std::os::fd::BorrowedFd<'_>| {
+        let metadata = std::fs::File::from(fd.try_clone_to_owned().ok()?)
+            .metadata()
+            .ok()?;
+        Some((metadata.dev(), metadata.ino(), metadata.file_type()))
+    };
+    let (device, inode, kind) = identity(fd)?;
+    let stderr = identity(std::io::stderr().as_fd());
+    if stderr.is_some_and(|(d, i, _)| (d, i) == (device, inode)) {
+        return None;
+    }
     let file = std::fs::File::from(fd.try_clone_to_owned().ok()?);
-    let kind = file.metadata().ok()?.file_type();
     if kind.is_fifo() {
         return pipe(file.into()).ok();
     }
     if kind.is_socket() {
         let stream = std::os::unix::net::UnixStream::from(std::os::fd::OwnedFd::from(file));
+        let restore = stream.try_clone().ok()?;
         stream.set_nonblocking(true).ok()?;
-        return tokio::net::UnixStream::from_std(stream).ok().map(socket);
+        return match tokio::net::UnixStream::from_std(stream) {
+            Ok(stream) => Some(socket(stream)),
+            Err(_) => {
+                // The blocking fallback must find the socket as it was.
+                let _ = restore.set_nonblocking(false);
+                None
+            }
+        };
     }
     None
 }
@@ -374,11 +493,11 @@ pub(crate) async fn run(url: &str, stack: McpStack, transport: Transport) -> Res
             }
         }
     });
-    let (setbacks, mut setbacks_back) = mpsc::unbounded_channel();
+    let (reports, mut reported) = mpsc::unbounded_channel();
     let mut relay = Relay {
         remote,
         output,
-        setbacks,
+        reports,
         resumption: Resumption::default(),
     };
     // Split on bytes: a line that is not UTF-8 is answered as not JSON, like any other.
@@ -393,7 +512,7 @@ pub(crate) async fn run(url: &str, stack: McpStack, transport: Transport) -> Res
             tokio::select! {
                 line = lines.next_segment() => Event::FromClient(line),
                 message = &mut receive => Event::FromServer(message),
-                Some(setback) = setbacks_back.recv() => Event::Setback(setback),
+                Some(report) = reported.recv() => Event::Report(report),
             }
         };
         match event {
@@ -439,7 +558,7 @@ pub(crate) async fn run(url: &str, stack: McpStack, transport: Transport) -> Res
                     shown(url)
                 )));
             }
-            Event::Setback(setback) => relay.on_setback(setback),
+            Event::Report(report) => relay.on_report(report),
         }
     };
     drop(relay);
@@ -488,6 +607,21 @@ pub(crate) async fn call(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn pipes_and_sockets_are_polled_and_files_are_not() {
+        use std::os::fd::AsFd;
+        let kind = |fd: std::os::fd::BorrowedFd<'_>| {
+            polled(fd, |_| Ok("pipe"), |_| "socket").unwrap_or("blocking")
+        };
+        let (reader, _writer) = std::io::pipe().unwrap();
+        assert_eq!(kind(reader.as_fd()), "pipe");
+        let (socket, _other) = std::os::unix::net::UnixStream::pair().unwrap();
+        assert_eq!(kind(socket.as_fd()), "socket");
+        let file = tempfile::tempfile().unwrap();
+        assert_eq!(kind(file.as_fd()), "blocking");
+    }
 
     #[test]
     fn an_undelivered_request_says_which_part_failed() {

@@ -209,8 +209,9 @@ fn show_device_code(device: &DeviceAuthorization) {
 /// waits, and waited for while another bridge's sign-in holds it: moving to another port
 /// would break a redirect URI registered ahead of time.
 async fn loopback(port: Option<u16>) -> Result<LoopbackHandler, CliError> {
-    match port {
+    match port.and_then(std::num::NonZeroU16::new) {
         Some(port) => Ok(LoopbackHandler::on_port(port)),
+        // 0 asks for any free port, as no flag does.
         None => Ok(LoopbackHandler::bind().await?),
     }
 }
@@ -240,7 +241,7 @@ fn client_secret(options: &Options) -> Result<Option<String>, CliError> {
     });
     if secret.is_some() && options.issuer.is_none() {
         return Err(CliError::new(
-            "a client secret needs --issuer, so that it never goes to another server",
+            "a client secret (--client-secret or MCP_OAUTH_CLIENT_SECRET) needs --issuer, so that it never goes to another server",
         ));
     }
     Ok(secret)
@@ -276,7 +277,11 @@ pub(crate) fn parse_header(
         .ok_or_else(|| CliError::new("--header takes \"Name: value\""))?;
     let name = HeaderName::from_bytes(name.trim().as_bytes())
         .map_err(|_| CliError::new("--header has an invalid header name"))?;
-    if TRANSPORT_HEADERS.contains(&name.as_str()) {
+    if TRANSPORT_HEADERS.contains(&name.as_str())
+        || name
+            .as_str()
+            .starts_with(tower_mcp_oauth::mcp_headers::MCP_PARAM_PREFIX)
+    {
         return Err(CliError::new(format!(
             "--header {name}: the bridge sets that header itself"
         )));
@@ -289,8 +294,9 @@ pub(crate) fn parse_header(
     Ok((name, value))
 }
 
-/// Headers the transport and the OAuth layer own: a user's value would break the session,
-/// the content negotiation or the token's proof.
+/// Headers the transport and the OAuth layer own (and every `Mcp-Param-*` one): a user's
+/// value would break the session, the content negotiation, the token's proof, or the
+/// 2026-07-28 headers the server checks against the body.
 const TRANSPORT_HEADERS: &[&str] = &[
     "accept",
     "connection",
@@ -299,6 +305,8 @@ const TRANSPORT_HEADERS: &[&str] = &[
     "dpop",
     "host",
     "last-event-id",
+    tower_mcp_oauth::mcp_headers::MCP_METHOD,
+    tower_mcp_oauth::mcp_headers::MCP_NAME,
     "mcp-protocol-version",
     "mcp-session-id",
     "transfer-encoding",
@@ -477,7 +485,14 @@ fn same_server(stored: &str, asked: &str) -> bool {
 /// `url` as messages and logs show it: without a query, fragment or password, which may
 /// carry a key.
 pub(crate) fn shown(url: &str) -> String {
-    Url::parse(url).map_or_else(|_| "the server".to_owned(), |url| redact_url(&url))
+    match Url::parse(url) {
+        Ok(mut url) => {
+            // `https://TOKEN@host` is a common way to give an API key.
+            let _ = url.set_username("");
+            redact_url(&url)
+        }
+        Err(_) => "the server".to_owned(),
+    }
 }
 
 #[cfg(test)]
@@ -514,7 +529,7 @@ mod tests {
         ));
         assert_eq!(
             shown("https://user:pw@example.com/mcp?key=s3cret#x"),
-            "https://user@example.com/mcp"
+            "https://example.com/mcp"
         );
         assert_eq!(shown("not a url ?key=s3cret"), "the server");
     }
@@ -528,6 +543,8 @@ mod tests {
             "Accept: */*",
             "Host: elsewhere.example",
             "DPoP: x",
+            "Mcp-Method: tools/call",
+            "Mcp-Param-Region: eu",
         ] {
             let error = parse_header(header, env).unwrap_err();
             assert!(

@@ -118,6 +118,9 @@ pub(crate) struct Shared<S> {
     service: S,
     config: StreamableHttpConfig,
     session: Mutex<Option<HeaderValue>>,
+    /// The server forgot the session: until a new `initialize` succeeds, other messages fail
+    /// with `SessionExpired` rather than go out without a session (a 400, not retried).
+    expired: AtomicBool,
     protocol: Mutex<Option<HeaderValue>>,
     incoming: mpsc::Sender<Incoming>,
     tasks: Tasks,
@@ -157,6 +160,7 @@ pub(crate) struct Shared<S> {
 /// - A stream that drops or is closed is resumed with a GET carrying `Last-Event-ID`, after
 ///   exactly the server's `retry` delay (SEP-1699).
 /// - A 404 for a known session surfaces as [`ErrorKind::SessionExpired`]: initialize again.
+///   Until then, other messages fail the same way instead of going out without a session.
 /// - Closing sends DELETE for the session.
 ///
 /// Incoming messages arrive, in order, from [`StreamableHttpTransport::receive`]; with the `rmcp`
@@ -259,6 +263,7 @@ where
             sends: tokio::sync::Semaphore::new(config.max_concurrent_sends.max(1)),
             config,
             session: Mutex::new(None),
+            expired: AtomicBool::new(false),
             protocol: Mutex::new(None),
             incoming,
             tasks: Tasks::default(),
@@ -337,6 +342,23 @@ where
     /// leaves the old one behind.
     fn remember_session(&self, response: &Response<B>) {
         *self.session.locked() = response.headers().get(SESSION_ID).cloned();
+        self.expired.store(false, Ordering::SeqCst);
+    }
+
+    /// The server answered 404 for `session`: it is gone, and every message with it until
+    /// the caller initializes again. A 404 for a session already replaced (a request sent
+    /// before the new `initialize`) leaves the new one alone.
+    pub(super) fn forget_session(&self, session: &HeaderValue) -> Error {
+        let mut current = self.session.locked();
+        if current.as_ref() == Some(session) {
+            *current = None;
+            self.expired.store(true, Ordering::SeqCst);
+        }
+        drop(current);
+        Error::new(
+            ErrorKind::SessionExpired,
+            "the server no longer knows this session: initialize again",
+        )
     }
 
     async fn deliver(&self, mut message: Value) {
@@ -374,6 +396,12 @@ where
         if self.tasks.is_stopped() {
             return Err(Error::new(ErrorKind::Config, "the transport is closed"));
         }
+        if !is_initialize && self.expired.load(Ordering::SeqCst) {
+            return Err(Error::new(
+                ErrorKind::SessionExpired,
+                "the server forgot the session: initialize again before sending more",
+            ));
+        }
         self.add_mcp_headers(&message, request.headers_mut());
         if is_initialize {
             *self.initialize_id.locked() = message.get("id").cloned();
@@ -387,7 +415,7 @@ where
             // Bounded: a server slow to answer the GET delays requests by this much at most.
             let _ = tokio::time::timeout(LISTEN_WAIT, attempted.wait_for(|done| *done)).await;
         }
-        let had_session = request.headers().contains_key(SESSION_ID);
+        let sent_session = request.headers().get(SESSION_ID).cloned();
         let _permit = self
             .sends
             .acquire()
@@ -403,7 +431,7 @@ where
             self.remember_session(&response);
         }
         match self
-            .answer(response, had_session, method, awaiting.clone())
+            .answer(response, sent_session, method, awaiting.clone())
             .await?
         {
             Answer::Messages => {}
@@ -427,17 +455,14 @@ where
     async fn answer(
         self: &Arc<Self>,
         response: Response<B>,
-        had_session: bool,
+        sent_session: Option<HeaderValue>,
         method: Option<&str>,
         awaiting: Option<Value>,
     ) -> Result<Answer> {
         let status = response.status();
-        if status == StatusCode::NOT_FOUND && had_session {
-            *self.session.locked() = None;
-            return Err(Error::new(
-                ErrorKind::SessionExpired,
-                "the server no longer knows this session: initialize again",
-            ));
+        let had_session = sent_session.is_some();
+        if let Some(session) = sent_session.filter(|_| status == StatusCode::NOT_FOUND) {
+            return Err(self.forget_session(&session));
         }
         if status == StatusCode::ACCEPTED || status == StatusCode::NO_CONTENT {
             return Ok(Answer::Accepted);

@@ -17,7 +17,6 @@ use tower::Service;
 use super::Shared;
 use crate::error::{BoxError, Error, ErrorKind, Result};
 use crate::http::has_media_type;
-use crate::sync::LockExt;
 use crate::transport::common::{refusal, refused_with, LAST_EVENT_ID, SESSION_ID};
 use crate::transport::sse::SseStream;
 
@@ -138,18 +137,14 @@ where
         if let Some(id) = last_event_id.and_then(|id| HeaderValue::from_str(id).ok()) {
             request.headers_mut().insert(LAST_EVENT_ID, id);
         }
-        let had_session = request.headers().contains_key(SESSION_ID);
+        let sent_session = request.headers().get(SESSION_ID).cloned();
         let response = self.call(request).await?;
         let status = response.status();
         if status == StatusCode::METHOD_NOT_ALLOWED {
             return Ok(None);
         }
-        if status == StatusCode::NOT_FOUND && had_session {
-            *self.session.locked() = None;
-            return Err(Error::new(
-                ErrorKind::SessionExpired,
-                "the server no longer knows this session: initialize again",
-            ));
+        if let Some(session) = sent_session.filter(|_| status == StatusCode::NOT_FOUND) {
+            return Err(self.forget_session(&session));
         }
         if !status.is_success() || !has_media_type(&response, "text/event-stream") {
             return Err(refusal(
