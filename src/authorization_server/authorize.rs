@@ -18,7 +18,7 @@ use url::Url;
 use super::approval::{AuthorizationDecision, ConsentRequest};
 use super::client_auth::load_client;
 use super::grant::{hash, random_token, split_scopes};
-use super::page::{error_page, escape, html_response, scope_items, PAGE_STYLE};
+use super::page::{csrf_cookie, error_page, escape, html_response, scope_items, PAGE_STYLE};
 use super::register::redirect_matches;
 use super::store::{CodeGrant, PendingConsent, RegisteredClient};
 use super::wire::{form_params, Params};
@@ -502,15 +502,12 @@ async fn consent_page(
         id = escape(&id),
         csrf = escape(&csrf),
     );
-    let secure = if server.inner.config.issuer.scheme() == "https" {
-        "; Secure"
-    } else {
-        ""
-    };
-    let cookie = format!(
-        "{CONSENT_COOKIE_PREFIX}{id}={csrf}; Path={}; Max-Age={}; HttpOnly; SameSite=Strict{secure}",
-        authorize_path(server),
-        CONSENT_TTL.as_secs()
+    let cookie = csrf_cookie(
+        &format!("{CONSENT_COOKIE_PREFIX}{id}"),
+        &csrf,
+        &authorize_path(server),
+        CONSENT_TTL.as_secs(),
+        server.inner.config.issuer.scheme() == "https",
     );
     let pending = request.pending(subject, &csrf);
     if let Err(error) = server
@@ -533,8 +530,8 @@ async fn consent_page(
             .headers_mut()
             .insert("content-security-policy", value);
     }
-    if let Ok(value) = HeaderValue::from_str(&cookie) {
-        response.headers_mut().insert(SET_COOKIE, value);
+    if let Some(cookie) = cookie {
+        response.headers_mut().insert(SET_COOKIE, cookie);
     }
     response
 }

@@ -21,7 +21,7 @@ use subtle::ConstantTimeEq;
 use super::approval::{AuthorizationDecision, ConsentRequest};
 use super::client_auth::authenticate;
 use super::grant::{hash, random_token, split_scopes};
-use super::page::{error_page, escape, html_response, scope_items, PAGE_STYLE};
+use super::page::{csrf_cookie, error_page, escape, html_response, scope_items, PAGE_STYLE};
 use super::store::{DeviceGrant, DeviceSave, DeviceStatus};
 use super::wire::{form_params, json_response, OAuthError, Params};
 use super::AuthorizationServer;
@@ -524,19 +524,16 @@ fn question_page(
         action = escape(&page_path(server)),
         csrf = escape(&csrf),
     );
-    let secure = if server.inner.config.issuer.scheme() == "https" {
-        "; Secure"
-    } else {
-        ""
-    };
-    let remaining = grant.expires_at.saturating_sub(now_secs());
-    let cookie = format!(
-        "{DEVICE_COOKIE_PREFIX}{code}={csrf}; Path={}; Max-Age={remaining}; HttpOnly; SameSite=Strict{secure}",
-        page_path(server),
+    let cookie = csrf_cookie(
+        &format!("{DEVICE_COOKIE_PREFIX}{code}"),
+        &csrf,
+        &page_path(server),
+        grant.expires_at.saturating_sub(now_secs()),
+        server.inner.config.issuer.scheme() == "https",
     );
     let mut response = with_csp(html_response(StatusCode::OK, html));
-    if let Ok(value) = HeaderValue::from_str(&cookie) {
-        response.headers_mut().insert(SET_COOKIE, value);
+    if let Some(cookie) = cookie {
+        response.headers_mut().insert(SET_COOKIE, cookie);
     }
     response
 }

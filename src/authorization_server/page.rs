@@ -35,6 +35,23 @@ pub(super) fn html_response(status: StatusCode, html: String) -> Response {
     response
 }
 
+/// The `Set-Cookie` value of a page's CSRF cookie (the double-submit half its form post must
+/// match): scoped to `path`, for `max_age` seconds, out of scripts' and other sites' reach,
+/// and `Secure` when the issuer is https.
+pub(super) fn csrf_cookie(
+    name: &str,
+    value: &str,
+    path: &str,
+    max_age: u64,
+    secure: bool,
+) -> Option<HeaderValue> {
+    let secure = if secure { "; Secure" } else { "" };
+    HeaderValue::from_str(&format!(
+        "{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Strict{secure}"
+    ))
+    .ok()
+}
+
 /// The look the pages share: a narrow column and roomy buttons.
 pub(super) const PAGE_STYLE: &str =
     "body{font-family:system-ui,sans-serif;max-width:32rem;margin:3rem auto;padding:0 1rem}\
