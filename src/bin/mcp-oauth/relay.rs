@@ -448,18 +448,18 @@ fn polled<T>(
 ) -> Option<T> {
     use std::os::fd::AsFd;
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
-    let identity = |fd: std::os::fd::BorrowedFd<'_>| {
-        let metadata = std::fs::File::from(fd.try_clone_to_owned().ok()?)
-            .metadata()
-            .ok()?;
-        Some((metadata.dev(), metadata.ino(), metadata.file_type()))
-    };
-    let (device, inode, kind) = identity(fd)?;
-    let stderr = identity(std::io::stderr().as_fd());
-    if stderr.is_some_and(|(d, i, _)| (d, i) == (device, inode)) {
+    let file = std::fs::File::from(fd.try_clone_to_owned().ok()?);
+    let metadata = file.metadata().ok()?;
+    let stderr = std::io::stderr()
+        .as_fd()
+        .try_clone_to_owned()
+        .ok()
+        .and_then(|stderr| std::fs::File::from(stderr).metadata().ok());
+    if stderr.is_some_and(|stderr| (stderr.dev(), stderr.ino()) == (metadata.dev(), metadata.ino()))
+    {
         return None;
     }
-    let file = std::fs::File::from(fd.try_clone_to_owned().ok()?);
+    let kind = metadata.file_type();
     if kind.is_fifo() {
         return pipe(file.into()).ok();
     }
