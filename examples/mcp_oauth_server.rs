@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Parser;
+use oauth_server_app::dpop_choice::DpopChoice;
 use oauth_server_app::Options;
 
 /// A self-contained MCP server: the embedded OAuth 2.1 authorization server and an MCP server
@@ -56,9 +57,15 @@ struct Args {
     /// test_streaming_elicitation, test_logging_tool) over Streamable HTTP.
     #[arg(long)]
     conformance_tools: bool,
-    /// Take DPoP-bound tokens only (RFC 9449) at the MCP endpoints; DPoP is accepted either way.
-    #[arg(long)]
-    require_dpop: bool,
+    /// How the MCP endpoints take DPoP-bound tokens (RFC 9449); the metadata and challenges say
+    /// so, and clients bind their tokens only where the resource takes them.
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = DpopChoice::Accepted)]
+    dpop: DpopChoice,
+    /// Also issue tokens for this resource (RFC 8707), another process's MCP server URL, so
+    /// this server is its identity provider (`protected_server --issuer <this issuer>`);
+    /// repeatable.
+    #[arg(long = "resource", value_name = "URL")]
+    resources: Vec<String>,
     /// Ask DPoP clients for server nonces at the token endpoint and the MCP endpoints.
     #[arg(long)]
     dpop_nonces: bool,
@@ -113,7 +120,8 @@ impl Args {
             auto_approve: self.auto_approve,
             opaque_tokens: self.opaque_tokens,
             conformance_tools: self.conformance_tools,
-            require_dpop: self.require_dpop,
+            dpop: self.dpop,
+            other_resources: self.resources,
             dpop_nonces: self.dpop_nonces,
             tls,
             store_url: self.store,

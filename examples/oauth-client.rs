@@ -12,7 +12,9 @@ use rmcp::model::{CallToolRequestParams, ClientConfig};
 use rmcp::ServiceExt;
 use serde_json::Value;
 use tower::ServiceBuilder;
-use tower_mcp_oauth::client::{FileStore, LoopbackHandler, OAuthConfig, OAuthLayer, OAuthState};
+use tower_mcp_oauth::client::{
+    ClientRegistration, FileStore, LoopbackHandler, OAuthConfig, OAuthLayer, OAuthState,
+};
 use tower_mcp_oauth::transport::{
     create_authorized_transport, LegacySseConfig, LegacySseTransport, RetryConfig,
     StreamableHttpConfig, StreamableHttpTransport,
@@ -49,6 +51,14 @@ struct Args {
     /// Print the authorization URL instead of opening a browser.
     #[arg(long)]
     no_browser: bool,
+    /// A client registered with the authorization server ahead of time (identity providers
+    /// without dynamic registration); a public client, its redirect http://127.0.0.1/callback
+    /// on any port.
+    #[arg(long, value_name = "ID", allow_hyphen_values = true)]
+    client_id: Option<String>,
+    /// A scope to ask for instead of the discovered ones; repeatable.
+    #[arg(long = "scope", value_name = "SCOPE")]
+    scopes: Vec<String>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -86,6 +96,12 @@ async fn main() -> anyhow::Result<()> {
         );
     if let Some(path) = &args.store {
         config = config.store(FileStore::new(path));
+    }
+    if let Some(id) = &args.client_id {
+        config = config.client(ClientRegistration::public(id.clone()));
+    }
+    if !args.scopes.is_empty() {
+        config = config.scopes(args.scopes.clone());
     }
     let oauth_state = OAuthState::new(&url, Some(config)).await?;
 

@@ -15,6 +15,8 @@
 //!
 //! `--help` lists every flag.
 
+#[path = "support/dpop_choice.rs"]
+mod dpop_choice;
 #[path = "support/mcp_tools.rs"]
 mod mcp_tools;
 
@@ -23,6 +25,7 @@ use std::sync::Arc;
 
 use anyhow::bail;
 use clap::{ArgGroup, Parser};
+use dpop_choice::DpopChoice;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 use tower::ServiceBuilder;
@@ -69,29 +72,50 @@ struct Args {
     /// A scope every token must have; repeatable.
     #[arg(long = "scope", value_name = "SCOPE")]
     scopes: Vec<String>,
+    /// How DPoP-bound tokens (RFC 9449) are taken; the metadata and the challenges say so, so
+    /// clients bind their tokens only when this server takes them.
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = DpopChoice::Accepted)]
+    dpop: DpopChoice,
+}
+
+/// What the server is told to do, beside its verifier.
+struct Settings {
+    resource: String,
+    issuer: Option<String>,
+    scopes: Vec<String>,
+    dpop: DpopChoice,
 }
 
 /// Serves the MCP server and its metadata behind `verifier`; returns when the server stops.
 async fn serve<V: TokenVerifier>(
     listener: tokio::net::TcpListener,
     verifier: V,
-    resource: String,
-    issuer: Option<String>,
-    scopes: Vec<String>,
+    settings: Settings,
 ) -> anyhow::Result<()> {
-    let metadata = ResourceMetadataService::new(ProtectedResourceMetadata {
+    let Settings {
+        resource,
+        issuer,
+        scopes,
+        dpop,
+    } = settings;
+    let bearer = dpop.apply(
+        RequireBearerLayer::new(verifier)
+            .resource(resource.clone())
+            .required_scopes(scopes.clone()),
+        |policy| policy,
+    );
+    let mut document = ProtectedResourceMetadata {
         resource: resource.clone(),
         authorization_servers: issuer.into_iter().collect(),
-        scopes_supported: (!scopes.is_empty()).then(|| scopes.clone()),
+        scopes_supported: (!scopes.is_empty()).then_some(scopes),
         bearer_methods_supported: Some(vec!["header".into()]),
         resource_name: Some("tower-mcp-oauth protected server".into()),
         jwks_uri: None,
         ..Default::default()
-    })?;
-    let bearer = RequireBearerLayer::new(verifier)
-        .resource(resource.clone())
-        .resource_metadata(metadata.url())
-        .required_scopes(scopes);
+    };
+    bearer.describe(&mut document);
+    let metadata = ResourceMetadataService::new(document)?;
+    let bearer = bearer.resource_metadata(metadata.url());
     let mcp = StreamableHttpService::new(
         || Ok(mcp_tools::Tools::new()),
         Arc::new(LocalSessionManager::default()),
@@ -127,19 +151,25 @@ async fn main() -> anyhow::Result<()> {
     let resource = args
         .resource
         .unwrap_or_else(|| format!("http://127.0.0.1:{port}/mcp"));
+    let settings = Settings {
+        resource: resource.clone(),
+        issuer: args.issuer.clone(),
+        scopes: args.scopes,
+        dpop: args.dpop,
+    };
     match (args.introspection_url, args.issuer) {
-        (Some(endpoint), issuer) => {
+        (Some(endpoint), _) => {
             let (Some(id), Some(secret)) = (args.client_id, args.client_secret) else {
                 bail!("--introspection-url needs --client-id and --client-secret");
             };
-            let verifier = IntrospectionVerifier::new(&endpoint, id, secret, resource.clone())?;
-            serve(listener, verifier, resource, issuer, args.scopes).await
+            let verifier = IntrospectionVerifier::new(&endpoint, id, secret, resource)?;
+            serve(listener, verifier, settings).await
         }
         (None, Some(issuer)) => {
             // Lazily: the server starts even when the identity provider is down, answers 503
             // with Retry-After meanwhile, and recovers by itself once it is up.
             let verifier = JwtVerifier::builder(&issuer, &resource).discover_lazily()?;
-            serve(listener, verifier, resource, Some(issuer), args.scopes).await
+            serve(listener, verifier, settings).await
         }
         (None, None) => bail!("give --issuer URL (JWT) or --introspection-url URL (opaque tokens)"),
     }

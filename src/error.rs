@@ -67,6 +67,9 @@ pub enum ErrorKind {
     TooManyAttempts,
     /// The MCP server no longer knows the session: initialize again.
     SessionExpired,
+    /// The resource takes Bearer tokens only, and the client was told to use DPoP-bound
+    /// tokens only (`DpopMode::Required`): one of the two settings must change.
+    DpopNotAccepted,
 }
 
 /// The crate's error: a kind, a message and an optional source. Cheap to clone, so one failed
@@ -76,6 +79,24 @@ pub struct Error {
     kind: ErrorKind,
     message: Cow<'static, str>,
     source: Option<Arc<dyn std::error::Error + Send + Sync + 'static>>,
+    /// The class when the kind alone does not tell it (a 5xx, a sign-in that asked the user).
+    class: Option<ErrorClass>,
+}
+
+/// What a caller can do about an [`Error`]: [`Error::class`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorClass {
+    /// The network or a server failed for now (a refused connection, a timeout, a 5xx):
+    /// the same request may succeed later. Safe to retry.
+    Transient,
+    /// Authorization failed or was refused (a denied or abandoned sign-in, a rejected grant
+    /// or client), or the MCP session is gone: retrying the same request repeats the refusal,
+    /// or asks the user again.
+    Authorization,
+    /// Something is set up wrong on one side (an insecure URL, metadata that does not match,
+    /// a missing setting): nothing works until the configuration changes.
+    Configuration,
 }
 
 impl Error {
@@ -85,7 +106,45 @@ impl Error {
             kind,
             message: message.into(),
             source: None,
+            class: None,
         }
+    }
+
+    /// Marks the error as the end of a sign-in that involved the user: whatever its kind, it
+    /// is then of [`ErrorClass::Authorization`], so no retry asks the user again.
+    pub(crate) fn in_sign_in(mut self) -> Self {
+        self.class = Some(ErrorClass::Authorization);
+        self
+    }
+
+    /// Marks the error as the server's passing trouble (a 5xx, `temporarily_unavailable`),
+    /// unless it already ended a sign-in.
+    pub(crate) fn transient(mut self) -> Self {
+        self.class.get_or_insert(ErrorClass::Transient);
+        self
+    }
+
+    /// What a caller can do about it: retry ([`ErrorClass::Transient`]), or not. An error
+    /// that ended a sign-in involving the user is never transient.
+    pub fn class(&self) -> ErrorClass {
+        use ErrorKind::*;
+        if let Some(class) = self.class {
+            return class;
+        }
+        match self.kind {
+            Http | Timeout => ErrorClass::Transient,
+            StateMismatch | IssuerMismatch | AuthorizationDenied | InvalidGrant | InvalidClient
+            | InvalidScope | UnauthorizedClient | NotAuthorized | Handler | TooManyAttempts
+            | DpopNotAccepted | SessionExpired => ErrorClass::Authorization,
+            BodyTooLarge | InvalidResponse | UnexpectedRedirect | InsecureUrl
+            | MetadataMismatch | DiscoveryFailed | PkceNotSupported | Registration
+            | TokenEndpoint | Storage | Config => ErrorClass::Configuration,
+        }
+    }
+
+    /// Whether the same request may succeed later: [`ErrorClass::Transient`].
+    pub fn is_transient(&self) -> bool {
+        self.class() == ErrorClass::Transient
     }
 
     /// Attaches the underlying cause.

@@ -313,6 +313,11 @@ pub(crate) fn is_json(response: &Response<Bytes>) -> bool {
         .is_some_and(|essence| essence == "application/json" || essence.ends_with("+json"))
 }
 
+/// Whether `status` says the server may answer later (5xx, 429 Too Many Requests).
+pub(crate) fn passing_trouble(status: http::StatusCode) -> bool {
+    status.is_server_error() || status == http::StatusCode::TOO_MANY_REQUESTS
+}
+
 /// Parses a successful JSON response as `T`, saying what `what` is when it is not one.
 ///
 /// # Errors
@@ -327,10 +332,15 @@ pub(crate) fn parse_json<T: DeserializeOwned>(response: &Response<Bytes>, what: 
         ));
     }
     if !status.is_success() {
-        return Err(Error::new(
+        let error = Error::new(
             ErrorKind::InvalidResponse,
             format!("{what}: the server answered {status}"),
-        ));
+        );
+        return Err(if passing_trouble(status) {
+            error.transient()
+        } else {
+            error
+        });
     }
     if !is_json(response) {
         return Err(Error::new(

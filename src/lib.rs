@@ -153,7 +153,7 @@ mod sync;
 #[cfg(feature = "transport")]
 pub mod transport;
 
-pub use error::{Error, ErrorKind, Result};
+pub use error::{Error, ErrorClass, ErrorKind, Result};
 pub use secret::Secret;
 
 /// The README's examples, compiled as doctests (with every feature: they show them all).

@@ -25,8 +25,8 @@ use tower_mcp_oauth::client::{
     ClientKey, ClientRegistration, EnterpriseGrant, Grant, OAuthConfig, OAuthState,
     TokenEndpointAuthMethod, TokenSource,
 };
-use tower_mcp_oauth::metadata::{ClientMetadata, ProtectedResourceMetadata};
-use tower_mcp_oauth::server::{AuthInfo, DpopPolicy, RequireBearerLayer, ResourceMetadataService};
+use tower_mcp_oauth::metadata::ClientMetadata;
+use tower_mcp_oauth::server::AuthInfo;
 use tower_mcp_oauth::ErrorKind;
 use url::Url;
 
@@ -40,16 +40,6 @@ async fn start(
     ) -> tower_mcp_oauth::authorization_server::AuthorizationServerConfig,
 ) -> Server {
     Server::start_with(configure, |server, resource| {
-        let metadata = ResourceMetadataService::new(ProtectedResourceMetadata {
-            resource: resource.to_owned(),
-            authorization_servers: vec![server.issuer().to_owned()],
-            ..Default::default()
-        })
-        .unwrap();
-        let bearer = RequireBearerLayer::new(server.local_verifier(resource))
-            .resource(resource)
-            .resource_metadata(metadata.url())
-            .dpop(DpopPolicy::accepted());
         let whoami = |request: Request<axum::body::Body>| async move {
             let info = request.extensions().get::<AuthInfo>().cloned().unwrap();
             Json(json!({
@@ -59,11 +49,11 @@ async fn start(
                 "dpop_bound": info.dpop_jkt().is_some(),
             }))
         };
-        let mut app = server.router().route("/mcp", post(whoami).layer(bearer));
-        for path in metadata.paths() {
-            app = app.route_service(path, metadata.clone());
-        }
-        app
+        // One call: the layer (DPoP accepted, local verifier) and the metadata that says so.
+        let mcp = server.protected_resource(resource).unwrap();
+        server
+            .router()
+            .merge(mcp.router(axum::Router::new().route("/", post(whoami))))
     })
     .await
 }

@@ -745,6 +745,12 @@ async fn step_up_asks_for_granted_and_challenged_scopes() {
     let counters = server.counters();
     assert_eq!(counters.authorizations, 2);
     assert_eq!(counters.authorize_params[1]["scope"], "mcp files:write");
+    // The step-up signs in with the client registered for the first sign-in.
+    assert_eq!(counters.registrations, 1);
+    assert_eq!(
+        counters.authorize_params[0]["client_id"],
+        counters.authorize_params[1]["client_id"]
+    );
 }
 
 #[tokio::test]

@@ -34,7 +34,7 @@ async fn server(opaque_tokens: bool) -> oauth_server_app::Running {
         port: 0,
         auto_approve: true,
         opaque_tokens,
-        require_dpop: true,
+        dpop: support::oauth_server_app::dpop_choice::DpopChoice::Required,
         dpop_nonces: true,
         access_token_ttl: Duration::from_secs(3600),
         ..Default::default()

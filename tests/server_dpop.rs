@@ -43,16 +43,23 @@ fn bound_to(jkt: Option<&str>) -> AuthData {
 
 /// `bound` is bound to the fixture's key, `plain` to no key, `elsewhere` to another key.
 async fn protected(policy: DpopPolicy) -> Fixture {
+    protected_by(|layer| layer.dpop(policy)).await
+}
+
+async fn protected_by(
+    configure: impl FnOnce(RequireBearerLayer<StaticVerifier>) -> RequireBearerLayer<StaticVerifier>,
+) -> Fixture {
     let key = DpopKey::generate(DpopAlgorithm::ES256).unwrap();
     let other = DpopKey::generate(DpopAlgorithm::ES256).unwrap();
     let verifier = StaticVerifier::new()
         .token("bound", bound_to(Some(key.thumbprint())))
         .token("elsewhere", bound_to(Some(other.thumbprint())))
         .token("plain", bound_to(None));
-    let layer = RequireBearerLayer::new(verifier)
-        .resource(RESOURCE)
-        .resource_metadata("https://mcp.example.test/.well-known/oauth-protected-resource/mcp")
-        .dpop(policy);
+    let layer = configure(
+        RequireBearerLayer::new(verifier)
+            .resource(RESOURCE)
+            .resource_metadata("https://mcp.example.test/.well-known/oauth-protected-resource/mcp"),
+    );
     let app = Router::new()
         .route(
             "/mcp",
@@ -114,6 +121,40 @@ async fn a_bound_token_with_its_proof_passes_once() {
     let with_query = proof(&f.key, "POST", &format!("{RESOURCE}?x=1"), "bound");
     let answer = call(&format!("{}?x=1", f.url), "DPoP bound", &[&with_query]).await;
     assert_eq!(answer.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_layer_takes_dpop_by_default_with_every_check() {
+    let f = protected_by(|layer| layer).await;
+    let good = proof(&f.key, "POST", RESOURCE, "bound");
+    assert_eq!(
+        call(&f.url, "DPoP bound", &[&good]).await.status,
+        StatusCode::OK
+    );
+    // The replay cache is on.
+    let replayed = call(&f.url, "DPoP bound", &[&good]).await;
+    assert_eq!(dpop_error(&replayed), "invalid_dpop_proof");
+    // The thumbprint is checked.
+    let stolen = proof(&f.key, "POST", RESOURCE, "elsewhere");
+    assert_eq!(
+        dpop_error(&call(&f.url, "DPoP elsewhere", &[&stolen]).await),
+        "invalid_dpop_proof"
+    );
+    // Bearer still works, and a request without credentials is offered both schemes.
+    assert_eq!(
+        call(&f.url, "Bearer plain", &[]).await.status,
+        StatusCode::OK
+    );
+    let bare = call(&f.url, "Basic eA==", &[]).await;
+    let offered = challenges(&bare);
+    assert!(
+        offered.iter().any(|c| c.starts_with("Bearer")),
+        "{offered:?}"
+    );
+    assert!(
+        offered.iter().any(|c| c.starts_with("DPoP algs=")),
+        "{offered:?}"
+    );
 }
 
 #[tokio::test]
@@ -223,11 +264,13 @@ async fn a_bound_token_presented_as_bearer_is_refused_even_once_cached() {
 }
 
 #[tokio::test]
-async fn bound_tokens_are_refused_as_bearer_without_a_policy_too() {
+async fn bound_tokens_are_refused_as_bearer_without_dpop_too() {
     let verifier = StaticVerifier::new().token("bound", bound_to(Some("some-thumbprint")));
-    let app = Router::new()
-        .route("/mcp", post(|| async { "ok" }))
-        .layer(RequireBearerLayer::new(verifier).resource(RESOURCE));
+    let app = Router::new().route("/mcp", post(|| async { "ok" })).layer(
+        RequireBearerLayer::new(verifier)
+            .resource(RESOURCE)
+            .without_dpop(),
+    );
     let url = format!("{}/mcp", serve(app).await);
     assert_eq!(
         call(&url, "Bearer bound", &[]).await.status,
@@ -237,7 +280,7 @@ async fn bound_tokens_are_refused_as_bearer_without_a_policy_too() {
     assert_eq!(
         answer.status,
         StatusCode::UNAUTHORIZED,
-        "no DPoP without a policy"
+        "no DPoP once it is turned off"
     );
     assert_eq!(challenges(&answer), vec!["Bearer".to_owned()]);
 }

@@ -4,6 +4,8 @@
 //! legacy HTTP+SSE (`/sse` and `/message`), with its protected-resource metadata.
 #![allow(dead_code, unreachable_pub)]
 
+#[path = "dpop_choice.rs"]
+pub mod dpop_choice;
 #[path = "mcp_tools.rs"]
 mod mcp_tools;
 
@@ -22,8 +24,7 @@ use tower_mcp_oauth::dpop::DpopNonces;
 use tower_mcp_oauth::metadata::{ClientMetadata, ProtectedResourceMetadata};
 use tower_mcp_oauth::server::LegacySseServer;
 use tower_mcp_oauth::server::{
-    DpopPolicy, IntrospectionVerifier, JwtVerifier, RequireBearerLayer, ResourceMetadataService,
-    TokenVerifier,
+    IntrospectionVerifier, JwtVerifier, RequireBearerLayer, ResourceMetadataService, TokenVerifier,
 };
 
 /// The scopes the server knows; `mcp:tools` is required on every MCP route.
@@ -49,8 +50,12 @@ pub struct Options {
     pub allow_private_client_metadata_hosts: bool,
     /// Also serve the conformance suite's diagnostic tools over Streamable HTTP.
     pub conformance_tools: bool,
-    /// Take DPoP-bound tokens only at the MCP endpoints (DPoP is always accepted).
-    pub require_dpop: bool,
+    /// How the MCP endpoints take DPoP-bound tokens (the authorization server offers DPoP
+    /// whatever this says; clients bind only where the resource takes it).
+    pub dpop: dpop_choice::DpopChoice,
+    /// Other resources (RFC 8707) the authorization server issues tokens for, beside its own
+    /// MCP server: other processes' URLs, such as `protected_server`'s.
+    pub other_resources: Vec<String>,
     /// Ask for DPoP nonces, at the token endpoint and at the MCP endpoints.
     pub dpop_nonces: bool,
     /// A PostgreSQL URL: keep the authorization server's state (clients, codes, tokens,
@@ -89,7 +94,8 @@ impl Default for Options {
             tls: None,
             allow_private_client_metadata_hosts: false,
             conformance_tools: false,
-            require_dpop: false,
+            dpop: dpop_choice::DpopChoice::Accepted,
+            other_resources: Vec::new(),
             dpop_nonces: false,
             store_url: None,
             signing_key_pem: None,
@@ -163,21 +169,20 @@ async fn protected_app<V: TokenVerifier + Clone>(
     shared: Option<&Shared>,
     sessions: Arc<LocalSessionManager>,
 ) -> anyhow::Result<axum::Router> {
-    let mut dpop = if options.require_dpop {
-        DpopPolicy::required()
-    } else {
-        DpopPolicy::accepted()
-    };
-    if options.dpop_nonces {
-        dpop = dpop.nonces(dpop_nonces(options));
-    }
-    if let Some((_, replay)) = shared {
-        dpop = dpop.replay_cache(replay.clone());
-    }
-    let bearer = RequireBearerLayer::new(verifier)
-        .resource(resource)
-        .required_scopes(["mcp:tools"])
-        .dpop(dpop);
+    let bearer = options.dpop.apply(
+        RequireBearerLayer::new(verifier)
+            .resource(resource)
+            .required_scopes(["mcp:tools"]),
+        |mut policy| {
+            if options.dpop_nonces {
+                policy = policy.nonces(dpop_nonces(options));
+            }
+            if let Some((_, replay)) = shared {
+                policy = policy.replay_cache(replay.clone());
+            }
+            policy
+        },
+    );
     let mut document = ProtectedResourceMetadata {
         resource: resource.to_owned(),
         authorization_servers: vec![authorization_server.issuer().to_owned()],
@@ -271,6 +276,9 @@ pub async fn start(options: Options) -> anyhow::Result<Running> {
              your own ApprovalPolicy in (or pass --auto-approve knowingly)"
         );
     };
+    for other in &options.other_resources {
+        config = config.resource(other);
+    }
     if options.opaque_tokens {
         config = config.token_format(TokenFormat::Opaque);
     }

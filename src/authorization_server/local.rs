@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 use super::grant::{hash, AccessStatus};
 use super::AuthorizationServer;
 use crate::clock::now_secs;
-use crate::server::{AuthData, AuthInfo, TokenVerifier, VerifyError};
+use crate::server::{AuthData, AuthInfo, ProtectedResource, TokenVerifier, VerifyError};
 
 /// Verifies the authorization server's own access tokens (JWT or opaque) against its store, in
 /// process: no JWKS fetch, no introspection call, and a revocation takes effect at once, JWTs
@@ -35,6 +35,35 @@ impl AuthorizationServer {
             server: self.clone(),
             audience: resource.into(),
         }
+    }
+
+    /// A resource this server issues tokens for, served by the same application: its tokens
+    /// checked in process ([`Self::local_verifier`]), this server named in its metadata, DPoP
+    /// accepted. Add its scopes, then mount [`ProtectedResource::router`] (or its layer and
+    /// metadata service) beside [`Self::router`].
+    ///
+    /// # Errors
+    /// [`ErrorKind::Config`] when this server was not configured to issue tokens for
+    /// `resource` ([`AuthorizationServerConfig::resource`](super::AuthorizationServerConfig::resource)),
+    /// or it is not an http(s) URL.
+    pub fn protected_resource(
+        &self,
+        resource: impl Into<String>,
+    ) -> crate::Result<ProtectedResource<LocalVerifier>> {
+        let resource = resource.into();
+        let issued = self.resolve_resource(Some(&resource)).map_err(|_| {
+            crate::Error::new(
+                crate::ErrorKind::Config,
+                format!(
+                    "the authorization server does not issue tokens for {resource}: add it with \
+                     AuthorizationServerConfig::resource"
+                ),
+            )
+        })?;
+        Ok(
+            ProtectedResource::new(issued.clone(), self.local_verifier(issued))?
+                .authorization_server(self.issuer()),
+        )
     }
 }
 

@@ -112,6 +112,9 @@ pub(crate) fn start(
     for (name, value) in &options.authorization_params {
         request = request.add_extra_param(name.clone(), value.clone());
     }
+    if needs_consent_prompt(&discovery.authorization_server, &requested_scopes, options) {
+        request = request.add_extra_param("prompt", "consent");
+    }
     let (url, state) = request.url();
     Ok(PendingAuthorization {
         url,
@@ -126,6 +129,24 @@ pub(crate) fn start(
         discovery: discovery.clone(),
         client: client.clone(),
     })
+}
+
+/// OpenID Connect Core §11: an OpenID provider ignores `offline_access` (no refresh token, and
+/// with no other scope, no grant at all) unless the user is asked for consent. So the request
+/// says `prompt=consent` when it asks an OpenID provider (one listing the `openid` scope) for
+/// `offline_access`, unless the caller set a `prompt` of its own. Other authorization servers
+/// get no `prompt`: the parameter is OpenID's, and forcing a consent screen costs users a click.
+fn needs_consent_prompt(
+    server: &crate::metadata::AuthorizationServerMetadata,
+    scopes: &[String],
+    options: &RequestOptions,
+) -> bool {
+    scopes.iter().any(|s| s == "offline_access")
+        && server.supports_scope("openid")
+        && !options
+            .authorization_params
+            .iter()
+            .any(|(name, _)| name == "prompt")
 }
 
 impl PendingAuthorization {

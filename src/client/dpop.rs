@@ -22,16 +22,56 @@ const MAX_NONCE_BYTES: usize = 1024;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum DpopMode {
-    /// DPoP when the authorization server lists an algorithm this client can sign with in
-    /// `dpop_signing_alg_values_supported`, or the resource requires DPoP-bound tokens; Bearer
-    /// otherwise.
+    /// DPoP when both other parties take it: the authorization server lists an algorithm this
+    /// client can sign with in `dpop_signing_alg_values_supported`, and the resource says it
+    /// takes DPoP (its metadata lists `dpop_signing_alg_values_supported` or requires bound
+    /// tokens, or it challenged with the `DPoP` scheme). Bearer otherwise, even where the
+    /// authorization server offers DPoP. A bound token refused by a resource that then offers
+    /// Bearer alone is replaced once by a Bearer one.
     #[default]
     Auto,
     /// Always DPoP (ES256 unless the server lists only ES384): a server that answers with a
-    /// Bearer token is refused.
+    /// Bearer token is refused, and so is a resource that takes Bearer tokens only
+    /// ([`ErrorKind::DpopNotAccepted`](crate::ErrorKind::DpopNotAccepted)).
     Required,
     /// Never DPoP: Bearer tokens only.
     Disabled,
+}
+
+/// What the resource has shown of DPoP beyond its metadata: its challenges.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum ResourceDpop {
+    /// Nothing beyond the metadata.
+    #[default]
+    Unknown,
+    /// A challenge offered the `DPoP` scheme.
+    Offered,
+    /// A DPoP-bound token was refused and the challenge offered Bearer alone.
+    Refused,
+}
+
+impl ResourceDpop {
+    /// What the challenges of a 401 or 403 say, given whether the request carried DPoP;
+    /// `None` when they say nothing new (no challenge, or only a Bearer one to a Bearer token).
+    pub(crate) fn from_challenges(headers: &HeaderMap, sent_dpop: bool) -> Option<Self> {
+        let mut bearer = false;
+        for value in headers.get_all(http::header::WWW_AUTHENTICATE) {
+            let Some(challenges) = value
+                .to_str()
+                .ok()
+                .and_then(|v| crate::challenge::parse_challenges(v).ok())
+            else {
+                continue;
+            };
+            for challenge in &challenges {
+                if challenge.is_scheme("dpop") {
+                    return Some(Self::Offered);
+                }
+                bearer |= challenge.is_scheme("bearer");
+            }
+        }
+        (bearer && sent_dpop).then_some(Self::Refused)
+    }
 }
 
 /// The algorithm to prove with for this authorization server and resource, `None` for Bearer.
@@ -39,7 +79,16 @@ pub(crate) fn algorithm_for(
     mode: DpopMode,
     authorization_server: &AuthorizationServerMetadata,
     resource: Option<&ProtectedResourceMetadata>,
+    seen: ResourceDpop,
 ) -> Option<DpopAlgorithm> {
+    let resource_algs: Option<Vec<DpopAlgorithm>> = resource
+        .and_then(|r| r.dpop_signing_alg_values_supported.as_ref())
+        .filter(|algs| !algs.is_empty())
+        .map(|algs| {
+            algs.iter()
+                .filter_map(|name| DpopAlgorithm::from_name(name))
+                .collect()
+        });
     let listed: Vec<DpopAlgorithm> = authorization_server
         .dpop_signing_alg_values_supported
         .iter()
@@ -47,16 +96,25 @@ pub(crate) fn algorithm_for(
         .filter_map(|name| DpopAlgorithm::from_name(name))
         .filter(|alg| alg.can_sign())
         .collect();
-    // ES256 first whenever it is listed: the cheapest and the most widely checked.
+    // ES256 first whenever both list it: the cheapest and the most widely checked.
+    let both_take = |alg: &DpopAlgorithm| {
+        listed.contains(alg) && resource_algs.as_ref().is_none_or(|r| r.contains(alg))
+    };
     let preferred = [DpopAlgorithm::ES256, DpopAlgorithm::ES384]
         .into_iter()
-        .find(|alg| listed.contains(alg));
+        .find(both_take);
     let required =
         mode == DpopMode::Required || resource.is_some_and(|r| r.dpop_bound_access_tokens_required);
+    let resource_takes = match seen {
+        ResourceDpop::Refused => false,
+        ResourceDpop::Offered => true,
+        ResourceDpop::Unknown => resource_algs.is_some(),
+    };
     match mode {
         DpopMode::Disabled => None,
         _ if required => Some(preferred.unwrap_or(DpopAlgorithm::ES256)),
-        _ => preferred,
+        _ if resource_takes => preferred,
+        _ => None,
     }
 }
 
@@ -173,38 +231,124 @@ mod tests {
         }
     }
 
+    fn resource(algs: Option<&[&str]>, required: bool) -> ProtectedResourceMetadata {
+        ProtectedResourceMetadata {
+            dpop_signing_alg_values_supported: algs
+                .map(|a| a.iter().map(|s| (*s).to_owned()).collect()),
+            dpop_bound_access_tokens_required: required,
+            ..Default::default()
+        }
+    }
+
     #[test]
-    fn dpop_is_used_when_offered_required_or_configured() {
+    fn auto_binds_only_when_both_servers_take_dpop() {
         use DpopAlgorithm::*;
+        use ResourceDpop::*;
         let auto = DpopMode::Auto;
-        assert_eq!(algorithm_for(auto, &server(None), None), None);
+        let offering = server(Some(&["RS256", "ES256"]));
+        let taking = resource(Some(&["ES256", "RS256"]), false);
+        let silent = resource(None, false);
+        // The authorization server offers DPoP, the resource says nothing of it: Bearer.
+        assert_eq!(algorithm_for(auto, &offering, Some(&silent), Unknown), None);
+        assert_eq!(algorithm_for(auto, &offering, None, Unknown), None);
+        // The resource takes it, by its metadata or by its challenge.
         assert_eq!(
-            algorithm_for(auto, &server(Some(&["RS256", "ES256"])), None),
+            algorithm_for(auto, &offering, Some(&taking), Unknown),
             Some(ES256)
         );
         assert_eq!(
-            algorithm_for(auto, &server(Some(&["ES384"])), None),
+            algorithm_for(auto, &offering, Some(&silent), Offered),
+            Some(ES256)
+        );
+        // A resource that refused a bound token is served Bearer, whatever its metadata says.
+        assert_eq!(algorithm_for(auto, &offering, Some(&taking), Refused), None);
+        // Only an algorithm both take.
+        assert_eq!(
+            algorithm_for(
+                auto,
+                &server(Some(&["ES256", "ES384"])),
+                Some(&resource(Some(&["ES384"]), false)),
+                Unknown
+            ),
             Some(ES384)
         );
-        assert_eq!(algorithm_for(auto, &server(Some(&["RS256"])), None), None);
-        let requiring = ProtectedResourceMetadata {
-            dpop_bound_access_tokens_required: true,
-            ..Default::default()
-        };
         assert_eq!(
-            algorithm_for(auto, &server(None), Some(&requiring)),
+            algorithm_for(
+                auto,
+                &server(Some(&["ES256"])),
+                Some(&resource(Some(&["EdDSA"]), false)),
+                Unknown
+            ),
+            None
+        );
+        // The authorization server does not offer it: Bearer.
+        assert_eq!(
+            algorithm_for(auto, &server(None), Some(&taking), Offered),
+            None
+        );
+        assert_eq!(
+            algorithm_for(auto, &server(Some(&["RS256"])), Some(&taking), Offered),
+            None
+        );
+    }
+
+    #[test]
+    fn dpop_is_used_when_required_or_configured() {
+        use DpopAlgorithm::*;
+        use ResourceDpop::*;
+        let requiring = resource(None, true);
+        assert_eq!(
+            algorithm_for(DpopMode::Auto, &server(None), Some(&requiring), Unknown),
             Some(ES256)
         );
         assert_eq!(
-            algorithm_for(DpopMode::Required, &server(None), None),
+            algorithm_for(DpopMode::Required, &server(None), None, Refused),
             Some(ES256)
         );
         assert_eq!(
             algorithm_for(
                 DpopMode::Disabled,
                 &server(Some(&["ES256"])),
-                Some(&requiring)
+                Some(&requiring),
+                Offered
             ),
+            None
+        );
+    }
+
+    #[test]
+    fn challenges_tell_whether_the_resource_takes_dpop() {
+        let headers = |values: &[&str]| {
+            let mut map = HeaderMap::new();
+            for v in values {
+                map.append(
+                    http::header::WWW_AUTHENTICATE,
+                    HeaderValue::from_str(v).unwrap(),
+                );
+            }
+            map
+        };
+        let both = headers(&[
+            r#"Bearer resource_metadata="https://r/x""#,
+            r#"DPoP algs="ES256""#,
+        ]);
+        let bearer = headers(&[r#"Bearer error="invalid_token""#]);
+        assert_eq!(
+            ResourceDpop::from_challenges(&both, false),
+            Some(ResourceDpop::Offered)
+        );
+        assert_eq!(
+            ResourceDpop::from_challenges(&both, true),
+            Some(ResourceDpop::Offered)
+        );
+        assert_eq!(
+            ResourceDpop::from_challenges(&bearer, true),
+            Some(ResourceDpop::Refused)
+        );
+        assert_eq!(ResourceDpop::from_challenges(&bearer, false), None);
+        assert_eq!(ResourceDpop::from_challenges(&HeaderMap::new(), true), None);
+        assert_eq!(
+            ResourceDpop::from_challenges(&headers(&[r#"Bearer realm="unterminated"#]), true),
             None
         );
     }

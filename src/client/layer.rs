@@ -384,6 +384,9 @@ where
         if status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN {
             return Ok(response);
         }
+        if status == StatusCode::UNAUTHORIZED {
+            session.note_challenges(response.headers(), sent_dpop)?;
+        }
         let challenge = read_challenge(response.headers(), sent_dpop);
         let generation = token.as_ref().map(|t| t.generation);
         // The copy is made before any await, so request bodies need not be Sync.

@@ -24,6 +24,7 @@ mod layer;
 mod postgres_store;
 mod registration;
 mod replay;
+mod retry;
 mod session;
 mod state;
 mod store;
@@ -49,6 +50,7 @@ pub use registration::{
     ClientRegistration, ClientSettings, RegistrationSource, TokenEndpointAuthMethod,
 };
 pub use replay::{replay_fn, CloneBodies, NoReplay, ReplayFn, ReplayPolicy};
+pub use retry::RetryTransient;
 pub use state::OAuthState;
 pub use store::{
     CredentialKey, CredentialStore, FileStore, MemoryStore, SealingKey, StoreLease,

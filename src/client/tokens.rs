@@ -347,10 +347,15 @@ fn parse_token_response(
     let status = response.status();
     if !status.is_success() {
         let Ok(error) = serde_json::from_slice::<OAuthErrorResponse>(response.body()) else {
-            return Err(Error::new(
+            let error = Error::new(
                 ErrorKind::InvalidResponse,
                 format!("the token endpoint answered the {grant_type} grant with {status} and no OAuth error"),
-            ));
+            );
+            return Err(if crate::http::passing_trouble(status) {
+                error.transient()
+            } else {
+                error
+            });
         };
         return Ok(Err(error));
     }
@@ -388,13 +393,17 @@ pub(crate) fn grant_error(grant_type: &str, error: &OAuthErrorResponse) -> Error
         .as_deref()
         .map(|d| format!(" ({})", printable(d, 200)))
         .unwrap_or_default();
-    Error::new(
+    let refused = Error::new(
         kind,
         format!(
             "the token endpoint refused the {grant_type} grant: {}{description}",
             printable(&error.error, 64)
         ),
-    )
+    );
+    match error.error.as_str() {
+        "server_error" | "temporarily_unavailable" => refused.transient(),
+        _ => refused,
+    }
 }
 
 pub(crate) fn token_set(

@@ -159,7 +159,10 @@ pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(300);
 const DEFAULT_CACHE_CAPACITY: usize = 10_000;
 
 impl<V: TokenVerifier> RequireBearerLayer<V> {
-    /// Protects with `verifier`, caching verified tokens (see [`Self::cache`]).
+    /// Protects with `verifier`, caching verified tokens (see [`Self::cache`]) and taking
+    /// DPoP-bound tokens beside Bearer ones ([`DpopPolicy::accepted`]: every proof checked,
+    /// replays refused), so a client that got a bound token from an authorization server
+    /// offering DPoP is served. [`Self::without_dpop`] takes Bearer tokens only.
     pub fn new(verifier: V) -> Self {
         Self {
             config: Config {
@@ -175,6 +178,7 @@ impl<V: TokenVerifier> RequireBearerLayer<V> {
                 dpop: None,
             },
         }
+        .dpop(DpopPolicy::accepted())
     }
 
     /// The canonical URL of the protected resource. Tokens must name it in `aud` (RFC 8707);
@@ -191,8 +195,9 @@ impl<V: TokenVerifier> RequireBearerLayer<V> {
         self
     }
 
-    /// Takes DPoP-bound tokens too (RFC 9449), or only them: see [`DpopPolicy`]. The
-    /// challenges then offer the DPoP scheme with its `algs`.
+    /// How DPoP-bound tokens (RFC 9449) are taken: beside Bearer ones (the default,
+    /// [`DpopPolicy::accepted`]) or only them ([`DpopPolicy::required`]), with which algorithms,
+    /// nonces and replay cache. The challenges offer the DPoP scheme with its `algs`.
     pub fn dpop(mut self, policy: DpopPolicy) -> Self {
         Arc::make_mut(&mut self.config.challenges).dpop = Some(DpopChallenge {
             algs: policy.algs(),
@@ -203,10 +208,21 @@ impl<V: TokenVerifier> RequireBearerLayer<V> {
         self
     }
 
+    /// Takes Bearer tokens only: `Authorization: DPoP` is answered like any unknown scheme,
+    /// the challenges and the metadata ([`Self::describe`]) offer Bearer alone, and a
+    /// DPoP-bound token sent as Bearer is still refused.
+    pub fn without_dpop(mut self) -> Self {
+        Arc::make_mut(&mut self.config.challenges).dpop = None;
+        self.config.dpop = None;
+        self
+    }
+
     /// Fills in what the protected resource metadata says of DPoP
     /// (`dpop_signing_alg_values_supported`, `dpop_bound_access_tokens_required`), so the
     /// document and the layer agree.
     pub fn describe(&self, metadata: &mut crate::metadata::ProtectedResourceMetadata) {
+        metadata.dpop_signing_alg_values_supported = None;
+        metadata.dpop_bound_access_tokens_required = false;
         if let Some(policy) = &self.config.dpop {
             metadata.dpop_signing_alg_values_supported = Some(
                 policy
@@ -680,6 +696,15 @@ impl<V: TokenVerifier> Config<V> {
 }
 
 impl Challenges {
+    /// The schemes this resource takes, for the log.
+    fn accepted_schemes(&self) -> &'static str {
+        match &self.dpop {
+            None => "Bearer",
+            Some(dpop) if dpop.required => "DPoP",
+            Some(_) => "Bearer, DPoP",
+        }
+    }
+
     fn challenge(&self) -> BearerChallenge {
         BearerChallenge {
             realm: self.realm.clone(),
@@ -735,6 +760,15 @@ impl Challenges {
             Rejection::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Rejection::UnsupportedEncoding => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         };
+        if *rejection == Rejection::UnsupportedScheme {
+            // Info, not debug: a client and a resource that disagree on the scheme is a
+            // misconfiguration an operator needs to see.
+            tracing::info!(
+                accepted = self.accepted_schemes(),
+                "a request came in an authorization scheme this resource does not take; \
+                 answered with a challenge for the schemes it takes"
+            );
+        }
         tracing::debug!(?rejection, %status, "bearer token rejected");
         let mut response = Response::new(B::default());
         *response.status_mut() = status;

@@ -11,6 +11,7 @@ mod introspection;
 mod jwt;
 mod mcp;
 mod mcp_scopes;
+mod protected;
 mod resource_metadata;
 #[cfg(feature = "rmcp-server")]
 mod rmcp_sse;
@@ -30,6 +31,7 @@ pub use jwt::{
 };
 pub use mcp::{McpScopes, DEFAULT_MAX_MCP_BODY_BYTES};
 pub use mcp_scopes::{RequireMcpScopes, RequireMcpScopesLayer};
+pub use protected::ProtectedResource;
 pub use resource_metadata::ResourceMetadataService;
 #[cfg(feature = "rmcp-server")]
 pub use rmcp_sse::{

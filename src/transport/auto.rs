@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, Mutex};
 use tower::Service;
 
 use crate::error::{BoxError, Error, Result};
-use crate::transport::common::{refused_with, Incoming, INCOMING_CAPACITY};
+use crate::transport::common::{self, refused_with, Incoming, INCOMING_CAPACITY};
 use crate::transport::legacy_sse::{LegacyShared, LegacySseConfig};
 use crate::transport::streamable_http::{Shared, StreamableHttpConfig};
 
@@ -31,7 +31,7 @@ impl<S> Clone for Chosen<S> {
 }
 
 struct AutoShared<S> {
-    service: S,
+    service: common::SharedService<S>,
     streamable: StreamableHttpConfig,
     legacy: LegacySseConfig,
     sender: mpsc::Sender<Incoming>,
@@ -126,7 +126,7 @@ fn falls_back(error: &Error) -> bool {
 
 impl<S, B> AutoTransport<S>
 where
-    S: Service<Request<Full<Bytes>>, Response = Response<B>> + Clone + Send + Sync + 'static,
+    S: Service<Request<Full<Bytes>>, Response = Response<B>> + Clone + Send + 'static,
     S::Error: Into<BoxError>,
     S::Future: Send + 'static,
     B: Body<Data = Bytes> + Send + Unpin + 'static,
@@ -139,7 +139,7 @@ where
         let (sender, receiver) = mpsc::channel(INCOMING_CAPACITY);
         Self {
             shared: Arc::new(AutoShared {
-                service,
+                service: common::SharedService::new(service),
                 streamable,
                 legacy,
                 sender,
@@ -178,7 +178,7 @@ where
                 };
             }
             let streamable = Shared::new(
-                shared.service.clone(),
+                shared.service.get(),
                 shared.streamable.clone(),
                 shared.sender.clone(),
             );
@@ -189,7 +189,7 @@ where
                     tracing::info!(%error, "Streamable HTTP refused; falling back to HTTP+SSE");
                     // If the server speaks neither, the first refusal says more than the second.
                     let legacy = LegacyShared::connect(
-                        shared.service.clone(),
+                        shared.service.get(),
                         shared.legacy.clone(),
                         shared.sender.clone(),
                     )

@@ -55,16 +55,47 @@ pub(crate) fn refused_with(error: &Error) -> Option<StatusCode> {
 
 /// Sends `request` through a clone of `service`, so the transport's handle stays ready for
 /// the next caller.
-pub(crate) async fn call<S, B>(service: &S, request: Request<Full<Bytes>>) -> Result<Response<B>>
+pub(crate) async fn call<S, B>(
+    service: &SharedService<S>,
+    request: Request<Full<Bytes>>,
+) -> Result<Response<B>>
 where
     S: Service<Request<Full<Bytes>>, Response = Response<B>> + Clone,
     S::Error: Into<BoxError>,
 {
     service
-        .clone()
+        .get()
         .oneshot(request)
         .await
         .map_err(Error::from_service)
+}
+
+/// The tower service a transport shares with its background tasks. Held under a lock that
+/// is taken only to clone it, so a service that is `Send` but not `Sync` (a
+/// `tower::util::BoxCloneService`) serves a transport shared between tasks.
+pub(crate) struct SharedService<S>(Mutex<S>);
+
+impl<S: Clone> SharedService<S> {
+    pub(crate) fn new(service: S) -> Self {
+        Self(Mutex::new(service))
+    }
+
+    /// A clone to call: each request drives its own.
+    pub(crate) fn get(&self) -> S {
+        self.0.locked().clone()
+    }
+}
+
+impl<S: Clone> Clone for SharedService<S> {
+    fn clone(&self) -> Self {
+        Self::new(self.get())
+    }
+}
+
+impl<S> std::fmt::Debug for SharedService<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SharedService")
+    }
 }
 
 /// A transport's background tasks: every one is tracked, and all stop with the transport.

@@ -116,7 +116,7 @@ impl LegacySseConfig {
 const REINITIALIZE_ID: &str = "tower-mcp-oauth/reinitialize";
 
 pub(crate) struct LegacyShared<S> {
-    service: S,
+    service: common::SharedService<S>,
     config: LegacySseConfig,
     sse_url: Url,
     endpoint: watch::Sender<Option<String>>,
@@ -181,7 +181,7 @@ impl<S> std::fmt::Debug for LegacySseTransport<S> {
 
 impl<S, B> LegacySseTransport<S>
 where
-    S: Service<Request<Full<Bytes>>, Response = Response<B>> + Clone + Send + Sync + 'static,
+    S: Service<Request<Full<Bytes>>, Response = Response<B>> + Clone + Send + 'static,
     S::Error: Into<BoxError>,
     S::Future: Send + 'static,
     B: Body<Data = Bytes> + Send + Unpin + 'static,
@@ -263,7 +263,7 @@ impl<S> Drop for LegacySseTransport<S> {
 
 impl<S, B> LegacyShared<S>
 where
-    S: Service<Request<Full<Bytes>>, Response = Response<B>> + Clone + Send + Sync + 'static,
+    S: Service<Request<Full<Bytes>>, Response = Response<B>> + Clone + Send + 'static,
     S::Error: Into<BoxError>,
     S::Future: Send + 'static,
     B: Body<Data = Bytes> + Send + Unpin + 'static,
@@ -279,7 +279,7 @@ where
         })?;
         let (endpoint, mut endpoint_seen) = watch::channel(None);
         let shared = Arc::new(Self {
-            service,
+            service: common::SharedService::new(service),
             config,
             sse_url,
             endpoint,

@@ -22,7 +22,7 @@ use tower::{Service, ServiceExt};
 use crate::challenge::BearerChallenge;
 use crate::error::{BoxError, Error, ErrorKind};
 use crate::http::{has_media_type, read_limited, ReadError};
-use crate::transport::common::{LAST_EVENT_ID, SESSION_ID};
+use crate::transport::common::{self, LAST_EVENT_ID, SESSION_ID};
 use crate::transport::DEFAULT_MAX_MESSAGE_BYTES;
 
 const ACCEPT_BOTH: &str = "application/json, text/event-stream";
@@ -67,13 +67,15 @@ const RESERVED: [&str; 5] = [
 /// rmcp's `StreamableHttpClient` over a tower service.
 #[derive(Debug, Clone)]
 pub struct TowerHttpClient<S> {
-    service: S,
+    service: common::SharedService<S>,
 }
 
-impl<S> TowerHttpClient<S> {
+impl<S: Clone> TowerHttpClient<S> {
     /// Sends rmcp's requests through `service`.
     pub fn new(service: S) -> Self {
-        Self { service }
+        Self {
+            service: common::SharedService::new(service),
+        }
     }
 }
 
@@ -205,7 +207,7 @@ where
 
     async fn send(&self, request: Request<Full<Bytes>>) -> Result<Response<B>, Failure> {
         self.service
-            .clone()
+            .get()
             .oneshot(request)
             .await
             .map_err(transport_error)
@@ -334,7 +336,7 @@ where
 
 impl<S, B> StreamableHttpClient for TowerHttpClient<S>
 where
-    S: Service<Request<Full<Bytes>>, Response = Response<B>> + Clone + Send + Sync + 'static,
+    S: Service<Request<Full<Bytes>>, Response = Response<B>> + Clone + Send + 'static,
     S::Error: Into<BoxError>,
     S::Future: Send + 'static,
     B: Body<Data = Bytes> + Send + 'static,
@@ -477,7 +479,7 @@ macro_rules! rmcp_client_transport {
     ($transport:ident) => {
         impl<S, B> rmcp::transport::Transport<rmcp::RoleClient> for crate::transport::$transport<S>
         where
-            S: Service<Request<Full<Bytes>>, Response = Response<B>> + Clone + Send + Sync + 'static,
+            S: Service<Request<Full<Bytes>>, Response = Response<B>> + Clone + Send + 'static,
             S::Error: Into<BoxError>,
             S::Future: Send + 'static,
             B: Body<Data = Bytes> + Send + Unpin + 'static,

@@ -26,7 +26,7 @@ use url::Url;
 use crate::client::authorization::PendingAuthorization;
 use crate::client::config::OAuthConfig;
 use crate::client::discovery::Discovery;
-use crate::client::dpop::NonceCell;
+use crate::client::dpop::{NonceCell, ResourceDpop};
 use crate::client::registration::ClientRegistration;
 use crate::client::store::{CredentialKey, StoredCredentials};
 use crate::client::tokens::TokenSet;
@@ -49,6 +49,8 @@ pub(crate) struct SessionState {
     /// the store as if another process had just signed in.
     pub(crate) dropped_access: Option<[u8; 32]>,
     pub(crate) pending: Option<PendingAuthorization>,
+    /// What the resource's challenges said of DPoP.
+    pub(crate) resource_dpop: ResourceDpop,
 }
 
 /// Sessions get process-unique ids (not addresses, which a later session could reuse).
@@ -116,6 +118,32 @@ impl Session {
         uri_scheme == scheme
             && uri.host().is_some_and(|h| h.eq_ignore_ascii_case(host))
             && uri.port_u16().unwrap_or(default_port) == *port
+    }
+
+    /// Takes in what a 401 or 403's challenges say of DPoP. `Err` when a bound token was
+    /// refused by a resource that offers Bearer alone while only DPoP is allowed.
+    pub(crate) fn note_challenges(&self, headers: &http::HeaderMap, sent_dpop: bool) -> Result<()> {
+        let Some(seen) = ResourceDpop::from_challenges(headers, sent_dpop) else {
+            return Ok(());
+        };
+        if seen == ResourceDpop::Refused {
+            if self.config.dpop == crate::client::DpopMode::Required {
+                return Err(Error::new(
+                    ErrorKind::DpopNotAccepted,
+                    "the MCP server refused the DPoP-bound token and offers Bearer tokens only, \
+                     but the client is set to DpopMode::Required: allow Bearer (DpopMode::Auto) \
+                     or make the server take DPoP",
+                ));
+            }
+            if self.with(|s| s.resource_dpop) != ResourceDpop::Refused {
+                tracing::info!(
+                    "the MCP server refused the DPoP-bound token and offers Bearer tokens only; \
+                     signing in again for a Bearer token"
+                );
+            }
+        }
+        self.with(|s| s.resource_dpop = seen);
+        Ok(())
     }
 
     /// The store's resource key: the MCP server URL as configured.

@@ -10,7 +10,7 @@ use crate::challenge::BearerChallenge;
 use crate::client::authorization::{self, PendingAuthorization};
 use crate::client::device::DeviceRequest;
 use crate::client::discovery::{discover, Discovery};
-use crate::client::dpop::{self, DpopSigner};
+use crate::client::dpop::{self, DpopSigner, ResourceDpop};
 use crate::client::grant::{Grant, JWT_BEARER_GRANT};
 use crate::client::registration::{obtain_client, ClientRegistration, RegistrationSource};
 use crate::client::store::CredentialKey;
@@ -143,6 +143,7 @@ impl Session {
             self.config.dpop,
             &discovery.authorization_server,
             discovery.resource_metadata.as_ref(),
+            self.with(|s| s.resource_dpop),
         ) else {
             return Ok(None);
         };
@@ -309,6 +310,25 @@ impl Session {
         challenge: Option<&BearerChallenge>,
         scopes: Option<Vec<String>>,
     ) -> Result<TokenSet> {
+        // Whatever ends a sign-in that reached the user is not for a retry to repeat.
+        let asked_user = std::sync::atomic::AtomicBool::new(false);
+        self.authorize_interactively_once(challenge, scopes, &asked_user)
+            .await
+            .map_err(|e| {
+                if asked_user.load(std::sync::atomic::Ordering::Relaxed) {
+                    e.in_sign_in()
+                } else {
+                    e
+                }
+            })
+    }
+
+    async fn authorize_interactively_once(
+        &self,
+        challenge: Option<&BearerChallenge>,
+        scopes: Option<Vec<String>>,
+        asked_user: &std::sync::atomic::AtomicBool,
+    ) -> Result<TokenSet> {
         if self.config.handler.is_none() && self.config.device_prompt.is_none() {
             return Err(Error::new(
                 ErrorKind::NotAuthorized,
@@ -342,6 +362,7 @@ impl Session {
             .or_else(|| self.config.scopes.clone())
             .unwrap_or_else(|| select_scopes(challenge, &discovery));
         if self.signs_in_on_device(&discovery) {
+            asked_user.store(true, std::sync::atomic::Ordering::Relaxed);
             return self.authorize_on_device(&discovery, &scopes).await;
         }
         let handler = self.config.handler.clone().ok_or_else(|| {
@@ -357,6 +378,7 @@ impl Session {
             let pending = self
                 .begin(&discovery, scopes.clone(), &redirect_uri)
                 .await?;
+            asked_user.store(true, std::sync::atomic::Ordering::Relaxed);
             let redirect = handler.authorize(&pending.url).await?;
             let callback = pending.verify_redirect(&redirect)?;
             match self.finish(&pending, &callback.code).await {
@@ -441,7 +463,8 @@ impl Session {
         let Some(record) = self.config.store.load(key).await? else {
             return Ok(None);
         };
-        let dropped = self.with(|s| s.dropped_access);
+        let (dropped, refuses_dpop) =
+            self.with(|s| (s.dropped_access, s.resource_dpop == ResourceDpop::Refused));
         let pre_registered = self.config.client.pre_registered.as_ref();
         let same_client = match (pre_registered, &record.client) {
             (Some(ours), Some(theirs)) => ours.client_id == theirs.client_id,
@@ -453,7 +476,8 @@ impl Session {
             // issued to this client, for at least the scopes configured.
             !t.expires_within(self.config.refresh_margin.as_secs())
                 && tokens::is_attachable(t.access_token.expose())
-                && (!t.token_type.eq_ignore_ascii_case("dpop") || t.dpop_key.is_some())
+                && (!t.token_type.eq_ignore_ascii_case("dpop")
+                    || (t.dpop_key.is_some() && !refuses_dpop))
                 && same_client
                 && self
                     .config
@@ -501,6 +525,10 @@ impl Session {
             return Ok(false);
         };
         if current.refresh_token.is_none() {
+            return Ok(false);
+        }
+        if current.dpop_key.is_some() && self.dpop_key_for(&discovery)?.is_none() {
+            // A bound refresh token gives bound tokens, which the resource refused.
             return Ok(false);
         }
         if client.secret_expired(now_secs()) {

@@ -115,7 +115,7 @@ impl StreamableHttpConfig {
 }
 
 pub(crate) struct Shared<S> {
-    service: S,
+    service: common::SharedService<S>,
     config: StreamableHttpConfig,
     session: Mutex<Option<HeaderValue>>,
     /// The server forgot the session: until a new `initialize` succeeds, other messages fail
@@ -188,7 +188,7 @@ enum Answer {
 
 impl<S, B> StreamableHttpTransport<S>
 where
-    S: Service<Request<Full<Bytes>>, Response = Response<B>> + Clone + Send + Sync + 'static,
+    S: Service<Request<Full<Bytes>>, Response = Response<B>> + Clone + Send + 'static,
     S::Error: Into<BoxError>,
     S::Future: Send + 'static,
     B: Body<Data = Bytes> + Send + Unpin + 'static,
@@ -247,7 +247,7 @@ where
 
 impl<S, B> Shared<S>
 where
-    S: Service<Request<Full<Bytes>>, Response = Response<B>> + Clone + Send + Sync + 'static,
+    S: Service<Request<Full<Bytes>>, Response = Response<B>> + Clone + Send + 'static,
     S::Error: Into<BoxError>,
     S::Future: Send + 'static,
     B: Body<Data = Bytes> + Send + Unpin + 'static,
@@ -259,7 +259,7 @@ where
         incoming: mpsc::Sender<Incoming>,
     ) -> Arc<Self> {
         Arc::new(Self {
-            service,
+            service: common::SharedService::new(service),
             sends: tokio::sync::Semaphore::new(config.max_concurrent_sends.max(1)),
             config,
             session: Mutex::new(None),

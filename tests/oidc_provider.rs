@@ -1,0 +1,261 @@
+//! The parts together, in their default settings, with an identity provider nobody here wrote:
+//! oidc-provider from the npm registry (`tests/oidc_provider/`), in its default configuration
+//! (DPoP offered, no dynamic registration, RS256 keys) with one pre-registered native client.
+//! The `oauth-client` example and `mcp-oauth call` sign in through it (a scripted browser follows
+//! the redirects) and call a tool of the `protected_server` example, run as a user runs them.
+//!
+//! `.ci/run` installs oidc-provider and sets `REQUIRE_OIDC_PROVIDER_TESTS=1`; without it (or
+//! without the examples built, as `cargo test --all-features` does) these tests say what they
+//! skipped and pass.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, ChildStdin, Command};
+
+const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/oidc_provider");
+const BRIDGE: &str = env!("CARGO_BIN_EXE_mcp-oauth");
+const CLIENT_ID: &str = "mcp-client";
+/// Each program gets this long to print what the test waits for, or to finish.
+const STEP: Duration = Duration::from_secs(60);
+
+fn example(name: &str) -> PathBuf {
+    Path::new(BRIDGE)
+        .parent()
+        .expect("the binary lives in a directory")
+        .join("examples")
+        .join(name)
+}
+
+/// Whether everything these tests run is here; when not, says what is missing (and fails when
+/// CI requires them).
+fn ready() -> bool {
+    let mut missing = Vec::new();
+    if !Path::new(DIR)
+        .join("node_modules/oidc-provider/package.json")
+        .exists()
+    {
+        missing.push("oidc-provider (npm ci in tests/oidc_provider)".to_owned());
+    }
+    for name in ["protected_server", "oauth-client"] {
+        if !example(name).exists() {
+            missing.push(format!(
+                "the {name} example (built by cargo test --all-features)"
+            ));
+        }
+    }
+    if missing.is_empty() {
+        return true;
+    }
+    let what = missing.join(", ");
+    if std::env::var_os("REQUIRE_OIDC_PROVIDER_TESTS").is_some_and(|v| v == "1") {
+        panic!("REQUIRE_OIDC_PROVIDER_TESTS=1 but missing: {what}");
+    }
+    eprintln!("skipped: missing {what}");
+    false
+}
+
+/// A child process whose standard output the test reads line by line.
+struct Running {
+    _child: Child,
+    lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    /// Held open: oidc-provider exits when it closes.
+    _stdin: Option<ChildStdin>,
+}
+
+impl Running {
+    fn start(mut command: Command) -> Self {
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the program starts");
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        Self {
+            _stdin: child.stdin.take(),
+            _child: child,
+            lines,
+        }
+    }
+
+    /// The rest of the first line that starts with `prefix`.
+    async fn value_after(&mut self, prefix: &str) -> String {
+        let wait = async {
+            while let Some(line) = self.lines.next_line().await.unwrap() {
+                if let Some(rest) = line.strip_prefix(prefix) {
+                    return rest.trim().to_owned();
+                }
+            }
+            panic!("the program ended before printing {prefix:?}");
+        };
+        tokio::time::timeout(STEP, wait)
+            .await
+            .unwrap_or_else(|_| panic!("no {prefix:?} line within {STEP:?}"))
+    }
+}
+
+async fn identity_provider() -> (Running, String) {
+    let mut command = Command::new("node");
+    command.arg("provider.mjs").current_dir(DIR);
+    // Its notices are not what a failing test needs to show.
+    command.stderr(Stdio::null());
+    let mut provider = Running::start(command);
+    let issuer = provider.value_after("ISSUER ").await;
+    (provider, issuer)
+}
+
+/// `protected_server --issuer <oidc-provider>` with `flags`; its MCP URL.
+async fn protected_server(issuer: &str, flags: &[&str]) -> (Running, String) {
+    let mut command = Command::new(example("protected_server"));
+    command
+        .args(["--issuer", issuer, "--port", "0"])
+        .args(flags);
+    let mut server = Running::start(command);
+    let url = server.value_after("MCP server:").await;
+    (server, url)
+}
+
+/// A `BROWSER` for the clients: the scripted user of `browser.mjs`, started in the background
+/// as a browser is, writing what it ended on to `browser.log`.
+fn browser(dir: &Path) -> PathBuf {
+    let script = dir.join("browser.sh");
+    let log = dir.join("browser.log");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nnode '{DIR}/browser.mjs' \"$1\" >> '{}' 2>&1 &\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    script
+}
+
+/// Runs a client to the end; its standard output, or a panic with everything it printed.
+async fn run_client(mut command: Command, dir: &Path) -> String {
+    command
+        .env("BROWSER", browser(dir))
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(STEP, command.output())
+        .await
+        .expect("the client finishes")
+        .expect("the client starts");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let browser = std::fs::read_to_string(dir.join("browser.log")).unwrap_or_default();
+    assert!(
+        output.status.success(),
+        "the client failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}\n--- browser\n{browser}",
+        output.status
+    );
+    stdout
+}
+
+/// What `whoami` answered: the `AuthInfo` the resource server handed the tool.
+fn whoami(stdout: &str) -> Value {
+    // `oauth-client` prints the tools, then `whoami -> <content>`.
+    let (_, printed) = stdout
+        .split_once("whoami -> ")
+        .expect("the tool's content is printed");
+    // Log lines may follow (the example logs to standard output).
+    let content: Value = serde_json::Deserializer::from_str(printed)
+        .into_iter()
+        .next()
+        .expect("content follows")
+        .expect("content is JSON");
+    let text = content[0]["text"].as_str().expect("a text answer");
+    serde_json::from_str(text).expect("whoami answers JSON")
+}
+
+/// The tokens a plain credentials file holds for the one server it knows.
+fn stored_tokens(path: &Path) -> Value {
+    let file: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    file["records"][0][1]["tokens"].clone()
+}
+
+/// The `oauth-client` example against `protected_server` with `flags`: signs in at
+/// oidc-provider, calls `whoami`; what the tool saw, and the tokens kept.
+async fn oauth_client_against(flags: &[&str]) -> Option<(Value, Value)> {
+    if !ready() {
+        return None;
+    }
+    let (_provider, issuer) = identity_provider().await;
+    let (_server, mcp_url) = protected_server(&issuer, flags).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("credentials.json");
+    let mut client = Command::new(example("oauth-client"));
+    client
+        .arg(&mcp_url)
+        .args(["--client-id", CLIENT_ID, "--tool", "whoami", "--store"])
+        .arg(&store);
+    let stdout = run_client(client, dir.path()).await;
+    let seen = whoami(&stdout);
+    assert_eq!(seen["subject"], "alice");
+    assert_eq!(seen["issuer"], issuer.as_str());
+    assert_eq!(seen["audience"], serde_json::json!([mcp_url]));
+    Some((seen, stored_tokens(&store)))
+}
+
+#[tokio::test]
+async fn by_default_the_token_is_dpop_bound_and_refreshable() {
+    let Some((seen, tokens)) = oauth_client_against(&[]).await else {
+        return;
+    };
+    // Both servers take DPoP, so the client binds: the resource checked the thumbprint.
+    assert!(seen["dpop_jkt"].is_string(), "{seen}");
+    assert_eq!(tokens["token_type"], "DPoP");
+    // offline_access asked of an OpenID provider with prompt=consent: it issued a refresh
+    // token instead of dropping the scope (or denying a request left with no scope).
+    assert!(tokens["refresh_token"].is_string(), "{tokens}");
+}
+
+#[tokio::test]
+async fn a_resource_that_requires_dpop_gets_bound_tokens() {
+    let Some((seen, tokens)) = oauth_client_against(&["--dpop", "required"]).await else {
+        return;
+    };
+    assert!(seen["dpop_jkt"].is_string(), "{seen}");
+    assert_eq!(tokens["token_type"], "DPoP");
+}
+
+#[tokio::test]
+async fn a_resource_without_dpop_gets_bearer_tokens_though_the_provider_offers_dpop() {
+    let Some((seen, tokens)) = oauth_client_against(&["--dpop", "off"]).await else {
+        return;
+    };
+    assert!(seen["dpop_jkt"].is_null(), "{seen}");
+    assert_eq!(tokens["token_type"], "Bearer");
+}
+
+#[tokio::test]
+async fn mcp_oauth_call_signs_in_and_calls_a_tool() {
+    if !ready() {
+        return;
+    }
+    let (_provider, issuer) = identity_provider().await;
+    let (_server, mcp_url) = protected_server(&issuer, &[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("credentials.json");
+    let mut bridge = Command::new(BRIDGE);
+    bridge
+        .args(["call", &mcp_url, "whoami", "--client-id", CLIENT_ID])
+        .args(["--store", "file", "--store-file"])
+        .arg(&store);
+    let stdout = run_client(bridge, dir.path()).await;
+    assert!(stdout.contains("alice"), "{stdout}");
+    assert!(stdout.contains("dpop_jkt"), "{stdout}");
+    let tokens = stored_tokens(&store);
+    assert_eq!(tokens["token_type"], "DPoP");
+    assert!(tokens["refresh_token"].is_string(), "{tokens}");
+}
