@@ -107,7 +107,7 @@ async fn main() -> anyhow::Result<()> {
         redirect.origin().ascii_serialization(),
         redirect.path()
     );
-    let tokens = oauth_state.handle_redirect(redirect.as_str()).await?;
+    let tokens = oauth_state.handle_callback(redirect.as_str()).await?;
     println!(
         "6. state and iss checked, code exchanged: access token {} (an ES256 JWT), scopes [{}], expires at unix time {}",
         short(tokens.access_token.expose()),

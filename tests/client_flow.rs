@@ -105,9 +105,9 @@ async fn the_seed_api_works_as_written() {
 
     // The user's browser: follow the authorization URL and read the redirect.
     let redirect = headless().authorize(&auth_url).await.unwrap();
-    let params: std::collections::HashMap<_, _> = redirect.query_pairs().into_owned().collect();
+    // The query string alone will do.
     let credentials = oauth_state
-        .handle_callback(&params["code"], &params["state"])
+        .handle_callback(redirect.query().unwrap())
         .await
         .unwrap();
     assert!(credentials.access_token.expose().starts_with("at-"));
@@ -155,27 +155,33 @@ fn with_param(url: &Url, name: &str, value: Option<&str>) -> String {
 }
 
 #[tokio::test]
-async fn handle_redirect_checks_state_iss_and_errors() {
+async fn handle_callback_checks_state_iss_and_errors() {
     let server = start(Behaviour::default()).await;
 
     let (mut state, redirect) = started_state(&server).await;
     let err = state
-        .handle_redirect(&with_param(&redirect, "state", Some("forged")))
+        .handle_callback(&with_param(&redirect, "state", Some("forged")))
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::StateMismatch);
 
     let err = state
-        .handle_redirect(&with_param(&redirect, "iss", Some("https://evil.example")))
+        .handle_callback(&with_param(&redirect, "iss", Some("https://evil.example")))
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::IssuerMismatch);
 
-    // The server advertises RFC 9207, so a missing iss is refused.
-    let err = state
-        .handle_redirect(&with_param(&redirect, "iss", None))
-        .await
-        .unwrap_err();
+    // The server advertises RFC 9207, so a missing iss is refused, in a whole URL or in a
+    // query string alone (the old two-argument handle_callback let this through).
+    let without_iss = with_param(&redirect, "iss", None);
+    let err = state.handle_callback(&without_iss).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::IssuerMismatch);
+    let query = Url::parse(&without_iss)
+        .unwrap()
+        .query()
+        .unwrap()
+        .to_owned();
+    let err = state.handle_callback(&query).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::IssuerMismatch);
 
     let denied = format!(
@@ -187,16 +193,16 @@ async fn handle_redirect_checks_state_iss_and_errors() {
             .unwrap()
             .1
     );
-    let err = state.handle_redirect(&denied).await.unwrap_err();
+    let err = state.handle_callback(&denied).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::AuthorizationDenied);
     assert!(err.to_string().contains("access_denied"));
 
     let elsewhere = redirect.as_str().replace("127.0.0.1:7", "127.0.0.1:8");
-    let err = state.handle_redirect(&elsewhere).await.unwrap_err();
+    let err = state.handle_callback(&elsewhere).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::UnexpectedRedirect);
 
     // The genuine redirect still completes: nothing above consumed the pending authorization.
-    let tokens = state.handle_redirect(redirect.as_str()).await.unwrap();
+    let tokens = state.handle_callback(redirect.as_str()).await.unwrap();
     assert!(!tokens.access_token.expose().is_empty());
 
     // handle_callback checks state too.
@@ -207,7 +213,10 @@ async fn handle_redirect_checks_state_iss_and_errors() {
         .unwrap()
         .1
         .into_owned();
-    let err = state.handle_callback(&code, "forged").await.unwrap_err();
+    let err = state
+        .handle_callback(&format!("code={code}&state=forged"))
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::StateMismatch);
     assert!(!err.to_string().contains(&code), "no code in messages");
 }
@@ -221,13 +230,13 @@ async fn iss_is_optional_when_not_advertised_but_checked_when_present() {
     })
     .await;
     let (mut state, redirect) = started_state(&server).await;
-    state.handle_redirect(redirect.as_str()).await.unwrap();
+    state.handle_callback(redirect.as_str()).await.unwrap();
 
     server.set(|b| b.redirect_iss = Some(Some("http://127.0.0.1:1".into())));
     let (mut state, redirect) = started_state(&server).await;
     assert_eq!(
         state
-            .handle_redirect(redirect.as_str())
+            .handle_callback(redirect.as_str())
             .await
             .unwrap_err()
             .kind(),

@@ -128,7 +128,7 @@ async fn the_authorization_server_logs_no_secrets() {
     let url = Url::parse(&state.get_authorization_url().await.unwrap()).unwrap();
     let redirect = headless().authorize(&url).await.unwrap();
     let code = support::query(&redirect, "code").unwrap();
-    let first = state.handle_redirect(redirect.as_str()).await.unwrap();
+    let first = state.handle_callback(redirect.as_str()).await.unwrap();
     // One authorized call, so the resource server introspects with its own secret.
     let client = state.to_authorized_http_client().await.unwrap();
     let ping = http::Request::post(&running.mcp_url)

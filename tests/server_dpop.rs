@@ -134,11 +134,11 @@ async fn the_layer_takes_dpop_by_default_with_every_check() {
     // The replay cache is on.
     let replayed = call(&f.url, "DPoP bound", &[&good]).await;
     assert_eq!(dpop_error(&replayed), "invalid_dpop_proof");
-    // The thumbprint is checked.
+    // The thumbprint is checked: a token bound to another key is refused.
     let stolen = proof(&f.key, "POST", RESOURCE, "elsewhere");
     assert_eq!(
         dpop_error(&call(&f.url, "DPoP elsewhere", &[&stolen]).await),
-        "invalid_dpop_proof"
+        "invalid_token"
     );
     // Bearer still works, and a request without credentials is offered both schemes.
     assert_eq!(

@@ -251,3 +251,56 @@ fn state_mismatch() -> Error {
         "the state in the authorization response does not match the request: possible CSRF, not continuing",
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metadata::AuthorizationServerMetadata;
+
+    fn server(scopes: &[&str]) -> AuthorizationServerMetadata {
+        AuthorizationServerMetadata {
+            issuer: "https://idp.example.com".into(),
+            scopes_supported: Some(scopes.iter().map(|s| (*s).to_owned()).collect()),
+            ..Default::default()
+        }
+    }
+
+    fn asking(scopes: &[&str]) -> Vec<String> {
+        scopes.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn offline_access_at_an_openid_provider_asks_for_consent() {
+        let openid = server(&["openid", "offline_access"]);
+        let options = RequestOptions::default();
+        assert!(needs_consent_prompt(
+            &openid,
+            &asking(&["offline_access"]),
+            &options
+        ));
+        assert!(needs_consent_prompt(
+            &openid,
+            &asking(&["mcp", "offline_access"]),
+            &options
+        ));
+        // Nothing to keep: no prompt.
+        assert!(!needs_consent_prompt(&openid, &asking(&["mcp"]), &options));
+        // A plain OAuth server (the MCP suites' and ours) is not sent OpenID's parameter.
+        let plain = server(&["mcp", "offline_access"]);
+        assert!(!needs_consent_prompt(
+            &plain,
+            &asking(&["offline_access"]),
+            &options
+        ));
+        // A prompt the caller chose stays theirs.
+        let chosen = RequestOptions {
+            authorization_params: vec![("prompt".into(), "login".into())],
+            ..Default::default()
+        };
+        assert!(!needs_consent_prompt(
+            &openid,
+            &asking(&["offline_access"]),
+            &chosen
+        ));
+    }
+}

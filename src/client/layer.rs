@@ -384,9 +384,9 @@ where
         if status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN {
             return Ok(response);
         }
-        if status == StatusCode::UNAUTHORIZED {
-            session.note_challenges(response.headers(), sent_dpop)?;
-        }
+        // A resource found to refuse DPoP gets one more recovery, for a Bearer token.
+        let dpop_refused = status == StatusCode::UNAUTHORIZED
+            && session.note_challenges(response.headers(), sent_dpop)?;
         let challenge = read_challenge(response.headers(), sent_dpop);
         let generation = token.as_ref().map(|t| t.generation);
         // The copy is made before any await, so request bodies need not be Sync.
@@ -416,7 +416,7 @@ where
             return Ok(with_challenge(response, challenge));
         }
         let outcome = if status == StatusCode::UNAUTHORIZED {
-            if recovered {
+            if recovered && !dpop_refused {
                 return Ok(with_challenge(response, challenge));
             }
             recovered = true;

@@ -123,7 +123,8 @@ where
             Err(_) => return None,
         };
         tracing::debug!(?pause, "transient failure; trying again");
-        Some(Box::pin(tokio::time::sleep(pause)))
+        // Lazily: the timer is made when the retry polls it, inside the runtime.
+        Some(Box::pin(async move { tokio::time::sleep(pause).await }))
     }
 
     fn clone_request(&mut self, request: &Request<B>) -> Option<Request<B>> {

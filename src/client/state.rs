@@ -26,9 +26,9 @@ use crate::http::redact_url;
 ///     .await?;
 /// let auth_url = oauth_state.get_authorization_url().await?;
 /// println!("Open {auth_url}");
-/// // …the user approves; the redirect brings a code and the state back…
-/// # let (code, state) = ("", "");
-/// let credentials = oauth_state.handle_callback(code, state).await?;
+/// // …the user approves; the browser is sent to the redirect URI with ?code=…&state=…&iss=…
+/// # let redirect_url = "";
+/// let credentials = oauth_state.handle_callback(redirect_url).await?;
 /// let client = oauth_state.to_authorized_http_client().await?;
 /// # let _ = (credentials, client);
 /// # Ok(()) }
@@ -103,35 +103,43 @@ impl OAuthState {
         })
     }
 
-    /// Completes authorization with the `code` and `state` from the redirect and returns the
-    /// tokens. The RFC 9207 `iss` check needs the whole redirect: prefer
-    /// [`Self::handle_redirect`] where you have it.
-    ///
-    /// # Errors
-    /// [`ErrorKind::StateMismatch`], token endpoint errors.
-    pub async fn handle_callback(&mut self, code: &str, state: &str) -> Result<TokenSet> {
-        let pending = self.pending()?;
-        let callback = pending.verify(Some(code), Some(state), None, None, false)?;
-        self.session.finish_manual(&pending, &callback.code).await
-    }
-
-    /// Completes authorization from the whole redirect URL the browser was sent to, checking
-    /// `state`, `iss` and error responses.
+    /// Completes authorization with what the browser was sent back with, and returns the
+    /// tokens. `redirect` is the whole redirect URL, or its query string
+    /// (`code=…&state=…&iss=…`, with or without the `?`). `state` is checked, RFC 9207 `iss`
+    /// too (required when the server advertises it), and an error response becomes an error.
     ///
     /// # Errors
     /// [`ErrorKind::StateMismatch`], [`ErrorKind::IssuerMismatch`],
-    /// [`ErrorKind::AuthorizationDenied`], token endpoint errors.
-    pub async fn handle_redirect(&mut self, redirect_url: &str) -> Result<TokenSet> {
+    /// [`ErrorKind::AuthorizationDenied`], [`ErrorKind::UnexpectedRedirect`] for a URL that is
+    /// not the redirect URI, token endpoint errors.
+    pub async fn handle_callback(&mut self, redirect: &str) -> Result<TokenSet> {
         let pending = self.pending()?;
-        let redirect = Url::parse(redirect_url).map_err(|e| {
-            Error::new(
-                ErrorKind::InvalidResponse,
-                "the redirect URL is not a valid URL",
-            )
-            .with_source(e)
-        })?;
+        let redirect = match Url::parse(redirect) {
+            Ok(url) => url,
+            Err(url::ParseError::RelativeUrlWithoutBase) => {
+                let mut url = pending.redirect_uri.clone();
+                url.set_query(Some(redirect.trim_start_matches('?')));
+                url
+            }
+            Err(e) => {
+                return Err(Error::new(
+                    ErrorKind::InvalidResponse,
+                    "the redirect URL is not a valid URL",
+                )
+                .with_source(e))
+            }
+        };
         let callback = pending.verify_redirect(&redirect)?;
         self.session.finish_manual(&pending, &callback.code).await
+    }
+
+    /// The same as [`Self::handle_callback`], under its former name.
+    ///
+    /// # Errors
+    /// As [`Self::handle_callback`].
+    #[deprecated(note = "use handle_callback, which takes the same redirect URL")]
+    pub async fn handle_redirect(&mut self, redirect_url: &str) -> Result<TokenSet> {
+        self.handle_callback(redirect_url).await
     }
 
     /// What discovery found, once it has run (or was restored from the store).

@@ -48,10 +48,11 @@ pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 /// # Errors
 /// None today; the signature leaves room for eager checks.
 pub async fn create_authorized_transport(
-    url: String,
+    url: impl Into<String>,
     oauth_state: OAuthState,
     retry_config: Option<RetryConfig>,
 ) -> Result<AutoTransport<OAuth<HyperClient>>> {
+    let url = url.into();
     let stack = tower::Layer::layer(&OAuthLayer::new(oauth_state), hyper_client());
     let streamable = StreamableHttpConfig::new(url.clone());
     let legacy = LegacySseConfig::new(url).retry(retry_config.unwrap_or_default());

@@ -120,12 +120,19 @@ impl Session {
             && uri.port_u16().unwrap_or(default_port) == *port
     }
 
-    /// Takes in what a 401 or 403's challenges say of DPoP. `Err` when a bound token was
-    /// refused by a resource that offers Bearer alone while only DPoP is allowed.
-    pub(crate) fn note_challenges(&self, headers: &http::HeaderMap, sent_dpop: bool) -> Result<()> {
+    /// Takes in what a 401's challenges say of DPoP; `Ok(true)` when they just showed that the
+    /// resource refuses DPoP-bound tokens (a sign-in for a Bearer token can then help). `Err`
+    /// when a bound token was refused by a resource that offers Bearer alone while only DPoP is
+    /// allowed.
+    pub(crate) fn note_challenges(
+        &self,
+        headers: &http::HeaderMap,
+        sent_dpop: bool,
+    ) -> Result<bool> {
         let Some(seen) = ResourceDpop::from_challenges(headers, sent_dpop) else {
-            return Ok(());
+            return Ok(false);
         };
+        let before = self.with(|s| std::mem::replace(&mut s.resource_dpop, seen));
         if seen == ResourceDpop::Refused {
             if self.config.dpop == crate::client::DpopMode::Required {
                 return Err(Error::new(
@@ -135,15 +142,15 @@ impl Session {
                      or make the server take DPoP",
                 ));
             }
-            if self.with(|s| s.resource_dpop) != ResourceDpop::Refused {
+            if before != ResourceDpop::Refused {
                 tracing::info!(
                     "the MCP server refused the DPoP-bound token and offers Bearer tokens only; \
                      signing in again for a Bearer token"
                 );
+                return Ok(true);
             }
         }
-        self.with(|s| s.resource_dpop = seen);
-        Ok(())
+        Ok(false)
     }
 
     /// The store's resource key: the MCP server URL as configured.
