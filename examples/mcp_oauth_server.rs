@@ -66,6 +66,9 @@ struct Args {
     /// repeatable.
     #[arg(long = "resource", value_name = "URL")]
     resources: Vec<String>,
+    /// Also grant this scope (one the --resource servers' tools need); repeatable.
+    #[arg(long = "scope", value_name = "SCOPE")]
+    scopes: Vec<String>,
     /// Ask DPoP clients for server nonces at the token endpoint and the MCP endpoints.
     #[arg(long)]
     dpop_nonces: bool,
@@ -122,6 +125,7 @@ impl Args {
             conformance_tools: self.conformance_tools,
             dpop: self.dpop,
             other_resources: self.resources,
+            extra_scopes: self.scopes,
             dpop_nonces: self.dpop_nonces,
             tls,
             store_url: self.store,

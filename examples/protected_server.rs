@@ -28,10 +28,8 @@ use clap::{ArgGroup, Parser};
 use dpop_choice::DpopChoice;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
-use tower::ServiceBuilder;
-use tower_mcp_oauth::metadata::ProtectedResourceMetadata;
 use tower_mcp_oauth::server::{
-    IntrospectionVerifier, JwtVerifier, RequireBearerLayer, ResourceMetadataService, TokenVerifier,
+    IntrospectionVerifier, JwtVerifier, ProtectedResource, TokenVerifier,
 };
 
 /// Protect an MCP server with the identity provider you already run (Keycloak, Auth0, Entra, …).
@@ -98,36 +96,25 @@ async fn serve<V: TokenVerifier>(
         scopes,
         dpop,
     } = settings;
-    let bearer = dpop.apply(
-        RequireBearerLayer::new(verifier)
-            .resource(resource.clone())
-            .required_scopes(scopes.clone()),
-        |policy| policy,
-    );
-    let mut document = ProtectedResourceMetadata {
-        resource: resource.clone(),
-        authorization_servers: issuer.into_iter().collect(),
-        scopes_supported: (!scopes.is_empty()).then_some(scopes),
-        bearer_methods_supported: Some(vec!["header".into()]),
-        resource_name: Some("tower-mcp-oauth protected server".into()),
-        jwks_uri: None,
-        ..Default::default()
-    };
-    bearer.describe(&mut document);
-    let metadata = ResourceMetadataService::new(document)?;
-    let bearer = bearer.resource_metadata(metadata.url());
+    // One description makes both the bearer layer and the metadata that advertises it.
+    let mut protected = ProtectedResource::new(resource.clone(), verifier)?
+        .required_scopes(scopes)
+        .resource_name("tower-mcp-oauth protected server")
+        .configure_layer(|layer| dpop.apply(layer, |policy| policy));
+    if let Some(issuer) = issuer {
+        protected = protected.authorization_server(issuer);
+    }
     let mcp = StreamableHttpService::new(
         || Ok(mcp_tools::Tools::new()),
         Arc::new(LocalSessionManager::default()),
         StreamableHttpServerConfig::default(),
     );
-    let mut app =
-        axum::Router::new().nest_service("/mcp", ServiceBuilder::new().layer(bearer).service(mcp));
-    for path in metadata.paths() {
-        app = app.route_service(path, metadata.clone());
-    }
+    let app = protected.router(mcp);
     println!("MCP server:                  {resource}");
-    println!("protected resource metadata: {}", metadata.url());
+    println!(
+        "protected resource metadata: {}",
+        protected.metadata_service().url()
+    );
     // TCP_NODELAY: SSE answers are written in pieces; with Nagle, each later piece would wait
     // for the client's delayed ACK.
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {

@@ -7,7 +7,8 @@
 //! Starts the `mcp_oauth_server` example in-process on 127.0.0.1 (embedded authorization server,
 //! approving without a user), then a client discovers it, registers, authorizes, gets a token,
 //! calls tools over Streamable HTTP, refreshes the token, calls again, calls at MCP 2026-07-28
-//! (discovered, no session), and calls over legacy HTTP+SSE too, printing each step.
+//! (discovered, no session), and calls over legacy HTTP+SSE too, printing each step; then a
+//! client with only a handler lets `OAuthLayer` do all of it on the server's first 401.
 
 #[path = "support/oauth_server_app.rs"]
 mod oauth_server_app;
@@ -18,8 +19,12 @@ use rmcp::model::{CallToolRequestParams, CallToolResult, ClientConfig, ProtocolV
 use rmcp::service::RunningService;
 use rmcp::{ClientLifecycleMode, ClientServiceExt, RoleClient, ServiceExt};
 use serde_json::json;
+use std::sync::{Arc, Mutex};
 use tower::ServiceBuilder;
-use tower_mcp_oauth::client::{AuthorizationHandler, HeadlessHandler, OAuthLayer, OAuthState};
+
+use tower_mcp_oauth::client::{
+    AuthorizationHandler, HeadlessHandler, OAuthConfig, OAuthLayer, OAuthState,
+};
 use tower_mcp_oauth::transport::{
     LegacySseConfig, LegacySseTransport, StreamableHttpConfig, StreamableHttpTransport,
 };
@@ -108,8 +113,16 @@ async fn main() -> anyhow::Result<()> {
         redirect.path()
     );
     let tokens = oauth_state.handle_callback(redirect.as_str()).await?;
+    // DPoP-bound when both servers take DPoP (their metadata says so), Bearer otherwise.
+    let binding = match &tokens.dpop_key {
+        Some(key) => format!(
+            "DPoP-bound to this client's key {}, so useless to anyone who copies it",
+            short(key.thumbprint())
+        ),
+        None => "a Bearer token".to_owned(),
+    };
     println!(
-        "6. state and iss checked, code exchanged: access token {} (an ES256 JWT), scopes [{}], expires at unix time {}",
+        "6. state and iss checked, code exchanged: access token {} (an ES256 JWT), {binding}; scopes [{}], expires at unix time {}",
         short(tokens.access_token.expose()),
         tokens.scopes.join(" "),
         tokens.expires_at.unwrap_or_default()
@@ -175,6 +188,31 @@ async fn main() -> anyhow::Result<()> {
     let client = ClientConfig::default().serve(transport).await?;
     let echoed = call(&client, "echo", json!({"text": "hello over HTTP+SSE"})).await?;
     println!("11. same token over legacy HTTP+SSE: echo -> {echoed}");
+    client.cancel().await?;
+
+    // What most applications do instead of the steps above: give the layer a handler (here the
+    // headless one; LoopbackHandler opens the browser) and send requests. The first is answered
+    // 401; the layer discovers, registers, signs in and sends it again.
+    let statuses = Arc::new(Mutex::new(Vec::new()));
+    let seen = statuses.clone();
+    let config = OAuthConfig::new().handler(HeadlessHandler::new(Url::parse(REDIRECT_URI)?));
+    let stack = ServiceBuilder::new()
+        .layer(OAuthLayer::new(
+            OAuthState::new(&server.mcp_url, Some(config)).await?,
+        ))
+        // Below the layer: every answer the server gave, before the layer acted on it.
+        .map_response(move |response: http::Response<_>| {
+            seen.lock().unwrap().push(response.status().as_u16());
+            response
+        })
+        .service(tower_mcp_oauth::http::hyper_client());
+    let transport = StreamableHttpTransport::new(stack, StreamableHttpConfig::new(&server.mcp_url));
+    let client = ClientConfig::default().serve(transport).await?;
+    let echoed = call(&client, "echo", json!({"text": "signed in by the layer"})).await?;
+    let first: Vec<u16> = statuses.lock().unwrap().iter().take(2).copied().collect();
+    println!(
+        "12. a new client with only a handler: the server answered {first:?}; the layer signed in on the 401 and sent the request again: echo -> {echoed}"
+    );
     client.cancel().await?;
     println!("done");
     Ok(())

@@ -160,3 +160,6 @@ pub use secret::Secret;
 #[cfg(all(doctest, feature = "postgres", feature = "axum"))]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
+
+#[doc = include_str!("../docs/reference.md")]
+pub mod reference {}

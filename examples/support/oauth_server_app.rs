@@ -56,6 +56,8 @@ pub struct Options {
     /// Other resources (RFC 8707) the authorization server issues tokens for, beside its own
     /// MCP server: other processes' URLs, such as `protected_server`'s.
     pub other_resources: Vec<String>,
+    /// Scopes granted beside [`SCOPES`] (those the other resources' tools need).
+    pub extra_scopes: Vec<String>,
     /// Ask for DPoP nonces, at the token endpoint and at the MCP endpoints.
     pub dpop_nonces: bool,
     /// A PostgreSQL URL: keep the authorization server's state (clients, codes, tokens,
@@ -96,6 +98,7 @@ impl Default for Options {
             conformance_tools: false,
             dpop: dpop_choice::DpopChoice::Accepted,
             other_resources: Vec::new(),
+            extra_scopes: Vec::new(),
             dpop_nonces: false,
             store_url: None,
             signing_key_pem: None,
@@ -261,7 +264,12 @@ pub async fn start(options: Options) -> anyhow::Result<Running> {
     let resource = base.clone();
     let mut config = AuthorizationServerConfig::new(&issuer)?
         .resource(&resource)
-        .scopes(SCOPES)
+        .scopes(
+            SCOPES
+                .iter()
+                .map(|s| s.to_string())
+                .chain(options.extra_scopes.clone()),
+        )
         .default_scopes(["mcp:tools"])
         .access_token_ttl(options.access_token_ttl)
         .device_grant(options.device_grant)

@@ -119,6 +119,9 @@ impl<V: TokenVerifier> ProtectedResource<V> {
     }
 
     fn add_supported(&mut self, scopes: &[String]) {
+        if scopes.is_empty() {
+            return;
+        }
         let listed = self.metadata.scopes_supported.get_or_insert_with(Vec::new);
         for scope in scopes {
             if !listed.contains(scope) {

@@ -1,0 +1,221 @@
+//! README's recipes, whole: each `recipe_*` function is what README shows (`tests/readme_recipes.rs`
+//! checks the two agree, then runs each recipe end to end against the crate's own client or
+//! servers).
+//!
+//! ```text
+//! cargo run --example recipes -- self-contained                       # (c) an MCP server that is its own authorization server
+//! cargo run --example recipes -- client http://127.0.0.1:8000/mcp     # (a) a client calling its tools
+//! cargo run --example recipes -- server --issuer https://idp.example.com --port 8001   # (b)
+//! ```
+// A recipe shows the least a reader needs: no Default beside new().
+#![allow(dead_code, clippy::new_without_default)]
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::tool::Extension;
+use rmcp::model::{CallToolRequestParams, CallToolResult, ClientConfig, ContentBlock};
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
+use rmcp::{tool, tool_handler, tool_router, ErrorData, ServerHandler, ServiceExt};
+use tower::retry::RetryLayer;
+use tower::ServiceBuilder;
+use tower_mcp_oauth::authorization_server::{
+    ApprovalPolicy, AuthorizationServer, AuthorizationServerConfig, ConsentPage,
+};
+use tower_mcp_oauth::client::{
+    FileStore, LoopbackHandler, OAuthConfig, OAuthLayer, OAuthState, RetryTransient,
+};
+use tower_mcp_oauth::http::hyper_client;
+use tower_mcp_oauth::server::{
+    AuthInfo, JwtVerifier, McpScopes, ProtectedResource, RequireMcpScopesLayer,
+};
+use tower_mcp_oauth::transport::{StreamableHttpConfig, StreamableHttpTransport};
+
+// recipe (a) begin
+/// Signs in on the first 401 (in the browser; tokens kept in `store` for the next run),
+/// lists the server's tools and calls `whoami`; the tool names and the answer.
+pub async fn recipe_client(url: &str, store: &Path) -> anyhow::Result<(Vec<String>, String)> {
+    let config = OAuthConfig::new()
+        .handler(LoopbackHandler::bind().await?)
+        .store(FileStore::new(store));
+    let state = OAuthState::new(url, Some(config)).await?;
+    let http = ServiceBuilder::new()
+        // Retries a 502, 503, 504, 429 or a dropped connection; never a sign-in.
+        .layer(RetryLayer::new(RetryTransient::new(2)))
+        // Attaches the token, refreshes it, signs in on a 401, steps up on a 403.
+        .layer(OAuthLayer::new(state))
+        // Each HTTP exchange; a sign-in waits for the user whatever the timeout.
+        .timeout(Duration::from_secs(30))
+        .service(hyper_client());
+    let transport = StreamableHttpTransport::new(http, StreamableHttpConfig::new(url));
+    let client = ClientConfig::default().serve(transport).await?;
+    let tools = client.list_tools(Default::default()).await?.tools;
+    let answer = client
+        .call_tool(CallToolRequestParams::new("whoami"))
+        .await?;
+    client.cancel().await?;
+    let names = tools.iter().map(|tool| tool.name.to_string()).collect();
+    Ok((names, text_of(&answer)))
+}
+// recipe (a) end
+
+fn text_of(result: &CallToolResult) -> String {
+    result
+        .content
+        .iter()
+        .filter_map(|block| block.as_text().map(|t| t.text.clone()))
+        .collect()
+}
+
+// recipe (b) begin
+/// The MCP server's tools: `whoami` reads the caller from the request `RequireBearer` let in.
+#[derive(Clone)]
+pub struct Tools {
+    tool_router: ToolRouter<Self>,
+}
+
+#[tool_router]
+impl Tools {
+    /// The tools, routed.
+    pub fn new() -> Self {
+        Self {
+            tool_router: Self::tool_router(),
+        }
+    }
+
+    #[tool(description = "Who the access token speaks for")]
+    async fn whoami(
+        &self,
+        Extension(request): Extension<http::request::Parts>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let caller = request.extensions.get::<AuthInfo>();
+        let subject = caller
+            .and_then(|info| info.subject.clone())
+            .unwrap_or_default();
+        Ok(CallToolResult::success(vec![ContentBlock::text(subject)]))
+    }
+
+    #[tool(description = "Forget everything (needs the mcp:admin scope)")]
+    async fn reset(&self) -> Result<CallToolResult, ErrorData> {
+        Ok(CallToolResult::success(vec![ContentBlock::text("reset")]))
+    }
+}
+
+#[tool_handler]
+impl ServerHandler for Tools {}
+
+/// The MCP server at `resource` (its URL), trusting the identity provider `issuer` for tokens:
+/// every call needs `mcp:tools`, `reset` also `mcp:admin`. Serve the router on the resource's
+/// host and port.
+pub fn recipe_protected_server(issuer: &str, resource: &str) -> anyhow::Result<axum::Router> {
+    // The keys come from the issuer's metadata, fetched when first needed.
+    let verifier = JwtVerifier::builder(issuer, resource).discover_lazily()?;
+    let protected = ProtectedResource::new(resource, verifier)?
+        .authorization_server(issuer)
+        .required_scopes(["mcp:tools"])
+        .scopes_supported(["mcp:admin"]);
+    let mcp = StreamableHttpService::new(
+        || Ok(Tools::new()),
+        Arc::new(LocalSessionManager::default()),
+        StreamableHttpServerConfig::default(),
+    );
+    let per_tool = RequireMcpScopesLayer::new(McpScopes::new().tool("reset", ["mcp:admin"]));
+    // The MCP route behind the bearer check, and the metadata that points clients to `issuer`.
+    Ok(protected.router(ServiceBuilder::new().layer(per_tool).service(mcp)))
+}
+// recipe (b) end
+
+// recipe (c) begin
+/// An MCP server that is its own authorization server, on `listener`: metadata, registration,
+/// the sign-in (`approval` decides who the user is: a consent page, your own login), tokens, and
+/// the MCP route at `/mcp` whose tokens it checks in process.
+pub async fn recipe_self_contained(
+    listener: tokio::net::TcpListener,
+    approval: impl ApprovalPolicy,
+) -> anyhow::Result<()> {
+    let base = format!("http://{}", listener.local_addr()?);
+    let resource = format!("{base}/mcp");
+    let authorization_server = AuthorizationServer::new(
+        AuthorizationServerConfig::new(&base)?
+            .resource(&resource)
+            .scopes(["mcp:tools", "offline_access"])
+            .default_scopes(["mcp:tools"])
+            .approval_policy(approval),
+    )?;
+    let mcp = StreamableHttpService::new(
+        || Ok(Tools::new()),
+        Arc::new(LocalSessionManager::default()),
+        StreamableHttpServerConfig::default(),
+    );
+    let protected = authorization_server
+        .protected_resource(&resource)?
+        .required_scopes(["mcp:tools"]);
+    let app = authorization_server.router().merge(protected.router(mcp));
+    axum::serve(listener, app).await?;
+    Ok(())
+}
+// recipe (c) end
+
+/// README's recipes, to run by hand.
+#[derive(Parser)]
+struct Args {
+    #[command(subcommand)]
+    recipe: Recipe,
+}
+
+#[derive(Subcommand)]
+enum Recipe {
+    /// (a) Sign in to the MCP server at URL, list its tools and call whoami.
+    Client {
+        url: String,
+        /// Where the tokens are kept between runs.
+        #[arg(long, default_value = "credentials.json")]
+        store: std::path::PathBuf,
+    },
+    /// (b) An MCP server on 127.0.0.1:PORT/mcp trusting the identity provider ISSUER.
+    Server {
+        #[arg(long)]
+        issuer: String,
+        #[arg(long, default_value_t = 8001)]
+        port: u16,
+    },
+    /// (c) An MCP server that is its own authorization server, on 127.0.0.1:PORT, with a
+    /// consent page.
+    SelfContained {
+        #[arg(long, default_value_t = 8000)]
+        port: u16,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Args::parse().recipe {
+        Recipe::Client { url, store } => {
+            let (tools, whoami) = recipe_client(&url, &store).await?;
+            println!("tools: {}", tools.join(", "));
+            println!("whoami: {whoami}");
+        }
+        Recipe::Server { issuer, port } => {
+            let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+            let resource = format!("http://{}/mcp", listener.local_addr()?);
+            println!("MCP server: {resource}");
+            axum::serve(listener, recipe_protected_server(&issuer, &resource)?).await?;
+        }
+        Recipe::SelfContained { port } => {
+            let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+            println!("MCP server: http://{}/mcp", listener.local_addr()?);
+            recipe_self_contained(listener, ConsentPage::new("demo-user")).await?;
+        }
+    }
+    Ok(())
+}
