@@ -37,6 +37,7 @@ use crate::error::{BoxError, Error, ErrorKind, Result};
 pub(crate) mod cors;
 mod hyper_client;
 mod limited;
+mod marked;
 mod proxy;
 
 pub(crate) use limited::{read_limited, ReadError};

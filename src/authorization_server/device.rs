@@ -23,13 +23,10 @@ use super::client_auth::authenticate;
 use super::grant::{hash, random_token, split_scopes};
 use super::page::{csrf_cookie, error_page, escape, html_response, scope_items, PAGE_STYLE};
 use super::store::{DeviceGrant, DeviceSave, DeviceStatus};
-use super::wire::{form_params, json_response, OAuthError, Params};
+use super::wire::{form_params, json_response, OAuthError, Params, DEVICE_CODE_GRANT};
 use super::AuthorizationServer;
 use crate::clock::now_secs;
 use crate::sync::LockExt;
-
-/// `grant_type` of the device authorization grant.
-pub(crate) const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 
 /// RFC 8628 §6.1: consonants only (no vowels, so no words), none easily confused.
 const USER_CODE_ALPHABET: &[u8; 20] = b"BCDFGHJKLMNPQRSTVWXZ";

@@ -543,7 +543,7 @@ impl AuthorizationServer {
             "client_credentials".to_owned(),
         ];
         if self.inner.config.device.enabled {
-            grants.push(device::DEVICE_CODE_GRANT.to_owned());
+            grants.push(wire::DEVICE_CODE_GRANT.to_owned());
         }
         if self.inner.trust.takes_jwt_bearer() {
             grants.push(assertion::JWT_BEARER_GRANT.to_owned());

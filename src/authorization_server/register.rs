@@ -23,7 +23,7 @@ const GRANT_TYPES: [&str; 5] = [
     "refresh_token",
     "client_credentials",
     super::assertion::JWT_BEARER_GRANT,
-    super::device::DEVICE_CODE_GRANT,
+    super::wire::DEVICE_CODE_GRANT,
 ];
 
 pub(super) async fn handle(

@@ -13,12 +13,12 @@ use subtle::ConstantTimeEq;
 
 use super::assertion::JWT_BEARER_GRANT;
 use super::client_auth::authenticate;
-use super::device::DEVICE_CODE_GRANT;
 use super::grant::{hash, random_token, split_scopes};
 use super::store::{
     AccessRecord, ClientAuthMethod, CodeRedemption, DevicePoll, DeviceStatus, FamilyStart,
     RefreshRotation, RegisteredClient, TokenFamily,
 };
+use super::wire::DEVICE_CODE_GRANT;
 use super::wire::{form_params, json_response, OAuthError, Params};
 use super::{AuthorizationServer, TokenFormat};
 use crate::clock::now_secs;

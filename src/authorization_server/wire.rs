@@ -1,4 +1,5 @@
-//! The HTTP side every endpoint shares: OAuth error answers, uncached JSON, form parameters.
+//! The HTTP side every endpoint shares: OAuth error answers, uncached JSON, form parameters,
+//! and the grant URNs more than one endpoint names.
 
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
@@ -6,6 +7,9 @@ use http::header::{CACHE_CONTROL, CONTENT_TYPE, PRAGMA};
 use http::{HeaderValue, StatusCode};
 
 use crate::error::Error;
+
+/// The device authorization grant (RFC 8628 §3.4).
+pub(crate) const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 
 /// An OAuth error answer (RFC 6749 §5.2): JSON, never cached.
 #[derive(Debug)]

@@ -20,10 +20,6 @@ use crate::clock::now_secs;
 use crate::error::{Error, ErrorKind, Result};
 use crate::secret::Secret;
 
-/// `client_assertion_type` for a JWT client assertion (RFC 7523 §2.2).
-pub(crate) const JWT_BEARER_ASSERTION_TYPE: &str =
-    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
-
 /// How long a client assertion is good for: long enough for one token request.
 const ASSERTION_LIFETIME_SECS: u64 = 60;
 
@@ -314,7 +310,7 @@ impl TokenSource {
             Source::Fixed(token) => token.clone(),
             Source::Fn(produce) => produce().await?,
         };
-        if !crate::client::tokens::is_attachable(token.expose())
+        if !crate::client::wire::is_attachable(token.expose())
             || token.expose().len() > MAX_SOURCE_TOKEN_BYTES
         {
             return Err(Error::new(

@@ -4,11 +4,13 @@
 use oauth2::{CsrfToken, PkceCodeChallenge};
 use url::Url;
 
-use crate::client::config::RequestOptions;
 use crate::client::discovery::Discovery;
+use crate::client::dpop::DpopSigner;
 use crate::client::registration::ClientRegistration;
-use crate::client::tokens::{oauth2_client, scopes};
+use crate::client::request_options::RequestOptions;
+use crate::client::tokens::{self, oauth2_client, scopes};
 use crate::error::{Error, ErrorKind, Result};
+use crate::http::HttpClient;
 use crate::http::{ensure_secure_url, redact_url};
 use crate::metadata::AuthorizationServerMetadata;
 use crate::secret::Secret;
@@ -129,6 +131,38 @@ pub(crate) fn start(
         discovery: discovery.clone(),
         client: client.clone(),
     })
+}
+
+/// Exchanges the code of `pending` (with its PKCE verifier) for tokens, bound to the key of
+/// `dpop` when given.
+pub(crate) async fn exchange_code(
+    http: &HttpClient,
+    pending: &PendingAuthorization,
+    code: &Secret,
+    dpop: Option<DpopSigner>,
+    options: &RequestOptions,
+) -> Result<tokens::TokenSet> {
+    let (discovery, client) = (&pending.discovery, &pending.client);
+    let endpoint = tokens::TokenEndpoint::discovered(discovery, client, &options.token_params)?;
+    let mut params = vec![
+        ("code", code.expose()),
+        ("redirect_uri", pending.redirect_uri.as_str()),
+        ("code_verifier", pending.verifier.expose()),
+    ];
+    if let Some(resource) = options.resource(discovery) {
+        params.push(("resource", resource));
+    }
+    let tokens = tokens::obtain(
+        http,
+        &endpoint,
+        "authorization_code",
+        &params,
+        &pending.scopes,
+        dpop.as_ref(),
+    )
+    .await?;
+    tracing::info!("authorization code exchanged for tokens");
+    Ok(tokens)
 }
 
 /// OpenID Connect Core §11: an OpenID provider ignores `offline_access` (no refresh token, and

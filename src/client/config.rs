@@ -7,16 +7,14 @@ use std::time::Duration;
 use url::Url;
 
 use crate::client::device::DevicePrompt;
-use crate::client::discovery::Discovery;
+use crate::client::discovery::DEFAULT_PROTOCOL_VERSION;
 use crate::client::dpop::DpopMode;
 use crate::client::grant::Grant;
 use crate::client::handler::AuthorizationHandler;
 use crate::client::registration::{ClientRegistration, ClientSettings};
+use crate::client::request_options::{is_protocol_param, RequestOptions};
 use crate::client::store::{CredentialStore, MemoryStore};
 use crate::http::HttpClient;
-
-/// The MCP protocol version sent on discovery requests unless configured otherwise.
-pub const DEFAULT_PROTOCOL_VERSION: &str = "2025-11-25";
 
 /// How an [`OAuthState`](super::OAuthState) talks to servers, remembers credentials and asks the user.
 #[derive(Clone)]
@@ -32,57 +30,6 @@ pub struct OAuthConfig {
     pub(crate) dpop: DpopMode,
     pub(crate) grant: Grant,
     pub(crate) requests: RequestOptions,
-}
-
-/// What providers want added to, or left out of, authorization and token requests.
-#[derive(Debug, Clone)]
-pub(crate) struct RequestOptions {
-    pub(crate) authorization_params: Vec<(String, String)>,
-    pub(crate) token_params: Vec<(String, String)>,
-    pub(crate) send_resource: bool,
-}
-
-impl Default for RequestOptions {
-    fn default() -> Self {
-        Self {
-            authorization_params: Vec::new(),
-            token_params: Vec::new(),
-            send_resource: true,
-        }
-    }
-}
-
-/// Parameters the flows set themselves: an extra one of these names would contradict them.
-fn is_protocol_param(name: &str) -> bool {
-    const PROTOCOL: &[&str] = &[
-        "response_type",
-        "client_id",
-        "client_secret",
-        "redirect_uri",
-        "state",
-        "scope",
-        "resource",
-        "code",
-        "code_challenge",
-        "code_challenge_method",
-        "code_verifier",
-        "grant_type",
-        "refresh_token",
-        "assertion",
-        "client_assertion",
-        "client_assertion_type",
-        "subject_token",
-        "subject_token_type",
-        "requested_token_type",
-    ];
-    PROTOCOL.contains(&name)
-}
-
-impl RequestOptions {
-    /// The RFC 8707 `resource` to send, unless switched off for a provider that refuses it.
-    pub(crate) fn resource<'d>(&self, discovery: &'d Discovery) -> Option<&'d str> {
-        discovery.resource.as_deref().filter(|_| self.send_resource)
-    }
 }
 
 impl std::fmt::Debug for OAuthConfig {

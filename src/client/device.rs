@@ -11,13 +11,11 @@ use crate::client::discovery::Discovery;
 use crate::client::dpop::DpopSigner;
 use crate::client::registration::ClientRegistration;
 use crate::client::tokens::{self, TokenEndpoint, TokenSet};
+use crate::client::wire::DEVICE_CODE_GRANT;
 use crate::error::{Error, ErrorKind, Result};
 use crate::http::{ensure_secure_url, HttpClient};
 use crate::metadata::OAuthErrorResponse;
 use crate::secret::Secret;
-
-/// `grant_type` of the device authorization grant.
-pub(crate) const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 
 /// RFC 8628 §3.2: the interval when the server names none.
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);

@@ -14,6 +14,9 @@ use crate::metadata::{
     ProtectedResourceMetadata,
 };
 
+/// The MCP protocol version sent on discovery requests unless configured otherwise.
+pub const DEFAULT_PROTOCOL_VERSION: &str = "2025-11-25";
+
 /// The header MCP clients send on discovery requests.
 pub const MCP_PROTOCOL_VERSION_HEADER: &str = "mcp-protocol-version";
 
@@ -286,7 +289,7 @@ pub(crate) async fn fetch_authorization_server_metadata(
 ) -> Result<AuthorizationServerMetadata> {
     let discoverer = Discoverer {
         http,
-        protocol_version: HeaderValue::from_static(crate::client::config::DEFAULT_PROTOCOL_VERSION),
+        protocol_version: HeaderValue::from_static(DEFAULT_PROTOCOL_VERSION),
     };
     let issuer = issuer.as_str().trim_end_matches('/');
     let metadata = discoverer.known_authorization_server(issuer).await?;

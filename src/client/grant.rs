@@ -13,8 +13,6 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::http::HttpClient;
 use crate::secret::Secret;
 
-/// `grant_type` of the RFC 7523 JWT-bearer grant.
-pub(crate) const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 /// `grant_type` of RFC 8693 token exchange.
 pub(crate) const TOKEN_EXCHANGE_GRANT: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 /// The token type of an Identity Assertion JWT Authorization Grant (ID-JAG).
@@ -180,7 +178,7 @@ impl EnterpriseGrant {
                 ),
             ));
         }
-        if !tokens::is_attachable(response.access_token.expose()) {
+        if !crate::client::wire::is_attachable(response.access_token.expose()) {
             return Err(Error::new(
                 ErrorKind::InvalidResponse,
                 "the enterprise IdP issued an ID-JAG that is not one token",

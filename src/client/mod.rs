@@ -24,19 +24,21 @@ mod layer;
 mod postgres_store;
 mod registration;
 mod replay;
+mod request_options;
 mod retry;
 mod session;
 mod state;
 mod store;
 mod tokens;
+mod wire;
 
 pub use crate::BoxFuture;
 pub use assertion::{ClientKey, TokenSource};
 pub use authorization::PendingAuthorization;
 pub use authorized::AuthorizedHttpClient;
-pub use config::{OAuthConfig, DEFAULT_PROTOCOL_VERSION};
+pub use config::OAuthConfig;
 pub use device::{DeviceAuthorization, DevicePrompt};
-pub use discovery::{discover, Discovery, MCP_PROTOCOL_VERSION_HEADER};
+pub use discovery::{discover, Discovery, DEFAULT_PROTOCOL_VERSION, MCP_PROTOCOL_VERSION_HEADER};
 pub use dpop::DpopMode;
 pub use grant::{EnterpriseGrant, Grant, ID_JAG_TOKEN_TYPE, ID_TOKEN_TYPE, SAML2_TOKEN_TYPE};
 pub use handler::{

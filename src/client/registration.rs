@@ -298,7 +298,7 @@ async fn register_dynamically(
     }
     grant_types.push("refresh_token".to_owned());
     if device_grant {
-        grant_types.push(crate::client::device::DEVICE_CODE_GRANT.to_owned());
+        grant_types.push(crate::client::wire::DEVICE_CODE_GRANT.to_owned());
     }
     let request = ClientMetadata {
         redirect_uris: redirect_uri.iter().map(|uri| uri.to_string()).collect(),

@@ -13,12 +13,11 @@ use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 use url::Url;
 
-use crate::client::assertion::JWT_BEARER_ASSERTION_TYPE;
-use crate::client::authorization::PendingAuthorization;
-use crate::client::config::RequestOptions;
 use crate::client::discovery::Discovery;
 use crate::client::dpop::{DpopHttp, DpopSigner, NonceCell};
 use crate::client::registration::{ClientRegistration, TokenEndpointAuthMethod};
+use crate::client::request_options::RequestOptions;
+use crate::client::wire::{is_attachable, JWT_BEARER_ASSERTION_TYPE};
 use crate::clock::now_secs;
 use crate::dpop::DpopKey;
 use crate::error::{Error, ErrorKind, Result};
@@ -459,12 +458,6 @@ pub(crate) fn token_set(
     })
 }
 
-/// Whether `token` can go in `Authorization: Bearer <token>`: one run of visible ASCII
-/// (RFC 6750's `b64token` and the opaque tokens servers issue in practice).
-pub(crate) fn is_attachable(token: &str) -> bool {
-    !token.is_empty() && token.bytes().all(|b| b.is_ascii_graphic())
-}
-
 /// Sends a grant for access tokens to `endpoint` and turns the answer into a [`TokenSet`]
 /// (bound to the key of `dpop` when given).
 pub(crate) async fn obtain(
@@ -477,38 +470,6 @@ pub(crate) async fn obtain(
 ) -> Result<TokenSet> {
     let response = request(http, endpoint, grant_type, params, dpop).await?;
     token_set(&response, requested_scopes, dpop.map(|signer| &signer.key))
-}
-
-/// Exchanges the code of `pending` (with its PKCE verifier) for tokens, bound to the key of
-/// `dpop` when given.
-pub(crate) async fn exchange_code(
-    http: &HttpClient,
-    pending: &PendingAuthorization,
-    code: &Secret,
-    dpop: Option<DpopSigner>,
-    options: &RequestOptions,
-) -> Result<TokenSet> {
-    let (discovery, client) = (&pending.discovery, &pending.client);
-    let endpoint = TokenEndpoint::discovered(discovery, client, &options.token_params)?;
-    let mut params = vec![
-        ("code", code.expose()),
-        ("redirect_uri", pending.redirect_uri.as_str()),
-        ("code_verifier", pending.verifier.expose()),
-    ];
-    if let Some(resource) = options.resource(discovery) {
-        params.push(("resource", resource));
-    }
-    let tokens = obtain(
-        http,
-        &endpoint,
-        "authorization_code",
-        &params,
-        &pending.scopes,
-        dpop.as_ref(),
-    )
-    .await?;
-    tracing::info!("authorization code exchanged for tokens");
-    Ok(tokens)
 }
 
 /// Redeems a refresh token. When the server rotates nothing, the old refresh token is kept.

@@ -9,12 +9,10 @@ use std::time::Duration;
 
 use http::{Request, Response, Uri};
 use hyper::body::Incoming;
-use hyper::rt::{Read, ReadBufCursor, Write};
-use hyper_util::client::legacy::connect::{
-    capture_connection, Connected, Connection, HttpConnector,
-};
+use hyper_util::client::legacy::connect::{capture_connection, Connected, HttpConnector};
 use tower::Service;
 
+use super::marked::{Mark, Marked};
 use super::proxy::{Proxies, ProxyConnector};
 use super::RequestBody;
 use crate::error::{BoxError, Result};
@@ -241,71 +239,14 @@ where
     }
 }
 
-/// What a wrapper adds to the metadata its connection gives the pool.
-pub(crate) trait Mark {
-    fn mark(&self, connected: Connected) -> Connected;
-}
-
 impl Mark for Uses {
     fn mark(&self, connected: Connected) -> Connected {
         connected.extra(self.clone())
     }
 }
 
-/// A connection that says something more of itself (`M`); reads and writes pass through.
-pub(crate) struct Marked<T, M> {
-    pub(super) io: T,
-    pub(super) mark: M,
-}
-
 /// A connection with its use count.
 type Counted<T> = Marked<T, Uses>;
-
-impl<T: Connection, M: Mark> Connection for Marked<T, M> {
-    fn connected(&self) -> Connected {
-        self.mark.mark(self.io.connected())
-    }
-}
-
-impl<T: Read + Unpin, M: Unpin> Read for Marked<T, M> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: ReadBufCursor<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_read(cx, buf)
-    }
-}
-
-impl<T: Write + Unpin, M: Unpin> Write for Marked<T, M> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
-    }
-}
 
 /// How a [`HyperClient`] is made: the trust roots besides the webpki ones, and the proxies.
 ///

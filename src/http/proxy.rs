@@ -16,7 +16,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tower::Service;
 
-use super::hyper_client::{Mark, Marked};
+use super::marked::{Mark, Marked};
 use crate::error::BoxError;
 
 /// Which destinations go through which proxy. `Debug` names no proxy and no credential.

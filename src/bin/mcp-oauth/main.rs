@@ -2,6 +2,7 @@
 //! commands around it (`login`, `logout`, `status`, `call`). The flags are parsed here; the
 //! rest is thin glue over the library.
 
+mod cli_error;
 mod os_store;
 mod paste;
 mod relay;
@@ -229,7 +230,7 @@ fn open_log(path: &std::path::Path) -> std::io::Result<std::fs::File> {
     options.open(path)
 }
 
-async fn run(command: Command) -> Result<(), setup::CliError> {
+async fn run(command: Command) -> Result<(), cli_error::CliError> {
     match command {
         Command::Proxy {
             url,

@@ -6,7 +6,7 @@ use std::io::BufRead;
 use tower_mcp_oauth::client::{AuthorizationHandler, BoxFuture};
 use url::Url;
 
-use super::setup::CliError;
+use super::cli_error::CliError;
 
 /// How long a pasted address is waited for.
 const PASTE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);

@@ -16,7 +16,8 @@ use tower_mcp_oauth::transport::{
 };
 use tower_mcp_oauth::ErrorKind;
 
-use super::setup::{shown, CliError, McpStack};
+use super::cli_error::CliError;
+use super::setup::{shown, McpStack};
 use super::Transport;
 
 /// How long closing the server side may take once the client has gone. With

@@ -14,30 +14,9 @@ use tower_mcp_oauth::client::{
 use tower_mcp_oauth::http::{redact_url, HttpClient, HyperClient};
 use url::Url;
 
+use super::cli_error::CliError;
 use super::paste::PasteHandler;
 use super::{os_store, GrantChoice, Options, StoreChoice, StoreOptions};
-
-/// What the commands fail with: a message for standard error, never a secret.
-#[derive(Debug)]
-pub(crate) struct CliError(String);
-
-impl std::fmt::Display for CliError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl From<tower_mcp_oauth::Error> for CliError {
-    fn from(error: tower_mcp_oauth::Error) -> Self {
-        Self(error.to_string())
-    }
-}
-
-impl CliError {
-    pub(crate) fn new(message: impl Into<String>) -> Self {
-        Self(message.into())
-    }
-}
 
 /// A human signing in takes minutes; processes waiting for that sign-in wait as long.
 const SIGN_IN_LEASE: Duration = Duration::from_secs(600);

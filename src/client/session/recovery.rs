@@ -11,10 +11,11 @@ use crate::client::authorization::{self, PendingAuthorization};
 use crate::client::device::DeviceRequest;
 use crate::client::discovery::{discover, Discovery};
 use crate::client::dpop::{self, DpopSigner, ResourceDpop};
-use crate::client::grant::{Grant, JWT_BEARER_GRANT};
+use crate::client::grant::Grant;
 use crate::client::registration::{obtain_client, ClientRegistration, RegistrationSource};
 use crate::client::store::CredentialKey;
 use crate::client::tokens::{self, TokenEndpoint, TokenSet};
+use crate::client::wire::JWT_BEARER_GRANT;
 use crate::clock::now_secs;
 use crate::dpop::DpopKey;
 use crate::error::{Error, ErrorKind, Result};
@@ -166,7 +167,7 @@ impl Session {
     async fn finish(&self, pending: &PendingAuthorization, code: &Secret) -> Result<TokenSet> {
         let (discovery, client) = (&pending.discovery, &pending.client);
         let dpop_key = self.dpop_key_for(discovery)?;
-        let tokens = tokens::exchange_code(
+        let tokens = authorization::exchange_code(
             &self.config.http,
             pending,
             code,
@@ -475,7 +476,7 @@ impl Session {
             // Usable here and now: good for a while, attachable, with its DPoP key if bound,
             // issued to this client, for at least the scopes configured.
             !t.expires_within(self.config.refresh_margin.as_secs())
-                && tokens::is_attachable(t.access_token.expose())
+                && crate::client::wire::is_attachable(t.access_token.expose())
                 && (!t.token_type.eq_ignore_ascii_case("dpop")
                     || (t.dpop_key.is_some() && !refuses_dpop))
                 && same_client
