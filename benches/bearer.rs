@@ -3,6 +3,7 @@
 //! - `verify_uncached`: one full JWT verification (ES256 and RS256) with the keys in memory,
 //!   beside the same verification through jsonwebtoken's pure-Rust backend (what the verifier
 //!   used before ring);
+//! - `sign_es256`: signing an ES256 JWT on ring beside jsonwebtoken's pure-Rust backend;
 //! - `layer`: one call through `RequireBearer` with a cached token to a service that answers at
 //!   once, against the same service without the layer.
 //!
@@ -85,6 +86,24 @@ fn benches(c: &mut Criterion) {
         b.iter(|| {
             jsonwebtoken::decode::<serde_json::Value>(&rs256, &rsa_key, &rsa_validation).unwrap()
         })
+    });
+    group.finish();
+
+    // Signing ES256, as the embedded authorization server signs its access tokens: on ring (the
+    // crate's one backend; DpopKey signs with the same key type and call) against jsonwebtoken's
+    // pure-Rust backend, which signed them before.
+    let mut group = c.benchmark_group("sign_es256");
+    let ring_key =
+        tower_mcp_oauth::dpop::DpopKey::generate(tower_mcp_oauth::dpop::DpopAlgorithm::ES256)
+            .unwrap();
+    let claims_json = serde_json::to_value(&claims).unwrap();
+    group.bench_function("ring", |b| {
+        b.iter(|| ring_key.sign_claims(&claims_json).unwrap())
+    });
+    let ec_private = EncodingKey::from_ec_pem(jwt_issuer::EC_PRIVATE).unwrap();
+    let header = jsonwebtoken::Header::new(Algorithm::ES256);
+    group.bench_function("jsonwebtoken_rust_crypto", |b| {
+        b.iter(|| jsonwebtoken::encode(&header, &claims_json, &ec_private).unwrap())
     });
     group.finish();
 

@@ -1,9 +1,18 @@
-//! The ES256 key access tokens are signed with, and its public JWK.
+//! The ES256 key access tokens are signed with, and its public JWK. Signed on ring, the one
+//! crypto backend of the crate (TLS, DPoP and JWT checks use it too).
 
+use std::sync::Arc;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, KeyAlgorithm, PublicKeyUse};
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey};
+use jsonwebtoken::jwk::{
+    AlgorithmParameters, CommonParameters, EllipticCurve, EllipticCurveKeyParameters,
+    EllipticCurveKeyType, Jwk, KeyAlgorithm, PublicKeyUse,
+};
+use ring::rand::SystemRandom;
+use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::PrivatePkcs8KeyDer;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -11,31 +20,42 @@ use crate::error::{Error, ErrorKind, Result};
 
 /// An ES256 (P-256) signing key. `Debug` shows only its key id.
 #[derive(Clone)]
-pub struct SigningKey {
-    encoding: EncodingKey,
+pub struct SigningKey(Arc<KeyInner>);
+
+struct KeyInner {
+    pair: EcdsaKeyPair,
     jwk: Jwk,
     kid: String,
+    /// `{"alg":"ES256","typ":"at+jwt","kid":…}`, encoded once.
+    encoded_header: String,
+    rng: SystemRandom,
 }
 
 impl std::fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SigningKey")
-            .field("kid", &self.kid)
+            .field("kid", &self.0.kid)
             .finish_non_exhaustive()
     }
+}
+
+fn not_a_key() -> Error {
+    Error::new(
+        ErrorKind::Config,
+        "the signing key is not a P-256 PKCS#8 key (with its public key)",
+    )
 }
 
 impl SigningKey {
     /// A new random key.
     ///
     /// # Errors
-    /// [`ErrorKind::Config`] if the key cannot be encoded.
+    /// [`ErrorKind::Config`] if the system's random source fails.
     pub fn generate() -> Result<Self> {
-        let secret = p256::SecretKey::random(&mut rand::rngs::OsRng);
-        let der = secret
-            .to_pkcs8_der()
-            .map_err(|_| Error::new(ErrorKind::Config, "could not encode a new P-256 key"))?;
-        Self::from_pkcs8_der(der.as_bytes())
+        let document =
+            EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
+                .map_err(|_| Error::new(ErrorKind::Config, "could not make a P-256 key"))?;
+        Self::from_pkcs8_der(document.as_ref())
     }
 
     /// A P-256 private key in PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`), so tokens stay valid
@@ -44,16 +64,8 @@ impl SigningKey {
     /// # Errors
     /// [`ErrorKind::Config`] for anything but a P-256 PKCS#8 key.
     pub fn from_pkcs8_pem(pem: &str) -> Result<Self> {
-        let secret = p256::SecretKey::from_pkcs8_pem(pem).map_err(|_| {
-            Error::new(
-                ErrorKind::Config,
-                "the signing key is not a P-256 PKCS#8 PEM key",
-            )
-        })?;
-        let der = secret
-            .to_pkcs8_der()
-            .map_err(|_| Error::new(ErrorKind::Config, "could not encode the P-256 key"))?;
-        Self::from_pkcs8_der(der.as_bytes())
+        let der = PrivatePkcs8KeyDer::from_pem_slice(pem.as_bytes()).map_err(|_| not_a_key())?;
+        Self::from_pkcs8_der(der.secret_pkcs8_der())
     }
 
     /// A P-256 private key in PKCS#8 DER.
@@ -61,55 +73,68 @@ impl SigningKey {
     /// # Errors
     /// [`ErrorKind::Config`] for anything but a P-256 PKCS#8 key.
     pub fn from_pkcs8_der(der: &[u8]) -> Result<Self> {
-        p256::SecretKey::from_pkcs8_der(der).map_err(|_| {
-            Error::new(
-                ErrorKind::Config,
-                "the signing key is not a P-256 PKCS#8 key",
-            )
-        })?;
-        let encoding = EncodingKey::from_ec_der(der);
-        let mut jwk = Jwk::from_encoding_key(&encoding, Algorithm::ES256)
-            .map_err(|_| Error::new(ErrorKind::Config, "could not derive the public key"))?;
-        let kid = thumbprint(&jwk)?;
-        jwk.common.key_id = Some(kid.clone());
-        jwk.common.public_key_use = Some(PublicKeyUse::Signature);
-        jwk.common.key_algorithm = Some(KeyAlgorithm::ES256);
-        Ok(Self { encoding, jwk, kid })
+        let rng = SystemRandom::new();
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der, &rng)
+            .map_err(|_| not_a_key())?;
+        // The public point: 0x04, then x and y, 32 bytes each.
+        let point = pair.public_key().as_ref();
+        let x = URL_SAFE_NO_PAD.encode(&point[1..33]);
+        let y = URL_SAFE_NO_PAD.encode(&point[33..65]);
+        // RFC 7638: the required members, in lexical order, no whitespace.
+        let canonical = format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#);
+        let kid = URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()));
+        let jwk = Jwk {
+            common: CommonParameters {
+                public_key_use: Some(PublicKeyUse::Signature),
+                key_algorithm: Some(KeyAlgorithm::ES256),
+                key_id: Some(kid.clone()),
+                ..Default::default()
+            },
+            algorithm: AlgorithmParameters::EllipticCurve(EllipticCurveKeyParameters {
+                key_type: EllipticCurveKeyType::EC,
+                curve: EllipticCurve::P256,
+                x,
+                y,
+            }),
+        };
+        let header = serde_json::json!({ "alg": "ES256", "typ": "at+jwt", "kid": kid });
+        Ok(Self(Arc::new(KeyInner {
+            pair,
+            jwk,
+            encoded_header: URL_SAFE_NO_PAD.encode(header.to_string()),
+            kid,
+            rng,
+        })))
     }
 
     /// The key id: the RFC 7638 thumbprint of the public key.
     pub fn kid(&self) -> &str {
-        &self.kid
+        &self.0.kid
     }
 
     /// The public JWK (`kid`, `use: sig`, `alg: ES256`).
     pub fn public_jwk(&self) -> &Jwk {
-        &self.jwk
+        &self.0.jwk
     }
 
     /// Signs `claims` as an RFC 9068 access token (`typ: at+jwt`).
     pub(crate) fn sign<T: Serialize>(&self, claims: &T) -> Result<String> {
-        let mut header = Header::new(Algorithm::ES256);
-        header.typ = Some("at+jwt".into());
-        header.kid = Some(self.kid.clone());
-        jsonwebtoken::encode(&header, claims, &self.encoding)
-            .map_err(|_| Error::new(ErrorKind::Config, "could not sign an access token"))
+        let claims = serde_json::to_vec(claims)
+            .map_err(|_| Error::new(ErrorKind::Config, "could not encode an access token"))?;
+        let mut jws =
+            String::with_capacity(self.0.encoded_header.len() + claims.len() * 4 / 3 + 100);
+        jws.push_str(&self.0.encoded_header);
+        jws.push('.');
+        URL_SAFE_NO_PAD.encode_string(claims, &mut jws);
+        let signature = self
+            .0
+            .pair
+            .sign(&self.0.rng, jws.as_bytes())
+            .map_err(|_| Error::new(ErrorKind::Config, "could not sign an access token"))?;
+        jws.push('.');
+        URL_SAFE_NO_PAD.encode_string(signature.as_ref(), &mut jws);
+        Ok(jws)
     }
-}
-
-/// RFC 7638 thumbprint of an EC JWK: the SHA-256 of its required members in lexical order.
-fn thumbprint(jwk: &Jwk) -> Result<String> {
-    let AlgorithmParameters::EllipticCurve(ec) = &jwk.algorithm else {
-        return Err(Error::new(
-            ErrorKind::Config,
-            "the signing key is not an EC key",
-        ));
-    };
-    let canonical = format!(
-        r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#,
-        ec.x, ec.y
-    );
-    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(canonical)))
 }
 
 #[cfg(test)]
@@ -123,15 +148,21 @@ mod tests {
             .sign(&serde_json::json!({"sub": "alice", "exp": 4_000_000_000u64}))
             .unwrap();
         let header = jsonwebtoken::decode_header(&token).unwrap();
-        assert_eq!(header.alg, Algorithm::ES256);
+        assert_eq!(header.alg, jsonwebtoken::Algorithm::ES256);
         assert_eq!(header.typ.as_deref(), Some("at+jwt"));
         assert_eq!(header.kid.as_deref(), Some(key.kid()));
-        let decoding = jsonwebtoken::DecodingKey::from_jwk(key.public_jwk()).unwrap();
-        let mut validation = jsonwebtoken::Validation::new(Algorithm::ES256);
-        validation.validate_aud = false;
-        let claims =
-            jsonwebtoken::decode::<serde_json::Value>(&token, &decoding, &validation).unwrap();
-        assert_eq!(claims.claims["sub"], "alice");
+        // Checked with the published key, as a resource server checks it.
+        let published = serde_json::to_value(key.public_jwk()).unwrap();
+        let public = crate::jose::PublicJwk::parse(
+            published.as_object().unwrap(),
+            crate::jose::JwsAlgorithm::Es256,
+        )
+        .unwrap();
+        crate::jose::verify_compact(&token, &public).unwrap();
+        let payload = token.split('.').nth(1).unwrap();
+        let claims: serde_json::Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+        assert_eq!(claims["sub"], "alice");
         assert!(
             !serde_json::to_string(key.public_jwk())
                 .unwrap()
