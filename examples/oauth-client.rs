@@ -54,7 +54,7 @@ struct Args {
     /// A client registered with the authorization server ahead of time (identity providers
     /// without dynamic registration); a public client, its redirect http://127.0.0.1/callback
     /// on any port.
-    #[arg(long, value_name = "ID", allow_hyphen_values = true)]
+    #[arg(long, value_name = "ID")]
     client_id: Option<String>,
     /// A scope to ask for instead of the discovered ones; repeatable.
     #[arg(long = "scope", value_name = "SCOPE")]

@@ -6,9 +6,9 @@
 //!
 //! ```text
 //! # JWT access tokens, keys found through the issuer's metadata:
-//! cargo run --example protected_server --features rmcp,axum -- --issuer https://auth.example.com/realms/mcp
+//! cargo run --example protected_server -- --issuer https://auth.example.com/realms/mcp
 //! # Opaque tokens, checked by RFC 7662 introspection:
-//! cargo run --example protected_server --features rmcp,axum -- \
+//! cargo run --example protected_server -- \
 //!     --introspection-url https://auth.example.com/introspect --client-id rs --client-secret s3cret \
 //!     --issuer https://auth.example.com
 //! ```

@@ -158,6 +158,19 @@ async fn the_layer_takes_dpop_by_default_with_every_check() {
 }
 
 #[tokio::test]
+async fn without_a_resource_the_default_layer_takes_bearer_only() {
+    // Proofs would be checked against a URL made from Host, wrong behind TLS: no DPoP offered.
+    let verifier = StaticVerifier::new().token("plain", bound_to(None));
+    let app = Router::new()
+        .route("/mcp", post(|| async { "ok" }))
+        .layer(RequireBearerLayer::new(verifier));
+    let url = format!("{}/mcp", serve(app).await);
+    let answer = call(&url, "Basic eA==", &[]).await;
+    assert_eq!(challenges(&answer), vec!["Bearer".to_owned()]);
+    assert_eq!(call(&url, "Bearer plain", &[]).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
 async fn every_mismatch_between_proof_request_and_token_is_refused() {
     let f = protected(DpopPolicy::accepted()).await;
     let other_key = DpopKey::generate(DpopAlgorithm::ES256).unwrap();

@@ -175,7 +175,8 @@ fn needs_consent_prompt(
     scopes: &[String],
     options: &RequestOptions,
 ) -> bool {
-    scopes.iter().any(|s| s == "offline_access")
+    options.consent_prompt_for_offline_access
+        && scopes.iter().any(|s| s == "offline_access")
         && server.supports_scope("openid")
         && !options
             .authorization_params
@@ -335,6 +336,15 @@ mod tests {
             &openid,
             &asking(&["offline_access"]),
             &chosen
+        ));
+        let off = RequestOptions {
+            consent_prompt_for_offline_access: false,
+            ..Default::default()
+        };
+        assert!(!needs_consent_prompt(
+            &openid,
+            &asking(&["offline_access"]),
+            &off
         ));
     }
 }

@@ -191,6 +191,17 @@ impl OAuthConfig {
         self
     }
 
+    /// Whether asking an OpenID provider (one listing the `openid` scope) for `offline_access`
+    /// also asks `prompt=consent` (default: yes). OpenID Connect Core §11 lets a provider drop
+    /// `offline_access` otherwise, leaving the client without a refresh token; turn it off for
+    /// a provider that issues refresh tokens without it and shows a consent screen every time
+    /// with it (or where users may not consent themselves). A `prompt` set with
+    /// [`Self::authorization_param`] always wins.
+    pub fn consent_prompt_for_offline_access(mut self, ask: bool) -> Self {
+        self.requests.consent_prompt_for_offline_access = ask;
+        self
+    }
+
     /// Adds a parameter to every token request at the MCP server's authorization server
     /// (Auth0's `audience`, for one). The protocol's own parameters cannot be replaced.
     pub fn token_param(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {

@@ -9,6 +9,7 @@ pub(crate) struct RequestOptions {
     pub(crate) authorization_params: Vec<(String, String)>,
     pub(crate) token_params: Vec<(String, String)>,
     pub(crate) send_resource: bool,
+    pub(crate) consent_prompt_for_offline_access: bool,
 }
 
 impl Default for RequestOptions {
@@ -17,6 +18,7 @@ impl Default for RequestOptions {
             authorization_params: Vec::new(),
             token_params: Vec::new(),
             send_resource: true,
+            consent_prompt_for_offline_access: true,
         }
     }
 }

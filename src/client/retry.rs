@@ -30,12 +30,19 @@ use http::{Request, Response, StatusCode};
 
 use crate::error::{BoxError, Error};
 
-/// Retries a request whose failure may pass: a 502, 503 or 504 answer or a 429 (after its
-/// `Retry-After`, when that is no longer than the longest pause), a refused or broken
-/// connection, a timeout below. Never an answer the server meant (4xx), nor an error of
+/// Retries a request whose failure may pass, and only when trying again cannot do twice what
+/// the server already did:
+///
+/// - any request answered 503 or 429 (the server says it did not act; after its `Retry-After`
+///   when that is no longer than the longest pause), or whose connection was refused;
+/// - an idempotent request (GET, HEAD, OPTIONS, PUT, DELETE) also after a 502 or 504 answer, a
+///   connection lost mid-way or a timeout below.
+///
+/// A POST (an MCP `tools/call`) that may have reached the server is not sent again. Never
+/// retried: an answer the server meant (4xx), or an error of
 /// [`ErrorClass::Authorization`](crate::ErrorClass::Authorization) or
-/// [`ErrorClass::Configuration`](crate::ErrorClass::Configuration). Pauses double from
-/// `base` (100 ms) up to `max` (2 s).
+/// [`ErrorClass::Configuration`](crate::ErrorClass::Configuration). Pauses double from `base`
+/// (100 ms) up to `max` (2 s).
 ///
 /// Only requests whose body can be cloned (`Full<Bytes>`, `String`, `()`, …) are retried.
 #[derive(Debug, Clone)]
@@ -87,6 +94,41 @@ pub(crate) fn is_transient(error: &BoxError) -> bool {
     }
 }
 
+/// Whether the request never reached the server: the connection was refused or could not be
+/// made, anywhere in the error's chain.
+fn never_sent(error: &BoxError) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error.as_ref());
+    while let Some(error) = cause {
+        if error
+            .downcast_ref::<hyper_util::client::legacy::Error>()
+            .is_some_and(|e| e.is_connect())
+        {
+            return true;
+        }
+        if error
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::ConnectionRefused)
+        {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
+}
+
+/// Whether sending the request twice does what sending it once does (RFC 9110 §9.2.2).
+fn idempotent(method: &http::Method) -> bool {
+    use http::Method;
+    [
+        Method::GET,
+        Method::HEAD,
+        Method::OPTIONS,
+        Method::PUT,
+        Method::DELETE,
+    ]
+    .contains(method)
+}
+
 /// A `Retry-After` in seconds (the date form is not worth a clock here).
 fn retry_after<B>(response: &Response<B>) -> Option<Duration> {
     response
@@ -108,18 +150,23 @@ where
 
     fn retry(
         &mut self,
-        _request: &mut Request<B>,
+        request: &mut Request<B>,
         result: &mut Result<Response<ResBody>, BoxError>,
     ) -> Option<Self::Future> {
+        let repeatable = idempotent(request.method());
         let pause = match result {
             Ok(response) => match response.status() {
-                StatusCode::BAD_GATEWAY
-                | StatusCode::SERVICE_UNAVAILABLE
-                | StatusCode::GATEWAY_TIMEOUT
-                | StatusCode::TOO_MANY_REQUESTS => self.next_pause(retry_after(response))?,
+                StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS => {
+                    self.next_pause(retry_after(response))?
+                }
+                StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT if repeatable => {
+                    self.next_pause(retry_after(response))?
+                }
                 _ => return None,
             },
-            Err(error) if is_transient(error) => self.next_pause(None)?,
+            Err(error) if is_transient(error) && (repeatable || never_sent(error)) => {
+                self.next_pause(None)?
+            }
             Err(_) => return None,
         };
         tracing::debug!(?pause, "transient failure; trying again");
@@ -146,14 +193,22 @@ mod tests {
         Ok(response.body(()).unwrap())
     }
 
-    fn retried(policy: &mut RetryTransient, mut result: Result<Response<()>, BoxError>) -> bool {
-        let mut request = Request::new(());
+    fn retried(policy: &mut RetryTransient, result: Result<Response<()>, BoxError>) -> bool {
+        retried_for(http::Method::GET, policy, result)
+    }
+
+    fn retried_for(
+        method: http::Method,
+        policy: &mut RetryTransient,
+        mut result: Result<Response<()>, BoxError>,
+    ) -> bool {
+        let mut request = Request::builder().method(method).body(()).unwrap();
         policy.retry(&mut request, &mut result).is_some()
     }
 
     #[test]
     fn only_passing_trouble_is_retried() {
-        let mut policy = RetryTransient::new(10);
+        let mut policy = RetryTransient::new(100);
         for status in [502, 503, 504, 429] {
             assert!(retried(&mut policy, answer(status, None)), "{status}");
         }
@@ -170,6 +225,31 @@ mod tests {
         assert!(!retried(&mut policy, Err(signed_in)));
         let config: BoxError = Error::new(ErrorKind::InsecureUrl, "http").into();
         assert!(!retried(&mut policy, Err(config)));
+    }
+
+    #[test]
+    fn a_post_that_may_have_run_is_not_sent_again() {
+        let mut policy = RetryTransient::new(100);
+        let post = || http::Method::POST;
+        // The server says it did not act.
+        assert!(retried_for(post(), &mut policy, answer(503, None)));
+        assert!(retried_for(post(), &mut policy, answer(429, None)));
+        let refused: BoxError = std::io::Error::from(std::io::ErrorKind::ConnectionRefused).into();
+        assert!(retried_for(post(), &mut policy, Err(refused)));
+        let wrapped: BoxError = Error::new(ErrorKind::Http, "request failed")
+            .with_source(std::io::Error::from(std::io::ErrorKind::ConnectionRefused))
+            .into();
+        assert!(retried_for(post(), &mut policy, Err(wrapped)));
+        // It may have acted.
+        assert!(!retried_for(post(), &mut policy, answer(502, None)));
+        assert!(!retried_for(post(), &mut policy, answer(504, None)));
+        let reset: BoxError = std::io::Error::from(std::io::ErrorKind::ConnectionReset).into();
+        assert!(!retried_for(post(), &mut policy, Err(reset)));
+        let elapsed: BoxError = Box::new(tower::timeout::error::Elapsed::new());
+        assert!(!retried_for(post(), &mut policy, Err(elapsed)));
+        // The same for a GET is retried.
+        let elapsed: BoxError = Box::new(tower::timeout::error::Elapsed::new());
+        assert!(retried_for(http::Method::GET, &mut policy, Err(elapsed)));
     }
 
     #[test]

@@ -116,6 +116,12 @@ impl OAuthState {
         let pending = self.pending()?;
         let redirect = match Url::parse(redirect) {
             Ok(url) => url,
+            Err(url::ParseError::RelativeUrlWithoutBase) if redirect.starts_with('/') => {
+                return Err(Error::new(
+                    ErrorKind::InvalidResponse,
+                    "give the whole redirect URL, or its query string, not a path",
+                ))
+            }
             Err(url::ParseError::RelativeUrlWithoutBase) => {
                 let mut url = pending.redirect_uri.clone();
                 url.set_query(Some(redirect.trim_start_matches('?')));

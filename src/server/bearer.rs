@@ -56,6 +56,9 @@ struct Config<V> {
     dpop_challenges: Arc<Challenges>,
     cache: Option<Arc<TokenCache>>,
     dpop: Option<Arc<DpopPolicy>>,
+    /// DPoP is on only by default, not by `.dpop(..)`: it then needs `resource`, the public
+    /// URL proofs are checked against.
+    dpop_implicit: bool,
 }
 
 /// How rejections are answered: what every challenge says of the resource. Handed on in the
@@ -69,6 +72,9 @@ pub(crate) struct Challenges {
     dpop: Option<DpopChallenge>,
     /// The request came with a DPoP token.
     used_dpop: bool,
+    /// Whether a request in a scheme not taken was logged at info yet: once per layer, then at
+    /// debug (anyone can send such requests).
+    scheme_logged: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// What the DPoP challenge says, and where new nonces come from.
@@ -90,6 +96,7 @@ impl<V> Clone for Config<V> {
             dpop_challenges: self.dpop_challenges.clone(),
             cache: self.cache.clone(),
             dpop: self.dpop.clone(),
+            dpop_implicit: self.dpop_implicit,
         }
     }
 }
@@ -176,9 +183,16 @@ impl<V: TokenVerifier> RequireBearerLayer<V> {
                     DEFAULT_CACHE_CAPACITY,
                 ))),
                 dpop: None,
+                dpop_implicit: true,
             },
         }
         .dpop(DpopPolicy::accepted())
+        .implicitly()
+    }
+
+    fn implicitly(mut self) -> Self {
+        self.config.dpop_implicit = true;
+        self
     }
 
     /// The canonical URL of the protected resource. Tokens must name it in `aud` (RFC 8707);
@@ -205,6 +219,7 @@ impl<V: TokenVerifier> RequireBearerLayer<V> {
             nonces: policy.nonces.clone(),
         });
         self.config.dpop = Some(Arc::new(policy));
+        self.config.dpop_implicit = false;
         self
     }
 
@@ -214,6 +229,7 @@ impl<V: TokenVerifier> RequireBearerLayer<V> {
     pub fn without_dpop(mut self) -> Self {
         Arc::make_mut(&mut self.config.challenges).dpop = None;
         self.config.dpop = None;
+        self.config.dpop_implicit = false;
         self
     }
 
@@ -223,7 +239,7 @@ impl<V: TokenVerifier> RequireBearerLayer<V> {
     pub fn describe(&self, metadata: &mut crate::metadata::ProtectedResourceMetadata) {
         metadata.dpop_signing_alg_values_supported = None;
         metadata.dpop_bound_access_tokens_required = false;
-        if let Some(policy) = &self.config.dpop {
+        if let Some(policy) = &self.settled().config.dpop {
             metadata.dpop_signing_alg_values_supported = Some(
                 policy
                     .algorithms
@@ -274,11 +290,26 @@ impl<V: TokenVerifier> RequireBearerLayer<V> {
     }
 }
 
+impl<V> RequireBearerLayer<V> {
+    /// The default DPoP policy stands only with a `resource`: without one, proofs would be
+    /// checked against an `http://` URL made from `Host`, which a resource behind TLS never
+    /// matches. An explicit [`Self::dpop`] keeps that fallback.
+    fn settled(&self) -> std::borrow::Cow<'_, Self> {
+        if !(self.config.dpop_implicit && self.config.origin.is_none()) {
+            return std::borrow::Cow::Borrowed(self);
+        }
+        let mut bearer_only = self.clone();
+        Arc::make_mut(&mut bearer_only.config.challenges).dpop = None;
+        bearer_only.config.dpop = None;
+        std::borrow::Cow::Owned(bearer_only)
+    }
+}
+
 impl<S, V> Layer<S> for RequireBearerLayer<V> {
     type Service = RequireBearer<S, V>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        let mut config = self.config.clone();
+        let mut config = self.settled().config.clone();
         config.dpop_challenges = Arc::new(Challenges {
             used_dpop: true,
             ..(*config.challenges).clone()
@@ -761,13 +792,19 @@ impl Challenges {
             Rejection::UnsupportedEncoding => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         };
         if *rejection == Rejection::UnsupportedScheme {
-            // Info, not debug: a client and a resource that disagree on the scheme is a
-            // misconfiguration an operator needs to see.
-            tracing::info!(
-                accepted = self.accepted_schemes(),
-                "a request came in an authorization scheme this resource does not take; \
-                 answered with a challenge for the schemes it takes"
-            );
+            // Info the first time: a client and a resource that disagree on the scheme is a
+            // misconfiguration an operator needs to see; debug after, as anyone can send one.
+            let first = !self
+                .scheme_logged
+                .swap(true, std::sync::atomic::Ordering::Relaxed);
+            let accepted = self.accepted_schemes();
+            let message = "a request came in an authorization scheme this resource does not \
+                           take; answered with a challenge for the schemes it takes";
+            if first {
+                tracing::info!(accepted, "{message}");
+            } else {
+                tracing::debug!(accepted, "{message}");
+            }
         }
         tracing::debug!(?rejection, %status, "bearer token rejected");
         let mut response = Response::new(B::default());

@@ -183,7 +183,11 @@ impl<V: TokenVerifier> ProtectedResource<V> {
 impl<V: TokenVerifier + 'static> ProtectedResource<V> {
     /// An axum router serving `service` behind the layer at the resource's path (as the
     /// fallback, for a resource at the origin) and the metadata at its well-known paths: merge
-    /// it into the application's router.
+    /// it into the application's router. The metadata's root form
+    /// (`/.well-known/oauth-protected-resource`) is one per origin, so a second resource on
+    /// the same origin is mounted with [`Self::layer`] and the first of its
+    /// [`metadata_service`](Self::metadata_service)'s paths instead (axum panics on a route
+    /// registered twice).
     pub fn router<S, ResBody>(&self, service: S) -> axum::Router
     where
         S: tower::Service<

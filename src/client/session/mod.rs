@@ -132,25 +132,47 @@ impl Session {
         let Some(seen) = ResourceDpop::from_challenges(headers, sent_dpop) else {
             return Ok(false);
         };
-        let before = self.with(|s| std::mem::replace(&mut s.resource_dpop, seen));
-        if seen == ResourceDpop::Refused {
-            if self.config.dpop == crate::client::DpopMode::Required {
-                return Err(Error::new(
-                    ErrorKind::DpopNotAccepted,
-                    "the MCP server refused the DPoP-bound token and offers Bearer tokens only, \
-                     but the client is set to DpopMode::Required: allow Bearer (DpopMode::Auto) \
-                     or make the server take DPoP",
-                ));
-            }
-            if before != ResourceDpop::Refused {
-                tracing::info!(
-                    "the MCP server refused the DPoP-bound token and offers Bearer tokens only; \
-                     signing in again for a Bearer token"
-                );
-                return Ok(true);
-            }
+        if seen == ResourceDpop::Refused && self.config.dpop == crate::client::DpopMode::Required {
+            return Err(Error::new(
+                ErrorKind::DpopNotAccepted,
+                "the MCP server refused the DPoP-bound token and offers Bearer tokens only, \
+                 but the client is set to DpopMode::Required: allow Bearer (DpopMode::Auto) \
+                 or make the server take DPoP",
+            ));
         }
-        Ok(false)
+        let (before, advertised) = self.with(|s| {
+            let before = s.resource_dpop;
+            // A refusal stands for the session: a server that alternates cannot make the
+            // client sign in again and again.
+            if before != ResourceDpop::Refused {
+                s.resource_dpop = seen;
+            }
+            let advertised = s
+                .discovery
+                .as_ref()
+                .and_then(|d| d.resource_metadata.as_ref())
+                .is_some_and(|m| {
+                    m.dpop_signing_alg_values_supported
+                        .as_ref()
+                        .is_some_and(|algs| !algs.is_empty())
+                });
+            (before, advertised)
+        });
+        if seen != ResourceDpop::Refused || before == ResourceDpop::Refused {
+            return Ok(false);
+        }
+        if advertised {
+            tracing::warn!(
+                "the MCP server's metadata says it takes DPoP, but it refused a DPoP-bound \
+                 token with a Bearer-only challenge; signing in again for a Bearer token"
+            );
+        } else {
+            tracing::info!(
+                "the MCP server refused the DPoP-bound token and offers Bearer tokens only; \
+                 signing in again for a Bearer token"
+            );
+        }
+        Ok(true)
     }
 
     /// The store's resource key: the MCP server URL as configured.

@@ -528,7 +528,7 @@ impl Session {
         if current.refresh_token.is_none() {
             return Ok(false);
         }
-        if current.dpop_key.is_some() && self.dpop_key_for(&discovery)?.is_none() {
+        if current.dpop_key.is_some() && self.with(|s| s.resource_dpop) == ResourceDpop::Refused {
             // A bound refresh token gives bound tokens, which the resource refused.
             return Ok(false);
         }
