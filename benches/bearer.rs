@@ -117,6 +117,15 @@ fn benches(c: &mut Criterion) {
                 .required_scopes(["mcp"]),
         )
         .service(answer);
+    // The same without DPoP: what taking DPoP by default costs a Bearer request.
+    let bearer_only = ServiceBuilder::new()
+        .layer(
+            RequireBearerLayer::new(verifier.clone())
+                .resource(RESOURCE)
+                .required_scopes(["mcp"])
+                .without_dpop(),
+        )
+        .service(answer);
     let authorization = format!("Bearer {es256}");
     let request = || {
         Request::get("http://127.0.0.1/mcp")
@@ -131,6 +140,10 @@ fn benches(c: &mut Criterion) {
     group.bench_function("service_with_require_bearer_cached", |b| {
         b.to_async(&rt)
             .iter(|| protected.clone().oneshot(request()))
+    });
+    group.bench_function("service_with_require_bearer_cached_without_dpop", |b| {
+        b.to_async(&rt)
+            .iter(|| bearer_only.clone().oneshot(request()))
     });
     group.finish();
 }
