@@ -15,7 +15,7 @@ use tower::{Layer, Service};
 use crate::error::BoxError;
 use crate::http::{read_limited, ReadError};
 use crate::mcp_headers;
-use crate::server::bearer::{Challenges, Rejection};
+use crate::server::challenges::{Challenges, Rejection};
 use crate::server::mcp::{calls_in, McpCall, McpScopes};
 use crate::server::verify::AuthInfo;
 

@@ -5,6 +5,7 @@
 #[cfg(feature = "axum")]
 mod axum;
 mod bearer;
+mod challenges;
 mod dpop;
 mod introspection;
 #[cfg(feature = "jwt")]
@@ -19,9 +20,9 @@ mod verify;
 
 pub use crate::BoxFuture;
 pub use bearer::{
-    Rejection, RequireBearer, RequireBearerLayer, ResponseFuture, DEFAULT_CACHE_TTL,
-    MAX_AUTHORIZATION_BYTES,
+    RequireBearer, RequireBearerLayer, ResponseFuture, DEFAULT_CACHE_TTL, MAX_AUTHORIZATION_BYTES,
 };
+pub use challenges::Rejection;
 pub use dpop::DpopPolicy;
 pub use introspection::{IntrospectionAuth, IntrospectionVerifier};
 #[cfg(feature = "jwt")]

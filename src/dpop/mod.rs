@@ -21,9 +21,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use std::collections::{BTreeSet, HashSet};
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -39,8 +38,12 @@ use subtle::ConstantTimeEq;
 use crate::clock::now_secs;
 use crate::error::{Error, ErrorKind, Result};
 use crate::jose::{JwsAlgorithm, PublicJwk};
-use crate::sync::LockExt;
-use crate::BoxFuture;
+
+mod nonces;
+mod replay;
+
+pub use nonces::DpopNonces;
+pub use replay::{MemoryReplayCache, ReplayCache, DEFAULT_REPLAY_CAPACITY};
 
 /// The `DPoP` request header: the proof.
 pub const DPOP: http::HeaderName = http::HeaderName::from_static("dpop");
@@ -608,173 +611,6 @@ pub fn verify_proof(
     })
 }
 
-/// Remembers the proofs a server has accepted, so none is accepted twice (RFC 9449 §11.1).
-/// Behind a trait so that replicas can share one (a database); [`MemoryReplayCache`] is the
-/// one-process implementation.
-pub trait ReplayCache: Send + Sync + 'static {
-    /// Records proof `id` ([`VerifiedProof::replay_id`]), which stops being acceptable at
-    /// `expires_at`. `Ok(true)` when it is new; `Ok(false)` when it was seen before, or when
-    /// the cache can no longer vouch for proofs that old (see [`MemoryReplayCache`]).
-    ///
-    /// # Errors
-    /// When the cache cannot answer (a shared store down); the proof is then refused.
-    fn first_use(&self, id: [u8; 16], expires_at: u64, now: u64) -> BoxFuture<'_, Result<bool>>;
-}
-
-impl<C: ReplayCache + ?Sized> ReplayCache for std::sync::Arc<C> {
-    fn first_use(&self, id: [u8; 16], expires_at: u64, now: u64) -> BoxFuture<'_, Result<bool>> {
-        (**self).first_use(id, expires_at, now)
-    }
-}
-
-/// A bounded in-memory [`ReplayCache`].
-///
-/// Entries leave when their proof expires. When the cache is full of live entries it drops the
-/// one closest to expiry and from then on refuses every proof that would expire no later than
-/// the dropped one: a proof it forgot can never come back, because the window closes behind
-/// it. Under a flood the acceptance window shrinks (new proofs, made just now, still pass);
-/// memory never grows past `capacity` entries.
-pub struct MemoryReplayCache {
-    capacity: usize,
-    state: Mutex<ReplayState>,
-}
-
-#[derive(Default)]
-struct ReplayState {
-    seen: HashSet<[u8; 16], foldhash::fast::RandomState>,
-    by_expiry: BTreeSet<(u64, [u8; 16])>,
-    /// Proofs expiring at or before this were (or may have been) forgotten: refused.
-    floor: u64,
-}
-
-impl fmt::Debug for MemoryReplayCache {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MemoryReplayCache")
-            .field("capacity", &self.capacity)
-            .field("entries", &self.len())
-            .finish()
-    }
-}
-
-/// How many proofs [`MemoryReplayCache::default`] remembers.
-pub const DEFAULT_REPLAY_CAPACITY: usize = 100_000;
-
-impl Default for MemoryReplayCache {
-    fn default() -> Self {
-        Self::new(DEFAULT_REPLAY_CAPACITY)
-    }
-}
-
-impl MemoryReplayCache {
-    /// A cache of at most `capacity` proofs (at least one).
-    pub fn new(capacity: usize) -> Self {
-        Self {
-            capacity: capacity.max(1),
-            state: Mutex::new(ReplayState::default()),
-        }
-    }
-
-    /// How many proofs it holds now.
-    pub fn len(&self) -> usize {
-        self.state.locked().seen.len()
-    }
-
-    /// Whether it holds none.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The synchronous check behind [`ReplayCache::first_use`].
-    pub fn check(&self, id: [u8; 16], expires_at: u64, now: u64) -> bool {
-        let mut state = self.state.locked();
-        while let Some(&(at, old)) = state.by_expiry.first() {
-            if at > now {
-                break;
-            }
-            state.by_expiry.pop_first();
-            state.seen.remove(&old);
-        }
-        if expires_at <= state.floor.max(now) || state.seen.contains(&id) {
-            return false;
-        }
-        if state.seen.len() >= self.capacity {
-            if let Some((at, old)) = state.by_expiry.pop_first() {
-                state.seen.remove(&old);
-                state.floor = state.floor.max(at);
-            }
-            if expires_at <= state.floor {
-                return false;
-            }
-        }
-        state.seen.insert(id);
-        state.by_expiry.insert((expires_at, id));
-        true
-    }
-}
-
-impl ReplayCache for MemoryReplayCache {
-    fn first_use(&self, id: [u8; 16], expires_at: u64, now: u64) -> BoxFuture<'_, Result<bool>> {
-        Box::pin(std::future::ready(Ok(self.check(id, expires_at, now))))
-    }
-}
-
-/// Server nonces (RFC 9449 §8–9) without server state: a nonce is a time step and its HMAC, so
-/// any replica holding the same secret accepts it. A nonce is good for the step it was made in
-/// and the next one.
-pub struct DpopNonces {
-    key: ring::hmac::Key,
-    step: u64,
-}
-
-impl fmt::Debug for DpopNonces {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DpopNonces")
-            .field("step", &Duration::from_secs(self.step))
-            .finish_non_exhaustive()
-    }
-}
-
-impl DpopNonces {
-    /// Nonces that change every `step` (at least a second), under a random secret.
-    pub fn new(step: Duration) -> Self {
-        let mut secret = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut secret);
-        Self::with_secret(&secret, step)
-    }
-
-    /// Nonces under `secret`, shared by every replica that must accept each other's nonces.
-    pub fn with_secret(secret: &[u8], step: Duration) -> Self {
-        Self {
-            key: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret),
-            step: step.as_secs().max(1),
-        }
-    }
-
-    fn for_step(&self, step: u64) -> String {
-        let tag = ring::hmac::sign(&self.key, &step.to_be_bytes());
-        let mut raw = Vec::with_capacity(24);
-        raw.extend_from_slice(&step.to_be_bytes());
-        raw.extend_from_slice(&tag.as_ref()[..16]);
-        URL_SAFE_NO_PAD.encode(raw)
-    }
-
-    /// The nonce to hand out now.
-    pub fn current(&self) -> String {
-        self.for_step(now_secs() / self.step)
-    }
-
-    /// Whether `nonce` is one of the current or the previous step.
-    pub fn accepts(&self, nonce: &str) -> bool {
-        let Some(raw) = decode_part(nonce).filter(|raw| raw.len() == 24) else {
-            return false;
-        };
-        let step = u64::from_be_bytes(raw[..8].try_into().unwrap_or_default());
-        let now = now_secs() / self.step;
-        (step == now || step.saturating_add(1) == now)
-            && bool::from(self.for_step(step).as_bytes().ct_eq(nonce.as_bytes()))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -926,56 +762,6 @@ mod tests {
         .is_err());
     }
 
-    #[test]
-    fn the_replay_cache_refuses_a_second_use_and_stays_bounded_when_full() {
-        let cache = MemoryReplayCache::new(3);
-        let now = 1_000;
-        assert!(cache.check([1; 16], now + 300, now));
-        assert!(!cache.check([1; 16], now + 300, now), "a replay");
-        assert!(cache.check([2; 16], now + 290, now));
-        assert!(cache.check([3; 16], now + 295, now));
-        // Full: the entry closest to expiry (2, at +290) is dropped and the window closes behind it.
-        assert!(cache.check([4; 16], now + 300, now));
-        assert_eq!(cache.len(), 3);
-        assert!(
-            !cache.check([2; 16], now + 290, now),
-            "a forgotten proof is still refused"
-        );
-        assert!(
-            !cache.check([5; 16], now + 290, now),
-            "as is anything as old"
-        );
-        assert!(
-            !cache.check([1; 16], now + 300, now),
-            "live entries are still remembered"
-        );
-        // Once the entries expire they go, and new proofs pass again.
-        assert!(cache.check([6; 16], now + 700, now + 400));
-        assert_eq!(cache.len(), 1);
-        assert!(
-            !cache.check([7; 16], now + 10, now + 20),
-            "expired proofs never enter"
-        );
-    }
-
-    #[test]
-    fn nonces_are_accepted_for_two_steps_and_never_forged() {
-        let nonces = DpopNonces::new(Duration::from_secs(60));
-        let current = nonces.current();
-        assert!(nonces.accepts(&current));
-        let step = now_secs() / 60;
-        assert!(nonces.accepts(&nonces.for_step(step - 1)));
-        assert!(!nonces.accepts(&nonces.for_step(step - 2)));
-        assert!(!nonces.accepts(&nonces.for_step(step + 1)));
-        assert!(
-            !DpopNonces::new(Duration::from_secs(60)).accepts(&current),
-            "another secret"
-        );
-        assert!(DpopNonces::with_secret(b"s", Duration::from_secs(60))
-            .accepts(&DpopNonces::with_secret(b"s", Duration::from_secs(60)).current()));
-        assert!(!nonces.accepts("garbage"));
-    }
-
     proptest! {
         #[test]
         fn any_string_is_refused_without_panicking(proof in any::<String>()) {
@@ -1015,11 +801,6 @@ mod tests {
             let verified = verify_proof(&proof, &ProofCheck::new("POST", URL));
             let matches = method == "POST" && path == "/mcp" && host.eq_ignore_ascii_case("mcp.example.com");
             prop_assert_eq!(verified.is_ok(), matches);
-        }
-
-        #[test]
-        fn any_nonce_string_is_refused_unless_issued(nonce in any::<String>()) {
-            prop_assert!(!DpopNonces::new(Duration::from_secs(60)).accepts(&nonce));
         }
     }
 }
