@@ -112,6 +112,7 @@ impl Error {
 
     /// Marks the error as the end of a sign-in that involved the user: whatever its kind, it
     /// is then of [`ErrorClass::Authorization`], so no retry asks the user again.
+    #[cfg_attr(not(feature = "client"), allow(dead_code))]
     pub(crate) fn in_sign_in(mut self) -> Self {
         self.class = Some(ErrorClass::Authorization);
         self

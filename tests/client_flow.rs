@@ -219,6 +219,17 @@ async fn handle_callback_checks_state_iss_and_errors() {
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::StateMismatch);
     assert!(!err.to_string().contains(&code), "no code in messages");
+    // A web handler's path and query are read on the redirect URI's origin, path checked.
+    let err = state
+        .handle_callback(&format!("/callback?code={code}&state=forged"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::StateMismatch);
+    let err = state
+        .handle_callback(&format!("/elsewhere?code={code}&state=forged"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::UnexpectedRedirect);
 }
 
 #[tokio::test]

@@ -59,19 +59,20 @@ impl SigningKey {
     }
 
     /// A P-256 private key in PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`), so tokens stay valid
-    /// across restarts.
+    /// across restarts. The document must hold the public key too, as OpenSSL writes it; a key
+    /// without it (some Java tools) is converted with `openssl pkey -in old.pem -out new.pem`.
     ///
     /// # Errors
-    /// [`ErrorKind::Config`] for anything but a P-256 PKCS#8 key.
+    /// [`ErrorKind::Config`] for anything but a P-256 PKCS#8 key with its public key.
     pub fn from_pkcs8_pem(pem: &str) -> Result<Self> {
         let der = PrivatePkcs8KeyDer::from_pem_slice(pem.as_bytes()).map_err(|_| not_a_key())?;
         Self::from_pkcs8_der(der.secret_pkcs8_der())
     }
 
-    /// A P-256 private key in PKCS#8 DER.
+    /// A P-256 private key in PKCS#8 DER, with its public key (see [`Self::from_pkcs8_pem`]).
     ///
     /// # Errors
-    /// [`ErrorKind::Config`] for anything but a P-256 PKCS#8 key.
+    /// [`ErrorKind::Config`] for anything but a P-256 PKCS#8 key with its public key.
     pub fn from_pkcs8_der(der: &[u8]) -> Result<Self> {
         let rng = SystemRandom::new();
         let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der, &rng)

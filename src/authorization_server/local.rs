@@ -43,7 +43,7 @@ impl AuthorizationServer {
     /// metadata service) beside [`Self::router`].
     ///
     /// # Errors
-    /// [`ErrorKind::Config`] when this server was not configured to issue tokens for
+    /// [`ErrorKind::Config`](crate::ErrorKind::Config) when this server was not configured to issue tokens for
     /// `resource` ([`AuthorizationServerConfig::resource`](super::AuthorizationServerConfig::resource)),
     /// or it is not an http(s) URL.
     pub fn protected_resource(

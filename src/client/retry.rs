@@ -38,7 +38,9 @@ use crate::error::{BoxError, Error};
 /// - an idempotent request (GET, HEAD, OPTIONS, PUT, DELETE) also after a 502 or 504 answer, a
 ///   connection lost mid-way or a timeout below.
 ///
-/// A POST (an MCP `tools/call`) that may have reached the server is not sent again. Never
+/// A POST (an MCP `tools/call`) that may have reached the server is not sent again by this
+/// policy (the hyper client below still sends a request again, once, when a pooled connection
+/// turns out closed before any answer). Never
 /// retried: an answer the server meant (4xx), or an error of
 /// [`ErrorClass::Authorization`](crate::ErrorClass::Authorization) or
 /// [`ErrorClass::Configuration`](crate::ErrorClass::Configuration). Pauses double from `base`

@@ -104,8 +104,8 @@ impl OAuthState {
     }
 
     /// Completes authorization with what the browser was sent back with, and returns the
-    /// tokens. `redirect` is the whole redirect URL, or its query string
-    /// (`code=…&state=…&iss=…`, with or without the `?`). `state` is checked, RFC 9207 `iss`
+    /// tokens. `redirect` is the whole redirect URL, its path and query (a web handler's
+    /// `request.uri()`), or its query string (`code=…&state=…&iss=…`, with or without the `?`). `state` is checked, RFC 9207 `iss`
     /// too (required when the server advertises it), and an error response becomes an error.
     ///
     /// # Errors
@@ -116,11 +116,13 @@ impl OAuthState {
         let pending = self.pending()?;
         let redirect = match Url::parse(redirect) {
             Ok(url) => url,
+            // A web handler's `request.uri()`: the path and query, on the redirect URI's origin
+            // (verify_redirect still insists on the redirect URI's path).
             Err(url::ParseError::RelativeUrlWithoutBase) if redirect.starts_with('/') => {
-                return Err(Error::new(
-                    ErrorKind::InvalidResponse,
-                    "give the whole redirect URL, or its query string, not a path",
-                ))
+                pending.redirect_uri.join(redirect).map_err(|e| {
+                    Error::new(ErrorKind::Config, "the redirect path is not a valid URL")
+                        .with_source(e)
+                })?
             }
             Err(url::ParseError::RelativeUrlWithoutBase) => {
                 let mut url = pending.redirect_uri.clone();

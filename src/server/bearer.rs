@@ -115,10 +115,12 @@ pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(300);
 const DEFAULT_CACHE_CAPACITY: usize = 10_000;
 
 impl<V: TokenVerifier> RequireBearerLayer<V> {
-    /// Protects with `verifier`, caching verified tokens (see [`Self::cache`]) and taking
-    /// DPoP-bound tokens beside Bearer ones ([`DpopPolicy::accepted`]: every proof checked,
-    /// replays refused), so a client that got a bound token from an authorization server
-    /// offering DPoP is served. [`Self::without_dpop`] takes Bearer tokens only.
+    /// Protects with `verifier`, caching verified tokens (see [`Self::cache`]) and, once
+    /// [`Self::resource`] names the public URL proofs are checked against, taking DPoP-bound
+    /// tokens beside Bearer ones ([`DpopPolicy::accepted`]: every proof checked, replays
+    /// refused), so a client that got a bound token from an authorization server offering
+    /// DPoP is served. [`Self::without_dpop`] takes Bearer tokens only; an explicit
+    /// [`Self::dpop`] works without a resource (proofs then name the `Host` over http).
     pub fn new(verifier: V) -> Self {
         Self {
             config: Config {
@@ -147,7 +149,7 @@ impl<V: TokenVerifier> RequireBearerLayer<V> {
     /// The canonical URL of the protected resource. Tokens must name it in `aud` (RFC 8707);
     /// the verifier's own audience check comes first, this one makes sure of it. It is also the
     /// public origin DPoP proofs are checked against (`htu`), so a resource behind a proxy or a
-    /// TLS terminator checks the URL its clients use.
+    /// TLS terminator checks the URL its clients use; the default DPoP policy needs it.
     pub fn resource(mut self, resource: impl Into<String>) -> Self {
         let resource = resource.into();
         self.config.origin = url::Url::parse(&resource)
