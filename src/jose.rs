@@ -184,3 +184,22 @@ pub(crate) fn verify_compact(token: &str, key: &PublicJwk) -> Result<(), &'stati
     let signature = decode(signature).ok_or("the signature is not base64url")?;
     key.verify(signed.as_bytes(), &signature)
 }
+
+/// A compact JWS (RFC 7515 §7.1): `encoded_header` (already base64url), the claims, and the
+/// ECDSA signature `pair` makes over both. What DPoP proofs and the authorization server's
+/// access tokens are signed with.
+pub(crate) fn sign_compact(
+    encoded_header: &str,
+    claims: &[u8],
+    pair: &sig::EcdsaKeyPair,
+    rng: &ring::rand::SystemRandom,
+) -> Result<String, ring::error::Unspecified> {
+    let mut jws = String::with_capacity(encoded_header.len() + claims.len() * 4 / 3 + 100);
+    jws.push_str(encoded_header);
+    jws.push('.');
+    URL_SAFE_NO_PAD.encode_string(claims, &mut jws);
+    let signature = pair.sign(rng, jws.as_bytes())?;
+    jws.push('.');
+    URL_SAFE_NO_PAD.encode_string(signature.as_ref(), &mut jws);
+    Ok(jws)
+}

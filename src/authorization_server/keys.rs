@@ -122,19 +122,8 @@ impl SigningKey {
     pub(crate) fn sign<T: Serialize>(&self, claims: &T) -> Result<String> {
         let claims = serde_json::to_vec(claims)
             .map_err(|_| Error::new(ErrorKind::Config, "could not encode an access token"))?;
-        let mut jws =
-            String::with_capacity(self.0.encoded_header.len() + claims.len() * 4 / 3 + 100);
-        jws.push_str(&self.0.encoded_header);
-        jws.push('.');
-        URL_SAFE_NO_PAD.encode_string(claims, &mut jws);
-        let signature = self
-            .0
-            .pair
-            .sign(&self.0.rng, jws.as_bytes())
-            .map_err(|_| Error::new(ErrorKind::Config, "could not sign an access token"))?;
-        jws.push('.');
-        URL_SAFE_NO_PAD.encode_string(signature.as_ref(), &mut jws);
-        Ok(jws)
+        crate::jose::sign_compact(&self.0.encoded_header, &claims, &self.0.pair, &self.0.rng)
+            .map_err(|_| Error::new(ErrorKind::Config, "could not sign an access token"))
     }
 }
 
