@@ -256,7 +256,8 @@ pub async fn start(options: Options) -> anyhow::Result<Running> {
         Some(pem) => tower_mcp_oauth::http::HttpClient::with_roots(pem)?,
         None => tower_mcp_oauth::http::HttpClient::new(),
     };
-    // One resource for both transports: the server's public origin.
+    // One resource for both transports, so the server's public origin: clients accept a
+    // resource only as a prefix of the URL they connect to (`/mcp` or `/sse`).
     let base = url::Url::parse(&issuer)
         .context("the issuer is not a URL")?
         .origin()
