@@ -42,19 +42,7 @@ impl Home {
         let home = Self {
             dir: tempfile::tempdir().unwrap(),
         };
-        // Follows the URL like a browser (the server approves and redirects to the bridge's
-        // callback) and notes the sign-in; detached, as a browser would be.
-        let script = format!(
-            "#!/bin/sh\necho signed-in >> '{}'\npython3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1]).read()' \"$1\" >/dev/null 2>&1 &\n",
-            home.sign_ins_file().display()
-        );
-        std::fs::write(home.browser(), script).unwrap();
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(home.browser(), std::fs::Permissions::from_mode(0o755))
-                .unwrap();
-        }
+        support::following_browser(home.dir.path());
         home
     }
 
@@ -62,14 +50,8 @@ impl Home {
         self.dir.path().join("browser.sh")
     }
 
-    fn sign_ins_file(&self) -> PathBuf {
-        self.dir.path().join("sign-ins")
-    }
-
     fn sign_ins(&self) -> usize {
-        std::fs::read_to_string(self.sign_ins_file())
-            .map(|s| s.lines().count())
-            .unwrap_or(0)
+        support::sign_ins(self.dir.path())
     }
 
     fn store(&self) -> PathBuf {
@@ -183,24 +165,15 @@ impl Drop for SecretService {
 }
 
 async fn server() -> oauth_server_app::Running {
-    oauth_server_app::start(oauth_server_app::Options {
-        port: 0,
-        auto_approve: true,
-        ..Default::default()
-    })
-    .await
-    .unwrap()
+    support::approving_server(Default::default()).await
 }
 
 async fn server_without_device_grant() -> oauth_server_app::Running {
-    oauth_server_app::start(oauth_server_app::Options {
-        port: 0,
-        auto_approve: true,
+    support::approving_server(oauth_server_app::Options {
         device_grant: false,
         ..Default::default()
     })
     .await
-    .unwrap()
 }
 
 /// Starts `command` with its three standard streams piped.
@@ -472,14 +445,11 @@ async fn a_bridge_on_socket_pairs_as_node_starts_it_relays_both_ways() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_tokens_are_refreshed_by_a_running_bridge_without_a_browser() {
-    let running = oauth_server_app::start(oauth_server_app::Options {
-        port: 0,
-        auto_approve: true,
+    let running = support::approving_server(oauth_server_app::Options {
         access_token_ttl: Duration::from_secs(4),
         ..Default::default()
     })
-    .await
-    .unwrap();
+    .await;
     let home = Home::new();
     let log = home.dir.path().join("bridge.log");
     let log_flag = ["--log-file", log.to_str().unwrap()];
@@ -1058,9 +1028,7 @@ async fn a_workload_calls_tools_with_its_identity_token() {
     use support::jwt_issuer::{self, Issuer};
     const SUBJECT: &str = "system:serviceaccount:ci:deployer";
     let cluster = Issuer::start().await;
-    let running = oauth_server_app::start(oauth_server_app::Options {
-        port: 0,
-        auto_approve: true,
+    let running = support::approving_server(oauth_server_app::Options {
         workload_issuers: vec![tower_mcp_oauth::authorization_server::WorkloadIssuer::new(
             &cluster.base,
         )
@@ -1068,8 +1036,7 @@ async fn a_workload_calls_tools_with_its_identity_token() {
         .subject(SUBJECT, ["mcp:tools"])],
         ..Default::default()
     })
-    .await
-    .unwrap();
+    .await;
     let client_id = running
         .authorization_server
         .register_client(tower_mcp_oauth::metadata::ClientMetadata {

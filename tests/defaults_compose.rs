@@ -280,13 +280,7 @@ async fn a_user_slower_than_the_request_timeout_still_ends_signed_in() {
 }
 
 async fn running_server() -> oauth_server_app::Running {
-    oauth_server_app::start(oauth_server_app::Options {
-        port: 0,
-        auto_approve: true,
-        ..Default::default()
-    })
-    .await
-    .unwrap()
+    support::approving_server(Default::default()).await
 }
 
 /// One `echo` call through rmcp's client over `transport`; what the tool answered.

@@ -30,9 +30,7 @@ use tower_mcp_oauth::transport::{
 };
 
 async fn server(opaque_tokens: bool) -> oauth_server_app::Running {
-    oauth_server_app::start(oauth_server_app::Options {
-        port: 0,
-        auto_approve: true,
+    support::approving_server(oauth_server_app::Options {
         opaque_tokens,
         dpop: support::oauth_server_app::dpop_choice::DpopChoice::Required,
         dpop_nonces: true,
@@ -40,7 +38,6 @@ async fn server(opaque_tokens: bool) -> oauth_server_app::Running {
         ..Default::default()
     })
     .await
-    .unwrap()
 }
 
 async fn whoami(state: &OAuthState, url: &str) -> Value {
@@ -208,13 +205,10 @@ async fn a_stolen_bound_token_is_useless_without_its_key() {
 
 #[tokio::test]
 async fn a_client_set_to_bearer_still_gets_bearer_tokens_where_dpop_is_only_offered() {
-    let running = oauth_server_app::start(oauth_server_app::Options {
-        port: 0,
-        auto_approve: true,
+    let running = support::approving_server(oauth_server_app::Options {
         ..Default::default()
     })
-    .await
-    .unwrap();
+    .await;
     let config = OAuthConfig::new()
         .handler(headless())
         .dpop(DpopMode::Disabled);
@@ -228,13 +222,10 @@ async fn a_client_set_to_bearer_still_gets_bearer_tokens_where_dpop_is_only_offe
 
 #[tokio::test]
 async fn a_client_registered_for_dpop_gets_no_bearer_token() {
-    let running = oauth_server_app::start(oauth_server_app::Options {
-        port: 0,
-        auto_approve: true,
+    let running = support::approving_server(oauth_server_app::Options {
         ..Default::default()
     })
-    .await
-    .unwrap();
+    .await;
     let client_id = running
         .authorization_server
         .register_client(tower_mcp_oauth::metadata::ClientMetadata {

@@ -37,15 +37,12 @@ fn tls() -> oauth_server_app::Tls {
 }
 
 async fn https_server(allow_private_client_metadata_hosts: bool) -> oauth_server_app::Running {
-    oauth_server_app::start(oauth_server_app::Options {
-        port: 0,
-        auto_approve: true,
+    support::approving_server(oauth_server_app::Options {
         tls: Some(tls()),
         allow_private_client_metadata_hosts,
         ..Default::default()
     })
     .await
-    .unwrap()
 }
 
 fn config() -> OAuthConfig {

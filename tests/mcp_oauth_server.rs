@@ -25,15 +25,12 @@ use tower_mcp_oauth::transport::{
 };
 
 async fn server(opaque_tokens: bool, access_token_ttl: Duration) -> oauth_server_app::Running {
-    oauth_server_app::start(oauth_server_app::Options {
-        port: 0,
-        auto_approve: true,
+    support::approving_server(oauth_server_app::Options {
         opaque_tokens,
         access_token_ttl,
         ..Default::default()
     })
     .await
-    .unwrap()
 }
 
 /// Connects over both transports with one OAuth state, calls tools, refreshes, calls again.

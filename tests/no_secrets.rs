@@ -112,14 +112,11 @@ async fn the_authorization_server_logs_no_secrets() {
 
     let (captured, _guard) = capture_trace_logs();
 
-    let running = oauth_server_app::start(oauth_server_app::Options {
-        port: 0,
-        auto_approve: true,
+    let running = support::approving_server(oauth_server_app::Options {
         opaque_tokens: true,
         ..Default::default()
     })
-    .await
-    .unwrap();
+    .await;
     let mut state = OAuthState::new(&running.mcp_url, None).await.unwrap();
     state
         .start_authorization(&["mcp:tools", "offline_access"], CALLBACK)

@@ -8,6 +8,8 @@
 //! without the examples built, as `cargo test --all-features` does) these tests say what they
 //! skipped and pass.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -122,22 +124,14 @@ async fn protected_server(issuer: &str, flags: &[&str]) -> (Running, String) {
 /// A `BROWSER` for the clients: the scripted user of `browser.mjs`, started in the background
 /// as a browser is, writing what it ended on to `browser.log`.
 fn browser(dir: &Path) -> PathBuf {
-    let script = dir.join("browser.sh");
     let log = dir.join("browser.log");
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\nnode '{DIR}/browser.mjs' \"$1\" >> '{}' 2>&1 &\n",
+    support::browser_script(
+        dir,
+        &format!(
+            "node '{DIR}/browser.mjs' \"$1\" >> '{}' 2>&1",
             log.display()
         ),
     )
-    .unwrap();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
-    script
 }
 
 /// Runs a client to the end; its standard output, or a panic with everything it printed.

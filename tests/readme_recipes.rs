@@ -54,25 +54,6 @@ fn readme_shows_each_recipe_as_it_runs() {
     }
 }
 
-/// A `BROWSER` that follows the sign-in URL (the server approves at once) and counts sign-ins.
-fn scripted_browser(dir: &std::path::Path) -> std::path::PathBuf {
-    let script = dir.join("browser.sh");
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\necho signed-in >> '{}'\npython3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1]).read()' \"$1\" >/dev/null 2>&1 &\n",
-            dir.join("sign-ins").display()
-        ),
-    )
-    .unwrap();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
-    script
-}
-
 #[tokio::test]
 async fn recipe_a_signs_in_once_and_calls_recipe_c() {
     let (listener, base) = bind().await;
@@ -82,7 +63,7 @@ async fn recipe_a_signs_in_once_and_calls_recipe_c() {
     ));
     let dir = tempfile::tempdir().unwrap();
     // The only test here that opens a browser, so the only one to read BROWSER.
-    std::env::set_var("BROWSER", scripted_browser(dir.path()));
+    std::env::set_var("BROWSER", support::following_browser(dir.path()));
     let store = dir.path().join("credentials.json");
     let url = format!("{base}/mcp");
 
@@ -94,8 +75,7 @@ async fn recipe_a_signs_in_once_and_calls_recipe_c() {
     // The next run finds its tokens in the store: no browser.
     let (_, again) = recipes::recipe_client(&url, &store).await.unwrap();
     assert_eq!(again, "alice");
-    let sign_ins = std::fs::read_to_string(dir.path().join("sign-ins")).unwrap();
-    assert_eq!(sign_ins.lines().count(), 1);
+    assert_eq!(support::sign_ins(dir.path()), 1);
 }
 
 #[tokio::test]
@@ -103,15 +83,12 @@ async fn recipe_b_trusts_mcp_oauth_server_as_its_identity_provider() {
     // Two processes' worth: the example server issues tokens for recipe (b)'s resource.
     let (listener, resource_base) = bind().await;
     let resource = format!("{resource_base}/mcp");
-    let identity_provider = oauth_server_app::start(oauth_server_app::Options {
-        port: 0,
-        auto_approve: true,
+    let identity_provider = support::approving_server(oauth_server_app::Options {
         other_resources: vec![resource.clone()],
         extra_scopes: vec!["mcp:admin".into()],
         ..Default::default()
     })
-    .await
-    .unwrap();
+    .await;
     let app = recipes::recipe_protected_server(&identity_provider.base, &resource).unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
 

@@ -165,3 +165,53 @@ pub fn alive_tasks() -> usize {
         .metrics()
         .num_alive_tasks()
 }
+
+/// The `mcp_oauth_server` example on a free loopback port, approving every sign-in at once
+/// (no consent page), otherwise as `options` say.
+#[cfg(all(
+    feature = "authorization-server",
+    feature = "rmcp",
+    feature = "rmcp-server",
+    feature = "jwt"
+))]
+pub async fn approving_server(options: oauth_server_app::Options) -> oauth_server_app::Running {
+    oauth_server_app::start(oauth_server_app::Options {
+        port: 0,
+        auto_approve: true,
+        ..options
+    })
+    .await
+    .unwrap()
+}
+
+/// Writes `dir/browser.sh`, a `BROWSER` that runs `command` with the URL as `$1` in the
+/// background (detached, as a browser is); its path.
+pub fn browser_script(dir: &std::path::Path, command: &str) -> std::path::PathBuf {
+    let script = dir.join("browser.sh");
+    std::fs::write(&script, format!("#!/bin/sh\n{command} &\n")).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    script
+}
+
+/// A `BROWSER` that follows the sign-in URL (the server approves and redirects to the
+/// client's callback) and adds a line to `dir/sign-ins` per sign-in; see [`sign_ins`].
+pub fn following_browser(dir: &std::path::Path) -> std::path::PathBuf {
+    browser_script(
+        dir,
+        &format!(
+            "echo signed-in >> '{}'\npython3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1]).read()' \"$1\" >/dev/null 2>&1",
+            dir.join("sign-ins").display()
+        ),
+    )
+}
+
+/// How many sign-ins the [`following_browser`] of `dir` has followed.
+pub fn sign_ins(dir: &std::path::Path) -> usize {
+    std::fs::read_to_string(dir.join("sign-ins"))
+        .map(|s| s.lines().count())
+        .unwrap_or(0)
+}
