@@ -410,12 +410,15 @@ impl PostgresReplayCache {
 
 #[cfg(any(feature = "server", feature = "authorization-server"))]
 impl crate::dpop::ReplayCache for PostgresReplayCache {
-    fn first_use(
-        &self,
+    /// The table holds every live id, so no owner's proofs push out another's: `owner` is
+    /// not needed.
+    fn first_use<'a>(
+        &'a self,
+        _owner: &'a str,
         id: [u8; 16],
         expires_at: u64,
         now: u64,
-    ) -> crate::BoxFuture<'_, Result<bool>> {
+    ) -> crate::BoxFuture<'a, Result<bool>> {
         Box::pin(self.first_use(id, expires_at, now))
     }
 }

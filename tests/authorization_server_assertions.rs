@@ -796,3 +796,39 @@ async fn two_trusted_issuers_never_name_one_user() {
         assert_eq!(seen["sub"], format!("{prefix}{DEPLOYER}"));
     }
 }
+
+#[tokio::test]
+async fn a_client_flooding_assertions_locks_out_no_other_client() {
+    use tower_mcp_oauth::dpop::MemoryReplayCache;
+    let s = start(|c| c.assertion_replay_cache(MemoryReplayCache::new(20))).await;
+    let flooder = key_client(&s, ec_jwks("ec-1")).await;
+    let honest = key_client(&s, ec_jwks("ec-1")).await;
+    let now = now_secs();
+    let assertion = |client: &str, exp: u64| {
+        let claims = json!({"iss": client, "sub": client, "aud": s.base, "iat": now,
+            "exp": exp, "jti": jti()});
+        sign_with(&claims, es256("ec-1"))
+    };
+    let grant = |assertion: String| {
+        let server = &s;
+        async move {
+            post_token(
+                server,
+                &[
+                    ("grant_type", "client_credentials"),
+                    ("client_assertion_type", ASSERTION_TYPE),
+                    ("client_assertion", &assertion),
+                ],
+            )
+            .await
+        }
+    };
+    // Four times the cache, each assertion living as long as allowed (an hour).
+    // Past the cache the flooder's own window closes behind what it lost (401).
+    for _ in 0..80 {
+        let status = grant(assertion(&flooder, now + 3_590)).await.status;
+        assert!(status == 200 || status == 401, "{status}");
+    }
+    let answer = grant(assertion(&honest, now + 60)).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+}

@@ -7,6 +7,7 @@ mod support;
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::Full;
 use serde_json::json;
@@ -355,4 +356,68 @@ async fn client_credentials_is_for_confidential_clients_the_operator_registered(
         )
         .await;
     assert_eq!(answer.error(), "unauthorized_client");
+}
+
+/// A token request carrying a DPoP proof dated `iat_ahead` seconds from now.
+fn with_proof(
+    server: &Server,
+    key: &tower_mcp_oauth::dpop::DpopKey,
+    jti: &str,
+    iat_ahead: u64,
+    pairs: &[(&str, &str)],
+) -> Request<Full<Bytes>> {
+    let claims = json!({"jti": jti, "htm": "POST", "htu": format!("{}/token", server.base),
+        "iat": support::now_secs() + iat_ahead});
+    let mut request = server.form_request("/token", pairs, None);
+    request
+        .headers_mut()
+        .insert("dpop", key.sign_claims(&claims).unwrap().parse().unwrap());
+    request
+}
+
+#[tokio::test]
+async fn a_client_flooding_dpop_proofs_locks_out_no_other_client() {
+    use tower_mcp_oauth::dpop::{DpopAlgorithm, DpopKey, MemoryReplayCache};
+    let server = Server::start(|config| config.dpop_replay_cache(MemoryReplayCache::new(40))).await;
+    let flooder = server.public_client().await;
+    let honest = server.public_client().await;
+    let key = DpopKey::generate(DpopAlgorithm::ES256).unwrap();
+    let (code, verifier) = server.code(&honest, "mcp:tools").await;
+
+    // Made-up codes, four times the cache, each proof dated as far ahead as allowed.
+    let made_up_verifier = "v".repeat(43);
+    for n in 0..160 {
+        let rest = [("redirect_uri", REDIRECT), ("client_id", flooder.as_str())];
+        let pairs = code_grant("made-up", &made_up_verifier, &rest);
+        let answer = send(with_proof(&server, &key, &format!("bogus-{n}"), 59, &pairs)).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    }
+    // Real grants from a client of the operator's, four times the cache, dated ahead too.
+    let (machine, secret) = server.operator_client().await;
+    for n in 0..160 {
+        let pairs = [
+            ("grant_type", "client_credentials"),
+            ("client_id", machine.as_str()),
+            ("client_secret", secret.as_str()),
+            ("scope", "mcp:tools"),
+        ];
+        send(with_proof(
+            &server,
+            &key,
+            &format!("machine-{n}"),
+            59,
+            &pairs,
+        ))
+        .await;
+    }
+
+    let rest = [
+        ("redirect_uri", REDIRECT),
+        ("client_id", honest.as_str()),
+        ("resource", server.resource.as_str()),
+    ];
+    let pairs = code_grant(&code, &verifier, &rest);
+    let answer = send(with_proof(&server, &key, "honest", 0, &pairs)).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    assert_eq!(answer.json()["token_type"], "DPoP");
 }

@@ -376,12 +376,18 @@ async fn replicas_starting_together_migrate_once_and_share_one_time_ids() {
     }
     let now = support::now_secs();
     let id = rand::random::<[u8; 16]>();
-    assert!(caches[0].first_use(id, now + 60, now).await.unwrap());
+    assert!(caches[0]
+        .first_use("client", id, now + 60, now)
+        .await
+        .unwrap());
     for cache in &caches {
-        assert!(!cache.first_use(id, now + 60, now).await.unwrap());
+        assert!(!cache.first_use("client", id, now + 60, now).await.unwrap());
     }
     // Once expired, the id may be taken again.
-    assert!(caches[1].first_use(id, now + 120, now + 61).await.unwrap());
+    assert!(caches[1]
+        .first_use("client", id, now + 120, now + 61)
+        .await
+        .unwrap());
 }
 
 #[tokio::test]

@@ -417,3 +417,42 @@ async fn a_small_replay_cache_stays_bounded_and_still_refuses_replays() {
         );
     }
 }
+
+#[tokio::test]
+async fn one_token_flooding_the_replay_cache_locks_out_no_one_else() {
+    let honest = DpopKey::generate(DpopAlgorithm::ES256).unwrap();
+    let flooder = DpopKey::generate(DpopAlgorithm::ES256).unwrap();
+    let verifier = StaticVerifier::new()
+        .token("honest", bound_to(Some(honest.thumbprint())))
+        .token("flooder", bound_to(Some(flooder.thumbprint())));
+    let layer = RequireBearerLayer::new(verifier)
+        .resource(RESOURCE)
+        .dpop(DpopPolicy::accepted().replay_cache(MemoryReplayCache::new(40)));
+    let app = Router::new()
+        .route("/mcp", post(|| async { "ok" }))
+        .layer(layer);
+    let url = format!("{}/mcp", serve(app).await);
+
+    let before = proof(&honest, "POST", RESOURCE, "honest");
+    assert_eq!(
+        call(&url, "DPoP honest", &[&before]).await.status,
+        StatusCode::OK
+    );
+    // Four times the cache, each proof dated as far ahead as the layer allows.
+    for n in 0..160 {
+        let claims = json!({"jti": format!("flood-{n}"), "htm": "POST", "htu": RESOURCE,
+            "iat": now_secs() + 59, "ath": access_token_hash("flooder")});
+        let flood = flooder.sign_claims(&claims).unwrap();
+        let answer = call(&url, "DPoP flooder", &[&flood]).await;
+        assert_ne!(answer.status, StatusCode::INTERNAL_SERVER_ERROR);
+    }
+    let after = proof(&honest, "POST", RESOURCE, "honest");
+    let answer = call(&url, "DPoP honest", &[&after]).await;
+    assert_eq!(answer.status, StatusCode::OK, "{:?}", challenges(&answer));
+    let replayed = call(&url, "DPoP honest", &[&before]).await;
+    assert_eq!(
+        dpop_error(&replayed),
+        "invalid_dpop_proof",
+        "still remembered"
+    );
+}

@@ -314,7 +314,7 @@ impl AuthorizationServer {
             .inner
             .config
             .assertion_replay
-            .first_use(id, expires_at.saturating_add(LEEWAY), now_secs())
+            .first_use(issuer, id, expires_at.saturating_add(LEEWAY), now_secs())
             .await?)
     }
 

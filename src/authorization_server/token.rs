@@ -96,7 +96,7 @@ async fn token(
         ));
     }
     let jkt = proof.as_ref().map(|p| p.jkt.as_str());
-    match grant_type.as_str() {
+    let response = match grant_type.as_str() {
         "authorization_code" => authorization_code(server, &client, &params, jkt).await,
         "refresh_token" => refresh(server, &client, &params, jkt).await,
         "client_credentials" => client_credentials(server, &client, &params, jkt).await,
@@ -108,11 +108,16 @@ async fn token(
             "unsupported_grant_type",
             "the grant type is not supported",
         )),
+    }?;
+    // Tokens issued for a replayed proof are never handed out; unused, they expire.
+    if let Some(proof) = &proof {
+        first_use_of(server, &client, proof).await?;
     }
+    Ok(response)
 }
 
-/// The token request's DPoP proof (RFC 9449 §4.3, §8, §11.1), checked, with its nonce and
-/// its first use; `None` without one, or when this server does not do DPoP.
+/// The token request's DPoP proof (RFC 9449 §4.3, §8), checked, with its nonce (its first use
+/// is [`first_use_of`]'s); `None` without one, or when this server does not do DPoP.
 async fn dpop_proof(
     server: &AuthorizationServer,
     headers: &HeaderMap,
@@ -146,17 +151,37 @@ async fn dpop_proof(
             return Err(error);
         }
     }
+    Ok(Some(verified))
+}
+
+/// RFC 9449 §11.1: the proof was never used before. Asked only once the grant is proven, so a
+/// flood of requests with made-up grants never reaches the replay cache, and with the client
+/// as the owner, so one client's proofs never push out another's.
+async fn first_use_of(
+    server: &AuthorizationServer,
+    client: &RegisteredClient,
+    proof: &VerifiedProof,
+) -> Result<(), OAuthError> {
+    let Some(settings) = &server.inner.config.dpop else {
+        return Ok(());
+    };
     let fresh = settings
         .replay
-        .first_use(verified.replay_id(), verified.expires_at, now_secs())
+        .first_use(
+            &client.client_id,
+            proof.replay_id(),
+            proof.expires_at,
+            now_secs(),
+        )
         .await?;
-    if !fresh {
-        return Err(OAuthError::new(
+    if fresh {
+        Ok(())
+    } else {
+        Err(OAuthError::new(
             "invalid_dpop_proof",
             "the DPoP proof was used before",
-        ));
+        ))
     }
-    Ok(Some(verified))
 }
 
 fn require_grant(client: &RegisteredClient, grant_type: &str) -> Result<(), OAuthError> {

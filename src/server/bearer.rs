@@ -627,7 +627,7 @@ impl<V: TokenVerifier> Config<V> {
         }
         match policy
             .replay
-            .first_use(proof.replay_id(), proof.expires_at, now_secs())
+            .first_use(&proof.jkt, proof.replay_id(), proof.expires_at, now_secs())
             .await
         {
             Ok(true) => Ok(info),
