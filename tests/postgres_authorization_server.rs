@@ -571,3 +571,49 @@ async fn the_pool_never_quotes_its_connection_string() {
         .unwrap_err();
     assert!(!format!("{malformed} {malformed:?}").contains("hunter2"));
 }
+
+#[tokio::test]
+async fn a_full_device_table_drops_the_oldest_waiting_one_of_the_client_holding_the_most() {
+    use tower_mcp_oauth::authorization_server::{
+        AuthorizationStore, DeviceGrant, DeviceSave, DeviceStatus, TokenHash,
+    };
+    let Some(url) = database_url() else { return };
+    let url = fresh_schema(&url).await;
+    let pool = PostgresPool::connect(&url).await.unwrap();
+    let store = PostgresAuthorizationStore::new(pool)
+        .await
+        .unwrap()
+        .max_devices(3);
+    let now = support::now_secs();
+    let grant = |client: &str, user: u8, expires_at: u64| DeviceGrant {
+        client_id: client.into(),
+        client_name: None,
+        user_code: TokenHash([user; 32]),
+        scopes: vec![],
+        resource: "http://127.0.0.1:1/mcp".into(),
+        expires_at,
+        interval: 5,
+        last_poll: 0,
+        status: DeviceStatus::Pending,
+        family_id: format!("family-{user}"),
+    };
+    let save = |code: u8, client: &'static str, expires_at: u64| {
+        let store = &store;
+        async move {
+            store
+                .save_device(TokenHash([code; 32]), grant(client, code, expires_at))
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(save(1, "flooder", now + 100).await, DeviceSave::Saved);
+    assert_eq!(save(2, "flooder", now + 200).await, DeviceSave::Saved);
+    assert_eq!(save(3, "honest", now + 300).await, DeviceSave::Saved);
+    // Full: a newcomer gets in, and the flooder's oldest goes, not the honest client's.
+    assert_eq!(save(4, "newcomer", now + 400).await, DeviceSave::Saved);
+    let waiting = |user: u8| store.device_by_user_code(TokenHash([user; 32]));
+    assert!(waiting(1).await.unwrap().is_none());
+    assert!(waiting(2).await.unwrap().is_some());
+    assert!(waiting(3).await.unwrap().is_some());
+    assert!(waiting(4).await.unwrap().is_some());
+}

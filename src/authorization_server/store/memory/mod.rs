@@ -322,7 +322,8 @@ impl MemoryState {
 }
 
 impl MemoryState {
-    /// Whether one more device authorization of `client_id` fits, once expired ones are gone.
+    /// Whether one more device authorization of `client_id` fits, once expired ones are gone
+    /// and, when the store is full, the largest holder's oldest waiting one.
     fn has_room_for_device(&mut self, client_id: &str, now: u64) -> bool {
         if self.devices.len() >= MAX_DEVICES {
             let expired: Vec<TokenHash> = self
@@ -340,7 +341,33 @@ impl MemoryState {
             .values()
             .filter(|d| d.client_id == client_id && d.expires_at > now)
             .count();
-        held < MAX_DEVICES_PER_CLIENT && self.devices.len() < MAX_DEVICES
+        if held >= MAX_DEVICES_PER_CLIENT {
+            return false;
+        }
+        if self.devices.len() >= MAX_DEVICES {
+            // Full: the client holding the most loses its oldest waiting authorization, so a
+            // few flooding clients never keep out the others.
+            let mut counts: HashMap<&str, usize> = HashMap::new();
+            for device in self.devices.values() {
+                *counts.entry(device.client_id.as_str()).or_default() += 1;
+            }
+            let largest = counts
+                .into_iter()
+                .max_by_key(|(_, count)| *count)
+                .map(|(client, _)| client.to_owned());
+            let oldest_waiting = largest.and_then(|largest| {
+                self.devices
+                    .iter()
+                    .filter(|(_, d)| d.client_id == largest && d.status == DeviceStatus::Pending)
+                    .min_by_key(|(_, d)| d.expires_at)
+                    .map(|(code, _)| *code)
+            });
+            match oldest_waiting {
+                Some(code) => self.forget_device(code),
+                None => return false,
+            }
+        }
+        true
     }
 
     fn forget_device(&mut self, device_code: TokenHash) {

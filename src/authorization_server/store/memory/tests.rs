@@ -267,3 +267,34 @@ async fn codes_and_loose_access_tokens_are_capped_per_client() {
         CodeRedemption::Redeemed(_)
     ));
 }
+
+#[tokio::test]
+async fn clients_filling_the_device_store_push_out_only_their_own() {
+    let store = MemoryAuthorizationStore::new();
+    let later = crate::clock::now_secs() + 600;
+    let save = |code: u64, client: &str, user_code: u64| {
+        store.save_device(hash_of(code), device(client, user_code, later))
+    };
+    assert_eq!(save(1, "honest", 1).await.unwrap(), DeviceSave::Saved);
+    // Self-registered flooders, each at its own cap, fill the store and more.
+    let mut code = 100;
+    for flooder in 0..(MAX_DEVICES / MAX_DEVICES_PER_CLIENT + 1) {
+        for _ in 0..MAX_DEVICES_PER_CLIENT {
+            code += 1;
+            let saved = save(code, &format!("flooder-{flooder}"), code)
+                .await
+                .unwrap();
+            assert_eq!(saved, DeviceSave::Saved);
+        }
+    }
+    assert!(store.with(|s, _| s.devices.len()) <= MAX_DEVICES);
+    assert!(
+        store
+            .device_by_user_code(hash_of(1))
+            .await
+            .unwrap()
+            .is_some(),
+        "the honest client's authorization is still waiting"
+    );
+    assert_eq!(save(2, "newcomer", 2).await.unwrap(), DeviceSave::Saved);
+}

@@ -103,8 +103,9 @@ impl PostgresAuthorizationStore {
         self
     }
 
-    /// The most device authorizations waiting at once (default 20,000): past it, new ones are
-    /// refused (`temporarily_unavailable`) until some are collected or expire.
+    /// The most device authorizations waiting at once (default 20,000): past it, the client
+    /// holding the most loses its oldest waiting one, so no client (registration is open)
+    /// keeps out the others'. A client holds at most 500.
     pub fn max_devices(mut self, max_devices: usize) -> Self {
         self.max_devices = i64::try_from(max_devices).unwrap_or(i64::MAX);
         self

@@ -111,8 +111,27 @@ impl PostgresAuthorizationStore {
         .await?
         .ok_or_else(|| unreadable("counting device authorizations gave no row"))?;
         let (held, live): (i64, i64) = (counts.get("held"), counts.get("live"));
-        if held >= MAX_DEVICES_PER_CLIENT || live >= self.max_devices {
+        if held >= MAX_DEVICES_PER_CLIENT {
             return Ok(DeviceSave::Full);
+        }
+        if live >= self.max_devices {
+            // Full: the client holding the most loses its oldest waiting authorization, so
+            // a few flooding clients never keep out the others.
+            let dropped = execute(
+                &tx,
+                "DELETE FROM mcp_oauth_devices WHERE device_hash = (
+                     SELECT device_hash FROM mcp_oauth_devices
+                     WHERE status = 'pending' AND expires_at > $1 AND client_id = (
+                         SELECT client_id FROM mcp_oauth_devices WHERE expires_at > $1
+                         GROUP BY client_id ORDER BY count(*) DESC LIMIT 1)
+                     ORDER BY expires_at LIMIT 1)",
+                &[&now],
+                DOING,
+            )
+            .await?;
+            if dropped == 0 {
+                return Ok(DeviceSave::Full);
+            }
         }
         let (status, subject) = device_status_columns(&grant.status);
         let inserted = execute(
