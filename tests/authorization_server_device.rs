@@ -367,3 +367,53 @@ async fn past_the_wrong_codes_a_minute_the_page_looks_nothing_up() {
     assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(page.headers["retry-after"], "60");
 }
+
+#[tokio::test]
+async fn a_guesser_holds_off_only_its_own_address() {
+    let s = Server::start(|c| {
+        c.device_wrong_codes_per_minute(3)
+            .client_address_header("x-forwarded-for")
+            .unwrap()
+    })
+    .await;
+    let client = s.device_client().await;
+    let started = s.start_device(&client, "mcp:tools").await.json();
+    let right = started["user_code"].as_str().unwrap().to_owned();
+    let into_minute = support::now_secs() % 60;
+    if into_minute > 50 {
+        tokio::time::sleep(Duration::from_secs(61 - into_minute)).await;
+    }
+    let from = |address: &str, code: &str| {
+        let request = Request::get(format!("{}/device?user_code={code}", s.base))
+            .header("x-forwarded-for", format!("198.51.100.9, {address}"))
+            .body(Full::default())
+            .unwrap();
+        async move { support::send(request).await.status }
+    };
+    for _ in 0..4 {
+        from("203.0.113.7", "XXXX-XXXX").await;
+    }
+    assert_eq!(
+        from("203.0.113.7", &right).await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "the guesser waits out the minute"
+    );
+    // The proxy's own entry is what counts, not one the client wrote before it.
+    assert_eq!(from("203.0.113.8", &right).await, StatusCode::OK);
+    // An IPv6 guesser is one /64, however many addresses it uses in it.
+    for n in 0..4 {
+        from(&format!("2001:db8:1:2::{n}"), "XXXX-XXXX").await;
+    }
+    assert_eq!(
+        from("2001:db8:1:2::ff", &right).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // Ten addresses' worth in all stops every lookup.
+    for n in 0..30 {
+        from(&format!("192.0.2.{n}"), "XXXX-XXXX").await;
+    }
+    assert_eq!(
+        from("203.0.113.99", &right).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}

@@ -372,6 +372,8 @@ pub async fn start(options: Options) -> anyhow::Result<Running> {
             let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
                 let _ = tcp.set_nodelay(true);
             });
+            // With the peer's address: the device page limits wrong codes per address.
+            let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
             tokio::spawn(async move { axum::serve(listener, app).await })
         }
     };

@@ -7,6 +7,8 @@
 //! Whatever the policy says, the user confirms on the page (with the code shown again) before
 //! the device gets anything, and only that form post changes the grant: a GET never does.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -204,14 +206,16 @@ pub(crate) fn normalize_user_code(typed: &str) -> Option<String> {
 pub(super) async fn handle_page(
     State(server): State<AuthorizationServer>,
     headers: HeaderMap,
+    extensions: http::Extensions,
     RawQuery(query): RawQuery,
 ) -> Response {
+    let address = client_address(&server, &headers, &extensions);
     let query = query.unwrap_or_default();
     let Ok(params) = Params::parse(query.as_bytes()) else {
         return entry_page(&server, Some("The request repeats a parameter."));
     };
     match params.get("user_code") {
-        Some(typed) => ask(&server, &headers, typed).await,
+        Some(typed) => ask(&server, &headers, address, typed).await,
         None => entry_page(&server, None),
     }
 }
@@ -220,8 +224,10 @@ pub(super) async fn handle_page(
 pub(super) async fn handle_post(
     State(server): State<AuthorizationServer>,
     headers: HeaderMap,
+    extensions: http::Extensions,
     body: Bytes,
 ) -> Response {
+    let address = client_address(&server, &headers, &extensions);
     let Ok(params) = form_params(&headers, &body) else {
         return error_page(StatusCode::BAD_REQUEST, "The form was not understood.");
     };
@@ -230,21 +236,25 @@ pub(super) async fn handle_post(
     }
     let typed = params.get("user_code").unwrap_or("");
     match params.get("decision") {
-        None => ask(&server, &headers, typed).await,
-        Some(decision) => answer(&server, &headers, &params, typed, decision == "approve").await,
+        None => ask(&server, &headers, address, typed).await,
+        Some(decision) => {
+            let approve = decision == "approve";
+            answer(&server, &headers, address, &params, typed, approve).await
+        }
     }
 }
 
 /// The device grant a typed code names, while it waits for an answer.
 async fn pending_grant(
     server: &AuthorizationServer,
+    address: Option<IpAddr>,
     typed: &str,
 ) -> Result<(String, DeviceGrant), Response> {
-    if !server.inner.wrong_codes.allows() {
+    if !server.inner.wrong_codes.allows(address) {
         return Err(too_many_wrong_codes());
     }
     let Some(code) = normalize_user_code(typed) else {
-        server.inner.wrong_codes.count();
+        server.inner.wrong_codes.count(address);
         return Err(entry_page(
             server,
             Some("That is not a code from a device. Check it and type it again."),
@@ -268,7 +278,7 @@ async fn pending_grant(
             Ok((code, grant))
         }
         _ => {
-            server.inner.wrong_codes.count();
+            server.inner.wrong_codes.count(address);
             Err(entry_page(
                 server,
                 Some("This code is unknown, has expired, or was already used. Start again on the device."),
@@ -277,46 +287,107 @@ async fn pending_grant(
     }
 }
 
-/// Counts wrong user codes per minute, for the whole server: past the limit, codes are not
-/// looked up until the minute is over, so guessing among the 20^8 codes takes weeks, not
-/// hours. Per client address it would be fairer, but behind a proxy the address is the
-/// proxy's; the price is that a guesser also holds honest users off for the minute.
+/// Counts wrong user codes per minute, per client address and for the whole server (RFC 8628
+/// §5.1): past either limit, codes are not looked up until the minute is over. Per address,
+/// so one guesser holds only itself off; in all (ten addresses' worth), so guessing among the
+/// 20^8 codes from many addresses still takes months. IPv6 addresses count by /64, as one
+/// host holds a whole /64.
 #[derive(Debug)]
 pub(crate) struct WrongCodes {
-    limit: u32,
-    /// The minute counted, and the wrong codes in it.
-    window: std::sync::Mutex<(u64, u32)>,
+    per_address: u32,
+    overall: u32,
+    window: std::sync::Mutex<WrongCodeWindow>,
+}
+
+/// Addresses counted in one minute at most; past it, new addresses count only overall.
+const MAX_COUNTED_ADDRESSES: usize = 10_000;
+
+#[derive(Debug, Default)]
+struct WrongCodeWindow {
+    minute: u64,
+    overall: u32,
+    /// `None` stands for the requests whose address is unknown: they share one count.
+    by_address: HashMap<Option<u128>, u32>,
+}
+
+impl WrongCodeWindow {
+    fn for_minute(&mut self, minute: u64) -> &mut Self {
+        if self.minute != minute {
+            *self = Self {
+                minute,
+                ..Self::default()
+            };
+        }
+        self
+    }
+}
+
+/// The part of an address that names one client: an IPv4 address, an IPv6 /64.
+fn address_key(address: Option<IpAddr>) -> Option<u128> {
+    match address? {
+        IpAddr::V4(v4) => Some(u128::from(u32::from(v4))),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => Some(u128::from(u32::from(v4))),
+            None => Some(u128::from(v6) >> 64 | 1 << 127),
+        },
+    }
 }
 
 impl WrongCodes {
-    pub(crate) fn new(limit: u32) -> Self {
+    pub(crate) fn new(per_address: u32) -> Self {
         Self {
-            limit,
-            window: std::sync::Mutex::new((0, 0)),
+            per_address,
+            overall: per_address.saturating_mul(10),
+            window: std::sync::Mutex::new(WrongCodeWindow::default()),
         }
     }
 
-    fn allows(&self) -> bool {
-        let minute = now_secs() / 60;
-        let window = self.window.locked();
-        window.0 != minute || window.1 < self.limit
-    }
-
-    fn count(&self) {
-        let minute = now_secs() / 60;
+    fn allows(&self, address: Option<IpAddr>) -> bool {
         let mut window = self.window.locked();
-        if window.0 != minute {
-            *window = (minute, 0);
-        }
-        window.1 = window.1.saturating_add(1);
+        let window = window.for_minute(now_secs() / 60);
+        let from_address = window.by_address.get(&address_key(address)).copied();
+        window.overall < self.overall && from_address.unwrap_or(0) < self.per_address
     }
+
+    fn count(&self, address: Option<IpAddr>) {
+        let mut window = self.window.locked();
+        let window = window.for_minute(now_secs() / 60);
+        window.overall = window.overall.saturating_add(1);
+        let key = address_key(address);
+        if window.by_address.len() < MAX_COUNTED_ADDRESSES || window.by_address.contains_key(&key) {
+            let count = window.by_address.entry(key).or_default();
+            *count = count.saturating_add(1);
+        }
+    }
+}
+
+/// The last address of a forwarding header's value (`198.51.100.9, 203.0.113.7`).
+fn last_forwarded_address(value: &str) -> Option<IpAddr> {
+    value.rsplit(',').next()?.trim().parse().ok()
+}
+
+/// The address the request came from: the trusted proxy's header when one is configured
+/// (its last entry, the one that proxy added), else the connection's peer when the server
+/// was started with `into_make_service_with_connect_info`.
+pub(super) fn client_address(
+    server: &AuthorizationServer,
+    headers: &HeaderMap,
+    extensions: &http::Extensions,
+) -> Option<IpAddr> {
+    if let Some(name) = &server.inner.config.client_address_header {
+        let value = headers.get_all(name).iter().last()?.to_str().ok()?;
+        return last_forwarded_address(value);
+    }
+    extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0.ip())
 }
 
 fn too_many_wrong_codes() -> Response {
     tracing::warn!("too many wrong device codes this minute; lookups paused");
     let mut response = error_page(
         StatusCode::TOO_MANY_REQUESTS,
-        "Too many wrong codes were typed here in the last minute. Wait a minute and try again.",
+        "Too many wrong codes were typed in the last minute. Wait a minute and try again.",
     );
     response
         .headers_mut()
@@ -334,8 +405,13 @@ fn consent_request(grant: &DeviceGrant) -> ConsentRequest {
     }
 }
 
-async fn ask(server: &AuthorizationServer, headers: &HeaderMap, typed: &str) -> Response {
-    let (code, grant) = match pending_grant(server, typed).await {
+async fn ask(
+    server: &AuthorizationServer,
+    headers: &HeaderMap,
+    address: Option<IpAddr>,
+    typed: &str,
+) -> Response {
+    let (code, grant) = match pending_grant(server, address, typed).await {
         Ok(found) => found,
         Err(page) => return page,
     };
@@ -366,11 +442,12 @@ async fn ask(server: &AuthorizationServer, headers: &HeaderMap, typed: &str) -> 
 async fn answer(
     server: &AuthorizationServer,
     headers: &HeaderMap,
+    address: Option<IpAddr>,
     params: &Params,
     typed: &str,
     approve: bool,
 ) -> Response {
-    let (code, grant) = match pending_grant(server, typed).await {
+    let (code, grant) = match pending_grant(server, address, typed).await {
         Ok(found) => found,
         Err(page) => return page,
     };
@@ -554,6 +631,38 @@ impl AuthorizationServer {
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv6Addr;
+
+    #[test]
+    fn addresses_count_by_host_and_ipv6_by_64() {
+        let key = |text: &str| address_key(Some(text.parse().unwrap()));
+        assert_eq!(key("2001:db8:1:2::1"), key("2001:db8:1:2:ffff::9"));
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+        assert_eq!(key("::ffff:192.0.2.1"), key("192.0.2.1"));
+        assert_ne!(key("192.0.2.1"), key("192.0.2.2"));
+        // An IPv6 /64 never counts as an IPv4 address.
+        assert_ne!(
+            address_key(Some(IpAddr::V6(Ipv6Addr::from(1u128 << 64)))),
+            key("0.0.0.1")
+        );
+        assert_eq!(address_key(None), None);
+        assert_eq!(
+            last_forwarded_address("198.51.100.9, 203.0.113.7 "),
+            Some("203.0.113.7".parse().unwrap())
+        );
+        assert_eq!(last_forwarded_address("203.0.113.7, unknown"), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_forwarding_header_reads_or_gives_none(value in ".{0,80}") {
+            if let Some(address) = last_forwarded_address(&value) {
+                let last = value.rsplit(',').next().unwrap().trim();
+                proptest::prop_assert_eq!(address.to_string().parse::<IpAddr>().ok(), last.parse().ok());
+            }
+        }
+    }
+
     use super::*;
     use proptest::prelude::*;
 

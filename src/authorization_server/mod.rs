@@ -124,6 +124,8 @@ pub struct AuthorizationServerConfig {
     /// Set by the caller: not replaced by the store's own.
     assertion_replay_given: bool,
     device: device::DeviceSettings,
+    /// The trusted proxy's header naming the client's address.
+    client_address_header: Option<http::HeaderName>,
 }
 
 /// How the token endpoint takes DPoP proofs.
@@ -192,6 +194,7 @@ impl AuthorizationServerConfig {
             assertion_replay: Arc::new(MemoryReplayCache::default()),
             assertion_replay_given: false,
             device: device::DeviceSettings::default(),
+            client_address_header: None,
         })
     }
 
@@ -203,13 +206,32 @@ impl AuthorizationServerConfig {
         self
     }
 
-    /// How many wrong user codes the device page takes per minute, from everyone together
-    /// (default 60), before it stops looking codes up until the minute is over (RFC 8628
-    /// §5.1): with 8-letter codes, a guesser then needs weeks to hit any pending code even
-    /// with 20,000 of them waiting, and years at a usual load.
+    /// How many wrong user codes the device page takes per minute from one client address
+    /// (default 60), and ten times that from everyone together, before it stops looking codes
+    /// up for that address, or for all, until the minute is over (RFC 8628 §5.1). One guesser
+    /// holds off only itself; with 8-letter codes, guessers on many addresses still need
+    /// months to hit any pending code with 20,000 of them waiting.
+    ///
+    /// The address is the connection's peer when the router is served with
+    /// `into_make_service_with_connect_info::<SocketAddr>()`, or the last entry of
+    /// [`client_address_header`](Self::client_address_header) behind a proxy; requests whose
+    /// address is unknown share one count.
     pub fn device_wrong_codes_per_minute(mut self, limit: u32) -> Self {
         self.device.wrong_codes_per_minute = limit;
         self
+    }
+
+    /// Behind a reverse proxy: the header it puts the client's address in (its last entry is
+    /// read, the one the proxy added: `x-forwarded-for`, say). Only for a proxy that sets it
+    /// on every request; otherwise clients choose their own address.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Config`] when `name` is not a header name.
+    pub fn client_address_header(mut self, name: &str) -> Result<Self> {
+        let name = http::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| Error::new(ErrorKind::Config, "not a header name"))?;
+        self.client_address_header = Some(name);
+        Ok(self)
     }
 
     /// How long a device authorization (RFC 8628) waits for the user (default 10 minutes).
