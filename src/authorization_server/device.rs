@@ -375,7 +375,7 @@ pub(super) fn client_address(
     extensions: &http::Extensions,
 ) -> Option<IpAddr> {
     if let Some(name) = &server.inner.config.client_address_header {
-        let value = headers.get_all(name).iter().last()?.to_str().ok()?;
+        let value = headers.get_all(name).iter().next_back()?.to_str().ok()?;
         return last_forwarded_address(value);
     }
     extensions
