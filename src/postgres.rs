@@ -235,16 +235,7 @@ impl PostgresPoolBuilder {
         config
             .connect_timeout(self.timeout)
             .options(options.trim_start());
-        let local = config.get_hosts().iter().all(|host| match host {
-            Host::Tcp(name) => {
-                name == "localhost"
-                    || name
-                        .parse::<std::net::IpAddr>()
-                        .is_ok_and(|ip| ip.is_loopback())
-            }
-            #[cfg(unix)]
-            Host::Unix(_) => true,
-        });
+        let local = is_loopback_only(&config);
         if !local && !self.allow_plaintext {
             match config.get_ssl_mode() {
                 SslMode::Disable => {
@@ -346,6 +337,28 @@ pub(crate) fn unsigned(value: i64) -> u64 {
     u64::try_from(value).unwrap_or(0)
 }
 
+/// Whether every address the connection may go to is this machine: each host a loopback
+/// address, `localhost` or a Unix socket, and each `hostaddr` (which tokio-postgres connects
+/// to instead of resolving the host) a loopback address. Only then may the password travel in
+/// plaintext.
+fn is_loopback_only(config: &tokio_postgres::Config) -> bool {
+    let hosts = config.get_hosts();
+    let addresses = config.get_hostaddrs();
+    let named_locally = hosts.iter().all(|host| match host {
+        Host::Tcp(name) => {
+            name == "localhost"
+                || name
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
+        #[cfg(unix)]
+        Host::Unix(_) => true,
+    });
+    (!hosts.is_empty() || !addresses.is_empty())
+        && named_locally
+        && addresses.iter().all(std::net::IpAddr::is_loopback)
+}
+
 /// A [`ReplayCache`](crate::dpop::ReplayCache) on PostgreSQL: DPoP proofs, client assertions
 /// and ID-JAGs seen by one replica are refused at every other. An id is accepted once until
 /// it expires; expired ids are swept as new ones arrive.
@@ -426,6 +439,25 @@ impl crate::dpop::ReplayCache for PostgresReplayCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_hostaddr_off_loopback_needs_tls_whatever_the_host_says() {
+        let loopback_only = |text: &str| is_loopback_only(&text.parse().unwrap());
+        assert!(loopback_only("host=localhost"));
+        assert!(loopback_only("host=127.0.0.1 hostaddr=127.0.0.1"));
+        assert!(loopback_only("hostaddr=::1"));
+        assert!(!loopback_only("host=localhost hostaddr=192.0.2.1"));
+        assert!(!loopback_only("hostaddr=192.0.2.1"));
+        assert!(!loopback_only("host=127.0.0.1,db.example.com"));
+        for remote in [
+            "host=localhost hostaddr=192.0.2.1 user=mcp password=hunter2 sslmode=disable",
+            "hostaddr=192.0.2.1 user=mcp password=hunter2 sslmode=disable",
+        ] {
+            let error = PostgresPool::builder(remote).build().unwrap_err();
+            assert_eq!(error.kind(), ErrorKind::Config);
+            assert!(!error.to_string().contains("hunter2"));
+        }
+    }
 
     #[test]
     fn plaintext_to_a_remote_database_is_refused_unless_allowed() {
