@@ -24,12 +24,25 @@ const SIGN_IN_LEASE: Duration = Duration::from_secs(600);
 /// The credentials file: `--store-file`, else `credentials.json` in `MCP_OAUTH_DIR`, else in the
 /// platform's config directory.
 pub(crate) fn store_path(options: &StoreOptions) -> Result<PathBuf, CliError> {
+    store_path_with(options, |name| std::env::var_os(name))
+}
+
+/// [`store_path`] with `env` for the environment. An empty variable counts as unset (a
+/// launcher's `MCP_OAUTH_DIR=` would otherwise put secrets in the current directory).
+fn store_path_with(
+    options: &StoreOptions,
+    env: impl Fn(&str) -> Option<std::ffi::OsString>,
+) -> Result<PathBuf, CliError> {
     if let Some(path) = &options.store_file {
+        if path.as_os_str().is_empty() {
+            return Err(CliError::new("--store-file is empty"));
+        }
         return Ok(path.clone());
     }
-    let dir = match std::env::var_os("MCP_OAUTH_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => config_dir()
+    let env = |name: &str| env(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let dir = match env("MCP_OAUTH_DIR") {
+        Some(dir) => dir,
+        None => config_dir(env)
             .ok_or_else(|| {
                 CliError::new("cannot tell where to keep credentials: set MCP_OAUTH_DIR")
             })?
@@ -39,12 +52,7 @@ pub(crate) fn store_path(options: &StoreOptions) -> Result<PathBuf, CliError> {
 }
 
 /// The platform's per-user configuration directory.
-fn config_dir() -> Option<PathBuf> {
-    let env = |name: &str| {
-        std::env::var_os(name)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
+fn config_dir(env: impl Fn(&str) -> Option<PathBuf>) -> Option<PathBuf> {
     if cfg!(windows) {
         env("APPDATA")
     } else if cfg!(target_os = "macos") {
@@ -493,6 +501,37 @@ mod tests {
         assert!(parse_header("no colon", env).is_err());
         let error = parse_header("X-Key: bad\u{1}${TOKEN}", env).unwrap_err();
         assert!(!error.to_string().contains("s3cret"));
+    }
+
+    #[cfg(all(unix, not(target_os = "macos")))]
+    #[test]
+    fn an_empty_directory_variable_counts_as_unset() {
+        let options = StoreOptions {
+            store: StoreChoice::Auto,
+            store_file: None,
+        };
+        let vars = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, v)| std::ffi::OsString::from(v))
+            }
+        };
+        let path = |pairs| store_path_with(&options, vars(pairs)).map_err(|e| e.to_string());
+        assert_eq!(
+            path(&[("MCP_OAUTH_DIR", ""), ("HOME", "/home/u")]),
+            Ok(PathBuf::from("/home/u/.config/mcp-oauth/credentials.json"))
+        );
+        assert_eq!(
+            path(&[("MCP_OAUTH_DIR", "/srv/m"), ("HOME", "/home/u")]),
+            Ok(PathBuf::from("/srv/m/credentials.json"))
+        );
+        assert_eq!(
+            path(&[("XDG_CONFIG_HOME", ""), ("HOME", "/home/u")]),
+            Ok(PathBuf::from("/home/u/.config/mcp-oauth/credentials.json"))
+        );
+        assert!(path(&[("MCP_OAUTH_DIR", ""), ("HOME", "")]).is_err());
     }
 
     #[test]
