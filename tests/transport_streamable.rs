@@ -23,7 +23,7 @@ use tower_mcp_oauth::transport::{StreamableHttpConfig, StreamableHttpTransport};
 struct Setup {
     auth: DemoServer,
     mcp_url: String,
-    expire_sessions: Arc<AtomicBool>,
+    sessions: Arc<Sessions>,
     /// When set, the next POST's event stream is cut after its first frame.
     cut_next_stream: Arc<AtomicBool>,
     /// GETs that carried `Last-Event-ID`.
@@ -35,18 +35,42 @@ async fn setup() -> Setup {
     let auth = DemoServer::start(Default::default()).await;
     let (listener, base) = support::bind().await;
     let mcp_url = format!("{base}/mcp");
-    let expire_sessions = Arc::new(AtomicBool::new(false));
-    let expire = expire_sessions.clone();
-    // Answers 404 to any request in a session while `expire_sessions` is set.
+    let sessions = Arc::new(Sessions::default());
+    let seen = sessions.clone();
+    // Plays a server that forgets sessions (404 to a POST in one) and one whose listening GET
+    // answers 404 while its POSTs work; counts the initialize requests.
     let forget = axum::middleware::from_fn(
         move |request: axum::extract::Request, next: axum::middleware::Next| {
-            let expire = expire.clone();
+            let seen = seen.clone();
             async move {
-                if expire.load(Ordering::SeqCst) && request.headers().contains_key("mcp-session-id")
-                {
-                    return http::StatusCode::NOT_FOUND.into_response();
+                let session = request
+                    .headers()
+                    .get("mcp-session-id")
+                    .map(|v| v.to_str().unwrap().to_owned());
+                if let Some(session) = &session {
+                    let mut known = seen.known.lock().unwrap();
+                    known.insert(session.clone());
+                    let get_refused = request.method() == http::Method::GET
+                        && seen.refuse_gets.load(Ordering::SeqCst);
+                    if get_refused || seen.forgotten.lock().unwrap().contains(session) {
+                        return http::StatusCode::NOT_FOUND.into_response();
+                    }
                 }
-                next.run(request).await
+                let (parts, body) = request.into_parts();
+                let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+                let initialize = bytes.windows(12).any(|w| w == b"\"initialize\"");
+                let request =
+                    axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes));
+                let response = next.run(request).await;
+                // Those the server took (not the first, refused for its missing token).
+                if initialize && response.status().is_success() {
+                    seen.initializes.fetch_add(1, Ordering::SeqCst);
+                }
+                if let Some(assigned) = response.headers().get("mcp-session-id") {
+                    let assigned = assigned.to_str().unwrap().to_owned();
+                    seen.known.lock().unwrap().insert(assigned);
+                }
+                response
             }
         },
     );
@@ -105,9 +129,30 @@ async fn setup() -> Setup {
     Setup {
         auth,
         mcp_url,
-        expire_sessions,
+        sessions,
         cut_next_stream,
         resumptions,
+    }
+}
+
+/// What the server in front of the MCP endpoint does with sessions.
+#[derive(Default)]
+struct Sessions {
+    known: std::sync::Mutex<std::collections::HashSet<String>>,
+    forgotten: std::sync::Mutex<std::collections::HashSet<String>>,
+    refuse_gets: AtomicBool,
+    initializes: std::sync::atomic::AtomicUsize,
+}
+
+impl Sessions {
+    /// Forgets every session seen so far, as a restarted server would.
+    fn forget_all(&self) {
+        let known = self.known.lock().unwrap().clone();
+        self.forgotten.lock().unwrap().extend(known);
+    }
+
+    fn initializes(&self) -> usize {
+        self.initializes.load(Ordering::SeqCst)
     }
 }
 
@@ -167,25 +212,9 @@ async fn rmcp_client_over_our_transport_and_oauth_layer() {
 }
 
 #[tokio::test]
-async fn an_expired_session_surfaces_and_a_new_one_works() {
+async fn an_rmcp_client_goes_on_in_a_new_session_when_the_server_forgets_it() {
     let setup = setup().await;
     let stack = oauth_stack(&setup.mcp_url).await;
-    let client = ClientConfig::default()
-        .serve(StreamableHttpTransport::new(
-            stack.clone(),
-            StreamableHttpConfig::new(&setup.mcp_url),
-        ))
-        .await
-        .unwrap();
-    client.list_tools(Default::default()).await.unwrap();
-    setup.expire_sessions.store(true, Ordering::SeqCst);
-    assert!(
-        client.list_tools(Default::default()).await.is_err(),
-        "a 404 for the session is an error"
-    );
-
-    // Initialize again: a new session (requests without a session id are not refused).
-    setup.expire_sessions.store(false, Ordering::SeqCst);
     let client = ClientConfig::default()
         .serve(StreamableHttpTransport::new(
             stack,
@@ -193,19 +222,47 @@ async fn an_expired_session_surfaces_and_a_new_one_works() {
         ))
         .await
         .unwrap();
-    assert_eq!(
-        client
-            .list_tools(Default::default())
-            .await
-            .unwrap()
-            .tools
-            .len(),
-        3
-    );
+    client.list_tools(Default::default()).await.unwrap();
+    assert_eq!(setup.sessions.initializes(), 1);
+    setup.sessions.forget_all();
+    // Several calls at once find the session gone: one new initialize serves them all.
+    let calls = (0..4).map(|_| client.list_tools(Default::default()));
+    for listed in futures_util::future::join_all(calls).await {
+        assert_eq!(listed.unwrap().tools.len(), 3);
+    }
+    assert_eq!(setup.sessions.initializes(), 2);
+    let echoed = client.call_tool(echo("still here")).await.unwrap();
+    assert_eq!(text(&echoed.content), "still here");
+    client.cancel().await.unwrap();
 }
 
 #[tokio::test]
-async fn the_transport_reports_session_expiry_with_its_own_kind() {
+async fn a_listening_get_answered_404_ends_no_session() {
+    let setup = setup().await;
+    setup.sessions.refuse_gets.store(true, Ordering::SeqCst);
+    let stack = oauth_stack(&setup.mcp_url).await;
+    let client = ClientConfig::default()
+        .serve(StreamableHttpTransport::new(
+            stack,
+            StreamableHttpConfig::new(&setup.mcp_url),
+        ))
+        .await
+        .unwrap();
+    for n in 0..3 {
+        let echoed = client.call_tool(echo(&format!("call {n}"))).await.unwrap();
+        assert_eq!(text(&echoed.content), format!("call {n}"));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        setup.sessions.initializes(),
+        1,
+        "the session was never started again"
+    );
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_transport_answers_its_own_initialize_and_resends_once() {
     let setup = setup().await;
     let stack = oauth_stack(&setup.mcp_url).await;
     let mut transport =
@@ -213,10 +270,38 @@ async fn the_transport_reports_session_expiry_with_its_own_kind() {
     let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
         "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
     transport.send(initialize).await.unwrap();
+    assert!(next_message(&mut transport).await["result"]["protocolVersion"].is_string());
+    let first = transport.session_id().unwrap();
+    transport
+        .send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+        .await
+        .unwrap();
+    setup.sessions.forget_all();
+    transport
+        .send(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}))
+        .await
+        .unwrap();
+    // The client sees the answer it asked for, never the transport's own initialize.
+    assert_eq!(next_message(&mut transport).await["id"], 2);
+    assert_ne!(transport.session_id().unwrap(), first, "a new session");
+    assert_eq!(setup.sessions.initializes(), 2);
+}
+
+#[tokio::test]
+async fn without_reinitialize_the_transport_reports_session_expiry_with_its_own_kind() {
+    let setup = setup().await;
+    let stack = oauth_stack(&setup.mcp_url).await;
+    let mut transport = StreamableHttpTransport::new(
+        stack,
+        StreamableHttpConfig::new(&setup.mcp_url).reinitialize(false),
+    );
+    let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
+    transport.send(initialize.clone()).await.unwrap();
     let answer = next_message(&mut transport).await;
     assert!(answer["result"]["protocolVersion"].is_string());
     assert!(transport.session_id().is_some());
-    setup.expire_sessions.store(true, Ordering::SeqCst);
+    setup.sessions.forget_all();
     let error = transport
         .send(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}))
         .await
@@ -224,14 +309,13 @@ async fn the_transport_reports_session_expiry_with_its_own_kind() {
     assert_eq!(error.kind(), tower_mcp_oauth::ErrorKind::SessionExpired);
     assert!(transport.session_id().is_none());
     // Until a new initialize, nothing goes out without a session: the same error, at once.
-    setup.expire_sessions.store(false, Ordering::SeqCst);
     let error = transport
         .send(json!({"jsonrpc": "2.0", "id": 3, "method": "tools/list"}))
         .await
         .unwrap_err();
     assert_eq!(error.kind(), tower_mcp_oauth::ErrorKind::SessionExpired);
-    let initialize = json!({"jsonrpc": "2.0", "id": 4, "method": "initialize", "params": {
-        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
+    let mut initialize = initialize;
+    initialize["id"] = json!(4);
     transport.send(initialize).await.unwrap();
     assert_eq!(next_message(&mut transport).await["id"], 4);
     assert!(transport.session_id().is_some(), "a new session");

@@ -85,19 +85,6 @@ impl Remote {
 enum Event {
     FromClient(std::io::Result<Option<Vec<u8>>>),
     FromServer(Option<tower_mcp_oauth::Result<Value>>),
-    Report(Report),
-}
-
-/// What work done in the background reports to the relay's loop.
-enum Report {
-    /// `message` met a session the server had forgotten (a restart, an idle timeout).
-    Expired { message: Value, generation: u64 },
-    /// The bridge's own `initialize` could not be sent.
-    ResumeFailed(tower_mcp_oauth::Error),
-    /// The bridge's own `initialize` (this id) had no answer in time.
-    ResumeTimedOut(Value),
-    /// The new session heard `notifications/initialized`: the held messages may go.
-    Resumed,
 }
 
 /// The JSON-RPC error answering request `id` that could not be delivered, saying which part
@@ -140,32 +127,17 @@ fn request_id(message: &Value) -> Option<Value> {
         .cloned()
 }
 
-/// Ids of the bridge's own requests begin so; their answers never reach the client.
-const OWN_ID_PREFIX: &str = "mcp-oauth/";
-
 /// A message on its way to the server, and what to do when it does not arrive.
 struct Delivery {
     sending: BoxFuture<'static, tower_mcp_oauth::Result<()>>,
     request_id: Option<Value>,
-    /// The message and the session generation it went in, when an expired session may send
-    /// it again.
-    retry: Option<(Value, u64)>,
 }
 
 impl Delivery {
-    async fn run(self, output: mpsc::Sender<Value>, reports: mpsc::UnboundedSender<Report>) {
+    async fn run(self, output: mpsc::Sender<Value>) {
         let Err(error) = self.sending.await else {
             return;
         };
-        if error.kind() == ErrorKind::SessionExpired {
-            if let Some((message, generation)) = self.retry {
-                let _ = reports.send(Report::Expired {
-                    message,
-                    generation,
-                });
-                return;
-            }
-        }
         tracing::error!(%error, "a message could not be delivered to the server");
         if let Some(id) = self.request_id {
             let _ = output.send(undeliverable(id, &error)).await;
@@ -173,228 +145,22 @@ impl Delivery {
     }
 }
 
-/// How long the server may take to answer the bridge's own `initialize` once it is sent.
-const RESUME_TIMEOUT: Duration = Duration::from_secs(30);
-/// The least time between two new sessions the listening stream asks for, so that a server
-/// whose stream always answers 404 does not get a new session in a loop.
-const LISTENING_RESUME_INTERVAL: Duration = Duration::from_secs(10);
-
-/// Starting a session again on the client's behalf when the server forgot it: a stdio client
-/// initializes once per process, so without this the bridge would be of no use until the
-/// client restarts.
-#[derive(Default)]
-struct Resumption {
-    /// The client's `initialize`, replayed under the bridge's own id.
-    initialize: Option<Value>,
-    /// Counts sessions: a message refused by the current one goes again, once, in the next.
-    generation: u64,
-    phase: Phase,
-    /// When the last new session was started.
-    last_started: Option<tokio::time::Instant>,
-}
-
-/// Where a new session stands; messages are held from its start until `initialized` is sent.
-#[derive(Default)]
-enum Phase {
-    #[default]
-    Live,
-    /// The bridge's `initialize` (this id) awaits its answer.
-    Initializing { id: Value, held: Vec<Value> },
-    /// Answered; `notifications/initialized` is on its way.
-    Confirming { held: Vec<Value> },
-}
-
-impl Phase {
-    /// Holds `message` while a new session starts; gives it back when the session is live.
-    fn hold(&mut self, message: Value) -> Option<Value> {
-        match self {
-            Self::Live => Some(message),
-            Self::Initializing { held, .. } | Self::Confirming { held } => {
-                held.push(message);
-                None
-            }
-        }
-    }
-}
-
-/// Both directions of the bridge, and what it needs to keep a session going.
+/// Both directions of the bridge. A session the server forgot is started again by the
+/// transport itself (the client's `initialize` replayed), so a stdio client that initializes
+/// once per process keeps working.
 struct Relay {
     remote: Remote,
     output: mpsc::Sender<Value>,
-    reports: mpsc::UnboundedSender<Report>,
-    resumption: Resumption,
 }
 
 impl Relay {
-    /// Sends `message` in the background; `retry`: it may go again in a new session.
-    fn send(&self, message: Value, retry: bool) {
-        let retry = (retry && self.resumption.initialize.is_some())
-            .then(|| (message.clone(), self.resumption.generation));
+    /// Sends `message` in the background; a request that cannot be delivered is answered.
+    fn client_sent(&self, message: Value) {
         let delivery = Delivery {
             request_id: request_id(&message),
             sending: self.remote.send(message),
-            retry,
         };
-        tokio::spawn(delivery.run(self.output.clone(), self.reports.clone()));
-    }
-
-    fn client_sent(&mut self, message: Value) {
-        if message.get("method").and_then(Value::as_str) == Some("initialize") {
-            self.resumption.initialize = Some(message.clone());
-        }
-        if let Some(message) = self.resumption.phase.hold(message) {
-            self.send(message, true);
-        }
-    }
-
-    /// Forwards `message` to the client, unless it answers the bridge's own `initialize`.
-    async fn server_sent(&mut self, message: Value) -> Result<(), ()> {
-        let id = message
-            .get("id")
-            .filter(|_| message.get("method").is_none());
-        let own = id
-            .and_then(Value::as_str)
-            .is_some_and(|id| id.starts_with(OWN_ID_PREFIX));
-        if !own {
-            return self.output.send(message).await.map_err(|_| ());
-        }
-        let answers_pending = matches!(
-            &self.resumption.phase,
-            Phase::Initializing { id: pending, .. } if Some(pending) == id
-        );
-        if !answers_pending {
-            // A late answer to an attempt given up on.
-            return Ok(());
-        }
-        let Phase::Initializing { held, .. } = std::mem::take(&mut self.resumption.phase) else {
-            return Ok(());
-        };
-        if message.get("result").is_none() {
-            let refusal = message.get("error").cloned().unwrap_or_default();
-            let error = tower_mcp_oauth::Error::new(
-                ErrorKind::SessionExpired,
-                format!("the server forgot the session and refused a new one: {refusal}"),
-            );
-            self.fail_held(held, error);
-            return Ok(());
-        }
-        self.resumption.generation += 1;
-        self.resumption.phase = Phase::Confirming { held };
-        tracing::info!("the server had forgotten the session; a new one is started");
-        let initialized = self.remote.send(json!({
-            "jsonrpc": "2.0", "method": "notifications/initialized"
-        }));
-        let reports = self.reports.clone();
-        tokio::spawn(async move {
-            if let Err(error) = initialized.await {
-                tracing::warn!(%error, "the new session's initialized notice was not delivered");
-            }
-            let _ = reports.send(Report::Resumed);
-        });
-        Ok(())
-    }
-
-    fn on_report(&mut self, report: Report) {
-        match report {
-            Report::Expired {
-                message,
-                generation,
-            } if generation < self.resumption.generation => {
-                // A new session started meanwhile: the message goes there (once).
-                if let Some(message) = self.resumption.phase.hold(message) {
-                    self.send(message, false);
-                }
-            }
-            Report::Expired { message, .. } => self.resume(Some(message)),
-            Report::ResumeFailed(error) => {
-                if let Phase::Initializing { held, .. } = std::mem::take(&mut self.resumption.phase)
-                {
-                    self.fail_held(held, error);
-                }
-            }
-            Report::ResumeTimedOut(id) => {
-                if matches!(&self.resumption.phase, Phase::Initializing { id: pending, .. } if *pending == id)
-                {
-                    let error = tower_mcp_oauth::Error::new(
-                        ErrorKind::Timeout,
-                        "the server did not answer a new initialize in time",
-                    );
-                    self.on_report(Report::ResumeFailed(error));
-                }
-            }
-            Report::Resumed => {
-                if let Phase::Confirming { held } = std::mem::take(&mut self.resumption.phase) {
-                    for message in held {
-                        self.send(message, false);
-                    }
-                }
-            }
-        }
-    }
-
-    /// Starts a new session with the client's `initialize`, holding `message` (and what comes
-    /// next) until the new session has heard `initialized`. `None`: the listening stream
-    /// found the session gone before any message did.
-    fn resume(&mut self, message: Option<Value>) {
-        if let Some(message) = message {
-            let Some(message) = self.resumption.phase.hold(message) else {
-                return;
-            };
-            self.start_session(vec![message]);
-        } else if matches!(self.resumption.phase, Phase::Live) {
-            let recently = self
-                .resumption
-                .last_started
-                .is_some_and(|at| at.elapsed() < LISTENING_RESUME_INTERVAL);
-            if !recently {
-                self.start_session(Vec::new());
-            }
-        }
-    }
-
-    fn start_session(&mut self, held: Vec<Value>) {
-        // Without the client's `initialize` there is nothing to replay; no message comes here
-        // then, since only those sent after it may go again.
-        let Some(mut initialize) = self.resumption.initialize.clone() else {
-            return;
-        };
-        let id = json!(format!(
-            "{OWN_ID_PREFIX}session-{}",
-            self.resumption.generation + 1
-        ));
-        initialize["id"] = id.clone();
-        tracing::info!("the server no longer knows the session; initializing again");
-        self.resumption.phase = Phase::Initializing {
-            id: id.clone(),
-            held,
-        };
-        self.resumption.last_started = Some(tokio::time::Instant::now());
-        let sending = self.remote.send(initialize);
-        let reports = self.reports.clone();
-        tokio::spawn(async move {
-            // Not bounded itself: sending may wait for a sign-in (the server's restart may
-            // have cost the token), which takes a person's time.
-            let report = match sending.await {
-                Ok(()) => {
-                    // Sent; the answer comes from the server. Give up if it never does.
-                    tokio::time::sleep(RESUME_TIMEOUT).await;
-                    Report::ResumeTimedOut(id)
-                }
-                Err(error) => Report::ResumeFailed(error),
-            };
-            let _ = reports.send(report);
-        });
-    }
-
-    /// Answers the requests held for a session that could not be started.
-    fn fail_held(&self, held: Vec<Value>, error: tower_mcp_oauth::Error) {
-        tracing::error!(%error, "a new session could not be started");
-        let output = self.output.clone();
-        tokio::spawn(async move {
-            for id in held.iter().filter_map(request_id) {
-                let _ = output.send(undeliverable(id, &error)).await;
-            }
-        });
+        tokio::spawn(delivery.run(self.output.clone()));
     }
 }
 
@@ -494,13 +260,7 @@ pub(crate) async fn run(url: &str, stack: McpStack, transport: Transport) -> Res
             }
         }
     });
-    let (reports, mut reported) = mpsc::unbounded_channel();
-    let mut relay = Relay {
-        remote,
-        output,
-        reports,
-        resumption: Resumption::default(),
-    };
+    let mut relay = Relay { remote, output };
     // Split on bytes: a line that is not UTF-8 is answered as not JSON, like any other.
     let mut lines = BufReader::new(standard_input()).split(b'\n');
     tracing::info!(url = %shown(url), "relaying MCP between standard input and the server");
@@ -513,7 +273,6 @@ pub(crate) async fn run(url: &str, stack: McpStack, transport: Transport) -> Res
             tokio::select! {
                 line = lines.next_segment() => Event::FromClient(line),
                 message = &mut receive => Event::FromServer(message),
-                Some(report) = reported.recv() => Event::Report(report),
             }
         };
         match event {
@@ -542,13 +301,9 @@ pub(crate) async fn run(url: &str, stack: McpStack, transport: Transport) -> Res
                 break Ok(());
             }
             Event::FromServer(Some(Ok(message))) => {
-                if relay.server_sent(message).await.is_err() {
+                if relay.output.send(message).await.is_err() {
                     break Ok(());
                 }
-            }
-            Event::FromServer(Some(Err(error))) if error.kind() == ErrorKind::SessionExpired => {
-                // The listening stream found the session gone before any request did.
-                relay.resume(None);
             }
             Event::FromServer(Some(Err(error))) => {
                 tracing::warn!(%error, "the server connection reported an error");
@@ -559,7 +314,6 @@ pub(crate) async fn run(url: &str, stack: McpStack, transport: Transport) -> Res
                     shown(url)
                 )));
             }
-            Event::Report(report) => relay.on_report(report),
         }
     };
     drop(relay);

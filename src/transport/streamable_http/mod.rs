@@ -28,6 +28,8 @@ use crate::transport::DEFAULT_MAX_MESSAGE_BYTES;
 const PROTOCOL_VERSION: &str = "mcp-protocol-version";
 /// How long a request waits for the listening stream's first GET to be answered.
 const LISTEN_WAIT: Duration = Duration::from_secs(2);
+/// How long the server may take to answer the transport's own `initialize` once it is sent.
+const REINITIALIZE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Settings of a Streamable HTTP transport.
 #[derive(Debug, Clone)]
@@ -50,6 +52,8 @@ pub struct StreamableHttpConfig {
     /// server that never answers some of them cannot make the client open connections and
     /// tasks without bound.
     pub(crate) max_concurrent_sends: usize,
+    /// Whether a session the server forgot is started again with the client's `initialize`.
+    pub(crate) reinitialize: bool,
 }
 
 impl StreamableHttpConfig {
@@ -66,6 +70,7 @@ impl StreamableHttpConfig {
             listen: true,
             close_timeout: Duration::from_secs(5),
             max_concurrent_sends: 16,
+            reinitialize: true,
         }
     }
 
@@ -112,6 +117,17 @@ impl StreamableHttpConfig {
         self.max_concurrent_sends = max_concurrent_sends;
         self
     }
+
+    /// Whether a session the server forgot (a restart, an idle timeout) is started again on
+    /// the client's behalf (default: yes): the client's own `initialize` is sent again,
+    /// answered inside the transport, then `notifications/initialized`, and the refused
+    /// message goes once more in the new session. Clients that initialize once per process
+    /// (rmcp's `serve`, a stdio bridge) keep working. Off: the refused message fails with
+    /// [`ErrorKind::SessionExpired`], and so does every other until the caller initializes.
+    pub fn reinitialize(mut self, reinitialize: bool) -> Self {
+        self.reinitialize = reinitialize;
+        self
+    }
 }
 
 pub(crate) struct Shared<S> {
@@ -138,6 +154,14 @@ pub(crate) struct Shared<S> {
     /// elicitation, say) on that stream, and a message sent before it opens is lost.
     listen_started: AtomicBool,
     listen_attempted: tokio::sync::watch::Sender<bool>,
+    /// Whether a listening loop runs: one at a time, whatever the sessions.
+    listening: AtomicBool,
+    /// The client's `initialize`, sent again when the server forgets the session.
+    initialize_message: Mutex<Option<Value>>,
+    /// One new session at a time, however many sends found the old one gone; counts them.
+    reinitializing: tokio::sync::Mutex<u64>,
+    /// The transport's own `initialize` in flight: its id, and where its answer goes.
+    own_answer: Mutex<Option<(Value, tokio::sync::oneshot::Sender<Value>)>>,
 }
 
 /// The MCP Streamable HTTP client transport (2025-03-26 to 2026-07-28) on any tower HTTP
@@ -159,8 +183,11 @@ pub(crate) struct Shared<S> {
 ///   `initialize`.
 /// - A stream that drops or is closed is resumed with a GET carrying `Last-Event-ID`, after
 ///   exactly the server's `retry` delay (SEP-1699).
-/// - A 404 for a known session surfaces as [`ErrorKind::SessionExpired`]: initialize again.
-///   Until then, other messages fail the same way instead of going out without a session.
+/// - A POST answered 404 for a known session means the server forgot it: the transport starts
+///   a new one with the client's `initialize` and sends the message again, once, as
+///   [`StreamableHttpConfig::reinitialize`] says; off, it surfaces as
+///   [`ErrorKind::SessionExpired`]. A GET answered 404 only ends the (optional) listening
+///   stream: servers without one answer so.
 /// - Closing sends DELETE for the session.
 ///
 /// Incoming messages arrive, in order, from [`StreamableHttpTransport::receive`]; with the `rmcp`
@@ -272,6 +299,10 @@ where
             tool_headers: Mutex::new(HashMap::new()),
             listen_started: AtomicBool::new(false),
             listen_attempted: tokio::sync::watch::Sender::new(false),
+            listening: AtomicBool::new(false),
+            initialize_message: Mutex::new(None),
+            reinitializing: tokio::sync::Mutex::new(0),
+            own_answer: Mutex::new(None),
         })
     }
 
@@ -375,10 +406,103 @@ where
                 }
             }
         }
+        // The answer to the transport's own `initialize` is not the client's.
+        if message.get("method").is_none() {
+            let mut own = self.own_answer.locked();
+            if own.as_ref().map(|(id, _)| id) == message.get("id") {
+                if let Some((_, answer)) = own.take() {
+                    let _ = answer.send(message);
+                }
+                return;
+            }
+        }
         let _ = self.incoming.send(Ok(message)).await;
     }
 
+    /// Sends `message`; when the server has forgotten the session, starts a new one with the
+    /// client's `initialize` (see [`StreamableHttpConfig::reinitialize`]) and sends it again,
+    /// once.
     pub(crate) async fn post(self: &Arc<Self>, message: Value) -> Result<()> {
+        let is_initialize = message.get("method").and_then(Value::as_str) == Some("initialize");
+        if is_initialize {
+            if self.config.reinitialize {
+                *self.initialize_message.locked() = Some(message.clone());
+            }
+            return self.post_once(message).await;
+        }
+        // While a new session starts, messages wait for it to hear `initialized`.
+        drop(self.reinitializing.lock().await);
+        if self.expired.load(Ordering::SeqCst) {
+            self.reinitialize().await?;
+        }
+        let again = self.can_reinitialize().then(|| message.clone());
+        match (self.post_once(message).await, again) {
+            (Err(error), Some(again)) if error.kind() == ErrorKind::SessionExpired => {
+                self.reinitialize().await?;
+                self.post_once(again).await
+            }
+            (outcome, _) => outcome,
+        }
+    }
+
+    fn can_reinitialize(&self) -> bool {
+        self.config.reinitialize
+            && self.session.locked().is_some()
+            && self.initialize_message.locked().is_some()
+    }
+
+    /// Starts a new session with the client's `initialize`, unless another send already has
+    /// since the old one was found gone.
+    async fn reinitialize(self: &Arc<Self>) -> Result<()> {
+        let mut started = self.reinitializing.lock().await;
+        if !self.expired.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let initialize = self.initialize_message.locked().clone();
+        let Some(mut initialize) = initialize.filter(|_| self.config.reinitialize) else {
+            return Err(Error::new(
+                ErrorKind::SessionExpired,
+                "the server forgot the session: initialize again before sending more",
+            ));
+        };
+        *started += 1;
+        let id = Value::from(format!("tower-mcp-oauth/initialize-{}", *started));
+        initialize["id"] = id.clone();
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        *self.own_answer.locked() = Some((id, answer));
+        tracing::info!("the server forgot the session; initializing again");
+        let outcome = async {
+            Box::pin(self.post_once(initialize)).await?;
+            let answer = tokio::time::timeout(REINITIALIZE_TIMEOUT, answered)
+                .await
+                .map_err(|_| {
+                    Error::new(
+                        ErrorKind::Timeout,
+                        "the server did not answer a new initialize in time",
+                    )
+                })?
+                .map_err(|_| {
+                    Error::new(ErrorKind::SessionExpired, "a new initialize got no answer")
+                })?;
+            if answer.get("result").is_none() {
+                return Err(Error::new(
+                    ErrorKind::SessionExpired,
+                    "the server forgot the session and refused a new one",
+                ));
+            }
+            let initialized =
+                serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+            Box::pin(self.post_once(initialized)).await
+        }
+        .await;
+        self.own_answer.locked().take();
+        if outcome.is_err() {
+            self.expired.store(true, Ordering::SeqCst);
+        }
+        outcome
+    }
+
+    async fn post_once(self: &Arc<Self>, message: Value) -> Result<()> {
         let method = message.get("method").and_then(Value::as_str);
         let is_initialized_notice = method == Some("notifications/initialized");
         let is_initialize = method == Some("initialize");
@@ -444,10 +568,16 @@ where
                 }
             }
         }
-        if is_initialized_notice && self.config.listen {
+        if is_initialized_notice
+            && self.config.listen
+            && !self.listening.swap(true, Ordering::SeqCst)
+        {
             self.listen_started.store(true, Ordering::SeqCst);
             let shared = self.clone();
-            self.tasks.spawn(async move { shared.listen(None).await });
+            self.tasks.spawn(async move {
+                shared.clone().listen(None).await;
+                shared.listening.store(false, Ordering::SeqCst);
+            });
         }
         Ok(())
     }

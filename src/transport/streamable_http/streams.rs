@@ -128,7 +128,7 @@ where
             .await;
     }
 
-    /// GETs the event stream; `None` when the server has none (405).
+    /// GETs the event stream; `None` when the server has none (405, or 404 in a session).
     async fn open_get(&self, last_event_id: Option<&str>) -> Result<Option<B>> {
         let mut request = self.request(Method::GET, Full::default(), None)?;
         request
@@ -143,8 +143,10 @@ where
         if status == StatusCode::METHOD_NOT_ALLOWED {
             return Ok(None);
         }
-        if let Some(session) = sent_session.filter(|_| status == StatusCode::NOT_FOUND) {
-            return Err(self.forget_session(&session));
+        // A 404 says only that there is no listening stream here: the listening GET is
+        // optional, and only a POST refused with 404 means the session is gone.
+        if status == StatusCode::NOT_FOUND && sent_session.is_some() {
+            return Ok(None);
         }
         if !status.is_success() || !has_media_type(&response, "text/event-stream") {
             return Err(refusal(
@@ -170,11 +172,6 @@ where
                 Ok(Some(body)) => body,
                 Ok(None) => {
                     tracing::info!("the MCP server offers no listening stream; not listening");
-                    return;
-                }
-                // A 404 for a session the server forgot: the caller must initialize again.
-                Err(error) if error.kind() == ErrorKind::SessionExpired => {
-                    let _ = self.incoming.send(Err(error)).await;
                     return;
                 }
                 Err(error) if no_listening_stream(&error) => {
