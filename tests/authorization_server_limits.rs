@@ -191,8 +191,9 @@ mod slow_store {
             old: TokenHash,
             new: TokenHash,
             now: u64,
+            grace_secs: u64,
         ) -> BoxFuture<'_, Result<RefreshRotation>> {
-            self.0.rotate_refresh(old, new, now)
+            self.0.rotate_refresh(old, new, now, grace_secs)
         }
         fn family_of_refresh(
             &self,

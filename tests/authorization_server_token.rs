@@ -421,3 +421,41 @@ async fn a_client_flooding_dpop_proofs_locks_out_no_other_client() {
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
     assert_eq!(answer.json()["token_type"], "DPoP");
 }
+
+#[tokio::test]
+async fn a_refresh_repeated_within_the_grace_period_gets_the_same_successor() {
+    let s = Server::start(|c| c).await;
+    let client = s.public_client().await;
+    let tokens = s.tokens(&client).await;
+    let first = tokens["refresh_token"].as_str().unwrap().to_owned();
+    let rotated = s.refresh(&client, &first).await;
+    assert_eq!(rotated.status, StatusCode::OK, "{}", rotated.text());
+    let second = rotated.json()["refresh_token"].as_str().unwrap().to_owned();
+    // The client died before keeping `second`, and presents `first` again.
+    let repeated = s.refresh(&client, &first).await;
+    assert_eq!(repeated.status, StatusCode::OK, "{}", repeated.text());
+    assert_eq!(repeated.json()["refresh_token"], second.as_str());
+    assert_ne!(
+        repeated.json()["access_token"],
+        rotated.json()["access_token"]
+    );
+    // The family goes on from the successor...
+    let third = s.refresh(&client, &second).await;
+    assert_eq!(third.status, StatusCode::OK, "{}", third.text());
+    let third = third.json()["refresh_token"].as_str().unwrap().to_owned();
+    // ...and a token two rotations old is reuse: the family is revoked.
+    assert_eq!(s.refresh(&client, &first).await.error(), "invalid_grant");
+    assert_eq!(s.refresh(&client, &third).await.error(), "invalid_grant");
+}
+
+#[tokio::test]
+async fn past_the_grace_period_a_repeated_refresh_revokes_the_family() {
+    let s = Server::start(|c| c.refresh_rotation_grace(Duration::ZERO)).await;
+    let client = s.public_client().await;
+    let tokens = s.tokens(&client).await;
+    let first = tokens["refresh_token"].as_str().unwrap().to_owned();
+    let rotated = s.refresh(&client, &first).await;
+    let second = rotated.json()["refresh_token"].as_str().unwrap().to_owned();
+    assert_eq!(s.refresh(&client, &first).await.error(), "invalid_grant");
+    assert_eq!(s.refresh(&client, &second).await.error(), "invalid_grant");
+}

@@ -17,6 +17,7 @@ use support::postgres::{database_url, fresh_schema};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::StatusCode;
 use serde_json::Value;
@@ -38,7 +39,17 @@ struct Deployment {
 
 /// Replicas of one authorization server (same issuer and signing key), each with its own pool
 /// on `url`, as separate processes would have.
+/// Replicas without a rotation grace period: a spent refresh token is reuse at once.
 async fn deployment(url: &str, replicas: usize, consent_page: bool) -> Deployment {
+    deployment_with_grace(url, replicas, consent_page, Duration::ZERO).await
+}
+
+async fn deployment_with_grace(
+    url: &str,
+    replicas: usize,
+    consent_page: bool,
+    grace: Duration,
+) -> Deployment {
     let key = SigningKey::generate().unwrap();
     let mut listeners = Vec::new();
     for _ in 0..replicas {
@@ -59,6 +70,7 @@ async fn deployment(url: &str, replicas: usize, consent_page: bool) -> Deploymen
             .resource(&resource)
             .scopes(["mcp:tools", "mcp:admin"])
             .signing_key(key.clone())
+            .refresh_rotation_grace(grace)
             .store(store);
         let config = if consent_page {
             config.approval_policy(ConsentPage::new("alice"))
@@ -616,4 +628,39 @@ async fn a_full_device_table_drops_the_oldest_waiting_one_of_the_client_holding_
     assert!(waiting(2).await.unwrap().is_some());
     assert!(waiting(3).await.unwrap().is_some());
     assert!(waiting(4).await.unwrap().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_repeated_at_the_other_replica_within_the_grace_period_gets_the_same_successor() {
+    let Some(url) = database_url() else { return };
+    let url = fresh_schema(&url).await;
+    let d = deployment_with_grace(&url, 2, false, Duration::from_secs(60)).await;
+    let client = d.a().public_client().await;
+    let tokens = d.a().tokens(&client).await;
+    let first = tokens["refresh_token"].as_str().unwrap().to_owned();
+    let rotated = d.a().refresh(&client, &first).await;
+    assert_eq!(rotated.status, StatusCode::OK, "{}", rotated.text());
+    // Killed before keeping the answer, the client asks the other replica.
+    let repeated = d.b().refresh(&client, &first).await;
+    assert_eq!(repeated.status, StatusCode::OK, "{}", repeated.text());
+    assert_eq!(refresh_token(&repeated), refresh_token(&rotated));
+    // Raced at both replicas: both get the one successor.
+    let second = refresh_token(&rotated);
+    let (at_a, at_b) = tokio::join!(
+        d.a().refresh(&client, &second),
+        d.b().refresh(&client, &second)
+    );
+    assert_eq!(at_a.status, StatusCode::OK, "{}", at_a.text());
+    assert_eq!(at_b.status, StatusCode::OK, "{}", at_b.text());
+    assert_eq!(refresh_token(&at_a), refresh_token(&at_b));
+    // Two rotations old: reuse, the family revoked on both.
+    assert_eq!(
+        d.b().refresh(&client, &first).await.error(),
+        "invalid_grant"
+    );
+    let third = refresh_token(&at_a);
+    assert_eq!(
+        d.a().refresh(&client, &third).await.error(),
+        "invalid_grant"
+    );
 }

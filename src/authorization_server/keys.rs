@@ -29,6 +29,8 @@ struct KeyInner {
     /// `{"alg":"ES256","typ":"at+jwt","kid":…}`, encoded once.
     encoded_header: String,
     rng: SystemRandom,
+    /// Derives each refresh token's successor from it (see [`SigningKey::refresh_successor`]).
+    successor_key: ring::hmac::Key,
 }
 
 impl std::fmt::Debug for SigningKey {
@@ -47,6 +49,15 @@ fn not_a_key() -> Error {
 }
 
 impl SigningKey {
+    /// The refresh token that replaces `presented`: derived from it under a key of this
+    /// signing key's, so a repeated refresh asks for the same successor (the rotation grace
+    /// period) and replicas sharing the signing key agree on it, while nobody without the key
+    /// can tell it from the presented token.
+    pub(crate) fn refresh_successor(&self, presented: &str) -> String {
+        let tag = ring::hmac::sign(&self.0.successor_key, presented.as_bytes());
+        URL_SAFE_NO_PAD.encode(tag.as_ref())
+    }
+
     /// A new random key.
     ///
     /// # Errors
@@ -105,6 +116,7 @@ impl SigningKey {
             encoded_header: URL_SAFE_NO_PAD.encode(header.to_string()),
             kid,
             rng,
+            successor_key: successor_key(der),
         })))
     }
 
@@ -175,4 +187,12 @@ mod tests {
         assert_eq!(error.kind(), ErrorKind::Config);
         assert!(!format!("{first:?}").contains("BEGIN"));
     }
+}
+
+/// The successor key: HMAC-SHA256 keyed by a hash of the private key, under its own label, so
+/// it says nothing about the signing key.
+fn successor_key(pkcs8_der: &[u8]) -> ring::hmac::Key {
+    let secret = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, pkcs8_der);
+    let derived = ring::hmac::sign(&secret, b"tower-mcp-oauth refresh token successor v1");
+    ring::hmac::Key::new(ring::hmac::HMAC_SHA256, derived.as_ref())
 }

@@ -109,6 +109,7 @@ pub struct AuthorizationServerConfig {
     default_scopes: Option<Vec<String>>,
     access_token_ttl: Duration,
     refresh_token_ttl: Duration,
+    refresh_rotation_grace: Duration,
     code_ttl: Duration,
     token_format: TokenFormat,
     approval: Option<Arc<dyn ApprovalPolicy>>,
@@ -176,6 +177,7 @@ impl AuthorizationServerConfig {
             default_scopes: None,
             access_token_ttl: Duration::from_secs(3600),
             refresh_token_ttl: Duration::from_secs(30 * 24 * 3600),
+            refresh_rotation_grace: Duration::from_secs(60),
             code_ttl: Duration::from_secs(60),
             token_format: TokenFormat::Jwt,
             approval: None,
@@ -345,6 +347,18 @@ impl AuthorizationServerConfig {
     /// Refresh token family lifetime, from the first authorization.
     pub fn refresh_token_ttl(mut self, ttl: Duration) -> Self {
         self.refresh_token_ttl = ttl;
+        self
+    }
+
+    /// How long a refresh token just rotated may be presented again (default 60 s; zero turns
+    /// it off): the client gets the same successor it was given, instead of the family being
+    /// revoked as for a stolen token. A client killed between the answer and its own write,
+    /// or whose answer was lost on the way, is not signed out. Past the window, or for any
+    /// older token, reuse revokes the family (OAuth 2.1 §4.3.1). The price: a thief who
+    /// presents a token inside the window gets that successor too, and the theft is found
+    /// only when the successor is used twice.
+    pub fn refresh_rotation_grace(mut self, grace: Duration) -> Self {
+        self.refresh_rotation_grace = grace;
         self
     }
 

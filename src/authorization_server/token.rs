@@ -396,7 +396,8 @@ async fn refresh(
     jkt: Option<&str>,
 ) -> Result<TokenResponse, OAuthError> {
     require_grant(client, "refresh_token")?;
-    let presented = hash(params.require("refresh_token")?);
+    let presented_token = params.require("refresh_token")?;
+    let presented = hash(presented_token);
     let store = &server.inner.config.store;
     // Everything is checked before the token is rotated: a refused request must leave it
     // current, or the client's plain retry would look like reuse and revoke the grant.
@@ -425,12 +426,18 @@ async fn refresh(
         requested
     };
     require_granted_resource(server, params, &owner.resource)?;
-    let next = random_token();
+    // Derived from the presented token: a repeat within the grace period gets the same one.
+    let next = server.inner.key.refresh_successor(presented_token);
+    let grace = server.inner.config.refresh_rotation_grace.as_secs();
     let family = match store
-        .rotate_refresh(presented, hash(&next), now_secs())
+        .rotate_refresh(presented, hash(&next), now_secs(), grace)
         .await?
     {
         RefreshRotation::Rotated(family) => family,
+        RefreshRotation::Repeated(family) => {
+            tracing::info!(client_id = %family.client_id, "a refresh token was presented again within the grace period; the same successor is given");
+            family
+        }
         RefreshRotation::Reused(family) => {
             tracing::warn!(client_id = %family.client_id, "a spent refresh token was presented; its grant is revoked");
             return Err(OAuthError::invalid_grant(

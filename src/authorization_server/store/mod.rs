@@ -143,6 +143,10 @@ pub struct TokenFamily {
 pub enum RefreshRotation {
     /// The token was current: it is spent and the new one is current.
     Rotated(TokenFamily),
+    /// The token was rotated to the same new one moments ago (within the grace period): its
+    /// holder never kept the answer (a crash, a lost connection). Nothing changed; the new
+    /// token is still current.
+    Repeated(TokenFamily),
     /// The token was spent before: a sign of theft. The family is now revoked.
     Reused(TokenFamily),
     /// Unknown, expired or revoked.
@@ -333,12 +337,15 @@ pub trait AuthorizationStore: Send + Sync + 'static {
         refresh: TokenHash,
     ) -> BoxFuture<'_, Result<FamilyStart>>;
     /// Replaces the current refresh token `old` of its family by `new`, atomically. Presenting a
-    /// spent token revokes the family.
+    /// spent token revokes the family, except the one rotated last, within `grace_secs` of its
+    /// rotation, to the same `new` ([`RefreshRotation::Repeated`]: successors are derived from
+    /// the token they replace, so a repeat asks for the same one).
     fn rotate_refresh(
         &self,
         old: TokenHash,
         new: TokenHash,
         now: u64,
+        grace_secs: u64,
     ) -> BoxFuture<'_, Result<RefreshRotation>>;
     /// The family a refresh token (current or spent) belongs to, and whether it is the
     /// family's current token.
@@ -429,8 +436,9 @@ impl<S: AuthorizationStore + ?Sized> AuthorizationStore for std::sync::Arc<S> {
         old: TokenHash,
         new: TokenHash,
         now: u64,
+        grace_secs: u64,
     ) -> BoxFuture<'_, Result<RefreshRotation>> {
-        (**self).rotate_refresh(old, new, now)
+        (**self).rotate_refresh(old, new, now, grace_secs)
     }
     fn family_of_refresh(
         &self,

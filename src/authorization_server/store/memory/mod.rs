@@ -133,6 +133,8 @@ struct StoredCode {
 struct StoredFamily {
     family: TokenFamily,
     current: TokenHash,
+    /// When `current` replaced the last spent token.
+    rotated_at: u64,
     /// Spent refresh tokens, oldest first.
     spent: VecDeque<TokenHash>,
     /// Live access tokens issued in the family, oldest first.
@@ -470,6 +472,7 @@ impl AuthorizationStore for MemoryAuthorizationStore {
                 StoredFamily {
                     family,
                     current: refresh,
+                    rotated_at: 0,
                     spent: VecDeque::new(),
                     access: VecDeque::new(),
                 },
@@ -484,6 +487,7 @@ impl AuthorizationStore for MemoryAuthorizationStore {
         old: TokenHash,
         new: TokenHash,
         now: u64,
+        grace_secs: u64,
     ) -> BoxFuture<'_, Result<RefreshRotation>> {
         let outcome = self.with(|s, limits| {
             let Some(family_id) = s.refresh.get(&old).cloned() else {
@@ -495,6 +499,13 @@ impl AuthorizationStore for MemoryAuthorizationStore {
             if stored.family.revoked || stored.family.expires_at <= now {
                 return RefreshRotation::Invalid;
             }
+            let repeated = grace_secs > 0
+                && stored.spent.back() == Some(&old)
+                && stored.current == new
+                && now <= stored.rotated_at.saturating_add(grace_secs);
+            if stored.current != old && repeated {
+                return RefreshRotation::Repeated(stored.family.clone());
+            }
             if stored.current != old {
                 let family = stored.family.clone();
                 s.revoke_family(&family_id, now);
@@ -504,6 +515,7 @@ impl AuthorizationStore for MemoryAuthorizationStore {
                 });
             }
             stored.current = new;
+            stored.rotated_at = now;
             let family = stored.family.clone();
             let mut forgotten = Vec::new();
             push_capped(

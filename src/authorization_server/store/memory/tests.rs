@@ -156,7 +156,7 @@ async fn a_revocation_before_the_family_is_saved_sticks() {
     assert!(store.family_of_refresh(hash_of(1)).await.unwrap().is_none());
     assert!(matches!(
         store
-            .rotate_refresh(hash_of(1), hash_of(2), 0)
+            .rotate_refresh(hash_of(1), hash_of(2), 0, 0)
             .await
             .unwrap(),
         RefreshRotation::Invalid
@@ -172,7 +172,7 @@ async fn a_family_refreshing_forever_holds_a_bounded_history() {
         .await
         .unwrap();
     for n in 0..1_000 {
-        let rotation = store.rotate_refresh(hash_of(n), hash_of(n + 1), 1).await;
+        let rotation = store.rotate_refresh(hash_of(n), hash_of(n + 1), 1, 0).await;
         assert!(matches!(rotation.unwrap(), RefreshRotation::Rotated(_)));
         store
             .save_access(hash_of(1_000_000 + n), access_in(Some("f"), "c"))
@@ -186,14 +186,14 @@ async fn a_family_refreshing_forever_holds_a_bounded_history() {
     // A recently spent token is still reuse; one forgotten long ago is just unknown.
     assert!(matches!(
         store
-            .rotate_refresh(hash_of(0), hash_of(5_000), 1)
+            .rotate_refresh(hash_of(0), hash_of(5_000), 1, 0)
             .await
             .unwrap(),
         RefreshRotation::Invalid
     ));
     assert!(matches!(
         store
-            .rotate_refresh(hash_of(999), hash_of(5_001), 1)
+            .rotate_refresh(hash_of(999), hash_of(5_001), 1, 0)
             .await
             .unwrap(),
         RefreshRotation::Reused(_)
@@ -297,4 +297,49 @@ async fn clients_filling_the_device_store_push_out_only_their_own() {
         "the honest client's authorization is still waiting"
     );
     assert_eq!(save(2, "newcomer", 2).await.unwrap(), DeviceSave::Saved);
+}
+
+#[tokio::test]
+async fn the_token_rotated_last_may_come_again_within_the_grace_period_only() {
+    let store = MemoryAuthorizationStore::new();
+    store
+        .save_family(family("f", "client"), hash_of(1))
+        .await
+        .unwrap();
+    let rotate =
+        |old: u64, new: u64, now: u64| store.rotate_refresh(hash_of(old), hash_of(new), now, 60);
+    assert!(matches!(
+        rotate(1, 2, 100).await.unwrap(),
+        RefreshRotation::Rotated(_)
+    ));
+    assert!(matches!(
+        rotate(1, 2, 160).await.unwrap(),
+        RefreshRotation::Repeated(_)
+    ));
+    // Asking for another successor than the one given is not a repeat: reuse.
+    let store_b = MemoryAuthorizationStore::new();
+    store_b
+        .save_family(family("g", "client"), hash_of(1))
+        .await
+        .unwrap();
+    store_b
+        .rotate_refresh(hash_of(1), hash_of(2), 100, 60)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store_b
+            .rotate_refresh(hash_of(1), hash_of(3), 110, 60)
+            .await
+            .unwrap(),
+        RefreshRotation::Reused(_)
+    ));
+    // Past the window: reuse, and the family is revoked.
+    assert!(matches!(
+        rotate(1, 2, 161).await.unwrap(),
+        RefreshRotation::Reused(_)
+    ));
+    assert!(matches!(
+        rotate(2, 3, 162).await.unwrap(),
+        RefreshRotation::Invalid
+    ));
 }

@@ -325,6 +325,7 @@ impl PostgresAuthorizationStore {
         old: TokenHash,
         new: TokenHash,
         now: u64,
+        grace_secs: u64,
     ) -> Result<RefreshRotation> {
         let mut db = self.pool.client().await?;
         // The common case in one statement. A concurrent rotation of the same token waits on
@@ -348,7 +349,7 @@ impl PostgresAuthorizationStore {
         let row = query_opt(
             &tx,
             &format!(
-                "SELECT {FAMILY_COLUMNS}, f.current_refresh
+                "SELECT {FAMILY_COLUMNS}, f.current_refresh, f.previous_refresh, f.rotated_at
                      FROM mcp_oauth_refresh r JOIN mcp_oauth_families f ON f.id = r.family_id
                      WHERE r.token_hash = $1
                      FOR UPDATE OF f"
@@ -365,6 +366,15 @@ impl PostgresAuthorizationStore {
             return Ok(RefreshRotation::Invalid);
         }
         let current: Option<Vec<u8>> = row.get("current_refresh");
+        let previous: Option<Vec<u8>> = row.get("previous_refresh");
+        let rotated_at: Option<i64> = row.get("rotated_at");
+        let repeated = grace_secs > 0
+            && previous.as_deref() == Some(old.0.as_slice())
+            && current.as_deref() == Some(new.0.as_slice())
+            && rotated_at.is_some_and(|at| now <= unsigned(at).saturating_add(grace_secs));
+        if repeated {
+            return Ok(RefreshRotation::Repeated(family));
+        }
         if current.as_deref() != Some(old.0.as_slice()) {
             revoke_in(&tx, &family.id, now).await?;
             tx.commit()
@@ -378,8 +388,14 @@ impl PostgresAuthorizationStore {
         }
         execute(
             &tx,
-            "UPDATE mcp_oauth_families SET current_refresh = $2 WHERE id = $1",
-            &[&family.id, &new.0.as_slice()],
+            "UPDATE mcp_oauth_families
+             SET current_refresh = $2, previous_refresh = $3, rotated_at = $4 WHERE id = $1",
+            &[
+                &family.id,
+                &new.0.as_slice(),
+                &old.0.as_slice(),
+                &seconds(now),
+            ],
             "rotating a refresh token",
         )
         .await?;
@@ -550,8 +566,9 @@ impl AuthorizationStore for PostgresAuthorizationStore {
         old: TokenHash,
         new: TokenHash,
         now: u64,
+        grace_secs: u64,
     ) -> BoxFuture<'_, Result<RefreshRotation>> {
-        Box::pin(self.rotate_refresh(old, new, now))
+        Box::pin(self.rotate_refresh(old, new, now, grace_secs))
     }
     fn family_of_refresh(
         &self,

@@ -55,7 +55,8 @@ pub(super) fn client_from(row: &Row) -> Result<RegisteredClient> {
 /// Rotates `$1` to `$2` when `$1` is its family's current token and the family is live at `$3`;
 /// returns the family, or no row.
 pub(super) const ROTATE: &str = "WITH rotated AS (
-        UPDATE mcp_oauth_families f SET current_refresh = $2
+        UPDATE mcp_oauth_families f
+        SET current_refresh = $2, previous_refresh = $1, rotated_at = $3
         WHERE f.id = (SELECT family_id FROM mcp_oauth_refresh WHERE token_hash = $1)
           AND f.current_refresh = $1 AND NOT f.revoked AND f.expires_at > $3
         RETURNING f.id, f.client_id, f.subject, f.scopes, f.resource, f.expires_at, f.revoked,

@@ -90,4 +90,9 @@ CREATE TABLE mcp_oauth_devices (
 CREATE INDEX mcp_oauth_devices_client ON mcp_oauth_devices (client_id, expires_at);
 CREATE INDEX mcp_oauth_devices_expiry ON mcp_oauth_devices (expires_at);
 "#,
+    // The refresh token rotated last and when, for the rotation grace period.
+    r#"
+ALTER TABLE mcp_oauth_families ADD COLUMN previous_refresh BYTEA;
+ALTER TABLE mcp_oauth_families ADD COLUMN rotated_at BIGINT;
+"#,
 ];
