@@ -139,6 +139,14 @@ impl SigningKey {
     }
 }
 
+/// The successor key: HMAC-SHA256 keyed by a hash of the private key, under its own label, so
+/// it says nothing about the signing key.
+fn successor_key(pkcs8_der: &[u8]) -> ring::hmac::Key {
+    let secret = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, pkcs8_der);
+    let derived = ring::hmac::sign(&secret, b"tower-mcp-oauth refresh token successor v1");
+    ring::hmac::Key::new(ring::hmac::HMAC_SHA256, derived.as_ref())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,12 +195,4 @@ mod tests {
         assert_eq!(error.kind(), ErrorKind::Config);
         assert!(!format!("{first:?}").contains("BEGIN"));
     }
-}
-
-/// The successor key: HMAC-SHA256 keyed by a hash of the private key, under its own label, so
-/// it says nothing about the signing key.
-fn successor_key(pkcs8_der: &[u8]) -> ring::hmac::Key {
-    let secret = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, pkcs8_der);
-    let derived = ring::hmac::sign(&secret, b"tower-mcp-oauth refresh token successor v1");
-    ring::hmac::Key::new(ring::hmac::HMAC_SHA256, derived.as_ref())
 }
