@@ -1087,3 +1087,67 @@ async fn a_workload_calls_tools_with_its_identity_token() {
     assert!(!ok);
     assert!(stderr.contains("invalid_grant"), "{stderr}");
 }
+
+/// Sends `signal` (`TERM`, `INT`) to the process `child`.
+#[cfg(unix)]
+fn send_signal(child: &tokio::process::Child, signal: &str) {
+    let pid = child.id().expect("running").to_string();
+    let sent = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &pid])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signals_during_refreshes_exit_0_and_never_sign_anyone_out() {
+    use rand::Rng;
+    // One-second tokens: nearly every call refreshes first.
+    let running = support::approving_server(oauth_server_app::Options {
+        access_token_ttl: Duration::from_secs(1),
+        ..Default::default()
+    })
+    .await;
+    let home = Home::new();
+    let (ok, _, stderr) = run(home.command(&["login", &running.mcp_url])).await;
+    assert!(ok, "{stderr}");
+    for round in 0..40 {
+        let signal = if round % 2 == 0 { "TERM" } else { "INT" };
+        let mut child = spawn_piped(home.command(&["proxy", &running.mcp_url])).unwrap();
+        let mut bridge = Piped::of(&mut child);
+        let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
+        bridge.tell(initialize).await;
+        bridge
+            .tell(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                "params": {"name": "add", "arguments": {"a": 1, "b": round}}}))
+            .await;
+        // Somewhere in the start-up, the refresh or the call (from 5 ms: a signal before the
+        // runtime has started ends any process at once, with nothing of the bridge's in flight).
+        let delay = rand::thread_rng().gen_range(5..400);
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+        send_signal(&child, signal);
+        let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+            .await
+            .expect("the bridge stops")
+            .unwrap();
+        assert!(
+            status.success(),
+            "round {round} ({signal}, {delay} ms): {status}"
+        );
+    }
+    assert_eq!(home.sign_ins(), 1, "no signal cost a sign-in");
+    let entries = tower_mcp_oauth::client::FileStore::new(home.store())
+        .entries()
+        .await
+        .expect("the store is whole");
+    assert_eq!(entries.len(), 1);
+    // And the next start still needs no browser.
+    let mut child = spawn_piped(home.command(&["proxy", &running.mcp_url])).unwrap();
+    let mut bridge = Piped::of(&mut child);
+    bridge.start_session().await;
+    assert_eq!(bridge.add(3, 40, 2).await, "42");
+    bridge.finish(child).await;
+    assert_eq!(home.sign_ins(), 1);
+}

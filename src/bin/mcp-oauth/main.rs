@@ -7,6 +7,7 @@ mod os_store;
 mod paste;
 mod relay;
 mod setup;
+mod stop;
 
 use std::process::ExitCode;
 
@@ -209,7 +210,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(run(cli.command));
+    // As early as the runtime allows: a signal before this ends the process at once (nothing of
+    // the bridge's is in flight yet); from here on it stops the bridge in order.
+    let signals = {
+        let _entered = runtime.enter();
+        stop::StopSignals::install()
+    };
+    let result = runtime.block_on(run(cli.command, signals));
     // Whatever is still running (a stream reader, a sign-in) ends with the process.
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     match result {
@@ -230,18 +237,23 @@ fn open_log(path: &std::path::Path) -> std::io::Result<std::fs::File> {
     options.open(path)
 }
 
-async fn run(command: Command) -> Result<(), cli_error::CliError> {
+async fn run(command: Command, mut signals: stop::StopSignals) -> Result<(), cli_error::CliError> {
     match command {
         Command::Proxy {
             url,
             options,
             transport,
         } => {
-            // One client, one connection pool, for the OAuth calls and MCP alike.
-            let http = setup::http_client(&options)?;
-            let state = setup::oauth_state(&url, &options, http.clone(), false).await?;
-            let stack = setup::mcp_stack(state, &options, http)?;
-            relay::run(&url, stack, transport).await
+            let started = async {
+                // One client, one connection pool, for the OAuth calls and MCP alike.
+                let http = setup::http_client(&options)?;
+                let state = setup::oauth_state(&url, &options, http.clone(), false).await?;
+                setup::mcp_stack(state, &options, http)
+            };
+            match stop::unless_stopped(&mut signals, started).await {
+                Some(stack) => relay::run(&url, stack?, transport, signals).await,
+                None => Ok(()),
+            }
         }
         Command::Login { url, options } => {
             let http = setup::http_client(&options)?;

@@ -18,6 +18,7 @@ use tower_mcp_oauth::ErrorKind;
 
 use super::cli_error::CliError;
 use super::setup::{shown, McpStack};
+use super::stop::{StopSignals, STOP_WAIT};
 use super::Transport;
 
 /// How long closing the server side may take once the client has gone. With
@@ -85,6 +86,8 @@ impl Remote {
 enum Event {
     FromClient(std::io::Result<Option<Vec<u8>>>),
     FromServer(Option<tower_mcp_oauth::Result<Value>>),
+    /// SIGINT or SIGTERM.
+    Stop,
 }
 
 /// The JSON-RPC error answering request `id` that could not be delivered, saying which part
@@ -151,16 +154,28 @@ impl Delivery {
 struct Relay {
     remote: Remote,
     output: mpsc::Sender<Value>,
+    /// Messages on their way, each perhaps refreshing and storing a token.
+    deliveries: tokio::task::JoinSet<()>,
 }
 
 impl Relay {
     /// Sends `message` in the background; a request that cannot be delivered is answered.
-    fn client_sent(&self, message: Value) {
+    fn client_sent(&mut self, message: Value) {
         let delivery = Delivery {
             request_id: request_id(&message),
             sending: self.remote.send(message),
         };
-        tokio::spawn(delivery.run(self.output.clone()));
+        while self.deliveries.try_join_next().is_some() {}
+        self.deliveries.spawn(delivery.run(self.output.clone()));
+    }
+
+    /// Lets the messages on their way arrive, for [`STOP_WAIT`] at most: a token being
+    /// refreshed is then stored, not lost with the process.
+    async fn finish_deliveries(&mut self) {
+        let all = async { while self.deliveries.join_next().await.is_some() {} };
+        if tokio::time::timeout(STOP_WAIT, all).await.is_err() {
+            tracing::warn!("stopping with messages still on their way");
+        }
     }
 }
 
@@ -247,7 +262,12 @@ fn polled<T>(
 }
 
 /// Relays until standard input closes (exit 0) or the server connection ends for good.
-pub(crate) async fn run(url: &str, stack: McpStack, transport: Transport) -> Result<(), CliError> {
+pub(crate) async fn run(
+    url: &str,
+    stack: McpStack,
+    transport: Transport,
+    mut signals: StopSignals,
+) -> Result<(), CliError> {
     let remote = Remote::open(url, stack, transport).await?;
     let (output, mut outgoing) = mpsc::channel::<Value>(OUTPUT_QUEUE);
     let writer = tokio::spawn(async move {
@@ -260,7 +280,11 @@ pub(crate) async fn run(url: &str, stack: McpStack, transport: Transport) -> Res
             }
         }
     });
-    let mut relay = Relay { remote, output };
+    let mut relay = Relay {
+        remote,
+        output,
+        deliveries: tokio::task::JoinSet::new(),
+    };
     // Split on bytes: a line that is not UTF-8 is answered as not JSON, like any other.
     let mut lines = BufReader::new(standard_input()).split(b'\n');
     tracing::info!(url = %shown(url), "relaying MCP between standard input and the server");
@@ -273,6 +297,7 @@ pub(crate) async fn run(url: &str, stack: McpStack, transport: Transport) -> Res
             tokio::select! {
                 line = lines.next_segment() => Event::FromClient(line),
                 message = &mut receive => Event::FromServer(message),
+                () = signals.received() => Event::Stop,
             }
         };
         match event {
@@ -289,6 +314,11 @@ pub(crate) async fn run(url: &str, stack: McpStack, transport: Transport) -> Res
                         let _ = relay.output.send(parse_error).await;
                     }
                 }
+            }
+            Event::Stop => {
+                relay.finish_deliveries().await;
+                relay.remote.close().await;
+                break Ok(());
             }
             Event::FromClient(Ok(None)) => {
                 tracing::info!("standard input closed; closing the server connection");
