@@ -456,3 +456,29 @@ async fn one_token_flooding_the_replay_cache_locks_out_no_one_else() {
         "still remembered"
     );
 }
+
+#[tokio::test]
+async fn without_a_resource_a_proof_naming_the_hosts_url_is_not_trusted() {
+    let key = DpopKey::generate(DpopAlgorithm::ES256).unwrap();
+    let verifier = StaticVerifier::new().token("bound", bound_to(Some(key.thumbprint())));
+    let layer = RequireBearerLayer::new(verifier).dpop(DpopPolicy::accepted());
+    let app = Router::new()
+        .route("/mcp", post(|| async { "ok" }))
+        .layer(layer);
+    let url = format!("{}/mcp", serve(app).await);
+    // A proof made for another server, replayed here naming that server as Host.
+    let proof = proof(&key, "POST", "http://other.example/mcp", "bound");
+    let request = Request::post(&url)
+        .header("host", "other.example")
+        .header("authorization", "DPoP bound")
+        .header("dpop", proof)
+        .body(Full::new(Bytes::from_static(b"{}")))
+        .unwrap();
+    let answer = send(request).await;
+    assert_eq!(
+        answer.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        answer.text()
+    );
+}

@@ -29,8 +29,8 @@ struct Config<V> {
     dpop_challenges: Arc<Challenges>,
     cache: Option<Arc<TokenCache>>,
     dpop: Option<Arc<DpopPolicy>>,
-    /// DPoP is on only by default, not by `.dpop(..)`: it then needs `resource`, the public
-    /// URL proofs are checked against.
+    /// Whether DPoP is on by default only (not by `.dpop(..)`): without a `resource` it is
+    /// then off; an explicit policy without one refuses DPoP requests instead.
     dpop_implicit: bool,
 }
 
@@ -119,8 +119,9 @@ impl<V: TokenVerifier> RequireBearerLayer<V> {
     /// [`Self::resource`] names the public URL proofs are checked against, taking DPoP-bound
     /// tokens beside Bearer ones ([`DpopPolicy::accepted`]: every proof checked, replays
     /// refused), so a client that got a bound token from an authorization server offering
-    /// DPoP is served. [`Self::without_dpop`] takes Bearer tokens only; an explicit
-    /// [`Self::dpop`] works without a resource (proofs then name the `Host` over http).
+    /// DPoP is served. [`Self::without_dpop`] takes Bearer tokens only. An explicit
+    /// [`Self::dpop`] needs a resource too: without one, DPoP requests are refused (503, logged
+    /// as an error), since the `Host` a request names is the client's to choose.
     pub fn new(verifier: V) -> Self {
         Self {
             config: Config {
@@ -148,8 +149,10 @@ impl<V: TokenVerifier> RequireBearerLayer<V> {
 
     /// The canonical URL of the protected resource. Tokens must name it in `aud` (RFC 8707);
     /// the verifier's own audience check comes first, this one makes sure of it. It is also the
-    /// public origin DPoP proofs are checked against (`htu`), so a resource behind a proxy or a
-    /// TLS terminator checks the URL its clients use; the default DPoP policy needs it.
+    /// public origin DPoP proofs are checked against (`htu`: this origin and the path the
+    /// request arrived with), so a resource behind a TLS terminator checks the URL its clients
+    /// use; DPoP needs it. A proxy that rewrites paths (public `/api/mcp`, here `/mcp`) breaks
+    /// every proof: keep the paths, or take Bearer only ([`Self::without_dpop`]).
     pub fn resource(mut self, resource: impl Into<String>) -> Self {
         let resource = resource.into();
         self.config.origin = url::Url::parse(&resource)
@@ -242,9 +245,9 @@ impl<V: TokenVerifier> RequireBearerLayer<V> {
 }
 
 impl<V> RequireBearerLayer<V> {
-    /// The default DPoP policy stands only with a `resource`: without one, proofs would be
-    /// checked against an `http://` URL made from `Host`, which a resource behind TLS never
-    /// matches. An explicit [`Self::dpop`] keeps that fallback.
+    /// The default DPoP policy stands only with a `resource`, the URL proofs are checked
+    /// against; an explicit [`Self::dpop`] without one refuses DPoP requests (see
+    /// [`Self::new`]).
     fn settled(&self) -> std::borrow::Cow<'_, Self> {
         if !(self.config.dpop_implicit && self.config.origin.is_none()) {
             return std::borrow::Cow::Borrowed(self);
@@ -482,9 +485,14 @@ where
         }
         (Scheme::Dpop, None) => return Err(Rejection::UnsupportedScheme),
         (Scheme::Dpop, Some(policy)) => {
-            let htu = config.htu(&request).ok_or(Rejection::InvalidRequest(
-                "the request URL cannot be known (no Host)",
-            ))?;
+            let Some(htu) = config.htu(&request) else {
+                tracing::error!(
+                    "DPoP is on but the layer has no .resource(url): proofs cannot be checked"
+                );
+                return Err(Rejection::Unavailable(
+                    "DPoP needs the resource's public URL: configure .resource(url)".into(),
+                ));
+            };
             let proof = proof_header(request.headers())?;
             let check = ProofCheck::new(request.method().as_str(), &htu)
                 .access_token(token)
@@ -641,7 +649,7 @@ impl<V: TokenVerifier> Config<V> {
     }
 
     /// The URL a proof for this request must name: the configured resource's origin (the
-    /// public one), else the request's own, with the path the client asked for.
+    /// public one) with the path the client asked for; `None` without a resource.
     fn htu<B>(&self, request: &Request<B>) -> Option<String> {
         // Inside axum's `nest_service` the URI has lost its prefix; the original has it.
         #[cfg(any(feature = "axum", feature = "authorization-server"))]
@@ -651,17 +659,10 @@ impl<V: TokenVerifier> Config<V> {
             .map_or(request.uri().path(), |original| original.0.path());
         #[cfg(not(any(feature = "axum", feature = "authorization-server")))]
         let path = request.uri().path();
-        if let Some(origin) = &self.origin {
-            return Some(format!("{origin}{path}"));
-        }
-        let uri = request.uri();
-        match (uri.scheme_str(), uri.authority()) {
-            (Some(scheme), Some(authority)) => Some(format!("{scheme}://{authority}{path}")),
-            _ => {
-                let host = request.headers().get(http::header::HOST)?.to_str().ok()?;
-                Some(format!("http://{host}{path}"))
-            }
-        }
+        // Never from the request: its Host (or authority) is the client's to choose, so a
+        // proof made for another server naming that host would pass.
+        let origin = self.origin.as_ref()?;
+        Some(format!("{origin}{path}"))
     }
 
     async fn verify(&self, token: &str) -> Result<AuthInfo, Rejection> {
