@@ -146,6 +146,10 @@ pub(crate) struct FetchPolicy {
     pub(crate) min_refetch_interval: Duration,
     /// Keys older than this are fetched again.
     pub(crate) max_key_age: Duration,
+    /// How long past `max_key_age` keys are still trusted while fetching them again fails;
+    /// then every token is refused as unverifiable (503) until a fetch succeeds, so a key the
+    /// issuer withdrew is not trusted for ever behind an outage.
+    pub(crate) max_stale: Duration,
 }
 
 /// One issuer's public keys, fetched once and shared by every request; fetched again for an
@@ -251,6 +255,15 @@ impl KeyCache {
         if keys.set.keys.is_empty() {
             return Err(KeyError::Unavailable(
                 "the issuer's keys could not be fetched yet".into(),
+            ));
+        }
+        let too_old = self
+            .policy
+            .max_key_age
+            .saturating_add(self.policy.max_stale);
+        if fetched && keys.fetched_at.is_some_and(|at| at.elapsed() > too_old) {
+            return Err(KeyError::Unavailable(
+                "the issuer's keys are too old to trust and cannot be fetched again".into(),
             ));
         }
         let jwk = pick(&keys.set, kid, alg).ok_or(KeyError::Invalid(

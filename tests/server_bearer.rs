@@ -388,6 +388,46 @@ async fn an_unreachable_jwks_is_503_never_a_pass() {
     );
 }
 
+#[tokio::test]
+async fn keys_stay_trusted_through_an_outage_only_up_to_their_stale_limit() {
+    let issuer = Issuer::start().await;
+    let resource = "https://mcp.example.test/mcp";
+    let verifier = JwtVerifier::builder(&issuer.base, resource)
+        .max_key_age(std::time::Duration::from_secs(1))
+        .max_stale_key_age(std::time::Duration::from_secs(2))
+        .discover()
+        .await
+        .unwrap();
+    let mcp = format!("{}/mcp", protected_app(verifier, resource).await);
+    // A new token each time: the layer's cache would answer for one it has seen.
+    let token = |n: u32| {
+        let mut claims = issuer.claims(resource);
+        claims["jti"] = json!(format!("token-{n}"));
+        bearer(&sign(&claims, Algorithm::RS256, Some("rsa-1")))
+    };
+    assert_eq!(
+        call(&mcp, Some(&token(1)), LIST, &[]).await.status,
+        StatusCode::OK
+    );
+    *issuer.jwks_down.lock().unwrap() = true;
+    // Past their age, refetching fails: the keys held are still used a while...
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    assert_eq!(
+        call(&mcp, Some(&token(2)), LIST, &[]).await.status,
+        StatusCode::OK
+    );
+    // ...but not past the stale limit: then nothing passes until they are fetched again.
+    tokio::time::sleep(std::time::Duration::from_millis(2_000)).await;
+    let answer = call(&mcp, Some(&token(3)), LIST, &[]).await;
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+    *issuer.jwks_down.lock().unwrap() = false;
+    tokio::time::sleep(std::time::Duration::from_millis(2_100)).await;
+    assert_eq!(
+        call(&mcp, Some(&token(4)), LIST, &[]).await.status,
+        StatusCode::OK
+    );
+}
+
 /// An RFC 7662 endpoint that knows one token and checks Basic client authentication.
 async fn introspection_endpoint(resource: &'static str) -> String {
     let app = Router::new().route(

@@ -39,6 +39,7 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 const FETCH_POLICY: FetchPolicy = FetchPolicy {
     min_refetch_interval: Duration::from_secs(30),
     max_key_age: Duration::from_secs(3600),
+    max_stale: Duration::from_secs(3600),
 };
 
 /// The key cache of `issuer`, its keys where `spec` says.

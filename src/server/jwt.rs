@@ -22,6 +22,8 @@ pub const DEFAULT_MIN_REFETCH_INTERVAL: Duration = Duration::from_secs(30);
 pub const DEFAULT_LEEWAY_SECS: u64 = 30;
 /// Keys older than this are fetched again, so a key the issuer withdrew stops being trusted.
 pub const DEFAULT_MAX_KEY_AGE: Duration = Duration::from_secs(3600);
+/// How long past their age keys stay trusted while the issuer cannot be reached, by default.
+pub const DEFAULT_MAX_STALE_KEY_AGE: Duration = Duration::from_secs(3600);
 /// JWKS and discovery calls give up after this long (a request waits for them).
 pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -211,6 +213,7 @@ pub struct JwtVerifierBuilder {
     require_at_jwt: bool,
     min_refetch_interval: Duration,
     max_key_age: Duration,
+    max_stale_key_age: Duration,
 }
 
 impl JwtVerifier {
@@ -231,6 +234,7 @@ impl JwtVerifier {
             require_at_jwt: false,
             min_refetch_interval: DEFAULT_MIN_REFETCH_INTERVAL,
             max_key_age: DEFAULT_MAX_KEY_AGE,
+            max_stale_key_age: DEFAULT_MAX_STALE_KEY_AGE,
         }
     }
 }
@@ -306,6 +310,15 @@ impl JwtVerifierBuilder {
         self
     }
 
+    /// How long past [`max_key_age`](Self::max_key_age) keys are still trusted while the
+    /// issuer cannot be reached (default one hour): an outage does not stop the server at
+    /// once, and a key the issuer withdrew is not trusted for ever. Past it, tokens are refused
+    /// as unverifiable (503, `Retry-After`) until the keys are fetched again.
+    pub fn max_stale_key_age(mut self, age: Duration) -> Self {
+        self.max_stale_key_age = age;
+        self
+    }
+
     /// Builds with the configured JWKS URLs or documents; keys are fetched on first use.
     ///
     /// # Errors
@@ -370,6 +383,7 @@ impl JwtVerifierBuilder {
         let policy = FetchPolicy {
             min_refetch_interval: self.min_refetch_interval,
             max_key_age: self.max_key_age,
+            max_stale: self.max_stale_key_age,
         };
         let mut issuers = Vec::new();
         for trusted in self.issuers {

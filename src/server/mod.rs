@@ -28,7 +28,7 @@ pub use introspection::{IntrospectionAuth, IntrospectionVerifier};
 #[cfg(feature = "jwt")]
 pub use jwt::{
     JwtVerifier, JwtVerifierBuilder, TrustedIssuer, DEFAULT_FETCH_TIMEOUT, DEFAULT_LEEWAY_SECS,
-    DEFAULT_MAX_KEY_AGE, DEFAULT_MIN_REFETCH_INTERVAL,
+    DEFAULT_MAX_KEY_AGE, DEFAULT_MAX_STALE_KEY_AGE, DEFAULT_MIN_REFETCH_INTERVAL,
 };
 pub use mcp::{McpScopes, DEFAULT_MAX_MCP_BODY_BYTES};
 pub use mcp_scopes::{RequireMcpScopes, RequireMcpScopesLayer};
