@@ -46,11 +46,13 @@ const TENANT: &str = "{tenant}";
 /// use tower_mcp_oauth::server::{JwtVerifier, TrustedIssuer};
 ///
 /// # fn example() -> tower_mcp_oauth::Result<()> {
-/// // Entra ID v2, multi-tenant: two customer tenants (their ids, as `iss` names them), their
-/// // keys at the common JWKS.
+/// // Entra ID v2, multi-tenant: two customer tenants (their directory ids, as `iss` names
+/// // them; these two are placeholders), their keys at the common JWKS. Microsoft's own
+/// // tenant for personal accounts, 9188040d-6c67-4c5b-b112-36a304b66dad, belongs here only
+/// // to let in anyone with a personal Microsoft account.
 /// let entra = TrustedIssuer::tenants(
 ///     "https://login.microsoftonline.com/{tenant}/v2.0",
-///     ["9188040d-6c67-4c5b-b112-36a304b66dad", "72f988bf-86f1-41af-91ab-2d7cd011db47"],
+///     ["0f6b1a7e-2c4d-4e8f-9a1b-3c5d7e9f1a2b", "5e2d8c4a-7b1f-4d3e-8a6c-9b0e2f4d6a8c"],
 /// )?
 /// .jwks_url("https://login.microsoftonline.com/common/discovery/v2.0/keys");
 /// let verifier = JwtVerifier::for_audience("https://mcp.example.com/mcp")
