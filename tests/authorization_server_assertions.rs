@@ -431,7 +431,8 @@ async fn workload_tokens_get_the_scopes_their_subject_is_allowed() {
             })
     };
     let seen = whoami(&s, config()).await;
-    assert_eq!(seen["sub"], DEPLOYER);
+    // Qualified by its issuer: a workload never names an interactive user.
+    assert_eq!(seen["sub"], format!("{}#{DEPLOYER}", cluster.base));
     assert_eq!(seen["client_id"], client.as_str());
     assert_eq!(seen["scopes"], json!(["mcp:tools"]));
 
@@ -770,8 +771,8 @@ async fn two_trusted_issuers_never_name_one_user() {
         tower_mcp_oauth::authorization_server::AuthorizationServerConfig::new("http://127.0.0.1:9")
             .unwrap()
             .resource("http://127.0.0.1:9/mcp")
-            .trust_workload_issuer(trusted(&prod))
-            .trust_workload_issuer(trusted(&ci));
+            .trust_workload_issuer(trusted(&prod).subject_prefix(""))
+            .trust_workload_issuer(trusted(&ci).subject_prefix(""));
     let error =
         tower_mcp_oauth::authorization_server::AuthorizationServer::new(config).unwrap_err();
     assert_eq!(error.kind(), tower_mcp_oauth::ErrorKind::Config);

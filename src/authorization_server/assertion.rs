@@ -93,21 +93,27 @@ impl WorkloadIssuer {
     /// metadata unless [`jwks_url`](Self::jwks_url) or [`jwks`](Self::jwks) says otherwise.
     /// Its tokens must name this server (its issuer or token endpoint) in `aud`, or an
     /// [`audience`](Self::audience) configured here.
+    ///
+    /// The subjects of its tokens are qualified by it (`{issuer}#{sub}`), so a workload never
+    /// names a user who signs in interactively; [`subject_prefix`](Self::subject_prefix)
+    /// chooses another prefix.
     pub fn new(issuer: impl Into<String>) -> Self {
+        let issuer = issuer.into();
         Self {
-            issuer: issuer.into(),
+            subject_prefix: format!("{issuer}#"),
+            issuer,
             keys: Keys::Discover,
             audiences: Vec::new(),
             subjects: Vec::new(),
-            subject_prefix: String::new(),
         }
     }
 
-    /// Puts `prefix` before the subjects of the tokens issued on this issuer's word
-    /// (`k8s-prod:` makes `system:serviceaccount:ci:deployer` the user
+    /// Puts `prefix` before the subjects of the tokens issued on this issuer's word, instead
+    /// of `{issuer}#` (`k8s-prod:` makes `system:serviceaccount:ci:deployer` the user
     /// `k8s-prod:system:serviceaccount:ci:deployer`); subject rules still match the token's
-    /// own `sub`. Required, and distinct, when several issuers are trusted: otherwise two of
-    /// them could name one user.
+    /// own `sub`. Distinct when several issuers are trusted, none the start of another:
+    /// otherwise two of them could name one user. An empty prefix shares the subject names of
+    /// interactive users: only for an issuer whose subjects cannot be theirs.
     pub fn subject_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.subject_prefix = prefix.into();
         self
