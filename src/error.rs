@@ -217,3 +217,36 @@ impl std::error::Error for Error {
 
 /// The crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Text a peer sent (an OAuth `error`, `error_description`), fit to quote in an error message
+/// or a log line: printable ASCII only (every other character becomes `?`, so no control,
+/// bidi or zero-width character can reorder or hide what a person reads), `max` characters
+/// at most.
+#[cfg_attr(not(feature = "client"), allow(dead_code))]
+pub(crate) fn peer_text(text: &str, max: usize) -> String {
+    text.chars()
+        .take(max)
+        .map(|c| if (' '..='~').contains(&c) { c } else { '?' })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::peer_text;
+
+    #[test]
+    fn peer_text_is_printable_ascii_and_bounded() {
+        assert_eq!(peer_text("plain words", 100), "plain words");
+        assert_eq!(peer_text("a\u{202e}b\u{200b}c\nd", 100), "a?b?c?d");
+        assert_eq!(peer_text("abcdef", 3), "abc");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn peer_text_never_passes_anything_unprintable(text in ".{0,300}", max in 0usize..300) {
+            let shown = peer_text(&text, max);
+            proptest::prop_assert!(shown.chars().count() <= max);
+            proptest::prop_assert!(shown.bytes().all(|b| (b' '..=b'~').contains(&b)));
+        }
+    }
+}

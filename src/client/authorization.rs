@@ -218,7 +218,10 @@ impl PendingAuthorization {
             _ => {}
         }
         if let Some((error, description)) = error {
-            let description = description.map(|d| format!(": {d}")).unwrap_or_default();
+            let description = description
+                .map(|d| format!(": {}", crate::error::peer_text(d, 200)))
+                .unwrap_or_default();
+            let error = crate::error::peer_text(error, 64);
             return Err(Error::new(
                 ErrorKind::AuthorizationDenied,
                 format!("the authorization server answered `{error}`{description}"),

@@ -320,9 +320,14 @@ async fn register_dynamically(
         .await?;
     if response.status().is_client_error() {
         let detail = serde_json::from_slice::<OAuthErrorResponse>(response.body())
-            .map(|e| match e.error_description {
-                Some(description) => format!(": {} ({description})", e.error),
-                None => format!(": {}", e.error),
+            .map(|e| {
+                let error = crate::error::peer_text(&e.error, 64);
+                match e.error_description {
+                    Some(description) => {
+                        format!(": {error} ({})", crate::error::peer_text(&description, 200))
+                    }
+                    None => format!(": {error}"),
+                }
             })
             .unwrap_or_default();
         return Err(Error::new(

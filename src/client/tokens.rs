@@ -372,7 +372,7 @@ fn parse_token_response(
 }
 
 /// A typed error for an OAuth error response: the code decides the kind, and the server's
-/// description is kept, shortened and with control characters dropped.
+/// description is kept, shortened and printable (see [`crate::error::peer_text`]).
 pub(crate) fn grant_error(grant_type: &str, error: &OAuthErrorResponse) -> Error {
     let kind = match error.error.as_str() {
         "invalid_grant" => ErrorKind::InvalidGrant,
@@ -381,12 +381,7 @@ pub(crate) fn grant_error(grant_type: &str, error: &OAuthErrorResponse) -> Error
         "unauthorized_client" => ErrorKind::UnauthorizedClient,
         _ => ErrorKind::TokenEndpoint,
     };
-    let printable = |s: &str, max: usize| {
-        s.chars()
-            .filter(|c| !c.is_control())
-            .take(max)
-            .collect::<String>()
-    };
+    let printable = crate::error::peer_text;
     let description = error
         .error_description
         .as_deref()
