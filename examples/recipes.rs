@@ -44,7 +44,8 @@ pub async fn recipe_client(url: &str, store: &Path) -> anyhow::Result<(Vec<Strin
         .store(FileStore::new(store));
     let state = OAuthState::new(url, Some(config)).await?;
     let http = ServiceBuilder::new()
-        // Retries a 502, 503, 504, 429 or a dropped connection; never a sign-in.
+        // Retries a 429, a 503 saying Retry-After or a refused connection (more for GET);
+        // never a sign-in.
         .layer(RetryLayer::new(RetryTransient::new(2)))
         // Attaches the token, refreshes it, signs in on a 401, steps up on a 403.
         .layer(OAuthLayer::new(state))

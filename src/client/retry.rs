@@ -33,10 +33,12 @@ use crate::error::{BoxError, Error};
 /// Retries a request whose failure may pass, and only when trying again cannot do twice what
 /// the server already did:
 ///
-/// - any request answered 503 or 429 (the server says it did not act; after its `Retry-After`
-///   when that is no longer than the longest pause), or whose connection was refused;
-/// - an idempotent request (GET, HEAD, OPTIONS, PUT, DELETE) also after a 502 or 504 answer, a
-///   connection lost mid-way or a timeout below.
+/// - any request answered 429, or 503 with a `Retry-After` (the server itself says it did not
+///   act; after that pause when it is no longer than the longest), or whose connection was
+///   refused;
+/// - an idempotent request (GET, HEAD, OPTIONS, PUT, DELETE) also after a 503 without
+///   `Retry-After` (a proxy's answer when its upstream failed, perhaps after acting), a 502 or
+///   504 answer, a connection lost mid-way or a timeout below.
 ///
 /// A POST (an MCP `tools/call`) that may have reached the server is not sent again by this
 /// policy (the hyper client below still sends a request again, once, when a pooled connection
@@ -158,7 +160,10 @@ where
         let repeatable = idempotent(request.method());
         let pause = match result {
             Ok(response) => match response.status() {
-                StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS => {
+                StatusCode::TOO_MANY_REQUESTS => self.next_pause(retry_after(response))?,
+                StatusCode::SERVICE_UNAVAILABLE
+                    if repeatable || response.headers().contains_key(http::header::RETRY_AFTER) =>
+                {
                     self.next_pause(retry_after(response))?
                 }
                 StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT if repeatable => {
@@ -234,7 +239,7 @@ mod tests {
         let mut policy = RetryTransient::new(100);
         let post = || http::Method::POST;
         // The server says it did not act.
-        assert!(retried_for(post(), &mut policy, answer(503, None)));
+        assert!(retried_for(post(), &mut policy, answer(503, Some("1"))));
         assert!(retried_for(post(), &mut policy, answer(429, None)));
         let refused: BoxError = std::io::Error::from(std::io::ErrorKind::ConnectionRefused).into();
         assert!(retried_for(post(), &mut policy, Err(refused)));
@@ -242,7 +247,8 @@ mod tests {
             .with_source(std::io::Error::from(std::io::ErrorKind::ConnectionRefused))
             .into();
         assert!(retried_for(post(), &mut policy, Err(wrapped)));
-        // It may have acted.
+        // It may have acted: a proxy's bare 503 after its upstream failed, say.
+        assert!(!retried_for(post(), &mut policy, answer(503, None)));
         assert!(!retried_for(post(), &mut policy, answer(502, None)));
         assert!(!retried_for(post(), &mut policy, answer(504, None)));
         let reset: BoxError = std::io::Error::from(std::io::ErrorKind::ConnectionReset).into();
