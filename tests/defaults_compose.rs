@@ -143,6 +143,60 @@ async fn a_bound_token_refused_by_a_bearer_only_resource_is_replaced_by_a_bearer
 }
 
 #[tokio::test]
+async fn one_bearer_only_challenge_from_a_resource_that_takes_dpop_does_not_unbind_the_client() {
+    // A resource that takes DPoP, behind something that refuses the first request with a
+    // Bearer-only challenge, as a gateway or an error page might.
+    let refusals = Arc::new(AtomicUsize::new(1));
+    let left = refusals.clone();
+    let server = Server::start_with(
+        |config| config,
+        move |server, resource| {
+            let mcp = server.protected_resource(resource).unwrap();
+            let refuse_once = axum::middleware::from_fn(
+                move |request: axum::extract::Request, next: axum::middleware::Next| {
+                    let left = left.clone();
+                    async move {
+                        let bound = request
+                            .headers()
+                            .get("authorization")
+                            .is_some_and(|v| v.as_bytes().starts_with(b"DPoP "));
+                        if bound && left.fetch_sub(1, Ordering::SeqCst) == 1 {
+                            return axum::response::IntoResponse::into_response((
+                                StatusCode::UNAUTHORIZED,
+                                [("www-authenticate", r#"Bearer error="invalid_token""#)],
+                            ));
+                        }
+                        next.run(request).await
+                    }
+                },
+            );
+            let app = axum::Router::new().route("/", post(whoami_handler));
+            server.router().merge(mcp.router(app).layer(refuse_once))
+        },
+    )
+    .await;
+    let user = CountingUser::new(Duration::ZERO);
+    let state = OAuthState::new(
+        &server.resource,
+        Some(OAuthConfig::new().handler(user.clone())),
+    )
+    .await
+    .unwrap();
+    let client = ServiceBuilder::new()
+        .layer(OAuthLayer::new(state.clone()))
+        .service(tower_mcp_oauth::http::hyper_client());
+    let response = client.oneshot(post_to(&server.resource)).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_ne!(
+        json_of(response).await["dpop_jkt"],
+        Value::Null,
+        "still bound"
+    );
+    assert_eq!(state.credentials().unwrap().token_type, "DPoP");
+    assert_eq!(user.opened(), 1, "renewed, not signed in again for Bearer");
+}
+
+#[tokio::test]
 async fn a_client_that_requires_dpop_says_why_a_bearer_only_resource_refuses_it() {
     let server = bearer_only_resource_advertising_dpop().await;
     let config = OAuthConfig::new()
@@ -173,7 +227,8 @@ async fn flaky_and_foreign_resources(failures: usize) -> (Server, Arc<AtomicUsiz
                 let served = counter.clone();
                 async move {
                     if served.fetch_add(1, Ordering::SeqCst) < failures {
-                        return Err(StatusCode::SERVICE_UNAVAILABLE);
+                        // The server says it did not act, and when to come back.
+                        return Err((StatusCode::SERVICE_UNAVAILABLE, [("retry-after", "0")]));
                     }
                     Ok(whoami_handler(request).await)
                 }

@@ -46,6 +46,10 @@ pub(crate) enum ResourceDpop {
     Unknown,
     /// A challenge offered the `DPoP` scheme.
     Offered,
+    /// It said it takes DPoP (metadata or challenge), then refused a bound token once with a
+    /// Bearer-only challenge, as some servers answer any bad token: the token is renewed, still
+    /// bound, and a second such refusal settles it.
+    Doubted,
     /// A DPoP-bound token was refused and the challenge offered Bearer alone.
     Refused,
 }
@@ -107,7 +111,7 @@ pub(crate) fn algorithm_for(
         mode == DpopMode::Required || resource.is_some_and(|r| r.dpop_bound_access_tokens_required);
     let resource_takes = match seen {
         ResourceDpop::Refused => false,
-        ResourceDpop::Offered => true,
+        ResourceDpop::Offered | ResourceDpop::Doubted => true,
         ResourceDpop::Unknown => resource_algs.is_some(),
     };
     match mode {
@@ -254,6 +258,11 @@ mod tests {
         // The resource takes it, by its metadata or by its challenge.
         assert_eq!(
             algorithm_for(auto, &offering, Some(&taking), Unknown),
+            Some(ES256)
+        );
+        // Doubted after one Bearer-only refusal: still bound until a second one.
+        assert_eq!(
+            algorithm_for(auto, &offering, Some(&silent), Doubted),
             Some(ES256)
         );
         assert_eq!(

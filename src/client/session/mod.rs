@@ -120,8 +120,9 @@ impl Session {
             && uri.port_u16().unwrap_or(default_port) == *port
     }
 
-    /// Takes in what a 401's challenges say of DPoP; `Ok(true)` when they just showed that the
-    /// resource refuses DPoP-bound tokens (a sign-in for a Bearer token can then help). `Err`
+    /// Takes in what a 401's challenges say of DPoP; `Ok(true)` when they just cast doubt on the
+    /// resource taking DPoP-bound tokens (a renewed bound token can then help) or showed that
+    /// it refuses them (a sign-in for a Bearer token can). `Err`
     /// when a bound token was refused by a resource that offers Bearer alone while only DPoP is
     /// allowed.
     pub(crate) fn note_challenges(
@@ -140,13 +141,8 @@ impl Session {
                  or make the server take DPoP",
             ));
         }
-        let (before, advertised) = self.with(|s| {
+        let (before, advertised, now) = self.with(|s| {
             let before = s.resource_dpop;
-            // A refusal stands for the session: a server that alternates cannot make the
-            // client sign in again and again.
-            if before != ResourceDpop::Refused {
-                s.resource_dpop = seen;
-            }
             let advertised = s
                 .discovery
                 .as_ref()
@@ -156,14 +152,35 @@ impl Session {
                         .as_ref()
                         .is_some_and(|algs| !algs.is_empty())
                 });
-            (before, advertised)
+            // A refusal stands for the session: a server that alternates cannot make the
+            // client sign in again and again. One that said it takes DPoP is doubted first:
+            // a Bearer-only challenge may only mean the token was bad.
+            let now = match (before, seen) {
+                (ResourceDpop::Refused, _) => ResourceDpop::Refused,
+                (ResourceDpop::Offered | ResourceDpop::Unknown, ResourceDpop::Refused)
+                    if advertised || before == ResourceDpop::Offered =>
+                {
+                    ResourceDpop::Doubted
+                }
+                (ResourceDpop::Doubted, ResourceDpop::Offered) => ResourceDpop::Doubted,
+                (_, seen) => seen,
+            };
+            s.resource_dpop = now;
+            (before, advertised, now)
         });
-        if seen != ResourceDpop::Refused || before == ResourceDpop::Refused {
+        if now == ResourceDpop::Doubted && before != ResourceDpop::Doubted {
+            tracing::info!(
+                "the MCP server takes DPoP by its own account, yet refused a DPoP-bound token \
+                 with a Bearer-only challenge; renewing the token, still bound"
+            );
+            return Ok(true);
+        }
+        if now != ResourceDpop::Refused || before == ResourceDpop::Refused {
             return Ok(false);
         }
         if advertised {
             tracing::warn!(
-                "the MCP server's metadata says it takes DPoP, but it refused a DPoP-bound \
+                "the MCP server's metadata says it takes DPoP, but it refused a new DPoP-bound \
                  token with a Bearer-only challenge; signing in again for a Bearer token"
             );
         } else {
