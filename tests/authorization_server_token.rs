@@ -422,17 +422,40 @@ async fn a_client_flooding_dpop_proofs_locks_out_no_other_client() {
     assert_eq!(answer.json()["token_type"], "DPoP");
 }
 
+/// A confidential client signed in: its id, secret and first tokens.
+async fn confidential_tokens(s: &Server) -> (String, String, serde_json::Value) {
+    let (client, secret) = s.confidential_client("client_secret_post").await;
+    let (code, verifier) = s.code(&client, "mcp:tools").await;
+    let rest = [
+        ("redirect_uri", REDIRECT),
+        ("client_id", client.as_str()),
+        ("client_secret", secret.as_str()),
+        ("resource", s.resource.as_str()),
+    ];
+    let tokens = s
+        .post_form("/token", &code_grant(&code, &verifier, &rest), None)
+        .await;
+    assert_eq!(tokens.status, StatusCode::OK, "{}", tokens.text());
+    (client, secret, tokens.json())
+}
+
 #[tokio::test]
 async fn a_refresh_repeated_within_the_grace_period_gets_the_same_successor() {
     let s = Server::start(|c| c).await;
-    let client = s.public_client().await;
-    let tokens = s.tokens(&client).await;
+    let (client, secret, tokens) = confidential_tokens(&s).await;
+    let refresh = |token: String| {
+        let (s, client, secret) = (&s, client.clone(), secret.clone());
+        async move {
+            s.refresh_with(&client, &token, &[("client_secret", secret.as_str())])
+                .await
+        }
+    };
     let first = tokens["refresh_token"].as_str().unwrap().to_owned();
-    let rotated = s.refresh(&client, &first).await;
+    let rotated = refresh(first.clone()).await;
     assert_eq!(rotated.status, StatusCode::OK, "{}", rotated.text());
     let second = rotated.json()["refresh_token"].as_str().unwrap().to_owned();
     // The client died before keeping `second`, and presents `first` again.
-    let repeated = s.refresh(&client, &first).await;
+    let repeated = refresh(first.clone()).await;
     assert_eq!(repeated.status, StatusCode::OK, "{}", repeated.text());
     assert_eq!(repeated.json()["refresh_token"], second.as_str());
     assert_ne!(
@@ -440,22 +463,83 @@ async fn a_refresh_repeated_within_the_grace_period_gets_the_same_successor() {
         rotated.json()["access_token"]
     );
     // The family goes on from the successor...
-    let third = s.refresh(&client, &second).await;
+    let third = refresh(second).await;
     assert_eq!(third.status, StatusCode::OK, "{}", third.text());
     let third = third.json()["refresh_token"].as_str().unwrap().to_owned();
     // ...and a token two rotations old is reuse: the family is revoked.
-    assert_eq!(s.refresh(&client, &first).await.error(), "invalid_grant");
-    assert_eq!(s.refresh(&client, &third).await.error(), "invalid_grant");
+    assert_eq!(refresh(first).await.error(), "invalid_grant");
+    assert_eq!(refresh(third).await.error(), "invalid_grant");
 }
 
 #[tokio::test]
-async fn past_the_grace_period_a_repeated_refresh_revokes_the_family() {
-    let s = Server::start(|c| c.refresh_rotation_grace(Duration::ZERO)).await;
+async fn a_public_clients_bearer_refresh_token_gets_no_grace() {
+    let s = Server::start(|c| c).await;
     let client = s.public_client().await;
     let tokens = s.tokens(&client).await;
     let first = tokens["refresh_token"].as_str().unwrap().to_owned();
     let rotated = s.refresh(&client, &first).await;
     let second = rotated.json()["refresh_token"].as_str().unwrap().to_owned();
+    // Nothing ties the token to its holder: presented again, it is theft, at once.
     assert_eq!(s.refresh(&client, &first).await.error(), "invalid_grant");
     assert_eq!(s.refresh(&client, &second).await.error(), "invalid_grant");
+}
+
+#[tokio::test]
+async fn without_a_grace_period_a_repeated_refresh_revokes_the_family() {
+    let s = Server::start(|c| c.refresh_rotation_grace(Duration::ZERO)).await;
+    let (client, secret, tokens) = confidential_tokens(&s).await;
+    let auth = [("client_secret", secret.as_str())];
+    let first = tokens["refresh_token"].as_str().unwrap().to_owned();
+    let rotated = s.refresh_with(&client, &first, &auth).await;
+    let second = rotated.json()["refresh_token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        s.refresh_with(&client, &first, &auth).await.error(),
+        "invalid_grant"
+    );
+    assert_eq!(
+        s.refresh_with(&client, &second, &auth).await.error(),
+        "invalid_grant"
+    );
+}
+
+#[tokio::test]
+async fn a_refresh_refused_for_a_replayed_proof_leaves_the_token_current() {
+    use tower_mcp_oauth::dpop::{DpopAlgorithm, DpopKey};
+    let s = Server::start(|c| c).await;
+    let client = s.public_client().await;
+    let key = DpopKey::generate(DpopAlgorithm::ES256).unwrap();
+    let (code, verifier) = s.code(&client, "mcp:tools").await;
+    let rest = [
+        ("redirect_uri", REDIRECT),
+        ("client_id", client.as_str()),
+        ("resource", s.resource.as_str()),
+    ];
+    let pairs = code_grant(&code, &verifier, &rest);
+    let tokens = send(with_proof(&s, &key, "code", 0, &pairs)).await;
+    assert_eq!(tokens.json()["token_type"], "DPoP", "{}", tokens.text());
+    let refresh_pairs = |token: &str| {
+        vec![
+            ("grant_type".to_owned(), "refresh_token".to_owned()),
+            ("refresh_token".to_owned(), token.to_owned()),
+            ("client_id".to_owned(), client.clone()),
+        ]
+    };
+    let refresh = |token: &str, jti: &str| {
+        let pairs = refresh_pairs(token);
+        let pairs: Vec<(&str, &str)> = pairs
+            .iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .collect();
+        send(with_proof(&s, &key, jti, 0, &pairs))
+    };
+    let first = tokens.json()["refresh_token"].as_str().unwrap().to_owned();
+    let rotated = refresh(&first, "r1").await;
+    assert_eq!(rotated.status, StatusCode::OK, "{}", rotated.text());
+    let second = rotated.json()["refresh_token"].as_str().unwrap().to_owned();
+    // The same proof again, with the new token: refused before anything is rotated...
+    let replayed = refresh(&second, "r1").await;
+    assert_eq!(replayed.error(), "invalid_dpop_proof");
+    // ...so the token is still current.
+    let next = refresh(&second, "r2").await;
+    assert_eq!(next.status, StatusCode::OK, "{}", next.text());
 }

@@ -635,32 +635,39 @@ async fn a_refresh_repeated_at_the_other_replica_within_the_grace_period_gets_th
     let Some(url) = database_url() else { return };
     let url = fresh_schema(&url).await;
     let d = deployment_with_grace(&url, 2, false, Duration::from_secs(60)).await;
-    let client = d.a().public_client().await;
-    let tokens = d.a().tokens(&client).await;
-    let first = tokens["refresh_token"].as_str().unwrap().to_owned();
-    let rotated = d.a().refresh(&client, &first).await;
+    // A confidential client: the grace period is for clients whose tokens are theirs alone.
+    let (client, secret) = d.a().confidential_client("client_secret_post").await;
+    let (code, verifier) = d.a().code(&client, "mcp:tools").await;
+    let rest = [
+        ("redirect_uri", support::auth_server::REDIRECT),
+        ("client_id", client.as_str()),
+        ("client_secret", secret.as_str()),
+        ("resource", d.a().resource.as_str()),
+    ];
+    let pairs = support::auth_server::code_grant(&code, &verifier, &rest);
+    let tokens = d.a().post_form("/token", &pairs, None).await;
+    assert_eq!(tokens.status, StatusCode::OK, "{}", tokens.text());
+    let auth = [("client_secret", secret.as_str())];
+    let first = refresh_token(&tokens);
+    let rotated = d.a().refresh_with(&client, &first, &auth).await;
     assert_eq!(rotated.status, StatusCode::OK, "{}", rotated.text());
     // Killed before keeping the answer, the client asks the other replica.
-    let repeated = d.b().refresh(&client, &first).await;
+    let repeated = d.b().refresh_with(&client, &first, &auth).await;
     assert_eq!(repeated.status, StatusCode::OK, "{}", repeated.text());
     assert_eq!(refresh_token(&repeated), refresh_token(&rotated));
     // Raced at both replicas: both get the one successor.
     let second = refresh_token(&rotated);
     let (at_a, at_b) = tokio::join!(
-        d.a().refresh(&client, &second),
-        d.b().refresh(&client, &second)
+        d.a().refresh_with(&client, &second, &auth),
+        d.b().refresh_with(&client, &second, &auth)
     );
     assert_eq!(at_a.status, StatusCode::OK, "{}", at_a.text());
     assert_eq!(at_b.status, StatusCode::OK, "{}", at_b.text());
     assert_eq!(refresh_token(&at_a), refresh_token(&at_b));
     // Two rotations old: reuse, the family revoked on both.
-    assert_eq!(
-        d.b().refresh(&client, &first).await.error(),
-        "invalid_grant"
-    );
+    let reused = d.b().refresh_with(&client, &first, &auth).await;
+    assert_eq!(reused.error(), "invalid_grant");
     let third = refresh_token(&at_a);
-    assert_eq!(
-        d.a().refresh(&client, &third).await.error(),
-        "invalid_grant"
-    );
+    let after = d.a().refresh_with(&client, &third, &auth).await;
+    assert_eq!(after.error(), "invalid_grant");
 }

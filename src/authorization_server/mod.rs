@@ -351,8 +351,9 @@ impl AuthorizationServerConfig {
     }
 
     /// How long a refresh token just rotated may be presented again (default 60 s; zero turns
-    /// it off): the client gets the same successor it was given, instead of the family being
-    /// revoked as for a stolen token. A client killed between the answer and its own write,
+    /// it off), by a confidential client or with a DPoP-bound refresh token (a public client's
+    /// Bearer refresh token gets none: nothing ties it to its holder): the client gets the same
+    /// successor it was given, instead of the family being revoked as for a stolen token. A client killed between the answer and its own write,
     /// or whose answer was lost on the way, is not signed out. Past the window, or for any
     /// older token, reuse revokes the family (OAuth 2.1 §4.3.1). The price: a thief who
     /// presents a token inside the window gets that successor too, and the theft is found

@@ -98,7 +98,7 @@ async fn token(
     let jkt = proof.as_ref().map(|p| p.jkt.as_str());
     let response = match grant_type.as_str() {
         "authorization_code" => authorization_code(server, &client, &params, jkt).await,
-        "refresh_token" => refresh(server, &client, &params, jkt).await,
+        "refresh_token" => refresh(server, &client, &params, proof.as_ref()).await,
         "client_credentials" => client_credentials(server, &client, &params, jkt).await,
         JWT_BEARER_GRANT => jwt_bearer(server, &client, &params, jkt).await,
         DEVICE_CODE_GRANT if server.inner.config.device.enabled => {
@@ -109,8 +109,10 @@ async fn token(
             "the grant type is not supported",
         )),
     }?;
-    // Tokens issued for a replayed proof are never handed out; unused, they expire.
-    if let Some(proof) = &proof {
+    // Tokens issued for a replayed proof are never handed out; unused, they expire. A code,
+    // a device grant or a client's credentials were proven first (only real grants reach the
+    // cache) and are single-use or unchanged; a refresh checks before it rotates.
+    if let Some(proof) = proof.as_ref().filter(|_| grant_type != "refresh_token") {
         first_use_of(server, &client, proof).await?;
     }
     Ok(response)
@@ -393,8 +395,9 @@ async fn refresh(
     server: &AuthorizationServer,
     client: &RegisteredClient,
     params: &Params,
-    jkt: Option<&str>,
+    proof: Option<&VerifiedProof>,
 ) -> Result<TokenResponse, OAuthError> {
+    let jkt = proof.map(|p| p.jkt.as_str());
     require_grant(client, "refresh_token")?;
     let presented_token = params.require("refresh_token")?;
     let presented = hash(presented_token);
@@ -426,9 +429,20 @@ async fn refresh(
         requested
     };
     require_granted_resource(server, params, &owner.resource)?;
+    // The proof is new, asked before the rotation: a refused refresh leaves the token current.
+    if let Some(proof) = proof {
+        first_use_of(server, client, proof).await?;
+    }
+    // Sender-constrained or confidential: only then may a token rotated moments ago come
+    // again. A public client's Bearer refresh token, stolen, would otherwise follow the
+    // victim's rotations unseen.
+    let grace = if owner.dpop_jkt.is_some() || client.auth_method != ClientAuthMethod::None {
+        server.inner.config.refresh_rotation_grace.as_secs()
+    } else {
+        0
+    };
     // Derived from the presented token: a repeat within the grace period gets the same one.
     let next = server.inner.key.refresh_successor(presented_token);
-    let grace = server.inner.config.refresh_rotation_grace.as_secs();
     let family = match store
         .rotate_refresh(presented, hash(&next), now_secs(), grace)
         .await?
