@@ -347,10 +347,12 @@ impl MemoryState {
             return false;
         }
         if self.devices.len() >= MAX_DEVICES {
-            // Full: the client holding the most loses its oldest waiting authorization, so a
-            // few flooding clients never keep out the others.
+            // Full: the client holding the most unapproved authorizations (waiting or denied)
+            // loses its oldest, so a few flooding clients never keep out the others. One a user
+            // approved is never dropped for room.
+            let droppable = |d: &DeviceGrant| !matches!(d.status, DeviceStatus::Approved { .. });
             let mut counts: HashMap<&str, usize> = HashMap::new();
-            for device in self.devices.values() {
+            for device in self.devices.values().filter(|d| droppable(d)) {
                 *counts.entry(device.client_id.as_str()).or_default() += 1;
             }
             let largest = counts
@@ -360,7 +362,7 @@ impl MemoryState {
             let oldest_waiting = largest.and_then(|largest| {
                 self.devices
                     .iter()
-                    .filter(|(_, d)| d.client_id == largest && d.status == DeviceStatus::Pending)
+                    .filter(|(_, d)| d.client_id == largest && droppable(d))
                     .min_by_key(|(_, d)| d.expires_at)
                     .map(|(code, _)| *code)
             });

@@ -343,3 +343,44 @@ async fn the_token_rotated_last_may_come_again_within_the_grace_period_only() {
         RefreshRotation::Invalid
     ));
 }
+
+#[tokio::test]
+async fn denied_authorizations_make_room_too_and_approved_ones_stay() {
+    let store = MemoryAuthorizationStore::new();
+    let later = crate::clock::now_secs() + 600;
+    // A flooder's authorizations, all denied, fill most of the store.
+    let mut code = 0;
+    for flooder in 0..(MAX_DEVICES / MAX_DEVICES_PER_CLIENT) {
+        for _ in 0..MAX_DEVICES_PER_CLIENT - 1 {
+            code += 1;
+            let mut grant = device(&format!("flooder-{flooder}"), code, later);
+            grant.status = DeviceStatus::Denied;
+            store.save_device(hash_of(code), grant).await.unwrap();
+        }
+    }
+    // One a user approved, not yet collected; then the store fills up.
+    let mut approved = device("honest", 1_000_000, later);
+    approved.status = DeviceStatus::Approved {
+        subject: "alice".into(),
+    };
+    store
+        .save_device(hash_of(1_000_000), approved)
+        .await
+        .unwrap();
+    for n in 0..10 {
+        let saved = store
+            .save_device(
+                hash_of(2_000_000 + n),
+                device("newcomer", 2_000_000 + n, later),
+            )
+            .await
+            .unwrap();
+        assert_eq!(saved, DeviceSave::Saved);
+    }
+    assert!(store.with(|s, _| s.devices.len()) <= MAX_DEVICES);
+    let kept = store.device_by_user_code(hash_of(1_000_000)).await.unwrap();
+    assert!(
+        kept.is_some(),
+        "an approved authorization is never dropped for room"
+    );
+}

@@ -115,14 +115,16 @@ impl PostgresAuthorizationStore {
             return Ok(DeviceSave::Full);
         }
         if live >= self.max_devices {
-            // Full: the client holding the most loses its oldest waiting authorization, so
-            // a few flooding clients never keep out the others.
+            // Full: the client holding the most unapproved authorizations (waiting or denied)
+            // loses its oldest, so a few flooding clients never keep out the others. One a
+            // user approved is never dropped for room.
             let dropped = execute(
                 &tx,
                 "DELETE FROM mcp_oauth_devices WHERE device_hash = (
                      SELECT device_hash FROM mcp_oauth_devices
-                     WHERE status = 'pending' AND expires_at > $1 AND client_id = (
-                         SELECT client_id FROM mcp_oauth_devices WHERE expires_at > $1
+                     WHERE status <> 'approved' AND expires_at > $1 AND client_id = (
+                         SELECT client_id FROM mcp_oauth_devices
+                         WHERE status <> 'approved' AND expires_at > $1
                          GROUP BY client_id ORDER BY count(*) DESC LIMIT 1)
                      ORDER BY expires_at LIMIT 1)",
                 &[&now],
