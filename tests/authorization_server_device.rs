@@ -398,19 +398,23 @@ async fn a_guesser_holds_off_only_its_own_address() {
         StatusCode::TOO_MANY_REQUESTS,
         "the guesser waits out the minute"
     );
-    // The proxy's own entry is what counts, not one the client wrote before it.
-    assert_eq!(from("203.0.113.8", &right).await, StatusCode::OK);
-    // An IPv6 guesser is one /64, however many addresses it uses in it.
+    // So does its whole /24; the proxy's own entry is what counts, not one the client wrote.
+    assert_eq!(
+        from("203.0.113.8", &right).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(from("198.51.100.8", &right).await, StatusCode::OK);
+    // An IPv6 guesser is one /48, however many addresses it uses in it.
     for n in 0..4 {
-        from(&format!("2001:db8:1:2::{n}"), "XXXX-XXXX").await;
+        from(&format!("2001:db8:1:{n}::1"), "XXXX-XXXX").await;
     }
     assert_eq!(
-        from("2001:db8:1:2::ff", &right).await,
+        from("2001:db8:1:ff::ff", &right).await,
         StatusCode::TOO_MANY_REQUESTS
     );
     // Ten addresses' worth in all stops every lookup.
     for n in 0..30 {
-        from(&format!("192.0.2.{n}"), "XXXX-XXXX").await;
+        from(&format!("10.{}.{}.1", n / 3, n % 3), "XXXX-XXXX").await;
     }
     assert_eq!(
         from("203.0.113.99", &right).await,

@@ -208,11 +208,12 @@ impl AuthorizationServerConfig {
         self
     }
 
-    /// How many wrong user codes the device page takes per minute from one client address
-    /// (default 60), and ten times that from everyone together, before it stops looking codes
-    /// up for that address, or for all, until the minute is over (RFC 8628 §5.1). One guesser
-    /// holds off only itself; with 8-letter codes, guessers on many addresses still need
-    /// months to hit any pending code with 20,000 of them waiting.
+    /// How many wrong user codes the device page takes per minute from one client network (an
+    /// IPv4 /24, an IPv6 /48; default 60), and ten times that from everyone together, before it
+    /// stops looking codes up for that network, or for all, until the minute is over (RFC 8628
+    /// §5.1). One guesser holds off only its network; with 8-letter codes, guessers everywhere
+    /// at once need about 15 days per hit with 2,000 codes waiting, a day and a half with
+    /// 20,000 (PostgreSQL's most), years at a usual load.
     ///
     /// The address is the connection's peer when the router is served with
     /// `into_make_service_with_connect_info::<SocketAddr>()`, or the last entry of
