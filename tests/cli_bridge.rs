@@ -1151,3 +1151,21 @@ async fn signals_during_refreshes_exit_0_and_never_sign_anyone_out() {
     bridge.finish(child).await;
     assert_eq!(home.sign_ins(), 1);
 }
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_still_ends_a_login_waiting_for_the_browser() {
+    use std::os::unix::process::ExitStatusExt;
+    let running = server().await;
+    let home = Home::new();
+    // A browser that never comes back.
+    support::browser_script(home.dir.path(), "sleep 30");
+    let mut child = spawn_piped(home.command(&["login", &running.mcp_url])).unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    send_signal(&child, "INT");
+    let status = tokio::time::timeout(Duration::from_secs(5), child.wait())
+        .await
+        .expect("the login ends")
+        .unwrap();
+    assert_eq!(status.signal(), Some(2), "{status}");
+}

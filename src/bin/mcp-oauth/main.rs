@@ -210,12 +210,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // As early as the runtime allows: a signal before this ends the process at once (nothing of
-    // the bridge's is in flight yet); from here on it stops the bridge in order.
-    let signals = {
+    // For the bridge, as early as the runtime allows: a signal before this ends the process
+    // at once (nothing of the bridge's is in flight yet); from here on it stops the bridge in
+    // order. The other commands keep the default (tokio's handlers, once installed, stay).
+    let signals = matches!(cli.command, Command::Proxy { .. }).then(|| {
         let _entered = runtime.enter();
         stop::StopSignals::install()
-    };
+    });
     let result = runtime.block_on(run(cli.command, signals));
     // Whatever is still running (a stream reader, a sign-in) ends with the process.
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
@@ -237,7 +238,10 @@ fn open_log(path: &std::path::Path) -> std::io::Result<std::fs::File> {
     options.open(path)
 }
 
-async fn run(command: Command, mut signals: stop::StopSignals) -> Result<(), cli_error::CliError> {
+async fn run(
+    command: Command,
+    signals: Option<stop::StopSignals>,
+) -> Result<(), cli_error::CliError> {
     match command {
         Command::Proxy {
             url,
@@ -250,6 +254,7 @@ async fn run(command: Command, mut signals: stop::StopSignals) -> Result<(), cli
                 let state = setup::oauth_state(&url, &options, http.clone(), false).await?;
                 setup::mcp_stack(state, &options, http)
             };
+            let mut signals = signals.unwrap_or_else(stop::StopSignals::install);
             match stop::unless_stopped(&mut signals, started).await {
                 Some(stack) => relay::run(&url, stack?, transport, signals).await,
                 None => Ok(()),

@@ -471,19 +471,13 @@ where
         let (answer, answered) = tokio::sync::oneshot::channel();
         *self.own_answer.locked() = Some((id, answer));
         tracing::info!("the server forgot the session; initializing again");
-        let outcome = async {
+        // Bounded as a whole: every send waits on this, so a server that stalls the new
+        // initialize must not hold them for ever.
+        let starting = async {
             Box::pin(self.post_once(initialize)).await?;
-            let answer = tokio::time::timeout(REINITIALIZE_TIMEOUT, answered)
-                .await
-                .map_err(|_| {
-                    Error::new(
-                        ErrorKind::Timeout,
-                        "the server did not answer a new initialize in time",
-                    )
-                })?
-                .map_err(|_| {
-                    Error::new(ErrorKind::SessionExpired, "a new initialize got no answer")
-                })?;
+            let answer = answered.await.map_err(|_| {
+                Error::new(ErrorKind::SessionExpired, "a new initialize got no answer")
+            })?;
             if answer.get("result").is_none() {
                 return Err(Error::new(
                     ErrorKind::SessionExpired,
@@ -493,8 +487,15 @@ where
             let initialized =
                 serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
             Box::pin(self.post_once(initialized)).await
-        }
-        .await;
+        };
+        let outcome = tokio::time::timeout(REINITIALIZE_TIMEOUT, starting)
+            .await
+            .unwrap_or_else(|_| {
+                Err(Error::new(
+                    ErrorKind::Timeout,
+                    "the server did not start a new session in time",
+                ))
+            });
         self.own_answer.locked().take();
         if outcome.is_err() {
             self.expired.store(true, Ordering::SeqCst);

@@ -118,14 +118,13 @@ where
     /// Answers a request the server will not answer, so its caller is not left waiting.
     pub(super) async fn fail_request(&self, id: &Value, reason: &str) {
         tracing::warn!(%reason, "answering a request locally");
-        let _ = self
-            .incoming
-            .send(Ok(serde_json::json!({
-                "jsonrpc": "2.0",
-                "id": id,
-                "error": {"code": -32000, "message": reason},
-            })))
-            .await;
+        // Through `deliver`: the transport's own `initialize` takes its answer there.
+        self.deliver(serde_json::json!({
+            "jsonrpc": "2.0",
+            "id": id,
+            "error": {"code": -32000, "message": reason},
+        }))
+        .await;
     }
 
     /// GETs the event stream; `None` when the server has none (405, or 404 in a session).
