@@ -20,6 +20,7 @@ use crate::mcp_headers::ToolHeaders;
 
 use crate::sync::LockExt;
 mod headers;
+mod restart;
 mod streams;
 
 use crate::transport::common::{self, refusal, Incoming, Tasks, INCOMING_CAPACITY, SESSION_ID};
@@ -28,8 +29,6 @@ use crate::transport::DEFAULT_MAX_MESSAGE_BYTES;
 const PROTOCOL_VERSION: &str = "mcp-protocol-version";
 /// How long a request waits for the listening stream's first GET to be answered.
 const LISTEN_WAIT: Duration = Duration::from_secs(2);
-/// How long the server may take to answer the transport's own `initialize` once it is sent.
-const REINITIALIZE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Settings of a Streamable HTTP transport.
 #[derive(Debug, Clone)]
@@ -419,91 +418,7 @@ where
         let _ = self.incoming.send(Ok(message)).await;
     }
 
-    /// Sends `message`; when the server has forgotten the session, starts a new one with the
-    /// client's `initialize` (see [`StreamableHttpConfig::reinitialize`]) and sends it again,
-    /// once.
-    pub(crate) async fn post(self: &Arc<Self>, message: Value) -> Result<()> {
-        let is_initialize = message.get("method").and_then(Value::as_str) == Some("initialize");
-        if is_initialize {
-            if self.config.reinitialize {
-                *self.initialize_message.locked() = Some(message.clone());
-            }
-            return self.post_once(message).await;
-        }
-        // While a new session starts, messages wait for it to hear `initialized`.
-        drop(self.reinitializing.lock().await);
-        if self.expired.load(Ordering::SeqCst) {
-            self.reinitialize().await?;
-        }
-        let again = self.can_reinitialize().then(|| message.clone());
-        match (self.post_once(message).await, again) {
-            (Err(error), Some(again)) if error.kind() == ErrorKind::SessionExpired => {
-                self.reinitialize().await?;
-                self.post_once(again).await
-            }
-            (outcome, _) => outcome,
-        }
-    }
-
-    fn can_reinitialize(&self) -> bool {
-        self.config.reinitialize
-            && self.session.locked().is_some()
-            && self.initialize_message.locked().is_some()
-    }
-
-    /// Starts a new session with the client's `initialize`, unless another send already has
-    /// since the old one was found gone.
-    async fn reinitialize(self: &Arc<Self>) -> Result<()> {
-        let mut started = self.reinitializing.lock().await;
-        if !self.expired.load(Ordering::SeqCst) {
-            return Ok(());
-        }
-        let initialize = self.initialize_message.locked().clone();
-        let Some(mut initialize) = initialize.filter(|_| self.config.reinitialize) else {
-            return Err(Error::new(
-                ErrorKind::SessionExpired,
-                "the server forgot the session: initialize again before sending more",
-            ));
-        };
-        *started += 1;
-        let id = Value::from(format!("tower-mcp-oauth/initialize-{}", *started));
-        initialize["id"] = id.clone();
-        let (answer, answered) = tokio::sync::oneshot::channel();
-        *self.own_answer.locked() = Some((id, answer));
-        tracing::info!("the server forgot the session; initializing again");
-        // Bounded as a whole: every send waits on this, so a server that stalls the new
-        // initialize must not hold them for ever.
-        let starting = async {
-            Box::pin(self.post_once(initialize)).await?;
-            let answer = answered.await.map_err(|_| {
-                Error::new(ErrorKind::SessionExpired, "a new initialize got no answer")
-            })?;
-            if answer.get("result").is_none() {
-                return Err(Error::new(
-                    ErrorKind::SessionExpired,
-                    "the server forgot the session and refused a new one",
-                ));
-            }
-            let initialized =
-                serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
-            Box::pin(self.post_once(initialized)).await
-        };
-        let outcome = tokio::time::timeout(REINITIALIZE_TIMEOUT, starting)
-            .await
-            .unwrap_or_else(|_| {
-                Err(Error::new(
-                    ErrorKind::Timeout,
-                    "the server did not start a new session in time",
-                ))
-            });
-        self.own_answer.locked().take();
-        if outcome.is_err() {
-            self.expired.store(true, Ordering::SeqCst);
-        }
-        outcome
-    }
-
-    async fn post_once(self: &Arc<Self>, message: Value) -> Result<()> {
+    pub(super) async fn post_once(self: &Arc<Self>, message: Value) -> Result<()> {
         let method = message.get("method").and_then(Value::as_str);
         let is_initialized_notice = method == Some("notifications/initialized");
         let is_initialize = method == Some("initialize");
