@@ -143,6 +143,9 @@ async fn the_authorization_server_logs_no_secrets() {
         .unwrap();
     assert_eq!(client.send(ping).await.unwrap().status(), 200);
     let second = state.refresh().await.unwrap();
+    // Two rotations: the first refresh token is then past the rotation grace (which would
+    // hand out the current one, by design) and its replay is reuse.
+    let third = state.refresh().await.unwrap();
 
     // Replays and a wrong secret, answered with errors.
     let token_endpoint = format!("{}/token", running.base);
@@ -220,8 +223,11 @@ async fn the_authorization_server_logs_no_secrets() {
         second.access_token.expose().to_owned(),
         "wrong-secret-value".to_owned(),
     ];
-    if let Some(refresh) = &second.refresh_token {
-        secrets.push(refresh.expose().to_owned());
+    for later in [&second, &third] {
+        secrets.push(later.access_token.expose().to_owned());
+        if let Some(refresh) = &later.refresh_token {
+            secrets.push(refresh.expose().to_owned());
+        }
     }
     if let Some(secret) = &registration.client_secret {
         secrets.push(secret.expose().to_owned());

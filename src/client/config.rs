@@ -30,6 +30,8 @@ pub struct OAuthConfig {
     pub(crate) dpop: DpopMode,
     pub(crate) grant: Grant,
     pub(crate) requests: RequestOptions,
+    /// The key credentials are kept under instead of the server URL.
+    pub(crate) credentials_key: Option<String>,
 }
 
 impl std::fmt::Debug for OAuthConfig {
@@ -45,6 +47,7 @@ impl std::fmt::Debug for OAuthConfig {
             .field("dpop", &self.dpop)
             .field("grant", &self.grant)
             .field("requests", &self.requests)
+            .field("credentials_key", &self.credentials_key)
             .finish_non_exhaustive()
     }
 }
@@ -63,6 +66,7 @@ impl Default for OAuthConfig {
             dpop: DpopMode::Auto,
             grant: Grant::default(),
             requests: RequestOptions::default(),
+            credentials_key: None,
         }
     }
 }
@@ -219,6 +223,22 @@ impl OAuthConfig {
     /// with scopes that already name the API.
     pub fn resource_indicator(mut self, send: bool) -> Self {
         self.requests.send_resource = send;
+        self
+    }
+
+    /// The RFC 8707 `resource` to ask tokens for, instead of the one the server's metadata
+    /// names: one tenant of a multi-tenant server, say. Tokens for different resources are
+    /// kept apart only with different [`credentials_key`](Self::credentials_key)s.
+    pub fn resource(mut self, resource: impl Into<String>) -> Self {
+        self.requests.resource = Some(resource.into());
+        self
+    }
+
+    /// The key credentials are kept under in the store (default: the server URL). Two
+    /// configurations for one server that must not share tokens (other resources, other
+    /// headers) take two keys.
+    pub fn credentials_key(mut self, key: impl Into<String>) -> Self {
+        self.credentials_key = Some(key.into());
         self
     }
 }

@@ -134,6 +134,33 @@ impl LoopbackHandler {
         }
     }
 
+    /// Names the callback `http://{host}:{port}{path}` in the redirect URI instead of
+    /// `http://127.0.0.1:{port}/callback`, for a client registered that way (mcp-remote's
+    /// `http://localhost:{port}/oauth/callback`, say). The host must name this machine
+    /// (`localhost`, `127.0.0.1`, `[::1]`); the server still listens on 127.0.0.1.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Config`] for another host, or a path that does not start with `/` or
+    /// holds a query or fragment.
+    pub fn redirect_as(mut self, host: &str, path: &str) -> Result<Self> {
+        let refuse = |why: &str| Error::new(ErrorKind::Config, format!("callback redirect: {why}"));
+        if !matches!(host, "localhost" | "127.0.0.1" | "[::1]") {
+            return Err(refuse("the host must be localhost, 127.0.0.1 or [::1]"));
+        }
+        if !path.starts_with('/') || path.contains(['?', '#']) {
+            return Err(refuse(
+                "the path must start with / and hold no query or fragment",
+            ));
+        }
+        let port = self.address.port();
+        self.redirect_uri =
+            Url::parse(&format!("http://{host}:{port}{path}")).map_err(|_| refuse("not a URL"))?;
+        if self.redirect_uri.path() != path {
+            return Err(refuse("the path is not in its normal form"));
+        }
+        Ok(self)
+    }
+
     /// The port for this sign-in: the one held since `bind`, or the same port bound again,
     /// waiting while another process's sign-in holds it.
     async fn listen(&self) -> Result<TcpListener> {

@@ -9,6 +9,8 @@ pub(crate) struct RequestOptions {
     pub(crate) authorization_params: Vec<(String, String)>,
     pub(crate) token_params: Vec<(String, String)>,
     pub(crate) send_resource: bool,
+    /// The `resource` to send instead of the one the server's metadata names.
+    pub(crate) resource: Option<String>,
     pub(crate) consent_prompt_for_offline_access: bool,
 }
 
@@ -18,6 +20,7 @@ impl Default for RequestOptions {
             authorization_params: Vec::new(),
             token_params: Vec::new(),
             send_resource: true,
+            resource: None,
             consent_prompt_for_offline_access: true,
         }
     }
@@ -50,8 +53,12 @@ pub(crate) fn is_protocol_param(name: &str) -> bool {
 }
 
 impl RequestOptions {
-    /// The RFC 8707 `resource` to send, unless switched off for a provider that refuses it.
-    pub(crate) fn resource<'d>(&self, discovery: &'d Discovery) -> Option<&'d str> {
-        discovery.resource.as_deref().filter(|_| self.send_resource)
+    /// The RFC 8707 `resource` to send (the configured one, else the discovered one), unless
+    /// switched off for a provider that refuses it.
+    pub(crate) fn resource<'a>(&'a self, discovery: &'a Discovery) -> Option<&'a str> {
+        self.resource
+            .as_deref()
+            .or(discovery.resource.as_deref())
+            .filter(|_| self.send_resource)
     }
 }

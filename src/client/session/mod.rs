@@ -192,9 +192,12 @@ impl Session {
         Ok(true)
     }
 
-    /// The store's resource key: the MCP server URL as configured.
+    /// The store's resource key: the configured credentials key, else the MCP server URL.
     pub(crate) fn resource_key(&self) -> &str {
-        self.server_url.as_str()
+        self.config
+            .credentials_key
+            .as_deref()
+            .unwrap_or(self.server_url.as_str())
     }
 
     pub(crate) async fn restore(&self) -> Result<()> {
