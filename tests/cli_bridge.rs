@@ -1169,3 +1169,130 @@ async fn ctrl_c_still_ends_a_login_waiting_for_the_browser() {
         .unwrap();
     assert_eq!(status.signal(), Some(2), "{status}");
 }
+
+impl Home {
+    /// `mcp-oauth ARGS` as copied from an mcp-remote configuration: no subcommand, and the
+    /// store found through `MCP_OAUTH_DIR` (mcp-remote has no `--store-file`).
+    fn mcp_remote_style(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(BIN);
+        command
+            .args(args)
+            .env("MCP_OAUTH_DIR", self.dir.path())
+            .env("BROWSER", self.browser())
+            .env_remove("RUST_LOG")
+            .env_remove("DBUS_SESSION_BUS_ADDRESS")
+            .env("XDG_RUNTIME_DIR", self.dir.path())
+            .kill_on_drop(true);
+        command
+    }
+}
+
+/// A free loopback port (free now; nothing keeps it so).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mcp_remote_command_line_starts_and_its_flags_do_what_they_say() {
+    let running = server().await;
+    let home = Home::new();
+    let port = free_port().to_string();
+    // As an mcp-remote configuration has it: the URL, a callback port, flags of its own.
+    let mut child = spawn_piped(home.mcp_remote_style(&[
+        &running.mcp_url,
+        &port,
+        "--transport",
+        "http-first",
+        "--ignore-tool",
+        "ECHO",
+        "--allow-http",
+        "--keep-alive",
+        "--silent",
+    ]))
+    .unwrap();
+    let mut bridge = Piped::of(&mut child);
+    bridge.start_session().await;
+    let listed = bridge
+        .ask(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}))
+        .await;
+    let names: Vec<&str> = listed["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"add") && !names.contains(&"echo"),
+        "{names:?}"
+    );
+    let refused = bridge
+        .ask(json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+            "params": {"name": "echo", "arguments": {"text": "x"}}}))
+        .await;
+    assert_eq!(refused["error"]["code"], -32603, "{refused}");
+    assert_eq!(bridge.add(4, 40, 2).await, "42");
+    let stderr = bridge.finish(child).await;
+    assert!(!stderr.contains("usage"), "{stderr}");
+    assert_eq!(home.sign_ins(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_registered_for_mcp_remote_signs_in_through_mcp_oauth() {
+    let running = server().await;
+    let home = Home::new();
+    let port = free_port();
+    // Registered ahead of time with mcp-remote's redirect.
+    let redirect = format!("http://localhost:{port}/oauth/callback");
+    let registered = support::send(support::json_request(
+        &format!("{}/register", running.base),
+        &json!({"redirect_uris": [redirect], "token_endpoint_auth_method": "none",
+            "grant_types": ["authorization_code", "refresh_token"], "client_name": "pre"}),
+    ))
+    .await;
+    assert_eq!(registered.status, 201, "{}", registered.text());
+    let client_id = registered.json()["client_id"].as_str().unwrap().to_owned();
+    let info = json!({ "client_id": client_id }).to_string();
+    let port = port.to_string();
+    let mut child = spawn_piped(home.mcp_remote_style(&[
+        &running.mcp_url,
+        &port,
+        "--static-oauth-client-info",
+        &info,
+    ]))
+    .unwrap();
+    let mut bridge = Piped::of(&mut child);
+    bridge.start_session().await;
+    assert_eq!(bridge.add(2, 1, 2).await, "3");
+    bridge.finish(child).await;
+    assert_eq!(home.sign_ins(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_configurations_for_one_server_keep_their_own_credentials() {
+    let running = server().await;
+    let home = Home::new();
+    let session = |tenant: &'static str| {
+        let header = format!("X-Tenant: {tenant}");
+        let mut child =
+            spawn_piped(home.mcp_remote_style(&[&running.mcp_url, "--header", &header])).unwrap();
+        async move {
+            let mut bridge = Piped::of(&mut child);
+            bridge.start_session().await;
+            assert_eq!(bridge.add(2, 2, 2).await, "4");
+            bridge.finish(child).await;
+        }
+    };
+    session("a").await;
+    session("a").await;
+    assert_eq!(home.sign_ins(), 1, "the same configuration signs in once");
+    session("b").await;
+    assert_eq!(
+        home.sign_ins(),
+        2,
+        "another tenant's header, its own sign-in"
+    );
+}

@@ -3,6 +3,8 @@
 //! rest is thin glue over the library.
 
 mod cli_error;
+mod compat;
+mod ignore;
 mod os_store;
 mod paste;
 mod relay;
@@ -120,10 +122,29 @@ struct Options {
     /// Leave out the RFC 8707 resource parameter (for IdPs that refuse it).
     #[arg(long)]
     no_resource: bool,
+    /// The RFC 8707 resource to ask tokens for instead of the one the server names (a tenant
+    /// of a multi-tenant server); its credentials are kept apart.
+    #[arg(long, value_name = "URI")]
+    resource: Option<String>,
+    /// Hide tools whose name matches this pattern (`*` matches anything; case ignored):
+    /// left out of tools/list, and calls to them refused. Repeatable.
+    #[arg(long = "ignore-tool", value_name = "PATTERN")]
+    ignore_tools: Vec<String>,
     /// The loopback port of the sign-in callback, listened on only while a sign-in waits (a
     /// busy one is waited for) [default: any free port].
     #[arg(long, value_name = "PORT")]
     callback_port: Option<u16>,
+    /// The host the redirect URI names (localhost, 127.0.0.1 or [::1]; the callback server
+    /// listens on 127.0.0.1 whatever it says) [default: 127.0.0.1].
+    #[arg(long, value_name = "HOST", requires = "callback_port")]
+    callback_host: Option<String>,
+    /// The path of the redirect URI [default: /callback].
+    #[arg(long, value_name = "PATH", requires = "callback_port")]
+    callback_path: Option<String>,
+    /// Where the credentials are kept in the store, when not under the server URL (set from
+    /// mcp-remote's arguments, so two of its configurations for one server stay apart).
+    #[arg(skip)]
+    credentials_key: Option<String>,
     /// Do not open a browser (also the default without a display): sign in with the device
     /// grant where the server offers it (a code to enter on any device), else print the
     /// sign-in URL and read the address the browser ends on, pasted on the terminal.
@@ -181,9 +202,37 @@ enum Transport {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let raw: Vec<String> = std::env::args_os()
+        .skip(1)
+        .map(|arg| arg.to_string_lossy().into_owned())
+        .collect();
+    // `mcp-oauth URL [PORT] [flags]`: a command line copied from mcp-remote.
+    let (cli, default_filter, warnings) = if compat::is_mcp_remote_style(&raw) {
+        let read = |path: &str| std::fs::read_to_string(path);
+        match compat::parse(&raw, |name| std::env::var(name).ok(), read) {
+            Ok(compat) => (
+                Cli {
+                    command: Command::Proxy {
+                        url: compat.url,
+                        options: compat.options,
+                        transport: compat.transport,
+                    },
+                    log_file: None,
+                },
+                compat.log_filter.unwrap_or("info"),
+                compat.warnings,
+            ),
+            Err(error) => {
+                eprintln!("mcp-oauth: {error}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        (Cli::parse(), "info", Vec::new())
+    };
     let log = tracing_subscriber::fmt().with_ansi(false).with_env_filter(
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| default_filter.into()),
     );
     match &cli.log_file {
         Some(path) => match open_log(path) {
@@ -197,6 +246,9 @@ fn main() -> ExitCode {
             }
         },
         None => log.with_writer(std::io::stderr).init(),
+    }
+    for warning in warnings {
+        tracing::warn!("mcp-remote's {warning}");
     }
     // One thread: the bridge waits on sockets and pipes, and a message handed between
     // worker threads costs more than the work done on it.
@@ -248,6 +300,7 @@ async fn run(
             options,
             transport,
         } => {
+            let ignore_tools = options.ignore_tools.clone();
             let started = async {
                 // One client, one connection pool, for the OAuth calls and MCP alike.
                 let http = setup::http_client(&options)?;
@@ -256,7 +309,7 @@ async fn run(
             };
             let mut signals = signals.unwrap_or_else(stop::StopSignals::install);
             match stop::unless_stopped(&mut signals, started).await {
-                Some(stack) => relay::run(&url, stack?, transport, signals).await,
+                Some(stack) => relay::run(&url, stack?, transport, signals, &ignore_tools).await,
                 None => Ok(()),
             }
         }

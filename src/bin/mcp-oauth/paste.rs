@@ -22,7 +22,13 @@ pub(crate) struct PasteHandler {
 impl PasteHandler {
     /// A redirect to `http://127.0.0.1:{port}/callback`. Nothing listens there: the browser
     /// shows an error page whose address holds the code, which the user pastes.
-    pub(crate) fn new(port: Option<u16>, stdin_is_free: bool) -> Result<Self, CliError> {
+    /// `host` and `path` of the redirect URI default to `127.0.0.1` and `/callback`.
+    pub(crate) fn new(
+        port: Option<u16>,
+        host: Option<&str>,
+        path: Option<&str>,
+        stdin_is_free: bool,
+    ) -> Result<Self, CliError> {
         let port = match port {
             Some(port) => port,
             // A port nothing listens on now, so the browser's page is an error, not someone's.
@@ -31,7 +37,8 @@ impl PasteHandler {
                 .map(|address| address.port())
                 .map_err(|e| CliError::new(format!("cannot pick a callback port: {e}")))?,
         };
-        let redirect_uri = Url::parse(&format!("http://127.0.0.1:{port}/callback"))
+        let (host, path) = (host.unwrap_or("127.0.0.1"), path.unwrap_or("/callback"));
+        let redirect_uri = Url::parse(&format!("http://{host}:{port}{path}"))
             .map_err(|_| CliError::new("cannot form the redirect URI"))?;
         Ok(Self {
             redirect_uri,

@@ -17,6 +17,7 @@ use tower_mcp_oauth::transport::{
 use tower_mcp_oauth::ErrorKind;
 
 use super::cli_error::CliError;
+use super::ignore::IgnoredTools;
 use super::setup::{shown, McpStack};
 use super::stop::{StopSignals, STOP_WAIT};
 use super::Transport;
@@ -156,11 +157,17 @@ struct Relay {
     output: mpsc::Sender<Value>,
     /// Messages on their way, each perhaps refreshing and storing a token.
     deliveries: tokio::task::JoinSet<()>,
+    /// `--ignore-tool`.
+    ignored: IgnoredTools,
 }
 
 impl Relay {
     /// Sends `message` in the background; a request that cannot be delivered is answered.
-    fn client_sent(&mut self, message: Value) {
+    async fn client_sent(&mut self, message: Value) {
+        if let Some(refusal) = self.ignored.on_client_message(&message) {
+            let _ = self.output.send(refusal).await;
+            return;
+        }
         let delivery = Delivery {
             request_id: request_id(&message),
             sending: self.remote.send(message),
@@ -267,6 +274,7 @@ pub(crate) async fn run(
     stack: McpStack,
     transport: Transport,
     mut signals: StopSignals,
+    ignore_tools: &[String],
 ) -> Result<(), CliError> {
     let remote = Remote::open(url, stack, transport).await?;
     let (output, mut outgoing) = mpsc::channel::<Value>(OUTPUT_QUEUE);
@@ -284,6 +292,7 @@ pub(crate) async fn run(
         remote,
         output,
         deliveries: tokio::task::JoinSet::new(),
+        ignored: IgnoredTools::new(ignore_tools),
     };
     // Split on bytes: a line that is not UTF-8 is answered as not JSON, like any other.
     let mut lines = BufReader::new(standard_input()).split(b'\n');
@@ -306,7 +315,7 @@ pub(crate) async fn run(
                     continue;
                 }
                 match serde_json::from_slice(&line) {
-                    Ok(message) => relay.client_sent(message),
+                    Ok(message) => relay.client_sent(message).await,
                     Err(_) => {
                         tracing::warn!("standard input sent a line that is not JSON");
                         let parse_error = json!({"jsonrpc": "2.0", "id": null,
@@ -330,7 +339,8 @@ pub(crate) async fn run(
                 relay.remote.close().await;
                 break Ok(());
             }
-            Event::FromServer(Some(Ok(message))) => {
+            Event::FromServer(Some(Ok(mut message))) => {
+                relay.ignored.on_server_message(&mut message);
                 if relay.output.send(message).await.is_err() {
                     break Ok(());
                 }

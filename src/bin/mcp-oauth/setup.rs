@@ -115,9 +115,14 @@ pub(crate) async fn oauth_state(
         // Headless: the device grant where the server offers it, else a pasted redirect.
         config
             .device_authorization(show_device_code)
-            .handler(PasteHandler::new(options.callback_port, stdin_is_free)?)
+            .handler(PasteHandler::new(
+                options.callback_port,
+                options.callback_host.as_deref(),
+                options.callback_path.as_deref(),
+                stdin_is_free,
+            )?)
     } else {
-        config.handler(loopback(options.callback_port).await?)
+        config.handler(loopback(options).await?)
     };
     let client_secret = client_secret(options)?;
     if let Some(id) = &options.client_id {
@@ -165,6 +170,15 @@ pub(crate) async fn oauth_state(
     if options.no_resource {
         config = config.resource_indicator(false);
     }
+    if let Some(resource) = &options.resource {
+        config = config.resource(resource.clone());
+    }
+    if let Some(key) = &options.credentials_key {
+        config = config.credentials_key(key.clone());
+    } else if let Some(resource) = &options.resource {
+        // Another resource of the same server: other tokens.
+        config = config.credentials_key(format!("{url}#resource={resource}"));
+    }
     config = config.http(HttpClient::from_service(http));
     Ok(OAuthState::new(url, Some(config)).await?)
 }
@@ -195,9 +209,18 @@ fn show_device_code(device: &DeviceAuthorization) {
 /// The browser sign-in's callback server. A `--callback-port` is bound only while a sign-in
 /// waits, and waited for while another bridge's sign-in holds it: moving to another port
 /// would break a redirect URI registered ahead of time.
-async fn loopback(port: Option<u16>) -> Result<LoopbackHandler, CliError> {
-    match port.and_then(std::num::NonZeroU16::new) {
-        Some(port) => Ok(LoopbackHandler::on_port(port)),
+async fn loopback(options: &Options) -> Result<LoopbackHandler, CliError> {
+    match options.callback_port.and_then(std::num::NonZeroU16::new) {
+        Some(port) => {
+            let handler = LoopbackHandler::on_port(port);
+            match (&options.callback_host, &options.callback_path) {
+                (None, None) => Ok(handler),
+                (host, path) => Ok(handler.redirect_as(
+                    host.as_deref().unwrap_or("127.0.0.1"),
+                    path.as_deref().unwrap_or("/callback"),
+                )?),
+            }
+        }
         // 0 asks for any free port, as no flag does.
         None => Ok(LoopbackHandler::bind().await?),
     }

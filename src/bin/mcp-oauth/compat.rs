@@ -1,0 +1,610 @@
+//! mcp-remote's command line (0.15.1): `mcp-oauth URL [PORT] [flags]`, read the way mcp-remote
+//! reads it, so a desktop configuration copied from it starts as it did. Its defaults come
+//! along where users depend on them: the callback port derived from the arguments (an MD5, as
+//! mcp-remote computes it), `http://localhost:PORT/oauth/callback`, and credentials kept apart
+//! per resource, headers and authorization parameters. A flag with no meaning here is taken
+//! with a warning; none stops the bridge from starting.
+
+use std::collections::BTreeMap;
+
+use md5::{Digest, Md5};
+
+use super::cli_error::CliError;
+use super::{GrantChoice, Options, StoreChoice, StoreOptions, Transport};
+
+/// What mcp-remote's arguments ask for, in mcp-oauth's terms.
+pub(crate) struct Compat {
+    pub(crate) url: String,
+    pub(crate) options: Options,
+    pub(crate) transport: Transport,
+    /// The log filter `--debug` or `--silent` chose.
+    pub(crate) log_filter: Option<&'static str>,
+    /// What was taken without effect, to say on standard error.
+    pub(crate) warnings: Vec<String>,
+}
+
+/// Our own commands and top-level flags: anything else first is mcp-remote's command line.
+const OURS: &[&str] = &[
+    "proxy",
+    "login",
+    "logout",
+    "status",
+    "call",
+    "help",
+    "-h",
+    "--help",
+    "-V",
+    "--version",
+    "--log-file",
+];
+
+/// Whether `args` (without the program's name) are an mcp-remote command line.
+pub(crate) fn is_mcp_remote_style(args: &[String]) -> bool {
+    args.first()
+        .is_some_and(|first| !OURS.contains(&first.as_str()))
+}
+
+/// Flags that take no value.
+const SWITCHES: &[&str] = &[
+    "--allow-http",
+    "--debug",
+    "--silent",
+    "--ipv4",
+    "--enable-proxy",
+    "--keep-alive",
+    "--disable-cookies",
+    "--device-code",
+    "--client-credentials",
+    "--use-id-token",
+    "--disable-resource-parameter",
+];
+
+/// Flags that take a value; those marked may be repeated, the others count once (the first,
+/// as mcp-remote reads them).
+const VALUED: &[(&str, bool)] = &[
+    ("--connect-timeout", false),
+    ("--headers-timeout", false),
+    ("--body-timeout", false),
+    ("--ping-interval", false),
+    ("--transport", false),
+    ("--protocol", false),
+    ("--host", false),
+    ("--callback-path", false),
+    ("--auth-success-url", false),
+    ("--auth-timeout", false),
+    ("--static-oauth-client-metadata", false),
+    ("--static-oauth-client-info", false),
+    ("--client-metadata-url", false),
+    ("--token-endpoint", false),
+    ("--resource", false),
+    ("--authorize-param", true),
+    ("--ignore-tool", true),
+];
+
+/// Authorization parameters the flow sets itself.
+const RESERVED_PARAMS: &[&str] = &[
+    "client_id",
+    "redirect_uri",
+    "response_type",
+    "state",
+    "code_challenge",
+    "code_challenge_method",
+];
+
+/// Reads an mcp-remote command line; `env` gives environment variables, `read` files.
+pub(crate) fn parse(
+    args: &[String],
+    env: impl Fn(&str) -> Option<String>,
+    read: impl Fn(&str) -> std::io::Result<String>,
+) -> Result<Compat, CliError> {
+    let mut warnings = Vec::new();
+    // Headers first, wherever they are, as mcp-remote takes them out before anything else.
+    let mut headers: Vec<(String, String)> = Vec::new();
+    let mut rest = Vec::new();
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        match arg.as_str() {
+            "--header" | "--header-file" => {
+                let Some(value) = iter.next() else {
+                    warnings.push(format!("{arg} without a value: ignored"));
+                    continue;
+                };
+                if arg == "--header" {
+                    add_header(&mut headers, value, &mut warnings);
+                } else {
+                    let text = read(value).map_err(|e| {
+                        CliError::new(format!("cannot read --header-file {value}: {e}"))
+                    })?;
+                    for line in text.lines().map(str::trim) {
+                        if !line.is_empty() && !line.starts_with('#') {
+                            add_header(&mut headers, line, &mut warnings);
+                        }
+                    }
+                }
+            }
+            _ => rest.push(arg.clone()),
+        }
+    }
+    let url = match rest.first() {
+        Some(url) if !url.starts_with("--") => url.clone(),
+        _ => return Err(CliError::new(
+            "usage: mcp-oauth <https://server-url> [callback-port] [flags] (or mcp-oauth --help)",
+        )),
+    };
+    let port = rest
+        .get(1)
+        .and_then(|p| leading_number(p))
+        .filter(|p| *p > 0);
+    let mut switches = Vec::new();
+    let mut values: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    let mut i = if port.is_some() { 2 } else { 1 };
+    while i < rest.len() {
+        let arg = rest[i].as_str();
+        if let Some(switch) = SWITCHES.iter().find(|s| **s == arg) {
+            switches.push(*switch);
+        } else if let Some((flag, repeatable)) = VALUED.iter().find(|(f, _)| *f == arg) {
+            match rest.get(i + 1) {
+                Some(value) => {
+                    let seen = values.entry(flag).or_default();
+                    if *repeatable || seen.is_empty() {
+                        seen.push(value.clone());
+                    }
+                    i += 1;
+                }
+                None => warnings.push(format!("{flag} without a value: ignored")),
+            }
+        } else {
+            warnings.push(format!("unknown argument {arg}: ignored"));
+        }
+        i += 1;
+    }
+    let on = |switch: &str| switches.contains(&switch);
+    let value = |flag: &str| values.get(flag).and_then(|v| v.first()).cloned();
+    let all = |flag: &str| values.get(flag).cloned().unwrap_or_default();
+
+    let mut options = Options {
+        headers: headers
+            .iter()
+            .map(|(name, value)| format!("{name}: {value}"))
+            .collect(),
+        client_id: None,
+        client_secret: None,
+        issuer: None,
+        grant: GrantChoice::AuthorizationCode,
+        assertion_file: None,
+        client_metadata_url: value("--client-metadata-url").map(|u| u.trim().to_owned()),
+        scopes: Vec::new(),
+        authorize_params: Vec::new(),
+        no_resource: on("--disable-resource-parameter"),
+        resource: None,
+        ignore_tools: all("--ignore-tool"),
+        callback_port: None,
+        callback_host: None,
+        callback_path: None,
+        credentials_key: None,
+        no_browser: on("--device-code"),
+        ca_file: None,
+        store: StoreOptions {
+            store: StoreChoice::Auto,
+            store_file: None,
+        },
+    };
+    // The resource: `--resource ""` switches it off, as --disable-resource-parameter does.
+    let resource = value("--resource").map(|r| r.trim().to_owned());
+    match resource.as_deref() {
+        Some("") => options.no_resource = true,
+        Some(resource) if !options.no_resource => {
+            url::Url::parse(resource).map_err(|_| {
+                CliError::new(format!("--resource {resource} is not an absolute URI"))
+            })?;
+            options.resource = Some(resource.to_owned());
+        }
+        Some(_) => warnings.push("--resource ignored: --disable-resource-parameter".into()),
+        None => {}
+    }
+    let mut params = BTreeMap::new();
+    for pair in all("--authorize-param") {
+        let Some((key, val)) = pair.split_once('=').filter(|(k, _)| !k.trim().is_empty()) else {
+            return Err(CliError::new(format!(
+                "--authorize-param {pair}: expected key=value"
+            )));
+        };
+        let key = key.trim();
+        if RESERVED_PARAMS.contains(&key) {
+            return Err(CliError::new(format!(
+                "--authorize-param {key}: the flow sets it itself"
+            )));
+        }
+        params.insert(key.to_owned(), val.to_owned());
+    }
+    options.authorize_params = params.clone().into_iter().collect();
+    if let Some(info) = value("--static-oauth-client-info") {
+        let text = match info.strip_prefix('@') {
+            Some(path) => read(path).map_err(|e| {
+                CliError::new(format!(
+                    "cannot read --static-oauth-client-info {path}: {e}"
+                ))
+            })?,
+            None => info,
+        };
+        let info: serde_json::Value = serde_json::from_str(&expand(&text, &env))
+            .map_err(|_| CliError::new("--static-oauth-client-info is not JSON"))?;
+        options.client_id = info
+            .get("client_id")
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned);
+        if info.get("client_secret").is_some() {
+            // The secret is sent only to an authorization server named ahead of time.
+            warnings.push(
+                "--static-oauth-client-info: client_secret ignored (give it with --client-id, \
+                 --client-secret and --issuer under `mcp-oauth proxy`, so it goes only to that \
+                 server)"
+                    .into(),
+            );
+        }
+    }
+    if on("--client-credentials") {
+        warnings.push(
+            "--client-credentials: use `mcp-oauth proxy --grant client-credentials --client-id \
+             --client-secret --issuer`; signing in as a person instead"
+                .into(),
+        );
+    }
+    let transport = match value("--transport").as_deref() {
+        None | Some("http-first") => Transport::Auto,
+        Some("http-only") => Transport::Streamable,
+        Some("sse-only") => Transport::Sse,
+        Some("sse-first") => {
+            warnings.push("--transport sse-first: trying Streamable HTTP first".into());
+            Transport::Auto
+        }
+        Some(other) => {
+            warnings.push(format!("--transport {other}: unknown, using http-first"));
+            Transport::Auto
+        }
+    };
+    match value("--protocol").as_deref() {
+        None | Some("legacy") => {}
+        Some(other) => warnings.push(format!(
+            "--protocol {other}: messages are relayed as the client sends them"
+        )),
+    }
+    if on("--allow-http") {
+        warnings
+            .push("--allow-http: plain http is taken on loopback only; use https elsewhere".into());
+    }
+    for ignored in [
+        "--ipv4",
+        "--keep-alive",
+        "--disable-cookies",
+        "--use-id-token",
+        "--enable-proxy",
+    ] {
+        if on(ignored) {
+            warnings.push(format!("{ignored}: not supported here, ignored"));
+        }
+    }
+    for ignored in [
+        "--connect-timeout",
+        "--headers-timeout",
+        "--body-timeout",
+        "--ping-interval",
+        "--auth-success-url",
+        "--auth-timeout",
+        "--static-oauth-client-metadata",
+        "--token-endpoint",
+    ] {
+        if values.contains_key(ignored) {
+            warnings.push(format!("{ignored}: not supported here, ignored"));
+        }
+    }
+    // Where the browser comes back: mcp-remote's port, host and path, so a client registered
+    // for it works unchanged.
+    let hash = config_hash(
+        &url,
+        &options,
+        &params,
+        &headers,
+        &value("--token-endpoint"),
+    );
+    options.callback_port = Some(port.unwrap_or_else(|| default_port(&hash)));
+    options.callback_host = Some(value("--host").unwrap_or_else(default_host));
+    options.callback_path = Some(match value("--callback-path") {
+        Some(path) if path.starts_with('/') => path,
+        Some(path) => {
+            warnings.push(format!(
+                "--callback-path {path}: must start with /, using the default"
+            ));
+            "/oauth/callback".into()
+        }
+        None => "/oauth/callback".into(),
+    });
+    // Configurations for one server that differ in resource, headers or parameters keep
+    // their own credentials; a plain URL shares them with `mcp-oauth proxy URL`.
+    let plain = options.resource.is_none()
+        && params.is_empty()
+        && headers.is_empty()
+        && options.client_metadata_url.is_none();
+    if !plain {
+        options.credentials_key = Some(format!("{url}#mcp-remote-{hash}"));
+    }
+    let log_filter = if on("--debug") {
+        Some("debug")
+    } else if on("--silent") {
+        Some("error")
+    } else {
+        None
+    };
+    Ok(Compat {
+        url,
+        options,
+        transport,
+        log_filter,
+        warnings,
+    })
+}
+
+/// `Name: value` as mcp-remote takes it (no space before the colon); a later one of the same
+/// name replaces an earlier one.
+fn add_header(headers: &mut Vec<(String, String)>, text: &str, warnings: &mut Vec<String>) {
+    let parsed = text.split_once(':').filter(|(name, _)| {
+        !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    });
+    match parsed {
+        Some((name, value)) => {
+            headers.retain(|(n, _)| n != name);
+            headers.push((name.to_owned(), value.trim_start().to_owned()));
+        }
+        None => warnings.push(format!(
+            "a header that is not `Name: value` was ignored ({} characters)",
+            text.chars().count()
+        )),
+    }
+}
+
+/// The number a string starts with, as JavaScript's `parseInt` reads it.
+fn leading_number(text: &str) -> Option<u16> {
+    let digits: String = text
+        .trim_start()
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
+}
+
+/// `${NAME}` replaced by the variable; an unknown one is left as written.
+fn expand(text: &str, env: &impl Fn(&str) -> Option<String>) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        match after.find('}') {
+            Some(end) if end > 0 => {
+                let name = &after[..end];
+                match env(name) {
+                    Some(value) => out.push_str(&value),
+                    None => out.push_str(&rest[start..start + 3 + end]),
+                }
+                rest = &after[end + 1..];
+            }
+            _ => {
+                out.push_str(&rest[start..]);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// mcp-remote's hash of a configuration: MD5, in hex, of its parts joined by `|`.
+fn config_hash(
+    url: &str,
+    options: &Options,
+    params: &BTreeMap<String, String>,
+    headers: &[(String, String)],
+    token_endpoint: &Option<String>,
+) -> String {
+    let mut parts = vec![url.to_owned()];
+    if let Some(resource) = &options.resource {
+        parts.push(resource.clone());
+    }
+    if !params.is_empty() {
+        parts.push(serde_json::to_string(params).unwrap_or_default());
+    }
+    if !headers.is_empty() {
+        let sorted: BTreeMap<&str, &str> = headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        parts.push(serde_json::to_string(&sorted).unwrap_or_default());
+    }
+    if let Some(url) = &options.client_metadata_url {
+        parts.push(url.clone());
+    }
+    if let Some(endpoint) = token_endpoint
+        .as_deref()
+        .and_then(|e| url::Url::parse(e).ok())
+    {
+        parts.push(endpoint.to_string());
+    }
+    let digest = Md5::digest(parts.join("|").as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// mcp-remote's default callback port: 3335 plus the hash's first two bytes modulo 45,816.
+fn default_port(hash: &str) -> u16 {
+    let first = u32::from_str_radix(hash.get(..4).unwrap_or("0"), 16).unwrap_or(0);
+    u16::try_from(3335 + first % 45_816).unwrap_or(3335)
+}
+
+fn default_host() -> String {
+    if cfg!(windows) {
+        "127.0.0.1"
+    } else {
+        "localhost"
+    }
+    .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(line: &[&str]) -> Vec<String> {
+        line.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    fn parsed(line: &[&str]) -> Compat {
+        parse(
+            &args(line),
+            |_| None,
+            |_| Err(std::io::ErrorKind::NotFound.into()),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn the_default_port_is_mcp_remotes() {
+        // Vectors computed with mcp-remote 0.15.1's own algorithm.
+        assert_eq!(
+            parsed(&["https://example.com/mcp"]).options.callback_port,
+            Some(37931)
+        );
+        assert_eq!(
+            parsed(&["https://remote.mcp.server/sse"])
+                .options
+                .callback_port,
+            Some(12704)
+        );
+        let tenant = parsed(&[
+            "https://mcp.atlassian.com/v1/sse",
+            "--resource",
+            "https://tenant1.atlassian.net/",
+        ]);
+        assert_eq!(tenant.options.callback_port, Some(12116));
+        let with_header = parsed(&[
+            "https://remote.mcp.server/sse",
+            "--header",
+            "Authorization: Bearer ${AUTH_TOKEN}",
+        ]);
+        assert_eq!(with_header.options.callback_port, Some(33569));
+    }
+
+    #[test]
+    fn its_command_lines_read_as_it_reads_them() {
+        let c = parsed(&[
+            "https://example.com/mcp",
+            "9696",
+            "--allow-http",
+            "--transport",
+            "sse-only",
+            "--debug",
+            "--host",
+            "127.0.0.1",
+            "--ignore-tool",
+            "delete*",
+            "--ignore-tool",
+            "admin_*",
+            "--authorize-param",
+            "audience=api",
+        ]);
+        assert_eq!(c.url, "https://example.com/mcp");
+        assert_eq!(c.options.callback_port, Some(9696));
+        assert_eq!(c.options.callback_host.as_deref(), Some("127.0.0.1"));
+        assert_eq!(c.options.callback_path.as_deref(), Some("/oauth/callback"));
+        assert!(matches!(c.transport, Transport::Sse));
+        assert_eq!(c.log_filter, Some("debug"));
+        assert_eq!(c.options.ignore_tools, ["delete*", "admin_*"]);
+        assert_eq!(
+            c.options.authorize_params,
+            [("audience".into(), "api".into())]
+        );
+        assert!(c.warnings.iter().any(|w| w.contains("--allow-http")));
+        // Headers are taken out first, so one may come before the URL.
+        let c = parsed(&[
+            "--header",
+            "X-Key: ${KEY}",
+            "https://example.com/mcp",
+            "--silent",
+        ]);
+        assert_eq!(c.url, "https://example.com/mcp");
+        assert_eq!(c.options.headers, ["X-Key: ${KEY}"]);
+        assert_eq!(c.log_filter, Some("error"));
+        // Unknown flags warn; none stops the bridge.
+        let c = parsed(&["https://example.com/mcp", "--what-is-this", "--keep-alive"]);
+        assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
+    }
+
+    #[test]
+    fn configurations_for_one_server_keep_their_own_credentials() {
+        let plain = parsed(&["https://example.com/mcp"]);
+        assert_eq!(plain.options.credentials_key, None);
+        let a = parsed(&[
+            "https://example.com/mcp",
+            "--resource",
+            "https://a.example/",
+        ]);
+        let b = parsed(&[
+            "https://example.com/mcp",
+            "--resource",
+            "https://b.example/",
+        ]);
+        assert_ne!(a.options.credentials_key, b.options.credentials_key);
+        assert!(a.options.credentials_key.is_some());
+        let off = parsed(&["https://example.com/mcp", "--resource", ""]);
+        assert!(off.options.no_resource);
+    }
+
+    #[test]
+    fn bad_lines_are_typed_errors() {
+        let fails = |line: &[&str]| {
+            parse(
+                &args(line),
+                |_| None,
+                |_| Err(std::io::ErrorKind::NotFound.into()),
+            )
+            .is_err()
+        };
+        assert!(fails(&["--debug"]));
+        assert!(fails(&["https://x/", "--authorize-param", "state=1"]));
+        assert!(fails(&["https://x/", "--authorize-param", "novalue"]));
+        assert!(fails(&["https://x/", "--header-file", "/missing"]));
+        assert!(fails(&["https://x/", "--resource", "relative/path"]));
+        assert!(fails(&[
+            "https://x/",
+            "--static-oauth-client-info",
+            "{not json"
+        ]));
+    }
+
+    #[test]
+    fn variables_expand_in_static_client_info() {
+        let env = |name: &str| (name == "ID").then(|| "client-7".to_owned());
+        let line = args(&[
+            "https://x/",
+            "--static-oauth-client-info",
+            r#"{"client_id":"${ID}"}"#,
+        ]);
+        let c = parse(&line, env, |_| Err(std::io::ErrorKind::NotFound.into())).unwrap();
+        assert_eq!(c.options.client_id.as_deref(), Some("client-7"));
+        assert_eq!(expand("a ${MISSING} b", &env), "a ${MISSING} b");
+        assert_eq!(expand("${ID}${", &env), "client-7${");
+    }
+
+    proptest::proptest! {
+        /// Any command line parses or fails with a typed error, never a panic, and a parsed
+        /// one always has a callback port in mcp-remote's range or the one given.
+        #[test]
+        fn any_command_line_parses_or_fails(line in proptest::collection::vec(".{0,20}", 0..8)) {
+            if let Ok(c) = parse(&line, |_| None, |_| Ok(String::new())) {
+                let port = c.options.callback_port.unwrap();
+                proptest::prop_assert!(port > 0);
+            }
+        }
+    }
+}
