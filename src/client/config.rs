@@ -189,9 +189,14 @@ impl OAuthConfig {
         name: impl Into<String>,
         value: impl Into<String>,
     ) -> Self {
-        self.requests
-            .authorization_params
-            .push((name.into(), value.into()));
+        let name = name.into();
+        if is_protocol_param(&name) {
+            tracing::warn!(%name, "ignoring an extra parameter that the protocol sets itself");
+        } else {
+            self.requests
+                .authorization_params
+                .push((name, value.into()));
+        }
         self
     }
 

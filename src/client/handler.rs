@@ -137,15 +137,15 @@ impl LoopbackHandler {
     /// Names the callback `http://{host}:{port}{path}` in the redirect URI instead of
     /// `http://127.0.0.1:{port}/callback`, for a client registered that way (mcp-remote's
     /// `http://localhost:{port}/oauth/callback`, say). The host must name this machine
-    /// (`localhost`, `127.0.0.1`, `[::1]`); the server still listens on 127.0.0.1.
+    /// (`localhost` or `127.0.0.1`: the server listens on 127.0.0.1).
     ///
     /// # Errors
     /// [`ErrorKind::Config`] for another host, or a path that does not start with `/` or
     /// holds a query or fragment.
     pub fn redirect_as(mut self, host: &str, path: &str) -> Result<Self> {
         let refuse = |why: &str| Error::new(ErrorKind::Config, format!("callback redirect: {why}"));
-        if !matches!(host, "localhost" | "127.0.0.1" | "[::1]") {
-            return Err(refuse("the host must be localhost, 127.0.0.1 or [::1]"));
+        if !matches!(host, "localhost" | "127.0.0.1") {
+            return Err(refuse("the host must be localhost or 127.0.0.1"));
         }
         if !path.starts_with('/') || path.contains(['?', '#']) {
             return Err(refuse(

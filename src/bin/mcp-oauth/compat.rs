@@ -21,6 +21,8 @@ pub(crate) struct Compat {
     pub(crate) log_filter: Option<&'static str>,
     /// What was taken without effect, to say on standard error.
     pub(crate) warnings: Vec<String>,
+    /// `--log-file`, mcp-oauth's own, taken here too: clients that drop standard error need it.
+    pub(crate) log_file: Option<std::path::PathBuf>,
 }
 
 /// Our own commands and top-level flags: anything else first is mcp-remote's command line.
@@ -41,8 +43,25 @@ const OURS: &[&str] = &[
 /// Whether `args` (without the program's name) are an mcp-remote command line.
 pub(crate) fn is_mcp_remote_style(args: &[String]) -> bool {
     args.first()
-        .is_some_and(|first| !OURS.contains(&first.as_str()))
+        .is_some_and(|first| !OURS.contains(&first.as_str()) && !first.starts_with("--log-file="))
 }
+
+/// mcp-oauth's own flags, which mean something only after `proxy`.
+const OUR_FLAGS: &[&str] = &[
+    "--client-id",
+    "--client-secret",
+    "--issuer",
+    "--grant",
+    "--assertion-file",
+    "--scope",
+    "--no-resource",
+    "--callback-port",
+    "--callback-host",
+    "--no-browser",
+    "--ca-file",
+    "--store",
+    "--store-file",
+];
 
 /// Flags that take no value.
 const SWITCHES: &[&str] = &[
@@ -115,6 +134,8 @@ pub(crate) fn parse(
                     let text = read(value).map_err(|e| {
                         CliError::new(format!("cannot read --header-file {value}: {e}"))
                     })?;
+                    // A byte-order mark (Notepad, PowerShell) is not part of the first header.
+                    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
                     for line in text.lines().map(str::trim) {
                         if !line.is_empty() && !line.starts_with('#') {
                             add_header(&mut headers, line, &mut warnings);
@@ -137,6 +158,7 @@ pub(crate) fn parse(
         .filter(|p| *p > 0);
     let mut switches = Vec::new();
     let mut values: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    let mut log_file = None;
     let mut i = if port.is_some() { 2 } else { 1 };
     while i < rest.len() {
         let arg = rest[i].as_str();
@@ -153,8 +175,28 @@ pub(crate) fn parse(
                 }
                 None => warnings.push(format!("{flag} without a value: ignored")),
             }
+        } else if arg == "--log-file" || arg.starts_with("--log-file=") {
+            let value = match arg.strip_prefix("--log-file=") {
+                Some(value) => Some(value.to_owned()),
+                None => {
+                    i += 1;
+                    rest.get(i).cloned()
+                }
+            };
+            log_file = value.map(std::path::PathBuf::from);
+        } else if let Some(flag) = OUR_FLAGS
+            .iter()
+            .find(|flag| arg.split('=').next() == Some(**flag))
+        {
+            return Err(CliError::new(format!(
+                "{flag} is mcp-oauth's own flag: use `mcp-oauth proxy URL {flag} ...`"
+            )));
         } else {
-            warnings.push(format!("unknown argument {arg}: ignored"));
+            // Not quoted: a value given without its flag may be a secret.
+            warnings.push(format!(
+                "an unknown argument ({} characters) was ignored",
+                arg.chars().count()
+            ));
         }
         i += 1;
     }
@@ -162,11 +204,26 @@ pub(crate) fn parse(
     let value = |flag: &str| values.get(flag).and_then(|v| v.first()).cloned();
     let all = |flag: &str| values.get(flag).cloned().unwrap_or_default();
 
+    // Variables expanded as mcp-remote expands them (an unknown one stays as written); the
+    // headers the bridge sets itself are left out rather than stopping it.
+    let mut expanded = Vec::new();
+    for (name, value) in &headers {
+        if super::setup::is_bridge_header(name) {
+            warnings.push(format!(
+                "--header {name}: the bridge sets it itself, ignored"
+            ));
+            continue;
+        }
+        let value = expand(value, &env);
+        if value.contains("${") {
+            warnings.push(format!("--header {name}: a ${{VARIABLE}} in it is not set"));
+        }
+        expanded.push(format!("{name}: {value}"));
+    }
     let mut options = Options {
-        headers: headers
-            .iter()
-            .map(|(name, value)| format!("{name}: {value}"))
-            .collect(),
+        headers: expanded,
+        headers_expanded: true,
+        callback_port_flexible: false,
         client_id: None,
         client_secret: None,
         issuer: None,
@@ -217,7 +274,13 @@ pub(crate) fn parse(
         }
         params.insert(key.to_owned(), val.to_owned());
     }
-    options.authorize_params = params.clone().into_iter().collect();
+    for (key, val) in &params {
+        match key.as_str() {
+            "scope" => options.scopes = val.split_whitespace().map(str::to_owned).collect(),
+            "resource" => warnings.push("--authorize-param resource: use --resource".into()),
+            _ => options.authorize_params.push((key.clone(), val.clone())),
+        }
+    }
     if let Some(info) = value("--static-oauth-client-info") {
         let text = match info.strip_prefix('@') {
             Some(path) => read(path).map_err(|e| {
@@ -308,7 +371,19 @@ pub(crate) fn parse(
         &value("--token-endpoint"),
     );
     options.callback_port = Some(port.unwrap_or_else(|| default_port(&hash)));
-    options.callback_host = Some(value("--host").unwrap_or_else(default_host));
+    // A port the user gave, or one a registration names, stays; a derived one may move.
+    options.callback_port_flexible = port.is_none()
+        && value("--static-oauth-client-info").is_none()
+        && options.client_metadata_url.is_none();
+    options.callback_host = Some(match value("--host") {
+        Some(host) if host == "localhost" || host == "127.0.0.1" => host,
+        Some(_) => {
+            warnings
+                .push("--host: the callback listens on this machine only; using localhost".into());
+            default_host()
+        }
+        None => default_host(),
+    });
     options.callback_path = Some(match value("--callback-path") {
         Some(path) if path.starts_with('/') => path,
         Some(path) => {
@@ -326,7 +401,10 @@ pub(crate) fn parse(
         && headers.is_empty()
         && options.client_metadata_url.is_none();
     if !plain {
-        options.credentials_key = Some(format!("{url}#mcp-remote-{hash}"));
+        options.credentials_key = Some(format!(
+            "{url}#mcp-remote-{}",
+            isolation_key(&url, &options, &params, &headers)
+        ));
     }
     let log_filter = if on("--debug") {
         Some("debug")
@@ -341,6 +419,7 @@ pub(crate) fn parse(
         transport,
         log_filter,
         warnings,
+        log_file,
     })
 }
 
@@ -434,6 +513,42 @@ fn config_hash(
     }
     let digest = Md5::digest(parts.join("|").as_bytes());
     digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What keeps a configuration's credentials apart: SHA-256 over its parts, each preceded by
+/// its length, so no two configurations share a key (mcp-remote's MD5 over `|`-joined parts
+/// only names its port).
+fn isolation_key(
+    url: &str,
+    options: &Options,
+    params: &BTreeMap<String, String>,
+    headers: &[(String, String)],
+) -> String {
+    use sha2::{Digest as _, Sha256};
+    let mut hasher = Sha256::new();
+    let mut part = |text: &str| {
+        hasher.update((text.len() as u64).to_be_bytes());
+        hasher.update(text.as_bytes());
+    };
+    part(url);
+    part(options.resource.as_deref().unwrap_or(""));
+    part(&params.len().to_string());
+    for (key, value) in params {
+        part(key);
+        part(value);
+    }
+    let sorted: BTreeMap<&str, &str> = headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    part(&sorted.len().to_string());
+    for (name, value) in sorted {
+        part(name);
+        part(value);
+    }
+    part(options.client_metadata_url.as_deref().unwrap_or(""));
+    let digest = hasher.finalize();
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// mcp-remote's default callback port: 3335 plus the hash's first two bytes modulo 45,816.
@@ -594,6 +709,84 @@ mod tests {
         assert_eq!(c.options.client_id.as_deref(), Some("client-7"));
         assert_eq!(expand("a ${MISSING} b", &env), "a ${MISSING} b");
         assert_eq!(expand("${ID}${", &env), "client-7${");
+    }
+
+    #[test]
+    fn what_would_stop_mcp_oauth_is_taken_as_mcp_remote_takes_it() {
+        let env = |name: &str| (name == "TOKEN").then(|| "t0k".to_owned());
+        let line = args(&[
+            "https://x/",
+            "--header",
+            "Authorization: Bearer ${TOKEN}",
+            "--header",
+            "X-Missing: ${NOT_SET}",
+            "--header",
+            "Accept: text/plain",
+            "--authorize-param",
+            "scope=read write",
+            "--host",
+            "my-laptop",
+            "s3cret-value",
+        ]);
+        let c = parse(&line, env, |_| Err(std::io::ErrorKind::NotFound.into())).unwrap();
+        assert!(c.options.headers_expanded);
+        assert_eq!(
+            c.options.headers,
+            ["Authorization: Bearer t0k", "X-Missing: ${NOT_SET}"],
+            "an unknown variable stays; a header the bridge sets is left out"
+        );
+        assert_eq!(c.options.scopes, ["read", "write"]);
+        assert_eq!(
+            c.options.callback_host.as_deref(),
+            Some(default_host().as_str())
+        );
+        let said = c.warnings.join("\n");
+        assert!(
+            !said.contains("s3cret-value") && !said.contains("t0k"),
+            "{said}"
+        );
+        assert!(said.contains("NOT") || said.contains("not set"), "{said}");
+        // mcp-oauth's own flags belong after `proxy`; --log-file is taken here too.
+        let ours = parse(
+            &args(&["https://x/", "--client-secret", "abc"]),
+            |_| None,
+            |_| Err(std::io::ErrorKind::NotFound.into()),
+        );
+        let error = ours.err().unwrap().to_string();
+        assert!(
+            error.contains("mcp-oauth proxy") && !error.contains("abc"),
+            "{error}"
+        );
+        let logged = parsed(&["https://x/", "--log-file", "/tmp/b.log"]);
+        assert_eq!(
+            logged.log_file.as_deref(),
+            Some(std::path::Path::new("/tmp/b.log"))
+        );
+        assert!(!is_mcp_remote_style(&args(&[
+            "--log-file=/tmp/b.log",
+            "proxy",
+            "https://x/"
+        ])));
+    }
+
+    #[test]
+    fn no_two_configurations_share_credentials() {
+        let a = parsed(&["https://x/", "--resource", r#"https://r/|{"a":"b"}"#]);
+        let b = parsed(&[
+            "https://x/",
+            "--resource",
+            "https://r/",
+            "--authorize-param",
+            "a=b",
+        ]);
+        assert_ne!(a.options.credentials_key, b.options.credentials_key);
+        let bom = parse(
+            &args(&["https://x/", "--header-file", "h"]),
+            |_| None,
+            |_| Ok("\u{feff}X-Tenant: a\n".into()),
+        )
+        .unwrap();
+        assert_eq!(bom.options.headers, ["X-Tenant: a"]);
     }
 
     proptest::proptest! {

@@ -31,37 +31,75 @@ impl IgnoredTools {
         self.patterns.iter().any(|pieces| matches(pieces, &name))
     }
 
-    /// Looks at a message from the client: the answer to give it here for a call to a
-    /// hidden tool (the message then goes nowhere); notes a `tools/list` to filter.
-    pub(crate) fn on_client_message(&mut self, message: &Value) -> Option<Value> {
+    /// Looks at what the client sent (a message or a batch): what goes on to the server, if
+    /// anything, and the answers given here to calls of hidden tools (a call without an id is
+    /// dropped). Notes each `tools/list` whose answer is to be filtered.
+    pub(crate) fn on_client_message(&mut self, message: Value) -> (Option<Value>, Vec<Value>) {
         if self.patterns.is_empty() {
-            return None;
+            return (Some(message), Vec::new());
         }
-        let id = message.get("id")?;
-        match message.get("method").and_then(Value::as_str)? {
-            "tools/list" => {
-                self.lists.insert(id.to_string());
-                None
+        let mut refusals = Vec::new();
+        match message {
+            Value::Array(batch) => {
+                let kept: Vec<Value> = batch
+                    .into_iter()
+                    .filter(|one| self.keeps(one, &mut refusals))
+                    .collect();
+                ((!kept.is_empty()).then_some(Value::Array(kept)), refusals)
             }
-            "tools/call" => {
-                let name = message.pointer("/params/name").and_then(Value::as_str)?;
-                self.hides(name).then(|| {
-                    json!({"jsonrpc": "2.0", "id": id, "error": {
-                        "code": -32603,
-                        "message": format!("Tool \"{name}\" is not available"),
-                    }})
-                })
+            one => {
+                let keep = self.keeps(&one, &mut refusals);
+                (keep.then_some(one), refusals)
             }
-            _ => None,
         }
     }
 
-    /// Takes hidden tools out of a message from the server that answers a `tools/list`.
+    fn keeps(&mut self, message: &Value, refusals: &mut Vec<Value>) -> bool {
+        let id = message.get("id");
+        match message.get("method").and_then(Value::as_str) {
+            Some("tools/list") => {
+                if let Some(id) = id {
+                    self.lists.insert(id_key(id));
+                }
+                true
+            }
+            Some("tools/call") => {
+                let name = message
+                    .pointer("/params/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                if !self.hides(name) {
+                    return true;
+                }
+                if let Some(id) = id {
+                    refusals.push(json!({"jsonrpc": "2.0", "id": id, "error": {
+                        "code": -32603,
+                        "message": format!("Tool \"{name}\" is not available"),
+                    }}));
+                }
+                false
+            }
+            _ => true,
+        }
+    }
+
+    /// Takes hidden tools out of what the server sent (a message or a batch) that answers a
+    /// `tools/list`.
     pub(crate) fn on_server_message(&mut self, message: &mut Value) {
-        if self.patterns.is_empty() || message.get("method").is_some() {
+        if self.patterns.is_empty() {
             return;
         }
-        let Some(id) = message.get("id").map(Value::to_string) else {
+        match message {
+            Value::Array(batch) => batch.iter_mut().for_each(|one| self.filter_answer(one)),
+            one => self.filter_answer(one),
+        }
+    }
+
+    fn filter_answer(&mut self, message: &mut Value) {
+        if message.get("method").is_some() {
+            return;
+        }
+        let Some(id) = message.get("id").map(id_key) else {
             return;
         };
         if !self.lists.remove(&id) {
@@ -79,6 +117,14 @@ impl IgnoredTools {
             });
         }
         self.patterns = patterns;
+    }
+}
+
+/// A request id as JSON-RPC compares it: `7` and `7.0` are one number.
+fn id_key(id: &Value) -> String {
+    match id.as_f64() {
+        Some(number) => format!("n{number}"),
+        None => format!("s{id}"),
     }
 }
 
@@ -122,19 +168,44 @@ mod tests {
     fn a_list_is_filtered_and_a_call_answered_here() {
         let mut ignored = IgnoredTools::new(&["secret*".into()]);
         let list = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/list"});
-        assert!(ignored.on_client_message(&list).is_none());
-        let mut answer = json!({"jsonrpc": "2.0", "id": 7, "result": {"tools": [
+        let (sent, refusals) = ignored.on_client_message(list.clone());
+        assert_eq!((sent, refusals.len()), (Some(list), 0));
+        // The server's id written as 7.0 is the same request.
+        let mut answer = json!({"jsonrpc": "2.0", "id": 7.0, "result": {"tools": [
             {"name": "echo"}, {"name": "secretSauce"}]}});
         ignored.on_server_message(&mut answer);
         assert_eq!(answer["result"]["tools"], json!([{"name": "echo"}]));
         let call = json!({"jsonrpc": "2.0", "id": 8, "method": "tools/call",
             "params": {"name": "SecretSauce", "arguments": {}}});
-        let refusal = ignored.on_client_message(&call).expect("answered here");
-        assert_eq!(refusal["id"], 8);
-        assert_eq!(refusal["error"]["code"], -32603);
+        let (sent, refusals) = ignored.on_client_message(call);
+        assert!(sent.is_none());
+        assert_eq!(refusals[0]["id"], 8);
+        assert_eq!(refusals[0]["error"]["code"], -32603);
         let allowed = json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call",
             "params": {"name": "echo"}});
-        assert!(ignored.on_client_message(&allowed).is_none());
+        assert!(ignored.on_client_message(allowed).0.is_some());
+    }
+
+    #[test]
+    fn batches_and_notifications_do_not_get_past() {
+        let mut ignored = IgnoredTools::new(&["delete*".into()]);
+        let batch = json!([
+            {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "deleteAll"}},
+            {"jsonrpc": "2.0", "method": "tools/call", "params": {"name": "delete_one"}},
+            {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
+            {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "echo"}}
+        ]);
+        let (sent, refusals) = ignored.on_client_message(batch);
+        let sent = sent.unwrap();
+        assert_eq!(sent.as_array().unwrap().len(), 2, "{sent}");
+        assert_eq!(refusals.len(), 1);
+        let mut answers = json!([{"jsonrpc": "2.0", "id": 2, "result": {"tools": [
+            {"name": "delete_all"}, {"name": "echo"}]}}]);
+        ignored.on_server_message(&mut answers);
+        assert_eq!(answers[0]["result"]["tools"], json!([{"name": "echo"}]));
+        let only_hidden = json!([{"jsonrpc": "2.0", "id": 4, "method": "tools/call",
+            "params": {"name": "delete"}}]);
+        assert!(ignored.on_client_message(only_hidden).0.is_none());
     }
 
     proptest::proptest! {

@@ -134,8 +134,8 @@ struct Options {
     /// busy one is waited for) [default: any free port].
     #[arg(long, value_name = "PORT")]
     callback_port: Option<u16>,
-    /// The host the redirect URI names (localhost, 127.0.0.1 or [::1]; the callback server
-    /// listens on 127.0.0.1 whatever it says) [default: 127.0.0.1].
+    /// The host the redirect URI names (localhost or 127.0.0.1; the callback server listens on
+    /// 127.0.0.1) [default: 127.0.0.1].
     #[arg(long, value_name = "HOST", requires = "callback_port")]
     callback_host: Option<String>,
     /// The path of the redirect URI [default: /callback].
@@ -145,6 +145,13 @@ struct Options {
     /// mcp-remote's arguments, so two of its configurations for one server stay apart).
     #[arg(skip)]
     credentials_key: Option<String>,
+    /// The headers' variables are expanded already (mcp-remote's way: an unknown one stays).
+    #[arg(skip)]
+    headers_expanded: bool,
+    /// The callback port may move to one of the next seven when busy (mcp-remote's derived
+    /// port, not one a registration names).
+    #[arg(skip)]
+    callback_port_flexible: bool,
     /// Do not open a browser (also the default without a display): sign in with the device
     /// grant where the server offers it (a code to enter on any device), else print the
     /// sign-in URL and read the address the browser ends on, pasted on the terminal.
@@ -217,7 +224,7 @@ fn main() -> ExitCode {
                         options: compat.options,
                         transport: compat.transport,
                     },
-                    log_file: None,
+                    log_file: compat.log_file,
                 },
                 compat.log_filter.unwrap_or("info"),
                 compat.warnings,

@@ -164,10 +164,13 @@ struct Relay {
 impl Relay {
     /// Sends `message` in the background; a request that cannot be delivered is answered.
     async fn client_sent(&mut self, message: Value) {
-        if let Some(refusal) = self.ignored.on_client_message(&message) {
+        let (message, refusals) = self.ignored.on_client_message(message);
+        for refusal in refusals {
             let _ = self.output.send(refusal).await;
-            return;
         }
+        let Some(message) = message else {
+            return;
+        };
         let delivery = Delivery {
             request_id: request_id(&message),
             sending: self.remote.send(message),

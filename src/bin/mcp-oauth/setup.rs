@@ -210,7 +210,14 @@ fn show_device_code(device: &DeviceAuthorization) {
 /// waits, and waited for while another bridge's sign-in holds it: moving to another port
 /// would break a redirect URI registered ahead of time.
 async fn loopback(options: &Options) -> Result<LoopbackHandler, CliError> {
-    match options.callback_port.and_then(std::num::NonZeroU16::new) {
+    let port = match options.callback_port {
+        // mcp-remote's derived port: taken by something else, the next of eight that is free.
+        Some(first) if options.callback_port_flexible => (first..first.saturating_add(8))
+            .find(|port| std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok())
+            .or(Some(first)),
+        port => port,
+    };
+    match port.and_then(std::num::NonZeroU16::new) {
         Some(port) => {
             let handler = LoopbackHandler::on_port(port);
             match (&options.callback_host, &options.callback_path) {
@@ -268,7 +275,10 @@ pub(crate) fn mcp_stack(
     let headers = options
         .headers
         .iter()
-        .map(|header| parse_header(header, |name| std::env::var(name).ok()))
+        .map(|header| match options.headers_expanded {
+            true => parse_literal_header(header),
+            false => parse_header(header, |name| std::env::var(name).ok()),
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let inner = AddHeaders {
         inner: http,
@@ -282,23 +292,41 @@ pub(crate) fn parse_header(
     header: &str,
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<(HeaderName, HeaderValue), CliError> {
+    let (name, value) = header_parts(header)?;
+    let value = expand(value.trim(), &env)?;
+    header_value(name, &value)
+}
+
+/// `Name: value` taken as written (its variables were expanded already).
+pub(crate) fn parse_literal_header(header: &str) -> Result<(HeaderName, HeaderValue), CliError> {
+    let (name, value) = header_parts(header)?;
+    header_value(name, value.trim())
+}
+
+/// Whether the bridge sets header `name` itself, so a user's may not.
+pub(crate) fn is_bridge_header(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    TRANSPORT_HEADERS.contains(&name.as_str())
+        || name.starts_with(tower_mcp_oauth::mcp_headers::MCP_PARAM_PREFIX)
+}
+
+fn header_parts(header: &str) -> Result<(HeaderName, &str), CliError> {
     let (name, value) = header
         .split_once(':')
         .ok_or_else(|| CliError::new("--header takes \"Name: value\""))?;
     let name = HeaderName::from_bytes(name.trim().as_bytes())
         .map_err(|_| CliError::new("--header has an invalid header name"))?;
-    if TRANSPORT_HEADERS.contains(&name.as_str())
-        || name
-            .as_str()
-            .starts_with(tower_mcp_oauth::mcp_headers::MCP_PARAM_PREFIX)
-    {
+    if is_bridge_header(name.as_str()) {
         return Err(CliError::new(format!(
             "--header {name}: the bridge sets that header itself"
         )));
     }
-    let value = expand(value.trim(), &env)?;
+    Ok((name, value))
+}
+
+fn header_value(name: HeaderName, value: &str) -> Result<(HeaderName, HeaderValue), CliError> {
     // The value may hold a secret: the error does not quote it, and it is never logged.
-    let mut value = HeaderValue::from_str(&value)
+    let mut value = HeaderValue::from_str(value)
         .map_err(|_| CliError::new(format!("--header {name} has an invalid value")))?;
     value.set_sensitive(true);
     Ok((name, value))
@@ -485,8 +513,13 @@ pub(crate) async fn logout(url: &str, options: &StoreOptions) -> Result<(), CliE
 
 /// Whether two spellings name one server (`https://Example.com` and `https://example.com/`).
 fn same_server(stored: &str, asked: &str) -> bool {
+    // A stored key may carry a fragment naming one configuration of the server (another
+    // resource, mcp-remote's headers): logging out of the server forgets them all.
     let canonical = |url: &str| match Url::parse(url) {
-        Ok(url) => url.as_str().trim_end_matches('/').to_owned(),
+        Ok(mut url) => {
+            url.set_fragment(None);
+            url.as_str().trim_end_matches('/').to_owned()
+        }
         Err(_) => url.trim_end_matches('/').to_owned(),
     };
     canonical(stored) == canonical(asked)
