@@ -593,6 +593,11 @@ mod tests {
     #[test]
     fn one_server_in_several_spellings() {
         assert!(same_server("https://example.com/", "https://Example.com"));
+        // Each configuration of the server (mcp-remote's, another resource) is the server.
+        assert!(same_server(
+            "https://example.com/mcp#mcp-remote-0123abcd",
+            "https://example.com/mcp"
+        ));
         assert!(same_server(
             "https://example.com:443/mcp",
             "https://example.com/mcp/"
