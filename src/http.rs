@@ -33,14 +33,25 @@ use url::Url;
 
 use crate::error::{BoxError, Error, ErrorKind, Result};
 
+#[cfg(feature = "client")]
+mod cookies;
 #[cfg(any(feature = "server", feature = "authorization-server"))]
 pub(crate) mod cors;
 mod hyper_client;
 mod limited;
 mod marked;
+mod plain_http;
 mod proxy;
+#[cfg(feature = "client")]
+mod timeouts;
 
 pub(crate) use limited::{read_limited, ReadError};
+
+#[cfg(feature = "client")]
+pub use cookies::{CookieJar, CookieJarLayer};
+pub use plain_http::PlainHttp;
+#[cfg(feature = "client")]
+pub use timeouts::{IdleTimeoutBody, ResponseTimedOut, ResponseTimeouts, ResponseTimeoutsLayer};
 
 pub use hyper_client::{
     hyper_client, hyper_client_with_roots, HyperClient, HyperClientBuilder, POOL_IDLE_TIMEOUT,
@@ -63,6 +74,7 @@ pub struct HttpClient {
     transport: Transport,
     timeout: Duration,
     max_body_bytes: usize,
+    plain_http: std::sync::Arc<PlainHttp>,
 }
 
 impl std::fmt::Debug for HttpClient {
@@ -70,6 +82,7 @@ impl std::fmt::Debug for HttpClient {
         f.debug_struct("HttpClient")
             .field("timeout", &self.timeout)
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("plain_http", &self.plain_http)
             .finish_non_exhaustive()
     }
 }
@@ -115,7 +128,23 @@ impl HttpClient {
             transport: BoxCloneSyncService::new(transport),
             timeout: DEFAULT_TIMEOUT,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            plain_http: std::sync::Arc::default(),
         }
+    }
+
+    /// Where the OAuth flow may use plain http (the server's URL, discovery, registration, the
+    /// token endpoint): loopback only unless set.
+    pub fn plain_http(mut self, policy: PlainHttp) -> Self {
+        self.plain_http = std::sync::Arc::new(policy);
+        self
+    }
+
+    /// Requires https for `url`, or http where [`plain_http`](Self::plain_http) allows it.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InsecureUrl`] naming `what` the URL is for.
+    pub fn check_url(&self, url: &Url, what: &str) -> Result<()> {
+        self.plain_http.check(url, what)
     }
 
     /// Sets the time one exchange may take, from sending the request to the end of the body.
@@ -393,17 +422,7 @@ pub fn is_loopback_host(url: &Url) -> bool {
 /// # Errors
 /// [`ErrorKind::InsecureUrl`] naming `what` the URL is for.
 pub fn ensure_secure_url(url: &Url, what: &str) -> Result<()> {
-    match url.scheme() {
-        "https" if url.host().is_some() => Ok(()),
-        "http" if is_loopback_host(url) => Ok(()),
-        _ => Err(Error::new(
-            ErrorKind::InsecureUrl,
-            format!(
-                "{what} {} must use https (plain http is allowed only on loopback hosts)",
-                redact_url(url)
-            ),
-        )),
-    }
+    PlainHttp::loopback_only().check(url, what)
 }
 
 /// A URL with its query, fragment and password removed, safe to put in a message or a log

@@ -13,7 +13,7 @@ use crate::client::registration::ClientRegistration;
 use crate::client::tokens::{self, TokenEndpoint, TokenSet};
 use crate::client::wire::DEVICE_CODE_GRANT;
 use crate::error::{Error, ErrorKind, Result};
-use crate::http::{ensure_secure_url, HttpClient};
+use crate::http::HttpClient;
 use crate::metadata::OAuthErrorResponse;
 use crate::secret::Secret;
 
@@ -119,7 +119,7 @@ impl DeviceRequest<'_> {
                 "device_authorization_endpoint is not a URL",
             )
         })?;
-        ensure_secure_url(&parsed, "device authorization endpoint")?;
+        http.check_url(&parsed, "device authorization endpoint")?;
         let endpoint = TokenEndpoint {
             url,
             ..self.token_endpoint()?
@@ -134,7 +134,7 @@ impl DeviceRequest<'_> {
         }
         let response =
             tokens::post_client_form(http, &endpoint, "device authorization", &params).await?;
-        parse_start(&response, self.discovery.issuer())
+        parse_start(&response, self.discovery.issuer(), http)
     }
 
     /// RFC 8628 §3.4–3.5: polls the token endpoint until the user answers or the code
@@ -203,7 +203,11 @@ fn expired() -> Error {
     )
 }
 
-fn parse_start(response: &oauth2::HttpResponse, issuer: &str) -> Result<StartedDevice> {
+fn parse_start(
+    response: &oauth2::HttpResponse,
+    issuer: &str,
+    http: &HttpClient,
+) -> Result<StartedDevice> {
     let status = response.status();
     if !status.is_success() {
         return match serde_json::from_slice::<OAuthErrorResponse>(response.body()) {
@@ -244,7 +248,7 @@ fn parse_start(response: &oauth2::HttpResponse, issuer: &str) -> Result<StartedD
     }
     let page = |uri: &str| -> Result<Url> {
         let url = Url::parse(uri).map_err(|_| invalid("a verification URI is not a URL"))?;
-        ensure_secure_url(&url, "verification URI")?;
+        http.check_url(&url, "verification URI")?;
         Ok(url)
     };
     let verification_uri = page(&answer.verification_uri)?;
@@ -282,7 +286,7 @@ mod tests {
     use serde_json::json;
 
     fn parse_start_at(response: &oauth2::HttpResponse) -> Result<StartedDevice> {
-        parse_start(response, "https://auth.example.com")
+        parse_start(response, "https://auth.example.com", &HttpClient::new())
     }
 
     fn answer(status: u16, body: &serde_json::Value) -> oauth2::HttpResponse {
@@ -375,7 +379,7 @@ mod tests {
             ],
         ) {
             let response = http::Response::builder().status(status).body(body).unwrap();
-            match parse_start(&response, "https://auth.example.com") {
+            match parse_start(&response, "https://auth.example.com", &HttpClient::new()) {
                 Ok(started) => {
                     prop_assert_eq!(status, 200);
                     prop_assert!(started.shown.user_code.bytes().all(|b| (b' '..=b'~').contains(&b)));

@@ -8,7 +8,7 @@ use url::Url;
 
 use crate::challenge::BearerChallenge;
 use crate::error::{Error, ErrorKind, Result};
-use crate::http::{ensure_secure_url, parse_json, parse_url, redact_url, HttpClient};
+use crate::http::{parse_json, parse_url, redact_url, HttpClient};
 use crate::metadata::{
     at_root, authorization_server_candidates, path_inserted, AuthorizationServerMetadata,
     ProtectedResourceMetadata,
@@ -43,6 +43,7 @@ impl Discovery {
 
 /// The protected resource metadata URLs to try, in order.
 pub(crate) fn resource_metadata_candidates(
+    http: &HttpClient,
     server_url: &Url,
     challenge: Option<&BearerChallenge>,
 ) -> Result<Vec<Url>> {
@@ -52,7 +53,7 @@ pub(crate) fn resource_metadata_candidates(
             advertised,
             "resource_metadata in the WWW-Authenticate challenge",
         )?;
-        ensure_secure_url(&url, "resource metadata URL")?;
+        http.check_url(&url, "resource metadata URL")?;
         candidates.push(url);
     }
     candidates.extend(path_inserted(server_url, "oauth-protected-resource"));
@@ -159,7 +160,7 @@ impl Discoverer<'_> {
         server_url: &Url,
         challenge: Option<&BearerChallenge>,
     ) -> Result<Option<ProtectedResourceMetadata>> {
-        let candidates = resource_metadata_candidates(server_url, challenge)?;
+        let candidates = resource_metadata_candidates(self.http, server_url, challenge)?;
         self.first_found(
             candidates,
             "protected resource metadata",
@@ -194,7 +195,7 @@ impl Discoverer<'_> {
         exact_issuer: bool,
     ) -> Result<Option<AuthorizationServerMetadata>> {
         let issuer_url = parse_url(issuer, "authorization server issuer")?;
-        ensure_secure_url(&issuer_url, "authorization server")?;
+        self.http.check_url(&issuer_url, "authorization server")?;
         let candidates = authorization_server_candidates(&issuer_url);
         self.first_found(
             candidates,
@@ -264,7 +265,7 @@ fn default_endpoints(server_url: &Url) -> AuthorizationServerMetadata {
 }
 
 /// Checks that the endpoints the flow uses are present and safe.
-fn validate_endpoints(metadata: &AuthorizationServerMetadata) -> Result<()> {
+fn validate_endpoints(http: &HttpClient, metadata: &AuthorizationServerMetadata) -> Result<()> {
     for (name, value) in [
         ("authorization_endpoint", &metadata.authorization_endpoint),
         ("token_endpoint", &metadata.token_endpoint),
@@ -275,7 +276,7 @@ fn validate_endpoints(metadata: &AuthorizationServerMetadata) -> Result<()> {
                 format!("authorization server metadata has no {name}"),
             )
         })?;
-        ensure_secure_url(&parse_url(value, name)?, name)?;
+        http.check_url(&parse_url(value, name)?, name)?;
     }
     Ok(())
 }
@@ -299,7 +300,7 @@ pub(crate) async fn fetch_authorization_server_metadata(
             format!("the authorization server {issuer} publishes no token_endpoint"),
         )
     })?;
-    ensure_secure_url(
+    http.check_url(
         &parse_url(token_endpoint, "token_endpoint")?,
         "token_endpoint",
     )?;
@@ -380,7 +381,7 @@ async fn discover_inner(
             }
         }
     };
-    validate_endpoints(&discovery.authorization_server)?;
+    validate_endpoints(http, &discovery.authorization_server)?;
     tracing::info!(issuer = %discovery.issuer(), "discovered authorization server");
     Ok(discovery)
 }
@@ -422,7 +423,10 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            urls(resource_metadata_candidates(&server, Some(&challenge)).unwrap()),
+            urls(
+                resource_metadata_candidates(&HttpClient::new(), &server, Some(&challenge))
+                    .unwrap()
+            ),
             vec![
                 "https://mcp.example.com/custom/prm",
                 "https://mcp.example.com/.well-known/oauth-protected-resource/public/mcp",
@@ -434,11 +438,30 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            resource_metadata_candidates(&server, Some(&insecure))
+            resource_metadata_candidates(&HttpClient::new(), &server, Some(&insecure))
                 .unwrap_err()
                 .kind(),
             ErrorKind::InsecureUrl
         );
+    }
+
+    #[test]
+    fn plain_http_endpoints_follow_the_clients_policy() {
+        let metadata = |token: &str| AuthorizationServerMetadata {
+            issuer: "http://mcp.vpc".into(),
+            authorization_endpoint: Some("http://mcp.vpc/authorize".into()),
+            token_endpoint: Some(token.into()),
+            ..Default::default()
+        };
+        let allowing = HttpClient::new()
+            .plain_http(crate::http::PlainHttp::private_networks().and_host("mcp.vpc"));
+        assert!(validate_endpoints(&allowing, &metadata("http://mcp.vpc/token")).is_ok());
+        assert!(validate_endpoints(&allowing, &metadata("http://10.1.1.1/token")).is_ok());
+        // A discovered token endpoint on a public host never gets plain http.
+        let public = validate_endpoints(&allowing, &metadata("http://auth.example.com/token"));
+        assert_eq!(public.unwrap_err().kind(), ErrorKind::InsecureUrl);
+        let strict = validate_endpoints(&HttpClient::new(), &metadata("http://mcp.vpc/token"));
+        assert_eq!(strict.unwrap_err().kind(), ErrorKind::InsecureUrl);
     }
 
     #[test]
@@ -519,11 +542,11 @@ mod tests {
                 );
                 match parsed {
                     Err(error) => prop_assert_eq!(error.kind(), ErrorKind::InvalidResponse),
-                    Ok(metadata) => match validate_endpoints(&metadata) {
+                    Ok(metadata) => match validate_endpoints(&HttpClient::new(), &metadata) {
                         Ok(()) => {
                             for endpoint in [&metadata.authorization_endpoint, &metadata.token_endpoint] {
                                 let url = Url::parse(endpoint.as_deref().unwrap()).unwrap();
-                                prop_assert!(ensure_secure_url(&url, "endpoint").is_ok());
+                                prop_assert!(crate::http::ensure_secure_url(&url, "endpoint").is_ok());
                             }
                         }
                         Err(error) => prop_assert!(matches!(

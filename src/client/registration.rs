@@ -8,7 +8,7 @@ use url::Url;
 use crate::client::assertion::ClientKey;
 use crate::clock::now_secs;
 use crate::error::{Error, ErrorKind, Result};
-use crate::http::{ensure_secure_url, parse_json, parse_url, redact_url, HttpClient};
+use crate::http::{parse_json, parse_url, redact_url, HttpClient};
 use crate::metadata::{
     AuthorizationServerMetadata, ClientInformationResponse, ClientMetadata, OAuthErrorResponse,
 };
@@ -251,7 +251,7 @@ pub(crate) async fn obtain_client(
         ));
     }
     let endpoint = parse_url(endpoint, "registration_endpoint")?;
-    ensure_secure_url(&endpoint, "registration endpoint")?;
+    http.check_url(&endpoint, "registration endpoint")?;
     register_dynamically(
         http,
         &endpoint,

@@ -58,8 +58,9 @@ impl OAuthState {
         let server_url = Url::parse(server_url.as_ref()).map_err(|e| {
             Error::new(ErrorKind::Config, "the MCP server URL is not a valid URL").with_source(e)
         })?;
-        crate::http::ensure_secure_url(&server_url, "MCP server URL")?;
-        let session = Arc::new(Session::new(server_url, config.unwrap_or_default()));
+        let config = config.unwrap_or_default();
+        config.http.check_url(&server_url, "MCP server URL")?;
+        let session = Arc::new(Session::new(server_url, config));
         session.restore().await?;
         Ok(Self { session })
     }

@@ -63,13 +63,22 @@ impl HyperClient {
     }
 
     pub(crate) fn over(tls: rustls::ClientConfig) -> Self {
-        Self::over_proxies(tls, None)
+        Self::over_proxies(tls, None, Connecting::default())
     }
 
-    fn over_proxies(tls: rustls::ClientConfig, proxies: Option<Proxies>) -> Self {
+    fn over_proxies(
+        tls: rustls::ClientConfig,
+        proxies: Option<Proxies>,
+        connecting: Connecting,
+    ) -> Self {
         let mut http = HttpConnector::new();
         http.set_nodelay(true);
         http.enforce_http(false);
+        http.set_connect_timeout(connecting.timeout);
+        if connecting.ipv4_only {
+            // Bound to an IPv4 address only, hyper-util tries only a name's IPv4 addresses.
+            http.set_local_address(Some(std::net::Ipv4Addr::UNSPECIFIED.into()));
+        }
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()
@@ -264,6 +273,14 @@ type Counted<T> = Marked<T, Uses>;
 pub struct HyperClientBuilder {
     roots: Vec<rustls::pki_types::CertificateDer<'static>>,
     proxies: Option<Proxies>,
+    connecting: Connecting,
+}
+
+/// How connections are opened.
+#[derive(Clone, Copy, Debug, Default)]
+struct Connecting {
+    timeout: Option<Duration>,
+    ipv4_only: bool,
 }
 
 impl HyperClientBuilder {
@@ -301,9 +318,27 @@ impl HyperClientBuilder {
         Ok(self)
     }
 
+    /// Bounds opening a TCP connection (each address of a name in turn) [default: the
+    /// operating system's, often over a minute].
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connecting.timeout = Some(timeout);
+        self
+    }
+
+    /// Connects over IPv4 only: for networks whose IPv6 routes drop packets instead of
+    /// refusing, where each connection would wait out a timeout first.
+    pub fn ipv4_only(mut self) -> Self {
+        self.connecting.ipv4_only = true;
+        self
+    }
+
     /// Builds the client. Must be used within a Tokio runtime.
     pub fn build(self) -> HyperClient {
-        HyperClient::over_proxies(super::tls_config(&self.roots), self.proxies)
+        HyperClient::over_proxies(
+            super::tls_config(&self.roots),
+            self.proxies,
+            self.connecting,
+        )
     }
 }
 

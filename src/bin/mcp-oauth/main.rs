@@ -5,6 +5,7 @@
 mod cli_error;
 mod compat;
 mod ignore;
+mod network;
 mod os_store;
 mod paste;
 mod relay;
@@ -161,6 +162,8 @@ struct Options {
     #[arg(long, value_name = "PEM")]
     ca_file: Option<std::path::PathBuf>,
     #[command(flatten)]
+    network: network::Network,
+    #[command(flatten)]
     store: StoreOptions,
 }
 
@@ -308,6 +311,7 @@ async fn run(
             transport,
         } => {
             let ignore_tools = options.ignore_tools.clone();
+            let ping_every = options.network.ping_every()?;
             let started = async {
                 // One client, one connection pool, for the OAuth calls and MCP alike.
                 let http = setup::http_client(&options)?;
@@ -316,7 +320,14 @@ async fn run(
             };
             let mut signals = signals.unwrap_or_else(stop::StopSignals::install);
             match stop::unless_stopped(&mut signals, started).await {
-                Some(stack) => relay::run(&url, stack?, transport, signals, &ignore_tools).await,
+                Some(stack) => {
+                    let settings = relay::Settings {
+                        transport,
+                        ignore_tools: &ignore_tools,
+                        ping_every,
+                    };
+                    relay::run(&url, stack?, settings, signals).await
+                }
                 None => Ok(()),
             }
         }

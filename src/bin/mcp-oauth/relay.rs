@@ -87,8 +87,84 @@ impl Remote {
 enum Event {
     FromClient(std::io::Result<Option<Vec<u8>>>),
     FromServer(Option<tower_mcp_oauth::Result<Value>>),
+    /// Time for a keep-alive ping.
+    Ping,
     /// SIGINT or SIGTERM.
     Stop,
+}
+
+/// How the relay runs, besides its two ends.
+pub(crate) struct Settings<'a> {
+    pub(crate) transport: Transport,
+    /// `--ignore-tool`.
+    pub(crate) ignore_tools: &'a [String],
+    /// `--keep-alive`, `--ping-interval`.
+    pub(crate) ping_every: Option<Duration>,
+}
+
+/// Keep-alive pings of the bridge's own: sent once the client has initialized, their answers
+/// kept from the client. The ids carry a per-process prefix, so no client id is mistaken for
+/// one.
+struct Pings {
+    every: Option<tokio::time::Interval>,
+    prefix: String,
+    sent: u64,
+    /// The client has sent `notifications/initialized`: a ping before would break the
+    /// handshake.
+    session_ready: bool,
+}
+
+impl Pings {
+    fn new(every: Option<Duration>) -> Self {
+        let every = every.map(|period| {
+            let mut interval =
+                tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            interval
+        });
+        let nonce = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        Self {
+            every,
+            prefix: format!("mcp-oauth-keepalive-{}-{nonce:x}-", std::process::id()),
+            sent: 0,
+            session_ready: false,
+        }
+    }
+
+    async fn due(&mut self) {
+        match &mut self.every {
+            Some(interval) => {
+                interval.tick().await;
+            }
+            None => std::future::pending().await,
+        }
+    }
+
+    fn next(&mut self) -> Option<Value> {
+        if !self.session_ready {
+            return None;
+        }
+        self.sent += 1;
+        Some(
+            json!({"jsonrpc": "2.0", "id": format!("{}{}", self.prefix, self.sent), "method": "ping"}),
+        )
+    }
+
+    fn is_answer_to_ours(&self, message: &Value) -> bool {
+        message.get("method").is_none()
+            && message
+                .get("id")
+                .and_then(Value::as_str)
+                .is_some_and(|id| id.starts_with(&self.prefix))
+    }
+
+    fn client_sent(&mut self, message: &Value) {
+        if message.get("method").and_then(Value::as_str) == Some("notifications/initialized") {
+            self.session_ready = true;
+        }
+    }
 }
 
 /// The JSON-RPC error answering request `id` that could not be delivered, saying which part
@@ -275,11 +351,11 @@ fn polled<T>(
 pub(crate) async fn run(
     url: &str,
     stack: McpStack,
-    transport: Transport,
+    settings: Settings<'_>,
     mut signals: StopSignals,
-    ignore_tools: &[String],
 ) -> Result<(), CliError> {
-    let remote = Remote::open(url, stack, transport).await?;
+    let remote = Remote::open(url, stack, settings.transport).await?;
+    let mut pings = Pings::new(settings.ping_every);
     let (output, mut outgoing) = mpsc::channel::<Value>(OUTPUT_QUEUE);
     let writer = tokio::spawn(async move {
         let mut stdout = standard_output();
@@ -295,7 +371,7 @@ pub(crate) async fn run(
         remote,
         output,
         deliveries: tokio::task::JoinSet::new(),
-        ignored: IgnoredTools::new(ignore_tools),
+        ignored: IgnoredTools::new(settings.ignore_tools),
     };
     // Split on bytes: a line that is not UTF-8 is answered as not JSON, like any other.
     let mut lines = BufReader::new(standard_input()).split(b'\n');
@@ -309,6 +385,7 @@ pub(crate) async fn run(
             tokio::select! {
                 line = lines.next_segment() => Event::FromClient(line),
                 message = &mut receive => Event::FromServer(message),
+                () = pings.due() => Event::Ping,
                 () = signals.received() => Event::Stop,
             }
         };
@@ -318,7 +395,10 @@ pub(crate) async fn run(
                     continue;
                 }
                 match serde_json::from_slice(&line) {
-                    Ok(message) => relay.client_sent(message).await,
+                    Ok(message) => {
+                        pings.client_sent(&message);
+                        relay.client_sent(message).await;
+                    }
                     Err(_) => {
                         tracing::warn!("standard input sent a line that is not JSON");
                         let parse_error = json!({"jsonrpc": "2.0", "id": null,
@@ -341,6 +421,20 @@ pub(crate) async fn run(
                 tracing::info!(%error, "standard input failed; closing the server connection");
                 relay.remote.close().await;
                 break Ok(());
+            }
+            Event::Ping => {
+                if let Some(ping) = pings.next() {
+                    let sending = relay.remote.send(ping);
+                    // An unanswered ping is only logged: the next request says more.
+                    tokio::spawn(async move {
+                        if let Err(error) = sending.await {
+                            tracing::debug!(%error, "a keep-alive ping was not delivered");
+                        }
+                    });
+                }
+            }
+            Event::FromServer(Some(Ok(message))) if pings.is_answer_to_ours(&message) => {
+                tracing::debug!("keep-alive ping answered");
             }
             Event::FromServer(Some(Ok(mut message))) => {
                 relay.ignored.on_server_message(&mut message);

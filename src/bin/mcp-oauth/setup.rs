@@ -6,12 +6,16 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, Request};
+use tower::util::Either;
+use tower::ServiceBuilder;
 use tower_mcp_oauth::client::{
     ClientRegistration, CredentialKey, CredentialStore, DeviceAuthorization, FileStore, Grant,
     LoopbackHandler, OAuth, OAuthConfig, OAuthLayer, OAuthState, TokenEndpointAuthMethod, TokenSet,
     TokenSource,
 };
-use tower_mcp_oauth::http::{redact_url, HttpClient, HyperClient};
+use tower_mcp_oauth::http::{
+    redact_url, CookieJar, CookieJarLayer, HttpClient, HyperClient, ResponseTimeouts,
+};
 use url::Url;
 
 use super::cli_error::CliError;
@@ -179,7 +183,9 @@ pub(crate) async fn oauth_state(
         // Another resource of the same server: other tokens.
         config = config.credentials_key(format!("{url}#resource={resource}"));
     }
-    config = config.http(HttpClient::from_service(http));
+    options.network.warn_plain_http(url);
+    let plain_http = options.network.plain_http(url, options.issuer.as_deref());
+    config = config.http(HttpClient::from_service(http).plain_http(plain_http));
     Ok(OAuthState::new(url, Some(config)).await?)
 }
 
@@ -236,7 +242,9 @@ async fn loopback(options: &Options) -> Result<LoopbackHandler, CliError> {
 /// The hyper client for both the OAuth calls and MCP: `--ca-file`'s roots besides the
 /// webpki ones, and the proxies the environment names (`HTTPS_PROXY`, `NO_PROXY`, …).
 pub(crate) fn http_client(options: &Options) -> Result<HyperClient, CliError> {
-    let mut builder = HyperClient::builder().proxies_from_env();
+    let mut builder = options
+        .network
+        .connecting(HyperClient::builder().proxies_from_env());
     if let Some(path) = &options.ca_file {
         let pem = std::fs::read(path)
             .map_err(|e| CliError::new(format!("cannot read --ca-file {}: {e}", path.display())))?;
@@ -264,8 +272,12 @@ fn client_secret(options: &Options) -> Result<Option<String>, CliError> {
     Ok(secret)
 }
 
-/// The request stack to the MCP server: the user's headers, under `OAuthLayer`.
-pub(crate) type McpStack = OAuth<AddHeaders<HyperClient>>;
+/// The request stack to the MCP server: `OAuthLayer`, the user's headers (a `Cookie` given
+/// there wins over the jar's), the cookie jar unless `--disable-cookies`, the response
+/// timeouts.
+pub(crate) type McpStack = OAuth<
+    AddHeaders<Either<CookieJar<ResponseTimeouts<HyperClient>>, ResponseTimeouts<HyperClient>>>,
+>;
 
 pub(crate) fn mcp_stack(
     state: OAuthState,
@@ -280,8 +292,12 @@ pub(crate) fn mcp_stack(
             false => parse_header(header, |name| std::env::var(name).ok()),
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let cookies = (!options.network.disable_cookies).then(CookieJarLayer::new);
     let inner = AddHeaders {
-        inner: http,
+        inner: ServiceBuilder::new()
+            .option_layer(cookies)
+            .layer(options.network.response_timeouts())
+            .service(http),
         headers: Arc::new(headers),
     };
     Ok(tower::Layer::layer(&OAuthLayer::new(state), inner))
