@@ -5,7 +5,6 @@
 
 mod support;
 
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,8 +14,8 @@ use axum::routing::post;
 use axum::Router;
 use serde_json::{json, Value};
 use support::forward_proxy::proxy;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, Command};
+use support::stdio::StdioPeer;
+use tokio::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_mcp-oauth");
 
@@ -69,91 +68,27 @@ async fn server() -> (String, std::net::SocketAddr, Seen) {
     (format!("{base}/mcp"), address, seen)
 }
 
-struct Bridge {
-    child: Child,
-    stdin: tokio::process::ChildStdin,
-    stdout: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
-    _dir: tempfile::TempDir,
+/// `mcp-oauth ARGS` with `env`, credentials in a temporary directory.
+fn start_bridge(args: &[&str], env: &[(&str, &str)]) -> (StdioPeer, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = Command::new(BIN);
+    command
+        .args(args)
+        .env("MCP_OAUTH_DIR", dir.path())
+        .env("BROWSER", "false")
+        .env_remove("DBUS_SESSION_BUS_ADDRESS")
+        .env_remove("HTTP_PROXY")
+        .env_remove("http_proxy")
+        .env_remove("ALL_PROXY")
+        .env_remove("all_proxy")
+        .env("XDG_RUNTIME_DIR", dir.path())
+        .envs(env.iter().copied());
+    (StdioPeer::spawn(command), dir)
 }
 
-impl Bridge {
-    fn start(args: &[&str], env: &[(&str, &str)]) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(BIN)
-            .args(args)
-            .env("MCP_OAUTH_DIR", dir.path())
-            .env("BROWSER", "false")
-            .env_remove("DBUS_SESSION_BUS_ADDRESS")
-            .env_remove("HTTP_PROXY")
-            .env_remove("http_proxy")
-            .env_remove("ALL_PROXY")
-            .env_remove("all_proxy")
-            .env("XDG_RUNTIME_DIR", dir.path())
-            .envs(env.iter().copied())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        Self {
-            stdin: child.stdin.take().unwrap(),
-            stdout: BufReader::new(child.stdout.take().unwrap()).lines(),
-            child,
-            _dir: dir,
-        }
-    }
-
-    async fn tell(&mut self, message: Value) {
-        let line = format!("{message}\n");
-        self.stdin.write_all(line.as_bytes()).await.unwrap();
-    }
-
-    /// The answer to request `message`; every line printed on the way is returned too.
-    async fn ask(&mut self, message: Value) -> (Value, Vec<Value>) {
-        let id = message["id"].clone();
-        self.tell(message).await;
-        let mut printed = Vec::new();
-        loop {
-            let line = tokio::time::timeout(Duration::from_secs(20), self.stdout.next_line())
-                .await
-                .expect("an answer, not a hang")
-                .unwrap()
-                .expect("the bridge is running");
-            let message: Value = serde_json::from_str(&line).unwrap();
-            if message["id"] == id {
-                return (message, printed);
-            }
-            printed.push(message);
-        }
-    }
-
-    async fn start_session(&mut self) {
-        let (answer, _) = self
-            .ask(
-                json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-                "protocolVersion": "2025-06-18", "capabilities": {},
-                "clientInfo": {"name": "t", "version": "1"}}}),
-            )
-            .await;
-        assert_eq!(answer["result"]["serverInfo"]["name"], "lb", "{answer}");
-        self.tell(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
-            .await;
-    }
-
-    /// Closes standard input and returns standard error.
-    async fn finish(mut self) -> String {
-        drop(self.stdin);
-        let mut stderr = String::new();
-        tokio::io::AsyncReadExt::read_to_string(
-            &mut self.child.stderr.take().unwrap(),
-            &mut stderr,
-        )
-        .await
-        .unwrap();
-        let _ = self.child.wait().await;
-        stderr
-    }
+async fn start_session(bridge: &mut StdioPeer) {
+    let result = bridge.start_session().await;
+    assert_eq!(result["serverInfo"]["name"], "lb", "{result}");
 }
 
 fn methods(seen: &Seen) -> Vec<(String, Option<String>)> {
@@ -163,8 +98,8 @@ fn methods(seen: &Seen) -> Vec<(String, Option<String>)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_load_balancers_cookie_goes_back_and_pings_keep_the_session_alive() {
     let (url, _, seen) = server().await;
-    let mut bridge = Bridge::start(&[&url, "--keep-alive", "--ping-interval", "1"], &[]);
-    bridge.start_session().await;
+    let (mut bridge, _dir) = start_bridge(&[&url, "--keep-alive", "--ping-interval", "1"], &[]);
+    start_session(&mut bridge).await;
     tokio::time::sleep(Duration::from_millis(2_600)).await;
     let (listed, printed) = bridge
         .ask(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}))
@@ -172,7 +107,7 @@ async fn the_load_balancers_cookie_goes_back_and_pings_keep_the_session_alive() 
     assert!(listed["result"]["tools"].is_array(), "{listed}");
     // The pings' answers stay in the bridge.
     assert!(printed.is_empty(), "{printed:?}");
-    let stderr = bridge.finish().await;
+    let (stderr, _) = bridge.finish().await;
     let requests = methods(&seen);
     let pings = requests.iter().filter(|(m, _)| m == "ping").count();
     assert!(pings >= 2, "{requests:?}\n{stderr}");
@@ -193,8 +128,8 @@ async fn the_load_balancers_cookie_goes_back_and_pings_keep_the_session_alive() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disable_cookies_keeps_none_and_a_cookie_header_given_wins() {
     let (url, _, seen) = server().await;
-    let mut bridge = Bridge::start(&[&url, "--disable-cookies"], &[]);
-    bridge.start_session().await;
+    let (mut bridge, _dir) = start_bridge(&[&url, "--disable-cookies"], &[]);
+    start_session(&mut bridge).await;
     bridge
         .ask(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}))
         .await;
@@ -202,8 +137,8 @@ async fn disable_cookies_keeps_none_and_a_cookie_header_given_wins() {
     assert!(methods(&seen).iter().all(|(_, cookie)| cookie.is_none()));
 
     let (url, _, seen) = server().await;
-    let mut bridge = Bridge::start(&[&url, "--header", "Cookie: mine=1"], &[]);
-    bridge.start_session().await;
+    let (mut bridge, _dir) = start_bridge(&[&url, "--header", "Cookie: mine=1"], &[]);
+    start_session(&mut bridge).await;
     bridge
         .ask(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}))
         .await;
@@ -221,23 +156,17 @@ async fn plain_http_off_loopback_needs_allow_http() {
     let url = format!("http://mcp.internal:{}/mcp", address.port());
     let env = [("HTTP_PROXY", proxy_url.as_str())];
 
-    let stderr = Bridge::start(&[&url], &env).finish().await;
+    let (stderr, _) = start_bridge(&[&url], &env).0.finish().await;
     assert!(stderr.contains("must use https"), "{stderr}");
     assert!(methods(&seen).is_empty());
 
-    let mut allowed = Bridge::start(&[&url, "--allow-http"], &env);
-    if tokio::time::timeout(Duration::from_secs(5), allowed.start_session())
-        .await
-        .is_err()
-    {
-        let _ = allowed.child.start_kill();
-        panic!("{}", allowed.finish().await);
-    }
+    let (mut allowed, _dir) = start_bridge(&[&url, "--allow-http"], &env);
+    start_session(&mut allowed).await;
     let (listed, _) = allowed
         .ask(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}))
         .await;
     assert!(listed["result"]["tools"].is_array(), "{listed}");
-    let stderr = allowed.finish().await;
+    let (stderr, _) = allowed.finish().await;
     assert!(stderr.contains("plain http"), "the warning: {stderr}");
     assert!(through_proxy
         .all()

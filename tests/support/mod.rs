@@ -12,6 +12,7 @@ pub mod forward_proxy;
 pub mod mcp;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+pub mod stdio;
 
 #[path = "../../examples/support/demo_server.rs"]
 pub mod demo_server;
