@@ -8,7 +8,8 @@
 //! `BRIDGE_ROUNDS`, default 3; `BRIDGE_MEMORY_CALLS`, default 10,000). Needs python3 (the
 //! sign-in's stand-in browser follows one redirect). The bridge keeps its credentials in the
 //! plain file; where a Secret Service answers (`DBUS_SESSION_BUS_ADDRESS`), the start is also
-//! measured with the file sealed by a key from it (`--store keyring`).
+//! measured with the file sealed by a key from it (`--store keyring`). `MCP_OAUTH_BIN` names
+//! another build of the bridge to measure (`target/dist/mcp-oauth`, as the npm package ships).
 
 #[path = "../examples/support/oauth_server_app.rs"]
 mod oauth_server_app;
@@ -27,7 +28,10 @@ use tower::ServiceBuilder;
 use tower_mcp_oauth::client::{FileStore, OAuthConfig, OAuthLayer, OAuthState};
 use tower_mcp_oauth::transport::{StreamableHttpConfig, StreamableHttpTransport};
 
-const BIN: &str = env!("CARGO_BIN_EXE_mcp-oauth");
+/// The bridge measured: this build's, or `MCP_OAUTH_BIN` (the npm package's `dist` build).
+fn bin() -> String {
+    std::env::var("MCP_OAUTH_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_mcp-oauth").to_owned())
+}
 
 fn setting(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -60,7 +64,7 @@ fn resident_kib(pid: u32) -> Option<u64> {
 }
 
 fn proxy(url: &str, store: &Path, kept: &str) -> Command {
-    let mut command = Command::new(BIN);
+    let mut command = Command::new(bin());
     command
         .args(["proxy", url, "--store", kept, "--store-file"])
         .arg(store)
@@ -71,7 +75,7 @@ fn proxy(url: &str, store: &Path, kept: &str) -> Command {
 
 /// Signs in ahead, through the stand-in browser.
 async fn login(url: &str, store: &Path, kept: &str, browser: &Path) {
-    let login = Command::new(BIN)
+    let login = Command::new(bin())
         .args(["login", url, "--store", kept, "--store-file"])
         .arg(store)
         .env("BROWSER", browser)

@@ -41,8 +41,11 @@ out=target/npm
 stage=$out/stage
 rm -rf "$stage"
 mkdir -p "$stage/platform/bin" "$stage/launcher"
+# Linux binaries link glibc: npm then skips them on musl (Alpine) instead of failing to start.
+libc=""
+[ "$os" = linux ] && libc='\n  "libc": ["glibc"],'
 sed -e "s/@PLATFORM@/$platform/g" -e "s/@VERSION@/$version/g" -e "s/@OS@/$os/g" \
-  -e "s/@CPU@/$cpu/g" npm/platform/package.json.in >"$stage/platform/package.json"
+  -e "s/@CPU@/$cpu/g" -e "s/@LIBC@/$libc/" npm/platform/package.json.in >"$stage/platform/package.json"
 cp "$binary" "$stage/platform/bin/$exe"
 cp -R npm/mcp-oauth/. "$stage/launcher/"
 (cd "$out" && npm pack --silent ./stage/platform ./stage/launcher >/dev/null)

@@ -66,6 +66,20 @@ fn decode(value: &str) -> Option<Vec<u8>> {
     URL_SAFE_NO_PAD.decode(value.as_bytes()).ok()
 }
 
+/// A numeric claim of a compact JWS, read without checking its signature: only for timing a
+/// token this client got from its own authorization server (when to renew it), never to trust
+/// what it says.
+#[cfg_attr(not(feature = "client"), allow(dead_code))]
+pub(crate) fn unverified_claim_u64(token: &str, claim: &str) -> Option<u64> {
+    let mut parts = token.split('.');
+    let (_header, payload, _signature) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    let claims: Map<String, Value> = serde_json::from_slice(&decode(payload)?).ok()?;
+    claims.get(claim)?.as_u64()
+}
+
 impl PublicJwk {
     /// Reads `jwk` as a key for `algorithm`: the key type and curve must fit it, and no private
     /// member may be present. The error says what is wrong, never quoting the key.
@@ -202,4 +216,44 @@ pub(crate) fn sign_compact(
     jws.push('.');
     URL_SAFE_NO_PAD.encode_string(signature.as_ref(), &mut jws);
     Ok(jws)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn token(claims: &str) -> String {
+        format!("e30.{}.sig", URL_SAFE_NO_PAD.encode(claims))
+    }
+
+    #[test]
+    fn a_numeric_claim_is_read_and_anything_else_is_none() {
+        assert_eq!(
+            unverified_claim_u64(&token(r#"{"exp":1700000000}"#), "exp"),
+            Some(1_700_000_000)
+        );
+        assert_eq!(
+            unverified_claim_u64(&token(r#"{"exp":"soon"}"#), "exp"),
+            None
+        );
+        assert_eq!(unverified_claim_u64(&token(r#"{"exp":-1}"#), "exp"), None);
+        assert_eq!(unverified_claim_u64(&token(r#"{"iat":1}"#), "exp"), None);
+        assert_eq!(unverified_claim_u64("a.b", "exp"), None);
+        assert_eq!(
+            unverified_claim_u64(&format!("{}.x", token(r#"{"exp":1}"#)), "exp"),
+            None
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn any_text_reads_as_a_claim_or_none(text in ".{0,200}", payload in proptest::collection::vec(any::<u8>(), 0..100)) {
+            let _ = unverified_claim_u64(&text, "exp");
+            let encoded = format!("h.{}.s", URL_SAFE_NO_PAD.encode(&payload));
+            let read = unverified_claim_u64(&encoded, "exp");
+            let parsed = serde_json::from_slice::<Map<String, Value>>(&payload).ok();
+            prop_assert_eq!(read, parsed.and_then(|c| c.get("exp").and_then(Value::as_u64)));
+        }
+    }
 }

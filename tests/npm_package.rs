@@ -42,7 +42,7 @@ fn tarballs() -> Option<(PathBuf, PathBuf)> {
         let name = path.file_name()?.to_string_lossy().into_owned();
         if name.starts_with("tower-mcp-oauth-mcp-oauth-") {
             launcher = Some(path);
-        } else if name.starts_with("tower-mcp-oauth-linux-x64-") {
+        } else if name.starts_with("tower-mcp-oauth-") {
             binary = Some(path);
         }
     }

@@ -72,6 +72,7 @@ fn tokens(access: &str, dpop_key: Option<DpopKey>) -> TokenSet {
         scopes: vec!["mcp:tools".into()],
         issued_at: Some(1_700_000_000),
         dpop_key,
+        id_token: None,
     }
 }
 

@@ -32,6 +32,8 @@ pub struct OAuthConfig {
     pub(crate) requests: RequestOptions,
     /// The key credentials are kept under instead of the server URL.
     pub(crate) credentials_key: Option<String>,
+    /// Send the ID token instead of the access token.
+    pub(crate) present_id_token: bool,
 }
 
 impl std::fmt::Debug for OAuthConfig {
@@ -67,6 +69,7 @@ impl Default for OAuthConfig {
             grant: Grant::default(),
             requests: RequestOptions::default(),
             credentials_key: None,
+            present_id_token: false,
         }
     }
 }
@@ -208,6 +211,15 @@ impl OAuthConfig {
     /// [`Self::authorization_param`] always wins.
     pub fn consent_prompt_for_offline_access(mut self, ask: bool) -> Self {
         self.requests.consent_prompt_for_offline_access = ask;
+        self
+    }
+
+    /// Sends the OpenID Connect ID token (as `Bearer`) instead of the access token, for servers
+    /// that check who the caller is against the provider's keys rather than an access token
+    /// (AWS Cognito in front of Bedrock AgentCore). Renewal follows the ID token's own `exp`. An
+    /// ID token comes only with `openid` among the scopes; without one the access token is sent.
+    pub fn present_id_token(mut self, present: bool) -> Self {
+        self.present_id_token = present;
         self
     }
 

@@ -265,7 +265,10 @@ fn default_endpoints(server_url: &Url) -> AuthorizationServerMetadata {
 }
 
 /// Checks that the endpoints the flow uses are present and safe.
-fn validate_endpoints(http: &HttpClient, metadata: &AuthorizationServerMetadata) -> Result<()> {
+pub(crate) fn validate_endpoints(
+    http: &HttpClient,
+    metadata: &AuthorizationServerMetadata,
+) -> Result<()> {
     for (name, value) in [
         ("authorization_endpoint", &metadata.authorization_endpoint),
         ("token_endpoint", &metadata.token_endpoint),

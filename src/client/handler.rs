@@ -213,11 +213,38 @@ impl LoopbackHandler {
         self
     }
 
+    /// With a `localhost` redirect, the same port on `[::1]` too: browsers often try it first,
+    /// and whatever else listened there would get the redirect. `None` where this machine has
+    /// no IPv6 loopback.
+    async fn listen_ipv6(&self) -> Result<Option<TcpListener>> {
+        if self.redirect_uri.host_str() != Some("localhost") {
+            return Ok(None);
+        }
+        let address = SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, self.address.port()));
+        match TcpListener::bind(address).await {
+            Ok(listener) => Ok(Some(listener)),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Err(Error::new(
+                ErrorKind::Handler,
+                format!(
+                    "another program listens on {address}, where a browser may send the redirect to localhost; \
+                     free the port or use a redirect to 127.0.0.1"
+                ),
+            )
+            .with_source(e)),
+            Err(_) => Ok(None),
+        }
+    }
+
     async fn wait_for_callback(
         &self,
         listener: &TcpListener,
+        ipv6: Option<&TcpListener>,
         expected_state: Option<String>,
     ) -> Result<Url> {
+        let accept_ipv6 = async move |listener: Option<&TcpListener>| match listener {
+            Some(listener) => listener.accept().await,
+            None => std::future::pending().await,
+        };
         let (sender, mut receiver) = mpsc::channel::<Url>(1);
         let expected_path = self.redirect_uri.path().to_owned();
         let base = self.redirect_uri.clone();
@@ -226,7 +253,12 @@ impl LoopbackHandler {
         loop {
             tokio::select! {
                 Some(url) = receiver.recv() => return Ok(url),
-                accepted = listener.accept() => {
+                accepted = async {
+                    tokio::select! {
+                        accepted = listener.accept() => accepted,
+                        accepted = accept_ipv6(ipv6) => accepted,
+                    }
+                } => {
                     let stream = match accepted {
                         Ok((stream, _)) => stream,
                         Err(error) => {
@@ -329,6 +361,7 @@ impl AuthorizationHandler for LoopbackHandler {
     fn authorize<'a>(&'a self, authorization_url: &'a Url) -> BoxFuture<'a, Result<Url>> {
         Box::pin(async move {
             let listener = self.listen().await?;
+            let ipv6 = self.listen_ipv6().await?;
             let opened = self.open_browser && webbrowser::open(authorization_url.as_str()).is_ok();
             if !opened {
                 // The URL carries only public values (client id, PKCE challenge, state).
@@ -344,7 +377,7 @@ impl AuthorizationHandler for LoopbackHandler {
             // released until the next sign-in.
             tokio::time::timeout(
                 self.timeout,
-                self.wait_for_callback(&listener, expected_state),
+                self.wait_for_callback(&listener, ipv6.as_ref(), expected_state),
             )
             .await
             .map_err(|_| {

@@ -524,6 +524,7 @@ mod tests {
                 scopes: vec!["mcp".into()],
                 issued_at: None,
                 dpop_key,
+                id_token: None,
             }),
             resource_metadata: None,
             authorization_server: Some(AuthorizationServerMetadata {

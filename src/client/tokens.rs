@@ -51,6 +51,11 @@ pub struct TokenSet {
     /// the tokens, so a restarted client keeps using them; `Debug` shows its thumbprint only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dpop_key: Option<DpopKey>,
+    /// The OpenID Connect ID token, when the authorization server issued one (`openid` among
+    /// the scopes). Sent instead of the access token to servers that check who the caller is
+    /// rather than what it may do: [`OAuthConfig::present_id_token`](super::OAuthConfig::present_id_token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<Secret>,
 }
 
 impl TokenSet {
@@ -163,6 +168,9 @@ pub(crate) struct TokenResponse {
     pub(crate) scope: Option<String>,
     #[serde(default)]
     pub(crate) issued_token_type: Option<String>,
+    /// OpenID Connect's ID token, when `openid` was asked for.
+    #[serde(default)]
+    pub(crate) id_token: Option<Secret>,
 }
 
 /// `expires_in` as a number or, as Entra ID's v1 endpoints send it, a string of digits.
@@ -450,6 +458,11 @@ pub(crate) fn token_set(
         },
         issued_at: Some(issued_at),
         dpop_key: dpop_key.cloned(),
+        // One that could not go in a header is as good as none.
+        id_token: response
+            .id_token
+            .clone()
+            .filter(|token| is_attachable(token.expose())),
     })
 }
 
@@ -505,6 +518,11 @@ pub(crate) async fn refresh(
     let rotated = tokens.refresh_token.is_some();
     if !rotated {
         tokens.refresh_token = current.refresh_token.clone();
+    }
+    // A refresh answer without an ID token leaves the one kept: it still names the user,
+    // until its own expiry.
+    if tokens.id_token.is_none() {
+        tokens.id_token = current.id_token.clone();
     }
     tracing::info!(rotated, "access token refreshed");
     Ok(tokens)

@@ -121,9 +121,11 @@ fn is_private_host(host: &Host<&str>) -> bool {
         Host::Ipv4(ip) => is_private_ipv4(*ip),
         Host::Ipv6(ip) => is_private_ipv6(*ip),
         Host::Domain(name) => {
+            // `ai.` is a top-level domain; `mcp-server` goes through the search domains first.
+            let single_label = !name.contains('.');
             let name = name.trim_end_matches('.').to_ascii_lowercase();
             !name.is_empty()
-                && (!name.contains('.')
+                && (single_label
                     || PRIVATE_SUFFIXES
                         .iter()
                         .any(|suffix| name.ends_with(&format!(".{suffix}"))))
@@ -203,6 +205,7 @@ mod tests {
         }
         for refused in [
             "http://8.8.8.8/",
+            "http://ai./",
             "http://172.32.0.1/",
             "http://100.128.0.1/",
             "http://[2001:db8::1]/",

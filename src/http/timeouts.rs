@@ -135,6 +135,9 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: B,
         idle: Option<(Duration, Pin<Box<Sleep>>)>,
+        // A frame went out since the timer was armed: the silence starts at the next poll
+        // that finds nothing, not when the reader took the frame (it may be slow).
+        rearm: bool,
     }
 }
 
@@ -143,6 +146,7 @@ impl<B> IdleTimeoutBody<B> {
         Self {
             inner,
             idle: idle.map(|after| (after, Box::pin(tokio::time::sleep(after)))),
+            rearm: false,
         }
     }
 }
@@ -162,15 +166,16 @@ where
         let this = self.project();
         match this.inner.poll_frame(cx) {
             Poll::Ready(frame) => {
-                if let Some((after, sleep)) = this.idle {
-                    sleep.as_mut().reset(Instant::now() + *after);
-                }
+                *this.rearm = true;
                 Poll::Ready(frame.map(|frame| frame.map_err(Into::into)))
             }
             Poll::Pending => {
                 let Some((after, sleep)) = this.idle else {
                     return Poll::Pending;
                 };
+                if std::mem::take(this.rearm) {
+                    sleep.as_mut().reset(Instant::now() + *after);
+                }
                 if sleep.as_mut().poll(cx).is_pending() {
                     return Poll::Pending;
                 }
@@ -213,6 +218,14 @@ mod tests {
         let body = IdleTimeoutBody::new(slow_body(&[50, 150]), Some(Duration::from_millis(100)));
         let error = body.collect().await.err().unwrap();
         assert!(error.to_string().contains("response body data"), "{error}");
+        // A slow reader is not the server's silence: the wait starts when it asks again.
+        let mut body = std::pin::pin!(IdleTimeoutBody::new(
+            slow_body(&[10, 10]),
+            Some(Duration::from_millis(100))
+        ));
+        assert!(body.frame().await.unwrap().is_ok());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(body.frame().await.unwrap().is_ok());
         let unbounded = IdleTimeoutBody::new(slow_body(&[500, 5_000]), None);
         assert_eq!(unbounded.collect().await.unwrap().to_bytes().len(), 2);
     }

@@ -10,8 +10,12 @@ const exe = process.platform === 'win32' ? 'mcp-oauth.exe' : 'mcp-oauth';
 const platform = `${process.platform}-${process.arch}`;
 
 function binary() {
-  // For a binary built by hand (cargo build --profile dist ...).
-  if (process.env.MCP_OAUTH_BINARY) return process.env.MCP_OAUTH_BINARY;
+  // For a binary built by hand (cargo build --profile dist ...); said, so an inherited
+  // variable does not swap the binary unseen.
+  if (process.env.MCP_OAUTH_BINARY) {
+    process.stderr.write(`mcp-oauth: running ${process.env.MCP_OAUTH_BINARY} (MCP_OAUTH_BINARY)\n`);
+    return process.env.MCP_OAUTH_BINARY;
+  }
   try {
     return require.resolve(`@tower-mcp-oauth/${platform}/bin/${exe}`);
   } catch {
@@ -28,9 +32,10 @@ const child = spawn(binary(), process.argv.slice(2), { stdio: 'inherit', windows
 
 // The desktop app stops its server by signalling this process: pass it on, so the bridge
 // stops in order (it stores a token being refreshed, then exits 0).
+// The bridge stops in order on SIGINT and SIGTERM; a hang-up means the same here.
 for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
   process.on(signal, () => {
-    if (child.exitCode === null) child.kill(signal);
+    if (child.exitCode === null) child.kill(signal === 'SIGHUP' ? 'SIGTERM' : signal);
   });
 }
 

@@ -123,6 +123,11 @@ struct Options {
     /// Leave out the RFC 8707 resource parameter (for IdPs that refuse it).
     #[arg(long)]
     no_resource: bool,
+    /// Send the OpenID Connect ID token instead of the access token, for servers that check
+    /// who the caller is (AWS Cognito before Bedrock AgentCore); needs `openid` among the
+    /// scopes (--scope openid).
+    #[arg(long)]
+    use_id_token: bool,
     /// The RFC 8707 resource to ask tokens for instead of the one the server names (a tenant
     /// of a multi-tenant server); its credentials are kept apart.
     #[arg(long, value_name = "URI")]

@@ -17,13 +17,15 @@ const DEFAULT_PING_SECS: u64 = 30;
 
 #[derive(Args, Clone, Debug, Default)]
 pub(crate) struct Network {
-    /// Allow plain http (no TLS) to the server's host, --issuer's host and hosts on private
-    /// networks (10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7, single-label names,
-    /// *.internal, *.local, *.lan, *.corp, *.home.arpa). Anyone on the way can read and change
-    /// such traffic, tokens included: only for networks you trust.
+    /// Allow plain http (no TLS) to the server's and --issuer's hosts when given as http://,
+    /// and to private networks (10/8, 172.16/12, 192.168/16, 100.64/10, 169.254/16, fc00::/7,
+    /// fe80::/10, single-label names, *.internal, *.local, *.localdomain, *.lan, *.intranet,
+    /// *.corp, *.private, *.svc, *.home.arpa). Anyone on the way (an HTTP_PROXY too) can read
+    /// and change such traffic, tokens included: only for networks you trust.
     #[arg(long)]
     pub(crate) allow_http: bool,
-    /// Seconds to open a TCP connection; 0 leaves it to the OS [default: 10].
+    /// Seconds to open a TCP connection (all of a name's addresses together; not DNS or TLS);
+    /// 0 leaves it to the OS [default: 10].
     #[arg(long, value_name = "SECONDS")]
     pub(crate) connect_timeout: Option<u64>,
     /// Seconds to wait for a response's headers; 0 or unset: no bound.
@@ -61,8 +63,10 @@ impl Network {
             return PlainHttp::loopback_only();
         }
         let mut policy = PlainHttp::private_networks();
+        // A host named with http: the user said so. One named with https asked for TLS.
         for named in std::iter::once(url).chain(issuer) {
-            if let Some(host) = Url::parse(named).ok().as_ref().and_then(Url::host_str) {
+            let named = Url::parse(named).ok().filter(|u| u.scheme() == "http");
+            if let Some(host) = named.as_ref().and_then(Url::host_str) {
                 policy = policy.and_host(host);
             }
         }
@@ -131,6 +135,9 @@ mod tests {
         assert!(ok("http://auth.example.com/token"));
         assert!(ok("http://10.0.0.7/token"));
         assert!(!ok("http://attacker.example.net/token"));
+        // A server named with https asked for TLS: its host is not opened to plain http.
+        let https = network.plain_http("https://mcp.example.com/mcp", None);
+        assert!(!https.allows(&Url::parse("http://mcp.example.com/token").unwrap()));
         let off = Network::default().plain_http("http://mcp.vpc/sse", None);
         assert!(!off.allows(&Url::parse("http://mcp.vpc/sse").unwrap()));
     }

@@ -112,6 +112,8 @@ struct Pings {
     /// The client has sent `notifications/initialized`: a ping before would break the
     /// handshake.
     session_ready: bool,
+    /// The last ping on its way: a server that does not answer gets no second one.
+    in_flight: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Pings {
@@ -130,6 +132,7 @@ impl Pings {
             prefix: format!("mcp-oauth-keepalive-{}-{nonce:x}-", std::process::id()),
             sent: 0,
             session_ready: false,
+            in_flight: None,
         }
     }
 
@@ -161,7 +164,11 @@ impl Pings {
     }
 
     fn client_sent(&mut self, message: &Value) {
-        if message.get("method").and_then(Value::as_str) == Some("notifications/initialized") {
+        let initialized = |m: &Value| {
+            m.get("method").and_then(Value::as_str) == Some("notifications/initialized")
+        };
+        let batch = message.as_array().map(Vec::as_slice).unwrap_or_default();
+        if initialized(message) || batch.iter().any(initialized) {
             self.session_ready = true;
         }
     }
@@ -423,14 +430,17 @@ pub(crate) async fn run(
                 break Ok(());
             }
             Event::Ping => {
-                if let Some(ping) = pings.next() {
+                let waiting = pings.in_flight.as_ref().is_some_and(|t| !t.is_finished());
+                if waiting {
+                    tracing::debug!("the last keep-alive ping is still on its way; none sent");
+                } else if let Some(ping) = pings.next() {
                     let sending = relay.remote.send(ping);
-                    // An unanswered ping is only logged: the next request says more.
-                    tokio::spawn(async move {
+                    // An undelivered ping is only logged: the next request says more.
+                    pings.in_flight = Some(tokio::spawn(async move {
                         if let Err(error) = sending.await {
                             tracing::debug!(%error, "a keep-alive ping was not delivered");
                         }
-                    });
+                    }));
                 }
             }
             Event::FromServer(Some(Ok(message))) if pings.is_answer_to_ours(&message) => {

@@ -174,6 +174,9 @@ pub(crate) async fn oauth_state(
     if options.no_resource {
         config = config.resource_indicator(false);
     }
+    if options.use_id_token {
+        config = config.present_id_token(true);
+    }
     if let Some(resource) = &options.resource {
         config = config.resource(resource.clone());
     }
@@ -218,8 +221,13 @@ fn show_device_code(device: &DeviceAuthorization) {
 async fn loopback(options: &Options) -> Result<LoopbackHandler, CliError> {
     let port = match options.callback_port {
         // mcp-remote's derived port: taken by something else, the next of eight that is free.
+        // Free on [::1] too: a browser sent to localhost may try it first.
         Some(first) if options.callback_port_flexible => (first..first.saturating_add(8))
-            .find(|port| std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok())
+            .find(|port| {
+                std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok()
+                    && std::net::TcpListener::bind((std::net::Ipv6Addr::LOCALHOST, *port))
+                        .map_or_else(|e| e.kind() != std::io::ErrorKind::AddrInUse, |_| true)
+            })
             .or(Some(first)),
         port => port,
     };

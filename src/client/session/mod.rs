@@ -204,8 +204,20 @@ impl Session {
         let Some((_, record)) = self.config.store.latest(self.resource_key()).await? else {
             return Ok(());
         };
+        // Endpoints kept by a run that allowed plain http to them (`PlainHttp`) are found again
+        // by discovery, and checked, rather than trusted from the store.
+        let metadata = record.authorization_server.clone().filter(|metadata| {
+            let usable =
+                crate::client::discovery::validate_endpoints(&self.config.http, metadata).is_ok();
+            if !usable {
+                tracing::warn!(
+                    "stored authorization server endpoints are not allowed now; discovering again"
+                );
+            }
+            usable
+        });
         self.with(|s| {
-            if let Some(metadata) = record.authorization_server.clone() {
+            if let Some(metadata) = metadata {
                 s.discovery = Some(Discovery {
                     resource: record
                         .resource_metadata

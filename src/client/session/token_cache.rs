@@ -48,7 +48,14 @@ impl TokenSnapshot {
         generation: u64,
         margin_secs: u64,
         reacquirable: bool,
+        present_id_token: bool,
     ) -> Option<Self> {
+        if present_id_token {
+            if let Some(snapshot) = Self::of_id_token(tokens, generation, margin_secs, reacquirable)
+            {
+                return Some(snapshot);
+            }
+        }
         let token = tokens.access_token.expose();
         let (scheme, dpop) = match &tokens.dpop_key {
             Some(key) => (
@@ -78,6 +85,40 @@ impl TokenSnapshot {
             },
             refresh_due_at: tokens.expires_at.map(|at| at.saturating_sub(margin)),
             expires_at: tokens.expires_at,
+            refreshable: reacquirable || tokens.refresh_token.is_some(),
+        })
+    }
+
+    /// The ID token as a Bearer credential, due by its own `exp`; `None` without one that is
+    /// still good (the access token is sent then, rather than a refresh on every request).
+    fn of_id_token(
+        tokens: &TokenSet,
+        generation: u64,
+        margin_secs: u64,
+        reacquirable: bool,
+    ) -> Option<Self> {
+        let token = tokens.id_token.as_ref()?.expose();
+        let expires_at = crate::jose::unverified_claim_u64(token, "exp")?;
+        let issued_at = crate::jose::unverified_claim_u64(token, "iat");
+        if expires_at <= crate::clock::now_secs() {
+            tracing::warn!(
+                "the ID token has expired and no newer one came; sending the access token"
+            );
+            return None;
+        }
+        let mut header = HeaderValue::from_str(&format!("Bearer {token}")).ok()?;
+        header.set_sensitive(true);
+        let margin = issued_at.map_or(margin_secs, |issued_at| {
+            margin_secs.min(expires_at.saturating_sub(issued_at) / 2)
+        });
+        Some(Self {
+            attach: Attach {
+                header,
+                generation,
+                dpop: None,
+            },
+            refresh_due_at: Some(expires_at.saturating_sub(margin)),
+            expires_at: Some(expires_at),
             refreshable: reacquirable || tokens.refresh_token.is_some(),
         })
     }
@@ -135,6 +176,7 @@ impl Session {
                     s.generation,
                     self.config.refresh_margin.as_secs(),
                     self.config.grant.needs_no_user(),
+                    self.config.present_id_token,
                 )
             })
             .map(Arc::new);
@@ -210,4 +252,58 @@ impl Session {
 pub(crate) fn access_digest(tokens: &TokenSet) -> [u8; 32] {
     use sha2::Digest;
     sha2::Sha256::digest(tokens.access_token.expose().as_bytes()).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+
+    fn id_token(iat: u64, exp: u64) -> String {
+        let claims =
+            format!(r#"{{"iss":"https://idp.example","sub":"alice","iat":{iat},"exp":{exp}}}"#);
+        format!("e30.{}.c2ln", URL_SAFE_NO_PAD.encode(claims))
+    }
+
+    fn tokens(id_token: Option<String>) -> TokenSet {
+        let now = crate::clock::now_secs();
+        TokenSet {
+            access_token: crate::Secret::new("access"),
+            token_type: "Bearer".into(),
+            refresh_token: Some(crate::Secret::new("refresh")),
+            expires_at: Some(now + 7_200),
+            scopes: vec!["openid".into()],
+            issued_at: Some(now),
+            dpop_key: None,
+            id_token: id_token.map(crate::Secret::new),
+        }
+    }
+
+    #[test]
+    fn the_id_token_is_presented_and_renewed_by_its_own_expiry() {
+        let now = crate::clock::now_secs();
+        let id = id_token(now, now + 600);
+        let snapshot = TokenSnapshot::build(&tokens(Some(id.clone())), 1, 60, false, true).unwrap();
+        assert_eq!(snapshot.attach.header, format!("Bearer {id}").as_str());
+        assert!(!snapshot.due(now) && snapshot.due(now + 541));
+        assert!(snapshot.expired(now + 600));
+        // Not asked for: the access token, due by its own expiry.
+        let access = TokenSnapshot::build(&tokens(Some(id)), 1, 60, false, false).unwrap();
+        assert_eq!(access.attach.header, "Bearer access");
+        assert!(!access.due(now + 600));
+    }
+
+    #[test]
+    fn without_a_good_id_token_the_access_token_is_sent() {
+        let now = crate::clock::now_secs();
+        for id in [
+            None,
+            Some(id_token(now - 700, now - 100)),
+            Some("not.a-jwt".into()),
+        ] {
+            let snapshot = TokenSnapshot::build(&tokens(id), 1, 60, false, true).unwrap();
+            assert_eq!(snapshot.attach.header, "Bearer access");
+        }
+    }
 }

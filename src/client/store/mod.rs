@@ -225,6 +225,7 @@ mod tests {
                 scopes: vec!["mcp".into()],
                 issued_at: None,
                 dpop_key: None,
+                id_token: None,
             }),
             ..Default::default()
         }

@@ -156,6 +156,7 @@ pub(crate) fn parse(
     let port = rest
         .get(1)
         .and_then(|p| leading_number(p))
+        .and_then(|p| u16::try_from(p).ok())
         .filter(|p| *p > 0);
     let mut switches = Vec::new();
     let mut values: BTreeMap<&str, Vec<String>> = BTreeMap::new();
@@ -207,7 +208,7 @@ pub(crate) fn parse(
     // Seconds as mcp-remote reads them (a leading number); anything else is ignored, said.
     let mut seconds = |flag: &str| {
         let given = value(flag)?;
-        let parsed = leading_number(&given).map(u64::from);
+        let parsed = leading_number(&given);
         if parsed.is_none() {
             warnings.push(format!("{flag}: not a number of seconds, ignored"));
         }
@@ -253,6 +254,7 @@ pub(crate) fn parse(
         scopes: Vec::new(),
         authorize_params: Vec::new(),
         no_resource: on("--disable-resource-parameter"),
+        use_id_token: on("--use-id-token"),
         resource: None,
         ignore_tools: all("--ignore-tool"),
         callback_port: None,
@@ -353,17 +355,21 @@ pub(crate) fn parse(
             "--protocol {other}: messages are relayed as the client sends them"
         )),
     }
-    for ignored in ["--use-id-token"] {
-        if on(ignored) {
-            warnings.push(format!("{ignored}: not supported here, ignored"));
+    // The client metadata's scope is what mcp-remote asks for (`openid email` for an ID
+    // token); the rest of the document is this client's own.
+    if let Some(text) = value("--static-oauth-client-metadata") {
+        let metadata: Option<serde_json::Value> = serde_json::from_str(&expand(&text, &env)).ok();
+        match metadata.as_ref().map(|m| m.get("scope")) {
+            None => warnings.push("--static-oauth-client-metadata is not JSON, ignored".into()),
+            Some(Some(serde_json::Value::String(scope))) if options.scopes.is_empty() => {
+                options.scopes = scope.split_whitespace().map(str::to_owned).collect();
+            }
+            Some(_) => {
+                warnings.push("--static-oauth-client-metadata: only its scope is used here".into())
+            }
         }
     }
-    for ignored in [
-        "--auth-success-url",
-        "--auth-timeout",
-        "--static-oauth-client-metadata",
-        "--token-endpoint",
-    ] {
+    for ignored in ["--auth-success-url", "--auth-timeout", "--token-endpoint"] {
         if values.contains_key(ignored) {
             warnings.push(format!("{ignored}: not supported here, ignored"));
         }
@@ -452,7 +458,7 @@ fn add_header(headers: &mut Vec<(String, String)>, text: &str, warnings: &mut Ve
 }
 
 /// The number a string starts with, as JavaScript's `parseInt` reads it.
-fn leading_number(text: &str) -> Option<u16> {
+fn leading_number(text: &str) -> Option<u64> {
     let digits: String = text
         .trim_start()
         .chars()
@@ -477,7 +483,12 @@ fn expand(text: &str, env: &impl Fn(&str) -> Option<String>) -> String {
                 }
                 rest = &after[end + 1..];
             }
-            _ => {
+            // `${}` stays as written, and what follows is still expanded.
+            Some(_) => {
+                out.push_str("${}");
+                rest = &after[1..];
+            }
+            None => {
                 out.push_str(&rest[start..]);
                 rest = "";
             }

@@ -103,7 +103,8 @@ fn its_command_lines_read_as_it_reads_them() {
     let c = parsed(&[
         "https://example.com/mcp",
         "--what-is-this",
-        "--use-id-token",
+        "--auth-timeout",
+        "60",
     ]);
     assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
 }
@@ -162,6 +163,7 @@ fn variables_expand_in_static_client_info() {
     assert_eq!(c.options.client_id.as_deref(), Some("client-7"));
     assert_eq!(expand("a ${MISSING} b", &env), "a ${MISSING} b");
     assert_eq!(expand("${ID}${", &env), "client-7${");
+    assert_eq!(expand("${} ${ID}", &env), "${} client-7");
 }
 
 #[test]
@@ -252,4 +254,17 @@ proptest::proptest! {
             proptest::prop_assert!(port > 0);
         }
     }
+}
+
+#[test]
+fn use_id_token_asks_the_metadatas_scope() {
+    let c = parsed(&[
+        "https://example.com/mcp",
+        "--use-id-token",
+        "--static-oauth-client-metadata",
+        r#"{ "scope": "openid email" }"#,
+    ]);
+    assert!(c.options.use_id_token);
+    assert_eq!(c.options.scopes, ["openid", "email"]);
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
 }
