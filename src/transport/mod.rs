@@ -6,6 +6,7 @@
 
 mod auto;
 mod common;
+mod era;
 mod legacy_sse;
 #[cfg(feature = "rmcp")]
 mod rmcp;
@@ -17,6 +18,7 @@ use crate::error::Result;
 use crate::http::{hyper_client, HyperClient};
 pub use auto::AutoTransport;
 pub use common::StatusError;
+pub use era::{EraBridge, Route, DEFAULT_MAX_ROUNDS, MODERN_VERSION};
 pub use legacy_sse::{LegacySseConfig, LegacySseTransport, RetryConfig};
 #[cfg(feature = "rmcp")]
 pub use rmcp::TowerHttpClient;

@@ -46,6 +46,9 @@ enum Command {
         /// The transport to the server.
         #[arg(long, value_enum, default_value_t = Transport::Auto)]
         transport: Transport,
+        /// How the client's protocol revision meets the server's.
+        #[arg(long, value_enum, default_value_t = Protocol::Legacy)]
+        protocol: Protocol,
     },
     /// Signs in to the server at URL now, so a later proxy needs no browser.
     Login {
@@ -207,6 +210,17 @@ enum GrantChoice {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Protocol {
+    /// Messages go through as the client sends them.
+    Legacy,
+    /// One `server/discover` first: a server speaking only MCP 2026-07-28 is reached by
+    /// translating for a client of an earlier revision (the handshake answered here, each
+    /// request carried in the new revision, `input_required` rounds put to the client as the
+    /// server requests it knows, list changes listened for).
+    Auto,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Transport {
     /// Streamable HTTP, falling back to HTTP+SSE when the server refuses it.
     Auto,
@@ -231,6 +245,7 @@ fn main() -> ExitCode {
                         url: compat.url,
                         options: compat.options,
                         transport: compat.transport,
+                        protocol: compat.protocol,
                     },
                     log_file: compat.log_file,
                 },
@@ -314,6 +329,7 @@ async fn run(
             url,
             options,
             transport,
+            protocol,
         } => {
             let ignore_tools = options.ignore_tools.clone();
             let ping_every = options.network.ping_every()?;
@@ -328,6 +344,7 @@ async fn run(
                 Some(stack) => {
                     let settings = relay::Settings {
                         transport,
+                        bridge_eras: protocol == Protocol::Auto,
                         ignore_tools: &ignore_tools,
                         ping_every,
                     };

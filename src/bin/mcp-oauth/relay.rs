@@ -11,7 +11,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
 use tower_mcp_oauth::client::BoxFuture;
 use tower_mcp_oauth::transport::{
-    AutoTransport, LegacySseConfig, LegacySseTransport, StreamableHttpConfig,
+    AutoTransport, EraBridge, LegacySseConfig, LegacySseTransport, Route, StreamableHttpConfig,
     StreamableHttpTransport,
 };
 use tower_mcp_oauth::ErrorKind;
@@ -96,6 +96,8 @@ enum Event {
 /// How the relay runs, besides its two ends.
 pub(crate) struct Settings<'a> {
     pub(crate) transport: Transport,
+    /// `--protocol auto`.
+    pub(crate) bridge_eras: bool,
     /// `--ignore-tool`.
     pub(crate) ignore_tools: &'a [String],
     /// `--keep-alive`, `--ping-interval`.
@@ -242,6 +244,8 @@ struct Relay {
     deliveries: tokio::task::JoinSet<()>,
     /// `--ignore-tool`.
     ignored: IgnoredTools,
+    /// `--protocol auto`: the client's revision carried to a 2026-07-28-only server.
+    eras: Option<EraBridge>,
 }
 
 impl Relay {
@@ -254,8 +258,46 @@ impl Relay {
         let Some(message) = message else {
             return;
         };
+        let routes = match &mut self.eras {
+            Some(eras) => eras.from_client(message),
+            None => vec![Route::ToServer(message)],
+        };
+        self.follow(routes).await;
+    }
+
+    /// A message from the server, to the client (translated, filtered); false once the
+    /// client's side is gone.
+    async fn server_sent(&mut self, message: Value) -> bool {
+        let routes = match &mut self.eras {
+            Some(eras) => eras.from_server(message),
+            None => vec![Route::ToClient(message)],
+        };
+        self.follow(routes).await
+    }
+
+    async fn follow(&mut self, routes: Vec<Route>) -> bool {
+        for route in routes {
+            match route {
+                Route::ToServer(message) => self.send_to_server(message),
+                Route::ToClient(mut message) => {
+                    self.ignored.on_server_message(&mut message);
+                    if self.output.send(message).await.is_err() {
+                        return false;
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    fn send_to_server(&mut self, message: Value) {
+        // The bridge's own requests are not the client's to hear about.
+        let own = self
+            .eras
+            .as_ref()
+            .is_some_and(|eras| message.get("id").is_some_and(|id| eras.is_own_id(id)));
         let delivery = Delivery {
-            request_id: request_id(&message),
+            request_id: request_id(&message).filter(|_| !own),
             sending: self.remote.send(message),
         };
         while self.deliveries.try_join_next().is_some() {}
@@ -379,6 +421,7 @@ pub(crate) async fn run(
         output,
         deliveries: tokio::task::JoinSet::new(),
         ignored: IgnoredTools::new(settings.ignore_tools),
+        eras: settings.bridge_eras.then(EraBridge::new),
     };
     // Split on bytes: a line that is not UTF-8 is answered as not JSON, like any other.
     let mut lines = BufReader::new(standard_input()).split(b'\n');
@@ -446,9 +489,8 @@ pub(crate) async fn run(
             Event::FromServer(Some(Ok(message))) if pings.is_answer_to_ours(&message) => {
                 tracing::debug!("keep-alive ping answered");
             }
-            Event::FromServer(Some(Ok(mut message))) => {
-                relay.ignored.on_server_message(&mut message);
-                if relay.output.send(message).await.is_err() {
+            Event::FromServer(Some(Ok(message))) => {
+                if !relay.server_sent(message).await {
                     break Ok(());
                 }
             }

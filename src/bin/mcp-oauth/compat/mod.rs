@@ -11,13 +11,14 @@ use md5::{Digest, Md5};
 
 use super::cli_error::CliError;
 use super::network::Network;
-use super::{GrantChoice, Options, StoreChoice, StoreOptions, Transport};
+use super::{GrantChoice, Options, Protocol, StoreChoice, StoreOptions, Transport};
 
 /// What mcp-remote's arguments ask for, in mcp-oauth's terms.
 pub(crate) struct Compat {
     pub(crate) url: String,
     pub(crate) options: Options,
     pub(crate) transport: Transport,
+    pub(crate) protocol: Protocol,
     /// The log filter `--debug` or `--silent` chose.
     pub(crate) log_filter: Option<&'static str>,
     /// What was taken without effect, to say on standard error.
@@ -349,12 +350,14 @@ pub(crate) fn parse(
             Transport::Auto
         }
     };
-    match value("--protocol").as_deref() {
-        None | Some("legacy") => {}
-        Some(other) => warnings.push(format!(
-            "--protocol {other}: messages are relayed as the client sends them"
-        )),
-    }
+    let protocol = match value("--protocol").as_deref() {
+        None | Some("legacy") => Protocol::Legacy,
+        Some("auto") => Protocol::Auto,
+        Some(other) => {
+            warnings.push(format!("--protocol {other}: unknown, using legacy"));
+            Protocol::Legacy
+        }
+    };
     // The client metadata's scope is what mcp-remote asks for (`openid email` for an ID
     // token); the rest of the document is this client's own.
     if let Some(text) = value("--static-oauth-client-metadata") {
@@ -430,6 +433,7 @@ pub(crate) fn parse(
         url,
         options,
         transport,
+        protocol,
         log_filter,
         warnings,
         log_file,

@@ -268,3 +268,13 @@ fn use_id_token_asks_the_metadatas_scope() {
     assert_eq!(c.options.scopes, ["openid", "email"]);
     assert!(c.warnings.is_empty(), "{:?}", c.warnings);
 }
+
+#[test]
+fn protocol_auto_bridges_the_eras() {
+    let auto = parsed(&["https://example.com/mcp", "--protocol", "auto"]);
+    assert!(auto.protocol == Protocol::Auto && auto.warnings.is_empty());
+    let legacy = parsed(&["https://example.com/mcp"]);
+    assert!(legacy.protocol == Protocol::Legacy);
+    let unknown = parsed(&["https://example.com/mcp", "--protocol", "future"]);
+    assert!(unknown.protocol == Protocol::Legacy && unknown.warnings.len() == 1);
+}
