@@ -217,3 +217,27 @@ async fn a_2025_client_reaches_a_2026_only_server_through_protocol_auto() {
         .expect("notifications/tools/list_changed reached the client");
     client.cancel().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_server_still_answers_the_handshake_with_an_error() {
+    let (_held, base) = support::refusing_port();
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = Command::new(BIN);
+    command
+        .args([format!("{base}/mcp").as_str(), "--protocol", "auto"])
+        .env("MCP_OAUTH_DIR", dir.path())
+        .env("BROWSER", "false")
+        .env_remove("DBUS_SESSION_BUS_ADDRESS")
+        .env("XDG_RUNTIME_DIR", dir.path());
+    let mut bridge = support::stdio::StdioPeer::spawn(command);
+    let (answer, _) = bridge
+        .ask(
+            json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {},
+            "clientInfo": {"name": "t", "version": "1"}}}),
+        )
+        .await;
+    let message = answer["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("could not be reached"), "{answer}");
+    bridge.finish().await;
+}

@@ -22,8 +22,27 @@ const META_SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
 /// The most `input_required` rounds one request may take (as the SDKs bound them).
 pub const DEFAULT_MAX_ROUNDS: usize = 10;
 
-/// Where a message goes.
+/// Messages held while the server's revision is found out.
+const MAX_HELD: usize = 256;
+
+/// Session-era revisions a client may ask for; another is answered with the newest.
+const SESSION_ERA: &[&str] = &["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
+
+/// The log levels `logging/setLevel` takes (RFC 5424's, as MCP names them).
+const LOG_LEVELS: &[&str] = &[
+    "debug",
+    "info",
+    "notice",
+    "warning",
+    "error",
+    "critical",
+    "alert",
+    "emergency",
+];
+
+/// Where a message goes. Routes are to be sent in the order given.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub enum Route {
     /// To the server, through its transport.
     ToServer(Value),
@@ -44,10 +63,20 @@ enum Mode {
     Bridging,
 }
 
+/// A question the bridge put to the client for one round of a request.
+#[derive(Debug)]
+struct Asked {
+    original: String,
+    input: String,
+    round: u64,
+}
+
 /// A request of the client's that may come back `input_required`.
 #[derive(Debug)]
 struct Pending {
     id: Value,
+    /// Which round the open questions belong to (unique across requests).
+    round: u64,
     params: Value,
     method: String,
     rounds: usize,
@@ -88,8 +117,13 @@ pub struct EraBridge {
     discover_id: Option<String>,
     /// Requests of the client's that may need input, by their id's text.
     pending: HashMap<String, Pending>,
-    /// The bridge's requests to the client: the original request's key and the input key.
-    asked: HashMap<String, (String, String)>,
+    /// The bridge's requests to the client, by their id's key: the original request's key,
+    /// the input key, and the round they belong to.
+    asked: HashMap<String, Asked>,
+    /// The `initialize` answer given, for a client that asks again.
+    initialize_result: Value,
+    /// `subscriptions/listen` was opened.
+    listening: bool,
     max_rounds: usize,
 }
 
@@ -117,6 +151,8 @@ impl EraBridge {
             discover_id: None,
             pending: HashMap::new(),
             asked: HashMap::new(),
+            initialize_result: Value::Null,
+            listening: false,
             max_rounds: DEFAULT_MAX_ROUNDS,
         }
     }
@@ -138,6 +174,7 @@ impl EraBridge {
     }
 
     /// A message from the client; where it, and whatever it causes, goes.
+    #[must_use]
     pub fn from_client(&mut self, message: Value) -> Vec<Route> {
         if let Value::Array(batch) = message {
             return batch
@@ -147,10 +184,19 @@ impl EraBridge {
         }
         match &mut self.mode {
             Mode::PassThrough => vec![Route::ToServer(message)],
-            Mode::Probing { held, .. } => {
+            Mode::Probing { held, .. } if held.len() < MAX_HELD => {
                 held.push(message);
                 Vec::new()
             }
+            // A client that will not wait for its handshake: what it sends meanwhile beyond
+            // the bound is answered as refused.
+            Mode::Probing { .. } => match message.get("id").filter(|id| !id.is_null()) {
+                Some(id) if method_of(&message).is_some() => vec![Route::ToClient(error_answer(
+                    id.clone(),
+                    "the server's revision is still being found out".into(),
+                ))],
+                _ => Vec::new(),
+            },
             Mode::Undecided if method_of(&message) == Some("initialize") => self.probe(message),
             Mode::Undecided => {
                 self.mode = Mode::PassThrough;
@@ -161,6 +207,7 @@ impl EraBridge {
     }
 
     /// A message from the server; where it, and whatever it causes, goes.
+    #[must_use]
     pub fn from_server(&mut self, message: Value) -> Vec<Route> {
         if let Value::Array(batch) = message {
             return batch
@@ -168,24 +215,76 @@ impl EraBridge {
                 .flat_map(|m| self.from_server(m))
                 .collect();
         }
-        let answered = answer_id(&message).map(id_key);
-        if answered.is_some() && answered == self.discover_id {
+        let answered = answer_id(&message);
+        if answered.is_some() && answered.clone().map(id_key) == self.discover_id {
             self.discover_id = None;
             return self.discovered(message);
         }
-        if !self.is_bridging() {
-            return vec![Route::ToClient(message)];
+        match self.mode {
+            Mode::Bridging => {}
+            // Nothing of the client's has reached the server yet: no answer can be its.
+            Mode::Probing { .. } | Mode::Undecided => return Vec::new(),
+            Mode::PassThrough => return vec![Route::ToClient(message)],
         }
         // The subscription's own notices (its acknowledgment) have no session-era meaning.
         if method_of(&message).is_some_and(|m| m.starts_with("notifications/subscriptions/")) {
             return Vec::new();
         }
+        // A 2026-07-28 server asks only inside `input_required`; a request of its own would
+        // go past the client's declared capabilities (or reuse the bridge's ids).
+        if let (Some(_), Some(id)) = (method_of(&message), message.get("id")) {
+            return vec![Route::ToServer(
+                json!({"jsonrpc": "2.0", "id": id, "error": {
+                "code": -32601,
+                "message": "a 2026-07-28 server asks the client only inside input_required"}}),
+            )];
+        }
         match answered {
             // The answer to the bridge's own request (the listening stream's end).
-            Some(key) if key.starts_with(&self.prefix) => Vec::new(),
-            Some(key) if self.pending.contains_key(&key) => self.answered(&key, message),
+            Some(id) if self.is_own_id(&id) => {
+                self.listening = false;
+                Vec::new()
+            }
+            Some(id) if self.pending.contains_key(&id_key(id.clone())) => {
+                self.answered(&id_key(id), message)
+            }
+            // A further input round for a request already ended stays here.
+            Some(_) if message["result"]["resultType"] == json!("input_required") => Vec::new(),
             _ => vec![Route::ToClient(without_complete_marker(message))],
         }
+    }
+
+    /// Says a message the bridge routed to the server could not be delivered (the transport
+    /// failed: not signed in, unreachable). The routes that follow from it: for the
+    /// `server/discover` probe, the client's own handshake goes out unchanged (and fails, or
+    /// not, on its own terms); a request of the client's is forgotten (its caller answers it).
+    #[must_use]
+    pub fn undelivered(&mut self, id: &Value) -> Vec<Route> {
+        let key = id_key(id.clone());
+        if self.discover_id.as_ref() == Some(&key) {
+            self.discover_id = None;
+            let Mode::Probing { initialize, held } =
+                std::mem::replace(&mut self.mode, Mode::PassThrough)
+            else {
+                return Vec::new();
+            };
+            return std::iter::once(initialize)
+                .chain(held)
+                .map(Route::ToServer)
+                .collect();
+        }
+        if self.is_own_id(id) {
+            self.listening = false;
+            return Vec::new();
+        }
+        self.forget(&key);
+        Vec::new()
+    }
+
+    /// Drops request `key` and the questions still open for it.
+    fn forget(&mut self, key: &str) {
+        self.pending.remove(key);
+        self.asked.retain(|_, asked| asked.original != key);
     }
 
     fn own_id(&mut self, what: &str) -> String {
@@ -202,7 +301,7 @@ impl EraBridge {
         };
         self.client_info = params["clientInfo"].clone();
         let id = self.own_id("discover");
-        self.discover_id = Some(id.clone());
+        self.discover_id = Some(id_key(json!(id)));
         let discover = json!({"jsonrpc": "2.0", "id": id, "method": "server/discover",
             "params": {"_meta": self.meta()}});
         self.mode = Mode::Probing {
@@ -242,14 +341,29 @@ impl EraBridge {
             Value::Object(info) => Value::Object(info.clone()),
             _ => json!({"name": "mcp-server", "version": "unknown"}),
         };
+        // A revision the client asked for that is not of its era gets the newest of it.
+        let version = if SESSION_ERA.contains(&self.client_version.as_str()) {
+            self.client_version.clone()
+        } else {
+            "2025-11-25".to_owned()
+        };
+        // `resources/subscribe` is gone from 2026-07-28 and not carried over: not offered.
+        let mut capabilities = self.server_capabilities.clone();
+        if let Some(resources) = capabilities
+            .get_mut("resources")
+            .and_then(Value::as_object_mut)
+        {
+            resources.remove("subscribe");
+        }
         let mut initialized = json!({
-            "protocolVersion": self.client_version,
-            "capabilities": self.server_capabilities,
+            "protocolVersion": version,
+            "capabilities": capabilities,
             "serverInfo": server_info,
         });
         if let Some(instructions) = result["instructions"].as_str() {
             initialized["instructions"] = json!(instructions);
         }
+        self.initialize_result = initialized.clone();
         let mut routes = vec![Route::ToClient(json!({"jsonrpc": "2.0",
             "id": initialize["id"], "result": initialized}))];
         for message in held {
@@ -297,16 +411,16 @@ impl EraBridge {
         let Some(method) = method_of(&message).map(str::to_owned) else {
             // An answer: to the bridge's question, or to a server request of old.
             return match id.map(id_key).and_then(|key| self.asked.remove(&key)) {
-                Some((original, input)) => self.client_answered(&original, &input, message),
-                None => vec![Route::ToServer(message)],
+                Some(asked) => self.client_answered(asked, message),
+                // A 2026-07-28 server asked nothing outside the rounds: nothing to carry.
+                None => Vec::new(),
             };
         };
         let Some(id) = id else {
             return match method.as_str() {
                 "notifications/initialized" => self.listen(),
                 "notifications/cancelled" => {
-                    self.pending
-                        .remove(&id_key(message["params"]["requestId"].clone()));
+                    self.forget(&id_key(message["params"]["requestId"].clone()));
                     vec![Route::ToServer(message)]
                 }
                 _ => vec![Route::ToServer(message)],
@@ -320,15 +434,17 @@ impl EraBridge {
         match method.as_str() {
             // 2026-07-28 has no ping and no session to keep: the bridge is the peer here.
             "ping" => local(json!({})),
-            "logging/setLevel" => {
-                self.log_level = message["params"].get("level").cloned();
-                local(json!({}))
-            }
-            "initialize" => local(json!({
-                "protocolVersion": self.client_version,
-                "capabilities": self.server_capabilities,
-                "serverInfo": {"name": "mcp-server", "version": "unknown"},
-            })),
+            "logging/setLevel" => match message["params"]["level"].as_str() {
+                Some(level) if LOG_LEVELS.contains(&level) => {
+                    self.log_level = Some(json!(level));
+                    local(json!({}))
+                }
+                _ => vec![Route::ToClient(
+                    json!({"jsonrpc": "2.0", "id": id, "error": {
+                    "code": -32602, "message": "unknown log level"}}),
+                )],
+            },
+            "initialize" => local(self.initialize_result.clone()),
             _ => {
                 if matches!(
                     method.as_str(),
@@ -338,6 +454,7 @@ impl EraBridge {
                         id_key(id.clone()),
                         Pending {
                             id: id.clone(),
+                            round: 0,
                             params: message.get("params").cloned().unwrap_or(json!({})),
                             method: method.clone(),
                             rounds: 0,
@@ -355,6 +472,9 @@ impl EraBridge {
 
     /// `subscriptions/listen` for the list changes the server offers, if any.
     fn listen(&mut self) -> Vec<Route> {
+        if self.listening {
+            return Vec::new();
+        }
         let mut filter = Map::new();
         for (capability, key) in [
             ("tools", "toolsListChanged"),
@@ -369,6 +489,7 @@ impl EraBridge {
             return Vec::new();
         }
         let id = self.own_id("listen");
+        self.listening = true;
         let mut params = Map::new();
         params.insert("_meta".into(), Value::Object(self.meta()));
         params.insert("notifications".into(), Value::Object(filter));
@@ -380,16 +501,31 @@ impl EraBridge {
     fn answered(&mut self, key: &str, answer: Value) -> Vec<Route> {
         let input_required = answer["result"]["resultType"] == json!("input_required");
         if !input_required {
-            self.pending.remove(key);
+            self.forget(key);
             return vec![Route::ToClient(without_complete_marker(answer))];
         }
+        // Questions of the round before that are still open no longer count.
+        self.asked.retain(|_, asked| asked.original != key);
+        self.next_id += 1;
+        let round = self.next_id;
         let Some(pending) = self.pending.get_mut(key) else {
             return Vec::new();
         };
         pending.rounds += 1;
-        if pending.rounds > self.max_rounds {
+        pending.round = round;
+        let result = &answer["result"];
+        let no_requests = !result["inputRequests"].is_object();
+        if pending.rounds > self.max_rounds || (no_requests && result.get("requestState").is_none())
+        {
             let id = pending.id.clone();
-            self.pending.remove(key);
+            let too_many = pending.rounds > self.max_rounds;
+            self.forget(key);
+            if !too_many {
+                return vec![Route::ToClient(error_answer(
+                    id,
+                    "the server asked for input without saying what".into(),
+                ))];
+            }
             return vec![Route::ToClient(error_answer(
                 id,
                 format!(
@@ -398,7 +534,6 @@ impl EraBridge {
                 ),
             ))];
         }
-        let result = &answer["result"];
         pending.request_state = result.get("requestState").cloned();
         pending.responses = Map::new();
         pending.refused = None;
@@ -420,7 +555,8 @@ impl EraBridge {
                 .as_str()
                 .unwrap_or("an unknown request")
                 .to_owned();
-            let id = self.pending.remove(key).map_or(Value::Null, |p| p.id);
+            let id = self.pending.get(key).map_or(Value::Null, |p| p.id.clone());
+            self.forget(key);
             return vec![Route::ToClient(error_answer(
                 id,
                 format!("the server asked for {what}, which this client does not take"),
@@ -429,7 +565,12 @@ impl EraBridge {
         let mut routes = Vec::new();
         for (input, request) in requests {
             let id = self.own_id("input");
-            self.asked.insert(id.clone(), (key.to_owned(), input));
+            let asked = Asked {
+                original: key.to_owned(),
+                input,
+                round,
+            };
+            self.asked.insert(id_key(json!(id)), asked);
             let mut asked = json!({"jsonrpc": "2.0", "id": id, "method": request["method"]});
             if let Some(params) = request.get("params") {
                 asked["params"] = params.clone();
@@ -456,19 +597,25 @@ impl EraBridge {
         }
     }
 
-    /// Whether `id` is one of the bridge's own requests (never answered to the client).
+    /// Whether `id` is one of the bridge's own requests: a failure to deliver one goes to
+    /// [`undelivered`](Self::undelivered), never to the client.
     pub fn is_own_id(&self, id: &Value) -> bool {
         id.as_str().is_some_and(|id| id.starts_with(&self.prefix))
     }
 
     /// The client answered one of the bridge's questions for request `original`.
-    fn client_answered(&mut self, original: &str, input: &str, answer: Value) -> Vec<Route> {
+    fn client_answered(&mut self, asked: Asked, answer: Value) -> Vec<Route> {
+        let original = asked.original.as_str();
         let Some(pending) = self.pending.get_mut(original) else {
             return Vec::new();
         };
+        // An answer to a round already over (or to a request since replaced) counts for none.
+        if pending.round != asked.round {
+            return Vec::new();
+        }
         match (answer.get("result"), answer.get("error")) {
             (Some(result), _) => {
-                pending.responses.insert(input.to_owned(), result.clone());
+                pending.responses.insert(asked.input, result.clone());
             }
             (None, error) => {
                 pending.refused = Some(error.cloned().unwrap_or(json!({
@@ -481,7 +628,7 @@ impl EraBridge {
         }
         if let Some(error) = pending.refused.take() {
             let id = pending.id.clone();
-            self.pending.remove(original);
+            self.forget(original);
             return vec![Route::ToClient(
                 json!({"jsonrpc": "2.0", "id": id, "error": error}),
             )];
@@ -498,10 +645,15 @@ impl EraBridge {
             Value::Object(params) => params.clone(),
             _ => Map::new(),
         };
-        params.insert(
-            "inputResponses".into(),
-            Value::Object(pending.responses.clone()),
-        );
+        // A round that carried only state answers none (rmcp leaves the map out too).
+        if pending.responses.is_empty() {
+            params.remove("inputResponses");
+        } else {
+            params.insert(
+                "inputResponses".into(),
+                Value::Object(pending.responses.clone()),
+            );
+        }
         match &pending.request_state {
             Some(state) => params.insert("requestState".into(), state.clone()),
             None => params.remove("requestState"),
@@ -524,12 +676,12 @@ fn answer_id(message: &Value) -> Option<Value> {
     message.get("id").filter(|id| !id.is_null()).cloned()
 }
 
-/// An id as a map key: strings as they are, numbers as their digits (a client's `7` and
-/// `"7"` are the same request to no one, but both are unique among its own).
+/// An id as a map key, its JSON type kept: the string `"1"` and the number `1` are two
+/// requests.
 fn id_key(id: Value) -> String {
     match id {
-        Value::String(s) => s,
-        other => format!("#{other}"),
+        Value::String(s) => format!("s{s}"),
+        other => format!("n{other}"),
     }
 }
 

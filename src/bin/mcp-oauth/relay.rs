@@ -89,6 +89,8 @@ enum Event {
     FromServer(Option<tower_mcp_oauth::Result<Value>>),
     /// Time for a keep-alive ping.
     Ping,
+    /// A message the era bridge routed did not reach the server (its id).
+    Undelivered(Value),
     /// SIGINT or SIGTERM.
     Stop,
 }
@@ -219,7 +221,10 @@ fn request_id(message: &Value) -> Option<Value> {
 /// A message on its way to the server, and what to do when it does not arrive.
 struct Delivery {
     sending: BoxFuture<'static, tower_mcp_oauth::Result<()>>,
+    /// The client's request to answer when this fails.
     request_id: Option<Value>,
+    /// With `--protocol auto`: the message's id, told to the era bridge when this fails.
+    report: Option<(Value, mpsc::UnboundedSender<Value>)>,
 }
 
 impl Delivery {
@@ -228,6 +233,9 @@ impl Delivery {
             return;
         };
         tracing::error!(%error, "a message could not be delivered to the server");
+        if let Some((id, report)) = self.report {
+            let _ = report.send(id);
+        }
         if let Some(id) = self.request_id {
             let _ = output.send(undeliverable(id, &error)).await;
         }
@@ -244,8 +252,10 @@ struct Relay {
     deliveries: tokio::task::JoinSet<()>,
     /// `--ignore-tool`.
     ignored: IgnoredTools,
-    /// `--protocol auto`: the client's revision carried to a 2026-07-28-only server.
+    /// `--protocol auto`: the client's revision carried to a 2026-07-28-only server, and
+    /// where failed deliveries are told to it.
     eras: Option<EraBridge>,
+    undelivered: mpsc::UnboundedSender<Value>,
 }
 
 impl Relay {
@@ -285,6 +295,7 @@ impl Relay {
                         return false;
                     }
                 }
+                _ => tracing::warn!("a route this bridge does not know was dropped"),
             }
         }
         true
@@ -296,8 +307,14 @@ impl Relay {
             .eras
             .as_ref()
             .is_some_and(|eras| message.get("id").is_some_and(|id| eras.is_own_id(id)));
+        let report = self
+            .eras
+            .as_ref()
+            .and(message.get("id").filter(|id| !id.is_null()))
+            .map(|id| (id.clone(), self.undelivered.clone()));
         let delivery = Delivery {
             request_id: request_id(&message).filter(|_| !own),
+            report,
             sending: self.remote.send(message),
         };
         while self.deliveries.try_join_next().is_some() {}
@@ -416,12 +433,14 @@ pub(crate) async fn run(
             }
         }
     });
+    let (undelivered, mut failed_deliveries) = mpsc::unbounded_channel::<Value>();
     let mut relay = Relay {
         remote,
         output,
         deliveries: tokio::task::JoinSet::new(),
         ignored: IgnoredTools::new(settings.ignore_tools),
         eras: settings.bridge_eras.then(EraBridge::new),
+        undelivered,
     };
     // Split on bytes: a line that is not UTF-8 is answered as not JSON, like any other.
     let mut lines = BufReader::new(standard_input()).split(b'\n');
@@ -436,6 +455,7 @@ pub(crate) async fn run(
                 line = lines.next_segment() => Event::FromClient(line),
                 message = &mut receive => Event::FromServer(message),
                 () = pings.due() => Event::Ping,
+                Some(id) = failed_deliveries.recv() => Event::Undelivered(id),
                 () = signals.received() => Event::Stop,
             }
         };
@@ -472,6 +492,17 @@ pub(crate) async fn run(
                 relay.remote.close().await;
                 break Ok(());
             }
+            Event::Undelivered(id) => {
+                let routes = match &mut relay.eras {
+                    Some(eras) => eras.undelivered(&id),
+                    None => Vec::new(),
+                };
+                if !relay.follow(routes).await {
+                    break Ok(());
+                }
+            }
+            // A 2026-07-28 server has no ping: the bridge's requests keep it busy enough.
+            Event::Ping if relay.eras.as_ref().is_some_and(EraBridge::is_bridging) => {}
             Event::Ping => {
                 let waiting = pings.in_flight.as_ref().is_some_and(|t| !t.is_finished());
                 if waiting {

@@ -50,7 +50,7 @@ fn discovered(versions: Value, held: &[Value]) -> (EraBridge, Vec<Route>) {
     }
     let answer = json!({"jsonrpc": "2.0", "id": discover["id"], "result": {
         "resultType": "complete", "supportedVersions": versions,
-        "capabilities": {"tools": {"listChanged": true}},
+        "capabilities": {"tools": {"listChanged": true}, "resources": {"subscribe": true}},
         "instructions": "be nice", "ttlMs": 0, "cacheScope": "private",
         "_meta": {META_SERVER_INFO: {"name": "modern", "version": "2"}}}});
     let routes = bridge.from_server(answer);
@@ -115,7 +115,7 @@ fn a_modern_only_server_is_answered_for_and_requests_carry_the_meta() {
             json!({"jsonrpc": "2.0", "id": 2, "result": {}})
         )]
     );
-    bridge.from_client(
+    let _ = bridge.from_client(
         json!({"jsonrpc": "2.0", "id": 3, "method": "logging/setLevel",
         "params": {"level": "debug"}}),
     );
@@ -159,7 +159,7 @@ fn input_required_becomes_server_requests_and_the_call_goes_again() {
     let (mut bridge, _) = discovered(json!([MODERN_VERSION]), &[]);
     let call = json!({"jsonrpc": "2.0", "id": "c1", "method": "tools/call",
         "params": {"name": "delete", "arguments": {"what": "x"}}});
-    bridge.from_client(call);
+    let _ = bridge.from_client(call);
     let routes = bridge.from_server(confirm_needed(json!("c1"), "s-1"));
     let asked = to_client(&routes)[0].clone();
     assert_eq!(asked["method"], "elicitation/create");
@@ -193,12 +193,12 @@ fn rounds_are_bounded_and_a_refusal_answers_the_call() {
     bridge_rounds.mode = Mode::Bridging;
     bridge_rounds.client_capabilities = json!({"elicitation": {}});
     let call = |id: i64| json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": "t"}});
-    bridge_rounds.from_client(call(1));
+    let _ = bridge_rounds.from_client(call(1));
     for round in 0..3 {
         let routes = bridge_rounds.from_server(confirm_needed(json!(1), "s"));
         if round < 2 {
             let asked = to_client(&routes)[0].clone();
-            bridge_rounds.from_client(
+            let _ = bridge_rounds.from_client(
                 json!({"jsonrpc": "2.0", "id": asked["id"], "result": {"action": "accept"}}),
             );
         } else {
@@ -210,7 +210,7 @@ fn rounds_are_bounded_and_a_refusal_answers_the_call() {
                 .contains("more than 2"));
         }
     }
-    bridge_rounds.from_client(call(2));
+    let _ = bridge_rounds.from_client(call(2));
     let asked = to_client(&bridge_rounds.from_server(confirm_needed(json!(2), "s")))[0].clone();
     let refused = json!({"code": -1, "message": "user closed the dialog"});
     let routes =
@@ -292,7 +292,7 @@ proptest! {
 #[test]
 fn a_question_the_client_did_not_declare_ends_the_call_with_an_error() {
     let (mut bridge, _) = discovered(json!([MODERN_VERSION]), &[]);
-    bridge.from_client(
+    let _ = bridge.from_client(
         json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "t"}}),
     );
     let sampling = json!({"jsonrpc": "2.0", "id": 1, "result": {"resultType": "input_required",
@@ -305,4 +305,69 @@ fn a_question_the_client_did_not_declare_ends_the_call_with_an_error() {
         .unwrap()
         .contains("sampling/createMessage"));
     assert!(to_server(&routes).is_empty() && bridge.pending.is_empty());
+}
+
+#[test]
+fn an_undelivered_probe_sends_the_clients_own_handshake() {
+    let mut bridge = EraBridge::new();
+    let discover = to_server(&bridge.from_client(initialize()))[0].clone();
+    assert!(bridge.from_client(tools_list(1)).is_empty());
+    let routes = bridge.undelivered(&discover["id"]);
+    assert_eq!(to_server(&routes), [&initialize(), &tools_list(1)]);
+    assert!(bridge.is_passing_through());
+}
+
+#[test]
+fn ids_of_other_types_and_stale_answers_do_not_mix() {
+    let (mut bridge, _) = discovered(json!([MODERN_VERSION]), &[]);
+    for id in [json!(1), json!("1"), json!("n1"), json!("s1")] {
+        let _ = bridge.from_client(
+            json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": "t"}}),
+        );
+    }
+    assert_eq!(bridge.pending.len(), 4);
+    // A question left open by a cancelled call is not an answer for the call's next use.
+    let asked = to_client(&bridge.from_server(confirm_needed(json!(1), "s")))[0].clone();
+    let _ = bridge.from_client(
+        json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+        "params": {"requestId": 1}}),
+    );
+    assert!(bridge.asked.is_empty());
+    let stale = bridge
+        .from_client(json!({"jsonrpc": "2.0", "id": asked["id"], "result": {"action": "accept"}}));
+    assert!(stale.is_empty(), "{stale:?}");
+    // A second round replaces the first's open questions.
+    let first = to_client(&bridge.from_server(confirm_needed(json!("1"), "a")))[0].clone();
+    let second = to_client(&bridge.from_server(confirm_needed(json!("1"), "b")))[0].clone();
+    let late = bridge
+        .from_client(json!({"jsonrpc": "2.0", "id": first["id"], "result": {"action": "accept"}}));
+    assert!(late.is_empty());
+    let routes = bridge
+        .from_client(json!({"jsonrpc": "2.0", "id": second["id"], "result": {"action": "accept"}}));
+    let again = to_server(&routes)[0];
+    assert_eq!(
+        (again["id"].clone(), again["params"]["requestState"].clone()),
+        (json!("1"), json!("b"))
+    );
+}
+
+#[test]
+fn a_modern_servers_own_requests_and_bad_levels_are_refused() {
+    let (mut bridge, routes) = discovered(json!([MODERN_VERSION]), &[]);
+    let sneaked =
+        json!({"jsonrpc": "2.0", "id": "x", "method": "sampling/createMessage", "params": {}});
+    let refused = bridge.from_server(sneaked);
+    assert_eq!(to_server(&refused)[0]["error"]["code"], -32601);
+    assert!(to_client(&refused).is_empty());
+    let level = bridge.from_client(
+        json!({"jsonrpc": "2.0", "id": 3, "method": "logging/setLevel",
+        "params": {"level": "verbose"}}),
+    );
+    assert_eq!(to_client(&level)[0]["error"]["code"], -32602);
+    // A second initialize gets the first answer.
+    let again = bridge.from_client(initialize());
+    assert_eq!(
+        to_client(&again)[0]["result"],
+        to_client(&routes)[0]["result"]
+    );
 }
