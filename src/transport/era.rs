@@ -22,6 +22,9 @@ const META_SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
 /// The most `input_required` rounds one request may take (as the SDKs bound them).
 pub const DEFAULT_MAX_ROUNDS: usize = 10;
 
+/// How many times the listening stream is opened again after the server ends it.
+const MAX_LISTEN_REOPENS: usize = 5;
+
 /// Messages held while the server's revision is found out.
 const MAX_HELD: usize = 256;
 
@@ -124,6 +127,8 @@ pub struct EraBridge {
     initialize_result: Value,
     /// `subscriptions/listen` was opened.
     listening: bool,
+    /// How many times it was opened again after the server ended it.
+    listen_reopens: usize,
     max_rounds: usize,
 }
 
@@ -153,6 +158,7 @@ impl EraBridge {
             asked: HashMap::new(),
             initialize_result: Value::Null,
             listening: false,
+            listen_reopens: 0,
             max_rounds: DEFAULT_MAX_ROUNDS,
         }
     }
@@ -240,10 +246,16 @@ impl EraBridge {
             )];
         }
         match answered {
-            // The answer to the bridge's own request (the listening stream's end).
+            // The answer to the bridge's own request: the listening stream ended (the server
+            // restarted, a proxy cut it). Opened again, a few times at most, so list changes
+            // keep coming.
             Some(id) if self.is_own_id(&id) => {
                 self.listening = false;
-                Vec::new()
+                if self.listen_reopens >= MAX_LISTEN_REOPENS {
+                    return Vec::new();
+                }
+                self.listen_reopens += 1;
+                self.listen()
             }
             Some(id) if self.pending.contains_key(&id_key(id.clone())) => {
                 self.answered(&id_key(id), message)
