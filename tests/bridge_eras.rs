@@ -26,10 +26,7 @@ use rmcp::{
     ServiceExt,
 };
 use serde_json::json;
-use tokio::process::Command;
 use tokio::sync::Notify;
-
-const BIN: &str = env!("CARGO_BIN_EXE_mcp-oauth");
 
 /// Speaks only 2026-07-28. `delete` asks the user first; `change` makes its tool list change.
 #[derive(Clone)]
@@ -171,13 +168,7 @@ fn text_of(result: &CallToolResult) -> String {
 async fn a_2025_client_reaches_a_2026_only_server_through_protocol_auto() {
     let url = modern_server().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut command = Command::new(BIN);
-    command
-        .args([url.as_str(), "--protocol", "auto"])
-        .env("MCP_OAUTH_DIR", dir.path())
-        .env("BROWSER", "false")
-        .env_remove("DBUS_SESSION_BUS_ADDRESS")
-        .env("XDG_RUNTIME_DIR", dir.path());
+    let command = support::stdio::bridge_command(&[&url, "--protocol", "auto"], dir.path());
     let desktop = Desktop::default();
     let client = desktop
         .clone()
@@ -222,13 +213,8 @@ async fn a_2025_client_reaches_a_2026_only_server_through_protocol_auto() {
 async fn an_unreachable_server_still_answers_the_handshake_with_an_error() {
     let (_held, base) = support::refusing_port();
     let dir = tempfile::tempdir().unwrap();
-    let mut command = Command::new(BIN);
-    command
-        .args([format!("{base}/mcp").as_str(), "--protocol", "auto"])
-        .env("MCP_OAUTH_DIR", dir.path())
-        .env("BROWSER", "false")
-        .env_remove("DBUS_SESSION_BUS_ADDRESS")
-        .env("XDG_RUNTIME_DIR", dir.path());
+    let url = format!("{base}/mcp");
+    let command = support::stdio::bridge_command(&[&url, "--protocol", "auto"], dir.path());
     let mut bridge = support::stdio::StdioPeer::spawn(command);
     let (answer, _) = bridge
         .ask(

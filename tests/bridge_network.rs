@@ -15,9 +15,6 @@ use axum::Router;
 use serde_json::{json, Value};
 use support::forward_proxy::proxy;
 use support::stdio::StdioPeer;
-use tokio::process::Command;
-
-const BIN: &str = env!("CARGO_BIN_EXE_mcp-oauth");
 
 /// A request the server got: its method and `Cookie` header.
 type Seen = Arc<Mutex<Vec<(String, Option<String>)>>>;
@@ -71,18 +68,8 @@ async fn server() -> (String, std::net::SocketAddr, Seen) {
 /// `mcp-oauth ARGS` with `env`, credentials in a temporary directory.
 fn start_bridge(args: &[&str], env: &[(&str, &str)]) -> (StdioPeer, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let mut command = Command::new(BIN);
-    command
-        .args(args)
-        .env("MCP_OAUTH_DIR", dir.path())
-        .env("BROWSER", "false")
-        .env_remove("DBUS_SESSION_BUS_ADDRESS")
-        .env_remove("HTTP_PROXY")
-        .env_remove("http_proxy")
-        .env_remove("ALL_PROXY")
-        .env_remove("all_proxy")
-        .env("XDG_RUNTIME_DIR", dir.path())
-        .envs(env.iter().copied());
+    let mut command = support::stdio::bridge_command(args, dir.path());
+    command.envs(env.iter().copied());
     (StdioPeer::spawn(command), dir)
 }
 

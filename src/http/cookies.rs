@@ -12,6 +12,8 @@ use http::header::{COOKIE, SET_COOKIE};
 use http::{HeaderValue, Request, Response, Uri};
 use tower::{Layer, Service};
 
+use crate::sync::LockExt;
+
 /// Most cookies kept per origin; a server setting more replaces its oldest.
 const MAX_COOKIES_PER_ORIGIN: usize = 50;
 /// Most origins kept; a new one replaces the one used longest ago.
@@ -79,7 +81,7 @@ where
         let origin = origin_of(request.uri());
         if let Some(origin) = &origin {
             if !request.headers().contains_key(COOKIE) {
-                let header = lock(&self.jar).header_for(origin, Instant::now());
+                let header = self.jar.locked().header_for(origin, Instant::now());
                 if let Some(header) = header {
                     request.headers_mut().insert(COOKIE, header);
                 }
@@ -93,7 +95,7 @@ where
                     let set = response.headers().get_all(SET_COOKIE);
                     if set.iter().next().is_some() {
                         let now = (Instant::now(), SystemTime::now());
-                        let mut jar = lock(&jar);
+                        let mut jar = jar.locked();
                         for value in set {
                             if let Some(cookie) = parse_set_cookie(value.as_bytes(), now) {
                                 jar.store(&origin, cookie);
@@ -105,12 +107,6 @@ where
             })
             .boxed()
     }
-}
-
-fn lock(jar: &Mutex<Jar>) -> std::sync::MutexGuard<'_, Jar> {
-    // A panic elsewhere leaves a jar that is still consistent: each change is one insert.
-    jar.lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn origin_of(uri: &Uri) -> Option<String> {

@@ -222,7 +222,8 @@ impl EraBridge {
                 .collect();
         }
         let answered = answer_id(&message);
-        if answered.is_some() && answered.clone().map(id_key) == self.discover_id {
+        let key = answered.clone().map(id_key);
+        if key.is_some() && key == self.discover_id {
             self.discover_id = None;
             return self.discovered(message);
         }
@@ -245,11 +246,11 @@ impl EraBridge {
                 "message": "a 2026-07-28 server asks the client only inside input_required"}}),
             )];
         }
-        match answered {
+        match (answered, key) {
             // The answer to the bridge's own request: the listening stream ended (the server
             // restarted, a proxy cut it). Opened again, a few times at most, so list changes
             // keep coming.
-            Some(id) if self.is_own_id(&id) => {
+            (Some(id), _) if self.is_own_id(&id) => {
                 self.listening = false;
                 if self.listen_reopens >= MAX_LISTEN_REOPENS {
                     return Vec::new();
@@ -257,11 +258,11 @@ impl EraBridge {
                 self.listen_reopens += 1;
                 self.listen()
             }
-            Some(id) if self.pending.contains_key(&id_key(id.clone())) => {
-                self.answered(&id_key(id), message)
-            }
+            (_, Some(key)) if self.pending.contains_key(&key) => self.answered(&key, message),
             // A further input round for a request already ended stays here.
-            Some(_) if message["result"]["resultType"] == json!("input_required") => Vec::new(),
+            (Some(_), _) if message["result"]["resultType"] == json!("input_required") => {
+                Vec::new()
+            }
             _ => vec![Route::ToClient(without_complete_marker(message))],
         }
     }
@@ -275,15 +276,8 @@ impl EraBridge {
         let key = id_key(id.clone());
         if self.discover_id.as_ref() == Some(&key) {
             self.discover_id = None;
-            let Mode::Probing { initialize, held } =
-                std::mem::replace(&mut self.mode, Mode::PassThrough)
-            else {
-                return Vec::new();
-            };
-            return std::iter::once(initialize)
-                .chain(held)
-                .map(Route::ToServer)
-                .collect();
+            // No answer says no more than a session-era server's refusal does.
+            return self.discovered(Value::Null);
         }
         if self.is_own_id(id) {
             self.listening = false;
@@ -323,7 +317,7 @@ impl EraBridge {
         vec![Route::ToServer(discover)]
     }
 
-    /// The `server/discover` answer decides the mode.
+    /// The `server/discover` answer (`Null` when none came) decides the mode.
     fn discovered(&mut self, answer: Value) -> Vec<Route> {
         let Mode::Probing { initialize, held } =
             std::mem::replace(&mut self.mode, Mode::PassThrough)

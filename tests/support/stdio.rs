@@ -92,3 +92,20 @@ impl StdioPeer {
         (stderr, status)
     }
 }
+
+/// `mcp-oauth ARGS` as a desktop app starts it, its credentials in `dir`: no browser, no OS
+/// credential store, no proxy from the environment.
+#[cfg(feature = "cli")]
+pub fn bridge_command(args: &[&str], dir: &std::path::Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mcp-oauth"));
+    command
+        .args(args)
+        .env("MCP_OAUTH_DIR", dir)
+        .env("XDG_RUNTIME_DIR", dir)
+        .env("BROWSER", "false")
+        .env_remove("DBUS_SESSION_BUS_ADDRESS");
+    for proxy in ["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"] {
+        command.env_remove(proxy);
+    }
+    command
+}

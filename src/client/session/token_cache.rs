@@ -50,28 +50,32 @@ impl TokenSnapshot {
         reacquirable: bool,
         present_id_token: bool,
     ) -> Option<Self> {
-        if present_id_token {
-            if let Some(snapshot) = Self::of_id_token(tokens, generation, margin_secs, reacquirable)
-            {
-                return Some(snapshot);
+        let id_token = present_id_token.then(|| good_id_token(tokens)).flatten();
+        let (token, scheme, dpop, expires_at, issued_at) = match id_token {
+            // An ID token is never bound: it goes as Bearer, due by its own `exp`.
+            Some((token, expires_at, issued_at)) => {
+                (token, "Bearer", None, Some(expires_at), issued_at)
             }
-        }
-        let token = tokens.access_token.expose();
-        let (scheme, dpop) = match &tokens.dpop_key {
-            Some(key) => (
-                "DPoP",
-                Some(Arc::new(DpopAttach {
-                    key: key.clone(),
-                    ath: access_token_hash(token),
-                })),
-            ),
-            // A DPoP-bound token without its key is of no use to anyone.
-            None if tokens.token_type.eq_ignore_ascii_case("dpop") => return None,
-            None => ("Bearer", None),
+            None => {
+                let token = tokens.access_token.expose();
+                let (scheme, dpop) = match &tokens.dpop_key {
+                    Some(key) => (
+                        "DPoP",
+                        Some(Arc::new(DpopAttach {
+                            key: key.clone(),
+                            ath: access_token_hash(token),
+                        })),
+                    ),
+                    // A DPoP-bound token without its key is of no use to anyone.
+                    None if tokens.token_type.eq_ignore_ascii_case("dpop") => return None,
+                    None => ("Bearer", None),
+                };
+                (token, scheme, dpop, tokens.expires_at, tokens.issued_at)
+            }
         };
         let mut header = HeaderValue::from_str(&format!("{scheme} {token}")).ok()?;
         header.set_sensitive(true);
-        let margin = match (tokens.expires_at, tokens.issued_at) {
+        let margin = match (expires_at, issued_at) {
             (Some(expires_at), Some(issued_at)) => {
                 margin_secs.min(expires_at.saturating_sub(issued_at) / 2)
             }
@@ -83,42 +87,8 @@ impl TokenSnapshot {
                 generation,
                 dpop,
             },
-            refresh_due_at: tokens.expires_at.map(|at| at.saturating_sub(margin)),
-            expires_at: tokens.expires_at,
-            refreshable: reacquirable || tokens.refresh_token.is_some(),
-        })
-    }
-
-    /// The ID token as a Bearer credential, due by its own `exp`; `None` without one that is
-    /// still good (the access token is sent then, rather than a refresh on every request).
-    fn of_id_token(
-        tokens: &TokenSet,
-        generation: u64,
-        margin_secs: u64,
-        reacquirable: bool,
-    ) -> Option<Self> {
-        let token = tokens.id_token.as_ref()?.expose();
-        let expires_at = crate::jose::unverified_claim_u64(token, "exp")?;
-        let issued_at = crate::jose::unverified_claim_u64(token, "iat");
-        if expires_at <= crate::clock::now_secs() {
-            tracing::warn!(
-                "the ID token has expired and no newer one came; sending the access token"
-            );
-            return None;
-        }
-        let mut header = HeaderValue::from_str(&format!("Bearer {token}")).ok()?;
-        header.set_sensitive(true);
-        let margin = issued_at.map_or(margin_secs, |issued_at| {
-            margin_secs.min(expires_at.saturating_sub(issued_at) / 2)
-        });
-        Some(Self {
-            attach: Attach {
-                header,
-                generation,
-                dpop: None,
-            },
-            refresh_due_at: Some(expires_at.saturating_sub(margin)),
-            expires_at: Some(expires_at),
+            refresh_due_at: expires_at.map(|at| at.saturating_sub(margin)),
+            expires_at,
             refreshable: reacquirable || tokens.refresh_token.is_some(),
         })
     }
@@ -130,6 +100,25 @@ impl TokenSnapshot {
     pub(crate) fn expired(&self, now: u64) -> bool {
         self.expires_at.is_some_and(|at| at <= now)
     }
+}
+
+/// The ID token with its `exp` and `iat`, if one is still good; `None` otherwise (the access
+/// token is sent then, rather than a refresh on every request).
+fn good_id_token(tokens: &TokenSet) -> Option<(&str, u64, Option<u64>)> {
+    let token = tokens.id_token.as_ref()?.expose();
+    if !crate::client::wire::is_attachable(token) {
+        return None;
+    }
+    let expires_at = crate::jose::unverified_claim_u64(token, "exp")?;
+    if expires_at <= crate::clock::now_secs() {
+        tracing::warn!("the ID token has expired and no newer one came; sending the access token");
+        return None;
+    }
+    Some((
+        token,
+        expires_at,
+        crate::jose::unverified_claim_u64(token, "iat"),
+    ))
 }
 
 /// A thread's own copy of a session's current header. Requests on many cores would otherwise
