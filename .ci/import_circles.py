@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Fails when the crate's files import each other in a circle.
 
-Reads every .rs file under src/ (the library, and each binary as a crate of its own), takes the
-paths it names through `crate::`, `super::` and `self::` (in `use` items and inline), maps each
+Reads every .rs file of the library (src/) and of the bridge package (mcp-oauth/src/), each
+binary a crate of its own; takes the paths it names through `crate::`, `super::` and `self::` (in `use` items and inline), maps each
 to the file that defines the module it reaches, and looks for circles among those files. A
 module's own file (mod.rs, lib.rs, main.rs) declaring and re-exporting its children is its face,
 not an import: those edges are not counted.
@@ -34,6 +34,9 @@ def crates():
             main = os.path.join(bins, name, "main.rs")
             if os.path.exists(main):
                 found.append((main, os.path.dirname(main)))
+    bridge = os.path.join(ROOT, "mcp-oauth", "src", "main.rs")
+    if os.path.exists(bridge):
+        found.append((bridge, os.path.dirname(bridge)))
     return found
 
 

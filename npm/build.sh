@@ -11,10 +11,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
+version=$(sed -n 's/^version = "\(.*\)"/\1/p' mcp-oauth/Cargo.toml | head -n1)
 launcher_version=$(node -p "require('./npm/mcp-oauth/package.json').version")
 if [ "$version" != "$launcher_version" ]; then
-  echo "npm/mcp-oauth/package.json says $launcher_version, Cargo.toml $version" >&2
+  echo "npm/mcp-oauth/package.json says $launcher_version, mcp-oauth/Cargo.toml $version" >&2
   exit 1
 fi
 
@@ -28,7 +28,7 @@ cpu=${platform#*-}
 exe=mcp-oauth
 [ "$os" = win32 ] && exe=mcp-oauth.exe
 
-build=(cargo build --quiet --profile dist --no-default-features --features cli --bin mcp-oauth)
+build=(cargo build --quiet --profile dist -p mcp-oauth --bin mcp-oauth)
 if [ -n "$triple" ]; then
   "${build[@]}" --target "$triple"
   binary=target/$triple/dist/$exe

@@ -5,8 +5,8 @@
 //! the redirects) and call a tool of the `protected_server` example, run as a user runs them.
 //!
 //! `.ci/run` installs oidc-provider and sets `REQUIRE_OIDC_PROVIDER_TESTS=1`; without it (or
-//! without the examples built, as `cargo test --all-features` does) these tests say what they
-//! skipped and pass.
+//! without the examples and the bridge built, as `cargo test --workspace --all-features` builds
+//! them) these tests say what they skipped and pass.
 
 mod support;
 
@@ -19,22 +19,34 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 
 const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/oidc_provider");
-const BRIDGE: &str = env!("CARGO_BIN_EXE_mcp-oauth");
 const CLIENT_ID: &str = "mcp-client";
 /// Each program gets this long to print what the test waits for, or to finish.
 const STEP: Duration = Duration::from_secs(60);
 
-fn example(name: &str) -> PathBuf {
-    Path::new(BRIDGE)
-        .parent()
-        .expect("the binary lives in a directory")
-        .join("examples")
-        .join(name)
+/// Where cargo put this build's programs (`target/debug`): this test binary lives in its
+/// `deps`. The examples are this package's; `mcp-oauth` is the bridge package's, built by
+/// the same `cargo test --workspace`.
+fn built(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let deps = exe.parent().expect("the test binary lives in a directory");
+    deps.parent().expect("deps has a parent").join(name)
 }
 
-/// Whether everything these tests run is here; when not, says what is missing (and fails when
-/// CI requires them).
-fn ready() -> bool {
+fn example(name: &str) -> PathBuf {
+    built("examples").join(name)
+}
+
+fn bridge() -> PathBuf {
+    built(if cfg!(windows) {
+        "mcp-oauth.exe"
+    } else {
+        "mcp-oauth"
+    })
+}
+
+/// Whether everything these tests run is here (with `mcp-oauth` when `needs_bridge`); when not,
+/// says what is missing (and fails when CI requires them).
+fn ready(needs_bridge: bool) -> bool {
     let mut missing = Vec::new();
     if !Path::new(DIR)
         .join("node_modules/oidc-provider/package.json")
@@ -48,6 +60,9 @@ fn ready() -> bool {
                 "the {name} example (built by cargo test --all-features)"
             ));
         }
+    }
+    if needs_bridge && !bridge().exists() {
+        missing.push("the mcp-oauth binary (built by cargo test --workspace)".to_owned());
     }
     if missing.is_empty() {
         return true;
@@ -181,7 +196,7 @@ fn stored_tokens(path: &Path) -> Value {
 /// The `oauth-client` example against `protected_server` with `flags`: signs in at
 /// oidc-provider, calls `whoami`; what the tool saw, and the tokens kept.
 async fn oauth_client_against(flags: &[&str]) -> Option<(Value, Value)> {
-    if !ready() {
+    if !ready(false) {
         return None;
     }
     let (_provider, issuer) = identity_provider().await;
@@ -234,14 +249,14 @@ async fn a_resource_without_dpop_gets_bearer_tokens_though_the_provider_offers_d
 
 #[tokio::test]
 async fn mcp_oauth_call_signs_in_and_calls_a_tool() {
-    if !ready() {
+    if !ready(true) {
         return;
     }
     let (_provider, issuer) = identity_provider().await;
     let (_server, mcp_url) = protected_server(&issuer, &[]).await;
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("credentials.json");
-    let mut bridge = Command::new(BRIDGE);
+    let mut bridge = Command::new(bridge());
     bridge
         .args(["call", &mcp_url, "whoami", "--client-id", CLIENT_ID])
         .args(["--store", "file", "--store-file"])

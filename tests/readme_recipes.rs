@@ -1,6 +1,6 @@
 //! README's recipes: README shows `examples/recipes.rs` as it is, and each recipe runs end to end
 //! here against the crate's own client or servers. Recipe (d), the desktop bridge, runs in
-//! `tests/cli_bridge.rs`.
+//! `mcp-oauth/tests/cli_bridge.rs`.
 #![cfg(all(
     feature = "authorization-server",
     feature = "rmcp",

@@ -3,12 +3,6 @@
 //! @tower-mcp-oauth/mcp-oauth URL`, on a `PATH` without cargo: it signs in, calls a tool, and a
 //! SIGTERM to npx ends the bridge in order. Needs `MCP_OAUTH_NPM_PACKAGES` (the tarballs'
 //! directory) and Node.js; without them it says it skipped, unless `REQUIRE_NPM_PACKAGE_TESTS=1`.
-#![cfg(all(
-    feature = "cli",
-    feature = "authorization-server",
-    feature = "rmcp-server",
-    feature = "jwt"
-))]
 
 mod support;
 

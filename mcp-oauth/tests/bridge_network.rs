@@ -1,7 +1,6 @@
 //! How `mcp-oauth` reaches a server, with mcp-remote's flags: cookies kept for load balancers,
 //! keep-alive pings, plain http on private networks. The server is a small MCP server on
 //! 127.0.0.1 with no authorization, which notes what each request carried.
-#![cfg(feature = "cli")]
 
 mod support;
 
@@ -159,4 +158,52 @@ async fn plain_http_off_loopback_needs_allow_http() {
         .all()
         .iter()
         .any(|(line, _)| line.contains("http://mcp.internal:")));
+}
+
+#[tokio::test]
+async fn the_bridge_reads_https_proxy_and_never_prints_its_password() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    // Nothing answers behind the proxy: the connection just closes.
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            drop(stream);
+        }
+    });
+    let (proxy_url, seen) = proxy(upstream).await;
+    let dir = tempfile::tempdir().unwrap();
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_mcp-oauth"))
+        .args([
+            "call",
+            "https://mcp.test/mcp",
+            "add",
+            "--no-browser",
+            "--store",
+            "file",
+        ])
+        .arg("--store-file")
+        .arg(dir.path().join("credentials.json"))
+        .env(
+            "HTTPS_PROXY",
+            proxy_url.replace("http://", "http://bob:hunter2@"),
+        )
+        .env("NO_PROXY", "")
+        .env_remove("BROWSER")
+        .env_remove("DBUS_SESSION_BUS_ADDRESS")
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(30), output)
+        .await
+        .expect("no hang")
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+    assert!(
+        !String::from_utf8_lossy(&output.stdout).contains("hunter2"),
+        "nothing but JSON-RPC on stdout"
+    );
+    let seen = seen.all();
+    assert_eq!(seen[0].0, "CONNECT mcp.test:443 HTTP/1.1");
+    // bob:hunter2
+    assert_eq!(seen[0].1.as_deref(), Some("Basic Ym9iOmh1bnRlcjI="));
 }

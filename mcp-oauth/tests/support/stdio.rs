@@ -95,7 +95,6 @@ impl StdioPeer {
 
 /// `mcp-oauth ARGS` as a desktop app starts it, its credentials in `dir`: no browser, no OS
 /// credential store, no proxy from the environment.
-#[cfg(feature = "cli")]
 pub fn bridge_command(args: &[&str], dir: &std::path::Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_mcp-oauth"));
     command

@@ -4,14 +4,14 @@
 //! resident memory idle and after many calls, and the time from start to the first answer with
 //! stored tokens.
 //!
-//! `cargo bench --bench bridge --features cli` (`BRIDGE_CALLS`, default 2,000 per round;
+//! `cargo bench -p mcp-oauth --bench bridge` (`BRIDGE_CALLS`, default 2,000 per round;
 //! `BRIDGE_ROUNDS`, default 3; `BRIDGE_MEMORY_CALLS`, default 10,000). Needs python3 (the
 //! sign-in's stand-in browser follows one redirect). The bridge keeps its credentials in the
 //! plain file; where a Secret Service answers (`DBUS_SESSION_BUS_ADDRESS`), the start is also
 //! measured with the file sealed by a key from it (`--store keyring`). `MCP_OAUTH_BIN` names
 //! another build of the bridge to measure (`target/dist/mcp-oauth`, as the npm package ships).
 
-#[path = "../examples/support/oauth_server_app.rs"]
+#[path = "../../examples/support/oauth_server_app.rs"]
 mod oauth_server_app;
 
 use std::path::Path;

@@ -2,12 +2,6 @@
 //! transport on one side, the `mcp_oauth_server` example (on 127.0.0.1) on the other. The
 //! "browser" is a script the bridge opens through `BROWSER`: it follows the authorization URL,
 //! which the server approves at once, and notes each sign-in in a file.
-#![cfg(all(
-    feature = "cli",
-    feature = "authorization-server",
-    feature = "rmcp-server",
-    feature = "jwt"
-))]
 
 mod support;
 

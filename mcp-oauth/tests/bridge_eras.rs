@@ -2,7 +2,6 @@
 //! desktop host starts the bridge) reaches an rmcp server that speaks only 2026-07-28. Tools are
 //! listed and called, a call that needs the user's confirmation (`input_required`) is put to the
 //! client as an ordinary elicitation, and a list change reaches the client.
-#![cfg(all(feature = "cli", feature = "rmcp-server"))]
 
 mod support;
 

@@ -1,0 +1,26 @@
+//! What the bridge's tests share: the library's test support (`tests/support` at the
+//! repository's root, loaded file by file, since its feature gates name the library's features)
+//! and a stdio peer for the bridge.
+// Each test binary uses a different part of this module, so the rest would warn as unused.
+#![allow(dead_code, unreachable_pub, unused_imports)]
+
+pub mod stdio;
+
+#[path = "../../../tests/support/common.rs"]
+mod common;
+pub use common::*;
+
+#[path = "../../../tests/support/approving.rs"]
+mod approving;
+pub use approving::approving_server;
+#[path = "../../../tests/support/auth_server.rs"]
+pub mod auth_server;
+#[path = "../../../tests/support/forward_proxy.rs"]
+pub mod forward_proxy;
+#[path = "../../../tests/support/mcp.rs"]
+pub mod mcp;
+
+#[path = "../../../examples/support/jwt_issuer.rs"]
+pub mod jwt_issuer;
+#[path = "../../../examples/support/oauth_server_app.rs"]
+pub mod oauth_server_app;
