@@ -5,123 +5,19 @@
 
 mod support;
 
-use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rmcp::handler::server::router::tool::ToolRouter;
-use rmcp::handler::server::tool::InputResponses;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ClientCapabilities, ClientConfig,
-    ContentBlock, ElicitRequestParams, ElicitResult, ElicitationAction, Implementation,
-    ProtocolVersion, ServerCapabilities, ServerConfig, ServerNotification, SubscriptionFilter,
-    ToolListChangedNotification,
+    CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, ElicitRequestParams,
+    ElicitResult, ElicitationAction, Implementation, ProtocolVersion,
 };
-use rmcp::service::{RequestContext, SubscriptionContext};
-use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
-use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService, TokioChildProcess};
-use rmcp::{
-    tool, tool_handler, tool_router, ClientHandler, ErrorData, RoleClient, ServerHandler,
-    ServiceExt,
-};
+use rmcp::service::RequestContext;
+use rmcp::transport::TokioChildProcess;
+use rmcp::{ClientHandler, ErrorData, RoleClient, ServiceExt};
 use serde_json::json;
+use support::modern::modern_server;
 use tokio::sync::Notify;
-
-/// Speaks only 2026-07-28. `delete` asks the user first; `change` makes its tool list change.
-#[derive(Clone)]
-struct Modern {
-    tool_router: ToolRouter<Self>,
-    changed: Arc<Notify>,
-}
-
-#[tool_router]
-impl Modern {
-    #[tool(description = "Adds 40 and 2")]
-    async fn answer(&self) -> Result<CallToolResult, ErrorData> {
-        Ok(CallToolResult::success(vec![ContentBlock::text("42")]))
-    }
-
-    #[tool(description = "Deletes, once the user confirms")]
-    async fn delete(
-        &self,
-        InputResponses(responses): InputResponses,
-    ) -> Result<CallToolResponse, ErrorData> {
-        if let Some(responses) = responses {
-            let confirmed = responses["confirm"]["content"]["confirmed"] == json!(true);
-            let text = if confirmed { "deleted" } else { "kept" };
-            return Ok(CallToolResult::success(vec![ContentBlock::text(text)]).into());
-        }
-        let input_required = json!({
-            "resultType": "input_required",
-            "requestState": "opaque-state-1",
-            "inputRequests": {"confirm": {"method": "elicitation/create", "params": {
-                "mode": "form", "message": "Delete it?",
-                "requestedSchema": {"type": "object", "properties": {
-                    "confirmed": {"type": "boolean"}}}}}},
-        });
-        serde_json::from_value(input_required)
-            .map(CallToolResponse::InputRequired)
-            .map_err(|e| ErrorData::internal_error(e.to_string(), None))
-    }
-
-    #[tool(description = "Changes the tool list")]
-    async fn change(&self) -> Result<CallToolResult, ErrorData> {
-        self.changed.notify_waiters();
-        Ok(CallToolResult::success(vec![ContentBlock::text("changed")]))
-    }
-}
-
-#[tool_handler(router = self.tool_router)]
-impl ServerHandler for Modern {
-    fn get_info(&self) -> ServerConfig {
-        let capabilities = ServerCapabilities::builder()
-            .enable_tools()
-            .enable_tool_list_changed()
-            .build();
-        ServerConfig::new(capabilities).with_server_info(Implementation::new("modern-only", "1"))
-    }
-
-    fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {
-        Cow::Owned(vec![ProtocolVersion::V_2026_07_28])
-    }
-
-    fn accepted_subscription_filter(
-        &self,
-        requested: &SubscriptionFilter,
-    ) -> Option<SubscriptionFilter> {
-        Some(requested.clone())
-    }
-
-    async fn listen(&self, context: SubscriptionContext) -> Result<(), ErrorData> {
-        loop {
-            tokio::select! {
-                () = context.cancelled() => return Ok(()),
-                () = self.changed.notified() => {
-                    let changed = ServerNotification::ToolListChangedNotification(
-                        ToolListChangedNotification::default(),
-                    );
-                    let _ = context.sink().send(changed).await;
-                }
-            }
-        }
-    }
-}
-
-async fn modern_server() -> String {
-    let changed = Arc::new(Notify::new());
-    let service = StreamableHttpService::new(
-        move || {
-            Ok(Modern {
-                tool_router: Modern::tool_router(),
-                changed: changed.clone(),
-            })
-        },
-        Arc::new(LocalSessionManager::default()),
-        StreamableHttpServerConfig::default(),
-    );
-    let app = axum::Router::new().nest_service("/mcp", service);
-    format!("{}/mcp", support::serve(app).await)
-}
 
 /// A 2025-11-25 client that confirms what it is asked and counts list changes.
 #[derive(Clone, Default)]
@@ -225,4 +121,49 @@ async fn an_unreachable_server_still_answers_the_handshake_with_an_error() {
     let message = answer["error"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("could not be reached"), "{answer}");
     bridge.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_typescript_sdks_client_reaches_a_2026_only_server_through_protocol_auto() {
+    if !support::ts_sdk::ready() {
+        return;
+    }
+    let url = modern_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    // desktop.mjs starts the bridge itself, with the environment it was given: the one
+    // bridge_command sets up.
+    let bridge = support::stdio::bridge_command(&[], dir.path());
+    let bridge = bridge.as_std();
+    let mut desktop = tokio::process::Command::new("node");
+    desktop
+        .arg("desktop.mjs")
+        .arg(bridge.get_program())
+        .arg(&url)
+        .current_dir(support::ts_sdk::DIR)
+        .kill_on_drop(true);
+    for (key, value) in bridge.get_envs() {
+        match value {
+            Some(value) => desktop.env(key, value),
+            None => desktop.env_remove(key),
+        };
+    }
+    let output = tokio::time::timeout(Duration::from_secs(60), desktop.output())
+        .await
+        .expect("desktop.mjs ends within a minute")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let steps: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        steps,
+        [
+            "connected to modern-only at 2025-11-25",
+            "tools answer change delete",
+            "answer 42",
+            "elicitation answered",
+            "list change heard",
+        ],
+        "{stderr}"
+    );
 }

@@ -4,7 +4,9 @@
 // Each test binary uses a different part of this module, so the rest would warn as unused.
 #![allow(dead_code, unreachable_pub, unused_imports)]
 
+pub mod modern;
 pub mod stdio;
+pub mod ts_sdk;
 
 #[path = "../../../tests/support/common.rs"]
 mod common;
