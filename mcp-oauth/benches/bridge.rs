@@ -10,7 +10,14 @@
 //! plain file; where a Secret Service answers (`DBUS_SESSION_BUS_ADDRESS`), the start is also
 //! measured with the file sealed by a key from it (`--store keyring`). `MCP_OAUTH_BIN` names
 //! another build of the bridge to measure (`target/dist/mcp-oauth`, as the npm package ships).
+//!
+//! Then the same with `--protocol auto`: rmcp's 2025-11-25 client through the bridge to a server
+//! that speaks only 2026-07-28 (each request carried into the new era), against rmcp's client
+//! speaking 2026-07-28 straight to that server; no sign-in there.
 
+#[allow(unreachable_pub)]
+#[path = "../tests/support/modern.rs"]
+mod modern;
 #[path = "../../examples/support/oauth_server_app.rs"]
 mod oauth_server_app;
 
@@ -18,10 +25,10 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use rmcp::model::CallToolRequestParams;
-use rmcp::service::RunningService;
+use rmcp::model::{CallToolRequestParams, ProtocolVersion};
+use rmcp::service::{ClientServiceExt, RunningService};
 use rmcp::transport::TokioChildProcess;
-use rmcp::{RoleClient, ServiceExt};
+use rmcp::{ClientLifecycleMode, RoleClient, ServiceExt};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 use tower::ServiceBuilder;
@@ -45,12 +52,24 @@ fn add_call() -> CallToolRequestParams {
     CallToolRequestParams::new("add").with_arguments(arguments.as_object().unwrap().clone())
 }
 
-/// Median per-call time of `calls` sequential `tools/call`s.
-async fn per_call(client: &RunningService<RoleClient, ()>, calls: usize) -> Duration {
+/// Serves `app` on 127.0.0.1 (for the 2026-only server); its base URL.
+async fn serve(app: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    base
+}
+
+/// Median per-call time of `calls` sequential calls of `call`.
+async fn per_call(
+    client: &RunningService<RoleClient, ()>,
+    call: &CallToolRequestParams,
+    calls: usize,
+) -> Duration {
     let mut times = Vec::with_capacity(calls);
     for _ in 0..calls {
         let at = Instant::now();
-        client.call_tool(add_call()).await.unwrap();
+        client.call_tool(call.clone()).await.unwrap();
         times.push(at.elapsed());
     }
     times.sort();
@@ -86,14 +105,14 @@ async fn login(url: &str, store: &Path, kept: &str, browser: &Path) {
     assert!(login.success(), "mcp-oauth login failed");
 }
 
-/// Start to first answer, with stored tokens: spawn, initialize, read one line; sorted, with
-/// the resident memory of the last bridge once it answered.
-async fn startups(url: &str, store: &Path, kept: &str) -> (Vec<Duration>, Option<u64>) {
+/// Start to first answer: spawn `bridge()`, initialize, read one line; sorted, with the
+/// resident memory of the last bridge once it answered.
+async fn startups(bridge: impl Fn() -> Command) -> (Vec<Duration>, Option<u64>) {
     let mut startups = Vec::new();
     let mut resident = None;
     for _ in 0..10 {
         let started = Instant::now();
-        let mut child = proxy(url, store, kept)
+        let mut child = bridge()
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -166,61 +185,134 @@ fn main() {
         let pid = transport.id().unwrap();
         let bridged = ().serve(transport).await.unwrap();
         // Warm both up.
-        per_call(&direct, 200).await;
-        per_call(&bridged, 200).await;
-        let idle = resident_kib(pid);
-
-        let mut pairs = Vec::new();
-        for _ in 0..rounds {
-            let d = per_call(&direct, calls).await;
-            let b = per_call(&bridged, calls).await;
-            pairs.push((d, b));
-        }
-        for _ in 0..memory_calls / 1_000 {
-            per_call(&bridged, 1_000).await;
-        }
-        let after = resident_kib(pid);
+        let add = add_call();
+        let (pairs, idle, after) = measure(&direct, &bridged, pid, &add, rounds, calls, memory_calls).await;
         bridged.cancel().await.unwrap();
         direct.cancel().await.unwrap();
 
-        let plain = startups(&url, &store, "file").await;
+        let plain = startups(|| proxy(&url, &store, "file")).await;
         let sealed = if std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_some() {
             let sealed_store = dir.path().join("sealed.json");
             login(&url, &sealed_store, "keyring", &browser).await;
-            Some(startups(&url, &sealed_store, "keyring").await)
+            Some(startups(|| proxy(&url, &sealed_store, "keyring")).await)
         } else {
             None
         };
 
-        let ms = |d: Duration| d.as_secs_f64() * 1e3;
         println!("bridge: {rounds} rounds of {calls} sequential tools/call, loopback, same server");
-        for (round, (d, b)) in pairs.iter().enumerate() {
-            println!(
-                "  round {round}: direct median {:.3} ms, through mcp-oauth {:.3} ms, added {:.3} ms",
-                ms(*d),
-                ms(*b),
-                ms(*b) - ms(*d)
-            );
-        }
-        let kib = |v: Option<u64>| v.map(|k| format!("{:.1} MiB", k as f64 / 1024.0)).unwrap_or("n/a".into());
-        println!(
-            "  resident memory of mcp-oauth: idle {}, after {} more calls {}",
-            kib(idle),
-            memory_calls + rounds * calls,
-            kib(after)
-        );
+        report(&pairs, idle, after, memory_calls + rounds * calls);
         for (kept, measured) in [("plain file", Some(plain)), ("file sealed by the OS store", sealed)] {
             let Some((times, resident)) = measured else {
                 println!("  start with the {kept}: not measured (no Secret Service)");
                 continue;
             };
-            println!(
-                "  start to first answer with stored tokens, {kept}: median {:.1} ms (min {:.1}, max {:.1}) over 10 starts; resident then {}",
-                ms(times[5]),
-                ms(times[0]),
-                ms(times[9]),
-                kib(resident)
-            );
+            report_startups(&format!("with stored tokens, {kept}"), &times, resident);
         }
+
+        // --protocol auto, to a server that speaks only 2026-07-28.
+        let modern = modern::modern_server().await;
+        let new_era = ClientLifecycleMode::Discover {
+            preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+        };
+        let direct = ()
+            .serve_with_lifecycle(
+                StreamableHttpTransport::new(
+                    tower_mcp_oauth::http::hyper_client(),
+                    StreamableHttpConfig::new(&modern),
+                ),
+                new_era,
+            )
+            .await
+            .unwrap();
+        let auto = || {
+            let mut command = Command::new(bin());
+            command
+                .args([modern.as_str(), "--protocol", "auto"])
+                .env("MCP_OAUTH_DIR", dir.path())
+                .env("RUST_LOG", "warn")
+                .kill_on_drop(true);
+            command
+        };
+        let (transport, _) = TokioChildProcess::builder(auto())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = transport.id().unwrap();
+        let bridged = ().serve(transport).await.unwrap();
+        let answer = CallToolRequestParams::new("answer");
+        let (pairs, idle, after) = measure(&direct, &bridged, pid, &answer, rounds, calls, memory_calls).await;
+        bridged.cancel().await.unwrap();
+        direct.cancel().await.unwrap();
+        println!(
+            "bridge --protocol auto: {rounds} rounds of {calls} sequential tools/call, a 2025-11-25 \
+             client through mcp-oauth against a 2026-07-28 client straight to a 2026-07-28-only server"
+        );
+        report(&pairs, idle, after, memory_calls + rounds * calls);
+        let (times, resident) = startups(auto).await;
+        report_startups("--protocol auto (server/discover first)", &times, resident);
     });
+}
+
+type Rounds = Vec<(Duration, Duration)>;
+
+/// `rounds` rounds of `calls` calls, direct then bridged, then `memory_calls` more through the
+/// bridge: the medians per round, and the bridge's resident memory before and after.
+async fn measure(
+    direct: &RunningService<RoleClient, ()>,
+    bridged: &RunningService<RoleClient, ()>,
+    pid: u32,
+    call: &CallToolRequestParams,
+    rounds: usize,
+    calls: usize,
+    memory_calls: usize,
+) -> (Rounds, Option<u64>, Option<u64>) {
+    // Warm both up.
+    per_call(direct, call, 200).await;
+    per_call(bridged, call, 200).await;
+    let idle = resident_kib(pid);
+    let mut pairs = Vec::new();
+    for _ in 0..rounds {
+        let d = per_call(direct, call, calls).await;
+        let b = per_call(bridged, call, calls).await;
+        pairs.push((d, b));
+    }
+    for _ in 0..memory_calls / 1_000 {
+        per_call(bridged, call, 1_000).await;
+    }
+    (pairs, idle, resident_kib(pid))
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn mib(kib: Option<u64>) -> String {
+    kib.map(|k| format!("{:.1} MiB", k as f64 / 1024.0))
+        .unwrap_or("n/a".into())
+}
+
+fn report(pairs: &Rounds, idle: Option<u64>, after: Option<u64>, more_calls: usize) {
+    for (round, (d, b)) in pairs.iter().enumerate() {
+        println!(
+            "  round {round}: direct median {:.3} ms, through mcp-oauth {:.3} ms, added {:.3} ms",
+            ms(*d),
+            ms(*b),
+            ms(*b) - ms(*d)
+        );
+    }
+    println!(
+        "  resident memory of mcp-oauth: idle {}, after {more_calls} more calls {}",
+        mib(idle),
+        mib(after)
+    );
+}
+
+fn report_startups(what: &str, times: &[Duration], resident: Option<u64>) {
+    println!(
+        "  start to first answer {what}: median {:.1} ms (min {:.1}, max {:.1}) over 10 starts; resident then {}",
+        ms(times[5]),
+        ms(times[0]),
+        ms(times[9]),
+        mib(resident)
+    );
 }
