@@ -25,7 +25,8 @@ const STEP: Duration = Duration::from_secs(60);
 
 /// Where cargo put this build's programs (`target/debug`): this test binary lives in its
 /// `deps`. The examples are this package's; `mcp-oauth` is the bridge package's, built by
-/// the same `cargo test --workspace`.
+/// the same `cargo test --workspace` (a test of this package alone runs whatever bridge was
+/// built last).
 fn built(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("the test binary's path");
     let deps = exe.parent().expect("the test binary lives in a directory");

@@ -25,10 +25,10 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use rmcp::model::{CallToolRequestParams, ProtocolVersion};
+use rmcp::model::{CallToolRequestParams, ClientConfig, ProtocolVersion};
 use rmcp::service::{ClientServiceExt, RunningService};
 use rmcp::transport::TokioChildProcess;
-use rmcp::{ClientLifecycleMode, RoleClient, ServiceExt};
+use rmcp::{ClientLifecycleMode, RoleClient, Service, ServiceExt};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 use tower::ServiceBuilder;
@@ -61,8 +61,8 @@ async fn serve(app: axum::Router) -> String {
 }
 
 /// Median per-call time of `calls` sequential calls of `call`.
-async fn per_call(
-    client: &RunningService<RoleClient, ()>,
+async fn per_call<S: Service<RoleClient>>(
+    client: &RunningService<RoleClient, S>,
     call: &CallToolRequestParams,
     calls: usize,
 ) -> Duration {
@@ -120,7 +120,7 @@ async fn startups(bridge: impl Fn() -> Command) -> (Vec<Duration>, Option<u64>) 
             .unwrap();
         let mut stdin = child.stdin.take().unwrap();
         let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-        let initialize = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"bench","version":"1"}}}"#;
+        let initialize = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"bench","version":"1"}}}"#;
         stdin
             .write_all(format!("{initialize}\n").as_bytes())
             .await
@@ -227,8 +227,9 @@ fn main() {
         let auto = || {
             let mut command = Command::new(bin());
             command
-                .args([modern.as_str(), "--protocol", "auto"])
+                .args([modern.as_str(), "--protocol", "auto", "--store", "file"])
                 .env("MCP_OAUTH_DIR", dir.path())
+                .env_remove("DBUS_SESSION_BUS_ADDRESS")
                 .env("RUST_LOG", "warn")
                 .kill_on_drop(true);
             command
@@ -238,7 +239,8 @@ fn main() {
             .spawn()
             .unwrap();
         let pid = transport.id().unwrap();
-        let bridged = ().serve(transport).await.unwrap();
+        let desktop = ClientConfig::default().with_protocol_version(ProtocolVersion::V_2025_11_25);
+        let bridged = desktop.serve(transport).await.unwrap();
         let answer = CallToolRequestParams::new("answer");
         let (pairs, idle, after) = measure(&direct, &bridged, pid, &answer, rounds, calls, memory_calls).await;
         bridged.cancel().await.unwrap();
@@ -257,9 +259,9 @@ type Rounds = Vec<(Duration, Duration)>;
 
 /// `rounds` rounds of `calls` calls, direct then bridged, then `memory_calls` more through the
 /// bridge: the medians per round, and the bridge's resident memory before and after.
-async fn measure(
+async fn measure<B: Service<RoleClient>>(
     direct: &RunningService<RoleClient, ()>,
-    bridged: &RunningService<RoleClient, ()>,
+    bridged: &RunningService<RoleClient, B>,
     pid: u32,
     call: &CallToolRequestParams,
     rounds: usize,

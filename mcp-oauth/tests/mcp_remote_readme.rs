@@ -83,10 +83,14 @@ impl Run {
         answer
     }
 
-    /// Ends the bridge as a desktop app does (standard input closed); its stderr.
+    /// Ends the bridge as a desktop app does (standard input closed); its stderr, which shows
+    /// no secret: neither the static tokens nor one the bridge got (JWTs start `eyJ`).
     async fn finish(self) -> String {
         let (stderr, status) = self.peer.finish().await;
         assert!(status.success(), "{status}: {stderr}");
+        for secret in [AUTH_TOKEN, "token 2", "eyJ"] {
+            assert!(!stderr.contains(secret), "{secret:?} printed: {stderr}");
+        }
         stderr
     }
 }

@@ -329,8 +329,12 @@ impl EraBridge {
             .as_array()
             .map(|v| v.iter().filter_map(Value::as_str).collect())
             .unwrap_or_default();
-        let modern_only =
-            versions.contains(&MODERN_VERSION) && !versions.contains(&self.client_version.as_str());
+        // The server can answer the client's `initialize` only at a revision that has one: a
+        // client asking for 2026-07-28 through `initialize` is of the session era all the same.
+        let client_version = self.client_version.as_str();
+        let answers_handshake =
+            SESSION_ERA.contains(&client_version) && versions.contains(&client_version);
+        let modern_only = versions.contains(&MODERN_VERSION) && !answers_handshake;
         if !modern_only {
             // A session-era server (an error for `server/discover`), or one that speaks the
             // client's revision: the client's own handshake, then the rest, unchanged.

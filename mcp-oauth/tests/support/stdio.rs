@@ -103,7 +103,16 @@ pub fn bridge_command(args: &[&str], dir: &std::path::Path) -> Command {
         .env("XDG_RUNTIME_DIR", dir)
         .env("BROWSER", "false")
         .env_remove("DBUS_SESSION_BUS_ADDRESS");
-    for proxy in ["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"] {
+    for proxy in [
+        "HTTP_PROXY",
+        "http_proxy",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+        "NO_PROXY",
+        "no_proxy",
+    ] {
         command.env_remove(proxy);
     }
     command

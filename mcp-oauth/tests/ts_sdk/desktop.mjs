@@ -35,9 +35,15 @@ const changed = new Promise((resolve) => {
 });
 client.setNotificationHandler(ToolListChangedNotificationSchema, () => listChanged());
 
+// The revision agreed on, as the client tells its transport (not the SDK's constant).
+let agreed;
+transport.setProtocolVersion = (version) => {
+  agreed = version;
+};
 await client.connect(transport);
+assert.equal(LATEST_PROTOCOL_VERSION, '2025-11-25', 'the SDK asks for 2025-11-25');
 const server = client.getServerVersion();
-console.log(`connected to ${server.name} at ${LATEST_PROTOCOL_VERSION}`);
+console.log(`connected to ${server.name} at ${agreed}`);
 
 const names = (await client.listTools()).tools.map((tool) => tool.name).sort();
 assert.deepEqual(names, ['answer', 'change', 'delete']);

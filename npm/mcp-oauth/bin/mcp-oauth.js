@@ -22,7 +22,7 @@ function binary() {
     process.stderr.write(
       `mcp-oauth: no prebuilt binary for ${platform} was installed (npm skips optional ` +
         `dependencies with --no-optional or --omit=optional). Install one with ` +
-        `\`cargo install mcp-oauth\` and run mcp-oauth directly.\n`,
+        `\`cargo install --git https://github.com/tower-mcp-oauth/tower-mcp-oauth mcp-oauth\` and run mcp-oauth directly.\n`,
     );
     process.exit(1);
   }

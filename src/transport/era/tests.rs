@@ -70,6 +70,26 @@ fn a_server_speaking_the_clients_revision_gets_its_handshake_unchanged() {
 }
 
 #[test]
+fn a_client_asking_for_2026_07_28_through_initialize_is_bridged_at_2025_11_25() {
+    let mut bridge = EraBridge::new();
+    let mut asking = initialize();
+    asking["params"]["protocolVersion"] = json!(MODERN_VERSION);
+    let discover = to_server(&bridge.from_client(asking))[0].clone();
+    let answer = json!({"jsonrpc": "2.0", "id": discover["id"], "result": {
+        "resultType": "complete", "supportedVersions": [MODERN_VERSION], "capabilities": {}}});
+    let routes = bridge.from_server(answer);
+    assert!(!bridge.is_passing_through());
+    assert!(
+        to_server(&routes).is_empty(),
+        "no initialize for a 2026-07-28 server"
+    );
+    assert_eq!(
+        to_client(&routes)[0]["result"]["protocolVersion"],
+        "2025-11-25"
+    );
+}
+
+#[test]
 fn a_server_without_discovery_gets_the_handshake_too() {
     let mut bridge = EraBridge::new();
     let discover = to_server(&bridge.from_client(initialize()))[0].clone();
