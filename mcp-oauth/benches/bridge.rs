@@ -227,8 +227,9 @@ fn main() {
         let auto = || {
             let mut command = Command::new(bin());
             command
-                .args([modern.as_str(), "--protocol", "auto", "--store", "file"])
-                .env("MCP_OAUTH_DIR", dir.path())
+                .args(["proxy", modern.as_str(), "--protocol", "auto", "--store", "file"])
+                .arg("--store-file")
+                .arg(dir.path().join("auto.json"))
                 .env_remove("DBUS_SESSION_BUS_ADDRESS")
                 .env("RUST_LOG", "warn")
                 .kill_on_drop(true);
