@@ -1181,20 +1181,11 @@ impl Home {
     }
 }
 
-/// A free loopback port (free now; nothing keeps it so).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_mcp_remote_command_line_starts_and_its_flags_do_what_they_say() {
     let running = server().await;
     let home = Home::new();
-    let port = free_port().to_string();
+    let port = support::free_port().to_string();
     // As an mcp-remote configuration has it: the URL, a callback port, flags of its own.
     let mut child = spawn_piped(home.mcp_remote_style(&[
         &running.mcp_url,
@@ -1213,12 +1204,7 @@ async fn an_mcp_remote_command_line_starts_and_its_flags_do_what_they_say() {
     let listed = bridge
         .ask(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}))
         .await;
-    let names: Vec<&str> = listed["result"]["tools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["name"].as_str().unwrap())
-        .collect();
+    let names = support::mcp::tool_names(&listed);
     assert!(
         names.contains(&"add") && !names.contains(&"echo"),
         "{names:?}"
@@ -1238,7 +1224,7 @@ async fn an_mcp_remote_command_line_starts_and_its_flags_do_what_they_say() {
 async fn a_client_registered_for_mcp_remote_signs_in_through_mcp_oauth() {
     let running = server().await;
     let home = Home::new();
-    let port = free_port();
+    let port = support::free_port();
     // Registered ahead of time with mcp-remote's redirect.
     let redirect = format!("http://localhost:{port}/oauth/callback");
     let registered = support::send(support::json_request(

@@ -98,12 +98,7 @@ impl Run {
 /// Starts `mcp-oauth` with `config` (placeholders filled in) as a desktop app would, with
 /// `home` for its credentials and `browser` as `BROWSER`; initializes, lists, adds 2 and 3.
 async fn start(config: &[&str], sse: &str, mcp: &str, home: &Path, browser: &Path) -> Run {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-        .to_string();
+    let port = support::free_port().to_string();
     let headers = home.join("headers.txt");
     std::fs::write(&headers, "X-Tenant: acme\n").unwrap();
     let headers = headers.to_str().unwrap().to_owned();
@@ -130,11 +125,10 @@ async fn start(config: &[&str], sse: &str, mcp: &str, home: &Path, browser: &Pat
     let (listed, _) = peer
         .ask(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}))
         .await;
-    let tools = listed["result"]["tools"]
-        .as_array()
-        .unwrap_or_else(|| panic!("{config:?}: {listed}"))
-        .iter()
-        .map(|tool| tool["name"].as_str().unwrap().to_owned())
+    assert!(listed["result"]["tools"].is_array(), "{config:?}: {listed}");
+    let tools = support::mcp::tool_names(&listed)
+        .into_iter()
+        .map(str::to_owned)
         .collect();
     let mut run = Run {
         tools,

@@ -168,3 +168,21 @@ pub fn sign_ins(dir: &std::path::Path) -> usize {
         .map(|s| s.lines().count())
         .unwrap_or(0)
 }
+
+/// A free loopback port (free now; nothing keeps it so).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Says that a test is skipped for want of `missing` (programs or packages from outside), or
+/// fails it when CI sets `variable` to 1, so there nothing is skipped unseen.
+pub fn skipped_for_want_of(missing: &str, variable: &str) {
+    if std::env::var_os(variable).is_some_and(|v| v == "1") {
+        panic!("{variable}=1 but missing: {missing}");
+    }
+    eprintln!("skipped: missing {missing}");
+}

@@ -31,6 +31,16 @@ pub fn echo_message(text: &str) -> Value {
     json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "echo", "arguments": {"text": text}}})
 }
 
+/// The tool names of a `tools/list` answer (a JSON-RPC message), in order.
+pub fn tool_names(listed: &Value) -> Vec<&str> {
+    listed["result"]["tools"]
+        .as_array()
+        .unwrap_or_else(|| panic!("not a tools/list result: {listed}"))
+        .iter()
+        .map(|tool| tool["name"].as_str().unwrap())
+        .collect()
+}
+
 /// The text of a tool result.
 pub fn text(content: &[ContentBlock]) -> String {
     content

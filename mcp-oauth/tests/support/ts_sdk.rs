@@ -28,10 +28,7 @@ pub fn ready() -> bool {
     } else {
         "Node.js"
     };
-    if std::env::var_os("REQUIRE_TS_SDK_TESTS").is_some_and(|v| v == "1") {
-        panic!("REQUIRE_TS_SDK_TESTS=1 but missing: {what}");
-    }
-    eprintln!("skipped: missing {what}");
+    super::skipped_for_want_of(what, "REQUIRE_TS_SDK_TESTS");
     false
 }
 
