@@ -141,6 +141,8 @@ pub mod mcp_headers;
 pub mod metadata;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+#[cfg(any(feature = "client", feature = "authorization-server"))]
+mod seal;
 pub mod secret;
 #[cfg(feature = "server")]
 pub mod server;

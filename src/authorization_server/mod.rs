@@ -83,8 +83,9 @@ pub use store::PostgresAuthorizationStore;
 pub use store::{
     AccessRecord, AuthorizationStore, BoxFuture, ClientAuthMethod, CodeGrant, CodeRedemption,
     DeviceGrant, DevicePoll, DeviceSave, DeviceStatus, FamilyStart, MemoryAuthorizationStore,
-    MemoryStoreLimits, PendingConsent, RefreshRotation, RegisteredClient, TokenFamily, TokenHash,
-    DEVICE_SLOW_DOWN_SECS,
+    MemoryStoreLimits, PendingConsent, PendingSignIn, RefreshRotation, RegisteredClient,
+    RememberedConsent, SealedUpstreamTokens, SignInSession, TokenFamily, TokenHash,
+    UpstreamIdentity, DEVICE_SLOW_DOWN_SECS,
 };
 
 /// Largest request body any endpoint reads.

@@ -8,6 +8,7 @@
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
+mod sign_in;
 
 use crate::error::Result;
 use crate::metadata::ClientMetadata;
@@ -16,6 +17,9 @@ pub use crate::BoxFuture;
 pub use memory::{MemoryAuthorizationStore, MemoryStoreLimits};
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresAuthorizationStore;
+pub use sign_in::{
+    PendingSignIn, RememberedConsent, SealedUpstreamTokens, SignInSession, UpstreamIdentity,
+};
 
 /// The SHA-256 of a code or token.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -186,7 +190,7 @@ pub struct AccessRecord {
 
 /// A consent page shown and not answered yet: what the user is asked to approve. Kept by the
 /// store, so the answer may reach any replica.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct PendingConsent {
     /// The client asking.
     pub client_id: String,
@@ -408,6 +412,83 @@ pub trait AuthorizationStore: Send + Sync + 'static {
     fn replay_cache(&self) -> Option<std::sync::Arc<dyn crate::dpop::ReplayCache>> {
         None
     }
+    /// Keeps an authorization waiting for the user to sign in upstream, under `id` (the hash
+    /// of the `state` sent upstream), until taken or expired. Upstream sign-in needs this and
+    /// the methods below; a store without them (the default bodies) refuses with
+    /// [`ErrorKind::Config`](crate::ErrorKind::Config).
+    fn save_sign_in(&self, id: TokenHash, pending: PendingSignIn) -> BoxFuture<'_, Result<()>> {
+        let _ = (id, pending);
+        sign_in_unsupported()
+    }
+    /// Takes the waiting authorization `id` out, atomically: of two callbacks, one gets it.
+    fn take_sign_in(&self, id: TokenHash) -> BoxFuture<'_, Result<Option<PendingSignIn>>> {
+        let _ = id;
+        sign_in_unsupported()
+    }
+    /// Saves a browser session under `id` (the hash of its cookie's value).
+    fn save_session(&self, id: TokenHash, session: SignInSession) -> BoxFuture<'_, Result<()>> {
+        let _ = (id, session);
+        sign_in_unsupported()
+    }
+    /// Loads a session; `None` once ended or expired.
+    fn session(&self, id: TokenHash) -> BoxFuture<'_, Result<Option<SignInSession>>> {
+        let _ = id;
+        sign_in_unsupported()
+    }
+    /// Ends a session.
+    fn end_session(&self, id: TokenHash) -> BoxFuture<'_, Result<()>> {
+        let _ = id;
+        sign_in_unsupported()
+    }
+    /// Remembers a user's consent to a client, replacing the one before.
+    fn remember_consent(&self, consent: RememberedConsent) -> BoxFuture<'_, Result<()>> {
+        let _ = consent;
+        sign_in_unsupported()
+    }
+    /// The consent `subject` gave `client_id`, if remembered and not expired.
+    fn remembered_consent<'a>(
+        &'a self,
+        subject: &'a str,
+        client_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<RememberedConsent>>> {
+        let _ = (subject, client_id);
+        sign_in_unsupported()
+    }
+    /// Forgets the consent `subject` gave `client_id` (every client's when `client_id` is
+    /// `None`).
+    fn forget_consent<'a>(
+        &'a self,
+        subject: &'a str,
+        client_id: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<()>> {
+        let _ = (subject, client_id);
+        sign_in_unsupported()
+    }
+    /// Keeps a user's upstream tokens, sealed, replacing the ones before.
+    fn save_upstream_tokens<'a>(
+        &'a self,
+        subject: &'a str,
+        tokens: SealedUpstreamTokens,
+    ) -> BoxFuture<'a, Result<()>> {
+        let _ = (subject, tokens);
+        sign_in_unsupported()
+    }
+    /// A user's upstream tokens, sealed.
+    fn upstream_tokens<'a>(
+        &'a self,
+        subject: &'a str,
+    ) -> BoxFuture<'a, Result<Option<SealedUpstreamTokens>>> {
+        let _ = subject;
+        sign_in_unsupported()
+    }
+}
+
+fn sign_in_unsupported<'a, T: Send + 'a>() -> BoxFuture<'a, Result<T>> {
+    Box::pin(std::future::ready(Err(crate::Error::new(
+        crate::ErrorKind::Config,
+        "this authorization store keeps no upstream sign-ins (sessions, remembered consents, \
+         upstream tokens); use MemoryAuthorizationStore or PostgresAuthorizationStore",
+    ))))
 }
 
 /// A shared store is a store: one `Arc` can back several servers (or a server and a test).
@@ -498,5 +579,50 @@ impl<S: AuthorizationStore + ?Sized> AuthorizationStore for std::sync::Arc<S> {
     }
     fn replay_cache(&self) -> Option<std::sync::Arc<dyn crate::dpop::ReplayCache>> {
         (**self).replay_cache()
+    }
+    fn save_sign_in(&self, id: TokenHash, pending: PendingSignIn) -> BoxFuture<'_, Result<()>> {
+        (**self).save_sign_in(id, pending)
+    }
+    fn take_sign_in(&self, id: TokenHash) -> BoxFuture<'_, Result<Option<PendingSignIn>>> {
+        (**self).take_sign_in(id)
+    }
+    fn save_session(&self, id: TokenHash, session: SignInSession) -> BoxFuture<'_, Result<()>> {
+        (**self).save_session(id, session)
+    }
+    fn session(&self, id: TokenHash) -> BoxFuture<'_, Result<Option<SignInSession>>> {
+        (**self).session(id)
+    }
+    fn end_session(&self, id: TokenHash) -> BoxFuture<'_, Result<()>> {
+        (**self).end_session(id)
+    }
+    fn remember_consent(&self, consent: RememberedConsent) -> BoxFuture<'_, Result<()>> {
+        (**self).remember_consent(consent)
+    }
+    fn remembered_consent<'a>(
+        &'a self,
+        subject: &'a str,
+        client_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<RememberedConsent>>> {
+        (**self).remembered_consent(subject, client_id)
+    }
+    fn forget_consent<'a>(
+        &'a self,
+        subject: &'a str,
+        client_id: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<()>> {
+        (**self).forget_consent(subject, client_id)
+    }
+    fn save_upstream_tokens<'a>(
+        &'a self,
+        subject: &'a str,
+        tokens: SealedUpstreamTokens,
+    ) -> BoxFuture<'a, Result<()>> {
+        (**self).save_upstream_tokens(subject, tokens)
+    }
+    fn upstream_tokens<'a>(
+        &'a self,
+        subject: &'a str,
+    ) -> BoxFuture<'a, Result<Option<SealedUpstreamTokens>>> {
+        (**self).upstream_tokens(subject)
     }
 }

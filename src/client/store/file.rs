@@ -7,6 +7,7 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::seal::SealingKey;
 
 use super::{
     latest_in, stamped, CredentialKey, CredentialStore, Records, StoreLease, StoredCredentials,
@@ -35,55 +36,6 @@ pub struct FileStore {
     write_lock: tokio::sync::Mutex<()>,
     lease_timeout: std::time::Duration,
     sealing: Option<SealingKey>,
-}
-
-/// The key a [`FileStore`] seals its records with. `Debug` shows nothing of it.
-pub struct SealingKey(ring::aead::LessSafeKey);
-
-impl SealingKey {
-    /// A key from 32 random bytes (AES-256).
-    pub fn new(bytes: &[u8; 32]) -> Self {
-        let key = ring::aead::UnboundKey::new(&ring::aead::AES_256_GCM, bytes)
-            .expect("32 bytes make an AES-256 key");
-        Self(ring::aead::LessSafeKey::new(key))
-    }
-
-    /// 32 new random bytes for a key, to keep wherever the key is kept.
-    pub fn generate_bytes() -> [u8; 32] {
-        rand::random()
-    }
-
-    fn seal(&self, plaintext: &[u8]) -> Vec<u8> {
-        let nonce_bytes: [u8; 12] = rand::random();
-        let mut sealed = plaintext.to_vec();
-        self.0
-            .seal_in_place_append_tag(
-                ring::aead::Nonce::assume_unique_for_key(nonce_bytes),
-                ring::aead::Aad::from(SEALED_AAD),
-                &mut sealed,
-            )
-            .expect("AES-GCM seals any record this store writes");
-        let mut out = nonce_bytes.to_vec();
-        out.extend_from_slice(&sealed);
-        out
-    }
-
-    fn open(&self, sealed: &[u8]) -> Option<Vec<u8>> {
-        let (nonce, ciphertext) = sealed.split_at_checked(12)?;
-        let nonce = ring::aead::Nonce::try_assume_unique_for_key(nonce).ok()?;
-        let mut buffer = ciphertext.to_vec();
-        let plaintext = self
-            .0
-            .open_in_place(nonce, ring::aead::Aad::from(SEALED_AAD), &mut buffer)
-            .ok()?;
-        Some(plaintext.to_vec())
-    }
-}
-
-impl std::fmt::Debug for SealingKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SealingKey(..)")
-    }
 }
 
 /// Binds a sealed store's ciphertext to its format.
@@ -262,7 +214,7 @@ impl FileStore {
                 let plaintext = base64::engine::general_purpose::STANDARD
                     .decode(sealed)
                     .ok()
-                    .and_then(|sealed| key.open(&sealed))
+                    .and_then(|sealed| key.open(&sealed, SEALED_AAD))
                     .ok_or_else(|| {
                         Error::new(
                             ErrorKind::Storage,
@@ -308,7 +260,8 @@ impl FileStore {
                     version: SEALED_VERSION,
                     records: None,
                     sealed: Some(
-                        base64::engine::general_purpose::STANDARD.encode(key.seal(&plaintext)),
+                        base64::engine::general_purpose::STANDARD
+                            .encode(key.seal(&plaintext, SEALED_AAD)),
                     ),
                 }
             }

@@ -205,7 +205,8 @@ impl CredentialStore for MemoryStore {
 
 mod file;
 
-pub use file::{FileStore, SealingKey};
+pub use crate::seal::SealingKey;
+pub use file::FileStore;
 
 #[cfg(test)]
 mod tests {

@@ -3,10 +3,13 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
+mod sign_in;
+
 use super::{
     AccessRecord, AuthorizationStore, CodeGrant, CodeRedemption, DeviceGrant, DevicePoll,
-    DeviceSave, DeviceStatus, FamilyStart, PendingConsent, RefreshRotation, RegisteredClient,
-    TokenFamily, TokenHash,
+    DeviceSave, DeviceStatus, FamilyStart, PendingConsent, PendingSignIn, RefreshRotation,
+    RegisteredClient, RememberedConsent, SealedUpstreamTokens, SignInSession, TokenFamily,
+    TokenHash,
 };
 use crate::error::Result;
 use crate::sync::LockExt;
@@ -103,6 +106,7 @@ impl Default for MemoryStoreLimits {
 pub struct MemoryAuthorizationStore {
     state: Mutex<MemoryState>,
     limits: MemoryStoreLimits,
+    sign_in: sign_in::SignInRecords,
 }
 
 #[derive(Debug, Default)]
@@ -688,6 +692,55 @@ impl AuthorizationStore for MemoryAuthorizationStore {
             outcome
         });
         ready(Ok(outcome))
+    }
+    fn save_sign_in(&self, id: TokenHash, pending: PendingSignIn) -> BoxFuture<'_, Result<()>> {
+        self.sign_in.save_pending(id, pending);
+        ready(Ok(()))
+    }
+    fn take_sign_in(&self, id: TokenHash) -> BoxFuture<'_, Result<Option<PendingSignIn>>> {
+        ready(Ok(self.sign_in.take_pending(id)))
+    }
+    fn save_session(&self, id: TokenHash, session: SignInSession) -> BoxFuture<'_, Result<()>> {
+        self.sign_in.save_session(id, session);
+        ready(Ok(()))
+    }
+    fn session(&self, id: TokenHash) -> BoxFuture<'_, Result<Option<SignInSession>>> {
+        ready(Ok(self.sign_in.session(id)))
+    }
+    fn end_session(&self, id: TokenHash) -> BoxFuture<'_, Result<()>> {
+        self.sign_in.end_session(id);
+        ready(Ok(()))
+    }
+    fn remember_consent(&self, consent: RememberedConsent) -> BoxFuture<'_, Result<()>> {
+        ready(self.sign_in.remember(consent))
+    }
+    fn remembered_consent<'a>(
+        &'a self,
+        subject: &'a str,
+        client_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<RememberedConsent>>> {
+        ready(Ok(self.sign_in.remembered(subject, client_id)))
+    }
+    fn forget_consent<'a>(
+        &'a self,
+        subject: &'a str,
+        client_id: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<()>> {
+        self.sign_in.forget(subject, client_id);
+        ready(Ok(()))
+    }
+    fn save_upstream_tokens<'a>(
+        &'a self,
+        subject: &'a str,
+        tokens: SealedUpstreamTokens,
+    ) -> BoxFuture<'a, Result<()>> {
+        ready(self.sign_in.save_tokens(subject, tokens))
+    }
+    fn upstream_tokens<'a>(
+        &'a self,
+        subject: &'a str,
+    ) -> BoxFuture<'a, Result<Option<SealedUpstreamTokens>>> {
+        ready(Ok(self.sign_in.tokens(subject)))
     }
 }
 

@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use super::{
     AccessRecord, AuthorizationStore, CodeGrant, CodeRedemption, DeviceGrant, DevicePoll,
-    DeviceSave, DeviceStatus, FamilyStart, PendingConsent, RefreshRotation, RegisteredClient,
-    TokenFamily, TokenHash,
+    DeviceSave, DeviceStatus, FamilyStart, PendingConsent, PendingSignIn, RefreshRotation,
+    RegisteredClient, RememberedConsent, SealedUpstreamTokens, SignInSession, TokenFamily,
+    TokenHash,
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::postgres::{database_error, execute, query_opt, seconds, unsigned, PostgresPool};
@@ -17,6 +18,7 @@ use crate::BoxFuture;
 mod pending;
 mod rows;
 mod schema;
+mod sign_in;
 
 use rows::{access_from, client_from, family_from, FAMILY_COLUMNS, ROTATE};
 use schema::MIGRATIONS;
@@ -135,6 +137,9 @@ async fn sweep(pool: &PostgresPool, now: u64) -> Result<()> {
         ("mcp_oauth_access", now),
         ("mcp_oauth_families", now),
         ("mcp_oauth_consents", now),
+        ("mcp_oauth_sign_ins", now),
+        ("mcp_oauth_sessions", now),
+        ("mcp_oauth_remembered_consents", now),
         // Kept a while past expiry, so a late poll hears `expired_token`.
         ("mcp_oauth_devices", spent_codes),
     ] {
@@ -628,5 +633,50 @@ impl AuthorizationStore for PostgresAuthorizationStore {
     }
     fn replay_cache(&self) -> Option<Arc<dyn crate::dpop::ReplayCache>> {
         Some(Arc::new(self.replay.clone()))
+    }
+    fn save_sign_in(&self, id: TokenHash, pending: PendingSignIn) -> BoxFuture<'_, Result<()>> {
+        Box::pin(self.save_sign_in(id, pending))
+    }
+    fn take_sign_in(&self, id: TokenHash) -> BoxFuture<'_, Result<Option<PendingSignIn>>> {
+        Box::pin(self.take_sign_in(id))
+    }
+    fn save_session(&self, id: TokenHash, session: SignInSession) -> BoxFuture<'_, Result<()>> {
+        Box::pin(self.save_session(id, session))
+    }
+    fn session(&self, id: TokenHash) -> BoxFuture<'_, Result<Option<SignInSession>>> {
+        Box::pin(self.session(id))
+    }
+    fn end_session(&self, id: TokenHash) -> BoxFuture<'_, Result<()>> {
+        Box::pin(self.end_session(id))
+    }
+    fn remember_consent(&self, consent: RememberedConsent) -> BoxFuture<'_, Result<()>> {
+        Box::pin(self.remember_consent(consent))
+    }
+    fn remembered_consent<'a>(
+        &'a self,
+        subject: &'a str,
+        client_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<RememberedConsent>>> {
+        Box::pin(self.remembered_consent(subject, client_id))
+    }
+    fn forget_consent<'a>(
+        &'a self,
+        subject: &'a str,
+        client_id: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(self.forget_consent(subject, client_id))
+    }
+    fn save_upstream_tokens<'a>(
+        &'a self,
+        subject: &'a str,
+        tokens: SealedUpstreamTokens,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(self.save_upstream_tokens(subject, tokens))
+    }
+    fn upstream_tokens<'a>(
+        &'a self,
+        subject: &'a str,
+    ) -> BoxFuture<'a, Result<Option<SealedUpstreamTokens>>> {
+        Box::pin(self.upstream_tokens(subject))
     }
 }

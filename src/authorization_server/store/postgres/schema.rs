@@ -95,4 +95,34 @@ CREATE INDEX mcp_oauth_devices_expiry ON mcp_oauth_devices (expires_at);
 ALTER TABLE mcp_oauth_families ADD COLUMN previous_refresh BYTEA;
 ALTER TABLE mcp_oauth_families ADD COLUMN rotated_at BIGINT;
 "#,
+    // Upstream sign-in: waiting authorizations, sessions, remembered consents, sealed tokens.
+    r#"
+CREATE TABLE mcp_oauth_sign_ins (
+    id BYTEA PRIMARY KEY,
+    record TEXT NOT NULL,
+    expires_at BIGINT NOT NULL
+);
+CREATE INDEX mcp_oauth_sign_ins_expiry ON mcp_oauth_sign_ins (expires_at);
+CREATE TABLE mcp_oauth_sessions (
+    id BYTEA PRIMARY KEY,
+    subject TEXT NOT NULL,
+    record TEXT NOT NULL,
+    expires_at BIGINT NOT NULL
+);
+CREATE INDEX mcp_oauth_sessions_expiry ON mcp_oauth_sessions (expires_at);
+CREATE TABLE mcp_oauth_remembered_consents (
+    subject TEXT NOT NULL,
+    client_id TEXT NOT NULL,
+    scopes TEXT[] NOT NULL,
+    resource TEXT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    PRIMARY KEY (subject, client_id)
+);
+CREATE INDEX mcp_oauth_remembered_consents_expiry ON mcp_oauth_remembered_consents (expires_at);
+CREATE TABLE mcp_oauth_upstream_tokens (
+    subject TEXT PRIMARY KEY,
+    sealed BYTEA NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+"#,
 ];
