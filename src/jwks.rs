@@ -368,6 +368,23 @@ pub(crate) fn parse_public_jwks(jwks: &Value) -> Result<JwkSet> {
 
 /// Finds `jwks_uri` in the issuer's metadata (RFC 8414 probe order, then OpenID Connect).
 pub(crate) async fn find_jwks_url(http: &HttpClient, issuer: &str) -> Result<Url> {
+    let metadata = fetch_issuer_metadata(http, issuer).await?;
+    let jwks = metadata.jwks_uri.ok_or_else(|| {
+        Error::new(
+            ErrorKind::DiscoveryFailed,
+            "the authorization server metadata has no jwks_uri",
+        )
+    })?;
+    let url = parse_url(&jwks, "jwks_uri")?;
+    ensure_secure_url(&url, "JWKS URL")?;
+    Ok(url)
+}
+
+/// The issuer's metadata (RFC 8414 probe order, then OpenID Connect), naming exactly `issuer`.
+pub(crate) async fn fetch_issuer_metadata(
+    http: &HttpClient,
+    issuer: &str,
+) -> Result<AuthorizationServerMetadata> {
     let issuer_url = parse_url(issuer, "issuer")?;
     ensure_secure_url(&issuer_url, "issuer")?;
     for candidate in authorization_server_candidates(&issuer_url) {
@@ -386,15 +403,7 @@ pub(crate) async fn find_jwks_url(http: &HttpClient, issuer: &str) -> Result<Url
                 ),
             ));
         }
-        let jwks = metadata.jwks_uri.ok_or_else(|| {
-            Error::new(
-                ErrorKind::DiscoveryFailed,
-                "the authorization server metadata has no jwks_uri",
-            )
-        })?;
-        let url = parse_url(&jwks, "jwks_uri")?;
-        ensure_secure_url(&url, "JWKS URL")?;
-        return Ok(url);
+        return Ok(metadata);
     }
     Err(Error::new(
         ErrorKind::DiscoveryFailed,

@@ -28,6 +28,8 @@ struct KeyInner {
     kid: String,
     /// `{"alg":"ES256","typ":"at+jwt","kid":…}`, encoded once.
     encoded_header: String,
+    /// The header of the JWTs that are not access tokens (client assertions).
+    plain_header: String,
     rng: SystemRandom,
     /// Derives each refresh token's successor from it (see [`SigningKey::refresh_successor`]).
     successor_key: ring::hmac::Key,
@@ -110,10 +112,12 @@ impl SigningKey {
             }),
         };
         let header = serde_json::json!({ "alg": "ES256", "typ": "at+jwt", "kid": kid });
+        let plain_header = serde_json::json!({ "alg": "ES256", "typ": "JWT", "kid": kid });
         Ok(Self(Arc::new(KeyInner {
             pair,
             jwk,
             encoded_header: URL_SAFE_NO_PAD.encode(header.to_string()),
+            plain_header: URL_SAFE_NO_PAD.encode(plain_header.to_string()),
             kid,
             rng,
             successor_key: successor_key(der),
@@ -136,6 +140,17 @@ impl SigningKey {
             .map_err(|_| Error::new(ErrorKind::Config, "could not encode an access token"))?;
         crate::jose::sign_compact(&self.0.encoded_header, &claims, &self.0.pair, &self.0.rng)
             .map_err(|_| Error::new(ErrorKind::Config, "could not sign an access token"))
+    }
+}
+
+impl SigningKey {
+    /// Signs `claims` as a plain JWT (`typ: JWT`): the server's own client assertion
+    /// (`private_key_jwt`) at an upstream identity provider.
+    pub(crate) fn sign_jwt<T: Serialize>(&self, claims: &T) -> Result<String> {
+        let claims = serde_json::to_vec(claims)
+            .map_err(|_| Error::new(ErrorKind::Config, "could not encode a JWT"))?;
+        crate::jose::sign_compact(&self.0.plain_header, &claims, &self.0.pair, &self.0.rng)
+            .map_err(|_| Error::new(ErrorKind::Config, "could not sign a JWT"))
     }
 }
 

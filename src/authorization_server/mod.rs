@@ -51,6 +51,7 @@ mod register;
 mod revoke;
 mod store;
 mod token;
+mod upstream;
 mod wire;
 
 use crate::dpop::{DpopAlgorithm, DpopNonces, MemoryReplayCache, ReplayCache};
@@ -87,6 +88,7 @@ pub use store::{
     RememberedConsent, SealedUpstreamTokens, SignInSession, TokenFamily, TokenHash,
     UpstreamIdentity, DEVICE_SLOW_DOWN_SECS,
 };
+pub use upstream::{OAuth2Profile, ScopeMapper, SignInCheck, UpstreamSignIn};
 
 /// Largest request body any endpoint reads.
 const MAX_REQUEST_BYTES: usize = 64 * 1024;
@@ -128,6 +130,7 @@ pub struct AuthorizationServerConfig {
     device: device::DeviceSettings,
     /// The trusted proxy's header naming the client's address.
     client_address_header: Option<http::HeaderName>,
+    upstream: Option<UpstreamSignIn>,
 }
 
 /// How the token endpoint takes DPoP proofs.
@@ -181,6 +184,7 @@ impl AuthorizationServerConfig {
             refresh_rotation_grace: Duration::from_secs(60),
             code_ttl: Duration::from_secs(60),
             token_format: TokenFormat::Jwt,
+            upstream: None,
             approval: None,
             store: Arc::new(MemoryAuthorizationStore::new()),
             signing_key: None,
@@ -384,6 +388,15 @@ impl AuthorizationServerConfig {
         self
     }
 
+    /// Signs users in at their identity provider (see [`UpstreamSignIn`]): the user of each
+    /// authorization is who the provider says, the consent page is ours, and a session keeps
+    /// the browser signed in. Takes the place of an approval policy; the device grant is not
+    /// offered with it yet.
+    pub fn upstream_sign_in(mut self, sign_in: UpstreamSignIn) -> Self {
+        self.upstream = Some(sign_in);
+        self
+    }
+
     /// Where clients, codes and token families are kept (default: in memory).
     pub fn store(mut self, store: impl AuthorizationStore) -> Self {
         self.store = Arc::new(store);
@@ -467,6 +480,7 @@ struct Inner {
     cimd: cimd::CimdFetcher,
     trust: assertion::Trust,
     wrong_codes: device::WrongCodes,
+    upstream: Option<upstream::Upstream>,
 }
 
 impl AuthorizationServer {
@@ -490,6 +504,25 @@ impl AuthorizationServer {
                 "the authorization server needs at least one resource (the MCP server's URL)",
             ));
         }
+        if config.upstream.is_some() && config.approval.is_some() {
+            return Err(Error::new(
+                ErrorKind::Config,
+                "upstream sign-in decides who the user is: drop the approval policy, or the \
+                 upstream sign-in",
+            ));
+        }
+        if config.upstream.is_some() && config.device.enabled {
+            return Err(Error::new(
+                ErrorKind::Config,
+                "the device grant is not offered with upstream sign-in yet: turn it off \
+                 (device_grant(false))",
+            ));
+        }
+        let upstream = config
+            .upstream
+            .clone()
+            .map(upstream::Upstream::new)
+            .transpose()?;
         let approval =
             match &config.approval {
                 Some(policy) => policy.clone(),
@@ -518,6 +551,7 @@ impl AuthorizationServer {
                 trust,
                 wrong_codes,
                 approval,
+                upstream,
                 config,
             }),
         })
@@ -652,6 +686,53 @@ impl AuthorizationServer {
         Ok(id)
     }
 
+    /// The redirect URI to register at the upstream identity provider, when upstream sign-in
+    /// is configured.
+    pub fn upstream_redirect_uri(&self) -> Option<String> {
+        self.inner
+            .upstream
+            .as_ref()
+            .map(|_| format!("{}{}", self.inner.issuer, authorize::CALLBACK_PATH))
+    }
+
+    /// The upstream provider's access token of the user `subject` (the `sub` of the tokens
+    /// this server issued), refreshed first when it is about to expire: for the server's own
+    /// tools that call the provider's API as the user. Never hand it to the MCP client.
+    ///
+    /// `None` when upstream sign-in keeps no tokens ([`UpstreamSignIn::keep_tokens`]), the
+    /// user never signed in, or the tokens expired with no refresh token.
+    ///
+    /// # Errors
+    /// The store's errors; [`ErrorKind::Storage`] when the kept tokens cannot be opened with
+    /// the configured key; the provider's refusal of a refresh ([`ErrorKind::InvalidGrant`]:
+    /// the user must sign in again).
+    pub async fn upstream_access_token(&self, subject: &str) -> Result<Option<crate::Secret>> {
+        let Some(upstream) = &self.inner.upstream else {
+            return Ok(None);
+        };
+        upstream::access_token(
+            upstream,
+            self.inner.config.store.as_ref(),
+            &self.inner.key,
+            subject,
+        )
+        .await
+    }
+
+    /// Forgets the consent the user `subject` gave `client_id` (every client's when `None`):
+    /// their next authorization shows the consent page again. Tokens already issued stay
+    /// valid until revoked.
+    ///
+    /// # Errors
+    /// The store's errors.
+    pub async fn forget_consent(&self, subject: &str, client_id: Option<&str>) -> Result<()> {
+        self.inner
+            .config
+            .store
+            .forget_consent(subject, client_id)
+            .await
+    }
+
     /// The axum router serving every endpoint (see the [module docs](self)). Merge it with the
     /// MCP routes; it has its own request size limit.
     pub fn router(&self) -> Router {
@@ -693,6 +774,12 @@ impl AuthorizationServer {
             &at("/authorize"),
             get(authorize::handle_get).post(authorize::handle_post),
         );
+        if self.inner.upstream.is_some() {
+            pages = pages.route(
+                &at(authorize::CALLBACK_PATH),
+                get(authorize::upstream_callback),
+            );
+        }
         if self.inner.config.device.enabled {
             pages = pages.route(
                 &at("/device"),

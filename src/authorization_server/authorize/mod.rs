@@ -18,12 +18,21 @@ use url::Url;
 use super::approval::{AuthorizationDecision, ConsentRequest};
 use super::client_auth::load_client;
 use super::grant::{hash, random_token, split_scopes};
-use super::page::{csrf_cookie, error_page, escape, html_response, scope_items, PAGE_STYLE};
+use super::page::error_page;
 use super::register::redirect_matches;
 use super::store::{CodeGrant, PendingConsent, RegisteredClient};
 use super::wire::{form_params, Params};
 use super::AuthorizationServer;
 use crate::clock::now_secs;
+
+mod consent;
+mod upstream_leg;
+
+use consent::{consent_page, Who};
+pub(super) use upstream_leg::callback as upstream_callback;
+
+/// Where the upstream identity provider sends the user back (under the issuer's path).
+pub(super) const CALLBACK_PATH: &str = "/authorize/callback";
 
 /// How long a consent page stays valid.
 const CONSENT_TTL: Duration = Duration::from_secs(600);
@@ -141,6 +150,9 @@ pub(super) async fn handle_get(
             );
         }
     };
+    if let Some(upstream) = &server.inner.upstream {
+        return upstream_leg::decide(&server, upstream, request, &headers).await;
+    }
     let consent_request = request.consent_request();
     let decision = server
         .inner
@@ -152,7 +164,9 @@ pub(super) async fn handle_get(
             approve(&server, request, subject, StatusCode::FOUND).await
         }
         AuthorizationDecision::Deny => deny(&server, &request, StatusCode::FOUND),
-        AuthorizationDecision::AskUser { subject } => consent_page(&server, request, subject).await,
+        AuthorizationDecision::AskUser { subject } => {
+            consent_page(&server, request, Who::Subject(&subject)).await
+        }
     }
 }
 
@@ -203,8 +217,14 @@ pub(super) async fn handle_post(
             "The consent form could not be verified.",
         );
     }
-    let mut response = match params.get("decision") {
-        Some("approve") => approve(&server, request, subject, StatusCode::SEE_OTHER).await,
+    let mut response = match (params.get("decision"), &server.inner.upstream) {
+        (Some("approve"), Some(upstream)) if subject.is_empty() => {
+            upstream_leg::start(&server, upstream, request).await
+        }
+        (Some("approve"), Some(upstream)) => {
+            upstream_leg::approve_remembering(&server, upstream, request, subject).await
+        }
+        (Some("approve"), None) => approve(&server, request, subject, StatusCode::SEE_OTHER).await,
         _ => deny(&server, &request, StatusCode::SEE_OTHER),
     };
     // The cookie has served its purpose.
@@ -451,91 +471,6 @@ pub(super) fn unavailable_page() -> Response {
     response
 }
 
-async fn consent_page(
-    server: &AuthorizationServer,
-    request: Validated,
-    subject: String,
-) -> Response {
-    let id = random_token();
-    let csrf = random_token();
-    let client_name = request
-        .client_name
-        .clone()
-        .unwrap_or_else(|| request.client_id.clone());
-    let redirect = Url::parse(&request.redirect_uri).ok();
-    let redirect_host = redirect
-        .as_ref()
-        .and_then(|u| u.host_str().map(str::to_owned))
-        .unwrap_or_default();
-    // CSP names a web origin, or for a private-use scheme the scheme itself.
-    let redirect_origin = redirect
-        .as_ref()
-        .map(|u| match u.scheme() {
-            "http" | "https" => u.origin().ascii_serialization(),
-            scheme => format!("{scheme}:"),
-        })
-        .unwrap_or_default();
-    let scopes = scope_items(&request.scopes);
-    let html = format!(
-        r#"<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Authorize {name}</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<style>{PAGE_STYLE}</style>
-</head><body>
-<h1>Authorize <span id="client-name">{name}</span>?</h1>
-<p>It will be able to act as <strong>{subject}</strong> on <code id="resource">{resource}</code> with these scopes:</p>
-<ul id="scopes">{scopes}</ul>
-<p>You will be sent back to <strong id="redirect-host">{host}</strong>.</p>
-<form method="post" action="{action}">
-<input type="hidden" name="request" value="{id}">
-<input type="hidden" name="csrf" value="{csrf}">
-<button type="submit" name="decision" value="approve" id="approve">Approve</button>
-<button type="submit" name="decision" value="deny" id="deny">Deny</button>
-</form>
-</body></html>"#,
-        name = escape(&client_name),
-        subject = escape(&subject),
-        resource = escape(&request.resource),
-        scopes = scopes,
-        host = escape(&redirect_host),
-        action = escape(&authorize_path(server)),
-        id = escape(&id),
-        csrf = escape(&csrf),
-    );
-    let cookie = csrf_cookie(
-        &format!("{CONSENT_COOKIE_PREFIX}{id}"),
-        &csrf,
-        &authorize_path(server),
-        CONSENT_TTL.as_secs(),
-        server.inner.config.issuer.scheme() == "https",
-    );
-    let pending = request.pending(subject, &csrf);
-    if let Err(error) = server
-        .inner
-        .config
-        .store
-        .save_consent(hash(&id), pending)
-        .await
-    {
-        tracing::error!(%error, "consent store failed");
-        return unavailable_page();
-    }
-    let mut response = html_response(StatusCode::OK, html);
-    // The form posts here, and the answer redirects to the client: both must be allowed.
-    let csp = format!(
-        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self' {redirect_origin}; frame-ancestors 'none'; base-uri 'none'"
-    );
-    if let Ok(value) = HeaderValue::from_str(&csp) {
-        response
-            .headers_mut()
-            .insert("content-security-policy", value);
-    }
-    if let Some(cookie) = cookie {
-        response.headers_mut().insert(SET_COOKIE, cookie);
-    }
-    response
-}
-
 /// A form post must come from the server's own pages: when the browser names an origin, it
 /// must be the issuer's.
 pub(super) fn same_origin(server: &AuthorizationServer, headers: &HeaderMap) -> bool {
@@ -555,17 +490,4 @@ pub(super) fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .filter_map(|pair| pair.trim().split_once('='))
         .find(|(n, _)| *n == name)
         .map(|(_, v)| v.to_owned())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn escapes_markup() {
-        assert_eq!(
-            escape(r#"<script>"x" & 'y'</script>"#),
-            "&lt;script&gt;&quot;x&quot; &amp; &#39;y&#39;&lt;/script&gt;"
-        );
-    }
 }
