@@ -131,6 +131,8 @@ pub struct AuthorizationServerConfig {
     /// The trusted proxy's header naming the client's address.
     client_address_header: Option<http::HeaderName>,
     upstream: Option<UpstreamSignIn>,
+    /// The device grant was turned on or off by the caller, not left at its default.
+    device_chosen: bool,
 }
 
 /// How the token endpoint takes DPoP proofs.
@@ -184,6 +186,7 @@ impl AuthorizationServerConfig {
             refresh_rotation_grace: Duration::from_secs(60),
             code_ttl: Duration::from_secs(60),
             token_format: TokenFormat::Jwt,
+            device_chosen: false,
             upstream: None,
             approval: None,
             store: Arc::new(MemoryAuthorizationStore::new()),
@@ -205,11 +208,13 @@ impl AuthorizationServerConfig {
         })
     }
 
-    /// Whether the device authorization grant (RFC 8628) is offered (default: yes). It lets a
-    /// machine without a browser sign in, and so lets anyone who talks a user into typing a
-    /// code sign in as them: a server whose clients all have browsers can turn it off.
+    /// Whether the device authorization grant (RFC 8628) is offered (default: yes, but not
+    /// with upstream sign-in). It lets a machine without a browser sign in, and so lets anyone
+    /// who talks a user into typing a code sign in as them: a server whose clients all have
+    /// browsers can turn it off.
     pub fn device_grant(mut self, enabled: bool) -> Self {
         self.device.enabled = enabled;
+        self.device_chosen = true;
         self
     }
 
@@ -390,8 +395,9 @@ impl AuthorizationServerConfig {
 
     /// Signs users in at their identity provider (see [`UpstreamSignIn`]): the user of each
     /// authorization is who the provider says, the consent page is ours, and a session keeps
-    /// the browser signed in. Takes the place of an approval policy; the device grant is not
-    /// offered with it yet.
+    /// the browser signed in. Takes the place of an approval policy. The device grant is not
+    /// offered with it yet (its page has no sign-in), so it is off unless turned on, which
+    /// [`AuthorizationServer::new`] refuses.
     pub fn upstream_sign_in(mut self, sign_in: UpstreamSignIn) -> Self {
         self.upstream = Some(sign_in);
         self
@@ -510,6 +516,9 @@ impl AuthorizationServer {
                 "upstream sign-in decides who the user is: drop the approval policy, or the \
                  upstream sign-in",
             ));
+        }
+        if config.upstream.is_some() && !config.device_chosen {
+            config.device.enabled = false;
         }
         if config.upstream.is_some() && config.device.enabled {
             return Err(Error::new(

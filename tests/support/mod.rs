@@ -12,6 +12,8 @@ pub mod forward_proxy;
 pub mod mcp;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+#[cfg(all(feature = "authorization-server", feature = "jwt"))]
+pub mod upstream_idp;
 
 mod common;
 pub use common::*;
