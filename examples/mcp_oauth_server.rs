@@ -97,6 +97,40 @@ struct Args {
     /// Do not offer the device authorization grant (RFC 8628) to machines without a browser.
     #[arg(long)]
     no_device_grant: bool,
+    /// Sign users in at this OpenID Connect provider (discovered from its issuer URL) instead
+    /// of approving as a demo user; register the printed redirect URI there.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["upstream_github", "auto_approve"])]
+    upstream_issuer: Option<String>,
+    /// Sign users in with GitHub (an OAuth app), or a GitHub Enterprise Server at
+    /// --upstream-github-url.
+    #[arg(long, conflicts_with = "auto_approve")]
+    upstream_github: bool,
+    /// The web address of the GitHub to sign in with [default: https://github.com].
+    #[arg(long, value_name = "URL", requires = "upstream_github")]
+    upstream_github_url: Option<String>,
+    /// This server's client id at the upstream provider.
+    #[arg(long, value_name = "ID")]
+    upstream_client_id: Option<String>,
+    /// This server's client secret at the upstream provider.
+    #[arg(
+        long,
+        env = "MCP_OAUTH_UPSTREAM_CLIENT_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    upstream_client_secret: Option<String>,
+    /// Admit only users whose (verified) email is in this domain; repeatable.
+    #[arg(long = "upstream-email-domain", value_name = "DOMAIN")]
+    upstream_email_domains: Vec<String>,
+    /// Seal the users' upstream tokens with this key (64 hex digits), the same for every
+    /// replica [default: a new key per process].
+    #[arg(
+        long,
+        env = "MCP_OAUTH_UPSTREAM_TOKEN_KEY",
+        value_name = "HEX",
+        hide_env_values = true
+    )]
+    upstream_token_key: Option<String>,
 }
 
 impl Args {
@@ -116,7 +150,33 @@ impl Args {
             }),
             _ => None,
         };
+        let provider = match (&self.upstream_issuer, self.upstream_github) {
+            (Some(issuer), _) => Some(oauth_server_app::UpstreamProvider::OpenId(issuer.clone())),
+            (None, true) => Some(oauth_server_app::UpstreamProvider::GitHub(
+                self.upstream_github_url
+                    .clone()
+                    .unwrap_or_else(|| "https://github.com".into()),
+            )),
+            (None, false) => None,
+        };
+        let upstream = match provider {
+            Some(provider) => Some(oauth_server_app::Upstream {
+                provider,
+                client_id: self
+                    .upstream_client_id
+                    .clone()
+                    .context("upstream sign-in needs --upstream-client-id")?,
+                client_secret: self.upstream_client_secret.clone(),
+                email_domains: self.upstream_email_domains.clone(),
+                token_key: match &self.upstream_token_key {
+                    Some(hex) => Some(parse_key(hex).context("--upstream-token-key")?),
+                    None => None,
+                },
+            }),
+            None => None,
+        };
         Ok(Options {
+            upstream,
             host: self.host,
             port: self.port,
             issuer: self.issuer,
@@ -142,6 +202,20 @@ impl Args {
     }
 }
 
+/// 32 bytes from 64 hex digits.
+fn parse_key(hex: &str) -> anyhow::Result<[u8; 32]> {
+    let hex = hex.trim();
+    anyhow::ensure!(
+        hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()),
+        "a key is 64 hex digits"
+    );
+    let mut key = [0u8; 32];
+    for (i, byte) in key.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16)?;
+    }
+    Ok(key)
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -160,14 +234,21 @@ async fn main() -> anyhow::Result<()> {
         "protected resource metadata:  {}/.well-known/oauth-protected-resource",
         running.base
     );
-    println!(
-        "approval:                     {}",
-        if options.auto_approve {
-            "automatic (--auto-approve)"
-        } else {
-            "consent page"
+    match running.authorization_server.upstream_redirect_uri() {
+        Some(redirect_uri) => {
+            println!("approval:                     sign-in upstream, then the consent page");
+            println!("register this redirect URI at the identity provider:");
+            println!("{redirect_uri}");
         }
-    );
+        None => println!(
+            "approval:                     {}",
+            if options.auto_approve {
+                "automatic (--auto-approve)"
+            } else {
+                "consent page"
+            }
+        ),
+    }
     println!(
         "access tokens:                {}",
         if options.opaque_tokens {

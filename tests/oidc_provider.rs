@@ -113,8 +113,14 @@ impl Running {
 }
 
 async fn identity_provider() -> (Running, String) {
+    identity_provider_with(&[]).await
+}
+
+/// oidc-provider with `env` (its optional clients).
+async fn identity_provider_with(env: &[(&str, &str)]) -> (Running, String) {
     let mut command = Command::new("node");
     command.arg("provider.mjs").current_dir(DIR);
+    command.envs(env.iter().copied());
     // Its notices are not what a failing test needs to show.
     command.stderr(Stdio::null());
     let mut provider = Running::start(command);
@@ -264,4 +270,170 @@ async fn mcp_oauth_call_signs_in_and_calls_a_tool() {
     let tokens = stored_tokens(&store);
     assert_eq!(tokens["token_type"], "DPoP");
     assert!(tokens["refresh_token"].is_string(), "{tokens}");
+}
+
+/// `mcp_oauth_server --upstream-issuer <oidc-provider>`, as its README recipe runs it: the
+/// browser approves our consent page, signs in at oidc-provider, and the MCP client (registered
+/// dynamically) gets our token for oidc-provider's user. A second client needs our consent
+/// again, while oidc-provider remembers its own and shows no sign-in page.
+#[cfg(all(feature = "authorization-server", feature = "jwt"))]
+#[tokio::test]
+async fn mcp_oauth_server_signs_users_in_at_oidc_provider() {
+    use support::upstream_idp::Browser;
+    if !ready(false) {
+        return;
+    }
+    const SECRET: &str = "the-servers-secret-at-oidc-provider";
+    let port = support::free_port();
+    let redirect = format!("http://127.0.0.1:{port}/authorize/callback");
+    let (_provider, issuer) = identity_provider_with(&[
+        ("UPSTREAM_REDIRECT_URI", &redirect),
+        ("UPSTREAM_CLIENT_SECRET", SECRET),
+    ])
+    .await;
+    let mut command = Command::new(example("mcp_oauth_server"));
+    command
+        .args(["--port", &port.to_string(), "--upstream-issuer", &issuer])
+        .args(["--upstream-client-id", "mcp-oauth-server"])
+        .env("MCP_OAUTH_UPSTREAM_CLIENT_SECRET", SECRET)
+        .env("RUST_LOG", "warn");
+    let mut server = Running::start(command);
+    let mcp_url = server.value_after("MCP server (Streamable HTTP):").await;
+    server
+        .value_after("register this redirect URI at the identity provider:")
+        .await;
+    let printed = server.lines.next_line().await.unwrap().unwrap();
+    assert_eq!(printed, redirect, "the redirect URI, on a line of its own");
+    let base = format!("http://127.0.0.1:{port}");
+
+    let interactions = || async {
+        support::get(&format!("{issuer}/test/interactions"))
+            .await
+            .text()
+    };
+    let mut browser = Browser::default();
+    let register = || async {
+        let answer = support::send(support::json_request(
+            &format!("{base}/register"),
+            &serde_json::json!({
+                "client_name": "A desktop app",
+                "redirect_uris": [support::auth_server::REDIRECT],
+                "token_endpoint_auth_method": "none",
+            }),
+        ))
+        .await;
+        answer.json()["client_id"].as_str().unwrap().to_owned()
+    };
+
+    let first = register().await;
+    let tokens = authorize_through_upstream(&base, &first, &mut browser).await;
+    assert!(
+        tokens.get("id_token").is_none(),
+        "nothing of the provider's: {tokens}"
+    );
+    let access = tokens["access_token"].as_str().unwrap();
+    let claims = jwt_payload(access);
+    assert_eq!(
+        claims["iss"],
+        base.as_str(),
+        "our token, not the provider's"
+    );
+    assert_eq!(claims["sub"], format!("{issuer}#alice"));
+    assert_eq!(interactions().await, "1");
+
+    // The resource server takes it.
+    let initialize = support::send(
+        http::Request::post(&mcp_url)
+            .header("authorization", format!("Bearer {access}"))
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(http_body_util::Full::from(
+                r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#,
+            ))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        initialize.status,
+        http::StatusCode::OK,
+        "{}",
+        initialize.text()
+    );
+
+    // A second client after our session ended: our consent page again, then oidc-provider,
+    // which remembers its consent for our one client and shows no page.
+    browser.forget_cookies("mcp_session");
+    let second = register().await;
+    let tokens = authorize_through_upstream(&base, &second, &mut browser).await;
+    let claims = jwt_payload(tokens["access_token"].as_str().unwrap());
+    assert_eq!(claims["sub"], format!("{issuer}#alice"));
+    assert_eq!(
+        interactions().await,
+        "1",
+        "the provider remembered its consent"
+    );
+}
+
+/// One authorization of `client` at `base` in `browser`: our consent page (which says the
+/// user signs in upstream next), approved, then the provider and back; the MCP client's token
+/// response.
+#[cfg(all(feature = "authorization-server", feature = "jwt"))]
+async fn authorize_through_upstream(
+    base: &str,
+    client: &str,
+    browser: &mut support::upstream_idp::Browser,
+) -> Value {
+    let (verifier, challenge) = support::auth_server::pkce();
+    let mut url = url::Url::parse(&format!("{base}/authorize")).unwrap();
+    url.query_pairs_mut()
+        .append_pair("response_type", "code")
+        .append_pair("client_id", client)
+        .append_pair("redirect_uri", support::auth_server::REDIRECT)
+        .append_pair("state", "st4te")
+        .append_pair("code_challenge", &challenge)
+        .append_pair("code_challenge_method", "S256")
+        .append_pair("resource", base);
+    let page = browser.get(url.as_str()).await;
+    assert_eq!(page.status, http::StatusCode::OK, "{}", page.text());
+    assert!(
+        page.text().contains("You will sign in with"),
+        "{}",
+        page.text()
+    );
+    let approved = browser.answer_consent(url.as_str(), &page, "approve").await;
+    let (answer, _) = browser
+        .follow(approved, support::auth_server::REDIRECT)
+        .await;
+    let location = answer
+        .location()
+        .unwrap_or_else(|| panic!("{} {}", answer.status, answer.text()));
+    let code = support::query(&location, "code").expect("a code");
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("grant_type", "authorization_code")
+        .append_pair("code", &code)
+        .append_pair("code_verifier", &verifier)
+        .append_pair("redirect_uri", support::auth_server::REDIRECT)
+        .append_pair("client_id", client)
+        .append_pair("resource", base)
+        .finish();
+    let tokens = support::send(
+        http::Request::post(format!("{base}/token"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(http_body_util::Full::from(body))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(tokens.status, http::StatusCode::OK, "{}", tokens.text());
+    tokens.json()
+}
+
+fn jwt_payload(token: &str) -> Value {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).expect("a JWT");
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap()
 }

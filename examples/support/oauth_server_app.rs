@@ -72,6 +72,69 @@ pub struct Options {
     pub device_poll_interval: Duration,
     /// Workload identity issuers whose tokens the JWT-bearer grant takes.
     pub workload_issuers: Vec<tower_mcp_oauth::authorization_server::WorkloadIssuer>,
+    /// Sign users in at this identity provider instead of approving as the demo user.
+    pub upstream: Option<Upstream>,
+}
+
+/// Where users sign in.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    pub provider: UpstreamProvider,
+    pub client_id: String,
+    pub client_secret: Option<String>,
+    /// Admit only emails in these domains.
+    pub email_domains: Vec<String>,
+    /// Seals the users' upstream tokens (the same for every replica); default: a new key per
+    /// process.
+    pub token_key: Option<[u8; 32]>,
+}
+
+#[derive(Debug, Clone)]
+pub enum UpstreamProvider {
+    /// An OpenID Connect issuer, discovered.
+    OpenId(String),
+    /// GitHub at this web address (https://github.com, or a GitHub Enterprise Server).
+    GitHub(String),
+}
+
+impl Upstream {
+    fn sign_in(&self) -> anyhow::Result<tower_mcp_oauth::authorization_server::UpstreamSignIn> {
+        use tower_mcp_oauth::authorization_server::{OAuth2Profile, UpstreamSignIn};
+        let mut sign_in = match &self.provider {
+            UpstreamProvider::OpenId(issuer) => UpstreamSignIn::openid(issuer, &self.client_id),
+            UpstreamProvider::GitHub(web) => {
+                let web = web.trim_end_matches('/');
+                let profile = if web == "https://github.com" {
+                    OAuth2Profile::github()
+                } else {
+                    // GitHub Enterprise Server: the API under /api/v3.
+                    OAuth2Profile::new(
+                        "GitHub",
+                        web,
+                        &format!("{web}/login/oauth/authorize"),
+                        &format!("{web}/login/oauth/access_token"),
+                        &format!("{web}/api/v3/user"),
+                    )?
+                    .scopes(["read:user"])
+                };
+                UpstreamSignIn::oauth2(profile, &self.client_id)
+            }
+        };
+        if let Some(secret) = &self.client_secret {
+            sign_in = match self.provider {
+                // GitHub takes the secret in the form body.
+                UpstreamProvider::GitHub(_) => sign_in.client_secret_post(secret.as_str()),
+                UpstreamProvider::OpenId(_) => sign_in.client_secret(secret.as_str()),
+            };
+        }
+        if !self.email_domains.is_empty() {
+            sign_in = sign_in.allow_email_domains(self.email_domains.clone());
+        }
+        let key = self
+            .token_key
+            .unwrap_or_else(tower_mcp_oauth::authorization_server::SealingKey::generate_bytes);
+        Ok(sign_in.keep_tokens(tower_mcp_oauth::authorization_server::SealingKey::new(&key)))
+    }
 }
 
 /// A certificate to serve https with.
@@ -105,6 +168,7 @@ impl Default for Options {
             device_grant: true,
             device_poll_interval: Duration::from_secs(5),
             workload_issuers: Vec::new(),
+            upstream: None,
         }
     }
 }
@@ -273,9 +337,16 @@ pub async fn start(options: Options) -> anyhow::Result<Running> {
         )
         .default_scopes(["mcp:tools"])
         .access_token_ttl(options.access_token_ttl)
-        .device_grant(options.device_grant)
+        // The device page has no upstream sign-in yet.
+        .device_grant(options.device_grant && options.upstream.is_none())
         .device_poll_interval(options.device_poll_interval);
-    config = if options.auto_approve {
+    config = if let Some(upstream) = &options.upstream {
+        anyhow::ensure!(
+            !options.auto_approve,
+            "--auto-approve and upstream sign-in do not go together: the provider says who the user is"
+        );
+        config.upstream_sign_in(upstream.sign_in()?)
+    } else if options.auto_approve {
         config.approval_policy(AutoApprove::new("demo-user"))
     } else if tower_mcp_oauth::http::is_loopback_host(&url::Url::parse(&issuer)?) {
         config.approval_policy(ConsentPage::new("demo-user"))

@@ -72,6 +72,7 @@ use crate::metadata::AuthorizationServerMetadata;
 use grant::{hash, random_token};
 use wire::json_response;
 
+pub use crate::seal::SealingKey;
 pub use approval::{
     ApprovalPolicy, AuthorizationDecision, AutoApprove, ConsentPage, ConsentRequest,
 };

@@ -2,7 +2,10 @@
 // development keys), plus only what a deployment must say and a test cannot click through:
 //   - one pre-registered native client (loopback redirect, any port: RFC 8252 §7.3);
 //   - RFC 8707 resources: any http://127.0.0.1:PORT/... URL, with JWT access tokens for it;
-//   - a sign-in page that signs in as "alice" and approves at once (no browser in tests).
+//   - a sign-in page that signs in as "alice" and approves at once (no browser in tests);
+//   - when UPSTREAM_REDIRECT_URI is set, a confidential web client "mcp-oauth-server" (secret
+//     UPSTREAM_CLIENT_SECRET) redirecting there: an MCP authorization server that signs its
+//     users in here. /test/interactions counts the sign-in pages served.
 // Listens on 127.0.0.1 only; prints "ISSUER <url>" as its first line.
 import http from 'node:http';
 import Provider, { errors } from 'oidc-provider';
@@ -20,17 +23,31 @@ const loopbackResource = (value) => {
   }
 };
 
+const clients = [
+  {
+    client_id: 'mcp-client',
+    token_endpoint_auth_method: 'none',
+    application_type: 'native',
+    redirect_uris: ['http://127.0.0.1/callback'],
+    grant_types: ['authorization_code', 'refresh_token'],
+    response_types: ['code'],
+  },
+];
+if (process.env.UPSTREAM_REDIRECT_URI) {
+  // A web client: the provider remembers its consent (it asks native clients every time).
+  clients.push({
+    client_id: 'mcp-oauth-server',
+    client_secret: process.env.UPSTREAM_CLIENT_SECRET,
+    application_type: 'web',
+    redirect_uris: [process.env.UPSTREAM_REDIRECT_URI],
+    grant_types: ['authorization_code', 'refresh_token'],
+    response_types: ['code'],
+  });
+}
+let interactions = 0;
+
 const provider = new Provider(issuer, {
-  clients: [
-    {
-      client_id: 'mcp-client',
-      token_endpoint_auth_method: 'none',
-      application_type: 'native',
-      redirect_uris: ['http://127.0.0.1/callback'],
-      grant_types: ['authorization_code', 'refresh_token'],
-      response_types: ['code'],
-    },
-  ],
+  clients,
   findAccount: (ctx, sub) => ({ accountId: sub, claims: () => ({ sub }) }),
   interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
   features: {
@@ -64,7 +81,10 @@ const signIn = async (req, res) => {
 
 const callback = provider.callback();
 server.on('request', (req, res) => {
-  if (req.url.startsWith('/interaction/')) {
+  if (req.url === '/test/interactions') {
+    res.end(String(interactions));
+  } else if (req.url.startsWith('/interaction/')) {
+    interactions += 1;
     signIn(req, res).catch((error) => {
       res.statusCode = 500;
       res.end(String(error));

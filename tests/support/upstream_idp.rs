@@ -387,13 +387,20 @@ impl Browser {
             let set = set.to_str().unwrap();
             let (pair, attributes) = set.split_once(';').unwrap_or((set, ""));
             let (name, value) = pair.split_once('=').unwrap();
-            if attributes.contains("Max-Age=0") {
+            let lower = attributes.to_ascii_lowercase();
+            if lower.contains("max-age=0") || lower.contains("expires=thu, 01 jan 1970") {
                 self.cookies.remove(&(origin.clone(), name.to_owned()));
             } else {
                 self.cookies
                     .insert((origin.clone(), name.to_owned()), value.to_owned());
             }
         }
+    }
+
+    /// Drops the cookies whose names start with `prefix` (a session that ended).
+    pub fn forget_cookies(&mut self, prefix: &str) {
+        self.cookies
+            .retain(|(_, name), _| !name.starts_with(prefix));
     }
 
     pub fn has_cookie(&self, prefix: &str) -> bool {
@@ -454,9 +461,14 @@ impl Browser {
         let stop = Url::parse(stop_at).unwrap();
         let mut url = String::new();
         for _ in 0..10 {
-            let Some(next) = answer.location() else {
+            let Some(location) = answer.headers.get("location") else {
                 return (answer, url);
             };
+            // Relative locations (oidc-provider sends them) resolve against the last URL.
+            let location = location.to_str().unwrap();
+            let next = Url::parse(location)
+                .or_else(|_| Url::parse(&url).unwrap().join(location))
+                .unwrap();
             if next.origin() == stop.origin() {
                 return (answer, url);
             }
