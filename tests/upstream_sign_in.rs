@@ -393,3 +393,101 @@ async fn upstream_sign_in_refuses_settings_it_cannot_honour() {
         .upstream_sign_in(UpstreamSignIn::openid("http://idp.example", CLIENT_ID));
     assert!(AuthorizationServer::new(insecure).is_err());
 }
+
+/// Two replicas on one PostgreSQL database behind a balancer that the test points: the sign-in
+/// begins at A (consent page and approval), finishes at B (the provider's callback), and A
+/// then honours B's session, remembered consent and kept upstream tokens.
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn a_sign_in_begun_at_one_replica_finishes_at_another() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use support::postgres::{database_url, fresh_schema};
+    use tower_mcp_oauth::authorization_server::{PostgresAuthorizationStore, SigningKey};
+    use tower_mcp_oauth::postgres::PostgresPool;
+
+    let Some(url) = database_url() else {
+        return;
+    };
+    let url = fresh_schema(&url).await;
+    let idp = Idp::start().await;
+    let (balancer, base) = bind().await;
+    let resource = format!("{base}/mcp");
+    let key = SigningKey::generate().unwrap();
+    let mut replicas = Vec::new();
+    let mut addresses = Vec::new();
+    for _ in 0..2 {
+        let pool = PostgresPool::connect(&url).await.unwrap();
+        let store = PostgresAuthorizationStore::new(pool).await.unwrap();
+        let config = AuthorizationServerConfig::new(&base)
+            .unwrap()
+            .resource(&resource)
+            .scopes(["mcp:tools"])
+            .signing_key(key.clone())
+            .store(store)
+            .upstream_sign_in(openid(&idp));
+        let server = AuthorizationServer::new(config).unwrap();
+        let (listener, address) = bind().await;
+        serve_on(listener, server.router());
+        replicas.push(server);
+        addresses.push(address);
+    }
+    let target = Arc::new(AtomicUsize::new(0));
+    let to = {
+        let target = target.clone();
+        let addresses = addresses.clone();
+        move |request: axum::extract::Request| {
+            let backend = addresses[target.load(Ordering::SeqCst)].clone();
+            async move {
+                let (mut parts, body) = request.into_parts();
+                let path = parts
+                    .uri
+                    .path_and_query()
+                    .map(|p| p.as_str())
+                    .unwrap_or("/");
+                parts.uri = format!("{backend}{path}").parse().unwrap();
+                let client = hyper_util::client::legacy::Client::builder(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .build_http::<axum::body::Body>();
+                let response = client
+                    .request(http::Request::from_parts(parts, body))
+                    .await
+                    .unwrap();
+                response.map(axum::body::Body::new)
+            }
+        }
+    };
+    serve_on(balancer, axum::Router::new().fallback(to));
+    let s = Server {
+        base: base.clone(),
+        resource,
+        server: replicas[0].clone(),
+    };
+    let client = s.public_client().await;
+    let mut browser = Browser::default();
+
+    target.store(0, Ordering::SeqCst);
+    let (page, url, verifier) = authorize(&s, &mut browser, &client, "mcp:tools").await;
+    let approved = browser.answer_consent(&url, &page, "approve").await;
+    assert_eq!(
+        approved.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        approved.text()
+    );
+    target.store(1, Ordering::SeqCst);
+    let (answer, _) = browser.follow(approved, REDIRECT).await;
+    let code = code_of(&answer);
+    target.store(0, Ordering::SeqCst);
+    let (_, subject) = redeem(&s, &client, &code, &verifier).await;
+    assert_eq!(subject, format!("{}#alice", idp.issuer()));
+
+    // A knows B's session and the consent B remembered: no page, nothing upstream.
+    let (again, _, _) = authorize(&s, &mut browser, &client, "mcp:tools").await;
+    assert_eq!(again.status, StatusCode::FOUND, "{}", again.text());
+    assert_eq!(idp.authorize_requests().len(), 1);
+    // And opens the upstream tokens B kept (the replicas share the sealing key).
+    let kept = replicas[0].upstream_access_token(&subject).await.unwrap();
+    assert_eq!(kept.unwrap().expose(), UPSTREAM_ACCESS_TOKEN);
+}
