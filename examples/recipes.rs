@@ -6,6 +6,8 @@
 //! cargo run --example recipes -- self-contained                       # (c) an MCP server that is its own authorization server
 //! cargo run --example recipes -- client http://127.0.0.1:8000/mcp     # (a) a client calling its tools
 //! cargo run --example recipes -- server --issuer https://idp.example.com --port 8001   # (b)
+//! UPSTREAM_CLIENT_SECRET=… cargo run --example recipes -- sign-in-with-your-idp \
+//!     --issuer https://idp.example.com --client-id mcp-server                     # (e)
 //! ```
 // A recipe shows the least a reader needs: no Default beside new().
 #![allow(dead_code, clippy::new_without_default)]
@@ -24,7 +26,8 @@ use rmcp::{tool, tool_handler, tool_router, ErrorData, ServerHandler, ServiceExt
 use tower::retry::RetryLayer;
 use tower::ServiceBuilder;
 use tower_mcp_oauth::authorization_server::{
-    ApprovalPolicy, AuthorizationServer, AuthorizationServerConfig, ConsentPage,
+    ApprovalPolicy, AuthorizationServer, AuthorizationServerConfig, ConsentPage, SealingKey,
+    UpstreamSignIn,
 };
 use tower_mcp_oauth::client::{
     FileStore, LoopbackHandler, OAuthConfig, OAuthLayer, OAuthState, RetryTransient,
@@ -161,6 +164,44 @@ pub async fn recipe_self_contained(
 }
 // recipe (c) end
 
+// recipe (e) begin
+/// Recipe (c) for the users of your identity provider: it signs them in, our consent page
+/// names the MCP client, and the MCP client gets our tokens (the provider's are kept sealed for
+/// your tools). Register the printed redirect URI as the client's at the provider.
+pub async fn recipe_sign_in_with_your_idp(
+    listener: tokio::net::TcpListener,
+    idp_issuer: &str,
+    client_id: &str,
+    client_secret: &str,
+) -> anyhow::Result<()> {
+    let base = format!("http://{}", listener.local_addr()?);
+    let resource = format!("{base}/mcp");
+    let sign_in = UpstreamSignIn::openid(idp_issuer, client_id)
+        .client_secret(client_secret)
+        .allow_email_domains(["example.com"])
+        .keep_tokens(SealingKey::new(&SealingKey::generate_bytes()));
+    let authorization_server = AuthorizationServer::new(
+        AuthorizationServerConfig::new(&base)?
+            .resource(&resource)
+            .scopes(["mcp:tools"])
+            .upstream_sign_in(sign_in),
+    )?;
+    let redirect_uri = authorization_server.upstream_redirect_uri();
+    println!("redirect URI: {}", redirect_uri.unwrap_or_default());
+    let mcp = StreamableHttpService::new(
+        || Ok(Tools::new()),
+        Arc::new(LocalSessionManager::default()),
+        StreamableHttpServerConfig::default(),
+    );
+    let protected = authorization_server
+        .protected_resource(&resource)?
+        .required_scopes(["mcp:tools"]);
+    let app = authorization_server.router().merge(protected.router(mcp));
+    axum::serve(listener, app).await?;
+    Ok(())
+}
+// recipe (e) end
+
 /// README's recipes, to run by hand.
 #[derive(Parser)]
 struct Args {
@@ -190,6 +231,18 @@ enum Recipe {
         #[arg(long, default_value_t = 8000)]
         port: u16,
     },
+    /// (e) Recipe (c) signing users in at the OpenID Connect provider ISSUER, where it is the
+    /// client CLIENT_ID with the secret from UPSTREAM_CLIENT_SECRET.
+    SignInWithYourIdp {
+        #[arg(long)]
+        issuer: String,
+        #[arg(long)]
+        client_id: String,
+        #[arg(long, env = "UPSTREAM_CLIENT_SECRET", hide_env_values = true)]
+        client_secret: String,
+        #[arg(long, default_value_t = 8000)]
+        port: u16,
+    },
 }
 
 #[tokio::main]
@@ -216,6 +269,16 @@ async fn main() -> anyhow::Result<()> {
             let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
             println!("MCP server: http://{}/mcp", listener.local_addr()?);
             recipe_self_contained(listener, ConsentPage::new("demo-user")).await?;
+        }
+        Recipe::SignInWithYourIdp {
+            issuer,
+            client_id,
+            client_secret,
+            port,
+        } => {
+            let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+            println!("MCP server: http://{}/mcp", listener.local_addr()?);
+            recipe_sign_in_with_your_idp(listener, &issuer, &client_id, &client_secret).await?;
         }
     }
     Ok(())

@@ -312,27 +312,15 @@ async fn mcp_oauth_server_signs_users_in_at_oidc_provider() {
             .text()
     };
     let mut browser = Browser::default();
-    let register = || async {
-        let answer = support::send(support::json_request(
-            &format!("{base}/register"),
-            &serde_json::json!({
-                "client_name": "A desktop app",
-                "redirect_uris": [support::auth_server::REDIRECT],
-                "token_endpoint_auth_method": "none",
-            }),
-        ))
-        .await;
-        answer.json()["client_id"].as_str().unwrap().to_owned()
-    };
-
-    let first = register().await;
-    let tokens = authorize_through_upstream(&base, &first, &mut browser).await;
+    let first = support::upstream_idp::register_public_client(&base).await;
+    let tokens =
+        support::upstream_idp::authorize_through_upstream(&base, &base, &first, &mut browser).await;
     assert!(
         tokens.get("id_token").is_none(),
         "nothing of the provider's: {tokens}"
     );
     let access = tokens["access_token"].as_str().unwrap();
-    let claims = jwt_payload(access);
+    let claims = support::upstream_idp::jwt_payload(access);
     assert_eq!(
         claims["iss"],
         base.as_str(),
@@ -363,77 +351,15 @@ async fn mcp_oauth_server_signs_users_in_at_oidc_provider() {
     // A second client after our session ended: our consent page again, then oidc-provider,
     // which remembers its consent for our one client and shows no page.
     browser.forget_cookies("mcp_session");
-    let second = register().await;
-    let tokens = authorize_through_upstream(&base, &second, &mut browser).await;
-    let claims = jwt_payload(tokens["access_token"].as_str().unwrap());
+    let second = support::upstream_idp::register_public_client(&base).await;
+    let tokens =
+        support::upstream_idp::authorize_through_upstream(&base, &base, &second, &mut browser)
+            .await;
+    let claims = support::upstream_idp::jwt_payload(tokens["access_token"].as_str().unwrap());
     assert_eq!(claims["sub"], format!("{issuer}#alice"));
     assert_eq!(
         interactions().await,
         "1",
         "the provider remembered its consent"
     );
-}
-
-/// One authorization of `client` at `base` in `browser`: our consent page (which says the
-/// user signs in upstream next), approved, then the provider and back; the MCP client's token
-/// response.
-#[cfg(all(feature = "authorization-server", feature = "jwt"))]
-async fn authorize_through_upstream(
-    base: &str,
-    client: &str,
-    browser: &mut support::upstream_idp::Browser,
-) -> Value {
-    let (verifier, challenge) = support::auth_server::pkce();
-    let mut url = url::Url::parse(&format!("{base}/authorize")).unwrap();
-    url.query_pairs_mut()
-        .append_pair("response_type", "code")
-        .append_pair("client_id", client)
-        .append_pair("redirect_uri", support::auth_server::REDIRECT)
-        .append_pair("state", "st4te")
-        .append_pair("code_challenge", &challenge)
-        .append_pair("code_challenge_method", "S256")
-        .append_pair("resource", base);
-    let page = browser.get(url.as_str()).await;
-    assert_eq!(page.status, http::StatusCode::OK, "{}", page.text());
-    assert!(
-        page.text().contains("You will sign in with"),
-        "{}",
-        page.text()
-    );
-    let approved = browser.answer_consent(url.as_str(), &page, "approve").await;
-    let (answer, _) = browser
-        .follow(approved, support::auth_server::REDIRECT)
-        .await;
-    let location = answer
-        .location()
-        .unwrap_or_else(|| panic!("{} {}", answer.status, answer.text()));
-    let code = support::query(&location, "code").expect("a code");
-    let body = url::form_urlencoded::Serializer::new(String::new())
-        .append_pair("grant_type", "authorization_code")
-        .append_pair("code", &code)
-        .append_pair("code_verifier", &verifier)
-        .append_pair("redirect_uri", support::auth_server::REDIRECT)
-        .append_pair("client_id", client)
-        .append_pair("resource", base)
-        .finish();
-    let tokens = support::send(
-        http::Request::post(format!("{base}/token"))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(http_body_util::Full::from(body))
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(tokens.status, http::StatusCode::OK, "{}", tokens.text());
-    tokens.json()
-}
-
-fn jwt_payload(token: &str) -> Value {
-    use base64::Engine;
-    let payload = token.split('.').nth(1).expect("a JWT");
-    serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(payload)
-            .unwrap(),
-    )
-    .unwrap()
 }

@@ -45,7 +45,7 @@ fn readme_shows_each_recipe_as_it_runs() {
         .map(|line| format!("{line}\n"))
         .collect();
     let source = include_str!("../examples/recipes.rs");
-    for name in ["a", "b", "c"] {
+    for name in ["a", "b", "c", "e"] {
         let code = recipe(source, name);
         assert!(
             shown.contains(&code),
@@ -119,4 +119,45 @@ async fn recipe_b_trusts_mcp_oauth_server_as_its_identity_provider() {
         .scopes
         .contains(&"mcp:admin".to_owned()));
     client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn recipe_e_signs_users_in_at_their_identity_provider() {
+    use support::upstream_idp::{
+        authorize_through_upstream, jwt_payload, register_public_client, Browser, Idp, CLIENT_ID,
+        CLIENT_SECRET, UPSTREAM_ACCESS_TOKEN,
+    };
+    let idp = Idp::start().await;
+    let (listener, base) = bind().await;
+    let issuer = idp.issuer().to_owned();
+    tokio::spawn(async move {
+        recipes::recipe_sign_in_with_your_idp(listener, &issuer, CLIENT_ID, CLIENT_SECRET).await
+    });
+    let client = register_public_client(&base).await;
+    let mut browser = Browser::default();
+    let resource = format!("{base}/mcp");
+    let tokens = authorize_through_upstream(&base, &resource, &client, &mut browser).await;
+    let access = tokens["access_token"].as_str().unwrap();
+    assert_eq!(
+        jwt_payload(access)["sub"],
+        format!("{}#alice", idp.issuer())
+    );
+    assert!(!tokens.to_string().contains(UPSTREAM_ACCESS_TOKEN));
+
+    // A user outside example.com is not let in.
+    idp.next_user("mallory", "mallory@evil.test");
+    let other = register_public_client(&base).await;
+    let (refused, _) = support::upstream_idp::answer_through_upstream(
+        &base,
+        &resource,
+        &other,
+        &mut Browser::default(),
+    )
+    .await;
+    assert_eq!(
+        refused.status,
+        http::StatusCode::FORBIDDEN,
+        "{}",
+        refused.text()
+    );
 }

@@ -478,3 +478,90 @@ impl Browser {
         panic!("too many redirects");
     }
 }
+
+/// One authorization of `client` at `base` for `resource` in `browser`: our consent page
+/// (which says the user signs in upstream next), approved, then the provider and back. The
+/// last answer (the redirect to the MCP client, or an error page) and the PKCE verifier.
+pub async fn answer_through_upstream(
+    base: &str,
+    resource: &str,
+    client: &str,
+    browser: &mut Browser,
+) -> (Answer, String) {
+    let (verifier, challenge) = super::auth_server::pkce();
+    let mut url = url::Url::parse(&format!("{base}/authorize")).unwrap();
+    url.query_pairs_mut()
+        .append_pair("response_type", "code")
+        .append_pair("client_id", client)
+        .append_pair("redirect_uri", super::auth_server::REDIRECT)
+        .append_pair("state", "st4te")
+        .append_pair("code_challenge", &challenge)
+        .append_pair("code_challenge_method", "S256")
+        .append_pair("resource", resource);
+    let page = browser.get(url.as_str()).await;
+    assert_eq!(page.status, http::StatusCode::OK, "{}", page.text());
+    assert!(
+        page.text().contains("You will sign in with"),
+        "{}",
+        page.text()
+    );
+    let approved = browser.answer_consent(url.as_str(), &page, "approve").await;
+    let (answer, _) = browser.follow(approved, super::auth_server::REDIRECT).await;
+    (answer, verifier)
+}
+
+/// [`answer_through_upstream`] to the end: the MCP client's token response.
+pub async fn authorize_through_upstream(
+    base: &str,
+    resource: &str,
+    client: &str,
+    browser: &mut Browser,
+) -> Value {
+    let (answer, verifier) = answer_through_upstream(base, resource, client, browser).await;
+    let location = answer
+        .location()
+        .unwrap_or_else(|| panic!("{} {}", answer.status, answer.text()));
+    let code = super::query(&location, "code").expect("a code");
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("grant_type", "authorization_code")
+        .append_pair("code", &code)
+        .append_pair("code_verifier", &verifier)
+        .append_pair("redirect_uri", super::auth_server::REDIRECT)
+        .append_pair("client_id", client)
+        .append_pair("resource", resource)
+        .finish();
+    let tokens = super::send(
+        http::Request::post(format!("{base}/token"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(http_body_util::Full::from(body))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(tokens.status, http::StatusCode::OK, "{}", tokens.text());
+    tokens.json()
+}
+
+/// A public client registered dynamically at `base`, as a desktop app registers.
+pub async fn register_public_client(base: &str) -> String {
+    let answer = send(super::json_request(
+        &format!("{base}/register"),
+        &json!({
+            "client_name": "A desktop app",
+            "redirect_uris": [super::auth_server::REDIRECT],
+            "token_endpoint_auth_method": "none",
+        }),
+    ))
+    .await;
+    answer.json()["client_id"].as_str().unwrap().to_owned()
+}
+
+/// The claims of a JWT, unchecked.
+pub fn jwt_payload(token: &str) -> Value {
+    let payload = token.split('.').nth(1).expect("a JWT");
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap()
+}
