@@ -409,3 +409,125 @@ async fn the_crate_client_signs_in_through_the_consent_page_in_chromium() {
     );
     assert!(state.credentials().is_none());
 }
+
+/// Upstream sign-in in Chromium, across sites as in the field: the authorization server at
+/// `localhost`, the identity provider at `127.0.0.1`. Our consent page, then the provider, and
+/// back with the `SameSite=Lax` state cookie; then the session cookie makes the next
+/// authorization of the same client go straight through, and another client's page name the
+/// signed-in user.
+#[cfg(feature = "jwt")]
+#[tokio::test]
+async fn a_user_signs_in_upstream_through_our_consent_page_in_chromium() {
+    use support::upstream_idp::{Idp, CLIENT_ID, CLIENT_SECRET};
+    use tower_mcp_oauth::authorization_server::{
+        AuthorizationServer, AuthorizationServerConfig, UpstreamSignIn,
+    };
+    if !browser_available() {
+        return;
+    }
+    let idp = Idp::start().await;
+    let (listener, loopback) = bind().await;
+    let base = loopback.replace("127.0.0.1", "localhost");
+    let resource = format!("{base}/mcp");
+    let server = AuthorizationServer::new(
+        AuthorizationServerConfig::new(&base)
+            .unwrap()
+            .resource(&resource)
+            .scopes(["mcp:tools"])
+            .upstream_sign_in(
+                UpstreamSignIn::openid(idp.issuer(), CLIENT_ID).client_secret(CLIENT_SECRET),
+            ),
+    )
+    .unwrap();
+    serve_on(listener, server.router());
+    let s = Server {
+        base: loopback.clone(),
+        resource: resource.clone(),
+        server,
+    };
+    let (redirect_uri, callbacks) = callback_server().await;
+    let register = |name: &str| {
+        let metadata = tower_mcp_oauth::metadata::ClientMetadata {
+            client_name: Some(name.into()),
+            redirect_uris: vec![redirect_uri.clone()],
+            grant_types: vec!["authorization_code".into()],
+            ..Default::default()
+        };
+        let server = s.server.clone();
+        async move { server.register_client(metadata).await.unwrap() }
+    };
+    let first = register("First App").await;
+    let (verifier, challenge) = pkce();
+    let authorize_url = |client: &str, state: &str| {
+        s.authorize_url_to(
+            client,
+            &redirect_uri,
+            state,
+            &challenge,
+            &[("scope", "mcp:tools")],
+        )
+        .replace(&loopback, &base)
+    };
+    let wait_for_callback = |count: usize| {
+        let callbacks = callbacks.clone();
+        async move {
+            for _ in 0..100 {
+                if let Some(query) = callbacks.lock().unwrap().get(count - 1).cloned() {
+                    return query;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            panic!("the browser never reached the redirect URI");
+        }
+    };
+
+    let browser = Browser::start().await;
+    browser.open(&authorize_url(&first, "one")).await;
+    assert_eq!(browser.text("#provider").await, "127.0.0.1");
+    assert_eq!(browser.text("#redirect-uri").await, redirect_uri);
+    assert!(
+        idp.authorize_requests().is_empty(),
+        "nothing upstream before approval"
+    );
+    browser.click("#approve").await;
+    let query = wait_for_callback(1).await;
+    assert_eq!(param(&query, "state").as_deref(), Some("one"));
+    assert_eq!(param(&query, "iss").as_deref(), Some(base.as_str()));
+    let code = param(&query, "code").unwrap_or_else(|| panic!("a code: {query}"));
+    let token = s
+        .post_form(
+            "/token",
+            &code_grant(
+                &code,
+                &verifier,
+                &[
+                    ("redirect_uri", &redirect_uri),
+                    ("client_id", &first),
+                    ("resource", &resource),
+                ],
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(token.status, StatusCode::OK, "{}", token.text());
+    let access = token.json()["access_token"].as_str().unwrap().to_owned();
+    let claims = support::upstream_idp::jwt_payload(&access);
+    assert_eq!(claims["sub"], format!("{}#alice", idp.issuer()));
+
+    // The browser's session and the remembered consent: straight through, nothing upstream.
+    browser.open(&authorize_url(&first, "two")).await;
+    let query = wait_for_callback(2).await;
+    assert_eq!(param(&query, "state").as_deref(), Some("two"));
+    assert!(param(&query, "code").is_some(), "{query}");
+    assert_eq!(idp.authorize_requests().len(), 1);
+
+    // Another client: our page again, naming who is signed in.
+    let second = register("Second App").await;
+    browser.open(&authorize_url(&second, "three")).await;
+    assert_eq!(browser.text("#user").await, "Alice Example");
+    browser.click("#approve").await;
+    let query = wait_for_callback(3).await;
+    assert!(param(&query, "code").is_some(), "{query}");
+    assert_eq!(idp.authorize_requests().len(), 1, "signed in upstream once");
+    browser.close().await;
+}
