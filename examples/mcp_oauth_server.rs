@@ -119,7 +119,7 @@ struct Args {
         hide_env_values = true
     )]
     upstream_client_secret: Option<String>,
-    /// Admit only users whose (verified) email is in this domain; repeatable.
+    /// Admit only users whose email is in this domain and verified by the provider; repeatable.
     #[arg(long = "upstream-email-domain", value_name = "DOMAIN")]
     upstream_email_domains: Vec<String>,
     /// Seal the users' upstream tokens with this key (64 hex digits), the same for every

@@ -491,3 +491,91 @@ async fn a_sign_in_begun_at_one_replica_finishes_at_another() {
     let kept = replicas[0].upstream_access_token(&subject).await.unwrap();
     assert_eq!(kept.unwrap().expose(), UPSTREAM_ACCESS_TOKEN);
 }
+
+/// On https every cookie of the sign-in is `__Host-` (`Secure`, `Path=/`, no `Domain`): a
+/// sibling host cannot plant a state or a session.
+#[tokio::test]
+async fn on_https_the_sign_in_cookies_are_host_only() {
+    use tower::ServiceExt;
+    let idp = Idp::start().await;
+    let base = "https://mcp.example";
+    let server = AuthorizationServer::new(
+        AuthorizationServerConfig::new(base)
+            .unwrap()
+            .resource(format!("{base}/mcp"))
+            .scopes(["mcp:tools"])
+            .upstream_sign_in(openid(&idp)),
+    )
+    .unwrap();
+    let client = server
+        .register_client(tower_mcp_oauth::metadata::ClientMetadata {
+            redirect_uris: vec![REDIRECT.into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let (_, challenge) = pkce();
+    let s = Server {
+        base: base.into(),
+        resource: format!("{base}/mcp"),
+        server: server.clone(),
+    };
+    let url = s.authorize_url(&client, &challenge, &[("scope", "mcp:tools")]);
+    let page = server
+        .router()
+        .oneshot(
+            http::Request::get(&url)
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let consent_cookie = page.headers()["set-cookie"].to_str().unwrap().to_owned();
+    let html = String::from_utf8(
+        http_body_util::BodyExt::collect(page.into_body())
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
+    let field = |name: &str| {
+        let marker = format!("name=\"{name}\" value=\"");
+        let start = html.find(&marker).unwrap() + marker.len();
+        html[start..start + html[start..].find('"').unwrap()].to_owned()
+    };
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("request", &field("request"))
+        .append_pair("csrf", &field("csrf"))
+        .append_pair("decision", "approve")
+        .finish();
+    let approved = server
+        .router()
+        .oneshot(
+            http::Request::post(format!("{base}/authorize"))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .header("origin", base)
+                .header("cookie", consent_cookie.split(';').next().unwrap())
+                .body(axum::body::Body::from(body))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(approved.status(), StatusCode::SEE_OTHER);
+    let state_cookie = approved
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|c| c.contains("mcp_upstream_"))
+        .expect("a state cookie");
+    assert!(
+        state_cookie.starts_with("__Host-mcp_upstream_"),
+        "{state_cookie}"
+    );
+    for attribute in ["Path=/;", "Secure", "HttpOnly", "SameSite=Lax"] {
+        assert!(state_cookie.contains(attribute), "{state_cookie}");
+    }
+    assert!(!state_cookie.contains("Domain"));
+}

@@ -76,8 +76,8 @@ pub struct Options {
     pub upstream: Option<Upstream>,
 }
 
-/// Where users sign in.
-#[derive(Debug, Clone)]
+/// Where users sign in. `Debug` shows neither the secret nor the key.
+#[derive(Clone)]
 pub struct Upstream {
     pub provider: UpstreamProvider,
     pub client_id: String,
@@ -87,6 +87,16 @@ pub struct Upstream {
     /// Seals the users' upstream tokens (the same for every replica); default: a new key per
     /// process.
     pub token_key: Option<[u8; 32]>,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream")
+            .field("provider", &self.provider)
+            .field("client_id", &self.client_id)
+            .field("email_domains", &self.email_domains)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -127,3 +127,16 @@ impl ApprovalPolicy for ConsentPage {
         }))
     }
 }
+
+/// Refuses everything: where no policy may decide (upstream sign-in decides instead).
+pub(super) struct RefuseAll;
+
+impl ApprovalPolicy for RefuseAll {
+    fn decide<'a>(
+        &'a self,
+        _: &'a ConsentRequest,
+        _: &'a HeaderMap,
+    ) -> BoxFuture<'a, AuthorizationDecision> {
+        Box::pin(std::future::ready(AuthorizationDecision::Deny))
+    }
+}

@@ -536,6 +536,8 @@ impl AuthorizationServer {
         let approval =
             match &config.approval {
                 Some(policy) => policy.clone(),
+                // Upstream sign-in decides in its place; nothing else asks a policy then.
+                None if config.upstream.is_some() => Arc::new(approval::RefuseAll),
                 None if crate::http::is_loopback_host(&config.issuer) => {
                     Arc::new(ConsentPage::new("user")) as Arc<dyn ApprovalPolicy>
                 }

@@ -95,12 +95,8 @@ pub(super) async fn approve_remembering(
     request: Validated,
     subject: String,
 ) -> Response {
-    if remember(server, upstream, &request, &subject)
-        .await
-        .is_err()
-    {
-        return unavailable_page();
-    }
+    // A consent that cannot be remembered is asked again next time; this one stands.
+    remember(server, upstream, &request, &subject).await;
     approve(server, request, subject, StatusCode::SEE_OTHER).await
 }
 
@@ -142,8 +138,8 @@ pub(super) async fn start(
     let mut response = redirect(url.as_str(), StatusCode::SEE_OTHER);
     let cookie = format!(
         "{}={state}; Path={}; Max-Age={}; HttpOnly; SameSite=Lax{}",
-        state_cookie_name(&state),
-        callback_path(server),
+        state_cookie_name(server, &state),
+        state_cookie_path(server),
         CONSENT_TTL.as_secs(),
         secure_suffix(server),
     );
@@ -194,8 +190,8 @@ pub(in crate::authorization_server) async fn callback(
     // The state cookie has served its purpose, whatever the outcome.
     let expired = format!(
         "{}=; Path={}; Max-Age=0; HttpOnly; SameSite=Lax{}",
-        state_cookie_name(state),
-        callback_path(&server),
+        state_cookie_name(&server, state),
+        state_cookie_path(&server),
         secure_suffix(&server),
     );
     if let Ok(value) = HeaderValue::from_str(&expired) {
@@ -212,7 +208,7 @@ async fn finish(
     state: &str,
     pending: PendingSignIn,
 ) -> Response {
-    let cookie_state = cookie(headers, &state_cookie_name(state)).unwrap_or_default();
+    let cookie_state = cookie(headers, &state_cookie_name(server, state)).unwrap_or_default();
     let same_browser = bool::from(hash(&cookie_state).0.ct_eq(&pending.consent.csrf_hash.0))
         && bool::from(cookie_state.as_bytes().ct_eq(state.as_bytes()));
     if !same_browser {
@@ -322,17 +318,18 @@ async fn keep_sign_in(
         tracing::error!(%error, "could not save a session");
         return Err(());
     }
-    remember(server, upstream, request, subject).await
+    remember(server, upstream, request, subject).await;
+    Ok(())
 }
 
 /// Remembers the user's consent to the client, adding to what they consented to before for
-/// the same resource.
+/// the same resource. A failure is logged: the user is asked again next time.
 async fn remember(
     server: &AuthorizationServer,
     upstream: &Upstream,
     request: &Validated,
     subject: &str,
-) -> Result<(), ()> {
+) {
     let store = &server.inner.config.store;
     let mut scopes = request.scopes.clone();
     match store.remembered_consent(subject, &request.client_id).await {
@@ -346,7 +343,7 @@ async fn remember(
         Ok(_) => {}
         Err(error) => {
             tracing::error!(%error, "could not read a remembered consent");
-            return Err(());
+            return;
         }
     }
     let consent = RememberedConsent {
@@ -356,9 +353,9 @@ async fn remember(
         resource: request.resource.clone(),
         expires_at: now_secs() + upstream.consent_ttl().as_secs(),
     };
-    store.remember_consent(consent).await.map_err(|error| {
+    if let Err(error) = store.remember_consent(consent).await {
         tracing::error!(%error, "could not remember a consent");
-    })
+    }
 }
 
 /// The browser's session, if it has a live one.
@@ -397,15 +394,11 @@ fn sign_in_failed(error: &SignInError) -> Response {
 
 /// The provider part of a qualified subject, for logs (the user's id stays out of them).
 fn upstream_issuer(subject: &str) -> &str {
-    subject.rsplit_once('#').map_or("", |(issuer, _)| issuer)
+    subject.split_once('#').map_or("", |(issuer, _)| issuer)
 }
 
 fn base_path(server: &AuthorizationServer) -> &str {
     server.inner.config.issuer.path().trim_end_matches('/')
-}
-
-fn callback_path(server: &AuthorizationServer) -> String {
-    format!("{}{CALLBACK_PATH}", base_path(server))
 }
 
 fn callback_uri(server: &AuthorizationServer) -> String {
@@ -424,23 +417,40 @@ fn secure_suffix(server: &AuthorizationServer) -> &'static str {
     }
 }
 
-fn state_cookie_name(state: &str) -> String {
-    let short: String = state.chars().take(STATE_COOKIE_NAME_CHARS).collect();
-    format!("{STATE_COOKIE_PREFIX}{short}")
+/// On https the cookies are `__Host-` (https only, `Path=/`, no `Domain`), so no sibling
+/// host can plant one; on a loopback http issuer, plain names scoped to the endpoint.
+fn host_prefix(server: &AuthorizationServer) -> &'static str {
+    if is_https(server) {
+        "__Host-"
+    } else {
+        ""
+    }
 }
 
-/// `__Host-` where the browser allows it (https, and the cookie may have `Path=/`), so no
-/// other host or path can set it; a plain name on a loopback http issuer.
+fn state_cookie_name(server: &AuthorizationServer, state: &str) -> String {
+    let short: String = state.chars().take(STATE_COOKIE_NAME_CHARS).collect();
+    format!("{}{STATE_COOKIE_PREFIX}{short}", host_prefix(server))
+}
+
+fn state_cookie_path(server: &AuthorizationServer) -> String {
+    if is_https(server) {
+        "/".to_owned()
+    } else {
+        format!("{}{CALLBACK_PATH}", base_path(server))
+    }
+}
+
 fn session_cookie_name(server: &AuthorizationServer) -> &'static str {
-    match (is_https(server), base_path(server).is_empty()) {
-        (true, true) => "__Host-mcp_session",
-        (true, false) => "__Secure-mcp_session",
-        (false, _) => "mcp_session",
+    if is_https(server) {
+        "__Host-mcp_session"
+    } else {
+        "mcp_session"
     }
 }
 
 fn session_cookie_path(server: &AuthorizationServer) -> String {
     match base_path(server) {
+        _ if is_https(server) => "/".to_owned(),
         "" => "/".to_owned(),
         base => format!("{base}/authorize"),
     }

@@ -15,8 +15,8 @@
 //! 3. `GET /authorize/callback`: the `state` is taken once and must match the cookie; `iss` is
 //!    checked (RFC 9207) where the provider sends it; the code is redeemed with the server's
 //!    own client credentials and PKCE; the ID token is checked (or the user API read); the
-//!    sign-in rules run. Then a session starts, the consent is remembered for (user, client,
-//!    scopes), and the MCP client gets its code.
+//!    sign-in rules run. Then a session starts, the consent is remembered for the user and the
+//!    client (its scopes, for its resource), and the MCP client gets its code.
 //!
 //! With a session, the consent page shows who is signed in, and a remembered consent that
 //! covers the client's scopes skips it.
@@ -28,7 +28,7 @@
 //! };
 //!
 //! let sign_in = UpstreamSignIn::openid("https://accounts.example.com", "mcp-server")
-//!     .client_secret(std::env::var("UPSTREAM_CLIENT_SECRET").unwrap_or_default())
+//!     .client_secret(std::env::var("UPSTREAM_CLIENT_SECRET").expect("the client secret"))
 //!     .allow_email_domains(["example.com"]);
 //! let server = AuthorizationServer::new(
 //!     AuthorizationServerConfig::new("https://mcp.example.com")?
@@ -223,12 +223,16 @@ impl UpstreamSignIn {
         }
     }
 
-    /// An OpenID Connect provider, discovered from `issuer`, where the server is registered as
-    /// the confidential client `client_id`. Scopes `openid email profile` unless set.
+    /// An OpenID Connect provider, discovered from `issuer` (exactly as it names itself), where
+    /// the server is registered as the client `client_id`; give its credentials with
+    /// [`client_secret`](Self::client_secret) or [`private_key_jwt`](Self::private_key_jwt)
+    /// (without, it authenticates with PKCE alone, as a public client). Scopes
+    /// `openid email profile` unless set.
     pub fn openid(issuer: impl Into<String>, client_id: impl Into<String>) -> Self {
         Self::with(
+            // Exactly as the provider names itself (Auth0's ends in `/`).
             ProviderKind::OpenId {
-                issuer: issuer.into().trim_end_matches('/').to_owned(),
+                issuer: issuer.into(),
             },
             client_id.into(),
         )
@@ -280,7 +284,9 @@ impl UpstreamSignIn {
         self
     }
 
-    /// Admits only users whose email is in one of `domains` and not said to be unverified.
+    /// Admits only users whose email is in one of `domains` and that the provider says it
+    /// verified (`email_verified: true`). GitHub's user API says no such thing: check emails
+    /// there with a [`SignInCheck`] on `/user/emails`.
     pub fn allow_email_domains<I, T>(mut self, domains: I) -> Self
     where
         I: IntoIterator<Item = T>,

@@ -29,6 +29,8 @@ const KEY_POLICY: FetchPolicy = FetchPolicy {
 };
 /// Sent to every provider: GitHub refuses requests without one.
 const AGENT: &str = concat!("tower-mcp-oauth/", env!("CARGO_PKG_VERSION"));
+/// RFC 5321's longest address: a longer `email` claim is not one.
+const MAX_EMAIL_LEN: usize = 254;
 /// Longest provider error text shown or logged.
 const MAX_PROVIDER_TEXT: usize = 200;
 const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -110,6 +112,14 @@ impl Upstream {
                 ] {
                     ensure_secure_url(url, what)?;
                 }
+            }
+        }
+        if let ClientAuth::Basic(secret) | ClientAuth::Post(secret) = &config.auth {
+            if secret.expose().is_empty() {
+                return Err(crate::Error::new(
+                    crate::ErrorKind::Config,
+                    "the upstream client secret is empty",
+                ));
             }
         }
         Ok(Self {
@@ -387,7 +397,8 @@ impl Upstream {
                     .sign_jwt(&serde_json::json!({
                         "iss": client_id,
                         "sub": client_id,
-                        "aud": endpoints.issuer,
+                        // The token endpoint, which every provider takes (some refuse the issuer).
+                        "aud": endpoints.token.as_str(),
                         "iat": now,
                         "exp": now + ASSERTION_TTL_SECS,
                         "jti": super::super::grant::random_token(),
@@ -494,9 +505,9 @@ fn admit_by_rules(
         let email = identity.email.as_deref().ok_or_else(|| {
             SignInError::NotAllowed("the identity provider gave no email address".into())
         })?;
-        if identity.email_verified == Some(false) {
+        if identity.email_verified != Some(true) {
             return Err(SignInError::NotAllowed(
-                "the email address is not verified".into(),
+                "the identity provider does not say the email address is verified".into(),
             ));
         }
         let domain = email
@@ -552,7 +563,12 @@ fn identity_from_claims(
     let display_name = text(name_field)
         .or_else(|| text("preferred_username"))
         .or_else(|| text("login"));
-    let email = text("email");
+    // Checked by the sign-in rules as given: never cut, nothing removed.
+    let email = claims
+        .get("email")
+        .and_then(Value::as_str)
+        .filter(|e| !e.is_empty() && e.len() <= MAX_EMAIL_LEN && !e.chars().any(char::is_control))
+        .map(str::to_owned);
     let email_verified = claims.get("email_verified").and_then(Value::as_bool);
     Ok(UpstreamIdentity {
         issuer: issuer.to_owned(),
@@ -592,7 +608,13 @@ mod tests {
         let config = UpstreamSignIn::openid("https://idp.example", "as")
             .allow_email_domains(["@Example.com"]);
         let admitted = |claims| admit_by_rules(&config, &identity(claims)).is_ok();
-        assert!(admitted(json!({"sub": "a", "email": "a@EXAMPLE.com"})));
+        assert!(
+            !admitted(json!({"sub": "a", "email": "a@example.com"})),
+            "verified or refused"
+        );
+        assert!(admitted(
+            json!({"sub": "a", "email": "a@EXAMPLE.com", "email_verified": true})
+        ));
         assert!(admitted(
             json!({"sub": "a", "email": "a@example.com", "email_verified": true})
         ));

@@ -179,6 +179,10 @@ pub(crate) async fn access_token(
     if fresh.refresh_token.is_none() {
         fresh.refresh_token = tokens.refresh_token.clone();
     }
+    // RFC 6749 §5.1: no `scope` in the answer means the same scopes as before.
+    if fresh.scopes.is_empty() {
+        fresh.scopes = tokens.scopes.clone();
+    }
     store
         .save_upstream_tokens(subject, fresh.seal(key, subject)?)
         .await?;

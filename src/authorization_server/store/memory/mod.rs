@@ -712,7 +712,8 @@ impl AuthorizationStore for MemoryAuthorizationStore {
         ready(Ok(()))
     }
     fn remember_consent(&self, consent: RememberedConsent) -> BoxFuture<'_, Result<()>> {
-        ready(self.sign_in.remember(consent))
+        self.sign_in.remember(consent);
+        ready(Ok(()))
     }
     fn remembered_consent<'a>(
         &'a self,

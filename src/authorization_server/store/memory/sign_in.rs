@@ -14,8 +14,9 @@ use crate::sync::LockExt;
 const MAX_PENDING: usize = 2_000;
 /// Live sessions: past it, the one expiring first goes (its user signs in again).
 const MAX_SESSIONS: usize = 100_000;
-/// Remembered consents and kept upstream tokens: past it, saving fails (nothing is dropped
-/// silently that a user granted).
+/// Remembered consents: past it, the one expiring first is forgotten.
+const MAX_CONSENTS: usize = 100_000;
+/// Kept upstream tokens: past it, saving fails (a user's tokens are not dropped silently).
 const MAX_USER_RECORDS: usize = 100_000;
 
 #[derive(Debug, Default)]
@@ -95,18 +96,14 @@ impl SignInRecords {
         self.0.locked().sessions.remove(&id);
     }
 
-    pub(super) fn remember(&self, consent: RememberedConsent) -> Result<()> {
+    pub(super) fn remember(&self, consent: RememberedConsent) {
         let mut state = self.0.locked();
         let key = (consent.subject.clone(), consent.client_id.clone());
-        if state.consents.len() >= MAX_USER_RECORDS && !state.consents.contains_key(&key) {
-            let now = now_secs();
-            state.consents.retain(|_, c| c.expires_at > now);
-            if state.consents.len() >= MAX_USER_RECORDS {
-                return Err(full("remembered consents"));
-            }
+        if !state.consents.contains_key(&key) {
+            // Full: the consent expiring first is forgotten (its user is asked again).
+            make_room(&mut state.consents, MAX_CONSENTS, |c| c.expires_at);
         }
         state.consents.insert(key, consent);
-        Ok(())
     }
 
     pub(super) fn remembered(&self, subject: &str, client_id: &str) -> Option<RememberedConsent> {
