@@ -698,53 +698,6 @@ impl AuthorizationServer {
         Ok(id)
     }
 
-    /// The redirect URI to register at the upstream identity provider, when upstream sign-in
-    /// is configured.
-    pub fn upstream_redirect_uri(&self) -> Option<String> {
-        self.inner
-            .upstream
-            .as_ref()
-            .map(|_| format!("{}{}", self.inner.issuer, authorize::CALLBACK_PATH))
-    }
-
-    /// The upstream provider's access token of the user `subject` (the `sub` of the tokens
-    /// this server issued), refreshed first when it is about to expire: for the server's own
-    /// tools that call the provider's API as the user. Never hand it to the MCP client.
-    ///
-    /// `None` when upstream sign-in keeps no tokens ([`UpstreamSignIn::keep_tokens`]), the
-    /// user never signed in, or the tokens expired with no refresh token.
-    ///
-    /// # Errors
-    /// The store's errors; [`ErrorKind::Storage`] when the kept tokens cannot be opened with
-    /// the configured key; the provider's refusal of a refresh ([`ErrorKind::InvalidGrant`]:
-    /// the user must sign in again).
-    pub async fn upstream_access_token(&self, subject: &str) -> Result<Option<crate::Secret>> {
-        let Some(upstream) = &self.inner.upstream else {
-            return Ok(None);
-        };
-        upstream::access_token(
-            upstream,
-            self.inner.config.store.as_ref(),
-            &self.inner.key,
-            subject,
-        )
-        .await
-    }
-
-    /// Forgets the consent the user `subject` gave `client_id` (every client's when `None`):
-    /// their next authorization shows the consent page again. Tokens already issued stay
-    /// valid until revoked.
-    ///
-    /// # Errors
-    /// The store's errors.
-    pub async fn forget_consent(&self, subject: &str, client_id: Option<&str>) -> Result<()> {
-        self.inner
-            .config
-            .store
-            .forget_consent(subject, client_id)
-            .await
-    }
-
     /// The axum router serving every endpoint (see the [module docs](self)). Merge it with the
     /// MCP routes; it has its own request size limit.
     pub fn router(&self) -> Router {

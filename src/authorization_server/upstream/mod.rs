@@ -1,45 +1,8 @@
 //! Upstream sign-in: the embedded authorization server signs users in at the identity provider
-//! they already have (OpenID Connect, or plain OAuth 2.0 with a user API, GitHub's shape), then
-//! issues **its own** tokens for the MCP resource. The provider's tokens never reach the MCP
-//! client (token passthrough is forbidden); they are kept sealed for the server's own tools.
-//!
-//! The order of a first authorization keeps MCP's confused-deputy rule (security best
-//! practices, 2025-11-25): the user approves *this* MCP client on our consent page before any
-//! redirect upstream, because the provider may remember its consent for our one fixed client.
-//!
-//! 1. `GET /authorize` from the MCP client: no session, so our consent page names the client,
-//!    its scopes, its full redirect URI and the provider the user will sign in with.
-//! 2. Approve: the request, a `nonce` and a PKCE verifier are kept under the hash of a fresh
-//!    `state` (any replica can finish it), a `SameSite=Lax` cookie holding that `state` is set,
-//!    and the browser goes upstream.
-//! 3. `GET /authorize/callback`: the `state` is taken once and must match the cookie; `iss` is
-//!    checked (RFC 9207) where the provider sends it; the code is redeemed with the server's
-//!    own client credentials and PKCE; the ID token is checked (or the user API read); the
-//!    sign-in rules run. Then a session starts, the consent is remembered for the user and the
-//!    client (its scopes, for its resource), and the MCP client gets its code.
-//!
-//! With a session, the consent page shows who is signed in, and a remembered consent that
-//! covers the client's scopes skips it.
-//!
-//! ```no_run
-//! # fn example() -> tower_mcp_oauth::Result<()> {
-//! use tower_mcp_oauth::authorization_server::{
-//!     AuthorizationServer, AuthorizationServerConfig, UpstreamSignIn,
-//! };
-//!
-//! let sign_in = UpstreamSignIn::openid("https://accounts.example.com", "mcp-server")
-//!     .client_secret(std::env::var("UPSTREAM_CLIENT_SECRET").expect("the client secret"))
-//!     .allow_email_domains(["example.com"]);
-//! let server = AuthorizationServer::new(
-//!     AuthorizationServerConfig::new("https://mcp.example.com")?
-//!         .resource("https://mcp.example.com/mcp")
-//!         .upstream_sign_in(sign_in),
-//! )?;
-//! // Register this at the provider as the client's redirect URI:
-//! println!("{}", server.upstream_redirect_uri().unwrap_or_default());
-//! # Ok(()) }
-//! ```
+//! they already have, then issues its own tokens. The flow and its rules are on
+//! [`UpstreamSignIn`].
 
+mod answer;
 mod id_token;
 mod provider;
 mod vault;
@@ -56,7 +19,8 @@ use crate::http::{parse_url, HttpClient};
 use crate::seal::SealingKey;
 use crate::Secret;
 
-pub(super) use provider::{SignInError, Upstream};
+pub(super) use answer::SignInError;
+pub(super) use provider::Upstream;
 pub(super) use vault::access_token;
 
 /// How long a browser session lasts by default.
@@ -174,8 +138,47 @@ enum ClientAuth {
     PrivateKeyJwt,
 }
 
-/// Where and how the embedded authorization server signs users in. See the
-/// [module docs](self) for the flow.
+/// Upstream sign-in: the embedded authorization server signs users in at the identity provider
+/// they already have (OpenID Connect, or plain OAuth 2.0 with a user API, GitHub's shape), then
+/// issues **its own** tokens for the MCP resource. The provider's tokens never reach the MCP
+/// client (token passthrough is forbidden); they are kept sealed for the server's own tools.
+///
+/// The order of a first authorization keeps MCP's confused-deputy rule (security best
+/// practices, 2025-11-25): the user approves *this* MCP client on our consent page before any
+/// redirect upstream, because the provider may remember its consent for our one fixed client.
+///
+/// 1. `GET /authorize` from the MCP client: no session, so our consent page names the client,
+///    its scopes, its full redirect URI and the provider the user will sign in with.
+/// 2. Approve: the request, a `nonce` and a PKCE verifier are kept under the hash of a fresh
+///    `state` (any replica can finish it), a `SameSite=Lax` cookie holding that `state` is set,
+///    and the browser goes upstream.
+/// 3. `GET /authorize/callback`: the `state` is taken once and must match the cookie; `iss` is
+///    checked (RFC 9207) where the provider sends it; the code is redeemed with the server's
+///    own client credentials and PKCE; the ID token is checked (or the user API read); the
+///    sign-in rules run. Then a session starts, the consent is remembered for the user and the
+///    client (its scopes, for its resource), and the MCP client gets its code.
+///
+/// With a session, the consent page shows who is signed in, and a remembered consent that
+/// covers the client's scopes skips it.
+///
+/// ```no_run
+/// # fn example() -> tower_mcp_oauth::Result<()> {
+/// use tower_mcp_oauth::authorization_server::{
+///     AuthorizationServer, AuthorizationServerConfig, UpstreamSignIn,
+/// };
+///
+/// let sign_in = UpstreamSignIn::openid("https://accounts.example.com", "mcp-server")
+///     .client_secret(std::env::var("UPSTREAM_CLIENT_SECRET").expect("the client secret"))
+///     .allow_email_domains(["example.com"]);
+/// let server = AuthorizationServer::new(
+///     AuthorizationServerConfig::new("https://mcp.example.com")?
+///         .resource("https://mcp.example.com/mcp")
+///         .upstream_sign_in(sign_in),
+/// )?;
+/// // Register this at the provider as the client's redirect URI:
+/// println!("{}", server.upstream_redirect_uri().unwrap_or_default());
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct UpstreamSignIn {
     provider: ProviderKind,
@@ -344,5 +347,55 @@ impl UpstreamSignIn {
     pub fn http_client(mut self, http: HttpClient) -> Self {
         self.http = http;
         self
+    }
+}
+
+/// Upstream sign-in, as the server's owner and tools see it.
+impl super::AuthorizationServer {
+    /// The redirect URI to register at the upstream identity provider, when upstream sign-in
+    /// is configured.
+    pub fn upstream_redirect_uri(&self) -> Option<String> {
+        self.inner
+            .upstream
+            .as_ref()
+            .map(|_| format!("{}{}", self.inner.issuer, super::authorize::CALLBACK_PATH))
+    }
+
+    /// The upstream provider's access token of the user `subject` (the `sub` of the tokens
+    /// this server issued), refreshed first when it is about to expire: for the server's own
+    /// tools that call the provider's API as the user. Never hand it to the MCP client.
+    ///
+    /// `None` when upstream sign-in keeps no tokens ([`UpstreamSignIn::keep_tokens`]), the
+    /// user never signed in, or the tokens expired with no refresh token.
+    ///
+    /// # Errors
+    /// The store's errors; [`ErrorKind::Storage`](crate::ErrorKind::Storage) when the kept tokens cannot be opened with
+    /// the configured key; the provider's refusal of a refresh ([`ErrorKind::InvalidGrant`](crate::ErrorKind::InvalidGrant):
+    /// the user must sign in again).
+    pub async fn upstream_access_token(&self, subject: &str) -> Result<Option<crate::Secret>> {
+        let Some(upstream) = &self.inner.upstream else {
+            return Ok(None);
+        };
+        access_token(
+            upstream,
+            self.inner.config.store.as_ref(),
+            &self.inner.key,
+            subject,
+        )
+        .await
+    }
+
+    /// Forgets the consent the user `subject` gave `client_id` (every client's when `None`):
+    /// their next authorization shows the consent page again. Tokens already issued stay
+    /// valid until revoked.
+    ///
+    /// # Errors
+    /// The store's errors.
+    pub async fn forget_consent(&self, subject: &str, client_id: Option<&str>) -> Result<()> {
+        self.inner
+            .config
+            .store
+            .forget_consent(subject, client_id)
+            .await
     }
 }

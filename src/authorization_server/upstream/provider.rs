@@ -11,8 +11,8 @@ use serde_json::{Map, Value};
 use tokio::sync::OnceCell;
 use url::Url;
 
+use super::answer::{bounded, SignInError, UpstreamTokens};
 use super::id_token::{self, Expected, IdTokenError};
-use super::vault::UpstreamTokens;
 use super::{ClientAuth, ProviderKind, UpstreamSignIn};
 use crate::authorization_server::keys::SigningKey;
 use crate::authorization_server::store::UpstreamIdentity;
@@ -31,48 +31,9 @@ const KEY_POLICY: FetchPolicy = FetchPolicy {
 const AGENT: &str = concat!("tower-mcp-oauth/", env!("CARGO_PKG_VERSION"));
 /// RFC 5321's longest address: a longer `email` claim is not one.
 const MAX_EMAIL_LEN: usize = 254;
-/// Longest provider error text shown or logged.
-const MAX_PROVIDER_TEXT: usize = 200;
 const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 /// Lifetime of the server's client assertion.
 const ASSERTION_TTL_SECS: u64 = 60;
-
-/// Why a sign-in failed. Each says what the user sees; none holds a token.
-#[derive(Debug)]
-pub(crate) enum SignInError {
-    /// The provider cannot be reached or its keys fetched: try again.
-    Unavailable(String),
-    /// The provider refused to redeem the code.
-    Refused(String),
-    /// The provider's answer does not hold up (a wrong `nonce`, `iss`, `aud`, signature…).
-    Invalid(&'static str),
-    /// The user is not admitted here.
-    NotAllowed(String),
-}
-
-impl SignInError {
-    /// The crate's error kind for this failure, when it reaches a caller as an `Error`.
-    pub(crate) fn kind(&self) -> crate::ErrorKind {
-        match self {
-            Self::Unavailable(_) => crate::ErrorKind::Http,
-            // A refused refresh: the user must sign in again.
-            Self::Refused(_) => crate::ErrorKind::InvalidGrant,
-            Self::Invalid(_) => crate::ErrorKind::InvalidResponse,
-            Self::NotAllowed(_) => crate::ErrorKind::NotAuthorized,
-        }
-    }
-}
-
-impl std::fmt::Display for SignInError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Unavailable(why) => write!(f, "the identity provider is unavailable: {why}"),
-            Self::Refused(why) => write!(f, "the identity provider refused the sign-in: {why}"),
-            Self::Invalid(why) => write!(f, "the identity provider's answer was refused: {why}"),
-            Self::NotAllowed(why) => write!(f, "this account may not sign in here: {why}"),
-        }
-    }
-}
 
 /// The provider's endpoints, as discovered or given.
 #[derive(Debug)]
@@ -578,14 +539,6 @@ fn identity_from_claims(
         email_verified,
         claims,
     })
-}
-
-/// Provider-controlled text, cut to a length fit for a page or a log line.
-pub(super) fn bounded(text: &str) -> String {
-    text.chars()
-        .filter(|c| !c.is_control())
-        .take(MAX_PROVIDER_TEXT)
-        .collect()
 }
 
 #[cfg(test)]
