@@ -425,6 +425,19 @@ pub fn ensure_secure_url(url: &Url, what: &str) -> Result<()> {
     PlainHttp::loopback_only().check(url, what)
 }
 
+/// RFC 6749 §2.3.1 client authentication: `Basic` over the form-urlencoded id and secret,
+/// marked sensitive. `None` when it does not fit in a header.
+#[cfg(any(feature = "client", feature = "authorization-server"))]
+pub(crate) fn basic_authorization(client_id: &str, secret: &str) -> Option<HeaderValue> {
+    use base64::Engine;
+    let encode = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    let credentials = format!("{}:{}", encode(client_id), encode(secret));
+    let encoded = base64::engine::general_purpose::STANDARD.encode(credentials);
+    let mut value = HeaderValue::try_from(format!("Basic {encoded}")).ok()?;
+    value.set_sensitive(true);
+    Some(value)
+}
+
 /// A URL with its query, fragment and password removed, safe to put in a message or a log
 /// line (a query may carry an API key).
 pub fn redact_url(url: &Url) -> String {

@@ -204,6 +204,17 @@ async fn callback_server() -> (String, Arc<Mutex<Vec<String>>>) {
     (url, seen)
 }
 
+/// The query of the `count`th callback, once the browser has reached it (10 s at most).
+async fn nth_callback(callbacks: &Mutex<Vec<String>>, count: usize) -> String {
+    for _ in 0..100 {
+        if let Some(query) = callbacks.lock().unwrap().get(count - 1).cloned() {
+            return query;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the browser never reached the redirect URI");
+}
+
 fn browser_available() -> bool {
     let present = Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists();
     if !present {
@@ -248,18 +259,7 @@ async fn a_user_approves_and_denies_on_the_consent_page_in_chromium() {
             &[("scope", "mcp:tools")],
         )
     };
-    let wait_for_callback = |count: usize| {
-        let callbacks = callbacks.clone();
-        async move {
-            for _ in 0..100 {
-                if let Some(query) = callbacks.lock().unwrap().get(count - 1).cloned() {
-                    return query;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            panic!("the browser never reached the redirect URI");
-        }
-    };
+    let wait_for_callback = |count: usize| nth_callback(&callbacks, count);
 
     let browser = Browser::start().await;
 
@@ -468,18 +468,7 @@ async fn a_user_signs_in_upstream_through_our_consent_page_in_chromium() {
         )
         .replace(&loopback, &base)
     };
-    let wait_for_callback = |count: usize| {
-        let callbacks = callbacks.clone();
-        async move {
-            for _ in 0..100 {
-                if let Some(query) = callbacks.lock().unwrap().get(count - 1).cloned() {
-                    return query;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            panic!("the browser never reached the redirect URI");
-        }
-    };
+    let wait_for_callback = |count: usize| nth_callback(&callbacks, count);
 
     let browser = Browser::start().await;
     browser.open(&authorize_url(&first, "one")).await;

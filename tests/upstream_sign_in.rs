@@ -540,11 +540,7 @@ async fn on_https_the_sign_in_cookies_are_host_only() {
             .to_vec(),
     )
     .unwrap();
-    let field = |name: &str| {
-        let marker = format!("name=\"{name}\" value=\"");
-        let start = html.find(&marker).unwrap() + marker.len();
-        html[start..start + html[start..].find('"').unwrap()].to_owned()
-    };
+    let field = |name: &str| support::auth_server::hidden_field_in(&html, name);
     let body = url::form_urlencoded::Serializer::new(String::new())
         .append_pair("request", &field("request"))
         .append_pair("csrf", &field("csrf"))

@@ -22,6 +22,11 @@ pub(crate) fn hash(value: &str) -> TokenHash {
     TokenHash(Sha256::digest(value.as_bytes()).into())
 }
 
+/// RFC 7636 S256: `BASE64URL(SHA256(verifier))`.
+pub(crate) fn s256_challenge(verifier: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
+}
+
 /// Space-separated scopes, deduplicated, in order.
 pub(crate) fn split_scopes(scope: Option<&str>) -> Vec<String> {
     let mut scopes: Vec<String> = Vec::new();

@@ -5,15 +5,13 @@
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
 use http::{HeaderMap, StatusCode};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::assertion::JWT_BEARER_GRANT;
 use super::client_auth::authenticate;
-use super::grant::{hash, random_token, split_scopes};
+use super::grant::{hash, random_token, s256_challenge, split_scopes};
 use super::store::{
     AccessRecord, ClientAuthMethod, CodeRedemption, DevicePoll, DeviceStatus, FamilyStart,
     RefreshRotation, RegisteredClient, TokenFamily,
@@ -604,8 +602,7 @@ fn pkce_matches(verifier: &str, challenge: &str) -> bool {
         && verifier
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'));
-    let computed =
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(verifier));
+    let computed = s256_challenge(verifier);
     well_formed && bool::from(computed.as_bytes().ct_eq(challenge.as_bytes()))
 }
 

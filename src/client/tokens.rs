@@ -5,8 +5,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
 use oauth2::basic::BasicClient;
 use oauth2::{AuthUrl, ClientId, EndpointNotSet, EndpointSet, RedirectUrl, Scope, TokenUrl};
 use serde::{Deserialize, Serialize};
@@ -310,23 +308,13 @@ fn build_request(
             form.append_pair("client_secret", secret()?.expose());
         }
         TokenEndpointAuthMethod::ClientSecretBasic => {
-            // RFC 6749 §2.3.1: each part form-urlencoded before Basic encoding.
-            let encode =
-                |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-            let credentials = format!(
-                "{}:{}",
-                encode(&client.client_id),
-                encode(secret()?.expose())
-            );
-            let mut value =
-                http::HeaderValue::try_from(format!("Basic {}", STANDARD.encode(credentials)))
-                    .map_err(|_| {
-                        Error::new(
-                            ErrorKind::Config,
-                            "the client credentials do not fit in a header",
-                        )
-                    })?;
-            value.set_sensitive(true);
+            let value = crate::http::basic_authorization(&client.client_id, secret()?.expose())
+                .ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::Config,
+                        "the client credentials do not fit in a header",
+                    )
+                })?;
             builder = builder.header(http::header::AUTHORIZATION, value);
         }
         TokenEndpointAuthMethod::PrivateKeyJwt => {

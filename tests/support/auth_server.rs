@@ -308,8 +308,12 @@ fn page_cookie(page: &Answer) -> String {
 }
 
 /// The value of a page's hidden form field `name`.
-fn hidden_field(page: &Answer, name: &str) -> String {
-    let html = page.text();
+pub fn hidden_field(page: &Answer, name: &str) -> String {
+    hidden_field_in(&page.text(), name)
+}
+
+/// The value of the hidden form field `name` in `html`.
+pub fn hidden_field_in(html: &str, name: &str) -> String {
     let marker = format!("name=\"{name}\" value=\"");
     let start = html.find(&marker).unwrap() + marker.len();
     html[start..start + html[start..].find('"').unwrap()].to_owned()

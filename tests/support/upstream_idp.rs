@@ -432,12 +432,7 @@ impl Browser {
         decision: &str,
     ) -> Answer {
         let url = Url::parse(page_url).unwrap();
-        let field = |name: &str| {
-            let html = page.text();
-            let marker = format!("name=\"{name}\" value=\"");
-            let start = html.find(&marker).expect("a consent form") + marker.len();
-            html[start..start + html[start..].find('"').unwrap()].to_owned()
-        };
+        let field = |name: &str| super::auth_server::hidden_field(page, name);
         let body = url::form_urlencoded::Serializer::new(String::new())
             .append_pair("request", &field("request"))
             .append_pair("csrf", &field("csrf"))

@@ -3,11 +3,8 @@
 
 use axum::extract::{RawQuery, State};
 use axum::response::Response;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use http::header::SET_COOKIE;
 use http::{HeaderMap, HeaderValue, StatusCode};
-use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::consent::{consent_page, Who};
@@ -15,7 +12,7 @@ use super::{
     approve, cookie, redirect, redirect_with_error, unavailable_page, Validated, CALLBACK_PATH,
     CONSENT_TTL, MAX_QUERY_BYTES,
 };
-use crate::authorization_server::grant::{hash, random_token};
+use crate::authorization_server::grant::{hash, random_token, s256_challenge};
 use crate::authorization_server::page::error_page;
 use crate::authorization_server::store::{
     PendingSignIn, RememberedConsent, SignInSession, UpstreamIdentity,
@@ -110,7 +107,7 @@ pub(super) async fn start(
     let state = random_token();
     let nonce = random_token();
     let verifier = random_token();
-    let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+    let challenge = s256_challenge(&verifier);
     let redirect_uri = callback_uri(server);
     let url = match upstream
         .authorization_url(&redirect_uri, &state, &nonce, &challenge)

@@ -3,8 +3,6 @@
 
 use std::time::Duration;
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
 use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
 use http::{HeaderValue, Request};
 use serde_json::{Map, Value};
@@ -18,7 +16,7 @@ use crate::authorization_server::keys::SigningKey;
 use crate::authorization_server::store::UpstreamIdentity;
 use crate::clock::now_secs;
 use crate::error::Result;
-use crate::http::{ensure_secure_url, parse_url, RequestBody};
+use crate::http::{basic_authorization, ensure_secure_url, parse_url, RequestBody};
 use crate::jwks::{fetch_issuer_metadata, FetchPolicy, KeyCache, KeySource};
 use crate::Secret;
 
@@ -339,17 +337,9 @@ impl Upstream {
                     .append_pair("client_secret", secret.expose());
             }
             ClientAuth::Basic(secret) => {
-                // RFC 6749 §2.3.1: each part form-urlencoded before Basic encoding.
-                let encode = |s: &str| {
-                    url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>()
-                };
-                let credentials = format!("{}:{}", encode(client_id), encode(secret.expose()));
-                let mut value =
-                    HeaderValue::try_from(format!("Basic {}", STANDARD.encode(credentials)))
-                        .map_err(|_| {
-                            SignInError::Unavailable("the client secret does not fit".into())
-                        })?;
-                value.set_sensitive(true);
+                let value = basic_authorization(client_id, secret.expose()).ok_or_else(|| {
+                    SignInError::Unavailable("the client secret does not fit".into())
+                })?;
                 request = request.header(AUTHORIZATION, value);
             }
             ClientAuth::PrivateKeyJwt => {
@@ -382,13 +372,20 @@ impl Upstream {
         key: &SigningKey,
     ) -> std::result::Result<UpstreamTokens, SignInError> {
         let request = self.build_token_request(endpoints, grant, key)?;
-        let response = self
-            .config
+        let response = self.send(request).await?;
+        UpstreamTokens::from_response(response.status(), response.body(), now_secs())
+    }
+
+    /// A call to the provider: a failure to reach it is its unavailability.
+    async fn send(
+        &self,
+        request: Request<RequestBody>,
+    ) -> std::result::Result<http::Response<bytes::Bytes>, SignInError> {
+        self.config
             .http
             .send(request)
             .await
-            .map_err(|e| SignInError::Unavailable(e.to_string()))?;
-        UpstreamTokens::from_response(response.status(), response.body(), now_secs())
+            .map_err(|e| SignInError::Unavailable(e.to_string()))
     }
 
     async fn user_api(
@@ -405,12 +402,7 @@ impl Upstream {
             .header(AUTHORIZATION, bearer)
             .body(RequestBody::default())
             .map_err(|_| SignInError::Unavailable("the user API request cannot be built".into()))?;
-        let response = self
-            .config
-            .http
-            .send(request)
-            .await
-            .map_err(|e| SignInError::Unavailable(e.to_string()))?;
+        let response = self.send(request).await?;
         if !response.status().is_success() {
             return Err(SignInError::Unavailable(format!(
                 "the user API answered {}",
