@@ -42,6 +42,7 @@ mod authorize;
 mod cimd;
 mod client_auth;
 mod device;
+mod exchange;
 mod grant;
 mod keys;
 #[cfg(feature = "server")]
@@ -69,7 +70,6 @@ use url::Url;
 use crate::error::{Error, ErrorKind, Result};
 use crate::http::cors;
 use crate::metadata::AuthorizationServerMetadata;
-use grant::{hash, random_token};
 use wire::json_response;
 
 pub use crate::seal::SealingKey;
@@ -77,6 +77,7 @@ pub use approval::{
     ApprovalPolicy, AuthorizationDecision, AutoApprove, ConsentPage, ConsentRequest,
 };
 pub use assertion::{EnterpriseIdp, WorkloadIssuer};
+pub use exchange::{DownstreamApi, TokenExchangePolicy};
 pub use keys::SigningKey;
 #[cfg(feature = "server")]
 pub use local::LocalVerifier;
@@ -132,6 +133,7 @@ pub struct AuthorizationServerConfig {
     /// The trusted proxy's header naming the client's address.
     client_address_header: Option<http::HeaderName>,
     upstream: Option<UpstreamSignIn>,
+    exchange: Option<TokenExchangePolicy>,
     /// The device grant was turned on or off by the caller, not left at its default.
     device_chosen: bool,
 }
@@ -189,6 +191,7 @@ impl AuthorizationServerConfig {
             token_format: TokenFormat::Jwt,
             device_chosen: false,
             upstream: None,
+            exchange: None,
             approval: None,
             store: Arc::new(MemoryAuthorizationStore::new()),
             signing_key: None,
@@ -401,6 +404,13 @@ impl AuthorizationServerConfig {
     /// [`AuthorizationServer::new`] refuses.
     pub fn upstream_sign_in(mut self, sign_in: UpstreamSignIn) -> Self {
         self.upstream = Some(sign_in);
+        self
+    }
+
+    /// Takes the token-exchange grant (RFC 8693) for the downstream APIs `policy` names, so
+    /// resource servers can call them on their callers' behalf. Off by default.
+    pub fn token_exchange(mut self, policy: TokenExchangePolicy) -> Self {
+        self.exchange = Some(policy);
         self
     }
 
@@ -633,6 +643,9 @@ impl AuthorizationServer {
         if self.inner.trust.takes_jwt_bearer() {
             grants.push(assertion::JWT_BEARER_GRANT.to_owned());
         }
+        if self.inner.config.exchange.is_some() {
+            grants.push(exchange::TOKEN_EXCHANGE_GRANT.to_owned());
+        }
         grants
     }
 
@@ -643,59 +656,6 @@ impl AuthorizationServer {
             .map(SigningKey::public_jwk)
             .collect();
         serde_json::json!({ "keys": keys })
-    }
-
-    /// Registers a public client ahead of time (`token_endpoint_auth_method` none) and returns
-    /// its `client_id`.
-    ///
-    /// # Errors
-    /// [`ErrorKind::Registration`] for invalid metadata; the store's errors.
-    pub async fn register_client(
-        &self,
-        metadata: crate::metadata::ClientMetadata,
-    ) -> Result<String> {
-        let client = register::operator_client(metadata, None, self.inner.config.redirect_rules)?;
-        let id = client.client_id.clone();
-        self.inner.config.store.save_client(client).await?;
-        Ok(id)
-    }
-
-    /// Registers a confidential client ahead of time (`client_secret_basic` unless the metadata
-    /// asks for `client_secret_post`), for example the resource server that calls
-    /// `/introspect`. Returns its `client_id` and its new secret, which is not kept.
-    ///
-    /// # Errors
-    /// [`ErrorKind::Registration`] for invalid metadata; the store's errors.
-    pub async fn register_confidential_client(
-        &self,
-        metadata: crate::metadata::ClientMetadata,
-    ) -> Result<(String, crate::Secret)> {
-        let secret = random_token();
-        let client = register::operator_client(
-            metadata,
-            Some(hash(&secret)),
-            self.inner.config.redirect_rules,
-        )?;
-        let id = client.client_id.clone();
-        self.inner.config.store.save_client(client).await?;
-        Ok((id, crate::Secret::new(secret)))
-    }
-
-    /// Registers a confidential client ahead of time that authenticates with a JWT signed by
-    /// its private key (`private_key_jwt`, RFC 7523 §2.2): `metadata` names its public keys,
-    /// `jwks` (a JWKS document) or `jwks_uri`. Each assertion's `jti` is accepted once.
-    ///
-    /// # Errors
-    /// [`ErrorKind::Registration`] for invalid metadata or keys; the store's errors.
-    pub async fn register_private_key_jwt_client(
-        &self,
-        mut metadata: crate::metadata::ClientMetadata,
-    ) -> Result<String> {
-        metadata.token_endpoint_auth_method = Some("private_key_jwt".into());
-        let client = register::operator_client(metadata, None, self.inner.config.redirect_rules)?;
-        let id = client.client_id.clone();
-        self.inner.config.store.save_client(client).await?;
-        Ok(id)
     }
 
     /// The axum router serving every endpoint (see the [module docs](self)). Merge it with the

@@ -18,12 +18,13 @@ use crate::metadata::ClientMetadata;
 const MAX_REGISTRATION_BYTES: usize = 16 * 1024;
 const MAX_REDIRECT_URIS: usize = 16;
 
-const GRANT_TYPES: [&str; 5] = [
+const GRANT_TYPES: [&str; 6] = [
     "authorization_code",
     "refresh_token",
     "client_credentials",
     super::assertion::JWT_BEARER_GRANT,
     super::wire::DEVICE_CODE_GRANT,
+    super::exchange::TOKEN_EXCHANGE_GRANT,
 ];
 
 pub(super) async fn handle(
@@ -292,6 +293,61 @@ pub(super) fn redirect_matches(registered: &str, requested: &str) -> bool {
         && requested.fragment().is_none()
         && requested.username().is_empty()
         && requested.password().is_none()
+}
+
+impl super::AuthorizationServer {
+    /// Registers a public client ahead of time (`token_endpoint_auth_method` none) and returns
+    /// its `client_id`.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Registration`] for invalid metadata; the store's errors.
+    pub async fn register_client(
+        &self,
+        metadata: crate::metadata::ClientMetadata,
+    ) -> Result<String> {
+        let client = operator_client(metadata, None, self.inner.config.redirect_rules)?;
+        let id = client.client_id.clone();
+        self.inner.config.store.save_client(client).await?;
+        Ok(id)
+    }
+
+    /// Registers a confidential client ahead of time (`client_secret_basic` unless the metadata
+    /// asks for `client_secret_post`), for example the resource server that calls
+    /// `/introspect`. Returns its `client_id` and its new secret, which is not kept.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Registration`] for invalid metadata; the store's errors.
+    pub async fn register_confidential_client(
+        &self,
+        metadata: crate::metadata::ClientMetadata,
+    ) -> Result<(String, crate::Secret)> {
+        let secret = random_token();
+        let client = operator_client(
+            metadata,
+            Some(hash(&secret)),
+            self.inner.config.redirect_rules,
+        )?;
+        let id = client.client_id.clone();
+        self.inner.config.store.save_client(client).await?;
+        Ok((id, crate::Secret::new(secret)))
+    }
+
+    /// Registers a confidential client ahead of time that authenticates with a JWT signed by
+    /// its private key (`private_key_jwt`, RFC 7523 §2.2): `metadata` names its public keys,
+    /// `jwks` (a JWKS document) or `jwks_uri`. Each assertion's `jti` is accepted once.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Registration`] for invalid metadata or keys; the store's errors.
+    pub async fn register_private_key_jwt_client(
+        &self,
+        mut metadata: crate::metadata::ClientMetadata,
+    ) -> Result<String> {
+        metadata.token_endpoint_auth_method = Some("private_key_jwt".into());
+        let client = operator_client(metadata, None, self.inner.config.redirect_rules)?;
+        let id = client.client_id.clone();
+        self.inner.config.store.save_client(client).await?;
+        Ok(id)
+    }
 }
 
 #[cfg(test)]

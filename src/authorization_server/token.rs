@@ -11,6 +11,7 @@ use subtle::ConstantTimeEq;
 
 use super::assertion::JWT_BEARER_GRANT;
 use super::client_auth::authenticate;
+use super::exchange::{ACCESS_TOKEN_TYPE, TOKEN_EXCHANGE_GRANT};
 use super::grant::{hash, random_token, s256_challenge, split_scopes};
 use super::store::{
     AccessRecord, ClientAuthMethod, CodeRedemption, DevicePoll, DeviceStatus, FamilyStart,
@@ -30,6 +31,9 @@ struct TokenResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     refresh_token: Option<String>,
     scope: String,
+    /// RFC 8693 §2.2.1, on exchanges only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    issued_token_type: Option<&'static str>,
 }
 
 #[derive(Serialize)]
@@ -45,6 +49,9 @@ struct AccessClaims<'a> {
     jti: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     cnf: Option<Confirmation<'a>>,
+    /// RFC 8693 §4.1: who acts for the subject, on exchanged tokens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    act: Option<&'a serde_json::Value>,
 }
 
 /// RFC 9449 §6.1: the key a token is bound to.
@@ -62,6 +69,9 @@ struct Issue<'a> {
     family_id: Option<&'a str>,
     /// The DPoP key's thumbprint, for a bound token.
     dpop_jkt: Option<&'a str>,
+    /// The latest the token may expire (an exchanged token's subject token's expiry).
+    not_after: Option<u64>,
+    act: Option<&'a serde_json::Value>,
 }
 
 pub(super) async fn handle(
@@ -99,6 +109,7 @@ async fn token(
         "refresh_token" => refresh(server, &client, &params, proof.as_ref()).await,
         "client_credentials" => client_credentials(server, &client, &params, jkt).await,
         JWT_BEARER_GRANT => jwt_bearer(server, &client, &params, jkt).await,
+        TOKEN_EXCHANGE_GRANT => token_exchange(server, &client, &params, jkt).await,
         DEVICE_CODE_GRANT if server.inner.config.device.enabled => {
             device_code(server, &client, &params, jkt).await
         }
@@ -326,6 +337,8 @@ async fn issue_for_user(
         // Without a refresh token there is no family to belong to (or to be revoked with).
         family_id: refresh_token.is_some().then_some(approval.family_id),
         dpop_jkt: jkt,
+        not_after: None,
+        act: None,
     };
     let mut response = issue_access(server, &issue).await?;
     response.refresh_token = refresh_token;
@@ -469,6 +482,8 @@ async fn refresh(
         resource: &family.resource,
         family_id: Some(&family.id),
         dpop_jkt: jkt,
+        not_after: None,
+        act: None,
     };
     let mut response = issue_access(server, &issue).await?;
     response.refresh_token = Some(next);
@@ -513,6 +528,8 @@ async fn client_credentials(
         resource: &resource,
         family_id: None,
         dpop_jkt: jkt,
+        not_after: None,
+        act: None,
     };
     issue_access(server, &issue).await
 }
@@ -540,9 +557,35 @@ async fn jwt_bearer(
         resource: &grant.resource,
         family_id: None,
         dpop_jkt: jkt,
+        not_after: None,
+        act: None,
     };
     let response = issue_access(server, &issue).await?;
     tracing::info!(client_id = %client.client_id, "tokens issued for a JWT bearer assertion");
+    Ok(response)
+}
+
+/// RFC 8693: a token for a downstream API, on the subject token's behalf; no refresh token,
+/// since the resource server can exchange again.
+async fn token_exchange(
+    server: &AuthorizationServer,
+    client: &RegisteredClient,
+    params: &Params,
+    jkt: Option<&str>,
+) -> Result<TokenResponse, OAuthError> {
+    let exchanged = super::exchange::check(server, client, params).await?;
+    let issue = Issue {
+        client_id: &client.client_id,
+        subject: &exchanged.subject,
+        scopes: &exchanged.scopes,
+        resource: &exchanged.audience,
+        family_id: exchanged.family_id.as_deref(),
+        dpop_jkt: jkt,
+        not_after: Some(exchanged.not_after),
+        act: Some(&exchanged.act),
+    };
+    let mut response = issue_access(server, &issue).await?;
+    response.issued_token_type = Some(ACCESS_TOKEN_TYPE);
     Ok(response)
 }
 
@@ -552,7 +595,10 @@ async fn issue_access(
 ) -> Result<TokenResponse, OAuthError> {
     let config = &server.inner.config;
     let now = now_secs();
-    let ttl = config.access_token_ttl.as_secs().max(1);
+    let mut ttl = config.access_token_ttl.as_secs().max(1);
+    if let Some(not_after) = issue.not_after {
+        ttl = ttl.min(not_after.saturating_sub(now)).max(1);
+    }
     let scope = issue.scopes.join(" ");
     let access_token = match config.token_format {
         TokenFormat::Jwt => server.inner.key.sign(&AccessClaims {
@@ -565,6 +611,7 @@ async fn issue_access(
             exp: now + ttl,
             jti: random_token(),
             cnf: issue.dpop_jkt.map(|jkt| Confirmation { jkt }),
+            act: issue.act,
         })?,
         TokenFormat::Opaque => random_token(),
     };
@@ -593,6 +640,7 @@ async fn issue_access(
         expires_in: ttl,
         refresh_token: None,
         scope,
+        issued_token_type: None,
     })
 }
 
