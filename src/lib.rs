@@ -113,6 +113,8 @@ pub mod client;
     feature = "authorization-server"
 ))]
 mod clock;
+#[cfg(feature = "downstream")]
+pub mod downstream;
 #[cfg(any(
     feature = "client",
     feature = "server",

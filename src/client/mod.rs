@@ -59,3 +59,14 @@ pub use store::{
     StoredCredentials,
 };
 pub use tokens::TokenSet;
+
+// What downstream authorization (token exchange on a caller's behalf, `crate::downstream`)
+// takes from the client: its token requests, DPoP signing, metadata discovery and replays.
+#[cfg(feature = "downstream")]
+pub(crate) use {
+    discovery::fetch_authorization_server_metadata,
+    dpop::{DpopSigner, NonceCell},
+    replay::Replay,
+    tokens::{request_outcome, TokenEndpoint, TokenResponse},
+    wire::is_attachable,
+};

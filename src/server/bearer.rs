@@ -12,6 +12,7 @@ use subtle::ConstantTimeEq;
 use tower::{Layer, Service};
 
 use crate::dpop::{verify_proof, ProofCheck, DPOP};
+use crate::server::caller::CallerToken;
 use crate::server::challenges::{Challenges, DpopChallenge, Rejection};
 use crate::server::dpop::DpopPolicy;
 use crate::server::verify::{now_secs, AuthInfo, TokenCache, TokenVerifier, VerifyError};
@@ -567,8 +568,15 @@ impl<V: TokenVerifier> Config<V> {
 
     /// Hands the token's facts, and how to answer for this resource, to the layers within.
     fn admit<B>(&self, request: &mut Request<B>, info: AuthInfo, scheme: Scheme) {
+        let caller = request
+            .headers()
+            .get(AUTHORIZATION)
+            .and_then(|header| CallerToken::from_admitted(header, scheme == Scheme::Dpop));
         let extensions = request.extensions_mut();
         extensions.insert(info);
+        if let Some(caller) = caller {
+            extensions.insert(caller);
+        }
         extensions.insert(match scheme {
             Scheme::Bearer => self.challenges.clone(),
             Scheme::Dpop => self.dpop_challenges.clone(),

@@ -5,6 +5,7 @@
 #[cfg(feature = "axum")]
 mod axum;
 mod bearer;
+mod caller;
 mod challenges;
 mod dpop;
 mod introspection;
@@ -22,6 +23,7 @@ pub use crate::BoxFuture;
 pub use bearer::{
     RequireBearer, RequireBearerLayer, ResponseFuture, DEFAULT_CACHE_TTL, MAX_AUTHORIZATION_BYTES,
 };
+pub use caller::CallerToken;
 pub use challenges::Rejection;
 pub use dpop::DpopPolicy;
 pub use introspection::{IntrospectionAuth, IntrospectionVerifier};

@@ -8,6 +8,7 @@
 pub mod auth_server;
 #[cfg(feature = "client")]
 pub mod client;
+pub mod exchange_harness;
 pub mod forward_proxy;
 pub mod mcp;
 #[cfg(feature = "postgres")]
