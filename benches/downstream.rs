@@ -72,10 +72,15 @@ fn benches(c: &mut Criterion) {
         b.to_async(&rt).iter(|| answer.oneshot(request()))
     });
     group.bench_function("service_on_behalf_of_cached", |b| {
-        b.to_async(&rt).iter(|| on_behalf.clone().oneshot(request()))
+        b.to_async(&rt)
+            .iter(|| on_behalf.clone().oneshot(request()))
     });
     group.finish();
-    assert_eq!(exchange.exchanges_sent(), 1, "every measured call used the cache");
+    assert_eq!(
+        exchange.exchanges_sent(),
+        1,
+        "every measured call used the cache"
+    );
 }
 
 fn request() -> Request<Full<Bytes>> {

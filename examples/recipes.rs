@@ -24,15 +24,18 @@ use rmcp::transport::streamable_http_server::session::local::LocalSessionManager
 use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{tool, tool_handler, tool_router, ErrorData, ServerHandler, ServiceExt};
 use tower::retry::RetryLayer;
-use tower::ServiceBuilder;
+use tower::{ServiceBuilder, ServiceExt as _};
 use tower_mcp_oauth::authorization_server::{
     ApprovalPolicy, AuthorizationServer, AuthorizationServerConfig, ConsentPage, SealingKey,
     UpstreamSignIn,
 };
 use tower_mcp_oauth::client::{
-    FileStore, LoopbackHandler, OAuthConfig, OAuthLayer, OAuthState, RetryTransient,
+    ClientRegistration, FileStore, LoopbackHandler, OAuthConfig, OAuthLayer, OAuthState,
+    RetryTransient, TokenEndpointAuthMethod,
 };
+use tower_mcp_oauth::downstream::{tool_error, Caller, Downstream, TokenExchange};
 use tower_mcp_oauth::http::hyper_client;
+use tower_mcp_oauth::http::HttpClient;
 use tower_mcp_oauth::server::{
     AuthInfo, JwtVerifier, McpScopes, ProtectedResource, RequireMcpScopesLayer,
 };
@@ -163,6 +166,55 @@ pub async fn recipe_self_contained(
     Ok(())
 }
 // recipe (c) end
+
+// recipe (f) begin
+/// Tools that call another API (a CRM at `crm`) as their caller: the caller's token is
+/// exchanged for one to the CRM (RFC 8693) at the authorization server, never passed through.
+#[derive(Clone)]
+pub struct CrmTools {
+    tool_router: ToolRouter<Self>,
+    exchange: TokenExchange,
+    crm: String,
+}
+
+#[tool_router(router = tool_router)]
+impl CrmTools {
+    /// The tools, exchanging at `issuer` as the MCP server's own confidential client there.
+    pub fn new(issuer: &str, client_id: &str, secret: &str, crm: &str) -> anyhow::Result<Self> {
+        let client = ClientRegistration::confidential(
+            client_id,
+            secret,
+            TokenEndpointAuthMethod::ClientSecretBasic,
+        );
+        Ok(Self {
+            tool_router: Self::tool_router(),
+            exchange: TokenExchange::new(issuer, client)?,
+            crm: crm.to_owned(),
+        })
+    }
+
+    #[tool(description = "The caller's contacts, from the CRM")]
+    async fn contacts(
+        &self,
+        Extension(request): Extension<http::request::Parts>,
+    ) -> Result<CallToolResult, ErrorData> {
+        // Who called, as RequireBearer verified it; a refusal becomes an error the client shows.
+        let caller = Caller::from_extensions(&request.extensions)?;
+        let target = Downstream::resource(&self.crm).scopes(["crm:read"]);
+        let crm = self
+            .exchange
+            .on_behalf_of(caller, target, HttpClient::new());
+        let call = http::Request::get(format!("{}/contacts", self.crm)).body(Default::default());
+        let call = call.map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+        let answer = crm.oneshot(call).await.map_err(tool_error)?;
+        let text = String::from_utf8_lossy(answer.body()).into_owned();
+        Ok(CallToolResult::success(vec![ContentBlock::text(text)]))
+    }
+}
+
+#[tool_handler]
+impl ServerHandler for CrmTools {}
+// recipe (f) end
 
 // recipe (e) begin
 /// Recipe (c) for the users of your identity provider: it signs them in, our consent page

@@ -6,7 +6,8 @@
     feature = "rmcp",
     feature = "rmcp-server",
     feature = "jwt",
-    feature = "axum"
+    feature = "axum",
+    feature = "downstream"
 ))]
 
 mod support;
@@ -45,7 +46,7 @@ fn readme_shows_each_recipe_as_it_runs() {
         .map(|line| format!("{line}\n"))
         .collect();
     let source = include_str!("../examples/recipes.rs");
-    for name in ["a", "b", "c", "e"] {
+    for name in ["a", "b", "c", "e", "f"] {
         let code = recipe(source, name);
         assert!(
             shown.contains(&code),
@@ -160,4 +161,94 @@ async fn recipe_e_signs_users_in_at_their_identity_provider() {
         "{}",
         refused.text()
     );
+}
+
+#[tokio::test]
+async fn recipe_f_calls_the_crm_as_its_caller_by_token_exchange() {
+    use std::sync::Arc;
+    use tower_mcp_oauth::authorization_server::{
+        AuthorizationServer, AuthorizationServerConfig, DownstreamApi, MemoryAuthorizationStore,
+        TokenExchangePolicy,
+    };
+    use tower_mcp_oauth::server::{AuthInfo, JwtVerifier, ProtectedResource, RequireBearerLayer};
+
+    // The identity provider (the embedded authorization server), with the MCP server's own
+    // confidential client allowed to exchange its callers' tokens for the CRM.
+    let (idp_listener, idp) = bind().await;
+    let (mcp_listener, mcp_base) = bind().await;
+    let (crm_listener, crm_base) = bind().await;
+    let resource = format!("{mcp_base}/mcp");
+    let crm = format!("{crm_base}/crm");
+    let store = Arc::new(MemoryAuthorizationStore::new());
+    let config = || {
+        AuthorizationServerConfig::new(&idp)
+            .unwrap()
+            .resource(&resource)
+            .scopes(["mcp:tools"])
+            .approval_policy(AutoApprove::new("alice"))
+            .store(store.clone())
+    };
+    let (mcp_client, secret) = AuthorizationServer::new(config())
+        .unwrap()
+        .register_confidential_client(tower_mcp_oauth::metadata::ClientMetadata {
+            grant_types: vec!["urn:ietf:params:oauth:grant-type:token-exchange".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let policy = TokenExchangePolicy::new().downstream(
+        DownstreamApi::new(&crm)
+            .scopes(["crm:read"])
+            .exchanged_by(&mcp_client, &resource),
+    );
+    let server = AuthorizationServer::new(config().token_exchange(policy)).unwrap();
+    support::serve_on(idp_listener, server.router());
+
+    // The CRM: tokens of the identity provider for its own audience only.
+    let crm_tokens = JwtVerifier::builder(&idp, &crm).discover_lazily().unwrap();
+    let contacts = axum::routing::get(|request: http::Request<axum::body::Body>| async move {
+        let info = request.extensions().get::<AuthInfo>().cloned().unwrap();
+        format!(
+            "contacts of {} via {}",
+            info.subject.clone().unwrap(),
+            info.claims["act"]["sub"]
+        )
+    });
+    let crm_app = axum::Router::new()
+        .route("/crm/contacts", contacts)
+        .layer(RequireBearerLayer::new(crm_tokens).resource(&crm));
+    support::serve_on(crm_listener, crm_app);
+
+    // The recipe's tools behind the MCP server's own bearer check.
+    let tools = recipes::CrmTools::new(&idp, &mcp_client, secret.expose(), &crm).unwrap();
+    let verifier = JwtVerifier::builder(&idp, &resource)
+        .discover_lazily()
+        .unwrap();
+    let protected = ProtectedResource::new(&resource, verifier)
+        .unwrap()
+        .authorization_server(&idp)
+        .required_scopes(["mcp:tools"]);
+    let mcp = rmcp::transport::StreamableHttpService::new(
+        move || Ok(tools.clone()),
+        Arc::new(
+            rmcp::transport::streamable_http_server::session::local::LocalSessionManager::default(),
+        ),
+        rmcp::transport::StreamableHttpServerConfig::default(),
+    );
+    support::serve_on(mcp_listener, protected.router(mcp));
+
+    let state = OAuthState::new(&resource, Some(OAuthConfig::new().handler(headless())))
+        .await
+        .unwrap();
+    let stack = ServiceBuilder::new()
+        .layer(OAuthLayer::new(state))
+        .service(tower_mcp_oauth::http::hyper_client());
+    let transport = StreamableHttpTransport::new(stack, StreamableHttpConfig::new(&resource));
+    let client = ClientConfig::default().serve(transport).await.unwrap();
+    let answer = client.call_tool(call("contacts", json!({}))).await.unwrap();
+    assert_eq!(
+        text(&answer.content),
+        format!("contacts of alice via \"{mcp_client}\"")
+    );
+    client.cancel().await.unwrap();
 }

@@ -105,6 +105,20 @@ impl From<ExchangeError> for rmcp::ErrorData {
     }
 }
 
+/// The answer a tool gives when a call through [`OnBehalfOf`](super::OnBehalfOf) failed: an
+/// [`ExchangeError`] as its own conversion says, any other failure (the API unreachable) an
+/// internal error.
+#[cfg(feature = "rmcp-server")]
+pub fn tool_error(error: tower::BoxError) -> rmcp::ErrorData {
+    match error.downcast::<ExchangeError>() {
+        Ok(exchange) => (*exchange).into(),
+        Err(other) => rmcp::ErrorData::internal_error(
+            format!("the downstream API could not be called: {other}"),
+            None,
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -28,6 +28,8 @@ mod error;
 mod exchange;
 mod service;
 
+#[cfg(feature = "rmcp-server")]
+pub use error::tool_error;
 pub use error::ExchangeError;
 pub use exchange::{
     Caller, Downstream, DownstreamToken, ExchangeProfile, TokenExchange, DEFAULT_MAX_CACHED_TOKENS,
