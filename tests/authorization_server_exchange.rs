@@ -199,6 +199,16 @@ async fn an_exchanged_token_is_for_the_downstream_api_acts_for_the_user_and_name
         }
     };
     assert!(active(token.to_owned()).await);
+    let introspected = setup
+        .server
+        .post_form(
+            "/introspect",
+            &[("token", token)],
+            Some((&introspector.0, &introspector.1)),
+        )
+        .await
+        .json();
+    assert_eq!(introspected["act"], json!({ "sub": setup.exchanger.0 }));
     let revoked = setup
         .server
         .post_form(
@@ -358,11 +368,21 @@ async fn every_exchange_outside_the_policy_is_refused_with_its_reason() {
             &[("audience", CRM)],
         )
         .await;
+    assert_eq!(error_of(&onwards), "invalid_grant", "{}", onwards.text());
+
+    // Dynamic registration cannot make an exchanger.
+    let registered = setup
+        .server
+        .register(json!({
+            "token_endpoint_auth_method": "client_secret_basic",
+            "grant_types": [EXCHANGE],
+        }))
+        .await;
     assert_eq!(
-        error_of(&onwards),
-        "unauthorized_client",
+        registered.status,
+        StatusCode::BAD_REQUEST,
         "{}",
-        onwards.text()
+        registered.text()
     );
 }
 
@@ -464,4 +484,35 @@ async fn a_trusted_issuers_token_is_exchanged_for_its_issuer_qualified_subject()
         )
         .await;
     assert_eq!(error_of(&answer), "invalid_grant");
+}
+
+#[tokio::test]
+async fn a_policy_can_make_the_downstream_access_follow_the_users_consent() {
+    let setup = setup_with(|id, resource| {
+        TokenExchangePolicy::new().downstream(
+            DownstreamApi::new(CRM)
+                .scopes(["crm:read"])
+                .requires_subject_scopes(["mcp:admin"])
+                .exchanged_by(id, resource),
+        )
+    })
+    .await;
+    // The user consented to mcp:tools only.
+    let refused = setup.exchange(&[("audience", CRM)]).await;
+    assert_eq!(error_of(&refused), "invalid_scope", "{}", refused.text());
+    let client = setup.server.public_client().await;
+    let (code, verifier) = setup.server.code(&client, "mcp:tools mcp:admin").await;
+    let admin = setup
+        .server
+        .exchange(&client, &code, &verifier)
+        .await
+        .json();
+    let allowed = setup
+        .exchange_as(
+            &setup.exchanger,
+            admin["access_token"].as_str().unwrap(),
+            &[("audience", CRM)],
+        )
+        .await;
+    assert_eq!(allowed.status, StatusCode::OK, "{}", allowed.text());
 }

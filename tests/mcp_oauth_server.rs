@@ -48,7 +48,7 @@ async fn both_transports_with_refresh(opaque_tokens: bool) {
     let tools = client.list_tools(Default::default()).await.unwrap();
     let mut names: Vec<String> = tools.tools.iter().map(|t| t.name.to_string()).collect();
     names.sort();
-    assert_eq!(names, ["add", "echo", "whoami"]);
+    assert_eq!(names, ["add", "crm_contacts", "echo", "whoami"]);
     let sum = client
         .call_tool(call("add", json!({"a": 2, "b": 40})))
         .await
@@ -58,6 +58,27 @@ async fn both_transports_with_refresh(opaque_tokens: bool) {
     let whoami: Value = serde_json::from_str(&text(&whoami.content)).unwrap();
     let first = state.credentials().unwrap();
     assert_eq!(whoami["subject"], "demo-user");
+    // The demo CRM, called as the user by token exchange: the CRM sees the user, and the MCP
+    // server acting for them; the user's own token is no use there.
+    let crm = client
+        .call_tool(call("crm_contacts", json!({})))
+        .await
+        .unwrap();
+    let crm: Value = serde_json::from_str(&text(&crm.content)).unwrap();
+    assert_eq!(crm["owner"], "demo-user", "{crm}");
+    assert_eq!(crm["scopes"], json!(["crm:read"]));
+    assert!(crm["acting"].is_string(), "{crm}");
+    let passthrough = support::send(
+        http::Request::get(format!("{}/crm/contacts", running.base))
+            .header(
+                "authorization",
+                format!("Bearer {}", first.access_token.expose()),
+            )
+            .body(http_body_util::Full::default())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(passthrough.status, http::StatusCode::UNAUTHORIZED);
     assert_eq!(whoami["audience"], json!([running.base.clone()]));
     assert_eq!(whoami["issuer"], running.base.as_str());
 

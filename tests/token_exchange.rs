@@ -221,11 +221,16 @@ async fn with_a_dpop_key_the_exchanged_token_is_bound_and_proven_at_the_crm() {
     assert_eq!(stack.exchange.exchanges_sent(), 1);
 }
 
-fn caller(user: &str, token: &str) -> Caller {
+/// A caller of the harness's issuer.
+fn caller(harness: &Harness, user: &str, token: &str) -> Caller {
+    caller_of(&harness.base, user, token)
+}
+
+fn caller_of(issuer: &str, user: &str, token: &str) -> Caller {
     Caller::new(
         AuthInfo::from(AuthData {
             subject: Some(user.into()),
-            issuer: Some("https://idp.test".into()),
+            issuer: Some(issuer.into()),
             client_id: Some("desktop-client".into()),
             scopes: vec!["mcp:tools".into()],
             ..Default::default()
@@ -270,7 +275,7 @@ async fn a_thousand_concurrent_calls_for_one_user_make_one_exchange_and_users_ne
     harness.user("bob-token", "bob");
     let exchange = harness_exchange(&harness);
     let target = Downstream::audience(AUDIENCE).scopes(["crm:read"]);
-    let alice = caller("alice", "alice-token");
+    let alice = caller(&harness, "alice", "alice-token");
     let tokens =
         futures_util::future::join_all((0..1000).map(|_| exchange.token(&alice, &target))).await;
     assert_eq!(harness.exchanges(), 1, "one exchange for 1,000 calls");
@@ -284,7 +289,7 @@ async fn a_thousand_concurrent_calls_for_one_user_make_one_exchange_and_users_ne
         .iter()
         .all(|t| t.as_ref().unwrap().access_token().expose() == first));
 
-    let bob = caller("bob", "bob-token");
+    let bob = caller(&harness, "bob", "bob-token");
     let bobs = exchange.token(&bob, &target).await.unwrap();
     assert_ne!(bobs.access_token().expose(), first);
     assert_eq!(harness.exchanges(), 2);
@@ -313,7 +318,7 @@ async fn a_downstream_401_leads_to_one_new_exchange_for_everyone_who_saw_it() {
     harness.user("alice-token", "alice");
     let exchange = harness_exchange(&harness);
     let target = Downstream::audience(AUDIENCE).scopes(["crm:read"]);
-    let alice = caller("alice", "alice-token");
+    let alice = caller(&harness, "alice", "alice-token");
     let url = format!("{}/api/whoami", harness.base);
     let service = exchange.on_behalf_of(alice.clone(), target.clone(), HttpClient::new());
     let first = whoami(service.clone(), &url).await.unwrap();
@@ -349,7 +354,7 @@ async fn a_refusal_is_typed_not_cached_and_becomes_an_mcp_error() {
         .insert("carol".into(), "consent_required".into());
     let exchange = harness_exchange(&harness);
     let target = Downstream::audience(AUDIENCE).scopes(["crm:read"]);
-    let carol = caller("carol", "carol-token");
+    let carol = caller(&harness, "carol", "carol-token");
     let error = exchange.token(&carol, &target).await.unwrap_err();
     let ExchangeError::Refused { code, .. } = &error else {
         panic!("{error:?}")
@@ -366,7 +371,7 @@ async fn a_refusal_is_typed_not_cached_and_becomes_an_mcp_error() {
 
     // An unknown subject token, a wrong client secret, an unreachable server.
     let unknown = exchange
-        .token(&caller("mallory", "made-up"), &target)
+        .token(&caller(&harness, "mallory", "made-up"), &target)
         .await
         .unwrap_err();
     assert!(matches!(&unknown, ExchangeError::Refused { code, .. } if code == "invalid_grant"));
@@ -396,10 +401,21 @@ async fn a_refusal_is_typed_not_cached_and_becomes_an_mcp_error() {
             TokenEndpointAuthMethod::ClientSecretBasic,
         ),
     )
-    .unwrap();
+    .unwrap()
+    .any_caller_issuer();
     let error = down.token(&carol, &target).await.unwrap_err();
     assert!(error.is_transient(), "{error:?}");
     assert!(!format!("{error} {error:?}").contains("carol-token"));
+    // A caller from another issuer: its token is not sent here unless allowed.
+    let foreign = caller_of("https://other-idp.test", "carol", "carol-token");
+    let error = exchange.token(&foreign, &target).await.unwrap_err();
+    assert!(
+        matches!(error, ExchangeError::Misconfigured(_)),
+        "{error:?}"
+    );
+    assert_eq!(harness.exchanges(), 3, "nothing sent");
+    let lenient = harness_exchange(&harness).any_caller_issuer();
+    lenient.token(&foreign, &target).await.unwrap();
     // No verified caller on the request.
     assert_eq!(
         Caller::from_extensions(&http::Extensions::new()).unwrap_err(),
@@ -413,7 +429,7 @@ async fn entras_on_behalf_of_request_has_its_shape() {
     harness.user("alice-token", "alice");
     let exchange = harness_exchange(&harness).profile(ExchangeProfile::EntraOnBehalfOf);
     let target = Downstream::scoped(["api://crm/.default"]);
-    let alice = caller("alice", "alice-token");
+    let alice = caller(&harness, "alice", "alice-token");
     let url = format!("{}/api/whoami", harness.base);
     let service = exchange.on_behalf_of(alice, target, HttpClient::new());
     assert_eq!(whoami(service, &url).await.unwrap()["user"], "alice");
@@ -428,7 +444,11 @@ async fn the_token_goes_only_to_the_downstream_resources_origin() {
     let exchange = harness_exchange(&harness);
     let (_socket, elsewhere) = support::refusing_port();
     let target = Downstream::audience(AUDIENCE).with_resource(format!("{}/api", harness.base));
-    let service = exchange.on_behalf_of(caller("alice", "alice-token"), target, HttpClient::new());
+    let service = exchange.on_behalf_of(
+        caller(&harness, "alice", "alice-token"),
+        target,
+        HttpClient::new(),
+    );
     let error = service
         .oneshot(
             Request::get(format!("{elsewhere}/steal"))

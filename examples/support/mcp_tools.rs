@@ -34,6 +34,14 @@ pub struct AddArgs {
 #[derive(Clone)]
 pub struct Tools {
     tool_router: ToolRouter<Self>,
+    /// How `crm_contacts` reaches the demo CRM: exchanges at the server's own token endpoint,
+    /// and the CRM's URL.
+    #[cfg(all(feature = "downstream", feature = "rmcp-server"))]
+    downstream: Option<(
+        tower_mcp_oauth::downstream::TokenExchange,
+        String,
+        tower_mcp_oauth::http::HttpClient,
+    )>,
 }
 
 impl Default for Tools {
@@ -47,6 +55,8 @@ impl Tools {
     pub fn new() -> Self {
         Self {
             tool_router: Self::tool_router(),
+            #[cfg(all(feature = "downstream", feature = "rmcp-server"))]
+            downstream: None,
         }
     }
 
@@ -54,6 +64,8 @@ impl Tools {
     pub fn with_conformance_diagnostics() -> Self {
         Self {
             tool_router: Self::tool_router() + Self::diagnostic_router(),
+            #[cfg(all(feature = "downstream", feature = "rmcp-server"))]
+            downstream: None,
         }
     }
 
@@ -180,6 +192,47 @@ impl Tools {
         }
         Ok(CallToolResult::success(vec![ContentBlock::text(
             "logged as asked",
+        )]))
+    }
+}
+
+/// `crm_contacts`: the demo CRM called as the caller, by token exchange.
+#[cfg(all(feature = "downstream", feature = "rmcp-server"))]
+#[tool_router(router = downstream_router)]
+impl Tools {
+    /// Adds `crm_contacts`, calling the CRM at `crm` with `http`, its token from `exchange`.
+    pub fn with_downstream(
+        mut self,
+        exchange: tower_mcp_oauth::downstream::TokenExchange,
+        crm: String,
+        http: tower_mcp_oauth::http::HttpClient,
+    ) -> Self {
+        self.tool_router += Self::downstream_router();
+        self.downstream = Some((exchange, crm, http));
+        self
+    }
+
+    #[tool(
+        description = "The caller's contacts at the demo CRM, fetched as the caller (token exchange)"
+    )]
+    async fn crm_contacts(
+        &self,
+        Extension(parts): Extension<http::request::Parts>,
+    ) -> Result<CallToolResult, ErrorData> {
+        use tower::ServiceExt as _;
+        use tower_mcp_oauth::downstream::{tool_error, Caller, Downstream};
+        let Some((exchange, crm, http)) = &self.downstream else {
+            return Err(ErrorData::internal_error("no CRM configured", None));
+        };
+        let caller = Caller::from_extensions(&parts.extensions)?;
+        let target = Downstream::resource(crm.as_str()).scopes(["crm:read"]);
+        let client = exchange.on_behalf_of(caller, target, http.clone());
+        let request = http::Request::get(format!("{crm}/contacts"))
+            .body(Default::default())
+            .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+        let answer = client.oneshot(request).await.map_err(tool_error)?;
+        Ok(CallToolResult::success(vec![ContentBlock::text(
+            String::from_utf8_lossy(answer.body()).into_owned(),
         )]))
     }
 }

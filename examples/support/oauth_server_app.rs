@@ -18,13 +18,16 @@ use rmcp::transport::streamable_http_server::session::local::LocalSessionManager
 use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 use tower::ServiceBuilder;
 use tower_mcp_oauth::authorization_server::{
-    AuthorizationServer, AuthorizationServerConfig, AutoApprove, ConsentPage, TokenFormat,
+    AuthorizationServer, AuthorizationServerConfig, AutoApprove, ConsentPage, DownstreamApi,
+    TokenExchangePolicy, TokenFormat,
 };
+use tower_mcp_oauth::downstream::TokenExchange;
 use tower_mcp_oauth::dpop::DpopNonces;
 use tower_mcp_oauth::metadata::{ClientMetadata, ProtectedResourceMetadata};
 use tower_mcp_oauth::server::LegacySseServer;
 use tower_mcp_oauth::server::{
-    IntrospectionVerifier, JwtVerifier, RequireBearerLayer, ResourceMetadataService, TokenVerifier,
+    AuthInfo, IntrospectionVerifier, JwtVerifier, RequireBearerLayer, ResourceMetadataService,
+    TokenVerifier,
 };
 
 /// The scopes the server knows; `mcp:tools` is required on every MCP route.
@@ -74,6 +77,9 @@ pub struct Options {
     pub workload_issuers: Vec<tower_mcp_oauth::authorization_server::WorkloadIssuer>,
     /// Sign users in at this identity provider instead of approving as the demo user.
     pub upstream: Option<Upstream>,
+    /// Serve a demo CRM at `{base}/crm` and the tool `crm_contacts`, which calls it as the
+    /// caller by token exchange (RFC 8693) at this server (on by default).
+    pub downstream_demo: bool,
 }
 
 /// Where users sign in. `Debug` shows neither the secret nor the key.
@@ -179,6 +185,7 @@ impl Default for Options {
             device_poll_interval: Duration::from_secs(5),
             workload_issuers: Vec::new(),
             upstream: None,
+            downstream_demo: true,
         }
     }
 }
@@ -238,6 +245,28 @@ async fn shared_state(_: &str) -> anyhow::Result<Shared> {
     anyhow::bail!("--store needs the example built with the postgres feature (--features postgres)")
 }
 
+/// The demo CRM the `crm_contacts` tool calls: its URL, the MCP server's exchange, and the
+/// HTTP client to reach it.
+type CrmDemo = (String, TokenExchange, tower_mcp_oauth::http::HttpClient);
+
+/// The demo CRM: `/crm/contacts` answers with the contacts of whoever its token speaks for,
+/// taking only tokens for itself (exchanged ones, never the MCP server's).
+fn crm_app(authorization_server: &AuthorizationServer, crm: &str) -> axum::Router {
+    let contacts = axum::routing::get(|request: http::Request<axum::body::Body>| async move {
+        let info = request.extensions().get::<AuthInfo>().cloned();
+        let info = info.unwrap_or_default();
+        axum::Json(serde_json::json!({
+            "owner": info.subject,
+            "acting": info.claims.get("act").and_then(|act| act.get("sub")),
+            "scopes": info.scopes,
+            "contacts": ["Ada Lovelace", "Grace Hopper"],
+        }))
+    });
+    axum::Router::new()
+        .route("/crm/contacts", contacts)
+        .layer(RequireBearerLayer::new(authorization_server.local_verifier(crm)).resource(crm))
+}
+
 async fn protected_app<V: TokenVerifier + Clone>(
     verifier: V,
     resource: &str,
@@ -245,6 +274,7 @@ async fn protected_app<V: TokenVerifier + Clone>(
     options: &Options,
     shared: Option<&Shared>,
     sessions: Arc<LocalSessionManager>,
+    crm: Option<CrmDemo>,
 ) -> anyhow::Result<axum::Router> {
     let bearer = options.dpop.apply(
         RequireBearerLayer::new(verifier)
@@ -274,11 +304,16 @@ async fn protected_app<V: TokenVerifier + Clone>(
     let bearer = bearer.resource_metadata(metadata.url());
     // Built once: at 2026-07-28 every request gets a service of its own, and building the tool
     // router (the schemas) per request would cost more than the request.
-    let tools = if options.conformance_tools {
+    let mut tools = if options.conformance_tools {
         mcp_tools::Tools::with_conformance_diagnostics()
     } else {
         mcp_tools::Tools::new()
     };
+    let mut crm_routes = None;
+    if let Some((crm, exchange, http)) = crm {
+        crm_routes = Some(crm_app(authorization_server, &crm));
+        tools = tools.with_downstream(exchange, crm, http);
+    }
     let streamable = StreamableHttpService::new(
         move || Ok(tools.clone()),
         sessions,
@@ -305,6 +340,9 @@ async fn protected_app<V: TokenVerifier + Clone>(
         );
     for path in metadata.paths() {
         app = app.route_service(path, metadata.clone());
+    }
+    if let Some(crm) = crm_routes {
+        app = app.merge(crm);
     }
     Ok(app)
 }
@@ -400,8 +438,44 @@ pub async fn start(options: Options) -> anyhow::Result<Running> {
     if let Some(pem) = &extra_roots {
         config = config.client_metadata_root_certificates(pem)?;
     }
+    // The demo CRM's policy names the MCP server's own confidential client, registered first
+    // (its id is made at registration) in the store both servers share.
+    let crm = format!("{base}/crm");
+    let exchanger = if options.downstream_demo {
+        let (id, secret) = AuthorizationServer::new(config.clone())?
+            .register_confidential_client(ClientMetadata {
+                client_name: Some("this MCP server, calling the CRM for its users".into()),
+                grant_types: vec!["urn:ietf:params:oauth:grant-type:token-exchange".into()],
+                ..Default::default()
+            })
+            .await?;
+        config = config.token_exchange(
+            TokenExchangePolicy::new().downstream(
+                DownstreamApi::new(&crm)
+                    .scopes(["crm:read"])
+                    .exchanged_by(&id, &resource),
+            ),
+        );
+        Some((id, secret))
+    } else {
+        None
+    };
     let authorization_server = AuthorizationServer::new(config)?;
     let issuer = authorization_server.issuer().to_owned();
+    let crm_demo = match exchanger {
+        Some((id, secret)) => {
+            let client = tower_mcp_oauth::client::ClientRegistration::confidential(
+                id,
+                secret.expose(),
+                tower_mcp_oauth::client::TokenEndpointAuthMethod::ClientSecretBasic,
+            );
+            let exchange =
+                TokenExchange::with_token_endpoint(&issuer, &format!("{issuer}/token"), client)?
+                    .http(http.clone());
+            Some((crm, exchange, http.clone()))
+        }
+        None => None,
+    };
     let mut introspection_client = None;
     let sessions = Arc::new(LocalSessionManager::default());
     let app = if options.opaque_tokens {
@@ -428,6 +502,7 @@ pub async fn start(options: Options) -> anyhow::Result<Running> {
             &options,
             shared.as_ref(),
             sessions.clone(),
+            crm_demo.clone(),
         )
         .await?
     } else {
@@ -442,6 +517,7 @@ pub async fn start(options: Options) -> anyhow::Result<Running> {
             &options,
             shared.as_ref(),
             sessions.clone(),
+            crm_demo.clone(),
         )
         .await?
     };

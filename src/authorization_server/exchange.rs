@@ -5,10 +5,13 @@
 //! its audience, the most it may be granted (scopes), the clients that may ask (the MCP
 //! servers' own confidential clients) and the resources whose tokens they may present. A token
 //! issued this way names the exchanging client in `act` (RFC 8693 §4.1), never outlives the
-//! subject token, carries no refresh token, and belongs to the subject token's grant: revoking
-//! that grant (RFC 7009, or a refresh token reused) revokes it too wherever the store is asked
-//! (introspection, [`LocalVerifier`](super::LocalVerifier)). A downstream API that checks JWTs
-//! against the JWKS alone accepts it until it expires, as it would any JWT.
+//! subject token, carries no refresh token, and belongs to the subject token's grant (its
+//! refresh-token family): revoking the grant (RFC 7009 on the refresh token, or a refresh token
+//! reused) revokes it too wherever the store is asked (introspection,
+//! [`LocalVerifier`](super::LocalVerifier)). Revoking the subject access token alone does not;
+//! a subject token without a grant (no refresh token issued, or from a trusted issuer) leaves
+//! the exchanged token to its expiry, as does a downstream API that checks JWTs against the
+//! JWKS alone. Exchanged tokens cannot be exchanged again.
 
 use std::sync::Arc;
 
@@ -87,6 +90,8 @@ pub struct DownstreamApi {
     scopes: Vec<String>,
     /// `(client_id, resource)`: the client may present tokens issued for the resource.
     exchangers: Vec<(String, String)>,
+    /// Scopes the subject token must carry (what the user consented to for the MCP server).
+    required_subject_scopes: Vec<String>,
 }
 
 impl DownstreamApi {
@@ -96,10 +101,13 @@ impl DownstreamApi {
             audience: audience.into(),
             scopes: Vec::new(),
             exchangers: Vec::new(),
+            required_subject_scopes: Vec::new(),
         }
     }
 
     /// The scopes an exchanged token may carry: a request names some of them, or gets all.
+    /// Unless [`Self::requires_subject_scopes`] says otherwise, any token the exchanging client
+    /// may present gets them, whatever the user consented to at the MCP server.
     pub fn scopes<I, T>(mut self, scopes: I) -> Self
     where
         I: IntoIterator<Item = T>,
@@ -118,6 +126,17 @@ impl DownstreamApi {
         resource: impl Into<String>,
     ) -> Self {
         self.exchangers.push((client_id.into(), resource.into()));
+        self
+    }
+
+    /// Exchanges only subject tokens that carry every one of `scopes`: the user consented to
+    /// them (`mcp:crm`, say), so the downstream access follows that consent.
+    pub fn requires_subject_scopes<I, T>(mut self, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        self.required_subject_scopes = scopes.into_iter().map(Into::into).collect();
         self
     }
 
@@ -152,6 +171,7 @@ pub(super) struct Exchanged {
 struct Subject {
     subject: String,
     audience: Vec<String>,
+    scopes: Vec<String>,
     family_id: Option<String>,
     expires_at: u64,
     prior_act: Option<Value>,
@@ -181,7 +201,8 @@ pub(super) async fn check(
         ));
     }
     if let Some(requested) = params.get("requested_token_type") {
-        if requested != ACCESS_TOKEN_TYPE && requested != JWT_TOKEN_TYPE {
+        let jwt_issued = server.inner.config.token_format == super::TokenFormat::Jwt;
+        if requested != ACCESS_TOKEN_TYPE && !(requested == JWT_TOKEN_TYPE && jwt_issued) {
             return Err(OAuthError::invalid_request(
                 "only access tokens are issued by exchange",
             ));
@@ -205,13 +226,23 @@ pub(super) async fn check(
             "this client may not exchange these tokens for this audience",
         ));
     }
+    if let Some(missing) = api
+        .required_subject_scopes
+        .iter()
+        .find(|scope| !subject.scopes.contains(scope))
+    {
+        return Err(OAuthError::new(
+            "invalid_scope",
+            format!("the subject token lacks the scope {missing} this audience requires"),
+        ));
+    }
     let requested = split_scopes(params.get("scope"));
     let scopes = if requested.is_empty() {
         api.scopes.clone()
-    } else if let Some(extra) = requested.iter().find(|s| !api.scopes.contains(s)) {
+    } else if requested.iter().any(|s| !api.scopes.contains(s)) {
         return Err(OAuthError::new(
             "invalid_scope",
-            format!("the scope {extra} is not granted for this audience"),
+            "a requested scope is not granted for this audience",
         ));
     } else {
         requested
@@ -262,13 +293,21 @@ async fn verify_subject(
     let now = now_secs();
     match server.access_status(hash(token), now).await? {
         AccessStatus::Active(record) => {
+            // Only tokens for the MCP servers: an exchanged token (for a downstream API) would
+            // lose its actor chain if exchanged again.
+            if server.resolve_resource(Some(&record.resource)).is_err() {
+                return Err(OAuthError::invalid_grant(
+                    "the subject token is not for a resource of this server",
+                ));
+            }
             return Ok(Subject {
                 subject: record.subject,
                 audience: vec![record.resource],
+                scopes: record.scopes,
                 family_id: record.family_id,
                 expires_at: record.expires_at,
                 prior_act: None,
-            })
+            });
         }
         AccessStatus::Expired => {
             return Err(OAuthError::invalid_grant("the subject token has expired"))
@@ -282,7 +321,7 @@ async fn verify_subject(
     }
     #[cfg(feature = "server")]
     if let Some(verifier) = &policy.trusted {
-        return trusted_subject(verifier.as_ref(), token, now).await;
+        return trusted_subject(server, verifier.as_ref(), token, now).await;
     }
     let _ = policy;
     Err(OAuthError::invalid_grant(
@@ -292,6 +331,7 @@ async fn verify_subject(
 
 #[cfg(feature = "server")]
 async fn trusted_subject(
+    server: &AuthorizationServer,
     verifier: &dyn crate::server::TokenVerifier,
     token: &str,
     now: u64,
@@ -318,9 +358,17 @@ async fn trusted_subject(
     if expires_at <= now {
         return Err(OAuthError::invalid_grant("the subject token has expired"));
     }
+    // This server's own tokens are judged by its store alone: one it no longer knows was
+    // revoked, whatever a JWKS check says.
+    if issuer.trim_end_matches('/') == server.issuer() {
+        return Err(OAuthError::invalid_grant(
+            "the subject token is unknown, expired or revoked",
+        ));
+    }
     Ok(Subject {
         subject: format!("{issuer}#{subject}"),
         audience: info.audience.clone(),
+        scopes: info.scopes.clone(),
         family_id: None,
         expires_at,
         prior_act: info.claims.get("act").cloned(),

@@ -103,6 +103,13 @@ impl TokenVerifier for LocalVerifier {
             if let Some(jkt) = &record.dpop_jkt {
                 claims.insert("cnf".into(), serde_json::json!({ "jkt": jkt }));
             }
+            if let Some(act) = record
+                .act
+                .as_deref()
+                .and_then(|a| serde_json::from_str(a).ok())
+            {
+                claims.insert("act".into(), act);
+            }
             Ok(AuthInfo::from(AuthData {
                 subject: Some(record.subject),
                 client_id: Some(record.client_id),

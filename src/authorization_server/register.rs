@@ -184,6 +184,17 @@ fn validate(
             "the JWT bearer grant is only for clients registered by the operator",
         ));
     }
+    if metadata
+        .grant_types
+        .iter()
+        .any(|g| g == super::exchange::TOKEN_EXCHANGE_GRANT)
+        && (!pre_registered || auth_method == ClientAuthMethod::None)
+    {
+        // Acting for users: only resource servers the operator registered and named.
+        return Err(invalid(
+            "token exchange is only for confidential clients registered by the operator",
+        ));
+    }
     if metadata.response_types.is_empty() && uses_code {
         metadata.response_types = vec!["code".into()];
     }

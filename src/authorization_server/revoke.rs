@@ -136,6 +136,14 @@ async fn introspect_access(
         // RFC 9449 §6.2: the resource server checks the proof's key against it.
         answer["cnf"] = json!({ "jkt": jkt });
     }
+    if let Some(act) = record
+        .act
+        .as_deref()
+        .and_then(|a| serde_json::from_str(a).ok())
+    {
+        // RFC 8693 §4.1: who acts for the subject of an exchanged token.
+        answer["act"] = act;
+    }
     Ok(Some(answer))
 }
 

@@ -625,6 +625,7 @@ async fn issue_access(
         expires_at: now + ttl,
         family_id: issue.family_id.map(str::to_owned),
         dpop_jkt: issue.dpop_jkt.map(str::to_owned),
+        act: issue.act.map(|act| act.to_string()),
     };
     config
         .store

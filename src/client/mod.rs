@@ -64,7 +64,7 @@ pub use tokens::TokenSet;
 // takes from the client: its token requests, DPoP signing, metadata discovery and replays.
 #[cfg(feature = "downstream")]
 pub(crate) use {
-    discovery::fetch_authorization_server_metadata,
+    discovery::{fetch_authorization_server_metadata, same_issuer},
     dpop::{DpopSigner, NonceCell},
     replay::Replay,
     tokens::{request_outcome, TokenEndpoint, TokenResponse},

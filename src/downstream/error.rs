@@ -90,17 +90,31 @@ impl fmt::Display for ExchangeError {
 impl std::error::Error for ExchangeError {}
 
 /// The answer a tool call gets: a refusal is the client's to show (`invalid_request`, with the
-/// OAuth code in `data.error`), anything else an internal error.
+/// OAuth code in `data.error`); anything else is logged here and answered as an internal error
+/// that names no detail of the server's setup.
 #[cfg(feature = "rmcp-server")]
 impl From<ExchangeError> for rmcp::ErrorData {
     fn from(error: ExchangeError) -> Self {
-        let message = error.to_string();
         match &error {
             ExchangeError::Refused { code, .. } => rmcp::ErrorData::invalid_request(
-                message,
+                error.to_string(),
                 Some(serde_json::json!({ "error": code })),
             ),
-            _ => rmcp::ErrorData::internal_error(message, None),
+            ExchangeError::NoCaller => rmcp::ErrorData::internal_error(error.to_string(), None),
+            ExchangeError::Unavailable(_) => {
+                tracing::warn!(%error, "a downstream token could not be had");
+                rmcp::ErrorData::internal_error(
+                    "the service this tool calls cannot be reached now; try again shortly",
+                    None,
+                )
+            }
+            ExchangeError::Misconfigured(_) => {
+                tracing::error!(%error, "a downstream token could not be had");
+                rmcp::ErrorData::internal_error(
+                    "this tool's access to the service it calls is misconfigured",
+                    None,
+                )
+            }
         }
     }
 }

@@ -48,7 +48,10 @@ pub enum ExchangeProfile {
     Rfc8693,
     /// Microsoft Entra ID's on-behalf-of flow: the JWT-bearer grant with the caller's token as
     /// `assertion`, `requested_token_use=on_behalf_of`, and the downstream API's scopes
-    /// (`api://…/.default`); the target is named by the scopes alone.
+    /// (`api://…/.default`). The target is named by the scopes alone ([`Downstream::scoped`]):
+    /// a [`Downstream`] without scopes is refused, and its audience is not sent. Entra's access
+    /// tokens name an issuer (`sts.windows.net/…`) other than its metadata's, so callers'
+    /// issuers are not compared with it.
     EntraOnBehalfOf,
 }
 
@@ -117,9 +120,12 @@ impl Downstream {
         self
     }
 
-    /// The resource as an URL, when it is one.
+    /// The resource as an http(s) URL, when it is one: the origin its token may go to.
     pub(crate) fn resource_url(&self) -> Option<Url> {
-        self.resource.as_deref().and_then(|r| Url::parse(r).ok())
+        self.resource
+            .as_deref()
+            .and_then(|r| Url::parse(r).ok())
+            .filter(|url| matches!(url.scheme(), "http" | "https"))
     }
 
     /// Also names the resource, beside the audience.
@@ -138,7 +144,8 @@ pub struct Caller {
 
 impl Caller {
     /// The caller [`RequireBearer`](crate::server::RequireBearer) admitted, from a request's
-    /// extensions (an axum request's, or rmcp's `http::request::Parts` in a tool's context).
+    /// extensions: an axum request's, or in an rmcp tool the request's parts, taken as a
+    /// parameter `Extension(parts): Extension<http::request::Parts>` (README recipe (f)).
     ///
     /// # Errors
     /// [`ExchangeError::NoCaller`] when the request did not pass `RequireBearer`, or its token
@@ -155,7 +162,9 @@ impl Caller {
         Self::new(info.clone(), token.clone())
     }
 
-    /// A caller from its parts, for a layer of one's own that verifies tokens.
+    /// A caller from its parts, for a layer of one's own that verifies tokens. `info` must be
+    /// what `token` says: tokens are cached under `info`'s issuer, subject, client and scopes,
+    /// so a mismatched pair hands one user's downstream token to another.
     ///
     /// # Errors
     /// [`ExchangeError::NoCaller`] when `info` names no subject.
@@ -258,7 +267,12 @@ pub(crate) fn cache_key(caller: &Caller, target: &Downstream) -> Key {
 ///
 /// Tokens are cached per caller (issuer, subject, client, scopes) and target until 30 s before
 /// they expire; concurrent requests for one key make one exchange. Cloning is cheap and shares
-/// the cache.
+/// the cache. Configure it before cloning: each builder method returns an exchange with a cache
+/// (and endpoint discovery) of its own.
+///
+/// The caller's token goes only to the authorization server that issued it: with the RFC 8693
+/// profile, a caller whose token names another issuer than the server's metadata is refused
+/// ([`Self::any_caller_issuer`] lifts that, for a server that exchanges other issuers' tokens).
 #[derive(Clone)]
 pub struct TokenExchange {
     inner: Arc<Inner>,
@@ -283,6 +297,7 @@ struct Settings {
     profile: ExchangeProfile,
     dpop: Option<DpopSigner>,
     max_cached: usize,
+    any_caller_issuer: bool,
 }
 
 struct Inner {
@@ -340,6 +355,7 @@ impl TokenExchange {
             profile: ExchangeProfile::default(),
             dpop: None,
             max_cached: DEFAULT_MAX_CACHED_TOKENS,
+            any_caller_issuer: false,
         }))
     }
 
@@ -360,6 +376,14 @@ impl TokenExchange {
         let mut settings = self.inner.settings.clone();
         change(&mut settings);
         Self::from_settings(settings)
+    }
+
+    /// Also sends callers' tokens from other issuers than the authorization server's (one that
+    /// trusts them for exchange, as [`TokenExchangePolicy::trust_subject_tokens`](crate::authorization_server::TokenExchangePolicy::trust_subject_tokens)
+    /// does). Off by default, so a resource server that accepts several issuers never hands one
+    /// issuer's tokens to another.
+    pub fn any_caller_issuer(self) -> Self {
+        self.configure(|settings| settings.any_caller_issuer = true)
     }
 
     /// How the exchange is asked for (default RFC 8693).
@@ -459,9 +483,13 @@ impl TokenExchange {
         let number = self.inner.flights.fetch_add(1, Ordering::Relaxed);
         let inner = self.inner.clone();
         let subject_token = caller.token.clone();
+        let caller_issuer = caller.info.issuer.clone();
         let target = target.clone();
         let task = tokio::spawn(async move {
-            let result = inner.exchange(&subject_token, &target).await.map(Arc::new);
+            let result = inner
+                .exchange(caller_issuer.as_deref(), &subject_token, &target)
+                .await
+                .map(Arc::new);
             let mut cache = inner.cache.locked();
             if matches!(cache.get(&key), Some(Slot::Pending(n, _)) if *n == number) {
                 match &result {
@@ -471,8 +499,14 @@ impl TokenExchange {
             }
             result
         });
+        let inner = self.inner.clone();
         let flight = async move {
             task.await.unwrap_or_else(|_| {
+                // A panic or a runtime shutting down: free the key for the next try.
+                let mut cache = inner.cache.locked();
+                if matches!(cache.get(&key), Some(Slot::Pending(n, _)) if *n == number) {
+                    cache.remove(&key);
+                }
                 Err(ExchangeError::Unavailable(
                     "the exchange stopped before it finished".into(),
                 ))
@@ -547,11 +581,27 @@ impl Inner {
 
     async fn exchange(
         &self,
+        caller_issuer: Option<&str>,
         subject_token: &CallerToken,
         target: &Downstream,
     ) -> std::result::Result<DownstreamToken, ExchangeError> {
-        let resolved = self.resolve().await?;
         let settings = &self.settings;
+        if settings.profile == ExchangeProfile::EntraOnBehalfOf && target.scopes.is_empty() {
+            return Err(ExchangeError::Misconfigured(
+                "Entra's on-behalf-of flow names the API by its scopes: give the Downstream scopes"
+                    .into(),
+            ));
+        }
+        let resolved = self.resolve().await?;
+        let foreign = caller_issuer
+            .is_some_and(|issuer| !crate::client::same_issuer(issuer, &resolved.issuer));
+        if foreign && settings.profile == ExchangeProfile::Rfc8693 && !settings.any_caller_issuer {
+            return Err(ExchangeError::Misconfigured(
+                "the caller's token comes from another issuer than the exchange's authorization \
+                 server; it is not sent there (TokenExchange::any_caller_issuer allows it)"
+                    .into(),
+            ));
+        }
         settings
             .client
             .check_issuer(&resolved.issuer)
@@ -670,4 +720,69 @@ fn parse_secure(url: &str, what: &str) -> Result<Url> {
     })?;
     crate::http::ensure_secure_url(&parsed, what)?;
     Ok(parsed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_http_resources_bound_the_origin_tokens_go_to() {
+        let origin = |r: &str| {
+            Downstream::resource(r)
+                .resource_url()
+                .map(|u| u.to_string())
+        };
+        assert_eq!(
+            origin("https://crm.test/api").as_deref(),
+            Some("https://crm.test/api")
+        );
+        assert_eq!(origin("api://crm"), None);
+        assert_eq!(origin("urn:example:crm"), None);
+        assert_eq!(Downstream::audience("crm").resource_url(), None);
+    }
+
+    #[test]
+    fn the_cache_key_separates_callers_and_targets() {
+        let caller = |sub: &str, client: &str, scopes: &[&str]| {
+            Caller::new(
+                AuthInfo::from(crate::server::AuthData {
+                    subject: Some(sub.into()),
+                    issuer: Some("https://idp.test".into()),
+                    client_id: Some(client.into()),
+                    scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+                    ..Default::default()
+                }),
+                CallerToken::bearer("t").unwrap(),
+            )
+            .unwrap()
+        };
+        let target = Downstream::audience("crm").scopes(["a", "b"]);
+        let base = cache_key(&caller("alice", "c", &["x", "y"]), &target);
+        assert_eq!(base, cache_key(&caller("alice", "c", &["y", "x"]), &target));
+        assert_eq!(
+            base,
+            cache_key(
+                &caller("alice", "c", &["x", "y"]),
+                &Downstream::audience("crm").scopes(["b", "a"])
+            )
+        );
+        for other in [
+            cache_key(&caller("bob", "c", &["x", "y"]), &target),
+            cache_key(&caller("alice", "d", &["x", "y"]), &target),
+            cache_key(&caller("alice", "c", &["x"]), &target),
+            cache_key(
+                &caller("alice", "c", &["x", "y"]),
+                &Downstream::audience("crm"),
+            ),
+            cache_key(
+                &caller("alice", "c", &["x", "y"]),
+                &Downstream::audience("crm2").scopes(["a", "b"]),
+            ),
+            // Length-prefixed: moving a boundary is another key.
+            cache_key(&caller("alic", "ec", &["x", "y"]), &target),
+        ] {
+            assert_ne!(base, other);
+        }
+    }
 }

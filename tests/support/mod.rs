@@ -28,7 +28,8 @@ pub mod jwt_issuer;
     feature = "authorization-server",
     feature = "rmcp",
     feature = "rmcp-server",
-    feature = "jwt"
+    feature = "jwt",
+    feature = "downstream"
 ))]
 mod approving;
 #[cfg(feature = "server")]
@@ -39,7 +40,8 @@ pub mod mcp_tools;
     feature = "authorization-server",
     feature = "rmcp",
     feature = "rmcp-server",
-    feature = "jwt"
+    feature = "jwt",
+    feature = "downstream"
 ))]
 #[path = "../../examples/support/oauth_server_app.rs"]
 pub mod oauth_server_app;
@@ -47,6 +49,7 @@ pub mod oauth_server_app;
     feature = "authorization-server",
     feature = "rmcp",
     feature = "rmcp-server",
-    feature = "jwt"
+    feature = "jwt",
+    feature = "downstream"
 ))]
 pub use approving::approving_server;

@@ -186,6 +186,8 @@ pub struct AccessRecord {
     pub family_id: Option<String>,
     /// The thumbprint of the DPoP key the token is bound to (`cnf.jkt`), if any.
     pub dpop_jkt: Option<String>,
+    /// Who acts for the subject (RFC 8693 §4.1 `act`, as JSON text), for an exchanged token.
+    pub act: Option<String>,
 }
 
 /// A consent page shown and not answered yet: what the user is asked to approve. Kept by the

@@ -29,6 +29,7 @@ fn access_in(family_id: Option<&str>, client_id: &str) -> AccessRecord {
         expires_at: u64::MAX / 2,
         family_id: family_id.map(str::to_owned),
         dpop_jkt: None,
+        act: None,
     }
 }
 

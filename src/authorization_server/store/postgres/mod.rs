@@ -472,8 +472,8 @@ impl PostgresAuthorizationStore {
         execute(
             &db,
             "INSERT INTO mcp_oauth_access (token_hash, client_id, subject, scopes, resource,
-                 issued_at, expires_at, family_id, dpop_jkt)
-             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9
+                 issued_at, expires_at, family_id, dpop_jkt, act)
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10
              WHERE NOT EXISTS (
                  SELECT 1 FROM mcp_oauth_families WHERE id = $8 AND revoked)",
             &[
@@ -486,6 +486,7 @@ impl PostgresAuthorizationStore {
                 &seconds(record.expires_at),
                 &record.family_id,
                 &record.dpop_jkt,
+                &record.act,
             ],
             "saving an access token",
         )
@@ -499,7 +500,7 @@ impl PostgresAuthorizationStore {
         let row = query_opt(
             &db,
             "SELECT client_id, subject, scopes, resource, issued_at, expires_at, family_id,
-                        dpop_jkt
+                        dpop_jkt, act
                  FROM mcp_oauth_access WHERE token_hash = $1",
             &[&token.0.as_slice()],
             "loading an access token",

@@ -101,6 +101,7 @@ pub(super) fn access_from(row: &Row) -> AccessRecord {
         expires_at: unsigned(row.get("expires_at")),
         family_id: row.get("family_id"),
         dpop_jkt: row.get("dpop_jkt"),
+        act: row.get("act"),
     }
 }
 

@@ -125,4 +125,8 @@ CREATE TABLE mcp_oauth_upstream_tokens (
     updated_at BIGINT NOT NULL
 );
 "#,
+    // Token exchange: who acts for the subject of an exchanged token.
+    r#"
+ALTER TABLE mcp_oauth_access ADD COLUMN act TEXT;
+"#,
 ];
