@@ -1,5 +1,6 @@
 //! A self-contained MCP server: the embedded OAuth 2.1 authorization server and an rmcp MCP
-//! server (tools `echo`, `add`, `whoami`) behind `RequireBearer`, in one process.
+//! server (tools `echo`, `add`, `whoami`, and `crm_contacts`, which calls a demo CRM at `/crm` as
+//! the user by token exchange) behind `RequireBearer`, in one process.
 //!
 //! ```text
 //! cargo run --example mcp_oauth_server

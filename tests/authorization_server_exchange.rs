@@ -50,9 +50,16 @@ async fn register_confidential(server: &AuthorizationServer) -> (String, String)
 /// A server whose policy `policy` makes from its MCP server's confidential client id and its
 /// resource, the client registered first (its id is random), and a user's token set.
 async fn setup_with(policy: impl FnOnce(String, String) -> TokenExchangePolicy) -> Setup {
+    setup_in(std::sync::Arc::new(MemoryAuthorizationStore::new()), policy).await
+}
+
+/// [`setup_with`] on `store`.
+async fn setup_in(
+    store: std::sync::Arc<dyn tower_mcp_oauth::authorization_server::AuthorizationStore>,
+    policy: impl FnOnce(String, String) -> TokenExchangePolicy,
+) -> Setup {
     let (listener, base) = support::bind().await;
     let resource = format!("{base}/mcp");
-    let store = std::sync::Arc::new(MemoryAuthorizationStore::new());
     let config = || {
         AuthorizationServerConfig::new(&base)
             .unwrap()
@@ -515,4 +522,65 @@ async fn a_policy_can_make_the_downstream_access_follow_the_users_consent() {
         )
         .await;
     assert_eq!(allowed.status, StatusCode::OK, "{}", allowed.text());
+}
+
+/// On PostgreSQL: the actor and the grant are kept with the exchanged token, so introspection
+/// names the actor and revoking the user's grant takes the token with it.
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn on_postgresql_the_actor_and_the_grant_are_kept_with_the_exchanged_token() {
+    use tower_mcp_oauth::authorization_server::PostgresAuthorizationStore;
+    let Some(url) = support::postgres::database_url() else {
+        return;
+    };
+    let url = support::postgres::fresh_schema(&url).await;
+    let pool = tower_mcp_oauth::postgres::PostgresPool::connect(&url)
+        .await
+        .unwrap();
+    let store = PostgresAuthorizationStore::new(pool).await.unwrap();
+    let setup = setup_in(std::sync::Arc::new(store), |id, resource| {
+        TokenExchangePolicy::new().downstream(
+            DownstreamApi::new(CRM)
+                .scopes(["crm:read"])
+                .exchanged_by(id, resource),
+        )
+    })
+    .await;
+    let answer = setup.exchange(&[("audience", CRM)]).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    let token = answer.json()["access_token"].as_str().unwrap().to_owned();
+    let introspector = setup.server.operator_client().await;
+    let introspect = || async {
+        setup
+            .server
+            .post_form(
+                "/introspect",
+                &[("token", &token)],
+                Some((&introspector.0, &introspector.1)),
+            )
+            .await
+            .json()
+    };
+    let active = introspect().await;
+    assert_eq!(
+        active["act"],
+        json!({ "sub": setup.exchanger.0 }),
+        "{active}"
+    );
+    let revoked = setup
+        .server
+        .post_form(
+            "/revoke",
+            &[
+                ("token", setup.user["refresh_token"].as_str().unwrap()),
+                (
+                    "client_id",
+                    claims(setup.user_token())["client_id"].as_str().unwrap(),
+                ),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(revoked.status, StatusCode::OK);
+    assert_eq!(introspect().await["active"], false);
 }

@@ -1,6 +1,6 @@
 //! The self-contained MCP server of `examples/mcp_oauth_server.rs`, also started in-process by
 //! the quickstart and the tests: the embedded authorization server and an rmcp MCP server
-//! (tools `echo`, `add`, `whoami`) behind `RequireBearer`, on Streamable HTTP (`/mcp`) and
+//! (tools `echo`, `add`, `whoami`, `crm_contacts`) behind `RequireBearer`, on Streamable HTTP (`/mcp`) and
 //! legacy HTTP+SSE (`/sse` and `/message`), with its protected-resource metadata.
 #![allow(dead_code, unreachable_pub)]
 
