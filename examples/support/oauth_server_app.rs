@@ -267,6 +267,18 @@ fn crm_app(authorization_server: &AuthorizationServer, crm: &str) -> axum::Route
         .layer(RequireBearerLayer::new(authorization_server.local_verifier(crm)).resource(crm))
 }
 
+/// The tools with `crm_contacts`, where the including crate has the features it needs (the
+/// bridge's tests include this file too, with features of their own).
+#[cfg(all(feature = "downstream", feature = "rmcp-server"))]
+fn with_crm(tools: mcp_tools::Tools, (crm, exchange, http): CrmDemo) -> mcp_tools::Tools {
+    tools.with_downstream(exchange, crm, http)
+}
+
+#[cfg(not(all(feature = "downstream", feature = "rmcp-server")))]
+fn with_crm(tools: mcp_tools::Tools, _: CrmDemo) -> mcp_tools::Tools {
+    tools
+}
+
 async fn protected_app<V: TokenVerifier + Clone>(
     verifier: V,
     resource: &str,
@@ -310,9 +322,9 @@ async fn protected_app<V: TokenVerifier + Clone>(
         mcp_tools::Tools::new()
     };
     let mut crm_routes = None;
-    if let Some((crm, exchange, http)) = crm {
-        crm_routes = Some(crm_app(authorization_server, &crm));
-        tools = tools.with_downstream(exchange, crm, http);
+    if let Some(demo) = crm {
+        crm_routes = Some(crm_app(authorization_server, &demo.0));
+        tools = with_crm(tools, demo);
     }
     let streamable = StreamableHttpService::new(
         move || Ok(tools.clone()),
