@@ -36,11 +36,16 @@ console.log(`registered ${provider.client.client_id} and exchanged the code`);
 await connected;
 assert.equal(client.getNegotiatedProtocolVersion(), '2026-07-28');
 const tools = (await client.listTools()).tools.map((t) => t.name).sort();
-assert.deepEqual(tools, ['add', 'echo', 'whoami']);
+assert.deepEqual(tools, ['add', 'crm_contacts', 'echo', 'whoami']);
 assert.equal(text(await client.callTool({ name: 'add', arguments: { a: 2, b: 40 } })), '42');
 const whoami = JSON.parse(text(await client.callTool({ name: 'whoami', arguments: {} })));
 assert.equal(whoami.subject, 'demo-user');
 assert.equal(whoami.client_id, provider.client.client_id);
+// The demo CRM, called by the server as this user (token exchange): the TypeScript client
+// needs nothing of its own for it.
+const crm = JSON.parse(text(await client.callTool({ name: 'crm_contacts', arguments: {} })));
+assert.equal(crm.owner, 'demo-user');
+assert.deepEqual(crm.scopes, ['crm:read']);
 await client.close();
 console.log('2026-07-28 (pinned): tools listed, add and whoami called');
 
