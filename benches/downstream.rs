@@ -21,7 +21,7 @@ fn benches(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let exchange = rt.block_on(async {
+    let (exchange, issuer) = rt.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let app = Router::new().route(
@@ -36,7 +36,7 @@ fn benches(c: &mut Criterion) {
             }),
         );
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        TokenExchange::with_token_endpoint(
+        let exchange = TokenExchange::with_token_endpoint(
             &base,
             &format!("{base}/token"),
             ClientRegistration::confidential(
@@ -45,12 +45,14 @@ fn benches(c: &mut Criterion) {
                 TokenEndpointAuthMethod::ClientSecretBasic,
             ),
         )
-        .unwrap()
+        .unwrap();
+        (exchange, base)
     });
     let caller = Caller::new(
         AuthInfo::from(AuthData {
             subject: Some("alice".into()),
-            issuer: Some("https://auth.example.test".into()),
+            // The caller's token comes from the server it is exchanged at.
+            issuer: Some(issuer),
             client_id: Some("desktop".into()),
             scopes: vec!["mcp:tools".into()],
             ..Default::default()
