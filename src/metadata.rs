@@ -211,6 +211,14 @@ pub struct OAuthErrorResponse {
     pub error_uri: Option<String>,
 }
 
+/// Whether two resource identifiers (RFC 8707) name the same resource, a trailing slash aside:
+/// how the resource server checks `aud` and the authorization server matches what it was asked
+/// for against what it serves.
+#[cfg(any(feature = "server", feature = "authorization-server"))]
+pub(crate) fn same_resource(a: &str, b: &str) -> bool {
+    a.trim_end_matches('/') == b.trim_end_matches('/')
+}
+
 /// The well-known URL for `suffix`, inserted between the origin and the path of `base`
 /// (RFC 8414 §3.1, RFC 9728 §3.1). `None` when `base` has no path.
 pub fn path_inserted(base: &Url, suffix: &str) -> Option<Url> {

@@ -103,6 +103,32 @@ async fn setup(extra: impl FnOnce(TokenExchangePolicy) -> TokenExchangePolicy) -
 }
 
 impl Setup {
+    /// What `/introspect` says of `token`, asked by the resource server `introspector`.
+    async fn introspect(&self, token: &str, (id, secret): &(String, String)) -> Value {
+        self.server
+            .post_form("/introspect", &[("token", token)], Some((id, secret)))
+            .await
+            .json()
+    }
+
+    /// Revokes the user's grant: RFC 7009 on their refresh token, as their client.
+    async fn revoke_users_grant(&self) -> Answer {
+        let client_id = claims(self.user_token())["client_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        self.server
+            .post_form(
+                "/revoke",
+                &[
+                    ("token", self.user["refresh_token"].as_str().unwrap()),
+                    ("client_id", &client_id),
+                ],
+                None,
+            )
+            .await
+    }
+
     fn user_token(&self) -> &str {
         self.user["access_token"].as_str().unwrap()
     }
@@ -186,53 +212,17 @@ async fn an_exchanged_token_is_for_the_downstream_api_acts_for_the_user_and_name
         .unwrap()
         .contains(&json!(EXCHANGE)));
 
-    // Introspection reports it active until the user's grant is revoked; then the exchanged
-    // token goes with it, and the subject token cannot be exchanged again.
+    // Introspection reports it active, with its actor, until the user's grant is revoked;
+    // then the exchanged token goes with it, and the subject token cannot be exchanged again.
     let introspector = setup.server.operator_client().await;
-    let active = |token: String| {
-        let server = &setup.server;
-        let introspector = introspector.clone();
-        async move {
-            server
-                .post_form(
-                    "/introspect",
-                    &[("token", &token)],
-                    Some((&introspector.0, &introspector.1)),
-                )
-                .await
-                .json()["active"]
-                .as_bool()
-                .unwrap()
-        }
-    };
-    assert!(active(token.to_owned()).await);
-    let introspected = setup
-        .server
-        .post_form(
-            "/introspect",
-            &[("token", token)],
-            Some((&introspector.0, &introspector.1)),
-        )
-        .await
-        .json();
+    let introspected = setup.introspect(token, &introspector).await;
+    assert_eq!(introspected["active"], true);
     assert_eq!(introspected["act"], json!({ "sub": setup.exchanger.0 }));
-    let revoked = setup
-        .server
-        .post_form(
-            "/revoke",
-            &[
-                ("token", setup.user["refresh_token"].as_str().unwrap()),
-                (
-                    "client_id",
-                    claims(setup.user_token())["client_id"].as_str().unwrap(),
-                ),
-            ],
-            None,
-        )
-        .await;
+    let revoked = setup.revoke_users_grant().await;
     assert_eq!(revoked.status, StatusCode::OK, "{}", revoked.text());
-    assert!(
-        !active(token.to_owned()).await,
+    assert_eq!(
+        setup.introspect(token, &introspector).await["active"],
+        false,
         "revoked with the user's grant"
     );
     let again = setup.exchange(&[("audience", CRM)]).await;
@@ -550,37 +540,16 @@ async fn on_postgresql_the_actor_and_the_grant_are_kept_with_the_exchanged_token
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
     let token = answer.json()["access_token"].as_str().unwrap().to_owned();
     let introspector = setup.server.operator_client().await;
-    let introspect = || async {
-        setup
-            .server
-            .post_form(
-                "/introspect",
-                &[("token", &token)],
-                Some((&introspector.0, &introspector.1)),
-            )
-            .await
-            .json()
-    };
-    let active = introspect().await;
+    let active = setup.introspect(&token, &introspector).await;
     assert_eq!(
         active["act"],
         json!({ "sub": setup.exchanger.0 }),
         "{active}"
     );
-    let revoked = setup
-        .server
-        .post_form(
-            "/revoke",
-            &[
-                ("token", setup.user["refresh_token"].as_str().unwrap()),
-                (
-                    "client_id",
-                    claims(setup.user_token())["client_id"].as_str().unwrap(),
-                ),
-            ],
-            None,
-        )
-        .await;
+    let revoked = setup.revoke_users_grant().await;
     assert_eq!(revoked.status, StatusCode::OK);
-    assert_eq!(introspect().await["active"], false);
+    assert_eq!(
+        setup.introspect(&token, &introspector).await["active"],
+        false
+    );
 }

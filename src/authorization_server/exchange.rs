@@ -22,6 +22,7 @@ use super::store::{ClientAuthMethod, RegisteredClient};
 use super::wire::{OAuthError, Params};
 use super::AuthorizationServer;
 use crate::clock::now_secs;
+use crate::metadata::same_resource;
 
 /// `grant_type` of RFC 8693 token exchange.
 pub(crate) const TOKEN_EXCHANGE_GRANT: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -148,10 +149,6 @@ impl DownstreamApi {
                     .any(|aud| same_resource(aud, resource))
         })
     }
-}
-
-fn same_resource(a: &str, b: &str) -> bool {
-    a.trim_end_matches('/') == b.trim_end_matches('/')
 }
 
 /// What an exchange issues, once every check passed.

@@ -78,10 +78,9 @@ impl AuthorizationServer {
         if url.fragment().is_some() {
             return Err("resource must not have a fragment".into());
         }
-        let normalize = |s: &str| s.trim_end_matches('/').to_owned();
         resources
             .iter()
-            .find(|r| normalize(r) == normalize(requested))
+            .find(|r| crate::metadata::same_resource(r, requested))
             .cloned()
             .ok_or_else(|| "tokens for this resource are not issued here".to_owned())
     }

@@ -439,14 +439,6 @@ impl TokenExchange {
         self.token_at(key, caller, target).await
     }
 
-    /// The cached token of `key`, if good now: the path of every request after the first.
-    pub(crate) fn cached(&self, key: &Key) -> Option<Arc<DownstreamToken>> {
-        match self.inner.cache.locked().get(key) {
-            Some(Slot::Ready(token)) if token.fresh(now_secs()) => Some(token.clone()),
-            _ => None,
-        }
-    }
-
     pub(crate) async fn token_at(
         &self,
         key: Key,

@@ -11,6 +11,7 @@ use tower::{BoxError, Service, ServiceExt};
 
 use super::error::ExchangeError;
 use super::exchange::{cache_key, Caller, Downstream, DownstreamToken, Key, TokenExchange};
+use crate::challenge::BearerChallenge;
 use crate::client::{CloneBodies, NonceCell, Replay, ReplayPolicy};
 use crate::dpop::{access_token_hash, DPOP};
 
@@ -101,6 +102,13 @@ impl<S, P> OnBehalfOf<S, P> {
 }
 
 impl Shared {
+    /// The caller's token for the target: cached, or exchanged once for every waiter.
+    async fn token(&self) -> Result<Arc<DownstreamToken>, ExchangeError> {
+        self.exchange
+            .token_at(self.key, &self.caller, &self.target)
+            .await
+    }
+
     /// Refuses a request to any origin but the target resource's, when it names one.
     fn check_origin<B>(&self, request: &Request<B>) -> Result<(), BoxError> {
         if let Some(origin) = &self.origin {
@@ -183,19 +191,10 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let shared = self.shared.clone();
         let policy = self.replay.clone();
-        // The path of every request after the first: no await before the inner call.
-        let cached = shared.exchange.cached(&shared.key);
         Box::pin(async move {
             shared.check_origin(&request)?;
-            let mut token = match cached {
-                Some(token) => token,
-                None => {
-                    shared
-                        .exchange
-                        .token_at(shared.key, &shared.caller, &shared.target)
-                        .await?
-                }
-            };
+            // From the cache, without waiting, on every request after the first.
+            let mut token = shared.token().await?;
             let replay = Replay::capture(&request, &policy);
             shared.authorize(&mut request, &token)?;
             let response = inner.call(request).await.map_err(Into::into)?;
@@ -210,10 +209,7 @@ where
             let new_nonce = token.is_dpop() && shared.nonce.update_from(response.headers());
             if !(new_nonce && asks_for_nonce(&response)) {
                 shared.exchange.forget(&shared.key, &token);
-                token = shared
-                    .exchange
-                    .token_at(shared.key, &shared.caller, &shared.target)
-                    .await?;
+                token = shared.token().await?;
             }
             shared.authorize(&mut retry, &token)?;
             inner
@@ -227,14 +223,11 @@ where
     }
 }
 
-/// RFC 9449 §9: `WWW-Authenticate: DPoP error="use_dpop_nonce"`.
+/// RFC 9449 §9: `WWW-Authenticate: DPoP error="use_dpop_nonce"`, read by the challenge parser
+/// the client's layer uses.
 fn asks_for_nonce<B>(response: &Response<B>) -> bool {
-    response
-        .headers()
-        .get_all(http::header::WWW_AUTHENTICATE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .any(|value| value.contains("use_dpop_nonce"))
+    BearerChallenge::from_headers_dpop_first(response.headers())
+        .is_some_and(|challenge| challenge.error.as_deref() == Some("use_dpop_nonce"))
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use subtle::ConstantTimeEq;
 use tower::{Layer, Service};
 
 use crate::dpop::{verify_proof, ProofCheck, DPOP};
+use crate::metadata::same_resource;
 use crate::server::caller::CallerToken;
 use crate::server::challenges::{Challenges, DpopChallenge, Rejection};
 use crate::server::dpop::DpopPolicy;
@@ -456,10 +457,6 @@ fn credentials(headers: &HeaderMap) -> Result<(Scheme, &str), Rejection> {
         ));
     }
     Ok((scheme, token))
-}
-
-fn same_resource(a: &str, b: &str) -> bool {
-    a.trim_end_matches('/') == b.trim_end_matches('/')
 }
 
 async fn authorize<V, ReqBody>(

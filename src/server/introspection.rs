@@ -169,11 +169,10 @@ impl IntrospectionVerifier {
         if not_before.is_some_and(|at| at > now + NBF_LEEWAY_SECS) {
             return Err(VerifyError::invalid("the token is not valid yet (nbf)"));
         }
-        let resource = self.audience.trim_end_matches('/');
         if !info
             .audience
             .iter()
-            .any(|a| a.trim_end_matches('/') == resource)
+            .any(|a| crate::metadata::same_resource(a, &self.audience))
         {
             return Err(VerifyError::invalid(
                 "the token is not for this resource (aud)",
