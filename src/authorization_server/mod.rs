@@ -91,6 +91,13 @@ pub use store::{
     UpstreamIdentity, DEVICE_SLOW_DOWN_SECS,
 };
 pub use upstream::{OAuth2Profile, ScopeMapper, SignInCheck, UpstreamSignIn};
+// For the linked accounts of `downstream::accounts`: the same provider leg and pages.
+#[cfg(feature = "downstream")]
+pub(crate) use grant::{random_token, s256_challenge};
+#[cfg(feature = "downstream")]
+pub(crate) use page::{escape, html_response, PAGE_STYLE};
+#[cfg(feature = "downstream")]
+pub(crate) use upstream::{SignInError, Upstream, UpstreamTokens};
 
 /// Largest request body any endpoint reads.
 const MAX_REQUEST_BYTES: usize = 64 * 1024;

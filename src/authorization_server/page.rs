@@ -19,7 +19,7 @@ pub(super) fn error_page(status: StatusCode, message: &str) -> Response {
     response
 }
 
-pub(super) fn html_response(status: StatusCode, html: String) -> Response {
+pub(crate) fn html_response(status: StatusCode, html: String) -> Response {
     let mut response = Response::new(Body::from(html));
     *response.status_mut() = status;
     let headers = response.headers_mut();
@@ -53,7 +53,7 @@ pub(super) fn csrf_cookie(
 }
 
 /// The look the pages share: a narrow column and roomy buttons.
-pub(super) const PAGE_STYLE: &str =
+pub(crate) const PAGE_STYLE: &str =
     "body{font-family:system-ui,sans-serif;max-width:32rem;margin:3rem auto;padding:0 1rem}\
 button{font-size:1rem;padding:.5rem 1.25rem;margin-right:.5rem}";
 
@@ -69,7 +69,7 @@ pub(super) fn scope_items(scopes: &[String]) -> String {
 }
 
 /// HTML text and attribute escaping.
-pub(super) fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

@@ -24,6 +24,8 @@
 //! Refusals are [`ExchangeError`]s; with the `rmcp-server` feature they convert into the
 //! `ErrorData` a tool returns, so `?` in a tool gives the client a message it can show.
 
+#[cfg(feature = "authorization-server")]
+pub mod accounts;
 mod error;
 mod exchange;
 mod service;

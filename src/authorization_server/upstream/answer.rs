@@ -105,15 +105,14 @@ impl UpstreamTokens {
         })
     }
 
-    pub(super) fn due(&self, now: u64) -> bool {
+    pub(crate) fn due(&self, now: u64) -> bool {
         self.expires_at
             .is_some_and(|at| at <= now.saturating_add(REFRESH_MARGIN_SECS))
     }
 
     pub(crate) fn seal(&self, key: &SealingKey, subject: &str) -> Result<SealedUpstreamTokens> {
-        let plain = serde_json::to_vec(self)
-            .map_err(|_| Error::new(ErrorKind::Storage, "upstream tokens cannot be encoded"))?;
-        Ok(SealedUpstreamTokens(key.seal(&plain, &context(subject))))
+        self.seal_for(key, &context(subject))
+            .map(SealedUpstreamTokens)
     }
 
     pub(super) fn open(
@@ -121,7 +120,18 @@ impl UpstreamTokens {
         key: &SealingKey,
         subject: &str,
     ) -> Result<Self> {
-        let plain = key.open(&sealed.0, &context(subject)).ok_or_else(|| {
+        Self::open_for(&sealed.0, key, &context(subject))
+    }
+
+    /// Sealed for `context`, which must be given again to open them.
+    pub(crate) fn seal_for(&self, key: &SealingKey, context: &[u8]) -> Result<Vec<u8>> {
+        let plain = serde_json::to_vec(self)
+            .map_err(|_| Error::new(ErrorKind::Storage, "upstream tokens cannot be encoded"))?;
+        Ok(key.seal(&plain, context))
+    }
+
+    pub(crate) fn open_for(sealed: &[u8], key: &SealingKey, context: &[u8]) -> Result<Self> {
+        let plain = key.open(sealed, context).ok_or_else(|| {
             Error::new(
                 ErrorKind::Storage,
                 "the kept upstream tokens cannot be opened (another sealing key?)",

@@ -19,8 +19,8 @@ use crate::http::{parse_url, HttpClient};
 use crate::seal::SealingKey;
 use crate::Secret;
 
-pub(super) use answer::SignInError;
-pub(super) use provider::Upstream;
+pub(crate) use answer::{SignInError, UpstreamTokens};
+pub(crate) use provider::Upstream;
 pub(super) use vault::access_token;
 
 /// How long a browser session lasts by default.

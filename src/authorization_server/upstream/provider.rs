@@ -155,14 +155,23 @@ impl Upstream {
         let authorization =
             url(metadata.authorization_endpoint, "authorization_endpoint").map_err(unavailable)?;
         let token = url(metadata.token_endpoint, "token_endpoint").map_err(unavailable)?;
-        let jwks = url(metadata.jwks_uri, "jwks_uri").map_err(unavailable)?;
-        let keys = KeyCache::new(KeySource::Url(jwks), self.config.http.clone(), KEY_POLICY)
-            .map_err(unavailable)?;
+        // An RFC 8414 server without keys still serves linked accounts; sign-in then refuses
+        // (no ID token can be checked).
+        let keys = match metadata.jwks_uri {
+            Some(jwks) => {
+                let jwks = url(Some(jwks), "jwks_uri").map_err(unavailable)?;
+                Some(
+                    KeyCache::new(KeySource::Url(jwks), self.config.http.clone(), KEY_POLICY)
+                        .map_err(unavailable)?,
+                )
+            }
+            None => None,
+        };
         Ok(Endpoints {
             issuer: metadata.issuer,
             authorization,
             token,
-            keys: Some(keys),
+            keys,
             sends_iss: metadata.authorization_response_iss_parameter_supported,
         })
     }
@@ -186,6 +195,19 @@ impl Upstream {
         nonce: &str,
         code_challenge: &str,
     ) -> std::result::Result<Url, SignInError> {
+        self.authorization_url_with(redirect_uri, state, nonce, code_challenge, &[])
+            .await
+    }
+
+    /// [`authorization_url`](Self::authorization_url) with `extra` parameters (`resource`).
+    pub(crate) async fn authorization_url_with(
+        &self,
+        redirect_uri: &str,
+        state: &str,
+        nonce: &str,
+        code_challenge: &str,
+        extra: &[(&str, &str)],
+    ) -> std::result::Result<Url, SignInError> {
         let endpoints = self.endpoints().await?;
         let mut url = endpoints.authorization.clone();
         {
@@ -193,8 +215,13 @@ impl Upstream {
             query
                 .append_pair("response_type", "code")
                 .append_pair("client_id", &self.config.client_id)
-                .append_pair("redirect_uri", redirect_uri)
-                .append_pair("scope", &self.scopes().join(" "))
+                .append_pair("redirect_uri", redirect_uri);
+            let scopes = self.scopes();
+            if !scopes.is_empty() {
+                query.append_pair("scope", &scopes.join(" "));
+            }
+            query.extend_pairs(extra);
+            query
                 .append_pair("state", state)
                 .append_pair("code_challenge", code_challenge)
                 .append_pair("code_challenge_method", "S256");
@@ -294,6 +321,27 @@ impl Upstream {
             }
         };
         Ok((identity, tokens))
+    }
+
+    /// Redeems `code` for the provider's tokens, without finding out who signed in (a linked
+    /// account, where the user is known already), with `extra` parameters (`resource`).
+    pub(crate) async fn redeem(
+        &self,
+        code: &str,
+        code_verifier: &str,
+        redirect_uri: &str,
+        key: &SigningKey,
+        extra: &[(&str, &str)],
+    ) -> std::result::Result<UpstreamTokens, SignInError> {
+        let endpoints = self.endpoints().await?;
+        let mut grant = vec![
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", redirect_uri),
+            ("code_verifier", code_verifier),
+        ];
+        grant.extend_from_slice(extra);
+        self.token_request(endpoints, &grant, key).await
     }
 
     /// Refreshes the upstream tokens with `refresh_token`.
