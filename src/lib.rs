@@ -121,6 +121,7 @@ pub mod downstream;
     feature = "authorization-server"
 ))]
 pub mod dpop;
+pub mod elicitation;
 pub mod error;
 #[cfg(any(
     feature = "client",

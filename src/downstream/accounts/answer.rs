@@ -8,10 +8,6 @@ use crate::clock::now_secs;
 
 /// Binds a sealed `requestState` to its purpose; the account's key follows.
 const STATE_CONTEXT: &[u8] = b"tower-mcp-oauth link request state v1\0";
-/// The JSON-RPC error of 2025-11-25 for "open this URL first" (SEP-1036).
-pub const URL_ELICITATION_REQUIRED: i32 = -32042;
-/// The notification that tells a 2025-11-25 client a URL elicitation is complete.
-pub const ELICITATION_COMPLETE: &str = "notifications/elicitation/complete";
 
 /// The user must link their account at a third party: open [`url`](Self::url) in their
 /// browser. Single use, bound to the user; it expires (10 minutes by default).
@@ -146,7 +142,8 @@ mod rmcp_answer {
     use rmcp::service::RequestContext;
     use rmcp::{ErrorData, RoleServer};
 
-    use super::{LinkRequired, ELICITATION_COMPLETE, URL_ELICITATION_REQUIRED};
+    use super::LinkRequired;
+    use crate::elicitation::{ELICITATION_COMPLETE, URL_ELICITATION_REQUIRED};
 
     impl LinkRequired {
         /// 2025-11-25's answer: the `-32042` error listing this URL-mode elicitation.

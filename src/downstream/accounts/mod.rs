@@ -53,7 +53,7 @@ use crate::http::{parse_url, HttpClient};
 use crate::server::{AuthInfo, TokenVerifier};
 use crate::Secret;
 
-pub use answer::{LinkRequired, ELICITATION_COMPLETE, URL_ELICITATION_REQUIRED};
+pub use answer::LinkRequired;
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresAccountVault;
 pub use vault::{AccountKey, AccountVault, MemoryAccountVault};
