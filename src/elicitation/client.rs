@@ -7,11 +7,10 @@ use std::time::Duration;
 
 use rmcp::model::{
     CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, CustomNotification,
-    ElicitRequestParams, ElicitResult, ElicitationAction, ErrorData,
-    UrlElicitationCapability,
+    ElicitRequestParams, ElicitResult, ElicitationAction, ErrorData, UrlElicitationCapability,
 };
-use rmcp::service::{NotificationContext, RequestContext, ServiceError};
-use rmcp::{ClientHandler, Peer, RoleClient};
+use rmcp::service::{NotificationContext, RequestContext, RunningService, Service, ServiceError};
+use rmcp::{ClientHandler, RoleClient};
 use url::Url;
 
 use super::{ELICITATION_COMPLETE, URL_ELICITATION_REQUIRED};
@@ -66,12 +65,13 @@ pub trait LinkOpener: Send + Sync + 'static {
     fn open<'a>(&'a self, request: &'a UrlElicitation) -> BoxFuture<'a, bool>;
 }
 
+/// A closure taking the request by value: `|request: UrlElicitation| Box::pin(async move { .. })`.
 impl<F> LinkOpener for F
 where
-    F: Fn(&UrlElicitation) -> BoxFuture<'_, bool> + Send + Sync + 'static,
+    F: Fn(UrlElicitation) -> BoxFuture<'static, bool> + Send + Sync + 'static,
 {
     fn open<'a>(&'a self, request: &'a UrlElicitation) -> BoxFuture<'a, bool> {
-        self(request)
+        self(request.clone())
     }
 }
 
@@ -130,21 +130,22 @@ impl UrlElicitationClient {
         self
     }
 
-    /// Calls a tool through `peer`; a 2025-11-25 `-32042` answer has its URLs shown, and the
+    /// Calls a tool through `client`; a 2025-11-25 `-32042` answer has its URLs shown, and the
     /// call is retried once the server says each is complete (or the wait ends). At
-    /// 2026-07-28 rmcp itself retries after [`create_elicitation`](ClientHandler::create_elicitation).
+    /// 2026-07-28 rmcp itself drives the input requests through
+    /// [`create_elicitation`](ClientHandler::create_elicitation) and retries.
     ///
     /// # Errors
     /// rmcp's errors; the `-32042` error itself when the user declines or it comes back more
     /// than three times.
-    pub async fn call_tool(
+    pub async fn call_tool<S: Service<RoleClient>>(
         &self,
-        peer: &Peer<RoleClient>,
+        client: &RunningService<RoleClient, S>,
         params: CallToolRequestParams,
     ) -> Result<CallToolResult, ServiceError> {
         let mut round = 0;
         loop {
-            let error = match peer.call_tool(params.clone()).await {
+            let error = match client.call_tool(params.clone()).await {
                 Err(ServiceError::McpError(error))
                     if error.code.0 == URL_ELICITATION_REQUIRED && round < MAX_ROUNDS =>
                 {
@@ -266,7 +267,8 @@ impl ClientHandler for UrlElicitationClient {
             .get(id)
             .cloned();
         if let Some(notify) = waiting {
-            notify.notify_waiters();
+            // A permit: the notice may come before the retry starts waiting for it.
+            notify.notify_one();
         }
     }
 }
@@ -278,7 +280,8 @@ mod tests {
 
     #[test]
     fn shows_origins_and_flags_punycode() {
-        let plain = UrlElicitation::new("https://mcp.example.com/accounts/link?t=1", "Link").unwrap();
+        let plain =
+            UrlElicitation::new("https://mcp.example.com/accounts/link?t=1", "Link").unwrap();
         assert_eq!(plain.origin, "https://mcp.example.com");
         assert!(!plain.punycode);
         let spoof = UrlElicitation::new("https://xn--pple-43d.com/x", "hi\u{7}\nthere").unwrap();

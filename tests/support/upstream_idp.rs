@@ -413,6 +413,30 @@ impl Browser {
         self.cookies.keys().map(|(_, n)| n.clone()).collect()
     }
 
+    /// Sets a cookie for `url`'s host and port, as a sign-in there would have.
+    pub fn set_cookie(&mut self, url: &str, name: &str, value: &str) {
+        let origin = Self::origin(&Url::parse(url).unwrap());
+        self.cookies
+            .insert((origin, name.to_owned()), value.to_owned());
+    }
+
+    /// Posts `fields` as a form to `url`, from `url`'s own origin.
+    pub async fn post_form(&mut self, url: &str, fields: &[(&str, &str)]) -> Answer {
+        let parsed = Url::parse(url).unwrap();
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(fields)
+            .finish();
+        let request = Request::post(url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("origin", parsed.origin().ascii_serialization())
+            .header("cookie", self.cookie_header(&parsed))
+            .body(Full::from(body))
+            .unwrap();
+        let answer = send(request).await;
+        self.keep(&parsed, &answer);
+        answer
+    }
+
     pub async fn get(&mut self, url: &str) -> Answer {
         let parsed = Url::parse(url).unwrap();
         let request = Request::get(url)

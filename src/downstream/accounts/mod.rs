@@ -519,25 +519,30 @@ impl Inner {
         upstream: &Upstream,
     ) -> std::result::Result<Option<Secret>, AccountError> {
         let deadline = now_secs().saturating_add(REFRESH_CLAIM_SECS);
+        // The token seen due: another refresher's result is any other token.
+        let mut seen_due: Option<Secret> = None;
         loop {
             let Some(tokens) = self.load(account).await? else {
                 return Ok(None);
             };
-            if !tokens.due(now_secs()) {
+            let now = now_secs();
+            let expired = tokens.expires_at.is_some_and(|at| at <= now);
+            let refreshed_by_another = seen_due
+                .as_ref()
+                .is_some_and(|due| due.expose() != tokens.access_token.expose());
+            if !tokens.due(now) || (refreshed_by_another && !expired) {
                 return Ok(Some(tokens.access_token));
             }
             let Some(refresh_token) = tokens.refresh_token.clone() else {
-                let expired = tokens.expires_at.is_some_and(|at| at <= now_secs());
                 if expired {
                     self.forget(account).await?;
                     return Ok(None);
                 }
                 return Ok(Some(tokens.access_token));
             };
-            let until = now_secs().saturating_add(REFRESH_CLAIM_SECS);
             let claimed = self
                 .vault
-                .claim_refresh(account, until)
+                .claim_refresh(account, now.saturating_add(REFRESH_CLAIM_SECS))
                 .await
                 .map_err(AccountError::Unavailable)?;
             if claimed {
@@ -546,12 +551,13 @@ impl Inner {
                     .await;
             }
             // Another task or replica refreshes: its result lands in the vault.
-            if now_secs() >= deadline {
+            if now >= deadline {
                 return Err(AccountError::Unavailable(Error::new(
                     ErrorKind::Timeout,
                     "another refresh of the linked account did not finish in time",
                 )));
             }
+            seen_due = Some(tokens.access_token);
             tokio::time::sleep(POLL_INTERVAL).await;
         }
     }

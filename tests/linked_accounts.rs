@@ -1,0 +1,495 @@
+//! Third-party accounts through URL-mode elicitation, end to end on loopback: our rmcp client
+//! calls a tool of an MCP server behind `RequireBearer`; the tool needs the user's account at a
+//! second authorization server standing in for GitHub; the test's browser opens the link,
+//! signs in at the MCP server's authorization server and at "GitHub", and the call goes on.
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::HeaderMap;
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::tool::{Extension, RequestState};
+use rmcp::model::{
+    CallToolResponse, CallToolResult, ClientConfig, ContentBlock, ErrorData, ProtocolVersion,
+};
+use rmcp::service::RequestContext;
+use rmcp::ClientServiceExt;
+use rmcp::{tool, tool_handler, tool_router, RoleServer, ServerHandler, ServiceExt};
+use support::mcp::{call, text};
+use support::upstream_idp::Browser;
+use support::{bind, serve_on, Answer};
+use tower_mcp_oauth::authorization_server::{
+    ApprovalPolicy, AuthorizationDecision, AuthorizationServer, AuthorizationServerConfig,
+    BoxFuture, ConsentRequest, MemoryAuthorizationStore, SealingKey,
+};
+use tower_mcp_oauth::downstream::accounts::{
+    AccountError, AccountVault, ConfirmUser, LinkedAccounts, MemoryAccountVault, ThirdParty,
+};
+use tower_mcp_oauth::elicitation::{UrlElicitation, UrlElicitationClient};
+use tower_mcp_oauth::http::{HttpClient, RequestBody};
+use tower_mcp_oauth::server::{AuthInfo, ProtectedResource, RequireBearerLayer};
+use tower_mcp_oauth::transport::{StreamableHttpConfig, StreamableHttpTransport};
+
+/// Approves as the user named by the cookie `cookie` (the browser's sign-in there), or, with
+/// none, as the next user the test set (an MCP client signing in headlessly).
+struct CookieUser {
+    cookie: &'static str,
+    next: Arc<Mutex<Option<String>>>,
+}
+
+impl ApprovalPolicy for CookieUser {
+    fn decide<'a>(
+        &'a self,
+        _request: &'a ConsentRequest,
+        headers: &'a HeaderMap,
+    ) -> BoxFuture<'a, AuthorizationDecision> {
+        let from_cookie = headers
+            .get_all("cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(name, _)| *name == self.cookie)
+            .map(|(_, value)| value.to_owned());
+        let subject = from_cookie.or_else(|| self.next.lock().unwrap().clone());
+        Box::pin(async move {
+            match subject {
+                Some(subject) => AuthorizationDecision::Approve { subject },
+                None => AuthorizationDecision::Deny,
+            }
+        })
+    }
+}
+
+/// A tool that says who the caller is at "GitHub", with the caller's linked account.
+#[derive(Clone)]
+#[allow(dead_code)] // `tool_router` is read by the generated handler.
+struct GithubTools {
+    tool_router: ToolRouter<Self>,
+    accounts: LinkedAccounts,
+    api: String,
+}
+
+#[tool_router(router = tool_router)]
+impl GithubTools {
+    #[tool(description = "Your login at GitHub")]
+    async fn github_login(
+        &self,
+        Extension(request): Extension<http::request::Parts>,
+        RequestState(state): RequestState,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let caller = request
+            .extensions
+            .get::<AuthInfo>()
+            .cloned()
+            .ok_or_else(|| ErrorData::invalid_request("no caller", None))?;
+        let token = match self
+            .accounts
+            .access_token_after(&caller, "github", state.as_deref())
+            .await
+        {
+            Ok(token) => token,
+            Err(AccountError::LinkRequired(link)) => return link.into_tool_response(&context),
+            Err(other) => return Err(ErrorData::internal_error(other.to_string(), None)),
+        };
+        let call = http::Request::get(&self.api)
+            .header("authorization", format!("Bearer {}", token.expose()))
+            .body(RequestBody::default())
+            .unwrap();
+        let answer = HttpClient::new()
+            .send(call)
+            .await
+            .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+        let body = String::from_utf8_lossy(answer.body()).into_owned();
+        Ok(CallToolResult::success(vec![ContentBlock::text(format!(
+            "{} {body}",
+            answer.status().as_u16()
+        ))])
+        .into())
+    }
+}
+
+#[tool_handler]
+impl ServerHandler for GithubTools {}
+
+/// The MCP server's authorization server, "GitHub" with its API, and what the tests drive.
+struct World {
+    /// Listeners of the MCP server replicas to come: the authorization server knows their
+    /// resources from the start.
+    replica_listeners: Vec<(tokio::net::TcpListener, String)>,
+    issuer: String,
+    github: String,
+    next_user: Arc<Mutex<Option<String>>>,
+    confirm_client: (String, String),
+    github_client: (String, String),
+}
+
+impl World {
+    async fn start(replicas: usize, github_token_ttl: Duration) -> Self {
+        let mut replica_listeners = Vec::new();
+        for _ in 0..replicas {
+            replica_listeners.push(bind().await);
+        }
+        let next_user = Arc::new(Mutex::new(None));
+        let (as_listener, issuer) = bind().await;
+        let (gh_listener, github) = bind().await;
+        let store = Arc::new(MemoryAuthorizationStore::new());
+        let mut config = AuthorizationServerConfig::new(&issuer).unwrap();
+        for (_, base) in &replica_listeners {
+            config = config.resource(format!("{base}/mcp"));
+        }
+        let config = config
+            .scopes(["mcp:tools"])
+            .approval_policy(CookieUser {
+                cookie: "user",
+                next: next_user.clone(),
+            })
+            .store(store);
+        let server = AuthorizationServer::new(config).unwrap();
+        serve_on(as_listener, server.router());
+
+        let gh_store = Arc::new(MemoryAuthorizationStore::new());
+        let api = format!("{github}/api");
+        let gh = AuthorizationServer::new(
+            AuthorizationServerConfig::new(&github)
+                .unwrap()
+                .resource(&api)
+                .scopes(["repo"])
+                .access_token_ttl(github_token_ttl)
+                .approval_policy(CookieUser {
+                    cookie: "gh",
+                    next: Arc::new(Mutex::new(None)),
+                })
+                .store(gh_store),
+        )
+        .unwrap();
+        let api_app = axum::Router::new()
+            .route(
+                "/api",
+                axum::routing::get(|request: http::Request<axum::body::Body>| async move {
+                    let info = request.extensions().get::<AuthInfo>().cloned().unwrap();
+                    format!("login={}", info.subject.clone().unwrap())
+                }),
+            )
+            .layer(RequireBearerLayer::new(gh.local_verifier(&api)).resource(&api));
+        serve_on(gh_listener, gh.router().merge(api_app));
+        let _ = (&server, &gh);
+        Self {
+            replica_listeners,
+            issuer,
+            github,
+            next_user,
+            confirm_client: (String::new(), String::new()),
+            github_client: (String::new(), String::new()),
+        }
+    }
+}
+
+/// Registers a confidential client at the authorization server at `issuer` with `redirect_uri`.
+async fn register(issuer: &str, redirect_uri: &str) -> (String, String) {
+    let answer = support::send(support::json_request(
+        &format!("{issuer}/register"),
+        &serde_json::json!({
+            "redirect_uris": [redirect_uri],
+            "token_endpoint_auth_method": "client_secret_basic",
+            "grant_types": ["authorization_code", "refresh_token"],
+            "response_types": ["code"],
+        }),
+    ))
+    .await;
+    let json = answer.json();
+    assert_eq!(answer.status, http::StatusCode::CREATED, "{json}");
+    (
+        json["client_id"].as_str().unwrap().to_owned(),
+        json["client_secret"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// One MCP server replica on a fresh port, its linked accounts in `vault` sealed with `key`.
+struct Replica {
+    base: String,
+    resource: String,
+    accounts: LinkedAccounts,
+}
+
+async fn replica(world: &mut World, vault: Arc<dyn AccountVault>, key: [u8; 32]) -> Replica {
+    let (listener, base) = world.replica_listeners.remove(0);
+    let resource = format!("{base}/mcp");
+    // Each replica's pages live on its own origin: its redirect URIs are registered once.
+    world.confirm_client = register(&world.issuer, &format!("{base}/accounts/confirmed")).await;
+    world.github_client = register(&world.github, &format!("{base}/accounts/callback")).await;
+    let verifier = tower_mcp_oauth::server::JwtVerifier::builder(&world.issuer, &resource)
+        .discover_lazily()
+        .unwrap();
+    let accounts = LinkedAccounts::builder(&base, vault, SealingKey::new(&key))
+        .provider(
+            ThirdParty::discover("github", &world.github, &world.github_client.0)
+                .client_secret(world.github_client.1.as_str())
+                .scopes(["repo"])
+                .display_name("GitHub"),
+        )
+        .confirm_user(ConfirmUser::new(
+            &world.issuer,
+            &world.confirm_client.0,
+            world.confirm_client.1.as_str(),
+            &resource,
+            verifier.clone(),
+        ))
+        .link_wait(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let tools = GithubTools {
+        tool_router: GithubTools::tool_router(),
+        accounts: accounts.clone(),
+        api: format!("{}/api", world.github),
+    };
+    let mcp = rmcp::transport::StreamableHttpService::new(
+        move || Ok(tools.clone()),
+        Arc::new(
+            rmcp::transport::streamable_http_server::session::local::LocalSessionManager::default(),
+        ),
+        rmcp::transport::StreamableHttpServerConfig::default(),
+    );
+    let protected = ProtectedResource::new(&resource, verifier)
+        .unwrap()
+        .authorization_server(&world.issuer)
+        .required_scopes(["mcp:tools"]);
+    serve_on(listener, protected.router(mcp).merge(accounts.router()));
+    Replica {
+        base,
+        resource,
+        accounts,
+    }
+}
+
+/// Follows redirects from `answer` (which came from `url`) to the first page that is not one.
+async fn browse(browser: &mut Browser, mut answer: Answer, mut url: String) -> (Answer, String) {
+    for _ in 0..10 {
+        let Some(location) = answer.headers.get("location") else {
+            return (answer, url);
+        };
+        let next = url::Url::parse(&url)
+            .unwrap()
+            .join(location.to_str().unwrap())
+            .unwrap()
+            .to_string();
+        answer = browser.get(&next).await;
+        url = next;
+    }
+    panic!("too many redirects");
+}
+
+/// What the test's user does with a link: signs in at the MCP server's authorization server
+/// as `user` and at GitHub as `github_login` (cookies), reads the page, continues. The last page.
+async fn complete_link(
+    link: &str,
+    world_issuer: &str,
+    github: &str,
+    user: &str,
+    github_login: &str,
+) -> Answer {
+    let mut browser = Browser::default();
+    browser.set_cookie(world_issuer, "user", user);
+    browser.set_cookie(github, "gh", github_login);
+    let opened = browser.get(link).await;
+    let (page, url) = browse(&mut browser, opened, link.to_owned()).await;
+    if page.status != http::StatusCode::OK {
+        return page;
+    }
+    let html = page.text();
+    assert!(html.contains("Link your GitHub account"), "{html}");
+    assert!(
+        html.contains(&format!("<strong id=\"user\">{user}</strong>")),
+        "{html}"
+    );
+    let handle = support::auth_server::hidden_field(&page, "handle");
+    let base = url::Url::parse(&url)
+        .unwrap()
+        .origin()
+        .ascii_serialization();
+    let continue_url = format!("{base}/accounts/continue");
+    let continued = browser
+        .post_form(&continue_url, &[("handle", &handle)])
+        .await;
+    let (done, _) = browse(&mut browser, continued, continue_url).await;
+    done
+}
+
+/// Our rmcp client, signed in as `user`, whose "browser" completes each link as `user` with
+/// the GitHub account `github_login`; the URLs it was asked to open are recorded.
+async fn client(
+    world: &World,
+    replica: &Replica,
+    user: &str,
+    github_login: &str,
+    version: Option<ProtocolVersion>,
+) -> (
+    rmcp::service::RunningService<rmcp::RoleClient, UrlElicitationClient>,
+    UrlElicitationClient,
+    Arc<Mutex<Vec<String>>>,
+) {
+    *world.next_user.lock().unwrap() = Some(user.to_owned());
+    let opened = Arc::new(Mutex::new(Vec::new()));
+    let (issuer, github, user_owned, login) = (
+        world.issuer.clone(),
+        world.github.clone(),
+        user.to_owned(),
+        github_login.to_owned(),
+    );
+    let seen = opened.clone();
+    let opener = move |request: UrlElicitation| -> BoxFuture<'static, bool> {
+        let (link, issuer, github, user, login, seen) = (
+            request.url.to_string(),
+            issuer.clone(),
+            github.clone(),
+            user_owned.clone(),
+            login.clone(),
+            seen.clone(),
+        );
+        Box::pin(async move {
+            seen.lock().unwrap().push(link.clone());
+            let done = complete_link(&link, &issuer, &github, &user, &login).await;
+            done.status == http::StatusCode::OK && done.text().contains("account is linked")
+        })
+    };
+    let handler = UrlElicitationClient::with_info(ClientConfig::default(), opener)
+        .completion_wait(Duration::from_secs(20));
+    let stack = support::client::oauth_stack(&replica.resource).await;
+    let transport =
+        StreamableHttpTransport::new(stack, StreamableHttpConfig::new(&replica.resource));
+    let running = match version {
+        Some(version) => handler
+            .clone()
+            .serve_with_lifecycle(
+                transport,
+                rmcp::ClientLifecycleMode::Discover {
+                    preferred_versions: vec![version],
+                },
+            )
+            .await
+            .unwrap(),
+        None => handler.clone().serve(transport).await.unwrap(),
+    };
+    (running, handler, opened)
+}
+
+async fn login(
+    handler: &UrlElicitationClient,
+    running: &rmcp::service::RunningService<rmcp::RoleClient, UrlElicitationClient>,
+) -> String {
+    let result = handler
+        .call_tool(running, call("github_login", serde_json::json!({})))
+        .await
+        .unwrap();
+    text(&result.content)
+}
+
+#[tokio::test]
+async fn a_tool_call_links_the_account_then_uses_the_vault() {
+    for version in [None, Some(ProtocolVersion::V_2026_07_28)] {
+        let mut world = World::start(1, Duration::from_secs(3600)).await;
+        let vault: Arc<dyn AccountVault> = Arc::new(MemoryAccountVault::new());
+        let replica = replica(&mut world, vault, [5; 32]).await;
+        let (running, handler, opened) =
+            client(&world, &replica, "alice", "octo-alice", version.clone()).await;
+        let started = std::time::Instant::now();
+        assert_eq!(
+            login(&handler, &running).await,
+            "200 login=octo-alice",
+            "{version:?}"
+        );
+        // At 2025-11-25 the retry waits for the completion notice, up to 20 s: well before
+        // that, the notice came. (At 2026-07-28 the server waits for the link instead.)
+        assert!(started.elapsed() < Duration::from_secs(15), "{version:?}");
+        assert_eq!(opened.lock().unwrap().len(), 1, "one link, {version:?}");
+        let link = opened.lock().unwrap()[0].clone();
+        assert!(
+            link.starts_with(&format!("{}/accounts/link?ticket=", replica.base)),
+            "{link}"
+        );
+
+        // The next call uses the vault: no browser.
+        assert_eq!(login(&handler, &running).await, "200 login=octo-alice");
+        assert_eq!(opened.lock().unwrap().len(), 1);
+
+        // Bob never sees Alice's account: he is asked to link his own.
+        let (bob, bob_handler, bob_opened) =
+            client(&world, &replica, "bob", "octo-bob", version.clone()).await;
+        assert_eq!(login(&bob_handler, &bob).await, "200 login=octo-bob");
+        assert_eq!(bob_opened.lock().unwrap().len(), 1);
+        assert_eq!(login(&handler, &running).await, "200 login=octo-alice");
+
+        // The link was single use.
+        let mut browser = Browser::default();
+        browser.set_cookie(&world.issuer, "user", "alice");
+        let again = browser.get(&link).await;
+        assert_eq!(again.status, http::StatusCode::GONE, "{}", again.text());
+        assert!(again.text().contains("Nothing was linked"));
+
+        // Disconnected: the next call asks again.
+        let alice = AuthInfo::from(tower_mcp_oauth::server::AuthData {
+            subject: Some("alice".into()),
+            issuer: Some(world.issuer.clone()),
+            ..Default::default()
+        });
+        assert!(replica.accounts.disconnect(&alice, "github").await.unwrap());
+        assert_eq!(login(&handler, &running).await, "200 login=octo-alice");
+        assert_eq!(opened.lock().unwrap().len(), 2);
+        running.cancel().await.unwrap();
+        bob.cancel().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_link_opened_by_another_signed_in_user_links_nothing() {
+    let mut world = World::start(1, Duration::from_secs(3600)).await;
+    let vault: Arc<dyn AccountVault> = Arc::new(MemoryAccountVault::new());
+    let replica = replica(&mut world, vault.clone(), [6; 32]).await;
+    let alice = AuthInfo::from(tower_mcp_oauth::server::AuthData {
+        subject: Some("alice".into()),
+        issuer: Some(world.issuer.clone()),
+        ..Default::default()
+    });
+    let Err(AccountError::LinkRequired(link)) =
+        replica.accounts.access_token(&alice, "github").await
+    else {
+        panic!("alice has no account yet");
+    };
+    // Alice forwards her link to Mallory, who is signed in as herself.
+    let page = complete_link(
+        link.url(),
+        &world.issuer,
+        &world.github,
+        "mallory",
+        "octo-mallory",
+    )
+    .await;
+    assert_eq!(page.status, http::StatusCode::FORBIDDEN, "{}", page.text());
+    assert!(
+        page.text().contains("signed in as someone else"),
+        "{}",
+        page.text()
+    );
+    assert!(
+        page.text().contains("Nothing was linked"),
+        "{}",
+        page.text()
+    );
+    assert!(matches!(
+        replica.accounts.access_token(&alice, "github").await,
+        Err(AccountError::LinkRequired(_))
+    ));
+    // And the link is spent: Alice cannot use it either now.
+    let page = complete_link(
+        link.url(),
+        &world.issuer,
+        &world.github,
+        "alice",
+        "octo-alice",
+    )
+    .await;
+    assert_eq!(page.status, http::StatusCode::GONE);
+}
