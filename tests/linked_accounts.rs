@@ -176,24 +176,33 @@ impl World {
             )
             .layer(RequireBearerLayer::new(gh.local_verifier(&api)).resource(&api));
         serve_on(gh_listener, gh.router().merge(api_app));
-        let _ = (&server, &gh);
+        // The replicas share one client at each server, as replicas behind one public URL
+        // would; here each has its own origin, so each has its redirect URI.
+        let redirects = |path: &str| -> Vec<String> {
+            replica_listeners
+                .iter()
+                .map(|(_, base)| format!("{base}{path}"))
+                .collect()
+        };
+        let confirm_client = register(&issuer, redirects("/accounts/confirmed")).await;
+        let github_client = register(&github, redirects("/accounts/callback")).await;
         Self {
             replica_listeners,
             issuer,
             github,
             next_user,
-            confirm_client: (String::new(), String::new()),
-            github_client: (String::new(), String::new()),
+            confirm_client,
+            github_client,
         }
     }
 }
 
-/// Registers a confidential client at the authorization server at `issuer` with `redirect_uri`.
-async fn register(issuer: &str, redirect_uri: &str) -> (String, String) {
+/// Registers a confidential client at the authorization server at `issuer`.
+async fn register(issuer: &str, redirect_uris: Vec<String>) -> (String, String) {
     let answer = support::send(support::json_request(
         &format!("{issuer}/register"),
         &serde_json::json!({
-            "redirect_uris": [redirect_uri],
+            "redirect_uris": redirect_uris,
             "token_endpoint_auth_method": "client_secret_basic",
             "grant_types": ["authorization_code", "refresh_token"],
             "response_types": ["code"],
@@ -218,9 +227,6 @@ struct Replica {
 async fn replica(world: &mut World, vault: Arc<dyn AccountVault>, key: [u8; 32]) -> Replica {
     let (listener, base) = world.replica_listeners.remove(0);
     let resource = format!("{base}/mcp");
-    // Each replica's pages live on its own origin: its redirect URIs are registered once.
-    world.confirm_client = register(&world.issuer, &format!("{base}/accounts/confirmed")).await;
-    world.github_client = register(&world.github, &format!("{base}/accounts/callback")).await;
     let verifier = tower_mcp_oauth::server::JwtVerifier::builder(&world.issuer, &resource)
         .discover_lazily()
         .unwrap();
@@ -492,4 +498,86 @@ async fn a_link_opened_by_another_signed_in_user_links_nothing() {
     )
     .await;
     assert_eq!(page.status, http::StatusCode::GONE);
+}
+
+/// Alice's account, linked in the browser through `replica`'s link (no MCP client needed).
+async fn link_directly(world: &World, replica: &Replica, alice: &AuthInfo, login: &str) {
+    let Err(AccountError::LinkRequired(link)) =
+        replica.accounts.access_token(alice, "github").await
+    else {
+        panic!("not linked yet");
+    };
+    let done = complete_link(link.url(), &world.issuer, &world.github, "alice", login).await;
+    assert_eq!(done.status, http::StatusCode::OK, "{}", done.text());
+}
+
+/// What "GitHub" says about `token`.
+async fn github_login_of(world: &World, token: &tower_mcp_oauth::Secret) -> String {
+    let call = http::Request::get(format!("{}/api", world.github))
+        .header("authorization", format!("Bearer {}", token.expose()))
+        .body(RequestBody::default())
+        .unwrap();
+    let answer = HttpClient::new().send(call).await.unwrap();
+    format!(
+        "{} {}",
+        answer.status().as_u16(),
+        String::from_utf8_lossy(answer.body())
+    )
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn on_postgres_the_vault_survives_restarts_and_serves_replicas() {
+    use tower_mcp_oauth::downstream::accounts::PostgresAccountVault;
+    use tower_mcp_oauth::postgres::PostgresPool;
+    let Some(url) = support::postgres::database_url() else {
+        return;
+    };
+    let url = support::postgres::fresh_schema(&url).await;
+    let vault = || async {
+        let pool = PostgresPool::connect(&url).await.unwrap();
+        Arc::new(PostgresAccountVault::new(pool).await.unwrap()) as Arc<dyn AccountVault>
+    };
+    // GitHub's access tokens live 30 s: always due (refreshed when under 60 s remain), so
+    // every call below refreshes, and the embedded server's refresh-token reuse detection
+    // would revoke the grant if two refreshes ever raced with one refresh token.
+    let mut world = World::start(3, Duration::from_secs(30)).await;
+    let key = [7; 32];
+    let a = replica(&mut world, vault().await, key).await;
+    let b = replica(&mut world, vault().await, key).await;
+    let alice = AuthInfo::from(tower_mcp_oauth::server::AuthData {
+        subject: Some("alice".into()),
+        issuer: Some(world.issuer.clone()),
+        ..Default::default()
+    });
+    link_directly(&world, &a, &alice, "octo-alice").await;
+
+    // 40 calls at once, half on each replica: one refresh at a time across both, every call
+    // gets a token GitHub accepts.
+    let calls = (0..40).map(|i| {
+        let accounts = if i % 2 == 0 {
+            a.accounts.clone()
+        } else {
+            b.accounts.clone()
+        };
+        let alice = alice.clone();
+        tokio::spawn(async move { accounts.access_token(&alice, "github").await })
+    });
+    let tokens = futures_util::future::join_all(calls).await;
+    for token in tokens {
+        let token = token.unwrap().unwrap();
+        assert_eq!(
+            github_login_of(&world, &token).await,
+            "200 login=octo-alice"
+        );
+    }
+
+    // A restart (a new vault on the same database) keeps the account.
+    let c = replica(&mut world, vault().await, key).await;
+    let token = c.accounts.access_token(&alice, "github").await.unwrap();
+    assert_eq!(
+        github_login_of(&world, &token).await,
+        "200 login=octo-alice"
+    );
+    drop((a, b, c));
 }
