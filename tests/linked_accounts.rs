@@ -271,23 +271,6 @@ async fn replica(world: &mut World, vault: Arc<dyn AccountVault>, key: [u8; 32])
     }
 }
 
-/// Follows redirects from `answer` (which came from `url`) to the first page that is not one.
-async fn browse(browser: &mut Browser, mut answer: Answer, mut url: String) -> (Answer, String) {
-    for _ in 0..10 {
-        let Some(location) = answer.headers.get("location") else {
-            return (answer, url);
-        };
-        let next = url::Url::parse(&url)
-            .unwrap()
-            .join(location.to_str().unwrap())
-            .unwrap()
-            .to_string();
-        answer = browser.get(&next).await;
-        url = next;
-    }
-    panic!("too many redirects");
-}
-
 /// What the test's user does with a link: signs in at the MCP server's authorization server
 /// as `user` and at GitHub as `github_login` (cookies), reads the page, continues. The last page.
 async fn complete_link(
@@ -300,28 +283,7 @@ async fn complete_link(
     let mut browser = Browser::default();
     browser.set_cookie(world_issuer, "user", user);
     browser.set_cookie(github, "gh", github_login);
-    let opened = browser.get(link).await;
-    let (page, url) = browse(&mut browser, opened, link.to_owned()).await;
-    if page.status != http::StatusCode::OK {
-        return page;
-    }
-    let html = page.text();
-    assert!(html.contains("Link your GitHub account"), "{html}");
-    assert!(
-        html.contains(&format!("<strong id=\"user\">{user}</strong>")),
-        "{html}"
-    );
-    let handle = support::auth_server::hidden_field(&page, "handle");
-    let base = url::Url::parse(&url)
-        .unwrap()
-        .origin()
-        .ascii_serialization();
-    let continue_url = format!("{base}/accounts/continue");
-    let continued = browser
-        .post_form(&continue_url, &[("handle", &handle)])
-        .await;
-    let (done, _) = browse(&mut browser, continued, continue_url).await;
-    done
+    support::links::complete_link(&mut browser, link, user).await
 }
 
 /// Our rmcp client, signed in as `user`, whose "browser" completes each link as `user` with
@@ -500,6 +462,7 @@ async fn a_link_opened_by_another_signed_in_user_links_nothing() {
     assert_eq!(page.status, http::StatusCode::GONE);
 }
 
+#[cfg(feature = "postgres")]
 /// Alice's account, linked in the browser through `replica`'s link (no MCP client needed).
 async fn link_directly(world: &World, replica: &Replica, alice: &AuthInfo, login: &str) {
     let Err(AccountError::LinkRequired(link)) =
@@ -511,6 +474,7 @@ async fn link_directly(world: &World, replica: &Replica, alice: &AuthInfo, login
     assert_eq!(done.status, http::StatusCode::OK, "{}", done.text());
 }
 
+#[cfg(feature = "postgres")]
 /// What "GitHub" says about `token`.
 async fn github_login_of(world: &World, token: &tower_mcp_oauth::Secret) -> String {
     let call = http::Request::get(format!("{}/api", world.github))

@@ -48,7 +48,10 @@ async fn both_transports_with_refresh(opaque_tokens: bool) {
     let tools = client.list_tools(Default::default()).await.unwrap();
     let mut names: Vec<String> = tools.tools.iter().map(|t| t.name.to_string()).collect();
     names.sort();
-    assert_eq!(names, ["add", "crm_contacts", "echo", "whoami"]);
+    assert_eq!(
+        names,
+        ["add", "crm_contacts", "demo_github_login", "echo", "whoami"]
+    );
     let sum = client
         .call_tool(call("add", json!({"a": 2, "b": 40})))
         .await
@@ -178,4 +181,62 @@ async fn at_2026_07_28_the_client_signs_in_and_calls_tools_without_a_handshake()
     assert_eq!(whoami["subject"], "demo-user");
     assert!(state.credentials().is_some(), "signed in on the way");
     client.cancel().await.unwrap();
+}
+
+/// `demo_github_login` needs the user's account at the demo third party: the first call sends
+/// our rmcp client a URL-mode elicitation, the test's browser links the account (the example
+/// approves everyone as `demo-user` at both servers), the call goes on; the next call needs no
+/// browser. At 2025-11-25 (`-32042` and the completion notice) and 2026-07-28 (input required).
+#[tokio::test]
+async fn the_demo_third_party_account_is_linked_through_url_elicitation() {
+    use std::sync::{Arc, Mutex};
+    use tower_mcp_oauth::elicitation::{UrlElicitation, UrlElicitationClient};
+    for version in [None, Some(ProtocolVersion::V_2026_07_28)] {
+        let running = server(false, Duration::from_secs(3600)).await;
+        let opened = Arc::new(Mutex::new(Vec::new()));
+        let seen = opened.clone();
+        let opener = move |request: UrlElicitation| -> tower_mcp_oauth::BoxFuture<'static, bool> {
+            seen.lock().unwrap().push(request.origin.clone());
+            Box::pin(async move {
+                let mut browser = support::upstream_idp::Browser::default();
+                let done =
+                    support::links::complete_link(&mut browser, request.url.as_str(), "demo-user")
+                        .await;
+                done.status == http::StatusCode::OK && done.text().contains("account is linked")
+            })
+        };
+        let handler = UrlElicitationClient::new(opener);
+        let stack = ServiceBuilder::new()
+            .layer(OAuthLayer::new(headless_state(&running.mcp_url).await))
+            .service(tower_mcp_oauth::http::hyper_client());
+        let transport =
+            StreamableHttpTransport::new(stack, StreamableHttpConfig::new(&running.mcp_url));
+        let client = match version {
+            Some(version) => handler
+                .clone()
+                .serve_with_lifecycle(
+                    transport,
+                    rmcp::ClientLifecycleMode::Discover {
+                        preferred_versions: vec![version],
+                    },
+                )
+                .await
+                .unwrap(),
+            None => handler.clone().serve(transport).await.unwrap(),
+        };
+        for _ in 0..2 {
+            let answer = handler
+                .call_tool(&client, call("demo_github_login", json!({})))
+                .await
+                .unwrap();
+            let answer: Value = serde_json::from_str(&text(&answer.content)).unwrap();
+            assert_eq!(answer["login"], "octocat", "{answer}");
+        }
+        assert_eq!(
+            *opened.lock().unwrap(),
+            [running.base.clone()],
+            "one link, on the MCP server"
+        );
+        client.cancel().await.unwrap();
+    }
 }

@@ -42,6 +42,18 @@ pub struct Tools {
         String,
         tower_mcp_oauth::http::HttpClient,
     )>,
+    /// How `demo_github_login` reaches the demo third party: the users' linked accounts, its
+    /// API's URL and the HTTP client.
+    #[cfg(all(
+        feature = "downstream",
+        feature = "rmcp-server",
+        feature = "authorization-server"
+    ))]
+    linked: Option<(
+        tower_mcp_oauth::downstream::accounts::LinkedAccounts,
+        String,
+        tower_mcp_oauth::http::HttpClient,
+    )>,
 }
 
 impl Default for Tools {
@@ -57,6 +69,12 @@ impl Tools {
             tool_router: Self::tool_router(),
             #[cfg(all(feature = "downstream", feature = "rmcp-server"))]
             downstream: None,
+            #[cfg(all(
+                feature = "downstream",
+                feature = "rmcp-server",
+                feature = "authorization-server"
+            ))]
+            linked: None,
         }
     }
 
@@ -66,6 +84,12 @@ impl Tools {
             tool_router: Self::tool_router() + Self::diagnostic_router(),
             #[cfg(all(feature = "downstream", feature = "rmcp-server"))]
             downstream: None,
+            #[cfg(all(
+                feature = "downstream",
+                feature = "rmcp-server",
+                feature = "authorization-server"
+            ))]
+            linked: None,
         }
     }
 
@@ -234,6 +258,71 @@ impl Tools {
         Ok(CallToolResult::success(vec![ContentBlock::text(
             String::from_utf8_lossy(answer.body()).into_owned(),
         )]))
+    }
+}
+
+/// `demo_github_login`: the demo third party's API called with the caller's linked account
+/// there (URL-mode elicitation the first time).
+#[cfg(all(
+    feature = "downstream",
+    feature = "rmcp-server",
+    feature = "authorization-server"
+))]
+#[tool_router(router = linked_router)]
+impl Tools {
+    /// Adds `demo_github_login`, calling the third party's API at `api` with the caller's
+    /// token from `accounts`.
+    pub fn with_linked_accounts(
+        mut self,
+        accounts: tower_mcp_oauth::downstream::accounts::LinkedAccounts,
+        api: String,
+        http: tower_mcp_oauth::http::HttpClient,
+    ) -> Self {
+        self.tool_router += Self::linked_router();
+        self.linked = Some((accounts, api, http));
+        self
+    }
+
+    #[tool(
+        description = "Your login at the demo third party (standing in for GitHub), with your account there: the first call asks you to link it in your browser"
+    )]
+    async fn demo_github_login(
+        &self,
+        Extension(parts): Extension<http::request::Parts>,
+        rmcp::handler::server::tool::RequestState(state): rmcp::handler::server::tool::RequestState,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        use tower_mcp_oauth::downstream::accounts::AccountError;
+        let Some((accounts, api, http)) = &self.linked else {
+            return Err(ErrorData::internal_error("no third party configured", None));
+        };
+        let caller = parts
+            .extensions
+            .get::<AuthInfo>()
+            .ok_or_else(|| ErrorData::invalid_request("the request names no user", None))?;
+        let token = match accounts
+            .access_token_after(caller, "demo-github", state.as_deref())
+            .await
+        {
+            Ok(token) => token,
+            Err(AccountError::LinkRequired(link)) => return link.into_tool_response(&context),
+            Err(other) => return Err(other.into()),
+        };
+        let mut bearer = http::HeaderValue::try_from(format!("Bearer {}", token.expose()))
+            .map_err(|_| ErrorData::internal_error("the third party's token is malformed", None))?;
+        bearer.set_sensitive(true);
+        let request = http::Request::get(api.as_str())
+            .header(http::header::AUTHORIZATION, bearer)
+            .body(Default::default())
+            .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+        let answer = http
+            .send(request)
+            .await
+            .map_err(|_| ErrorData::internal_error("the third party is unavailable", None))?;
+        Ok(CallToolResult::success(vec![ContentBlock::text(
+            String::from_utf8_lossy(answer.body()).into_owned(),
+        )])
+        .into())
     }
 }
 

@@ -267,6 +267,152 @@ fn crm_app(authorization_server: &AuthorizationServer, crm: &str) -> axum::Route
         .layer(RequireBearerLayer::new(authorization_server.local_verifier(crm)).resource(crm))
 }
 
+/// The demo third party (standing in for GitHub): a second authorization server on its own
+/// loopback port with an API that says whose token it got, and the MCP server's linked accounts
+/// there, confirming users at `authorization_server`.
+#[cfg(all(
+    feature = "downstream",
+    feature = "rmcp-server",
+    feature = "authorization-server"
+))]
+async fn linked_demo(
+    base: &str,
+    resource: &str,
+    authorization_server: &AuthorizationServer,
+    auto_approve: bool,
+    http: &tower_mcp_oauth::http::HttpClient,
+) -> anyhow::Result<Option<LinkedDemo>> {
+    use tower_mcp_oauth::authorization_server::SealingKey;
+    use tower_mcp_oauth::downstream::accounts::{
+        ConfirmUser, LinkedAccounts, MemoryAccountVault, ThirdParty,
+    };
+    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+    let github = format!("http://{}", listener.local_addr()?);
+    let api = format!("{github}/api/user");
+    let config = AuthorizationServerConfig::new(&github)?
+        .resource(&api)
+        .scopes(["read:user"]);
+    let config = if auto_approve {
+        config.approval_policy(AutoApprove::new("octocat"))
+    } else {
+        config.approval_policy(ConsentPage::new("octocat"))
+    };
+    let third_party = AuthorizationServer::new(config)?;
+    let (github_client, github_secret) = third_party
+        .register_confidential_client(ClientMetadata {
+            client_name: Some("tower-mcp-oauth example server".into()),
+            redirect_uris: vec![format!("{base}/accounts/callback")],
+            grant_types: vec!["authorization_code".into(), "refresh_token".into()],
+            ..Default::default()
+        })
+        .await?;
+    let user = axum::routing::get(|request: http::Request<axum::body::Body>| async move {
+        let info = request
+            .extensions()
+            .get::<AuthInfo>()
+            .cloned()
+            .unwrap_or_default();
+        axum::Json(serde_json::json!({ "login": info.subject, "scopes": info.scopes }))
+    });
+    let app = third_party.router().route_service(
+        "/api/user",
+        ServiceBuilder::new()
+            .layer(RequireBearerLayer::new(third_party.local_verifier(&api)).resource(&api))
+            .service(axum::Router::new().route("/api/user", user)),
+    );
+    // Serves until the runtime ends, as the example server does.
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let (confirm_client, confirm_secret) = authorization_server
+        .register_confidential_client(ClientMetadata {
+            client_name: Some("this MCP server's account links".into()),
+            redirect_uris: vec![format!("{base}/accounts/confirmed")],
+            grant_types: vec!["authorization_code".into()],
+            ..Default::default()
+        })
+        .await?;
+    let issuer = authorization_server.issuer();
+    let accounts = LinkedAccounts::builder(
+        base,
+        MemoryAccountVault::new(),
+        SealingKey::new(&SealingKey::generate_bytes()),
+    )
+    .provider(
+        ThirdParty::discover("demo-github", &github, github_client)
+            .client_secret(github_secret)
+            .scopes(["read:user"])
+            .display_name("Demo GitHub")
+            .http_client(http.clone()),
+    )
+    .confirm_user(
+        ConfirmUser::new(
+            issuer,
+            confirm_client,
+            confirm_secret,
+            resource,
+            authorization_server.local_verifier(resource),
+        )
+        .http_client(http.clone()),
+    )
+    .build()?;
+    Ok(Some((accounts, api, http.clone())))
+}
+
+#[cfg(not(all(
+    feature = "downstream",
+    feature = "rmcp-server",
+    feature = "authorization-server"
+)))]
+async fn linked_demo(
+    _: &str,
+    _: &str,
+    _: &AuthorizationServer,
+    _: bool,
+    _: &tower_mcp_oauth::http::HttpClient,
+) -> anyhow::Result<Option<LinkedDemo>> {
+    Ok(None)
+}
+
+/// The demo third party's part: the users' linked accounts, its API's URL, the HTTP client.
+#[cfg(all(
+    feature = "downstream",
+    feature = "rmcp-server",
+    feature = "authorization-server"
+))]
+type LinkedDemo = (
+    tower_mcp_oauth::downstream::accounts::LinkedAccounts,
+    String,
+    tower_mcp_oauth::http::HttpClient,
+);
+#[cfg(not(all(
+    feature = "downstream",
+    feature = "rmcp-server",
+    feature = "authorization-server"
+)))]
+type LinkedDemo = ();
+
+/// The tools with `demo_github_login` and the link's pages.
+#[cfg(all(
+    feature = "downstream",
+    feature = "rmcp-server",
+    feature = "authorization-server"
+))]
+fn with_linked(
+    tools: mcp_tools::Tools,
+    (accounts, api, http): LinkedDemo,
+) -> (mcp_tools::Tools, axum::Router) {
+    let pages = accounts.router();
+    (tools.with_linked_accounts(accounts, api, http), pages)
+}
+
+#[cfg(not(all(
+    feature = "downstream",
+    feature = "rmcp-server",
+    feature = "authorization-server"
+)))]
+fn with_linked(tools: mcp_tools::Tools, _: LinkedDemo) -> (mcp_tools::Tools, axum::Router) {
+    (tools, axum::Router::new())
+}
+
 /// The tools with `crm_contacts`, where the including crate has the features it needs (the
 /// bridge's tests include this file too, with features of their own).
 #[cfg(all(feature = "downstream", feature = "rmcp-server"))]
@@ -287,6 +433,7 @@ async fn protected_app<V: TokenVerifier + Clone>(
     shared: Option<&Shared>,
     sessions: Arc<LocalSessionManager>,
     crm: Option<CrmDemo>,
+    linked: Option<LinkedDemo>,
 ) -> anyhow::Result<axum::Router> {
     let bearer = options.dpop.apply(
         RequireBearerLayer::new(verifier)
@@ -326,6 +473,12 @@ async fn protected_app<V: TokenVerifier + Clone>(
         crm_routes = Some(crm_app(authorization_server, &demo.0));
         tools = with_crm(tools, demo);
     }
+    let mut link_pages = None;
+    if let Some(demo) = linked {
+        let (with, pages) = with_linked(tools, demo);
+        tools = with;
+        link_pages = Some(pages);
+    }
     let streamable = StreamableHttpService::new(
         move || Ok(tools.clone()),
         sessions,
@@ -355,6 +508,9 @@ async fn protected_app<V: TokenVerifier + Clone>(
     }
     if let Some(crm) = crm_routes {
         app = app.merge(crm);
+    }
+    if let Some(pages) = link_pages {
+        app = app.merge(pages);
     }
     Ok(app)
 }
@@ -488,6 +644,23 @@ pub async fn start(options: Options) -> anyhow::Result<Running> {
         }
         None => None,
     };
+    // The demo third party, where the MCP server's issuer is on loopback (its pages and the
+    // second authorization server are loopback http).
+    let linked = if options.downstream_demo
+        && tower_mcp_oauth::http::is_loopback_host(&url::Url::parse(&issuer)?)
+        && options.upstream.is_none()
+    {
+        linked_demo(
+            &base,
+            &resource,
+            &authorization_server,
+            options.auto_approve,
+            &http,
+        )
+        .await?
+    } else {
+        None
+    };
     let mut introspection_client = None;
     let sessions = Arc::new(LocalSessionManager::default());
     let app = if options.opaque_tokens {
@@ -515,6 +688,7 @@ pub async fn start(options: Options) -> anyhow::Result<Running> {
             shared.as_ref(),
             sessions.clone(),
             crm_demo.clone(),
+            linked.clone(),
         )
         .await?
     } else {
@@ -530,6 +704,7 @@ pub async fn start(options: Options) -> anyhow::Result<Running> {
             shared.as_ref(),
             sessions.clone(),
             crm_demo.clone(),
+            linked.clone(),
         )
         .await?
     };

@@ -10,6 +10,8 @@ pub mod auth_server;
 pub mod client;
 pub mod exchange_harness;
 pub mod forward_proxy;
+#[cfg(all(feature = "authorization-server", feature = "jwt"))]
+pub mod links;
 pub mod mcp;
 #[cfg(feature = "postgres")]
 pub mod postgres;

@@ -142,8 +142,30 @@ mod rmcp_answer {
     use rmcp::service::RequestContext;
     use rmcp::{ErrorData, RoleServer};
 
+    use super::super::AccountError;
     use super::LinkRequired;
     use crate::elicitation::{ELICITATION_COMPLETE, URL_ELICITATION_REQUIRED};
+
+    /// An MCP error for a tool's `?`: the link as 2025-11-25's `-32042` (prefer
+    /// [`LinkRequired::into_tool_response`], which fits every revision); the other kinds
+    /// without their detail, which is logged.
+    impl From<AccountError> for ErrorData {
+        fn from(error: AccountError) -> Self {
+            match error {
+                AccountError::LinkRequired(link) => link.to_error_data(),
+                AccountError::NoCaller => {
+                    ErrorData::invalid_request("the request names no user", None)
+                }
+                AccountError::UnknownProvider(_) | AccountError::Unavailable(_) => {
+                    tracing::warn!(%error, "a linked account");
+                    ErrorData::internal_error(
+                        "the linked account is unavailable; try again later",
+                        None,
+                    )
+                }
+            }
+        }
+    }
 
     impl LinkRequired {
         /// 2025-11-25's answer: the `-32042` error listing this URL-mode elicitation.
