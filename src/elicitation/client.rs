@@ -37,10 +37,13 @@ pub struct UrlElicitation {
 }
 
 impl UrlElicitation {
-    /// `None` for anything but an http(s) URL with a host.
+    /// `None` for anything but an https URL with a host (or http on a loopback host): a link
+    /// over plain http elsewhere could be read on the way.
     pub fn new(url: &str, message: &str) -> Option<Self> {
         let url = Url::parse(url).ok()?;
-        if !matches!(url.scheme(), "https" | "http") {
+        let secure = url.scheme() == "https"
+            || (url.scheme() == "http" && crate::http::is_loopback_host(&url));
+        if !secure {
             return None;
         }
         let host = url.host_str()?.to_owned();
@@ -186,21 +189,28 @@ impl UrlElicitationClient {
                 return false;
             };
             // Registered before the URL opens, so a quick completion is not missed.
-            let notice = field("elicitationId").map(|id| self.completion(id));
+            waits.extend(field("elicitationId").map(|id| self.completion(id)));
             if !self.inner.opener.open(&request).await {
+                self.forget(waits.iter().map(|(id, _)| id));
                 return false;
             }
-            waits.extend(notice);
         }
-        for (id, notice) in waits {
+        for (_, notice) in &waits {
             let _ = tokio::time::timeout(self.completion_wait, notice.notified()).await;
-            self.inner
-                .completions
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&id);
         }
+        self.forget(waits.iter().map(|(id, _)| id));
         true
+    }
+
+    fn forget<'a>(&self, ids: impl Iterator<Item = &'a String>) {
+        let mut completions = self
+            .inner
+            .completions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for id in ids {
+            completions.remove(id);
+        }
     }
 
     fn completion(&self, id: &str) -> (String, Arc<tokio::sync::Notify>) {
@@ -296,7 +306,7 @@ mod tests {
         #[test]
         fn any_input_is_refused_or_an_http_url(url in ".{0,200}", message in ".{0,2000}") {
             if let Some(request) = UrlElicitation::new(&url, &message) {
-                prop_assert!(matches!(request.url.scheme(), "http" | "https"));
+                prop_assert!(request.url.scheme() == "https" || crate::http::is_loopback_host(&request.url));
                 prop_assert!(request.message.chars().count() <= MAX_MESSAGE_CHARS);
                 prop_assert!(!request.message.chars().any(char::is_control));
             }

@@ -219,6 +219,14 @@ mod rmcp_answer {
                 .and_then(|c| c.elicitation)
                 .is_some_and(|e| e.url.is_some());
             if !url_mode {
+                if self.accounts.inner.confirm.is_none() {
+                    // Unconfirmed, the link is a bearer capability: not for a model's context.
+                    return Ok(CallToolResult::error(vec![ContentBlock::text(format!(
+                        "This tool needs your {} account, and this MCP client cannot open the page that links it.",
+                        self.provider_name
+                    ))])
+                    .into());
+                }
                 return Ok(CallToolResult::error(vec![ContentBlock::text(format!(
                     "This tool needs your {} account. Open {} in your browser to link it, then call the tool again.",
                     self.provider_name, self.url
@@ -233,8 +241,16 @@ mod rmcp_answer {
             }
             let error = self.to_error_data();
             let peer = context.peer.clone();
+            let Ok(permit) = self.accounts.inner.notice_tasks.clone().try_acquire_owned() else {
+                return Err(error);
+            };
             tokio::spawn(async move {
-                if self.linked().await {
+                let _permit = permit;
+                let linked = tokio::select! {
+                    linked = self.linked() => linked,
+                    () = closed(&peer) => false,
+                };
+                if linked {
                     let notice = CustomNotification::new(
                         ELICITATION_COMPLETE,
                         Some(serde_json::json!({ "elicitationId": self.elicitation_id })),
@@ -248,6 +264,13 @@ mod rmcp_answer {
                 }
             });
             Err(error)
+        }
+    }
+
+    /// Resolves when `peer`'s connection is gone: no one is left to notify.
+    async fn closed(peer: &rmcp::Peer<RoleServer>) {
+        while !peer.is_transport_closed() {
+            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
         }
     }
 }

@@ -22,6 +22,8 @@ pub(super) const CONFIRMED_PATH: &str = "/accounts/confirmed";
 pub(super) const CONTINUE_PATH: &str = "/accounts/continue";
 pub(super) const CALLBACK_PATH: &str = "/accounts/callback";
 const COOKIE: &str = "mcp_link";
+/// On https: a `__Host-` cookie, which no sibling subdomain can set or shadow.
+const HOST_COOKIE: &str = "__Host-mcp_link";
 /// Longest query or form read: more is not from these pages.
 const MAX_INPUT_BYTES: usize = 8 * 1024;
 /// Time the browser has for each step after the ticket is opened.
@@ -109,15 +111,21 @@ fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
     found.next().is_none().then_some(first.1.as_str())
 }
 
+/// The hash of the browser's binding cookie. Two of them (one planted beside ours) bind
+/// nothing.
 fn binding_of(headers: &HeaderMap) -> Option<[u8; 32]> {
-    let value = headers
+    let mut values = headers
         .get_all(http::header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)?
-        .1;
+        .filter(|(name, _)| *name == COOKIE || *name == HOST_COOKIE)
+        .map(|(_, value)| value);
+    let value = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
     Some(Sha256::digest(value.as_bytes()).into())
 }
 

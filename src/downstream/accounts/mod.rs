@@ -66,8 +66,13 @@ const PENDING_CONTEXT: &[u8] = b"tower-mcp-oauth link in progress v1\0";
 pub const DEFAULT_LINK_TTL: Duration = Duration::from_secs(600);
 /// How long a retried call waits for a link still in progress, by default.
 pub const DEFAULT_LINK_WAIT: Duration = Duration::from_secs(120);
-/// How long one replica may hold a refresh before another may try.
-const REFRESH_CLAIM_SECS: u64 = 30;
+/// How long one replica may hold a refresh before another may try: past the HTTP client's
+/// 30 s timeout twice (discovery, then the refresh), so a slow third party is not asked twice
+/// with one refresh token.
+const REFRESH_CLAIM_SECS: u64 = 90;
+/// 2025-11-25 completion notices awaited at once in this process; past it, clients retry
+/// after their own wait.
+const MAX_NOTICE_TASKS: usize = 1_000;
 /// How often a waiting call looks at the vault for what another replica did.
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
 
@@ -249,6 +254,8 @@ struct Inner {
     link_wait: Duration,
     /// Wakes calls waiting in this process when a link completes.
     linked: tokio::sync::Notify,
+    /// Bounds the tasks awaiting links for 2025-11-25's completion notice.
+    notice_tasks: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for LinkedAccounts {
@@ -498,6 +505,7 @@ impl LinkedAccountsBuilder {
                 link_ttl: self.link_ttl,
                 link_wait: self.link_wait,
                 linked: tokio::sync::Notify::new(),
+                notice_tasks: Arc::new(tokio::sync::Semaphore::new(MAX_NOTICE_TASKS)),
             }),
         })
     }
@@ -522,7 +530,7 @@ impl Inner {
         // The token seen due: another refresher's result is any other token.
         let mut seen_due: Option<Secret> = None;
         loop {
-            let Some(tokens) = self.load(account).await? else {
+            let Some((sealed, tokens)) = self.load(account).await? else {
                 return Ok(None);
             };
             let now = now_secs();
@@ -542,7 +550,7 @@ impl Inner {
             };
             let claimed = self
                 .vault
-                .claim_refresh(account, now.saturating_add(REFRESH_CLAIM_SECS))
+                .claim_refresh(account, &sealed, now.saturating_add(REFRESH_CLAIM_SECS))
                 .await
                 .map_err(AccountError::Unavailable)?;
             if claimed {
@@ -596,10 +604,12 @@ impl Inner {
         }
     }
 
+    /// The kept record and its tokens. One that does not open (another key, or altered) is
+    /// removed: the user links again.
     async fn load(
         &self,
         account: &AccountKey,
-    ) -> std::result::Result<Option<UpstreamTokens>, AccountError> {
+    ) -> std::result::Result<Option<(Vec<u8>, UpstreamTokens)>, AccountError> {
         let Some(sealed) = self
             .vault
             .load(account)
@@ -609,10 +619,10 @@ impl Inner {
             return Ok(None);
         };
         match UpstreamTokens::open_for(&sealed, &self.key, &account.seal_context(TOKENS_CONTEXT)) {
-            Ok(tokens) => Ok(Some(tokens)),
+            Ok(tokens) => Ok(Some((sealed, tokens))),
             Err(error) => {
-                // Another key, or an altered record: unusable, so the user links again.
-                tracing::warn!(provider = %account.provider, %error, "a linked account cannot be opened");
+                tracing::warn!(provider = %account.provider, %error, "a linked account cannot be opened: it must be linked again");
+                self.forget(account).await?;
                 Ok(None)
             }
         }
@@ -644,7 +654,7 @@ impl Inner {
     async fn wait_linked(&self, account: &AccountKey, deadline: u64) -> bool {
         loop {
             let notified = self.linked.notified();
-            if matches!(self.vault.load(account).await, Ok(Some(_))) {
+            if matches!(self.load(account).await, Ok(Some(_))) {
                 return true;
             }
             if now_secs() >= deadline {

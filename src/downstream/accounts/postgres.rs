@@ -85,19 +85,22 @@ impl PostgresAccountVault {
         Ok(removed == 1)
     }
 
-    async fn claim_refresh(&self, account: &AccountKey, until: u64) -> Result<bool> {
+    async fn claim_refresh(&self, account: &AccountKey, seen: &[u8], until: u64) -> Result<bool> {
         let db = self.pool.client().await?;
-        // One statement: of replicas racing for an expired claim, exactly one updates the row.
+        // One statement: of replicas racing for an expired claim, exactly one updates the row,
+        // and only while it still holds the tokens it read.
         let claimed = db
             .execute(
                 "UPDATE mcp_oauth_linked_accounts SET refreshing_until = $4
-                 WHERE issuer = $1 AND subject = $2 AND provider = $3 AND refreshing_until <= $5",
+                 WHERE issuer = $1 AND subject = $2 AND provider = $3 AND refreshing_until <= $5
+                   AND sealed = $6",
                 &[
                     &account.issuer,
                     &account.subject,
                     &account.provider,
                     &seconds(until),
                     &seconds(now_secs()),
+                    &seen,
                 ],
             )
             .await
@@ -165,9 +168,10 @@ impl AccountVault for PostgresAccountVault {
     fn claim_refresh<'a>(
         &'a self,
         account: &'a AccountKey,
+        seen: &'a [u8],
         until: u64,
     ) -> BoxFuture<'a, Result<bool>> {
-        Box::pin(self.claim_refresh(account, until))
+        Box::pin(self.claim_refresh(account, seen, until))
     }
     fn release_refresh<'a>(&'a self, account: &'a AccountKey) -> BoxFuture<'a, Result<()>> {
         Box::pin(self.release_refresh(account))

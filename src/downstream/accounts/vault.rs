@@ -49,11 +49,13 @@ pub trait AccountVault: Send + Sync + 'static {
     fn remove<'a>(&'a self, account: &'a AccountKey) -> BoxFuture<'a, Result<bool>>;
 
     /// Claims the refresh of `account` until `until` (seconds since the epoch): `true` when no
-    /// one else holds an unexpired claim. A claim ends with [`save`](Self::save), or at `until`
-    /// if its holder died.
+    /// one else holds an unexpired claim and the kept record is still `seen` (so no one
+    /// refreshed since it was read, and its refresh token is unused). A claim ends with
+    /// [`save`](Self::save), or at `until` if its holder died.
     fn claim_refresh<'a>(
         &'a self,
         account: &'a AccountKey,
+        seen: &'a [u8],
         until: u64,
     ) -> BoxFuture<'a, Result<bool>>;
 
@@ -85,9 +87,10 @@ impl<V: AccountVault + ?Sized> AccountVault for std::sync::Arc<V> {
     fn claim_refresh<'a>(
         &'a self,
         account: &'a AccountKey,
+        seen: &'a [u8],
         until: u64,
     ) -> BoxFuture<'a, Result<bool>> {
-        (**self).claim_refresh(account, until)
+        (**self).claim_refresh(account, seen, until)
     }
     fn release_refresh<'a>(&'a self, account: &'a AccountKey) -> BoxFuture<'a, Result<()>> {
         (**self).release_refresh(account)
@@ -158,14 +161,19 @@ impl AccountVault for MemoryAccountVault {
     fn claim_refresh<'a>(
         &'a self,
         account: &'a AccountKey,
+        seen: &'a [u8],
         until: u64,
     ) -> BoxFuture<'a, Result<bool>> {
         let now = crate::clock::now_secs();
-        let claimed = self.with(|inner| match inner.claims.get(account) {
-            Some(&held_until) if held_until > now => false,
-            _ => {
-                inner.claims.insert(account.clone(), until);
-                true
+        let claimed = self.with(|inner| {
+            let unchanged = inner.accounts.get(account).is_some_and(|kept| kept == seen);
+            match inner.claims.get(account) {
+                Some(&held_until) if held_until > now => false,
+                _ if !unchanged => false,
+                _ => {
+                    inner.claims.insert(account.clone(), until);
+                    true
+                }
             }
         });
         Box::pin(async move { Ok(claimed) })
