@@ -239,16 +239,26 @@ mod tests {
         assert_eq!(vault.load(&key("bob")).await.unwrap(), None);
 
         let later = crate::clock::now_secs() + 30;
-        assert!(vault.claim_refresh(&alice, later).await.unwrap());
-        assert!(!vault.claim_refresh(&alice, later).await.unwrap(), "held");
+        assert!(vault.claim_refresh(&alice, &[1, 2], later).await.unwrap());
+        assert!(
+            !vault.claim_refresh(&alice, &[1, 2], later).await.unwrap(),
+            "held"
+        );
         vault.save(&alice, vec![3]).await.unwrap();
         assert!(
-            vault.claim_refresh(&alice, later).await.unwrap(),
+            !vault.claim_refresh(&alice, &[1, 2], later).await.unwrap(),
+            "refreshed since it was read"
+        );
+        assert!(
+            vault.claim_refresh(&alice, &[3], later).await.unwrap(),
             "save ends it"
         );
         vault.release_refresh(&alice).await.unwrap();
-        assert!(vault.claim_refresh(&alice, 0).await.unwrap());
-        assert!(vault.claim_refresh(&alice, later).await.unwrap(), "expired");
+        assert!(vault.claim_refresh(&alice, &[3], 0).await.unwrap());
+        assert!(
+            vault.claim_refresh(&alice, &[3], later).await.unwrap(),
+            "expired"
+        );
 
         vault.put_pending([7; 32], vec![9], later).await.unwrap();
         assert_eq!(vault.take_pending([7; 32]).await.unwrap(), Some(vec![9]));
