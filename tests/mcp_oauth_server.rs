@@ -234,7 +234,7 @@ async fn the_demo_third_party_account_is_linked_through_url_elicitation() {
         }
         assert_eq!(
             *opened.lock().unwrap(),
-            [running.base.clone()],
+            vec![running.base.clone()],
             "one link, on the MCP server"
         );
         client.cancel().await.unwrap();

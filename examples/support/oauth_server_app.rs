@@ -388,7 +388,16 @@ type LinkedDemo = (
     feature = "rmcp-server",
     feature = "authorization-server"
 )))]
-type LinkedDemo = ();
+type LinkedDemo = NoLinkedDemo;
+
+/// Without the features the demo third party needs.
+#[cfg(not(all(
+    feature = "downstream",
+    feature = "rmcp-server",
+    feature = "authorization-server"
+)))]
+#[derive(Clone)]
+pub struct NoLinkedDemo;
 
 /// The tools with `demo_github_login` and the link's pages.
 #[cfg(all(
@@ -432,8 +441,7 @@ async fn protected_app<V: TokenVerifier + Clone>(
     options: &Options,
     shared: Option<&Shared>,
     sessions: Arc<LocalSessionManager>,
-    crm: Option<CrmDemo>,
-    linked: Option<LinkedDemo>,
+    (crm, linked): (Option<CrmDemo>, Option<LinkedDemo>),
 ) -> anyhow::Result<axum::Router> {
     let bearer = options.dpop.apply(
         RequireBearerLayer::new(verifier)
@@ -687,8 +695,7 @@ pub async fn start(options: Options) -> anyhow::Result<Running> {
             &options,
             shared.as_ref(),
             sessions.clone(),
-            crm_demo.clone(),
-            linked.clone(),
+            (crm_demo.clone(), linked.clone()),
         )
         .await?
     } else {
@@ -703,8 +710,7 @@ pub async fn start(options: Options) -> anyhow::Result<Running> {
             &options,
             shared.as_ref(),
             sessions.clone(),
-            crm_demo.clone(),
-            linked.clone(),
+            (crm_demo.clone(), linked.clone()),
         )
         .await?
     };

@@ -12,7 +12,10 @@ const STATE_CONTEXT: &[u8] = b"tower-mcp-oauth link request state v1\0";
 /// The user must link their account at a third party: open [`url`](Self::url) in their
 /// browser. Single use, bound to the user; it expires (10 minutes by default).
 #[derive(Clone)]
-pub struct LinkRequired {
+pub struct LinkRequired(std::sync::Arc<Link>);
+
+/// What a [`LinkRequired`] holds (shared, so the error stays small).
+struct Link {
     accounts: LinkedAccounts,
     account: AccountKey,
     provider_name: String,
@@ -25,8 +28,8 @@ impl std::fmt::Debug for LinkRequired {
     // The URL is a capability for a while: it stays out of logs.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LinkRequired")
-            .field("provider", &self.account.provider)
-            .field("elicitation_id", &self.elicitation_id)
+            .field("provider", &self.0.account.provider)
+            .field("elicitation_id", &self.0.elicitation_id)
             .finish_non_exhaustive()
     }
 }
@@ -46,45 +49,46 @@ impl LinkRequired {
         elicitation_id: String,
         expires_at: u64,
     ) -> Self {
-        Self {
+        Self(std::sync::Arc::new(Link {
             accounts,
             account,
             provider_name,
             url,
             elicitation_id,
             expires_at,
-        }
+        }))
     }
 
     /// The link to open.
     pub fn url(&self) -> &str {
-        &self.url
+        &self.0.url
     }
 
     /// The third party's name, as shown to users.
     pub fn provider_name(&self) -> &str {
-        &self.provider_name
+        &self.0.provider_name
     }
 
     /// The elicitation's id (2025-11-25), which the completion notice names.
     pub fn elicitation_id(&self) -> &str {
-        &self.elicitation_id
+        &self.0.elicitation_id
     }
 
     /// The message shown beside the link.
     pub fn message(&self) -> String {
         format!(
             "Link your {} account to use this tool. The page opens on this MCP server.",
-            self.provider_name
+            self.0.provider_name
         )
     }
 
     /// Waits until the link is complete (`true`) or has expired (`false`), wherever it is
     /// completed (any replica sharing the vault).
     pub async fn linked(&self) -> bool {
-        self.accounts
+        self.0
+            .accounts
             .inner
-            .wait_linked(&self.account, self.expires_at)
+            .wait_linked(&self.0.account, self.0.expires_at)
             .await
     }
 
@@ -92,15 +96,16 @@ impl LinkRequired {
     /// link's expiry, sealed, so [`LinkedAccounts::access_token_after`] knows to wait.
     pub fn request_state(&self) -> String {
         let plain = serde_json::to_vec(&RequestState {
-            account: self.account.clone(),
-            expires_at: self.expires_at,
+            account: self.0.account.clone(),
+            expires_at: self.0.expires_at,
         })
         .unwrap_or_default();
         let sealed = self
+            .0
             .accounts
             .inner
             .key
-            .seal(&plain, &self.account.seal_context(STATE_CONTEXT));
+            .seal(&plain, &self.0.account.seal_context(STATE_CONTEXT));
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sealed)
     }
 
@@ -108,8 +113,8 @@ impl LinkRequired {
     pub fn elicitation(&self) -> serde_json::Value {
         serde_json::json!({
             "mode": "url",
-            "elicitationId": self.elicitation_id,
-            "url": self.url,
+            "elicitationId": self.0.elicitation_id,
+            "url": self.0.url,
             "message": self.message(),
         })
     }
@@ -183,17 +188,17 @@ mod rmcp_answer {
             let mut params = ElicitRequestParams::UrlElicitationParams {
                 meta: None,
                 message: self.message(),
-                url: self.url.clone(),
+                url: self.0.url.clone(),
                 elicitation_id: String::new(),
             };
             if let ElicitRequestParams::UrlElicitationParams { elicitation_id, .. } = &mut params {
                 // Dropped from 2026-07-28's schema, but rmcp always writes it: the real id
                 // beats an empty one for a client that reads it.
-                elicitation_id.clone_from(&self.elicitation_id);
+                elicitation_id.clone_from(&self.0.elicitation_id);
             }
             let mut requests = InputRequests::new();
             requests.insert(
-                format!("link-{}", self.account.provider),
+                format!("link-{}", self.0.account.provider),
                 InputRequest::Elicitation(ElicitRequest::new(params)),
             );
             InputRequiredResult::new(Some(requests), Some(self.request_state()))
@@ -219,17 +224,17 @@ mod rmcp_answer {
                 .and_then(|c| c.elicitation)
                 .is_some_and(|e| e.url.is_some());
             if !url_mode {
-                if self.accounts.inner.confirm.is_none() {
+                if self.0.accounts.inner.confirm.is_none() {
                     // Unconfirmed, the link is a bearer capability: not for a model's context.
                     return Ok(CallToolResult::error(vec![ContentBlock::text(format!(
                         "This tool needs your {} account, and this MCP client cannot open the page that links it.",
-                        self.provider_name
+                        self.0.provider_name
                     ))])
                     .into());
                 }
                 return Ok(CallToolResult::error(vec![ContentBlock::text(format!(
                     "This tool needs your {} account. Open {} in your browser to link it, then call the tool again.",
-                    self.provider_name, self.url
+                    self.0.provider_name, self.0.url
                 ))])
                 .into());
             }
@@ -241,7 +246,14 @@ mod rmcp_answer {
             }
             let error = self.to_error_data();
             let peer = context.peer.clone();
-            let Ok(permit) = self.accounts.inner.notice_tasks.clone().try_acquire_owned() else {
+            let Ok(permit) = self
+                .0
+                .accounts
+                .inner
+                .notice_tasks
+                .clone()
+                .try_acquire_owned()
+            else {
                 return Err(error);
             };
             tokio::spawn(async move {
@@ -253,7 +265,7 @@ mod rmcp_answer {
                 if linked {
                     let notice = CustomNotification::new(
                         ELICITATION_COMPLETE,
-                        Some(serde_json::json!({ "elicitationId": self.elicitation_id })),
+                        Some(serde_json::json!({ "elicitationId": self.0.elicitation_id })),
                     );
                     if let Err(error) = peer
                         .send_notification(ServerNotification::CustomNotification(notice))
