@@ -19,7 +19,9 @@ use crate::http::{parse_url, HttpClient};
 use crate::seal::SealingKey;
 use crate::Secret;
 
-pub(crate) use answer::{SignInError, UpstreamTokens};
+pub(crate) use answer::SignInError;
+#[cfg(feature = "downstream")]
+pub(crate) use answer::UpstreamTokens;
 pub(crate) use provider::Upstream;
 pub(super) use vault::access_token;
 

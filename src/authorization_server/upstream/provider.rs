@@ -323,6 +323,7 @@ impl Upstream {
         Ok((identity, tokens))
     }
 
+    #[cfg_attr(not(feature = "downstream"), allow(dead_code))]
     /// Redeems `code` for the provider's tokens, without finding out who signed in (a linked
     /// account, where the user is known already), with `extra` parameters (`resource`).
     pub(crate) async fn redeem(

@@ -25,7 +25,7 @@
 //! party's tokens came back to its own redirect URI for this browser (the cookie and the
 //! single-use `state`). It cannot prove that the third-party account belongs to that person:
 //! a user who signs in at the third party with someone else's account links that account.
-//! Without [`ConfirmUser`] ([`LinkedAccounts::allow_unconfirmed_links`]) the link is a bearer
+//! Without [`ConfirmUser`] ([`LinkedAccountsBuilder::allow_unconfirmed_links`]) the link is a bearer
 //! capability: whoever holds it within its lifetime links their account to the asking user.
 //!
 //! Tokens never reach the MCP client, and the client's token is never sent to the third party.
