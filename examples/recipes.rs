@@ -18,11 +18,14 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use rmcp::handler::server::router::tool::ToolRouter;
-use rmcp::handler::server::tool::Extension;
-use rmcp::model::{CallToolRequestParams, CallToolResult, ClientConfig, ContentBlock};
+use rmcp::handler::server::tool::{Extension, RequestState};
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ClientConfig, ContentBlock,
+};
+use rmcp::service::RequestContext;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
-use rmcp::{tool, tool_handler, tool_router, ErrorData, ServerHandler, ServiceExt};
+use rmcp::{tool, tool_handler, tool_router, ErrorData, RoleServer, ServerHandler, ServiceExt};
 use tower::retry::RetryLayer;
 use tower::{ServiceBuilder, ServiceExt as _};
 use tower_mcp_oauth::authorization_server::{
@@ -32,6 +35,9 @@ use tower_mcp_oauth::authorization_server::{
 use tower_mcp_oauth::client::{
     ClientRegistration, FileStore, LoopbackHandler, OAuthConfig, OAuthLayer, OAuthState,
     RetryTransient, TokenEndpointAuthMethod,
+};
+use tower_mcp_oauth::downstream::accounts::{
+    AccountError, ConfirmUser, LinkedAccounts, MemoryAccountVault, ThirdParty,
 };
 use tower_mcp_oauth::downstream::{tool_error, Caller, Downstream, TokenExchange};
 use tower_mcp_oauth::http::hyper_client;
@@ -215,6 +221,96 @@ impl CrmTools {
 #[tool_handler]
 impl ServerHandler for CrmTools {}
 // recipe (f) end
+
+// recipe (g) begin
+/// A tool that calls GitHub's API as its caller, with the caller's own GitHub account: the
+/// first call asks the user to link it in their browser (URL-mode elicitation), later calls
+/// take the token from the vault (refreshed when due).
+#[derive(Clone)]
+pub struct GithubTools {
+    tool_router: ToolRouter<Self>,
+    accounts: LinkedAccounts,
+    api: String,
+}
+
+/// The linked accounts: GitHub (register `accounts.redirect_uri()` there), users confirmed at
+/// the MCP server's authorization server `issuer` (register `accounts.confirm_redirect_uri()`
+/// for `confirm_client` there), tokens sealed with a key all replicas share.
+pub fn recipe_linked_accounts(
+    base: &str,
+    issuer: &str,
+    resource: &str,
+    (github_client, github_secret): (&str, &str),
+    (confirm_client, confirm_secret): (&str, &str),
+    sealing_key: &[u8; 32],
+) -> anyhow::Result<LinkedAccounts> {
+    let verifier = JwtVerifier::builder(issuer, resource).discover_lazily()?;
+    let accounts = LinkedAccounts::builder(
+        base,
+        MemoryAccountVault::new(),
+        SealingKey::new(sealing_key),
+    )
+    .provider(ThirdParty::github(github_client).client_secret_post(github_secret))
+    .confirm_user(ConfirmUser::new(
+        issuer,
+        confirm_client,
+        confirm_secret,
+        resource,
+        verifier,
+    ))
+    .build()?;
+    Ok(accounts)
+}
+
+#[tool_router(router = tool_router)]
+impl GithubTools {
+    /// The tools, calling GitHub's API at `api` (`https://api.github.com`).
+    pub fn new(accounts: LinkedAccounts, api: &str) -> Self {
+        let api = api.to_owned();
+        Self {
+            tool_router: Self::tool_router(),
+            accounts,
+            api,
+        }
+    }
+
+    #[tool(description = "Your login at GitHub")]
+    async fn github_login(
+        &self,
+        Extension(request): Extension<http::request::Parts>,
+        RequestState(state): RequestState,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let caller = request.extensions.get::<AuthInfo>();
+        let caller = caller.ok_or_else(|| ErrorData::invalid_request("no caller", None))?;
+        // `state`: a 2026-07-28 retry after the link, which waits for it to complete.
+        let linked = self
+            .accounts
+            .access_token_after(caller, "github", state.as_deref());
+        let token = match linked.await {
+            Ok(token) => token,
+            // `-32042` at 2025-11-25, an `input_required` result at 2026-07-28.
+            Err(AccountError::LinkRequired(link)) => return link.into_tool_response(&context),
+            Err(other) => return Err(other.into()),
+        };
+        let call = http::Request::get(format!("{}/user", self.api))
+            .header(
+                http::header::AUTHORIZATION,
+                format!("Bearer {}", token.expose()),
+            )
+            .body(Default::default());
+        let call = call.map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+        let answer = HttpClient::new().send(call).await;
+        let answer =
+            answer.map_err(|_| ErrorData::internal_error("GitHub is unavailable", None))?;
+        let text = String::from_utf8_lossy(answer.body()).into_owned();
+        Ok(CallToolResult::success(vec![ContentBlock::text(text)]).into())
+    }
+}
+
+#[tool_handler]
+impl ServerHandler for GithubTools {}
+// recipe (g) end
 
 // recipe (e) begin
 /// Recipe (c) for the users of your identity provider: it signs them in, our consent page

@@ -5,18 +5,17 @@
 
 mod support;
 
+#[path = "../examples/recipes.rs"]
+#[allow(unreachable_pub)]
+mod recipes;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http::HeaderMap;
-use rmcp::handler::server::router::tool::ToolRouter;
-use rmcp::handler::server::tool::{Extension, RequestState};
-use rmcp::model::{
-    CallToolResponse, CallToolResult, ClientConfig, ContentBlock, ErrorData, ProtocolVersion,
-};
-use rmcp::service::RequestContext;
+use rmcp::model::{ClientConfig, ProtocolVersion};
 use rmcp::ClientServiceExt;
-use rmcp::{tool, tool_handler, tool_router, RoleServer, ServerHandler, ServiceExt};
+use rmcp::ServiceExt;
 use support::mcp::{call, text};
 use support::upstream_idp::Browser;
 use support::{bind, serve_on, Answer};
@@ -28,6 +27,7 @@ use tower_mcp_oauth::downstream::accounts::{
     AccountError, AccountVault, ConfirmUser, LinkedAccounts, MemoryAccountVault, ThirdParty,
 };
 use tower_mcp_oauth::elicitation::{UrlElicitation, UrlElicitationClient};
+#[cfg(feature = "postgres")]
 use tower_mcp_oauth::http::{HttpClient, RequestBody};
 use tower_mcp_oauth::server::{AuthInfo, ProtectedResource, RequireBearerLayer};
 use tower_mcp_oauth::transport::{StreamableHttpConfig, StreamableHttpTransport};
@@ -62,58 +62,6 @@ impl ApprovalPolicy for CookieUser {
         })
     }
 }
-
-/// A tool that says who the caller is at "GitHub", with the caller's linked account.
-#[derive(Clone)]
-#[allow(dead_code)] // `tool_router` is read by the generated handler.
-struct GithubTools {
-    tool_router: ToolRouter<Self>,
-    accounts: LinkedAccounts,
-    api: String,
-}
-
-#[tool_router(router = tool_router)]
-impl GithubTools {
-    #[tool(description = "Your login at GitHub")]
-    async fn github_login(
-        &self,
-        Extension(request): Extension<http::request::Parts>,
-        RequestState(state): RequestState,
-        context: RequestContext<RoleServer>,
-    ) -> Result<CallToolResponse, ErrorData> {
-        let caller = request
-            .extensions
-            .get::<AuthInfo>()
-            .cloned()
-            .ok_or_else(|| ErrorData::invalid_request("no caller", None))?;
-        let token = match self
-            .accounts
-            .access_token_after(&caller, "github", state.as_deref())
-            .await
-        {
-            Ok(token) => token,
-            Err(AccountError::LinkRequired(link)) => return link.into_tool_response(&context),
-            Err(other) => return Err(ErrorData::internal_error(other.to_string(), None)),
-        };
-        let call = http::Request::get(&self.api)
-            .header("authorization", format!("Bearer {}", token.expose()))
-            .body(RequestBody::default())
-            .unwrap();
-        let answer = HttpClient::new()
-            .send(call)
-            .await
-            .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
-        let body = String::from_utf8_lossy(answer.body()).into_owned();
-        Ok(CallToolResult::success(vec![ContentBlock::text(format!(
-            "{} {body}",
-            answer.status().as_u16()
-        ))])
-        .into())
-    }
-}
-
-#[tool_handler]
-impl ServerHandler for GithubTools {}
 
 /// The MCP server's authorization server, "GitHub" with its API, and what the tests drive.
 struct World {
@@ -168,7 +116,7 @@ impl World {
         .unwrap();
         let api_app = axum::Router::new()
             .route(
-                "/api",
+                "/api/user",
                 axum::routing::get(|request: http::Request<axum::body::Body>| async move {
                     let info = request.extensions().get::<AuthInfo>().cloned().unwrap();
                     format!("login={}", info.subject.clone().unwrap())
@@ -247,11 +195,8 @@ async fn replica(world: &mut World, vault: Arc<dyn AccountVault>, key: [u8; 32])
         .link_wait(Duration::from_secs(20))
         .build()
         .unwrap();
-    let tools = GithubTools {
-        tool_router: GithubTools::tool_router(),
-        accounts: accounts.clone(),
-        api: format!("{}/api", world.github),
-    };
+    // README recipe (g)'s tool, with "GitHub" here.
+    let tools = recipes::GithubTools::new(accounts.clone(), &format!("{}/api", world.github));
     let mcp = rmcp::transport::StreamableHttpService::new(
         move || Ok(tools.clone()),
         Arc::new(
@@ -366,7 +311,7 @@ async fn a_tool_call_links_the_account_then_uses_the_vault() {
         let started = std::time::Instant::now();
         assert_eq!(
             login(&handler, &running).await,
-            "200 login=octo-alice",
+            "login=octo-alice",
             "{version:?}"
         );
         // At 2025-11-25 the retry waits for the completion notice, up to 20 s: well before
@@ -380,15 +325,15 @@ async fn a_tool_call_links_the_account_then_uses_the_vault() {
         );
 
         // The next call uses the vault: no browser.
-        assert_eq!(login(&handler, &running).await, "200 login=octo-alice");
+        assert_eq!(login(&handler, &running).await, "login=octo-alice");
         assert_eq!(opened.lock().unwrap().len(), 1);
 
         // Bob never sees Alice's account: he is asked to link his own.
         let (bob, bob_handler, bob_opened) =
             client(&world, &replica, "bob", "octo-bob", version.clone()).await;
-        assert_eq!(login(&bob_handler, &bob).await, "200 login=octo-bob");
+        assert_eq!(login(&bob_handler, &bob).await, "login=octo-bob");
         assert_eq!(bob_opened.lock().unwrap().len(), 1);
-        assert_eq!(login(&handler, &running).await, "200 login=octo-alice");
+        assert_eq!(login(&handler, &running).await, "login=octo-alice");
 
         // The link was single use.
         let mut browser = Browser::default();
@@ -404,7 +349,7 @@ async fn a_tool_call_links_the_account_then_uses_the_vault() {
             ..Default::default()
         });
         assert!(replica.accounts.disconnect(&alice, "github").await.unwrap());
-        assert_eq!(login(&handler, &running).await, "200 login=octo-alice");
+        assert_eq!(login(&handler, &running).await, "login=octo-alice");
         assert_eq!(opened.lock().unwrap().len(), 2);
         running.cancel().await.unwrap();
         bob.cancel().await.unwrap();
@@ -477,7 +422,7 @@ async fn link_directly(world: &World, replica: &Replica, alice: &AuthInfo, login
 #[cfg(feature = "postgres")]
 /// What "GitHub" says about `token`.
 async fn github_login_of(world: &World, token: &tower_mcp_oauth::Secret) -> String {
-    let call = http::Request::get(format!("{}/api", world.github))
+    let call = http::Request::get(format!("{}/api/user", world.github))
         .header("authorization", format!("Bearer {}", token.expose()))
         .body(RequestBody::default())
         .unwrap();
@@ -530,18 +475,12 @@ async fn on_postgres_the_vault_survives_restarts_and_serves_replicas() {
     let tokens = futures_util::future::join_all(calls).await;
     for token in tokens {
         let token = token.unwrap().unwrap();
-        assert_eq!(
-            github_login_of(&world, &token).await,
-            "200 login=octo-alice"
-        );
+        assert_eq!(github_login_of(&world, &token).await, "login=octo-alice");
     }
 
     // A restart (a new vault on the same database) keeps the account.
     let c = replica(&mut world, vault().await, key).await;
     let token = c.accounts.access_token(&alice, "github").await.unwrap();
-    assert_eq!(
-        github_login_of(&world, &token).await,
-        "200 login=octo-alice"
-    );
+    assert_eq!(github_login_of(&world, &token).await, "login=octo-alice");
     drop((a, b, c));
 }

@@ -46,7 +46,7 @@ fn readme_shows_each_recipe_as_it_runs() {
         .map(|line| format!("{line}\n"))
         .collect();
     let source = include_str!("../examples/recipes.rs");
-    for name in ["a", "b", "c", "e", "f"] {
+    for name in ["a", "b", "c", "e", "f", "g"] {
         let code = recipe(source, name);
         assert!(
             shown.contains(&code),
