@@ -21,7 +21,7 @@ use support::upstream_idp::Browser;
 use support::{bind, serve_on, Answer};
 use tower_mcp_oauth::authorization_server::{
     ApprovalPolicy, AuthorizationDecision, AuthorizationServer, AuthorizationServerConfig,
-    BoxFuture, ConsentRequest, MemoryAuthorizationStore, SealingKey,
+    BoxFuture, ConsentRequest, MemoryAuthorizationStore, MemoryStoreLimits, SealingKey,
 };
 use tower_mcp_oauth::downstream::accounts::{
     AccountError, AccountVault, ConfirmUser, LinkedAccounts, MemoryAccountVault, ThirdParty,
@@ -99,7 +99,12 @@ impl World {
         let server = AuthorizationServer::new(config).unwrap();
         serve_on(as_listener, server.router());
 
-        let gh_store = Arc::new(MemoryAuthorizationStore::new());
+        // Every access token stays live (none retired by later refreshes), and a refresh token
+        // presented twice revokes the grant at once (no grace): a lost single flight shows.
+        let gh_store = Arc::new(
+            MemoryAuthorizationStore::new()
+                .limits(MemoryStoreLimits::default().access_per_family(10_000)),
+        );
         let api = format!("{github}/api");
         let gh = AuthorizationServer::new(
             AuthorizationServerConfig::new(&github)
@@ -107,6 +112,7 @@ impl World {
                 .resource(&api)
                 .scopes(["repo"])
                 .access_token_ttl(github_token_ttl)
+                .refresh_rotation_grace(Duration::ZERO)
                 .approval_policy(CookieUser {
                     cookie: "gh",
                     next: Arc::new(Mutex::new(None)),
@@ -448,8 +454,8 @@ async fn on_postgres_the_vault_survives_restarts_and_serves_replicas() {
         Arc::new(PostgresAccountVault::new(pool).await.unwrap()) as Arc<dyn AccountVault>
     };
     // GitHub's access tokens live 30 s: always due (refreshed when under 60 s remain), so
-    // every call below refreshes, and the embedded server's refresh-token reuse detection
-    // would revoke the grant if two refreshes ever raced with one refresh token.
+    // every call below refreshes, and GitHub revokes the grant if two refreshes ever race
+    // with one refresh token (no grace period).
     let mut world = World::start(3, Duration::from_secs(30)).await;
     let key = [7; 32];
     let a = replica(&mut world, vault().await, key).await;
@@ -475,12 +481,12 @@ async fn on_postgres_the_vault_survives_restarts_and_serves_replicas() {
     let tokens = futures_util::future::join_all(calls).await;
     for token in tokens {
         let token = token.unwrap().unwrap();
-        assert_eq!(github_login_of(&world, &token).await, "login=octo-alice");
+        assert_eq!(github_login_of(&world, &token).await, "200 login=octo-alice");
     }
 
     // A restart (a new vault on the same database) keeps the account.
     let c = replica(&mut world, vault().await, key).await;
     let token = c.accounts.access_token(&alice, "github").await.unwrap();
-    assert_eq!(github_login_of(&world, &token).await, "login=octo-alice");
+    assert_eq!(github_login_of(&world, &token).await, "200 login=octo-alice");
     drop((a, b, c));
 }
