@@ -481,12 +481,18 @@ async fn on_postgres_the_vault_survives_restarts_and_serves_replicas() {
     let tokens = futures_util::future::join_all(calls).await;
     for token in tokens {
         let token = token.unwrap().unwrap();
-        assert_eq!(github_login_of(&world, &token).await, "200 login=octo-alice");
+        assert_eq!(
+            github_login_of(&world, &token).await,
+            "200 login=octo-alice"
+        );
     }
 
     // A restart (a new vault on the same database) keeps the account.
     let c = replica(&mut world, vault().await, key).await;
     let token = c.accounts.access_token(&alice, "github").await.unwrap();
-    assert_eq!(github_login_of(&world, &token).await, "200 login=octo-alice");
+    assert_eq!(
+        github_login_of(&world, &token).await,
+        "200 login=octo-alice"
+    );
     drop((a, b, c));
 }
