@@ -43,25 +43,23 @@ pub(super) struct Ticket {
 pub(super) enum Pending {
     /// Made for the user; opened at most once.
     Ticket(Ticket),
-    /// Opened; the browser is signing in at the MCP server's authorization server.
-    ConfirmingUser {
+    /// Opened, and bound to the browser that opened it (the hash of its cookie).
+    Step {
         ticket: Ticket,
-        code_verifier: String,
         binding: [u8; 32],
+        stage: Stage,
     },
+}
+
+/// Where an opened link stands.
+#[derive(Serialize, Deserialize)]
+pub(super) enum Stage {
+    /// The browser is signing in at the MCP server's authorization server.
+    ConfirmingUser { code_verifier: String },
     /// The page naming who links what is shown; continuing goes to the third party.
-    Confirmed {
-        ticket: Ticket,
-        binding: [u8; 32],
-        confirmed: bool,
-    },
+    Confirmed,
     /// At the third party.
-    Linking {
-        ticket: Ticket,
-        code_verifier: String,
-        nonce: String,
-        binding: [u8; 32],
-    },
+    Linking { code_verifier: String },
 }
 
 impl LinkedAccounts {
@@ -179,6 +177,59 @@ fn see_other(location: &str, cookie: Option<HeaderValue>) -> Response {
     response
 }
 
+/// Keeps the next step of a link under `handle`, for the browser `binding` names.
+async fn keep_step(
+    accounts: &LinkedAccounts,
+    handle: &str,
+    ticket: Ticket,
+    binding: [u8; 32],
+    stage: Stage,
+) -> Result<(), Response> {
+    let record = Pending::Step {
+        ticket,
+        binding,
+        stage,
+    };
+    accounts
+        .inner
+        .put_pending(handle, &record, now_secs() + STEP_TTL_SECS)
+        .await
+        .map_err(|_| unavailable())
+}
+
+/// The step kept under `handle`, taken once, when this browser is the one it is bound to;
+/// otherwise the page that says why not. `what` names it on that page.
+async fn take_step(
+    accounts: &LinkedAccounts,
+    handle: &str,
+    headers: &HeaderMap,
+    what: &str,
+) -> Result<(Ticket, [u8; 32], Stage), Response> {
+    let (ticket, binding, stage) = match accounts.inner.take_pending(handle).await {
+        Ok(Some(Pending::Step {
+            ticket,
+            binding,
+            stage,
+        })) => (ticket, binding, stage),
+        Ok(_) => return Err(unknown_step(what)),
+        Err(_) => return Err(unavailable()),
+    };
+    if !same_browser(headers, &binding) {
+        return Err(failure(
+            StatusCode::FORBIDDEN,
+            "This link was opened in another browser.",
+        ));
+    }
+    Ok((ticket, binding, stage))
+}
+
+fn unknown_step(what: &str) -> Response {
+    failure(
+        StatusCode::BAD_REQUEST,
+        &format!("{what} is unknown, used or expired."),
+    )
+}
+
 /// `GET /accounts/link?ticket=…`: takes the ticket and binds the flow to this browser.
 async fn open_link(State(accounts): State<LinkedAccounts>, RawQuery(query): RawQuery) -> Response {
     let Some(params) = params(query.as_deref()) else {
@@ -205,18 +256,11 @@ async fn open_link(State(accounts): State<LinkedAccounts>, RawQuery(query): RawQ
     };
     let state = random_token();
     let code_verifier = random_token();
-    let record = Pending::ConfirmingUser {
-        ticket,
+    let stage = Stage::ConfirmingUser {
         code_verifier: code_verifier.clone(),
-        binding,
     };
-    if accounts
-        .inner
-        .put_pending(&state, &record, now_secs() + STEP_TTL_SECS)
-        .await
-        .is_err()
-    {
-        return unavailable();
+    if let Err(page) = keep_step(&accounts, &state, ticket, binding, stage).await {
+        return page;
     }
     match confirm
         .authorization_url_with(
@@ -251,26 +295,14 @@ async fn user_confirmed(
     let Some(state) = param(&params, "state") else {
         return failure(StatusCode::BAD_REQUEST, "The answer names no state.");
     };
-    let (ticket, code_verifier, binding) = match accounts.inner.take_pending(state).await {
-        Ok(Some(Pending::ConfirmingUser {
-            ticket,
-            code_verifier,
-            binding,
-        })) => (ticket, code_verifier, binding),
-        Ok(_) => {
-            return failure(
-                StatusCode::BAD_REQUEST,
-                "This sign-in is unknown, used or expired.",
-            )
-        }
-        Err(_) => return unavailable(),
-    };
-    if !same_browser(&headers, &binding) {
-        return failure(
-            StatusCode::FORBIDDEN,
-            "This sign-in began in another browser.",
-        );
-    }
+    let (ticket, binding, code_verifier) =
+        match take_step(&accounts, state, &headers, "This sign-in").await {
+            Ok((ticket, binding, Stage::ConfirmingUser { code_verifier })) => {
+                (ticket, binding, code_verifier)
+            }
+            Ok(_) => return unknown_step("This sign-in"),
+            Err(page) => return page,
+        };
     if let Err(error) = confirm.check_callback_issuer(param(&params, "iss")).await {
         tracing::warn!(%error, "confirming a user");
         return failure(
@@ -338,18 +370,8 @@ async fn confirmation_page(
     let handle = random_token();
     let user = ticket.account.subject.clone();
     let client = ticket.client_id.clone();
-    let record = Pending::Confirmed {
-        ticket,
-        binding,
-        confirmed,
-    };
-    if accounts
-        .inner
-        .put_pending(&handle, &record, now_secs() + STEP_TTL_SECS)
-        .await
-        .is_err()
-    {
-        return unavailable();
+    if let Err(page) = keep_step(accounts, &handle, ticket, binding, Stage::Confirmed).await {
+        return page;
     }
     let who = if confirmed {
         format!(
@@ -419,35 +441,22 @@ async fn continue_to_provider(
     let Some(handle) = param(&form, "handle") else {
         return failure(StatusCode::BAD_REQUEST, "The form is malformed.");
     };
-    let (ticket, binding) = match accounts.inner.take_pending(handle).await {
-        Ok(Some(Pending::Confirmed {
-            ticket, binding, ..
-        })) => (ticket, binding),
-        Ok(_) => {
-            return failure(
-                StatusCode::BAD_REQUEST,
-                "This page was used already or has expired.",
-            )
-        }
-        Err(_) => return unavailable(),
+    let (ticket, binding) = match take_step(&accounts, handle, &headers, "This page").await {
+        Ok((ticket, binding, Stage::Confirmed)) => (ticket, binding),
+        Ok(_) => return unknown_step("This page"),
+        Err(page) => return page,
     };
-    if !same_browser(&headers, &binding) {
-        return failure(
-            StatusCode::FORBIDDEN,
-            "This link was opened in another browser.",
-        );
-    }
     let Some(provider) = accounts.inner.providers.get(&ticket.account.provider) else {
         return unavailable();
     };
     let state = random_token();
     let code_verifier = random_token();
-    let nonce = random_token();
+    // The third party's ID token, if any, is not read here: its nonce is not kept.
     let url = match provider
         .authorization_url(
             &accounts.redirect_uri(),
             &state,
-            &nonce,
+            &random_token(),
             &s256_challenge(&code_verifier),
         )
         .await
@@ -458,19 +467,9 @@ async fn continue_to_provider(
             return unavailable();
         }
     };
-    let record = Pending::Linking {
-        ticket,
-        code_verifier,
-        nonce,
-        binding,
-    };
-    if accounts
-        .inner
-        .put_pending(&state, &record, now_secs() + STEP_TTL_SECS)
-        .await
-        .is_err()
-    {
-        return unavailable();
+    let stage = Stage::Linking { code_verifier };
+    if let Err(page) = keep_step(&accounts, &state, ticket, binding, stage).await {
+        return page;
     }
     see_other(url.as_str(), None)
 }
@@ -487,27 +486,11 @@ async fn provider_callback(
     let Some(state) = param(&params, "state") else {
         return failure(StatusCode::BAD_REQUEST, "The answer names no state.");
     };
-    let (ticket, code_verifier, binding) = match accounts.inner.take_pending(state).await {
-        Ok(Some(Pending::Linking {
-            ticket,
-            code_verifier,
-            binding,
-            ..
-        })) => (ticket, code_verifier, binding),
-        Ok(_) => {
-            return failure(
-                StatusCode::BAD_REQUEST,
-                "This answer is unknown, used or expired.",
-            )
-        }
-        Err(_) => return unavailable(),
+    let (ticket, code_verifier) = match take_step(&accounts, state, &headers, "This answer").await {
+        Ok((ticket, _, Stage::Linking { code_verifier })) => (ticket, code_verifier),
+        Ok(_) => return unknown_step("This answer"),
+        Err(page) => return page,
     };
-    if !same_browser(&headers, &binding) {
-        return failure(
-            StatusCode::FORBIDDEN,
-            "This link was opened in another browser.",
-        );
-    }
     let Some(provider) = accounts.inner.providers.get(&ticket.account.provider) else {
         return unavailable();
     };
