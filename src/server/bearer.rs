@@ -12,7 +12,6 @@ use subtle::ConstantTimeEq;
 use tower::{Layer, Service};
 
 use crate::dpop::{verify_proof, ProofCheck, DPOP};
-use crate::metadata::same_resource;
 use crate::server::caller::CallerToken;
 use crate::server::challenges::{Challenges, DpopChallenge, Rejection};
 use crate::server::dpop::DpopPolicy;
@@ -586,12 +585,8 @@ impl<V: TokenVerifier> Config<V> {
         if info.expires_at.is_some_and(|at| at <= now_secs()) {
             return Err(Rejection::InvalidToken("the token has expired".into()));
         }
-        if let Some(resource) = self
-            .resource
-            .as_ref()
-            .filter(|_| !self.verifier.checks_audience())
-        {
-            if !info.audience.iter().any(|aud| same_resource(aud, resource)) {
+        if let Some(resource) = &self.resource {
+            if !super::verify::is_for_resource(&self.verifier, info, resource) {
                 return Err(Rejection::InvalidToken(
                     "the token is not for this resource (audience)".into(),
                 ));

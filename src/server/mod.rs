@@ -40,4 +40,6 @@ pub use resource_metadata::ResourceMetadataService;
 pub use rmcp_sse::{
     LegacySseBody, LegacySseServer, LEGACY_SSE_MAX_MESSAGE_BYTES, LEGACY_SSE_OUTBOUND_QUEUE,
 };
+#[cfg(all(feature = "downstream", feature = "authorization-server"))]
+pub(crate) use verify::is_for_resource;
 pub use verify::{AuthData, AuthInfo, StaticVerifier, TokenVerifier, VerifyError};

@@ -156,6 +156,20 @@ impl<V: TokenVerifier + ?Sized> TokenVerifier for Arc<V> {
 
 pub(crate) use crate::clock::{now_secs, numeric_date};
 
+/// Whether `info`, from `verifier`, is for `resource`: a verifier that decides audiences by
+/// rules of its own has; otherwise `aud` must name the resource.
+pub(crate) fn is_for_resource<V: TokenVerifier + ?Sized>(
+    verifier: &V,
+    info: &AuthInfo,
+    resource: &str,
+) -> bool {
+    verifier.checks_audience()
+        || info
+            .audience
+            .iter()
+            .any(|aud| crate::metadata::same_resource(aud, resource))
+}
+
 /// Tokens known in advance, for development and tests. Tokens are compared by their SHA-256, so
 /// the verifier holds no token in memory.
 #[derive(Debug, Default, Clone)]

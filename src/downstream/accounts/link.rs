@@ -336,11 +336,7 @@ async fn user_confirmed(
             return failure(StatusCode::FORBIDDEN, "The sign-in could not be verified.");
         }
     };
-    let for_resource = verifier.checks_audience()
-        || who
-            .audience
-            .iter()
-            .any(|aud| crate::metadata::same_resource(aud, resource));
+    let for_resource = crate::server::is_for_resource(verifier.as_ref(), &who, resource);
     let same_user = who.subject.as_deref() == Some(ticket.account.subject.as_str())
         && who.issuer.clone().unwrap_or_default() == ticket.account.issuer;
     if !for_resource || !same_user {
