@@ -15,7 +15,6 @@ use std::time::Duration;
 use http::HeaderMap;
 use rmcp::model::{ClientConfig, ProtocolVersion};
 use rmcp::ClientServiceExt;
-use rmcp::ServiceExt;
 use support::mcp::{call, text};
 use support::upstream_idp::Browser;
 use support::{bind, serve_on, Answer};
@@ -279,19 +278,11 @@ async fn client(
     let stack = support::client::oauth_stack(&replica.resource).await;
     let transport =
         StreamableHttpTransport::new(stack, StreamableHttpConfig::new(&replica.resource));
-    let running = match version {
-        Some(version) => handler
-            .clone()
-            .serve_with_lifecycle(
-                transport,
-                rmcp::ClientLifecycleMode::Discover {
-                    preferred_versions: vec![version],
-                },
-            )
-            .await
-            .unwrap(),
-        None => handler.clone().serve(transport).await.unwrap(),
-    };
+    let running = handler
+        .clone()
+        .serve_with_lifecycle(transport, support::mcp::lifecycle_at(version))
+        .await
+        .unwrap();
     (running, handler, opened)
 }
 

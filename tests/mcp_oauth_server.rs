@@ -211,19 +211,11 @@ async fn the_demo_third_party_account_is_linked_through_url_elicitation() {
             .service(tower_mcp_oauth::http::hyper_client());
         let transport =
             StreamableHttpTransport::new(stack, StreamableHttpConfig::new(&running.mcp_url));
-        let client = match version {
-            Some(version) => handler
-                .clone()
-                .serve_with_lifecycle(
-                    transport,
-                    rmcp::ClientLifecycleMode::Discover {
-                        preferred_versions: vec![version],
-                    },
-                )
-                .await
-                .unwrap(),
-            None => handler.clone().serve(transport).await.unwrap(),
-        };
+        let client = handler
+            .clone()
+            .serve_with_lifecycle(transport, support::mcp::lifecycle_at(version))
+            .await
+            .unwrap();
         for _ in 0..2 {
             let answer = handler
                 .call_tool(&client, call("demo_github_login", json!({})))

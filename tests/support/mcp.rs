@@ -13,6 +13,17 @@ pub fn discover_or_initialize() -> rmcp::ClientLifecycleMode {
     }
 }
 
+/// rmcp's client lifecycle for one revision: `initialize` (2025-11-25, as `serve` does) for
+/// `None`, `server/discover` at `version` otherwise.
+pub fn lifecycle_at(version: Option<rmcp::model::ProtocolVersion>) -> rmcp::ClientLifecycleMode {
+    match version {
+        None => rmcp::ClientLifecycleMode::Initialize,
+        Some(version) => rmcp::ClientLifecycleMode::Discover {
+            preferred_versions: vec![version],
+        },
+    }
+}
+
 /// A call of `tool` with `arguments` (a JSON object).
 pub fn call(tool: &str, arguments: Value) -> CallToolRequestParams {
     let Value::Object(arguments) = arguments else {
