@@ -230,6 +230,24 @@ async fn an_exchanged_token_is_for_the_downstream_api_acts_for_the_user_and_name
     assert_eq!(error_of(&again), "invalid_grant");
 }
 
+/// A user's token is exchanged again and again (one per downstream call whose cache lapsed):
+/// it stays live, and so do the recent exchanged tokens. The memory store had kept exchanged
+/// tokens in the family's queue of four, so the fifth exchange retired the user's own token.
+#[tokio::test]
+async fn exchanging_a_users_token_again_and_again_never_retires_it() {
+    let setup = setup(|p| p).await;
+    let mut exchanged = Vec::new();
+    for _ in 0..12 {
+        let answer = setup.exchange(&[("audience", CRM)]).await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+        exchanged.push(answer.json()["access_token"].as_str().unwrap().to_owned());
+    }
+    let user = setup.introspect(setup.user_token(), &setup.exchanger).await;
+    assert_eq!(user["active"], true, "the user's token: {user}");
+    let first = setup.introspect(&exchanged[0], &setup.exchanger).await;
+    assert_eq!(first["active"], true, "the first exchanged token: {first}");
+}
+
 #[tokio::test]
 async fn a_dpop_proof_binds_the_exchanged_token_to_the_resource_servers_key() {
     let setup = setup(|p| p).await;

@@ -31,6 +31,9 @@ pub struct MemoryStoreLimits {
     pub(crate) spent_refresh_per_family: usize,
     /// Access tokens kept live per family: a refresh past it retires the oldest (default 4).
     pub(crate) access_per_family: usize,
+    /// Exchanged tokens (RFC 8693) kept live per family, apart from the family's own: past it,
+    /// the oldest exchanged one is retired, never the user's token (default 32).
+    pub(crate) exchanged_per_family: usize,
     /// Access tokens issued outside a family (`client_credentials`, or no refresh token) kept
     /// live per client (default 100).
     pub(crate) loose_access_per_client: usize,
@@ -71,6 +74,13 @@ impl MemoryStoreLimits {
         self
     }
 
+    /// Exchanged tokens (RFC 8693) kept live per family, apart from the family's own: past it,
+    /// the oldest exchanged one is retired, never the user's token (default 32).
+    pub fn exchanged_per_family(mut self, exchanged_per_family: usize) -> Self {
+        self.exchanged_per_family = exchanged_per_family;
+        self
+    }
+
     /// Access tokens issued outside a family (`client_credentials`, or no refresh token) kept
     /// live per client (default 100).
     pub fn loose_access_per_client(mut self, loose_access_per_client: usize) -> Self {
@@ -93,6 +103,7 @@ impl Default for MemoryStoreLimits {
             max_families: 100_000,
             spent_refresh_per_family: 16,
             access_per_family: 4,
+            exchanged_per_family: 32,
             loose_access_per_client: 100,
             codes_per_client: 100,
         }
@@ -143,6 +154,9 @@ struct StoredFamily {
     spent: VecDeque<TokenHash>,
     /// Live access tokens issued in the family, oldest first.
     access: VecDeque<TokenHash>,
+    /// Live tokens exchanged for downstream APIs from the family's tokens, oldest first: apart
+    /// from `access`, so exchanges never retire the user's own token.
+    exchanged: VecDeque<TokenHash>,
 }
 
 /// One client's entries, oldest first. An entry may be gone already (expired, revoked); the
@@ -228,6 +242,7 @@ impl MemoryState {
         });
         for stored in self.families.values_mut() {
             stored.access.retain(|token| access.contains_key(token));
+            stored.exchanged.retain(|token| access.contains_key(token));
         }
     }
 
@@ -242,7 +257,7 @@ impl MemoryState {
             for spent in &stored.spent {
                 self.refresh.remove(spent);
             }
-            for token in &stored.access {
+            for token in stored.access.iter().chain(&stored.exchanged) {
                 self.access.remove(token);
             }
         }
@@ -277,7 +292,11 @@ impl MemoryState {
         match self.families.get_mut(family_id) {
             Some(stored) => {
                 stored.family.revoked = true;
-                for token in std::mem::take(&mut stored.access) {
+                let exchanged = std::mem::take(&mut stored.exchanged);
+                for token in std::mem::take(&mut stored.access)
+                    .into_iter()
+                    .chain(exchanged)
+                {
                     self.access.remove(&token);
                 }
             }
@@ -481,6 +500,7 @@ impl AuthorizationStore for MemoryAuthorizationStore {
                     rotated_at: 0,
                     spent: VecDeque::new(),
                     access: VecDeque::new(),
+                    exchanged: VecDeque::new(),
                 },
             );
             FamilyStart::Started
@@ -578,6 +598,9 @@ impl AuthorizationStore for MemoryAuthorizationStore {
                 .and_then(|id| families.get_mut(id));
             let queue = match family {
                 Some(stored) if stored.family.revoked => return,
+                Some(stored) if record.act.is_some() => {
+                    (&mut stored.exchanged, limits.exchanged_per_family)
+                }
                 Some(stored) => (&mut stored.access, limits.access_per_family),
                 None => (
                     &mut holdings
