@@ -325,11 +325,10 @@ async fn kept_upstream_tokens_are_refreshed_when_due() {
         .is_none());
 }
 
-#[tokio::test]
-async fn a_github_shaped_provider_signs_users_in_through_its_user_api() {
-    let idp = Idp::start().await;
+/// GitHub's shape (no metadata, a user API) at the provider double.
+fn github_at(idp: &Idp) -> OAuth2Profile {
     let base = idp.issuer();
-    let github = OAuth2Profile::new(
+    OAuth2Profile::new(
         "GitHub",
         "https://github.com",
         &format!("{base}/login/oauth/authorize"),
@@ -337,7 +336,13 @@ async fn a_github_shaped_provider_signs_users_in_through_its_user_api() {
         &format!("{base}/user"),
     )
     .unwrap()
-    .scopes(["read:user"]);
+    .scopes(["read:user"])
+}
+
+#[tokio::test]
+async fn a_github_shaped_provider_signs_users_in_through_its_user_api() {
+    let idp = Idp::start().await;
+    let github = github_at(&idp);
     let s =
         server(UpstreamSignIn::oauth2(github.clone(), CLIENT_ID).client_secret_post(CLIENT_SECRET))
             .await;
@@ -574,4 +579,87 @@ async fn on_https_the_sign_in_cookies_are_host_only() {
         assert!(state_cookie.contains(attribute), "{state_cookie}");
     }
     assert!(!state_cookie.contains("Domain"));
+}
+
+/// A server whose users sign in with GitHub calls GitHub's API as them with the sign-in's own
+/// tokens: no link, no second authorization. Anyone else (another user, a caller from another
+/// issuer with the same subject) is asked to link, and the sign-in token never reaches them.
+#[cfg(feature = "downstream")]
+#[tokio::test]
+async fn users_who_signed_in_with_github_need_no_link_for_github() {
+    use tower_mcp_oauth::downstream::accounts::{
+        AccountError, LinkedAccounts, MemoryAccountVault, ThirdParty,
+    };
+    use tower_mcp_oauth::server::{AuthData, AuthInfo};
+
+    let idp = Idp::start().await;
+    let sign_in = UpstreamSignIn::oauth2(github_at(&idp), CLIENT_ID)
+        .client_secret_post(CLIENT_SECRET)
+        .keep_tokens(SealingKey::new(&[5; 32]));
+    let s = server(sign_in).await;
+    let client = s.public_client().await;
+    idp.next_user("octocat", "");
+    let mut browser = Browser::default();
+    let (page, url, verifier) = authorize(&s, &mut browser, &client, "mcp:tools").await;
+    let approved = browser.answer_consent(&url, &page, "approve").await;
+    let (answer, _) = browser.follow(approved, REDIRECT).await;
+    let (_, subject) = redeem(&s, &client, &code_of(&answer), &verifier).await;
+
+    let accounts = |sign_in_tokens: bool| {
+        let builder = LinkedAccounts::builder(
+            s.base.clone(),
+            MemoryAccountVault::new(),
+            SealingKey::new(&[6; 32]),
+        )
+        .provider(
+            ThirdParty::endpoints("github", github_at(&idp), CLIENT_ID)
+                .client_secret_post(CLIENT_SECRET),
+        )
+        .allow_unconfirmed_links();
+        match sign_in_tokens {
+            true => builder.sign_in_tokens("github", &s.server),
+            false => builder,
+        }
+        .build()
+        .unwrap()
+    };
+    let caller = |issuer: &str, subject: &str| {
+        AuthInfo::from(AuthData {
+            issuer: Some(issuer.to_owned()),
+            subject: Some(subject.to_owned()),
+            ..Default::default()
+        })
+    };
+    let linked = accounts(true);
+    let token = linked
+        .access_token(&caller(&s.base, &subject), "github")
+        .await
+        .unwrap();
+    assert_eq!(token.expose(), UPSTREAM_ACCESS_TOKEN);
+
+    for stranger in [
+        caller(&s.base, "https://github.com#1"),
+        caller("https://elsewhere.example", &subject),
+    ] {
+        let answer = linked.access_token(&stranger, "github").await;
+        assert!(
+            matches!(answer, Err(AccountError::LinkRequired(_))),
+            "{answer:?}"
+        );
+    }
+    // Without sign_in_tokens, even the signed-in user is asked to link.
+    let answer = accounts(false)
+        .access_token(&caller(&s.base, &subject), "github")
+        .await;
+    assert!(matches!(answer, Err(AccountError::LinkRequired(_))));
+    // A name that is no provider is a configuration error.
+    let unknown = LinkedAccounts::builder(
+        s.base.clone(),
+        MemoryAccountVault::new(),
+        SealingKey::new(&[6; 32]),
+    )
+    .allow_unconfirmed_links()
+    .sign_in_tokens("github", &s.server)
+    .build();
+    assert!(unknown.is_err());
 }

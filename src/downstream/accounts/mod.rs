@@ -29,6 +29,12 @@
 //! capability: whoever holds it within its lifetime links their account to the asking user.
 //!
 //! Tokens never reach the MCP client, and the client's token is never sent to the third party.
+//!
+//! A server whose users sign in at the same third party (the embedded authorization server's
+//! upstream sign-in, with [`UpstreamSignIn::keep_tokens`]) names it with
+//! [`LinkedAccountsBuilder::sign_in_tokens`]: its users' sign-in tokens serve first, so they
+//! link nothing; a user with none (signed in before tokens were kept, or their refresh was
+//! refused) gets a link as anyone else.
 
 mod answer;
 mod link;
@@ -44,8 +50,8 @@ use sha2::{Digest, Sha256};
 use url::Url;
 
 use crate::authorization_server::{
-    random_token, OAuth2Profile, SealingKey, SignInError, SigningKey, Upstream, UpstreamSignIn,
-    UpstreamTokens,
+    random_token, AuthorizationServer, OAuth2Profile, SealingKey, SignInError, SigningKey,
+    Upstream, UpstreamSignIn, UpstreamTokens,
 };
 use crate::clock::now_secs;
 use crate::error::{Error, ErrorKind, Result};
@@ -248,6 +254,8 @@ struct Inner {
     vault: Arc<dyn AccountVault>,
     key: SealingKey,
     confirm: Option<(Upstream, String, Arc<dyn TokenVerifier>)>,
+    /// The provider whose tokens upstream sign-in keeps, and the server keeping them.
+    sign_in: Option<(String, AuthorizationServer)>,
     /// Signs nothing today (client secrets only), but the provider leg takes one.
     signing_key: SigningKey,
     link_ttl: Duration,
@@ -278,6 +286,7 @@ pub struct LinkedAccountsBuilder {
     key: SealingKey,
     providers: Vec<ThirdParty>,
     confirm: Option<ConfirmUser>,
+    sign_in: Option<(String, AuthorizationServer)>,
     unconfirmed: bool,
     link_ttl: Duration,
     link_wait: Duration,
@@ -304,6 +313,7 @@ impl LinkedAccounts {
             key,
             providers: Vec::new(),
             confirm: None,
+            sign_in: None,
             unconfirmed: false,
             link_ttl: DEFAULT_LINK_TTL,
             link_wait: DEFAULT_LINK_WAIT,
@@ -331,6 +341,9 @@ impl LinkedAccounts {
         provider: &str,
     ) -> std::result::Result<Secret, AccountError> {
         let (account, upstream) = self.account(caller, provider)?;
+        if let Some(token) = self.sign_in_token(caller, provider).await? {
+            return Ok(token);
+        }
         match self.inner.current(&account, upstream).await? {
             Some(token) => Ok(token),
             None => Err(self.link_required(caller, account).await?),
@@ -372,6 +385,30 @@ impl LinkedAccounts {
             .account(caller, provider)
             .map_err(|e| Error::new(ErrorKind::Config, e.to_string()))?;
         self.inner.vault.remove(&account).await
+    }
+
+    /// The caller's token from upstream sign-in, when `provider` is the one they signed in at
+    /// and this server issued their token.
+    async fn sign_in_token(
+        &self,
+        caller: &AuthInfo,
+        provider: &str,
+    ) -> std::result::Result<Option<Secret>, AccountError> {
+        let Some((name, server)) = &self.inner.sign_in else {
+            return Ok(None);
+        };
+        if name != provider || caller.issuer.as_deref() != Some(server.issuer()) {
+            return Ok(None);
+        }
+        let Some(subject) = caller.subject.as_deref() else {
+            return Ok(None);
+        };
+        match server.upstream_access_token(subject).await {
+            Ok(token) => Ok(token),
+            // A refused refresh: the user links (or signs in) again.
+            Err(e) if e.kind() == ErrorKind::InvalidGrant => Ok(None),
+            Err(e) => Err(AccountError::Unavailable(e)),
+        }
     }
 
     fn account(
@@ -440,6 +477,19 @@ impl LinkedAccountsBuilder {
         self
     }
 
+    /// Users of `server` who signed in at the third party `provider` (its upstream sign-in,
+    /// keeping tokens) use those tokens for it: no link, no second authorization. `provider`
+    /// must name a [`provider`](Self::provider) at the same third party, for the users
+    /// without sign-in tokens. Only callers whose tokens `server` issued are looked up there.
+    pub fn sign_in_tokens(
+        mut self,
+        provider: impl Into<String>,
+        server: &AuthorizationServer,
+    ) -> Self {
+        self.sign_in = Some((provider.into(), server.clone()));
+        self
+    }
+
     /// Lets links work without [`ConfirmUser`]: then a link is a bearer capability, and
     /// whoever opens it in time links their account to the user who asked. For development,
     /// or where the link reaches only its user by other means.
@@ -486,6 +536,13 @@ impl LinkedAccountsBuilder {
             }
             providers.insert(provider.name, Upstream::new(provider.sign_in)?);
         }
+        if let Some((name, _)) = &self.sign_in {
+            if !providers.contains_key(name) {
+                return Err(config(
+                    "sign_in_tokens names a third party that is not a provider",
+                ));
+            }
+        }
         let confirm = match self.confirm {
             Some(confirm) => Some((
                 Upstream::new(confirm.sign_in)?,
@@ -501,6 +558,7 @@ impl LinkedAccountsBuilder {
                 vault: self.vault,
                 key: self.key,
                 confirm,
+                sign_in: self.sign_in,
                 signing_key: SigningKey::generate()?,
                 link_ttl: self.link_ttl,
                 link_wait: self.link_wait,
