@@ -5,6 +5,7 @@
 mod cli_error;
 mod compat;
 mod ignore;
+mod links;
 mod network;
 mod os_store;
 mod paste;
@@ -69,7 +70,8 @@ enum Command {
         #[command(flatten)]
         store: StoreOptions,
     },
-    /// Calls one tool and prints its result as JSON (for scripts, and to check a setup).
+    /// Calls one tool and prints its result as JSON (for scripts, and to check a setup). A page
+    /// the server asks you to open (an account to link) is shown, and opened only if you answer y.
     Call {
         /// The MCP server's URL.
         url: String,

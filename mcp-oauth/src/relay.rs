@@ -4,12 +4,13 @@
 
 use std::time::Duration;
 
-use rmcp::model::{CallToolRequestParams, ClientConfig};
+use rmcp::model::CallToolRequestParams;
 use rmcp::ServiceExt;
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
 use tower_mcp_oauth::client::BoxFuture;
+use tower_mcp_oauth::elicitation::UrlElicitationClient;
 use tower_mcp_oauth::transport::{
     AutoTransport, EraBridge, LegacySseConfig, LegacySseTransport, Route, StreamableHttpConfig,
     StreamableHttpTransport,
@@ -549,10 +550,15 @@ pub(crate) async fn call(
     tool: &str,
     arguments: Vec<(String, Value)>,
 ) -> Result<(), CliError> {
+    // A page the server asks the user to open (a third-party account to link) is shown and
+    // opened only when the user agrees; the call is then retried.
+    let handler = UrlElicitationClient::new(crate::links::ask_on_terminal(
+        crate::setup::browser_available(),
+    ));
     let client = match Remote::open(url, stack, transport).await? {
-        Remote::Auto(t) => ClientConfig::default().serve(t).await,
-        Remote::Streamable(t) => ClientConfig::default().serve(t).await,
-        Remote::Sse(t) => ClientConfig::default().serve(t).await,
+        Remote::Auto(t) => handler.clone().serve(t).await,
+        Remote::Streamable(t) => handler.clone().serve(t).await,
+        Remote::Sse(t) => handler.clone().serve(t).await,
     }
     .map_err(|e| {
         CliError::new(format!(
@@ -564,8 +570,8 @@ pub(crate) async fn call(
     if !arguments.is_empty() {
         request = request.with_arguments(arguments.into_iter().collect());
     }
-    let result = client
-        .call_tool(request)
+    let result = handler
+        .call_tool(&client, request)
         .await
         .map_err(|e| CliError::new(format!("the call to {tool} failed: {e}")));
     let _ = client.cancel().await;

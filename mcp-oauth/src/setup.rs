@@ -194,7 +194,7 @@ pub(crate) async fn oauth_state(
 
 /// Whether a browser can be opened here: on Linux and the BSDs, only with a display or a
 /// `BROWSER` (an SSH session has neither).
-fn browser_available() -> bool {
+pub(crate) fn browser_available() -> bool {
     if cfg!(any(windows, target_os = "macos")) {
         return true;
     }

@@ -24,5 +24,10 @@ pub mod mcp;
 
 #[path = "../../../examples/support/jwt_issuer.rs"]
 pub mod jwt_issuer;
+/// The example's tools, which the shared MCP support names with `rmcp-server` on.
+#[cfg(feature = "rmcp-server")]
+#[allow(clippy::duplicate_mod)]
+#[path = "../../../examples/support/mcp_tools.rs"]
+pub mod mcp_tools;
 #[path = "../../../examples/support/oauth_server_app.rs"]
 pub mod oauth_server_app;

@@ -1,0 +1,108 @@
+//! `mcp-oauth call`'s answer to a server that asks its user to open a page (URL-mode
+//! elicitation: linking an account at a third party). The whole URL and its origin go to
+//! standard error; the page opens in the browser only when the user says yes on standard input.
+//! Without an answer (standard input closed, as in scripts) nothing is opened and the call
+//! fails with the server's request, which names the page.
+
+use std::io::BufRead;
+
+use tower_mcp_oauth::elicitation::{LinkOpener, UrlElicitation};
+use tower_mcp_oauth::BoxFuture;
+
+/// Asks on the terminal, then opens the system browser (or, where there is none, waits for
+/// the user to open the page elsewhere and press Enter).
+pub(crate) fn ask_on_terminal(browser: bool) -> impl LinkOpener {
+    move |request: UrlElicitation| -> BoxFuture<'static, bool> {
+        Box::pin(async move {
+            eprintln!("{}", describe(&request));
+            let question = if browser {
+                "Open it in your browser? [y/N] "
+            } else {
+                "Open it on any device, then answer y here when you are done [y/N] "
+            };
+            eprint!("{question}");
+            let answer = tokio::task::spawn_blocking(read_answer)
+                .await
+                .ok()
+                .flatten();
+            if !answer.as_deref().is_some_and(is_yes) {
+                eprintln!("mcp-oauth: the page was not opened");
+                return false;
+            }
+            if !browser {
+                return true;
+            }
+            match webbrowser::open(request.url.as_str()) {
+                Ok(()) => true,
+                Err(_) => {
+                    eprintln!(
+                        "mcp-oauth: no browser could be opened; open the address above yourself"
+                    );
+                    false
+                }
+            }
+        })
+    }
+}
+
+/// What the user is shown: the origin first and plainly, then the server's message and the
+/// whole address.
+fn describe(request: &UrlElicitation) -> String {
+    let warning = if request.punycode {
+        " (the name is written in Punycode: check it is the site you expect)"
+    } else {
+        ""
+    };
+    let mut text = format!(
+        "mcp-oauth: the server asks you to open a page at {}{warning}",
+        request.origin
+    );
+    if !request.message.is_empty() {
+        text.push_str(&format!("\n  {}", request.message));
+    }
+    text.push_str(&format!("\n  {}", request.url));
+    text
+}
+
+fn read_answer() -> Option<String> {
+    let mut line = String::new();
+    match std::io::stdin().lock().read_line(&mut line) {
+        Ok(0) | Err(_) => None,
+        Ok(_) => Some(line),
+    }
+}
+
+fn is_yes(answer: &str) -> bool {
+    matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_origin_comes_first_and_punycode_is_pointed_out() {
+        let plain = UrlElicitation::new(
+            "https://mcp.example/accounts/link?ticket=t",
+            "Link your GitHub account",
+        )
+        .unwrap();
+        let shown = describe(&plain);
+        assert!(shown
+            .starts_with("mcp-oauth: the server asks you to open a page at https://mcp.example\n"));
+        assert!(shown.contains("\n  Link your GitHub account\n"));
+        assert!(shown.ends_with("https://mcp.example/accounts/link?ticket=t"));
+        let lookalike = UrlElicitation::new("https://xn--mcp-exmple-6db.example/", "").unwrap();
+        assert!(describe(&lookalike).contains("Punycode"));
+    }
+
+    #[test]
+    fn only_a_plain_yes_opens() {
+        for yes in ["y\n", "Y", " yes \r\n"] {
+            assert!(is_yes(yes), "{yes:?}");
+        }
+        for no in ["", "\n", "n", "no", "yes please", "ja"] {
+            assert!(!is_yes(no), "{no:?}");
+        }
+    }
+}
