@@ -10,6 +10,9 @@
 //! `TOKEN_BENCH_SECONDS` (3, per server per round), `TOKEN_BENCH_WORKERS` (32 connections),
 //! `TOKEN_BENCH_JOBS` (any of `refresh,code,exchange`; all by default).
 //! Without oidc-provider, only ours is measured, and the bench says so.
+//! `OIDC_PROVIDER_ADAPTER=quickstart` runs oidc-provider on its own quick-start adapter instead
+//! of a `Map` (with `TOKEN_BENCH_JOBS=refresh,exchange`: that adapter's LRU of 1,000 records
+//! loses the code flow's session under load).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -221,8 +224,12 @@ async fn compare(pin: bool) {
         let node = node();
         let version = Command::new(&node).arg("--version").output();
         let version = version.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+        let adapter = match std::env::var("OIDC_PROVIDER_ADAPTER").as_deref() {
+            Ok("quickstart") => "its quick-start adapter",
+            _ => "a Map adapter",
+        };
         println!(
-            "baseline: oidc-provider on Node {}",
+            "baseline: oidc-provider on Node {}, {adapter}",
             version.unwrap_or_default()
         );
         let mut theirs = pinned(&node, pin);

@@ -232,7 +232,7 @@ async fn an_exchanged_token_is_for_the_downstream_api_acts_for_the_user_and_name
 
 /// A user's token is exchanged again and again (one per downstream call whose cache lapsed):
 /// it stays live, and so do the recent exchanged tokens. The memory store had kept exchanged
-/// tokens in the family's queue of four, so the fifth exchange retired the user's own token.
+/// tokens in the family's queue of four, so the fourth exchange retired the user's own token.
 #[tokio::test]
 async fn exchanging_a_users_token_again_and_again_never_retires_it() {
     let setup = setup(|p| p).await;

@@ -652,6 +652,38 @@ async fn users_who_signed_in_with_github_need_no_link_for_github() {
         .access_token(&caller(&s.base, &subject), "github")
         .await;
     assert!(matches!(answer, Err(AccountError::LinkRequired(_))));
+    // A provider at another third party than the one users sign in at is refused: their
+    // GitHub tokens must never go to it.
+    let elsewhere = OAuth2Profile::new(
+        "Other",
+        "https://other.example",
+        "https://other.example/authorize",
+        "https://other.example/token",
+        "https://other.example/user",
+    )
+    .unwrap();
+    let mismatched = LinkedAccounts::builder(
+        s.base.clone(),
+        MemoryAccountVault::new(),
+        SealingKey::new(&[6; 32]),
+    )
+    .provider(ThirdParty::endpoints("github", elsewhere, CLIENT_ID))
+    .allow_unconfirmed_links()
+    .sign_in_tokens("github", &s.server)
+    .build();
+    assert!(mismatched.is_err());
+    // So is a server whose upstream sign-in keeps no tokens.
+    let keeps_nothing = server(UpstreamSignIn::oauth2(github_at(&idp), CLIENT_ID)).await;
+    let nothing_kept = LinkedAccounts::builder(
+        s.base.clone(),
+        MemoryAccountVault::new(),
+        SealingKey::new(&[6; 32]),
+    )
+    .provider(ThirdParty::endpoints("github", github_at(&idp), CLIENT_ID))
+    .allow_unconfirmed_links()
+    .sign_in_tokens("github", &keeps_nothing.server)
+    .build();
+    assert!(nothing_kept.is_err());
     // A name that is no provider is a configuration error.
     let unknown = LinkedAccounts::builder(
         s.base.clone(),

@@ -5,20 +5,46 @@
 //! fails with the server's request, which names the page.
 
 use std::io::BufRead;
+use std::sync::Arc;
 
 use tower_mcp_oauth::elicitation::{LinkOpener, UrlElicitation};
 use tower_mcp_oauth::BoxFuture;
 
-/// Asks on the terminal, then opens the system browser (or, where there is none, waits for
-/// the user to open the page elsewhere and press Enter).
+/// Pages one call may ask the user to open.
+const MAX_PROMPTS: usize = 3;
+
+/// What the user has been asked so far.
+#[derive(Default)]
+struct Prompts {
+    shown: usize,
+    declined: bool,
+}
+
+/// Asks on the terminal, then opens the system browser (or, where there is none, lets the user
+/// open the page elsewhere). One question at a time, so an answer always belongs to the page
+/// shown last; after a "no", or three pages, the server's further pages are not shown.
 pub(crate) fn ask_on_terminal(browser: bool) -> impl LinkOpener {
+    let prompts = Arc::new(tokio::sync::Mutex::new(Prompts::default()));
     move |request: UrlElicitation| -> BoxFuture<'static, bool> {
+        let prompts = prompts.clone();
         Box::pin(async move {
+            let mut prompts = prompts.lock().await;
+            if prompts.declined || prompts.shown >= MAX_PROMPTS {
+                eprintln!(
+                    "mcp-oauth: the server asked to open another page at {}; not shown",
+                    request.origin
+                );
+                return false;
+            }
+            prompts.shown += 1;
             eprintln!("{}", describe(&request));
             let question = if browser {
-                "Open it in your browser? [y/N] "
+                format!("Open {} in your browser? [y/N] ", request.origin)
             } else {
-                "Open it on any device, then answer y here when you are done [y/N] "
+                format!(
+                    "Open it on any device, then answer y here when you are done at {} [y/N] ",
+                    request.origin
+                )
             };
             eprint!("{question}");
             let answer = tokio::task::spawn_blocking(read_answer)
@@ -26,6 +52,7 @@ pub(crate) fn ask_on_terminal(browser: bool) -> impl LinkOpener {
                 .ok()
                 .flatten();
             if !answer.as_deref().is_some_and(is_yes) {
+                prompts.declined = true;
                 eprintln!("mcp-oauth: the page was not opened");
                 return false;
             }

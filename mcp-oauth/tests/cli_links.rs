@@ -137,7 +137,7 @@ async fn call_shows_the_page_opens_it_when_the_user_agrees_and_retries() {
     assert!(ok, "{stderr}");
     assert!(stdout.contains("octocat"), "{stdout}");
     assert!(
-        stderr.contains("Open it in your browser? [y/N]"),
+        stderr.contains(&format!("Open {origin} in your browser? [y/N]")),
         "{stderr}"
     );
     assert_eq!(home.links(), 1, "{:?}", home.opened());

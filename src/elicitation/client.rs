@@ -22,6 +22,8 @@ const MAX_ROUNDS: usize = 3;
 const DEFAULT_COMPLETION_WAIT: Duration = Duration::from_secs(300);
 /// Longest message shown to the user.
 const MAX_MESSAGE_CHARS: usize = 500;
+/// Longest URL accepted: a longer one could push its origin off the user's screen.
+const MAX_URL_BYTES: usize = 4096;
 
 /// A URL the server asks the user to open, as a [`LinkOpener`] shows it.
 #[derive(Debug, Clone)]
@@ -38,26 +40,52 @@ pub struct UrlElicitation {
 
 impl UrlElicitation {
     /// `None` for anything but an https URL with a host (or http on a loopback host): a link
-    /// over plain http elsewhere could be read on the way.
+    /// over plain http elsewhere could be read on the way. A URL with user information
+    /// (`https://good.example@evil.example`) or longer than 4 KiB is refused too: both serve
+    /// only to mislead whoever reads it.
     pub fn new(url: &str, message: &str) -> Option<Self> {
+        if url.len() > MAX_URL_BYTES {
+            return None;
+        }
         let url = Url::parse(url).ok()?;
         let secure = url.scheme() == "https"
             || (url.scheme() == "http" && crate::http::is_loopback_host(&url));
-        if !secure {
+        if !secure || !url.username().is_empty() || url.password().is_some() {
             return None;
         }
         let host = url.host_str()?.to_owned();
         Some(Self {
             origin: url.origin().ascii_serialization(),
             punycode: host.split('.').any(|label| label.starts_with("xn--")),
-            message: message
-                .chars()
-                .filter(|c| !c.is_control())
-                .take(MAX_MESSAGE_CHARS)
-                .collect(),
+            message: shown_text(message),
             url,
         })
     }
+}
+
+/// `text` as one line the user can trust to look as it reads: control and invisible formatting
+/// characters (bidirectional overrides, zero-width ones) dropped, runs of spaces collapsed (so
+/// nothing can be drawn on a line of its own), and bounded.
+fn shown_text(text: &str) -> String {
+    let visible: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .filter(|c| !is_invisible_format(*c))
+        .collect();
+    visible
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .take(MAX_MESSAGE_CHARS)
+        .collect()
+}
+
+/// Unicode's format characters that change how text around them is drawn.
+fn is_invisible_format(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{206F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}')
 }
 
 /// Asks the user whether to open a URL, and opens it: `true` when the user agreed and it was
@@ -296,7 +324,17 @@ mod tests {
         assert!(!plain.punycode);
         let spoof = UrlElicitation::new("https://xn--pple-43d.com/x", "hi\u{7}\nthere").unwrap();
         assert!(spoof.punycode);
-        assert_eq!(spoof.message, "hithere");
+        assert_eq!(spoof.message, "hi there");
+        let bidi = UrlElicitation::new(
+            "https://mcp.example.com/",
+            "Link \u{202E}moc.buhtig\u{202C}   \n\n   https://github.com \u{200B}now",
+        )
+        .unwrap();
+        assert_eq!(bidi.message, "Link moc.buhtig https://github.com now");
+        assert!(UrlElicitation::new("https://github.com@evil.example/", "").is_none());
+        assert!(UrlElicitation::new("https://user:pw@mcp.example.com/", "").is_none());
+        let long = format!("https://mcp.example.com/{}", "a".repeat(MAX_URL_BYTES));
+        assert!(UrlElicitation::new(&long, "").is_none());
         assert!(UrlElicitation::new("javascript:alert(1)", "").is_none());
         assert!(UrlElicitation::new("file:///etc/passwd", "").is_none());
         assert!(UrlElicitation::new("not a url", "").is_none());
@@ -308,7 +346,9 @@ mod tests {
             if let Some(request) = UrlElicitation::new(&url, &message) {
                 prop_assert!(request.url.scheme() == "https" || crate::http::is_loopback_host(&request.url));
                 prop_assert!(request.message.chars().count() <= MAX_MESSAGE_CHARS);
-                prop_assert!(!request.message.chars().any(char::is_control));
+                prop_assert!(!request.message.chars().any(|c| c.is_control() || is_invisible_format(c)));
+                prop_assert!(!request.message.contains("  "));
+                prop_assert!(request.url.username().is_empty());
             }
         }
     }

@@ -198,6 +198,17 @@ pub struct UpstreamSignIn {
     http: HttpClient,
 }
 
+#[cfg(feature = "downstream")]
+impl UpstreamSignIn {
+    /// The issuer that qualifies this provider's subjects.
+    pub(crate) fn subject_issuer(&self) -> &str {
+        match &self.provider {
+            ProviderKind::OpenId { issuer } => issuer,
+            ProviderKind::OAuth2(profile) => &profile.issuer,
+        }
+    }
+}
+
 impl std::fmt::Debug for UpstreamSignIn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("UpstreamSignIn")
@@ -361,6 +372,15 @@ impl super::AuthorizationServer {
             .upstream
             .as_ref()
             .map(|_| format!("{}{}", self.inner.issuer, super::authorize::CALLBACK_PATH))
+    }
+
+    /// The issuer that qualifies upstream users' subjects (`{issuer}#{id}`), when upstream
+    /// sign-in keeps their tokens.
+    #[cfg(feature = "downstream")]
+    pub(crate) fn kept_upstream_issuer(&self) -> Option<&str> {
+        let upstream = self.inner.upstream.as_ref()?;
+        upstream.config.token_key.as_ref()?;
+        Some(upstream.config.subject_issuer())
     }
 
     /// The upstream provider's access token of the user `subject` (the `sub` of the tokens

@@ -32,9 +32,9 @@
 //!
 //! A server whose users sign in at the same third party (the embedded authorization server's
 //! upstream sign-in, with [`UpstreamSignIn::keep_tokens`]) names it with
-//! [`LinkedAccountsBuilder::sign_in_tokens`]: its users' sign-in tokens serve first, so they
-//! link nothing; a user with none (signed in before tokens were kept, or their refresh was
-//! refused) gets a link as anyone else.
+//! [`LinkedAccountsBuilder::sign_in_tokens`]: a user who signed in there and has linked
+//! nothing uses the sign-in's tokens, so they link nothing; an account they link later takes
+//! precedence (wider scopes, say), and a user with neither gets a link as anyone else.
 
 mod answer;
 mod link;
@@ -341,13 +341,13 @@ impl LinkedAccounts {
         provider: &str,
     ) -> std::result::Result<Secret, AccountError> {
         let (account, upstream) = self.account(caller, provider)?;
+        if let Some(token) = self.inner.current(&account, upstream).await? {
+            return Ok(token);
+        }
         if let Some(token) = self.sign_in_token(caller, provider).await? {
             return Ok(token);
         }
-        match self.inner.current(&account, upstream).await? {
-            Some(token) => Ok(token),
-            None => Err(self.link_required(caller, account).await?),
-        }
+        Err(self.link_required(caller, account).await?)
     }
 
     /// [`access_token`](Self::access_token) for a call retried after a link
@@ -374,8 +374,9 @@ impl LinkedAccounts {
         self.access_token(caller, provider).await
     }
 
-    /// Forgets `caller`'s account at `provider` (their next call asks to link again); whether
-    /// one was linked. Tokens already issued by the third party stay valid there until they
+    /// Forgets `caller`'s account at `provider` (their next call asks to link again, or uses
+    /// their sign-in tokens with [`LinkedAccountsBuilder::sign_in_tokens`]); whether one was
+    /// linked. Tokens already issued by the third party stay valid there until they
     /// expire or the user revokes the grant at the third party.
     ///
     /// # Errors
@@ -387,8 +388,9 @@ impl LinkedAccounts {
         self.inner.vault.remove(&account).await
     }
 
-    /// The caller's token from upstream sign-in, when `provider` is the one they signed in at
-    /// and this server issued their token.
+    /// The caller's token from upstream sign-in, when `provider` is the one they signed in at,
+    /// this server issued their token, and its subject is one upstream sign-in made
+    /// (`{upstream issuer}#{id}`: not a client's, a workload's or a trusted issuer's).
     async fn sign_in_token(
         &self,
         caller: &AuthInfo,
@@ -403,6 +405,13 @@ impl LinkedAccounts {
         let Some(subject) = caller.subject.as_deref() else {
             return Ok(None);
         };
+        let signed_in_upstream = server
+            .kept_upstream_issuer()
+            .and_then(|issuer| subject.strip_prefix(issuer)?.strip_prefix('#'))
+            .is_some_and(|id| !id.is_empty());
+        if !signed_in_upstream {
+            return Ok(None);
+        }
         match server.upstream_access_token(subject).await {
             Ok(token) => Ok(token),
             // A refused refresh: the user links (or signs in) again.
@@ -479,8 +488,10 @@ impl LinkedAccountsBuilder {
 
     /// Users of `server` who signed in at the third party `provider` (its upstream sign-in,
     /// keeping tokens) use those tokens for it: no link, no second authorization. `provider`
-    /// must name a [`provider`](Self::provider) at the same third party, for the users
-    /// without sign-in tokens. Only callers whose tokens `server` issued are looked up there.
+    /// must name a [`provider`](Self::provider) at the same third party (the same issuer),
+    /// for the users without sign-in tokens; an account a user links takes precedence. Only
+    /// callers whose tokens `server` issued after an upstream sign-in are looked up there.
+    /// The sign-in's scopes must cover what the tools call.
     pub fn sign_in_tokens(
         mut self,
         provider: impl Into<String>,
@@ -536,10 +547,20 @@ impl LinkedAccountsBuilder {
             }
             providers.insert(provider.name, Upstream::new(provider.sign_in)?);
         }
-        if let Some((name, _)) = &self.sign_in {
-            if !providers.contains_key(name) {
+        if let Some((name, server)) = &self.sign_in {
+            let Some(provider) = providers.get(name) else {
                 return Err(config(
                     "sign_in_tokens names a third party that is not a provider",
+                ));
+            };
+            let Some(signed_in_at) = server.kept_upstream_issuer() else {
+                return Err(config(
+                    "sign_in_tokens needs a server whose upstream sign-in keeps tokens (keep_tokens)",
+                ));
+            };
+            if provider.config.subject_issuer() != signed_in_at {
+                return Err(config(
+                    "sign_in_tokens names a third party other than the one users sign in at",
                 ));
             }
         }

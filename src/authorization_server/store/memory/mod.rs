@@ -75,7 +75,9 @@ impl MemoryStoreLimits {
     }
 
     /// Exchanged tokens (RFC 8693) kept live per family, apart from the family's own: past it,
-    /// the oldest exchanged one is retired, never the user's token (default 32).
+    /// the oldest exchanged one is retired, never the user's token (default 32). With
+    /// [`max_families`](Self::max_families), it bounds the access records a full store holds
+    /// (`max_families × (access_per_family + exchanged_per_family)`).
     pub fn exchanged_per_family(mut self, exchanged_per_family: usize) -> Self {
         self.exchanged_per_family = exchanged_per_family;
         self

@@ -164,6 +164,44 @@ async fn a_revocation_before_the_family_is_saved_sticks() {
     ));
 }
 
+/// Exchanged tokens have a queue of their own in the family: past its cap the oldest
+/// exchanged one goes, never the family's own access token; revoking the family takes both.
+#[tokio::test]
+async fn exchanged_tokens_never_retire_the_familys_own() {
+    let store = MemoryAuthorizationStore::new()
+        .limits(MemoryStoreLimits::default().exchanged_per_family(3));
+    store
+        .save_family(family("f", "c"), hash_of(0))
+        .await
+        .unwrap();
+    store
+        .save_access(hash_of(100), access_in(Some("f"), "c"))
+        .await
+        .unwrap();
+    for n in 0..10 {
+        let exchanged = AccessRecord {
+            act: Some(r#"{"sub":"mcp-server"}"#.into()),
+            ..access_in(Some("f"), "mcp-server")
+        };
+        store
+            .save_access(hash_of(200 + n), exchanged)
+            .await
+            .unwrap();
+    }
+    let live = |n| {
+        let store = &store;
+        async move { store.access(hash_of(n)).await.unwrap().is_some() }
+    };
+    assert!(live(100).await, "the user's own token");
+    assert!(!live(206).await, "past the cap");
+    for n in 207..210 {
+        assert!(live(n).await, "the latest exchanged {n}");
+    }
+    store.revoke_family("f").await.unwrap();
+    assert!(!live(100).await);
+    assert!(!live(209).await);
+}
+
 #[tokio::test]
 async fn a_family_refreshing_forever_holds_a_bounded_history() {
     let store = MemoryAuthorizationStore::new();
