@@ -145,8 +145,6 @@ fn serve_ours() {
 struct Target {
     name: &'static str,
     endpoints: Endpoints,
-    /// The sign-in's cookies (oidc-provider answers `/auth` at once only within a session).
-    cookies: String,
     child: Child,
 }
 
@@ -302,29 +300,31 @@ impl Job {
 
 async fn start(http: &HttpClient, name: &'static str, command: Command) -> Target {
     let (child, endpoints) = spawn(name, command);
-    let mut target = Target {
+    let target = Target {
         name,
         endpoints,
-        cookies: String::new(),
         child,
     };
-    target.cookies = sign_in(http, &target).await;
+    sign_in(http, &target).await;
     target
 }
 
 /// Operations per second of `workers` loops of `job` against `target` for `seconds`.
 async fn run(http: &HttpClient, target: &Target, job: Job, workers: usize, seconds: u64) -> f64 {
+    // A sign-in of each run's own: oidc-provider answers `/auth` at once only within a session,
+    // which its quick-start adapter may have dropped under the last run's load.
+    let cookies = &sign_in(http, target).await;
     // Each worker's refresh token (refresh grants rotate their own).
     let mut refresh_tokens = Vec::new();
     if let Job::Refresh = job {
         for _ in 0..workers {
-            let tokens = code_flow(http, target, &target.cookies).await;
+            let tokens = code_flow(http, target, cookies).await;
             refresh_tokens.push(refresh_token(&tokens));
         }
     }
     // A fresh user token to exchange (a bounded store may have let an old one go).
     let subject_token = match job {
-        Job::TokenExchange => code_flow(http, target, &target.cookies).await["access_token"]
+        Job::TokenExchange => code_flow(http, target, cookies).await["access_token"]
             .as_str()
             .unwrap()
             .to_owned(),
@@ -358,7 +358,7 @@ async fn run(http: &HttpClient, target: &Target, job: Job, workers: usize, secon
                         refresh = Some(refresh_token(&tokens));
                     }
                     Job::AuthorizationCode => {
-                        code_flow(http, target, &target.cookies).await;
+                        code_flow(http, target, cookies).await;
                     }
                     Job::TokenExchange => {
                         let exchanger = (
