@@ -14,6 +14,9 @@
 //! of a `Map` (with `TOKEN_BENCH_JOBS=refresh,exchange`: that adapter's LRU of 1,000 records
 //! loses the code flow's session under load).
 
+#[path = "support/wrk.rs"]
+mod wrk;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -58,13 +61,6 @@ fn main() {
         .build()
         .unwrap();
     runtime.block_on(compare(pinned));
-}
-
-fn setting(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 fn pin_self_to_cpu_1() -> bool {
@@ -199,9 +195,9 @@ fn node() -> String {
 }
 
 async fn compare(pin: bool) {
-    let rounds = setting("TOKEN_BENCH_ROUNDS", 7);
-    let seconds = setting("TOKEN_BENCH_SECONDS", 3);
-    let workers = setting("TOKEN_BENCH_WORKERS", 32) as usize;
+    let rounds = wrk::setting("TOKEN_BENCH_ROUNDS", 7);
+    let seconds = wrk::setting("TOKEN_BENCH_SECONDS", 3);
+    let workers = wrk::setting("TOKEN_BENCH_WORKERS", 32) as usize;
     if !pin {
         println!("taskset failed: the servers and the load client are NOT pinned");
     }
