@@ -1,6 +1,7 @@
 //! [`CliError`]: what every command fails with.
 
-/// What the commands fail with: a message for standard error, never a secret.
+/// What the commands fail with: a message for standard error, never a secret. Servers' words
+/// end up in it, so it holds no control character: nothing in it may drive the terminal.
 #[derive(Debug)]
 pub(crate) struct CliError(String);
 
@@ -12,12 +13,32 @@ impl std::fmt::Display for CliError {
 
 impl From<tower_mcp_oauth::Error> for CliError {
     fn from(error: tower_mcp_oauth::Error) -> Self {
-        Self(error.to_string())
+        Self::new(error.to_string())
     }
 }
 
 impl CliError {
     pub(crate) fn new(message: impl Into<String>) -> Self {
-        Self(message.into())
+        let message: String = message.into();
+        Self(
+            message
+                .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_servers_control_characters_never_reach_the_terminal() {
+        let error = CliError::new("the call failed: \u{1b}]52;c;ZXZpbA==\u{7}\nrm -rf");
+        assert_eq!(
+            error.to_string(),
+            "the call failed:  ]52;c;ZXZpbA==  rm -rf"
+        );
     }
 }

@@ -4,7 +4,6 @@
 //! Without an answer (standard input closed, as in scripts) nothing is opened and the call
 //! fails with the server's request, which names the page.
 
-use std::io::BufRead;
 use std::sync::Arc;
 
 use tower_mcp_oauth::elicitation::{LinkOpener, UrlElicitation};
@@ -47,9 +46,11 @@ pub(crate) fn ask_on_terminal(browser: bool) -> impl LinkOpener {
                 )
             };
             eprint!("{question}");
-            let answer = tokio::task::spawn_blocking(read_answer)
+            let stdin = Box::new(std::io::BufReader::new(std::io::stdin()));
+            let answer = crate::paste::read_line(stdin)
                 .await
                 .ok()
+                .and_then(Result::ok)
                 .flatten();
             if !answer.as_deref().is_some_and(is_yes) {
                 prompts.declined = true;
@@ -89,14 +90,6 @@ fn describe(request: &UrlElicitation) -> String {
     }
     text.push_str(&format!("\n  {}", request.url));
     text
-}
-
-fn read_answer() -> Option<String> {
-    let mut line = String::new();
-    match std::io::stdin().lock().read_line(&mut line) {
-        Ok(0) | Err(_) => None,
-        Ok(_) => Some(line),
-    }
 }
 
 fn is_yes(answer: &str) -> bool {

@@ -47,6 +47,18 @@ impl PasteHandler {
     }
 }
 
+/// One line of `input`, trimmed, read on a blocking thread so the runtime goes on meanwhile;
+/// `None` at the end of the input.
+pub(crate) fn read_line(
+    mut input: Box<dyn BufRead + Send>,
+) -> tokio::task::JoinHandle<std::io::Result<Option<String>>> {
+    tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        let read = input.read_line(&mut line)?;
+        Ok((read > 0).then(|| line.trim().to_owned()))
+    })
+}
+
 /// Where the pasted address is read: the terminal while standard input carries MCP (never
 /// standard input then), else standard input.
 fn paste_input(stdin_is_free: bool) -> std::io::Result<Box<dyn BufRead + Send>> {
@@ -68,7 +80,7 @@ impl AuthorizationHandler for PasteHandler {
     ) -> BoxFuture<'a, tower_mcp_oauth::Result<Url>> {
         Box::pin(async move {
             // Before asking: a bridge a desktop app started may have no terminal at all.
-            let mut input = paste_input(self.stdin_is_free).map_err(|_| {
+            let input = paste_input(self.stdin_is_free).map_err(|_| {
                 handler_error(
                     "no terminal to paste the address into: run `mcp-oauth login URL` in a terminal",
                 )
@@ -78,16 +90,14 @@ impl AuthorizationHandler for PasteHandler {
                  Then paste here the address the browser ends on (it starts with {}):",
                 self.redirect_uri
             );
-            let reading = tokio::task::spawn_blocking(move || {
-                let mut line = String::new();
-                input.read_line(&mut line).map(|_| line.trim().to_owned())
-            });
+            let reading = read_line(input);
             // Other bridges wait for this sign-in: it does not wait for ever.
             let pasted = tokio::time::timeout(PASTE_TIMEOUT, reading)
                 .await
                 .map_err(|_| handler_error("nothing was pasted within 10 minutes"))?
                 .map_err(|_| handler_error("the terminal reader failed"))?
-                .map_err(|_| handler_error("cannot read the pasted address"))?;
+                .map_err(|_| handler_error("cannot read the pasted address"))?
+                .unwrap_or_default();
             Url::parse(&pasted).map_err(|_| handler_error("what was pasted is not an address"))
         })
     }

@@ -570,15 +570,10 @@ pub(crate) async fn call(
     if !arguments.is_empty() {
         request = request.with_arguments(arguments.into_iter().collect());
     }
-    let result = handler.call_tool(&client, request).await.map_err(|e| {
-        // The server wrote the message: nothing in it may drive the terminal.
-        let said: String = e
-            .to_string()
-            .chars()
-            .map(|c| if c.is_control() { ' ' } else { c })
-            .collect();
-        CliError::new(format!("the call to {tool} failed: {said}"))
-    });
+    let result = handler
+        .call_tool(&client, request)
+        .await
+        .map_err(|e| CliError::new(format!("the call to {tool} failed: {e}")));
     let _ = client.cancel().await;
     let result = result?;
     let printed = serde_json::to_string_pretty(&result)
