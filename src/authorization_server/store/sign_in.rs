@@ -31,6 +31,16 @@ impl UpstreamIdentity {
         format!("{}#{}", self.issuer, self.subject)
     }
 
+    /// Whether `subject` is a [`qualified_subject`](Self::qualified_subject) of a user of the
+    /// provider `issuer`.
+    #[cfg(feature = "downstream")]
+    pub(crate) fn qualifies(issuer: &str, subject: &str) -> bool {
+        subject
+            .strip_prefix(issuer)
+            .and_then(|rest| rest.strip_prefix('#'))
+            .is_some_and(|id| !id.is_empty())
+    }
+
     /// What the consent page shows.
     pub fn shown_name(&self) -> &str {
         self.display_name
@@ -119,5 +129,28 @@ impl<'de> Deserialize<'de> for TokenHash {
             .try_into()
             .map_err(|_| serde::de::Error::custom("a token hash has 32 bytes"))?;
         Ok(Self(hash))
+    }
+}
+
+#[cfg(all(test, feature = "downstream"))]
+mod tests {
+    use super::UpstreamIdentity;
+
+    #[test]
+    fn a_subject_qualifies_only_under_its_own_issuer_and_with_an_id() {
+        let github = "https://github.com";
+        assert!(UpstreamIdentity::qualifies(
+            github,
+            "https://github.com#583231"
+        ));
+        for other in [
+            "https://github.com#",
+            "https://github.com",
+            "https://github.com.evil#1",
+            "https://github.co#1",
+            "583231",
+        ] {
+            assert!(!UpstreamIdentity::qualifies(github, other), "{other}");
+        }
     }
 }

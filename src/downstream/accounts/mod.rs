@@ -51,7 +51,7 @@ use url::Url;
 
 use crate::authorization_server::{
     random_token, AuthorizationServer, OAuth2Profile, SealingKey, SignInError, SigningKey,
-    Upstream, UpstreamSignIn, UpstreamTokens,
+    Upstream, UpstreamIdentity, UpstreamSignIn, UpstreamTokens,
 };
 use crate::clock::now_secs;
 use crate::error::{Error, ErrorKind, Result};
@@ -407,8 +407,7 @@ impl LinkedAccounts {
         };
         let signed_in_upstream = server
             .kept_upstream_issuer()
-            .and_then(|issuer| subject.strip_prefix(issuer)?.strip_prefix('#'))
-            .is_some_and(|id| !id.is_empty());
+            .is_some_and(|issuer| UpstreamIdentity::qualifies(issuer, subject));
         if !signed_in_upstream {
             return Ok(None);
         }
