@@ -1,4 +1,5 @@
-//! [`McpScopes`]: scopes per MCP method and per tool, and reading the calls from a body.
+//! [`McpScopes`]: scopes per MCP method, tool, prompt and resource, and reading the calls from a
+//! body.
 
 use std::collections::BTreeSet;
 use std::collections::HashMap;
@@ -26,11 +27,19 @@ pub const DEFAULT_MAX_MCP_BODY_BYTES: usize = 4 * 1024 * 1024;
 ///     .tool("delete_file", ["files:write"]);
 /// # let _ = scopes;
 /// ```
+///
+/// The same declaration serves [`FilterMcpListsLayer`](crate::server::FilterMcpListsLayer)
+/// (lists show a caller what its token allows, with each item's scopes as a hint) and
+/// [`ProtectedResource::mcp_scopes`](crate::server::ProtectedResource::mcp_scopes) (the
+/// metadata's `scopes_supported`).
 #[derive(Debug, Clone)]
 pub struct McpScopes {
     methods: HashMap<String, Vec<String>>,
     tools: HashMap<String, Vec<String>>,
+    prompts: HashMap<String, Vec<String>>,
+    resources: HashMap<String, Vec<String>>,
     pub(crate) max_body_bytes: usize,
+    pub(crate) filter_lists: bool,
 }
 
 impl Default for McpScopes {
@@ -38,18 +47,74 @@ impl Default for McpScopes {
         Self {
             methods: HashMap::new(),
             tools: HashMap::new(),
+            prompts: HashMap::new(),
+            resources: HashMap::new(),
             max_body_bytes: DEFAULT_MAX_MCP_BODY_BYTES,
+            filter_lists: false,
         }
     }
 }
 
-/// One JSON-RPC call found in a body: its method and, for tools, prompts and resources, the
-/// name it targets.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One JSON-RPC call found in a body: its id (for a request), its method and, for tools,
+/// prompts and resources, the name it targets.
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct McpCall {
+    pub(crate) id: Option<Value>,
     pub(crate) method: String,
     pub(crate) name: Option<String>,
 }
+
+/// What a list method lists, and what names each item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ListKind {
+    Tools,
+    Prompts,
+    Resources,
+}
+
+impl ListKind {
+    pub(crate) fn of(method: &str) -> Option<Self> {
+        match method {
+            "tools/list" => Some(Self::Tools),
+            "prompts/list" => Some(Self::Prompts),
+            "resources/list" => Some(Self::Resources),
+            _ => None,
+        }
+    }
+
+    /// The result's field that holds the items.
+    pub(crate) fn field(self) -> &'static str {
+        match self {
+            Self::Tools => "tools",
+            Self::Prompts => "prompts",
+            Self::Resources => "resources",
+        }
+    }
+
+    /// The item's field that names it.
+    pub(crate) fn key(self) -> &'static str {
+        match self {
+            Self::Tools | Self::Prompts => "name",
+            Self::Resources => "uri",
+        }
+    }
+
+    /// The method that uses an item.
+    fn use_method(self) -> &'static str {
+        match self {
+            Self::Tools => "tools/call",
+            Self::Prompts => "prompts/get",
+            Self::Resources => "resources/read",
+        }
+    }
+}
+
+/// The `_meta` key under which a tool, prompt or resource lists the scopes it needs, as a JSON
+/// array of strings: the declaration [`McpScopes::from_rmcp_tools`] reads, and the hint
+/// [`FilterMcpListsLayer`](crate::server::FilterMcpListsLayer) puts on every listed item that
+/// needs scopes. An extension key (the reverse-DNS prefix of the 2025-11-25 `_meta` rules),
+/// so clients that do not know it ignore it.
+pub const SCOPES_META_KEY: &str = "io.crates.tower-mcp-oauth/scopes";
 
 impl McpScopes {
     /// No per-method scopes yet.
@@ -83,10 +148,56 @@ impl McpScopes {
         self
     }
 
-    /// The largest body read to decide (default 4 MiB); a larger one is refused with 413.
+    /// Requires `scopes` for `prompts/get` of the prompt `name`.
+    pub fn prompt<I, S>(mut self, name: &str, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.prompts
+            .entry(name.to_owned())
+            .or_default()
+            .extend(scopes.into_iter().map(Into::into));
+        self
+    }
+
+    /// Requires `scopes` for `resources/read` (and subscribing) of the resource at `uri`.
+    pub fn resource<I, S>(mut self, uri: &str, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.resources
+            .entry(uri.to_owned())
+            .or_default()
+            .extend(scopes.into_iter().map(Into::into));
+        self
+    }
+
+    /// Scope-filtered discovery (off by default): [`FilterMcpListsLayer`](crate::server::FilterMcpListsLayer)
+    /// answers `tools/list`, `prompts/list` and `resources/list` with only the items the
+    /// caller's token can use. Off, it only adds the scope hints. Either way a call to an item
+    /// the token cannot use gets the 403 that names its scopes.
+    pub fn filter_lists(mut self, filter: bool) -> Self {
+        self.filter_lists = filter;
+        self
+    }
+
+    /// The largest body read to decide (default 4 MiB); a larger one is refused with 413. It
+    /// also bounds the list answers [`FilterMcpListsLayer`](crate::server::FilterMcpListsLayer) reads.
     pub fn max_body_bytes(mut self, max: usize) -> Self {
         self.max_body_bytes = max;
         self
+    }
+
+    /// Every scope declared, for any method, tool, prompt or resource, each once and sorted.
+    pub fn declared_scopes(&self) -> Vec<String> {
+        let all: BTreeSet<&String> = [&self.methods, &self.tools, &self.prompts, &self.resources]
+            .into_iter()
+            .flat_map(HashMap::values)
+            .flatten()
+            .collect();
+        all.into_iter().cloned().collect()
     }
 
     pub(crate) fn required_for(&self, calls: &[McpCall], into: &mut BTreeSet<String>) {
@@ -94,13 +205,120 @@ impl McpScopes {
             if let Some(scopes) = self.methods.get(&call.method) {
                 into.extend(scopes.iter().cloned());
             }
-            if call.method == "tools/call" {
-                if let Some(scopes) = call.name.as_ref().and_then(|n| self.tools.get(n)) {
-                    into.extend(scopes.iter().cloned());
+            let per_item = match call.method.as_str() {
+                "tools/call" => &self.tools,
+                "prompts/get" => &self.prompts,
+                "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+                    &self.resources
                 }
+                _ => continue,
+            };
+            if let Some(scopes) = call.name.as_ref().and_then(|n| per_item.get(n)) {
+                into.extend(scopes.iter().cloned());
             }
         }
     }
+
+    /// What using the listed item `name` needs: its method's scopes and its own, sorted, each
+    /// once (empty when nothing beyond the route's scopes).
+    pub(crate) fn item_scopes(&self, kind: ListKind, name: &str) -> Vec<&str> {
+        let per_item = match kind {
+            ListKind::Tools => &self.tools,
+            ListKind::Prompts => &self.prompts,
+            ListKind::Resources => &self.resources,
+        };
+        let all: BTreeSet<&str> = self
+            .methods
+            .get(kind.use_method())
+            .into_iter()
+            .chain(per_item.get(name))
+            .flatten()
+            .map(String::as_str)
+            .collect();
+        all.into_iter().collect()
+    }
+}
+
+#[cfg(feature = "rmcp-server")]
+impl McpScopes {
+    /// Reads each tool's scopes from its `_meta` [`SCOPES_META_KEY`], as [`scopes_meta`] puts
+    /// them there: the tool router is the one place a tool's scopes are written.
+    ///
+    /// ```
+    /// use rmcp::model::{JsonObject, Tool};
+    /// use tower_mcp_oauth::server::{scopes_meta, McpScopes};
+    ///
+    /// // What `#[tool(meta = scopes_meta(["files:write"]))]` declares, and
+    /// // `Self::tool_router().list_all()` returns.
+    /// let tools = vec![
+    ///     Tool::new("delete_file", "Deletes a file", JsonObject::new())
+    ///         .with_meta(scopes_meta(["files:write"])),
+    ///     Tool::new("read_file", "Reads a file", JsonObject::new()),
+    /// ];
+    /// let scopes = McpScopes::new().from_rmcp_tools(&tools);
+    /// assert_eq!(scopes.declared_scopes(), ["files:write"]);
+    /// ```
+    pub fn from_rmcp_tools<'t>(
+        mut self,
+        tools: impl IntoIterator<Item = &'t rmcp::model::Tool>,
+    ) -> Self {
+        for tool in tools {
+            let declared = declared_in(tool.meta.as_ref());
+            if !declared.is_empty() {
+                self = self.tool(&tool.name, declared);
+            }
+        }
+        self
+    }
+
+    /// Reads each prompt's scopes from its `_meta` [`SCOPES_META_KEY`], as for tools.
+    pub fn from_rmcp_prompts<'p>(
+        mut self,
+        prompts: impl IntoIterator<Item = &'p rmcp::model::Prompt>,
+    ) -> Self {
+        for prompt in prompts {
+            let declared = declared_in(prompt.meta.as_ref());
+            if !declared.is_empty() {
+                self = self.prompt(&prompt.name, declared);
+            }
+        }
+        self
+    }
+}
+
+/// The `_meta` that declares `scopes`, for rmcp's `#[tool(meta = …)]` and `#[prompt(meta = …)]`:
+/// read back by [`McpScopes::from_rmcp_tools`], and shown to clients as the item's scope hint.
+///
+/// ```ignore
+/// #[tool(description = "Deletes a file", meta = scopes_meta(["files:write"]))]
+/// async fn delete_file(&self, Parameters(args): Parameters<DeleteArgs>) -> Result<CallToolResult, ErrorData> { … }
+/// ```
+#[cfg(feature = "rmcp-server")]
+pub fn scopes_meta<I, S>(scopes: I) -> rmcp::model::MetaObject
+where
+    I: IntoIterator<Item = S>,
+    S: Into<String>,
+{
+    let list: Vec<Value> = scopes
+        .into_iter()
+        .map(|s| Value::String(s.into()))
+        .collect();
+    let mut meta = rmcp::model::MetaObject::new();
+    meta.0
+        .insert(SCOPES_META_KEY.to_owned(), Value::Array(list));
+    meta
+}
+
+/// The scopes a `_meta` declares; nothing when the key is absent or not a list of strings.
+#[cfg(feature = "rmcp-server")]
+fn declared_in(meta: Option<&rmcp::model::MetaObject>) -> Vec<String> {
+    let Some(Value::Array(list)) = meta.and_then(|m| m.0.get(SCOPES_META_KEY)) else {
+        return Vec::new();
+    };
+    list.iter()
+        .filter_map(Value::as_str)
+        .map(str::to_owned)
+        .collect()
 }
 
 /// What a call targets, for the methods that target something: the tool or prompt name, the
@@ -122,6 +340,7 @@ fn call_of(message: &Value) -> Result<Option<McpCall>, &'static str> {
     };
     match object.get("method") {
         Some(Value::String(method)) => Ok(Some(McpCall {
+            id: object.get("id").cloned(),
             method: method.clone(),
             name: target_of(method, object.get("params")),
         })),
@@ -296,7 +515,7 @@ mod tests {
                 let text = message.to_string();
                 let calls = calls_in(text.as_bytes()).unwrap();
                 let expected_name = matches!(method, "tools/call" | "prompts/get").then(|| name.clone());
-                prop_assert_eq!(calls, vec![McpCall { method: method.to_owned(), name: expected_name }]);
+                prop_assert_eq!(calls, vec![McpCall { id: Some(id.into()), method: method.to_owned(), name: expected_name }]);
                 // The same message with one key repeated is refused, whichever copy would win.
                 let repeated = if duplicate_at_top {
                     text.replacen("{", r#"{"method":"tools/list","#, 1)

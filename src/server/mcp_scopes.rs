@@ -16,7 +16,9 @@ use crate::error::BoxError;
 use crate::http::{read_limited, ReadError};
 use crate::mcp_headers;
 use crate::server::challenges::{Challenges, Rejection};
+use crate::server::filter_lists::ListsInBody;
 use crate::server::mcp::{calls_in, McpCall, McpScopes};
+use crate::server::mcp_lists::list_requests;
 use crate::server::verify::AuthInfo;
 
 /// [`RequireMcpScopesLayer`]: scopes per MCP method and tool, decided from the JSON-RPC body.
@@ -162,7 +164,12 @@ where
         needed.extend(challenges.required_scopes.iter().cloned());
         return Err(Rejection::InsufficientScope(needed.into_iter().collect()));
     }
-    Ok(Request::from_parts(parts, B::from(bytes)))
+    let mut request = Request::from_parts(parts, B::from(bytes));
+    // For FilterMcpLists further in: which calls list, without reading the body again.
+    request
+        .extensions_mut()
+        .insert(ListsInBody(list_requests(&calls)));
+    Ok(request)
 }
 
 /// One header's value: absent, or exactly one visible-ASCII value.

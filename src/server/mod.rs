@@ -8,10 +8,13 @@ mod bearer;
 mod caller;
 mod challenges;
 mod dpop;
+mod filter_lists;
 mod introspection;
 #[cfg(feature = "jwt")]
 mod jwt;
+mod list_body;
 mod mcp;
+mod mcp_lists;
 mod mcp_scopes;
 mod protected;
 mod resource_metadata;
@@ -26,13 +29,17 @@ pub use bearer::{
 pub use caller::CallerToken;
 pub use challenges::Rejection;
 pub use dpop::DpopPolicy;
+pub use filter_lists::{FilterMcpLists, FilterMcpListsFuture, FilterMcpListsLayer};
 pub use introspection::{IntrospectionAuth, IntrospectionVerifier};
 #[cfg(feature = "jwt")]
 pub use jwt::{
     JwtVerifier, JwtVerifierBuilder, TrustedIssuer, DEFAULT_FETCH_TIMEOUT, DEFAULT_LEEWAY_SECS,
     DEFAULT_MAX_KEY_AGE, DEFAULT_MAX_STALE_KEY_AGE, DEFAULT_MIN_REFETCH_INTERVAL,
 };
-pub use mcp::{McpScopes, DEFAULT_MAX_MCP_BODY_BYTES};
+pub use list_body::ListsBody;
+#[cfg(feature = "rmcp-server")]
+pub use mcp::scopes_meta;
+pub use mcp::{McpScopes, DEFAULT_MAX_MCP_BODY_BYTES, SCOPES_META_KEY};
 pub use mcp_scopes::{RequireMcpScopes, RequireMcpScopesLayer};
 pub use protected::ProtectedResource;
 pub use resource_metadata::ResourceMetadataService;
