@@ -5,6 +5,9 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::metadata::ProtectedResourceMetadata;
 use crate::server::bearer::RequireBearerLayer;
 use crate::server::dpop::DpopPolicy;
+use crate::server::filter_lists::FilterMcpListsLayer;
+use crate::server::mcp::McpScopes;
+use crate::server::mcp_scopes::RequireMcpScopesLayer;
 use crate::server::resource_metadata::ResourceMetadataService;
 use crate::server::verify::TokenVerifier;
 
@@ -13,6 +16,12 @@ use crate::server::verify::TokenVerifier;
 /// [`Self::metadata_service`] (or, with axum, [`Self::router`]) are made from it: the layer's
 /// challenges point at the metadata, and the metadata advertises the layer's scopes and DPoP
 /// algorithms.
+///
+/// `scopes_supported` lists the scopes every request needs, then those its tools, prompts and
+/// resources declare ([`Self::mcp_scopes`]), then any the operator adds
+/// ([`Self::scopes_supported`]), unless [`Self::exact_scopes_supported`] sets the list by hand.
+/// A 401's challenge names only the scopes every request needs: clients ask for the least, and
+/// step up when a tool needs more.
 ///
 /// ```
 /// use tower_mcp_oauth::server::{ProtectedResource, StaticVerifier};
@@ -36,6 +45,10 @@ use crate::server::verify::TokenVerifier;
 pub struct ProtectedResource<V> {
     metadata: ProtectedResourceMetadata,
     layer: RequireBearerLayer<V>,
+    required_scopes: Vec<String>,
+    extra_scopes: Vec<String>,
+    exact_scopes: Option<Vec<String>>,
+    mcp_scopes: Option<McpScopes>,
 }
 
 impl<V> std::fmt::Debug for ProtectedResource<V> {
@@ -43,7 +56,8 @@ impl<V> std::fmt::Debug for ProtectedResource<V> {
         f.debug_struct("ProtectedResource")
             .field("metadata", &self.metadata)
             .field("layer", &self.layer)
-            .finish()
+            .field("mcp_scopes", &self.mcp_scopes)
+            .finish_non_exhaustive()
     }
 }
 
@@ -52,6 +66,10 @@ impl<V> Clone for ProtectedResource<V> {
         Self {
             metadata: self.metadata.clone(),
             layer: self.layer.clone(),
+            required_scopes: self.required_scopes.clone(),
+            extra_scopes: self.extra_scopes.clone(),
+            exact_scopes: self.exact_scopes.clone(),
+            mcp_scopes: self.mcp_scopes.clone(),
         }
     }
 }
@@ -85,6 +103,10 @@ impl<V: TokenVerifier> ProtectedResource<V> {
                 ..Default::default()
             },
             layer: RequireBearerLayer::new(verifier).resource(url),
+            required_scopes: Vec::new(),
+            extra_scopes: Vec::new(),
+            exact_scopes: None,
+            mcp_scopes: None,
         })
     }
 
@@ -94,40 +116,71 @@ impl<V: TokenVerifier> ProtectedResource<V> {
         self
     }
 
-    /// Scopes every request needs: the layer requires them and the metadata lists them.
+    /// Scopes every request needs: the layer requires them, its challenges name them, and the
+    /// metadata lists them.
     pub fn required_scopes<I, S>(mut self, scopes: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
         let scopes: Vec<String> = scopes.into_iter().map(Into::into).collect();
-        self.add_supported(&scopes);
+        self.required_scopes.extend(scopes.iter().cloned());
         self.layer = self.layer.required_scopes(scopes);
         self
     }
 
-    /// Scopes the metadata lists beside the required ones (scopes some tools need, for
-    /// [`RequireMcpScopesLayer`](crate::server::RequireMcpScopesLayer)).
+    /// Scopes per MCP method, tool, prompt and resource: [`Self::router`] enforces them
+    /// ([`RequireMcpScopesLayer`]) and answers lists per caller ([`FilterMcpListsLayer`]), and
+    /// the metadata lists every scope they declare.
+    pub fn mcp_scopes(mut self, scopes: McpScopes) -> Self {
+        self.mcp_scopes = Some(scopes);
+        self
+    }
+
+    /// Scopes the metadata lists beside the required and declared ones (those another service
+    /// behind the same authorization server honours, say).
     pub fn scopes_supported<I, S>(mut self, scopes: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        let scopes: Vec<String> = scopes.into_iter().map(Into::into).collect();
-        self.add_supported(&scopes);
+        self.extra_scopes.extend(scopes.into_iter().map(Into::into));
         self
     }
 
-    fn add_supported(&mut self, scopes: &[String]) {
-        if scopes.is_empty() {
-            return;
+    /// The metadata's `scopes_supported`, exactly: nothing derived is added (an empty list
+    /// leaves the field out).
+    pub fn exact_scopes_supported<I, S>(mut self, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.exact_scopes = Some(scopes.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// What `scopes_supported` lists: see the type's documentation.
+    fn supported_scopes(&self) -> Vec<String> {
+        if let Some(exact) = &self.exact_scopes {
+            return exact.clone();
         }
-        let listed = self.metadata.scopes_supported.get_or_insert_with(Vec::new);
-        for scope in scopes {
+        let declared = self
+            .mcp_scopes
+            .as_ref()
+            .map(McpScopes::declared_scopes)
+            .unwrap_or_default();
+        let mut listed: Vec<String> = Vec::new();
+        for scope in self
+            .required_scopes
+            .iter()
+            .chain(&declared)
+            .chain(&self.extra_scopes)
+        {
             if !listed.contains(scope) {
                 listed.push(scope.clone());
             }
         }
+        listed
     }
 
     /// A name for people (`resource_name`).
@@ -160,6 +213,8 @@ impl<V: TokenVerifier> ProtectedResource<V> {
     /// The metadata document, as the layer takes tokens.
     pub fn metadata(&self) -> ProtectedResourceMetadata {
         let mut metadata = self.metadata.clone();
+        let scopes = self.supported_scopes();
+        metadata.scopes_supported = (!scopes.is_empty()).then_some(scopes);
         self.layer.describe(&mut metadata);
         metadata
     }
@@ -177,11 +232,22 @@ impl<V: TokenVerifier> ProtectedResource<V> {
             .clone()
             .resource_metadata(self.metadata_service().url())
     }
+
+    /// The layers of [`Self::mcp_scopes`], to put inside [`Self::layer`] in this order:
+    /// enforcing, then answering lists. `None` without declared MCP scopes.
+    pub fn mcp_layers(&self) -> Option<(RequireMcpScopesLayer, FilterMcpListsLayer)> {
+        let scopes = self.mcp_scopes.clone()?;
+        Some((
+            RequireMcpScopesLayer::new(scopes.clone()),
+            FilterMcpListsLayer::new(scopes),
+        ))
+    }
 }
 
 #[cfg(feature = "axum")]
 impl<V: TokenVerifier + 'static> ProtectedResource<V> {
-    /// An axum router serving `service` behind the layer at the resource's path (as the
+    /// An axum router serving `service` behind the layer (and the [`Self::mcp_layers`], when
+    /// MCP scopes are declared) at the resource's path (as the
     /// fallback, for a resource at the origin) and the metadata at its well-known paths: merge
     /// it into the application's router. The metadata's root form
     /// (`/.well-known/oauth-protected-resource`) is one per origin, so a second resource on
@@ -203,7 +269,34 @@ impl<V: TokenVerifier + 'static> ProtectedResource<V> {
         ResBody::Error: Into<crate::error::BoxError>,
     {
         use tower::Layer;
-        let protected = self.layer().layer(service);
+        match self.mcp_layers() {
+            Some((enforce, lists)) => {
+                let stack = tower::ServiceBuilder::new()
+                    .layer(self.layer())
+                    .layer(enforce)
+                    .layer(lists)
+                    .service(service);
+                self.route(stack)
+            }
+            None => self.route(self.layer().layer(service)),
+        }
+    }
+
+    /// `protected` at the resource's path, and the metadata at its well-known paths.
+    fn route<P, ResBody>(&self, protected: P) -> axum::Router
+    where
+        P: tower::Service<
+                http::Request<axum::body::Body>,
+                Response = http::Response<ResBody>,
+                Error = std::convert::Infallible,
+            > + Clone
+            + Send
+            + Sync
+            + 'static,
+        P::Future: Send + 'static,
+        ResBody: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+        ResBody::Error: Into<crate::error::BoxError>,
+    {
         let metadata = self.metadata_service();
         let path = url::Url::parse(&self.metadata.resource)
             .map(|url| url.path().trim_end_matches('/').to_owned())
@@ -244,6 +337,27 @@ mod tests {
         let bearer_only = resource.without_dpop().metadata();
         assert_eq!(bearer_only.dpop_signing_alg_values_supported, None);
         assert!(!bearer_only.dpop_bound_access_tokens_required);
+    }
+
+    #[test]
+    fn scopes_supported_come_from_the_declaration_unless_set_by_hand() {
+        let declared = McpScopes::new()
+            .tool("delete", ["files:write"])
+            .prompt("secret", ["mcp:tools", "admin"]);
+        let resource = ProtectedResource::new("https://mcp.example.com/mcp", StaticVerifier::new())
+            .unwrap()
+            .required_scopes(["mcp:tools"])
+            .mcp_scopes(declared)
+            .scopes_supported(["offline_access", "files:write"]);
+        assert_eq!(
+            resource.metadata().scopes_supported.unwrap(),
+            ["mcp:tools", "admin", "files:write", "offline_access"]
+        );
+        assert!(resource.mcp_layers().is_some());
+        let by_hand = resource.exact_scopes_supported(["mcp:tools"]);
+        assert_eq!(by_hand.metadata().scopes_supported.unwrap(), ["mcp:tools"]);
+        let none = by_hand.exact_scopes_supported(Vec::<String>::new());
+        assert_eq!(none.metadata().scopes_supported, None);
     }
 
     #[test]
