@@ -8,6 +8,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use url::Url;
 
+/// The `_meta` key under which a tool, prompt or resource lists the scopes it needs, as a JSON
+/// array of strings: the declaration `McpScopes::from_rmcp_tools` reads, and the hint
+/// `FilterMcpListsLayer` puts on every listed item that
+/// needs scopes. An extension key (the reverse-DNS prefix of the 2025-11-25 `_meta` rules),
+/// so clients that do not know it ignore it. Our client's
+/// `StepUpFromHints` asks for them before calling the tool.
+pub const SCOPES_META_KEY: &str = "io.crates.tower-mcp-oauth/scopes";
+
 /// OAuth 2.0 Protected Resource Metadata (RFC 9728 §2).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ProtectedResourceMetadata {

@@ -181,6 +181,17 @@ impl OAuthState {
         self.tokens_or_error()
     }
 
+    /// Makes sure the token carries `scopes` before a request that needs them: when one is
+    /// missing, authorizes again (through the configured
+    /// [`AuthorizationHandler`](super::AuthorizationHandler)) for the scopes granted plus
+    /// these, as a 403 `insufficient_scope` would. Returns whether it authorized.
+    ///
+    /// # Errors
+    /// As [`Self::authorize`].
+    pub async fn step_up(&self, scopes: &[&str]) -> Result<bool> {
+        self.session.step_up_before(scopes.iter().copied()).await
+    }
+
     /// Refreshes the access token now.
     ///
     /// # Errors

@@ -109,12 +109,7 @@ impl ListKind {
     }
 }
 
-/// The `_meta` key under which a tool, prompt or resource lists the scopes it needs, as a JSON
-/// array of strings: the declaration [`McpScopes::from_rmcp_tools`] reads, and the hint
-/// [`FilterMcpListsLayer`](crate::server::FilterMcpListsLayer) puts on every listed item that
-/// needs scopes. An extension key (the reverse-DNS prefix of the 2025-11-25 `_meta` rules),
-/// so clients that do not know it ignore it.
-pub const SCOPES_META_KEY: &str = "io.crates.tower-mcp-oauth/scopes";
+pub use crate::metadata::SCOPES_META_KEY;
 
 impl McpScopes {
     /// No per-method scopes yet.

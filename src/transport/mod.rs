@@ -10,18 +10,23 @@ mod era;
 mod legacy_sse;
 #[cfg(feature = "rmcp")]
 mod rmcp;
+#[cfg(feature = "rmcp")]
+mod scope_hints;
 mod sse;
 mod streamable_http;
 
 use crate::client::{OAuth, OAuthLayer, OAuthState};
 use crate::error::Result;
 use crate::http::{hyper_client, HyperClient};
+pub use crate::metadata::SCOPES_META_KEY;
 pub use auto::AutoTransport;
 pub use common::StatusError;
 pub use era::{EraBridge, Route, DEFAULT_MAX_ROUNDS, MODERN_VERSION};
 pub use legacy_sse::{LegacySseConfig, LegacySseTransport, RetryConfig};
 #[cfg(feature = "rmcp")]
 pub use rmcp::TowerHttpClient;
+#[cfg(feature = "rmcp")]
+pub use scope_hints::StepUpFromHints;
 pub use sse::{SseDecoder, SseEvent, SseStream, MAX_EVENT_ID_BYTES};
 pub use streamable_http::{StreamableHttpConfig, StreamableHttpTransport};
 

@@ -25,9 +25,9 @@ pub(crate) enum FlightOp {
         had_token: bool,
         challenge: Option<BearerChallenge>,
     },
-    /// A 403 `insufficient_scope`: authorize for more scopes.
+    /// A 403 `insufficient_scope`, or a call that will need more: authorize for more scopes.
     StepUp {
-        challenge: BearerChallenge,
+        challenge: Option<BearerChallenge>,
         scopes: Vec<String>,
     },
     /// Authorize now.
@@ -169,26 +169,50 @@ impl Session {
         generation: Option<u64>,
         challenge: &BearerChallenge,
     ) -> Result<bool> {
-        let mut scopes = self.tokens().map(|t| t.scopes).unwrap_or_default();
-        let granted = scopes.len();
-        for scope in challenge.scopes() {
-            if !scopes.iter().any(|s| s == scope) {
-                scopes.push(scope.to_owned());
-            }
-        }
-        if scopes.len() == granted {
+        let Some(scopes) = self.widened(challenge.scopes()) else {
             tracing::info!(
                 "insufficient scope, but every scope asked for is already granted; not stepping up"
             );
             return Ok(false);
-        }
+        };
         tracing::info!(scopes = %scopes.join(" "), "insufficient scope; stepping up");
         let op = FlightOp::StepUp {
-            challenge: challenge.clone(),
+            challenge: Some(challenge.clone()),
             scopes,
         };
         self.run_flight(generation, op).await?;
         Ok(true)
+    }
+
+    /// Steps up before a request that will need `wanted`: authorizes again for the scopes
+    /// granted plus those, unless the token has them all (then `false`).
+    pub(crate) async fn step_up_before<'w>(
+        self: &Arc<Self>,
+        wanted: impl IntoIterator<Item = &'w str>,
+    ) -> Result<bool> {
+        let generation = self.current_generation();
+        let Some(scopes) = self.widened(wanted) else {
+            return Ok(false);
+        };
+        tracing::info!(scopes = %scopes.join(" "), "a call will need more scopes; stepping up first");
+        let op = FlightOp::StepUp {
+            challenge: None,
+            scopes,
+        };
+        self.run_flight(generation, op).await?;
+        Ok(true)
+    }
+
+    /// The scopes granted plus `wanted`, or `None` when nothing is missing.
+    fn widened<'w>(&self, wanted: impl IntoIterator<Item = &'w str>) -> Option<Vec<String>> {
+        let mut scopes = self.tokens().map(|t| t.scopes).unwrap_or_default();
+        let granted = scopes.len();
+        for scope in wanted {
+            if !scopes.iter().any(|s| s == scope) {
+                scopes.push(scope.to_owned());
+            }
+        }
+        (scopes.len() > granted).then_some(scopes)
     }
 
     /// Runs `op` now, whatever the tokens are.

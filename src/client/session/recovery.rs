@@ -643,7 +643,7 @@ impl Session {
                 self.refresh_or_authorize(challenge.as_ref()).await
             }
             FlightOp::StepUp { challenge, scopes } => self
-                .obtain(Some(&challenge), Some(scopes))
+                .obtain(challenge.as_ref(), Some(scopes))
                 .await
                 .map(|_| ()),
             FlightOp::Authorize => {
