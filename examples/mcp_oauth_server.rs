@@ -1,6 +1,7 @@
 //! A self-contained MCP server: the embedded OAuth 2.1 authorization server and an rmcp MCP
-//! server (tools `echo`, `add`, `whoami`, and `crm_contacts`, which calls a demo CRM at `/crm` as
-//! the user by token exchange) behind `RequireBearer`, in one process.
+//! server (tools `echo`, `add`, `whoami`, `server_stats` (needs the `mcp:admin` scope), and
+//! `crm_contacts`, which calls a demo CRM at `/crm` as the user by token exchange) behind
+//! `RequireBearer`, in one process.
 //!
 //! ```text
 //! cargo run --example mcp_oauth_server
@@ -26,7 +27,7 @@ use oauth_server_app::dpop_choice::DpopChoice;
 use oauth_server_app::Options;
 
 /// A self-contained MCP server: the embedded OAuth 2.1 authorization server and an MCP server
-/// (tools echo, add, whoami) behind RequireBearer, in one process.
+/// (tools echo, add, whoami, server_stats) behind RequireBearer, in one process.
 ///
 /// Streamable HTTP at /mcp, legacy HTTP+SSE at /sse (messages to /message), the authorization
 /// server at the origin (/authorize shows a consent page), the protected-resource metadata at
@@ -58,6 +59,11 @@ struct Args {
     /// test_streaming_elicitation, test_logging_tool) over Streamable HTTP.
     #[arg(long)]
     conformance_tools: bool,
+    /// Scope-filtered discovery: each caller's tools/list shows only the tools its token can
+    /// call (server_stats needs mcp:admin). Off, every tool is listed with its scopes in
+    /// `_meta`; a call without them gets 403 either way.
+    #[arg(long)]
+    filter_tools: bool,
     /// How the MCP endpoints take DPoP-bound tokens (RFC 9449); the metadata and challenges say
     /// so, and clients bind their tokens only where the resource takes them.
     #[arg(long, value_enum, value_name = "MODE", default_value_t = DpopChoice::Accepted)]
@@ -184,6 +190,7 @@ impl Args {
             auto_approve: self.auto_approve,
             opaque_tokens: self.opaque_tokens,
             conformance_tools: self.conformance_tools,
+            filter_tools: self.filter_tools,
             dpop: self.dpop,
             other_resources: self.resources,
             extra_scopes: self.scopes,

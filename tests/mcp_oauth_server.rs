@@ -50,7 +50,14 @@ async fn both_transports_with_refresh(opaque_tokens: bool) {
     names.sort();
     assert_eq!(
         names,
-        ["add", "crm_contacts", "demo_github_login", "echo", "whoami"]
+        [
+            "add",
+            "crm_contacts",
+            "demo_github_login",
+            "echo",
+            "server_stats",
+            "whoami"
+        ]
     );
     let sum = client
         .call_tool(call("add", json!({"a": 2, "b": 40})))

@@ -71,7 +71,7 @@ async fn an_rmcp_client_lists_and_calls_tools_and_whoami_sees_auth_info() {
     let tools = client.list_tools(Default::default()).await.unwrap();
     let mut names: Vec<_> = tools.tools.iter().map(|t| t.name.to_string()).collect();
     names.sort();
-    assert_eq!(names, vec!["add", "echo", "whoami"]);
+    assert_eq!(names, vec!["add", "echo", "server_stats", "whoami"]);
 
     let echoed = client.call_tool(echo("hello over rmcp")).await.unwrap();
     assert_eq!(text(&echoed.content), "hello over rmcp");

@@ -28,7 +28,7 @@ client = new Client({ name: 'ts-sdk-interop', version: '1.0.0' });
 transport = new StreamableHTTPClientTransport(new URL(mcpUrl), { authProvider: provider });
 await client.connect(transport);
 const tools = (await client.listTools()).tools.map((t) => t.name).sort();
-assert.deepEqual(tools, ['add', 'crm_contacts', 'demo_github_login', 'echo', 'whoami']);
+assert.deepEqual(tools, ['add', 'crm_contacts', 'demo_github_login', 'echo', 'server_stats', 'whoami']);
 assert.equal(text(await client.callTool({ name: 'add', arguments: { a: 2, b: 40 } })), '42');
 const whoami = JSON.parse(text(await client.callTool({ name: 'whoami', arguments: {} })));
 assert.equal(whoami.subject, 'demo-user');

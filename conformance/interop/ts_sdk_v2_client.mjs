@@ -36,7 +36,7 @@ console.log(`registered ${provider.client.client_id} and exchanged the code`);
 await connected;
 assert.equal(client.getNegotiatedProtocolVersion(), '2026-07-28');
 const tools = (await client.listTools()).tools.map((t) => t.name).sort();
-assert.deepEqual(tools, ['add', 'crm_contacts', 'demo_github_login', 'echo', 'whoami']);
+assert.deepEqual(tools, ['add', 'crm_contacts', 'demo_github_login', 'echo', 'server_stats', 'whoami']);
 assert.equal(text(await client.callTool({ name: 'add', arguments: { a: 2, b: 40 } })), '42');
 const whoami = JSON.parse(text(await client.callTool({ name: 'whoami', arguments: {} })));
 assert.equal(whoami.subject, 'demo-user');

@@ -1,5 +1,6 @@
-//! The MCP server the examples and tests protect: tools `echo`, `add` and `whoami`, the last answering
-//! with the caller's `AuthInfo` as `RequireBearer` put it in the request. With
+//! The MCP server the examples and tests protect: tools `echo`, `add`, `whoami` (answering with
+//! the caller's `AuthInfo` as `RequireBearer` put it in the request) and `server_stats`, which
+//! declares that it needs the `mcp:admin` scope. With
 //! [`Tools::with_conformance_diagnostics`], also the diagnostic tools the conformance suite's
 //! server scenarios call.
 #![allow(dead_code, unreachable_pub)]
@@ -15,7 +16,7 @@ use rmcp::service::RequestContext;
 use rmcp::{schemars, tool, tool_handler, tool_router, ErrorData, RoleServer, ServerHandler};
 use serde::Deserialize;
 use serde_json::json;
-use tower_mcp_oauth::server::AuthInfo;
+use tower_mcp_oauth::server::{scopes_meta, AuthInfo};
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct EchoArgs {
@@ -108,6 +109,17 @@ impl Tools {
     ) -> Result<CallToolResult, ErrorData> {
         Ok(CallToolResult::success(vec![ContentBlock::text(
             (a + b).to_string(),
+        )]))
+    }
+
+    #[tool(
+        description = "How many tools this server has (needs the mcp:admin scope)",
+        meta = scopes_meta(["mcp:admin"])
+    )]
+    async fn server_stats(&self) -> Result<CallToolResult, ErrorData> {
+        let answer = json!({ "tools": self.tool_router.list_all().len() });
+        Ok(CallToolResult::success(vec![ContentBlock::text(
+            answer.to_string(),
         )]))
     }
 
@@ -323,6 +335,13 @@ impl Tools {
             String::from_utf8_lossy(answer.body()).into_owned(),
         )])
         .into())
+    }
+}
+
+impl Tools {
+    /// Every tool this server lists, with its declared `_meta` (scopes included).
+    pub fn listed(&self) -> Vec<rmcp::model::Tool> {
+        self.tool_router.list_all()
     }
 }
 

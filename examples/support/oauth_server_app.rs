@@ -29,12 +29,13 @@ use tower_mcp_oauth::dpop::DpopNonces;
 use tower_mcp_oauth::metadata::{ClientMetadata, ProtectedResourceMetadata};
 use tower_mcp_oauth::server::LegacySseServer;
 use tower_mcp_oauth::server::{
-    AuthInfo, IntrospectionVerifier, JwtVerifier, RequireBearerLayer, ResourceMetadataService,
-    TokenVerifier,
+    AuthInfo, FilterMcpListsLayer, IntrospectionVerifier, JwtVerifier, McpScopes,
+    RequireBearerLayer, RequireMcpScopesLayer, ResourceMetadataService, TokenVerifier,
 };
 
-/// The scopes the server knows; `mcp:tools` is required on every MCP route.
-pub const SCOPES: [&str; 2] = ["mcp:tools", "offline_access"];
+/// The scopes the server knows; `mcp:tools` is required on every MCP route, `mcp:admin` by the
+/// tool `server_stats`.
+pub const SCOPES: [&str; 3] = ["mcp:tools", "offline_access", "mcp:admin"];
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -56,6 +57,9 @@ pub struct Options {
     pub allow_private_client_metadata_hosts: bool,
     /// Also serve the conformance suite's diagnostic tools over Streamable HTTP.
     pub conformance_tools: bool,
+    /// Scope-filtered discovery: each caller's `tools/list` shows only the tools its token
+    /// can call (off: every tool, each with its scope hint).
+    pub filter_tools: bool,
     /// How the MCP endpoints take DPoP-bound tokens (the authorization server offers DPoP
     /// whatever this says; clients bind only where the resource takes it).
     pub dpop: dpop_choice::DpopChoice,
@@ -178,6 +182,7 @@ impl Default for Options {
             tls: None,
             allow_private_client_metadata_hosts: false,
             conformance_tools: false,
+            filter_tools: false,
             dpop: dpop_choice::DpopChoice::Accepted,
             other_resources: Vec::new(),
             extra_scopes: Vec::new(),
@@ -305,18 +310,6 @@ async fn protected_app<V: TokenVerifier + Clone>(
             policy
         },
     );
-    let mut document = ProtectedResourceMetadata {
-        resource: resource.to_owned(),
-        authorization_servers: vec![authorization_server.issuer().to_owned()],
-        scopes_supported: Some(SCOPES.iter().map(|s| (*s).to_owned()).collect()),
-        bearer_methods_supported: Some(vec!["header".into()]),
-        resource_name: Some("tower-mcp-oauth example server".into()),
-        jwks_uri: None,
-        ..Default::default()
-    };
-    bearer.describe(&mut document);
-    let metadata = ResourceMetadataService::new(document)?;
-    let bearer = bearer.resource_metadata(metadata.url());
     // Built once: at 2026-07-28 every request gets a service of its own, and building the tool
     // router (the schemas) per request would cost more than the request.
     let mut tools = if options.conformance_tools {
@@ -335,6 +328,33 @@ async fn protected_app<V: TokenVerifier + Clone>(
         tools = with;
         link_pages = Some(pages);
     }
+    // Each tool's scopes, declared once on the tool (`scopes_meta`): enforced, shown in lists,
+    // and advertised in the metadata.
+    let tool_scopes = McpScopes::new()
+        .from_rmcp_tools(&tools.listed())
+        .filter_lists(options.filter_tools);
+    let mut scopes_supported: Vec<String> = Vec::new();
+    for scope in ["mcp:tools".to_owned()]
+        .into_iter()
+        .chain(tool_scopes.declared_scopes())
+        .chain(["offline_access".to_owned()])
+    {
+        if !scopes_supported.contains(&scope) {
+            scopes_supported.push(scope);
+        }
+    }
+    let mut document = ProtectedResourceMetadata {
+        resource: resource.to_owned(),
+        authorization_servers: vec![authorization_server.issuer().to_owned()],
+        scopes_supported: Some(scopes_supported),
+        bearer_methods_supported: Some(vec!["header".into()]),
+        resource_name: Some("tower-mcp-oauth example server".into()),
+        jwks_uri: None,
+        ..Default::default()
+    };
+    bearer.describe(&mut document);
+    let metadata = ResourceMetadataService::new(document)?;
+    let bearer = bearer.resource_metadata(metadata.url());
     let streamable = StreamableHttpService::new(
         move || Ok(tools.clone()),
         sessions,
@@ -347,6 +367,8 @@ async fn protected_app<V: TokenVerifier + Clone>(
             "/mcp",
             ServiceBuilder::new()
                 .layer(bearer.clone())
+                .layer(RequireMcpScopesLayer::new(tool_scopes.clone()))
+                .layer(FilterMcpListsLayer::new(tool_scopes.clone()))
                 .service(streamable),
         )
         .route_service(
@@ -357,7 +379,10 @@ async fn protected_app<V: TokenVerifier + Clone>(
         )
         .route_service(
             "/message",
-            ServiceBuilder::new().layer(bearer).service(legacy),
+            ServiceBuilder::new()
+                .layer(bearer)
+                .layer(RequireMcpScopesLayer::new(tool_scopes))
+                .service(legacy),
         );
     for path in metadata.paths() {
         app = app.route_service(path, metadata.clone());
