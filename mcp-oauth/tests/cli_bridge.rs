@@ -305,7 +305,12 @@ impl Piped {
             .expect("an answer, not a hang")
             .unwrap()
             .expect("the bridge is running");
-        assert!(!line.contains("mcp-oauth/"), "the bridge's own: {line}");
+        // The transport's own ids are "tower-mcp-oauth/…" strings (a scope hint's key only
+        // ends in that name).
+        assert!(
+            !line.contains("\"tower-mcp-oauth/"),
+            "the bridge's own: {line}"
+        );
         serde_json::from_str(&line).unwrap()
     }
 
@@ -1208,6 +1213,17 @@ async fn an_mcp_remote_command_line_starts_and_its_flags_do_what_they_say() {
     assert!(
         names.contains(&"add") && !names.contains(&"echo"),
         "{names:?}"
+    );
+    // The server's scope hints come through untouched.
+    let stats = listed["result"]["tools"]
+        .as_array()
+        .and_then(|tools| tools.iter().find(|t| t["name"] == "server_stats"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        stats["_meta"][tower_mcp_oauth::metadata::SCOPES_META_KEY],
+        json!(["mcp:admin"]),
+        "{listed}"
     );
     let refused = bridge
         .ask(json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
