@@ -1,5 +1,7 @@
 //! Throughput under load, side by side in one run: the same loopback axum server with and
-//! without `RequireBearer` + `JwtVerifier` (cached), measured by wrk (`apt-get install wrk`).
+//! without `RequireBearer` + `JwtVerifier` (cached), and with `FilterMcpLists` behind the bearer
+//! layer (for requests that list nothing it must cost nothing), measured by wrk
+//! (`apt-get install wrk`).
 //!
 //! `taskset -c 0 cargo bench --bench bearer_load` (`BEARER_LOAD_SECONDS`, default 8, per run;
 //! `BEARER_LOAD_ROUNDS`, default 3, alternating runs of each side). With `taskset` present, wrk
@@ -14,7 +16,7 @@ mod wrk;
 use axum::routing::get;
 use axum::Router;
 use jsonwebtoken::Algorithm;
-use tower_mcp_oauth::server::{JwtVerifier, RequireBearerLayer};
+use tower_mcp_oauth::server::{FilterMcpListsLayer, JwtVerifier, McpScopes, RequireBearerLayer};
 
 const RESOURCE: &str = "https://mcp.example.test/mcp";
 
@@ -44,7 +46,7 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let (bare, protected, token) = rt.block_on(async {
+    let (bare, protected, filtered, token) = rt.block_on(async {
         let issuer = jwt_issuer::Issuer::start().await;
         let verifier = JwtVerifier::builder(&issuer.base, RESOURCE)
             .discover()
@@ -54,23 +56,31 @@ fn main() {
             .resource(RESOURCE)
             .required_scopes(["mcp"]);
         let bare = wrk::serve(app()).await;
-        let protected = wrk::serve(app().layer(layer)).await;
+        let protected = wrk::serve(app().layer(layer.clone())).await;
+        let lists = FilterMcpListsLayer::new(McpScopes::new().tool("t", ["x"]).filter_lists(true));
+        let filtered = wrk::serve(app().layer(lists).layer(layer)).await;
         let token = jwt_issuer::sign(&issuer.claims(RESOURCE), Algorithm::ES256, Some("ec-1"));
         std::mem::forget(issuer);
-        (bare, protected, token)
+        (bare, protected, filtered, token)
     });
     // Alternating rounds, so drift affects both sides alike.
     let mut without = Vec::new();
     let mut with = Vec::new();
+    let mut with_filter = Vec::new();
     for _ in 0..rounds {
         without.push(with_bearer(&bare, &token, seconds));
         with.push(with_bearer(&protected, &token, seconds));
+        with_filter.push(with_bearer(&filtered, &token, seconds));
     }
     let (mean, median) = (wrk::mean, wrk::median);
     let (a, b) = (mean(&without), mean(&with));
     println!("bearer_load: {seconds}s x{rounds} rounds, wrk -t1 -c32, GET /mcp on 127.0.0.1");
     println!("  without RequireBearer:                 {a:>10.0} req/s  {without:?}");
     println!("  with RequireBearer + JwtVerifier:      {b:>10.0} req/s  {with:?}");
+    println!(
+        "  ... + FilterMcpLists:                  {:>10.0} req/s  {with_filter:?}",
+        mean(&with_filter)
+    );
     println!(
         "  ratio: {:.1}% of the unprotected throughput (means), {:.1}% (medians)",
         100.0 * b / a,
@@ -80,5 +90,9 @@ fn main() {
         "  paired ratio: median {:.1}% over {} rounds",
         100.0 * wrk::paired_median(&with, &without),
         with.len()
+    );
+    println!(
+        "  FilterMcpLists (not a list): median {:.1}% of RequireBearer alone, paired",
+        100.0 * wrk::paired_median(&with_filter, &with)
     );
 }
