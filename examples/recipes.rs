@@ -42,9 +42,7 @@ use tower_mcp_oauth::downstream::accounts::{
 use tower_mcp_oauth::downstream::{tool_error, Caller, Downstream, TokenExchange};
 use tower_mcp_oauth::http::hyper_client;
 use tower_mcp_oauth::http::HttpClient;
-use tower_mcp_oauth::server::{
-    AuthInfo, JwtVerifier, McpScopes, ProtectedResource, RequireMcpScopesLayer,
-};
+use tower_mcp_oauth::server::{scopes_meta, AuthInfo, JwtVerifier, McpScopes, ProtectedResource};
 use tower_mcp_oauth::transport::{StreamableHttpConfig, StreamableHttpTransport};
 
 // recipe (a) begin
@@ -112,7 +110,10 @@ impl Tools {
         Ok(CallToolResult::success(vec![ContentBlock::text(subject)]))
     }
 
-    #[tool(description = "Forget everything (needs the mcp:admin scope)")]
+    #[tool(
+        description = "Forget everything (needs the mcp:admin scope)",
+        meta = scopes_meta(["mcp:admin"])
+    )]
     async fn reset(&self) -> Result<CallToolResult, ErrorData> {
         Ok(CallToolResult::success(vec![ContentBlock::text("reset")]))
     }
@@ -127,18 +128,23 @@ impl ServerHandler for Tools {}
 pub fn recipe_protected_server(issuer: &str, resource: &str) -> anyhow::Result<axum::Router> {
     // The keys come from the issuer's metadata, fetched when first needed.
     let verifier = JwtVerifier::builder(issuer, resource).discover_lazily()?;
+    // Each tool's scopes, as its `scopes_meta` declares them: required per call, shown in
+    // `tools/list` only to callers who hold them, and listed in the metadata.
+    let tool_scopes = McpScopes::new()
+        .from_rmcp_tools(&Tools::new().tool_router.list_all())
+        .filter_lists(true);
     let protected = ProtectedResource::new(resource, verifier)?
         .authorization_server(issuer)
         .required_scopes(["mcp:tools"])
-        .scopes_supported(["mcp:admin"]);
+        .mcp_scopes(tool_scopes);
     let mcp = StreamableHttpService::new(
         || Ok(Tools::new()),
         Arc::new(LocalSessionManager::default()),
         StreamableHttpServerConfig::default(),
     );
-    let per_tool = RequireMcpScopesLayer::new(McpScopes::new().tool("reset", ["mcp:admin"]));
-    // The MCP route behind the bearer check, and the metadata that points clients to `issuer`.
-    Ok(protected.router(ServiceBuilder::new().layer(per_tool).service(mcp)))
+    // The MCP route behind the bearer and scope checks, and the metadata that points clients
+    // to `issuer`.
+    Ok(protected.router(mcp))
 }
 // recipe (b) end
 

@@ -16,7 +16,21 @@ use rmcp::service::RequestContext;
 use rmcp::{schemars, tool, tool_handler, tool_router, ErrorData, RoleServer, ServerHandler};
 use serde::Deserialize;
 use serde_json::json;
-use tower_mcp_oauth::server::{scopes_meta, AuthInfo};
+#[cfg(feature = "rmcp-server")]
+use tower_mcp_oauth::server::scopes_meta;
+use tower_mcp_oauth::server::AuthInfo;
+
+/// The library's `scopes_meta`, for the test builds that include this file without the
+/// library's `rmcp-server` feature: the same `_meta`.
+#[cfg(not(feature = "rmcp-server"))]
+fn scopes_meta<const N: usize>(scopes: [&str; N]) -> rmcp::model::MetaObject {
+    let mut meta = rmcp::model::MetaObject::new();
+    meta.0.insert(
+        tower_mcp_oauth::metadata::SCOPES_META_KEY.to_owned(),
+        serde_json::json!(scopes.as_slice()),
+    );
+    meta
+}
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct EchoArgs {

@@ -284,9 +284,9 @@ impl McpScopes {
 /// The `_meta` that declares `scopes`, for rmcp's `#[tool(meta = …)]` and `#[prompt(meta = …)]`:
 /// read back by [`McpScopes::from_rmcp_tools`], and shown to clients as the item's scope hint.
 ///
-/// ```ignore
+/// ```text
 /// #[tool(description = "Deletes a file", meta = scopes_meta(["files:write"]))]
-/// async fn delete_file(&self, Parameters(args): Parameters<DeleteArgs>) -> Result<CallToolResult, ErrorData> { … }
+/// async fn delete_file(&self, Parameters(args): Parameters<DeleteArgs>) -> Result<CallToolResult, ErrorData>
 /// ```
 #[cfg(feature = "rmcp-server")]
 pub fn scopes_meta<I, S>(scopes: I) -> rmcp::model::MetaObject
