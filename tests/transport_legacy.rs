@@ -66,7 +66,7 @@ async fn rmcp_client_over_legacy_sse_with_oauth() {
             .unwrap()
             .tools
             .len(),
-        3
+        4
     );
     assert_eq!(
         text(&client.call_tool(echo("over sse")).await.unwrap().content),

@@ -185,7 +185,7 @@ async fn rmcp_client_over_our_transport_and_oauth_layer() {
     let client = ClientConfig::default().serve(transport).await.unwrap();
 
     let tools = client.list_tools(Default::default()).await.unwrap();
-    assert_eq!(tools.tools.len(), 3);
+    assert_eq!(tools.tools.len(), 4);
     let echoed = client.call_tool(echo("hi")).await.unwrap();
     assert_eq!(text(&echoed.content), "hi");
     let who = client
@@ -228,7 +228,7 @@ async fn an_rmcp_client_goes_on_in_a_new_session_when_the_server_forgets_it() {
     // Several calls at once find the session gone: one new initialize serves them all.
     let calls = (0..4).map(|_| client.list_tools(Default::default()));
     for listed in futures_util::future::join_all(calls).await {
-        assert_eq!(listed.unwrap().tools.len(), 3);
+        assert_eq!(listed.unwrap().tools.len(), 4);
     }
     assert_eq!(setup.sessions.initializes(), 2);
     let echoed = client.call_tool(echo("still here")).await.unwrap();
@@ -447,7 +447,7 @@ async fn an_answer_cut_mid_stream_is_resumed_or_reported_never_hung() {
             .unwrap()
             .tools
             .len(),
-        3
+        4
     );
 }
 

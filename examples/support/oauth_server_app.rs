@@ -375,6 +375,7 @@ async fn protected_app<V: TokenVerifier + Clone>(
             "/sse",
             ServiceBuilder::new()
                 .layer(bearer.clone())
+                .layer(FilterMcpListsLayer::new(tool_scopes.clone()))
                 .service(legacy.clone()),
         )
         .route_service(

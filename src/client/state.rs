@@ -184,7 +184,9 @@ impl OAuthState {
     /// Makes sure the token carries `scopes` before a request that needs them: when one is
     /// missing, authorizes again (through the configured
     /// [`AuthorizationHandler`](super::AuthorizationHandler)) for the scopes granted plus
-    /// these, as a 403 `insufficient_scope` would. Returns whether it authorized.
+    /// these, as a 403 `insufficient_scope` would. Returns whether it authorized. Before the
+    /// first token there is nothing granted to keep, so it asks for `scopes` alone: let the
+    /// first request (or [`Self::authorize`]) get the server's usual scopes first.
     ///
     /// # Errors
     /// As [`Self::authorize`].

@@ -17,15 +17,15 @@ use crate::http::{has_media_type_in, read_limited, ReadError};
 use crate::server::challenges::{Challenges, Rejection};
 use crate::server::list_body::{ListAnswers, ListsBody};
 use crate::server::mcp::{calls_in, McpScopes};
-use crate::server::mcp_lists::{list_requests, PendingList};
+use crate::server::mcp_lists::lists_anything;
 use crate::server::verify::AuthInfo;
 
-/// The list requests [`RequireMcpScopes`](crate::server::RequireMcpScopes) found in a body it
-/// read, handed on so the body is not read twice.
-#[derive(Debug, Clone)]
-pub(crate) struct ListsInBody(pub(crate) Vec<PendingList>);
+/// Whether a body [`RequireMcpScopes`](crate::server::RequireMcpScopes) read lists anything,
+/// handed on so the body is not read twice.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ListsInBody(pub(crate) bool);
 
-/// [`FilterMcpListsLayer`]: scope-filtered discovery (SEP-1881) from the same [`McpScopes`]
+/// [`FilterMcpListsLayer`]: scope-filtered discovery (as the SEP-1881 draft describes it) from the same [`McpScopes`]
 /// that [`RequireMcpScopesLayer`](crate::server::RequireMcpScopesLayer) enforces.
 ///
 /// For a request that lists tools, prompts or resources, the answer (JSON, or the SSE stream
@@ -36,6 +36,13 @@ pub(crate) struct ListsInBody(pub(crate) Vec<PendingList>);
 ///   shorter, and clients follow `nextCursor` as always;
 /// - every item that needs scopes carries them in `_meta` under [`SCOPES_META_KEY`]
 ///   (`["files:write"]`), so a client can ask for them before calling.
+///
+/// Answers are known by their shape (a result holding `tools`, `prompts` or `resources`), not
+/// by their ids, and every event stream is watched, whatever asked for it: a GET that resumes
+/// a stream may replay a list asked on the POST that opened it, and a server may route an
+/// answer to another stream.
+/// An answer that cannot be read to filter it (compressed, not JSON, over the size limit) is
+/// refused with 500, never passed on whole.
 ///
 /// Hiding is not refusing: a call to a hidden tool still gets
 /// [`RequireMcpScopes`](crate::server::RequireMcpScopes)'s 403 naming its scopes, so the
@@ -59,8 +66,10 @@ pub(crate) struct ListsInBody(pub(crate) Vec<PendingList>);
 /// # let _ = service;
 /// ```
 ///
-/// Not covered: `resources/templates/list` (a template is not a resource's URI), and the
-/// legacy HTTP+SSE transport, whose answers travel on another request's stream.
+/// With the legacy HTTP+SSE transport, answers travel on the GET stream: put the layer on that
+/// route, and lists are filtered for the token that opened the stream. Not covered:
+/// `resources/templates/list` (a template is not a resource's URI). An event larger than
+/// [`McpScopes::max_body_bytes`] ends its stream with an error.
 ///
 /// [`SCOPES_META_KEY`]: crate::server::SCOPES_META_KEY
 #[derive(Debug, Clone)]
@@ -119,7 +128,7 @@ pin_project_lite::pin_project! {
 pin_project_lite::pin_project! {
     #[project = StateProj]
     enum State<F, ResBody, E> {
-        Passing { #[pin] future: F },
+        Passing { #[pin] future: F, answers: Option<ListAnswers>, max_bytes: usize },
         Listing { future: Boxed<ResBody, E> },
     }
 }
@@ -132,9 +141,15 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().state.project() {
-            StateProj::Passing { future } => future
-                .poll(cx)
-                .map_ok(|response| response.map(ListsBody::inner)),
+            StateProj::Passing {
+                future,
+                answers,
+                max_bytes,
+            } => {
+                let response = std::task::ready!(future.poll(cx))?;
+                let answers = answers.take().expect("polled after completion");
+                Poll::Ready(Ok(watch_events(response, answers, *max_bytes)))
+            }
             StateProj::Listing { future } => future.as_mut().poll(cx),
         }
     }
@@ -159,15 +174,24 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let lists_nothing = request.method() != Method::POST
-            || request
+        // A POST may list unless RequireMcpScopes, in front, read that it does not.
+        let may_list = request.method() == Method::POST
+            && request
                 .extensions()
                 .get::<ListsInBody>()
-                .is_some_and(|found| found.0.is_empty());
-        if lists_nothing {
+                .is_none_or(|found| found.0);
+        if !may_list {
+            // Its own answer lists nothing, but an event stream may carry (or replay) the
+            // answer to a list asked on another request.
+            let answers = ListAnswers {
+                policy: self.scopes.clone(),
+                caller: request.extensions().get::<AuthInfo>().cloned(),
+            };
             return FilterMcpListsFuture {
                 state: State::Passing {
                     future: self.inner.call(request),
+                    answers: Some(answers),
+                    max_bytes: self.scopes.max_body_bytes,
                 },
             };
         }
@@ -178,6 +202,23 @@ where
             state: State::Listing { future },
         }
     }
+}
+
+/// An event stream with its list answers rewritten; any other answer as it is.
+fn watch_events<B>(
+    mut response: Response<B>,
+    answers: ListAnswers,
+    max_bytes: usize,
+) -> Response<ListsBody<B>> {
+    if !has_media_type_in(response.headers(), "text/event-stream") {
+        return response.map(ListsBody::inner);
+    }
+    if encoded(response.headers()) {
+        tracing::warn!("an MCP event stream came compressed, so it cannot be filtered; refused");
+        return failed();
+    }
+    response.headers_mut().remove(http::header::CONTENT_LENGTH);
+    response.map(|body| ListsBody::events(body, answers, max_bytes))
 }
 
 /// Sends a request that may list, and rewrites the lists in its answer.
@@ -198,7 +239,7 @@ where
         .get::<Arc<Challenges>>()
         .cloned()
         .unwrap_or_default();
-    let (mut request, pending) = match lists_in(request, &policy).await {
+    let (mut request, lists) = match lists_in(request, &policy).await {
         Ok(found) => found,
         Err(rejection) => {
             return Ok(challenges
@@ -206,43 +247,34 @@ where
                 .map(|()| ListsBody::empty()))
         }
     };
-    if pending.is_empty() {
-        return Ok(inner.call(request).await?.map(ListsBody::inner));
+    let answers = ListAnswers {
+        policy: policy.clone(),
+        caller: request.extensions().get::<AuthInfo>().cloned(),
+    };
+    if !lists {
+        let response = inner.call(request).await?;
+        return Ok(watch_events(response, answers, policy.max_body_bytes));
     }
     // An answer must come back readable to be rewritten.
     request.headers_mut().remove(http::header::ACCEPT_ENCODING);
-    let granted = request
-        .extensions()
-        .get::<AuthInfo>()
-        .map(|info| info.scopes.clone())
-        .unwrap_or_default();
-    let answers = ListAnswers {
-        policy: policy.clone(),
-        granted,
-        pending,
-    };
     let response = inner.call(request).await?;
     Ok(rewrite_answer(response, answers, policy.max_body_bytes).await)
 }
 
-/// The request, its body read again if no layer in front read it, and its list requests.
+/// The request, its body read again if no layer in front read it, and whether it lists.
 async fn lists_in<B>(
     request: Request<B>,
     policy: &McpScopes,
-) -> Result<(Request<B>, Vec<PendingList>), Rejection>
+) -> Result<(Request<B>, bool), Rejection>
 where
     B: Body<Data = Bytes> + From<Bytes>,
     B::Error: Into<BoxError>,
 {
     if let Some(found) = request.extensions().get::<ListsInBody>() {
-        let pending = found.0.clone();
-        return Ok((request, pending));
+        let lists = found.0;
+        return Ok((request, lists));
     }
-    let encoded = request
-        .headers()
-        .get(http::header::CONTENT_ENCODING)
-        .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
-    if encoded {
+    if encoded(request.headers()) {
         return Err(Rejection::UnsupportedEncoding);
     }
     let (parts, body) = request.into_parts();
@@ -256,29 +288,26 @@ where
     let calls = calls_in(&bytes).map_err(Rejection::InvalidRequest)?;
     Ok((
         Request::from_parts(parts, B::from(bytes)),
-        list_requests(&calls),
+        lists_anything(&calls),
     ))
 }
 
 /// The answer with its lists rewritten: a JSON body whole, an event stream event by event,
-/// anything else (an error status, 202) as it is.
+/// an error status as it is; anything else cannot be filtered and is refused.
 async fn rewrite_answer<ResBody>(
     response: Response<ResBody>,
-    mut answers: ListAnswers,
+    answers: ListAnswers,
     max_bytes: usize,
 ) -> Response<ListsBody<ResBody>>
 where
     ResBody: Body<Data = Bytes>,
     ResBody::Error: Into<BoxError>,
 {
-    let encoded = response
-        .headers()
-        .get(http::header::CONTENT_ENCODING)
-        .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
+    let encoded = encoded(response.headers());
     let headers = response.headers();
     let json = has_media_type_in(headers, "application/json");
     let events = has_media_type_in(headers, "text/event-stream");
-    if !response.status().is_success() || !(json || events) {
+    if !response.status().is_success() {
         return response.map(ListsBody::inner);
     }
     if encoded {
@@ -286,7 +315,18 @@ where
         return failed();
     }
     if events {
-        return response.map(|body| ListsBody::events(body, answers, max_bytes));
+        return watch_events(response, answers, max_bytes);
+    }
+    if !json {
+        // A list is answered in JSON or SSE; anything else with a body cannot be filtered.
+        if matches!(
+            response.status(),
+            StatusCode::ACCEPTED | StatusCode::NO_CONTENT
+        ) {
+            return response.map(ListsBody::inner);
+        }
+        tracing::warn!("an MCP list answer is neither JSON nor SSE; refused");
+        return failed();
     }
     let (mut parts, body) = response.into_parts();
     let bytes = match read_limited(body, max_bytes).await {
@@ -306,6 +346,13 @@ where
     let rewritten = Bytes::from(message.to_string());
     parts.headers.remove(http::header::CONTENT_LENGTH);
     Response::from_parts(parts, ListsBody::whole(rewritten))
+}
+
+/// Whether a message's body is compressed (so it cannot be read here).
+fn encoded(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_ENCODING)
+        .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"))
 }
 
 /// An answer that could not be filtered is never passed on whole.
@@ -383,6 +430,19 @@ mod tests {
             assert!(with.contains(r#""name":"b""#), "{media}: {with}");
             assert!(with.contains(crate::server::SCOPES_META_KEY), "{with}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_resumed_stream_replaying_a_list_is_filtered() {
+        let mut request = list(&[]);
+        *request.method_mut() = Method::GET;
+        request.headers_mut().remove("accept-encoding");
+        request
+            .headers_mut()
+            .insert("last-event-id", "0/1".parse().unwrap());
+        let answer = text(app("text/event-stream").oneshot(request).await.unwrap()).await;
+        assert!(!answer.contains(r#""name":"b""#), "{answer}");
+        assert!(answer.contains(r#""name":"a""#), "{answer}");
     }
 
     #[tokio::test]

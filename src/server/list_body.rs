@@ -13,24 +13,25 @@ use serde_json::Value;
 
 use crate::error::BoxError;
 use crate::server::mcp::McpScopes;
-use crate::server::mcp_lists::{ListView, PendingList};
+use crate::server::mcp_lists::{may_hold_a_list, ListView};
+use crate::server::verify::AuthInfo;
 
-/// The list requests of one request, and whose answers to rewrite and how.
-#[derive(Debug)]
+/// Whose lists to rewrite, and how.
+#[derive(Debug, Clone)]
 pub(crate) struct ListAnswers {
     pub(crate) policy: Arc<McpScopes>,
-    pub(crate) granted: Vec<String>,
-    pub(crate) pending: Vec<PendingList>,
+    /// The caller, as the bearer layer let it in (none: a caller with no scopes).
+    pub(crate) caller: Option<AuthInfo>,
 }
 
 impl ListAnswers {
-    /// Rewrites `message` if it answers a pending list request.
-    pub(crate) fn rewrite(&mut self, message: &mut Value) -> bool {
+    /// Rewrites the list answers in `message`; whether there was any.
+    pub(crate) fn rewrite(&self, message: &mut Value) -> bool {
         let view = ListView {
             policy: &self.policy,
-            granted: &self.granted,
+            granted: self.caller.as_ref().map_or(&[], |info| &info.scopes),
         };
-        view.rewrite(message, &mut self.pending)
+        view.rewrite(message)
     }
 }
 
@@ -77,8 +78,8 @@ impl<B> ListsBody<B> {
         }
     }
 
-    /// `body` as an event stream, its list answers rewritten; an event over `max_event_bytes`
-    /// while an answer is awaited ends the stream with an error.
+    /// `body` as an event stream, its list answers rewritten; an event over `max_event_bytes`,
+    /// or one that may hold a list but cannot be read, ends the stream with an error.
     pub(crate) fn events(body: B, answers: ListAnswers, max_event_bytes: usize) -> Self {
         Self {
             kind: Kind::Events {
@@ -121,12 +122,12 @@ where
                     Some(Ok(frame)) => match frame.into_data() {
                         Ok(data) => events.feed(data)?,
                         Err(frame) => {
-                            events.finish();
+                            events.finish()?;
                             events.trailers = frame.into_trailers().ok();
                         }
                     },
                     Some(Err(error)) => return Poll::Ready(Some(Err(error.into()))),
-                    None => events.finish(),
+                    None => events.finish()?,
                 }
             },
         }
@@ -153,9 +154,9 @@ where
     }
 }
 
-/// Splits an event stream into its events (blocks ended by a blank line) while a list answer
-/// is awaited, rewrites the one that answers, and passes everything else through byte for
-/// byte; once every answer is in, chunks pass through whole.
+/// Splits an event stream into its events (blocks ended by a blank line), rewrites those that
+/// answer a list, and passes everything else through byte for byte. Every event is looked at:
+/// a stream may carry, or replay, the answer to a list asked on another request.
 #[derive(Debug)]
 struct EventRewriter {
     answers: ListAnswers,
@@ -196,10 +197,6 @@ impl EventRewriter {
     }
 
     fn feed(&mut self, chunk: Bytes) -> Result<(), BoxError> {
-        if self.answers.pending.is_empty() {
-            self.out.push_back(chunk);
-            return Ok(());
-        }
         self.buffer.extend_from_slice(&chunk);
         while self.scanned < self.buffer.len() {
             let byte = self.buffer[self.scanned];
@@ -230,27 +227,27 @@ impl EventRewriter {
                 let event = self.buffer.split_to(self.scanned).freeze();
                 self.scanned = 0;
                 self.line_start = 0;
-                let rewritten = self.rewrite(&event);
+                let rewritten = self.rewrite(&event)?;
                 self.out.push_back(rewritten.unwrap_or(event));
-                if self.answers.pending.is_empty() {
-                    // Every list is answered: the rest is not the layer's business.
-                    let rest = self.buffer.split().freeze();
-                    if !rest.is_empty() {
-                        self.out.push_back(rest);
-                    }
-                    return Ok(());
-                }
             }
         }
         if self.buffer.len() > self.max_event_bytes {
-            return Err("an event of an MCP list answer is larger than the layer reads".into());
+            return Err("an event of an MCP answer is larger than the list filter reads".into());
         }
         Ok(())
     }
 
-    /// The event rewritten, when its data is a JSON-RPC message answering a list request.
-    fn rewrite(&mut self, event: &[u8]) -> Option<Bytes> {
-        let text = std::str::from_utf8(event).ok()?;
+    /// The event rewritten, when its data is a JSON-RPC message answering a list; an error
+    /// when it may hold one but cannot be read (a client might read it whole).
+    fn rewrite(&self, event: &[u8]) -> Result<Option<Bytes>, BoxError> {
+        if !may_hold_a_list(event) {
+            return Ok(None);
+        }
+        let unreadable =
+            || -> BoxError { "an MCP answer that may hold a list cannot be read".into() };
+        let text = std::str::from_utf8(event).map_err(|_| unreadable())?;
+        // A byte-order mark may open the stream.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let mut data: Option<String> = None;
         let mut others = Vec::new();
         for line in text.split(['\r', '\n']).filter(|line| !line.is_empty()) {
@@ -268,9 +265,12 @@ impl EventRewriter {
                 others.push(line);
             }
         }
-        let mut message: Value = serde_json::from_str(&data?).ok()?;
+        let Some(data) = data else {
+            return Ok(None);
+        };
+        let mut message: Value = serde_json::from_str(&data).map_err(|_| unreadable())?;
         if !self.answers.rewrite(&mut message) {
-            return None;
+            return Ok(None);
         }
         let mut rewritten = String::new();
         for line in others {
@@ -280,30 +280,26 @@ impl EventRewriter {
         rewritten.push_str("data: ");
         rewritten.push_str(&message.to_string());
         rewritten.push_str("\n\n");
-        Some(Bytes::from(rewritten))
+        Ok(Some(Bytes::from(rewritten)))
     }
 
-    fn finish(&mut self) {
+    /// The stream ended: what is left (an event ended by a lone CR at the very end is whole)
+    /// goes out, rewritten if it answers a list.
+    fn finish(&mut self) -> Result<(), BoxError> {
+        self.finished = true;
         let rest = self.buffer.split().freeze();
         if !rest.is_empty() {
-            // An event ended by a lone CR at the very end is whole, so it is answered too.
-            let rewritten = if self.answers.pending.is_empty() {
-                None
-            } else {
-                self.rewrite(&rest)
-            };
+            let rewritten = self.rewrite(&rest)?;
             self.out.push_back(rewritten.unwrap_or(rest));
         }
-        self.finished = true;
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::mcp::ListKind;
     use http_body_util::{BodyExt, StreamBody};
-    use serde_json::json;
 
     fn answers() -> ListAnswers {
         ListAnswers {
@@ -312,8 +308,7 @@ mod tests {
                     .tool("secret", ["admin"])
                     .filter_lists(true),
             ),
-            granted: vec![],
-            pending: vec![(json!(1), ListKind::Tools)],
+            caller: None,
         }
     }
 
@@ -369,7 +364,21 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_oversized_event_before_the_answer_ends_the_stream() {
+    async fn an_event_that_may_hold_a_list_but_cannot_be_read_ends_the_stream() {
+        let unreadable = "data: {\"result\":{\"tools\":[\n\n";
+        assert!(rewrite(vec![unreadable], 1 << 16).await.is_err());
+        // A byte-order mark before the first field is read past.
+        let text = rewrite(
+            vec!["\u{feff}data: {\"id\":1,\"result\":{\"tools\":[{\"name\":\"secret\"}]}}\n\n"],
+            1 << 16,
+        )
+        .await
+        .unwrap();
+        assert_eq!(text, "data: {\"id\":1,\"result\":{\"tools\":[]}}\n\n");
+    }
+
+    #[tokio::test]
+    async fn an_oversized_event_ends_the_stream() {
         let error = rewrite(vec!["data: xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"], 16)
             .await
             .unwrap_err();

@@ -156,7 +156,9 @@ impl McpScopes {
         self
     }
 
-    /// Requires `scopes` for `resources/read` (and subscribing) of the resource at `uri`.
+    /// Requires `scopes` for `resources/read` (and subscribing) of the resource at `uri`,
+    /// matched exactly as the client writes it: where the server takes other spellings of a
+    /// URI, require a scope for the method (`resources/read`) instead.
     pub fn resource<I, S>(mut self, uri: &str, scopes: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -283,6 +285,10 @@ impl McpScopes {
 
 /// The `_meta` that declares `scopes`, for rmcp's `#[tool(meta = …)]` and `#[prompt(meta = …)]`:
 /// read back by [`McpScopes::from_rmcp_tools`], and shown to clients as the item's scope hint.
+/// It only declares: the scopes are required where that `McpScopes` goes to
+/// [`RequireMcpScopesLayer`](crate::server::RequireMcpScopesLayer) (or
+/// [`ProtectedResource::mcp_scopes`](crate::server::ProtectedResource::mcp_scopes)). A
+/// declaration that is not a list of strings declares nothing.
 ///
 /// ```text
 /// #[tool(description = "Deletes a file", meta = scopes_meta(["files:write"]))]

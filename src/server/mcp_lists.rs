@@ -13,60 +13,66 @@ pub(crate) struct ListView<'a> {
     pub(crate) granted: &'a [String],
 }
 
-/// A list request waiting for its answer: its JSON-RPC id and what it lists.
-pub(crate) type PendingList = (Value, ListKind);
-
-/// The list requests among `calls`.
-pub(crate) fn list_requests(calls: &[McpCall]) -> Vec<PendingList> {
+/// Whether any of `calls` lists tools, prompts or resources.
+pub(crate) fn lists_anything(calls: &[McpCall]) -> bool {
     calls
         .iter()
-        .filter_map(|call| Some((call.id.clone()?, ListKind::of(&call.method)?)))
-        .collect()
+        .any(|call| ListKind::of(&call.method).is_some())
+}
+
+const KINDS: [ListKind; 3] = [ListKind::Tools, ListKind::Prompts, ListKind::Resources];
+
+/// Whether `bytes` may hold a list answer: a cheap look for the lists' field names before
+/// parsing.
+pub(crate) fn may_hold_a_list(bytes: &[u8]) -> bool {
+    KINDS.iter().any(|kind| {
+        let field = kind.field().as_bytes();
+        bytes.windows(field.len()).any(|window| window == field)
+    })
 }
 
 impl ListView<'_> {
-    /// Rewrites the answers in `message` (one JSON-RPC message or a batch) to the requests in
-    /// `pending`, taking each answered one out. Returns whether `message` answered any.
-    pub(crate) fn rewrite(&self, message: &mut Value, pending: &mut Vec<PendingList>) -> bool {
+    /// Rewrites every answer in `message` (one JSON-RPC message or a batch) whose result holds
+    /// a list of tools, prompts or resources. Answers are known by their shape, not by their
+    /// id: the client picks ids, and one written back in another form (`1.0` as `1`), repeated,
+    /// or routed to another stream must not let a list through. Returns whether any was.
+    pub(crate) fn rewrite(&self, message: &mut Value) -> bool {
         match message {
             Value::Array(batch) => {
-                let mut answered = false;
+                let mut rewritten = false;
                 for message in batch {
-                    answered |= self.rewrite_one(message, pending);
+                    rewritten |= self.rewrite_one(message);
                 }
-                answered
+                rewritten
             }
-            message => self.rewrite_one(message, pending),
+            message => self.rewrite_one(message),
         }
     }
 
-    fn rewrite_one(&self, message: &mut Value, pending: &mut Vec<PendingList>) -> bool {
+    fn rewrite_one(&self, message: &mut Value) -> bool {
         let Value::Object(object) = message else {
             return false;
         };
-        // A request from the server carries an id too; only answers have none of `method`.
+        // Requests and notifications from the server are not answers.
         if object.contains_key("method") {
             return false;
         }
-        let Some(id) = object.get("id") else {
+        let Some(Value::Object(result)) = object.get_mut("result") else {
             return false;
         };
-        let Some(at) = pending.iter().position(|(pending_id, _)| pending_id == id) else {
-            return false;
-        };
-        let (_, kind) = pending.swap_remove(at);
-        if let Some(Value::Object(result)) = object.get_mut("result") {
-            self.rewrite_result(result, kind);
+        let mut rewritten = false;
+        for kind in KINDS {
+            if let Some(Value::Array(items)) = result.get_mut(kind.field()) {
+                self.keep_usable(items, kind);
+                rewritten = true;
+            }
         }
-        true
+        rewritten
     }
 
     /// Keeps the items the caller can use (when filtering), in order, and puts the scope hint
     /// on each that needs scopes. The cursor and every other field stay as they are.
-    fn rewrite_result(&self, result: &mut Map<String, Value>, kind: ListKind) {
-        let Some(Value::Array(items)) = result.get_mut(kind.field()) else {
-            return;
-        };
+    fn keep_usable(&self, items: &mut Vec<Value>, kind: ListKind) {
         items.retain_mut(|item| {
             let name = item.get(kind.key()).and_then(Value::as_str).unwrap_or("");
             let needed = self.policy.item_scopes(kind, name);
@@ -137,18 +143,12 @@ mod tests {
             "tools": [{"name": "read"}, {"name": "delete"}, {"name": "admin"}, {"nameless": true}],
             "nextCursor": "page-2",
         }});
-        let mut pending = vec![(json!(7), ListKind::Tools)];
-        assert!(view.rewrite(&mut message, &mut pending));
-        assert!(pending.is_empty());
+        assert!(view.rewrite(&mut message));
         assert_eq!(message["result"]["nextCursor"], "page-2");
         let tools = message["result"]["tools"].as_array().unwrap();
         assert_eq!(tools.len(), 3);
         assert_eq!(tools[0], json!({"name": "read"}));
-        assert_eq!(
-            tools[1]["_meta"][SCOPES_META_KEY],
-            json!(["files:write"]),
-            "{tools:?}"
-        );
+        assert_eq!(tools[1]["_meta"][SCOPES_META_KEY], json!(["files:write"]));
         assert_eq!(tools[2], json!({"nameless": true}));
     }
 
@@ -163,17 +163,12 @@ mod tests {
         let mut batch = json!([
             {"jsonrpc": "2.0", "id": "p", "result": {"prompts": [{"name": "secret"}, {"name": "open"}]}},
             {"jsonrpc": "2.0", "id": "r", "result": {"resources": [{"uri": "file:///etc"}, {"uri": "file:///tmp"}]}},
-            {"jsonrpc": "2.0", "id": "t", "result": {"tools": [{"name": "read"}]}},
-            {"jsonrpc": "2.0", "id": "x", "method": "sampling/createMessage", "params": {}},
+            {"jsonrpc": "2.0", "id": 1.0, "result": {"tools": [{"name": "read"}]}},
+            {"jsonrpc": "2.0", "id": "x", "method": "sampling/createMessage", "params": {"tools": [{"name": "delete"}]}},
+            {"jsonrpc": "2.0", "id": "d", "result": {"capabilities": {"tools": {}}, "tools": {"listChanged": true}}},
         ]);
-        let original_request = batch[3].clone();
-        let mut pending = vec![
-            (json!("p"), ListKind::Prompts),
-            (json!("r"), ListKind::Resources),
-            (json!("t"), ListKind::Tools),
-            (json!("x"), ListKind::Tools),
-        ];
-        assert!(view.rewrite(&mut batch, &mut pending));
+        let untouched = [batch[3].clone(), batch[4].clone()];
+        assert!(view.rewrite(&mut batch));
         assert_eq!(names(&batch[0], "prompts", "name"), ["open"]);
         assert_eq!(
             names(&batch[1], "resources", "uri"),
@@ -181,8 +176,7 @@ mod tests {
         );
         // Without `mcp:call`, no tool can be called, so none is listed.
         assert!(names(&batch[2], "tools", "name").is_empty());
-        assert_eq!(batch[3], original_request);
-        assert_eq!(pending, vec![(json!("x"), ListKind::Tools)]);
+        assert_eq!([batch[3].clone(), batch[4].clone()], untouched);
     }
 
     #[test]
@@ -195,14 +189,20 @@ mod tests {
         let mut message = json!({"jsonrpc": "2.0", "id": 1, "result": {"tools": [
             {"name": "admin", "_meta": {"other/key": 1}}, {"name": "delete", "_meta": "odd"},
         ]}});
-        let mut pending = vec![(json!(1), ListKind::Tools)];
-        view.rewrite(&mut message, &mut pending);
+        view.rewrite(&mut message);
         let tools = &message["result"]["tools"];
         assert_eq!(
             tools[0]["_meta"],
             json!({"other/key": 1, (SCOPES_META_KEY): ["admin", "files:write"]})
         );
         assert_eq!(tools[1]["_meta"], "odd");
+    }
+
+    #[test]
+    fn the_look_before_parsing_finds_every_list() {
+        assert!(may_hold_a_list(br#"{"result":{"tools":[]}}"#));
+        assert!(may_hold_a_list(br#"{"result":{"resources":[]}}"#));
+        assert!(!may_hold_a_list(br#"{"result":{"content":[]}}"#));
     }
 
     mod properties {
@@ -242,8 +242,7 @@ mod tests {
                         result["nextCursor"] = json!(page + 1);
                     }
                     let mut message = json!({"jsonrpc": "2.0", "id": page, "result": result});
-                    let mut pending = vec![(json!(page), ListKind::Tools)];
-                    prop_assert!(view.rewrite(&mut message, &mut pending));
+                    prop_assert!(view.rewrite(&mut message));
                     prop_assert_eq!(
                         message["result"].get("nextCursor").cloned(),
                         (page + 1 < pages.len()).then(|| json!(page + 1))
@@ -274,7 +273,7 @@ mod tests {
                 let view = ListView { policy: &policy, granted: &granted };
                 let count = items.len();
                 let mut message = json!({"id": 0, "result": {"tools": items}});
-                view.rewrite(&mut message, &mut vec![(json!(0), ListKind::Tools)]);
+                view.rewrite(&mut message);
                 prop_assert!(message["result"]["tools"].as_array().unwrap().len() <= count);
             }
         }

@@ -18,7 +18,7 @@ use crate::mcp_headers;
 use crate::server::challenges::{Challenges, Rejection};
 use crate::server::filter_lists::ListsInBody;
 use crate::server::mcp::{calls_in, McpCall, McpScopes};
-use crate::server::mcp_lists::list_requests;
+use crate::server::mcp_lists::lists_anything;
 use crate::server::verify::AuthInfo;
 
 /// [`RequireMcpScopesLayer`]: scopes per MCP method and tool, decided from the JSON-RPC body.
@@ -168,7 +168,7 @@ where
     // For FilterMcpLists further in: which calls list, without reading the body again.
     request
         .extensions_mut()
-        .insert(ListsInBody(list_requests(&calls)));
+        .insert(ListsInBody(lists_anything(&calls)));
     Ok(request)
 }
 

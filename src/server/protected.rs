@@ -131,7 +131,8 @@ impl<V: TokenVerifier> ProtectedResource<V> {
 
     /// Scopes per MCP method, tool, prompt and resource: [`Self::router`] enforces them
     /// ([`RequireMcpScopesLayer`]) and answers lists per caller ([`FilterMcpListsLayer`]), and
-    /// the metadata lists every scope they declare.
+    /// the metadata lists every scope they declare. With plain tower ([`Self::layer`]), add
+    /// [`Self::mcp_layers`] inside it, or the metadata advertises scopes nothing enforces.
     pub fn mcp_scopes(mut self, scopes: McpScopes) -> Self {
         self.mcp_scopes = Some(scopes);
         self

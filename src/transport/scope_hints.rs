@@ -1,7 +1,7 @@
 //! [`StepUpFromHints`]: an rmcp client transport that asks for a tool's scopes before calling
 //! it, from the scope hints servers put on the tools they list.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use rmcp::model::{
     ClientJsonRpcMessage, ClientRequest, JsonRpcMessage, ServerJsonRpcMessage, ServerResult,
@@ -20,7 +20,10 @@ use crate::metadata::SCOPES_META_KEY;
 /// `scopes_meta` declarations put there); before sending a call to a tool whose scopes the token
 /// lacks, it steps up through [`OAuthState::step_up`], then sends. If stepping up fails (the
 /// user declined, no handler), the call goes as it is and a 403 is handled as before. Hints
-/// only widen what the client asks for; the server still decides.
+/// only widen what the client asks for; the server still decides. Each tool's hinted scopes are
+/// asked for once: a user who declines (or an authorization server that grants less) is not
+/// asked again before every call. Hints that are not plain scope tokens (RFC 6749 §3.3), more
+/// than 16 scopes, or longer than 128 bytes each are ignored.
 ///
 /// ```no_run
 /// # async fn example() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
@@ -39,6 +42,22 @@ pub struct StepUpFromHints<T> {
     inner: T,
     state: OAuthState,
     hints: HashMap<String, Vec<String>>,
+    asked: HashSet<(String, Vec<String>)>,
+}
+
+/// At most this many tools' hints are kept (a server can list any number of names).
+const MAX_HINTED_TOOLS: usize = 4096;
+/// At most this many scopes in one hint, each at most this long.
+const MAX_HINTED_SCOPES: usize = 16;
+const MAX_SCOPE_BYTES: usize = 128;
+
+/// A scope token (RFC 6749 §3.3): printable ASCII but space, `"` and `\`.
+fn is_scope_token(scope: &str) -> bool {
+    !scope.is_empty()
+        && scope.len() <= MAX_SCOPE_BYTES
+        && scope
+            .bytes()
+            .all(|b| matches!(b, 0x21 | 0x23..=0x5B | 0x5D..=0x7E))
 }
 
 impl<T> std::fmt::Debug for StepUpFromHints<T> {
@@ -56,6 +75,7 @@ impl<T> StepUpFromHints<T> {
             inner,
             state,
             hints: HashMap::new(),
+            asked: HashSet::new(),
         }
     }
 
@@ -78,14 +98,18 @@ impl<T> StepUpFromHints<T> {
                 .as_ref()
                 .and_then(|meta| meta.0.get(SCOPES_META_KEY))
                 .and_then(serde_json::Value::as_array)
-                .map(|scopes| {
-                    scopes
+                .and_then(|scopes| {
+                    let scopes: Option<Vec<String>> = scopes
                         .iter()
-                        .filter_map(|s| s.as_str().map(str::to_owned))
-                        .collect::<Vec<_>>()
+                        .map(|s| s.as_str().filter(|s| is_scope_token(s)).map(str::to_owned))
+                        .collect();
+                    scopes.filter(|s| !s.is_empty() && s.len() <= MAX_HINTED_SCOPES)
                 });
             match hinted {
-                Some(scopes) if !scopes.is_empty() => {
+                Some(scopes)
+                    if self.hints.len() < MAX_HINTED_TOOLS
+                        || self.hints.contains_key(tool.name.as_ref()) =>
+                {
                     self.hints.insert(tool.name.to_string(), scopes);
                 }
                 _ => {
@@ -95,15 +119,19 @@ impl<T> StepUpFromHints<T> {
         }
     }
 
-    /// The scopes the message's tool call needs, by the hints.
-    fn wanted(&self, message: &ClientJsonRpcMessage) -> Option<Vec<String>> {
+    /// The scopes the message's tool call needs, by the hints, unless asked for already.
+    fn wanted(&mut self, message: &ClientJsonRpcMessage) -> Option<Vec<String>> {
         let JsonRpcMessage::Request(request) = message else {
             return None;
         };
         let ClientRequest::CallToolRequest(call) = &request.request else {
             return None;
         };
-        self.hints.get(call.params.name.as_ref()).cloned()
+        let tool = call.params.name.as_ref();
+        let scopes = self.hints.get(tool)?.clone();
+        self.asked
+            .insert((tool.to_owned(), scopes.clone()))
+            .then_some(scopes)
     }
 }
 
@@ -140,5 +168,29 @@ where
 
     fn close(&mut self) -> impl std::future::Future<Output = Result<(), T::Error>> + Send {
         self.inner.close()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_scope_tokens_are_hints() {
+        for good in ["mcp:admin", "files.write", "https://api.example/x"] {
+            assert!(is_scope_token(good), "{good}");
+        }
+        let long = "x".repeat(MAX_SCOPE_BYTES + 1);
+        for bad in [
+            "",
+            "two words",
+            "quote\"",
+            "back\\slash",
+            "\u{1b}[2J",
+            "é",
+            long.as_str(),
+        ] {
+            assert!(!is_scope_token(bad), "{bad:?}");
+        }
     }
 }

@@ -194,7 +194,7 @@ impl Session {
         let Some(scopes) = self.widened(wanted) else {
             return Ok(false);
         };
-        tracing::info!(scopes = %scopes.join(" "), "a call will need more scopes; stepping up first");
+        tracing::info!(?scopes, "a call will need more scopes; stepping up first");
         let op = FlightOp::StepUp {
             challenge: None,
             scopes,
