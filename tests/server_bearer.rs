@@ -328,7 +328,8 @@ async fn scopes_route_and_tool_level_answer_403_with_every_required_scope() {
         StatusCode::OK
     );
 
-    // Headers that disagree with the body are refused, so they cannot dodge a tool's scope.
+    // Headers that disagree with the body cannot dodge a tool's scope: the token needs what
+    // either names (the service refuses the mismatch itself).
     let answer = call(
         &s.mcp,
         Some(&bearer(&token)),
@@ -336,7 +337,7 @@ async fn scopes_route_and_tool_level_answer_403_with_every_required_scope() {
         &[("mcp-method", "tools/list")],
     )
     .await;
-    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    assert_eq!(answer.status, StatusCode::FORBIDDEN);
     let answer = call(
         &s.mcp,
         Some(&bearer(&token)),
@@ -344,7 +345,15 @@ async fn scopes_route_and_tool_level_answer_403_with_every_required_scope() {
         &[("mcp-method", "tools/call"), ("mcp-name", "echo")],
     )
     .await;
-    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    assert_eq!(answer.status, StatusCode::FORBIDDEN);
+    let answer = call(
+        &s.mcp,
+        Some(&bearer(&token)),
+        echo,
+        &[("mcp-method", "tools/call"), ("mcp-name", "delete_file")],
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN);
 
     let mut writer = s.issuer.claims(&s.resource);
     writer["scope"] = json!("mcp files:write");

@@ -13,9 +13,9 @@ pub const DEFAULT_MAX_MCP_BODY_BYTES: usize = 4 * 1024 * 1024;
 /// while `tools/list` needs nothing more than the route's scopes.
 ///
 /// The method and tool come from the JSON-RPC body, read within a size limit and handed on
-/// intact. The 2026-07-28 `Mcp-Method` / `Mcp-Name` headers, when present, must agree with the
-/// body: a header that says `tools/list` over a body that calls `delete_file` is refused, so a
-/// client cannot talk its way past a scope.
+/// intact. When the 2026-07-28 `Mcp-Method` / `Mcp-Name` headers name another call than the
+/// body, the token must hold the scopes of both, so a client cannot talk its way past a scope
+/// whichever one the service goes by; the service then refuses the mismatch (-32020).
 ///
 /// Scopes required per MCP method, and per tool for `tools/call`.
 ///

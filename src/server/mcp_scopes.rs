@@ -25,9 +25,9 @@ use crate::server::verify::AuthInfo;
 ///
 /// It sits inside [`RequireBearerLayer`](crate::server::RequireBearerLayer), which has already
 /// checked the token and put its [`AuthInfo`] in the request extensions. For a POST it reads the
-/// body (within [`McpScopes::max_body_bytes`]), finds the calls, checks the 2026-07-28 routing
-/// headers against them, and answers 403 `insufficient_scope` naming every scope the request
-/// needs; the body is handed on intact. Without `AuthInfo` (no bearer layer in front) every
+/// body (within [`McpScopes::max_body_bytes`]), finds the calls (and the one the 2026-07-28
+/// routing headers name, when it differs), and answers 403 `insufficient_scope` naming every
+/// scope the request needs; the body is handed on intact. Without `AuthInfo` (no bearer layer in front) every
 /// request is refused: the layer never fails open.
 ///
 /// ```
@@ -155,8 +155,13 @@ where
             ReadError::TooLarge => Rejection::BodyTooLarge,
             ReadError::Body(_) => Rejection::InvalidRequest("the request body could not be read"),
         })?;
-    let calls = calls_in(&bytes).map_err(Rejection::InvalidRequest)?;
-    check_mcp_headers(&parts.headers, &calls)?;
+    let mut calls = calls_in(&bytes).map_err(Rejection::InvalidRequest)?;
+    let lists = lists_anything(&calls);
+    // A header that disagrees with the body is the service's to refuse (2026-07-28: -32020,
+    // with a body this layer cannot write); the token must hold what either one names.
+    if let Some(claimed) = header_call(&parts.headers, &calls)? {
+        calls.push(claimed);
+    }
     let mut needed = BTreeSet::new();
     policy.required_for(&calls, &mut needed);
     if needed.iter().any(|scope| !info.has_scope(scope)) {
@@ -166,9 +171,7 @@ where
     }
     let mut request = Request::from_parts(parts, B::from(bytes));
     // For FilterMcpLists further in: which calls list, without reading the body again.
-    request
-        .extensions_mut()
-        .insert(ListsInBody(lists_anything(&calls)));
+    request.extensions_mut().insert(ListsInBody(lists));
     Ok(request)
 }
 
@@ -196,27 +199,25 @@ fn decode_name(value: &str) -> Result<String, Rejection> {
         .map_err(|_| Rejection::InvalidRequest("Mcp-Name is not valid base64 UTF-8"))
 }
 
-/// The 2026-07-28 routing headers must say what the body says.
-fn check_mcp_headers(headers: &HeaderMap, calls: &[McpCall]) -> Result<(), Rejection> {
-    if let Some(method) = single_header(headers, mcp_headers::MCP_METHOD)? {
-        if calls.iter().any(|c| c.method != method) {
-            return Err(Rejection::InvalidRequest(
-                "Mcp-Method does not match the body",
-            ));
-        }
+/// The call the 2026-07-28 routing headers name, when it is not what the body says.
+fn header_call(headers: &HeaderMap, calls: &[McpCall]) -> Result<Option<McpCall>, Rejection> {
+    let Some(method) = single_header(headers, mcp_headers::MCP_METHOD)? else {
+        return Ok(None);
+    };
+    let name = single_header(headers, mcp_headers::MCP_NAME)?
+        .map(decode_name)
+        .transpose()?;
+    let agrees = calls
+        .iter()
+        .all(|c| c.method == method && (name.is_none() || c.name.is_none() || c.name == name));
+    if agrees {
+        return Ok(None);
     }
-    if let Some(name) = single_header(headers, mcp_headers::MCP_NAME)? {
-        let name = decode_name(name)?;
-        if calls
-            .iter()
-            .any(|c| c.name.as_ref().is_some_and(|n| *n != name))
-        {
-            return Err(Rejection::InvalidRequest(
-                "Mcp-Name does not match the body",
-            ));
-        }
-    }
-    Ok(())
+    Ok(Some(McpCall {
+        id: None,
+        method: method.to_owned(),
+        name,
+    }))
 }
 
 #[cfg(test)]
@@ -278,6 +279,26 @@ mod tests {
         );
         let other = app().oneshot(call("read_file", Some(&[]))).await.unwrap();
         assert_eq!(other.status(), StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn a_header_naming_another_tool_needs_that_tools_scopes_too() {
+        let mut request = call("read_file", Some(&["mcp"]));
+        request
+            .headers_mut()
+            .insert(mcp_headers::MCP_METHOD, "tools/call".parse().unwrap());
+        request
+            .headers_mut()
+            .insert(mcp_headers::MCP_NAME, "delete_file".parse().unwrap());
+        let denied = app().oneshot(request).await.unwrap();
+        assert_eq!(denied.status(), StatusCode::FORBIDDEN);
+        // With the scopes of both, the service gets to refuse the mismatch itself.
+        let mut request = call("read_file", Some(&["files:write"]));
+        request
+            .headers_mut()
+            .insert(mcp_headers::MCP_METHOD, "TOOLS/CALL".parse().unwrap());
+        let passed = app().oneshot(request).await.unwrap();
+        assert_eq!(passed.status(), StatusCode::OK);
     }
 
     #[tokio::test]
