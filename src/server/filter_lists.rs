@@ -13,17 +13,13 @@ use http_body::Body;
 use tower::{Layer, Service};
 
 use crate::error::BoxError;
-use crate::http::{has_media_type_in, read_limited, ReadError};
+use crate::http::{has_media_type_in, read_limited};
 use crate::server::challenges::{Challenges, Rejection};
 use crate::server::list_body::{ListAnswers, ListsBody};
-use crate::server::mcp::{calls_in, McpScopes};
-use crate::server::mcp_lists::lists_anything;
+use crate::server::mcp::McpScopes;
+use crate::server::mcp_lists::{lists_anything, ListsInBody};
+use crate::server::mcp_scopes::{is_encoded, read_calls};
 use crate::server::verify::AuthInfo;
-
-/// Whether a body [`RequireMcpScopes`](crate::server::RequireMcpScopes) read lists anything,
-/// handed on so the body is not read twice.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct ListsInBody(pub(crate) bool);
 
 /// [`FilterMcpListsLayer`]: scope-filtered discovery (as the SEP-1881 draft describes it) from the same [`McpScopes`]
 /// that [`RequireMcpScopesLayer`](crate::server::RequireMcpScopesLayer) enforces.
@@ -213,7 +209,7 @@ fn watch_events<B>(
     if !has_media_type_in(response.headers(), "text/event-stream") {
         return response.map(ListsBody::inner);
     }
-    if encoded(response.headers()) {
+    if is_encoded(response.headers()) {
         tracing::warn!("an MCP event stream came compressed, so it cannot be filtered; refused");
         return failed();
     }
@@ -274,18 +270,7 @@ where
         let lists = found.0;
         return Ok((request, lists));
     }
-    if encoded(request.headers()) {
-        return Err(Rejection::UnsupportedEncoding);
-    }
-    let (parts, body) = request.into_parts();
-    let bytes = read_limited(body, policy.max_body_bytes)
-        .await
-        .map_err(|e| match e {
-            ReadError::TooLarge => Rejection::BodyTooLarge,
-            ReadError::Body(_) => Rejection::InvalidRequest("the request body could not be read"),
-        })?;
-    // What cannot be read cannot be filtered, and is never let through to be answered whole.
-    let calls = calls_in(&bytes).map_err(Rejection::InvalidRequest)?;
+    let (parts, bytes, calls) = read_calls(request, policy.max_body_bytes).await?;
     Ok((
         Request::from_parts(parts, B::from(bytes)),
         lists_anything(&calls),
@@ -303,7 +288,7 @@ where
     ResBody: Body<Data = Bytes>,
     ResBody::Error: Into<BoxError>,
 {
-    let encoded = encoded(response.headers());
+    let encoded = is_encoded(response.headers());
     let headers = response.headers();
     let json = has_media_type_in(headers, "application/json");
     let events = has_media_type_in(headers, "text/event-stream");
@@ -346,13 +331,6 @@ where
     let rewritten = Bytes::from(message.to_string());
     parts.headers.remove(http::header::CONTENT_LENGTH);
     Response::from_parts(parts, ListsBody::whole(rewritten))
-}
-
-/// Whether a message's body is compressed (so it cannot be read here).
-fn encoded(headers: &http::HeaderMap) -> bool {
-    headers
-        .get(http::header::CONTENT_ENCODING)
-        .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"))
 }
 
 /// An answer that could not be filtered is never passed on whole.

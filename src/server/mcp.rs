@@ -123,10 +123,7 @@ impl McpScopes {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.methods
-            .entry(method.to_owned())
-            .or_default()
-            .extend(scopes.into_iter().map(Into::into));
+        add(&mut self.methods, method, scopes);
         self
     }
 
@@ -136,10 +133,7 @@ impl McpScopes {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.tools
-            .entry(name.to_owned())
-            .or_default()
-            .extend(scopes.into_iter().map(Into::into));
+        add(&mut self.tools, name, scopes);
         self
     }
 
@@ -149,10 +143,7 @@ impl McpScopes {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.prompts
-            .entry(name.to_owned())
-            .or_default()
-            .extend(scopes.into_iter().map(Into::into));
+        add(&mut self.prompts, name, scopes);
         self
     }
 
@@ -164,10 +155,7 @@ impl McpScopes {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.resources
-            .entry(uri.to_owned())
-            .or_default()
-            .extend(scopes.into_iter().map(Into::into));
+        add(&mut self.resources, uri, scopes);
         self
     }
 
@@ -234,6 +222,17 @@ impl McpScopes {
             .collect();
         all.into_iter().collect()
     }
+}
+
+/// Adds `scopes` to what `key` requires in `map`.
+fn add<I, S>(map: &mut HashMap<String, Vec<String>>, key: &str, scopes: I)
+where
+    I: IntoIterator<Item = S>,
+    S: Into<String>,
+{
+    map.entry(key.to_owned())
+        .or_default()
+        .extend(scopes.into_iter().map(Into::into));
 }
 
 #[cfg(feature = "rmcp-server")]

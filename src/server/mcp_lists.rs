@@ -13,6 +13,11 @@ pub(crate) struct ListView<'a> {
     pub(crate) granted: &'a [String],
 }
 
+/// Whether a body [`RequireMcpScopes`](crate::server::RequireMcpScopes) read lists anything,
+/// handed on so the body is not read twice.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ListsInBody(pub(crate) bool);
+
 /// Whether any of `calls` lists tools, prompts or resources.
 pub(crate) fn lists_anything(calls: &[McpCall]) -> bool {
     calls

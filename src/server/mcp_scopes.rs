@@ -16,9 +16,8 @@ use crate::error::BoxError;
 use crate::http::{read_limited, ReadError};
 use crate::mcp_headers;
 use crate::server::challenges::{Challenges, Rejection};
-use crate::server::filter_lists::ListsInBody;
 use crate::server::mcp::{calls_in, McpCall, McpScopes};
-use crate::server::mcp_lists::lists_anything;
+use crate::server::mcp_lists::{lists_anything, ListsInBody};
 use crate::server::verify::AuthInfo;
 
 /// [`RequireMcpScopesLayer`]: scopes per MCP method and tool, decided from the JSON-RPC body.
@@ -140,22 +139,7 @@ where
     if request.method() != Method::POST {
         return Ok(request);
     }
-    // A compressed body would be judged on bytes the service never sees decoded.
-    let encoded = request
-        .headers()
-        .get(http::header::CONTENT_ENCODING)
-        .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
-    if encoded {
-        return Err(Rejection::UnsupportedEncoding);
-    }
-    let (parts, body) = request.into_parts();
-    let bytes = read_limited(body, policy.max_body_bytes)
-        .await
-        .map_err(|e| match e {
-            ReadError::TooLarge => Rejection::BodyTooLarge,
-            ReadError::Body(_) => Rejection::InvalidRequest("the request body could not be read"),
-        })?;
-    let mut calls = calls_in(&bytes).map_err(Rejection::InvalidRequest)?;
+    let (parts, bytes, mut calls) = read_calls(request, policy.max_body_bytes).await?;
     let lists = lists_anything(&calls);
     // A header that disagrees with the body is the service's to refuse (2026-07-28: -32020,
     // with a body this layer cannot write); the token must hold what either one names.
@@ -173,6 +157,36 @@ where
     // For FilterMcpLists further in: which calls list, without reading the body again.
     request.extensions_mut().insert(ListsInBody(lists));
     Ok(request)
+}
+
+/// Whether a message's body is compressed, so it cannot be read here.
+pub(crate) fn is_encoded(headers: &HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_ENCODING)
+        .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"))
+}
+
+/// A POST's parts, its body (read within `max_bytes`) and the JSON-RPC calls in it. What
+/// cannot be read is refused, never passed on to be judged by a more lenient parser.
+pub(crate) async fn read_calls<B>(
+    request: Request<B>,
+    max_bytes: usize,
+) -> Result<(http::request::Parts, Bytes, Vec<McpCall>), Rejection>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    // A compressed body would be judged on bytes the service never sees decoded.
+    if is_encoded(request.headers()) {
+        return Err(Rejection::UnsupportedEncoding);
+    }
+    let (parts, body) = request.into_parts();
+    let bytes = read_limited(body, max_bytes).await.map_err(|e| match e {
+        ReadError::TooLarge => Rejection::BodyTooLarge,
+        ReadError::Body(_) => Rejection::InvalidRequest("the request body could not be read"),
+    })?;
+    let calls = calls_in(&bytes).map_err(Rejection::InvalidRequest)?;
+    Ok((parts, bytes, calls))
 }
 
 /// One header's value: absent, or exactly one visible-ASCII value.
